@@ -1,0 +1,87 @@
+"""Word-level modular arithmetic for 64-bit words, as numba inline functions.
+
+Word size: every RNS prime q is below 2^61 and every residue is stored in a uint64. Products
+need 128 bits; numba has no 128-bit integer, so the high word of a 64x64 product is built
+from four 32x32 -> 64 products (`mulhi64`), which LLVM turns into vector `vpmuludq` lanes.
+Two reductions are used:
+
+- Shoup (multiplication by a precomputed constant w, with w' = floor(w 2^64 / q)):
+  r = a w - floor(a w' / 2^64) q  lies in [0, 2q) for any a < 2^64; one mulhi per product.
+  Used by the NTT twiddles, base conversion constants and scalar multiplications.
+- Barrett (both operands variable, a, b < q < 2^61): x = a b < 2^(2k) with k = bitlen(q);
+  t = x >> (k-1); q_est = (t mu) >> (k+1) with mu = floor(2^(2k) / q); r = x - q_est q lies
+  in [0, 3q). Two mulhi per product. Used by pointwise products of polynomials.
+
+Reference: D. Harvey, "Faster arithmetic for number-theoretic transforms", J. Symb. Comp. 2014
+(Shoup butterflies with lazy reduction); Barrett, CRYPTO 1986.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+MAX_PRIME_BITS = 61  # lazy butterflies keep values below 4q < 2^63
+
+U64 = np.uint64
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_ONE = np.uint64(1)
+
+
+@nb.njit(inline="always", cache=True)
+def mulhi64(a, b):
+    """High 64 bits of the 128-bit product a*b (four 32x32 products)."""
+    a0 = a & _M32
+    a1 = a >> _S32
+    b0 = b & _M32
+    b1 = b >> _S32
+    p00 = a0 * b0
+    p01 = a0 * b1
+    p10 = a1 * b0
+    p11 = a1 * b1
+    mid = (p00 >> _S32) + (p01 & _M32) + (p10 & _M32)
+    return p11 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+
+
+@nb.njit(inline="always", cache=True)
+def mul_shoup_lazy(a, w, w_shoup, q):
+    """a*w mod q in [0, 2q), for any a < 2^64, w < q, w_shoup = floor(w 2^64 / q)."""
+    return a * w - mulhi64(a, w_shoup) * q
+
+
+@nb.njit(inline="always", cache=True)
+def mul_shoup(a, w, w_shoup, q):
+    """a*w mod q in [0, q)."""
+    r = a * w - mulhi64(a, w_shoup) * q
+    return r - q if r >= q else r
+
+
+@nb.njit(inline="always", cache=True)
+def mul_barrett(a, b, q, mu, k):
+    """a*b mod q in [0, q) for a, b < q < 2^61; mu = floor(2^(2k)/q), k = bitlen(q)."""
+    lo = a * b
+    hi = mulhi64(a, b)
+    km1 = k - _ONE
+    t = (hi << (np.uint64(64) - km1)) | (lo >> km1)  # x >> (k-1), < 2^(k+1)
+    tlo = t * mu
+    thi = mulhi64(t, mu)
+    kp1 = k + _ONE
+    qest = (thi << (np.uint64(64) - kp1)) | (tlo >> kp1)
+    r = lo - qest * q  # in [0, 3q)
+    if r >= q:
+        r -= q
+    if r >= q:
+        r -= q
+    return r
+
+
+def shoup_constant(w: int, q: int) -> int:
+    """w' = floor(w 2^64 / q), the Shoup companion of the constant w < q."""
+    return (int(w) << 64) // int(q)
+
+
+def barrett_constants(q: int) -> tuple[int, int]:
+    """(mu, k) with k = bitlen(q) and mu = floor(2^(2k) / q)."""
+    k = int(q).bit_length()
+    return (1 << (2 * k)) // int(q), k

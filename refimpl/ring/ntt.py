@@ -1,0 +1,195 @@
+"""Negacyclic NTT over Z_q[X]/(X^N + 1), per limb and over all RNS limbs at once (numba).
+
+Forward: Cooley-Tukey butterflies with the powers of psi in bit-reversed order; the output
+is in bit-reversed order, a_hat[i] = a(psi^(2 brv(i) + 1)). Inverse: Gentleman-Sande, the
+mirror image, followed by the factor N^-1. Butterflies reduce lazily (Harvey 2014): values
+stay in [0, 4q) inside the forward transform and [0, 2q) inside the inverse.
+
+Reference: Longa and Naehrig, "Speeding up the NTT", CANS 2016 (Alg. 1 and 2); Harvey 2014.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numba as nb
+import numpy as np
+
+from .modarith import mul_shoup_lazy, shoup_constant
+from .primes import primitive_root_2n
+
+U64 = np.uint64
+
+
+def bit_reverse_permutation(N: int) -> np.ndarray:
+    """brv[i] = i with its log2(N) bits reversed."""
+    logn = N.bit_length() - 1
+    idx = np.arange(N, dtype=np.int64)
+    rev = np.zeros(N, dtype=np.int64)
+    for b in range(logn):
+        rev |= ((idx >> b) & 1) << (logn - 1 - b)
+    return rev
+
+
+@dataclass(frozen=True, eq=False)
+class NTTTables:
+    """Twiddles of one or more primes, stacked: arrays of shape [L, N] (Shoup companions beside)."""
+
+    N: int
+    q: np.ndarray  # [L] uint64
+    psi_rev: np.ndarray  # [L, N]  psi^brv(i)
+    psi_rev_shoup: np.ndarray
+    psi_inv_rev: np.ndarray  # [L, N]  psi^-brv(i)
+    psi_inv_rev_shoup: np.ndarray
+    n_inv: np.ndarray  # [L]
+    n_inv_shoup: np.ndarray
+
+    def select(self, rows) -> "NTTTables":
+        """The tables of a subset of the primes (rows: index array or slice)."""
+        return NTTTables(
+            self.N, self.q[rows], self.psi_rev[rows], self.psi_rev_shoup[rows],
+            self.psi_inv_rev[rows], self.psi_inv_rev_shoup[rows], self.n_inv[rows], self.n_inv_shoup[rows],
+        )
+
+
+@lru_cache(maxsize=None)
+def _prime_tables(q: int, N: int) -> tuple[np.ndarray, ...]:
+    psi = primitive_root_2n(q, N)
+    psi_inv = pow(psi, -1, q)
+    brv = bit_reverse_permutation(N)
+    # powers by repeated multiplication with Python ints (exact), then permuted
+    pw = np.empty(N, dtype=object)
+    pw_inv = np.empty(N, dtype=object)
+    x = y = 1
+    for i in range(N):
+        pw[i] = x
+        pw_inv[i] = y
+        x = x * psi % q
+        y = y * psi_inv % q
+    fwd = [int(v) for v in pw[brv]]
+    inv = [int(v) for v in pw_inv[brv]]
+    n_inv = pow(N, -1, q)
+    return (
+        np.array(fwd, dtype=U64), np.array([shoup_constant(v, q) for v in fwd], dtype=U64),
+        np.array(inv, dtype=U64), np.array([shoup_constant(v, q) for v in inv], dtype=U64),
+        n_inv, shoup_constant(n_inv, q),
+    )
+
+
+def make_tables(primes, N: int) -> NTTTables:
+    """Stack the NTT tables of the given primes."""
+    rows = [_prime_tables(int(q), N) for q in primes]
+    return NTTTables(
+        N,
+        np.array([int(q) for q in primes], dtype=U64),
+        np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
+        np.stack([r[2] for r in rows]), np.stack([r[3] for r in rows]),
+        np.array([r[4] for r in rows], dtype=U64), np.array([r[5] for r in rows], dtype=U64),
+    )
+
+
+@nb.njit(cache=True, nogil=True, fastmath=False)
+def _forward_limb(a, q, w, ws):
+    """In-place forward NTT of one limb; output fully reduced, bit-reversed order."""
+    N = a.shape[0]
+    two_q = q + q
+    four_q = two_q + two_q
+    t = N
+    m = 1
+    while m < N:
+        t >>= 1
+        for i in range(m):
+            j1 = 2 * i * t
+            S = w[m + i]
+            Ss = ws[m + i]
+            for j in range(j1, j1 + t):
+                U = a[j]
+                if U >= two_q:
+                    U -= two_q
+                V = mul_shoup_lazy(a[j + t], S, Ss, q)  # [0, 2q)
+                a[j] = U + V  # [0, 4q)
+                a[j + t] = U - V + two_q  # (0, 4q)
+        m <<= 1
+    for j in range(N):
+        x = a[j]
+        if x >= two_q:
+            x -= two_q
+        if x >= q:
+            x -= q
+        a[j] = x
+    _ = four_q
+
+
+@nb.njit(cache=True, nogil=True)
+def _inverse_limb(a, q, w, ws, n_inv, n_inv_s):
+    """In-place inverse NTT of one limb (bit-reversed input); output fully reduced."""
+    N = a.shape[0]
+    two_q = q + q
+    t = 1
+    m = N
+    while m > 1:
+        h = m >> 1
+        j1 = 0
+        for i in range(h):
+            S = w[h + i]
+            Ss = ws[h + i]
+            for j in range(j1, j1 + t):
+                U = a[j]
+                V = a[j + t]
+                x = U + V
+                if x >= two_q:
+                    x -= two_q
+                a[j] = x  # [0, 2q)
+                a[j + t] = mul_shoup_lazy(U - V + two_q, S, Ss, q)  # [0, 2q)
+            j1 += 2 * t
+        t <<= 1
+        m = h
+    for j in range(N):
+        x = mul_shoup_lazy(a[j], n_inv, n_inv_s, q)
+        if x >= q:
+            x -= q
+        a[j] = x
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _forward_all(a, q, w, ws):
+    for l in nb.prange(a.shape[0]):
+        _forward_limb(a[l], q[l], w[l], ws[l])
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _inverse_all(a, q, w, ws, n_inv, n_inv_s):
+    for l in nb.prange(a.shape[0]):
+        _inverse_limb(a[l], q[l], w[l], ws[l], n_inv[l], n_inv_s[l])
+
+
+def ntt(a: np.ndarray, tables: NTTTables) -> np.ndarray:
+    """Forward NTT of every limb of a ([L, N] uint64, values < q); returns a new array."""
+    out = np.array(a, dtype=U64, copy=True, order="C")
+    _check(out, tables)
+    _forward_all(out, tables.q, tables.psi_rev, tables.psi_rev_shoup)
+    return out
+
+
+def intt(a: np.ndarray, tables: NTTTables) -> np.ndarray:
+    """Inverse NTT of every limb of a ([L, N] uint64, values < q); returns a new array."""
+    out = np.array(a, dtype=U64, copy=True, order="C")
+    _check(out, tables)
+    _inverse_all(out, tables.q, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
+    return out
+
+
+def ntt_inplace(a: np.ndarray, tables: NTTTables) -> None:
+    """Forward NTT in place (a must be C-contiguous uint64 [L, N])."""
+    _forward_all(a, tables.q, tables.psi_rev, tables.psi_rev_shoup)
+
+
+def intt_inplace(a: np.ndarray, tables: NTTTables) -> None:
+    """Inverse NTT in place."""
+    _inverse_all(a, tables.q, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
+
+
+def _check(a: np.ndarray, tables: NTTTables) -> None:
+    if a.ndim != 2 or a.shape != (tables.q.shape[0], tables.N):
+        raise ValueError(f"expected a [{tables.q.shape[0]}, {tables.N}] array of residues, got shape {a.shape}")

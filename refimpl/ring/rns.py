@@ -1,0 +1,280 @@
+"""RNS arithmetic: a chain of primes, pointwise kernels, CRT, fast base conversion, ModUp/ModDown.
+
+A polynomial over Q = q_0 ... q_{l} is a C-contiguous uint64 array [l+1, N] of residues
+(row i holds the polynomial mod q_i), in the coefficient or the NTT (evaluation) domain.
+
+Fast base conversion from basis C = {c_i} to basis B = {b_j} (approximate, Bajard et al. /
+Halevi-Polyakov-Shoup): y_i = [x_i (C/c_i)^-1]_{c_i}, then
+    Conv(x)_j = sum_i y_i [C/c_i]_{b_j}  mod b_j  =  x + u C  (0 <= u < |C|).
+ModDown by P (hybrid key switching, Han-Ki): x' = (x - Conv_{P->Q}(x mod P)) P^-1 mod q_i.
+
+Reference: Bajard, Eynard, Hasan, Zucca, SAC 2016; Halevi, Polyakov, Shoup, CT-RSA 2019;
+Han and Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key switching).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from math import prod
+
+import numba as nb
+import numpy as np
+
+from .modarith import barrett_constants, mul_barrett, mul_shoup, mul_shoup_lazy, shoup_constant
+from .ntt import NTTTables, make_tables, ntt_inplace, intt_inplace
+
+U64 = np.uint64
+
+
+# ----------------------------------------------------------------------------- kernels
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _mul(a, b, q, mu, k):
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql, mul_, kl = q[l], mu[l], k[l]
+        for n in range(a.shape[1]):
+            out[l, n] = mul_barrett(a[l, n], b[l, n], ql, mul_, kl)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _mul_acc(acc, a, b, q, mu, k):
+    """acc += a * b (mod q), in place."""
+    for l in nb.prange(a.shape[0]):
+        ql, mul_, kl = q[l], mu[l], k[l]
+        for n in range(a.shape[1]):
+            x = acc[l, n] + mul_barrett(a[l, n], b[l, n], ql, mul_, kl)
+            acc[l, n] = x - ql if x >= ql else x
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _add(a, b, q):
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql = q[l]
+        for n in range(a.shape[1]):
+            x = a[l, n] + b[l, n]
+            out[l, n] = x - ql if x >= ql else x
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _sub(a, b, q):
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql = q[l]
+        for n in range(a.shape[1]):
+            x = a[l, n] + ql - b[l, n]
+            out[l, n] = x - ql if x >= ql else x
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _neg(a, q):
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql = q[l]
+        for n in range(a.shape[1]):
+            x = a[l, n]
+            out[l, n] = ql - x if x != 0 else x
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _mul_scalar(a, w, ws, q):
+    """Row l times the constant w[l] (Shoup)."""
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql, wl, wsl = q[l], w[l], ws[l]
+        for n in range(a.shape[1]):
+            out[l, n] = mul_shoup(a[l, n], wl, wsl, ql)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _base_convert(x, c_in, inv_w, inv_ws, p_out, m_w, m_ws):
+    """Fast base conversion: x [Lin, N] mod c_in -> [Lout, N] mod p_out."""
+    Lin, N = x.shape
+    Lout = p_out.shape[0]
+    y = np.empty_like(x)
+    for i in nb.prange(Lin):
+        ci, w, ws = c_in[i], inv_w[i], inv_ws[i]
+        for n in range(N):
+            y[i, n] = mul_shoup(x[i, n], w, ws, ci)  # y_i = [x_i (C/c_i)^-1]_{c_i}
+    out = np.zeros((Lout, N), dtype=np.uint64)
+    for j in nb.prange(Lout):
+        p = p_out[j]
+        two_p = p + p
+        row = out[j]
+        for i in range(Lin):
+            w = m_w[i, j]
+            ws = m_ws[i, j]
+            for n in range(N):
+                s = row[n] + mul_shoup_lazy(y[i, n], w, ws, p)  # < 4p
+                row[n] = s - two_p if s >= two_p else s
+        for n in range(N):
+            s = row[n]
+            row[n] = s - p if s >= p else s
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _sub_mul_scalar(a, b, w, ws, q):
+    """(a - b) * w[l] mod q[l], rowwise."""
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql, wl, wsl = q[l], w[l], ws[l]
+        for n in range(a.shape[1]):
+            out[l, n] = mul_shoup(a[l, n] + ql - b[l, n], wl, wsl, ql)
+    return out
+
+
+# ----------------------------------------------------------------------------- base conversion
+class BaseConverter:
+    """Approximate conversion from basis `src` to basis `dst` (lists of primes)."""
+
+    def __init__(self, src: list[int], dst: list[int]):
+        C = prod(src)
+        self.src = np.array(src, dtype=U64)
+        self.dst = np.array(dst, dtype=U64)
+        inv = [pow(C // c, -1, c) for c in src]
+        self.inv_w = np.array(inv, dtype=U64)
+        self.inv_ws = np.array([shoup_constant(v, c) for v, c in zip(inv, src)], dtype=U64)
+        m = [[(C // c) % p for p in dst] for c in src]
+        self.m_w = np.array(m, dtype=U64).reshape(len(src), len(dst))
+        self.m_ws = np.array(
+            [[shoup_constant(m[i][j], p) for j, p in enumerate(dst)] for i in range(len(src))], dtype=U64
+        ).reshape(len(src), len(dst))
+
+    def convert(self, x: np.ndarray) -> np.ndarray:
+        """Conv(x) = x + u C over dst, 0 <= u < len(src); x in the coefficient domain."""
+        if x.shape[0] != self.src.shape[0]:
+            raise ValueError(f"base conversion expects {self.src.shape[0]} limbs, got {x.shape[0]}")
+        return _base_convert(np.ascontiguousarray(x), self.src, self.inv_w, self.inv_ws, self.dst, self.m_w, self.m_ws)
+
+
+# ----------------------------------------------------------------------------- the context
+class RNSContext:
+    """All primes of a parameter set (ciphertext chain first, then special primes), with tables.
+
+    Limbs are addressed by index into `primes`; a basis is a tuple of indices.
+    """
+
+    def __init__(self, N: int, primes: list[int]):
+        self.N = N
+        self.primes = [int(p) for p in primes]
+        self.q = np.array(self.primes, dtype=U64)
+        bc = [barrett_constants(p) for p in self.primes]
+        self.mu = np.array([m for m, _ in bc], dtype=U64)
+        self.k = np.array([k for _, k in bc], dtype=U64)
+        self._all_tables = make_tables(self.primes, N)
+
+    def tables(self, basis: tuple[int, ...]) -> NTTTables:
+        return self._tables(tuple(basis))
+
+    @lru_cache(maxsize=None)
+    def _tables(self, basis: tuple[int, ...]) -> NTTTables:
+        return self._all_tables.select(np.array(basis, dtype=np.int64))
+
+    def moduli(self, basis) -> np.ndarray:
+        return self.q[list(basis)]
+
+    @lru_cache(maxsize=None)
+    def converter(self, src: tuple[int, ...], dst: tuple[int, ...]) -> BaseConverter:
+        return BaseConverter([self.primes[i] for i in src], [self.primes[i] for i in dst])
+
+    @lru_cache(maxsize=None)
+    def _scalar(self, basis: tuple[int, ...], value: int) -> tuple[np.ndarray, np.ndarray]:
+        w = [value % self.primes[i] for i in basis]
+        return (np.array(w, dtype=U64), np.array([shoup_constant(v, self.primes[i]) for v, i in zip(w, basis)], dtype=U64))
+
+    # -- elementwise
+    def add(self, a, b, basis):
+        return _add(a, b, self.q[list(basis)])
+
+    def sub(self, a, b, basis):
+        return _sub(a, b, self.q[list(basis)])
+
+    def neg(self, a, basis):
+        return _neg(a, self.q[list(basis)])
+
+    def mul(self, a, b, basis):
+        """Pointwise product (both operands in the NTT domain for a ring product)."""
+        idx = list(basis)
+        return _mul(a, b, self.q[idx], self.mu[idx], self.k[idx])
+
+    def mul_acc(self, acc, a, b, basis):
+        idx = list(basis)
+        _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
+
+    def mul_int(self, a, value: int, basis):
+        """a times the integer `value` (any size, reduced per limb)."""
+        basis = tuple(basis)
+        w, ws = self._scalar(basis, int(value))
+        return _mul_scalar(a, w, ws, self.q[list(basis)])
+
+    def mul_rows(self, a, values: list[int], basis):
+        """Row i times values[i] (already reduced mod its prime)."""
+        basis = tuple(basis)
+        w = np.array(values, dtype=U64)
+        ws = np.array([shoup_constant(v, self.primes[i]) for v, i in zip(values, basis)], dtype=U64)
+        return _mul_scalar(a, w, ws, self.q[list(basis)])
+
+    # -- domains
+    def ntt(self, a, basis):
+        out = np.array(a, dtype=U64, order="C", copy=True)
+        ntt_inplace(out, self.tables(basis))
+        return out
+
+    def intt(self, a, basis):
+        out = np.array(a, dtype=U64, order="C", copy=True)
+        intt_inplace(out, self.tables(basis))
+        return out
+
+    # -- representations
+    def from_int(self, coeffs: np.ndarray, basis) -> np.ndarray:
+        """Signed integer coefficients (int64 array [N]) to residues [len(basis), N]."""
+        c = np.asarray(coeffs, dtype=np.int64)
+        q = self.q[list(basis)].astype(np.int64)
+        return np.mod(c[None, :], q[:, None]).astype(U64)
+
+    def from_bigint(self, coeffs, basis) -> np.ndarray:
+        """Python-int coefficients of any size to residues (slow; exact)."""
+        return np.array([[int(c) % self.primes[i] for c in coeffs] for i in basis], dtype=U64)
+
+    def reconstruct(self, a: np.ndarray, basis, centered: bool = True) -> list[int]:
+        """CRT: residues [len(basis), N] to Python integers in [0, Q) or (-Q/2, Q/2]. Test oracle."""
+        primes = [self.primes[i] for i in basis]
+        Q = prod(primes)
+        out = [0] * a.shape[1]
+        for row, p in zip(a, primes):
+            Qp = Q // p
+            f = Qp * pow(Qp, -1, p)
+            for n, v in enumerate(row.tolist()):
+                out[n] += v * f
+        out = [v % Q for v in out]
+        if centered:
+            out = [v - Q if v > Q // 2 else v for v in out]
+        return out
+
+    # -- hybrid key switching helpers
+    def mod_down(self, x: np.ndarray, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> np.ndarray:
+        """NTT-domain x over q_basis + p_basis -> round(x / P) over q_basis (NTT domain)."""
+        nq = len(q_basis)
+        xp = self.intt(x[nq:], p_basis)
+        conv = self.converter(tuple(p_basis), tuple(q_basis)).convert(xp)
+        ntt_inplace(conv, self.tables(q_basis))
+        w, ws = self._p_inv(tuple(q_basis), tuple(p_basis))
+        return _sub_mul_scalar(np.ascontiguousarray(x[:nq]), conv, w, ws, self.q[list(q_basis)])
+
+    @lru_cache(maxsize=None)
+    def _p_inv(self, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """[P^-1]_{q_i} and Shoup companions, P = prod of p_basis."""
+        P = prod(self.primes[i] for i in p_basis)
+        w = [pow(P, -1, self.primes[i]) for i in q_basis]
+        return (np.array(w, dtype=U64), np.array([shoup_constant(v, self.primes[i]) for v, i in zip(w, q_basis)], dtype=U64))
+
+    def rescale(self, x: np.ndarray, basis: tuple[int, ...]) -> np.ndarray:
+        """NTT-domain x over basis -> round(x / q_last) over basis[:-1] (exact division by the last prime)."""
+        return self.mod_down(x, tuple(basis[:-1]), (basis[-1],))
+
