@@ -9,6 +9,7 @@ the same Q runs under HEStd_NotSet and the notes say so.
 
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -44,19 +45,29 @@ def make_context(cfg, security, dnum):
     return of.GenCryptoContext(p)
 
 
+def short(error):
+    """OpenFHE's exception text without its source-file prefix."""
+    return re.sub(r"^.*?l\.\d+:\w+\(\): ", "", str(error).strip().splitlines()[0])
+
+
 def context_for(cfg, notes):
-    """The context OpenFHE accepts: (cc, security label), trying dnum values as described above."""
+    """The context OpenFHE accepts: (cc, security label), trying dnum values in order.
+
+    OpenFHE refuses some dnum for a chain (towers that do not split evenly, or its own P
+    estimate failing), so each level tries every dnum until one is accepted.
+    """
     limbs = cfg["levels"] + 1
     digits = [cfg["dnum"]] if cfg.get("dnum") else [0, *range(2, limbs + 1)]
-    if cfg.get("security", "128") == "128":
+    levels = [("HEStd_128_classic", of.HEStd_128_classic)] if cfg.get("security", "128") == "128" else []
+    for label, security in [*levels, ("HEStd_NotSet", of.HEStd_NotSet)]:
+        errors = []
         for dnum in digits:
             try:
-                return make_context(cfg, of.HEStd_128_classic, dnum), "HEStd_128_classic"
-            except Exception:  # OpenFHE raises when log2(Q*P) exceeds its 128-bit table
-                continue
-        notes.append(f"OpenFHE's HEStd_128_classic check rejected Q*P for every dnum in {digits}; "
-                     "ran the same Q under HEStd_NotSet")
-    return make_context(cfg, of.HEStd_NotSet, digits[0]), "HEStd_NotSet"
+                return make_context(cfg, security, dnum), label
+            except Exception as e:  # OpenFHE raises RuntimeError for every rejected parameter set
+                errors.append(short(e))
+        notes.append(f"OpenFHE rejected {label} for every dnum in {digits}, e.g. {errors[0]!r}")
+    sys.exit(f"OpenFHE accepted no dnum for N={cfg['N']}, {limbs} limbs: {notes[-1]}")
 
 
 def find(obj, key):
@@ -143,6 +154,10 @@ def main():
         "rotation_key": len(of.SerializeEvalAutomorphismKeyString(of.BINARY, "")),
     }
     notes.append("sizes: OpenFHE BINARY serialization (cereal), no compression")
+    if log_qp is not None:  # the relin key holds dnum pairs of polynomials over Q*P: check P's limb count
+        p_limbs = round(sizes["relin_key"] / (dnum * 2 * n * 8)) - (cfg["levels"] + 1)
+        if p_limbs * 60 != round(log_qp - log_q):
+            notes.append(f"relin key size implies {p_limbs} P limbs, not {round(log_qp - log_q) // 60}")
     print(json.dumps({
         "peer": "openfhe", "version": of.__version__, "N": cc.GetRingDimension(),
         "limbs": cfg["levels"] + 1, "log_q": log_q, "log_qp": log_qp, "security": security,
