@@ -48,6 +48,17 @@ def _mul_acc(acc, a, b, q, mu, k):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
+def _mul_acc_rows(acc, a, key, rows, q, mu, k):
+    """acc[l] += a[l] * key[rows[l]] (mod q[l]), in place: key-switching inner products."""
+    for l in nb.prange(a.shape[0]):
+        ql, mul_, kl = q[l], mu[l], k[l]
+        kr = key[rows[l]]
+        for n in range(a.shape[1]):
+            x = acc[l, n] + mul_barrett(a[l, n], kr[n], ql, mul_, kl)
+            acc[l, n] = x - ql if x >= ql else x
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
 def _add(a, b, q):
     out = np.empty_like(a)
     for l in nb.prange(a.shape[0]):
@@ -206,6 +217,11 @@ class RNSContext:
     def mul_acc(self, acc, a, b, basis):
         idx = list(basis)
         _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
+
+    def mul_acc_rows(self, acc, a, key, basis):
+        """acc += a * key[basis] rowwise, where key holds every prime of the context."""
+        idx = np.array(basis, dtype=np.int64)
+        _mul_acc_rows(acc, a, key, idx, self.q[idx], self.mu[idx], self.k[idx])
 
     def mul_int(self, a, value: int, basis):
         """a times the integer `value` (any size, reduced per limb)."""

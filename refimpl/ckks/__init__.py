@@ -1,0 +1,26 @@
+"""RNS-CKKS: parameters, encoding, keys, encryption, evaluation, serialization."""
+
+from .ciphertext import Ciphertext, Plaintext
+from .encoder import Encoder
+from .encryptor import Decryptor, Encryptor
+from .errors import (
+    CKKSError,
+    InsecureParametersError,
+    LevelExhaustedError,
+    LevelMismatchError,
+    MissingKeyError,
+    ParameterError,
+    ScaleMismatchError,
+    SerializationError,
+)
+from .evaluator import Evaluator
+from .keys import EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey, conjugation_element, galois_element
+from .params import PRESETS, Parameters, preset
+
+__all__ = [
+    "Ciphertext", "Plaintext", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
+    "KeyGenerator", "PublicKey", "SecretKey", "SwitchingKey", "Parameters", "PRESETS", "preset",
+    "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError",
+    "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError",
+    "ScaleMismatchError", "SerializationError",
+]

@@ -1,0 +1,36 @@
+"""Exceptions of the CKKS layer: each says what was expected, what was found, and how to fix it."""
+
+
+class CKKSError(ValueError):
+    """Base class of every CKKS error."""
+
+
+class ParameterError(CKKSError):
+    """Invalid parameters (N, primes, scale, dnum)."""
+
+
+class InsecureParametersError(ParameterError):
+    """log2(PQ) above the 128-bit bound for N, and `insecure=True` was not given."""
+
+
+class LevelMismatchError(CKKSError):
+    """Two operands at different levels."""
+
+
+class ScaleMismatchError(CKKSError):
+    """Two operands with different scales where equal scales are needed."""
+
+
+class LevelExhaustedError(CKKSError):
+    """The operation needs more levels than the ciphertext has left."""
+
+
+class MissingKeyError(CKKSError, KeyError):
+    """An evaluation key (relinearization or Galois) was not generated."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SerializationError(CKKSError):
+    """Malformed, truncated, corrupted or mismatched serialized data."""

@@ -1,0 +1,239 @@
+"""Homomorphic operations. Every operation returns a new ciphertext; inputs are never mutated.
+
+Levels and scales are checked, never assumed: operands of add/sub must share level and scale
+(the error names both and how to fix it); a product multiplies the scales; rescale divides the
+scale by the dropped prime q_l exactly (level l -> l-1, scale Delta^2 / q_l).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..ring.automorphism import automorphism_ntt
+from .ciphertext import Ciphertext, Plaintext
+from .encoder import Encoder
+from .errors import LevelExhaustedError, LevelMismatchError, MissingKeyError, ScaleMismatchError
+from .keys import EvaluationKeys, conjugation_element, galois_element
+from .keyswitch import apply_key, key_switch, mod_up, permute_digits
+from .params import Parameters
+
+SCALE_RTOL = 1e-9  # scales closer than this (relative) count as equal: the error is below 2^-29
+
+
+def _same_scale(a: float, b: float) -> bool:
+    return abs(a - b) <= SCALE_RTOL * max(abs(a), abs(b))
+
+
+class Evaluator:
+    """Evaluates on ciphertexts of one parameter set with the given evaluation keys."""
+
+    def __init__(self, params: Parameters, keys: EvaluationKeys | None = None):
+        self.params = params
+        self.keys = keys if keys is not None else EvaluationKeys()
+        self.encoder = Encoder(params)
+        self.ctx = params.ctx
+
+    # ------------------------------------------------------------------ checks
+    def _basis(self, level: int) -> tuple[int, ...]:
+        return self.params.q_basis(level)
+
+    @staticmethod
+    def _check_pair(a, b, op: str, check_scale: bool = True) -> None:
+        if a.params is not b.params and a.params != b.params:
+            raise LevelMismatchError(f"{op}: operands come from different parameter sets")
+        if a.level != b.level:
+            raise LevelMismatchError(
+                f"{op}: levels differ (left at level {a.level}, scale 2^{np.log2(a.scale):.2f}; "
+                f"right at level {b.level}, scale 2^{np.log2(b.scale):.2f}): "
+                f"bring the higher one down with drop_level(ct, {min(a.level, b.level)})"
+            )
+        if check_scale and not _same_scale(a.scale, b.scale):
+            raise ScaleMismatchError(
+                f"{op}: scales differ (left 2^{np.log2(a.scale):.4f} at level {a.level}, right "
+                f"2^{np.log2(b.scale):.4f} at level {b.level}): multiply one by a constant that "
+                "fixes its scale (mul_const with scale=...) or encode the plaintext at the other's scale"
+            )
+
+    # ------------------------------------------------------------------ linear
+    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        self._check_pair(a, b, "add")
+        basis = self._basis(a.level)
+        n = max(a.size, b.size)
+        comps = []
+        for i in range(n):
+            if i < a.size and i < b.size:
+                comps.append(self.ctx.add(a.c[i], b.c[i], basis))
+            else:
+                comps.append((a.c[i] if i < a.size else b.c[i]).copy())
+        return Ciphertext(tuple(comps), a.level, a.scale, a.params)
+
+    def sub(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        return self.add(a, self.negate(b))
+
+    def negate(self, a: Ciphertext) -> Ciphertext:
+        basis = self._basis(a.level)
+        return Ciphertext(tuple(self.ctx.neg(c, basis) for c in a.c), a.level, a.scale, a.params)
+
+    def add_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
+        self._check_pair(a, pt, "add_plain")
+        basis = self._basis(a.level)
+        return Ciphertext((self.ctx.add(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params)
+
+    def sub_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
+        self._check_pair(a, pt, "sub_plain")
+        basis = self._basis(a.level)
+        return Ciphertext((self.ctx.sub(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params)
+
+    def add_const(self, a: Ciphertext, value: complex) -> Ciphertext:
+        """a + value in every slot (encoded at a's level and scale)."""
+        pt = self.encoder.encode(np.full(self.params.slots, value), level=a.level, scale=a.scale)
+        return self.add_plain(a, pt)
+
+    def mul_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
+        """Slotwise product; scale a.scale * pt.scale, level unchanged (rescale next)."""
+        self._check_pair(a, pt, "mul_plain", check_scale=False)
+        basis = self._basis(a.level)
+        return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params)
+
+    def mul_const(self, a: Ciphertext, value, scale: float | None = None) -> Ciphertext:
+        """a times a constant (or a vector of slot values), encoded at `scale`.
+
+        Default scale = q_l, the prime the next rescale drops, so that after rescale the scale
+        is exactly a.scale again."""
+        self._require_levels(a, 1, "mul_const (then rescale)")
+        scale = float(self.params.q[a.level]) if scale is None else scale
+        vals = np.broadcast_to(np.asarray(value, dtype=np.complex128), (self.params.slots,)) if np.ndim(value) == 0 else value
+        return self.mul_plain(a, self.encoder.encode(vals, level=a.level, scale=scale))
+
+    def mul_int(self, a: Ciphertext, k: int) -> Ciphertext:
+        """a times an integer: no level, no scale change."""
+        basis = self._basis(a.level)
+        return Ciphertext(tuple(self.ctx.mul_int(c, int(k), basis) for c in a.c), a.level, a.scale, a.params)
+
+    # ------------------------------------------------------------------ products
+    def multiply(self, a: Ciphertext, b: Ciphertext, relinearize: bool = True) -> Ciphertext:
+        """Tensor product (d_0, d_1, d_2) = (a_0 b_0, a_0 b_1 + a_1 b_0, a_1 b_1), then relinearize."""
+        self._check_pair(a, b, "multiply", check_scale=False)
+        if a.size != 2 or b.size != 2:
+            raise ValueError(f"multiply expects two relinearized ciphertexts, got sizes {a.size} and {b.size}")
+        ctx, basis = self.ctx, self._basis(a.level)
+        d0 = ctx.mul(a.c[0], b.c[0], basis)
+        d1 = ctx.mul(a.c[0], b.c[1], basis)
+        ctx.mul_acc(d1, a.c[1], b.c[0], basis)
+        d2 = ctx.mul(a.c[1], b.c[1], basis)
+        out = Ciphertext((d0, d1, d2), a.level, a.scale * b.scale, a.params)
+        return self.relinearize(out) if relinearize else out
+
+    def square(self, a: Ciphertext) -> Ciphertext:
+        return self.multiply(a, a)
+
+    def relinearize(self, a: Ciphertext) -> Ciphertext:
+        """(d_0, d_1, d_2) -> (d_0, d_1) + KeySwitch_{s^2 -> s}(d_2)."""
+        if a.size == 2:
+            return a
+        if self.keys.relin is None:
+            raise MissingKeyError("relinearization key not generated: KeyGenerator.evaluation_keys(sk, relin=True)")
+        u0, u1 = key_switch(self.params, a.c[2], self.keys.relin, a.level)
+        basis = self._basis(a.level)
+        return Ciphertext((self.ctx.add(a.c[0], u0, basis), self.ctx.add(a.c[1], u1, basis)), a.level, a.scale, a.params)
+
+    def _require_levels(self, a: Ciphertext, need: int, op: str) -> None:
+        if a.level < need:
+            raise LevelExhaustedError(
+                f"{op} needs {need} level(s) but the ciphertext is at level {a.level} "
+                f"(scale 2^{np.log2(a.scale):.1f}): bootstrap it first, or start from a higher level"
+            )
+
+    def rescale(self, a: Ciphertext) -> Ciphertext:
+        """Divide by q_l: level l -> l-1, scale s -> s / q_l."""
+        self._require_levels(a, 1, "rescale")
+        basis = self._basis(a.level)
+        comps = tuple(self.ctx.rescale(c, basis) for c in a.c)
+        return Ciphertext(comps, a.level - 1, a.scale / self.params.q[a.level], a.params)
+
+    def mul_rescale(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        """multiply + relinearize + rescale."""
+        self._require_levels(a, 1, "mul_rescale")
+        return self.rescale(self.multiply(a, b))
+
+    def drop_level(self, a: Ciphertext, level: int) -> Ciphertext:
+        """Keep the limbs q_0 .. q_level (no scale change)."""
+        if not 0 <= level <= a.level:
+            raise LevelExhaustedError(f"drop_level: target level {level} must be in [0, {a.level}]")
+        return Ciphertext(tuple(np.ascontiguousarray(c[: level + 1]) for c in a.c), level, a.scale, a.params)
+
+    # ------------------------------------------------------------------ automorphisms
+    def _galois_key(self, k: int, what: str):
+        key = self.keys.galois.get(k)
+        if key is None:
+            have = sorted(self.keys.galois)
+            raise MissingKeyError(
+                f"{what} needs the Galois key of element {k} (X -> X^{k}); generated elements: "
+                f"{have[:12]}{'...' if len(have) > 12 else ''}. Add it to KeyGenerator.evaluation_keys"
+            )
+        return key
+
+    def apply_galois(self, a: Ciphertext, k: int, what: str | None = None) -> Ciphertext:
+        """sigma_k on the ciphertext: (sigma_k(c_0), sigma_k(c_1)), then switch sigma_k(s) -> s."""
+        if a.size != 2:
+            raise ValueError("relinearize before an automorphism")
+        k = int(k) % (2 * self.params.N)
+        if k == 1:
+            return a
+        key = self._galois_key(k, what or f"subs({k})")
+        c0 = automorphism_ntt(a.c[0], k)
+        u0, u1 = key_switch(self.params, automorphism_ntt(a.c[1], k), key, a.level)
+        basis = self._basis(a.level)
+        return Ciphertext((self.ctx.add(c0, u0, basis), u1), a.level, a.scale, a.params)
+
+    def rotate(self, a: Ciphertext, r: int) -> Ciphertext:
+        """Slot j of the result holds slot (j + r) mod N/2 of a (left rotation; r may be negative)."""
+        return self.apply_galois(a, galois_element(self.params, r), f"rotate({r})")
+
+    def conjugate(self, a: Ciphertext) -> Ciphertext:
+        return self.apply_galois(a, conjugation_element(self.params), "conjugate")
+
+    def subs(self, a: Ciphertext, k: int) -> Ciphertext:
+        """Subs(ct, k): X -> X^k for any odd k (NEXUS uses k = N/2^i + 1)."""
+        return self.apply_galois(a, k, f"subs({k})")
+
+    def rotate_hoisted(self, a: Ciphertext, rotations) -> dict[int, Ciphertext]:
+        """Several rotations of one ciphertext sharing one digit decomposition (ModUp)."""
+        if a.size != 2:
+            raise ValueError("relinearize before rotating")
+        exts = None
+        out = {}
+        basis = self._basis(a.level)
+        for r in rotations:
+            k = galois_element(self.params, r)
+            if k == 1:
+                out[r] = a
+                continue
+            key = self._galois_key(k, f"rotate({r})")
+            if exts is None:
+                exts = mod_up(self.params, a.c[1], a.level)
+            u0, u1 = apply_key(self.params, permute_digits(exts, k), key, a.level)
+            out[r] = Ciphertext((self.ctx.add(automorphism_ntt(a.c[0], k), u0, basis), u1), a.level, a.scale, a.params)
+        return out
+
+    # ------------------------------------------------------------------ monomials
+    def mul_monomial(self, a: Ciphertext, j: int) -> Ciphertext:
+        """a times X^j (j any integer; X^N = -1): exact, no level, no scale change."""
+        mono = self._monomial_ntt(int(j) % (2 * self.params.N), a.level)
+        basis = self._basis(a.level)
+        return Ciphertext(tuple(self.ctx.mul(c, mono, basis) for c in a.c), a.level, a.scale, a.params)
+
+    def _monomial_ntt(self, j: int, level: int) -> np.ndarray:
+        return _monomial(self.params, j, level)
+
+
+@lru_cache(maxsize=64)
+def _monomial(params: Parameters, j: int, level: int) -> np.ndarray:
+    """NTT of X^j over Q_level (j in [0, 2N))."""
+    N = params.N
+    coeffs = np.zeros(N, dtype=np.int64)
+    coeffs[j % N] = -1 if j >= N else 1
+    basis = params.q_basis(level)
+    return params.ctx.ntt(params.ctx.from_int(coeffs, basis), basis)
