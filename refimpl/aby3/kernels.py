@@ -1,0 +1,40 @@
+"""Integer matrix products over Z_2^64 (no BLAS exists for them): numba kernels.
+
+uint64 products wrap mod 2^64 in numba exactly as in numpy, so the kernel is the
+textbook triple loop in i-k-j order (the inner loop is contiguous and vectorizes).
+`nogil` lets the three party threads run their products in parallel.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from refimpl.aby3.fixed import U64
+
+
+@numba.njit(nogil=True, cache=True)
+def _matmul_acc(a, b, out):  # [n, k] @ [k, m] added into out [n, m], all uint64
+    n, k = a.shape
+    m = b.shape[1]
+    for i in range(n):
+        for t in range(k):
+            s = a[i, t]
+            for j in range(m):
+                out[i, j] += s * b[t, j]
+
+
+def matmul_u64(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b mod 2^64 for uint64 arrays [..., n, k] @ [..., k, m] (leading axes must agree)."""
+    if a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"matmul shapes do not match: {a.shape} @ {b.shape}")
+    lead = a.shape[:-2]
+    n, k, m = a.shape[-2], a.shape[-1], b.shape[-1]
+    if out is None:
+        out = np.zeros(lead + (n, m), dtype=U64)
+    a3 = np.ascontiguousarray(a, dtype=U64).reshape(-1, n, k)
+    b3 = np.ascontiguousarray(b, dtype=U64).reshape(-1, k, m)
+    o3 = out.reshape(-1, n, m)
+    for h in range(a3.shape[0]):  # loop over the batch (heads), never over elements
+        _matmul_acc(a3[h], b3[h], o3[h])
+    return out
