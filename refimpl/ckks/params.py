@@ -166,6 +166,8 @@ class Parameters:
         special primes (log_p). Digits: `dnum` equal groups, or (dnum=None) the fewest groups
         that each fit under P. num_p=None takes the fewest special primes with P >= every digit
         when dnum is given, or one special prime otherwise."""
+        if N < 4 or N & (N - 1):
+            raise ParameterError(f"N must be a power of two >= 4, got {N}")
         if levels < 0:
             raise ParameterError(f"levels must be >= 0, got {levels}")
         # nominal sizes decide the digits; the special primes are drawn first (the largest

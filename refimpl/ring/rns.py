@@ -70,6 +70,18 @@ def _add(a, b, q):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
+def _add_rows(a, c, q):
+    """a[l] + c[l] (a constant per row)."""
+    out = np.empty_like(a)
+    for l in nb.prange(a.shape[0]):
+        ql, cl = q[l], c[l]
+        for n in range(a.shape[1]):
+            x = a[l, n] + cl
+            out[l, n] = x - ql if x >= ql else x
+    return out
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
 def _sub(a, b, q):
     out = np.empty_like(a)
     for l in nb.prange(a.shape[0]):
@@ -291,6 +303,11 @@ class RNSContext:
         return (np.array(w, dtype=U64), np.array([shoup_constant(v, self.primes[i]) for v, i in zip(w, q_basis)], dtype=U64))
 
     def rescale(self, x: np.ndarray, basis: tuple[int, ...]) -> np.ndarray:
-        """NTT-domain x over basis -> round(x / q_last) over basis[:-1] (exact division by the last prime)."""
-        return self.mod_down(x, tuple(basis[:-1]), (basis[-1],))
+        """NTT-domain x over basis -> round(x / q_last) over basis[:-1].
+
+        Adding floor(q_last / 2) first turns ModDown's floor into rounding (no bias); a constant
+        polynomial is the same constant at every NTT point, so the addition is per limb."""
+        half = self.primes[basis[-1]] // 2
+        shifted = _add_rows(np.ascontiguousarray(x), np.array([half % self.primes[i] for i in basis], dtype=U64), self.q[list(basis)])
+        return self.mod_down(shifted, tuple(basis[:-1]), (basis[-1],))
 
