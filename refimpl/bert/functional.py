@@ -46,9 +46,12 @@ GELU_Q = tuple(float(q) for q in C["nexus"]["gelu"]["Q"])  # x^0..x^6 on (-1.95,
 
 def horner(x: np.ndarray, coeffs: tuple[float, ...]) -> np.ndarray:
     """Polynomial sum_k coeffs[k] x^k by Horner's rule (no x**k: DESIGN.md section 6)."""
-    y = np.full_like(x, coeffs[-1])
-    for c in reversed(coeffs[:-1]):  # loop over the degree, not over elements
-        y = y * x + c
+    if len(coeffs) == 1:
+        return np.full_like(x, coeffs[0])
+    y = x * coeffs[-1] + coeffs[-2]  # one new array, then in place
+    for c in reversed(coeffs[:-2]):  # loop over the degree, not over elements
+        y *= x
+        y += c
     return y
 
 
@@ -130,28 +133,22 @@ _ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.463210564422
 _ERFC_Q = (1.0, 1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
            9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
            1.65666309194161350182e3, 5.57535340817727675546e2)
-_ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0,
-           6.16021097993053585195e0, 7.40974269950448939160e0, 2.97886665372100240670e0)
-_ERFC_S = (1.0, 2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1,
-           1.70814450747565897222e1, 9.60896809063285878198e0, 3.36907645100081516050e0)
+# (Cephes' third piece, erfc for |x| >= 8, is below 1e-28: erf is +-1 there in float64.)
 
 
 def _polevl(x: np.ndarray, coeffs_high_first: tuple[float, ...]) -> np.ndarray:
     """Cephes polevl: polynomial with coefficients from the highest power down."""
-    return horner(x, tuple(reversed(coeffs_high_first)))
+    return horner(x, coeffs_high_first[::-1])
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """Error function, numpy has none: Cephes ndtr.c erf/erfc (|x| <= 1, < 8, >= 8 pieces)."""
+    """Error function (numpy has none): Cephes ndtr.c, x T(x^2)/U(x^2) on |x| <= 1, else 1 - e^{-x^2} P/Q."""
     x = np.asarray(x)
-    ax = np.abs(x)
     z = x * x
     small = x * _polevl(z, _ERF_T) / _polevl(z, _ERF_U)  # |x| <= 1
-    mid = _polevl(ax, _ERFC_P) / _polevl(ax, _ERFC_Q)  # 1 < |x| < 8: erfc = e^{-x^2} P/Q
-    far = _polevl(ax, _ERFC_R) / _polevl(ax, _ERFC_S)  # |x| >= 8
-    erfc_abs = np.exp(-z) * np.where(ax < 8.0, mid, far)
-    large = np.copysign(1.0 - erfc_abs, x).astype(x.dtype, copy=False)
-    return np.where(ax <= 1.0, small, large)
+    a8 = np.minimum(np.abs(x), 8.0)  # beyond 8, e^{-x^2} P/Q < 1e-28: erf = +-1 exactly
+    large = 1.0 - np.exp(-z) * _polevl(a8, _ERFC_P) / _polevl(a8, _ERFC_Q)  # 1 < |x|: erfc = e^{-x^2} P/Q
+    return np.where(np.abs(x) <= 1.0, small, np.copysign(large, x))
 
 
 _SQRT_HALF = math.sqrt(0.5)  # Python float: keeps float32 arrays float32
