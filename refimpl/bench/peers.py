@@ -106,6 +106,9 @@ def _stamp(peer: Peer) -> str:
     return json.dumps({"python": peer.python, "packages": list(peer.packages)})
 
 
+_checked: dict[str, Path] = {}  # peers whose venv imported fine in this process
+
+
 def peer_python(name: str, create: bool = True) -> tuple[Path | None, str]:
     """Find or create the venv of peer `name`; returns (its python, "") or (None, one-line reason)."""
     peer = PEERS.get(name)
@@ -114,10 +117,14 @@ def peer_python(name: str, create: bool = True) -> tuple[Path | None, str]:
     venv = peer_dir(name)
     python = venv / "bin" / "python"
     stamp_file = venv / ".refimpl-peer.json"
+    if _checked.get(name) == python:
+        return python, ""
     if python.exists() and stamp_file.exists() and stamp_file.read_text() == _stamp(peer):
         ok, err = _run([str(python), "-c", f"import {peer.module}"], IMPORT_TIMEOUT_S)
-        return (python, "") if ok else (None, f"{name}: import {peer.module} failed: {err} "
-                                         f"(remove {venv} to rebuild)")
+        if not ok:
+            return None, f"{name}: import {peer.module} failed: {err} (remove {venv} to rebuild)"
+        _checked[name] = python
+        return python, ""
     if not create:
         return None, f"{name}: no venv at {venv} (create it with: python -m refimpl.bench.peers {name})"
     base = find_interpreter(peer.python)
