@@ -171,8 +171,8 @@ def _trunc_2of2(p: Party, a: np.ndarray | None, b: np.ndarray | None, d: int, sh
     Parties 0 and 2 each learn m_u (uniform, masked by r'); party 0 learns y_1 (masked by rho).
     Reference: the wrap identity of SecureQ8/Cheetah truncation, with ABY3 §5.4.1 OTs.
     """
-    if not 1 <= d <= 32:
-        raise ValueError(f"truncation by d = {d} bits: supported 1 <= d <= 32")
+    if not 1 <= d <= 61:
+        raise ValueError(f"truncation by d = {d} bits: supported 1 <= d <= 61")
     up = U64(64 - d)
     md = U64((1 << d) - 1)
     if p.id == 1:
