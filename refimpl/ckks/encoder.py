@@ -141,10 +141,12 @@ class Encoder:
         scale = p.scale if scale is None else float(scale)
         basis = p.q_basis(level)
         scaled = coeffs * scale
-        if np.max(np.abs(scaled), initial=0.0) >= 2.0 ** (p.log_q - 1):
+        peak = np.log2(np.max(np.abs(scaled), initial=1.0))
+        log_ql = sum(np.log2(float(p.q[i])) for i in basis)
+        if peak >= log_ql - 1:
             raise CKKSError(
-                f"encoded values reach 2^{np.log2(np.max(np.abs(scaled))):.1f}, beyond the modulus "
-                f"(2^{p.log_q:.0f} at level {level}): lower the scale or the values"
+                f"encoded values reach 2^{peak:.1f}, beyond the modulus (2^{log_ql:.0f} at level "
+                f"{level}): lower the scale or the values"
             )
         res = round_to_rns(scaled, p, basis)
         return Plaintext(p.ctx.ntt(res, basis), level, scale, p)

@@ -76,6 +76,59 @@ def mul_barrett(a, b, q, mu, k):
     return r
 
 
+@nb.njit(cache=True)
+def _remainder_128(w, t, q):
+    """(w 2^64 - t q) as a signed pair (negative flag, |value| if it fits 64 bits else 2^64-1)."""
+    lo = t * q
+    hi = mulhi64(t, q)
+    r_lo = np.uint64(0) - lo
+    borrow = np.uint64(1) if lo != np.uint64(0) else np.uint64(0)
+    r_hi = w - hi - borrow
+    return r_hi, r_lo
+
+
+@nb.njit(cache=True)
+def shoup_companions(w, q):
+    """floor(w_i 2^64 / q) for an array w of residues < q (exact; float estimate + correction)."""
+    out = np.empty_like(w)
+    qf = np.float64(q)
+    two64 = 18446744073709551616.0
+    for i in range(w.shape[0]):
+        est = np.float64(w[i]) / qf * two64
+        if est > 1.8446744073709e19:
+            est = 1.8446744073709e19
+        t = np.uint64(est)
+        for _ in range(4):  # Newton-like correction from the exact 128-bit remainder
+            r_hi, r_lo = _remainder_128(w[i], t, q)
+            rf = np.float64(np.int64(r_hi)) * two64 + np.float64(r_lo)
+            c = np.int64(np.floor(rf / qf))
+            if c == 0:
+                break
+            t = np.uint64(np.int64(t) + c) if c > 0 or t >= np.uint64(-c) else np.uint64(0)
+        # final exact adjustment into 0 <= r < q
+        for _ in range(64):
+            r_hi, r_lo = _remainder_128(w[i], t, q)
+            if np.int64(r_hi) < 0:
+                t -= np.uint64(1)
+            elif r_hi > np.uint64(0) or r_lo >= q:
+                t += np.uint64(1)
+            else:
+                break
+        out[i] = t
+    return out
+
+
+@nb.njit(cache=True)
+def powers_mod(x, n, q, mu, k):
+    """[1, x, x^2, ..., x^(n-1)] mod q."""
+    out = np.empty(n, dtype=np.uint64)
+    acc = np.uint64(1)
+    for i in range(n):
+        out[i] = acc
+        acc = mul_barrett(acc, x, q, mu, k)
+    return out
+
+
 def shoup_constant(w: int, q: int) -> int:
     """w' = floor(w 2^64 / q), the Shoup companion of the constant w < q."""
     return (int(w) << 64) // int(q)

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .modarith import mul_shoup_lazy, shoup_constant
+from .modarith import barrett_constants, mul_shoup_lazy, powers_mod, shoup_companions, shoup_constant
 from .primes import primitive_root_2n
 
 U64 = np.uint64
@@ -57,22 +57,15 @@ class NTTTables:
 def _prime_tables(q: int, N: int) -> tuple[np.ndarray, ...]:
     psi = primitive_root_2n(q, N)
     psi_inv = pow(psi, -1, q)
+    mu, k = barrett_constants(q)
     brv = bit_reverse_permutation(N)
-    # powers by repeated multiplication with Python ints (exact), then permuted
-    pw = np.empty(N, dtype=object)
-    pw_inv = np.empty(N, dtype=object)
-    x = y = 1
-    for i in range(N):
-        pw[i] = x
-        pw_inv[i] = y
-        x = x * psi % q
-        y = y * psi_inv % q
-    fwd = [int(v) for v in pw[brv]]
-    inv = [int(v) for v in pw_inv[brv]]
+    qq = U64(q)
+    fwd = powers_mod(U64(psi), N, qq, U64(mu), U64(k))[brv]
+    inv = powers_mod(U64(psi_inv), N, qq, U64(mu), U64(k))[brv]
     n_inv = pow(N, -1, q)
     return (
-        np.array(fwd, dtype=U64), np.array([shoup_constant(v, q) for v in fwd], dtype=U64),
-        np.array(inv, dtype=U64), np.array([shoup_constant(v, q) for v in inv], dtype=U64),
+        np.ascontiguousarray(fwd), shoup_companions(np.ascontiguousarray(fwd), qq),
+        np.ascontiguousarray(inv), shoup_companions(np.ascontiguousarray(inv), qq),
         n_inv, shoup_constant(n_inv, q),
     )
 

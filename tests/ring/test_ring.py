@@ -159,3 +159,15 @@ def test_prime_search_properties():
         assert p % 8192 == 1 and p.bit_length() == 40
     with pytest.raises(ValueError, match="power of two"):
         ntt_primes(40, 1000, 1)
+
+
+@given(bits=st.integers(20, 61), seed=st.integers(0, 2**32))
+def test_shoup_companions_exact(bits, seed):
+    """floor(w 2^64 / q) by the numba kernel equals the Python-integer value."""
+    from refimpl.ring.modarith import shoup_companions
+
+    q = ntt_primes(bits, 4, 1)[0]
+    w = np.concatenate([RandomSource(seed).uniform(np.array([q], dtype=np.uint64), 64)[0],
+                        np.array([0, 1, q - 1, q - 2], dtype=np.uint64)])
+    got = shoup_companions(w, np.uint64(q))
+    assert [int(x) for x in got] == [(int(v) << 64) // q for v in w]
