@@ -83,7 +83,7 @@ def find(obj, key):
 
 
 def chain_bits(cc):
-    """(log2 Q, log2 P, effective dnum) from the serialized crypto parameters.
+    """(log2 Q, number of P primes, their bits, effective dnum) from the serialized parameters.
 
     The Python API exposes Q only; P follows OpenFHE's rule for HYBRID key switching
     (CryptoParametersRNS::PrecomputeCRTTables): the Q primes are cut into dnum digits of
@@ -92,13 +92,11 @@ def chain_bits(cc):
     params = json.loads(of.Serialize(cc, of.JSON))
     elp = next(find(params, "elp"))
     primes = [int(cm["v"]) for cm in find(elp, "cm") if isinstance(cm["v"], int)]  # the towers' q_i
-    params = next(find(params, "cc"))
-    params = {"dnum": next(find(params, "dnum")), "ab": next(find(params, "ab"))}
-    dnum, aux_bits = params["dnum"], params["ab"]
+    dnum, aux_bits = next(find(params, "dnum")), next(find(params, "ab"))
     alpha = math.ceil(len(primes) / dnum)
     digit_bits = [sum(math.log2(q) for q in primes[i:i + alpha]) for i in range(0, len(primes), alpha)]
     p_primes = math.ceil(max(math.ceil(b) for b in digit_bits) / aux_bits)
-    return sum(math.log2(q) for q in primes), p_primes * aux_bits, dnum
+    return sum(math.log2(q) for q in primes), p_primes, aux_bits, dnum
 
 
 def main():
@@ -112,12 +110,12 @@ def main():
     for feature in (of.PKE, of.KEYSWITCH, of.LEVELEDSHE):
         cc.Enable(feature)
     try:
-        log_q, log_p, dnum = chain_bits(cc)
-        log_qp = log_q + log_p
-        notes.append(f"dnum={dnum}; P ~ {log_p} bits ({log_p // 60} primes) by OpenFHE's HYBRID rule")
+        log_q, p_primes, p_bits, dnum = chain_bits(cc)
+        log_qp = log_q + p_primes * p_bits
+        notes.append(f"dnum={dnum}; P = {p_primes} primes of ~{p_bits} bits by OpenFHE's HYBRID rule")
     except (StopIteration, KeyError, TypeError, ValueError) as e:
-        log_q, log_qp = math.log2(int(cc.GetModulus())), None
-        notes.append(f"log_qp unknown: could not read the parameters ({e!r})")
+        log_q = log_qp = p_primes = None
+        notes.append(f"log_q, log_qp unknown: could not read OpenFHE's parameters ({e!r})")
 
     keys = cc.KeyGen()
     cc.EvalMultKeyGen(keys.secretKey)
@@ -154,10 +152,10 @@ def main():
         "rotation_key": len(of.SerializeEvalAutomorphismKeyString(of.BINARY, "")),
     }
     notes.append("sizes: OpenFHE BINARY serialization (cereal), no compression")
-    if log_qp is not None:  # the relin key holds dnum pairs of polynomials over Q*P: check P's limb count
+    if p_primes is not None:  # the relin key holds dnum pairs of polynomials over Q*P: check P's size
         p_limbs = round(sizes["relin_key"] / (dnum * 2 * n * 8)) - (cfg["levels"] + 1)
-        if p_limbs * 60 != round(log_qp - log_q):
-            notes.append(f"relin key size implies {p_limbs} P limbs, not {round(log_qp - log_q) // 60}")
+        if p_limbs != p_primes:
+            notes.append(f"relin key size implies {p_limbs} P primes, not {p_primes}")
     print(json.dumps({
         "peer": "openfhe", "version": of.__version__, "N": cc.GetRingDimension(),
         "limbs": cfg["levels"] + 1, "log_q": log_q, "log_qp": log_qp, "security": security,
