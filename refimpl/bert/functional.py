@@ -65,6 +65,18 @@ def freediv_denominator(n: np.ndarray, a: float, b: float) -> np.ndarray:
     return a * n**b
 
 
+def _key_mask(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The key mask as [..., 1, n_k] in the scores' dtype; refuses an ambiguous [B, n_k] for [B, h, n_q, n_k]."""
+    mask = np.asarray(mask)
+    if mask.ndim > 1 and mask.ndim != scores.ndim - 1:
+        raise ValueError(
+            f"mask of shape {mask.shape} for scores of shape {scores.shape}: give [n_k] or one axis per "
+            f"leading axis of the scores (e.g. mask[:, None, :] of shape [batch, 1, n_k] for "
+            f"[batch, heads, n_q, n_k])"
+        )
+    return mask[..., None, :].astype(scores.dtype)
+
+
 def attention_probs(
     scores: np.ndarray,
     mask: np.ndarray,
@@ -90,7 +102,7 @@ def attention_probs(
     Reference: freeDiv, attention replacement (f(n) = a n^b); MPCFormer (2Quad, 2ReLU, Scaling);
     DESIGN.md section 5.
     """
-    m = np.asarray(mask)[..., None, :].astype(scores.dtype)  # [..., 1, n_k]
+    m = _key_mask(scores, mask)  # [..., 1, n_k]
     if variant == "softmax":
         masked = np.where(m > 0, scores, -np.inf)  # additive mask: -inf before exp
         row_max = masked.max(axis=-1, keepdims=True)  # [..., n_q, 1]

@@ -116,7 +116,7 @@ def attention_probs_backward(
     ds = dq q'(s) m; softmax: ds = p (dp - sum(dp p)); freeDiv: ds = dp q'(s) m / f(n).
     Shapes: dprobs, probs, scores [..., n_q, n_k]; mask [..., n_k] as in attention_probs.
     """
-    m = np.asarray(mask)[..., None, :].astype(scores.dtype)  # [..., 1, n_k]
+    m = F._key_mask(scores, mask)  # [..., 1, n_k]
     if variant == "softmax":
         return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
     if variant in ("2quad", "2relu"):

@@ -98,7 +98,7 @@ def test_normalized_variants_sum_to_one(variant):
     # BERT-ATTN-SOFTMAX, BERT-ATTN-2QUAD, BERT-ATTN-2RELU: rows with a positive sum sum to 1
     rng = np.random.default_rng(1)
     scores = rng.normal(size=(4, 8, 8)) + 1.0
-    mask = np.array([[1] * 8, [1] * 3 + [0] * 5, [1] * 5 + [0] * 3, [1] + [0] * 7])[:, None, :]
+    mask = np.array([[1] * 8, [1] * 3 + [0] * 5, [1] * 5 + [0] * 3, [1] + [0] * 7])  # [batch, n_k]
     p = F.attention_probs(scores, mask, variant)
     sums = p.sum(-1)
     ok = sums > 0  # 2relu gives an all-zero row when no real score is positive
@@ -129,6 +129,14 @@ def test_freediv_uses_spec_constants_and_overrides():
     np.testing.assert_allclose(F.attention_probs(s, m, "2quad-freediv"), 36.0 / (a * 4**b))
     np.testing.assert_allclose(F.attention_probs(s, m, "2quad-freediv", a=2.0, b=1.0), 36.0 / 8.0)
     np.testing.assert_allclose(F.attention_probs(s, m, "2quad", c=1.0), 0.25)
+
+
+def test_ambiguous_mask_is_refused():
+    # BERT-ATTN-MASK: [B, n_k] against [B, h, n_q, n_k] would broadcast B against h: refused
+    s = np.zeros((2, 2, 3, 3))
+    with pytest.raises(ValueError, match="batch, 1, n_k"):
+        F.attention_probs(s, np.ones((2, 3)), "2quad")
+    assert F.attention_probs(s, np.ones(3), "2quad").shape == s.shape  # one mask for all rows
 
 
 def test_unknown_names_are_refused():
@@ -193,7 +201,7 @@ def test_layer_norm_matches_python_oracle(rows, d, seed):
 def test_float32_stays_float32():
     # BERT-DTYPE: no numpy float64 scalar promotes a float32 array (DESIGN.md section 6)
     x = np.linspace(-5, 5, 64, dtype=np.float32).reshape(2, 4, 8)
-    m = np.ones((2, 1, 8), dtype=np.float32)
+    m = np.ones((2, 8), dtype=np.float32)  # [batch, n_k] for scores [batch, n_q, n_k]
     for v in F.VARIANTS:
         assert F.attention_probs(x, m, v).dtype == np.float32, v
     assert F.attention_probs(x, m.astype(np.int64), "2quad-freediv").dtype == np.float32
