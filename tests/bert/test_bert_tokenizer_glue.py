@@ -161,3 +161,21 @@ def test_bucket_batches_cover_once_and_group_lengths(lengths, batch, seed):
         assert hi1 <= lo2  # length ranges of different batches do not interleave
     assert [b.tolist() for b in glue.bucket_batches(lengths, batch)] == \
         [b.tolist() for b in glue.bucket_batches(lengths, batch)]  # deterministic without rng
+
+
+GLUE_FULL = {"SST-2": (67349, 872), "STS-B": (5749, 1500), "RTE": (2490, 277)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(GLUE_FULL))
+def test_full_glue_files_have_the_published_row_counts(task):
+    # BERT-GLUE-READ on the real files (slow; set REFIMPL_GLUE_DIR, e.g. ../shared/data/glue)
+    import os
+
+    data_dir = os.environ.get("REFIMPL_GLUE_DIR")
+    if not data_dir:
+        pytest.skip("set REFIMPL_GLUE_DIR to the GLUE directory to check the full files")
+    train, dev = glue.load(task, data_dir, "train"), glue.load(task, data_dir, "dev")
+    assert (len(train), len(dev)) == GLUE_FULL[task]
+    if task == "RTE":
+        assert train.labels.tolist().count(0) == 1249 and dev.labels.tolist().count(0) == 146
