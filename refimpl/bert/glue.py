@@ -49,6 +49,7 @@ class Examples:
     labels: np.ndarray
 
     def __len__(self) -> int:
+        """Number of examples."""
         return len(self.text_a)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Examples:
