@@ -8,6 +8,7 @@ Precision over slots of one bootstrap of uniform inputs in [-1, 1]: bits = -log2
 
 import json
 import math
+import re
 import resource
 import statistics
 import sys
@@ -70,7 +71,8 @@ def main():
     try:
         cc = of.GenCryptoContext(p)
     except Exception as e:  # e.g. log2 Q above the 128-bit bound for N
-        sys.exit(f"OpenFHE refused N={n}, depth {depth}, security {cfg['security']}: {e}")
+        reason = re.sub(r"^.*?l\.\d+:\w+\(\): ", "", str(e).strip().splitlines()[0])
+        sys.exit(f"OpenFHE refused N={n}, depth {depth}, security {cfg['security']}: {reason}")
     for feature in (of.PKE, of.KEYSWITCH, of.LEVELEDSHE, of.ADVANCEDSHE, of.FHE):
         cc.Enable(feature)
     t0 = time.perf_counter()
