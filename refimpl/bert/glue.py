@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from refimpl.bert.tokenizer import Batch, BertTokenizer, pad
+
 
 @dataclass(frozen=True)
 class Task:
@@ -162,3 +164,23 @@ def bucket_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     yield from batches
+
+
+def encode(examples: Examples, tokenizer: BertTokenizer, max_length: int = 128) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and type ids of every example ([CLS] A [SEP] (B [SEP]), longest-first to max_length)."""
+    rows = tokenizer.batch_rows(examples.text_a, examples.text_b, max_length)
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def batches(
+    examples: Examples,
+    tokenizer: BertTokenizer,
+    batch_size: int,
+    *,
+    max_length: int = 128,
+    rng: np.random.Generator | None = None,
+) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]:
+    """(model inputs padded to the batch's longest row, labels, example indices), bucketed by length."""
+    ids, types = encode(examples, tokenizer, max_length)
+    for index in bucket_batches([len(r) for r in ids], batch_size, rng):
+        yield pad([ids[i] for i in index], [types[i] for i in index], tokenizer.pad_id), examples.labels[index], index

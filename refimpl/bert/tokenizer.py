@@ -71,6 +71,12 @@ class BertTokenizer:
 
     def batch(self, texts_a: Sequence[str], texts_b: Sequence[str | None] | None = None, max_length: int = 128) -> Batch:
         """Encode and right-pad with [PAD] to the longest row; mask 1 on real tokens."""
+        rows = self.batch_rows(texts_a, texts_b, max_length)
+        return pad([r[0] for r in rows], [r[1] for r in rows], self.pad_id)
+
+    def batch_rows(self, texts_a: Sequence[str], texts_b: Sequence[str | None] | None = None,
+                   max_length: int = 128) -> list[tuple[list[int], list[int]]]:
+        """(ids, type ids) of each text or pair, unpadded (word pieces by the parallel batch encoder)."""
         pa = self.pieces_batch(texts_a)
         if texts_b is None:
             pb: list[list[int] | None] = [None] * len(pa)
@@ -78,8 +84,7 @@ class BertTokenizer:
             present = [t for t in texts_b if t is not None]
             it = iter(self.pieces_batch(present))
             pb = [None if t is None else next(it) for t in texts_b]
-        rows = [self.encode(x, y, max_length) for x, y in zip(pa, pb)]
-        return pad([r[0] for r in rows], [r[1] for r in rows], self.pad_id)
+        return [self.encode(x, y, max_length) for x, y in zip(pa, pb)]
 
 
 def truncate_longest_first(na: int, nb: int, budget: int) -> tuple[int, int]:

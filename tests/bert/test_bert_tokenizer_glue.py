@@ -179,3 +179,23 @@ def test_full_glue_files_have_the_published_row_counts(task):
     assert (len(train), len(dev)) == GLUE_FULL[task]
     if task == "RTE":
         assert train.labels.tolist().count(0) == 1249 and dev.labels.tolist().count(0) == 146
+
+
+@needs_minilm
+def test_glue_batches_are_the_encoded_rows_padded(tok):
+    # BERT-GLUE-BUCKET with the tokenizer: each example once, each row equal to its own encoding
+    rte = glue.load("RTE", GLUE_DIR)
+    stsb = glue.load("STS-B", GLUE_DIR)
+    for ex, max_length in ((rte, 32), (stsb, 128)):
+        seen = []
+        for batch, labels, index in glue.batches(ex, tok, 3, max_length=max_length, rng=np.random.default_rng(0)):
+            np.testing.assert_array_equal(labels, ex.labels[index])
+            for row, i in enumerate(index):
+                ids, types = tok.encode(ex.text_a[i], None if ex.text_b is None else ex.text_b[i], max_length)
+                k = len(ids)
+                assert batch.input_ids[row, :k].tolist() == ids and batch.token_type_ids[row, :k].tolist() == types
+                assert batch.attention_mask[row].sum() == k and np.all(batch.input_ids[row, k:] == tok.pad_id)
+            assert batch.attention_mask.sum(axis=1).max() == batch.input_ids.shape[1]  # padded to the longest
+            seen += index.tolist()
+        assert sorted(seen) == list(range(len(ex)))
+    assert max(len(r) for r in glue.encode(rte, tok, 32)[0]) == 32  # RTE premises are truncated
