@@ -86,10 +86,23 @@ class Evaluator:
         basis = self._basis(a.level)
         return Ciphertext((self.ctx.sub(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params)
 
-    def add_const(self, a: Ciphertext, value: complex) -> Ciphertext:
-        """a + value in every slot (encoded at a's level and scale)."""
-        pt = self.encoder.encode(np.full(self.params.slots, value), level=a.level, scale=a.scale)
-        return self.add_plain(a, pt)
+    def add_const(self, a: Ciphertext, value) -> Ciphertext:
+        """a + value in every slot (a scalar), or slotwise (a vector), at a's level and scale.
+
+        A real scalar c is the constant polynomial round(c Delta), the same number at every NTT
+        point; i is X^(N/2) (zeta^(5^j N/2) = i in every slot), so c = x + iy costs no FFT."""
+        if np.ndim(value) == 0:
+            return Ciphertext((self._add_scalar_poly(a.c[0], complex(value), a.scale, a.level),) + tuple(c.copy() for c in a.c[1:]),
+                              a.level, a.scale, a.params)
+        return self.add_plain(a, self.encoder.encode(value, level=a.level, scale=a.scale))
+
+    def _add_scalar_poly(self, c0: np.ndarray, value: complex, scale: float, level: int) -> np.ndarray:
+        basis = self._basis(level)
+        re, im = _round_big(value.real * scale), _round_big(value.imag * scale)
+        out = self.ctx.add_int(c0, re, basis) if re else c0.copy()
+        if im:
+            out = self.ctx.add(out, self.ctx.mul_int(self._monomial_ntt(self.params.N // 2, level), im, basis), basis)
+        return out
 
     def mul_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
         """Slotwise product; scale a.scale * pt.scale, level unchanged (rescale next)."""
@@ -98,14 +111,23 @@ class Evaluator:
         return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params)
 
     def mul_const(self, a: Ciphertext, value, scale: float | None = None) -> Ciphertext:
-        """a times a constant (or a vector of slot values), encoded at `scale`.
+        """a times a constant (scalar) or slotwise vector, encoded at `scale`; rescale next.
 
         Default scale = q_l, the prime the next rescale drops, so that after rescale the scale
-        is exactly a.scale again."""
+        is exactly a.scale again. A scalar costs one integer multiplication per limb (no FFT):
+        x + iy becomes round(x s) + round(y s) X^(N/2)."""
         self._require_levels(a, 1, "mul_const (then rescale)")
-        scale = float(self.params.q[a.level]) if scale is None else scale
-        vals = np.broadcast_to(np.asarray(value, dtype=np.complex128), (self.params.slots,)) if np.ndim(value) == 0 else value
-        return self.mul_plain(a, self.encoder.encode(vals, level=a.level, scale=scale))
+        scale = float(self.params.q[a.level]) if scale is None else float(scale)
+        if np.ndim(value) == 0:
+            v = complex(value)
+            re, im = _round_big(v.real * scale), _round_big(v.imag * scale)
+            basis = self._basis(a.level)
+            comps = [self.ctx.mul_int(c, re, basis) for c in a.c]
+            if im:
+                shifted = self.mul_monomial(a, self.params.N // 2)
+                comps = [self.ctx.add(x, self.ctx.mul_int(y, im, basis), basis) for x, y in zip(comps, shifted.c)]
+            return Ciphertext(tuple(comps), a.level, a.scale * scale, a.params)
+        return self.mul_plain(a, self.encoder.encode(value, level=a.level, scale=scale))
 
     def mul_int(self, a: Ciphertext, k: int) -> Ciphertext:
         """a times an integer: no level, no scale change."""
@@ -227,6 +249,13 @@ class Evaluator:
 
     def _monomial_ntt(self, j: int, level: int) -> np.ndarray:
         return _monomial(self.params, j, level)
+
+
+def _round_big(x: float) -> int:
+    """round(x) as an exact Python integer (x may exceed 2^63)."""
+    if not np.isfinite(x):
+        raise ValueError(f"constant times scale is not finite: {x}")
+    return int(round(x)) if abs(x) < 2.0**52 else int(x)
 
 
 @lru_cache(maxsize=64)

@@ -241,6 +241,12 @@ class RNSContext:
         w, ws = self._scalar(basis, int(value))
         return _mul_scalar(a, w, ws, self.q[list(basis)])
 
+    def add_int(self, a, value: int, basis):
+        """a + value on every NTT point (adds the constant polynomial `value`)."""
+        basis = tuple(basis)
+        c = np.array([int(value) % self.primes[i] for i in basis], dtype=U64)
+        return _add_rows(np.ascontiguousarray(a), c, self.q[list(basis)])
+
     def mul_rows(self, a, values: list[int], basis):
         """Row i times values[i] (already reduced mod its prime)."""
         basis = tuple(basis)

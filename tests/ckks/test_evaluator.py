@@ -173,3 +173,14 @@ def test_operations_do_not_mutate_inputs(kit):
               lambda: kit.ev.mul_monomial(a, 5), lambda: kit.ev.drop_level(a, 2)):
         f()
     assert all(np.array_equal(x, y) for x, y in zip(a.c, snap))
+
+
+def test_complex_and_vector_constants(kit):
+    z = kit.random_slots()
+    a = kit.encrypt(z)
+    c = kit.ev.rescale(kit.ev.mul_const(a, 0.5 - 1.25j))
+    assert bits(kit.decrypt(c) - (0.5 - 1.25j) * z) >= 40 - (logn(kit) + 7)
+    v = kit.random_slots()
+    c = kit.ev.rescale(kit.ev.mul_const(a, v))
+    assert bits(kit.decrypt(c) - v * z) >= 40 - (logn(kit) + 7)
+    assert bits(kit.decrypt(kit.ev.add_const(a, v)) - (v + z)) >= 40 - (logn(kit) + 6)

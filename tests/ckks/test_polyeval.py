@@ -1,0 +1,80 @@
+"""CKKS-POLY-1: Chebyshev evaluation at the optimal depth with exact scales, against numpy."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from numpy.polynomial import chebyshev as npcheb
+
+from refimpl.ckks import LevelExhaustedError, Parameters
+from refimpl.ckks.bootstrap import OracleBootstrapper
+from refimpl.ckks.polyeval import chebyshev_interpolate, evaluate_chebyshev, evaluate_power, poly_depth
+
+from conftest import Kit
+
+
+@pytest.fixture(scope="module")
+def deep():
+    p = Parameters.create(N=1024, levels=12, log_q0=60, log_qi=40, log_p=60, num_p=3, insecure=True)
+    return Kit(p)
+
+
+def bits(err):
+    return float(-np.log2(np.max(np.abs(err)) + 1e-300))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 7, 8, 9, 16, 31, 63])
+def test_depth_is_optimal_and_scale_exact(deep, d):
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    ct = deep.encrypt(x)
+    c = deep.rng.uniform(-1, 1, d + 1) / (np.arange(d + 1) + 1)
+    out, st = evaluate_chebyshev(deep.ev, ct, c)
+    assert st.depth == poly_depth(d) == int(np.ceil(np.log2(d + 1)))
+    assert out.level == ct.level - st.depth
+    assert out.scale == pytest.approx(ct.scale, rel=1e-12)
+    # non-scalar products: at most d (every T_j once plus the giant steps), at least log2 d
+    assert np.floor(np.log2(d)) <= st.mults <= d
+    # precision: fresh noise (~2^-(40-15)) grows with the coefficient mass
+    assert bits(deep.decrypt(out).real - npcheb.chebval(x, c)) >= 40 - (10 + 5) - np.log2(1 + np.abs(c).sum()) - 2
+
+
+@given(lo=st.floats(-8, 0), width=st.floats(0.5, 8), d=st.integers(2, 12))
+@settings(max_examples=6)
+def test_interval_map_costs_one_level(deep, lo, width, d):
+    hi = lo + width
+    c, err = chebyshev_interpolate(np.sin, lo, hi, d)
+    x = deep.rng.uniform(lo, hi, deep.p.slots)
+    out, st = evaluate_chebyshev(deep.ev, deep.encrypt(x), c, lo, hi)
+    assert st.depth == poly_depth(d) + 1
+    assert np.max(np.abs(deep.decrypt(out).real - np.sin(x))) <= err + 2**-18
+
+
+def test_power_basis_sgn_piece(deep):
+    """NEXUS f4 (power basis, degree 9) at depth 4."""
+    f4 = np.zeros(10)
+    f4[[1, 3, 5, 7, 9]] = np.array([315, -420, 378, -180, 35]) / 128
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    out, st = evaluate_power(deep.ev, deep.encrypt(x), f4)
+    assert st.depth == 4
+    assert bits(deep.decrypt(out).real - np.polynomial.polynomial.polyval(x, f4)) >= 20
+
+
+def test_interpolation_error_is_reported():
+    c, err = chebyshev_interpolate(np.exp, -1, 1, 12)
+    grid = np.linspace(-1, 1, 1001)
+    assert err == pytest.approx(np.max(np.abs(npcheb.chebval(grid, c) - np.exp(grid))), rel=0.1)
+    assert err < 1e-10
+
+
+def test_too_few_levels_is_refused(deep):
+    ct = deep.ev.drop_level(deep.encrypt(np.zeros(4)), 2)
+    with pytest.raises(LevelExhaustedError, match="degree-15 polynomial needs 4 levels"):
+        evaluate_chebyshev(deep.ev, ct, np.ones(16))
+
+
+def test_oracle_bootstrapper_counts_and_refreshes(deep):
+    bs = OracleBootstrapper(deep.sk, output_level=9)
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    ct = deep.ev.drop_level(deep.encrypt(x), 0)
+    out = bs.bootstrap(ct)
+    assert out.level == 9 and bs.calls == 1 and ct.level == 0
+    assert bits(deep.decrypt(out).real - x) >= 20
