@@ -103,7 +103,7 @@ def simulate(
         _session_counter[0] += 1
         session = _session_counter[0]
     parties = [
-        Party(i, Network(i, transport, record_views), PRSS(i, keys[i], keys[(i + 1) % 3]), fxp, session,
+        Party(i, Network(i, transport, record_views), PRSS(i, keys[i], keys[(i + 1) % 3], keys[3]), fxp, session,
               np.random.default_rng([seed, 1000 + i]))
         for i in range(N_PARTIES)
     ]

@@ -72,8 +72,12 @@ def _wire_dtype(nbits: int):
 
 
 def pack(words: np.ndarray, nbits: int) -> np.ndarray:
-    """The bytes that carry the low `nbits` bits of each word (nbits < 8: packed 8 per byte)."""
+    """The bytes that carry the low `nbits` bits of each word: 1, 2, 3, 4 or 8 bytes per word
+    (the smallest that holds nbits), or for nbits < 8 bit-packed across words."""
     words = np.asarray(words, dtype=U64).ravel()
+    nbytes = -(-nbits // 8)
+    if nbits >= 8 and nbytes in (3, 5, 6, 7):  # e.g. 18-bit truncation messages: 3 bytes each
+        return words.view(np.uint8).reshape(-1, 8)[:, :nbytes].copy()  # little-endian low bytes
     if nbits >= 8:
         return words.astype(_wire_dtype(nbits))
     bits = ((words[:, None] >> np.arange(nbits, dtype=U64)) & U64(1)).astype(np.uint8)  # [n, nbits]
@@ -83,6 +87,11 @@ def pack(words: np.ndarray, nbits: int) -> np.ndarray:
 def unpack(data: np.ndarray, shape: tuple, nbits: int) -> np.ndarray:
     """Inverse of `pack`: uint64 words of the given shape."""
     n = int(np.prod(shape, dtype=np.int64))
+    nbytes = -(-nbits // 8)
+    if nbits >= 8 and nbytes in (3, 5, 6, 7):
+        eight = np.zeros((n, 8), dtype=np.uint8)
+        eight[:, :nbytes] = data.reshape(n, nbytes)
+        return eight.view(U64).reshape(shape)
     if nbits >= 8:
         return data.astype(U64).reshape(shape)
     bits = np.unpackbits(data)[: n * nbits].reshape(n, nbits).astype(U64)

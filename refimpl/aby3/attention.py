@@ -1,0 +1,145 @@
+"""Secure attention variants, activations and LayerNorm over shares (freeDiv; MPCFormer; DESIGN.md §5).
+
+Scores s [..., n_q, n_k] are secret; the 0/1 key mask m [..., n_k] and n = sum(m) are
+public (the threat model says so). Every variant but softmax applies m multiplicatively
+after its elementwise function (a local product by public integers). The plaintext
+definitions these match are refimpl.bert.functional.attention_probs / activation /
+layer_norm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refimpl.aby3 import arith
+from refimpl.aby3.arith import fxp_mul, mul_local, trunc3
+from refimpl.aby3.fixed import U64
+from refimpl.aby3.nonlinear import (
+    _ints,
+    broadcast,
+    exp_neg,
+    fused_sums,
+    gelu_erf,
+    gelu_poly4,
+    max_last_axis,
+    quad,
+    reciprocal,
+    relu,
+    rsqrt,
+)
+from refimpl.aby3.party import Party
+from refimpl.aby3.shares import AShare
+from refimpl.constants import C
+
+VARIANTS = ("softmax", "2quad", "2relu", "scaling", "softmax-freediv", "2quad-freediv")
+ACTIVATIONS = {"gelu": gelu_erf, "gelu_poly4": gelu_poly4, "quad": quad, "relu": relu}
+QUAD_C = float(C["freediv"]["quad_c"])
+FREEDIV = {
+    "softmax-freediv": (float(C["freediv"]["softmax"]["a"]), float(C["freediv"]["softmax"]["b"])),
+    "2quad-freediv": (float(C["freediv"]["quad2"]["a"]), float(C["freediv"]["quad2"]["b"])),
+}
+SOFTMAX_MASK_SHIFT = 512.0  # added below masked scores: exp's clamp sends them to exactly 0
+FREEDIV_EXP_SHIFT = 4.0  # softmax-freeDiv: exp(s) = exp(s - 4) e^4, so exp runs mostly on s <= 0
+FREEDIV_EXP_ITERS = 12  # unshifted scores reach ~+9 on real data: error (s - 4)^2 / 2^13 < 0.5 %
+FREEDIV_EXP_XMAX = 8.0  # s - 4 up to 8 (s up to 12) keeps the high-precision squarings in range
+DIV_EXTRA_BITS = 8  # the row reciprocal keeps 8 more fraction bits: |num / den| <= 1 leaves room
+FREEDIV_COEF_BITS = 24  # 1/f(n) is small (1/2732 at n = 128): encode it with 24 bits, not 18
+
+
+def _mask_int(m: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.broadcast_to(np.asarray(m)[..., None, :], shape).astype(np.int64).view(U64)
+
+
+def _mask(p: Party, x: AShare, m: np.ndarray) -> AShare:
+    mi = _mask_int(m, x.shape)
+    return AShare(x.a * mi, x.b * mi, p.session)
+
+
+def _divide_rows(p: Party, num: AShare) -> AShare:
+    """num / sum(num, last axis): one reciprocal per row, one multiplication per element."""
+    den = arith.sum_axis(p, num, -1, keepdims=True)  # [..., n_q, 1]
+    den = arith.add_raw(p, den, U64(1))  # + 1 ulp: a row of zeros gives 0, not a division by 0
+    inv = reciprocal(p, den, extra_bits=DIV_EXTRA_BITS)  # 1/den at scale 2^(f + 8)
+    return trunc3(p, mul_local(p, num, broadcast(p, inv, num.shape)), p.fxp.f + DIV_EXTRA_BITS)
+
+
+def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: float = QUAD_C,
+                    a: float | None = None, b: float | None = None) -> AShare:
+    """Attention probabilities of `variant` from secret scores s [..., n_q, n_k] (public mask).
+
+    softmax          exp(s - max) m / sum          max tree + exp + reciprocal per row
+    2quad            (s + c)^2 m / sum             one fxp square + reciprocal per row
+    2relu            ReLU(s) m / sum               ReLU + reciprocal per row
+    scaling          s m / n                       one public product (one truncation)
+    softmax-freediv  exp(s) m / f(n)               exp only: f(n) = a n^b is public
+    2quad-freediv    (s + c)^2 m / f(n)            one product + one truncation (42 B)
+    Assumes |s| < 2^8 (2quad-freediv: |s + c| < 2^6; softmax-freediv: s < 12 for 1 % precision).
+    Reference: freeDiv (Liu et al. 2024), MPCFormer (2Quad, 2ReLU), MPCViT (Scaling).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown attention variant {variant!r}; expected one of {VARIANTS}")
+    mask = np.asarray(mask)
+    if mask.shape[-1] != s.shape[-1]:
+        raise ValueError(f"mask has {mask.shape[-1]} keys, scores have {s.shape[-1]}")
+    n = mask.sum(-1)[..., None, None]  # [..., 1, 1] public
+    if np.any(n < 1):
+        raise ValueError("every row needs at least one real key (n >= 1)")
+    with p.net.scope(f"attn_{variant}"):
+        if variant == "softmax":
+            mi = _mask_int(mask, s.shape)
+            shifted = arith.add_public(p, s, (np.broadcast_to(np.asarray(mask)[..., None, :], s.shape) - 1.0) * SOFTMAX_MASK_SHIFT)
+            mx = max_last_axis(p, shifted)
+            e = exp_neg(p, arith.sub(p, shifted, broadcast(p, mx, s.shape)))
+            return _divide_rows(p, AShare(e.a * mi, e.b * mi, p.session))
+        if variant == "2quad":
+            u = arith.add_public(p, s, c)
+            return _divide_rows(p, _mask(p, fxp_mul(p, u, u), mask))
+        if variant == "2relu":
+            return _divide_rows(p, _mask(p, relu(p, s), mask))
+        if variant == "scaling":
+            return arith.mul_public(p, _mask(p, s, mask), np.broadcast_to(1.0 / n, s.shape))
+        a0, b0 = FREEDIV[variant]
+        f_n = (a0 if a is None else a) * n.astype(np.float64) ** (b0 if b is None else b)  # public f(n)
+        if variant == "softmax-freediv":
+            scale = np.broadcast_to(np.exp(FREEDIV_EXP_SHIFT) / f_n, s.shape)
+            e = exp_neg(p, arith.add_public(p, s, -FREEDIV_EXP_SHIFT), out_scale=scale, iters=FREEDIV_EXP_ITERS,
+                        x_max=FREEDIV_EXP_XMAX)
+            return _mask(p, e, mask)
+        u = arith.add_public(p, s, c)  # 2quad-freediv: (s + c)^2 m / f(n), one truncation
+        t = FREEDIV_COEF_BITS
+        k = _ints(np.broadcast_to(1.0 / f_n, s.shape), t) * _mask_int(mask, s.shape)
+        z = mul_local(p, u, u) * k + p.prss.zero(s.shape)  # re-mask: k = 0 on masked keys
+        return trunc3(p, z, p.fxp.f + t)
+
+
+def activation(p: Party, x: AShare, name: str) -> AShare:
+    """The FFN activation `name` (gelu = erf form, gelu_poly4, quad, relu) on shares."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](p, x)
+
+
+def layer_norm(p: Party, x: AShare, gamma, beta, eps: float = 1e-12) -> AShare:
+    """(x - mean) / sqrt(var + eps) gamma + beta over the last axis; gamma, beta public or shared.
+
+    mean and var are local sums and one fused truncation each (var sums raw products);
+    1/sqrt per row by `rsqrt` (needs 2^-f <= var < 2^20); eps below one ulp is replaced
+    by one ulp. Reference: Ba et al. (LayerNorm); SPU/PUMA LayerNorm; NEXUS LayerNorm.
+    """
+    d = x.shape[-1]
+    with p.net.scope("layer_norm"):
+        ssum = arith.sum_axis(p, x, -1, keepdims=True)
+        mean = arith.mul_public(p, ssum, 1.0 / d)
+        xc = arith.sub(p, x, broadcast(p, mean, x.shape))
+        z = mul_local(p, xc, xc).sum(axis=-1, keepdims=True, dtype=U64)  # 3-of-3 sum of squares
+        var = trunc3(p, z * _ints(1.0 / d, p.fxp.f) + p.prss.zero(z.shape), 2 * p.fxp.f)
+        var = arith.add_public(p, var, max(eps, 2.0**-p.fxp.f))
+        r = rsqrt(p, var)
+        if isinstance(gamma, AShare):
+            y = fxp_mul(p, fxp_mul(p, xc, broadcast(p, r, x.shape)), broadcast(p, gamma, x.shape))
+        else:
+            g = np.broadcast_to(np.asarray(gamma, dtype=np.float64), x.shape)
+            (y,) = fused_sums(p, [([(g, xc, broadcast(p, r, x.shape))], 0.0)])
+        if isinstance(beta, AShare):
+            return arith.add(p, y, broadcast(p, beta, x.shape))
+        return arith.add_public(p, y, np.broadcast_to(np.asarray(beta, dtype=np.float64), x.shape))
