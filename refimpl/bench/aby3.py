@@ -1,0 +1,221 @@
+"""`refimpl bench aby3`: ABY3 protocol costs at BERT-base shapes, beside SecretFlow SPU.
+
+Per item: bytes (all three parties), rounds (critical path), the largest per-party count
+of sends (SPU's "send actions"), wall time of the 3-thread in-memory simulation (median),
+LAN/WAN estimates (refimpl.aby3.network.LAN/WAN: compute + rounds RTT + max party bytes /
+bandwidth), and the max abs error against float64 (refimpl.bert.functional). SPU 0.9.5 is
+run in the same process tree when its venv exists (~/.cache/refimpl/peers/spu, see
+refimpl/bench/peer_scripts/spu_aby3.py); otherwise the figures SPU gave on this machine
+(../shared/anchors/spu/results-default-copts.txt, embedded below as SPU_ANCHOR) are
+printed as the reference, marked "peer_source": "anchor".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.aby3 import arith, attention as A, boolean as B, nonlinear as NL
+from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
+from refimpl.aby3.network import LAN, WAN
+from refimpl.aby3.party import simulate
+from refimpl.aby3.shares import reveal, reveal_bool, share_input
+from refimpl.bert import functional as Fn
+
+# SPU 0.9.5, ABY3, FM64, f = 18, this machine, default compiler options: total bytes of the
+# three parties, max send actions over parties, wall (3 threads in one process), max abs error.
+SPU_ANCHOR = {
+    "fxp_mul": (52 * 128 * 3072, 3, None, None),  # per-element figure: 52 B (mul 24 + TruncAPr2 28)
+    "truncate": (28 * 128 * 3072, 2, None, None),
+    "matmul": (5_111_808, 3, 0.235, 2.82e-4),
+    "attn_softmax": (394_002_480, 166, 2.001, 9.98e-3),
+    "attn_2quad": (283_115_544, 60, 1.307, 4.53e-6),
+    "attn_2relu": (306_708_504, 67, 1.633, 5.52e-6),
+    "attn_scaling": (5_505_024, 2, 0.038, 3.84e-6),
+    "attn_softmax-freediv": (92_798_976, 25, 0.249, 1.85e2),
+    "attn_2quad-freediv": (15_728_640, 5, 0.059, 6.86e-4),
+    "act_gelu": (2_085_617_664, 249, 10.167, 4.28e-4),
+    "act_gelu_poly4": (362_938_368, 59, 2.624, 1.83e-2),
+    "act_quad": (42_467_328, 6, 0.190, 1.73e-5),
+    "act_relu": (67_633_152, 11, 0.673, 3.81e-6),
+    "layernorm": (15_540_760, 63, 0.118, 2.75e-3),
+    "layer_softmax_gelu": (2_577_548_336, 620, 16.331, 3.56e-3),
+    "layer_softmax_gelu_poly4": (857_750_576, 418, 9.491, 3.89e-2),  # PUMA recipe (exp iters 5)
+    "layer_2quad_quad": (423_511_064, 268, 5.416, 2.23e-3),
+    "layer_2relu_relu": (472_269_848, 277, 6.083, 2.94e-3),
+    "layer_softmax-freediv_quad": (233_194_520, 232, 4.160, 1.80e-2),
+    "layer_2quad-freediv_quad": (156_124_184, 212, 4.042, 3.33e-3),
+}
+SPU_PYTHON = Path(os.environ.get("REFIMPL_PEER_DIR") or Path.home() / ".cache" / "refimpl" / "peers") / "spu" / "bin" / "python"
+SPU_SCRIPT = Path(__file__).parent / "peer_scripts" / "spu_aby3.py"
+
+
+def _shapes(quick: bool) -> dict:
+    if quick:
+        return dict(n=32, d=128, heads=2, ff=512, elems=(32, 512), reps=1)
+    return dict(n=128, d=768, heads=12, ff=3072, elems=(128, 3072), reps=3)
+
+
+def measure(name: str, params: dict, inputs: list, fn, ref, reps: int, *, bool_out: bool = False) -> dict:
+    """Run fn(p, *shares) `reps` times (inputs shared by party 0 outside the timed part)."""
+    walls, res, out = [], None, None
+    for rep in range(reps):
+        barrier = threading.Barrier(3)
+        times = [None] * 3
+
+        def prog(p):
+            xs = [share_input(p, o, x if p.id == o else None) for o, x in inputs]
+            barrier.wait()
+            t0 = time.perf_counter()
+            with p.net.scope("op"):
+                y = fn(p, *xs)
+            times[p.id] = (t0, time.perf_counter())
+            return reveal_bool(p, y) if bool_out else reveal(p, y)
+
+        res = simulate(prog, seed=rep)
+        walls.append(max(t[1] for t in times) - min(t[0] for t in times))
+        out = res.outputs[0]
+    st = res.scope("op")
+    max_party = max(n.scopes["op"].bytes_sent for n in res.nets)
+    med = statistics.median(walls)
+    err = None if ref is None else float(np.max(np.abs(np.asarray(out, dtype=np.float64) - ref)))
+    row = {
+        "name": name, **params, "bytes": st["bytes"], "rounds": st["rounds"], "max_sends": st["sends"],
+        "median_s": round(med, 4), "lan_s": round(LAN.estimate(med, st["rounds"], max_party), 4),
+        "wan_s": round(WAN.estimate(med, st["rounds"], max_party), 4), "max_abs_err": err,
+    }
+    elems = params.get("elements")
+    if elems:
+        row["bytes_per_element"] = round(st["bytes"] / elems, 2)
+    return row
+
+
+def _layer_weights(rng, d: int, ff: int) -> dict:
+    w = {}
+    for k in LAYER_KEYS:
+        out_in = {"intermediate": (ff, d), "output.dense": (d, ff)}
+        shape = next((v for pre, v in out_in.items() if k.startswith(pre)), (d, d))
+        if k.endswith("LayerNorm.weight"):
+            w[k] = 1 + 0.1 * rng.normal(size=d)
+        elif k.endswith("LayerNorm.bias"):
+            w[k] = 0.1 * rng.normal(size=d)
+        elif k.endswith("weight"):
+            w[k] = rng.normal(size=shape) / math.sqrt(shape[1])
+        else:
+            w[k] = 0.1 * rng.normal(size=shape[0])
+    return w
+
+
+def layer_reference(x, w, mask, heads, attention, act):
+    """float64 BERT layer from refimpl.bert.functional's definitions (the oracle)."""
+    n, d = x.shape
+    lin = lambda v, p: v @ w[p + ".weight"].T + w[p + ".bias"]  # noqa: E731
+    q, k, v = (lin(x, "attention.self." + t).reshape(n, heads, d // heads).transpose(1, 0, 2)
+               for t in ("query", "key", "value"))
+    s = q @ k.transpose(0, 2, 1) / math.sqrt(d // heads)
+    ctx = (Fn.attention_probs(s, np.broadcast_to(mask, (heads, n)), attention) @ v).transpose(1, 0, 2).reshape(n, d)
+    h = Fn.layer_norm(x + lin(ctx, "attention.output.dense"), w["attention.output.LayerNorm.weight"],
+                      w["attention.output.LayerNorm.bias"])
+    f = Fn.activation(lin(h, "intermediate.dense"), act)
+    return Fn.layer_norm(h + lin(f, "output.dense"), w["output.LayerNorm.weight"], w["output.LayerNorm.bias"])
+
+
+LAYERS = [("softmax", "gelu"), ("softmax", "gelu_poly4"), ("2quad", "quad"), ("2relu", "relu"),
+          ("softmax-freediv", "quad"), ("2quad-freediv", "quad")]
+
+
+def items(quick: bool):
+    """(name, params, inputs, fn, ref, bool_out, reps) for every measured item."""
+    sh = _shapes(quick)
+    rng = np.random.default_rng(0)
+    n, d, h, ff, reps = sh["n"], sh["d"], sh["heads"], sh["ff"], sh["reps"]
+    x = rng.normal(0, 1.5, sh["elems"])
+    y = rng.normal(0, 1.5, sh["elems"])
+    E = x.size
+    yield "fxp_mul", {"shape": list(x.shape), "elements": E}, [(0, x), (0, y)], \
+        lambda p, a, b: arith.fxp_mul(p, a, b), x * y, False, reps
+    yield "truncate", {"shape": list(x.shape), "elements": E, "d": 18}, [(0, x * 2**18)], \
+        lambda p, a: arith.truncate(p, a), x, False, reps
+    yield "truncate_share", {"shape": list(x.shape), "elements": E, "d": 18, "note": "ABY3 §5.1; can fail"}, \
+        [(0, x * 2**18)], lambda p, a: arith.truncate_share(p, a, 18), x, False, reps
+    yield "a2b", {"shape": list(x.shape), "elements": E}, [(0, x)], lambda p, a: B.a2b(p, a), None, True, reps
+    yield "msb", {"shape": list(x.shape), "elements": E}, [(0, x)], lambda p, a: B.msb(p, a), \
+        (x < 0).astype(float), True, reps
+    a, b = rng.normal(size=(n, d)), rng.normal(size=(d, d)) / math.sqrt(d)
+    yield "matmul", {"shape": [n, d, d], "elements": n * d}, [(0, a), (1, b)], \
+        lambda p, u, v: arith.fxp_matmul(p, u, v), a @ b, False, reps
+    s = rng.normal(0, 2, (h, n, n))
+    mask = np.ones(n)
+    for v in A.VARIANTS:
+        yield f"attn_{v}", {"shape": [h, n, n], "elements": s.size}, [(0, s)], \
+            (lambda v: lambda p, t: A.attention_probs(p, t, mask, v))(v), Fn.attention_probs(s, mask, v), False, reps
+    for act in ("gelu", "gelu_poly4", "quad", "relu"):
+        yield f"act_{act}", {"shape": list(x.shape), "elements": E}, [(0, x)], \
+            (lambda act: lambda p, t: A.activation(p, t, act))(act), Fn.activation(x, act), False, reps
+    z = rng.normal(0, 2, (n, d))
+    g, bt = 1 + 0.1 * rng.normal(size=d), 0.1 * rng.normal(size=d)
+    yield "layernorm", {"shape": [n, d], "elements": z.size, "weights": "secret"}, [(0, z), (1, g), (1, bt)], \
+        lambda p, t, gg, bb: A.layer_norm(p, t, gg, bb), Fn.layer_norm(z, g, bt), False, reps
+    w = _layer_weights(rng, d, ff)
+    xl = rng.normal(size=(n, d))
+    for att, act in LAYERS:
+        keys = list(LAYER_KEYS)
+        fn = (lambda att, act: lambda p, xs, *ws: encoder_layer(
+            p, xs, dict(zip(keys, ws)), mask, heads=h, attention=att, act=act))(att, act)
+        yield f"layer_{att}_{act}", {"n": n, "d": d, "heads": h, "ff": ff, "weights": "secret"}, \
+            [(0, xl)] + [(1, w[k]) for k in keys], fn, layer_reference(xl, w, mask, h, att, act), False, 1
+
+
+def run_spu(quick: bool) -> tuple[dict, str]:
+    """SPU measured in this run (its own venv and interpreter), or {} and the reason."""
+    if not SPU_PYTHON.exists():
+        return {}, f"no SPU venv at {SPU_PYTHON.parent.parent} (python3.11 -m venv ... && pip install spu)"
+    try:
+        proc = subprocess.run([str(SPU_PYTHON), str(SPU_SCRIPT)], input=json.dumps({"quick": quick}),
+                              capture_output=True, text=True, timeout=3600)
+        return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+    except Exception as e:  # noqa: BLE001 - a missing peer is reported, never fatal
+        return {}, f"SPU run failed: {e}"
+
+
+def main(quick: bool = False, json_path: str | None = None, threads: str | None = None) -> int:
+    rows = []
+    spu, why = run_spu(quick)
+    if not spu:
+        print(json.dumps({"peer": "spu", "missing": why, "reference": "anchor figures from "
+                          "../shared/anchors/spu/results-default-copts.txt (SPU 0.9.5, this machine, n = 128)"}),
+              flush=True)
+    for name, params, inputs, fn, ref, bool_out, reps in items(quick):
+        row = measure(name, {"params": params} and params, inputs, fn, ref, reps, bool_out=bool_out)
+        peer = spu.get(name)
+        src = "same run"
+        if peer is None and not quick and name in SPU_ANCHOR:
+            bt, acts, wall, err = SPU_ANCHOR[name]
+            peer = {"bytes": bt, "send_actions": acts, "wall_s": wall, "max_abs_err": err}
+            src = "anchor"
+        if peer:
+            row.update({"peer": "spu-0.9.5", "peer_source": src, "peer_bytes": peer["bytes"],
+                        "peer_send_actions": peer["send_actions"], "peer_median_s": peer.get("wall_s"),
+                        "peer_max_abs_err": peer.get("max_abs_err")})
+            row["bytes_ratio"] = round(row["bytes"] / peer["bytes"], 4)
+            if peer.get("wall_s"):
+                row["ratio"] = round(row["median_s"] / peer["wall_s"], 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps({"bench": "aby3", "quick": quick, "cores": os.cpu_count(),
+                                               "lan": LAN.__dict__, "wan": WAN.__dict__, "items": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(quick="--quick" in sys.argv))
