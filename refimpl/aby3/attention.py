@@ -103,7 +103,7 @@ def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: f
         if variant == "softmax-freediv":
             scale = np.broadcast_to(np.exp(FREEDIV_EXP_SHIFT) / f_n, s.shape)
             e = exp_neg(p, arith.add_public(p, s, -FREEDIV_EXP_SHIFT), out_scale=scale, iters=FREEDIV_EXP_ITERS,
-                        x_max=FREEDIV_EXP_XMAX)
+                        x_max=FREEDIV_EXP_XMAX, clamp=False)  # no clamp: s - 4 > -2^12 always
             return _mask(p, e, mask)
         u = arith.add_public(p, s, c)  # 2quad-freediv: (s + c)^2 m / f(n), one truncation
         t = FREEDIV_COEF_BITS

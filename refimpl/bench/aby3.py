@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from refimpl.aby3 import arith, attention as A, boolean as B, nonlinear as NL
 from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
+from refimpl.aby3.kernels import matmul_u64
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, reveal_bool, share_input
@@ -175,40 +177,62 @@ def items(quick: bool):
             [(0, xl)] + [(1, w[k]) for k in keys], fn, layer_reference(xl, w, mask, h, att, act), False, 1
 
 
-def run_spu(quick: bool) -> tuple[dict, str]:
-    """SPU measured in this run (its own venv and interpreter), or {} and the reason."""
+def run_spu(all_items: list) -> tuple[dict, str]:
+    """SPU on the same items and inputs, in its own venv and interpreter; or {} and the reason."""
+    if os.environ.get("REFIMPL_NO_PEERS"):
+        return {}, "REFIMPL_NO_PEERS is set"
     if not SPU_PYTHON.exists():
-        return {}, f"no SPU venv at {SPU_PYTHON.parent.parent} (python3.11 -m venv ... && pip install spu)"
-    try:
-        proc = subprocess.run([str(SPU_PYTHON), str(SPU_SCRIPT)], input=json.dumps({"quick": quick}),
-                              capture_output=True, text=True, timeout=3600)
-        return json.loads(proc.stdout.strip().splitlines()[-1]), ""
-    except Exception as e:  # noqa: BLE001 - a missing peer is reported, never fatal
-        return {}, f"SPU run failed: {e}"
+        return {}, f"no SPU venv at {SPU_PYTHON.parent.parent} (python3.11 -m venv DIR && DIR/bin/pip install spu==0.9.5)"
+    cfg_items, arrays = [], {}
+    for name, params, inputs, _fn, _ref, bool_out, _reps in all_items:
+        if bool_out:
+            continue
+        for i, (_, arr) in enumerate(inputs):
+            arrays[f"{name}/{i}"] = np.asarray(arr, dtype=np.float32)
+        n = params.get("n") or params.get("shape", [0])[-1]
+        cfg_items.append({"name": name, "n_inputs": len(inputs), "n": int(n), "heads": int(params.get("heads", 1)),
+                          "c": A.QUAD_C, "quad": list(Fn.QUAD), "gelu_P": list(Fn.GELU_P), "gelu_Q": list(Fn.GELU_Q),
+                          "inv_f": {v: float(1.0 / Fn.freediv_denominator(float(n), *A.FREEDIV[v])) for v in A.FREEDIV}})
+    with tempfile.TemporaryDirectory() as tmp:
+        fin, fout = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(fin, **arrays)
+        try:
+            proc = subprocess.run([str(SPU_PYTHON), str(SPU_SCRIPT)], capture_output=True, text=True, timeout=3600,
+                                  input=json.dumps({"inputs": str(fin), "outputs": str(fout), "items": cfg_items}))
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            outs = dict(np.load(fout))
+        except Exception as e:  # noqa: BLE001 - a missing peer is reported, never fatal
+            return {}, f"SPU run failed: {e!r}"[:300]
+    for name, params, inputs, _fn, ref, _b, _r in all_items:
+        if name in outs and ref is not None and "bytes" in res.get(name, {}):
+            res[name]["max_abs_err"] = float(np.max(np.abs(outs[name] - ref)))
+    return res, ""
 
 
 def main(quick: bool = False, json_path: str | None = None, threads: str | None = None) -> int:
+    """Print one JSON line per item (and the peer status first); optionally write one JSON document."""
     rows = []
-    spu, why = run_spu(quick)
-    if not spu:
-        print(json.dumps({"peer": "spu", "missing": why, "reference": "anchor figures from "
-                          "../shared/anchors/spu/results-default-copts.txt (SPU 0.9.5, this machine, n = 128)"}),
-              flush=True)
-    for name, params, inputs, fn, ref, bool_out, reps in items(quick):
-        row = measure(name, {"params": params} and params, inputs, fn, ref, reps, bool_out=bool_out)
-        peer = spu.get(name)
-        src = "same run"
-        if peer is None and not quick and name in SPU_ANCHOR:
+    matmul_u64(np.ones((2, 2), np.uint64), np.ones((2, 2), np.uint64))  # load the numba kernel first
+    all_items = list(items(quick))
+    spu, why = run_spu(all_items)
+    print(json.dumps({"peer": "spu-0.9.5", **({"measured": "same run"} if spu else {
+        "missing": why, "reference": "anchor figures from ../shared/anchors/spu/results-default-copts.txt "
+                                     "(SPU 0.9.5 on this machine, n = 128), printed for full-size items"})}), flush=True)
+    for name, params, inputs, fn, ref, bool_out, reps in all_items:
+        row = measure(name, params, inputs, fn, ref, reps, bool_out=bool_out)
+        peer, src = spu.get(name), "same run"
+        if (peer is None or "bytes" not in peer) and not quick and name in SPU_ANCHOR:
             bt, acts, wall, err = SPU_ANCHOR[name]
-            peer = {"bytes": bt, "send_actions": acts, "wall_s": wall, "max_abs_err": err}
-            src = "anchor"
-        if peer:
+            peer, src = {"bytes": bt, "send_actions": acts, "wall_s": wall, "max_abs_err": err}, "anchor"
+        if peer and "bytes" in peer:
             row.update({"peer": "spu-0.9.5", "peer_source": src, "peer_bytes": peer["bytes"],
                         "peer_send_actions": peer["send_actions"], "peer_median_s": peer.get("wall_s"),
                         "peer_max_abs_err": peer.get("max_abs_err")})
             row["bytes_ratio"] = round(row["bytes"] / peer["bytes"], 4)
             if peer.get("wall_s"):
                 row["ratio"] = round(row["median_s"] / peer["wall_s"], 4)
+        elif peer:
+            row["peer_error"] = peer.get("error")
         rows.append(row)
         print(json.dumps(row), flush=True)
     if json_path:

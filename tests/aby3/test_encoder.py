@@ -39,7 +39,7 @@ def test_bench_quick_prints_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "b.json"
     assert bench.main(quick=True, json_path=str(out)) == 0
     lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
-    assert lines[0]["peer"] == "spu" and "missing" in lines[0]
+    assert lines[0]["peer"] == "spu-0.9.5" and "missing" in lines[0]
     rows = lines[1:]
     assert {r["name"] for r in rows} >= {"fxp_mul", "matmul", "attn_2quad-freediv", "act_quad", "layernorm"}
     for r in rows:
