@@ -7,7 +7,9 @@ of the model's matmuls and of one plain numpy GEMM of the FFN's shape (the ceili
 can approach). BLAS threads are fixed per run by running each thread setting in a child
 process with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set.
 
-Prints one JSON object per line; `--json FILE` also writes them as one JSON document.
+Prints one JSON object per line; `--json FILE` also writes them as one JSON document. Each
+row carries the 1-minute load average: on this 2-core machine, a load above ~0.5 means other
+processes shared the cores and the times are inflated.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def _worker(quick: bool, threads: str) -> list[dict[str, Any]]:
     types = np.zeros_like(ids)
     mask = np.ones_like(ids)
     common = {"batch": batch, "seq": seq, "layers": base.num_hidden_layers, "hidden": base.hidden_size,
-              "dtype": "float32", "threads": threads, "weights": weights}
+              "dtype": "float32", "threads": threads, "weights": weights,
+              "loadavg_1m": round(os.getloadavg()[0], 2)}  # above ~0.5, other work shares the cores
     rows = []
     gflop = model_gflop(base, batch, seq)
     for attention, activation in (("softmax", "gelu"), ("2quad-freediv", "quad")):
@@ -89,7 +92,8 @@ def _worker(quick: bool, threads: str) -> list[dict[str, Any]]:
     flop = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9
     rows.append({"name": "numpy.gemm", "m": a.shape[0], "k": a.shape[1], "n": b.shape[1],
                  "dtype": "float32", "threads": threads, "median_s": round(med, 5), "min_s": round(best, 5),
-                 "reps": 3 * reps, "gflop_per_s": round(flop / med, 1)})
+                 "reps": 3 * reps, "gflop_per_s": round(flop / med, 1),
+                 "loadavg_1m": round(os.getloadavg()[0], 2)})
     return rows
 
 
