@@ -192,22 +192,42 @@ class Parameters:
         chain = tuple(q0 + qi)
         bits = [log2(x) for x in chain]
         if dnum is None:
-            cap = prod(p)
-            digits_l, cur, acc = [], [], 1
-            for i, qi_ in enumerate(chain):
-                if qi_ > cap:
-                    raise ParameterError(f"prime q_{i} ({bits[i]:.1f} bits) is larger than P ({log2(cap):.1f} bits)")
-                if acc * qi_ > cap:
-                    digits_l.append(tuple(cur))
-                    cur, acc = [], 1
-                cur.append(i)
-                acc *= qi_
-            digits_l.append(tuple(cur))
-            digits = tuple(digits_l)
+            digits = _choose_digits(chain, prod(p))
         return Parameters(
             N=N, q=chain, p=tuple(p), scale=float(scale if scale is not None else 2.0**log_qi),
             digits=digits, secret=secret, h=h, insecure=insecure, name=name,
         )
+
+
+KS_SLACK_BITS = 10  # preferred margin of P over every digit: key-switching noise ~ Q_j |D_j| / P
+
+
+def _balanced(chain: tuple[int, ...], dnum: int) -> tuple[tuple[int, ...], ...]:
+    """dnum contiguous groups of nearly equal size, the smaller groups first (q_0 is the widest prime)."""
+    n = len(chain)
+    base, extra = divmod(n, dnum)
+    sizes = [base] * (dnum - extra) + [base + 1] * extra
+    out, i = [], 0
+    for sz in sizes:
+        out.append(tuple(range(i, i + sz)))
+        i += sz
+    return tuple(out)
+
+
+def _choose_digits(chain: tuple[int, ...], P: int) -> tuple[tuple[int, ...], ...]:
+    """The fewest balanced digits that each stay KS_SLACK_BITS below P (else merely below P).
+
+    The key-switching error is about sum_j |D_j| Q_j e_j / P, so P >> Q_j keeps it below the
+    encryption noise; with Q_j ~ P it costs about two bits of precision."""
+    if max(chain) > P:
+        raise ParameterError(f"a chain prime ({log2(max(chain)):.1f} bits) is larger than P ({log2(P):.1f} bits)")
+    for slack in (KS_SLACK_BITS, 0):
+        cap = P >> slack
+        for dnum in range(1, len(chain) + 1):
+            digits = _balanced(chain, dnum)
+            if all(prod(chain[i] for i in d) < cap for d in digits):
+                return digits
+    return tuple((i,) for i in range(len(chain)))
 
 
 # Named presets. The 128-bit sets hold the modulus of the peers' benchmarks (one 60-bit prime
@@ -215,8 +235,8 @@ class Parameters:
 PRESETS = {
     "toy-1024": dict(N=1024, levels=4, log_q0=50, log_qi=30, log_p=50, num_p=2, insecure=True),
     "toy-4096": dict(N=4096, levels=6, log_q0=60, log_qi=40, log_p=60, num_p=2, insecure=True),
-    "128-2^13": dict(N=2**13, levels=2, num_p=1),
-    "128-2^14": dict(N=2**14, levels=7, num_p=1),
+    "128-2^13": dict(N=2**13, levels=2, num_p=2, log_p=39),
+    "128-2^14": dict(N=2**14, levels=7, num_p=2, log_p=49),
     "128-2^15": dict(N=2**15, levels=17, num_p=2),
     "128-2^16": dict(N=2**16, levels=35, num_p=5),
 }

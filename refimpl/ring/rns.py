@@ -293,13 +293,27 @@ class RNSContext:
 
     # -- hybrid key switching helpers
     def mod_down(self, x: np.ndarray, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> np.ndarray:
-        """NTT-domain x over q_basis + p_basis -> round(x / P) over q_basis (NTT domain)."""
+        """NTT-domain x over q_basis + p_basis -> round(x / P) over q_basis (NTT domain).
+
+        round(x / P) = (x - ([x + H]_P - H)) / P with H = floor(P / 2), the bracket lifted to
+        q_basis by base conversion; H is added to every coefficient (coefficient domain)."""
         nq = len(q_basis)
+        q_basis, p_basis = tuple(q_basis), tuple(p_basis)
+        h_p, h_q = self._half(q_basis, p_basis)
         xp = self.intt(x[nq:], p_basis)
-        conv = self.converter(tuple(p_basis), tuple(q_basis)).convert(xp)
+        xp = _add_rows(xp, h_p, self.q[list(p_basis)])  # [x + H]_P, coefficientwise
+        conv = self.converter(p_basis, q_basis).convert(xp)
+        conv = _add_rows(conv, h_q, self.q[list(q_basis)])  # - H mod q_i
         ntt_inplace(conv, self.tables(q_basis))
-        w, ws = self._p_inv(tuple(q_basis), tuple(p_basis))
+        w, ws = self._p_inv(q_basis, p_basis)
         return _sub_mul_scalar(np.ascontiguousarray(x[:nq]), conv, w, ws, self.q[list(q_basis)])
+
+    @lru_cache(maxsize=None)
+    def _half(self, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(H mod p_j, -H mod q_i) for H = floor(P / 2)."""
+        H = prod(self.primes[i] for i in p_basis) // 2
+        return (np.array([H % self.primes[i] for i in p_basis], dtype=U64),
+                np.array([(-H) % self.primes[i] for i in q_basis], dtype=U64))
 
     @lru_cache(maxsize=None)
     def _p_inv(self, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -309,11 +323,6 @@ class RNSContext:
         return (np.array(w, dtype=U64), np.array([shoup_constant(v, self.primes[i]) for v, i in zip(w, q_basis)], dtype=U64))
 
     def rescale(self, x: np.ndarray, basis: tuple[int, ...]) -> np.ndarray:
-        """NTT-domain x over basis -> round(x / q_last) over basis[:-1].
-
-        Adding floor(q_last / 2) first turns ModDown's floor into rounding (no bias); a constant
-        polynomial is the same constant at every NTT point, so the addition is per limb."""
-        half = self.primes[basis[-1]] // 2
-        shifted = _add_rows(np.ascontiguousarray(x), np.array([half % self.primes[i] for i in basis], dtype=U64), self.q[list(basis)])
-        return self.mod_down(shifted, tuple(basis[:-1]), (basis[-1],))
+        """NTT-domain x over basis -> round(x / q_last) over basis[:-1]."""
+        return self.mod_down(x, tuple(basis[:-1]), (basis[-1],))
 

@@ -184,3 +184,23 @@ def test_complex_and_vector_constants(kit):
     c = kit.ev.rescale(kit.ev.mul_const(a, v))
     assert bits(kit.decrypt(c) - v * z) >= 40 - (logn(kit) + 7)
     assert bits(kit.decrypt(kit.ev.add_const(a, v)) - (v + z)) >= 40 - (logn(kit) + 6)
+
+
+def test_rescale_rounds_without_bias(kit):
+    """CKKS-RESCALE-1: rescale = round(c / q_l) per coefficient: the error of a noiseless
+    ciphertext is eps_0 + eps_1 s with eps uniform in [-1/2, 1/2): mean 0 and std sqrt(N/18)
+    for a uniform ternary s (a floor instead of a round shows as a mean of about sum(s)/2)."""
+    from refimpl.ckks import Encryptor
+    from refimpl.ckks.encoder import unembed
+    from refimpl.ring.sampling import ZeroNoise
+
+    p = kit.p
+    z = kit.random_slots(complex_=False)
+    ct = Encryptor(kit.sk, ZeroNoise(4)).encrypt(kit.enc.encode(z, scale=p.scale * float(p.q[p.L])))
+    r = kit.ev.rescale(ct)
+    basis = p.q_basis(r.level)
+    coeff = np.array(p.ctx.reconstruct(p.ctx.intt(kit.D.decrypt(r).poly, basis), basis), dtype=float)
+    diff = coeff - unembed(z.astype(complex), p.N) * p.scale
+    theory = np.sqrt(p.N / 18)
+    assert abs(diff.mean()) < 4 * theory / np.sqrt(p.N) + 0.5
+    assert 0.8 * theory < diff.std() < 1.25 * theory
