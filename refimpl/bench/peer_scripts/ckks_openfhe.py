@@ -125,7 +125,7 @@ def main():
     pt_y = cc.MakeCKKSPackedPlaintext(y.tolist())
     c1 = cc.Encrypt(keys.publicKey, cc.MakeCKKSPackedPlaintext(x.tolist()))
     c2 = cc.Encrypt(keys.publicKey, pt_y)
-    prod = cc.EvalMult(c1, c2)  # level 0 -> 1 after the rescale, scale Delta^2 / q_L
+    prod = cc.EvalMult(c1, c2)  # top level, scale Delta^2; Rescale drops q_L: scale Delta^2 / q_L
 
     def decode(ct):
         pt = cc.Decrypt(keys.secretKey, ct)
