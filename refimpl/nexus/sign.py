@@ -1,0 +1,89 @@
+"""The homomorphic sign function Sgn(x) = f4(f4(g4(g4(x)))) on [-1, 1] (NEXUS §2.4, d_f = d_g = 2).
+
+    f4(x) = (315x - 420x^3 + 378x^5 - 180x^7 + 35x^9) / 2^7
+    g4(x) = (5850x - 34974x^3 + 97015x^5 - 113492x^7 + 46623x^9) / 2^10
+
+g4 (Cheon, Kim, Kim, Lee, Lee, ASIACRYPT 2020) pushes small |x| away from 0 quickly; f4 then
+flattens the result onto +-1. Each degree-9 factor costs 4 levels (ceil(log2 10)), so Sgn
+consumes 16 levels. Resolution (measured in the tests): |Sgn(x) - sign(x)| <= 2^-16 for
+|x| >= 0.0174 (NEXUS's alpha: about 2^-5.85); useless below |x| ~ 2^-7.
+
+Normalisation x / B (the paper's x := a / max|a|) is free here: refimpl records the scale
+B times larger (the message is read as x / B), so no level is spent on it.
+
+Unlike the official code (src/ckks_evaluator.cpp, sgn_eval), which multiplies both the last
+g4 and the last f4 by `factor` and so feeds the f-chain +-1/2 (about 8 bits), an output factor
+here scales the last f4 only: Sgn(x) factor exactly.
+
+Reference: NEXUS §2.4 (Zhang et al., NDSS 2025); Cheon et al., "Efficient homomorphic
+comparison methods with optimal complexity", ASIACRYPT 2020 (f_n, g_n).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import sympy
+
+from ..ckks import Ciphertext
+from ..ckks.polyeval import evaluate_power
+from ..constants import C
+
+SGN = C["nexus"]["sgn"]
+DEPTH = int(SGN["depth"])  # 16 levels
+MIN_ABS_INPUT = float(SGN["min_abs_input"])  # 0.0174: |x| from which the error is <= 2^-16
+ERROR_BOUND = float(SGN["error_bound"])  # 2^-16
+
+
+@lru_cache(maxsize=None)
+def exact_coefficients(name: str) -> tuple[sympy.Rational, ...]:
+    """Power-basis coefficients x^0 .. x^9 of f4 or g4 as exact rationals (from spec/constants.toml)."""
+    num, den = SGN[f"{name}_num"], SGN[f"{name}_den"]
+    coeffs = [sympy.Integer(0)] * 10
+    for k, c in enumerate(num):
+        coeffs[2 * k + 1] = sympy.Rational(c, den)
+    return tuple(coeffs)
+
+
+def coefficients(name: str, factor: float = 1.0) -> np.ndarray:
+    """float64 coefficients of factor * f4 or g4 (exact in binary: denominators 2^7, 2^10)."""
+    return np.array([float(c) for c in exact_coefficients(name)]) * factor
+
+
+def _odd9(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """sum_k c_k x^k for an odd degree-9 polynomial (x u(x^2), Horner in x^2)."""
+    x2 = x * x
+    return x * ((((c[9] * x2 + c[7]) * x2 + c[5]) * x2 + c[3]) * x2 + c[1])
+
+
+def sgn_plain(x: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """The float64 model of `sgn`: factor f4(f4(g4(g4(x)))) (NEXUS §2.4)."""
+    f, g = coefficients("f4"), coefficients("g4")
+    return _odd9(_odd9(_odd9(_odd9(x, g), g), f), coefficients("f4", factor))
+
+
+def reinterpret(ct: Ciphertext, factor: float) -> Ciphertext:
+    """The same ciphertext read as factor * message: scale / factor (exact, no level, no noise)."""
+    if not factor > 0:
+        raise ValueError(f"the message factor must be positive, got {factor}")
+    return Ciphertext(ct.c, ct.level, ct.scale / factor, ct.params)
+
+
+def sgn(ev, ct: Ciphertext, bound: float = 1.0, factor: float = 1.0,
+        target_scale: float | None = None) -> Ciphertext:
+    """factor Sgn(x / bound) = factor f4(f4(g4(g4(x / bound)))) in every slot (NEXUS §2.4).
+
+    Args: ct at level l >= 16, |x| <= bound (the caller's guarantee: the normalisation of the
+    paper); factor multiplies the last f4 only. Returns level l - 16 at `target_scale`
+    (default: ct's scale)."""
+    if not bound > 0:
+        raise ValueError(f"Sgn needs a positive input bound, got {bound}")
+    out_scale = ct.scale if target_scale is None else float(target_scale)
+    y = reinterpret(ct, 1.0 / bound) if bound != 1.0 else ct  # x / bound, free
+    g, f = coefficients("g4"), coefficients("f4")
+    y, _ = evaluate_power(ev, y, g)  # level l -> l-4, |y| <= 1
+    y, _ = evaluate_power(ev, y, g)  # level -> l-8
+    y, _ = evaluate_power(ev, y, f)  # level -> l-12
+    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -> l-16
+    return y
