@@ -166,8 +166,12 @@ def quad(p: Party, x: AShare) -> AShare:
 # ---- exp -------------------------------------------------------------------------------------
 
 def exp_neg(p: Party, x: AShare, *, iters: int = EXP_ITERS, out_scale=1.0, clamp: bool = True,
-            x_max: float = 0.0) -> AShare:
+            x_max: float = 0.0, order: int = 1) -> AShare:
     """out_scale * exp(x) ~ out_scale * max(0, 1 + x/2^r)^(2^r); x <= x_max (default 0).
+
+    order = 3 replaces 1 + y (y = x/2^r) by 1 + y + y^2/2 + y^3/6 (two more truncations,
+    relative error about x^4 / (24 2^(3r)) instead of x^2 / 2^(r+1), so r can be halved);
+    it needs abs(x) <= 2^r and no clamp.
 
     1 + x/2^r is x's encoding plus 2^(f+r) read at scale 2^(f+r) (exact, no truncation);
     the clamp (a ReLU) makes x < -2^r give 0 instead of garbage. Squaring doubles the
@@ -181,8 +185,19 @@ def exp_neg(p: Party, x: AShare, *, iters: int = EXP_ITERS, out_scale=1.0, clamp
     hi = f + r
     if hi > 30:
         raise ValueError(f"exp with r = {r} iterations needs f + r <= 30 (f = {f})")
+    if order not in (1, 3) or (order == 3 and clamp):
+        raise ValueError("exp: order must be 1, or 3 without clamp")
     with p.net.scope("exp"):
-        y = arith.add_raw(p, x, U64(1 << hi))  # 1 + x/2^r at scale 2^(f+r)
+        if order == 3:  # x's encoding read at scale 2^(f+r) is y = x/2^r
+            y2 = trunc3(p, mul_local(p, x, x), hi)  # y^2 at scale 2^hi
+            t = 11  # bits of 1/2 and 1/6: |base| 2^(2 hi + t) < 2^62 for hi <= 24
+            z = ((own(x) << U64(hi + t)) + (own(y2) << U64(hi)) * _ints(0.5, t)
+                 + mul_local(p, y2, x) * _ints(1.0 / 6.0, t) + p.prss.zero(x.shape))
+            if p.id == 0:
+                z = z + U64(1 << (2 * hi + t))
+            y = trunc3(p, z, hi + t)  # 1 + y + y^2/2 + y^3/6 at scale 2^hi
+        else:
+            y = arith.add_raw(p, x, U64(1 << hi))  # 1 + x/2^r at scale 2^(f+r)
         if clamp:
             y = relu(p, y)
         scale = hi

@@ -77,6 +77,14 @@ def test_exp_positive_range_high_precision_squarings():
     assert np.all(np.abs(out / np.exp(x) - 1) < x**2 / 2**13 + 2e-4)
 
 
+def test_exp_cubic_base():
+    """ABY3-EXP-3: 1 + y + y^2/2 + y^3/6 base, r = 6: relative error x^4 / (24 2^18) + 1e-4 on [-20, 10]."""
+    x = np.linspace(-20, 10, 61)
+    out, _, cost = run(lambda p, s: NL.exp_neg(p, s, iters=6, x_max=10.0, clamp=False, order=3), x)
+    assert np.all(np.abs(out - np.exp(x)) <= (x**4 / (24 * 2**18) + 1e-4) * np.exp(x) + 4 * ULP)
+    assert cost["rounds"] == 2 * (2 + 6)
+
+
 @pytest.mark.parametrize("scale", [1e-4, 1e-2, 1.0, 37.0, 3e4])
 def test_reciprocal_and_rsqrt(scale):
     """ABY3-RECIP-1, ABY3-RSQRT-1: Goldschmidt 1/x and Newton 1/sqrt(x) within 2 ulp of the output

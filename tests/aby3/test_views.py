@@ -8,12 +8,12 @@ two-sample chi-square test on byte values; a control shows the test does catch a
 import numpy as np
 import pytest
 
-from refimpl.aby3 import arith, boolean as B
+from refimpl.aby3 import arith, boolean as B, nonlinear as NL
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import share_input
 
 RUNS = 12
-N = 256
+N = 64
 
 
 def view_bytes(secret, fn, party, leak=False, salt=0):
@@ -65,6 +65,10 @@ PROTOCOLS = {
     "a2b": lambda p, x, y: B.a2b(p, x),
     "msb": lambda p, x, y: B.msb(p, x),
     "inject": lambda p, x, y: B.inject(p, B.msb(p, x), y),
+    "relu": lambda p, x, y: NL.relu(p, x),
+    "quad": lambda p, x, y: NL.quad(p, x),
+    "exp": lambda p, x, y: NL.exp_neg(p, x, iters=4),
+    "reciprocal": lambda p, x, y: NL.reciprocal(p, arith.add_public(p, NL.relu(p, x), 1.0), iters=1),
 }
 
 S0 = np.zeros(N)
