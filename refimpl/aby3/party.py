@@ -79,6 +79,14 @@ class RunResult:
         }
 
 
+def make_party(i: int, transport, *, seed: int, fxp: Fxp | None = None, session: int = 0,
+               record_views: bool = False) -> Party:
+    """Party i on `transport`, with its two PRSS keys and the public key derived from `seed`."""
+    keys = setup_keys(seed)
+    return Party(i, Network(i, transport, record_views), PRSS(i, keys[i], keys[(i + 1) % 3], keys[3]),
+                 fxp or Fxp(), session, np.random.default_rng([seed, 1000 + i]))
+
+
 _session_counter = [0]
 _session_lock = threading.Lock()
 
@@ -98,15 +106,11 @@ def simulate(
     """
     fxp = fxp or Fxp()
     transport = transport or InMemoryTransport()
-    keys = setup_keys(seed)
     with _session_lock:
         _session_counter[0] += 1
         session = _session_counter[0]
-    parties = [
-        Party(i, Network(i, transport, record_views), PRSS(i, keys[i], keys[(i + 1) % 3], keys[3]), fxp, session,
-              np.random.default_rng([seed, 1000 + i]))
-        for i in range(N_PARTIES)
-    ]
+    parties = [make_party(i, transport, seed=seed, fxp=fxp, session=session, record_views=record_views)
+               for i in range(N_PARTIES)]
     outputs: list = [None] * N_PARTIES
     errors: list = []
 
