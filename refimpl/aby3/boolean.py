@@ -7,6 +7,7 @@ party; XOR and any fixed bit permutation (shift, select, compaction) are local.
 Costs (all parties, per element, k = 64):
     and_         1 round    3 nbits bits
     a2b          8 rounds   296 B      (log2 k + 2 rounds; SPU: 336 B)
+    b2a          9 rounds   312 B      (log2 k + 3 rounds)
     msb          8 rounds   ~79 B      (carry tree halving the width each level; SPU: 108 B)
     inject       2 rounds   72 B       bit x arithmetic (two 3-party OTs + reshare)
 """
@@ -130,26 +131,68 @@ def _a2b_operands(p: Party, x: AShare) -> tuple[BShare, BShare]:
     return a, s
 
 
+def _kogge_stone(p: Party, a: BShare, s: BShare) -> BShare:
+    """[a + s]^B for boolean-shared 64-bit words: 1 + log2(64) rounds.
+
+    G = a & s, P = a ^ s; for sh = 1, 2, 4, ..., 32: G ^= P & (G << sh), P &= P << sh;
+    sum = (a ^ s) ^ (G << 1). Reference: Kogge and Stone (1973); ABY3 §5.3.
+    """
+    g = and_(p, a, s)
+    p0 = xor(p, a, s)
+    pp = p0
+    for sh in (1, 2, 4, 8, 16, 32):
+        if sh < 32:
+            pg, pp = and_many(p, [(pp, shift_left(g, sh)), (pp, shift_left(pp, sh))])
+        else:
+            pg = and_(p, pp, shift_left(g, sh))  # last level: P is no longer needed
+        g = xor(p, g, pg)
+    return xor(p, p0, shift_left(g, 1))
+
+
 def a2b(p: Party, x: AShare) -> BShare:
     """[x]^A -> [x]^B with a Kogge-Stone adder of x_0 and x_1 + x_2: log2(64) + 2 = 8 rounds.
 
-    G = a & b, P = a ^ b; for s = 1, 2, 4, ..., 32: G ^= P & (G << s), P &= P << s;
-    sum = (a ^ b) ^ (G << 1). Reference: ABY3 §5.3; Kogge and Stone (1973).
+    Reference: ABY3 §5.3 (bit decomposition); Kogge and Stone (1973).
     """
     check_same_run(p, x)
     with p.net.scope("a2b"):
         a, s = _a2b_operands(p, x)
-        g = and_(p, a, s)
-        p0 = xor(p, a, s)
-        pp = p0
-        for sh in (1, 2, 4, 8, 16, 32):
-            if sh < 32:
-                pg, pp_new = and_many(p, [(pp, shift_left(g, sh)), (pp, shift_left(pp, sh))])
-                pp = pp_new
-            else:
-                pg = and_(p, pp, shift_left(g, sh))  # last level: P is no longer needed
-            g = xor(p, g, pg)
-        return xor(p, p0, shift_left(g, 1))
+        return _kogge_stone(p, a, s)
+
+
+def b2a(p: Party, x: BShare) -> AShare:
+    """[x]^B -> [x]^A: log2(64) + 3 = 9 rounds, 312 B (ABY3 §5.3; SPU B2AByPPA).
+
+    y_1 (key of parties 0, 1) and y_2 (key of parties 1, 2) are random; party 1 shares
+    -(y_1 + y_2) as a boolean word (1 message), a Kogge-Stone adder gives
+    [y_0]^B = [x - y_1 - y_2]^B, and y_0 is opened to parties 0 and 2 (one word each).
+    Result: party i holds (y_i, y_{i+1}).
+    """
+    check_same_run(p, x)
+    with p.net.scope("b2a"):
+        z = np.zeros(x.shape, dtype=U64)
+        if p.id == 0:
+            y1 = p.prss.pair(1, x.shape)
+            m = BShare(z, p.net.recv(1), p.session)  # (0, s ^ r)
+        elif p.id == 1:
+            y1, y2 = p.prss.pair(0, x.shape), p.prss.pair(2, x.shape)
+            r = p.prss.pair(2, x.shape)
+            sr = (U64(0) - y1 - y2) ^ r
+            p.net.send(0, sr)  # party 1 holds (s ^ r, r) of s = -(y_1 + y_2); sends s ^ r to party 0
+            m = BShare(sr, r, p.session)
+        else:
+            y2 = p.prss.pair(1, x.shape)
+            m = BShare(p.prss.pair(1, x.shape), z, p.session)  # (r, 0)
+        y0 = _kogge_stone(p, BShare(x.a, x.b, p.session), m)
+        # open y_0 to parties 0 and 2: party 0 holds (c_0, c_1) and needs c_2 (from party 2);
+        # party 2 holds (c_2, c_0) and needs c_1 (from party 0)
+        if p.id == 0:
+            p.net.send(2, y0.b)
+            return AShare(y0.a ^ y0.b ^ p.net.recv(2), y1, p.session)
+        if p.id == 2:
+            p.net.send(0, y0.a)
+            return AShare(y2, y0.a ^ y0.b ^ p.net.recv(0), p.session)
+        return AShare(y1, y2, p.session)
 
 
 def msb(p: Party, x: AShare) -> BShare:

@@ -99,3 +99,19 @@ def test_xor_public_and_not():
     out, _ = run_bool(f, x)
     assert list(out) == [1, 0]
     assert isinstance(BShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64), 0), BShare)
+
+
+@given(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=40), st.integers(0, 1000))
+def test_b2a_inverts_a2b(xs, seed):
+    """ABY3-B2A-1: B2A(A2B(x)) = x; log2(64) + 3 = 9 rounds, 312 B per element."""
+    x = np.array(xs)
+
+    def prog(p):
+        s = B.a2b(p, share_input(p, 0, x if p.id == 0 else None))
+        with p.net.scope("op"):
+            y = B.b2a(p, s)
+        return reveal(p, y)
+
+    res = simulate(prog, seed=seed)
+    assert np.array_equal(res.outputs[0], np.rint(x * 2**18) / 2**18)
+    assert res.scope("op") == {"bytes": 312 * x.size, "rounds": 9, "sends": 8}

@@ -65,6 +65,7 @@ PROTOCOLS = {
     "a2b": lambda p, x, y: B.a2b(p, x),
     "msb": lambda p, x, y: B.msb(p, x),
     "inject": lambda p, x, y: B.inject(p, B.msb(p, x), y),
+    "b2a": lambda p, x, y: B.b2a(p, B.a2b(p, x)),
     "relu": lambda p, x, y: NL.relu(p, x),
     "quad": lambda p, x, y: NL.quad(p, x),
     "exp": lambda p, x, y: NL.exp_neg(p, x, iters=4),
