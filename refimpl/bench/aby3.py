@@ -90,6 +90,8 @@ def measure(name: str, params: dict, inputs: list, fn, ref, reps: int, *, bool_o
     max_party = max(n.scopes["op"].bytes_sent for n in res.nets)
     med = statistics.median(walls)
     err = None if ref is None else float(np.max(np.abs(np.asarray(out, dtype=np.float64) - ref)))
+    if "fail_threshold" in params:  # fraction of elements with a large (wrap-around) error
+        params = {**params, "fail_rate": float(np.mean(np.abs(out - ref) > params["fail_threshold"]))}
     row = {
         "name": name, **params, "bytes": st["bytes"], "rounds": st["rounds"], "max_sends": st["sends"],
         "median_s": round(med, 4), "lan_s": round(LAN.estimate(med, st["rounds"], max_party), 4),
@@ -149,6 +151,12 @@ def items(quick: bool):
         lambda p, a: arith.truncate(p, a), x, False, reps
     yield "truncate_share", {"shape": list(x.shape), "elements": E, "d": 18, "note": "ABY3 §5.1; can fail"}, \
         [(0, x * 2**18)], lambda p, a: arith.truncate_share(p, a, 18), x, False, reps
+    big = rng.uniform(-2.0**20, 2.0**20, sh["elems"])  # raw ~2^56 after the 2^18 scaling: a 2f-scaled product
+    yield "truncate_share_2f", {"shape": list(x.shape), "elements": E, "d": 18, "fail_threshold": 1e-3,
+                                "note": "ABY3 §5.1 on values ~2^56: fails w.p. ~|x|/2^63"}, \
+        [(0, big * 2**18)], lambda p, a: arith.truncate_share(p, a, 18), big, False, 1
+    yield "truncate_2f", {"shape": list(x.shape), "elements": E, "d": 18, "fail_threshold": 1e-3}, \
+        [(0, big * 2**18)], lambda p, a: arith.truncate(p, a), big, False, 1
     yield "a2b", {"shape": list(x.shape), "elements": E}, [(0, x)], lambda p, a: B.a2b(p, a), None, True, reps
     yield "msb", {"shape": list(x.shape), "elements": E}, [(0, x)], lambda p, a: B.msb(p, a), \
         (x < 0).astype(float), True, reps

@@ -44,3 +44,20 @@ def test_tcp_matches_in_memory():
         assert np.array_equal(out, mem.outputs[i])
         assert net.bytes_sent == mem.nets[i].bytes_sent and net.clock == mem.nets[i].clock
     assert np.max(np.abs(results[0][0] - (x * x - x))) < 3e-5  # input encoding + one truncation
+
+
+def test_party_main_three_processes():
+    """ABY3-NET-3: `party_main` as three OS processes (what `refimpl aby3 party` runs) agree."""
+    import json
+    import subprocess
+    import sys
+
+    peers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(3))
+    code = ("import sys; from refimpl.aby3.tcp import party_main; "
+            "sys.exit(party_main(int(sys.argv[1]), sys.argv[2].split(','), n=8, d=16, heads=2))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i), peers], stdout=subprocess.PIPE, text=True)
+             for i in range(3)]
+    outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len({o["output_sum"] for o in outs}) == 1
+    assert len({o["rounds"] for o in outs}) <= 2 and all(o["bytes_sent"] > 0 for o in outs)
