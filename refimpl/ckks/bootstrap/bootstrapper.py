@@ -1,0 +1,200 @@
+"""The CKKS bootstrapper (full-slot packing): ScaleDown -> ModRaise -> CoeffsToSlots -> EvalMod
+-> SlotsToCoeffs.
+
+Levels, top down: CoeffsToSlots takes `level_budget[0]` levels, EvalMod the depth of its
+Chebyshev cosine plus r double-angle steps, SlotsToCoeffs `level_budget[1]`; the output lands at
+`output_level` with scale Delta. Scales are chosen, not assumed: the ModRaise output is read at
+scale K q_0 (its slots are then t / (K q_0)), CoeffsToSlots ends at the scale of the prime
+EvalMod squares by (so the Chebyshev powers keep their scale), EvalMod's factor
+q_0 / (2 pi Delta) is a change of scale, and the last SlotsToCoeffs matrix is encoded so that
+the result has scale Delta exactly.
+
+Reference: Cheon, Han, Kim, Kim, Song, EUROCRYPT 2018; Bossuat, Mouchet, Troncoso-Pastoriza,
+Hubaux, EUROCRYPT 2021 (ModRaise-first, scale management); OpenFHE ckksrns-fhe.cpp (level
+budget, K = 28, degree 44, r = 3 for h = 192).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import log2
+
+from ..ciphertext import Ciphertext
+from ..errors import ParameterError
+from ..keys import conjugation_element, galois_element
+from ..params import Parameters
+from ..polyeval import poly_depth
+from .dft import apply_linear, decode_stages, encode_stages, group, rotations_needed
+from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, k_from_hamming_weight
+from .mod_raise import mod_raise, scale_down
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """Knobs of the bootstrapping circuit (defaults: OpenFHE's for h = 192, level budget 3/3)."""
+
+    level_budget: tuple[int, int] = (3, 3)  # (CoeffsToSlots, SlotsToCoeffs) levels
+    K: int | None = None  # None: from the secret's Hamming weight (failure <= 2^log2_failure)
+    degree: int | None = None  # Chebyshev degree of the cosine; None: smallest with error <= 2^-40
+    double_angle: int = 3
+    log2_failure: float = -25.0  # probability that some |I_k| >= K in one bootstrap
+
+    def resolve(self, N: int, h: int) -> "ResolvedConfig":
+        K, fail = (self.K, None) if self.K else k_from_hamming_weight(h, N, self.log2_failure)
+        if fail is None:
+            fail = _failure(K, h, N)
+        degree = self.degree or _degree_for(K, self.double_angle)
+        return ResolvedConfig(self.level_budget, EvalModConfig(K, degree, self.double_angle), fail)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    level_budget: tuple[int, int]
+    eval_mod: EvalModConfig
+    log2_failure: float
+
+    @property
+    def depth(self) -> int:
+        return self.level_budget[0] + self.eval_mod.depth + self.level_budget[1]
+
+
+def _failure(K: int, h: int, N: int) -> float:
+    from math import erfc, sqrt
+
+    import numpy as np
+
+    sd = sqrt((h + 1) / 12)
+    return float(np.log2(max(N * erfc((K - 0.5) / (sd * sqrt(2))), 1e-300)))
+
+
+def _degree_for(K: int, r: int, log2_err: float = -40.0) -> int:
+    """Smallest degree whose Chebyshev cosine interpolant errs by at most 2^log2_err."""
+    d = 8
+    while d < 255:
+        if cosine_coefficients(K, d, r)[1] <= 2.0**log2_err:
+            return d
+        d += 1
+    return d
+
+
+def bootstrap_parameters(
+    N: int,
+    levels_after: int,
+    h: int = 192,
+    config: BootstrapConfig = BootstrapConfig(),
+    log_q0: int = 60,
+    log_qi: int = 40,
+    log_boot: int = 60,
+    log_s2c: int = 50,
+    log_p: int = 61,
+    num_p: int | None = None,
+    insecure: bool = False,
+) -> tuple[Parameters, ResolvedConfig]:
+    """A chain for bootstrapping: q_0 | levels_after x log_qi | SlotsToCoeffs x log_s2c |
+    EvalMod x log_boot | CoeffsToSlots x log_boot; sparse secret of weight h."""
+    from ...ring.primes import ntt_primes
+    from ..params import _choose_digits
+
+    rc = config.resolve(N, h)
+    c2s, s2c = rc.level_budget
+    em = rc.eval_mod.depth
+    counts = [(log_q0, 1), (log_qi, levels_after), (log_s2c, s2c), (log_boot, em + c2s)]
+    taken: list[int] = []
+    num_p = num_p or 2
+    p = ntt_primes(log_p, N, num_p)
+    taken += p
+    chain = []
+    for bits, count in counts:
+        if count:
+            new = ntt_primes(bits, N, count, exclude=tuple(taken))
+            chain += new
+            taken += new
+    digits = _choose_digits(tuple(chain), _prod(p))
+    params = Parameters(
+        N=N, q=tuple(chain), p=tuple(p), scale=2.0**log_qi, digits=digits, secret="sparse", h=h,
+        insecure=insecure, name=f"boot-2^{N.bit_length() - 1}",
+    )
+    return params, rc
+
+
+def _prod(xs):
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+class Bootstrapper:
+    """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
+
+    def __init__(self, ev, config: ResolvedConfig):
+        self.ev = ev
+        self.params: Parameters = ev.params
+        self.config = config
+        p = self.params
+        n = p.slots
+        c2s, s2c = config.level_budget
+        if config.depth > p.L:
+            raise ParameterError(f"bootstrapping needs {config.depth} levels, the chain has {p.L}")
+        self.c2s = group(encode_stages(n), c2s, n)
+        self.s2c = group(decode_stages(n), s2c, n)
+        self.input_level = 0
+        self.output_level = p.L - config.depth
+        self.output_scale = p.scale
+        self.calls = 0
+
+    # -- what a client must generate keys for
+    def rotations(self) -> list[int]:
+        n = self.params.slots
+        rs: set[int] = set()
+        for d in self.c2s + self.s2c:
+            rs |= rotations_needed(d, n)
+        return sorted(rs)
+
+    def galois_elements(self) -> list[int]:
+        p = self.params
+        return sorted({galois_element(p, r) for r in self.rotations()} | {conjugation_element(p)})
+
+    # -- the stages
+    def coeffs_to_slots(self, ct: Ciphertext, out_scale: float) -> Ciphertext:
+        """Slots of t -> bit-reversed w_k = t_k + i t_(k+n); c2s levels."""
+        for i, d in enumerate(self.c2s):
+            last = i == len(self.c2s) - 1
+            ct = apply_linear(self.ev, ct, d, out_scale=out_scale if last else None)
+        return ct
+
+    def slots_to_coeffs(self, ct: Ciphertext) -> Ciphertext:
+        for i, d in enumerate(self.s2c):
+            last = i == len(self.s2c) - 1
+            ct = apply_linear(self.ev, ct, d, out_scale=self.output_scale if last else None)
+        return ct
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        """A new ciphertext of the same slots at `output_level` and scale Delta (ct is not modified)."""
+        ev, p, cfg = self.ev, self.params, self.config
+        self.calls += 1
+        delta_in = ct.scale
+        low = scale_down(ev, ct)  # level -> 0
+        K, q0 = cfg.eval_mod.K, p.q[0]
+        raised = mod_raise(low, p)  # decrypts to t = Delta m + e + q0 I over Q_L
+        raised = Ciphertext(raised.c, raised.level, float(K) * q0, p)  # slots: t / (K q0)
+        em_level = p.L - cfg.level_budget[0]
+        u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
+        conj = ev.conjugate(u)
+        re = ev.add(u, conj)  # 2 Re(u) at scale q/2  ->  Re(u) at scale q
+        im = ev.negate(ev.mul_monomial(ev.sub(u, conj), p.N // 2))  # -i (u - conj u) = 2 Im(u)
+        re = Ciphertext(re.c, re.level, 2 * u.scale, p)
+        im = Ciphertext(im.c, im.level, 2 * u.scale, p)
+        v_re = eval_mod(ev, re, cfg.eval_mod, q0, delta_in)
+        v_im = eval_mod(ev, im, cfg.eval_mod, q0, delta_in)
+        w = ev.add(v_re, ev.mul_monomial(v_im, p.N // 2))  # v_re + i v_im
+        return self.slots_to_coeffs(w)
+
+    def describe(self) -> str:
+        cfg = self.config
+        return (
+            f"bootstrap: K = {cfg.eval_mod.K}, cosine degree {cfg.eval_mod.degree}, r = {cfg.eval_mod.double_angle}, "
+            f"levels C2S {cfg.level_budget[0]} + EvalMod {cfg.eval_mod.depth} + S2C {cfg.level_budget[1]} = {cfg.depth}; "
+            f"output level {self.output_level} of {self.params.L}; failure probability 2^{cfg.log2_failure:.0f}; "
+            f"{len(self.galois_elements())} Galois keys; log2(PQ) = {self.params.log_qp:.0f}"
+        )
