@@ -23,9 +23,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..ckks import Ciphertext
-from .sign import DEPTH as SGN_DEPTH, sgn, sgn_plain
+from .levels import ensure_levels
+from .sign import DEPTH as SGN_DEPTH, sgn, sgn_levels, sgn_plain
 
-QUICKMAX_ROUND_LEVELS = SGN_DEPTH + 1  # Sgn, then the product (a - b) Sgn(a - b)
+QUICKMAX_ROUND_LEVELS = SGN_DEPTH + 1  # Sgn, then the product (a - b) Sgn(a - b); for bound 1/2
+
+
+def round_levels(bound: float = 0.5) -> int:
+    """Levels of one QuickMax round: 17 for |x| <= 1/2, 18 otherwise (Sgn normalises (a - b) / 2B)."""
+    return sgn_levels(2 * bound) + 1
 
 
 def _log2(n: int, what: str) -> int:
@@ -57,12 +63,12 @@ def quick_sum(ev, ct: Ciphertext, n: int, step: int = 1, duplicate: bool = False
 def max_pair(ev, a: Ciphertext, b: Ciphertext, bound: float = 0.5) -> Ciphertext:
     """max(a, b) = (a + b)/2 + (a - b) Sgn((a - b) / 2B) / 2 slotwise, for |a|, |b| <= B (NEXUS §5.2).
 
-    Level l -> l - 17, scale unchanged."""
+    Level l -> l - 17 (B = 1/2; else l - 18), scale unchanged."""
     d = ev.sub(a, b)  # |d| <= 2B
-    lo = a.level - SGN_DEPTH  # level l - 16
-    s = sgn(ev, d, bound=2 * bound, factor=0.5, target_scale=float(ev.params.q[lo]))  # Sgn/2, level l-16
-    prod = ev.rescale(ev.multiply(ev.drop_level(d, lo), s))  # level l-16 -> l-17, scale d.scale
-    half_sum = ev.rescale(ev.mul_const(ev.drop_level(ev.add(a, b), lo), 0.5))  # level l-17, same scale
+    lo = a.level - sgn_levels(2 * bound)  # level l - 16 (l - 17)
+    s = sgn(ev, d, bound=2 * bound, factor=0.5, target_scale=float(ev.params.q[lo]))  # Sgn/2 at level lo
+    prod = ev.rescale(ev.multiply(ev.drop_level(d, lo), s))  # level lo -> lo-1, scale d.scale
+    half_sum = ev.rescale(ev.mul_const(ev.drop_level(ev.add(a, b), lo), 0.5))  # level lo-1, same scale
     return ev.add(_same_scale(half_sum, prod.scale), prod)
 
 
@@ -78,17 +84,12 @@ def quick_max(ev, ct: Ciphertext, n: int, bound: float = 0.5, step: int = 1, dup
 
     s <- max(s, RotL(s, step 2^i)), i < log2(n); every slot must lie in [-B, B] (B = bound),
     including padded ones (fill them with -B: they never win). log2(n) rotations (+1), log2(n)
-    Sgn, 17 levels per round; when fewer than 17 levels remain before a round, the
-    bootstrapper refreshes the running maximum (an error if none is given)."""
+    Sgn, 17 levels per round (18 if B > 1/2); when a round does not fit in the levels left,
+    the bootstrapper refreshes the running maximum (an error if none is given)."""
+    need = round_levels(bound)
     s = duplicate_rows(ev, ct, n, step) if duplicate else ct
     for r in fold_rotations(n, step):
-        if s.level < QUICKMAX_ROUND_LEVELS:
-            if bootstrapper is None:
-                raise ValueError(
-                    f"quick_max: a round needs {QUICKMAX_ROUND_LEVELS} levels, the running maximum is at "
-                    f"level {s.level}: pass a bootstrapper"
-                )
-            s = bootstrapper.bootstrap(s)  # level -> the bootstrapper's output level
+        s = ensure_levels(s, need, bootstrapper, "a quick_max round")  # refresh between rounds
         s = max_pair(ev, s, ev.rotate(s, r), bound)  # level l -> l-17
     return s
 

@@ -8,8 +8,11 @@ flattens the result onto +-1. Each degree-9 factor costs 4 levels (ceil(log2 10)
 consumes 16 levels. Resolution (measured in the tests): |Sgn(x) - sign(x)| <= 2^-16 for
 |x| >= 0.0174 (NEXUS's alpha: about 2^-5.85); useless below |x| ~ 2^-7.
 
-Normalisation x / B (the paper's x := a / max|a|) is free here: refimpl records the scale
-B times larger (the message is read as x / B), so no level is spent on it.
+Normalisation (x - c) / B (the paper's x := a / max|a|; GELU's (x - t)/16) is the affine map
+of the first g4 evaluation: one more level, 17 in all (the official code counts the same).
+It cannot be had for free by recording a B times larger scale: the powers of the first
+polynomial would then drift from the primes (scale s^2 / q per squaring) until the
+constants' own scale underflows; spec NEXUS-SGN-DEPTH records this.
 
 Unlike the official code (src/ckks_evaluator.cpp, sgn_eval), which multiplies both the last
 g4 and the last f4 by `factor` and so feeds the f-chain +-1/2 (about 8 bits), an output factor
@@ -63,27 +66,28 @@ def sgn_plain(x: np.ndarray, factor: float = 1.0) -> np.ndarray:
     return _odd9(_odd9(_odd9(_odd9(x, g), g), f), coefficients("f4", factor))
 
 
-def reinterpret(ct: Ciphertext, factor: float) -> Ciphertext:
-    """The same ciphertext read as factor * message: scale / factor (exact, no level, no noise)."""
-    if not factor > 0:
-        raise ValueError(f"the message factor must be positive, got {factor}")
-    return Ciphertext(ct.c, ct.level, ct.scale / factor, ct.params)
+def sgn_levels(bound: float = 1.0, center: float = 0.0) -> int:
+    """Levels `sgn` consumes: 16, plus 1 for the normalisation unless (bound, center) = (1, 0)."""
+    return DEPTH + (0 if (bound, center) == (1.0, 0.0) else 1)
 
 
-def sgn(ev, ct: Ciphertext, bound: float = 1.0, factor: float = 1.0,
+def sgn(ev, ct: Ciphertext, bound: float = 1.0, factor: float = 1.0, center: float = 0.0,
         target_scale: float | None = None) -> Ciphertext:
-    """factor Sgn(x / bound) = factor f4(f4(g4(g4(x / bound)))) in every slot (NEXUS §2.4).
+    """factor Sgn((x - center) / bound) = factor f4(f4(g4(g4((x - c) / B)))) in every slot (NEXUS §2.4).
 
-    Args: ct at level l >= 16, |x| <= bound (the caller's guarantee: the normalisation of the
-    paper); factor multiplies the last f4 only. Returns level l - 16 at `target_scale`
-    (default: ct's scale)."""
+    Args: ct at level l >= sgn_levels(bound, center), |x - center| <= bound (the caller's
+    guarantee: the normalisation of the paper); factor multiplies the last f4 only.
+    Returns level l - 16 (l - 17 when normalising) at `target_scale` (default: ct's scale)."""
     if not bound > 0:
         raise ValueError(f"Sgn needs a positive input bound, got {bound}")
     out_scale = ct.scale if target_scale is None else float(target_scale)
-    y = reinterpret(ct, 1.0 / bound) if bound != 1.0 else ct  # x / bound, free
     g, f = coefficients("g4"), coefficients("f4")
-    y, _ = evaluate_power(ev, y, g)  # level l -> l-4, |y| <= 1
-    y, _ = evaluate_power(ev, y, g)  # level -> l-8
-    y, _ = evaluate_power(ev, y, f)  # level -> l-12
-    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -> l-16
+    if (bound, center) == (1.0, 0.0):
+        y, _ = evaluate_power(ev, ct, g)  # level l -> l-4
+    else:  # g4((x - c)/B) as a polynomial in x on [c - B, c + B]
+        g_x = np.polynomial.Polynomial(g)(np.polynomial.Polynomial([-center / bound, 1.0 / bound])).coef
+        y, _ = evaluate_power(ev, ct, g_x, center - bound, center + bound)  # level l -> l-5
+    y, _ = evaluate_power(ev, y, g)  # level -> l-8 (-9)
+    y, _ = evaluate_power(ev, y, f)  # level -> l-12 (-13)
+    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -> l-16 (-17)
     return y

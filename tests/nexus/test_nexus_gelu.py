@@ -1,0 +1,50 @@
+"""GELU, the paper's 4-piece version (NEXUS §3.3), encrypted vs its float64 model and vs the exact functions.
+
+Tight bound: the pieces reach |Q(12)| ~ 5.4e3 ~ 2^12.4 and multiply segment bits whose CKKS
+error is about 2^-(40 - 11 - 8 - 7.6) (fresh error, Sgn slope): we require 2^-14 against
+`gelu_plain`. The approximation's own error (spec NEXUS-GELU-ERR, measured on a dense grid):
+max 0.012 vs erf-GELU (at x = 3, where Q(3) = 3.016 and the x-piece blend), mean 1.2e-3.
+"""
+
+import numpy as np
+import pytest
+
+from refimpl.bert.functional import gelu_erf, gelu_poly4
+from refimpl.ckks import Parameters
+from refimpl.nexus.counting import CountingEvaluator
+from refimpl.nexus.gelu import LEVELS, VALID_RANGE, gelu, gelu_plain
+
+from .helpers import Kit, bits
+
+
+@pytest.fixture(scope="module")
+def kit():
+    return Kit(Parameters.create(N=2048, levels=19, dnum=4, insecure=True))
+
+
+def test_gelu_plain_model_error():
+    """NEXUS-GELU-ERR: the model against the exact piecewise P/Q (blend near breakpoints) and erf-GELU."""
+    x = np.linspace(*VALID_RANGE, 250_001)
+    g = gelu_plain(x)
+    assert np.max(np.abs(g - gelu_poly4(x))) < 0.0085
+    assert np.max(np.abs(g - gelu_erf(x))) < 0.0125 and np.mean(np.abs(g - gelu_erf(x))) < 1.3e-3
+    far = np.min(np.abs(x[:, None] - np.array([-4.0, -1.95, 3.0])), axis=1) > 0.3
+    assert np.max(np.abs(g - gelu_poly4(x))[far]) < 2e-3  # away from breakpoints: the pieces themselves
+
+
+def test_gelu_encrypted(kit):
+    """NEXUS-GELU-LEVELS: 18 levels, 3 Sgn; tight against the model."""
+    x = np.linspace(*VALID_RANGE, kit.p.slots)
+    ct = kit.encrypt(x)
+    ev = CountingEvaluator(kit.ev)
+    out = gelu(ev, ct)
+    assert ct.level - out.level == LEVELS == 18 and out.scale == ct.scale
+    assert ev.counts["rotations"] == 0
+    z = kit.decrypt(out)
+    assert bits(z - gelu_plain(x)) >= 14
+    assert np.max(np.abs(z - gelu_erf(x))) < 0.0125
+
+
+def test_gelu_range_error(kit):
+    with pytest.raises(ValueError, match="valid range"):
+        gelu(kit.ev, kit.encrypt(np.zeros(4)), lo=-20.0, hi=5.0)
