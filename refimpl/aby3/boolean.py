@@ -18,6 +18,7 @@ import numpy as np
 
 from refimpl.aby3.arith import reshare
 from refimpl.aby3.fixed import U64
+from refimpl.aby3.kernels import unzip_bits
 from refimpl.aby3.ot import ot3_help, ot3_recv, ot3_send
 from refimpl.aby3.party import Party
 from refimpl.aby3.shares import AShare, BShare, check_same_run, recv_words, send_words
@@ -73,9 +74,8 @@ def _compact_even(v: np.ndarray) -> np.ndarray:
 def _unzip(x: BShare) -> tuple[BShare, BShare]:
     """(even bits, odd bits) of each word, each compacted to nbits/2 bits: local."""
     h = x.nbits // 2
-    ev = BShare(_compact_even(x.a), _compact_even(x.b), x.session, h)
-    od = BShare(_compact_even(x.a >> ONE), _compact_even(x.b >> ONE), x.session, h)
-    return ev, od
+    (ea, oa), (eb, ob) = unzip_bits(x.a), unzip_bits(x.b)  # numba; same as _compact_even
+    return BShare(ea, eb, x.session, h), BShare(oa, ob, x.session, h)
 
 
 # ---- AND --------------------------------------------------------------------------------

@@ -38,3 +38,33 @@ def matmul_u64(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> n
     for h in range(a3.shape[0]):  # loop over the batch (heads), never over elements
         _matmul_acc(a3[h], b3[h], o3[h])
     return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _unzip_kernel(x, ev, od):  # bits 0, 2, 4, ... -> ev; bits 1, 3, 5, ... -> od (compacted)
+    m0 = np.uint64(0x5555555555555555)
+    m1 = np.uint64(0x3333333333333333)
+    m2 = np.uint64(0x0F0F0F0F0F0F0F0F)
+    m3 = np.uint64(0x00FF00FF00FF00FF)
+    m4 = np.uint64(0x0000FFFF0000FFFF)
+    m5 = np.uint64(0x00000000FFFFFFFF)
+    for i in range(x.size):
+        for k in range(2):
+            v = (x[i] >> np.uint64(k)) & m0
+            v = (v | (v >> np.uint64(1))) & m1
+            v = (v | (v >> np.uint64(2))) & m2
+            v = (v | (v >> np.uint64(4))) & m3
+            v = (v | (v >> np.uint64(8))) & m4
+            v = (v | (v >> np.uint64(16))) & m5
+            if k == 0:
+                ev[i] = v
+            else:
+                od[i] = v
+
+
+def unzip_bits(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(even bits, odd bits) of each uint64 word, each compacted into the low half (a bit permutation)."""
+    x = np.ascontiguousarray(x, dtype=U64)
+    ev, od = np.empty_like(x), np.empty_like(x)
+    _unzip_kernel(x.ravel(), ev.ravel(), od.ravel())
+    return ev, od

@@ -80,6 +80,12 @@ def pack(words: np.ndarray, nbits: int) -> np.ndarray:
         return words.view(np.uint8).reshape(-1, 8)[:, :nbytes].copy()  # little-endian low bytes
     if nbits >= 8:
         return words.astype(_wire_dtype(nbits))
+    if nbits in (1, 2, 4):  # 8 / nbits values per byte
+        k = 8 // nbits
+        v = np.zeros(-(-words.size // k) * k, dtype=np.uint8)
+        v[: words.size] = words
+        v = v.reshape(-1, k) << (np.arange(k, dtype=np.uint8) * nbits)
+        return np.bitwise_or.reduce(v, axis=1)
     bits = ((words[:, None] >> np.arange(nbits, dtype=U64)) & U64(1)).astype(np.uint8)  # [n, nbits]
     return np.packbits(bits.ravel())
 
@@ -94,6 +100,10 @@ def unpack(data: np.ndarray, shape: tuple, nbits: int) -> np.ndarray:
         return eight.view(U64).reshape(shape)
     if nbits >= 8:
         return data.astype(U64).reshape(shape)
+    if nbits in (1, 2, 4):
+        k = 8 // nbits
+        v = (data[:, None] >> (np.arange(k, dtype=np.uint8) * nbits)) & np.uint8((1 << nbits) - 1)
+        return v.ravel()[:n].astype(U64).reshape(shape)
     bits = np.unpackbits(data)[: n * nbits].reshape(n, nbits).astype(U64)
     return (bits << np.arange(nbits, dtype=U64)).sum(axis=1, dtype=U64).reshape(shape)
 

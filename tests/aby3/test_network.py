@@ -58,3 +58,18 @@ def test_latency_model():
     """ABY3-NET-2: t = compute + rounds RTT + max party bytes / bandwidth (stated parameters)."""
     assert LAN.estimate(1.0, 10, 10**9) == pytest.approx(1.0 + 10 * 1e-4 + 0.8)
     assert WAN.estimate(0.0, 2, 0) == pytest.approx(0.08)
+
+
+def test_wire_packing_roundtrip_and_size():
+    """ABY3-NET-1: only the nbits in use cross the wire: ceil(n nbits / 8) bytes below 8 bits,
+    ceil(nbits / 8) bytes per value from 8 bits up; pack/unpack is the identity."""
+    from refimpl.aby3.shares import pack, unpack
+
+    rng = np.random.default_rng(1)
+    for nb in range(1, 65):
+        for n in (1, 5, 17, 300):
+            w = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
+            w &= np.uint64((1 << nb) - 1) if nb < 64 else np.uint64(2**64 - 1)
+            data = pack(w, nb)
+            assert np.array_equal(unpack(data, w.shape, nb), w)
+            assert data.nbytes == (-(-n * nb // 8) if nb < 8 else n * -(-nb // 8))
