@@ -3,7 +3,7 @@
     y = gamma (x - mu) / sqrt(var) + beta,   mu = sum x / F,   var = sum (x - mu)^2 / F
 
 Rows: F features (F <= n, n a power of two) at the start of windows of w slots, zeros
-elsewhere; folding is cyclic when the rows tile the slots (w = n = F) or after duplication
+elsewhere; folding is cyclic when one row fills the slots (w = n = N/2) or after duplication
 (w >= 2n). LayerNorm is scale invariant, so the input is pre-scaled by alpha for free (alpha
 is folded into the mask product): var(alpha x) = alpha^2 var(x) must lie in [lo, hi].
 
@@ -145,8 +145,8 @@ def layernorm(ev, ct: Ciphertext, F: int, n: int, gamma, beta, window: int | Non
               lo: float = 1.0, hi: float = 64.0, newton: int = NEWTON, goldschmidt: int = GOLDSCHMIDT) -> Ciphertext:
     """gamma (x - mu) / sqrt(var) + beta per row of F features (NEXUS §3.2).
 
-    Args: rows of F <= n features (n a power of two) in windows of `window` slots (= n when
-    the rows tile the slots, else >= 2n with zeros behind); gamma, beta slot vectors (0
+    Args: rows of F <= n features (n a power of two) in windows of `window` slots (= n = N/2
+    for one row filling the slots, else >= 2n with zeros behind); gamma, beta slot vectors (0
     outside the rows); alpha the free pre-scaling, chosen so that var(alpha x) is in [lo, hi]
     (checked against the model's valid range). Level l -> l - layernorm_levels(newton, goldschmidt)."""
     window = n if window is None else window
@@ -154,6 +154,8 @@ def layernorm(ev, ct: Ciphertext, F: int, n: int, gamma, beta, window: int | Non
     slots = ev.params.slots
     if dup and window < 2 * n:
         raise ValueError(f"a window of {window} slots cannot hold a row of {n} and its duplicate")
+    if not dup and n != slots:
+        raise ValueError(f"without duplication a row must fill all {slots} slots (n = {n}): use a window >= 2n")
     mask = row_mask(slots, F, window)
     s = quick_sum(ev, ct, n, duplicate=dup)  # F mu in the row's slots, 0 levels
     centred = ev.sub(ev.mul_int(ct, F), s)  # F (x - mu), exact integer product

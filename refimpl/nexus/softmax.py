@@ -8,15 +8,16 @@ inverse is Goldschmidt's product 1/z = prod_{i<k} (1 + y^(2^i)) / (1 - y^(2^k)),
 on z = S 2 / (lo + hi) in (0, 2): relative error |y|^(2^k), |y| <= (hi - lo) / (hi + lo);
 k + 1 levels.
 
-Layout: rows of n slots (n a power of two) at the start of windows of w slots; either the
-rows tile the ciphertext (w = n, n rows = N/2: folding is cyclic) or w >= 2n with zeros behind
-each row (duplication makes the windows cyclic). Padded keys are masked: before QuickMax they
+Layout: rows of n slots (n a power of two) at the start of windows of w slots; either one
+row fills the ciphertext (w = n = N/2: folding is cyclic) or w >= 2n with zeros behind each
+row (duplication makes the windows cyclic). Padded keys are masked: before QuickMax they
 are set to -B (they never win), and exp is multiplied by the 0/1 key mask (folded into its
 constant product, no extra level), so they add nothing to the sum.
 
-Levels: QuickMax log2(n) rounds of 17 (bootstraps between rounds), then r + 1 (exp, +0 for
-the mask), k + 1 (inverse), 1 (product); the bootstrapper refreshes the difference a - a_max
-when the tail would not fit. The official code's Softmax skips QuickMax (inputs <= 0) and uses
+Levels: QuickMax log2(n) rounds of 17 (18 for B > 1/2; bootstraps between rounds), then r + 1
+(exp, +0 for the mask), k + 1 (inverse), 1 (product). Split points where the bootstrapper
+refreshes what does not fit: the difference a - a_max before exp, the row sum before the
+inverse. The official code's Softmax skips QuickMax (inputs <= 0) and uses
 r = 7 and a fixed x0.01 pre-scaling of the sum (valid for sums in about [19, 181]).
 
 Reference: NEXUS §3.1.3 and Alg. 1 (Zhang et al., NDSS 2025); Goldschmidt division as in
@@ -117,8 +118,8 @@ def row_mask(slots: int, n: int, window: int) -> np.ndarray:
 
 def _layout(slots: int, n: int, window: int | None) -> tuple[int, bool]:
     window = n if window is None else window
-    if window == n and n * (slots // n) != slots:
-        raise ValueError(f"rows of n = {n} must tile the {slots} slots, or use a window >= 2n")
+    if window == n and n != slots:
+        raise ValueError(f"without duplication a row must fill all {slots} slots (n = {n}): use a window >= 2n")
     if window != n and window < 2 * n:
         raise ValueError(f"a window of {window} slots cannot hold a row of {n} and its duplicate: use >= {2 * n}")
     return window, window != n
@@ -159,12 +160,13 @@ def softmax(ev, ct: Ciphertext, n: int, bound: float, key_mask=None, window: int
         d = ev.sub(align(ev, ct, m.level, m.scale), m)
     else:
         d = ev.sub(ct, align(ev, m, ct.level, ct.scale))
-    d = ensure_levels(d, EXP_LEVELS + inverse_levels(k) + 1, bootstrapper, "softmax after QuickMax")
+    d = ensure_levels(d, EXP_LEVELS + 1, bootstrapper, "softmax: exp after QuickMax")  # split point 1
     e = exp(ev, d, lo=-2 * bound, mask=mask)  # level -7
     s = quick_sum(ev, e, n, duplicate=dup)  # 0 levels
+    s = ensure_levels(s, inverse_levels(k) + 1, bootstrapper, "softmax: inverse of the row sum")  # split point 2
     inv = inverse(ev, s, lo, hi, k)  # level -(k+1)
-    out = ev.rescale(ev.multiply(ev.drop_level(e, inv.level), inv))  # level -1
-    return out
+    lvl = min(e.level, inv.level)
+    return ev.rescale(ev.multiply(ev.drop_level(e, lvl), ev.drop_level(inv, lvl)))  # level -1
 
 
 __all__ = ["exp", "exp_plain", "inverse", "inverse_plain", "goldschmidt_iterations", "softmax", "softmax_plain",

@@ -20,7 +20,7 @@ from .helpers import Kit, bits
 
 @pytest.fixture(scope="module")
 def kit():
-    return Kit(Parameters.create(N=2048, levels=18, dnum=4, insecure=True), rotations=[1, 2, 4, 8, 16, 32, -64])
+    return Kit(Parameters.create(N=2048, levels=18, dnum=4, insecure=True), rotations=[1 << i for i in range(10)] + [-64])
 
 
 @given(lo=st.floats(0.01, 100.0), log_ratio=st.floats(0.0, 8.0))
@@ -57,9 +57,15 @@ def test_layernorm(kit):
     assert bits(z[:, F:]) >= 20  # padding stays 0
 
 
+def test_layernorm_layout_error(kit):
+    """Rows of n < N/2 slots without room for duplication: refused (the folds would mix rows)."""
+    with pytest.raises(ValueError, match="fill all"):
+        layernorm(kit.ev, kit.encrypt(np.ones(4)), 64, 64, np.ones(4), np.zeros(4))
+
+
 def test_layernorm_prescale(kit):
     """alpha folds the pre-scaling into the mask product: var(x) ~ 0.01 normalised with alpha = 16."""
-    F = n = 64
+    F = n = kit.p.slots  # one row filling the slots: cyclic without duplication
     x = kit.rng.normal(0, 0.1, kit.p.slots)
     G, Bt = np.ones(kit.p.slots), np.zeros(kit.p.slots)
     out = layernorm(kit.ev, kit.encrypt(x), F, n, G, Bt, alpha=16.0, lo=0.5, hi=64.0)
