@@ -214,14 +214,14 @@ def _balanced(chain: tuple[int, ...], dnum: int) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def _choose_digits(chain: tuple[int, ...], P: int) -> tuple[tuple[int, ...], ...]:
+def _choose_digits(chain: tuple[int, ...], P: int, slack_bits: int = KS_SLACK_BITS) -> tuple[tuple[int, ...], ...]:
     """The fewest balanced digits that each stay KS_SLACK_BITS below P (else merely below P).
 
     The key-switching error is about sum_j |D_j| Q_j e_j / P, so P >> Q_j keeps it below the
     encryption noise; with Q_j ~ P it costs about two bits of precision."""
     if max(chain) > P:
         raise ParameterError(f"a chain prime ({log2(max(chain)):.1f} bits) is larger than P ({log2(P):.1f} bits)")
-    for slack in (KS_SLACK_BITS, 0):
+    for slack in (slack_bits, KS_SLACK_BITS, 0):
         cap = P >> slack
         for dnum in range(1, len(chain) + 1):
             digits = _balanced(chain, dnum)

@@ -117,7 +117,7 @@ def test_bootstrap_end_to_end(B):
     assert out.scale == B.p.scale
     assert all(np.array_equal(a, b) for a, b in zip(ct.c, snap))
     b = bits(B.dec(out) - z)
-    assert b.min() >= 12 and np.mean(b) >= 14
+    assert b.min() >= 20 and np.mean(b) >= 22  # measured 26.4 / 28.5; the issue asks >= 12 on toy rings
     # the refreshed ciphertext computes: one more product
     sq = B.ev.mul_rescale(out, out)
     assert np.max(np.abs(B.dec(sq) - z * z)) < 2**-10

@@ -35,7 +35,7 @@ class BootstrapConfig:
 
     level_budget: tuple[int, int] = (3, 3)  # (CoeffsToSlots, SlotsToCoeffs) levels
     K: int | None = None  # None: from the secret's Hamming weight (failure <= 2^log2_failure)
-    degree: int | None = None  # Chebyshev degree of the cosine; None: smallest with error <= 2^-40
+    degree: int | None = None  # Chebyshev degree of the cosine; None: smallest with error <= 2^-45
     double_angle: int = 3
     log2_failure: float = -25.0  # probability that some |I_k| >= K in one bootstrap
 
@@ -67,8 +67,12 @@ def _failure(K: int, h: int, N: int) -> float:
     return float(np.log2(max(N * erfc((K - 0.5) / (sd * sqrt(2))), 1e-300)))
 
 
-def _degree_for(K: int, r: int, log2_err: float = -40.0) -> int:
-    """Smallest degree whose Chebyshev cosine interpolant errs by at most 2^log2_err."""
+def _degree_for(K: int, r: int, log2_err: float = -45.0) -> int:
+    """Smallest degree whose Chebyshev cosine interpolant errs by at most 2^log2_err.
+
+    Each double-angle step multiplies the error by up to 4 (d(2c^2 - 1) = 4c dc), and the
+    output reads the sine at q_0 / (2 pi Delta) ~ 2^17 times its size: 2^-45 (near the float64 floor of the interpolation) keeps the
+    approximation below 2^-25 in the message after r = 3 steps."""
     d = 8
     while d < 255:
         if cosine_coefficients(K, d, r)[1] <= 2.0**log2_err:
@@ -82,16 +86,23 @@ def bootstrap_parameters(
     levels_after: int,
     h: int = 192,
     config: BootstrapConfig = BootstrapConfig(),
-    log_q0: int = 60,
+    log_q0: int = 52,
     log_qi: int = 40,
     log_boot: int = 60,
     log_s2c: int = 50,
     log_p: int = 61,
     num_p: int | None = None,
+    ks_slack_bits: int = 40,
     insecure: bool = False,
 ) -> tuple[Parameters, ResolvedConfig]:
     """A chain for bootstrapping: q_0 | levels_after x log_qi | SlotsToCoeffs x log_s2c |
-    EvalMod x log_boot | CoeffsToSlots x log_boot; sparse secret of weight h."""
+    EvalMod x log_boot | CoeffsToSlots x log_boot; sparse secret of weight h.
+
+    q_0 / Delta sets the trade-off of EvalMod: its error is multiplied by q_0 / (2 pi Delta)
+    (smaller is better), while sin(2 pi eps) / (2 pi) ~ eps needs eps = Delta m_k / q_0 small
+    (relative error (2 pi eps)^2 / 6 on coefficient m_k). log_q0 = 52 with Delta = 2^40 keeps
+    both near 2^-25 for slot values up to about 1 (coefficients ~ slots / sqrt(N/2)); measured
+    at N = 2^12: 60 -> 18.3 mean bits, 55 -> 22.3, 52 -> 25.1."""
     from ...ring.primes import ntt_primes
     from ..params import _choose_digits
 
@@ -109,7 +120,9 @@ def bootstrap_parameters(
             new = ntt_primes(bits, N, count, exclude=tuple(taken))
             chain += new
             taken += new
-    digits = _choose_digits(tuple(chain), _prod(p))
+    # key-switching noise in CoeffsToSlots is amplified by K q0 / Delta (~2^25) in EvalMod:
+    # keep every digit at least 2^ks_slack_bits below P
+    digits = _choose_digits(tuple(chain), _prod(p), slack_bits=ks_slack_bits)
     params = Parameters(
         N=N, q=tuple(chain), p=tuple(p), scale=2.0**log_qi, digits=digits, secret="sparse", h=h,
         insecure=insecure, name=f"boot-2^{N.bit_length() - 1}",

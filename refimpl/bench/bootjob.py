@@ -1,0 +1,60 @@
+"""One bootstrap measurement in its own process (so that peak memory is its own): JSON in, JSON out.
+
+Usage: python -m refimpl.bench.bootjob '{"N": 4096, "levels_after": 2, "h": 192, "level_budget": [3, 3],
+                                         "reps": 3, "threads": "1", "insecure": true}'
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def run(cfg: dict) -> dict:
+    from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+    from ..ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters
+    from ..ckks.precision import precision_bits
+    from ..ring.sampling import RandomSource
+    from .common import median_s, set_threads
+
+    threads = set_threads(str(cfg.get("threads", "1")))
+    p, rc = bootstrap_parameters(
+        cfg["N"], cfg.get("levels_after", 2), h=cfg.get("h", 192),
+        config=BootstrapConfig(level_budget=tuple(cfg.get("level_budget", (3, 3)))),
+        num_p=cfg.get("num_p", 3), insecure=cfg.get("insecure", False),
+    )
+    t = time.perf_counter()
+    kg = KeyGenerator(p, RandomSource(1))
+    sk = kg.secret_key()
+    pk = kg.public_key(sk)
+    elements = Bootstrapper(Evaluator(p), rc).galois_elements()
+    ek = kg.evaluation_keys(sk, elements=elements)
+    keygen_s = time.perf_counter() - t
+    ev = Evaluator(p, ek)
+    bs = Bootstrapper(ev, rc)
+    enc, D = Encoder(p), Decryptor(sk)
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-1, 1, p.slots)
+    ct = ev.drop_level(Encryptor(pk, RandomSource(2)).encrypt(enc.encode(z)), 0)
+    out = bs.bootstrap(ct)
+    prec = precision_bits(enc.decode(D.decrypt(out)).real, z)
+    reps = cfg.get("reps", 3)
+    med = median_s(lambda: bs.bootstrap(ct), reps - 1) if reps > 1 else None
+    return {
+        "N": p.N, "slots": p.slots, "limbs": len(p.q), "special_primes": len(p.p), "dnum": p.dnum,
+        "log_qp": round(p.log_qp, 1), "security": p.security_note, "h": p.h,
+        "K": rc.eval_mod.K, "degree": rc.eval_mod.degree, "double_angle": rc.eval_mod.double_angle,
+        "level_budget": list(rc.level_budget), "depth": rc.depth, "output_level": bs.output_level,
+        "log2_failure": rc.log2_failure, "galois_keys": len(ek.galois),
+        "key_bytes_in_memory": sum(k.nbytes for k in ek.galois.values()) + (ek.relin.nbytes if ek.relin else 0),
+        "keygen_s": keygen_s, "median_s": med, "precision_bits": prec, "threads": threads,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.loads(sys.argv[1]))))
