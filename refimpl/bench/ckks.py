@@ -63,6 +63,40 @@ def measure_refimpl(N: int, reps: int) -> dict:
     }
 
 
+def measure_bootstrap(cfg: dict, timeout: float = 7200) -> dict:
+    """refimpl's bootstrap in its own process (its own peak memory): refimpl.bench.bootjob."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "refimpl.bench.bootjob", json.dumps(cfg)],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_bootstrap(report: Report, mode: str, quick: bool) -> None:
+    """Bootstrap rows: refimpl and OpenFHE's EvalBootstrap at the same N, slots, secret
+    (sparse, h = 192), level budget and security flag, in the same run."""
+    reps = 2 if quick else 3
+    for N in [2**12]:
+        ours = measure_bootstrap({"N": N, "levels_after": 2, "h": 192, "level_budget": [3, 3], "reps": reps,
+                                  "threads": mode, "insecure": True})
+        peer = peers.run_peer("openfhe", "boot_openfhe", {
+            "N": N, "slots": N // 2, "level_budget": [3, 3], "levels_after": 2, "secret": "sparse",
+            "security": "none", "reps": reps, "threads": 1 if mode == "1" else None}, timeout=3600)
+        rec = {"name": "ckks.bootstrap", "N": N, "slots": N // 2, "threads": mode, "refimpl": ours}
+        if "missing" not in peer and ours.get("median_s"):
+            rec.update(peer="openfhe", peer_median_s=peer.get("median_s"),
+                       ratio=ours["median_s"] / peer["median_s"] if peer.get("median_s") else None,
+                       peer_precision_bits=peer.get("precision_bits"), peer_peak_rss_mib=peer.get("peak_rss_mib"),
+                       peer_notes=peer.get("notes"))
+        else:
+            rec["peer_missing"] = peer.get("missing")
+        report.emit(rec)
+
+
 def main(quick: bool = False, json_path: str | None = None, threads: str | None = None) -> int:
     report = Report("ckks", json_path)
     sizes = [2**13, 2**14] if quick else [2**13, 2**14, 2**15, 2**16]
@@ -113,5 +147,7 @@ def main(quick: bool = False, json_path: str | None = None, threads: str | None 
                                "security": v.get("security"), "version": v.get("version"), "notes": v.get("notes")})
                           for k, v in theirs.items()},
             })
+        report.note(f"bootstrap, threads = {mode}")
+        bench_bootstrap(report, mode, quick)
     report.close({"machine": platform.processor() or platform.machine(), "quick": quick})
     return 0
