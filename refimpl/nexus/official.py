@@ -1,0 +1,125 @@
+"""The official code's simplified variants, for like-for-like benchmarks only (zju-abclab/NEXUS HEAD e15058c).
+
+They differ from the paper's blocks (refimpl.nexus.gelu/softmax/layernorm), as the official
+code does (../shared/anchors/nexus.md §2):
+  GELU       3 pieces: 0 (x < -3.5), A(x) (degree 12) on [-3.5, 3.5], x (x > 3.5); segment
+             bits Sgn((x -+ 3.5)/8.5); valid for x in [-5, 5]          (src/gelu.cpp)
+  Softmax    no QuickMax (inputs <= 0), exp = (1 + x/128)^128 (r = 7), row sum x 0.01,
+             Goldschmidt inverse with 4 squarings, x 0.01 again      (src/softmax.cpp)
+  LayerNorm  x / sqrt(mean x^2): no mean, no gamma, beta; 1/sqrt by the linear guess
+             -1.29054537e-4 v + 0.129054537, 4 Newton + 2 Goldschmidt steps (src/layer_norm.cpp)
+The Sgn used here is refimpl's exact composite (the official factor-0.5 quirk is not copied).
+
+The constants below are the official code's; they are to move to spec/constants.toml
+[nexus.official] (the file belongs to the lead, who has been asked).
+
+Reference: official code src/gelu.cpp, src/softmax.cpp, src/layer_norm.cpp,
+CKKSEvaluator::invert_sqrt, CKKSEvaluator::inverse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ckks import Ciphertext
+from ..ckks.polyeval import evaluate_power
+from .folding import quick_sum, quick_sum_plain
+from .levels import align, with_scale
+from .sign import sgn, sgn_levels, sgn_plain
+from .softmax import exp, exp_plain, inverse, inverse_plain
+
+# src/gelu.cpp: A(x), coefficients of x^0 .. x^12 (odd ones 0 but x^1)
+GELU3_A = np.array([2.25775755e-4, 0.5, 3.96880960e-1, 0, -6.37042698e-2, 0, 8.38841647e-3, 0,
+                    -7.17830961e-4, 0, 3.49617829e-5, 0, -7.26059653e-7])
+GELU3_T, GELU3_SCALE = 3.5, 8.5  # breakpoints +-3.5, Sgn((x -+ 3.5)/8.5)
+SOFTMAX_R, SOFTMAX_SUM_SCALE, SOFTMAX_INV_SQUARINGS = 7, 0.01, 4
+INVSQRT_GUESS = (-1.29054537e-4, 1.29054537e-1)  # y0 = a v + b (zero at v = 1000)
+INVSQRT_NEWTON, INVSQRT_GOLDSCHMIDT = 4, 2
+
+
+def gelu3_plain(x: np.ndarray) -> np.ndarray:
+    """Float64 model of `gelu3` (official 3-piece GELU with the exact Sgn)."""
+    lo = sgn_plain((x + GELU3_T) / GELU3_SCALE, 0.5)
+    hi = sgn_plain((x - GELU3_T) / GELU3_SCALE, 0.5)
+    return np.polynomial.polynomial.polyval(x, GELU3_A) * (lo - hi) + x * (hi + 0.5)
+
+
+def gelu3(ev, ct: Ciphertext) -> Ciphertext:
+    """A(x) (b_lo - b_hi) + x (b_hi + 1/2), b = Sgn((x -+ 3.5)/8.5)/2, x in [-5, 5] (official src/gelu.cpp).
+
+    Level l -> l - 18."""
+    s = ct.scale
+    lvl = ct.level - sgn_levels(GELU3_SCALE, GELU3_T)
+    q_lvl = float(ev.params.q[lvl])
+    b_lo = sgn(ev, ct, bound=GELU3_SCALE, center=-GELU3_T, factor=0.5, target_scale=q_lvl)  # level l-17
+    b_hi = sgn(ev, ct, bound=GELU3_SCALE, center=GELU3_T, factor=0.5, target_scale=q_lvl)
+    a, _ = evaluate_power(ev, ct, GELU3_A, -5.0, 5.0)  # level l-5
+    t1 = ev.multiply(align(ev, a, lvl, s), ev.sub(b_lo, b_hi))
+    t2 = ev.multiply(align(ev, ct, lvl, s), ev.add_const(b_hi, 0.5))
+    return with_scale(ev.rescale(ev.add(t1, t2)), s)  # level l-18
+
+
+def softmax_official_plain(x: np.ndarray, n: int) -> np.ndarray:
+    """Float64 model of `softmax_official` (rows of n with zeros behind, windows of 2n)."""
+    e = exp_plain(x, SOFTMAX_R) * (np.arange(x.size) % (2 * n) < n)
+    s = quick_sum_plain(e, n, duplicate=True) * SOFTMAX_SUM_SCALE
+    return e * inverse_plain(s, 0.0, 2.0, SOFTMAX_INV_SQUARINGS + 1) * SOFTMAX_SUM_SCALE
+
+
+def softmax_official(ev, ct: Ciphertext, n: int) -> Ciphertext:
+    """exp(x) / sum with inputs <= 0, no max (official src/softmax.cpp): exp r = 7, sum x 0.01, inverse, x 0.01.
+
+    Rows of n in windows of 2n (zeros behind). The row mask is folded into exp's constant."""
+    mask = (np.arange(ev.params.slots) % (2 * n) < n).astype(np.float64)
+    e = exp(ev, ct, lo=-(2.0**SOFTMAX_R), mask=mask, r=SOFTMAX_R)  # level -8
+    s = quick_sum(ev, e, n, duplicate=True)
+    s = ev.rescale(ev.mul_const(s, SOFTMAX_SUM_SCALE))  # level -1
+    inv = inverse(ev, s, 0.0, 2.0, SOFTMAX_INV_SQUARINGS + 1)  # 1/z on (0, 2): c = 1, level -(k+1)
+    inv = ev.rescale(ev.mul_const(inv, SOFTMAX_SUM_SCALE))  # level -1
+    lvl = min(e.level, inv.level)
+    return ev.rescale(ev.multiply(ev.drop_level(e, lvl), ev.drop_level(inv, lvl)))
+
+
+def invsqrt_official_plain(v: np.ndarray) -> np.ndarray:
+    """Float64 model of the official 1/sqrt (CKKSEvaluator::invert_sqrt)."""
+    a, b = INVSQRT_GUESS
+    y = a * v + b
+    for _ in range(INVSQRT_NEWTON):
+        y = 1.5 * y - 0.5 * v * y * y * y
+    x, h = v * y, 0.5 * y
+    for _ in range(INVSQRT_GOLDSCHMIDT):
+        r = 0.5 - x * h
+        x, h = x + x * r, h + h * r
+    return 2 * h
+
+
+def layernorm_official_plain(x: np.ndarray, F: int, n: int) -> np.ndarray:
+    """Float64 model of `layernorm_official`: x / sqrt(mean x^2) per row (windows of 2n)."""
+    v = quick_sum_plain(x * x, n, duplicate=True) / F
+    return x * invsqrt_official_plain(v)
+
+
+def layernorm_official(ev, ct: Ciphertext, F: int, n: int) -> Ciphertext:
+    """x / sqrt(sum x^2 / F) per row (official src/layer_norm.cpp: no mean, gamma, beta).
+
+    The official linear guess and step counts, expressed with refimpl's rsqrt machinery."""
+    from .layernorm import _mul, _times
+
+    v = quick_sum(ev, ev.rescale(ev.square(ct)), n, duplicate=True)  # F mean(x^2), level -1
+    a, b = INVSQRT_GUESS
+    s = v.scale
+    y = ev.add_const(_times(ev, v, a / F, v.level - 1, s), b)  # y0, level -1
+    neg_half_u = _times(ev, v, -0.5 / F, v.level - 1, s)
+    for _ in range(INVSQRT_NEWTON):
+        t = _mul(ev, y, neg_half_u)
+        cubic = _mul(ev, t, ev.rescale(ev.square(y)))
+        y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))
+    u = _times(ev, v, 1.0 / F, v.level - 1, s)
+    x = _mul(ev, y, u)
+    h = _times(ev, y, 0.5, x.level, x.scale)
+    for _ in range(INVSQRT_GOLDSCHMIDT):
+        r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)
+        xr, hr = _mul(ev, x, r), _mul(ev, h, r)
+        x = ev.add(align(ev, x, xr.level, xr.scale), xr)
+        h = ev.add(align(ev, h, hr.level, hr.scale), hr)
+    return _mul(ev, ct, ev.mul_int(h, 2))
