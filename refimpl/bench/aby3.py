@@ -223,7 +223,9 @@ def main(quick: bool = False, json_path: str | None = None, threads: str | None 
     matmul_u64(np.ones((2, 2), np.uint64), np.ones((2, 2), np.uint64))  # load the numba kernel first
     all_items = list(items(quick))
     spu, why = run_spu(all_items)
-    print(json.dumps({"peer": "spu-0.9.5", **({"measured": "same run"} if spu else {
+    print(json.dumps({"peer": "spu-0.9.5", "threads": f"3 party threads on {os.cpu_count()} cores "
+                      f"(--threads {threads or 'both'} has no effect: numba kernels are single-threaded)",
+                      **({"measured": "same run"} if spu else {
         "missing": why, "reference": "anchor figures from ../shared/anchors/spu/results-default-copts.txt "
                                      "(SPU 0.9.5 on this machine, n = 128), printed for full-size items"})}), flush=True)
     for name, params, inputs, fn, ref, bool_out, reps in all_items:
