@@ -1,0 +1,169 @@
+"""Benchmark rows for `refimpl bench nexus` (to be wired into refimpl/bench and the CLI by their owner).
+
+Two kinds of rows:
+  like-for-like  the official code's sizes, parameters and simplified variants (GELU 3-piece
+                 on 32768 values, LayerNorm 16 x 768 without mean/gamma/beta, Softmax
+                 128 x 128 without QuickMax at N = 2^16, primes 58, 40 x 18, 58; MatMul
+                 4096 x 768 times compressed 768 x 64 at N = 2^13, primes 60, 40, 60), beside
+                 the official C++ code measured on this machine (one thread, plain SEAL /
+                 with HEXL; ../shared/anchors/nexus-measured.md as quoted in issue 4);
+  full           the paper's blocks (4-piece GELU, LayerNorm with mean/gamma/beta, Softmax
+                 with QuickMax) at the same N; refreshes by the bootstrapper given (the
+                 OracleBootstrapper until real bootstrapping lands: its time is excluded and
+                 the row says so).
+Each row: op seconds, peak RSS, levels consumed, bootstraps, max and mean error against
+numpy (exact function) and against the float64 model of the same approximation, op counts.
+`quick=True` runs the same rows at N = 2^12 with smaller shapes (the CI smoke test).
+
+Usage: `from refimpl.nexus.bench import run; run(quick=True, emit=print)`.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
+from ..ring.sampling import RandomSource
+from .counting import CountingEvaluator
+
+PEER = {  # official NEXUS C++ on this machine, one thread: plain SEAL s, SEAL+HEXL s, its error metric
+    "gelu": (13.6, 6.8, "MAE 1.2e-3"),
+    "layernorm": (9.4, 4.7, "MAE 1.3e-5"),
+    "softmax": (5.5, 2.7, "MAE 8.7e-5"),
+    "matmul": (245.6, 104.4, "mean error 5.3e-4"),
+    "argmax": (144.7, None, "3 bootstraps of about 40 s"),
+}
+
+
+class _Setup:
+    def __init__(self, params: Parameters, rotations=(), elements=(), seed=1):
+        t = time.perf_counter()
+        kg = KeyGenerator(params, RandomSource(seed))
+        self.sk = kg.secret_key()
+        self.enc = Encoder(params)
+        self.E = Encryptor(kg.public_key(self.sk), RandomSource(seed + 1))
+        self.D = Decryptor(self.sk)
+        self.ev = Evaluator(params, kg.evaluation_keys(self.sk, rotations=rotations, elements=elements))
+        self.keygen_s = time.perf_counter() - t
+        self.p = params
+
+    def decrypt(self, ct) -> np.ndarray:
+        return self.enc.decode(self.D.decrypt(ct)).real
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+
+
+def _row(name, kind, setup, fn, ct, exact, model, extra=None, peer=None, quick=False):
+    ev = CountingEvaluator(setup.ev)
+    t = time.perf_counter()
+    out = fn(ev, ct)
+    dt = time.perf_counter() - t
+    z = setup.decrypt(out[0] if isinstance(out, list) else out)
+    rec = {
+        "name": f"nexus.{kind}.{name}", "N": setup.p.N, "levels_chain": setup.p.L,
+        "log_qp": round(setup.p.log_qp, 1), "median_s": round(dt, 3), "keygen_s": round(setup.keygen_s, 2),
+        "peak_rss_gib": round(_peak_rss_gib(), 2),
+        "levels_consumed": (ct.level - (out[0] if isinstance(out, list) else out).level),
+        "max_err_exact": float(np.max(np.abs(z - exact))), "mean_err_exact": float(np.mean(np.abs(z - exact))),
+        "max_err_model": float(np.max(np.abs(z - model))),
+        "counts": {k: int(v) for k, v in ev.counts.items() if k in ("rotations", "subs", "ct_mults", "pt_mults", "rescales")},
+    }
+    if peer:
+        rec.update(peer="NEXUS official C++ (SEAL, 1 thread)", peer_median_s=peer[0], peer_hexl_s=peer[1],
+                   peer_error=peer[2], ratio=None if quick else round(dt / peer[0], 2))
+    rec.update(extra or {})
+    return rec
+
+
+def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=("gelu", "layernorm", "softmax", "matmul")) -> list[dict]:
+    """Run the benchmark rows; each record is passed to `emit` as soon as it is measured."""
+    from ..bert.functional import gelu_erf, layer_norm
+    from .gelu import gelu, gelu_plain
+    from .layernorm import layernorm, layernorm_plain
+    from .matmul import compress_matrix, matmul_compressed, subs_elements_for
+    from .official import gelu3, gelu3_plain, layernorm_official, layernorm_official_plain, softmax_official, softmax_official_plain
+
+    out = []
+
+    def put(rec):
+        if quick:
+            rec["quick"] = "smaller N and shapes than the peer: ratio not comparable"
+        out.append(rec)
+        emit(rec)
+
+    logN = 12 if quick else 16
+    slots = 2 ** (logN - 1)
+    big = Parameters.create(N=2**logN, levels=18, log_q0=58, log_qi=40, log_p=58, num_p=1, insecure=quick,
+                            name="official-2^16" if not quick else "quick-2^12")
+    if "gelu" in rows:
+        s = _Setup(big)
+        x = np.linspace(-5, 5, slots)
+        tanh_gelu = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+        put(_row("gelu3", "like_for_like", s, gelu3, s.E.encrypt(s.enc.encode(x)), tanh_gelu, gelu3_plain(x),
+                 peer=PEER["gelu"], quick=quick))
+        x = np.linspace(-13, 12, slots)
+        put(_row("gelu4", "full", s, gelu, s.E.encrypt(s.enc.encode(x)), gelu_erf(x), gelu_plain(x)))
+    if "layernorm" in rows:
+        F, n = (768, 1024) if not quick else (48, 64)
+        rots = [1 << i for i in range(n.bit_length() - 1)] + [-n]
+        s = _Setup(big, rotations=rots)
+        row = np.linspace(-10, 10, F)
+        x = np.tile(np.concatenate([row, np.zeros(2 * n - F)]), slots // (2 * n))
+        exact = np.tile(np.concatenate([row / np.sqrt(np.mean(row**2)), np.zeros(2 * n - F)]), slots // (2 * n))
+        mask = np.arange(slots) % (2 * n) < F
+        put(_row("layernorm_nomean", "like_for_like", s, lambda ev, ct: layernorm_official(ev, ct, F, n),
+                 s.E.encrypt(s.enc.encode(x)), np.where(mask, exact, 0), np.where(mask, layernorm_official_plain(x, F, n), 0),
+                 peer=PEER["layernorm"], quick=quick, extra={"shape": [slots // (2 * n), F]}))
+        g = np.where(mask, 1.0, 0.0)
+        rng = np.random.default_rng(3)
+        rows_x = rng.normal(0.5, 3.0, (slots // (2 * n), F))
+        x = np.zeros((slots // (2 * n), 2 * n)); x[:, :F] = rows_x
+        ref = np.zeros_like(x); ref[:, :F] = layer_norm(rows_x, np.ones(F), np.zeros(F), eps=0.0)
+        model = layernorm_plain(x.ravel(), F, n, g, np.zeros(slots), window=2 * n, lo=1.0, hi=64.0)
+        put(_row("layernorm", "full", s, lambda ev, ct: layernorm(ev, ct, F, n, g, np.zeros(slots), window=2 * n, lo=1.0, hi=64.0),
+                 s.E.encrypt(s.enc.encode(x.ravel())), ref.ravel(), model))
+    if "softmax" in rows:
+        n = 128 if not quick else 32
+        s = _Setup(big, rotations=[1 << i for i in range(n.bit_length() - 1)] + [-n])
+        row = np.linspace(-10, 0, n)
+        x = np.tile(np.concatenate([row, np.zeros(n)]), slots // (2 * n))
+        sm = np.exp(row) / np.exp(row).sum()
+        exact = np.tile(np.concatenate([sm, np.zeros(n)]), slots // (2 * n))
+        put(_row("softmax_nomax", "like_for_like", s, lambda ev, ct: softmax_official(ev, ct, n),
+                 s.E.encrypt(s.enc.encode(x)), exact, softmax_official_plain(x, n), peer=PEER["softmax"], quick=quick,
+                 extra={"shape": [slots // (2 * n), n]}))
+    if "matmul" in rows:
+        m, n, k = (4096, 768, 64) if not quick else (256, 48, 16)
+        p = Parameters.create(N=2**13 if not quick else 2**11, levels=1, log_q0=60, log_qi=40, log_p=60, num_p=1,
+                              insecure=quick)
+        s = _Setup(p, elements=subs_elements_for(p.N, n * k))
+        rng = np.random.default_rng(42)
+        A, B = rng.uniform(-1, 1, (m, n)), rng.uniform(-1, 1, (n, k))
+        cts = compress_matrix(s.enc, s.E, B)
+        exact = (A @ B)[:, 0]
+        rec = _row("matmul_compressed", "like_for_like", s, lambda ev, ct: matmul_compressed(ev, A, cts, k), cts[0],
+                   np.pad(exact, (0, p.slots - m)), np.pad(exact, (0, p.slots - m)), peer=PEER["matmul"], quick=quick,
+                   extra={"shape": [m, n, k], "compressed_cts": len(cts)})
+        put(rec)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rows", default="gelu,layernorm,softmax,matmul")
+    ap.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
+    a = ap.parse_args()
+    import numba
+
+    numba.set_num_threads(a.threads)
+    run(a.quick, lambda r: print(json.dumps(r), flush=True), tuple(a.rows.split(",")))

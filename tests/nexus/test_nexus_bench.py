@@ -1,0 +1,13 @@
+"""The benchmark rows run (quick settings) and carry the fields the issue asks for."""
+
+from refimpl.nexus.bench import run
+
+
+def test_bench_quick_rows():
+    recs = run(quick=True, emit=lambda r: None, rows=("layernorm", "matmul"))
+    assert [r["name"] for r in recs] == ["nexus.like_for_like.layernorm_nomean", "nexus.full.layernorm",
+                                         "nexus.like_for_like.matmul_compressed"]
+    for r in recs:
+        assert {"median_s", "peak_rss_gib", "levels_consumed", "max_err_exact", "mean_err_exact", "counts"} <= r.keys()
+        assert r["max_err_model"] < 1e-5
+    assert recs[2]["counts"]["subs"] == 1023 and recs[2]["peer_median_s"] == 245.6
