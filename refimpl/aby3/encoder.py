@@ -44,11 +44,13 @@ def _heads(x: AShare, h: int) -> AShare:  # [n, d] -> [h, n, d/h]
 
 
 def encoder_layer(p: Party, x: AShare, w: dict, mask: np.ndarray, *, heads: int,
-                  attention: str = "softmax", act: str = "gelu", eps: float = 1e-12) -> AShare:
+                  attention: str = "softmax", act: str = "gelu", eps: float = 1e-12,
+                  attention_kw: dict | None = None) -> AShare:
     """BERT layer: h = LN(x + Attn(x)), out = LN(h + W2 act(W1 h)); x [n, d] -> [n, d].
 
     Attn: Q, K, V = x W^T + b; s = Q K^T / sqrt(d_head) per head; P = attention_probs(s);
-    context = P V; Attn(x) = context W_o^T + b_o. Reference: BERT (Devlin et al.);
+    context = P V; Attn(x) = context W_o^T + b_o. attention_kw: c, a, b of the variant.
+    Reference: BERT (Devlin et al.);
     freeDiv §3 (secure inference of the converted model).
     """
     n, d = x.shape
@@ -61,7 +63,7 @@ def encoder_layer(p: Party, x: AShare, w: dict, mask: np.ndarray, *, heads: int,
         t = arith.coef_bits(1.0 / math.sqrt(dh), p.fxp.f)  # 1/8 for d_head = 64: t = 3
         z = matmul_local(p, q, k.transpose(0, 2, 1)) * _ints(1.0 / math.sqrt(dh), t)
         s = trunc3(p, z + p.prss.zero(z.shape), p.fxp.f + t)  # [h, n, n] scores
-        probs = attention_probs(p, s, np.broadcast_to(mask, (heads, n)), attention)
+        probs = attention_probs(p, s, np.broadcast_to(mask, (heads, n)), attention, **(attention_kw or {}))
         ctx = arith.fxp_matmul(p, probs, v)  # [h, n, dh]
         ctx = ctx.transpose(1, 0, 2).reshape(n, d)
         ctx = AShare(np.ascontiguousarray(ctx.a), np.ascontiguousarray(ctx.b), p.session)
