@@ -35,11 +35,10 @@ src/matrix_mul.cpp (expansion loop); SealPIR's query expansion (Angel et al., S&
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Callable, Protocol
 
 import numpy as np
-
-from types import SimpleNamespace
 
 from ..ckks import Ciphertext, Encoder, Encryptor
 
@@ -71,6 +70,8 @@ def compress_many(encoder: Encoder, encryptor: Encryptor, values, level: int | N
 
 class TreeOps(Protocol):
     """What the expansion tree needs: ciphertexts (Evaluator) or plaintext polynomials (PlainRing)."""
+
+    params: object  # with .N
 
     def add(self, a, b): ...
     def sub(self, a, b): ...

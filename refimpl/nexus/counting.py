@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 
 class CountingEvaluator:
     """Wraps an Evaluator; `counts[name]` is how often the block called `name`.
@@ -35,6 +37,8 @@ class CountingEvaluator:
             alias = self._ALIASES.get(name)
             if alias and alias != name:
                 self.counts[alias] += 1
+            if name == "mul_const" and len(args) > 1 and np.ndim(args[1]) > 0:
+                self.counts["pt_mults"] += 1  # a slot vector: a plaintext product
             if name == "rotate_hoisted":
                 self.counts["rotations"] += sum(1 for r in args[1] if r % self._ev.params.slots)
             return attr(*args, **kwargs)

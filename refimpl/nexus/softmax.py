@@ -92,6 +92,8 @@ def inverse(ev, ct: Ciphertext, lo: float, hi: float, iters: int | None = None) 
 
     Relative error ((hi - lo)/(hi + lo))^(2^k); k defaults to goldschmidt_iterations(lo, hi).
     Level l -> l - (k + 1)."""
+    if lo < 0 or not hi > lo:
+        raise ValueError(f"the inverse needs inputs in [lo, hi] with 0 <= lo < hi (z = 2x/(lo + hi) in (0, 2)), got [{lo}, {hi}]")
     k = goldschmidt_iterations(lo, hi) if iters is None else int(iters)
     c = 2.0 / (lo + hi)
     y = ev.add_const(ev.negate(ev.rescale(ev.mul_const(ct, c))), 1.0)  # y = 1 - c x, level l -> l-1

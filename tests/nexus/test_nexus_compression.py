@@ -108,3 +108,14 @@ def test_decompress_partial_tree(kit10):
     assert ev.counts["subs"] == 63
     z = np.array([k.decrypt(leaf) for leaf in leaves])  # [64, slots]
     assert bits(z - a[:, None]) >= 40 - (10 + 8)
+
+
+@given(values=st.lists(st.floats(-1, 1), min_size=1, max_size=64))
+@settings(max_examples=5)
+def test_decompress_encrypted_law(kit10, values):
+    """NEXUS-ALG5-EXACT (encrypted): any packed vector comes back, value j broadcast in leaf j."""
+    a = np.array(values)
+    n = 1 << (len(a) - 1).bit_length()
+    leaves = decompress_all(kit10.ev, compress(kit10.enc, kit10.E, a), n=n)
+    z = np.array([kit10.decrypt(leaf) for leaf in leaves])
+    assert bits(z - np.pad(a, (0, n - len(a)))[:, None]) >= 40 - (10 + 8)

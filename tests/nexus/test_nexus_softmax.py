@@ -56,6 +56,8 @@ def test_inverse(kit):
     assert kit.p.L - out.level == k + 1
     assert bits(kit.decrypt(out) - inverse_plain(x, 0.5, 8, k)) >= 22
     assert np.max(np.abs(kit.decrypt(out) * x - 1)) < 2.0**-11.9
+    with pytest.raises(ValueError, match="0 <= lo < hi"):
+        inverse(kit.ev, kit.encrypt(x), -1.0, 2.0, 3)
 
 
 def test_softmax_masked_rows(kit):
