@@ -9,6 +9,8 @@ layer_norm.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from refimpl.aby3 import arith
@@ -43,7 +45,8 @@ FREEDIV_EXP_SHIFT = 4.0  # softmax-freeDiv: exp(s) = exp(s - 4) e^4, so exp runs
 FREEDIV_EXP_ITERS = 6  # with the cubic base: relative error (s - 4)^4 / (24 2^18) < 0.2 % for |s - 4| <= 10
 FREEDIV_EXP_XMAX = 8.0  # s - 4 up to 8 (s up to 12) keeps the high-precision squarings in range
 DIV_EXTRA_BITS = 8  # the row reciprocal keeps 8 more fraction bits: |num / den| <= 1 leaves room
-FREEDIV_COEF_BITS = 24  # 1/f(n) is small (1/2732 at n = 128): encode it with 24 bits, not 18
+FREEDIV_COEF_BITS = 24
+LN_INV_D_BITS = 30  # 1/d to 1e-9; needs |mean|, var < 2^13  # 1/f(n) is small (1/2732 at n = 128): encode it with 24 bits, not 18
 
 
 def _mask_int(m: np.ndarray, shape: tuple) -> np.ndarray:
@@ -123,24 +126,27 @@ def activation(p: Party, x: AShare, name: str) -> AShare:
 def layer_norm(p: Party, x: AShare, gamma, beta, eps: float = 1e-12) -> AShare:
     """(x - mean) / sqrt(var + eps) gamma + beta over the last axis; gamma, beta public or shared.
 
-    mean and var are local sums and one fused truncation each (var sums raw products);
+    mean and var are local sums and per-row truncations, with 1/d encoded at 30 bits (at
+    18 bits 1/768 is off by 1e-3, which would bias every output by 5e-4);
     1/sqrt per row by `rsqrt` (needs 2^-f <= var < 2^20); eps below one ulp is replaced
     by one ulp. Reference: Ba et al. (LayerNorm); SPU/PUMA LayerNorm; NEXUS LayerNorm.
     """
     d = x.shape[-1]
     with p.net.scope("layer_norm"):
         ssum = arith.sum_axis(p, x, -1, keepdims=True)
-        mean = arith.mul_public(p, ssum, 1.0 / d)
+        mean = arith.mul_public(p, ssum, 1.0 / d, t=LN_INV_D_BITS)  # [n, 1]
         xc = arith.sub(p, x, broadcast(p, mean, x.shape))
         z = mul_local(p, xc, xc).sum(axis=-1, keepdims=True, dtype=U64)  # 3-of-3 sum of squares
-        var = trunc3(p, z * _ints(1.0 / d, p.fxp.f) + p.prss.zero(z.shape), 2 * p.fxp.f)
+        ssq = trunc3(p, z + p.prss.zero(z.shape), p.fxp.f)  # sum of squares at scale 2^f
+        var = arith.mul_public(p, ssq, 1.0 / d, t=LN_INV_D_BITS)  # per row: cheap
         var = arith.add_public(p, var, max(eps, 2.0**-p.fxp.f))
         r = rsqrt(p, var)
         if isinstance(gamma, AShare):
             y = fxp_mul(p, fxp_mul(p, xc, broadcast(p, r, x.shape)), broadcast(p, gamma, x.shape))
         else:
             g = np.broadcast_to(np.asarray(gamma, dtype=np.float64), x.shape)
-            (y,) = fused_sums(p, [([(g, xc, broadcast(p, r, x.shape))], 0.0)])
+            bound = math.sqrt(d) * float(np.max(np.abs(g)))  # |(x - mean) / std| <= sqrt(d)
+            (y,) = fused_sums(p, [([(g, xc, broadcast(p, r, x.shape))], 0.0)], bound=bound)
         if isinstance(beta, AShare):
             return arith.add(p, y, broadcast(p, beta, x.shape))
         return arith.add_public(p, y, np.broadcast_to(np.asarray(beta, dtype=np.float64), x.shape))

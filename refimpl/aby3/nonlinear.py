@@ -85,16 +85,19 @@ def max_last_axis(p: Party, x: AShare) -> AShare:
 
 # ---- polynomials ---------------------------------------------------------------------------
 
-def fused_sums(p: Party, sums: list[tuple[list, float]], t: int | None = None) -> list[AShare]:
+def fused_sums(p: Party, sums: list[tuple[list, float]], t: int | None = None, bound: float | None = None) -> list[AShare]:
     """Several sum_j c_j (products or values) + c_0, each truncated once, all in one trunc3.
 
     A term is (c, x) (a value at scale f) or (c, x, y) (a product x y at scale 2f). Every
     sum is built at scale 2^(2f + t) as a 3-of-3 value and truncated by f + t: 2 rounds,
-    42 B per element however many terms. Needs |result| < 2^(26 - t) (t coefficient bits).
+    42 B per element however many terms. Needs |result| < 2^(26 - t) (t coefficient bits):
+    with `bound` (a public bound on |result|) t is lowered until that holds.
     """
     f = p.fxp.f
     coefs = np.concatenate([np.ravel(c) for terms, c0 in sums for c, *_ in terms] + [np.ravel(c0) for _, c0 in sums])
     t = arith.coef_bits(coefs, f) if t is None else t
+    if bound is not None:
+        t = max(0, min(t, 25 - math.ceil(math.log2(max(bound, 1.0)))))
     zs = []
     for terms, c0 in sums:
         z = None
