@@ -52,9 +52,9 @@ def apply_key(params: Parameters, exts: list[np.ndarray], key: SwitchingKey, lev
     full = ql + params.p_basis
     acc0 = np.zeros((len(full), params.N), dtype=np.uint64)
     acc1 = np.zeros_like(acc0)
-    for ext, b, a in zip(exts, key.b, key.a):
+    for j, (ext, b) in enumerate(zip(exts, key.b)):
         ctx.mul_acc_rows(acc0, ext, b, full)
-        ctx.mul_acc_rows(acc1, ext, a, full)
+        ctx.mul_acc_rows(acc1, ext, key.a(j), full)
     return ctx.mod_down(acc0, ql, params.p_basis), ctx.mod_down(acc1, ql, params.p_basis)
 
 

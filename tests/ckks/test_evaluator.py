@@ -204,3 +204,23 @@ def test_rescale_rounds_without_bias(kit):
     theory = np.sqrt(p.N / 18)
     assert abs(diff.mean()) < 4 * theory / np.sqrt(p.N) + 0.5
     assert 0.8 * theory < diff.std() < 1.25 * theory
+
+
+def test_seed_only_keys_rotate_the_same(kit):
+    """Keys that keep only b and the seeds of a (expand=False) hold half the bytes and rotate alike."""
+    from refimpl.ckks import Decryptor, Encryptor, Evaluator, KeyGenerator
+    from refimpl.ring.sampling import RandomSource
+
+    lazy_kg, full_kg = KeyGenerator(kit.p, RandomSource(1), expand_keys=False), KeyGenerator(kit.p, RandomSource(1))
+    sk, sk2 = lazy_kg.secret_key(), full_kg.secret_key()
+    k_lazy = lazy_kg.galois_key(sk, galois_element(kit.p, 1))
+    k_full = full_kg.galois_key(sk2, galois_element(kit.p, 1))
+    assert 2 * k_lazy.nbytes == k_full.nbytes
+    assert all(np.array_equal(k_lazy.a(j), k_full.a(j)) for j in range(kit.p.dnum))
+    from refimpl.ckks import EvaluationKeys
+
+    ev = Evaluator(kit.p, EvaluationKeys(galois={galois_element(kit.p, 1): k_lazy}))
+    z = kit.random_slots()
+    ct = Encryptor(sk, RandomSource(3)).encrypt(kit.enc.encode(z))
+    out = kit.enc.decode(Decryptor(sk).decrypt(ev.rotate(ct, 1)))
+    assert bits(out - np.roll(z, -1)) >= 40 - (logn(kit) + 8)

@@ -149,7 +149,7 @@ class Bootstrapper:
         c2s, s2c = config.level_budget
         if config.depth > p.L:
             raise ParameterError(f"bootstrapping needs {config.depth} levels, the chain has {p.L}")
-        self.c2s = group(encode_stages(n), c2s, n)
+        self.c2s = group(encode_stages(n), c2s, n, mirror=(c2s == s2c))
         self.s2c = group(decode_stages(n), s2c, n)
         self.input_level = 0
         self.output_level = p.L - config.depth

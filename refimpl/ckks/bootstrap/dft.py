@@ -125,11 +125,17 @@ def compose(a: Diagonals, b: Diagonals, n: int) -> Diagonals:
     return {k: v for k, v in out.items() if np.max(np.abs(v)) > 1e-300}
 
 
-def group(stages: list[Diagonals], budget: int, n: int) -> list[Diagonals]:
-    """Merge consecutive stages into `budget` matrices (in application order)."""
+def group(stages: list[Diagonals], budget: int, n: int, mirror: bool = False) -> list[Diagonals]:
+    """Merge consecutive stages into `budget` matrices (in application order).
+
+    `mirror` reverses the group sizes: CoeffsToSlots (stages len = n .. 2) grouped with
+    mirror=True has exactly the offsets of SlotsToCoeffs (len = 2 .. n) grouped without, so the
+    two share every rotation key."""
     if not 1 <= budget <= len(stages):
         raise ValueError(f"level budget must be in [1, {len(stages)}] for {n} slots, got {budget}")
     sizes = [len(stages) // budget + (1 if i < len(stages) % budget else 0) for i in range(budget)]
+    if mirror:
+        sizes = sizes[::-1]
     out, i = [], 0
     for sz in sizes:
         m = stages[i]
