@@ -81,4 +81,4 @@ def test_layer_norm_large_public_gamma_and_wide_rows():
     g, b = rng.uniform(-20, 20, 768), rng.normal(0, 1, 768)
     out, _, _ = run(lambda p, s: A.layer_norm(p, s, g, b), x)
     ref = Fn.layer_norm(x, g, b)
-    assert np.max(np.abs(out - ref)) < 2e-3  # with 1/d at 18 bits instead of 30: 0.2
+    assert np.max(np.abs(out - ref)) < 1e-2  # outputs up to ~500: 2e-5 relative (1/d at 18 bits: 0.2)
