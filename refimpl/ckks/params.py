@@ -24,6 +24,14 @@ from ..ring.rns import RNSContext
 from .errors import InsecureParametersError, ParameterError
 
 MAX_LOG_QP_128 = {int(k): v for k, v in C["ckks"]["max_log_qp_128"].items()}
+MAX_LOG_QP_128_SPARSE = {tuple(int(x) for x in k.split("/")): v for k, v in C["ckks"]["max_log_qp_128_sparse"].items()}
+
+
+def security_bound(N: int, secret: str, h: int | None) -> int | None:
+    """The log2(PQ) bound for 128-bit security, or None when refimpl knows no estimate."""
+    if secret == "sparse":
+        return MAX_LOG_QP_128_SPARSE.get((N, h))
+    return MAX_LOG_QP_128.get(N)
 SIGMA = C["ckks"]["error_sigma"]
 
 
@@ -72,11 +80,12 @@ class Parameters:
             raise ParameterError(f"secret must be 'ternary' or 'sparse', got {self.secret!r}")
         if self.secret == "sparse" and not (self.h and 0 < self.h <= N):
             raise ParameterError(f"a sparse secret needs a Hamming weight 0 < h <= N, got {self.h}")
-        bound = MAX_LOG_QP_128.get(N)
+        bound = security_bound(N, self.secret, self.h)
         if not self.insecure and (bound is None or self.log_qp > bound):
+            src = "HE standard" if self.secret == "ternary" else f"sparse secret h = {self.h}, Lattigo's estimate"
             raise InsecureParametersError(
                 f"log2(PQ) = {self.log_qp:.1f} bits exceeds the 128-bit bound for N = {N} "
-                f"({bound} bits, HE standard): use a larger N or fewer/smaller primes, "
+                f"({bound} bits, {src}): use a larger N or fewer/smaller primes, "
                 "or pass insecure=True for tests"
             )
 
@@ -112,19 +121,19 @@ class Parameters:
 
     @property
     def security_bits(self) -> int:
-        """128 if log2(PQ) is within the HE-standard bound for N (uniform ternary secret), else 0."""
-        bound = MAX_LOG_QP_128.get(self.N)
+        """128 if log2(PQ) is within the 128-bit bound known for (N, secret), else 0."""
+        bound = security_bound(self.N, self.secret, self.h)
         return 128 if bound is not None and self.log_qp <= bound else 0
 
     @property
     def security_note(self) -> str:
-        s = (
-            f"N = 2^{self.N.bit_length() - 1}, log2(PQ) = {self.log_qp:.0f} bits, bound {MAX_LOG_QP_128.get(self.N)}: "
-            + ("128-bit (HE standard, uniform ternary secret)" if self.security_bits else "INSECURE (toy parameters)")
+        bound = security_bound(self.N, self.secret, self.h)
+        src = "HE standard, uniform ternary secret" if self.secret == "ternary" else (
+            f"sparse secret h = {self.h}, Lattigo's N16QP1546H192 estimate")
+        return (
+            f"N = 2^{self.N.bit_length() - 1}, log2(PQ) = {self.log_qp:.0f} bits, bound {bound}: "
+            + (f"128-bit ({src})" if self.security_bits else f"INSECURE (toy parameters; {src})")
         )
-        if self.secret == "sparse":
-            s += f"; sparse secret h = {self.h}: the uniform-ternary table overestimates its security"
-        return s
 
     # -- RNS context (tables are built once per parameter set)
     @cached_property

@@ -96,3 +96,13 @@ def test_mismatched_kind_and_parameters_are_rejected(kit):
         S.deserialize_ciphertext(data, other)
     with pytest.raises(SerializationError, match="not refimpl CKKS data"):
         S.deserialize_ciphertext(b"XXXX" + data[4:], kit.p)
+
+
+def test_sparse_secret_uses_its_own_bound():
+    """A sparse secret (h = 192) at N = 2^16 is held to Lattigo's 1546-bit bound, not 1761."""
+    from refimpl.ckks.params import security_bound
+
+    assert security_bound(2**16, "sparse", 192) == 1546 and security_bound(2**16, "ternary", None) == 1761
+    assert security_bound(2**15, "sparse", 192) is None  # no estimate known: refused unless insecure
+    with pytest.raises(InsecureParametersError, match="sparse secret h = 64"):
+        Parameters.create(N=2**15, levels=2, secret="sparse", h=64)

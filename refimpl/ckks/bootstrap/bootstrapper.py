@@ -137,6 +137,24 @@ def _prod(xs):
     return out
 
 
+BOOTSTRAP_PRESETS = {
+    # 128-bit by Lattigo's estimate for h = 192 (log2 PQ <= 1546, spec/constants.toml); keys kept
+    # as b plus seeds (KeyGenerator(expand_keys=False)) to fit the memory of one machine
+    "128-2^16": dict(N=2**16, levels_after=11, h=192, log_s2c=40, num_p=3, ks_slack_bits=20),
+    # toy rings (insecure) for tests and the demo
+    "toy-2^10": dict(N=2**10, levels_after=3, h=64, num_p=3, insecure=True),
+    "toy-2^12": dict(N=2**12, levels_after=3, h=192, num_p=3, insecure=True),
+    "toy-2^13": dict(N=2**13, levels_after=6, h=192, num_p=3, insecure=True),
+}
+
+
+def bootstrap_preset(name: str, config: BootstrapConfig = BootstrapConfig()) -> tuple[Parameters, ResolvedConfig]:
+    """A named bootstrapping parameter set (see BOOTSTRAP_PRESETS)."""
+    if name not in BOOTSTRAP_PRESETS:
+        raise ParameterError(f"unknown bootstrapping preset {name!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
+    return bootstrap_parameters(config=config, **BOOTSTRAP_PRESETS[name])
+
+
 class Bootstrapper:
     """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
 
