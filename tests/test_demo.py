@@ -14,3 +14,10 @@ def test_demo_runs(capsys):
     assert demo.main(quick=True) == 0
     out = capsys.readouterr().out
     assert "128-bit" in out and "precision" in out
+
+
+def test_bootstrap_tour_is_real_and_precise():
+    r = demo.bootstrap_tour("toy-2^10")
+    assert r["level_in"] == 0 and r["level_out"] == 3
+    assert r["precision_bits"]["min"] >= 20  # measured ~26.7
+    assert "INSECURE" in r["params"]
