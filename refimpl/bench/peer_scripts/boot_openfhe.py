@@ -22,7 +22,14 @@ SECURITY = {"none": of.HEStd_NotSet, "128": of.HEStd_128_classic}
 
 
 def peak_rss_mib():
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, MiB: VmHWM (ru_maxrss would also count the
+    parent's memory at fork, since Linux keeps it across exec)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
