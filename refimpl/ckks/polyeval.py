@@ -5,11 +5,14 @@ p(x) = sum_k c_k T_k(y), y = (2x - a - b) / (b - a) maps [a, b] onto [-1, 1].
 Depth. T_j is computed at depth ceil(log2 j) (T_2j = 2 T_j^2 - 1; otherwise
 T_j = 2 T_(2^m) T_(j - 2^m) - T_(2^(m+1) - j) with 2^m the largest power of two below j).
 A polynomial of degree d < 2^k gets a budget of k = ceil(log2(d + 1)) levels:
-  - leaf: if ceil(log2 d) + 1 <= budget, sum_j c_j T_j directly (the constants cost one level);
+  - leaf: if d < 2^ceil(k/2) (the baby steps) and ceil(log2 d) + 1 <= budget, sum_j c_j T_j
+    directly (the constants cost one level);
   - split: otherwise p = q T_(2^m) + r with 2^m the largest power of two <= d (Chebyshev
     division); q gets budget - 1 (the product takes the last level), r keeps the budget.
 By induction every node fits its budget, so the result is at depth exactly ceil(log2(d + 1))
-(one more level for the affine map when [a, b] != [-1, 1]).
+(one more level for the affine map when [a, b] != [-1, 1]). Leaves share the baby steps
+T_1 .. T_(2^ceil(k/2) - 1) and splits multiply by the giant steps T_(2^m): about
+2^(k/2) + d / 2^(k/2) + k non-scalar products (Paterson-Stockmeyer's count) instead of d.
 
 Exact scales. Every node is evaluated to a requested (level, scale): a leaf multiplies T_j by
 c_j encoded at scale s q_(l+1) / scale(T_j), so that after one rescale all terms have scale s
@@ -144,16 +147,17 @@ def _cheb_divide(c: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Evaluation:
-    def __init__(self, ev, powers: _Powers, level_in: int):
+    def __init__(self, ev, powers: _Powers, level_in: int, baby: int):
         self.ev = ev
         self.P = powers
         self.level_in = level_in
+        self.baby = baby  # leaves use T_j with j < baby only (baby-step giant-step)
 
     def eval(self, c: np.ndarray, budget: int, level: int, scale: float) -> Ciphertext:
         """sum c_k T_k at exactly (level, scale), using at most `budget` levels below level_in."""
         c = np.trim_zeros(np.asarray(c, dtype=np.float64), "b")
         d = len(c) - 1
-        if d <= 0 or _tj_depth(d) + 1 <= budget:
+        if d <= 0 or (d < self.baby and _tj_depth(d) + 1 <= budget):
             return self.leaf(c, level, scale)
         m = 1 << (d.bit_length() - 1)
         q, r = _cheb_divide(c, m)
@@ -210,7 +214,8 @@ def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1
         zero = ev.drop_level(ev.mul_int(y, 0), out_level)
         out = ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params), coeffs[0] if len(coeffs) else 0.0)
     else:
-        out = _Evaluation(ev, P, y.level).eval(coeffs, poly_depth(d), out_level, target_scale)
+        baby = 1 << -(-poly_depth(d) // 2)  # 2^ceil(k/2): ~2 sqrt(d) products in all
+        out = _Evaluation(ev, P, y.level, baby).eval(coeffs, poly_depth(d), out_level, target_scale)
     stats.level_out = out.level
     stats.depth = ct.level - out.level
     return out, stats
