@@ -186,7 +186,7 @@ def _trunc_2of2(p: Party, a: np.ndarray | None, b: np.ndarray | None, d: int, sh
         m1 = (v - rp) & md  # u = 1: 2^(64-d) (v - r')
         ot3_send(p, receiver=0, helper=2, m0=m0, m1=m1, nbits=d)  # OT to party 0
         ot3_send(p, receiver=2, helper=0, m0=m0, m1=m1, nbits=d)  # OT to party 2
-        y1 = (_lshr(b, d)) - (v << up) + (rp << up) - rho
+        y1 = (b >> U64(d)) - (v << up) + (rp << up) - rho
         p.net.send(0, y1)  # party 1 holds (y_1, y_2); sends y_1 to party 0
         return AShare(y1, rho, p.session)
     a2 = a + LIFT
@@ -201,10 +201,6 @@ def _trunc_2of2(p: Party, a: np.ndarray | None, b: np.ndarray | None, d: int, sh
     ot3_help(p, sender=1, receiver=0, c=u, nbits=d)
     mu = ot3_recv(p, sender=1, helper=0, c=u, nbits=d)
     return AShare(rho, y0 + (mu << up), p.session)  # party 2 holds (y_2, y_0)
-
-
-def _lshr(v: np.ndarray, d: int) -> np.ndarray:
-    return v >> U64(d)
 
 
 def truncate(p: Party, x: AShare, d: int | None = None) -> AShare:
