@@ -45,7 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write one JSON document to this file")
     b.add_argument("--threads", default=None, help="'1', 'default' or 'both' (default: both)")
     b.set_defaults(func=_bench)
+    a = sub.add_parser("aby3", help="ABY3 parties as separate processes over TCP")
+    asub = a.add_subparsers(dest="aby3_command", required=True)
+    pp = asub.add_parser("party", help="run one party of a demo encoder layer")
+    pp.add_argument("--id", type=int, required=True)
+    pp.add_argument("--peers", required=True, help="host:port,host:port,host:port for parties 0, 1, 2")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.set_defaults(func=_aby3_party)
     return p
+
+
+def _aby3_party(args: argparse.Namespace) -> int:
+    from refimpl.aby3 import tcp
+
+    return tcp.party_main(args.id, args.peers.split(","), seed=args.seed) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,19 +27,22 @@ def peak_rss_mib() -> float:
 
 def run(cfg: dict) -> dict:
     from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
-    from ..ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters
+    from ..ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters, bootstrap_preset
     from ..ckks.precision import precision_bits
     from ..ring.sampling import RandomSource
     from .common import median_s, set_threads
 
     threads = set_threads(str(cfg.get("threads", "1")))
-    p, rc = bootstrap_parameters(
-        cfg["N"], cfg.get("levels_after", 2), h=cfg.get("h", 192),
-        config=BootstrapConfig(level_budget=tuple(cfg.get("level_budget", (3, 3)))),
-        num_p=cfg.get("num_p", 3), insecure=cfg.get("insecure", False),
-    )
+    bc = BootstrapConfig(level_budget=tuple(cfg.get("level_budget", (3, 3))))
+    if cfg.get("preset"):
+        p, rc = bootstrap_preset(cfg["preset"], bc)
+    else:
+        p, rc = bootstrap_parameters(
+            cfg["N"], cfg.get("levels_after", 2), h=cfg.get("h", 192), config=bc,
+            num_p=cfg.get("num_p", 3), insecure=cfg.get("insecure", False),
+        )
     t = time.perf_counter()
-    kg = KeyGenerator(p, RandomSource(1))
+    kg = KeyGenerator(p, RandomSource(1), expand_keys=cfg.get("expand_keys", True))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
     elements = Bootstrapper(Evaluator(p), rc).galois_elements()

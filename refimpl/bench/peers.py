@@ -53,6 +53,12 @@ PEERS: dict[str, Peer] = {
         module="tenseal.sealapi",
         note="Microsoft SEAL as bundled by TenSEAL 0.3.18, driven through tenseal.sealapi",
     ),
+    "spu": Peer(
+        python="3.11",
+        packages=("spu==0.9.5",),
+        module="spu.libspu",
+        note="SecretFlow SPU 0.9.5 (ABY3, FM64); pins Python < 3.12 and numpy < 2",
+    ),
     "desilo": Peer(
         python="3.11",
         packages=("desilofhe==2.0.0", "numpy<2.3"),
