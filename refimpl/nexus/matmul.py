@@ -201,6 +201,26 @@ def qk_scores(ev: Evaluator, q_rep: list[Ciphertext], k_flat: Ciphertext, n: int
     return groups
 
 
+def qk_scores_pairwise(ev: Evaluator, q_rows: list[Ciphertext], k_rows: list[Ciphertext], n: int, d: int) -> list[Ciphertext]:
+    """S = Q K^T, the paper's unbatched form (NEXUS §3.1.2): the obvious alternative to `qk_scores`.
+
+    Row i: for each key j, Enc(q_i) * Enc(k_j) (rows in slots [0, d), zeros up to 2d), QuickSum
+    with duplication (log2 d + 1 rotations) puts q_i . k_j in slots [0, d); the one-hot b_j
+    keeps slot j; the n terms add up to row i of S in slots [0, n). Cost: n^2 products,
+    n^2 (log2 d + 1) rotations, n^2 masks, 2 levels; output n ciphertexts."""
+    out = []
+    for q in q_rows:
+        acc = None
+        for j, k in enumerate(k_rows):
+            u = quick_sum(ev, ev.rescale(ev.multiply(q, k)), d, duplicate=True)  # q_i . k_j in slots [0, d)
+            b = np.zeros(ev.params.slots)
+            b[j] = 1.0
+            u = ev.rescale(ev.mul_const(u, b))  # keep slot j
+            acc = u if acc is None else ev.add(acc, u)
+        out.append(acc)
+    return out
+
+
 def scores_times_v(ev: Evaluator, p_groups: list[Ciphertext], v_cols: list[Ciphertext], n: int, d: int) -> list[list[Ciphertext]]:
     """O = P V from interleaved P and block-broadcast V columns (NEXUS §3.1.4).
 

@@ -15,7 +15,7 @@ from refimpl.nexus.counting import CountingEvaluator
 from refimpl.nexus.matmul import (
     alg6_client_online, alg6_client_precompute, alg6_server_online, alg6_server_strip, chunk_counts,
     compress_matrix, layout_block_broadcast, layout_interleaved, layout_row_major, layout_row_replicated,
-    matmul_compressed, qk_scores, scores_times_v, subs_elements_for,
+    matmul_compressed, qk_scores, qk_scores_pairwise, scores_times_v, subs_elements_for,
 )
 
 from .helpers import Kit, bits
@@ -107,3 +107,16 @@ def test_attention_ct_ct(kit_att):
     assert ev.counts["ct_mults"] == d and ev.counts["rotations"] == d * 5
     O = np.stack([k.decrypt(c)[:d] for c in O_ct[0]], axis=1)  # [r, c]
     assert bits(O - S @ V) >= 40 - 11 - 12
+
+
+def test_attention_pairwise_alternative(kit_att):
+    """NEXUS-MM-CTCT: the paper's per-pair form costs n^2 products and n^2 (log2 d + 1) rotations (n = d = 4 here)."""
+    k = kit_att
+    n = d = 4
+    Q, K = (k.rng.uniform(-0.5, 0.5, (n, d)) for _ in range(2))
+    pad = lambda r: np.concatenate([r, np.zeros(k.p.slots - d)])
+    ev = CountingEvaluator(k.ev)
+    S_rows = qk_scores_pairwise(ev, [k.encrypt(pad(q)) for q in Q], [k.encrypt(pad(r)) for r in K], n, d)
+    assert ev.counts["ct_mults"] == n * n and ev.counts["rotations"] == n * n * (2 + 1)
+    got = np.stack([k.decrypt(r)[:n] for r in S_rows])
+    assert bits(got - Q @ K.T) >= 40 - 11 - 10
