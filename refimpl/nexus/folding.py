@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ckks import Ciphertext
-from .levels import ensure_levels
+from .levels import ensure_levels, with_scale
 from .sign import DEPTH as SGN_DEPTH, sgn, sgn_levels, sgn_plain
 
 QUICKMAX_ROUND_LEVELS = SGN_DEPTH + 1  # Sgn, then the product (a - b) Sgn(a - b); for bound 1/2
@@ -69,13 +69,7 @@ def max_pair(ev, a: Ciphertext, b: Ciphertext, bound: float = 0.5) -> Ciphertext
     s = sgn(ev, d, bound=2 * bound, factor=0.5, target_scale=float(ev.params.q[lo]))  # Sgn/2 at level lo
     prod = ev.rescale(ev.multiply(ev.drop_level(d, lo), s))  # level lo -> lo-1, scale d.scale
     half_sum = ev.rescale(ev.mul_const(ev.drop_level(ev.add(a, b), lo), 0.5))  # level lo-1, same scale
-    return ev.add(_same_scale(half_sum, prod.scale), prod)
-
-
-def _same_scale(ct: Ciphertext, scale: float) -> Ciphertext:
-    if abs(ct.scale - scale) > 1e-9 * scale:
-        raise ValueError(f"internal: scales {ct.scale} and {scale} differ")
-    return Ciphertext(ct.c, ct.level, scale, ct.params)
+    return ev.add(with_scale(half_sum, prod.scale), prod)
 
 
 def quick_max(ev, ct: Ciphertext, n: int, bound: float = 0.5, step: int = 1, duplicate: bool = False,

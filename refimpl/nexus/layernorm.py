@@ -90,6 +90,7 @@ def _times(ev, ct: Ciphertext, c, level: int, scale: float) -> Ciphertext:
 
 
 def _mul(ev, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+    """a b at the lower of their levels, rescaled (level -1)."""
     lvl = min(a.level, b.level)
     return ev.rescale(ev.multiply(ev.drop_level(a, lvl), ev.drop_level(b, lvl)))  # level lvl -> lvl-1
 

@@ -119,6 +119,7 @@ def row_mask(slots: int, n: int, window: int) -> np.ndarray:
 
 
 def _layout(slots: int, n: int, window: int | None) -> tuple[int, bool]:
+    """(window, duplicate?) for rows of n slots; refuses layouts whose folds would mix rows."""
     window = n if window is None else window
     if window == n and n != slots:
         raise ValueError(f"without duplication a row must fill all {slots} slots (n = {n}): use a window >= 2n")
