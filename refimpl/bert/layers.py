@@ -69,7 +69,7 @@ def layer_norm_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.nd
 
 def gelu_cdf(x: np.ndarray) -> np.ndarray:
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2, so GELU(x) = x Phi(x) (kept by the forward for the backward)."""
-    return 0.5 * (1.0 + F.erf(x * math.sqrt(0.5)))
+    return F.blockwise(lambda b: 0.5 * (1.0 + F._erf_block(b * math.sqrt(0.5))), x)
 
 
 def activation_backward(dy: np.ndarray, x: np.ndarray, name: str, cdf: np.ndarray | None = None) -> np.ndarray:
@@ -79,8 +79,7 @@ def activation_backward(dy: np.ndarray, x: np.ndarray, name: str, cdf: np.ndarra
     """
     if name == "gelu":
         cdf = gelu_cdf(x) if cdf is None else cdf
-        pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return dy * (cdf + x * pdf)
+        return F.blockwise(lambda g, u, p: g * (p + u * (np.exp(-0.5 * u * u) * _INV_SQRT_2PI)), dy, x, cdf)
     if name == "gelu_poly4":
         t0, t1, t2 = F.GELU_BREAKPOINTS
         dp = tuple(k * F.GELU_P[k] for k in range(1, len(F.GELU_P)))  # P'(x) coefficients

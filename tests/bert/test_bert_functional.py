@@ -155,6 +155,17 @@ def test_erf_and_gelu_match_math_erf():
     np.testing.assert_allclose(F.gelu_erf(x), want_gelu, rtol=1e-14, atol=1e-15)
 
 
+def test_erf_in_blocks_equals_erf_at_once():
+    # BERT-ACT-GELU: the cache-sized blocks (with a ragged tail) change nothing, in either dtype
+    x = np.random.default_rng(0).normal(0.0, 3.0, size=(3, F.BLOCK + 17))
+    for dtype in (np.float64, np.float32):
+        xd = x.astype(dtype)
+        got = F.erf(xd)
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_array_equal(got, F._erf_block(xd))
+    np.testing.assert_allclose(F.erf(x)[2, -5:], [math.erf(t) for t in x[2, -5:]], rtol=2e-15)
+
+
 def test_gelu_poly4_pieces_and_accuracy():
     # BERT-ACT-GELU-POLY4: the 4 pieces with NEXUS's coefficients, and |poly4 - GELU| small
     P = C["nexus"]["gelu"]["P"]

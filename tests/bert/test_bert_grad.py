@@ -245,3 +245,14 @@ def test_float32_model_stays_float32():
             assert out.logits.dtype == np.float32 and out.hidden_states[-1].dtype == np.float32
             grads = M.backward(params, cfg, out, np.ones((1, 2)))
             assert all(g.dtype == np.float32 for g in grads.values()), (variant, activation)
+
+
+def test_gelu_blockwise_paths_match_the_plain_formulas():
+    # BERT-GRAD-ACT: above F.BLOCK elements GELU's forward and backward run block by block
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 3.0, size=(2, F.BLOCK + 3))
+    dy = rng.normal(size=x.shape)
+    np.testing.assert_allclose(x * L.gelu_cdf(x), F.gelu_erf(x), rtol=1e-14, atol=1e-300)
+    cdf = 0.5 * (1.0 + F._erf_block(x / np.sqrt(2.0)))
+    want = dy * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi))
+    np.testing.assert_allclose(L.activation_backward(dy, x, "gelu"), want, rtol=1e-13, atol=1e-300)
