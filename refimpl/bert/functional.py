@@ -41,7 +41,7 @@ FREEDIV = {  # f(n) = a n^b per variant, the paper's fit on BERT-base-cased
 }
 QUAD = tuple(float(q) for q in C["activations"]["quad"])  # coefficients of x^0, x^1, x^2
 GELU_BREAKPOINTS = tuple(float(t) for t in C["nexus"]["gelu"]["breakpoints"])  # -4, -1.95, 3
-GELU_P = tuple(float(p) for p in C["nexus"]["gelu"]["P"])  # x^0..x^3 on [-4, -1.95]
+GELU_P = tuple(float(p) for p in C["nexus"]["gelu"]["P"])  # x^0..x^3 on (-4, -1.95]
 GELU_Q = tuple(float(q) for q in C["nexus"]["gelu"]["Q"])  # x^0..x^6 on (-1.95, 3]
 
 
