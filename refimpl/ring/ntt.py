@@ -34,22 +34,31 @@ def bit_reverse_permutation(N: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class NTTTables:
-    """Twiddles of one or more primes, stacked: arrays of shape [L, N] (Shoup companions beside)."""
+    """Twiddles of a set of primes, stacked as [P, N] arrays (Shoup companions beside), and the
+    rows in use: limb l of an array is transformed with the tables of prime rows[l]. A subset
+    shares the arrays of the whole set (no copies: at N = 2^16 a copy per basis would cost
+    60 MB, and key switching meets hundreds of bases)."""
 
     N: int
-    q: np.ndarray  # [L] uint64
-    psi_rev: np.ndarray  # [L, N]  psi^brv(i)
+    q_all: np.ndarray  # [P] uint64
+    psi_rev: np.ndarray  # [P, N]  psi^brv(i)
     psi_rev_shoup: np.ndarray
-    psi_inv_rev: np.ndarray  # [L, N]  psi^-brv(i)
+    psi_inv_rev: np.ndarray  # [P, N]  psi^-brv(i)
     psi_inv_rev_shoup: np.ndarray
-    n_inv: np.ndarray  # [L]
+    n_inv: np.ndarray  # [P]
     n_inv_shoup: np.ndarray
+    rows: np.ndarray  # [L] int64: the primes in use, in limb order
+
+    @property
+    def q(self) -> np.ndarray:
+        """The moduli of the limbs in use."""
+        return self.q_all[self.rows]
 
     def select(self, rows) -> "NTTTables":
-        """The tables of a subset of the primes (rows: index array or slice)."""
+        """The tables of a subset of the primes in use (rows: index array into this set)."""
         return NTTTables(
-            self.N, self.q[rows], self.psi_rev[rows], self.psi_rev_shoup[rows],
-            self.psi_inv_rev[rows], self.psi_inv_rev_shoup[rows], self.n_inv[rows], self.n_inv_shoup[rows],
+            self.N, self.q_all, self.psi_rev, self.psi_rev_shoup, self.psi_inv_rev, self.psi_inv_rev_shoup,
+            self.n_inv, self.n_inv_shoup, np.ascontiguousarray(self.rows[rows], dtype=np.int64),
         )
 
 
@@ -79,6 +88,7 @@ def make_tables(primes, N: int) -> NTTTables:
         np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]),
         np.stack([r[2] for r in rows]), np.stack([r[3] for r in rows]),
         np.array([r[4] for r in rows], dtype=U64), np.array([r[5] for r in rows], dtype=U64),
+        np.arange(len(primes), dtype=np.int64),
     )
 
 
@@ -146,22 +156,24 @@ def _inverse_limb(a, q, w, ws, n_inv, n_inv_s):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def _forward_all(a, q, w, ws):
+def _forward_all(a, rows, q, w, ws):
     for l in nb.prange(a.shape[0]):
-        _forward_limb(a[l], q[l], w[l], ws[l])
+        r = rows[l]
+        _forward_limb(a[l], q[r], w[r], ws[r])
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def _inverse_all(a, q, w, ws, n_inv, n_inv_s):
+def _inverse_all(a, rows, q, w, ws, n_inv, n_inv_s):
     for l in nb.prange(a.shape[0]):
-        _inverse_limb(a[l], q[l], w[l], ws[l], n_inv[l], n_inv_s[l])
+        r = rows[l]
+        _inverse_limb(a[l], q[r], w[r], ws[r], n_inv[r], n_inv_s[r])
 
 
 def ntt(a: np.ndarray, tables: NTTTables) -> np.ndarray:
     """Forward NTT of every limb of a ([L, N] uint64, values < q); returns a new array."""
     out = np.array(a, dtype=U64, copy=True, order="C")
     _check(out, tables)
-    _forward_all(out, tables.q, tables.psi_rev, tables.psi_rev_shoup)
+    _forward_all(out, tables.rows, tables.q_all, tables.psi_rev, tables.psi_rev_shoup)
     return out
 
 
@@ -169,20 +181,20 @@ def intt(a: np.ndarray, tables: NTTTables) -> np.ndarray:
     """Inverse NTT of every limb of a ([L, N] uint64, values < q); returns a new array."""
     out = np.array(a, dtype=U64, copy=True, order="C")
     _check(out, tables)
-    _inverse_all(out, tables.q, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
+    _inverse_all(out, tables.rows, tables.q_all, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
     return out
 
 
 def ntt_inplace(a: np.ndarray, tables: NTTTables) -> None:
     """Forward NTT in place (a must be C-contiguous uint64 [L, N])."""
-    _forward_all(a, tables.q, tables.psi_rev, tables.psi_rev_shoup)
+    _forward_all(a, tables.rows, tables.q_all, tables.psi_rev, tables.psi_rev_shoup)
 
 
 def intt_inplace(a: np.ndarray, tables: NTTTables) -> None:
     """Inverse NTT in place."""
-    _inverse_all(a, tables.q, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
+    _inverse_all(a, tables.rows, tables.q_all, tables.psi_inv_rev, tables.psi_inv_rev_shoup, tables.n_inv, tables.n_inv_shoup)
 
 
 def _check(a: np.ndarray, tables: NTTTables) -> None:
-    if a.ndim != 2 or a.shape != (tables.q.shape[0], tables.N):
-        raise ValueError(f"expected a [{tables.q.shape[0]}, {tables.N}] array of residues, got shape {a.shape}")
+    if a.ndim != 2 or a.shape != (tables.rows.shape[0], tables.N):
+        raise ValueError(f"expected a [{tables.rows.shape[0]}, {tables.N}] array of residues, got shape {a.shape}")
