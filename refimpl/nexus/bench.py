@@ -96,7 +96,7 @@ def _row(name, kind, setup, fn, ct, exact, model, extra=None, peer=None, quick=F
         rec.update(bootstraps=bts.calls, bootstrapper="OracleBootstrapper (decrypt/re-encrypt, time excluded)")
     if peer:
         rec.update(peer="NEXUS official C++ (SEAL, 1 thread)", peer_median_s=peer[0], peer_hexl_s=peer[1],
-                   peer_error=peer[2], ratio=None if quick else round(dt / peer[0], 2))
+                   peer_error=peer[2], ratio=None if (quick or bts) else round(dt / peer[0], 2))
     rec.update(extra or {})
     return rec
 
