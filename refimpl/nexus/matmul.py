@@ -116,7 +116,8 @@ def alg6_client_precompute(ev_s: Evaluator, compressed_w: list[Ciphertext], k: i
     (`matmul_compressed`); re-randomise each result with a fresh Enc_S(0) (refimpl's addition:
     decompression is deterministic, so the server knows every leaf's c_1; the k masks
     c_1(v_j) = sum_i u_i c_1(leaf_ij) are, at each NTT point, k linear equations in the n
-    unknown u_i, which give U away when k >= n); add the client's key layer. Sent to the server."""
+    unknown u_i, which give U away when k >= n; the final rescale only adds rounding noise to
+    them, which is no security argument); add the client's key layer. Sent to the server."""
     out = []
     for v in matmul_compressed(ev_s, U, compressed_w, k):
         zero = encryptor_s.encrypt(ev_s.encoder.encode(np.zeros(1), level=v.level, scale=v.scale))
