@@ -1,6 +1,6 @@
 """RNS-CKKS: parameters, encoding, keys, encryption, evaluation, serialization."""
 
-from .ciphertext import Ciphertext, Plaintext
+from .ciphertext import Ciphertext, Plaintext, with_scale
 from .encoder import Encoder
 from .encryptor import Decryptor, Encryptor
 from .errors import (
@@ -18,7 +18,7 @@ from .keys import EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingK
 from .params import PRESETS, Parameters, preset
 
 __all__ = [
-    "Ciphertext", "Plaintext", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
+    "Ciphertext", "Plaintext", "with_scale", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
     "KeyGenerator", "PublicKey", "SecretKey", "SwitchingKey", "Parameters", "PRESETS", "preset",
     "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError",
     "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError",

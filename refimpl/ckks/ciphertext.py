@@ -51,3 +51,11 @@ class Ciphertext:
             f"Ciphertext(level={self.level}/{self.params.L}, scale=2^{np.log2(self.scale):.2f}, "
             f"size={self.size}, N={self.params.N})"
         )
+
+
+def with_scale(ct: Ciphertext, scale: float) -> Ciphertext:
+    """The same ciphertext read at another scale: its slots are multiplied by ct.scale / scale.
+
+    Free and exact (no level, no noise); how a known factor is folded into the scale
+    (NEXUS: the factor N of decompression; bootstrapping: K q0 and q0 / (2 pi Delta))."""
+    return Ciphertext(ct.c, ct.level, float(scale), ct.params)

@@ -33,7 +33,9 @@ import numpy as np
 from numpy.polynomial import chebyshev as npcheb
 
 from .ciphertext import Ciphertext
-from .errors import LevelExhaustedError
+from .errors import CKKSError, LevelExhaustedError
+
+MIN_CONSTANT_SCALE = 2.0**20  # below this a coefficient keeps fewer than ~20 bits: refuse
 
 
 @dataclass
@@ -181,7 +183,14 @@ class _Evaluation:
             if c[j] == 0:
                 continue
             t = ev.drop_level(self.P.get(j), up)
-            term = ev.mul_const(t, c[j], scale=scale * q_up / t.scale)
+            enc_scale = scale * q_up / t.scale
+            if enc_scale < MIN_CONSTANT_SCALE:
+                raise CKKSError(
+                    f"polynomial evaluation: the constants would be encoded at scale 2^{np.log2(enc_scale):.1f} "
+                    f"(T_{j} has scale 2^{np.log2(t.scale):.1f}, level {t.level}, primes ~2^{np.log2(q_up):.0f}): "
+                    "bring the input's scale near the primes first (mul_const then rescale)"
+                )
+            term = ev.mul_const(t, c[j], scale=enc_scale)
             term = Ciphertext(term.c, term.level, scale * q_up, term.params)  # equal up to float rounding
             acc = term if acc is None else ev.add(acc, term)
         if acc is None:  # a constant: encode it on a zero multiple of T_1
@@ -223,7 +232,10 @@ def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1
 
 def evaluate_power(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,
                    target_scale: float | None = None) -> tuple[Ciphertext, PolyStats]:
-    """sum_k coeffs[k] x^k (power basis, x in [a, b]) via its exact Chebyshev expansion."""
+    """sum_k coeffs[k] x^k (power basis) via its exact Chebyshev expansion.
+
+    [a, b] is only the domain of x (where the Chebyshev basis lives); the polynomial is in x
+    itself, not in a rescaled variable."""
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if (a, b) == (-1.0, 1.0):
         return evaluate_chebyshev(ev, ct, npcheb.poly2cheb(coeffs), target_scale=target_scale)

@@ -137,3 +137,28 @@ def test_bootstrapper_declares_its_keys(B):
     assert 2 * B.p.N - 1 in elements  # conjugation
     assert set(elements) <= set(B.ek.galois)
     assert "K = " in B.bs.describe()
+
+
+def test_sparse_slot_bootstrap(B):
+    """CKKS-BOOT-SPARSE: n = 64 < N/2 slots (period-n slot vector): SubSum, n-point DFT, same
+    precision class; the output repeats with period n."""
+    n = 64
+    probe = Bootstrapper(Evaluator(B.p), B.rc, slots=n)
+    kg = KeyGenerator(B.p, RandomSource(11))  # same seed: same secret as B.sk
+    sk = kg.secret_key()
+    assert np.array_equal(sk.coeffs, B.sk.coeffs)
+    extra = [e for e in probe.galois_elements() if e not in B.ek.galois]
+    keys = dict(B.ek.galois)
+    keys.update(kg.evaluation_keys(sk, elements=extra, relin=False).galois)
+    from refimpl.ckks import EvaluationKeys
+
+    bs = Bootstrapper(Evaluator(B.p, EvaluationKeys(relin=B.ek.relin, galois=keys)), B.rc, slots=n)
+    z = B.rng.uniform(-1, 1, n) + 1j * B.rng.uniform(-1, 1, n)
+    full = np.tile(z, B.p.slots // n)
+    ct = bs.ev.drop_level(B.E.encrypt(B.enc.encode(full)), 0)
+    out = B.dec(bs.bootstrap(ct))
+    assert out.shape == full.shape
+    b = bits(out - full)
+    assert b.min() >= 18 and np.mean(b) >= 20
+    with pytest.raises(Exception, match="power of two"):
+        Bootstrapper(Evaluator(B.p), B.rc, slots=48)

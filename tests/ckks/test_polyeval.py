@@ -78,3 +78,15 @@ def test_oracle_bootstrapper_counts_and_refreshes(deep):
     out = bs.bootstrap(ct)
     assert out.level == 9 and bs.calls == 1 and ct.level == 0
     assert bits(deep.decrypt(out).real - x) >= 20
+
+
+def test_input_scale_far_from_the_primes_is_refused(deep):
+    """A scale far above the primes would encode the constants below 2^20: refuse, never a
+    silent wrong answer (reported by the NEXUS side: 2^65 errors otherwise)."""
+    from refimpl.ckks import CKKSError, with_scale
+
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    ct = deep.encrypt(x)
+    big = with_scale(deep.ev.mul_int(ct, 2**30), ct.scale * 2**30)  # same slots, scale 2^70
+    with pytest.raises(CKKSError, match="bring the input's scale near the primes"):
+        evaluate_chebyshev(deep.ev, big, np.ones(10))

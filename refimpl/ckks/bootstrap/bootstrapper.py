@@ -158,12 +158,15 @@ def bootstrap_preset(name: str, config: BootstrapConfig = BootstrapConfig()) -> 
 class Bootstrapper:
     """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
 
-    def __init__(self, ev, config: ResolvedConfig):
+    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None):
         self.ev = ev
         self.params: Parameters = ev.params
         self.config = config
         p = self.params
-        n = p.slots
+        n = p.slots if slots is None else int(slots)
+        if n < 2 or n & (n - 1) or n > p.slots:
+            raise ParameterError(f"slots must be a power of two in [2, N/2 = {p.slots}], got {slots}")
+        self.slots = n  # sparse packing when n < N/2: the slot vector repeats with period n
         c2s, s2c = config.level_budget
         if config.depth > p.L:
             raise ParameterError(f"bootstrapping needs {config.depth} levels, the chain has {p.L}")
@@ -176,11 +179,28 @@ class Bootstrapper:
 
     # -- what a client must generate keys for
     def rotations(self) -> list[int]:
-        n = self.params.slots
-        rs: set[int] = set()
+        n = self.slots
+        rs: set[int] = set(self._sub_sum_rotations())
         for d in self.c2s + self.s2c:
             rs |= rotations_needed(d, n)
         return sorted(rs)
+
+    def _sub_sum_rotations(self) -> list[int]:
+        """n 2^i for i < log2(N / 2n): the rotations of the sparse-packing trace."""
+        out, r = [], self.slots
+        while r < self.params.slots:
+            out.append(r)
+            r *= 2
+        return out
+
+    def sub_sum(self, ct: Ciphertext) -> Ciphertext:
+        """Sparse packing: sum_j rot(ct, j n) for j < N/2n (log2(N/2n) rotations, 0 levels).
+
+        ModRaise leaves q0 I outside the subring Z[X^(N/2n)] that holds the message; this trace
+        keeps the subring part times N/2n and cancels the rest (Cheon et al. 2018, SubSum)."""
+        for r in self._sub_sum_rotations():
+            ct = self.ev.add(ct, self.ev.rotate(ct, r))
+        return ct
 
     def galois_elements(self) -> list[int]:
         p = self.params
@@ -191,13 +211,13 @@ class Bootstrapper:
         """Slots of t -> bit-reversed w_k = t_k + i t_(k+n); c2s levels."""
         for i, d in enumerate(self.c2s):
             last = i == len(self.c2s) - 1
-            ct = apply_linear(self.ev, ct, d, out_scale=out_scale if last else None)
+            ct = apply_linear(self.ev, ct, d, out_scale=out_scale if last else None, period=self.slots)
         return ct
 
     def slots_to_coeffs(self, ct: Ciphertext) -> Ciphertext:
         for i, d in enumerate(self.s2c):
             last = i == len(self.s2c) - 1
-            ct = apply_linear(self.ev, ct, d, out_scale=self.output_scale if last else None)
+            ct = apply_linear(self.ev, ct, d, out_scale=self.output_scale if last else None, period=self.slots)
         return ct
 
     def bootstrap(self, ct: Ciphertext) -> Ciphertext:
@@ -208,7 +228,9 @@ class Bootstrapper:
         low = scale_down(ev, ct)  # level -> 0
         K, q0 = cfg.eval_mod.K, p.q[0]
         raised = mod_raise(low, p)  # decrypts to t = Delta m + e + q0 I over Q_L
-        raised = Ciphertext(raised.c, raised.level, float(K) * q0, p)  # slots: t / (K q0)
+        raised = self.sub_sum(raised)  # sparse packing: the subring part times N/2n
+        reps = p.slots // self.slots
+        raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps, p)  # slots: t / (K q0)
         em_level = p.L - cfg.level_budget[0]
         u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
         conj = ev.conjugate(u)

@@ -184,13 +184,18 @@ def rotations_needed(d: Diagonals, n: int) -> set[int]:
     return {r % n for r in p.babies + p.giants if r % n}
 
 
-def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = None) -> Ciphertext:
+def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = None, period: int | None = None) -> Ciphertext:
     """A x on a ciphertext: one level (diagonals encoded at q_l, or at the scale that makes the
-    result's scale exactly `out_scale`)."""
+    result's scale exactly `out_scale`).
+
+    period n < N/2 (sparse packing): A acts on n slots and the slot vector repeats with period
+    n; the diagonals (length n) are tiled to N/2 and a rotation by d equals one by d mod n."""
     p = ct.params
-    n = p.slots
+    n = period or p.slots
+    reps = p.slots // n
     pl = plan(d, n)
-    babies = ev.rotate_hoisted(ct, list(pl.babies))  # rot(x, (b + lo) s): hoisted
+    hoisted = ev.rotate_hoisted(ct, sorted({r % n for r in pl.babies}))  # rot(x, (b + lo) s): hoisted
+    babies = {r: hoisted[r % n] for r in pl.babies}  # a rotation by r equals one by r mod n (period n)
     lo_step = pl.babies[0] if pl.babies else 0
     q_l = float(p.q[ct.level])
     enc_scale = q_l if out_scale is None else out_scale * q_l / ct.scale
@@ -202,12 +207,12 @@ def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = Non
         shift = g * pl.n1 * pl.step
         inner = None
         for k, b in items:
-            diag = rot(d[k], -shift)  # pre-rotated so that the giant rotation puts it in place
+            diag = np.tile(rot(d[k], -shift), reps)  # pre-rotated so that the giant rotation puts it in place
             pt = ev.encoder.encode(diag, level=ct.level, scale=enc_scale)
             term = ev.mul_plain(babies[lo_step + b * pl.step], pt)
             inner = term if inner is None else ev.add(inner, term)
         if shift % n:
-            inner = ev.rotate(inner, shift)
+            inner = ev.rotate(inner, shift % n)
         acc = inner if acc is None else ev.add(acc, inner)
     out = ev.rescale(acc)  # level l -> l-1, scale ct.scale (or out_scale)
     target = ct.scale if out_scale is None else out_scale
