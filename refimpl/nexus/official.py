@@ -10,8 +10,7 @@ code does (../shared/anchors/nexus.md §2):
              -1.29054537e-4 v + 0.129054537, 4 Newton + 2 Goldschmidt steps (src/layer_norm.cpp)
 The Sgn used here is refimpl's exact composite (the official factor-0.5 quirk is not copied).
 
-The constants below are the official code's; they are to move to spec/constants.toml
-[nexus.official] (the file belongs to the lead, who has been asked).
+The constants are the official code's, read from spec/constants.toml [nexus.official].
 
 Reference: official code src/gelu.cpp, src/softmax.cpp, src/layer_norm.cpp,
 CKKSEvaluator::invert_sqrt, CKKSEvaluator::inverse.
@@ -22,19 +21,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..ckks import Ciphertext
+from ..constants import C
 from ..ckks.polyeval import evaluate_power
 from .folding import quick_sum, quick_sum_plain
 from .levels import align, with_scale
 from .sign import sgn, sgn_levels, sgn_plain
 from .softmax import exp, exp_plain, inverse, inverse_plain
 
+_OFF = C["nexus"]["official"]
 # src/gelu.cpp: A(x), coefficients of x^0 .. x^12 (odd ones 0 but x^1)
-GELU3_A = np.array([2.25775755e-4, 0.5, 3.96880960e-1, 0, -6.37042698e-2, 0, 8.38841647e-3, 0,
-                    -7.17830961e-4, 0, 3.49617829e-5, 0, -7.26059653e-7])
-GELU3_T, GELU3_SCALE = 3.5, 8.5  # breakpoints +-3.5, Sgn((x -+ 3.5)/8.5)
-SOFTMAX_R, SOFTMAX_SUM_SCALE, SOFTMAX_INV_SQUARINGS = 7, 0.01, 4
-INVSQRT_GUESS = (-1.29054537e-4, 1.29054537e-1)  # y0 = a v + b (zero at v = 1000)
-INVSQRT_NEWTON, INVSQRT_GOLDSCHMIDT = 4, 2
+GELU3_A = np.array(_OFF["gelu3_A"])
+GELU3_T, GELU3_SCALE = _OFF["gelu3_breakpoint"], _OFF["gelu3_sgn_prescale"]  # Sgn((x -+ 3.5)/8.5)
+SOFTMAX_R, SOFTMAX_SUM_SCALE, SOFTMAX_INV_SQUARINGS = (
+    _OFF["softmax_exp_r"], _OFF["softmax_sum_scale"], _OFF["softmax_inverse_squarings"])
+INVSQRT_GUESS = tuple(_OFF["invsqrt_guess"])  # y0 = a v + b (zero at v = 1000)
+INVSQRT_NEWTON, INVSQRT_GOLDSCHMIDT = _OFF["invsqrt_newton"], _OFF["invsqrt_goldschmidt"]
 
 
 def gelu3_plain(x: np.ndarray) -> np.ndarray:
