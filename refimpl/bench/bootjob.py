@@ -47,9 +47,10 @@ def run(cfg: dict) -> dict:
     pk = kg.public_key(sk)
     elements = Bootstrapper(Evaluator(p), rc).galois_elements()
     ek = kg.evaluation_keys(sk, elements=elements)
+    encaps = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h)) if rc.encapsulation_h else None
     keygen_s = time.perf_counter() - t
     ev = Evaluator(p, ek)
-    bs = Bootstrapper(ev, rc)
+    bs = Bootstrapper(ev, rc, encapsulation=encaps)
     enc, D = Encoder(p), Decryptor(sk)
     rng = np.random.default_rng(0)
     z = rng.uniform(-1, 1, p.slots)
@@ -59,12 +60,14 @@ def run(cfg: dict) -> dict:
     reps = cfg.get("reps", 3)
     med = median_s(lambda: bs.bootstrap(ct), reps - 1) if reps > 1 else None
     return {
-        "N": p.N, "slots": p.slots, "limbs": len(p.q), "special_primes": len(p.p), "dnum": p.dnum,
+        "preset": cfg.get("preset"), "N": p.N, "slots": p.slots, "limbs": len(p.q), "special_primes": len(p.p), "dnum": p.dnum,
         "log_qp": round(p.log_qp, 1), "security": p.security_note, "h": p.h,
         "K": rc.eval_mod.K, "degree": rc.eval_mod.degree, "double_angle": rc.eval_mod.double_angle,
         "level_budget": list(rc.level_budget), "depth": rc.depth, "output_level": bs.output_level,
         "log2_failure": rc.log2_failure, "galois_keys": len(ek.galois),
-        "key_bytes_in_memory": sum(k.nbytes for k in ek.galois.values()) + (ek.relin.nbytes if ek.relin else 0),
+        "key_bytes_in_memory": sum(k.nbytes for k in ek.galois.values()) + (ek.relin.nbytes if ek.relin else 0)
+        + (sum(k.nbytes for k in encaps) if encaps else 0),
+        "encapsulation_h": rc.encapsulation_h, "secret": p.secret,
         "keygen_s": keygen_s, "median_s": med, "precision_bits": prec, "threads": threads,
         "peak_rss_mib": peak_rss_mib(),
     }

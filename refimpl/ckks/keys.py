@@ -101,14 +101,30 @@ class KeyGenerator:
         ctx = self.params.ctx
         return ctx.ntt(ctx.from_int(coeffs, basis), basis)
 
-    def secret_key(self) -> SecretKey:
+    def secret_key(self, hamming_weight: int | None = None) -> SecretKey:
+        """The parameters' secret (uniform or sparse ternary); `hamming_weight` forces a sparse one
+        (the ephemeral secret of sparse-secret encapsulation)."""
         p = self.params
-        if p.secret == "sparse":
-            s = self.rng.sparse_ternary(p.N, p.h)
-        else:
-            s = self.rng.ternary(p.N)
+        h = hamming_weight or (p.h if p.secret == "sparse" else None)
+        s = self.rng.sparse_ternary(p.N, h) if h else self.rng.ternary(p.N)
         all_basis = tuple(range(len(p.q) + len(p.p)))
         return SecretKey(s, self._small_ntt(s, all_basis), p)
+
+    def encapsulation_keys(self, sk: SecretKey, sk_sparse: SecretKey) -> tuple[SwitchingKey, SwitchingKey]:
+        """Sparse-secret encapsulation: (s -> s' at level 0 only, s' -> s at every level).
+
+        The key to the sparse s' keeps only the rows of q_0 and P (the others are zeroed before
+        it leaves the client): an RLWE sample under a sparse secret is safe at the small
+        modulus q_0 P, not at Q_L P. The key back to s is an ordinary RLWE sample under s.
+        Reference: Bossuat, Troncoso-Pastoriza, Hubaux, ACNS 2022."""
+        p = self.params
+        down = self.switching_key(sk_sparse, sk.s_ntt)
+        keep = np.zeros(len(p.q) + len(p.p), dtype=bool)
+        keep[0] = True
+        keep[list(p.p_basis)] = True
+        for b in down.b:
+            b[~keep] = 0
+        return down, self.switching_key(sk, sk_sparse.s_ntt)
 
     def public_key(self, sk: SecretKey) -> PublicKey:
         p = self.params

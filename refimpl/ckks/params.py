@@ -223,8 +223,24 @@ def _balanced(chain: tuple[int, ...], dnum: int) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
+def _greedy(chain: tuple[int, ...], cap: int) -> tuple[tuple[int, ...], ...] | None:
+    """Contiguous digits packed by size, each product below cap (None if a prime exceeds cap)."""
+    digits, cur, acc = [], [], 1
+    for i, q in enumerate(chain):
+        if q >= cap:
+            return None
+        if acc * q >= cap:
+            digits.append(tuple(cur))
+            cur, acc = [], 1
+        cur.append(i)
+        acc *= q
+    digits.append(tuple(cur))
+    return tuple(digits)
+
+
 def _choose_digits(chain: tuple[int, ...], P: int, slack_bits: int = KS_SLACK_BITS) -> tuple[tuple[int, ...], ...]:
-    """The fewest balanced digits that each stay KS_SLACK_BITS below P (else merely below P).
+    """The fewest digits that each stay `slack_bits` below P (else KS_SLACK_BITS, else merely below P):
+    equal-count digits when they fit, else digits packed by size (mixed prime sizes).
 
     The key-switching error is about sum_j |D_j| Q_j e_j / P, so P >> Q_j keeps it below the
     encryption noise; with Q_j ~ P it costs about two bits of precision."""
@@ -232,10 +248,14 @@ def _choose_digits(chain: tuple[int, ...], P: int, slack_bits: int = KS_SLACK_BI
         raise ParameterError(f"a chain prime ({log2(max(chain)):.1f} bits) is larger than P ({log2(P):.1f} bits)")
     for slack in (slack_bits, KS_SLACK_BITS, 0):
         cap = P >> slack
-        for dnum in range(1, len(chain) + 1):
+        greedy = _greedy(chain, cap)
+        if greedy is None:
+            continue
+        for dnum in range(1, len(greedy) + 1):
             digits = _balanced(chain, dnum)
             if all(prod(chain[i] for i in d) < cap for d in digits):
                 return digits
+        return greedy
     return tuple((i,) for i in range(len(chain)))
 
 

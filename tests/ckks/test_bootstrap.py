@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refimpl.ckks import Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
-from refimpl.ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters
+from refimpl.ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.bootstrap.dft import apply_plain, bit_reverse, decode_stages, encode_stages, group
 from refimpl.ckks.bootstrap.eval_mod import eval_mod, k_from_hamming_weight
 from refimpl.ckks.bootstrap.mod_raise import mod_raise, scale_down
@@ -162,3 +162,28 @@ def test_sparse_slot_bootstrap(B):
     assert b.min() >= 18 and np.mean(b) >= 20
     with pytest.raises(Exception, match="power of two"):
         Bootstrapper(Evaluator(B.p), B.rc, slots=48)
+
+
+def test_sparse_secret_encapsulation():
+    """CKKS-BOOT-ENCAP: dense main secret, h = 32 ephemeral secret around ModRaise (K from 32,
+    not from the dense weight); the key down to s' carries only the rows of q_0 and P."""
+    p, rc = bootstrap_preset("toy-2^10-dense")
+    assert p.secret == "ternary" and rc.encapsulation_h == 32 and rc.eval_mod.K <= 13
+    kg = KeyGenerator(p, RandomSource(21))
+    sk = kg.secret_key()
+    sk_eph = kg.secret_key(hamming_weight=rc.encapsulation_h)
+    assert np.count_nonzero(sk_eph.coeffs) == 32 and np.count_nonzero(sk.coeffs) > p.N // 2
+    down, up = kg.encapsulation_keys(sk, sk_eph)
+    for b in down.b:
+        assert not b[1 : p.L + 1].any() and b[0].any() and b[p.L + 1 :].any()
+    probe = Bootstrapper(Evaluator(p), rc)
+    ek = kg.evaluation_keys(sk, elements=probe.galois_elements())
+    bs = Bootstrapper(Evaluator(p, ek), rc, encapsulation=(down, up))
+    enc = Encoder(p)
+    z = np.random.default_rng(3).uniform(-1, 1, p.slots)
+    ct = bs.ev.drop_level(Encryptor(kg.public_key(sk), RandomSource(22)).encrypt(enc.encode(z)), 0)
+    out = bs.bootstrap(ct)
+    b = bits(enc.decode(Decryptor(sk).decrypt(out)).real - z)
+    assert out.level == p.L - rc.depth and b.min() >= 18 and b.mean() >= 20
+    with pytest.raises(Exception, match="encapsulation keys"):
+        Bootstrapper(Evaluator(p, ek), rc).bootstrap(ct)

@@ -52,6 +52,7 @@ class ResolvedConfig:
     level_budget: tuple[int, int]
     eval_mod: EvalModConfig
     log2_failure: float
+    encapsulation_h: int | None = None  # sparse ephemeral secret of this weight around ModRaise
 
     @property
     def depth(self) -> int:
@@ -67,17 +68,21 @@ def _failure(K: int, h: int, N: int) -> float:
     return float(np.log2(max(N * erfc((K - 0.5) / (sd * sqrt(2))), 1e-300)))
 
 
-def _degree_for(K: int, r: int, log2_err: float = -45.0) -> int:
-    """Smallest degree whose Chebyshev cosine interpolant errs by at most 2^log2_err.
+def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: float = -42.0) -> int:
+    """Smallest degree whose Chebyshev cosine interpolant errs by at most 2^log2_err, or the
+    largest degree of one level less (2^(k-1) - 1) if it errs by at most 2^log2_err_level_saving.
 
     Each double-angle step multiplies the error by up to 4 (d(2c^2 - 1) = 4c dc), and the
-    output reads the sine at q_0 / (2 pi Delta) ~ 2^17 times its size: 2^-45 (near the float64 floor of the interpolation) keeps the
-    approximation below 2^-25 in the message after r = 3 steps."""
+    output reads the sine at q_0 / (2 pi Delta) times its size: 2^-45 (near the float64 floor
+    of the interpolation) keeps the approximation below the noise; a level is worth 2^3 more."""
+    from ..polyeval import poly_depth
+
     d = 8
-    while d < 255:
-        if cosine_coefficients(K, d, r)[1] <= 2.0**log2_err:
-            return d
+    while d < 255 and cosine_coefficients(K, d, r)[1] > 2.0**log2_err:
         d += 1
+    cand = (1 << (poly_depth(d) - 1)) - 1
+    if cand >= 8 and cosine_coefficients(K, cand, r)[1] <= 2.0**log2_err_level_saving:
+        return cand
     return d
 
 
@@ -93,6 +98,7 @@ def bootstrap_parameters(
     log_p: int = 61,
     num_p: int | None = None,
     ks_slack_bits: int = 40,
+    encapsulation_h: int | None = None,
     insecure: bool = False,
 ) -> tuple[Parameters, ResolvedConfig]:
     """A chain for bootstrapping: q_0 | levels_after x log_qi | SlotsToCoeffs x log_s2c |
@@ -106,7 +112,11 @@ def bootstrap_parameters(
     from ...ring.primes import ntt_primes
     from ..params import _choose_digits
 
-    rc = config.resolve(N, h)
+    if encapsulation_h:  # dense main secret (HE-standard bound); K from the ephemeral weight
+        rc = config.resolve(N, encapsulation_h)
+        rc = ResolvedConfig(rc.level_budget, rc.eval_mod, rc.log2_failure, encapsulation_h)
+    else:
+        rc = config.resolve(N, h)
     c2s, s2c = rc.level_budget
     em = rc.eval_mod.depth
     counts = [(log_q0, 1), (log_qi, levels_after), (log_s2c, s2c), (log_boot, em + c2s)]
@@ -124,7 +134,8 @@ def bootstrap_parameters(
     # keep every digit at least 2^ks_slack_bits below P
     digits = _choose_digits(tuple(chain), _prod(p), slack_bits=ks_slack_bits)
     params = Parameters(
-        N=N, q=tuple(chain), p=tuple(p), scale=2.0**log_qi, digits=digits, secret="sparse", h=h,
+        N=N, q=tuple(chain), p=tuple(p), scale=2.0**log_qi, digits=digits,
+        secret="ternary" if encapsulation_h else "sparse", h=None if encapsulation_h else h,
         insecure=insecure, name=f"boot-2^{N.bit_length() - 1}",
     )
     return params, rc
@@ -141,6 +152,10 @@ BOOTSTRAP_PRESETS = {
     # 128-bit by Lattigo's estimate for h = 192 (log2 PQ <= 1546, spec/constants.toml); keys kept
     # as b plus seeds (KeyGenerator(expand_keys=False)) to fit the memory of one machine
     "128-2^16": dict(N=2**16, levels_after=11, h=192, log_s2c=40, num_p=3, ks_slack_bits=20),
+    # dense main secret (HE standard: log2 PQ <= 1761) with an h = 32 ephemeral secret around
+    # ModRaise (sparse-secret encapsulation): K = 12 instead of 30, 18 levels after bootstrapping
+    "128-2^16-dense": dict(N=2**16, levels_after=18, encapsulation_h=32, log_s2c=40, num_p=3, ks_slack_bits=20),
+    "toy-2^10-dense": dict(N=2**10, levels_after=3, encapsulation_h=32, num_p=3, insecure=True),
     # toy rings (insecure) for tests and the demo
     "toy-2^10": dict(N=2**10, levels_after=3, h=64, num_p=3, insecure=True),
     "toy-2^12": dict(N=2**12, levels_after=3, h=192, num_p=3, insecure=True),
@@ -158,7 +173,10 @@ def bootstrap_preset(name: str, config: BootstrapConfig = BootstrapConfig()) -> 
 class Bootstrapper:
     """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
 
-    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None):
+    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None):
+        """encapsulation: (key s -> s' at level 0, key s' -> s) from KeyGenerator.encapsulation_keys,
+        required when the configuration encapsulates (dense main secret)."""
+        self.encapsulation = encapsulation
         self.ev = ev
         self.params: Parameters = ev.params
         self.config = config
@@ -227,7 +245,13 @@ class Bootstrapper:
         delta_in = ct.scale
         low = scale_down(ev, ct)  # level -> 0
         K, q0 = cfg.eval_mod.K, p.q[0]
+        if cfg.encapsulation_h:
+            if self.encapsulation is None:
+                raise ParameterError("this bootstrapping configuration needs the encapsulation keys (KeyGenerator.encapsulation_keys)")
+            low = self._switch(low, self.encapsulation[0])  # under the sparse s' at level 0: small I
         raised = mod_raise(low, p)  # decrypts to t = Delta m + e + q0 I over Q_L
+        if cfg.encapsulation_h:
+            raised = self._switch(raised, self.encapsulation[1])  # back under s, at level L
         raised = self.sub_sum(raised)  # sparse packing: the subring part times N/2n
         reps = p.slots // self.slots
         raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps, p)  # slots: t / (K q0)
@@ -243,6 +267,14 @@ class Bootstrapper:
         w = ev.add(v_re, ev.mul_monomial(v_im, p.N // 2))  # v_re + i v_im
         return self.slots_to_coeffs(w)
 
+    def _switch(self, ct: Ciphertext, key) -> Ciphertext:
+        """(c_0, c_1) under s_from -> (c_0 + u_0, u_1) under s_to (hybrid key switching)."""
+        from ..keyswitch import key_switch
+
+        u0, u1 = key_switch(self.params, ct.c[1], key, ct.level)
+        basis = self.params.q_basis(ct.level)
+        return Ciphertext((self.params.ctx.add(ct.c[0], u0, basis), u1), ct.level, ct.scale, self.params)
+
     def describe(self) -> str:
         cfg = self.config
         return (
@@ -250,4 +282,5 @@ class Bootstrapper:
             f"levels C2S {cfg.level_budget[0]} + EvalMod {cfg.eval_mod.depth} + S2C {cfg.level_budget[1]} = {cfg.depth}; "
             f"output level {self.output_level} of {self.params.L}; failure probability 2^{cfg.log2_failure:.0f}; "
             f"{len(self.galois_elements())} Galois keys; log2(PQ) = {self.params.log_qp:.0f}"
+            + (f"; sparse-secret encapsulation h = {cfg.encapsulation_h}" if cfg.encapsulation_h else "")
         )
