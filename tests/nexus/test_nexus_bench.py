@@ -11,3 +11,15 @@ def test_bench_quick_rows():
         assert {"median_s", "peak_rss_gib", "levels_consumed", "max_err_exact", "mean_err_exact", "counts"} <= r.keys()
         assert r["max_err_model"] < 1e-5
     assert recs[2]["counts"]["subs"] == 1023 and recs[2]["peer_median_s"] == 245.6
+
+
+def test_argmax_with_real_bootstrapping_row():
+    """The full Argmax row runs with the real Bootstrapper (quick: a deep toy ring) and reports it."""
+    from refimpl.nexus import bench
+
+    rows = []
+    bench.run(quick=True, emit=rows.append, rows=("argmax_boot",))
+    (r,) = rows
+    assert r["name"] == "nexus.full.argmax8_bootstrapped"
+    assert r["max_err_model"] < 1e-3 and "sparse-secret encapsulation" in r["bootstrapper"]
+    assert r["bootstraps"] == 3  # one refresh before each of the 3 QuickMax rounds / the final Sgn (18 levels each)

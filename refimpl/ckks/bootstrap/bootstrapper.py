@@ -156,6 +156,7 @@ BOOTSTRAP_PRESETS = {
     # ModRaise (sparse-secret encapsulation): K = 12 instead of 30, 18 levels after bootstrapping
     "128-2^16-dense": dict(N=2**16, levels_after=18, encapsulation_h=32, log_s2c=40, num_p=3, ks_slack_bits=20),
     "toy-2^10-dense": dict(N=2**10, levels_after=3, encapsulation_h=32, num_p=3, insecure=True),
+    "toy-2^10-deep": dict(N=2**10, levels_after=18, encapsulation_h=32, num_p=3, insecure=True),  # NEXUS blocks, fast
     # toy rings (insecure) for tests and the demo
     "toy-2^10": dict(N=2**10, levels_after=3, h=64, num_p=3, insecure=True),
     "toy-2^12": dict(N=2**12, levels_after=3, h=192, num_p=3, insecure=True),
