@@ -36,15 +36,19 @@ class BootstrapConfig:
     level_budget: tuple[int, int] = (3, 3)  # (CoeffsToSlots, SlotsToCoeffs) levels
     K: int | None = None  # None: from the secret's Hamming weight (failure <= 2^log2_failure)
     degree: int | None = None  # Chebyshev degree of the cosine; None: smallest with error <= 2^-45
-    double_angle: int = 3
+    double_angle: int | None = None  # None: the r in {2, 3, 4} of least depth, then least error
     log2_failure: float = -25.0  # probability that some |I_k| >= K in one bootstrap
 
     def resolve(self, N: int, h: int) -> "ResolvedConfig":
         K, fail = (self.K, None) if self.K else k_from_hamming_weight(h, N, self.log2_failure)
         if fail is None:
             fail = _failure(K, h, N)
-        degree = self.degree or _degree_for(K, self.double_angle)
-        return ResolvedConfig(self.level_budget, EvalModConfig(K, degree, self.double_angle), fail)
+        if self.double_angle is not None:
+            r = self.double_angle
+            degree = self.degree or _degree_for(K, r)
+        else:
+            r, degree = _choose_double_angle(K, self.degree)
+        return ResolvedConfig(self.level_budget, EvalModConfig(K, degree, r), fail)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,21 @@ def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: 
     if cand >= 8 and cosine_coefficients(K, cand, r)[1] <= 2.0**log2_err_level_saving:
         return cand
     return d
+
+
+def _choose_double_angle(K: int, degree: int | None) -> tuple[int, int]:
+    """(r, degree) of least EvalMod depth; ties go to the least amplified error err * 4^r
+    (each double angle multiplies the cosine's error by up to 4)."""
+    from ..polyeval import poly_depth
+
+    best = None
+    for r in (2, 3, 4):
+        d = degree or _degree_for(K, r)
+        err = cosine_coefficients(K, d, r)[1]
+        key = (poly_depth(d) + r, err * 4.0**r)
+        if best is None or key < best[0]:
+            best = (key, r, d)
+    return best[1], best[2]
 
 
 def bootstrap_parameters(
