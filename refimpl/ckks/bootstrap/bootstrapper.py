@@ -29,6 +29,9 @@ from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, k_from_hammi
 from .mod_raise import mod_raise, scale_down
 
 
+PRE_SHIFT = 20  # bits by which ModRaise's output is scaled up before CoeffsToSlots
+
+
 @dataclass(frozen=True)
 class BootstrapConfig:
     """Knobs of the bootstrapping circuit (defaults: OpenFHE's for h = 192, level budget 3/3)."""
@@ -246,10 +249,16 @@ class Bootstrapper:
 
     # -- the stages
     def coeffs_to_slots(self, ct: Ciphertext, out_scale: float) -> Ciphertext:
-        """Slots of t -> bit-reversed w_k = t_k + i t_(k+n); c2s levels."""
+        """Slots of t -> bit-reversed w_k = t_k + i t_(k+n); c2s levels.
+
+        The scale moves from ct.scale to out_scale by the same factor in every group, so that
+        every diagonal is encoded at about q_l (out_scale / ct.scale)^(1/groups), never at a
+        small scale that would round its entries coarsely."""
+        g = len(self.c2s)
+        ratio = (out_scale / ct.scale) ** (1.0 / g)
         for i, d in enumerate(self.c2s):
-            last = i == len(self.c2s) - 1
-            ct = apply_linear(self.ev, ct, d, out_scale=out_scale if last else None, period=self.slots)
+            target = out_scale if i == g - 1 else ct.scale * ratio
+            ct = apply_linear(self.ev, ct, d, out_scale=target, period=self.slots)
         return ct
 
     def slots_to_coeffs(self, ct: Ciphertext) -> Ciphertext:
@@ -270,11 +279,15 @@ class Bootstrapper:
                 raise ParameterError("this bootstrapping configuration needs the encapsulation keys (KeyGenerator.encapsulation_keys)")
             low = self._switch(low, self.encapsulation[0])  # under the sparse s' at level 0: small I
         raised = mod_raise(low, p)  # decrypts to t = Delta m + e + q0 I over Q_L
+        # scale the integers up by 2^PRE_SHIFT (free at the top level, where Q is huge): the
+        # rounding noise of what follows (the switch back to s, CoeffsToSlots) shrinks by as
+        # much relative to t, and EvalMod amplifies it by K q0 / Delta
+        raised = ev.mul_int(raised, 1 << PRE_SHIFT)
         if cfg.encapsulation_h:
             raised = self._switch(raised, self.encapsulation[1])  # back under s, at level L
         raised = self.sub_sum(raised)  # sparse packing: the subring part times N/2n
         reps = p.slots // self.slots
-        raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps, p)  # slots: t / (K q0)
+        raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps * 2.0**PRE_SHIFT, p)  # slots: t / (K q0)
         em_level = p.L - cfg.level_budget[0]
         u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
         conj = ev.conjugate(u)
