@@ -23,3 +23,15 @@ def test_argmax_with_real_bootstrapping_row():
     assert r["name"] == "nexus.full.argmax8_bootstrapped"
     assert r["max_err_model"] < 1e-3 and "sparse-secret encapsulation" in r["bootstrapper"]
     assert r["bootstraps"] == 3  # one refresh before each of the 3 QuickMax rounds / the final Sgn (18 levels each)
+
+
+def test_softmax_with_real_bootstrapping_row():
+    """The paper's Softmax (QuickMax over the keys) with the real Bootstrapper: matches its
+    float64 model and refreshes between QuickMax rounds (quick: 32 keys on a deep toy ring)."""
+    from refimpl.nexus import bench
+
+    rows = []
+    bench.run(quick=True, emit=rows.append, rows=("softmax_boot",))
+    (r,) = rows
+    assert r["max_err_model"] < 1e-4 and r["max_err_exact"] < 0.05
+    assert r["bootstraps"] >= 5  # log2(32) QuickMax rounds of 17 levels on an 18-level refresh
