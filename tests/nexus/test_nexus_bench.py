@@ -35,3 +35,16 @@ def test_softmax_with_real_bootstrapping_row():
     (r,) = rows
     assert r["max_err_model"] < 1e-4 and r["max_err_exact"] < 0.05
     assert r["bootstraps"] >= 5  # log2(32) QuickMax rounds of 17 levels on an 18-level refresh
+
+
+def test_qk_packings_row():
+    """NEXUS-MM-CTCT in the benchmark: the batched packing needs n products for all of S, the
+    per-pair form n per query row (n^2 in all); both match Q K^T."""
+    from refimpl.nexus import bench
+
+    rows = {}
+    bench.run(quick=True, emit=lambda r: rows.__setitem__(r["name"], r), rows=("qk",))
+    b, p = rows["nexus.full.qk_batched"], rows["nexus.full.qk_pairwise"]
+    n = b["shape"][0]
+    assert b["counts"]["ct_mults"] == n and p["all_rows_counts"]["ct_mults"] == n * n
+    assert b["max_err_exact"] < 1e-5 and p["max_err_exact"] < 1e-5
