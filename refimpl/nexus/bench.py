@@ -120,7 +120,10 @@ def _row(name, kind, setup, fn, ct, exact, model, extra=None, peer=None, quick=F
     return rec
 
 
-def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=("gelu", "layernorm", "softmax", "matmul", "argmax"),
+ALL_ROWS = ("gelu", "layernorm", "softmax", "matmul", "argmax", "qk", "argmax_boot", "softmax_boot")
+
+
+def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS,
         dnum: int | None = 4) -> list[dict]:
     """Run the benchmark rows; each record is passed to `emit` as soon as it is measured.
 
@@ -238,6 +241,7 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=("gelu",
         put(rec)
     if "softmax_boot" in rows:  # the paper-size Softmax with real bootstrapping at 128-bit security
         n = 128 if not quick else 32
+        s = real = None  # free the previous row's keys first (a 2^16 key set is ~10 GB)
         s, real = _boot_setup(quick, rotations=[1 << i for i in range(n.bit_length() - 1)] + [-n])
         bslots = s.p.slots
         scores = np.random.default_rng(5).uniform(-4, 4, (bslots // (2 * n), n))
@@ -254,6 +258,7 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=("gelu",
         rec["bootstraps"] = real.calls  # real bootstrapping, its time included
         put(rec)
     if "argmax_boot" in rows:  # the full block with real bootstrapping at 128-bit security
+        s = real = None  # free the previous row's keys first (a 2^16 key set is ~10 GB)
         s, real = _boot_setup(quick, rotations=[1, 2, 4, -8])
         bp = s.p
         bslots = bp.slots
@@ -293,7 +298,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rows", default="gelu,layernorm,softmax,matmul,argmax")
+    ap.add_argument("--rows", default=",".join(ALL_ROWS))
     ap.add_argument("--dnum", type=int, default=4, help="key-switching digits at N = 2^16 (0: one special prime, as SEAL)")
     ap.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
     a = ap.parse_args()
