@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
+
+from .common import median_min_s
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -31,17 +31,6 @@ def model_gflop(config: Any, batch: int, seq: int) -> float:
     t, d, i = batch * seq, config.hidden_size, config.intermediate_size
     per_layer = 2 * t * (4 * d * d + 2 * d * i) + 4 * batch * seq * seq * d
     return config.num_hidden_layers * per_layer / 1e9
-
-
-def _median_time(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
-    """(median, min) seconds of `reps` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
 
 
 def _worker(quick: bool, threads: str) -> list[dict[str, Any]]:
@@ -81,14 +70,14 @@ def _worker(quick: bool, threads: str) -> list[dict[str, Any]]:
             return M.backward(params, config, fwd(), d_logits)
 
         for name, fn, flop in (("bert.forward", fwd, gflop), ("bert.forward_backward", fwd_bwd, 3 * gflop)):
-            med, best = _median_time(fn, reps)
+            med, best = median_min_s(fn, reps)
             rows.append({"name": name, **common, "attention": attention, "activation": activation,
                          "median_s": round(med, 4), "min_s": round(best, 4), "reps": reps,
                          "gflop": round(flop, 2), "gflop_per_s": round(flop / med, 1)})
     # the ceiling: one float32 GEMM of the FFN's up-projection shape [B n, d] @ [d, I]
     a = rng.normal(size=(batch * seq, base.hidden_size)).astype(np.float32)
     b = rng.normal(size=(base.hidden_size, base.intermediate_size)).astype(np.float32)
-    med, best = _median_time(lambda: a @ b, 3 * reps)
+    med, best = median_min_s(lambda: a @ b, 3 * reps)
     flop = 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9
     rows.append({"name": "numpy.gemm", "m": a.shape[0], "k": a.shape[1], "n": b.shape[1],
                  "dtype": "float32", "threads": threads, "median_s": round(med, 5), "min_s": round(best, 5),

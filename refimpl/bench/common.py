@@ -9,15 +9,20 @@ from statistics import median
 from typing import Callable
 
 
-def median_s(fn: Callable[[], object], reps: int) -> float:
-    """Median wall time of `reps` calls after one untimed warm-up call."""
+def median_min_s(fn: Callable[[], object], reps: int) -> tuple[float, float]:
+    """(median, min) wall time of `reps` calls after one untimed warm-up call."""
     fn()
     ts = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return median(ts)
+    return median(ts), min(ts)
+
+
+def median_s(fn: Callable[[], object], reps: int) -> float:
+    """Median wall time of `reps` calls after one untimed warm-up call."""
+    return median_min_s(fn, reps)[0]
 
 
 def set_threads(mode: str) -> int:

@@ -151,15 +151,24 @@ class Evaluator:
     def square(self, a: Ciphertext) -> Ciphertext:
         return self.multiply(a, a)
 
+    def switch_key(self, a: Ciphertext, key, c1: np.ndarray | None = None, c0: np.ndarray | None = None) -> Ciphertext:
+        """(c_0, c_1) under s_from -> (c_0 + u_0, u_1) under s, with (u_0, u_1) = KeySwitch(c_1).
+
+        c1 / c0 override the components (relinearization switches c_2 and keeps (c_0, c_1));
+        the key's source secret is whatever it was generated from."""
+        c1 = a.c[1] if c1 is None else c1
+        c0 = a.c[0] if c0 is None else c0
+        u0, u1 = key_switch(self.params, c1, key, a.level)
+        return Ciphertext((self.ctx.add(c0, u0, self._basis(a.level)), u1), a.level, a.scale, a.params)
+
     def relinearize(self, a: Ciphertext) -> Ciphertext:
         """(d_0, d_1, d_2) -> (d_0, d_1) + KeySwitch_{s^2 -> s}(d_2)."""
         if a.size == 2:
             return a
         if self.keys.relin is None:
             raise MissingKeyError("relinearization key not generated: KeyGenerator.evaluation_keys(sk, relin=True)")
-        u0, u1 = key_switch(self.params, a.c[2], self.keys.relin, a.level)
-        basis = self._basis(a.level)
-        return Ciphertext((self.ctx.add(a.c[0], u0, basis), self.ctx.add(a.c[1], u1, basis)), a.level, a.scale, a.params)
+        sw = self.switch_key(a, self.keys.relin, c1=a.c[2])  # (d_0 + u_0, u_1), u_0 + u_1 s ~ d_2 s^2
+        return Ciphertext((sw.c[0], self.ctx.add(a.c[1], sw.c[1], self._basis(a.level))), a.level, a.scale, a.params)
 
     def _require_levels(self, a: Ciphertext, need: int, op: str) -> None:
         if a.level < need:
@@ -205,10 +214,8 @@ class Evaluator:
         if k == 1:
             return a
         key = self._galois_key(k, what or f"subs({k})")
-        c0 = automorphism_ntt(a.c[0], k)
-        u0, u1 = key_switch(self.params, automorphism_ntt(a.c[1], k), key, a.level)
-        basis = self._basis(a.level)
-        return Ciphertext((self.ctx.add(c0, u0, basis), u1), a.level, a.scale, a.params)
+        # (sigma_k(c_0), sigma_k(c_1)) decrypts under sigma_k(s); switch back to s
+        return self.switch_key(a, key, c1=automorphism_ntt(a.c[1], k), c0=automorphism_ntt(a.c[0], k))
 
     def rotate(self, a: Ciphertext, r: int) -> Ciphertext:
         """Slot j of the result holds slot (j + r) mod N/2 of a (left rotation; r may be negative)."""

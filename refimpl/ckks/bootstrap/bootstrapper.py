@@ -279,14 +279,14 @@ class Bootstrapper:
         if cfg.encapsulation_h:
             if self.encapsulation is None:
                 raise ParameterError("this bootstrapping configuration needs the encapsulation keys (KeyGenerator.encapsulation_keys)")
-            low = self._switch(low, self.encapsulation[0])  # under the sparse s' at level 0: small I
+            low = ev.switch_key(low, self.encapsulation[0])  # under the sparse s' at level 0: small I
         raised = mod_raise(low, p)  # decrypts to t = Delta m + e + q0 I over Q_L
         # scale the integers up by 2^PRE_SHIFT (free at the top level, where Q is huge): the
         # rounding noise of what follows (the switch back to s, CoeffsToSlots) shrinks by as
         # much relative to t, and EvalMod amplifies it by K q0 / Delta
         raised = ev.mul_int(raised, 1 << PRE_SHIFT)
         if cfg.encapsulation_h:
-            raised = self._switch(raised, self.encapsulation[1])  # back under s, at level L
+            raised = ev.switch_key(raised, self.encapsulation[1])  # back under s, at level L
         raised = self.sub_sum(raised)  # sparse packing: the subring part times N/2n
         reps = p.slots // self.slots
         raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps * 2.0**PRE_SHIFT, p)  # slots: t / (K q0)
@@ -301,14 +301,6 @@ class Bootstrapper:
         v_im = eval_mod(ev, im, cfg.eval_mod, q0, delta_in)
         w = ev.add(v_re, ev.mul_monomial(v_im, p.N // 2))  # v_re + i v_im
         return self.slots_to_coeffs(w)
-
-    def _switch(self, ct: Ciphertext, key) -> Ciphertext:
-        """(c_0, c_1) under s_from -> (c_0 + u_0, u_1) under s_to (hybrid key switching)."""
-        from ..keyswitch import key_switch
-
-        u0, u1 = key_switch(self.params, ct.c[1], key, ct.level)
-        basis = self.params.q_basis(ct.level)
-        return Ciphertext((self.params.ctx.add(ct.c[0], u0, basis), u1), ct.level, ct.scale, self.params)
 
     def describe(self) -> str:
         cfg = self.config
