@@ -76,6 +76,17 @@ class _TimedOracle:
         return out
 
 
+def _argmax_input(slots: int, argmax_plain):
+    """8 values per 16-slot window (the official Argmax row): x, one-hot, float64 model, kept slots.
+
+    x[3] = 0.5 and x[7] = 0.499999 tie within the Sgn resolution, as in the official test."""
+    v = np.linspace(-0.5, 0.499999, 8)
+    v[3] = 0.5
+    x = np.tile(np.concatenate([v, np.zeros(8)]), slots // 16)
+    exact = np.tile(np.concatenate([(v == v.max()).astype(float), np.zeros(8)]), slots // 16)
+    return x, exact, argmax_plain(x, 8, window=16), np.arange(slots) % 16 < 8
+
+
 def _boot_setup(quick: bool, rotations) -> tuple["_Setup", object]:
     """Keys and a real Bootstrapper: 128-bit N = 2^16 with 18 levels after bootstrapping (dense
     secret, h = 32 encapsulation), or a deep toy ring when quick. Keys keep the seeds of a."""
@@ -200,12 +211,7 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS
                  bts=bts, extra={"shape": [slots // (2 * n), n], "entries": [-4, 4]}))
     if "argmax" in rows:
         s = _Setup(big, rotations=[1, 2, 4, -8])
-        v = np.linspace(-0.5, 0.499999, 8)
-        v[3] = 0.5
-        x = np.tile(np.concatenate([v, np.zeros(8)]), slots // 16)
-        exact = np.tile(np.concatenate([(v == v.max()).astype(float), np.zeros(8)]), slots // 16)
-        model = argmax_plain(x, 8, window=16)
-        keep = np.arange(slots) % 16 < 8
+        x, exact, model, keep = _argmax_input(slots, argmax_plain)
         bts = _TimedOracle(s.sk)
         put(_row("argmax8", "like_for_like", s,
                  lambda ev, ct: argmax(ev, ct, 8, window=16, bootstrapper=bts),
@@ -262,12 +268,7 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS
         s, real = _boot_setup(quick, rotations=[1, 2, 4, -8])
         bp = s.p
         bslots = bp.slots
-        v = np.linspace(-0.5, 0.499999, 8)
-        v[3] = 0.5
-        x = np.tile(np.concatenate([v, np.zeros(8)]), bslots // 16)
-        exact = np.tile(np.concatenate([(v == v.max()).astype(float), np.zeros(8)]), bslots // 16)
-        model = argmax_plain(x, 8, window=16)
-        keep = np.arange(bslots) % 16 < 8
+        x, exact, model, keep = _argmax_input(bslots, argmax_plain)
         rec = _row("argmax8_bootstrapped", "full", s, lambda ev_, ct: argmax(ev_, ct, 8, window=16, bootstrapper=real),
                    s.E.encrypt(s.enc.encode(x, level=real.output_level)), np.where(keep, exact, 0),
                    np.where(keep, model, 0), peer=PEER["argmax"], quick=quick,
