@@ -12,6 +12,20 @@ import sys
 
 BENCHES = ("ckks", "aby3", "nexus", "bert")
 
+# Subcommands owned by one module each: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS) and the
+# module parses its own arguments (so each part documents its own options in one place).
+FORWARDED = {
+    "train": ("refimpl.bert.train", "main", "fine-tune a BERT classifier on a GLUE task"),
+    "distill": ("refimpl.bert.distill", "main", "two-stage distillation into an MPC-friendly student"),
+    "fit-freediv": ("refimpl.bert.freediv", "main", "fit the public attention denominator f(n) = a n^b"),
+    "eval": ("refimpl.bert.train", "eval_main", "evaluate a checkpoint on a GLUE dev set"),
+    "ship": ("refimpl.bert.shipped", "main", "build the shipped small models"),
+    "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
+    "nexus": ("refimpl.nexus.protocol", "main", "NEXUS client and server as two processes: serve, query"),
+    "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
+    "spec": ("refimpl.spec", "main", "every spec ID with its paper reference, code and tests"),
+}
+
 
 def _bench(args: argparse.Namespace) -> int:
     try:
@@ -22,6 +36,18 @@ def _bench(args: argparse.Namespace) -> int:
             return 2
         raise
     return mod.main(quick=args.quick, json_path=args.json, threads=args.threads) or 0
+
+
+def _forward(args: argparse.Namespace) -> int:
+    module, func, _ = FORWARDED[args.command]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            print(f"refimpl {args.command}: not built yet", file=sys.stderr)
+            return 2
+        raise
+    return getattr(mod, func)(args.argv) or 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -45,20 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write one JSON document to this file")
     b.add_argument("--threads", default=None, help="'1', 'default' or 'both' (default: both)")
     b.set_defaults(func=_bench)
-    a = sub.add_parser("aby3", help="ABY3 parties as separate processes over TCP")
-    asub = a.add_subparsers(dest="aby3_command", required=True)
-    pp = asub.add_parser("party", help="run one party of a demo encoder layer")
-    pp.add_argument("--id", type=int, required=True)
-    pp.add_argument("--peers", required=True, help="host:port,host:port,host:port for parties 0, 1, 2")
-    pp.add_argument("--seed", type=int, default=0)
-    pp.set_defaults(func=_aby3_party)
+    for name, (_, _, help_) in FORWARDED.items():
+        f = sub.add_parser(name, help=help_, add_help=False)
+        f.add_argument("argv", nargs=argparse.REMAINDER)
+        f.set_defaults(func=_forward)
     return p
-
-
-def _aby3_party(args: argparse.Namespace) -> int:
-    from refimpl.aby3 import tcp
-
-    return tcp.party_main(args.id, args.peers.split(","), seed=args.seed) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

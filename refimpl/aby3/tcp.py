@@ -135,3 +135,17 @@ def party_main(party_id: int, peers: list[str], *, seed: int = 0, n: int = 16, d
                        "bytes_sent": net.bytes_sent, "sends": net.sends, "rounds": net.clock,
                        "wall_s": round(wall, 4), "output_sum": float(np.sum(y))}))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """`refimpl aby3 party --id I --peers H:P,H:P,H:P`: one party as its own OS process."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="refimpl aby3")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("party", help="run one party of a demo encoder layer")
+    pp.add_argument("--id", type=int, required=True)
+    pp.add_argument("--peers", required=True, help="host:port,host:port,host:port for parties 0, 1, 2")
+    pp.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    return party_main(args.id, args.peers.split(","), seed=args.seed) or 0
