@@ -12,6 +12,8 @@ import numpy as np
 
 from refimpl.aby3.fixed import U64
 
+BLOCK = 512  # column and inner-dimension block: a [512, 512] uint64 slab of b (2 MiB) stays in cache
+
 
 @numba.njit(nogil=True, cache=True)
 def _matmul_acc(a, b, out):  # [n, k] @ [k, m] added into out [n, m], all uint64
@@ -36,7 +38,15 @@ def matmul_u64(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> n
     b3 = np.ascontiguousarray(b, dtype=U64).reshape(-1, k, m)
     o3 = out.reshape(-1, n, m)
     for h in range(a3.shape[0]):  # loop over the batch (heads), never over elements
-        _matmul_acc(a3[h], b3[h], o3[h])
+        if k * m <= BLOCK * BLOCK:
+            _matmul_acc(a3[h], b3[h], o3[h])
+            continue
+        for j0 in range(0, m, BLOCK):  # cache blocking: a [k, 512] slab of b is re-read n times
+            bj = np.ascontiguousarray(b3[h][:, j0:j0 + BLOCK])
+            oj = np.ascontiguousarray(o3[h][:, j0:j0 + BLOCK])
+            for t0 in range(0, k, BLOCK):
+                _matmul_acc(np.ascontiguousarray(a3[h][:, t0:t0 + BLOCK]), bj[t0:t0 + BLOCK], oj)
+            o3[h][:, j0:j0 + BLOCK] = oj
     return out
 
 
