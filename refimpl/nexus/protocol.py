@@ -1,0 +1,782 @@
+"""The NEXUS client/server protocol: one encrypted query, bytes only between the parties.
+
+    client                                              server
+    tokenize, embed (it holds the embedding table)
+    HELLO {model, params, n, mask, compress}   ----->
+                                               <-----   SETUP {Galois elements, input level, missing keys}
+    KEY x k (public key material only)         ----->   (once per client: cached by client id)
+    QUERY compressed (or slot-packed) cts      ----->   decompress, encrypted forward, bootstraps
+                                               <-----   RESULT cts dropped to level 0
+    decrypt, unpack logits, argmax -> label
+
+Non-interactive (NEXUS §2): one round trip per query; the server never holds the secret key.
+It receives the public key, the relinearization key, the Galois keys it asks for (the model's
+rotations, the bootstrapper's, the Subs elements N/2^i + 1 of decompression) and the two
+sparse-secret encapsulation keys of the bootstrapper; `SERVER_KINDS` lists the serialized kinds
+it accepts, anything else is refused. n (the token count) and the attention mask are public
+(the threat model of NEXUS and freeDiv).
+
+Compression (NEXUS Alg. 5): the client puts the n x d embedded values into the coefficients
+of ceil(n d / N) ciphertexts (N values each) instead of the slots of pack_input's layout
+(N/2 values each at best); the server expands them into broadcasts and moves each value to
+its slots with one plaintext product (one level, no rotation).
+
+Every message is a frame (little endian):
+    magic b"RFNX" | version u16 | type u8 | header length u32 | blob count u32 |
+    header (UTF-8 JSON) | per blob: length u64, bytes | CRC-32 of all preceding bytes (u32)
+and on TCP a u64 length before each frame. Blobs are refimpl.ckks.serialize outputs (their own
+magic, version, kind, parameter fingerprint and CRC). Anything malformed raises ProtocolError.
+Bandwidth is counted from these bytes (`Ledger`), TCP length prefixes included.
+
+The module is long (about 500 lines) because the two parties, the wire format and the stand-in
+model read best side by side.
+
+Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression), §6 (bandwidth)
+(Zhang et al., NDSS 2025).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import struct
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ckks import Ciphertext, Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator
+from ..ckks import serialize as ser
+from ..ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, Bootstrapper, bootstrap_preset
+from ..ckks.keys import SwitchingKey
+from ..ring.sampling import RandomSource
+from .compression import decompress, subs_elements
+from .levels import with_scale
+from .matmul import chunk_counts
+
+
+class ProtocolError(ValueError):
+    """A malformed, unexpected or refused protocol message."""
+
+
+MAGIC = b"RFNX"
+VERSION = 1
+TYPES = {"hello": 1, "setup": 2, "key": 3, "keys_done": 4, "query": 5, "result": 6, "error": 7}
+_TYPE_NAMES = {v: k for k, v in TYPES.items()}
+_HEAD = struct.Struct("<4sHBII")
+MAX_FRAME = 1 << 36  # 64 GiB: a larger length prefix is a malformed stream
+MAX_HEADER = 1 << 24
+SERVER_KINDS = ("ciphertext", "public_key", "switching_key")  # what the server accepts: no secret key kind exists
+
+
+# ----------------------------------------------------------------------------- wire format
+def encode_message(kind: str, header: dict, blobs: list[bytes] = ()) -> bytes:
+    """One frame: magic, version, type, JSON header, length-prefixed blobs, CRC-32."""
+    if kind not in TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    h = json.dumps(header, separators=(",", ":"), default=_json_default).encode()
+    body = _HEAD.pack(MAGIC, VERSION, TYPES[kind], len(h), len(blobs)) + h
+    body += b"".join(struct.pack("<Q", len(b)) + bytes(b) for b in blobs)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode_message(data: bytes, expect: str | tuple[str, ...] | None = None) -> tuple[str, dict, list[bytes]]:
+    """(type, header, blobs) of a frame; ProtocolError on anything malformed or unexpected."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _HEAD.size + 4:
+        raise ProtocolError(f"truncated message ({len(data)} bytes, shorter than the {_HEAD.size + 4}-byte frame)")
+    magic, version, t, hlen, nblobs = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise ProtocolError(f"not a refimpl NEXUS message (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise ProtocolError(f"protocol version {version}, this refimpl speaks version {VERSION}")
+    if t not in _TYPE_NAMES:
+        raise ProtocolError(f"unknown message type {t}")
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        raise ProtocolError(f"{_TYPE_NAMES[t]} message: checksum mismatch (corrupted or truncated)")
+    kind = _TYPE_NAMES[t]
+    if expect is not None and kind not in ((expect,) if isinstance(expect, str) else expect):
+        if kind == "error":
+            raise ProtocolError(f"the peer reports: {json.loads(data[_HEAD.size:_HEAD.size + hlen]).get('error')}")
+        raise ProtocolError(f"expected a {expect} message, got {kind}")
+    pos, end = _HEAD.size, len(data) - 4
+    if hlen > MAX_HEADER or pos + hlen > end:
+        raise ProtocolError(f"{kind} message: header length {hlen} exceeds the frame")
+    try:
+        header = json.loads(data[pos:pos + hlen].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"{kind} message: header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"{kind} message: header must be a JSON object")
+    pos += hlen
+    blobs = []
+    for i in range(nblobs):
+        if pos + 8 > end:
+            raise ProtocolError(f"{kind} message: blob {i} of {nblobs} is missing (truncated)")
+        (n,) = struct.unpack_from("<Q", data, pos)
+        pos += 8
+        if pos + n > end:
+            raise ProtocolError(f"{kind} message: blob {i} claims {n} bytes, {end - pos} left")
+        blobs.append(data[pos:pos + n])
+        pos += n
+    if pos != end:
+        raise ProtocolError(f"{kind} message: {end - pos} unexpected trailing bytes")
+    return kind, header, blobs
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def blob_kind(blob: bytes) -> str:
+    """The kind byte of a refimpl.ckks.serialize blob (checked again, fully, when deserialized)."""
+    if len(blob) < 7 or blob[:4] != ser.MAGIC:
+        raise ProtocolError("a blob is not refimpl CKKS data")
+    return {v: k for k, v in ser.KINDS.items()}.get(blob[6], f"unknown kind {blob[6]}")
+
+
+# ----------------------------------------------------------------------------- sizes
+def _poly_bytes(params, rows) -> int:
+    return (sum(params.ctx.primes[i].bit_length() for i in rows) * params.N + 7) // 8
+
+
+def ciphertext_nbytes(params, level: int, size: int = 2) -> int:
+    """Serialized size of a ciphertext at `level` (the formula of refimpl.ckks.serialize, tested)."""
+    return ser._HEAD.size + 11 + size * _poly_bytes(params, params.q_basis(level)) + 4
+
+
+def switching_key_nbytes(params) -> int:
+    d = params.dnum
+    return ser._HEAD.size + 2 + 8 * d + d * _poly_bytes(params, range(len(params.q) + len(params.p))) + 4
+
+
+def public_key_nbytes(params) -> int:
+    return ciphertext_nbytes(params, params.L)
+
+
+@dataclass
+class Ledger:
+    """Bytes by direction and purpose, counted from the frames actually sent (TCP prefixes included)."""
+
+    sent: Counter = field(default_factory=Counter)
+    received: Counter = field(default_factory=Counter)
+
+    def count(self, direction: str, kind: str, nbytes: int) -> None:
+        purpose = {"key": "keys", "keys_done": "keys", "query": "query", "result": "result"}.get(kind, "control")
+        (self.sent if direction == "sent" else self.received)[purpose] += nbytes
+
+
+# ----------------------------------------------------------------------------- transports
+class LocalTransport:
+    """Client end of an in-process connection: frames go through the server session's `handle`."""
+
+    def __init__(self, session: "ServerSession"):
+        self.session, self.inbox = session, []
+
+    def send(self, frame: bytes) -> int:
+        reply = self.session.handle(bytes(frame))
+        if reply is not None:
+            self.inbox.append(reply)
+        return len(frame)
+
+    def recv(self) -> bytes:
+        if not self.inbox:
+            raise ProtocolError("no reply from the server")
+        return self.inbox.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+class TcpTransport:
+    """Frames over a TCP socket, each behind a u64 length (counted as part of the bytes)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    @classmethod
+    def connect(cls, host: str, port: int, timeout: float = 3600.0) -> "TcpTransport":
+        sock = socket.create_connection((host, port), timeout=timeout)
+        return cls(sock)
+
+    def send(self, frame: bytes) -> int:
+        self.sock.sendall(struct.pack("<Q", len(frame)) + frame)
+        return len(frame) + 8
+
+    def _exactly(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(min(n - len(buf), 1 << 22))
+            if not chunk:
+                if buf:
+                    raise ProtocolError(f"connection closed inside a frame ({len(buf)} of {n} bytes)")
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self) -> bytes | None:
+        """The next frame, or None when the peer closed the connection between frames."""
+        head = self._exactly(8)
+        if head is None:
+            return None
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_FRAME:
+            raise ProtocolError(f"frame length {n} exceeds the limit {MAX_FRAME}")
+        data = self._exactly(n)
+        if data is None:
+            raise ProtocolError("connection closed before the frame")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ----------------------------------------------------------------------------- models
+class ToyModel:
+    """Stand-in model for fast protocol tests (no paper): per-feature affine, the NEXUS 4-piece
+    GELU, a linear classifier over the flattened features; 8 tokens x 8 features.
+
+        logits[c] = sum_{t,j} Wc[c, t d + j] GELU(a[t, j] x[t, j] + b[t, j]) + bc[c]
+
+    Encrypted: one plaintext product (1 level), bootstrap, GELU (18 levels, NEXUS §3.3),
+    bootstrap, one masked product and a QuickSum (NEXUS Alg. 7) per class."""
+
+    name, n, d, vocab = "toy", 8, 8, 97
+    labels = ("negative", "positive")
+
+    def __init__(self):
+        rng = np.random.default_rng(20251123)
+        self.E = rng.uniform(-2.0, 2.0, (self.vocab, self.d))
+        self.a = rng.uniform(0.5, 1.5, (self.n, self.d))
+        self.b = rng.uniform(-1.0, 1.0, (self.n, self.d))
+        self.Wc = rng.normal(0.0, 1.0 / np.sqrt(self.n * self.d), (2, self.n * self.d))
+        self.bc = np.array([0.05, -0.05])
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def embed(self, sentence: str) -> tuple[np.ndarray, list[int]]:
+        """Client side: words hashed into a fixed table (CRC-32, stable across processes)."""
+        words = sentence.lower().split()[: self.n - 1]
+        ids = [0] + [1 + zlib.crc32(w.encode()) % (self.vocab - 1) for w in words]
+        x = np.zeros((self.n, self.d))
+        x[: len(ids)] = self.E[ids]
+        return x, [1] * len(ids) + [0] * (self.n - len(ids))
+
+    def layout(self, n: int, slots: int):
+        if n != self.n or slots < n * self.d:
+            raise ProtocolError(f"the toy model takes n = {self.n} tokens in >= {self.n * self.d} slots")
+        return (n, self.d)
+
+    def pack(self, x: np.ndarray, layout) -> list[np.ndarray]:
+        return [np.asarray(x, dtype=np.float64).ravel()]
+
+    def rotation_steps(self, n: int, slots: int) -> list[int]:
+        from .folding import fold_rotations
+
+        return fold_rotations(n * self.d)
+
+    def plain_logits(self, x: np.ndarray, mask) -> np.ndarray:
+        """The float64 model of the encrypted forward (the same GELU approximation)."""
+        from .gelu import gelu_plain
+
+        return self.Wc @ gelu_plain(self.a * x + self.b).ravel() + self.bc
+
+    def forward(self, ev, bts, cts, n, mask, trace=None) -> list[Ciphertext]:
+        from .folding import quick_sum
+        from .gelu import LEVELS as GELU_LEVELS, gelu
+        from .levels import ensure_levels
+
+        enc = Encoder(ev.params)
+        ct = cts[0]
+        t0 = time.perf_counter()
+        q = float(ev.params.q[ct.level])
+        h = ev.rescale(ev.mul_plain(ct, enc.encode(self.a.ravel(), level=ct.level, scale=q)))  # level l -> l-1
+        h = with_scale(h, ct.scale) if abs(h.scale - ct.scale) < 1e-9 * ct.scale else h
+        h = ev.add_plain(h, enc.encode(self.b.ravel(), level=h.level, scale=h.scale))
+        _trace(trace, "affine", t0, ct, h)
+        t0 = time.perf_counter()
+        h = ensure_levels(h, GELU_LEVELS, bts, "GELU")
+        g = gelu(ev, h, -6.0, 6.0)  # level 18 -> 0
+        _trace(trace, "gelu", t0, h, g)
+        t0 = time.perf_counter()
+        g = ensure_levels(g, 1, bts, "classifier")
+        outs = []
+        for c in range(self.num_labels):
+            m = ev.rescale(ev.mul_plain(g, enc.encode(self.Wc[c], level=g.level, scale=float(ev.params.q[g.level]))))
+            s = quick_sum(ev, m, n * self.d)  # slot 0: sum over the n d features
+            outs.append(ev.add_const(s, float(self.bc[c])))
+        _trace(trace, "classifier", t0, g, outs[0])
+        return outs
+
+    def unpack(self, vectors: list[np.ndarray], layout) -> np.ndarray:
+        return np.array([v[0].real for v in vectors])
+
+
+def _trace(trace, block, t0, ct_in, ct_out):
+    if trace is not None:
+        trace.append({"block": block, "seconds": time.perf_counter() - t0,
+                      "level_in": ct_in.level, "level_out": ct_out.level})
+
+
+class ShippedModel:
+    """A shipped SST-2 model through the encrypted BERT of refimpl.nexus.bert."""
+
+    def __init__(self, name: str):
+        from ..bert import shipped
+        from . import bert as nb
+
+        self._nb, self._shipped = nb, shipped
+        self.name = name
+        self.m = shipped.load(name)
+        self.config, self.params = self.m.config, self.m.params
+        self.model = nb.NexusModel(self.config, self.params)
+        meta = getattr(self.m, "meta", None) or {}
+        self.labels = tuple(meta.get("labels", ("negative", "positive")))
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def embed(self, sentence: str):
+        ids, mask = self._shipped.encode(self.m, sentence)
+        return np.asarray(self._nb.client_embed(self.config, self.params, ids, mask)), [int(v) for v in mask]
+
+    def layout(self, n, slots):
+        return self._nb.input_layout(self.config, n, slots)
+
+    def pack(self, x, layout):
+        return [np.asarray(v) for v in self._nb.pack_input(x, layout)]
+
+    def rotation_steps(self, n, slots):
+        return list(self._nb.rotation_steps(self.config, n, slots))
+
+    def plan(self, n, params):
+        return self._nb.plan(self.model, n, params)
+
+    def forward(self, ev, bts, cts, n, mask, trace=None):
+        return self._nb.encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace)
+
+    def unpack(self, vectors, layout):
+        return np.asarray(self._nb.unpack_output(vectors, layout, self.num_labels))
+
+
+def load_model(name: str):
+    """'toy' (the stand-in above) or a shipped model name."""
+    return ToyModel() if name == "toy" else ShippedModel(name)
+
+
+def placement(model, layout, n: int, d: int, slots: int) -> list[list[tuple[int, np.ndarray]]]:
+    """For each value x[t, j] (index t d + j): the (ciphertext, 0/1 slot mask) pairs where pack puts it.
+
+    Found by packing the value ids 1..n d and checked on a random x: pack must only place
+    values (copies allowed), which is what lets the server rebuild the layout from broadcasts."""
+    ids = np.arange(1, n * d + 1, dtype=np.float64).reshape(n, d)
+    packed = model.pack(ids, layout)
+    where: list[list] = [[] for _ in range(n * d)]
+    for k, v in enumerate(packed):
+        v = np.asarray(v).real
+        for i in np.unique(v[v != 0]):
+            if i != round(i) or not 1 <= i <= n * d:
+                raise ProtocolError("pack_input is not a placement of values: use --no-compress")
+            where[int(i) - 1].append((k, (v == i).astype(np.float64)))
+    x = np.random.default_rng(0).normal(size=(n, d))
+    rebuilt = [np.zeros(slots) for _ in packed]
+    for i, places in enumerate(where):
+        for k, m in places:
+            rebuilt[k][: m.size] += x.flat[i] * m
+    for k, v in enumerate(model.pack(x, layout)):
+        if not np.allclose(rebuilt[k][: len(v)], np.asarray(v).real):
+            raise ProtocolError("pack_input is not a placement of values: use --no-compress")
+    return where
+
+
+# ----------------------------------------------------------------------------- server
+@dataclass
+class _ClientKeys:
+    """What the server holds for one client: public key material only."""
+
+    public: object = None
+    relin: SwitchingKey | None = None
+    galois: dict = field(default_factory=dict)
+    enc_down: SwitchingKey | None = None
+    enc_up: SwitchingKey | None = None
+    key_bytes: int = 0
+    evaluator: object = None
+    bootstrapper: object = None
+
+
+class Server:
+    """The NEXUS server: one model, one bootstrapping parameter set, keys cached per client id."""
+
+    def __init__(self, model: str = "toy", params: str = "toy-2^10-deep", record_dir: str | None = None,
+                 log=None):
+        if params not in BOOTSTRAP_PRESETS:
+            raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
+        self.model_name, self.params_name = model, params
+        self.model = load_model(model)
+        self.params, self.rc = bootstrap_preset(params)
+        self.boot_elements = Bootstrapper(Evaluator(self.params), self.rc).galois_elements()
+        self.output_level = self.params.L - self.rc.depth
+        self.clients: dict[str, _ClientKeys] = {}
+        self.record_dir = record_dir
+        self.received = 0
+        self.log = log or (lambda *a: None)
+        if record_dir:
+            os.makedirs(record_dir, exist_ok=True)
+
+    def session(self) -> "ServerSession":
+        return ServerSession(self)
+
+    def needed_elements(self, n: int, compress: bool) -> list[int]:
+        from ..ckks.keys import galois_element
+
+        p = self.params
+        layout_rot = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
+        subs = set(subs_elements(p.N, max(chunk_counts(n * self._width(), p.N)))) if compress else set()
+        return sorted(layout_rot | set(self.boot_elements) | subs)
+
+    def _width(self) -> int:
+        return self.model.d if isinstance(self.model, ToyModel) else self.model.config.hidden_size
+
+
+class ServerSession:
+    """One connection: a state machine from frames to reply frames (None: no reply)."""
+
+    def __init__(self, server: Server):
+        self.s = server
+        self.query: dict | None = None
+
+    def handle(self, frame: bytes) -> bytes | None:
+        s = self.s
+        s.received += 1
+        try:
+            kind, header, blobs = decode_message(frame)
+            if s.record_dir:
+                with open(os.path.join(s.record_dir, f"{s.received:05d}_{kind}.bin"), "wb") as f:
+                    f.write(frame)
+            return getattr(self, "_" + kind)(header, blobs)
+        except Exception as e:  # every failure goes back to the client as an error message
+            s.log(f"error: {type(e).__name__}: {e}")
+            return encode_message("error", {"error": f"{type(e).__name__}: {e}"})
+
+    def _keys(self, header) -> _ClientKeys:
+        cid = header.get("client_id")
+        if not isinstance(cid, str) or not cid:
+            raise ProtocolError("message without a client id")
+        return self.s.clients.setdefault(cid, _ClientKeys())
+
+    def _hello(self, header, blobs):
+        s, p = self.s, self.s.params
+        if header.get("model") != s.model_name or header.get("params") != s.params_name:
+            raise ProtocolError(f"this server runs model {s.model_name!r} with parameters {s.params_name!r}, "
+                                f"the client asked for {header.get('model')!r} with {header.get('params')!r}")
+        n, compress = int(header["n"]), bool(header.get("compress", True))
+        keys = self._keys(header)
+        need = s.needed_elements(n, compress)
+        self.hello = dict(n=n, compress=compress, mask=[int(v) for v in header["mask"]], elements=need)
+        missing = [k for k, ok in (("public", keys.public), ("relin", keys.relin),
+                                   ("encapsulation", keys.enc_up or not s.rc.encapsulation_h)) if not ok]
+        width = s._width()
+        return encode_message("setup", {
+            "galois_elements": need, "missing_galois": [g for g in need if g not in keys.galois],
+            "missing": missing, "input_level": s.output_level, "compressed_level": s.output_level + 1,
+            "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
+            "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
+            "plan": s.model.plan(n, p) if hasattr(s.model, "plan") else None,
+        })
+
+    def _key(self, header, blobs):
+        keys, p = self._keys(header), self.s.params
+        role = header.get("role")
+        if len(blobs) != 1:
+            raise ProtocolError(f"a key message carries one blob, got {len(blobs)}")
+        kind = blob_kind(blobs[0])
+        want = "public_key" if role == "public" else "switching_key"
+        if kind not in SERVER_KINDS or kind != want:
+            raise ProtocolError(f"refused a {kind} blob for role {role!r}: the server takes only public key material")
+        keys.key_bytes += len(blobs[0])
+        if role == "public":
+            keys.public = ser.deserialize_public_key(blobs[0], p)
+            return None
+        k = ser.deserialize_switching_key(blobs[0], p)
+        if p.N >= 2**15:  # keep b and the seeds only (the PRG re-expands a at each use)
+            k = SwitchingKey(k.b, k.a_seeds, p, expand=False)
+        if role == "relin":
+            keys.relin = k
+        elif role == "galois":
+            g = int(header["element"])
+            if g % 2 == 0 or not 0 < g < 2 * p.N:
+                raise ProtocolError(f"invalid Galois element {g}")
+            keys.galois[g] = k
+        elif role in ("enc_down", "enc_up"):
+            setattr(keys, role, k)
+        else:
+            raise ProtocolError(f"unknown key role {role!r}")
+        keys.evaluator = keys.bootstrapper = None  # rebuilt with the new key
+        return None
+
+    def _keys_done(self, header, blobs):
+        return None
+
+    def _query(self, header, blobs):
+        from .counting import CountingBootstrapper
+
+        s, p = self.s, self.s.params
+        if getattr(self, "hello", None) is None:
+            raise ProtocolError("query before hello")
+        keys, h = self._keys(header), self.hello
+        for b in blobs:
+            if blob_kind(b) != "ciphertext":
+                raise ProtocolError(f"a query carries ciphertexts only, got a {blob_kind(b)}")
+        absent = [g for g in h["elements"] if g not in keys.galois]
+        if keys.relin is None or absent or (s.rc.encapsulation_h and keys.enc_up is None):
+            raise ProtocolError(f"keys missing for this query (relinearization or Galois elements {absent[:5]})")
+        if keys.evaluator is None:
+            keys.evaluator = Evaluator(p, EvaluationKeys(relin=keys.relin, galois=keys.galois))
+            enc = (keys.enc_down, keys.enc_up) if s.rc.encapsulation_h else None
+            keys.bootstrapper = Bootstrapper(keys.evaluator, s.rc, encapsulation=enc)
+        ev = keys.evaluator
+        cts = [ser.deserialize_ciphertext(b, p) for b in blobs]
+        n, layout = h["n"], s.model.layout(h["n"], p.slots)
+        t0 = time.perf_counter()
+        if h["compress"]:
+            cts = self._expand(ev, cts, layout, n)
+        elif any(c.level != s.output_level for c in cts):
+            raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
+        t1 = time.perf_counter()
+        bts, trace = CountingBootstrapper(keys.bootstrapper), []
+        out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace)
+        t2 = time.perf_counter()
+        computed = sum(ciphertext_nbytes(p, c.level, c.size) for c in out)
+        out_blobs = [ser.serialize_ciphertext(ev.drop_level(c, 0)) for c in out]  # level 0: least bytes
+        s.log(f"query n = {n}: expand {t1 - t0:.2f} s, forward {t2 - t1:.2f} s, {bts.calls} bootstraps")
+        return encode_message("result", {
+            "expand_s": t1 - t0, "forward_s": t2 - t1, "bootstraps": bts.calls, "trace": trace,
+            "levels_out": [c.level for c in out], "result_bytes_at_computed_level": computed,
+            "key_bytes_held": keys.key_bytes,
+        }, out_blobs)
+
+    def _expand(self, ev, cts, layout, n) -> list[Ciphertext]:
+        """Compressed input -> the model's slot layout: decompress (NEXUS Alg. 5), then each
+        broadcast x[t, j] times its 0/1 slot mask, summed per output ciphertext (1 level)."""
+        s, p = self.s, self.s.params
+        width = s._width()
+        chunks = chunk_counts(n * width, p.N)
+        if len(cts) != len(chunks) or any(c.level != s.output_level + 1 for c in cts):
+            raise ProtocolError(f"a compressed query has {len(chunks)} ciphertexts at level {s.output_level + 1}")
+        where = placement(s.model, layout, n, width, p.slots)
+        enc = Encoder(p)
+        lvl = s.output_level + 1
+        acc: dict[int, Ciphertext] = {}
+        for c, (ct, size) in enumerate(zip(cts, chunks)):
+            def consume(j, leaf, base=c * p.N):
+                if base + j >= n * width:
+                    return
+                for k, m in where[base + j]:
+                    scale = p.scale * float(p.q[lvl]) / leaf.scale  # after rescale: exactly Delta
+                    term = ev.mul_plain(leaf, enc.encode(m, level=lvl, scale=scale))
+                    term = Ciphertext(term.c, lvl, p.scale * float(p.q[lvl]), p)
+                    acc[k] = term if k not in acc else ev.add(acc[k], term)
+            decompress(ev, ct, consume, size)
+        K = len(s.model.pack(np.zeros((n, width)), layout))
+        return [with_scale(ev.rescale(acc[k]), p.scale) for k in range(K)]  # level l+1 -> l, scale Delta
+
+
+# ----------------------------------------------------------------------------- client
+class Client:
+    """The NEXUS client: holds the secret key and the embedding table, sends bytes only."""
+
+    def __init__(self, transport, model: str = "toy", params: str = "toy-2^10-deep", compress: bool = True,
+                 seed: int | None = None):
+        if params not in BOOTSTRAP_PRESETS:
+            raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
+        self.t, self.model_name, self.params_name, self.compress = transport, model, params, compress
+        self.model = load_model(model)
+        self.params, self.rc = bootstrap_preset(params)
+        t0 = time.perf_counter()
+        self.kg = KeyGenerator(self.params, RandomSource(seed), expand_keys=False)  # keys are sent, not kept
+        self.sk = self.kg.secret_key()  # never leaves this object
+        self.pk = self.kg.public_key(self.sk)
+        self.keygen_s = time.perf_counter() - t0
+        self.client_id = secrets.token_hex(8)
+        self.enc, self.encryptor = Encoder(self.params), Encryptor(self.pk, RandomSource(None if seed is None else seed + 1))
+        self.decryptor = Decryptor(self.sk)
+        self.ledger = Ledger()
+        self.overhead = 8 if isinstance(transport, TcpTransport) else 0
+
+    def _send(self, kind: str, header: dict, blobs=()) -> None:
+        n = self.t.send(encode_message(kind, {"client_id": self.client_id, **header}, list(blobs)))
+        self.ledger.count("sent", kind, n)
+
+    def _recv(self, expect: str):
+        frame = self.t.recv()
+        if frame is None:
+            raise ProtocolError("the server closed the connection")
+        kind, header, blobs = decode_message(frame, expect)
+        self.ledger.count("received", kind, len(frame) + self.overhead)
+        return header, blobs
+
+    def _send_keys(self, setup: dict) -> None:
+        """Public key material the server lacks, one key per message (the client keeps none)."""
+        p, kg, sk = self.params, self.kg, self.sk
+        t0 = time.perf_counter()
+        for g in setup["missing_galois"]:
+            if g % 2 == 0 or not 0 < g < 2 * p.N:
+                raise ProtocolError(f"the server asked for an invalid Galois element {g}")
+        if "public" in setup["missing"]:
+            self._send("key", {"role": "public"}, [ser.serialize_public_key(self.pk)])
+        if "relin" in setup["missing"]:
+            self._send("key", {"role": "relin"}, [ser.serialize_switching_key(kg.relin_key(sk))])
+        if "encapsulation" in setup["missing"]:
+            down, up = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=self.rc.encapsulation_h))
+            self._send("key", {"role": "enc_down"}, [ser.serialize_switching_key(down)])
+            self._send("key", {"role": "enc_up"}, [ser.serialize_switching_key(up)])
+        for g in setup["missing_galois"]:
+            self._send("key", {"role": "galois", "element": g}, [ser.serialize_switching_key(kg.galois_key(sk, g))])
+        self._send("keys_done", {})
+        self.keygen_s += time.perf_counter() - t0
+
+    def _encrypt_query(self, x: np.ndarray, layout, setup: dict) -> tuple[list[bytes], list[bytes]]:
+        """(compressed blobs, slot-packed blobs): both are built so that both sizes are real bytes."""
+        p = self.params
+        flat = np.asarray(x, dtype=np.float64).ravel()
+        comp = []
+        for c, size in enumerate(setup["chunks"]):
+            scale = p.scale / np.sqrt(size)  # leaves land at sqrt(size) Delta: both roundings ~2^-(40 - log2(size)/2)
+            pt = self.enc.encode_coeffs(flat[c * p.N:(c + 1) * p.N], level=setup["compressed_level"], scale=scale)
+            comp.append(ser.serialize_ciphertext(self.encryptor.encrypt(pt)))
+        packed = [ser.serialize_ciphertext(self.encryptor.encrypt(self.enc.encode(v, level=setup["input_level"])))
+                  for v in self.model.pack(x, layout)]
+        return comp, packed
+
+    def classify(self, sentence: str) -> dict:
+        """One encrypted query: the label, the logits, bytes and seconds."""
+        t_start = time.perf_counter()
+        before = Counter(self.ledger.sent), Counter(self.ledger.received)
+        x, mask = self.model.embed(sentence)  # the client holds the embedding table
+        n = x.shape[0]
+        self._send("hello", {"model": self.model_name, "params": self.params_name, "n": n, "mask": mask,
+                             "compress": self.compress})
+        setup, _ = self._recv("setup")
+        keygen_before = self.keygen_s
+        self._send_keys(setup)
+        t0 = time.perf_counter()
+        layout = self.model.layout(n, self.params.slots)
+        comp, packed = self._encrypt_query(x, layout, setup)
+        t1 = time.perf_counter()
+        self._send("query", {"compressed": self.compress}, comp if self.compress else packed)
+        result, blobs = self._recv("result")
+        t2 = time.perf_counter()
+        vectors = [self.enc.decode(self.decryptor.decrypt(ser.deserialize_ciphertext(b, self.params))).real
+                   for b in blobs]
+        logits = np.asarray(self.model.unpack(vectors, layout), dtype=np.float64)
+        t3 = time.perf_counter()
+        sent = self.ledger.sent - before[0]
+        recv = self.ledger.received - before[1]
+        return {
+            "sentence": sentence, "n": n, "label": self.model.labels[int(np.argmax(logits))],
+            "logits": logits.tolist(), "compressed": self.compress,
+            "bytes": {
+                "keys": sent["keys"], "query": sent["query"], "result": recv["result"],
+                "control": sent["control"] + recv["control"],
+                "query_compressed": sum(map(len, comp)), "query_uncompressed": sum(map(len, packed)),
+                "query_cts_compressed": len(comp), "query_cts_uncompressed": len(packed),
+                "result_at_computed_level": result["result_bytes_at_computed_level"],
+            },
+            "seconds": {"keygen": self.keygen_s - keygen_before, "encrypt": t1 - t0,
+                        "server_expand": result["expand_s"], "server_forward": result["forward_s"],
+                        "round_trip": t2 - t1, "decrypt": t3 - t2, "total": t3 - t_start},
+            "bootstraps": result["bootstraps"], "trace": result["trace"], "plan": setup.get("plan"),
+            "security": setup["security"],
+        }
+
+
+# ----------------------------------------------------------------------------- command line
+DEFAULT_MODEL = "sst2-small-softmax-gelu"
+DEFAULT_PARAMS = "128-2^16-dense"
+
+
+def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sys.stdout) -> None:
+    """Accept connections one at a time (the evaluation uses every core) until max_connections."""
+    with socket.create_server((host, port)) as lsock:
+        print(f"listening on {host}:{lsock.getsockname()[1]}", file=out, flush=True)
+        served = 0
+        while not max_connections or served < max_connections:
+            conn, _ = lsock.accept()
+            t = TcpTransport(conn)
+            session = server.session()
+            try:
+                while (frame := t.recv()) is not None:
+                    reply = session.handle(frame)
+                    if reply is not None:
+                        t.send(reply)
+            except (ProtocolError, OSError) as e:
+                print(f"connection dropped: {e}", file=out, flush=True)
+            finally:
+                t.close()
+            served += 1
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="refimpl nexus", description="NEXUS client and server as two processes")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("serve", "query"):
+        a = sub.add_parser(name)
+        a.add_argument("--port", type=int, required=(name == "query"), default=0)
+        a.add_argument("--host", default="127.0.0.1")
+        a.add_argument("--params", default=DEFAULT_PARAMS, help=f"bootstrapping preset: {', '.join(BOOTSTRAP_PRESETS)}")
+        a.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model name, or 'toy' (protocol stand-in)")
+    s, q = sub.choices["serve"], sub.choices["query"]
+    s.add_argument("--record-dir", help="write every received frame here (what the server sees)")
+    s.add_argument("--max-connections", type=int, default=0, help="exit after this many connections (0: never)")
+    q.add_argument("--sentence", action="append", required=True, help="repeat for several sentences")
+    q.add_argument("--no-compress", action="store_true", help="send slot-packed ciphertexts instead of compressed ones")
+    q.add_argument("--seed", type=int, default=None, help="key and encryption randomness (default: OS entropy)")
+    q.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    params, _ = bootstrap_preset(args.params)
+    if params.security_bits < 128:
+        print(f"INSECURE parameters ({args.params}): {params.security_note}", flush=True)
+    if args.cmd == "serve":
+        server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True))
+        print(f"model {args.model}, parameters {args.params}: {params.security_note}", flush=True)
+        serve(server, args.host, args.port, args.max_connections)
+        return 0
+    t = TcpTransport.connect(args.host, args.port)
+    client = Client(t, args.model, args.params, compress=not args.no_compress, seed=args.seed)
+    results = []
+    try:
+        for sentence in args.sentence:
+            r = client.classify(sentence)
+            results.append(r)
+            b = r["bytes"]
+            print(f"{r['label']}\t{json.dumps([round(v, 4) for v in r['logits']])}\t{sentence}", flush=True)
+            print(f"  bytes: keys {b['keys']:,} (once per client), query {b['query']:,} "
+                  f"(compressed {b['query_compressed']:,} / slot-packed {b['query_uncompressed']:,}), "
+                  f"result {b['result']:,}; {r['bootstraps']} bootstraps, {r['seconds']['total']:.1f} s", flush=True)
+    except ProtocolError as e:
+        print(f"refimpl nexus query: {e}", file=sys.stderr)
+        return 1
+    finally:
+        t.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=_json_default)
+    return 0
