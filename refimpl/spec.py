@@ -39,6 +39,7 @@ import importlib
 import json
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -706,13 +707,19 @@ def run_tests(rows: list[Row], marker: str = "") -> None:
             def prof(frame, event, arg):
                 if event == "call":
                     seen.add((frame.f_code.co_filename, frame.f_code.co_qualname))
+                elif event == "c_call":           # a cache hit (functools.lru_cache) runs no frame
+                    code = getattr(getattr(arg, "__wrapped__", None), "__code__", None)
+                    if code is not None:
+                        seen.add((code.co_filename, code.co_qualname))
 
             old = sys.getprofile()
             sys.setprofile(prof)
+            threading.setprofile(prof)            # the ABY3 simulator runs each party in a thread
             try:
                 yield
             finally:
                 sys.setprofile(old)
+                threading.setprofile(None)
                 executed[_base_nodeid(item.nodeid)] = executed.get(_base_nodeid(item.nodeid), set()) | seen
 
         def pytest_runtest_logreport(self, report):
