@@ -1,0 +1,242 @@
+"""NEXUS client/server protocol (refimpl.nexus.protocol): wire format, byte counts, an encrypted
+query in process and over TCP between two processes, and what the server can (not) decrypt.
+
+Settings: the `toy` stand-in model (affine, 4-piece GELU, linear classifier) on the insecure
+deep toy ring toy-2^10-deep with real bootstrapping (two per query). Oracles: the float64
+model of the same circuit (ToyModel.plain_logits) and refimpl.ckks.serialize's real bytes.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refimpl.ckks import Ciphertext, Encoder, Plaintext, preset
+from refimpl.ckks import serialize as ser
+from refimpl.ckks.keys import KeyGenerator
+from refimpl.nexus import protocol as P
+from refimpl.ring.sampling import RandomSource
+
+MODEL, PARAMS = "toy", "toy-2^10-deep"
+SENTENCES = ("a gripping , moving and beautifully acted film", "dull")
+LOGIT_TOL = 1e-3  # bootstrapping here keeps ~25 bits; the logits sum 64 GELU outputs
+
+
+# ----------------------------------------------------------------------------- wire format
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(sorted(P.TYPES)), st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=8), max_size=4),
+       st.lists(st.binary(max_size=40), max_size=4))
+def test_message_roundtrip(kind, header, blobs):
+    """NEXUS-PROTO-WIRE: decode(encode(m)) = m for any header and blobs."""
+    assert P.decode_message(P.encode_message(kind, header, blobs)) == (kind, header, blobs)
+
+
+def _frame():
+    return P.encode_message("query", {"client_id": "c", "n": 8}, [b"abc", b"defgh"])
+
+
+@pytest.mark.parametrize("mutate, msg", [
+    (lambda f: b"XXXX" + f[4:], "not a refimpl NEXUS message"),
+    (lambda f: f[:4] + struct.pack("<H", 9) + f[6:], "protocol version 9"),
+    (lambda f: f[:-9] + bytes([f[-9] ^ 1]) + f[-8:], "checksum mismatch"),
+    (lambda f: f[:10], "truncated"),
+    (lambda f: f[:6] + bytes([99]) + f[7:], "unknown message type 99"),
+])
+def test_malformed_messages_raise(mutate, msg):
+    with pytest.raises(P.ProtocolError, match=msg):
+        P.decode_message(mutate(_frame()))
+
+
+def test_length_fields_are_checked():
+    """A blob length beyond the frame and trailing bytes are caught even with a valid CRC."""
+    f = _frame()
+    body = bytearray(f[:-4])
+    hlen = struct.unpack_from("<I", body, 7)[0]
+    struct.pack_into("<Q", body, P._HEAD.size + hlen, 10**6)  # first blob claims 1 MB
+    with pytest.raises(P.ProtocolError, match="claims 1000000 bytes"):
+        P.decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    body = bytearray(f[:-4]) + b"zz"
+    with pytest.raises(P.ProtocolError, match="2 unexpected trailing bytes"):
+        P.decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(P.ProtocolError, match="expected a result message, got query"):
+        P.decode_message(f, "result")
+    err = P.encode_message("error", {"error": "boom"})
+    with pytest.raises(P.ProtocolError, match="the peer reports: boom"):
+        P.decode_message(err, "result")
+
+
+def test_sizes_match_serialized_bytes():
+    """The size formulas used to extrapolate bandwidth equal the real serialized bytes."""
+    p = preset("toy-1024")
+    kg = KeyGenerator(p, RandomSource(1))
+    sk = kg.secret_key()
+    pk = kg.public_key(sk)
+    assert len(ser.serialize_public_key(pk)) == P.public_key_nbytes(p)
+    assert len(ser.serialize_switching_key(kg.relin_key(sk))) == P.switching_key_nbytes(p)
+    from refimpl.ckks import Encryptor
+    E, enc = Encryptor(pk, RandomSource(2)), Encoder(p)
+    for lvl in range(p.L + 1):
+        ct = E.encrypt(enc.encode([1.0, 2.0], level=lvl))
+        assert len(ser.serialize_ciphertext(ct)) == P.ciphertext_nbytes(p, lvl)
+
+
+# ----------------------------------------------------------------------------- in process
+@pytest.fixture(scope="module")
+def inproc():
+    """One server, one client (keys generated once), one compressed and one slot-packed query."""
+    server = P.Server(MODEL, PARAMS)
+    client = P.Client(P.LocalTransport(server.session()), MODEL, PARAMS, compress=True, seed=7)
+    r_comp = client.classify(SENTENCES[0])
+    client.compress = False
+    r_plain = client.classify(SENTENCES[0])
+    return server, client, r_comp, r_plain
+
+
+def test_encrypted_logits_match_the_float64_model(inproc):
+    """NEXUS-PROTO-E2E: both input encodings decrypt to the plaintext circuit's logits."""
+    _, client, r_comp, r_plain = inproc
+    x, mask = client.model.embed(SENTENCES[0])
+    ref = client.model.plain_logits(x, mask)
+    for r in (r_comp, r_plain):
+        np.testing.assert_allclose(r["logits"], ref, atol=LOGIT_TOL)
+        assert r["label"] == client.model.labels[int(np.argmax(ref))]
+        assert r["bootstraps"] == 2
+        assert [b["block"] for b in r["trace"]] == ["affine", "gelu", "classifier"]
+
+
+def test_keys_are_sent_once_per_client_and_counted(inproc):
+    """NEXUS-PROTO-BYTES: keys once per client; the query bytes are the ciphertext blobs plus framing."""
+    server, client, r_comp, r_plain = inproc
+    p = client.params
+    held = server.clients[client.client_id]
+    n_galois = len(held.galois)
+    expected_keys = (P.public_key_nbytes(p) + (3 + n_galois) * P.switching_key_nbytes(p))
+    assert held.key_bytes == expected_keys  # public + relin + 2 encapsulation + Galois
+    assert r_comp["bytes"]["keys"] > expected_keys > 0
+    assert r_plain["bytes"]["keys"] < 200  # second query: only the (empty) keys_done message
+    assert r_comp["bytes"]["query_compressed"] == P.ciphertext_nbytes(p, server.output_level + 1)
+    assert r_plain["bytes"]["query_uncompressed"] == P.ciphertext_nbytes(p, server.output_level)
+    assert 0 < r_comp["bytes"]["query"] - r_comp["bytes"]["query_compressed"] < 200
+    assert r_comp["bytes"]["result"] < r_comp["bytes"]["result_at_computed_level"]  # dropped to level 0
+    assert r_comp["bytes"]["result"] >= 2 * P.ciphertext_nbytes(p, 0)
+
+
+def _candidates(keys):
+    """Every polynomial the server holds (public key, switching keys' b_j and a_j), and zero."""
+    out = [keys.public.b, keys.public.a]
+    sks = [keys.relin, keys.enc_down, keys.enc_up, *keys.galois.values()]
+    for k in sks:
+        for j in range(len(k.b)):
+            out += [k.b[j], k.a(j)]
+    return out
+
+
+def _decrypt_with(poly, ct: Ciphertext):
+    p = ct.params
+    rows = p.q_basis(ct.level)
+    m = p.ctx.add(ct.c[0], p.ctx.mul(ct.c[1], np.ascontiguousarray(poly[: ct.level + 1]), rows), rows)
+    pt = Plaintext(m, ct.level, ct.scale, p)
+    enc = Encoder(p)
+    return enc.decode(pt).real, enc.decode_coeffs(pt)
+
+
+def _cannot_decrypt(candidates, ct, truth_slots, truth_coeffs):
+    for poly in [np.zeros_like(candidates[0])] + candidates:
+        for sign in (1, -1):
+            cand = poly if sign == 1 else (ct.params.ctx.q[: poly.shape[0], None] - poly) % ct.params.ctx.q[: poly.shape[0], None]
+            slots, coeffs = _decrypt_with(cand, ct)
+            err = min(np.max(np.abs(slots[: truth_slots.size] - truth_slots)),
+                      np.max(np.abs(coeffs[: truth_coeffs.size] - truth_coeffs)))
+            assert err > 0.5, "a polynomial the server holds decrypts the query"
+
+
+def test_server_holds_nothing_that_decrypts(inproc):
+    """NEXUS-PROTO-KEYS: with the client's secret key the query decrypts; with any polynomial
+    the server holds (or its negative, or zero) it does not."""
+    server, client, _, _ = inproc
+    keys = server.clients[client.client_id]
+    x, _ = client.model.embed(SENTENCES[0])
+    ct = client.encryptor.encrypt(client.enc.encode(x.ravel(), level=server.output_level))
+    slots, _ = _decrypt_with(client.sk.s_ntt, ct)
+    assert np.max(np.abs(slots[: x.size] - x.ravel())) < 1e-6  # control: the check can pass
+    _cannot_decrypt(_candidates(keys), ct, x.ravel(), x.ravel())
+
+
+def test_server_refuses_non_public_blobs(inproc):
+    server, client, _, _ = inproc
+    s = server.session()
+    ct = ser.serialize_ciphertext(client.encryptor.encrypt(client.enc.encode([1.0])))
+    for role, blob in (("public", ct), ("galois", ser.serialize_public_key(client.pk))):
+        reply = s.handle(P.encode_message("key", {"client_id": "x", "role": role, "element": 3}, [blob]))
+        with pytest.raises(P.ProtocolError, match="the server takes only public key material"):
+            P.decode_message(reply, "setup")
+    reply = s.handle(P.encode_message("hello", {"client_id": "x", "model": "other", "params": PARAMS, "n": 8, "mask": []}))
+    with pytest.raises(P.ProtocolError, match="this server runs model 'toy'"):
+        P.decode_message(reply, "setup")
+    reply = s.handle(b"garbage-frame-of-some-length")
+    with pytest.raises(P.ProtocolError, match="not a refimpl NEXUS message"):
+        P.decode_message(reply, "setup")
+
+
+# ----------------------------------------------------------------------------- two processes
+def test_two_processes_over_loopback(tmp_path, inproc):
+    """NEXUS-PROTO-TCP: `refimpl nexus serve` and `refimpl nexus query` as two processes; the
+    label equals the in-process one; every blob the server received is public material, and
+    nothing in it decrypts the query."""
+    _, client, r_comp, _ = inproc
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    rec, out_json = tmp_path / "received", tmp_path / "out.json"
+    cmd = [sys.executable, "-m", "refimpl.cli", "nexus"]
+    common = ["--model", MODEL, "--params", PARAMS]
+    srv = subprocess.Popen(cmd + ["serve", "--port", "0", "--record-dir", str(rec), "--max-connections", "1"] + common,
+                           stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        first = srv.stdout.readline()
+        assert first.startswith("INSECURE"), first
+        line = first
+        while not line.startswith("listening on"):
+            line = srv.stdout.readline()
+            assert line, "server exited before listening"
+        port = int(line.rsplit(":", 1)[1])
+        q = subprocess.run(cmd + ["query", "--port", str(port), "--sentence", SENTENCES[0], "--json", str(out_json),
+                                  "--seed", "11"] + common, capture_output=True, text=True, env=env, timeout=300)
+        assert q.returncode == 0, q.stderr
+        assert srv.wait(timeout=60) == 0
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+    lines = q.stdout.splitlines()
+    assert lines[0].startswith("INSECURE")
+    assert lines[1].split("\t")[0] == r_comp["label"]
+    res = json.loads(out_json.read_text())[0]
+    np.testing.assert_allclose(res["logits"], r_comp["logits"], atol=2 * LOGIT_TOL)
+
+    # what the server process received
+    frames = [P.decode_message(f.read_bytes()) for f in sorted(rec.iterdir())]
+    kinds = {P.blob_kind(b) for _, _, blobs in frames for b in blobs}
+    assert kinds <= set(P.SERVER_KINDS) and "ciphertext" in kinds
+    p = client.params
+    keys = P._ClientKeys()
+    for kind, h, blobs in frames:
+        if kind == "key":
+            if h["role"] == "public":
+                keys.public = ser.deserialize_public_key(blobs[0], p)
+            else:
+                k = ser.deserialize_switching_key(blobs[0], p)
+                if h["role"] == "galois":
+                    keys.galois[h["element"]] = k
+                else:
+                    setattr(keys, h["role"], k)
+    received = sum(len(f.read_bytes()) + 8 for f in rec.iterdir())
+    assert received == sum(res["bytes"][k] for k in ("keys", "query")) + sum(
+        len(f.read_bytes()) + 8 for f in rec.iterdir() if "hello" in f.name)
+    (query,) = [blobs for kind, _, blobs in frames if kind == "query"]
+    ct = ser.deserialize_ciphertext(query[0], p)
+    x, _ = client.model.embed(SENTENCES[0])
+    _cannot_decrypt(_candidates(keys), ct, x.ravel(), x.ravel())
