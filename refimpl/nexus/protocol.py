@@ -301,8 +301,6 @@ class ToyModel:
     def forward(self, ev, bts, cts, n, mask, trace=None) -> list[Ciphertext]:
         from .folding import quick_sum
         from .gelu import LEVELS as GELU_LEVELS, gelu
-        from .levels import ensure_levels
-
         enc = Encoder(ev.params)
         ct = cts[0]
         t0 = time.perf_counter()
@@ -311,12 +309,12 @@ class ToyModel:
         h = with_scale(h, ct.scale) if abs(h.scale - ct.scale) < 1e-9 * ct.scale else h
         h = ev.add_plain(h, enc.encode(self.b.ravel(), level=h.level, scale=h.scale))
         _trace(trace, "affine", t0, ct, h)
+        h = _refresh(h, GELU_LEVELS, bts, "GELU", trace)
         t0 = time.perf_counter()
-        h = ensure_levels(h, GELU_LEVELS, bts, "GELU")
         g = gelu(ev, h, -6.0, 6.0)  # level 18 -> 0
         _trace(trace, "gelu", t0, h, g)
+        g = _refresh(g, 1, bts, "classifier", trace)
         t0 = time.perf_counter()
-        g = ensure_levels(g, 1, bts, "classifier")
         outs = []
         for c in range(self.num_labels):
             m = ev.rescale(ev.mul_plain(g, enc.encode(self.Wc[c], level=g.level, scale=float(ev.params.q[g.level]))))
@@ -327,6 +325,17 @@ class ToyModel:
 
     def unpack(self, vectors: list[np.ndarray], layout) -> np.ndarray:
         return np.array([v[0].real for v in vectors])
+
+
+def _refresh(ct, need, bts, what, trace):
+    """ensure_levels, with the bootstrap (if any) as its own trace entry."""
+    from .levels import ensure_levels
+
+    t0 = time.perf_counter()
+    out = ensure_levels(ct, need, bts, what)
+    if out is not ct:
+        _trace(trace, "bootstrap", t0, ct, out)
+    return out
 
 
 def _trace(trace, block, t0, ct_in, ct_out):

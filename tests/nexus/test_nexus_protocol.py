@@ -107,7 +107,7 @@ def test_encrypted_logits_match_the_float64_model(inproc):
         np.testing.assert_allclose(r["logits"], ref, atol=LOGIT_TOL)
         assert r["label"] == client.model.labels[int(np.argmax(ref))]
         assert r["bootstraps"] == 2
-        assert [b["block"] for b in r["trace"]] == ["affine", "gelu", "classifier"]
+        assert [b["block"] for b in r["trace"]] == ["affine", "bootstrap", "gelu", "bootstrap", "classifier"]
 
 
 def test_keys_are_sent_once_per_client_and_counted(inproc):

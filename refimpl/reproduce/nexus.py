@@ -1,0 +1,206 @@
+"""`refimpl reproduce nexus`: NEXUS bandwidth and time, measured through the real protocol.
+
+1. Measured: each model runs in process through refimpl.nexus.protocol (Client and Server
+   exchange the same frames as over TCP; a LocalTransport skips only the socket), with real
+   bootstrapping: client-to-server bytes (keys once per client; the query compressed, and
+   slot-packed for comparison), server-to-client bytes (dropped to level 0, and at the level
+   the forward left), time per block (the forward's trace), end to end, bootstraps, peak RSS.
+2. Extrapolated: BERT-base at n = 128 (768 features) on the 128-bit bootstrapping set, from
+   the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
+   the paper's 164 MB (spec/constants.toml [nexus.published]).
+
+The first output line says INSECURE when an insecure ring is used.
+
+Reference: NEXUS §6 (Zhang et al., NDSS 2025): BERT-base 37.3 s on an A100, 164 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import numpy as np
+
+from ..ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
+from ..ckks.evaluator import Evaluator
+from ..ckks.keys import galois_element
+from ..constants import C
+from ..nexus import protocol as P
+from ..nexus.compression import subs_elements
+from ..nexus.matmul import chunk_counts
+
+PUBLISHED = C["nexus"]["published"]
+SECURE_PARAMS = "128-2^16-dense"
+QUICK_PARAMS = "toy-2^10-deep"
+SENTENCES = (
+    "a gripping , moving and beautifully acted film",
+    "the plot is dull and the jokes fall flat",
+    "an uneven but often funny comedy",
+)
+BERT_BASE = dict(n=128, d=768, layers=12, heads=12, num_labels=2)
+MB = 1e6
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def available_models() -> list[str]:
+    """The shipped models when the encrypted BERT (refimpl.nexus.bert) and the models exist, else the toy."""
+    try:
+        from ..bert import shipped
+        from ..nexus import bert  # noqa: F401
+
+        names = [n for n in shipped.NAMES if shipped.available(n)]
+        return names or ["toy"]
+    except ImportError:
+        return ["toy"]
+
+
+def measure(model: str, params: str, sentences, seed: int = 1) -> dict:
+    """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits."""
+    t0 = time.perf_counter()
+    server = P.Server(model, params)
+    setup_s = time.perf_counter() - t0
+    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed)
+    runs = [client.classify(s) for s in sentences]
+    out = {"model": model, "params": params, "server_setup_s": round(setup_s, 2), "queries": runs,
+           "peak_rss_gib": round(_peak_rss_gib(), 2)}
+    ref = getattr(client.model, "plain_logits", None)
+    if ref is not None:
+        errs = [float(np.max(np.abs(np.asarray(r["logits"]) - ref(*client.model.embed(r["sentence"])))))
+                for r in runs]
+        out["max_logit_error_vs_float64_model"] = max(errs)
+    return out
+
+
+def extrapolate(params_name: str = SECURE_PARAMS, rotations: int | None = None) -> dict:
+    """Bytes of BERT-base at n = 128 on `params_name` from the serialized-size formulas.
+
+    Client to server: the 128 x 768 input compressed (ceil(n d / N) ciphertexts one level above
+    the bootstrapping output level), or slot-packed densely (ceil(n d / (N/2)) ciphertexts);
+    server to client: one ciphertext of logits at level 0. Keys: public, relinearization, two
+    encapsulation keys and one Galois key per element: the bootstrapper's, the Subs elements of
+    decompression, and `rotations` model rotations (refimpl.nexus.bert.rotation_steps for the
+    BERT-base configuration when it is available, else 2 log2 of the slot count per fold size:
+    an estimate, said so in the output)."""
+    p, rc = bootstrap_preset(params_name)
+    n, d = BERT_BASE["n"], BERT_BASE["d"]
+    out_level = p.L - rc.depth
+    boot = set(Bootstrapper(Evaluator(p), rc).galois_elements())
+    subs = set(subs_elements(p.N, max(chunk_counts(n * d, p.N))))
+    source = "estimate: rotations by +-2^i, i < log2(N/2)"
+    model_rot = {galois_element(p, s * (1 << i)) for i in range(p.slots.bit_length() - 1) for s in (1, -1)}
+    try:
+        from ..bert.config import BertConfig
+        from ..nexus import bert as nb
+
+        cfg = BertConfig(hidden_size=d, num_hidden_layers=BERT_BASE["layers"], num_attention_heads=BERT_BASE["heads"],
+                         intermediate_size=4 * d, num_labels=BERT_BASE["num_labels"])
+        model_rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
+        source = "refimpl.nexus.bert.rotation_steps(BERT-base, n = 128)"
+    except (ImportError, AttributeError):
+        pass
+    elements = boot | subs | model_rot
+    swk = P.switching_key_nbytes(p)
+    keys = P.public_key_nbytes(p) + (3 + len(elements)) * swk
+    comp = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, out_level + 1)
+    packed = -(-n * d // p.slots) * P.ciphertext_nbytes(p, out_level)
+    result = P.ciphertext_nbytes(p, 0)
+    return {
+        "params": params_name, "security": p.security_note, "N": p.N, "L": p.L, "dnum": p.dnum,
+        "log_qp": round(p.log_qp, 1), "bootstrap_output_level": out_level, "n": n, "d": d,
+        "galois_keys": len(elements), "galois_keys_bootstrap": len(boot), "galois_keys_subs": len(subs),
+        "galois_keys_model": len(model_rot), "model_rotations_source": source,
+        "switching_key_bytes": swk, "keys_bytes": keys,
+        "query_compressed_bytes": comp, "query_slot_packed_bytes": packed, "result_bytes": result,
+        "online_bytes_compressed": comp + result, "online_bytes_slot_packed": packed + result,
+        "paper_total_bytes": PUBLISHED["bert_base_bandwidth_mb"] * MB,
+    }
+
+
+def _fmt_mb(b) -> str:
+    return f"{b / MB:,.2f} MB" if b >= 1e5 else f"{b / 1e3:,.1f} kB"
+
+
+def render(doc: dict) -> list[str]:
+    lines = []
+    for m in doc["measured"]:
+        q0 = m["queries"][0]
+        b = q0["bytes"]
+        lines += [
+            f"## {m['model']} on {m['params']} ({q0['security']}), n = {q0['n']} tokens, {len(m['queries'])} sentence(s)",
+            "",
+            "| direction | bytes |",
+            "|---|---|",
+            f"| keys, client -> server (once per client) | {_fmt_mb(b['keys'])} |",
+            f"| query, client -> server, compressed (sent) | {_fmt_mb(b['query_compressed'])} ({b['query_cts_compressed']} ct) |",
+            f"| query, client -> server, slot-packed (not sent) | {_fmt_mb(b['query_uncompressed'])} ({b['query_cts_uncompressed']} ct) |",
+            f"| result, server -> client, level 0 (sent) | {_fmt_mb(b['result'])} |",
+            f"| result at the level the forward left (not sent) | {_fmt_mb(b['result_at_computed_level'])} |",
+            "",
+            "| block | level in -> out | seconds |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {t['block']} | {t['level_in']} -> {t['level_out']} | {t['seconds']:.2f} |" for t in q0["trace"]]
+        secs = [r["seconds"]["total"] for r in m["queries"]]
+        s = q0["seconds"]
+        lines += [
+            "",
+            f"end to end {np.median(secs):.1f} s median over {len(secs)} (first query: keygen {s['keygen']:.1f} s, "
+            f"encrypt {s['encrypt']:.2f} s, server expand {s['server_expand']:.1f} s, forward {s['server_forward']:.1f} s, "
+            f"decrypt {s['decrypt']:.2f} s); {q0['bootstraps']} bootstraps per query; peak RSS {m['peak_rss_gib']} GiB",
+        ]
+        if "max_logit_error_vs_float64_model" in m:
+            lines.append(f"max logit error vs the float64 model: {m['max_logit_error_vs_float64_model']:.2e}")
+        lines += [f"  {r['label']:9s} {np.round(r['logits'], 4).tolist()}  {r['sentence']}" for r in m["queries"]]
+        lines.append("")
+    e = doc["extrapolated"]
+    lines += [
+        f"## BERT-base, n = {e['n']}, on {e['params']} ({e['security']}), from serialized sizes",
+        "",
+        "| item | refimpl | paper (NEXUS, NDSS 2025) |",
+        "|---|---|---|",
+        f"| query compressed ({e['d']} x {e['n']} values) | {_fmt_mb(e['query_compressed_bytes'])} | |",
+        f"| query slot-packed | {_fmt_mb(e['query_slot_packed_bytes'])} | |",
+        f"| result (1 ct, level 0) | {_fmt_mb(e['result_bytes'])} | |",
+        f"| online total (compressed) | {_fmt_mb(e['online_bytes_compressed'])} | {_fmt_mb(e['paper_total_bytes'])} total |",
+        f"| keys, once per client ({e['galois_keys']} Galois keys of {_fmt_mb(e['switching_key_bytes'])}) | {_fmt_mb(e['keys_bytes'])} | not reported |",
+        "",
+        f"Galois keys: bootstrapping {e['galois_keys_bootstrap']}, decompression {e['galois_keys_subs']}, "
+        f"model {e['galois_keys_model']} ({e['model_rotations_source']}); N = {e['N']}, log2 PQ = {e['log_qp']}, "
+        f"dnum = {e['dnum']}, input at level {e['bootstrap_output_level']}.",
+    ]
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
+    ap.add_argument("--params", help=f"bootstrapping preset (default {SECURE_PARAMS}, --quick: {QUICK_PARAMS})")
+    ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy')")
+    ap.add_argument("--sentences", type=int, default=None, help="sentences per model (default 3, --quick 1)")
+    ap.add_argument("--no-run", action="store_true", help="only the extrapolated bandwidth (no encryption)")
+    ap.add_argument("--json", help="write the document here")
+    args = ap.parse_args(argv)
+    params = args.params or (QUICK_PARAMS if args.quick else SECURE_PARAMS)
+    p, _ = bootstrap_preset(params)
+    if p.security_bits < 128 and not args.no_run:
+        print(f"INSECURE ring for the measured rows ({params}: {p.security_note}); the extrapolation uses {SECURE_PARAMS}",
+              flush=True)
+    models = args.models.split(",") if args.models else available_models()
+    k = args.sentences or (1 if args.quick else 3)
+    doc = {"command": "refimpl reproduce nexus " + " ".join(argv), "machine": platform.processor() or platform.machine(),
+           "measured": [], "extrapolated": extrapolate(SECURE_PARAMS)}
+    if not args.no_run:
+        for m in models:
+            doc["measured"].append(measure(m, params, SENTENCES[:k]))
+    doc["peak_rss_gib"] = round(_peak_rss_gib(), 2)
+    print("\n".join(render(doc)), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1, default=P._json_default)
+    return 0
