@@ -34,7 +34,9 @@ def run(cfg: dict) -> dict:
 
     threads = set_threads(str(cfg.get("threads", "1")))
     bc = BootstrapConfig(level_budget=tuple(cfg.get("level_budget", (3, 3))))
-    if cfg.get("preset"):
+    if cfg.get("params"):  # explicit bootstrap_parameters(**params): chain experiments
+        p, rc = bootstrap_parameters(config=bc, **cfg["params"])
+    elif cfg.get("preset"):
         p, rc = bootstrap_preset(cfg["preset"], bc)
     else:
         p, rc = bootstrap_parameters(
