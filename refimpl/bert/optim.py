@@ -96,13 +96,13 @@ class AdamW:
     def state(self) -> dict[str, np.ndarray]:
         """Flat arrays for a checkpoint: `m/<name>`, `v/<name>` and the step count `t`."""
         out = {f"m/{k}": v for k, v in self.m.items()} | {f"v/{k}": v for k, v in self.v.items()}
-        out["t"] = np.array(self.t, np.int64)
+        out["t"] = np.array([self.t], np.int64)
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Inverse of `state`."""
         if "t" not in state:
             raise KeyError("optimizer state lacks the step count 't'")
-        self.t = int(state["t"])
+        self.t = int(np.asarray(state["t"]).reshape(-1)[0])
         self.m = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m/")}
         self.v = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v/")}

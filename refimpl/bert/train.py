@@ -1,0 +1,469 @@
+"""Fine-tuning and evaluation of the numpy BERT on GLUE: `refimpl train` and `refimpl eval`.
+
+The loop (BERT §4 fine-tuning, as the Hugging Face trainer MPCFormer uses): batches bucketed
+by length, AdamW with no decay on bias/LayerNorm, linear warmup then linear decay, a seed
+for everything random, a tqdm progress bar, and a checkpoint (parameters, optimizer state,
+step) under a run directory from which an interrupted run resumes to the same parameters
+as an uninterrupted one (batch order and dropout masks are functions of (seed, epoch, step)).
+
+Model surgery used by training and distillation lives here too: a stated layer map
+(student layer i <- teacher layer map[i]) and vocabulary pruning to a task's tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from refimpl.bert import glue
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import Params, backward, check_params, forward
+from refimpl.bert.optim import AdamW, constant_schedule, linear_schedule
+from refimpl.bert.tokenizer import SPECIAL, Batch, BertTokenizer, pad
+
+DEFAULT_RUNS = Path(os.environ.get("REFIMPL_RUNS", Path.home() / ".cache" / "refimpl" / "runs"))
+CHECKPOINT = "checkpoint.safetensors"
+STATE = "state.json"
+
+# ---------------------------------------------------------------------------------------
+# Losses: value and gradient with respect to the logits
+# ---------------------------------------------------------------------------------------
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log p = x - max - log sum exp(x - max) over the last axis."""
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean -log p[label] over the batch and d loss / d logits = (p - onehot) / B (BERT classification)."""
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"logits {logits.shape} and labels {labels.shape} do not match as [B, C] and [B]")
+    lp = log_softmax(logits)  # [B, C]
+    bsz = logits.shape[0]
+    loss = -float(lp[np.arange(bsz), labels].mean())
+    d = np.exp(lp)
+    d[np.arange(bsz), labels] -= 1.0
+    return loss, d / bsz
+
+
+def soft_cross_entropy(logits: np.ndarray, teacher_logits: np.ndarray, temperature: float = 1.0) -> tuple[float, np.ndarray]:
+    """Mean -sum softmax(t / T) log softmax(s / T) and its gradient (MPCFormer stage 2, T = 1)."""
+    if logits.shape != teacher_logits.shape:
+        raise ValueError(f"student logits {logits.shape} and teacher logits {teacher_logits.shape} differ")
+    pt = np.exp(log_softmax(teacher_logits / temperature))  # [B, C]
+    ls = log_softmax(logits / temperature)
+    bsz = logits.shape[0]
+    loss = -float((pt * ls).sum(axis=-1).mean())
+    return loss, ((np.exp(ls) - pt) / (temperature * bsz)).astype(logits.dtype, copy=False)
+
+
+def mse(pred: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Mean of w (pred - target)^2 over the entries with weight (sum w normalises) and its gradient.
+
+    weight broadcasts against pred (e.g. a 0/1 mask of real tokens); None means all entries.
+    """
+    diff = pred - target
+    if weight is None:
+        count = float(diff.size)
+        wd = diff
+    else:
+        w = np.broadcast_to(weight, diff.shape)
+        count = float(w.sum())
+        if count <= 0:
+            raise ValueError("mse with an all-zero weight")
+        wd = diff * w
+    loss = float((wd * diff).sum()) / count
+    return loss, (2.0 / count) * wd
+
+
+def task_loss(task: glue.Task, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-entropy for a classification task, MSE to the gold score for STS-B (BERT)."""
+    if task.labels is None:
+        loss, d = mse(logits[:, 0], labels.astype(logits.dtype))
+        return loss, d[:, None].astype(logits.dtype, copy=False)
+    loss, d = cross_entropy(logits, labels)
+    return loss, d.astype(logits.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Model surgery: layer map, vocabulary pruning
+# ---------------------------------------------------------------------------------------
+
+
+def select_layers(config: BertConfig, params: Params, layer_map: Sequence[int]) -> tuple[BertConfig, Params]:
+    """Student layer i <- teacher layer layer_map[i] (embeddings and head copied) (MPCFormer/TinyBERT-style init)."""
+    layer_map = list(layer_map)
+    if not layer_map or any(not 0 <= t < config.num_hidden_layers for t in layer_map):
+        raise ValueError(f"layer map {layer_map} must name layers in 0..{config.num_hidden_layers - 1}")
+    out = {k: v.copy() for k, v in params.items() if not k.startswith("encoder.layer.")}
+    for i, t in enumerate(layer_map):
+        src = f"encoder.layer.{t}."
+        out |= {f"encoder.layer.{i}." + k[len(src):]: v.copy() for k, v in params.items() if k.startswith(src)}
+    return config.replace(num_hidden_layers=len(layer_map)), out
+
+
+def read_vocab(path: str | Path) -> list[str]:
+    """Tokens of a vocab.txt, id = line number."""
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def prune_vocabulary(
+    config: BertConfig, params: Params, vocab: list[str], used_ids: np.ndarray | Sequence[int]
+) -> tuple[BertConfig, Params, list[str]]:
+    """Keep the special tokens and `used_ids` (in vocabulary order); the embedding rows follow.
+
+    WordPiece is greedy longest-match-first, so a vocabulary that keeps every piece the full
+    vocabulary produced for a text tokenizes that text to the same pieces.
+    """
+    keep = set(int(i) for i in used_ids) | {vocab.index(t) for t in SPECIAL}
+    keep_ids = np.array(sorted(keep), np.int64)
+    if keep_ids[-1] >= len(vocab):
+        raise ValueError(f"token id {keep_ids[-1]} outside a vocabulary of {len(vocab)}")
+    out = dict(params)
+    out["embeddings.word_embeddings.weight"] = params["embeddings.word_embeddings.weight"][keep_ids].copy()
+    return config.replace(vocab_size=len(keep_ids)), out, [vocab[i] for i in keep_ids]
+
+
+def write_vocab(path: str | Path, tokens: list[str]) -> None:
+    """vocab.txt: one token a line."""
+    Path(path).write_text("\n".join(tokens) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------
+# Inference over a dataset
+# ---------------------------------------------------------------------------------------
+
+
+def encoded(examples: glue.Examples, tokenizer: BertTokenizer, max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Token and type ids of every example (glue.encode)."""
+    return glue.encode(examples, tokenizer, max_length)
+
+
+def predict(
+    params: Params, config: BertConfig, ids: list[list[int]], types: list[list[int]], *,
+    pad_id: int = 0, batch_size: int = 128, progress: str | None = None,
+) -> np.ndarray:
+    """Head outputs [N, num_labels] of every encoded row, in row order (length-bucketed batches)."""
+    out = np.zeros((len(ids), config.num_labels), np.float64)
+    batches = list(glue.bucket_batches([len(r) for r in ids], batch_size))
+    for index in _bar(batches, progress):
+        b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
+        out[index] = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask).logits
+    return out
+
+
+def evaluate(params: Params, config: BertConfig, examples: glue.Examples, tokenizer: BertTokenizer,
+             max_length: int = 128, progress: str | None = None) -> dict[str, float]:
+    """GLUE metrics of the model on `examples` (dev sets serve as test sets, as in MPCFormer)."""
+    ids, types = encoded(examples, tokenizer, max_length)
+    outputs = predict(params, config, ids, types, pad_id=tokenizer.pad_id, progress=progress)
+    return glue.evaluate(examples.task, outputs, examples.labels)
+
+
+def _bar(it, desc: str | None, total: int | None = None):
+    """tqdm over `it` when desc is given and stderr is a terminal or REFIMPL_PROGRESS=1."""
+    if desc is None:
+        return it
+    from tqdm import tqdm
+
+    disable = not (sys.stderr.isatty() or os.environ.get("REFIMPL_PROGRESS") == "1")
+    return tqdm(it, desc=desc, total=total, disable=disable, leave=False, mininterval=5.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Hyperparameters of one training run (BERT fine-tuning; MPCFormer distillation stages)."""
+
+    epochs: float = 1.0  # may be fractional: the last epoch stops early
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup: float = 0.1  # fraction of the steps
+    weight_decay: float = 0.01
+    schedule: str = "linear"  # linear warmup/decay, or constant (after warmup)
+    seed: int = 0
+    max_length: int = 64
+    save_every: int = 200  # steps between checkpoints
+
+    def __post_init__(self) -> None:
+        """Validate the numbers once."""
+        if self.epochs <= 0 or self.batch_size < 1 or self.lr < 0 or not 0 <= self.warmup < 1:
+            raise ValueError(f"bad schedule {self}")
+        if self.schedule not in ("linear", "constant"):
+            raise ValueError(f"schedule {self.schedule!r} is not 'linear' or 'constant'")
+
+
+# loss_fn(params, batch, labels, index, step) -> (loss, grads)
+LossFn = Callable[[Params, Batch, np.ndarray, np.ndarray, int], tuple[float, Params]]
+
+
+def epoch_batches(lengths: list[int], sched: Schedule, epoch: int) -> list[np.ndarray]:
+    """The shuffled, length-bucketed batches of one epoch: a function of (seed, epoch) only."""
+    rng = np.random.default_rng([sched.seed, epoch])
+    return list(glue.bucket_batches(lengths, sched.batch_size, rng))
+
+
+def total_steps(n_examples: int, sched: Schedule) -> int:
+    """Optimizer steps of the run (fractional epochs round up to a whole batch)."""
+    per_epoch = -(-n_examples // sched.batch_size)
+    return max(1, int(np.ceil(per_epoch * sched.epochs)))
+
+
+def train(
+    params: Params,
+    ids: list[list[int]],
+    types: list[list[int]],
+    labels: np.ndarray,
+    loss_fn: LossFn,
+    sched: Schedule,
+    *,
+    pad_id: int = 0,
+    run_dir: str | Path | None = None,
+    desc: str = "train",
+    stop_after: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Params:
+    """Run the schedule on the encoded rows, checkpointing to run_dir and resuming from it.
+
+    stop_after: return after that many steps in this call (tests interrupt a run with it).
+    Returns the trained parameters (the dict passed in is not modified).
+    """
+    params = {k: v.copy() for k, v in params.items()}
+    opt = AdamW(lr=sched.lr, weight_decay=sched.weight_decay)
+    total = total_steps(len(ids), sched)
+    warmup = int(sched.warmup * total)
+    lr_at = linear_schedule if sched.schedule == "linear" else constant_schedule
+    step = 0
+    run_dir = None if run_dir is None else Path(run_dir)
+    if run_dir is not None and (run_dir / STATE).exists():
+        step = _resume(run_dir, params, opt, sched)
+        if log:
+            log(f"resumed {run_dir} at step {step}/{total}")
+    lengths = [len(r) for r in ids]
+    per_epoch = -(-len(ids) // sched.batch_size)
+    done_here = 0
+    bar = _bar(range(step, total), desc, total=total - step)
+    losses: list[float] = []
+    cached_epoch, order = -1, []
+    for step in bar:
+        epoch, k = divmod(step, per_epoch)
+        if cached_epoch != epoch:
+            cached_epoch, order = epoch, epoch_batches(lengths, sched, epoch)
+        index = order[k]
+        batch = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
+        loss, grads = loss_fn(params, batch, labels[index], index, step)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {step}: lower the learning rate")
+        opt.step(params, grads, lr_at(step, total, warmup))
+        losses.append(loss)
+        if hasattr(bar, "set_postfix") and step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if log and (step + 1) % 50 == 0:
+            log(f"{desc} step {step + 1}/{total} loss {np.mean(losses[-50:]):.4f}")
+        done_here += 1
+        finished = step + 1 == total
+        if run_dir is not None and ((step + 1) % sched.save_every == 0 or finished
+                                    or (stop_after is not None and done_here >= stop_after)):
+            _save(run_dir, params, opt, sched, step + 1)
+        if stop_after is not None and done_here >= stop_after:
+            break
+    return params
+
+
+def _save(run_dir: Path, params: Params, opt: AdamW, sched: Schedule, step: int) -> None:
+    """Checkpoint: parameters and optimizer state (safetensors) + step and schedule (JSON), written atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in params.items()}
+    tensors |= {f"opt/{k}": np.ascontiguousarray(v) for k, v in opt.state().items()}
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, run_dir / CHECKPOINT)
+    (run_dir / (STATE + ".tmp")).write_text(json.dumps({"step": step, "schedule": asdict(sched)}, indent=1))
+    os.replace(run_dir / (STATE + ".tmp"), run_dir / STATE)
+
+
+def _resume(run_dir: Path, params: Params, opt: AdamW, sched: Schedule) -> int:
+    """Load a checkpoint into params and opt; refuse one made with another schedule."""
+    state = json.loads((run_dir / STATE).read_text())
+    if state["schedule"] != asdict(sched):
+        raise ValueError(
+            f"{run_dir} holds a checkpoint of another schedule {state['schedule']}; "
+            f"this run is {asdict(sched)}: use another --run-dir or delete it")
+    raw = load_file(str(run_dir / CHECKPOINT))
+    for k in params:
+        if f"param/{k}" not in raw:
+            raise KeyError(f"checkpoint {run_dir} lacks parameter {k!r}")
+        params[k] = raw[f"param/{k}"].copy()
+    opt.load_state({k[4:]: v for k, v in raw.items() if k.startswith("opt/")})
+    return int(state["step"])
+
+
+def finetune_loss(config: BertConfig, task: glue.Task) -> LossFn:
+    """The task loss on the model's logits (cross-entropy, or MSE for STS-B) with its gradient."""
+
+    def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
+        res = forward(params, config, batch.input_ids, batch.token_type_ids, batch.attention_mask)
+        loss, d = task_loss(task, res.logits, labels)
+        return loss, backward(params, config, res, d)
+
+    return loss_fn
+
+
+# ---------------------------------------------------------------------------------------
+# Loading a starting model for a task
+# ---------------------------------------------------------------------------------------
+
+
+def load_model(model: str | None, task: glue.Task, *, seed: int = 0, **overrides) -> tuple[BertConfig, Params, BertTokenizer]:
+    """MiniLM (model None) or a saved model directory, with a head for `task` and variants from overrides."""
+    from refimpl.bert import weights
+    from refimpl.bert.tokenizer import minilm_tokenizer
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if model is None:
+        config, params = weights.load(None, num_labels=task.num_labels, **overrides)
+        tok = minilm_tokenizer()
+    else:
+        config, params = weights.load(model, **overrides)
+        vocab = Path(model) / "vocab.txt"
+        tok = BertTokenizer(vocab) if vocab.exists() else minilm_tokenizer()
+    if "classifier.weight" not in params:
+        params = weights.add_classifier(config.replace(num_labels=task.num_labels), params, np.random.default_rng(seed))
+        config = config.replace(num_labels=task.num_labels)
+    if config.num_labels != task.num_labels:
+        raise ValueError(f"model has {config.num_labels} outputs, task {task.name} needs {task.num_labels}")
+    check_params(config, params)
+    return config, params, tok
+
+
+def write_result(path: str | Path, record: dict) -> Path:
+    """One JSON result file (command, seed, subset, epochs, metric ...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def command_line(prog: str, argv: Sequence[str]) -> str:
+    """The command as typed, for provenance."""
+    return " ".join(shlex.quote(a) for a in [prog, *argv])
+
+
+def subset_index(n: int, size: int | None, seed: int) -> np.ndarray:
+    """A fixed random subset of `size` of n rows (sorted), or all rows (the stated SST-2 subset)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 1234]).choice(n, size, replace=False))
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------
+
+
+def add_schedule_args(p: argparse.ArgumentParser, *, lr: float = 5e-5, epochs: float = 1.0) -> None:
+    """Options of a Schedule."""
+    p.add_argument("--epochs", type=float, default=epochs)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps with linear warmup")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per row (default 64 SST-2, 128 pairs)")
+    p.add_argument("--save-every", type=int, default=200)
+
+
+def schedule_from(args: argparse.Namespace, task: glue.Task, schedule: str = "linear") -> Schedule:
+    """A Schedule from the parsed options."""
+    max_length = args.max_length or (64 if task.text_b is None else 128)
+    return Schedule(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                    weight_decay=args.weight_decay, schedule=schedule, seed=args.seed,
+                    max_length=max_length, save_every=args.save_every)
+
+
+def main(argv: list[str]) -> int:
+    """`refimpl train`: fine-tune a model on a GLUE task, save it, evaluate it on dev."""
+    p = argparse.ArgumentParser(prog="refimpl train", description=main.__doc__)
+    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
+    p.add_argument("--glue-dir", required=True, help="directory holding <TASK>/{train,dev}.tsv")
+    p.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2)")
+    p.add_argument("--attention", default=None, help="attention variant (default: the model's)")
+    p.add_argument("--activation", default=None, help="activation (default: the model's)")
+    p.add_argument("--layers", default=None, help="layer map, e.g. 0,1: keep these layers in this order")
+    p.add_argument("--subset", type=int, default=None, help="use a fixed random subset of the training set")
+    p.add_argument("--run-dir", default=None, help=f"checkpoints (default {DEFAULT_RUNS}/<name>)")
+    p.add_argument("--out", default=None, help="save the final model here (model.safetensors + config)")
+    p.add_argument("--result", default=None, help="write the dev metric as JSON here")
+    p.add_argument("--name", default=None, help="run name (default from task and variants)")
+    add_schedule_args(p)
+    args = p.parse_args(argv)
+    task = glue.TASKS[args.task]
+    sched = schedule_from(args, task)
+    config, params, tok = load_model(args.model, task, seed=args.seed, attention=args.attention,
+                                     activation=args.activation)
+    if args.layers:
+        config, params = select_layers(config, params, [int(x) for x in args.layers.split(",")])
+    name = args.name or f"{task.name}-{config.attention}-{config.activation}-L{config.num_hidden_layers}-s{sched.seed}"
+    run_dir = Path(args.run_dir) if args.run_dir else DEFAULT_RUNS / name
+    train_ex = glue.load(task.name, args.glue_dir, "train")
+    train_ex = train_ex.subset(subset_index(len(train_ex), args.subset, sched.seed))
+    dev_ex = glue.load(task.name, args.glue_dir, "dev")
+    ids, types = encoded(train_ex, tok, sched.max_length)
+    t0 = time.time()
+    params = train(params, ids, types, train_ex.labels, finetune_loss(config, task), sched, pad_id=tok.pad_id,
+                   run_dir=run_dir / "finetune", desc=name, log=lambda s: print(s, flush=True))
+    metrics = evaluate(params, config, dev_ex, tok, sched.max_length if task.text_b is None else 128, progress="dev")
+    print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
+    if args.out:
+        save_model(args.out, config, params, tok)
+    if args.result:
+        write_result(args.result, {"command": command_line("refimpl train", argv), "task": task.name,
+                                   "attention": config.attention, "activation": config.activation,
+                                   "layers": config.num_hidden_layers, "distilled": False,
+                                   "train_examples": len(train_ex), "subset": args.subset,
+                                   "schedule": asdict(sched), "metrics": metrics})
+    return 0
+
+
+def save_model(out: str | Path, config: BertConfig, params: Params, tok: BertTokenizer, dtype=None) -> Path:
+    """weights.save plus the tokenizer's vocab.txt (a pruned vocabulary travels with its model)."""
+    from refimpl.bert import weights
+
+    out = weights.save(out, config, params, dtype=dtype)
+    vocab = [tok.wordpiece.id_to_token(i) for i in range(tok.vocab_size)]
+    write_vocab(out / "vocab.txt", vocab)
+    return out
+
+
+def eval_main(argv: list[str]) -> int:
+    """`refimpl eval`: GLUE dev metric of a saved model directory."""
+    p = argparse.ArgumentParser(prog="refimpl eval", description=eval_main.__doc__)
+    p.add_argument("model", help="model directory (model.safetensors + config + vocab.txt)")
+    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--split", default="dev")
+    p.add_argument("--max-length", type=int, default=128)
+    args = p.parse_args(argv)
+    task = glue.TASKS[args.task]
+    config, params, tok = load_model(args.model, task)
+    ex = glue.load(task.name, args.glue_dir, args.split)
+    metrics = evaluate(params, config, ex, tok, args.max_length, progress="eval")
+    print(json.dumps({"model": str(args.model), "task": task.name, "split": args.split, **metrics}))
+    return 0
