@@ -1,0 +1,123 @@
+"""Distillation losses: gradients against finite differences in float64 (spec BERT-DISTILL-*)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl.bert import distill as D
+from refimpl.bert import glue
+from refimpl.bert import train as T
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import forward, init_params
+from refimpl.bert.tokenizer import pad
+
+TEACHER = BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=3, num_attention_heads=2,
+                     intermediate_size=12, max_position_embeddings=16, num_labels=2)
+STUDENT = TEACHER.replace(attention="2quad-freediv", activation="quad", num_hidden_layers=2)
+LAYER_MAP = [0, 2]
+
+
+def batch():
+    ids = [[2, 7, 9, 11, 3], [2, 5, 3], [2, 8, 8, 3]]
+    return pad(ids, [[0] * len(r) for r in ids], 0)
+
+
+def probe(loss_of, params, grads, rng, count=4, eps=1e-6):
+    """Compare `count` random entries of each probed tensor with central differences."""
+    names = ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.bias",
+             "encoder.layer.0.attention.self.query.weight", "encoder.layer.1.attention.self.key.bias",
+             "encoder.layer.1.intermediate.dense.weight", "encoder.layer.0.output.LayerNorm.weight",
+             "classifier.weight"]
+    for name in names:
+        w = params[name]
+        for _ in range(count):
+            i = tuple(int(rng.integers(s)) for s in w.shape)
+            if name == "embeddings.word_embeddings.weight":
+                i = (int(rng.choice([2, 3, 5, 7, 8, 9, 11])), i[1])  # a row that is used
+            old = w[i]
+            w[i] = old + eps
+            fp = loss_of(params)
+            w[i] = old - eps
+            fm = loss_of(params)
+            w[i] = old
+            num = (fp - fm) / (2 * eps)
+            assert grads[name][i] == pytest.approx(num, rel=1e-5, abs=1e-8), (name, i)
+
+
+def test_stage1_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    teacher = init_params(TEACHER, rng, np.float64)
+    for k, v in teacher.items():  # larger weights: scores and hidden states far from trivial
+        if k.endswith(".weight") and "LayerNorm" not in k:
+            teacher[k] = v * 10
+    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
+    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    b = batch()
+    fn = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP)
+    loss, grads = fn(student, b, np.zeros(3, np.int64), np.arange(3), 0)
+    assert loss > 0
+
+    def loss_of(p):
+        return fn(p, b, np.zeros(3, np.int64), np.arange(3), 0)[0]
+
+    probe(loss_of, student, grads, rng)
+    assert np.all(grads["classifier.weight"] == 0)  # stage 1 does not touch the head
+
+
+def test_stage1_loss_is_zero_for_the_teacher_itself_and_ignores_padding():
+    rng = np.random.default_rng(1)
+    teacher = init_params(TEACHER, rng, np.float64)
+    b = batch()
+    res = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    loss, dh, ds = D.stage1_terms(res, res, b.attention_mask, [0, 1, 2])
+    assert loss == 0.0 and all(np.all(d == 0) for d in dh + ds)
+    # change the student's outputs only at padded positions: the loss stays zero
+    other = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    other.hidden_states[1][1, 3:] += 5.0
+    other.attention_scores[0][1, :, :, 3:] += 5.0
+    assert D.stage1_terms(other, res, b.attention_mask, [0, 1, 2])[0] == 0.0
+    other.hidden_states[1][1, 0] += 1.0
+    assert D.stage1_terms(other, res, b.attention_mask, [0, 1, 2])[0] > 0.0
+
+
+@pytest.mark.parametrize("task", ["SST-2", "STS-B"])
+def test_stage2_gradient_matches_finite_differences(task):
+    rng = np.random.default_rng(2)
+    t = glue.TASKS[task]
+    cfg = STUDENT.replace(num_labels=t.num_labels)
+    params = init_params(cfg, rng, np.float64)
+    params["classifier.weight"] *= 20
+    b = batch()
+    teacher_logits = rng.normal(size=(5, t.num_labels))
+    labels = np.array([0.5, 3.0, 4.2]) if t.labels is None else np.array([1, 0, 1])
+    index = np.array([4, 0, 2])
+    fn = D.stage2_loss(cfg, t, teacher_logits)
+    loss, grads = fn(params, b, labels, index, 0)
+
+    def loss_of(p):
+        return fn(p, b, labels, index, 0)[0]
+
+    probe(loss_of, params, grads, rng, count=3)
+
+
+def test_distill_end_to_end_moves_the_student_toward_the_teacher():
+    rng = np.random.default_rng(3)
+    teacher = {k: v * 10 if k.endswith(".weight") and "LayerNorm" not in k else v
+               for k, v in init_params(TEACHER, rng, np.float64).items()}
+    ids = [[2, *rng.integers(5, 30, int(rng.integers(2, 8))).tolist(), 3] for _ in range(24)]
+    types = [[0] * len(r) for r in ids]
+    labels = np.zeros(24, np.int64)
+    sched = T.Schedule(epochs=6, batch_size=8, lr=3e-3, warmup=0.0, schedule="constant")
+    _, init = T.select_layers(TEACHER, teacher, LAYER_MAP)
+    b = pad(ids, types, 0)
+
+    def stage1(p):
+        s = forward(p, STUDENT, b.input_ids, b.token_type_ids, b.attention_mask)
+        t = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+        return D.stage1_terms(s, t, b.attention_mask, LAYER_MAP)[0]
+
+    out = D.distill(TEACHER, teacher, STUDENT, LAYER_MAP, glue.TASKS["SST-2"], ids, types, labels, sched, None)
+    assert stage1(out) < 0.7 * stage1(init)
+    with pytest.raises(ValueError, match="layer map"):
+        D.distill(TEACHER, teacher, STUDENT, [0], glue.TASKS["SST-2"], ids, types, labels, sched, None)
