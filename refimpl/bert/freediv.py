@@ -1,0 +1,173 @@
+"""Fitting freeDiv's public attention denominator f(n) = a n^b: `refimpl fit-freediv`.
+
+freeDiv (Liu Weixin et al. 2024, "MPC-friendly function replacement", attention part):
+run the model over a task's data, record for every sequence length n the mean over
+sentences, layers, heads and real query rows of the row sum Z = sum_k q(s_k) m_k
+(q = exp for Softmax, (s + c)^2 for 2Quad; exp without the max shift, as softmax-freediv
+divides exp(s) itself), then fit log Z(n) = log a + b log n by least squares over the
+lengths seen. The division by Z becomes a multiplication by the public 1 / f(n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.bert import glue
+from refimpl.bert.config import BertConfig
+from refimpl.bert.functional import FREEDIV, QUAD_C
+from refimpl.bert.model import Params, forward
+from refimpl.bert.tokenizer import pad
+
+PAPER = {"softmax": FREEDIV["softmax-freediv"], "2quad": FREEDIV["2quad-freediv"]}  # (a, b), spec freediv.*
+KINDS = ("softmax", "2quad")
+
+
+def row_sums(scores: np.ndarray, mask: np.ndarray, kind: str, c: float = QUAD_C) -> np.ndarray:
+    """Z per (sentence, head, query) = sum_k q(s_k) m_k with q = exp or (s + c)^2 (freeDiv). scores [B, h, n, n], mask [B, n]."""
+    m = mask[:, None, None, :].astype(np.float64)  # [B, 1, 1, n] keys
+    s = scores.astype(np.float64)
+    if kind == "softmax":
+        q = np.exp(np.minimum(s, 700.0))  # exp(s) unshifted; clip only against float overflow
+    elif kind == "2quad":
+        q = (s + c) * (s + c)
+    else:
+        raise ValueError(f"kind {kind!r} is not one of {KINDS}")
+    return (q * m).sum(axis=-1)  # [B, h, n]
+
+
+def record_denominators(
+    params: Params, config: BertConfig, ids: list[list[int]], types: list[list[int]], kind: str,
+    *, pad_id: int = 0, batch_size: int = 64,
+) -> dict[int, tuple[float, int]]:
+    """{n: (mean Z over sentences of n real tokens, layers, heads, real queries; number of sentences)}.
+
+    Sentences are batched by exact length, so no padding enters a row sum.
+    """
+    by_len: dict[int, list[int]] = {}
+    for i, r in enumerate(ids):
+        by_len.setdefault(len(r), []).append(i)
+    out: dict[int, tuple[float, int]] = {}
+    for n, rows in sorted(by_len.items()):
+        total, count = 0.0, 0
+        for k in range(0, len(rows), batch_size):
+            index = rows[k: k + batch_size]
+            b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
+            res = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask)
+            for s in res.attention_scores:  # every layer
+                z = row_sums(s, b.attention_mask, kind, config.quad_c)
+                total += float(z.sum())
+                count += z.size
+        out[n] = (total / count, len(rows))
+    return out
+
+
+def fit_power_law(n: np.ndarray, z: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(a, b) minimising sum w (log z - log a - b log n)^2 (freeDiv's fit in log-log space)."""
+    n, z = np.asarray(n, np.float64), np.asarray(z, np.float64)
+    if n.shape != z.shape or n.size < 2:
+        raise ValueError(f"need at least two (n, z) pairs of equal shape, got {n.shape} and {z.shape}")
+    if np.any(n <= 0) or np.any(z <= 0):
+        raise ValueError("a power law fit needs positive n and z")
+    w = np.ones_like(n) if weights is None else np.asarray(weights, np.float64)
+    x = np.stack([np.ones_like(n), np.log(n)], axis=1)  # [k, 2]
+    sw = np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(x * sw, np.log(z) * sw[:, 0], rcond=None)
+    return float(math.exp(coef[0])), float(coef[1])
+
+
+def fit(records: dict[int, tuple[float, int]], min_count: int = 5) -> tuple[float, float]:
+    """Fit over the lengths seen at least min_count times (each length weighs the same)."""
+    keep = [(n, z) for n, (z, c) in records.items() if c >= min_count]
+    if len(keep) < 2:
+        raise ValueError(f"fewer than two lengths with >= {min_count} sentences; lower --min-count")
+    n, z = zip(*keep)
+    return fit_power_law(np.array(n), np.array(z))
+
+
+def plot(path: Path, fits: dict[str, dict]) -> bool:
+    """Save the measured means and both fits (ours, the paper's) per kind; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        return False
+    fig, axes = plt.subplots(1, len(fits), figsize=(5 * len(fits), 4), squeeze=False)
+    for ax, (label, f) in zip(axes[0], fits.items()):
+        n = np.array([int(k) for k in f["records"]])
+        z = np.array([v[0] for v in f["records"].values()])
+        grid = np.linspace(n.min(), n.max(), 200)
+        ax.loglog(n, z, ".", label="measured mean")
+        ax.loglog(grid, f["a"] * grid ** f["b"], "-", label=f"fit {f['a']:.4g} n^{f['b']:.4f}")
+        pa, pb = f["paper"]
+        ax.loglog(grid, pa * grid ** pb, "--", label=f"paper {pa:.4g} n^{pb:.4f}")
+        ax.set_title(label)
+        ax.set_xlabel("sequence length n")
+        ax.set_ylabel("mean attention denominator")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """`refimpl fit-freediv`: fit f(n) = a n^b to a model's attention denominators, beside the paper's."""
+    from refimpl.bert import train as T
+
+    p = argparse.ArgumentParser(prog="refimpl fit-freediv", description=main.__doc__)
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--model", action="append", default=None,
+                   help="LABEL=DIR:KIND, e.g. teacher=runs/teacher:softmax (repeatable); "
+                        "default: the shipped softmax model (softmax) and its 2Quad student (2quad)")
+    p.add_argument("--subset", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--min-count", type=int, default=5)
+    p.add_argument("--out", default="results/freediv_fit.json")
+    args = p.parse_args(argv)
+    task = glue.TASKS[args.task]
+    specs = args.model or []
+    models = []
+    if not specs:
+        from refimpl.bert import shipped
+
+        for name, kind in ((shipped.NAMES[0], "softmax"), (shipped.NAMES[1], "2quad")):
+            sm = shipped.load(name)
+            models.append((name, sm.config, sm.params, sm.tokenizer, kind))
+    for spec in specs:
+        label, _, rest = spec.partition("=")
+        path, _, kind = rest.rpartition(":")
+        if not label or not path or kind not in KINDS:
+            raise ValueError(f"--model {spec!r}: expected LABEL=DIR:KIND with KIND in {KINDS}")
+        config, params, tok = T.load_model(path, task)
+        models.append((label, config, params, tok, kind))
+    ex = glue.load(task.name, args.glue_dir, args.split)
+    ex = ex.subset(T.subset_index(len(ex), args.subset, 0))
+    fits = {}
+    for label, config, params, tok, kind in models:
+        ids, types = T.encoded(ex, tok, args.max_length)
+        rec = record_denominators(params, config, ids, types, kind, pad_id=tok.pad_id)
+        a, b = fit(rec, args.min_count)
+        pa, pb = PAPER[kind]
+        fits[label] = {"kind": kind, "attention": config.attention, "a": a, "b": b, "paper": [pa, pb],
+                       "records": {str(n): [z, c] for n, (z, c) in rec.items()}}
+        print(f"{label:40s} {kind:8s} a = {a:9.4f}  b = {b:.4f}    paper: a = {pa:.4f}  b = {pb:.4f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"command": T.command_line("refimpl fit-freediv", argv), "task": task.name, "split": args.split,
+              "examples": len(ex), "fits": fits}
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    png = out.with_suffix(".png")
+    if plot(png, fits):
+        print(f"wrote {out} and {png}")
+    else:
+        print(f"wrote {out}; matplotlib is not installed, so no plot (pip install 'refimpl[plot]')")
+    return 0
