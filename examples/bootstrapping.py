@@ -1,6 +1,6 @@
 """Bootstrapping: refresh a level-0 ciphertext without the secret key; stage by stage.
 
-Run: python examples/bootstrapping.py [--preset toy-2^10]   (toy rings are insecure: tests only)
+Run: python examples/bootstrapping.py [--preset toy-2^10] [--fast]   (toy rings are insecure: tests only)
 """
 
 import argparse
@@ -38,4 +38,6 @@ def main(preset_name: str = "toy-2^10") -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="toy-2^10")
-    main(ap.parse_args().preset)
+    ap.add_argument("--fast", action="store_true", help="the smallest ring, toy-2^10 (tests)")
+    args = ap.parse_args()
+    main("toy-2^10" if args.fast else args.preset)

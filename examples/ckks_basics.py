@@ -1,6 +1,6 @@
 """CKKS basics: encrypt two vectors, multiply, rotate, decrypt; precision in bits.
 
-Run: python examples/ckks_basics.py [--preset 128-2^13]
+Run: python examples/ckks_basics.py [--preset 128-2^13] [--fast]
 """
 
 import argparse
@@ -38,4 +38,6 @@ def main(preset_name: str = "128-2^13") -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="128-2^13")
-    main(ap.parse_args().preset)
+    ap.add_argument("--fast", action="store_true", help="the smallest 128-bit preset, 128-2^13 (tests)")
+    args = ap.parse_args()
+    main("128-2^13" if args.fast else args.preset)
