@@ -699,18 +699,31 @@ def run_tests(rows: list[Row], marker: str = "") -> None:
     outcome: dict[str, str] = {}
     executed: dict[str, set[tuple[str, str]]] = {}
 
+    # cited functions behind functools caches: a cache hit runs no Python frame, so their calls
+    # are counted by the cache's own statistics instead
+    cached = {}
+    for r in rows:
+        for c in r.code:
+            for a in c.attrs if not c.error else ():
+                obj = c.module
+                for part in a.split("."):
+                    obj = getattr(obj, part, None)
+                code = getattr(getattr(obj, "__wrapped__", None), "__code__", None)
+                if hasattr(obj, "cache_info") and code is not None:
+                    cached[id(obj)] = (obj, (code.co_filename, code.co_qualname))
+
+    def cache_calls() -> dict[int, int]:
+        return {k: o.cache_info().hits + o.cache_info().misses for k, (o, _) in cached.items()}
+
     class Recorder:
         @pytest.hookimpl(hookwrapper=True)
         def pytest_runtest_call(self, item):
             seen: set[tuple[str, str]] = set()
+            before = cache_calls()
 
             def prof(frame, event, arg):
                 if event == "call":
                     seen.add((frame.f_code.co_filename, frame.f_code.co_qualname))
-                elif event == "c_call":           # a cache hit (functools.lru_cache) runs no frame
-                    code = getattr(getattr(arg, "__wrapped__", None), "__code__", None)
-                    if code is not None:
-                        seen.add((code.co_filename, code.co_qualname))
 
             old = sys.getprofile()
             sys.setprofile(prof)
@@ -720,6 +733,8 @@ def run_tests(rows: list[Row], marker: str = "") -> None:
             finally:
                 sys.setprofile(old)
                 threading.setprofile(None)
+                after = cache_calls()
+                seen |= {cached[k][1] for k in cached if after[k] != before[k]}
                 executed[_base_nodeid(item.nodeid)] = executed.get(_base_nodeid(item.nodeid), set()) | seen
 
         def pytest_runtest_logreport(self, report):
