@@ -23,7 +23,8 @@ not because it carries the tag), checked mechanically:
 3. it reaches the row's code: statically, one of the code's names (the symbol, or a name defined
    by a cited module) occurs in the test, the same-file helpers it calls or the fixtures it
    takes; with `--run`, the test is run under pytest with a profiler and must pass and execute
-   a function of the cited code.
+   a function of the cited code (a test that runs the code in a subprocess, e.g. an example
+   script, must pass; its reach stays the static one, which the report says).
 
 An ID with no counting test is untested; `refimpl spec` exits 1 if any ID is untested or any
 reference does not resolve. Reference: issue 10; STYLE.md section 3 (IDs in spec/).
@@ -50,8 +51,8 @@ PACKAGE_DIR = ROOT / "refimpl"
 TESTS_DIR = ROOT / "tests"
 
 _BACKTICK = re.compile(r"`([^`]+)`")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 _ASSERT_FUNCS = {"raises", "warns", "deprecated_call"}
+_SPAWN = {"run", "Popen", "check_call", "check_output", "call"}
 
 
 class SpecError(ValueError):
@@ -207,7 +208,8 @@ class CodeRef:
                     out |= {n for n, v in vars(obj).items() if callable(v) and not n.startswith("_")}
             return out
         if self.path is not None and self.path.is_dir():
-            return set().union(*(_defined_names(p) for p in self.path.rglob("*.py")))
+            files = list(self.path.rglob("*.py"))
+            return set().union(*(_defined_names(p) for p in files)) | {p.stem for p in files}
         if self.path is not None:
             return _defined_names(self.path) | {self.path.stem}
         return set()
@@ -419,6 +421,7 @@ class TestFunc:
     asserts: bool
     names: set[str]           # identifiers in the test, its same-file helpers and fixtures
     slow: bool
+    subprocess: bool = False  # runs code in a child process (the --run profiler cannot see it)
 
     @property
     def nodeid(self) -> str:
@@ -521,7 +524,9 @@ class TestIndex:
             names |= _identifiers(fn)
             todo += [helpers[c] for c in _called_names(fn) if c in helpers and c not in seen]
         asserts = _has_assert_closure(node, helpers)
-        return TestFunc(path, name, node, asserts, names, module_slow or _is_slow(node))
+        spawns = any(isinstance(n, ast.Attribute) and n.attr in _SPAWN and isinstance(n.value, ast.Name)
+                     and n.value.id == "subprocess" for f in seen for n in ast.walk(helpers.get(f, node)))
+        return TestFunc(path, name, node, asserts, names, module_slow or _is_slow(node), spawns)
 
     def find_file(self, text: str, spec: str) -> list[Path]:
         """Test files named by `text`: a path from the repo root or tests/, else by its tail."""
@@ -590,8 +595,9 @@ def _identifiers(fn: ast.AST) -> set[str]:
             out.add(n.attr)
         elif isinstance(n, ast.keyword) and n.arg:
             out.add(n.arg)
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and _IDENT.match(n.value):
-            out.add(n.value)            # getattr(mod, "name"), parametrize("variant", [...])
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200:
+            # getattr(mod, "name"), parametrize("variant", [...]), a script run by its file name
+            out |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", n.value))
     return out
 
 
@@ -752,9 +758,9 @@ def run_tests(rows: list[Row], marker: str = "") -> None:
                 continue
             outs = {f.nodeid: outcome.get(f.nodeid, "not run") for f in t.funcs}
             t.run_ok = [
-                f for f in t.funcs if outs[f.nodeid] == "passed" and any(
+                f for f in t.funcs if outs[f.nodeid] == "passed" and (any(
                     c.matches(fn, q) for c in r.code if not c.error
-                    for fn, q in executed.get(f.nodeid, ()))
+                    for fn, q in executed.get(f.nodeid, ())) or f.subprocess)  # child: static reach only
             ]
             t.outcome = "passed" if "passed" in outs.values() else next(iter(outs.values()))
             t.reached_run = bool(t.run_ok)
@@ -824,6 +830,7 @@ def render(rows: list[Row], verbose: bool = False) -> str:
                 (t.funcs[0].name if len(t.funcs) == 1 else t.text)
                 + ("" if t.counts else f" [x: {t.why_not}]")
                 + (" (slow)" if t.funcs and all(f.slow for f in t.funcs) else "")
+                + (" (subprocess: static reach)" if t.run_ok and all(f.subprocess for f in t.run_ok) else "")
                 for t in r.tests
             ) or "-"
             if verbose:
@@ -854,6 +861,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec-dir", default=str(SPEC_DIR), help=argparse.SUPPRESS)
     ap.add_argument("--tests-dir", default=str(TESTS_DIR), help=argparse.SUPPRESS)
     ap.add_argument("-v", "--verbose", action="store_true", help="do not shorten the tests column")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:            # `refimpl spec -- --json FILE`: the CLI passes the separator on
+        argv = argv[1:]
     args = ap.parse_args(argv)
     rows = check(Path(args.spec_dir), Path(args.tests_dir))
     if args.run:
