@@ -35,16 +35,18 @@ MPCFormer and PUMA (one-hot embedding lookup); ABY3 (protocols).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from refimpl.aby3 import arith
 from refimpl.aby3.attention import layer_norm
 from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
+from refimpl.aby3.kernels import matmul_u64
 from refimpl.aby3.nonlinear import broadcast
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import Party, simulate
-from refimpl.aby3.shares import AShare, reveal, share_input
+from refimpl.aby3.shares import AShare, check_same_run, reveal, share_input
 from refimpl.bert.config import BertConfig
 
 
@@ -60,40 +62,104 @@ def share_params(p: Party, config: BertConfig, params: dict | None, owner: int =
     return {k: share_input(p, owner, params[k] if p.id == owner else None) for k in names}
 
 
-def share_tokens(p: Party, input_ids: np.ndarray | None, vocab_size: int, owner: int = 0) -> AShare:
-    """The client's ids [n] as a shared one-hot matrix [n, V] of ring integers (scale 0)."""
-    onehot = None
-    if p.id == owner:
-        ids = np.asarray(input_ids)
-        if ids.ndim != 1 or np.any((ids < 0) | (ids >= vocab_size)):
-            raise ValueError(f"input_ids must be a 1-D array of ids in [0, {vocab_size})")
-        onehot = np.zeros((ids.size, vocab_size), dtype=np.uint64)
-        onehot[np.arange(ids.size), ids] = 1
-    return share_input(p, owner, onehot, raw=True)
+@dataclass(frozen=True)
+class OneHot:
+    """The client's ids as a one-hot matrix X [n, V] (scale 0), 2-of-2 shared between the two servers.
+
+    Party o (the client) keeps the ids; party o+1 holds X_{o+1} = F(k_{o+1}) (PRSS, no
+    message), party o+2 holds X_{o+2} = X - X_{o+1} (sent by the client). Each server's
+    part alone is uniformly random. Consumed by `onehot_matmul`.
+    """
+
+    owner: int
+    ids: np.ndarray | None  # at the owner only
+    part: np.ndarray | None  # X_{o+1} or X_{o+2} [n, V] at the two servers, None at the owner
+    n: int
+    vocab: int
+    session: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.vocab)
+
+
+def share_tokens(p: Party, input_ids: np.ndarray | None, vocab_size: int, owner: int = 0) -> OneHot:
+    """The client's ids [n] as a one-hot [n, V], 2-of-2 shared: 1 round, one ring element per entry.
+
+    The client sends X - X_{o+1} to party o+2 and announces the public length n to party
+    o+1 (8 B, same round), which draws X_{o+1} from the key it shares with the client.
+    Reference: MPCFormer/PUMA (one-hot embedding); ABY3 §5 input sharing, with one copy.
+    """
+    o, i = owner, p.id
+    if not 0 <= o < 3:
+        raise ValueError(f"owner must be party 0, 1 or 2, got {o}")
+    with p.net.scope("share_tokens"):
+        if i == o:
+            ids = np.asarray(input_ids) if input_ids is not None else None
+            if ids is None or ids.ndim != 1 or ids.size == 0 or np.any((ids < 0) | (ids >= vocab_size)):
+                raise ValueError(f"input_ids must be a non-empty 1-D array of ids in [0, {vocab_size})")
+            x = np.zeros((ids.size, vocab_size), dtype=np.uint64)
+            x[np.arange(ids.size), ids] = 1
+            x1 = p.prss.draw((o + 1) % 3, x.shape)  # X_{o+1} from key k_{o+1}, shared with party o+1
+            p.net.send((o + 1) % 3, np.array([ids.size], dtype=np.uint64))  # public n
+            p.net.send((o + 2) % 3, x - x1)  # X_{o+2} = X - X_{o+1} to party o+2
+            return OneHot(o, ids, None, ids.size, vocab_size, p.session)
+        if i == (o + 1) % 3:
+            n = int(p.net.recv(o)[0])
+            return OneHot(o, None, p.prss.draw(i, (n, vocab_size)), n, vocab_size, p.session)
+        part = p.net.recv(o)
+        return OneHot(o, None, part, part.shape[0], vocab_size, p.session)
+
+
+def onehot_matmul(p: Party, x: OneHot, y: AShare) -> AShare:
+    """[X Y] for the client's one-hot X (2-of-2 between the servers) and a replicated Y [V, d].
+
+    With o the client: z_o = X (Y_o + Y_{o+1}) is a row gather (party o holds both and knows
+    the ids), z_{o+1} = X_{o+1} Y_{o+2} and z_{o+2} = X_{o+2} Y_{o+2} are one dense matmul
+    each (both servers hold Y_{o+2}); z_0 + z_1 + z_2 = X Y, masked by a zero share and
+    reshared: 1 round, 24 B per output element. Two dense [n, V] x [V, d] products in all
+    instead of six for a replicated X. Reference: ABY3 §5.1 matmul (the 3-of-3 product).
+    """
+    check_same_run(p, y)
+    if x.session != p.session:
+        raise ValueError(f"party {p.id}: one-hot ids from session {x.session} used in session {p.session}")
+    if y.shape[0] != x.vocab:
+        raise ValueError(f"one-hot [n, {x.vocab}] times a table of {y.shape[0]} rows")
+    o = x.owner
+    with p.net.scope("onehot_matmul"):
+        if p.id == o:
+            z = (y.a + y.b)[x.ids]  # party o holds (Y_o, Y_{o+1}): X (Y_o + Y_{o+1}) = rows ids
+        elif p.id == (o + 1) % 3:
+            z = matmul_u64(x.part, y.b)  # party o+1 holds (Y_{o+1}, Y_{o+2})
+        else:
+            z = matmul_u64(x.part, y.a)  # party o+2 holds (Y_{o+2}, Y_o)
+        return arith.reshare(p, np.ascontiguousarray(z) + p.prss.zero(z.shape))
 
 
 def _rows(x: AShare, idx: np.ndarray) -> AShare:
     return AShare(np.ascontiguousarray(x.a[idx]), np.ascontiguousarray(x.b[idx]), x.session)
 
 
-def secure_forward(p: Party, config: BertConfig, w: dict[str, AShare], tokens: AShare,
-                   attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None) -> AShare:
-    """Logits [num_labels] of one sequence (shares). Reference: BERT; freeDiv §3; MPCFormer."""
+def secure_embeddings(p: Party, config: BertConfig, w: dict[str, AShare], tokens: OneHot,
+                      token_type_ids: np.ndarray | None = None) -> AShare:
+    """LayerNorm(onehot @ word + position[0..n-1] + token_type[types]) on shares: [n, V] -> [n, d].
+
+    The one-hot is at scale 0, so the matmul needs no truncation (1 round, 24 B per output
+    element); position and type rows are public indices (local). Reference: BERT; MPCFormer.
+    """
     n = tokens.shape[0]
-    mask = np.asarray(attention_mask)
     types = np.zeros(n, dtype=np.int64) if token_type_ids is None else np.asarray(token_type_ids)
-    kw = {"c": config.quad_c}
-    if config.attention.endswith("freediv"):
-        kw.update(a=config.freediv_a, b=config.freediv_b)
-    with p.net.scope("bert"):
-        e = arith.matmul(p, tokens, w["embeddings.word_embeddings.weight"])  # [n, d], scale 2^f, no truncation
+    with p.net.scope("embeddings"):
+        e = onehot_matmul(p, tokens, w["embeddings.word_embeddings.weight"])  # [n, d], scale 2^f, no truncation
         e = arith.add(p, e, _rows(w["embeddings.position_embeddings.weight"], np.arange(n)))
         e = arith.add(p, e, _rows(w["embeddings.token_type_embeddings.weight"], types))
-        x = layer_norm(p, e, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], config.layer_norm_eps)
-        for layer in range(config.num_hidden_layers):
-            lw = {k: w[f"encoder.layer.{layer}.{k}"] for k in LAYER_KEYS}
-            x = encoder_layer(p, x, lw, mask, heads=config.num_attention_heads, attention=config.attention,
-                              act=config.activation, eps=config.layer_norm_eps, attention_kw=kw)
+        return layer_norm(p, e, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], config.layer_norm_eps)
+
+
+def secure_head(p: Party, config: BertConfig, w: dict[str, AShare], x: AShare, attention_mask: np.ndarray) -> AShare:
+    """Pooling ([CLS] row, or the masked mean with a public 1/n) and the linear head: [n, d] -> [num_labels]."""
+    mask = np.asarray(attention_mask)
+    with p.net.scope("head"):
         if config.pooling == "cls":
             pooled = x[0:1]  # [1, d]
         else:
@@ -102,6 +168,35 @@ def secure_forward(p: Party, config: BertConfig, w: dict[str, AShare], tokens: A
             pooled = arith.mul_public(p, s, 1.0 / mask.sum())
         logits = arith.fxp_matmul(p, pooled, w["classifier.weight"].transpose())  # [1, labels]
         return arith.add(p, logits, broadcast(p, w["classifier.bias"].reshape(1, -1), logits.shape))[0]
+
+
+def layer_weights(w: dict[str, AShare], layer: int) -> dict[str, AShare]:
+    """The tensors of encoder layer `layer` under their in-layer names (encoder.LAYER_KEYS)."""
+    return {k: w[f"encoder.layer.{layer}.{k}"] for k in LAYER_KEYS}
+
+
+def attention_kw(config: BertConfig) -> dict:
+    """c of 2Quad and (a, b) of f(n) = a n^b for the freeDiv variants."""
+    kw = {"c": config.quad_c}
+    if config.freediv is not None:
+        kw["a"], kw["b"] = config.freediv
+    return kw
+
+
+def secure_forward(p: Party, config: BertConfig, w: dict[str, AShare], tokens: OneHot,
+                   attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None) -> AShare:
+    """Logits [num_labels] of one sequence (shares): embeddings, encoder layers, head.
+
+    Reference: BERT; freeDiv §3; MPCFormer.
+    """
+    mask = np.asarray(attention_mask)
+    with p.net.scope("bert"):
+        x = secure_embeddings(p, config, w, tokens, token_type_ids)
+        for layer in range(config.num_hidden_layers):
+            x = encoder_layer(p, x, layer_weights(w, layer), mask, heads=config.num_attention_heads,
+                              attention=config.attention, act=config.activation, eps=config.layer_norm_eps,
+                              attention_kw=attention_kw(config))
+        return secure_head(p, config, w, x, mask)
 
 
 def trim_padding(input_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +212,26 @@ def trim_padding(input_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("attention_mask has no real token")
     n = int(real[-1]) + 1
     return ids[:n], mask[:n].astype(np.int64)
+
+
+def classify_program(config: BertConfig, params: dict | None, ids: np.ndarray | None, mask: np.ndarray,
+                     token_type_ids: np.ndarray | None = None):
+    """program(p) -> (logits at party 0 / None elsewhere, seconds of the query) for `simulate` or
+    `tcp.run_party`: scope "setup" shares the weights (party 1 passes params, the others may pass
+    None), scope "query" shares the client's one-hot ids (party 0 passes ids), runs
+    `secure_forward` and opens the logits to party 0."""
+    mask = np.asarray(mask)
+
+    def prog(p: Party):
+        with p.net.scope("setup"):
+            w = share_params(p, config, params if p.id == 1 else None)
+        t0 = time.perf_counter()
+        with p.net.scope("query"):
+            toks = share_tokens(p, ids if p.id == 0 else None, config.vocab_size)
+            out = reveal(p, secure_forward(p, config, w, toks, mask, token_type_ids), to=0)
+        return out, time.perf_counter() - t0
+
+    return prog
 
 
 def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=None, *, seed: int = 0,
@@ -135,24 +250,13 @@ def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=
     check_params(config, params, head=True)
     ids, mask = trim_padding(input_ids, attention_mask)
     types = None if token_type_ids is None else np.asarray(token_type_ids)[: ids.size]
-    times = [0.0] * 3
-
-    def prog(p: Party):
-        with p.net.scope("setup"):
-            w = share_params(p, config, params if p.id == 1 else None)
-        t0 = time.perf_counter()
-        with p.net.scope("query"):
-            toks = share_tokens(p, ids if p.id == 0 else None, config.vocab_size)
-            out = reveal(p, secure_forward(p, config, w, toks, mask, types), to=0)
-        times[p.id] = time.perf_counter() - t0
-        return out
-
-    res = simulate(prog, seed=seed)
+    res = simulate(classify_program(config, params, ids, mask, types), seed=seed)
+    times = [o[1] for o in res.outputs]
     q = res.scope("query")
     per_party = max(n.scopes["query"].bytes_sent for n in res.nets)
     wall = max(times)
     return {
-        "logits": np.asarray(res.outputs[0], dtype=np.float64), "bytes": q["bytes"], "rounds": q["rounds"],
+        "logits": np.asarray(res.outputs[0][0], dtype=np.float64), "bytes": q["bytes"], "rounds": q["rounds"],
         "sends": q["sends"], "wall_s": wall, "lan_s": LAN.estimate(wall, q["rounds"], per_party),
         "wan_s": WAN.estimate(wall, q["rounds"], per_party), "n": int(ids.size),
         "setup_bytes": res.scope("setup")["bytes"],

@@ -58,8 +58,8 @@ def test_secure_classify_api_and_costs():
     assert out["bytes"] > 0 and out["rounds"] > 0 and out["sends"] >= out["rounds"] // 2
     assert out["lan_s"] >= out["wall_s"] and out["wan_s"] > out["lan_s"]
     assert out["setup_bytes"] == 2 * 8 * sum(v.size for v in params.values())  # 2 ring elements per weight
-    # the query's bytes include the client's one-hot [n, V]: 2 ring elements per entry
-    assert out["bytes"] > 2 * 8 * 7 * cfg.vocab_size
+    # the query's bytes include the client's one-hot [n, V]: one ring element per entry
+    assert out["bytes"] > 8 * 7 * cfg.vocab_size
 
 
 def test_bad_inputs_raise():
@@ -77,3 +77,37 @@ def test_bad_inputs_raise():
     del bad["classifier.bias"]
     with pytest.raises(KeyError, match="classifier.bias"):
         secure_classify(cfg, bad, np.array([1, 2]), np.ones(2))
+
+
+def test_onehot_matmul_exact_costs_and_views():
+    """ABY3-MODEL-4: the client's one-hot times a shared table is the exact ring product (rows of
+    the table), costs 8 n V + 8 B to share and 24 B per output element, and each server's part of
+    the one-hot is uniform whatever the ids (byte histogram of party 2's received part)."""
+    from refimpl.aby3.model import onehot_matmul
+    from refimpl.aby3.shares import share_input
+    from refimpl.aby3.fixed import Fxp
+
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(50, 6))
+    views = {}
+    for ids in (np.array([3, 3, 3, 3, 3, 3, 3, 3]), np.array([0, 49, 7, 7, 12, 30, 1, 2])):
+        def prog(p, ids=ids):
+            t = share_input(p, 1, table if p.id == 1 else None)
+            with p.net.scope("tok"):
+                x = share_tokens(p, ids if p.id == 0 else None, 50)
+            with p.net.scope("mm"):
+                y = onehot_matmul(p, x, t)
+            return reveal(p, y, raw=True)
+
+        res = simulate(prog, seed=7, record_views=True)
+        assert np.array_equal(res.outputs[0], Fxp().encode(table)[ids])  # exact, no rounding
+        assert res.scope("tok")["bytes"] == 8 * ids.size * 50 + 8 and res.scope("tok")["rounds"] == 1
+        assert res.scope("mm")["bytes"] == 24 * ids.size * 6 and res.scope("mm")["rounds"] == 1
+        (part,) = [a for tag, frm, a in res.nets[2].view if tag == "tok/share_tokens"]
+        views[len(set(ids))] = np.bincount(part.view(np.uint8).ravel(), minlength=256)
+    a, b = views.values()
+    # two-sample chi-square on byte values (3200 bytes each): a one-hot in the clear would put
+    # ~98 % of bytes at 0; the shared parts are flat
+    stat = np.sum((a - b) ** 2 / np.maximum(a + b, 1))
+    assert stat < 255 + 6 * np.sqrt(2 * 255)
+    assert a.max() < 60 and b.max() < 60  # no byte value dominates (uniform: 12.5 expected)
