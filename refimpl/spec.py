@@ -587,17 +587,26 @@ def _called_names(fn: ast.AST) -> set[str]:
 
 
 def _identifiers(fn: ast.AST) -> set[str]:
+    """Names, attributes, keywords and name-like strings used in fn (docstrings excluded: a tag
+    or a name in prose does not reach code)."""
     out: set[str] = set()
+    docs = {id(d.body[0].value) for d in ast.walk(fn)
+            if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and d.body
+            and isinstance(d.body[0], ast.Expr) and isinstance(d.body[0].value, ast.Constant)}
     for n in ast.walk(fn):
+        if id(n) in docs:
+            continue
         if isinstance(n, ast.Name):
             out.add(n.id)
         elif isinstance(n, ast.Attribute):
             out.add(n.attr)
         elif isinstance(n, ast.keyword) and n.arg:
             out.add(n.arg)
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 200:
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
             # getattr(mod, "name"), parametrize("variant", [...]), a script run by its file name
-            out |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", n.value))
+            m = re.fullmatch(r"(?:[\w./-]*/)?([A-Za-z_]\w*)(?:\.py)?", n.value)
+            if m:
+                out.add(m.group(1))
     return out
 
 

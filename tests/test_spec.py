@@ -38,8 +38,14 @@ def test_no_assert():
 
 
 def test_wrong_code():
-    """SYN-WRONG: asserts, but about something that is not the row's code."""
+    """SYN-WRONG: names arith.mul and mul in its docstring only, and asserts something else."""
     assert 1 + 1 == 2
+
+
+def test_runs_script():
+    import subprocess
+    out = subprocess.run(["python", "refimpl/aby3/arith.py", "--help"], capture_output=True)
+    assert out is not None
 
 
 def test_raises():
@@ -72,6 +78,7 @@ def test_resolution_and_counting_rule(tmp_path):
         | SYN-WRONG | | | `arith.mul` | `test_no_assert`, `test_wrong_code` |
         | SYN-FILE | every test of a file | | `arith` | `test_syn.py` |
         | SYN-RAISES | | | `arith` | `test_raises` |
+        | SYN-SCRIPT | | | `refimpl/aby3/arith.py` | `test_runs_script` |
         """)
     rows = by_id(spec.check(spec_dir, tests_dir))
     ok = rows["SYN-OK"]
@@ -86,10 +93,12 @@ def test_resolution_and_counting_rule(tmp_path):
     assert not wrong.tested and wrong.tests[1].why_not == "does not name the row's code"
     # a file reference counts through the tests of the file that assert and reach the code
     f = rows["SYN-FILE"].tests[0]
-    assert {x.name for x in f.counting} == {"test_good", "test_second", "test_raises"}
+    assert {x.name for x in f.counting} == {"test_good", "test_second", "test_raises", "test_runs_script"}
     assert rows["SYN-RAISES"].tested   # pytest.raises is an assertion
+    script = rows["SYN-SCRIPT"].tests[0]  # a file named in a string reaches it; spawning is recorded
+    assert script.counts and script.funcs[0].subprocess and not ok.tests[0].funcs[0].subprocess
     s = spec.summary(list(rows.values()))
-    assert s["ids"] == 6 and s["tested"] == 4
+    assert s["ids"] == 7 and s["tested"] == 5
     assert s["untested"] == ["SYN-NOASSERT", "SYN-WRONG"] and not s["ok"]
 
 
