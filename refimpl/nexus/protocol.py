@@ -344,28 +344,36 @@ def _trace(trace, block, t0, ct_in, ct_out):
                       "level_in": ct_in.level, "level_out": ct_out.level})
 
 
-class ShippedModel:
-    """A shipped SST-2 model through the encrypted BERT of refimpl.nexus.bert."""
+class NexusBert:
+    """A BERT classifier through the encrypted BERT of refimpl.nexus.bert (NEXUS §3-4).
 
-    def __init__(self, name: str):
-        from ..bert import shipped
+    encode(sentence) -> (ids, mask) is the client's tokenizer; the client also holds the
+    embedding table (refimpl.nexus.bert.client_embed says why)."""
+
+    def __init__(self, name: str, config, params: dict, encode, labels=("negative", "positive")):
         from . import bert as nb
 
-        self._nb, self._shipped = nb, shipped
-        self.name = name
-        self.m = shipped.load(name)
-        self.config, self.params = self.m.config, self.m.params
-        self.model = nb.NexusModel(self.config, self.params)
-        meta = getattr(self.m, "meta", None) or {}
-        self.labels = tuple(meta.get("labels", ("negative", "positive")))
+        self._nb, self.name, self.config, self.params, self.encode = nb, name, config, params, encode
+        self.model = nb.NexusModel(config, params)
+        self.labels = tuple(labels)
+
+    @classmethod
+    def shipped(cls, name: str) -> "NexusBert":
+        """A shipped SST-2 model (refimpl.bert.shipped)."""
+        from ..bert import shipped
+
+        m = shipped.load(name)
+        labels = (m.meta or {}).get("labels", ("negative", "positive"))
+        return cls(name, m.config, m.params, lambda s: shipped.encode(m, s), labels)
 
     @property
     def num_labels(self) -> int:
         return self.config.num_labels
 
     def embed(self, sentence: str):
-        ids, mask = self._shipped.encode(self.m, sentence)
-        return np.asarray(self._nb.client_embed(self.config, self.params, ids, mask)), [int(v) for v in mask]
+        ids, mask = self.encode(sentence)
+        x = self._nb.client_embed(self.config, self.params, ids, mask)
+        return np.asarray(x), [int(v) for v in np.asarray(mask).ravel()]
 
     def layout(self, n, slots):
         return self._nb.input_layout(self.config, n, slots)
@@ -376,8 +384,8 @@ class ShippedModel:
     def rotation_steps(self, n, slots):
         return list(self._nb.rotation_steps(self.config, n, slots))
 
-    def plan(self, n, params):
-        return self._nb.plan(self.model, n, params)
+    def plan(self, n, params_rc):
+        return self._nb.plan(self.model, n, params_rc)
 
     def forward(self, ev, bts, cts, n, mask, trace=None):
         return self._nb.encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace)
@@ -386,9 +394,11 @@ class ShippedModel:
         return np.asarray(self._nb.unpack_output(vectors, layout, self.num_labels))
 
 
-def load_model(name: str):
-    """'toy' (the stand-in above) or a shipped model name."""
-    return ToyModel() if name == "toy" else ShippedModel(name)
+def load_model(name):
+    """'toy' (the stand-in above), a shipped model name, or a model object (returned as is)."""
+    if not isinstance(name, str):
+        return name
+    return ToyModel() if name == "toy" else NexusBert.shipped(name)
 
 
 def placement(model, layout, n: int, d: int, slots: int) -> list[list[tuple[int, np.ndarray]]]:
@@ -438,8 +448,8 @@ class Server:
                  log=None):
         if params not in BOOTSTRAP_PRESETS:
             raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
-        self.model_name, self.params_name = model, params
         self.model = load_model(model)
+        self.model_name, self.params_name = self.model.name, params
         self.params, self.rc = bootstrap_preset(params)
         self.boot_elements = Bootstrapper(Evaluator(self.params), self.rc).galois_elements()
         self.output_level = self.params.L - self.rc.depth
@@ -508,7 +518,7 @@ class ServerSession:
             "missing": missing, "input_level": s.output_level, "compressed_level": s.output_level + 1,
             "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
             "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
-            "plan": s.model.plan(n, p) if hasattr(s.model, "plan") else None,
+            "plan": s.model.plan(n, (p, s.rc)) if hasattr(s.model, "plan") else None,
         })
 
     def _key(self, header, blobs):
@@ -616,8 +626,8 @@ class Client:
                  seed: int | None = None):
         if params not in BOOTSTRAP_PRESETS:
             raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
-        self.t, self.model_name, self.params_name, self.compress = transport, model, params, compress
         self.model = load_model(model)
+        self.t, self.model_name, self.params_name, self.compress = transport, self.model.name, params, compress
         self.params, self.rc = bootstrap_preset(params)
         t0 = time.perf_counter()
         self.kg = KeyGenerator(self.params, RandomSource(seed), expand_keys=False)  # keys are sent, not kept

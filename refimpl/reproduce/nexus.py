@@ -102,8 +102,10 @@ def extrapolate(params_name: str = SECURE_PARAMS, rotations: int | None = None) 
                          intermediate_size=4 * d, num_labels=BERT_BASE["num_labels"])
         model_rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
         source = "refimpl.nexus.bert.rotation_steps(BERT-base, n = 128)"
-    except (ImportError, AttributeError):
-        pass
+    except (ImportError, AttributeError) as e:
+        source += f" (refimpl.nexus.bert unavailable: {e})"
+    except ValueError as e:  # the encrypted BERT's layout does not take BERT-base at n = 128
+        source += f" (refimpl.nexus.bert.rotation_steps refuses BERT-base at n = 128: {e})"
     elements = boot | subs | model_rot
     swk = P.switching_key_nbytes(p)
     keys = P.public_key_nbytes(p) + (3 + len(elements)) * swk

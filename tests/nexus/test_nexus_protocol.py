@@ -240,3 +240,34 @@ def test_two_processes_over_loopback(tmp_path, inproc):
     ct = ser.deserialize_ciphertext(query[0], p)
     x, _ = client.model.embed(SENTENCES[0])
     _cannot_decrypt(_candidates(keys), ct, x.ravel(), x.ravel())
+
+
+def test_compressed_input_lands_in_the_bert_layout():
+    """NEXUS-PROTO-COMP: the server turns the compressed n x d input (NEXUS Alg. 5) into exactly
+    the slot vectors of refimpl.nexus.bert.pack_input (broadcast x mask products, one level)."""
+    nb = pytest.importorskip("refimpl.nexus.bert")
+    from refimpl.bert.config import BertConfig
+    from refimpl.bert.model import init_params
+    from refimpl.ckks import Decryptor, EvaluationKeys, Evaluator
+    from refimpl.nexus.compression import subs_elements
+
+    cfg = BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
+                     max_position_embeddings=16, num_labels=2)
+    params = init_params(cfg, np.random.default_rng(0))
+    model = P.NexusBert("tiny", cfg, params, lambda s: (np.arange(1, 7), np.ones(6, dtype=np.int64)))
+    server = P.Server(model, "toy-2^10-dense")
+    client = P.Client(P.LocalTransport(server.session()), model, "toy-2^10-dense", seed=3)
+    p = server.params
+    x, _ = model.embed("six tokens")
+    layout = model.layout(6, p.slots)
+    setup = {"chunks": P.chunk_counts(x.size, p.N), "compressed_level": server.output_level + 1,
+             "input_level": server.output_level}
+    comp, packed = client._encrypt_query(x, layout, setup)
+    assert len(comp) == 1 and len(packed) == len(nb.pack_input(x, layout)) == 2  # 384 values: 1 ct vs 2
+    kg = client.kg
+    ev = Evaluator(p, EvaluationKeys(galois={g: kg.galois_key(client.sk, g) for g in subs_elements(p.N, 512)}))
+    cts = server.session()._expand(ev, [ser.deserialize_ciphertext(b, p) for b in comp], layout, 6)
+    dec = Decryptor(client.sk)
+    for ct, want in zip(cts, nb.pack_input(x, layout)):
+        assert ct.level == server.output_level and ct.scale == p.scale
+        np.testing.assert_allclose(client.enc.decode(dec.decrypt(ct)).real, want, atol=1e-6)

@@ -1,0 +1,40 @@
+"""`refimpl reproduce nexus` (refimpl.reproduce.nexus): the BERT-base extrapolation against the
+serialized-size formulas worked by hand, and a quick run of the toy model end to end."""
+
+import json
+
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+from refimpl.nexus import protocol as P
+from refimpl.reproduce import nexus as R
+
+
+def test_extrapolation_counts_bert_base_bytes():
+    """NEXUS-REPRO-BW: 128 x 768 values in ceil(98304 / 2^16) = 2 compressed ciphertexts one level
+    above the bootstrapping output, 3 dense slot-packed ones, one level-0 result; keys = public +
+    (relinearization + 2 encapsulation + Galois) switching keys."""
+    e = R.extrapolate("128-2^16-dense")
+    p, rc = bootstrap_preset("128-2^16-dense")
+    assert p.security_bits == 128 and e["N"] == 2**16
+    out = p.L - rc.depth
+    bits = lambda lvl: sum(int(q).bit_length() for q in p.q[: lvl + 1])  # noqa: E731
+    ct = lambda lvl: 15 + 11 + 2 * ((bits(lvl) * p.N + 7) // 8) + 4  # noqa: E731  header, level/size/scale, c0 c1, CRC
+    assert e["query_compressed_bytes"] == 2 * ct(out + 1)
+    assert e["query_slot_packed_bytes"] == 3 * ct(out)
+    assert e["result_bytes"] == ct(0)
+    assert e["galois_keys_subs"] == 16  # N/2^i + 1, i < 16
+    assert e["keys_bytes"] == P.public_key_nbytes(p) + (3 + e["galois_keys"]) * P.switching_key_nbytes(p)
+    assert e["query_compressed_bytes"] < e["query_slot_packed_bytes"]
+    assert e["paper_total_bytes"] == 164e6
+
+
+def test_quick_run_prints_insecure_first_and_writes_json(tmp_path, capsys):
+    f = tmp_path / "r.json"
+    assert R.main(["--quick", "--models", "toy", "--json", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("INSECURE")
+    doc = json.loads(f.read_text())
+    (m,) = doc["measured"]
+    q = m["queries"][0]
+    assert m["max_logit_error_vs_float64_model"] < 1e-3
+    assert q["bootstraps"] == 2 and q["bytes"]["keys"] > 0
+    assert any(line.startswith("| online total (compressed)") and "164.00 MB" in line for line in lines)
