@@ -513,12 +513,15 @@ class ServerSession:
         missing = [k for k, ok in (("public", keys.public), ("relin", keys.relin),
                                    ("encapsulation", keys.enc_up or not s.rc.encapsulation_h)) if not ok]
         width = s._width()
+        plan = s.model.plan(n, (p, s.rc)) if hasattr(s.model, "plan") else None
+        if plan is not None:
+            s.log(f"plan for n = {n}:\n" + s.model._nb.plan_table(plan))
         return encode_message("setup", {
             "galois_elements": need, "missing_galois": [g for g in need if g not in keys.galois],
             "missing": missing, "input_level": s.output_level, "compressed_level": s.output_level + 1,
             "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
             "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
-            "plan": s.model.plan(n, (p, s.rc)) if hasattr(s.model, "plan") else None,
+            "plan": plan,
         })
 
     def _key(self, header, blobs):
@@ -778,7 +781,11 @@ def main(argv: list[str]) -> int:
         print(f"model {args.model}, parameters {args.params}: {params.security_note}", flush=True)
         serve(server, args.host, args.port, args.max_connections)
         return 0
-    t = TcpTransport.connect(args.host, args.port)
+    try:
+        t = TcpTransport.connect(args.host, args.port)
+    except OSError as e:
+        print(f"refimpl nexus query: cannot reach a server at {args.host}:{args.port} ({e})", file=sys.stderr)
+        return 1
     client = Client(t, args.model, args.params, compress=not args.no_compress, seed=args.seed)
     results = []
     try:
