@@ -1,0 +1,220 @@
+"""Encrypted BERT under NEXUS (refimpl.nexus.bert): layout, plan, plaintext reference, and the
+encrypted forward with the real Bootstrapper on an insecure toy ring (N = 2^10, 19 levels
+after bootstrapping, dense secret with an h = 32 encapsulation).
+
+Oracles: refimpl.bert.model.forward (the numpy BERT) for the exact reference; the float64
+model of the same approximations (plaintext_reference(approximate=True)) for the encrypted
+logits; brute force over all bootstrap placements for the plan.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import forward, init_params
+from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_parameters
+from refimpl.nexus import bert as nb
+from refimpl.nexus.counting import CountingBootstrapper
+from refimpl.ring.sampling import RandomSource
+
+IDS = np.array([3, 7, 11, 19, 23, 2])
+MASK = np.array([1, 1, 1, 1, 1, 0])  # the last token is padding: masked as a key
+
+
+def tiny(attention="softmax", activation="gelu", layers=1, seed=1):
+    """hidden 32, 2 heads of 16, intermediate 64; weights N(0, 0.2^2) so that activations are O(1)."""
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" in k or "embeddings" in k:
+            continue
+        params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    return cfg, params
+
+
+class Setup:
+    """Keys for the forward's rotations plus the bootstrapper's Galois elements, and a real Bootstrapper."""
+
+    def __init__(self, cfg, n, levels_after=19):
+        self.p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
+        kg = KeyGenerator(self.p, RandomSource(3))
+        self.sk = kg.secret_key()
+        probe = Bootstrapper(Evaluator(self.p), rc)
+        self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, rotations=nb.rotation_steps(cfg, n, self.p.slots),
+                                                       elements=probe.galois_elements()))
+        self.bts = Bootstrapper(self.ev, rc, encapsulation=kg.encapsulation_keys(self.sk, kg.secret_key(hamming_weight=32)))
+        self.enc = Encoder(self.p)
+        self.E, self.D = Encryptor(kg.public_key(self.sk), RandomSource(4)), Decryptor(self.sk)
+
+    def run(self, model, ids, mask, **kw):
+        lay = nb.input_layout(model.config, len(ids), self.p.slots)
+        x = nb.client_embed(model.config, model.params, ids, mask)
+        cts = [self.E.encrypt(self.enc.encode(v, level=self.bts.output_level)) for v in nb.pack_input(x, lay)]
+        bts = CountingBootstrapper(self.bts)
+        trace = []
+        out = nb.encrypted_forward(self.ev, bts, model, cts, len(ids), mask, trace=trace, **kw)
+        return [self.enc.decode(self.D.decrypt(c)).real for c in out], lay, bts.calls, trace
+
+
+# ------------------------------------------------------------------ layout and client side
+def test_pack_layout_roundtrip():
+    """NEXUS-BERT-LAYOUT: slot t w + j of chunk c holds x[t, c P + j]; the second half of each window is zero."""
+    cfg = BertConfig(hidden_size=384, num_attention_heads=12, intermediate_size=1536, num_hidden_layers=1)
+    lay = nb.input_layout(cfg, 10, 4096)
+    assert (lay.n_pad, lay.chunk, lay.window) == (16, 128, 256)
+    x = np.random.default_rng(0).normal(size=(10, 384))
+    vs = nb.pack_input(x, lay)
+    assert len(vs) == 3
+    np.testing.assert_array_equal(nb._unpack(vs, lay, 384), x)
+    for v in vs:
+        w = v.reshape(-1, 256)
+        assert not w[:, 128:].any() and not w[10:].any()
+    assert vs[1][3 * 256 + 5] == x[3, 128 + 5]
+
+
+def test_layout_errors():
+    cfg = BertConfig(hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1)
+    with pytest.raises(ValueError, match="use at most 8 tokens"):
+        nb.input_layout(cfg, 9, 512)  # Softmax rows of 16 keys need 32 slots per head of 16
+    with pytest.raises(ValueError, match="head needs 16"):
+        nb.input_layout(cfg, 8, 64)
+    with pytest.raises(ValueError, match="attention supports"):
+        nb.input_layout(cfg.replace(attention="2relu"), 4, 512)
+    lay = nb.input_layout(cfg, 4, 512)
+    with pytest.raises(ValueError, match="shape"):
+        nb.pack_input(np.zeros((5, 32)), lay)
+
+
+@pytest.mark.parametrize("attention,activation", [("softmax", "gelu"), ("2quad-freediv", "quad")])
+def test_reference_exact_equals_numpy_bert(attention, activation):
+    """NEXUS-BERT-REF: the exact plaintext reference is refimpl.bert.model.forward (same logits, same hidden
+    states); the approximate one differs only by the approximations (GELU 4-piece, exp, 1/sqrt)."""
+    cfg, params = tiny(attention, activation, layers=2)
+    model = nb.NexusModel(cfg, params)
+    ex = nb.plaintext_reference(model, IDS, MASK, approximate=False)
+    fw = forward(params, cfg, IDS[None], attention_mask=MASK[None])
+    np.testing.assert_allclose(ex["logits"], fw.logits[0], atol=1e-12)
+    for a, b in zip(ex["hidden"], fw.hidden_states):
+        np.testing.assert_allclose(a, b[0], atol=1e-11)
+    ap = nb.plaintext_reference(model, IDS, MASK, approximate=True)
+    gap = np.max(np.abs(ap["logits"] - ex["logits"]))
+    assert gap < 0.05 and (gap > 0 if attention == "softmax" else gap < 1e-5)
+
+
+def test_client_embed_errors():
+    cfg, params = tiny()
+    with pytest.raises(ValueError, match="token ids"):
+        nb.client_embed(cfg, params, [1, 99])
+    with pytest.raises(ValueError, match="max_position"):
+        nb.client_embed(cfg, params, np.ones(17, dtype=int))
+
+
+# ------------------------------------------------------------------ plan
+def test_plan_levels_and_counts():
+    """NEXUS-BERT-PLAN: Softmax + GELU needs a refresh per QuickMax round (18 levels each, B > 1/2);
+    2Quad-freeDiv + Quad needs neither Sgn nor QuickMax nor the inverse."""
+    rows = {}
+    for att, act in (("softmax", "gelu"), ("2quad-freediv", "quad")):
+        cfg, params = tiny(att, act)
+        rows[att] = nb.plan(nb.NexusModel(cfg, params), 6, (bootstrap_parameters(1024, levels_after=19, encapsulation_h=32,
+                                                                                   num_p=3, insecure=True)))
+        for r in rows[att]:
+            assert r["level_out"] == r["level_in"] - r["cost"] >= 0
+    sm, qd = rows["softmax"], rows["2quad-freediv"]
+    assert [r["bootstrap"] for r in sm if "round" in r["block"]] == [True, True, True]
+    assert sum(r["cost"] for r in sm) - sum(r["cost"] for r in qd) == 131 - 45
+    assert sum(r["bootstraps"] for r in sm) == 8 and sum(r["bootstraps"] for r in qd) == 3
+    assert "L0.ffn1" in nb.plan_table(sm)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 4), st.booleans()), min_size=2, max_size=8),
+       st.integers(9, 12), st.integers(0, 12))
+def test_place_is_optimal(chain, top, start):
+    """NEXUS-BERT-PLAN: `place` refreshes the fewest ciphertexts: brute force over every set of positions."""
+    start = min(start, top)
+    pieces = [nb.Piece(f"p{i}", c, w, bootable=b or i == 0) for i, (c, w, b) in enumerate(chain)]
+    pieces.append(nb.Piece("j", 1, 1, join=("in", "p0", 0)))  # the residual: joins the first piece's input
+    best = None
+    for k in range(len(pieces) + 1):
+        for boots in itertools.combinations([i for i, p in enumerate(pieces) if p.bootable], k):
+            rows, fail = nb._simulate(pieces, set(boots), start, top)
+            if fail is None:
+                cost = sum(r["bootstraps"] for r in rows)
+                best = cost if best is None else min(best, cost)
+    if best is None:
+        with pytest.raises(ValueError, match="no bootstrap placement"):
+            nb.place(pieces, start, top)
+    else:
+        assert sum(r["bootstraps"] for r in nb.place(pieces, start, top)) == best
+
+
+# ------------------------------------------------------------------ ranges
+def test_ranges_checked():
+    """NEXUS-BERT-RANGE: calibration refuses GELU inputs outside [-13, 12]; check_ranges names the block."""
+    cfg, params = tiny()
+    big = dict(params)
+    big["encoder.layer.0.intermediate.dense.weight"] = params["encoder.layer.0.intermediate.dense.weight"] * 6
+    with pytest.raises(ValueError, match="GELU inputs"):
+        nb.NexusModel(cfg, big).get_ranges()
+    model = nb.NexusModel(cfg, params)
+    model.ranges = nb.calibrate(model, [(IDS, MASK)])
+    nb.check_ranges(model, nb.plaintext_reference(model, IDS, MASK, approximate=True))
+    hot = dict(params)
+    hot["encoder.layer.0.attention.self.query.weight"] = params["encoder.layer.0.attention.self.query.weight"] * 8
+    other = nb.NexusModel(cfg, hot, ranges=model.ranges)
+    with pytest.raises(ValueError, match="attention scores"):
+        nb.check_ranges(other, nb.plaintext_reference(other, IDS, MASK, approximate=False))
+
+
+# ------------------------------------------------------------------ encrypted forward, real bootstrapping
+@pytest.fixture(scope="module")
+def softmax_setup():
+    cfg, params = tiny("softmax", "gelu")
+    return nb.NexusModel(cfg, params), Setup(cfg, len(IDS))
+
+
+def test_encrypted_forward_softmax_gelu(softmax_setup):
+    """NEXUS-BERT-E2E: Softmax + GELU layer with real bootstrapping: logits within 0.05 of the float64
+    model of the same approximations (measured ~1e-4), bootstraps and levels exactly as planned."""
+    model, s = softmax_setup
+    (z,), lay, calls, trace = s.run(model, IDS, MASK)
+    got = nb.unpack_output([z], lay, 2)
+    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)
+    assert np.max(np.abs(got - ref["logits"])) < 0.05
+    assert np.argmax(got) == np.argmax(ref["logits"])
+    rows = nb.plan(model, len(IDS), s.bts)
+    assert calls == sum(r["bootstraps"] for r in rows) == 8
+    assert [(t["block"], t["level_in"], t["level_out"], t["bootstraps"]) for t in trace] == \
+        [(r["block"], r["level_in"], r["level_out"], r["bootstraps"]) for r in rows]
+
+
+def test_encrypted_forward_2quad_quad_argmax():
+    """NEXUS-BERT-E2E, NEXUS-BERT-ARGMAX: the 2Quad-freeDiv + Quad student (no Sgn, no max, no division)
+    with real bootstrapping, ending in the encrypted Argmax (one-hot within 0.01)."""
+    cfg, params = tiny("2quad-freediv", "quad")
+    model = nb.NexusModel(cfg, params)
+    s = Setup(cfg, len(IDS))
+    (z,), lay, calls, trace = s.run(model, IDS, MASK, argmax=True)
+    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)
+    sel = nb.unpack_argmax([z], lay, 2)
+    np.testing.assert_allclose(sel, nb.argmax_reference(ref["logits"], 2), atol=0.01)
+    assert np.argmax(sel) == np.argmax(ref["logits"])
+    assert calls == sum(t["bootstraps"] for t in trace)
+    assert not any("softmax" in t["block"] or "gelu" in t["block"] for t in trace)
+
+
+def test_encrypted_forward_input_errors(softmax_setup):
+    model, s = softmax_setup
+    lay = nb.input_layout(model.config, 6, s.p.slots)
+    ct = s.E.encrypt(s.enc.encode(nb.pack_input(np.zeros((6, 32)), lay)[0], level=s.bts.output_level))
+    with pytest.raises(ValueError, match="mask of length"):
+        nb.encrypted_forward(s.ev, s.bts, model, [ct], 6, MASK[:5])
+    with pytest.raises(ValueError, match="expected 1 input"):
+        nb.encrypted_forward(s.ev, s.bts, model, [ct, ct], 6, MASK)
