@@ -179,16 +179,36 @@ def embeddings_backward(dy: np.ndarray, cache: Cache) -> Grads:
 
 
 # ---------------------------------------------------------------------------------------
+# Dropout (training only)
+# ---------------------------------------------------------------------------------------
+
+
+class Dropout:
+    """Inverted dropout masks: keep with probability 1 - p, scale kept entries by 1 / (1 - p) (Srivastava et al. 2014; BERT p = 0.1)."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        """p in [0, 1); rng draws every mask (seeded per step, so a resumed run draws the same masks)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
+        self.p, self.rng = p, rng
+
+    def mask(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """0 or 1 / (1 - p) per entry."""
+        return (self.rng.random(shape, dtype=np.float32) >= self.p).astype(dtype) * (1.0 / (1.0 - self.p))
+
+
+# ---------------------------------------------------------------------------------------
 # Self-attention block and FFN block (post-LN, as BERT)
 # ---------------------------------------------------------------------------------------
 
 
 def attention_forward(
-    x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], config: BertConfig
+    x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], config: BertConfig, drop: Dropout | None = None
 ) -> tuple[np.ndarray, Cache]:
     """LayerNorm(x + Attn(x) W_O^T + b_O), Attn = probs(Q K^T / sqrt(dh)) V per head (BERT; variant per config).
 
     x [B, n, d]; mask [B, n] 0/1. The Q, K, V products are one [d, 3d] matmul.
+    drop: training dropout on the probabilities and on the output before the residual (BERT).
     """
     bsz, n, d = x.shape
     h, dh = config.num_attention_heads, config.head_dim
@@ -203,13 +223,18 @@ def attention_forward(
     key_mask = mask[:, None, :]  # [B, 1, n] broadcasts over heads
     probs = F.attention_probs(scores, key_mask, config.attention, c=config.quad_c,
                               **_ab(config))  # [B, h, n, n]
-    ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(bsz, n, d)  # [B, n, d]
+    probs_mask = None if drop is None else drop.mask(probs.shape, probs.dtype)  # [B, h, n, n]
+    probs_used = probs if probs_mask is None else probs * probs_mask
+    ctx = (probs_used @ v).transpose(0, 2, 1, 3).reshape(bsz, n, d)  # [B, n, d]
     out = linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"])  # [B, n, d]
+    out_mask = None if drop is None else drop.mask(out.shape, out.dtype)
+    if out_mask is not None:
+        out *= out_mask
     y, ln = layer_norm_forward(out + x, w["attention.output.LayerNorm.weight"],
                                w["attention.output.LayerNorm.bias"], config.layer_norm_eps)
     cache = {"x": x, "mask": key_mask, "q": q, "k": k, "v": v, "w_qkv": w_qkv, "scores": scores,
              "probs": probs, "ctx": ctx, "w_o": w["attention.output.dense.weight"], "ln": ln,
-             "config": config}
+             "config": config, "probs_used": probs_used, "probs_mask": probs_mask, "out_mask": out_mask}
     return y, cache
 
 
@@ -228,11 +253,16 @@ def attention_backward(
     h, dh = config.num_attention_heads, config.head_dim
     scale = 1.0 / math.sqrt(dh)
     dsum, dg, db = layer_norm_backward(dy, cache["ln"])  # through LayerNorm(out + x)
-    dctx, dw_o, db_o = linear_backward(dsum, cache["ctx"], cache["w_o"])  # [B, n, d]
+    out_mask = cache.get("out_mask")
+    dout = dsum if out_mask is None else dsum * out_mask
+    dctx, dw_o, db_o = linear_backward(dout, cache["ctx"], cache["w_o"])  # [B, n, d]
     dctx = dctx.reshape(bsz, n, h, dh).transpose(0, 2, 1, 3)  # [B, h, n, dh]
     probs, v, q, k = cache["probs"], cache["v"], cache["q"], cache["k"]
+    probs_used = cache.get("probs_used", probs)
     dprobs = dctx @ v.transpose(0, 1, 3, 2)  # [B, h, n, n]
-    dv = probs.transpose(0, 1, 3, 2) @ dctx  # [B, h, n, dh]
+    if cache.get("probs_mask") is not None:  # dropout on the probabilities
+        dprobs *= cache["probs_mask"]
+    dv = probs_used.transpose(0, 1, 3, 2) @ dctx  # [B, h, n, dh]
     dscores = attention_probs_backward(dprobs, probs, cache["scores"], cache["mask"], config.attention,
                                        c=config.quad_c, ab=config.freediv)  # [B, h, n, n]
     if d_scores is not None:
@@ -251,8 +281,9 @@ def attention_backward(
     return dx + dsum, grads  # residual
 
 
-def ffn_forward(x: np.ndarray, w: dict[str, np.ndarray], config: BertConfig) -> tuple[np.ndarray, Cache]:
-    """LayerNorm(x + act(x W_1^T + b_1) W_2^T + b_2) (BERT FFN; activation per config)."""
+def ffn_forward(x: np.ndarray, w: dict[str, np.ndarray], config: BertConfig,
+                drop: Dropout | None = None) -> tuple[np.ndarray, Cache]:
+    """LayerNorm(x + act(x W_1^T + b_1) W_2^T + b_2) (BERT FFN; activation per config; drop: training dropout before the residual)."""
     pre = linear(x, w["intermediate.dense.weight"], w["intermediate.dense.bias"])  # [B, n, I]
     cdf = None
     if config.activation == "gelu":
@@ -261,16 +292,22 @@ def ffn_forward(x: np.ndarray, w: dict[str, np.ndarray], config: BertConfig) -> 
     else:
         inter = F.activation(pre, config.activation)  # [B, n, I]
     out = linear(inter, w["output.dense.weight"], w["output.dense.bias"])  # [B, n, d]
+    out_mask = None if drop is None else drop.mask(out.shape, out.dtype)
+    if out_mask is not None:
+        out *= out_mask
     y, ln = layer_norm_forward(out + x, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"],
                                config.layer_norm_eps)
     return y, {"x": x, "pre": pre, "inter": inter, "w1": w["intermediate.dense.weight"],
-               "w2": w["output.dense.weight"], "ln": ln, "activation": config.activation, "cdf": cdf}
+               "w2": w["output.dense.weight"], "ln": ln, "activation": config.activation, "cdf": cdf,
+               "out_mask": out_mask}
 
 
 def ffn_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, Grads]:
     """Backward of ffn_forward."""
     dsum, dg, db = layer_norm_backward(dy, cache["ln"])
-    dinter, dw2, db2 = linear_backward(dsum, cache["inter"], cache["w2"])  # [B, n, I]
+    out_mask = cache.get("out_mask")
+    dinter, dw2, db2 = linear_backward(dsum if out_mask is None else dsum * out_mask, cache["inter"],
+                                       cache["w2"])  # [B, n, I]
     dpre = activation_backward(dinter, cache["pre"], cache["activation"], cache["cdf"])
     dx, dw1, db1 = linear_backward(dpre, cache["x"], cache["w1"])  # [B, n, d]
     grads = {

@@ -97,10 +97,15 @@ def forward(
     input_ids: np.ndarray,
     token_type_ids: np.ndarray | None = None,
     attention_mask: np.ndarray | None = None,
+    *,
+    dropout: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> ForwardResult:
-    """BERT encoder (post-LN, dropout off) + pooling + linear head (BERT; DESIGN.md section 6).
+    """BERT encoder (post-LN) + pooling + linear head (BERT; DESIGN.md section 6).
 
     input_ids, token_type_ids, attention_mask: [B, n] ints (mask 1 = real token).
+    dropout > 0 (training, with rng): BERT's dropout on the embeddings output, attention
+    probabilities, both sublayer outputs before their residual, and the pooled output.
     """
     input_ids = np.asarray(input_ids)
     bsz, n = input_ids.shape
@@ -111,21 +116,32 @@ def forward(
     dtype = params["embeddings.word_embeddings.weight"].dtype
     maskf = mask.astype(dtype)  # [B, n]
 
+    drop = None
+    if dropout > 0.0:
+        if rng is None:
+            raise ValueError("dropout > 0 needs an rng (a seeded numpy Generator)")
+        drop = L.Dropout(dropout, rng)
     x, emb_cache = L.embeddings_forward(input_ids, types, _sub(params, "embeddings."), config.layer_norm_eps)
+    emb_mask = None if drop is None else drop.mask(x.shape, x.dtype)
+    if emb_mask is not None:
+        x = x * emb_mask
     hidden, scores, probs, layer_caches = [x], [], [], []
     for layer in range(config.num_hidden_layers):
         w = _sub(params, f"encoder.layer.{layer}.")
-        a, attn_cache = L.attention_forward(x, maskf, w, config)  # [B, n, d]
-        x, ffn_cache = L.ffn_forward(a, w, config)  # [B, n, d]
+        a, attn_cache = L.attention_forward(x, maskf, w, config, drop)  # [B, n, d]
+        x, ffn_cache = L.ffn_forward(a, w, config, drop)  # [B, n, d]
         hidden.append(x)
         scores.append(attn_cache["scores"])
         probs.append(attn_cache["probs"])
         layer_caches.append((attn_cache, ffn_cache))
     pooled = L.pool(x, maskf, config.pooling)  # [B, d]
+    pool_mask = None if drop is None else drop.mask(pooled.shape, pooled.dtype)
+    head_in = pooled if pool_mask is None else pooled * pool_mask
     logits = None
     if "classifier.weight" in params:
-        logits = L.linear(pooled, params["classifier.weight"], params["classifier.bias"])  # [B, labels]
-    cache = {"emb": emb_cache, "layers": layer_caches, "mask": maskf, "pooled": pooled}
+        logits = L.linear(head_in, params["classifier.weight"], params["classifier.bias"])  # [B, labels]
+    cache = {"emb": emb_cache, "layers": layer_caches, "mask": maskf, "pooled": pooled, "head_in": head_in,
+             "emb_mask": emb_mask, "pool_mask": pool_mask}
     return ForwardResult(hidden, scores, probs, pooled, logits, cache)
 
 
@@ -152,7 +168,9 @@ def backward(
     dpooled = np.zeros_like(result.pooled) if d_pooled is None else d_pooled.astype(dtype, copy=False)
     if d_logits is not None:
         dp, grads["classifier.weight"], grads["classifier.bias"] = L.linear_backward(
-            d_logits.astype(dtype, copy=False), result.pooled, params["classifier.weight"])
+            d_logits.astype(dtype, copy=False), cache.get("head_in", result.pooled), params["classifier.weight"])
+        if cache.get("pool_mask") is not None:
+            dp = dp * cache["pool_mask"]
         dpooled = dpooled + dp
     elif "classifier.weight" in params:
         grads["classifier.weight"] = np.zeros_like(params["classifier.weight"])
@@ -170,5 +188,7 @@ def backward(
         grads.update({p + k: v for k, v in (g_ffn | g_attn).items()})
     if dh[0] is not None:
         dx = dx + dh[0]
+    if cache.get("emb_mask") is not None:
+        dx = dx * cache["emb_mask"]
     grads.update({"embeddings." + k: v for k, v in L.embeddings_backward(dx, cache["emb"]).items()})
     return grads

@@ -68,8 +68,8 @@ def test_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):
     ids, types, labels = tiny_data()
     params = init_params(TINY, np.random.default_rng(0), np.float64)
     task = glue.TASKS["SST-2"]
-    sched = T.Schedule(epochs=12, batch_size=8, lr=1e-2, seed=5, save_every=4)
-    loss_fn = T.finetune_loss(TINY, task)
+    sched = T.Schedule(epochs=12, batch_size=8, lr=1e-2, seed=5, save_every=4, dropout=0.1)
+    loss_fn = T.finetune_loss(TINY, task, sched.dropout, sched.seed)
     full = T.train(params, ids, types, labels, loss_fn, sched)
     # interrupted after 7 steps (a checkpoint in between at step 4 and at the stop), resumed twice
     T.train(params, ids, types, labels, loss_fn, sched, run_dir=tmp_path, stop_after=7)
@@ -83,7 +83,7 @@ def test_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):
         res = forward(p, TINY, b.input_ids, b.token_type_ids, b.attention_mask)
         return T.cross_entropy(res.logits, labels)[0]
 
-    assert mean_loss(full) < 0.5 * mean_loss(params)
+    assert mean_loss(full) < 0.7 * mean_loss(params)
     with pytest.raises(ValueError, match="another schedule"):
         T.train(params, ids, types, labels, loss_fn, T.Schedule(epochs=1, batch_size=8, seed=6), run_dir=tmp_path)
 
@@ -134,3 +134,40 @@ def test_pruned_vocabulary_tokenizes_like_the_full_one(tmp_path):
         assert [vocab[i] for i in a] == [kept[i] for i in b]
         # the pruned table's row of each new id is the full table's row of the old id
         np.testing.assert_array_equal(pruned["embeddings.word_embeddings.weight"][b, 0], np.array(a, np.float32))
+
+
+def test_dropout_backward_matches_finite_differences_with_fixed_masks():
+    """Model backward with BERT dropout (same seeded masks in every evaluation) vs central differences."""
+    from refimpl.bert.model import backward
+
+    cfg = TINY.replace(num_hidden_layers=1)
+    params = init_params(cfg, np.random.default_rng(4), np.float64)
+    ids, types, labels = tiny_data(4, seed=2)
+    b = T.pad(ids, types, 0)
+
+    def run(p):
+        return forward(p, cfg, b.input_ids, b.token_type_ids, b.attention_mask, dropout=0.3,
+                       rng=np.random.default_rng(11))
+
+    res = run(params)
+    loss, d = T.cross_entropy(res.logits, labels[:4])
+    grads = backward(params, cfg, res, d)
+    rng = np.random.default_rng(0)
+    for name in ("encoder.layer.0.attention.self.value.weight", "encoder.layer.0.attention.output.dense.bias",
+                 "encoder.layer.0.output.dense.weight", "embeddings.position_embeddings.weight",
+                 "classifier.weight"):
+        w = params[name]
+        for _ in range(3):
+            i = tuple(int(rng.integers(min(s, 6))) for s in w.shape)
+            old = w[i]
+            w[i] = old + 1e-6
+            fp = T.cross_entropy(run(params).logits, labels[:4])[0]
+            w[i] = old - 1e-6
+            fm = T.cross_entropy(run(params).logits, labels[:4])[0]
+            w[i] = old
+            assert grads[name][i] == pytest.approx((fp - fm) / 2e-6, rel=1e-5, abs=1e-9), (name, i)
+    # dropout changes the output; p = 0 and no rng is the plain forward
+    plain = forward(params, cfg, b.input_ids, b.token_type_ids, b.attention_mask)
+    assert not np.allclose(plain.logits, res.logits)
+    with pytest.raises(ValueError, match="rng"):
+        forward(params, cfg, b.input_ids, dropout=0.1)
