@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class ScopeStats:
     sends: int = 0
     rounds: int = 0  # rounds inside the scope (its own clock: starts at 0 on entry), summed over calls
     calls: int = 0
+    seconds: float = 0.0  # this party's wall time inside the scope (waiting included), summed over calls
 
 
 @dataclass
@@ -132,9 +134,11 @@ class Network:
         self._clocks.append(0)
         st = self.scopes[self._tag()]
         st.calls += 1
+        t0 = time.perf_counter()
         try:
             yield
         finally:
+            st.seconds += time.perf_counter() - t0
             st.rounds += self._clocks.pop()  # rounds of this call, all parties' messages counted
             self._stack.pop()
 
