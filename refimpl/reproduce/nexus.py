@@ -77,16 +77,17 @@ def measure(model: str, params: str, sentences, seed: int = 1) -> dict:
     return out
 
 
-def extrapolate(params_name: str = SECURE_PARAMS, rotations: int | None = None) -> dict:
+def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     """Bytes of BERT-base at n = 128 on `params_name` from the serialized-size formulas.
 
     Client to server: the 128 x 768 input compressed (ceil(n d / N) ciphertexts one level above
     the bootstrapping output level), or slot-packed densely (ceil(n d / (N/2)) ciphertexts);
     server to client: one ciphertext of logits at level 0. Keys: public, relinearization, two
     encapsulation keys and one Galois key per element: the bootstrapper's, the Subs elements of
-    decompression, and `rotations` model rotations (refimpl.nexus.bert.rotation_steps for the
-    BERT-base configuration when it is available, else 2 log2 of the slot count per fold size:
-    an estimate, said so in the output)."""
+    decompression, and the model's rotations (refimpl.nexus.bert.rotation_steps for the BERT-base
+    configuration when it takes n = 128, else the rotations by +-2^i that compose any rotation:
+    an estimate, said so in the output). `small_model_keys`: the same key count for the shipped
+    small models' architecture (hidden 384, 12 heads, 2 layers) at n = 8 and 16, exact."""
     p, rc = bootstrap_preset(params_name)
     n, d = BERT_BASE["n"], BERT_BASE["d"]
     out_level = p.L - rc.depth
@@ -112,7 +113,9 @@ def extrapolate(params_name: str = SECURE_PARAMS, rotations: int | None = None) 
     comp = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, out_level + 1)
     packed = -(-n * d // p.slots) * P.ciphertext_nbytes(p, out_level)
     result = P.ciphertext_nbytes(p, 0)
+    small = small_model_keys(p, boot)
     return {
+        "small_model_keys": small,
         "params": params_name, "security": p.security_note, "N": p.N, "L": p.L, "dnum": p.dnum,
         "log_qp": round(p.log_qp, 1), "bootstrap_output_level": out_level, "n": n, "d": d,
         "galois_keys": len(elements), "galois_keys_bootstrap": len(boot), "galois_keys_subs": len(subs),
@@ -122,6 +125,26 @@ def extrapolate(params_name: str = SECURE_PARAMS, rotations: int | None = None) 
         "online_bytes_compressed": comp + result, "online_bytes_slot_packed": packed + result,
         "paper_total_bytes": PUBLISHED["bert_base_bandwidth_mb"] * MB,
     }
+
+
+def small_model_keys(p, boot: set) -> list[dict]:
+    """Galois keys (count, bytes) the encrypted small models need on parameters p, per variant and n."""
+    try:
+        from ..bert.config import BertConfig
+        from ..nexus import bert as nb
+    except ImportError:
+        return []
+    out = []
+    for att, act in (("softmax", "gelu"), ("2quad-freediv", "quad")):
+        cfg = BertConfig(hidden_size=384, num_hidden_layers=2, num_attention_heads=12, intermediate_size=1536,
+                         attention=att, activation=act)
+        for n in (8, 16):
+            rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
+            subs = set(subs_elements(p.N, max(chunk_counts(n * 384, p.N))))
+            k = len(boot | rot | subs)
+            out.append({"attention": att, "n": n, "galois_keys": k, "model_rotations": len(rot),
+                        "keys_bytes": P.public_key_nbytes(p) + (3 + k) * P.switching_key_nbytes(p)})
+    return out
 
 
 def _fmt_mb(b) -> str:
@@ -176,6 +199,11 @@ def render(doc: dict) -> list[str]:
         f"model {e['galois_keys_model']} ({e['model_rotations_source']}); N = {e['N']}, log2 PQ = {e['log_qp']}, "
         f"dnum = {e['dnum']}, input at level {e['bootstrap_output_level']}.",
     ]
+    if e.get("small_model_keys"):
+        lines += ["", f"Keys of the small models (hidden 384, 12 heads) on {e['params']}, from refimpl.nexus.bert.rotation_steps:",
+                  "", "| attention | n | Galois keys (model rotations) | key bytes |", "|---|---|---|---|"]
+        lines += [f"| {k['attention']} | {k['n']} | {k['galois_keys']} ({k['model_rotations']}) | {_fmt_mb(k['keys_bytes'])} |"
+                  for k in e["small_model_keys"]]
     return lines
 
 
