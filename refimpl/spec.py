@@ -76,6 +76,12 @@ class Row:
     line: int
     code: list[CodeRef] = field(default_factory=list)
     tests: list[TestRef] = field(default_factory=list)
+    tagged: list[str] = field(default_factory=list)   # tests whose docstring names this ID
+
+    @property
+    def tagged_not_cited(self) -> list[str]:
+        cited = {f.nodeid for t in self.tests for f in t.funcs}
+        return [n for n in self.tagged if n not in cited]
 
     @property
     def counting(self) -> list[TestRef]:
@@ -703,6 +709,13 @@ def check(spec_dir: Path = SPEC_DIR, tests_dir: Path = TESTS_DIR) -> list[Row]:
             raise SpecError(f"duplicate spec ID {r.id}: spec/{seen[r.id].spec}.md:{seen[r.id].line} "
                             f"and spec/{r.spec}.md:{r.line}")
         seen[r.id] = r
+    # the tags (IDs named in test docstrings): reported beside the citations, never counted
+    for fs in index.files.values():
+        for f in fs.values():
+            doc = ast.get_docstring(f.node) or ""
+            for tag in re.findall(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9/]+)+", doc):
+                if tag in seen:
+                    seen[tag].tagged.append(f.nodeid)
     return rows
 
 
@@ -793,6 +806,7 @@ def summary(rows: list[Row]) -> dict:
         "untested": untested,
         "unresolved": unresolved,
         "tested_only_by_slow_tests": only_slow,
+        "tagged_not_cited": [f"{r.id}: {n}" for r in rows for n in r.tagged_not_cited],
         "ok": not untested and not unresolved,
     }
 
@@ -855,6 +869,9 @@ def render(rows: list[Row], verbose: bool = False) -> str:
                f"unresolved references: {len(s['unresolved'])}")
     if s["tested_only_by_slow_tests"]:
         out.append("tested only by slow tests (run with -m slow): " + ", ".join(s["tested_only_by_slow_tests"]))
+    if s["tagged_not_cited"]:
+        out.append(f"{len(s['tagged_not_cited'])} tests name an ID in their docstring without being cited "
+                   "in its row (not counted; see --json)")
     if s["untested"]:
         out.append("untested: " + ", ".join(s["untested"]))
     return "\n".join(out)

@@ -24,6 +24,7 @@ def check_mul(x):
 
 
 def test_good():
+    """Also names SYN-RAISES, whose row does not cite it: reported, not counted."""
     assert arith.mul is not None
 
 
@@ -95,6 +96,8 @@ def test_resolution_and_counting_rule(tmp_path):
     f = rows["SYN-FILE"].tests[0]
     assert {x.name for x in f.counting} == {"test_good", "test_second", "test_raises", "test_runs_script"}
     assert rows["SYN-RAISES"].tested   # pytest.raises is an assertion
+    assert [n.split("::")[-1] for n in rows["SYN-RAISES"].tagged_not_cited] == ["test_good"]
+    assert rows["SYN-NOASSERT"].tagged and not rows["SYN-NOASSERT"].tagged_not_cited
     script = rows["SYN-SCRIPT"].tests[0]  # a file named in a string reaches it; spawning is recorded
     assert script.counts and script.funcs[0].subprocess and not ok.tests[0].funcs[0].subprocess
     s = spec.summary(list(rows.values()))
