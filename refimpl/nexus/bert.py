@@ -34,7 +34,8 @@ checking the level after every piece.
 Values are scaled into [-1, 1] before a bootstrap when a level is left (EvalMod is accurate for
 slot values of size about 1), and scaled back by an integer product afterwards (no level, the scale stays near the primes).
 
-Ranges: the approximations have valid input ranges (Softmax: 2B <= 64; GELU: [-13, 12];
+Ranges: the approximations have valid input ranges (Softmax: 2B <= 2^r, r = 6, or 7 when the
+scores need it (the official code's r); GELU: [-13, 12];
 1/sqrt: a variance range of ratio <= 256 with 4 Newton steps). The server cannot look at the
 data, so a NexusModel carries ranges calibrated on plaintext inputs (`calibrate`), with
 margins; `check_ranges` raises when a plaintext reference leaves them.
@@ -69,7 +70,10 @@ LN_LEVELS_FIXED = 3  # mask, square, final product (LayerNorm = 3 + rsqrt levels
 SCORE_MARGIN = 1.25  # calibrated |score| max times this is the Softmax bound B
 VAR_MARGIN = 2.0  # calibrated variance range widened by this factor on both sides
 GELU_MARGIN = 1.1
-LOGIT_BOUND = 8.0  # Argmax: logits assumed in [-8, 8]
+GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
+LOGIT_BOUND = 8.0
+UNSCALED_BOOT_BOUND = 4.0  # a refresh at level 0 (no level for the scaling) only for |values| <= 4:
+# EvalMod's relative error (2 pi Delta x / q_0)^2 / 6 is 1e-4 at |x| = 16, 6e-6 at 4 (Delta / q_0 = 2^-12)  # Argmax: logits assumed in [-8, 8]
 QUAD_ROOT = math.sqrt(F.QUAD[2])  # sqrt(0.125), folded into W_1 for the one-level Quad
 CALIBRATION_SEED = 0
 
@@ -223,7 +227,9 @@ class NexusModel:
     def settings(self) -> dict:
         """The approximations' parameters chosen from the ranges: B, LayerNorm (alpha, lo, hi, newton)."""
         r = self.get_ranges()
-        out = {"B": r["score_bound"], "ln": {}}
+        B = r["score_bound"]
+        out = {"B": B, "exp_r": EXP_R if 2 * B <= 2.0**EXP_R else EXP_R + 1, "ln": {},
+               "gelu_prescale": gelu_prescale(r["act"]) or GELU_PRESCALES[-1]}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
@@ -254,12 +260,42 @@ def calibrate(model: NexusModel, samples, margin: float = 1.0) -> dict:
         for k, v in rec["absmax"].items():
             acc["absmax"][k] = max(acc["absmax"].get(k, 0.0), v)
     B = float(2.0 ** math.ceil(math.log2(max(acc["score"] * SCORE_MARGIN * margin, 1.0))))
-    if 2 * B > 2.0**EXP_R and model.config.attention == "softmax":
-        raise ValueError(f"attention scores reach {acc['score']:.1f}: the exp of NEXUS is valid for a - max >= -64 (B <= 32)")
+    if 2 * B > 2.0 ** (EXP_R + 1) and model.config.attention == "softmax":
+        raise ValueError(f"attention scores reach {acc['score']:.1f}: exp ~ (1 + x/2^r)^(2^r) is valid for x >= -2^r; "
+                         f"refimpl allows r = {EXP_R} (NEXUS) or {EXP_R + 1} (the official code), i.e. B <= 64")
     act = (acc["act"][0] * GELU_MARGIN * margin, acc["act"][1] * GELU_MARGIN * margin)
-    if model.config.activation != "quad" and (act[0] < GELU_RANGE[0] or act[1] > GELU_RANGE[1]):
-        raise ValueError(f"GELU inputs reach [{act[0]:.2f}, {act[1]:.2f}] (with margin), outside the valid range {GELU_RANGE}")
+    if model.config.activation != "quad" and gelu_prescale(act) is None:
+        lo, hi = gelu_valid_range(GELU_PRESCALES[-1])
+        raise ValueError(f"GELU inputs reach [{act[0]:.2f}, {act[1]:.2f}] (with margin), outside the valid range "
+                         f"[{lo}, {hi}] of the 4-piece GELU with Sgn((x - t)/{GELU_PRESCALES[-1]:g})")
     return {"score_bound": B, "var": acc["var"], "act": tuple(act), "absmax": acc["absmax"]}
+
+
+def gelu_valid_range(prescale: float) -> tuple[float, float]:
+    """Inputs x with every (x - t_i)/prescale in [-1, 1]: [-13, 12] for the paper's 16."""
+    from .gelu import BREAKPOINTS
+
+    return (max(BREAKPOINTS) - prescale, min(BREAKPOINTS) + prescale)
+
+
+def gelu_prescale(act_range) -> float | None:
+    """The smallest Sgn prescale of GELU_PRESCALES whose valid range holds act_range (None if none does)."""
+    for c in GELU_PRESCALES:
+        lo, hi = gelu_valid_range(c)
+        if lo <= act_range[0] and act_range[1] <= hi:
+            return c
+    return None
+
+
+def gelu_model(x: np.ndarray, prescale: float) -> np.ndarray:
+    """The float64 model of the 4-piece GELU with segment bits Sgn((x - t)/prescale)/2 (NEXUS §3.3)."""
+    from .gelu import BREAKPOINTS, P as GP, Q as GQ
+
+    if prescale == 16.0:
+        return gelu_plain(x)
+    b = [sgn_plain((x - t) / prescale, 0.5) for t in BREAKPOINTS]
+    pv, qv = np.polynomial.polynomial.polyval(x, GP), np.polynomial.polynomial.polyval(x, GQ)
+    return pv * (b[0] - b[1]) + qv * (b[1] - b[2]) + x * (b[2] + 0.5)
 
 
 def check_ranges(model: NexusModel, ref: dict) -> None:
@@ -274,8 +310,9 @@ def check_ranges(model: NexusModel, ref: dict) -> None:
             raise ValueError(f"{k}: variance range [{a:.3g}, {b:.3g}] leaves the calibrated [{lo / alpha**2:.3g}, {hi / alpha**2:.3g}]")
     if model.config.activation != "quad":
         lo, hi = rec["act"]
-        if lo < max(r["act"][0], GELU_RANGE[0]) - 1e-9 or hi > min(r["act"][1], GELU_RANGE[1]) + 1e-9:
-            raise ValueError(f"GELU inputs [{lo:.2f}, {hi:.2f}] leave the calibrated {r['act']} / valid {GELU_RANGE}")
+        vlo, vhi = gelu_valid_range(st["gelu_prescale"])
+        if lo < max(r["act"][0], vlo) - 1e-9 or hi > min(r["act"][1], vhi) + 1e-9:
+            raise ValueError(f"GELU inputs [{lo:.2f}, {hi:.2f}] leave the calibrated {r['act']} / valid [{vlo}, {vhi}]")
 
 
 # ============================================================================ plan
@@ -313,7 +350,7 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
             for k in range(rounds):
                 out.append(Piece(p + f"softmax.round{k}", round_levels(B), ch, bound=B))
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
-            out.append(Piece(p + "softmax.exp", EXP_LEVELS, ch, need=EXP_LEVELS + 1,
+            out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, ch, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * B))
             out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), ch, bound=float(lay.n_pad)))
             out.append(Piece(p + "softmax.normalize", 1, ch, join=("out", p + "softmax.exp", 0), bootable=False,
@@ -325,16 +362,14 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
                          bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
         out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 1), bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
-        ln1 = rsqrt_levels(st["ln"][p + "ln1"][3], GOLDSCHMIDT) + LN_LEVELS_FIXED
-        out.append(Piece(p + "ln1", ln1, ch, join=("in", p + "qkv", 0), bound=am.get(f"L{i}.sum1", 16.0)))
+        out += _ln_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         if cfg.activation == "quad":
             out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT))
         else:
-            out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=16.0))
+            out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
         out.append(Piece(p + "ffn2", 1, ci, bound=am.get(f"L{i}.act_out", 8.0)))
-        ln2 = rsqrt_levels(st["ln"][p + "ln2"][3], GOLDSCHMIDT) + LN_LEVELS_FIXED
-        out.append(Piece(p + "ln2", ln2, ch, join=("in", p + "ffn1", 0), bound=am.get(f"L{i}.sum2", 16.0)))
+        out += _ln_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
@@ -343,6 +378,18 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
         out.append(Piece("argmax.sgn", sgn_levels(2 * LOGIT_BOUND), 1, join=("in", "argmax.round0", 0),
                          bound=2 * LOGIT_BOUND))
     return out
+
+
+def _ln_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float) -> list[Piece]:
+    """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
+    up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
+    x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
+    Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream)."""
+    alpha, lo, hi, newton = ln
+    return [Piece(name, 2, width, join=join, bound=bound),
+            Piece(name + ".rsqrt", 1 + 2 * newton, 1, bound=d * hi),
+            Piece(name + ".gold", 1 + 2 * GOLDSCHMIDT, 2, bound=max(1.0, 1.5 / math.sqrt(lo))),
+            Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
 
 
 def _simulate(pieces: list[Piece], boots: set[int], start: int, top: int):
@@ -400,6 +447,8 @@ def place(pieces: list[Piece], start: int, top: int) -> list[dict]:
                 other = live[(which, ref)] - off
                 level = level - 1 if other == level and not pc.product_join else min(level, other)
             for boot in ((False, True) if pc.bootable else (False,)):
+                if boot and pc.bound > UNSCALED_BOOT_BOUND and level < 1:
+                    continue  # large values are scaled down before a refresh: that takes a level
                 lvl = top if boot else level
                 if lvl < need:
                     continue
@@ -510,6 +559,40 @@ def rotation_steps(config: BertConfig, n: int, slots: int) -> list[int]:
     rs |= {-l * w for l in range(1, lay.num_labels)} | {l * w - l for l in range(1, lay.num_labels)}
     rs |= {-Lp} | {1 << k for k in range(Lp.bit_length() - 1)}  # Argmax
     return sorted(r for r in rs if r % slots)
+
+
+# ============================================================================ 1/sqrt in two pieces
+def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float):
+    """y ~ 1/sqrt(u), u = v_factor v in [lo, hi]: linear guess, Newton y <- 1.5 y - 0.5 u y^3 (NEXUS §3.2;
+    refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). Returns (y at level l - 1 - 2 newton, u at l - 1)."""
+    from .layernorm import _times, initial_guess
+
+    err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
+    if err > 2.0**-10:
+        raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+    a, b = initial_guess(lo, hi)
+    s = v.scale
+    y = ev.add_const(_times(ev, v, -a * v_factor, v.level - 1, s), b)  # level l-1
+    neg_half_u = _times(ev, v, -0.5 * v_factor, v.level - 1, s)
+    for _ in range(newton):
+        t = _mul(ev, y, neg_half_u)
+        cubic = _mul(ev, t, ev.rescale(ev.square(y)))
+        y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))  # level -2
+    return y, _times(ev, v, v_factor, v.level - 1, s)
+
+
+def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
+    """x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (GOLDSCHMIDT times); returns 2h (level - 1 - 2 G)."""
+    from .layernorm import _times
+
+    x = _mul(ev, y, u)
+    h = _times(ev, y, 0.5, x.level, x.scale)
+    for _ in range(GOLDSCHMIDT):
+        r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)
+        xr, hr = _mul(ev, x, r), _mul(ev, h, r)
+        x = ev.add(align(ev, x, xr.level, xr.scale), xr)
+        h = ev.add(align(ev, h, hr.level, hr.scale), hr)
+    return ev.mul_int(h, 2)
 
 
 # ============================================================================ plaintext vectors
@@ -708,7 +791,8 @@ class _Forward:
                 s = self.enter(p + f"softmax.round{k}", s)
             s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
         d = self.enter(p + "softmax.exp", [self.join(xc, m, subtract=True) for xc, m in zip(x, s)])
-        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km) for dc, km in zip(d, kms)])
+        r = self.st["exp_r"]  # 6 (NEXUS), 7 when 2B > 64 (the official code's r)
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r) for dc, km in zip(d, kms)])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
         ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad, duplicate=True) for ec in e])
         inv = self.leave(p + "softmax.inverse", [inverse(ev, sc, 0.5, float(n_pad), k_inv) for sc in ssum])
@@ -744,10 +828,14 @@ class _Forward:
             outs.append(ev.rescale(acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
-    # -- LayerNorm over chunks
-    def layernorm(self, xs: list[Ciphertext], gamma, beta, alpha, lo, hi, newton) -> list[Ciphertext]:
-        """gamma (x - mu) / sqrt(var) + beta over the d features of each token, summed across chunks (NEXUS §3.2)."""
+    # -- LayerNorm over chunks, in four pieces
+    def layernorm(self, name: str, xs: list[Ciphertext], gamma, beta, ln: tuple) -> list[Ciphertext]:
+        """gamma (x - mu) / sqrt(var) + beta over the d features of each token, chunks summed (NEXUS §3.2).
+
+        xs entered the piece `name` already (joined, refreshed as planned). 1/sqrt: refimpl.nexus.layernorm's
+        linear guess, Newton and Goldschmidt steps, split where a refresh may go."""
         ev, lay, vec = self.ev, self.lay, self.vec
+        alpha, lo, hi, newton = ln
         d, P = lay.d, lay.chunk
         tot = xs[0]
         for x in xs[1:]:
@@ -759,28 +847,35 @@ class _Forward:
         for u in xc:
             t = ev.rescale(ev.square(u))
             sq = t if sq is None else ev.add(sq, t)
-        v = quick_sum(ev, sq, P, duplicate=True)  # d alpha^2 var; level -2
-        y = rsqrt(ev, v, lo, hi, newton, GOLDSCHMIDT, v_factor=1.0 / d)
+        v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
+        v = self.enter(name + ".rsqrt", [v])[0]
+        y, u = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d)
+        y = self.leave(name + ".rsqrt", [y])[0]
+        y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
+        h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
+        self.enter(name + ".out", [])
         outs = []
-        for c, u in enumerate(xc):
-            xg = ev.rescale(ev.mul_const(u, vec.features(d, c, gamma)))  # level -2
-            outs.append(ev.add_const(_mul(ev, xg, y), vec.features(d, c, beta)))
-        return outs
+        for c, u_ in enumerate(xc):
+            xg = ev.rescale(ev.mul_const(u_, vec.features(d, c, gamma)))  # gamma alpha (x - mu); level -2
+            outs.append(ev.add_const(_mul(ev, xg, h2), vec.features(d, c, beta)))
+        return self.leave(name + ".out", outs)
 
     # -- activations
     def gelu_masked(self, ct: Ciphertext, c: int) -> Ciphertext:
         """The 4-piece GELU (NEXUS §3.3, refimpl.nexus.gelu) with the feature mask folded into the
         scale-aligning products (GELU(0) = 0.0085 must not leak into the zero half of the windows)."""
         from ..ckks.polyeval import evaluate_power
-        from .gelu import BREAKPOINTS, P as GP, Q as GQ, SGN_PRESCALE
+        from .gelu import BREAKPOINTS, P as GP, Q as GQ
 
         ev = self.ev
-        m = self.vec.features(self.lay.intermediate, c)
+        m = self.vec.features(self.lay.intermediate, c)  # level l -> l-18
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
-        bits = [sgn(ev, ct, bound=SGN_PRESCALE, center=t, factor=0.5, target_scale=q_lvl) for t in BREAKPOINTS]
-        pp, _ = evaluate_power(ev, ct, GP, *GELU_RANGE)  # level -3
-        qq, _ = evaluate_power(ev, ct, GQ, *GELU_RANGE)  # level -4
+        c = self.st["gelu_prescale"]
+        bits = [sgn(ev, ct, bound=c, center=t, factor=0.5, target_scale=q_lvl) for t in BREAKPOINTS]
+        dom = gelu_valid_range(c)
+        pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
+        qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
         ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
         terms = []
         for v, b in zip((pp, qq, ct), ind):
@@ -877,8 +972,8 @@ class _Forward:
             ctx = self.enter(p + "out", ctx)
             o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"]))
             s1 = self.enter(p + "ln1", [self.join(a, b) for a, b in zip(o, x)])
-            h1 = self.leave(p + "ln1", self.layernorm(s1, w["attention.output.LayerNorm.weight"],
-                                                      w["attention.output.LayerNorm.bias"], *ln1))
+            h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
+                                w["attention.output.LayerNorm.bias"], ln1)
             h1 = self.enter(p + "ffn1", h1)
             W1, b1 = w["intermediate.dense.weight"], w["intermediate.dense.bias"]
             if cfg.activation == "quad":
@@ -893,7 +988,7 @@ class _Forward:
             a_ = self.enter(p + "ffn2", a_)
             f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"], w["output.dense.bias"]))
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
-            x = self.leave(p + "ln2", self.layernorm(s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], *ln2))
+            x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
         x = self.enter("head", x)
         z = self.leave("head", [self.head(x)])[0]
         return [self.argmax(z)] if argmax else [z]
@@ -924,7 +1019,7 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
 
 
 # ============================================================================ plaintext reference
-def _softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float) -> np.ndarray:
+def _softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float, r: int = EXP_R) -> np.ndarray:
     """The float64 model of `softmax_pieces`: rows in the encrypted key order (i + r) mod n_pad,
     the same QuickMax (Sgn polynomial), exp, Goldschmidt inverse. s [h, n, n], key [n_pad] -> [h, n, n]."""
     from .folding import quick_max_plain, quick_sum_plain
@@ -943,7 +1038,7 @@ def _softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float) -> np.n
     rmask[:, :n_pad] = 1.0
     flat = rows.ravel()
     m = quick_max_plain(flat - B * (rmask - kmr).ravel(), n_pad, B, duplicate=True)
-    e = exp_plain(flat - m) * kmr.ravel()
+    e = exp_plain(flat - m, r) * kmr.ravel()
     tot = quick_sum_plain(e, n_pad, duplicate=True)
     p = (e * inverse_plain(tot, 0.5, float(n_pad), goldschmidt_iterations(0.5, float(n_pad)))).reshape(h * n, 2 * n_pad)
     pr = p[:, :n_pad].reshape(h, n, n_pad)
@@ -990,7 +1085,7 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
         s = qh @ kh.transpose(0, 2, 1) / math.sqrt(dh)  # [h, n, n]
         rec["score_absmax"] = max(rec["score_absmax"], float(np.max(np.abs(s[:, :, mask > 0]))))
         if cfg.attention == "softmax":
-            probs = _softmax_model(s, key, n_pad, st["B"]) if approximate else F.attention_probs(s, mask, "softmax")
+            probs = _softmax_model(s, key, n_pad, st["B"], st["exp_r"]) if approximate else F.attention_probs(s, mask, "softmax")
         else:
             a_, b_ = cfg.freediv
             probs = F.attention_probs(s, mask, cfg.attention, c=cfg.quad_c, a=a_, b=b_)
@@ -1009,7 +1104,7 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
         if cfg.activation == "quad":
             a = F.quad(u)
         else:
-            a = gelu_plain(u) if approximate else F.activation(u, cfg.activation)
+            a = gelu_model(u, st["gelu_prescale"]) if approximate else F.activation(u, cfg.activation)
         absmax(p + "act_out", a)
         s2 = a @ w["output.dense.weight"].T + w["output.dense.bias"] + h1
         absmax(p + "sum2", s2)
