@@ -22,6 +22,7 @@ from refimpl.aby3.nonlinear import (
     exp_neg,
     fused_sums,
     gelu_erf,
+    gelu_erf_as,
     gelu_poly4,
     max_last_axis,
     quad,
@@ -34,7 +35,8 @@ from refimpl.aby3.shares import AShare
 from refimpl.constants import C
 
 VARIANTS = ("softmax", "2quad", "2relu", "scaling", "softmax-freediv", "2quad-freediv")
-ACTIVATIONS = {"gelu": gelu_erf, "gelu_poly4": gelu_poly4, "quad": quad, "relu": relu}
+ACTIVATIONS = {"gelu": gelu_erf, "gelu_poly4": gelu_poly4, "quad": quad, "relu": relu,
+               "gelu_as": gelu_erf_as}  # gelu_as: SPU's erf recipe (speed table baseline only)
 QUAD_C = float(C["freediv"]["quad_c"])
 FREEDIV = {
     "softmax-freediv": (float(C["freediv"]["softmax"]["a"]), float(C["freediv"]["softmax"]["b"])),

@@ -370,3 +370,34 @@ def gelu_erf(p: Party, x: AShare) -> AShare:
         mid = not_bit(p, xor(p, lo, hi))
         y = inject(p, stack_bits(p, [mid, hi]), stack(p, [inner, x]))
         return arith.add(p, y[0], y[1])
+
+
+AS_ERF = (1.0, 0.278393, 0.230389, 0.000972, 0.078108)  # Abramowitz-Stegun 7.1.27, |error| <= 5e-4
+AS_ERF_CLAMP = 3.0  # SPU: erf(z) = 1 for z >= 3
+
+
+def gelu_erf_as(p: Party, x: AShare) -> AShare:
+    """GeLU(x) = x/2 (1 + erf(x/sqrt 2)) with SPU's erf recipe: the baseline SPU runs (for the speed table).
+
+    erf(z) = 1 - (1 + a1 z + a2 z^2 + a3 z^3 + a4 z^4)^-4 for 0 <= z < 3, 1 above, odd
+    (A&S 7.1.27); the reciprocal is the Goldschmidt `reciprocal` (normalization by the
+    highest bit: an A2B), the sign and the clamp come from one batched MSB, selections are
+    bit injections. Valid |x| < 2^13 (the polynomial must stay below 2^20). refimpl's own
+    `gelu_erf` (an even polynomial) is the cheap way; this one reproduces what SPU's
+    jax.nn.gelu(approximate=False) pays. Reference: SPU fxp_approx erf; Abramowitz and Stegun 7.1.27.
+    """
+    c = AS_ERF_CLAMP * math.sqrt(2.0)  # z < 3  <=>  |x| < 3 sqrt 2
+    with p.net.scope("gelu_erf_as"):
+        b = msb(p, stack(p, [x, arith.add_public(p, x, -c), arith.add_public(p, arith.neg(p, x), -c)]))
+        neg, hi, lo = (BShare(b.a[k], b.b[k], p.session, 1) for k in range(3))  # x < 0, x < c, -x < c
+        sx = inject(p, neg, x)  # x [x < 0]
+        z = arith.mul_public(p, arith.sub(p, x, arith.mul_int(p, sx, 2)), 1.0 / math.sqrt(2.0))  # |x| / sqrt 2
+        q = poly(p, z, AS_ERF)
+        r = reciprocal(p, q)
+        r2 = fxp_mul(p, r, r)
+        r4 = fxp_mul(p, r2, r2)
+        inside = and_(p, hi, lo)  # |x| < c
+        e_abs = arith.add_public(p, arith.neg(p, inject(p, inside, r4)), 1.0)  # 1 - r^4 inside, 1 outside
+        erf = arith.sub(p, e_abs, arith.mul_int(p, inject(p, neg, e_abs), 2))  # odd: sign of x
+        half = arith.mul_public(p, x, 0.5)
+        return fxp_mul(p, half, arith.add_public(p, erf, 1.0))

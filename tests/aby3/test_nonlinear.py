@@ -111,3 +111,17 @@ def test_gelu_erf():
     out, _, cost = run(NL.gelu_erf, x)
     assert np.max(np.abs(out - Fn.gelu_erf(x))) < 5e-4
     assert cost["bytes"] / x.size < 5304 / 5  # SPU erf GeLU: 5304 B per element
+
+
+def test_gelu_erf_as_spu_recipe():
+    """ABY3-GELU-3: GeLU with SPU's erf recipe (A&S 7.1.27 + Goldschmidt reciprocal) is within
+    1e-3 of the exact GeLU on [-12, 12] (A&S: |erf error| <= 5e-4, times |x|/2 near the clamp) and
+    costs several times refimpl's even-polynomial gelu_erf (why the baseline's GeLU matters)."""
+    from refimpl.aby3.nonlinear import gelu_erf, gelu_erf_as
+    from refimpl.bert import functional as Fn
+
+    x = np.concatenate([np.linspace(-12, 12, 801), [0.0, 4.2426, -4.2426]])
+    y, _, st = run(gelu_erf_as, x)
+    assert np.max(np.abs(y - Fn.gelu_erf(x))) < 1e-3
+    _, _, st_ours = run(gelu_erf, x)
+    assert st["bytes"] > 5 * st_ours["bytes"] and st["rounds"] > 2 * st_ours["rounds"]
