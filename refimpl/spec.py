@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import fnmatch
 import importlib
@@ -743,27 +744,51 @@ def run_tests(rows: list[Row], marker: str = "") -> None:
     def cache_calls() -> dict[int, int]:
         return {k: o.cache_info().hits + o.cache_info().misses for k, (o, _) in cached.items()}
 
+    active: list[set] = []                        # the open recordings (a call, fixture setups)
+    by_fixture: dict[int, set] = {}               # id(fixturedef) -> what its setup executed
+
+    def prof(frame, event, arg):
+        if event == "call":
+            key = (frame.f_code.co_filename, frame.f_code.co_qualname)
+            for rec in active:
+                rec.add(key)
+
+    @contextlib.contextmanager
+    def recording(into: set):
+        before = cache_calls()
+        active.append(into)
+        if len(active) == 1:
+            sys.setprofile(prof)
+            threading.setprofile(prof)            # the ABY3 simulator runs each party in a thread
+        try:
+            yield
+        finally:
+            active.remove(into)
+            if not active:
+                sys.setprofile(None)
+                threading.setprofile(None)
+            after = cache_calls()
+            into |= {cached[k][1] for k in cached if after[k] != before[k]}
+
     class Recorder:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_fixture_setup(self, fixturedef, request):
+            """A shared fixture's work (e.g. a module-scoped protocol run) counts for every test using it."""
+            seen = by_fixture.setdefault(id(fixturedef), set())
+            with recording(seen):
+                yield
+
         @pytest.hookimpl(hookwrapper=True)
         def pytest_runtest_call(self, item):
             seen: set[tuple[str, str]] = set()
-            before = cache_calls()
-
-            def prof(frame, event, arg):
-                if event == "call":
-                    seen.add((frame.f_code.co_filename, frame.f_code.co_qualname))
-
-            old = sys.getprofile()
-            sys.setprofile(prof)
-            threading.setprofile(prof)            # the ABY3 simulator runs each party in a thread
-            try:
+            with recording(seen):
                 yield
-            finally:
-                sys.setprofile(old)
-                threading.setprofile(None)
-                after = cache_calls()
-                seen |= {cached[k][1] for k in cached if after[k] != before[k]}
-                executed[_base_nodeid(item.nodeid)] = executed.get(_base_nodeid(item.nodeid), set()) | seen
+            defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+            for name in getattr(item, "fixturenames", ()):
+                for fd in defs.get(name, ()):
+                    seen |= by_fixture.get(id(fd), set())
+            base = _base_nodeid(item.nodeid)
+            executed[base] = executed.get(base, set()) | seen
 
         def pytest_runtest_logreport(self, report):
             base = _base_nodeid(report.nodeid)
