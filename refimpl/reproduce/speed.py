@@ -104,7 +104,14 @@ def _run(program, inputs: list, reps: int) -> dict:
         cpus.append(max(s[2] for s in spans))
         out = res.outputs[0]
     st = res.scope("op")
+    parts: dict[str, float] = {}  # wall seconds per protocol scope one level below the measured op (max over parties)
+    for net in res.nets:
+        for name, sc in net.scopes.items():
+            bits = name.split("/")
+            if len(bits) == 3 and bits[0] == "op":
+                parts[bits[2]] = max(parts.get(bits[2], 0.0), sc.seconds)
     return {"bytes": st["bytes"], "rounds": st["rounds"], "sends": st["sends"],
+            "breakdown_s": {k: round(v, 4) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])},
             "max_party_bytes": max(n.scopes["op"].bytes_sent for n in res.nets),
             "wall_s": min(walls), "wall_s_median": statistics.median(walls), "party_cpu_s": min(cpus),
             "output": out}
