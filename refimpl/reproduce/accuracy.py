@@ -1,0 +1,226 @@
+"""`refimpl reproduce accuracy`: the freeDiv/MPCFormer accuracy table on MiniLM, one (row, task) at a time.
+
+Rows (freeDiv's conversion framework; MPCFormer's table): the teacher (Softmax + GeLU), then
+each MPC-friendly variant fine-tuned directly from MiniLM ("direct", MPCFormer's w/o{d})
+and distilled from the teacher in two stages ("distilled", MPCFormer's MPCBert). Columns:
+SST-2 accuracy, STS-B Pearson, RTE accuracy on the full dev sets. Scaled to this machine:
+a fixed SST-2 training subset (default 8,000 examples), full STS-B and RTE training sets,
+few epochs (stated in every result file).
+
+Each run writes results/accuracy/<row>_<task>.json (command, seed, subset, epochs, metric);
+`--table` prints the table from those files beside the paper's BERT-base numbers.
+For the freeDiv variants, f(n) = a n^b is fitted on the teacher (freediv.fit) with the
+variant's kind (Softmax row sums for softmax-freediv, 2Quad row sums for 2quad-freediv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.bert import glue
+
+RESULTS = Path("results/accuracy")
+ROWS = {  # row -> (attention, activation)
+    "teacher": ("softmax", "gelu"),
+    "2quad-freediv-quad": ("2quad-freediv", "quad"),
+    "2quad-quad": ("2quad", "quad"),
+    "softmax-freediv-quad": ("softmax-freediv", "quad"),
+    "2relu-relu": ("2relu", "relu"),
+    "scaling-quad": ("scaling", "quad"),
+}
+TASK_KEYS = {"SST-2": "accuracy", "STS-B": "pearson", "RTE": "accuracy"}
+PAPER_FREEDIV = {"SST-2": 91.6, "STS-B": 89.0, "RTE": 61.4}  # freeDiv, BERT-base, 2Quad-freeDiv + Quad, distilled
+PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
+    "teacher": {"SST-2": 93.1, "STS-B": 89.1, "RTE": 69.7},
+    "2quad-quad direct": {"SST-2": 83.3, "STS-B": 36.1, "RTE": 52.7},
+    "2quad-quad distilled": {"SST-2": 92.0, "STS-B": 80.3, "RTE": 64.9},
+    "2relu-quad direct": {"SST-2": 83.4, "STS-B": 41.3, "RTE": 52.7},
+    "2relu-quad distilled": {"SST-2": 92.0, "STS-B": 85.7, "RTE": 64.3},
+}
+FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; BERT-base uses 2e-5..5e-5
+DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
+DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
+
+
+def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS) -> Path:
+    """results/accuracy/<row>[-distilled|-direct]_<task>[_s<seed>].json."""
+    stem = row if row == "teacher" else f"{row}-{mode}"
+    return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
+
+
+def teacher_dir(runs: Path, task: str, seed: int) -> Path:
+    """Where the teacher run saves its model (the distilled rows start from it)."""
+    return runs / f"accuracy-teacher-{task}-s{seed}" / "model"
+
+
+def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
+                  runs: Path, command: str, root: Path = RESULTS, log=print):
+    """The teacher row: MiniLM (vocabulary pruned to the task) + [CLS] head fine-tuned; resumable.
+
+    Saves the model to teacher_dir(runs, task, seed) and writes its result file. `refimpl ship`
+    calls this too, so the shipped models' teacher is this row's teacher.
+    Returns (config, params, tokenizer, record).
+    """
+    from refimpl.bert import train as T
+
+    task = glue.TASKS[task_name]
+    run = runs / f"accuracy-teacher-{task.name}-s{seed}"
+    config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed)
+    max_length = 64 if task.text_b is None else 128
+    train_ex = glue.load(task.name, glue_dir, "train")
+    train_ex = train_ex.subset(T.subset_index(len(train_ex), subset, seed))
+    ids, types = T.encoded(train_ex, tok, max_length)
+    sched = T.Schedule(epochs=epochs, lr=FINETUNE_LR, warmup=0.1, seed=seed, max_length=max_length, batch_size=32,
+                       dropout=DROPOUT)
+    t0 = time.time()
+    params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
+                     pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"teacher {task.name}", log=log)
+    T.save_model(teacher_dir(runs, task.name, seed), config, params, tok)
+    record = _finish(params, config, tok, task, glue_dir, {
+        "command": command, "row": "teacher", "mode": "fine-tuned", "attention": "softmax", "activation": "gelu",
+        "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched)},
+        t0, root)
+    return config, params, tok, record
+
+
+def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t0: float, root: Path) -> dict:
+    """Evaluate on the full dev set and write results/accuracy/<row>_<task>.json."""
+    from refimpl.bert import train as T
+
+    dev = glue.load(task.name, glue_dir, "dev")
+    metrics = T.evaluate(params, config, dev, tok, 128, progress="dev")
+    record = {"task": task.name, "base": "all-MiniLM-L6-v2 (6 layers, hidden 384), vocabulary pruned to the task",
+              **record, "dev_examples": len(dev), "metrics": metrics, "metric": TASK_KEYS[task.name],
+              "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
+    path = result_path(record["row"], record["mode"], task.name, record["seed"], root)
+    T.write_result(path, record)
+    print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
+    print(f"wrote {path}")
+    return record
+
+
+def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
+            stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path) -> dict:
+    """Train one (row, task) and write its result file."""
+    from refimpl.bert import distill as D
+    from refimpl.bert import freediv
+    from refimpl.bert import train as T
+
+    command = "refimpl reproduce accuracy " + " ".join(argv)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if row == "teacher":
+        return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
+                             command=command, root=root, log=log)[3]
+    task = glue.TASKS[task_name]
+    attention, activation = ROWS[row]
+    max_length = 64 if task.text_b is None else 128
+    train_ex = glue.load(task.name, glue_dir, "train")
+    train_ex = train_ex.subset(T.subset_index(len(train_ex), subset, seed))
+    common = dict(seed=seed, max_length=max_length, batch_size=32)
+    t0 = time.time()
+    record: dict = {"command": command, "row": row, "mode": mode, "attention": attention, "activation": activation,
+                    "seed": seed, "train_examples": len(train_ex), "subset": subset}
+    tdir = teacher_dir(runs, task.name, seed)
+    if not (tdir / "model.safetensors").exists():
+        raise FileNotFoundError(f"{tdir}: run the teacher row first (refimpl reproduce accuracy --row teacher "
+                                f"--task {task.name} --glue-dir ...)")
+    tconfig, tparams, tok = T.load_model(str(tdir), task)
+    ids, types = T.encoded(train_ex, tok, max_length)
+    overrides: dict = {"attention": attention, "activation": activation}
+    kind = {"2quad-freediv": "2quad", "softmax-freediv": "softmax"}.get(attention)
+    if kind is not None:  # f(n) fitted on the teacher, as the paper fits on its model
+        probe = tconfig.replace(attention="2quad") if kind == "2quad" else tconfig
+        rec = freediv.record_denominators(tparams, probe, ids[:2000], types[:2000], kind, pad_id=tok.pad_id)
+        a, b = freediv.fit(rec)
+        overrides |= {"freediv_a": a, "freediv_b": b}
+        record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
+    run = runs / f"accuracy-{row}-{mode}-{task.name}-s{seed}"
+    if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
+        config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
+        sched = T.Schedule(epochs=epochs, lr=FINETUNE_LR, warmup=0.1, dropout=DROPOUT, **common)
+        params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
+                         pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"{row} direct {task.name}", log=log)
+        record["schedule"] = asdict(sched)
+    else:  # the teacher's weights with the variant swapped in, two-stage distillation (MPCFormer)
+        config = tconfig.replace(**overrides)
+        layer_map = list(range(tconfig.num_hidden_layers))
+        s1 = T.Schedule(epochs=stage1_epochs, lr=5e-5, warmup=0.0, schedule="constant", **common)
+        s2 = T.Schedule(epochs=stage2_epochs, lr=1e-5, warmup=0.1, schedule="linear", **common)
+        params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
+                           pad_id=tok.pad_id, run_dir=run, log=log)
+        record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
+    return _finish(params, config, tok, task, glue_dir, record, t0, root)
+
+
+def table(root: Path = RESULTS) -> str:
+    """Markdown table from the result files (mean over seeds when several), beside the papers'."""
+    files = sorted(root.glob("*.json"))
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for f in files:
+        r = json.loads(f.read_text())
+        key = (r["row"], "" if r["row"] == "teacher" else r["mode"])
+        cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
+    tasks = list(TASK_KEYS)
+    lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks) + " | paper (BERT-base) |",
+             "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- |"]
+    order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")]
+    for row, mode in order:
+        got = cells.get((row, mode), {})
+        vals = []
+        for t in tasks:
+            v = got.get(t)
+            if not v:
+                vals.append("—")
+            elif len(v) == 1:
+                vals.append(f"{v[0]:.1f}")
+            else:
+                vals.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)} seeds)")
+        paper = ""
+        if row == "teacher":
+            paper = "MPCFormer teacher " + "/".join(str(PAPER_MPCFORMER["teacher"][t]) for t in tasks)
+        elif row == "2quad-freediv-quad" and mode == "distilled":
+            paper = "freeDiv " + "/".join(str(PAPER_FREEDIV[t]) for t in tasks)
+        elif f"{row} {mode}" in PAPER_MPCFORMER:
+            paper = "MPCFormer " + "/".join(str(PAPER_MPCFORMER[f"{row} {mode}"][t]) for t in tasks)
+        elif row == "2relu-relu":
+            m = PAPER_MPCFORMER.get(f"2relu-quad {mode}")
+            paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
+        lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {paper} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Run one (row, task) of the accuracy table, or print the table with --table."""
+    from refimpl.bert import train as T
+
+    p = argparse.ArgumentParser(prog="refimpl reproduce accuracy", description=main.__doc__)
+    p.add_argument("--table", action="store_true", help="print the table from results/accuracy/*.json")
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--row", choices=tuple(ROWS), default="teacher")
+    p.add_argument("--mode", choices=("direct", "distilled"), default="distilled")
+    p.add_argument("--task", choices=tuple(TASK_KEYS), default="SST-2")
+    p.add_argument("--glue-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=-1, help="training subset (default 8000 for SST-2, else all)")
+    p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs (teacher and direct rows)")
+    p.add_argument("--stage1-epochs", type=float, default=1.0)
+    p.add_argument("--stage2-epochs", type=float, default=1.0)
+    p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
+    args = p.parse_args(argv)
+    root = Path(args.results)
+    if args.table:
+        print(table(root))
+        return 0
+    if not args.glue_dir:
+        p.error("--glue-dir is required to run a row")
+    subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
+    run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
+            stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
+            argv=argv, root=root)
+    return 0
