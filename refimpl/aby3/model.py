@@ -51,7 +51,10 @@ from refimpl.bert.config import BertConfig
 
 
 def share_params(p: Party, config: BertConfig, params: dict | None, owner: int = 1) -> dict[str, AShare]:
-    """The owner shares every tensor of the model (others pass params=None)."""
+    """The owner shares every tensor of the model (others pass params=None): 2 ring elements per weight.
+
+    Done once per model; queries reuse the shares. Reference: ABY3 §5 (input sharing).
+    """
     from refimpl.bert.model import param_shapes
 
     names = list(param_shapes(config, head=True))
@@ -66,9 +69,9 @@ def share_params(p: Party, config: BertConfig, params: dict | None, owner: int =
 class OneHot:
     """The client's ids as a one-hot matrix X [n, V] (scale 0), 2-of-2 shared between the two servers.
 
-    Party o (the client) keeps the ids; party o+1 holds X_{o+1} = F(k_{o+1}) (PRSS, no
-    message), party o+2 holds X_{o+2} = X - X_{o+1} (sent by the client). Each server's
-    part alone is uniformly random. Consumed by `onehot_matmul`.
+    Party o (the client) keeps the ids; party o+1 holds X_{o+1} = F(k_{o+1}) (PRSS: only
+    the public n is sent), party o+2 holds X_{o+2} = X - X_{o+1} (sent by the client).
+    Each server's part alone is uniformly random. Consumed by `onehot_matmul`.
     """
 
     owner: int
@@ -128,7 +131,7 @@ def onehot_matmul(p: Party, x: OneHot, y: AShare) -> AShare:
     o = x.owner
     with p.net.scope("onehot_matmul"):
         if p.id == o:
-            z = (y.a + y.b)[x.ids]  # party o holds (Y_o, Y_{o+1}): X (Y_o + Y_{o+1}) = rows ids
+            z = y.a[x.ids] + y.b[x.ids]  # party o holds (Y_o, Y_{o+1}): X (Y_o + Y_{o+1}) = rows ids
         elif p.id == (o + 1) % 3:
             z = matmul_u64(x.part, y.b)  # party o+1 holds (Y_{o+1}, Y_{o+2})
         else:
