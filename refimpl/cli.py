@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in FORWARDED:  # the module parses its own options (argparse's REMAINDER would not)
+        return _forward(argparse.Namespace(command=argv[0], argv=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -219,7 +219,9 @@ def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1
         )
     P = _Powers(ev, y, stats)
     out_level = y.level - poly_depth(d)
-    if d == 0:
+    if d == 9 and not np.any(coeffs[0::2]):
+        out = _odd9(ev, y, coeffs, target_scale, stats)
+    elif d == 0:
         zero = ev.drop_level(ev.mul_int(y, 0), out_level)
         out = ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params), coeffs[0] if len(coeffs) else 0.0)
     else:
@@ -228,6 +230,39 @@ def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1
     stats.level_out = out.level
     stats.depth = ct.level - out.level
     return out, stats
+
+
+def _at(ev, ct: Ciphertext, c: float, level: int, scale: float) -> Ciphertext:
+    """c ct at a lower `level` with exactly `scale`: drop to level + 1, one constant, one rescale."""
+    t = ev.drop_level(ct, level + 1)
+    q = float(ct.params.q[level + 1])
+    return _force_scale(ev.rescale(ev.mul_const(t, c, scale=scale * q / t.scale)), scale)
+
+
+def _odd9(ev, x: Ciphertext, c: np.ndarray, target: float, stats: PolyStats) -> Ciphertext:
+    """An odd Chebyshev series of degree 9 in 5 products and 4 levels (the official NEXUS
+    sgn_eval's x^2, x^3, x^4, x^5 scheme, moved to the Chebyshev basis for stability):
+
+        p = T5 (b0 + b2 T2 + b4 T4) + e1 T1 + e3 T3,  b4 = 2 c9, b2 = 2 c7, b0 = c5,
+        e3 = c3 - c7, e1 = c1 - c9      (T5 T_k = (T_(5+k) + T_(5-k)) / 2).
+
+    The general baby-step giant-step path spends 6 or 7 products on the same polynomial."""
+    l, q = x.level, lambda j: float(x.params.q[j])
+    sq = ev.rescale(ev.square(x))
+    t2 = ev.add_const(ev.mul_int(sq, 2), -1.0)  # level l-1
+    sq = ev.rescale(ev.square(t2))
+    t4 = ev.add_const(ev.mul_int(sq, 2), -1.0)  # l-2
+    p3 = ev.mul_int(ev.rescale(ev.multiply(ev.drop_level(x, l - 1), t2)), 2)
+    t3 = ev.sub(p3, _at(ev, x, 1.0, l - 2, p3.scale))  # 2 T1 T2 - T1, l-2
+    p5 = ev.mul_int(ev.rescale(ev.multiply(ev.drop_level(x, l - 2), t4)), 2)
+    t5 = ev.sub(p5, _at(ev, t3, 1.0, l - 3, p5.scale))  # 2 T1 T4 - T3, l-3
+    u_scale = target * q(l - 3) / t5.scale
+    inner = ev.add(_at(ev, t2, 2 * c[7], l - 3, u_scale), _at(ev, t4, 2 * c[9], l - 3, u_scale))
+    hi = _force_scale(ev.rescale(ev.multiply(ev.add_const(inner, c[5]), t5)), target)  # l-4
+    lo = ev.add(_at(ev, t3, c[3] - c[7], l - 4, target), _at(ev, x, c[1] - c[9], l - 4, target))
+    stats.mults += 5
+    stats.powers += [2, 4, 3, 5]
+    return ev.add(hi, lo)
 
 
 def evaluate_power(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,

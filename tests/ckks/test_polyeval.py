@@ -90,3 +90,30 @@ def test_input_scale_far_from_the_primes_is_refused(deep):
     big = with_scale(deep.ev.mul_int(ct, 2**30), ct.scale * 2**30)  # same slots, scale 2^70
     with pytest.raises(CKKSError, match="bring the input's scale near the primes"):
         evaluate_chebyshev(deep.ev, big, np.ones(10))
+
+
+@given(seed=st.integers(0, 2**16), lo=st.floats(-4, -1.5), width=st.floats(0.5, 4))
+@settings(max_examples=4, deadline=None, derandomize=True)
+def test_odd_degree_9_takes_5_products(deep, seed, lo, width):
+    """CKKS-POLY-ODD9: an odd degree-9 series in 5 products at depth 4 (the general path: 6 or 7),
+    exact scale, as precise as the general path on the same ciphertext."""
+    rng = np.random.default_rng(seed)
+    c = np.zeros(10)
+    c[1::2] = rng.uniform(-1, 1, 5)
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    ct = deep.encrypt(x)
+    target = ct.scale * 1.5
+    out, st = evaluate_chebyshev(deep.ev, ct, c, target_scale=target)
+    assert (st.mults, st.depth, out.scale) == (5, 4, target)
+    got = bits(deep.decrypt(out).real - npcheb.chebval(x, c))
+    assert got >= 40 - 15 - np.log2(1 + np.abs(c).sum()) - 3
+    general = c.copy()
+    general[8] = 1e-12  # not odd any more: the general baby-step giant-step path
+    ref, st_ref = evaluate_chebyshev(deep.ev, ct, general, target_scale=target)
+    assert st_ref.depth == 4 and st_ref.mults >= 6
+    assert got >= bits(deep.decrypt(ref).real - npcheb.chebval(x, general)) - 1
+    # on an interval [lo, lo + width] the odd path keeps its one extra level for the affine map
+    out2, st2 = evaluate_chebyshev(deep.ev, deep.encrypt(lo + width * (x + 1) / 2), c, lo, lo + width)
+    assert (st2.mults, st2.depth) == (5, 5)
+    # the affine map multiplies the input noise by 2 / width
+    assert bits(deep.decrypt(out2).real - npcheb.chebval(x, c)) >= 40 - 15 - np.log2(1 + np.abs(c).sum()) - np.log2(2 / width) - 3
