@@ -57,6 +57,7 @@ def test_sgn_encrypted(kit):
     ev = CountingEvaluator(kit.ev)
     out = sgn(ev, ct)
     assert ct.level - out.level == DEPTH == 16
+    assert ev.counts["ct_mults"] == 4 * 5  # odd degree-9 pieces: 5 products each (official: 5)
     assert out.scale == ct.scale
     z = kit.decrypt(out)
     assert bits(z - sgn_plain(x)) >= 16
