@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import socket
 import struct
@@ -73,6 +74,22 @@ _HEAD = struct.Struct("<4sHBII")
 MAX_FRAME = 1 << 36  # 64 GiB: a larger length prefix is a malformed stream
 MAX_HEADER = 1 << 24
 SERVER_KINDS = ("ciphertext", "public_key", "switching_key")  # what the server accepts: no secret key kind exists
+
+
+def resolve_params(name: str):
+    """(Parameters, ResolvedConfig) both parties build from a name (the primes are deterministic;
+    serialized data carries a fingerprint that must match): a bootstrapping preset, or
+    deep-2^K-L = N = 2^K with L levels after bootstrapping, dense secret with an h = 32
+    encapsulation (insecure below N = 2^16), as refimpl.nexus.bert's experiments use."""
+    if name in BOOTSTRAP_PRESETS:
+        return bootstrap_preset(name)
+    m = re.fullmatch(r"deep-2\^(\d+)-(\d+)", name)
+    if not m or not 4 <= int(m[1]) <= 17:
+        raise ProtocolError(f"unknown parameter set {name!r}; known: {', '.join(BOOTSTRAP_PRESETS)}, or deep-2^K-L")
+    from ..ckks.bootstrap.bootstrapper import bootstrap_parameters
+
+    k = int(m[1])
+    return bootstrap_parameters(2**k, levels_after=int(m[2]), encapsulation_h=32, num_p=3, insecure=k < 16)
 
 
 # ----------------------------------------------------------------------------- wire format
@@ -370,6 +387,21 @@ class NexusBert:
     def num_labels(self) -> int:
         return self.config.num_labels
 
+    def calibrate(self, sentences, max_tokens: int = 16, limit: int = 200) -> int:
+        """Server side: the value ranges of the approximations from plaintext sentences
+        (refimpl.nexus.bert.calibrate; without it NexusModel calibrates on random tokens)."""
+        samples = []
+        for s in sentences:
+            ids, mask = self.encode(s)
+            if len(ids) <= max_tokens:
+                samples.append((np.asarray(ids), np.asarray(mask)))
+            if len(samples) == limit:
+                break
+        if not samples:
+            raise ProtocolError(f"no calibration sentence has at most {max_tokens} tokens")
+        self.model.ranges = self._nb.calibrate(self.model, samples)
+        return len(samples)
+
     def embed(self, sentence: str):
         ids, mask = self.encode(sentence)
         x = self._nb.client_embed(self.config, self.params, ids, mask)
@@ -446,11 +478,9 @@ class Server:
 
     def __init__(self, model: str = "toy", params: str = "toy-2^10-deep", record_dir: str | None = None,
                  log=None):
-        if params not in BOOTSTRAP_PRESETS:
-            raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
+        self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.model_name, self.params_name = self.model.name, params
-        self.params, self.rc = bootstrap_preset(params)
         self.boot_elements = Bootstrapper(Evaluator(self.params), self.rc).galois_elements()
         self.output_level = self.params.L - self.rc.depth
         self.clients: dict[str, _ClientKeys] = {}
@@ -627,11 +657,9 @@ class Client:
 
     def __init__(self, transport, model: str = "toy", params: str = "toy-2^10-deep", compress: bool = True,
                  seed: int | None = None):
-        if params not in BOOTSTRAP_PRESETS:
-            raise ProtocolError(f"unknown parameter preset {params!r}; known: {', '.join(BOOTSTRAP_PRESETS)}")
+        self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.t, self.model_name, self.params_name, self.compress = transport, self.model.name, params, compress
-        self.params, self.rc = bootstrap_preset(params)
         t0 = time.perf_counter()
         self.kg = KeyGenerator(self.params, RandomSource(seed), expand_keys=False)  # keys are sent, not kept
         self.sk = self.kg.secret_key()  # never leaves this object
@@ -763,21 +791,35 @@ def main(argv: list[str]) -> int:
         a = sub.add_parser(name)
         a.add_argument("--port", type=int, required=(name == "query"), default=0)
         a.add_argument("--host", default="127.0.0.1")
-        a.add_argument("--params", default=DEFAULT_PARAMS, help=f"bootstrapping preset: {', '.join(BOOTSTRAP_PRESETS)}")
+        a.add_argument("--params", default=DEFAULT_PARAMS, help=f"bootstrapping preset ({', '.join(BOOTSTRAP_PRESETS)}) or deep-2^K-L")
         a.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model name, or 'toy' (protocol stand-in)")
     s, q = sub.choices["serve"], sub.choices["query"]
     s.add_argument("--record-dir", help="write every received frame here (what the server sees)")
     s.add_argument("--max-connections", type=int, default=0, help="exit after this many connections (0: never)")
+    s.add_argument("--calibrate-tsv", help="calibrate the value ranges on the first 200 short sentences of this "
+                   "SST-2 TSV (e.g. glue/SST-2/train.tsv); default: refimpl.nexus.bert's own calibration")
     q.add_argument("--sentence", action="append", required=True, help="repeat for several sentences")
     q.add_argument("--no-compress", action="store_true", help="send slot-packed ciphertexts instead of compressed ones")
     q.add_argument("--seed", type=int, default=None, help="key and encryption randomness (default: OS entropy)")
     q.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    params, _ = bootstrap_preset(args.params)
+    try:
+        params, _ = resolve_params(args.params)
+    except ProtocolError as e:
+        print(f"refimpl nexus: {e}", file=sys.stderr)
+        return 2
     if params.security_bits < 128:
         print(f"INSECURE parameters ({args.params}): {params.security_note}", flush=True)
     if args.cmd == "serve":
         server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True))
+        if args.calibrate_tsv:
+            if not hasattr(server.model, "calibrate"):
+                print("refimpl nexus serve: --calibrate-tsv applies to BERT models only", file=sys.stderr)
+                return 2
+            with open(args.calibrate_tsv) as f:
+                texts = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
+            k = server.model.calibrate(texts)
+            print(f"calibrated the ranges on {k} sentences of {args.calibrate_tsv}", flush=True)
         print(f"model {args.model}, parameters {args.params}: {params.security_note}", flush=True)
         serve(server, args.host, args.port, args.max_connections)
         return 0

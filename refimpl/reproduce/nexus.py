@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ..ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
+from ..ckks.bootstrap.bootstrapper import Bootstrapper
 from ..ckks.evaluator import Evaluator
 from ..ckks.keys import galois_element
 from ..constants import C
@@ -88,7 +88,7 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     configuration when it takes n = 128, else the rotations by +-2^i that compose any rotation:
     an estimate, said so in the output). `small_model_keys`: the same key count for the shipped
     small models' architecture (hidden 384, 12 heads, 2 layers) at n = 8 and 16, exact."""
-    p, rc = bootstrap_preset(params_name)
+    p, rc = P.resolve_params(params_name)
     n, d = BERT_BASE["n"], BERT_BASE["d"]
     out_level = p.L - rc.depth
     boot = set(Bootstrapper(Evaluator(p), rc).galois_elements())
@@ -217,7 +217,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--json", help="write the document here")
     args = ap.parse_args(argv)
     params = args.params or (QUICK_PARAMS if args.quick else SECURE_PARAMS)
-    p, _ = bootstrap_preset(params)
+    p, _ = P.resolve_params(params)
     if p.security_bits < 128 and not args.no_run:
         print(f"INSECURE ring for the measured rows ({params}: {p.security_note}); the extrapolation uses {SECURE_PARAMS}",
               flush=True)
