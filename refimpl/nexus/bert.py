@@ -49,6 +49,7 @@ al. 2019); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv attention; MPCFormer (
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -73,7 +74,9 @@ GELU_MARGIN = 1.1
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
 LOGIT_BOUND = 8.0
 UNSCALED_BOOT_BOUND = 4.0  # a refresh at level 0 (no level for the scaling) only for |values| <= 4:
-# EvalMod's relative error (2 pi Delta x / q_0)^2 / 6 is 1e-4 at |x| = 16, 6e-6 at 4 (Delta / q_0 = 2^-12)  # Argmax: logits assumed in [-8, 8]
+# EvalMod's relative error (2 pi Delta x / q_0)^2 / 6 is 1e-4 at |x| = 16, 6e-6 at 4 (Delta / q_0 = 2^-12);
+# exceptions: the running maximum of QuickMax (Softmax subtracts it: an error of 1e-3 B only shifts the row)
+# and a - max before exp (the error is cubic in |a - max|, where exp is below 1e-8) or before Argmax's Sgn  # Argmax: logits assumed in [-8, 8]
 QUAD_ROOT = math.sqrt(F.QUAD[2])  # sqrt(0.125), folded into W_1 for the one-level Quad
 CALIBRATION_SEED = 0
 
@@ -228,7 +231,9 @@ class NexusModel:
         """The approximations' parameters chosen from the ranges: B, LayerNorm (alpha, lo, hi, newton)."""
         r = self.get_ranges()
         B = r["score_bound"]
+        act_max = max([v for k, v in r["absmax"].items() if k.endswith("act_out")] or [1.0])
         out = {"B": B, "exp_r": EXP_R if 2 * B <= 2.0**EXP_R else EXP_R + 1, "ln": {},
+               "act_div": float(2.0 ** max(0, math.ceil(math.log2(act_max * SCORE_MARGIN)))),
                "gelu_prescale": gelu_prescale(r["act"]) or GELU_PRESCALES[-1]}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
@@ -333,6 +338,7 @@ class Piece:
     bootable: bool = True
     bound: float = 1.0  # max |value| of the stream entering the piece (pre-bootstrap scaling)
     product_join: bool = False  # the join is a product (levels need not match scales: no extra level)
+    coarse_ok: bool = False  # an unscaled refresh (EvalMod error ~1e-3 relative) is harmless: a running maximum
 
 
 def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]:
@@ -348,10 +354,10 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
         if cfg.attention == "softmax":
             rounds = lay.n_pad.bit_length() - 1
             for k in range(rounds):
-                out.append(Piece(p + f"softmax.round{k}", round_levels(B), ch, bound=B))
+                out.append(Piece(p + f"softmax.round{k}", round_levels(B), ch, bound=B, coarse_ok=k > 0))
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, ch, need=st["exp_r"] + 2,
-                             join=("in", p + "softmax.round0", 0), bound=2 * B))
+                             join=("in", p + "softmax.round0", 0), bound=2 * B, coarse_ok=True))
             out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), ch, bound=float(lay.n_pad)))
             out.append(Piece(p + "softmax.normalize", 1, ch, join=("out", p + "softmax.exp", 0), bootable=False,
                              product_join=True))
@@ -365,18 +371,18 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
         out += _ln_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         if cfg.activation == "quad":
-            out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT))
+            out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
         else:
             out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
-        out.append(Piece(p + "ffn2", 1, ci, bound=am.get(f"L{i}.act_out", 8.0)))
+        out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
         out += _ln_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
         for k in range(lay.label_pad.bit_length() - 1):
-            out.append(Piece(f"argmax.round{k}", round_levels(LOGIT_BOUND), 1, bound=LOGIT_BOUND))
+            out.append(Piece(f"argmax.round{k}", round_levels(LOGIT_BOUND), 1, bound=LOGIT_BOUND, coarse_ok=k > 0))
         out.append(Piece("argmax.sgn", sgn_levels(2 * LOGIT_BOUND), 1, join=("in", "argmax.round0", 0),
-                         bound=2 * LOGIT_BOUND))
+                         bound=2 * LOGIT_BOUND, coarse_ok=True))
     return out
 
 
@@ -447,7 +453,7 @@ def place(pieces: list[Piece], start: int, top: int) -> list[dict]:
                 other = live[(which, ref)] - off
                 level = level - 1 if other == level and not pc.product_join else min(level, other)
             for boot in ((False, True) if pc.bootable else (False,)):
-                if boot and pc.bound > UNSCALED_BOOT_BOUND and level < 1:
+                if boot and pc.bound > UNSCALED_BOOT_BOUND and level < 1 and not pc.coarse_ok:
                     continue  # large values are scaled down before a refresh: that takes a level
                 lvl = top if boot else level
                 if lvl < need:
@@ -673,6 +679,7 @@ class _Forward:
         self.rows, self.pieces = rows, {p.name: p for p in pieces}
         self.i, self.trace, self.t0 = 0, trace, 0.0
         self.n_real = float(np.sum(mask))
+        self.taps = None
         self.st = model.settings()
 
     # -- plan bookkeeping
@@ -868,7 +875,7 @@ class _Forward:
         from .gelu import BREAKPOINTS, P as GP, Q as GQ
 
         ev = self.ev
-        m = self.vec.features(self.lay.intermediate, c)  # level l -> l-18
+        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M); level l -> l-18
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
         c = self.st["gelu_prescale"]
@@ -886,13 +893,14 @@ class _Forward:
         return with_scale(ev.rescale(total), s)  # level -18
 
     def quad(self, u: Ciphertext, c: int) -> Ciphertext:
-        """Quad(z) = u^2 + (0.25 / r) u + 0.5 with u = r z, r = sqrt(0.125) folded into W_1: 1 level (MPCFormer)."""
+        """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
+        1/sqrt(M) folded into W_1 (M = act_div, undone by W_2 x M): 1 level (MPCFormer's Quad)."""
         from .layernorm import _times
 
-        ev = self.ev
+        ev, M = self.ev, self.st["act_div"]
         sq = ev.rescale(ev.square(u))  # level -1
-        lin = _times(ev, u, F.QUAD[1] / QUAD_ROOT, sq.level, sq.scale)
-        return ev.add_const(ev.add(sq, lin), self.vec.features(self.lay.intermediate, c) * F.QUAD[0])
+        lin = _times(ev, u, F.QUAD[1] / (QUAD_ROOT * math.sqrt(M)), sq.level, sq.scale)
+        return ev.add_const(ev.add(sq, lin), self.vec.features(self.lay.intermediate, c) * (F.QUAD[0] / M))
 
     # -- head
     def head(self, xs: list[Ciphertext]) -> Ciphertext:
@@ -976,8 +984,9 @@ class _Forward:
                                 w["attention.output.LayerNorm.bias"], ln1)
             h1 = self.enter(p + "ffn1", h1)
             W1, b1 = w["intermediate.dense.weight"], w["intermediate.dense.bias"]
+            M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
             if cfg.activation == "quad":
-                W1, b1 = W1 * QUAD_ROOT, b1 * QUAD_ROOT
+                W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
             u = self.leave(p + "ffn1", self.linear(h1, W1, b1))
             act = p + ("quad" if cfg.activation == "quad" else "gelu")
             u = self.enter(act, u)
@@ -986,22 +995,25 @@ class _Forward:
             else:
                 a_ = self.leave(act, [self.gelu_masked(uc, c) for c, uc in enumerate(u)])
             a_ = self.enter(p + "ffn2", a_)
-            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"], w["output.dense.bias"]))
+            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"]))
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
             x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
+            if self.taps is not None:
+                self.taps[f"L{i}"] = x
         x = self.enter("head", x)
         z = self.leave("head", [self.head(x)])[0]
         return [self.argmax(z)] if argmax else [z]
 
 
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
-                      trace: list | None = None, argmax: bool = False) -> list[Ciphertext]:
+                      trace: list | None = None, argmax: bool = False, taps: dict | None = None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
     attention_mask [n] 0/1 (public). Bootstraps where `plan` puts them (bootstrapper: anything
     with .bootstrap(ct) and .output_level). trace (a list) receives one dict per piece: block,
-    seconds, level in/out, bootstraps, ciphertexts. Returns [logits ct] (slot l w = logit l,
+    seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
+    chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
@@ -1015,7 +1027,9 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
         raise ValueError(f"input ciphertexts at different levels {[c.level for c in cts]}")
     pieces = _pieces(model, lay, argmax)
     rows = place(pieces, cts[0].level, bootstrapper.output_level)
-    return _Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace).run(list(cts), argmax)
+    fw = _Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
+    fw.taps = taps
+    return fw.run(list(cts), argmax)
 
 
 # ============================================================================ plaintext reference
@@ -1137,3 +1151,145 @@ def argmax_reference(logits: np.ndarray, num_labels: int) -> np.ndarray:
     xa = row - LOGIT_BOUND * (rmask - km)
     m = quick_max_plain(xa, Lp, LOGIT_BOUND, duplicate=True)
     return (1.0 + sgn_plain((xa - m) / (2 * LOGIT_BOUND)))[:num_labels]
+
+
+# ============================================================================ experiment (results/nexus_bert_*.json)
+def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, progress=print) -> dict:
+    """Client and server in one process (the secret key only decrypts): encrypted vs plaintext
+    logits per sentence [(text, ids, mask)], per-layer errors, bootstraps, time per block."""
+    import resource
+
+    from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+    from ..ckks.bootstrap.bootstrapper import Bootstrapper
+    from ..ring.sampling import RandomSource
+
+    t = time.perf_counter()
+    kg = KeyGenerator(params, RandomSource(seed + 1))
+    sk = kg.secret_key()
+    probe = Bootstrapper(Evaluator(params), rc)
+    rots = sorted({r for _, ids, _ in sentences for r in rotation_steps(model.config, len(ids), params.slots)})
+    ev = Evaluator(params, kg.evaluation_keys(sk, rotations=rots, elements=probe.galois_elements()))
+    bts = Bootstrapper(ev, rc, encapsulation=kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h))
+                       if rc.encapsulation_h else None)
+    enc, E, D = Encoder(params), Encryptor(kg.public_key(sk), RandomSource(seed + 2)), Decryptor(sk)
+    keygen_s = time.perf_counter() - t
+    out = []
+    for text, ids, mask in sentences:
+        lay = input_layout(model.config, len(ids), params.slots)
+        ap = plaintext_reference(model, ids, mask, approximate=True)
+        ex = plaintext_reference(model, ids, mask, approximate=False)
+        check_ranges(model, ap)
+        x = client_embed(model.config, model.params, ids, mask)
+        cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in pack_input(x, lay)]
+        trace, taps = [], {}
+        t = time.perf_counter()
+        calls0 = bts.calls
+        (z,) = encrypted_forward(ev, bts, model, cts, len(ids), mask, trace=trace, taps=taps)
+        secs = time.perf_counter() - t
+        logits = unpack_output([enc.decode(D.decrypt(z)).real], lay, model.config.num_labels)
+        layer_err = [float(np.max(np.abs(_unpack([enc.decode(D.decrypt(c)).real for c in taps[f"L{i}"]], lay, lay.d)
+                                         - ap["hidden"][i + 1]))) for i in range(model.config.num_hidden_layers)]
+        row = {"sentence": text, "n": len(ids), "logits_encrypted": logits.tolist(), "logits_model": ap["logits"].tolist(),
+               "logits_exact": ex["logits"].tolist(),
+               "max_err_vs_model": float(np.max(np.abs(logits - ap["logits"]))),
+               "max_err_vs_exact": float(np.max(np.abs(logits - ex["logits"]))),
+               "model_vs_exact": float(np.max(np.abs(ap["logits"] - ex["logits"]))),
+               "layer_max_err_vs_model": layer_err,
+               "pred_encrypted": int(np.argmax(logits)), "pred_model": int(np.argmax(ap["logits"])),
+               "pred_exact": int(np.argmax(ex["logits"])), "bootstraps": bts.calls - calls0, "seconds": round(secs, 1),
+               "block_seconds": {r["block"]: round(r["seconds"], 2) for r in trace}}
+        out.append(row)
+        progress(json.dumps({k: row[k] for k in ("n", "max_err_vs_model", "pred_encrypted", "pred_exact", "bootstraps", "seconds")}))
+    return {"keygen_s": round(keygen_s, 1), "rows": out, "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "bootstrap": bts.describe(), "security": params.security_note}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m refimpl.nexus.bert --model DIR_OR_SHIPPED_NAME [--logN 12] [--sentences 4] --json FILE."""
+    import argparse
+    import sys
+
+    from ..bert import weights
+    from ..bert.tokenizer import BertTokenizer
+    from ..ckks.bootstrap.bootstrapper import bootstrap_parameters
+
+    ap = argparse.ArgumentParser(prog="python -m refimpl.nexus.bert", description=main.__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--glue-dir", default="../shared/data/glue")
+    ap.add_argument("--logN", type=int, default=12)
+    ap.add_argument("--levels-after", type=int, default=19)
+    ap.add_argument("--sentences", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=8)
+    ap.add_argument("--calibration", type=int, default=200, help="short SST-2 train sentences for the ranges")
+    ap.add_argument("--json")
+    ap.add_argument("--plan-only", nargs="*", metavar="PRESET",
+                    help="print and record the plans at these bootstrapping presets (e.g. 128-2^16-dense) for n = 8, 16")
+    a = ap.parse_args(argv)
+    from pathlib import Path
+
+    if a.logN <= 12:
+        import numba
+
+        numba.set_num_threads(1)  # small rings: thread launches dominate (tests/nexus/conftest.py)
+
+    d = Path(a.model)
+    if not d.exists():
+        from ..bert.shipped import model_dir
+
+        d = model_dir(a.model)
+    cfg, prm = weights.load(d, dtype=np.float32)
+    tok = BertTokenizer(d / "vocab.txt")
+
+    def short(split, k):
+        rows = [ln.rstrip("\n").split("\t") for ln in open(Path(a.glue_dir) / "SST-2" / f"{split}.tsv")][1:]
+        out = []
+        for text, *_ in rows:
+            ids, _ = tok.encode(text, max_length=128)
+            if len(ids) <= a.max_tokens:
+                out.append((text, np.array(ids), np.ones(len(ids), dtype=np.int64)))
+            if len(out) == k:
+                break
+        return out
+
+    model = NexusModel(cfg, prm)
+    model.ranges = calibrate(model, [(i, m) for _, i, m in short("train", a.calibration)])
+    if a.plan_only is not None:
+        from ..ckks.bootstrap.bootstrapper import bootstrap_preset
+
+        res = {"model": str(a.model), "settings": model.settings(), "plans": []}
+        for name in a.plan_only:
+            pr = bootstrap_preset(name)
+            for n in (8, 16):
+                rows = plan(model, n, pr)
+                res["plans"].append({
+                    "preset": name, "N": pr[0].N, "bootstrap_level": pr[0].L - pr[1].depth, "n": n,
+                    "chunk": input_layout(cfg, n, pr[0].slots).chunk,
+                    "levels_used": sum(r["cost"] for r in rows), "bootstrap_points": sum(r["bootstrap"] for r in rows),
+                    "ciphertexts_bootstrapped": sum(r["bootstraps"] for r in rows),
+                    "greedy_points": greedy_points(model, n, pr), "table": plan_table(rows).splitlines()})
+                print(name, n, res["plans"][-1]["ciphertexts_bootstrapped"], file=sys.stderr)
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+        return 0
+    params, rc = bootstrap_parameters(2**a.logN, levels_after=a.levels_after, encapsulation_h=32, num_p=3,
+                                      insecure=a.logN < 16)
+    print(f"{'INSECURE toy ring' if params.insecure else '128-bit'}: {params.security_note}", file=sys.stderr)
+    sents = short("dev", a.sentences)
+    rows = plan(model, max(len(s[1]) for s in sents), (params, rc))
+    print(plan_table(rows), file=sys.stderr)
+    res = run_sentences(model, sents, params, rc, progress=lambda s: print(s, file=sys.stderr))
+    res.update(model=str(a.model), config=json.loads(cfg.to_json()), N=params.N, levels_after=a.levels_after,
+               log_qp=round(params.log_qp), insecure=params.insecure, settings=model.settings(),
+               command="python -m refimpl.nexus.bert " + " ".join(argv if argv is not None else sys.argv[1:]),
+               plan_bootstraps_per_sentence_at_max_n=sum(r["bootstraps"] for r in rows),
+               agreement=sum(r["pred_encrypted"] == r["pred_model"] for r in res["rows"]),
+               max_err_vs_model=max(r["max_err_vs_model"] for r in res["rows"]))
+    text = json.dumps(res, indent=1)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    print(json.dumps({k: res[k] for k in ("agreement", "max_err_vs_model", "plan_bootstraps_per_sentence_at_max_n")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

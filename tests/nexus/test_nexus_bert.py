@@ -195,12 +195,12 @@ def test_encrypted_forward_softmax_gelu(softmax_setup):
         [(r["block"], r["level_in"], r["level_out"], r["bootstraps"]) for r in rows]
 
 
-def test_encrypted_forward_2quad_quad_argmax():
+def test_encrypted_forward_2quad_quad_argmax(softmax_setup):
     """NEXUS-BERT-E2E, NEXUS-BERT-ARGMAX: the 2Quad-freeDiv + Quad student (no Sgn, no max, no division)
-    with real bootstrapping, ending in the encrypted Argmax (one-hot within 0.01)."""
+    with real bootstrapping, ending in the encrypted Argmax (one-hot within 0.01); same keys (same shapes)."""
     cfg, params = tiny("2quad-freediv", "quad")
     model = nb.NexusModel(cfg, params)
-    s = Setup(cfg, len(IDS))
+    s = softmax_setup[1]
     (z,), lay, calls, trace = s.run(model, IDS, MASK, argmax=True)
     ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)
     sel = nb.unpack_argmax([z], lay, 2)
