@@ -315,6 +315,15 @@ class ToyModel:
 
         return self.Wc @ gelu_plain(self.a * x + self.b).ravel() + self.bc
 
+    def reference_logits(self, sentence: str) -> dict:
+        """Plaintext logits: 'model' (the same GELU approximation) and 'exact' (erf GELU)."""
+        from math import erf
+
+        x, mask = self.embed(sentence)
+        u = (self.a * x + self.b).ravel()
+        exact = u * 0.5 * (1.0 + np.vectorize(erf)(u / np.sqrt(2.0)))
+        return {"model": self.plain_logits(x, mask), "exact": self.Wc @ exact + self.bc}
+
     def forward(self, ev, bts, cts, n, mask, trace=None) -> list[Ciphertext]:
         from .folding import quick_sum
         from .gelu import LEVELS as GELU_LEVELS, gelu
@@ -383,6 +392,24 @@ class NexusBert:
         labels = (m.meta or {}).get("labels", ("negative", "positive"))
         return cls(name, m.config, m.params, lambda s: shipped.encode(m, s), labels)
 
+    @classmethod
+    def from_dir(cls, path: str) -> "NexusBert":
+        """A model directory in the shipped layout (model.safetensors, config.json, vocab.txt)."""
+        from pathlib import Path
+
+        from ..bert import weights
+        from ..bert.tokenizer import BertTokenizer
+
+        d = Path(path)
+        config, params = weights.load(d, dtype=np.float32)
+        tok = BertTokenizer(d / "vocab.txt")
+
+        def encode(s):
+            ids, _ = tok.encode(s, max_length=128)
+            return np.array(ids, dtype=np.int64), np.ones(len(ids), dtype=np.int64)
+
+        return cls(d.name, config, params, encode)
+
     @property
     def num_labels(self) -> int:
         return self.config.num_labels
@@ -401,6 +428,12 @@ class NexusBert:
             raise ProtocolError(f"no calibration sentence has at most {max_tokens} tokens")
         self.model.ranges = self._nb.calibrate(self.model, samples)
         return len(samples)
+
+    def reference_logits(self, sentence: str) -> dict:
+        """Plaintext logits: 'model' (the encrypted forward's approximations in float64) and 'exact'."""
+        ids, mask = self.encode(sentence)
+        return {k: np.asarray(self._nb.plaintext_reference(self.model, ids, mask, approximate=ap)["logits"])
+                for k, ap in (("model", True), ("exact", False))}
 
     def embed(self, sentence: str):
         ids, mask = self.encode(sentence)
@@ -427,10 +460,12 @@ class NexusBert:
 
 
 def load_model(name):
-    """'toy' (the stand-in above), a shipped model name, or a model object (returned as is)."""
+    """'toy' (the stand-in above), a shipped model name, a model directory, or a model object (as is)."""
     if not isinstance(name, str):
         return name
-    return ToyModel() if name == "toy" else NexusBert.shipped(name)
+    if name == "toy":
+        return ToyModel()
+    return NexusBert.from_dir(name) if os.path.isdir(name) else NexusBert.shipped(name)
 
 
 def placement(model, layout, n: int, d: int, slots: int) -> list[list[tuple[int, np.ndarray]]]:
