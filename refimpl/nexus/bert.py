@@ -71,6 +71,7 @@ LN_LEVELS_FIXED = 3  # mask, square, final product (LayerNorm = 3 + rsqrt levels
 SCORE_MARGIN = 1.25  # calibrated |score| max times this is the Softmax bound B
 VAR_MARGIN = 2.0  # calibrated variance range widened by this factor on both sides
 GELU_MARGIN = 1.1
+MAX_NEWTON = 8  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's second LayerNorm: ratio ~1000)
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
 LOGIT_BOUND = 8.0
 UNSCALED_BOOT_BOUND = 4.0  # a refresh at level 0 (no level for the scaling) only for |values| <= 4:
@@ -238,7 +239,7 @@ class NexusModel:
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
-            for newton in (NEWTON, NEWTON + 1, NEWTON + 2, NEWTON + 3):
+            for newton in range(NEWTON, MAX_NEWTON + 1):  # the rsqrt piece costs 1 + 2 newton <= 17
                 if rsqrt_valid(lo * alpha**2, 1.0, newton, GOLDSCHMIDT) <= 2.0**-10:
                     break
             else:
