@@ -1,0 +1,42 @@
+"""The shipped small SST-2 models (2 MiniLM layers, hidden 384, 12 heads) through the encrypted forward
+with real bootstrapping on an insecure toy ring (N = 2^12, 19 levels after bootstrapping).
+
+Slow: about 11 (student) and 63 (Softmax + GELU) bootstrapped ciphertexts of ~2-10 s each per
+sentence on this machine. The figures of the README come from `python -m refimpl.nexus.bert`
+(results/nexus_bert_*_toy2^12.json); these tests check the same pipeline on one short sentence.
+"""
+
+import numpy as np
+import pytest
+
+from refimpl.bert import shipped
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.nexus import bert as nb
+
+SENTENCE = "a charming movie ."  # 6 tokens with [CLS] and [SEP]
+CALIBRATION = ("a gorgeous , witty movie .", "the movie is a disaster .", "unflinchingly bleak and desperate",
+               "it 's a charming journey .", SENTENCE)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", shipped.NAMES)
+def test_shipped_model_encrypted(name):
+    """NEXUS-BERT-SHIPPED: predictions equal, logits within 0.05 of the float64 model of the same
+    approximations, per-layer errors reported, bootstraps as planned."""
+    if not shipped.available(name):
+        pytest.skip(f"shipped model {name} not built")
+    m = shipped.load(name)
+    model = nb.NexusModel(m.config, m.params)
+    model.ranges = nb.calibrate(model, [shipped.encode(m, s) for s in CALIBRATION])
+    ids, mask = shipped.encode(m, SENTENCE)
+    params, rc = bootstrap_parameters(2**12, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    res = nb.run_sentences(model, [(SENTENCE, ids, mask)], params, rc, progress=lambda s: None)
+    row = res["rows"][0]
+    assert row["max_err_vs_model"] < 0.05
+    assert row["pred_encrypted"] == row["pred_model"]
+    assert max(row["layer_max_err_vs_model"]) < 0.5
+    rows = nb.plan(model, len(ids), (params, rc))
+    assert row["bootstraps"] == sum(r["bootstraps"] for r in rows)
+    if "2quad" in name:
+        assert not any("softmax" in b or "gelu" in b for b in row["block_seconds"])
