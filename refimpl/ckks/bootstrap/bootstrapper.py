@@ -129,9 +129,11 @@ def bootstrap_parameters(
 
     q_0 / Delta sets the trade-off of EvalMod: its error is multiplied by q_0 / (2 pi Delta)
     (smaller is better), while sin(2 pi eps) / (2 pi) ~ eps needs eps = Delta m_k / q_0 small
-    (relative error (2 pi eps)^2 / 6 on coefficient m_k). log_q0 = 52 with Delta = 2^40 keeps
-    both near 2^-25 for slot values up to about 1 (coefficients ~ slots / sqrt(N/2)); measured
-    at N = 2^12: 60 -> 18.3 mean bits, 55 -> 22.3, 52 -> 25.1."""
+    (relative error (2 pi eps)^2 / 6 on coefficient m_k). Uniform random slots have small
+    coefficients (~ slots / sqrt(N/2)), so on them a smaller q_0 looks better (N = 2^14, dense
+    secret: q_0 = 2^48 -> 25.5 mean bits, 2^52 -> 23.0); but a constant vector puts its whole
+    value into one coefficient, and there 2^48 falls to 13.7 bits while 2^52 keeps 22.1.
+    log_q0 = 52 is the robust choice (tests: CKKS-BOOT-Q0)."""
     from ...ring.primes import ntt_primes
     from ..params import _choose_digits
 
@@ -177,7 +179,8 @@ BOOTSTRAP_PRESETS = {
     "128-2^16": dict(N=2**16, levels_after=11, h=192, log_s2c=40, num_p=3, ks_slack_bits=20),
     # dense main secret (HE standard: log2 PQ <= 1761) with an h = 32 secret only around
     # ModRaise (sparse-secret encapsulation): K = 13 instead of 30. Measured: 18 levels after,
-    # 20.0 mean bits; with 35-bit SlotsToCoeffs primes 19 levels fit (log2 PQ = 1760), 19.7 bits
+    # 20.0 mean bits; with 35-bit SlotsToCoeffs primes 19 levels fit (log2 PQ = 1760): 20.1 mean
+    # bits since SlotsToCoeffs spreads its scale drop (19.7 before; results/bootstrap_128-2^16-dense19.json)
     "128-2^16-dense": dict(N=2**16, levels_after=18, encapsulation_h=32, log_s2c=40, num_p=3, ks_slack_bits=20),
     "128-2^16-dense19": dict(N=2**16, levels_after=19, encapsulation_h=32, log_s2c=35, num_p=3, ks_slack_bits=20),
     "toy-2^10-dense": dict(N=2**10, levels_after=3, encapsulation_h=32, num_p=3, insecure=True),
