@@ -86,8 +86,8 @@ def bench_bootstrap(report: Report, mode: str, quick: bool) -> None:
     cases = [(2**12, {"N": 2**12, "levels_after": 2, "h": 192, "insecure": True},
               {"levels_after": 2, "secret": "sparse", "security": "none"})]
     if not quick:  # our 128-bit set; OpenFHE refuses 128-bit here, so it runs its own insecure chain
-        cases.append((2**16, {"preset": "128-2^16-dense", "expand_keys": False},
-                      {"levels_after": 18, "secret": "uniform", "security": "none"}))
+        cases.append((2**16, {"preset": "128-2^16-dense19", "expand_keys": False},
+                      {"levels_after": 19, "secret": "uniform", "security": "none"}))
     for N, our_cfg, peer_cfg in cases:
         ours = measure_bootstrap({**our_cfg, "level_budget": [3, 3], "reps": reps if N < 2**16 else 2, "threads": mode})
         peer = peers.run_peer("openfhe", "boot_openfhe", {
