@@ -52,14 +52,14 @@ class Setup:
         self.enc = Encoder(self.p)
         self.E, self.D = Encryptor(kg.public_key(self.sk), RandomSource(4)), Decryptor(self.sk)
 
-    def run(self, model, ids, mask, **kw):
+    def inputs(self, model, ids, mask):
+        """The client's side: embed, pack, encrypt at the bootstrap level."""
         lay = nb.input_layout(model.config, len(ids), self.p.slots)
         x = nb.client_embed(model.config, model.params, ids, mask)
-        cts = [self.E.encrypt(self.enc.encode(v, level=self.bts.output_level)) for v in nb.pack_input(x, lay)]
-        bts = CountingBootstrapper(self.bts)
-        trace = []
-        out = nb.encrypted_forward(self.ev, bts, model, cts, len(ids), mask, trace=trace, **kw)
-        return [self.enc.decode(self.D.decrypt(c)).real for c in out], lay, bts.calls, trace
+        return [self.E.encrypt(self.enc.encode(v, level=self.bts.output_level)) for v in nb.pack_input(x, lay)], lay
+
+    def decrypt(self, cts):
+        return [self.enc.decode(self.D.decrypt(c)).real for c in cts]
 
 
 # ------------------------------------------------------------------ layout and client side
@@ -184,8 +184,10 @@ def test_encrypted_forward_softmax_gelu(softmax_setup):
     """NEXUS-BERT-E2E: Softmax + GELU layer with real bootstrapping: logits within 0.05 of the float64
     model of the same approximations (measured ~1e-4), bootstraps and levels exactly as planned."""
     model, s = softmax_setup
-    (z,), lay, calls, trace = s.run(model, IDS, MASK)
-    got = nb.unpack_output([z], lay, 2)
+    cts, lay = s.inputs(model, IDS, MASK)
+    bts, trace = CountingBootstrapper(s.bts), []
+    got = nb.unpack_output(s.decrypt(nb.encrypted_forward(s.ev, bts, model, cts, len(IDS), MASK, trace=trace)), lay, 2)
+    calls = bts.calls
     ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)
     assert np.max(np.abs(got - ref["logits"])) < 0.05
     assert np.argmax(got) == np.argmax(ref["logits"])
@@ -201,9 +203,12 @@ def test_encrypted_forward_2quad_quad_argmax(softmax_setup):
     cfg, params = tiny("2quad-freediv", "quad")
     model = nb.NexusModel(cfg, params)
     s = softmax_setup[1]
-    (z,), lay, calls, trace = s.run(model, IDS, MASK, argmax=True)
+    cts, lay = s.inputs(model, IDS, MASK)
+    bts, trace = CountingBootstrapper(s.bts), []
+    out = nb.encrypted_forward(s.ev, bts, model, cts, len(IDS), MASK, trace=trace, argmax=True)
+    calls = bts.calls
     ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)
-    sel = nb.unpack_argmax([z], lay, 2)
+    sel = nb.unpack_argmax(s.decrypt(out), lay, 2)
     np.testing.assert_allclose(sel, nb.argmax_reference(ref["logits"], 2), atol=0.01)
     assert np.argmax(sel) == np.argmax(ref["logits"])
     assert calls == sum(t["bootstraps"] for t in trace)
