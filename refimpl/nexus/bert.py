@@ -1155,7 +1155,7 @@ def argmax_reference(logits: np.ndarray, num_labels: int) -> np.ndarray:
 
 
 # ============================================================================ experiment (results/nexus_bert_*.json)
-def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, progress=print) -> dict:
+def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, progress=print, on_row=None) -> dict:
     """Client and server in one process (the secret key only decrypts): encrypted vs plaintext
     logits per sentence [(text, ids, mask)], per-layer errors, bootstraps, time per block."""
     import resource
@@ -1200,6 +1200,8 @@ def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, pr
                "pred_exact": int(np.argmax(ex["logits"])), "bootstraps": bts.calls - calls0, "seconds": round(secs, 1),
                "block_seconds": {r["block"]: round(r["seconds"], 2) for r in trace}}
         out.append(row)
+        if on_row is not None:
+            on_row(out)  # e.g. write the rows so far (long runs)
         progress(json.dumps({k: row[k] for k in ("n", "max_err_vs_model", "pred_encrypted", "pred_exact", "bootstraps", "seconds")}))
     return {"keygen_s": round(keygen_s, 1), "rows": out, "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "bootstrap": bts.describe(), "security": params.security_note}
@@ -1278,7 +1280,11 @@ def main(argv: list[str] | None = None) -> int:
     sents = short("dev", a.sentences)
     rows = plan(model, max(len(s[1]) for s in sents), (params, rc))
     print(plan_table(rows), file=sys.stderr)
-    res = run_sentences(model, sents, params, rc, progress=lambda s: print(s, file=sys.stderr))
+    def partial(rows_so_far):
+        if a.json:
+            Path(a.json).write_text(json.dumps({"partial": True, "rows": rows_so_far}, indent=1) + "\n")
+
+    res = run_sentences(model, sents, params, rc, progress=lambda s: print(s, file=sys.stderr), on_row=partial)
     res.update(model=str(a.model), config=json.loads(cfg.to_json()), N=params.N, levels_after=a.levels_after,
                log_qp=round(params.log_qp), insecure=params.insecure, settings=model.settings(),
                command="python -m refimpl.nexus.bert " + " ".join(argv if argv is not None else sys.argv[1:]),
