@@ -50,7 +50,11 @@ def load_models(names: list[str] | None) -> list[tuple[str, object, dict, object
         for n in wanted:
             m = shipped.load(n)
             params = {k: np.asarray(v, dtype=np.float64) for k, v in m.params.items()}
-            out.append((n, m.config, params, (lambda s, m=m: shipped.encode(m, s)), "shipped"))
+            import hashlib
+
+            digest = hashlib.sha256((shipped.model_dir(n) / "model.safetensors").read_bytes()).hexdigest()[:16]
+            out.append((n, m.config, params, (lambda s, m=m: shipped.encode(m, s)),
+                        f"shipped (model.safetensors sha256 {digest}...)"))
         return out
     if names and not all(n in FALLBACK for n in names):
         raise SystemExit(f"shipped models {names} are not available (build them with `refimpl ship`)")
