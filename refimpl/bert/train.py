@@ -371,7 +371,7 @@ def write_result(path: str | Path, record: dict) -> Path:
 
 def command_line(prog: str, argv: Sequence[str]) -> str:
     """The command as typed, for provenance."""
-    return " ".join(shlex.quote(a) for a in [prog, *argv])
+    return " ".join([prog, *(shlex.quote(a) for a in argv)])
 
 
 def subset_index(n: int, size: int | None, seed: int) -> np.ndarray:
