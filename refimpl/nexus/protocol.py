@@ -315,6 +315,9 @@ class ToyModel:
 
         return self.Wc @ gelu_plain(self.a * x + self.b).ravel() + self.bc
 
+    def input_bound(self) -> float:
+        return float(np.max(np.abs(self.E)))
+
     def reference_logits(self, sentence: str) -> dict:
         """Plaintext logits: 'model' (the same GELU approximation) and 'exact' (erf GELU)."""
         from math import erf
@@ -429,6 +432,12 @@ class NexusBert:
         self.model.ranges = self._nb.calibrate(self.model, samples)
         return len(samples)
 
+    def input_bound(self) -> float:
+        """|LayerNorm(e)_j| <= sqrt(d - 1) |gamma_j| + |beta_j| for any e (the normalized vector has norm sqrt(d))."""
+        g = np.abs(np.asarray(self.params["embeddings.LayerNorm.weight"], dtype=np.float64))
+        b = np.abs(np.asarray(self.params["embeddings.LayerNorm.bias"], dtype=np.float64))
+        return float(np.max(np.sqrt(self.config.hidden_size - 1) * g + b))
+
     def reference_logits(self, sentence: str) -> dict:
         """Plaintext logits: 'model' (the encrypted forward's approximations in float64) and 'exact'."""
         ids, mask = self.encode(sentence)
@@ -512,12 +521,21 @@ class Server:
     """The NEXUS server: one model, one bootstrapping parameter set, keys cached per client id."""
 
     def __init__(self, model: str = "toy", params: str = "toy-2^10-deep", record_dir: str | None = None,
-                 log=None):
+                 log=None, expand: str = "bootstrap"):
+        """expand: how compressed input reaches the forward's input level. "direct": the client
+        encrypts one level above it and the server decompresses there (all levels: slow Subs,
+        large query); "bootstrap": the client encrypts at level 1, the server decompresses on two
+        limbs, places the values scaled by 1/B (B a public power of two bounding |x|), bootstraps
+        each input ciphertext and multiplies by B (an integer: no level)."""
+        if expand not in ("bootstrap", "direct"):
+            raise ProtocolError(f"expand must be 'bootstrap' or 'direct', got {expand!r}")
+        self.expand = expand
         self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.model_name, self.params_name = self.model.name, params
         self.boot_elements = Bootstrapper(Evaluator(self.params), self.rc).galois_elements()
         self.output_level = self.params.L - self.rc.depth
+        self.compressed_level = 1 if expand == "bootstrap" else self.output_level + 1
         self.clients: dict[str, _ClientKeys] = {}
         self.record_dir = record_dir
         self.received = 0
@@ -535,6 +553,11 @@ class Server:
         layout_rot = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
         subs = set(subs_elements(p.N, max(chunk_counts(n * self._width(), p.N)))) if compress else set()
         return sorted(layout_rot | set(self.boot_elements) | subs)
+
+    def input_bound(self) -> int:
+        """B: a public power of two with |x| <= B for every embedded input (from the model, never the data)."""
+        b = float(self.model.input_bound())
+        return 1 << max(0, int(np.ceil(np.log2(b))))
 
     def _width(self) -> int:
         return self.model.d if isinstance(self.model, ToyModel) else self.model.config.hidden_size
@@ -583,7 +606,7 @@ class ServerSession:
             s.log(f"plan for n = {n}:\n" + s.model._nb.plan_table(plan))
         return encode_message("setup", {
             "galois_elements": need, "missing_galois": [g for g in need if g not in keys.galois],
-            "missing": missing, "input_level": s.output_level, "compressed_level": s.output_level + 1,
+            "missing": missing, "input_level": s.output_level, "compressed_level": s.compressed_level,
             "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
             "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
             "plan": plan,
@@ -643,8 +666,9 @@ class ServerSession:
         cts = [ser.deserialize_ciphertext(b, p) for b in blobs]
         n, layout = h["n"], s.model.layout(h["n"], p.slots)
         t0 = time.perf_counter()
+        boot_in = CountingBootstrapper(keys.bootstrapper)
         if h["compress"]:
-            cts = self._expand(ev, cts, layout, n)
+            cts = self._expand(ev, cts, layout, n, boot_in)
         elif any(c.level != s.output_level for c in cts):
             raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
         t1 = time.perf_counter()
@@ -656,21 +680,25 @@ class ServerSession:
         s.log(f"query n = {n}: expand {t1 - t0:.2f} s, forward {t2 - t1:.2f} s, {bts.calls} bootstraps")
         return encode_message("result", {
             "expand_s": t1 - t0, "forward_s": t2 - t1, "bootstraps": bts.calls, "trace": trace,
+            "input_bootstraps": boot_in.calls, "expand_mode": s.expand if h["compress"] else None,
             "levels_out": [c.level for c in out], "result_bytes_at_computed_level": computed,
             "key_bytes_held": keys.key_bytes,
         }, out_blobs)
 
-    def _expand(self, ev, cts, layout, n) -> list[Ciphertext]:
-        """Compressed input -> the model's slot layout: decompress (NEXUS Alg. 5), then each
-        broadcast x[t, j] times its 0/1 slot mask, summed per output ciphertext (1 level)."""
+    def _expand(self, ev, cts, layout, n, bts=None) -> list[Ciphertext]:
+        """Compressed input -> the model's slot layout at the forward's input level: decompress
+        (NEXUS Alg. 5), each broadcast x[t, j] times its slot mask, summed per output ciphertext
+        (1 level); in "bootstrap" mode the masks carry 1/B and each sum is bootstrapped, then
+        multiplied by the integer B."""
         s, p = self.s, self.s.params
         width = s._width()
         chunks = chunk_counts(n * width, p.N)
-        if len(cts) != len(chunks) or any(c.level != s.output_level + 1 for c in cts):
-            raise ProtocolError(f"a compressed query has {len(chunks)} ciphertexts at level {s.output_level + 1}")
+        lvl = s.compressed_level
+        if len(cts) != len(chunks) or any(c.level != lvl for c in cts):
+            raise ProtocolError(f"a compressed query has {len(chunks)} ciphertexts at level {lvl}")
+        B = s.input_bound() if s.expand == "bootstrap" else 1
         where = placement(s.model, layout, n, width, p.slots)
         enc = Encoder(p)
-        lvl = s.output_level + 1
         acc: dict[int, Ciphertext] = {}
         for c, (ct, size) in enumerate(zip(cts, chunks)):
             def consume(j, leaf, base=c * p.N):
@@ -678,12 +706,18 @@ class ServerSession:
                     return
                 for k, m in where[base + j]:
                     scale = p.scale * float(p.q[lvl]) / leaf.scale  # after rescale: exactly Delta
-                    term = ev.mul_plain(leaf, enc.encode(m, level=lvl, scale=scale))
+                    term = ev.mul_plain(leaf, enc.encode(m / B, level=lvl, scale=scale))
                     term = Ciphertext(term.c, lvl, p.scale * float(p.q[lvl]), p)
                     acc[k] = term if k not in acc else ev.add(acc[k], term)
             decompress(ev, ct, consume, size)
         K = len(s.model.pack(np.zeros((n, width)), layout))
-        return [with_scale(ev.rescale(acc[k]), p.scale) for k in range(K)]  # level l+1 -> l, scale Delta
+        missing = [k for k in range(K) if k not in acc]
+        if missing:
+            raise ProtocolError(f"no input value lands in ciphertexts {missing} of the layout")
+        out = [with_scale(ev.rescale(acc[k]), p.scale) for k in range(K)]  # level l -> l-1, scale Delta
+        if s.expand == "bootstrap":
+            out = [ev.mul_int(bts.bootstrap(c), B) for c in out]  # x / B at level 0 -> x at the output level
+        return out
 
 
 # ----------------------------------------------------------------------------- client
@@ -788,7 +822,8 @@ class Client:
             "seconds": {"keygen": self.keygen_s - keygen_before, "encrypt": t1 - t0,
                         "server_expand": result["expand_s"], "server_forward": result["forward_s"],
                         "round_trip": t2 - t1, "decrypt": t3 - t2, "total": t3 - t_start},
-            "bootstraps": result["bootstraps"], "trace": result["trace"], "plan": setup.get("plan"),
+            "bootstraps": result["bootstraps"], "input_bootstraps": result["input_bootstraps"],
+            "expand_mode": result["expand_mode"], "trace": result["trace"], "plan": setup.get("plan"),
             "security": setup["security"],
         }
 
@@ -831,6 +866,8 @@ def main(argv: list[str]) -> int:
     s, q = sub.choices["serve"], sub.choices["query"]
     s.add_argument("--record-dir", help="write every received frame here (what the server sees)")
     s.add_argument("--max-connections", type=int, default=0, help="exit after this many connections (0: never)")
+    s.add_argument("--expand", choices=("bootstrap", "direct"), default="bootstrap",
+                   help="compressed input: at level 1 then bootstrapped (default), or one level above the input level")
     s.add_argument("--calibrate-tsv", help="calibrate the value ranges on the first 200 short sentences of this "
                    "SST-2 TSV (e.g. glue/SST-2/train.tsv); default: refimpl.nexus.bert's own calibration")
     q.add_argument("--sentence", action="append", required=True, help="repeat for several sentences")
@@ -846,7 +883,7 @@ def main(argv: list[str]) -> int:
     if params.security_bits < 128:
         print(f"INSECURE parameters ({args.params}): {params.security_note}", flush=True)
     if args.cmd == "serve":
-        server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True))
+        server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True), expand=args.expand)
         if args.calibrate_tsv:
             if not hasattr(server.model, "calibrate"):
                 print("refimpl nexus serve: --calibrate-tsv applies to BERT models only", file=sys.stderr)

@@ -35,10 +35,10 @@ from ..nexus.matmul import chunk_counts
 PUBLISHED = C["nexus"]["published"]
 SECURE_PARAMS = "128-2^16-dense"
 QUICK_PARAMS = "toy-2^10-deep"
-SENTENCES = (
-    "a gripping , moving and beautifully acted film",
-    "the plot is dull and the jokes fall flat",
-    "an uneven but often funny comedy",
+SENTENCES = (  # short (at most 8 tokens with [CLS] and [SEP]): the encrypted BERT's cost grows with n_pad
+    "a gorgeous , witty movie .",
+    "the plot is dull .",
+    "an often funny comedy .",
 )
 BERT_BASE = dict(n=128, d=768, layers=12, heads=12, num_labels=2)
 MB = 1e6
@@ -60,10 +60,13 @@ def available_models() -> list[str]:
         return ["toy"]
 
 
-def measure(model: str, params: str, sentences, seed: int = 1) -> dict:
-    """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits."""
+def measure(model: str, params: str, sentences, seed: int = 1, calibration=None) -> dict:
+    """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits.
+    calibration: plaintext sentences for the server's range calibration (BERT models)."""
     t0 = time.perf_counter()
     server = P.Server(model, params)
+    if calibration and hasattr(server.model, "calibrate"):
+        server.model.calibrate(calibration)
     setup_s = time.perf_counter() - t0
     client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed)
     runs = [client.classify(s) for s in sentences]
@@ -219,6 +222,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy')")
     ap.add_argument("--sentences", type=int, default=None, help="sentences per model (default 3, --quick 1)")
     ap.add_argument("--no-run", action="store_true", help="only the extrapolated bandwidth (no encryption)")
+    ap.add_argument("--calibrate-tsv", help="SST-2 TSV whose short sentences calibrate the BERT models' ranges")
     ap.add_argument("--json", help="write the document here")
     args = ap.parse_args(argv)
     params = args.params or (QUICK_PARAMS if args.quick else SECURE_PARAMS)
@@ -232,7 +236,11 @@ def main(argv: list[str]) -> int:
            "measured": [], "extrapolated": extrapolate(SECURE_PARAMS)}
     if not args.no_run:
         for m in models:
-            doc["measured"].append(measure(m, params, SENTENCES[:k]))
+            cal = None
+            if args.calibrate_tsv:
+                with open(args.calibrate_tsv) as f:
+                    cal = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
+            doc["measured"].append(measure(m, params, SENTENCES[:k], calibration=cal))
     doc["peak_rss_gib"] = round(_peak_rss_gib(), 2)
     print("\n".join(render(doc)), flush=True)
     if args.json:

@@ -108,6 +108,7 @@ def test_encrypted_logits_match_the_float64_model(inproc):
         assert r["label"] == client.model.labels[int(np.argmax(ref))]
         assert r["bootstraps"] == 2
         assert [b["block"] for b in r["trace"]] == ["affine", "bootstrap", "gelu", "bootstrap", "classifier"]
+    assert (r_comp["input_bootstraps"], r_plain["input_bootstraps"]) == (1, 0)  # the level-1 input is bootstrapped
 
 
 def test_keys_are_sent_once_per_client_and_counted(inproc):
@@ -120,7 +121,8 @@ def test_keys_are_sent_once_per_client_and_counted(inproc):
     assert held.key_bytes == expected_keys  # public + relin + 2 encapsulation + Galois
     assert r_comp["bytes"]["keys"] > expected_keys > 0
     assert r_plain["bytes"]["keys"] < 200  # second query: only the (empty) keys_done message
-    assert r_comp["bytes"]["query_compressed"] == P.ciphertext_nbytes(p, server.output_level + 1)
+    assert server.compressed_level == 1  # default expand="bootstrap": two limbs on the wire
+    assert r_comp["bytes"]["query_compressed"] == P.ciphertext_nbytes(p, 1)
     assert r_plain["bytes"]["query_uncompressed"] == P.ciphertext_nbytes(p, server.output_level)
     assert 0 < r_comp["bytes"]["query"] - r_comp["bytes"]["query_compressed"] < 200
     assert r_comp["bytes"]["result"] < r_comp["bytes"]["result_at_computed_level"]  # dropped to level 0
@@ -255,12 +257,12 @@ def test_compressed_input_lands_in_the_bert_layout():
                      max_position_embeddings=16, num_labels=2)
     params = init_params(cfg, np.random.default_rng(0))
     model = P.NexusBert("tiny", cfg, params, lambda s: (np.arange(1, 7), np.ones(6, dtype=np.int64)))
-    server = P.Server(model, "toy-2^10-dense")
+    server = P.Server(model, "toy-2^10-dense", expand="direct")
     client = P.Client(P.LocalTransport(server.session()), model, "toy-2^10-dense", seed=3)
     p = server.params
     x, _ = model.embed("six tokens")
     layout = model.layout(6, p.slots)
-    setup = {"chunks": P.chunk_counts(x.size, p.N), "compressed_level": server.output_level + 1,
+    setup = {"chunks": P.chunk_counts(x.size, p.N), "compressed_level": server.compressed_level,
              "input_level": server.output_level}
     comp, packed = client._encrypt_query(x, layout, setup)
     assert len(comp) == 1 and len(packed) == len(nb.pack_input(x, layout)) == 2  # 384 values: 1 ct vs 2
