@@ -9,8 +9,8 @@ from refimpl.reproduce import nexus as R
 
 
 def test_extrapolation_counts_bert_base_bytes():
-    """NEXUS-REPRO-BW: 128 x 768 values in ceil(98304 / 2^16) = 2 compressed ciphertexts one level
-    above the bootstrapping output, 3 dense slot-packed ones, one level-0 result; keys = public +
+    """NEXUS-REPRO-BW: 128 x 768 values in ceil(98304 / 2^16) = 2 compressed ciphertexts at level 1
+    (or one level above the bootstrapping output), 3 dense slot-packed ones, one level-0 result; keys = public +
     (relinearization + 2 encapsulation + Galois) switching keys."""
     e = R.extrapolate("128-2^16-dense")
     p, rc = bootstrap_preset("128-2^16-dense")
@@ -18,7 +18,8 @@ def test_extrapolation_counts_bert_base_bytes():
     out = p.L - rc.depth
     bits = lambda lvl: sum(int(q).bit_length() for q in p.q[: lvl + 1])  # noqa: E731
     ct = lambda lvl: 15 + 11 + 2 * ((bits(lvl) * p.N + 7) // 8) + 4  # noqa: E731  header, level/size/scale, c0 c1, CRC
-    assert e["query_compressed_bytes"] == 2 * ct(out + 1)
+    assert e["query_compressed_bytes"] == 2 * ct(1)
+    assert e["query_compressed_direct_bytes"] == 2 * ct(out + 1)
     assert e["query_slot_packed_bytes"] == 3 * ct(out)
     assert e["result_bytes"] == ct(0)
     assert e["galois_keys_subs"] == 16  # N/2^i + 1, i < 16
