@@ -61,23 +61,22 @@ from ..bert import functional as F
 from ..bert.config import BertConfig
 from ..ckks import Ciphertext, Parameters
 from .folding import duplicate_rows, max_pair, quick_sum, round_levels
-from .gelu import LEVELS as GELU_LEVELS, VALID_RANGE as GELU_RANGE, gelu, gelu_plain
-from .layernorm import NEWTON, GOLDSCHMIDT, _mul, rsqrt, rsqrt_levels, rsqrt_plain, valid as rsqrt_valid
+from .gelu import LEVELS as GELU_LEVELS, gelu_plain
+from .layernorm import NEWTON, GOLDSCHMIDT, _mul, rsqrt_plain, valid as rsqrt_valid
 from .levels import align, with_scale
 from .sign import sgn, sgn_levels, sgn_plain
-from .softmax import EXP_LEVELS, EXP_R, exp, exp_plain, goldschmidt_iterations, inverse, inverse_levels, inverse_plain
+from .softmax import EXP_R, exp, exp_plain, goldschmidt_iterations, inverse, inverse_levels, inverse_plain
 
-LN_LEVELS_FIXED = 3  # mask, square, final product (LayerNorm = 3 + rsqrt levels)
 SCORE_MARGIN = 1.25  # calibrated |score| max times this is the Softmax bound B
 VAR_MARGIN = 2.0  # calibrated variance range widened by this factor on both sides
-GELU_MARGIN = 1.1
+GELU_MARGIN = 1.1  # calibrated GELU input range widened by this factor
 MAX_NEWTON = 8  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's second LayerNorm: ratio ~1000)
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
-LOGIT_BOUND = 8.0
+LOGIT_BOUND = 8.0  # Argmax: logits assumed in [-8, 8]
 UNSCALED_BOOT_BOUND = 4.0  # a refresh at level 0 (no level for the scaling) only for |values| <= 4:
 # EvalMod's relative error (2 pi Delta x / q_0)^2 / 6 is 1e-4 at |x| = 16, 6e-6 at 4 (Delta / q_0 = 2^-12);
 # exceptions: the running maximum of QuickMax (Softmax subtracts it: an error of 1e-3 B only shifts the row)
-# and a - max before exp (the error is cubic in |a - max|, where exp is below 1e-8) or before Argmax's Sgn  # Argmax: logits assumed in [-8, 8]
+# and a - max before exp (the error is cubic in |a - max|, where exp is below 1e-8) or before Argmax's Sgn
 QUAD_ROOT = math.sqrt(F.QUAD[2])  # sqrt(0.125), folded into W_1 for the one-level Quad
 CALIBRATION_SEED = 0
 
