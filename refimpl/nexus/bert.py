@@ -23,21 +23,27 @@ there, so they hold only noise.
   - P V: for each r, mask column r of P (the key mask / f(n) of 2Quad-freeDiv folded in), RotL by
     r and broadcast over the head's dh slots (log2 dh rotations), times RotL(V, r w). 2 levels.
   - Softmax, LayerNorm, GELU: the blocks of refimpl.nexus (QuickMax rounds by max_pair, exp,
-    inverse, rsqrt, gelu), LayerNorm summing the chunks before its QuickSum.
+    Goldschmidt inverse, Newton + Goldschmidt 1/sqrt, the 4-piece GELU with its feature mask
+    folded into the scale-aligning products), LayerNorm summing the chunks before its QuickSum.
   - Quad = 0.125 x^2 + 0.25 x + 0.5 in one level: sqrt(0.125) is folded into W_1 and b_1.
+  - The activation's output is carried divided by M = act_div (folded into the GELU mask or into
+    W_1 for Quad, undone by W_2 x M), so that it can be refreshed at level 0 without scaling.
 
 Bootstrapping: the forward is a chain of pieces (qkv, qk, QuickMax rounds, exp, inverse, ...,
-LayerNorm, FFN, activation) with level costs and widths (ciphertexts alive); `plan` places the
-bootstraps so that the fewest ciphertexts are refreshed (dynamic programming over levels; the
-4x wider FFN stream is refreshed only where it must be) and the forward follows the plan,
-checking the level after every piece.
-Values are scaled into [-1, 1] before a bootstrap when a level is left (EvalMod is accurate for
-slot values of size about 1), and scaled back by an integer product afterwards (no level, the scale stays near the primes).
+LayerNorm in four pieces, FFN, activation) with level costs, widths (ciphertexts alive) and
+joins (the residual, x - max, e / sum); `plan` places the bootstraps so that the fewest
+ciphertexts are refreshed (dynamic programming over levels; e.g. the one-ciphertext variance
+inside LayerNorm rather than its d features, the hidden stream rather than the 4x wider FFN
+stream) and the forward follows the plan, checking the level after every piece. Values are
+scaled into [-1, 1] before a bootstrap when a level is left (EvalMod is accurate for slot
+values of size about 1) and scaled back by an integer product afterwards (no level, the scale
+stays near the primes); an unscaled refresh at level 0 only for |x| <= 4 or where EvalMod's
+coarse error is harmless (QuickMax's running maximum, a - max before exp).
 
 Ranges: the approximations have valid input ranges (Softmax: 2B <= 2^r, r = 6, or 7 when the
-scores need it (the official code's r); GELU: [-13, 12];
-1/sqrt: a variance range of ratio <= 256 with 4 Newton steps). The server cannot look at the
-data, so a NexusModel carries ranges calibrated on plaintext inputs (`calibrate`), with
+scores need it, the official code's r; GELU: [-13, 12] with the paper's Sgn((x - t)/16),
+[-29, 28] with /32; 1/sqrt: the variance range, 4 to 8 Newton steps). The server cannot look at
+the data, so a NexusModel carries ranges calibrated on plaintext inputs (`calibrate`), with
 margins; `check_ranges` raises when a plaintext reference leaves them.
 
 This module is longer than ~400 lines because layout, plan and forward must agree piece by
