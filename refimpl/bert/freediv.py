@@ -3,9 +3,10 @@
 freeDiv (Liu Weixin et al. 2024, "MPC-friendly function replacement", attention part):
 run the model over a task's data, record for every sequence length n the mean over
 sentences, layers, heads and real query rows of the row sum Z = sum_k q(s_k) m_k
-(q = exp for Softmax, (s + c)^2 for 2Quad; exp without the max shift, as softmax-freediv
-divides exp(s) itself), then fit log Z(n) = log a + b log n by least squares over the
-lengths seen. The division by Z becomes a multiplication by the public 1 / f(n).
+(q = exp(s - max_k s) for Softmax, the sum that softmax divides by, which lies in [1, n]
+and matches the paper's f(1) = a = 0.99; q = (s + c)^2 for 2Quad), then fit
+log Z(n) = log a + b log n by least squares over the lengths seen. The division by Z
+becomes a multiplication by the public 1 / f(n).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ KINDS = ("softmax", "2quad")
 
 
 def row_sums(scores: np.ndarray, mask: np.ndarray, kind: str, c: float = QUAD_C) -> np.ndarray:
-    """Z per (sentence, head, query) = sum_k q(s_k) m_k with q = exp or (s + c)^2 (freeDiv). scores [B, h, n, n], mask [B, n]."""
+    """Z per (sentence, head, query) = sum_k q(s_k) m_k, q = exp(s - max) or (s + c)^2 (freeDiv). scores [B, h, n, n], mask [B, n]."""
     m = mask[:, None, None, :].astype(np.float64)  # [B, 1, 1, n] keys
     s = scores.astype(np.float64)
     if kind == "softmax":
-        q = np.exp(np.minimum(s, 700.0))  # exp(s) unshifted; clip only against float overflow
+        row_max = np.where(m > 0, s, -np.inf).max(axis=-1, keepdims=True)  # over real keys
+        q = np.exp(np.minimum(s - row_max, 0.0))  # softmax's own denominator terms, in (0, 1]
     elif kind == "2quad":
         q = (s + c) * (s + c)
     else:
