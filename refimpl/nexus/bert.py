@@ -1228,6 +1228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels-after", type=int, default=19)
     ap.add_argument("--sentences", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=8)
+    ap.add_argument("--offset", type=int, default=0, help="skip this many short dev sentences")
     ap.add_argument("--calibration", type=int, default=200, help="short SST-2 train sentences for the ranges")
     ap.add_argument("--json")
     ap.add_argument("--plan-only", nargs="*", metavar="PRESET",
@@ -1282,12 +1283,14 @@ def main(argv: list[str] | None = None) -> int:
     params, rc = bootstrap_parameters(2**a.logN, levels_after=a.levels_after, encapsulation_h=32, num_p=3,
                                       insecure=a.logN < 16)
     print(f"{'INSECURE toy ring' if params.insecure else '128-bit'}: {params.security_note}", file=sys.stderr)
-    sents = short("dev", a.sentences)
+    sents = short("dev", a.offset + a.sentences)[a.offset:]
     rows = plan(model, max(len(s[1]) for s in sents), (params, rc))
     print(plan_table(rows), file=sys.stderr)
     def partial(rows_so_far):
         if a.json:
-            Path(a.json).write_text(json.dumps({"partial": True, "rows": rows_so_far}, indent=1) + "\n")
+            cmd = "python -m refimpl.nexus.bert " + " ".join(argv if argv is not None else sys.argv[1:])
+            Path(a.json).write_text(json.dumps({"partial": True, "command": cmd, "model": str(a.model), "N": params.N,
+                                                "insecure": params.insecure, "rows": rows_so_far}, indent=1) + "\n")
 
     res = run_sentences(model, sents, params, rc, progress=lambda s: print(s, file=sys.stderr), on_row=partial)
     res.update(model=str(a.model), config=json.loads(cfg.to_json()), N=params.N, levels_after=a.levels_after,
