@@ -162,13 +162,19 @@ def table(root: Path = RESULTS) -> str:
     """Markdown table from the result files (mean over seeds when several), beside the papers'."""
     files = sorted(root.glob("*.json"))
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    epochs: dict[tuple[str, str], set[str]] = {}
     for f in files:
         r = json.loads(f.read_text())
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"])
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
+        if "stage1" in r:
+            epochs.setdefault(key, set()).add(f"{r['task']} {r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}")
+        elif "schedule" in r:
+            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}")
     tasks = list(TASK_KEYS)
-    lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks) + " | paper (BERT-base) |",
-             "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- |"]
+    lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
+             + " | epochs (stage 1 + 2) | paper (BERT-base) |",
+             "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
     order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")]
     for row, mode in order:
         got = cells.get((row, mode), {})
@@ -191,7 +197,8 @@ def table(root: Path = RESULTS) -> str:
         elif row == "2relu-relu":
             m = PAPER_MPCFORMER.get(f"2relu-quad {mode}")
             paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
-        lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {paper} |")
+        ep = ", ".join(sorted(epochs.get((row, mode), ())))
+        lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")
     return "\n".join(lines)
 
 
