@@ -26,7 +26,7 @@ DEFAULT_SENTENCES = (
 DEFAULT_SENTENCE = DEFAULT_SENTENCES[0]
 # NEXUS: parameter set and models of the full run (refimpl.nexus.protocol.resolve_params); the
 # quick run (tests) sends the protocol's small stand-in model through a toy ring instead
-NEXUS_PARAMS = "deep-2^10-19"
+NEXUS_PARAMS = "deep-2^12-19"
 NEXUS_QUICK = ("toy-2^10-deep", ("toy",))
 NEXUS_MAX_TOKENS = 12
 
