@@ -74,7 +74,7 @@ from .sign import sgn, sgn_levels, sgn_plain
 from .softmax import EXP_R, exp, exp_plain, goldschmidt_iterations, inverse, inverse_levels, inverse_plain
 
 SCORE_MARGIN = 1.25  # calibrated |score| max times this is the Softmax bound B
-VAR_MARGIN = 2.0  # calibrated variance range widened by this factor on both sides
+VAR_MARGIN = 1.5  # calibrated variance range widened by this factor on both sides
 GELU_MARGIN = 1.1  # calibrated GELU input range widened by this factor
 MAX_NEWTON = 8  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's second LayerNorm: ratio ~1000)
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
