@@ -595,16 +595,9 @@ def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor
 
 def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
     """x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (GOLDSCHMIDT times); returns 2h (level - 1 - 2 G)."""
-    from .layernorm import _times
+    from .layernorm import goldschmidt_rsqrt
 
-    x = _mul(ev, y, u)
-    h = _times(ev, y, 0.5, x.level, x.scale)
-    for _ in range(GOLDSCHMIDT):
-        r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)
-        xr, hr = _mul(ev, x, r), _mul(ev, h, r)
-        x = ev.add(align(ev, x, xr.level, xr.scale), xr)
-        h = ev.add(align(ev, h, hr.level, hr.scale), hr)
-    return ev.mul_int(h, 2)
+    return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
 
 
 # ============================================================================ plaintext vectors

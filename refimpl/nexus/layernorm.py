@@ -119,9 +119,15 @@ def rsqrt(ev, v: Ciphertext, lo: float, hi: float, newton: int = NEWTON, goldsch
     if goldschmidt == 0:
         return y
     u = _times(ev, v, v_factor, v.level - 1, s) if v_factor != 1.0 else v
+    return goldschmidt_rsqrt(ev, y, u, goldschmidt)
+
+
+def goldschmidt_rsqrt(ev, y: Ciphertext, u: Ciphertext, steps: int = GOLDSCHMIDT) -> Ciphertext:
+    """Refine y ~ 1/sqrt(u): x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (`steps`
+    times); returns 2h (NEXUS §3.2, the official invert_sqrt). Level: 1 + 2 steps."""
     x = _mul(ev, y, u)  # x = u y, level -1
     h = _times(ev, y, 0.5, x.level, x.scale)  # h = y / 2, same level and scale as x
-    for _ in range(goldschmidt):
+    for _ in range(steps):
         r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)  # r = 1/2 - x h, level -1
         xr, hr = _mul(ev, x, r), _mul(ev, h, r)  # level -1
         x = ev.add(align(ev, x, xr.level, xr.scale), xr)

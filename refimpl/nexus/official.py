@@ -104,7 +104,7 @@ def layernorm_official(ev, ct: Ciphertext, F: int, n: int) -> Ciphertext:
     """x / sqrt(sum x^2 / F) per row (official src/layer_norm.cpp: no mean, gamma, beta).
 
     The official linear guess and step counts, expressed with refimpl's rsqrt machinery."""
-    from .layernorm import _mul, _times
+    from .layernorm import _mul, _times, goldschmidt_rsqrt
 
     v = quick_sum(ev, ev.rescale(ev.square(ct)), n, duplicate=True)  # F mean(x^2), level -1
     a, b = INVSQRT_GUESS
@@ -116,11 +116,4 @@ def layernorm_official(ev, ct: Ciphertext, F: int, n: int) -> Ciphertext:
         cubic = _mul(ev, t, ev.rescale(ev.square(y)))
         y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))
     u = _times(ev, v, 1.0 / F, v.level - 1, s)
-    x = _mul(ev, y, u)
-    h = _times(ev, y, 0.5, x.level, x.scale)
-    for _ in range(INVSQRT_GOLDSCHMIDT):
-        r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)
-        xr, hr = _mul(ev, x, r), _mul(ev, h, r)
-        x = ev.add(align(ev, x, xr.level, xr.scale), xr)
-        h = ev.add(align(ev, h, hr.level, hr.scale), hr)
-    return _mul(ev, ct, ev.mul_int(h, 2))
+    return _mul(ev, ct, goldschmidt_rsqrt(ev, y, u, INVSQRT_GOLDSCHMIDT))
