@@ -38,16 +38,21 @@ def _bench(args: argparse.Namespace) -> int:
     return mod.main(quick=args.quick, json_path=args.json, threads=args.threads) or 0
 
 
-def _forward(args: argparse.Namespace) -> int:
-    module, func, _ = FORWARDED[args.command]
+def run_module(module: str, func: str, argv: list[str], what: str) -> int:
+    """Call module.func(argv); a module that does not exist yet says so (exit code 2)."""
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name == module:
-            print(f"refimpl {args.command}: not built yet", file=sys.stderr)
+            print(f"refimpl {what}: not built yet", file=sys.stderr)
             return 2
         raise
-    return getattr(mod, func)(args.argv) or 0
+    return getattr(mod, func)(argv) or 0
+
+
+def _forward(args: argparse.Namespace) -> int:
+    module, func, _ = FORWARDED[args.command]
+    return run_module(module, func, args.argv, args.command)
 
 
 def _demo(args: argparse.Namespace) -> int:

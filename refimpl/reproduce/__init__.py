@@ -5,9 +5,6 @@ One module per table (refimpl/reproduce/<table>.py with `main(argv) -> int`).
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 TABLES = {
     "accuracy": "freeDiv accuracy table: attention/activation variants with and without distillation",
     "speed": "freeDiv speed table: ABY3 bytes, rounds, time and LAN/WAN estimates per variant",
@@ -22,12 +19,6 @@ def main(argv: list[str]) -> int:
         for k, v in TABLES.items():
             print(f"  {k:10s} {v}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    name = f"refimpl.reproduce.{argv[0]}"
-    try:
-        mod = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == name:
-            print(f"refimpl reproduce {argv[0]}: not built yet", file=sys.stderr)
-            return 2
-        raise
-    return mod.main(argv[1:]) or 0
+    from refimpl.cli import run_module
+
+    return run_module(f"refimpl.reproduce.{argv[0]}", "main", argv[1:], f"reproduce {argv[0]}")
