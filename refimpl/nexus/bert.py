@@ -1090,6 +1090,14 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
     def absmax(name, a):
         rec["absmax"][name] = max(rec["absmax"].get(name, 0.0), float(np.max(np.abs(a))))
 
+    def add_norm(p, j, y, resid, pre):
+        """LayerNorm(y W + b + resid) of the sublayer `pre` ("attention.output." or "output.")."""
+        s_ = y @ w[pre + "dense.weight"].T + w[pre + "dense.bias"] + resid
+        absmax(p + "sum" + j, s_)
+        _var(rec, p + "ln" + j, s_)
+        g, be = w[pre + "LayerNorm.weight"], w[pre + "LayerNorm.bias"]
+        return _ln_model(s_, g, be, *st["ln"][p + "ln" + j]) if approximate else F.layer_norm(s_, g, be, cfg.layer_norm_eps)
+
     for i in range(cfg.num_hidden_layers):
         w, p = _weights(model, i), f"L{i}."
         absmax(p + "x", x)
@@ -1105,11 +1113,7 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
         probs_all.append(probs)
         ctx = (probs @ vh).transpose(1, 0, 2).reshape(n, d)
         absmax(p + "ctx", ctx)
-        s1 = ctx @ w["attention.output.dense.weight"].T + w["attention.output.dense.bias"] + x
-        absmax(p + "sum1", s1)
-        _var(rec, p + "ln1", s1)
-        g1, be1 = w["attention.output.LayerNorm.weight"], w["attention.output.LayerNorm.bias"]
-        h1 = _ln_model(s1, g1, be1, *st["ln"][p + "ln1"]) if approximate else F.layer_norm(s1, g1, be1, cfg.layer_norm_eps)
+        h1 = add_norm(p, "1", ctx, x, "attention.output.")
         absmax(p + "h1", h1)
         u = h1 @ w["intermediate.dense.weight"].T + w["intermediate.dense.bias"]
         rec["act"] = [min(rec["act"][0], float(u.min())), max(rec["act"][1], float(u.max()))]
@@ -1119,11 +1123,7 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
         else:
             a = gelu_model(u, st["gelu_prescale"]) if approximate else F.activation(u, cfg.activation)
         absmax(p + "act_out", a)
-        s2 = a @ w["output.dense.weight"].T + w["output.dense.bias"] + h1
-        absmax(p + "sum2", s2)
-        _var(rec, p + "ln2", s2)
-        g2, be2 = w["output.LayerNorm.weight"], w["output.LayerNorm.bias"]
-        x = _ln_model(s2, g2, be2, *st["ln"][p + "ln2"]) if approximate else F.layer_norm(s2, g2, be2, cfg.layer_norm_eps)
+        x = add_norm(p, "2", a, h1, "output.")
         hidden.append(x)
     absmax(f"L{cfg.num_hidden_layers}.x", x)
     logits = model.w64["classifier.weight"] @ x[0] + model.w64["classifier.bias"]
