@@ -54,37 +54,62 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
-def teacher_dir(runs: Path, task: str, seed: int) -> Path:
+def recipe_tag(task: str, subset: int | None, epochs: float, lr: float) -> str:
+    """'' for the default fine-tuning recipe (the run `refimpl ship` shares), else '-n<subset|all>-e<epochs>-lr<lr>'.
+
+    Run directories carry it, so a checkpoint of one recipe is never resumed by another
+    (train() checks the schedule, not the data subset).
+    """
+    if subset == DEFAULT_SUBSET[task] and epochs == 1.0 and lr == FINETUNE_LR:
+        return ""
+    return f"-n{'all' if subset is None else subset}-e{epochs:g}-lr{lr:g}"
+
+
+def teacher_dir(runs: Path, task: str, seed: int, tag: str = "") -> Path:
     """Where the teacher run saves its model (the distilled rows start from it)."""
-    return runs / f"accuracy-teacher-{task}-s{seed}" / "model"
+    return runs / f"accuracy-teacher-{task}-s{seed}{tag}" / "model"
+
+
+def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> tuple[Path, str]:
+    """The teacher the distilled rows start from: the run named by results/accuracy/teacher_<task>[_s<seed>].json.
+
+    Returns (model directory, run name); a record without a "run" field is the default recipe.
+    """
+    path = result_path("teacher", "fine-tuned", task, seed, root)
+    run = json.loads(path.read_text()).get("run") if path.exists() else None
+    if run is None:
+        return teacher_dir(runs, task, seed), f"accuracy-teacher-{task}-s{seed}"
+    return runs / run / "model", run
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
-                  runs: Path, command: str, root: Path = RESULTS, log=print):
+                  runs: Path, command: str, root: Path = RESULTS, log=print, lr: float = FINETUNE_LR):
     """The teacher row: MiniLM (vocabulary pruned to the task) + [CLS] head fine-tuned; resumable.
 
-    Saves the model to teacher_dir(runs, task, seed) and writes its result file. `refimpl ship`
-    calls this too, so the shipped models' teacher is this row's teacher.
+    Saves the model to teacher_dir(runs, task, seed, recipe_tag(...)) and writes its result file
+    (naming that run). `refimpl ship` calls this too with the default recipe, so the shipped
+    models' teacher is this row's default-recipe teacher.
     Returns (config, params, tokenizer, record).
     """
     from refimpl.bert import train as T
 
     task = glue.TASKS[task_name]
-    run = runs / f"accuracy-teacher-{task.name}-s{seed}"
+    tag = recipe_tag(task.name, subset, epochs, lr)
+    run = teacher_dir(runs, task.name, seed, tag).parent
     config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed)
     max_length = 64 if task.text_b is None else 128
     train_ex = glue.load(task.name, glue_dir, "train")
     train_ex = train_ex.subset(T.subset_index(len(train_ex), subset, seed))
     ids, types = T.encoded(train_ex, tok, max_length)
-    sched = T.Schedule(epochs=epochs, lr=FINETUNE_LR, warmup=0.1, seed=seed, max_length=max_length, batch_size=32,
+    sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, seed=seed, max_length=max_length, batch_size=32,
                        dropout=DROPOUT)
     t0 = time.time()
     params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
                      pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"teacher {task.name}", log=log)
-    T.save_model(teacher_dir(runs, task.name, seed), config, params, tok)
+    T.save_model(run / "model", config, params, tok)
     record = _finish(params, config, tok, task, glue_dir, {
         "command": command, "row": "teacher", "mode": "fine-tuned", "attention": "softmax", "activation": "gelu",
-        "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched)},
+        "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched), "run": run.name},
         t0, root)
     return config, params, tok, record
 
@@ -106,7 +131,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 
 
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
-            stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path) -> dict:
+            stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
+            lr: float = FINETUNE_LR) -> dict:
     """Train one (row, task) and write its result file."""
     from refimpl.bert import distill as D
     from refimpl.bert import freediv
@@ -116,7 +142,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     log = lambda s: print(s, flush=True)  # noqa: E731
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
-                             command=command, root=root, log=log)[3]
+                             command=command, root=root, log=log, lr=lr)[3]
     task = glue.TASKS[task_name]
     attention, activation = ROWS[row]
     max_length = 64 if task.text_b is None else 128
@@ -126,7 +152,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     t0 = time.time()
     record: dict = {"command": command, "row": row, "mode": mode, "attention": attention, "activation": activation,
                     "seed": seed, "train_examples": len(train_ex), "subset": subset}
-    tdir = teacher_dir(runs, task.name, seed)
+    tdir, trun = recorded_teacher(runs, task.name, seed, root)
+    record["teacher_run"] = trun
     if not (tdir / "model.safetensors").exists():
         raise FileNotFoundError(f"{tdir}: run the teacher row first (refimpl reproduce accuracy --row teacher "
                                 f"--task {task.name} --glue-dir ...)")
@@ -140,10 +167,15 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         a, b = freediv.fit(rec)
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
-    run = runs / f"accuracy-{row}-{mode}-{task.name}-s{seed}"
+    if mode == "direct":
+        tag = recipe_tag(task.name, subset, epochs, lr)
+    else:  # a new teacher or another subset must not resume an old checkpoint
+        tag = trun[len(f"accuracy-teacher-{task.name}-s{seed}"):]
+        tag = tag + ("" if subset == DEFAULT_SUBSET[task.name] else f"-n{'all' if subset is None else subset}")
+    run = runs / f"accuracy-{row}-{mode}-{task.name}-s{seed}{tag}"
     if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
         config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
-        sched = T.Schedule(epochs=epochs, lr=FINETUNE_LR, warmup=0.1, dropout=DROPOUT, **common)
+        sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, dropout=DROPOUT, **common)
         params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
                          pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"{row} direct {task.name}", log=log)
         record["schedule"] = asdict(sched)
@@ -163,8 +195,13 @@ def table(root: Path = RESULTS) -> str:
     files = sorted(root.glob("*.json"))
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     epochs: dict[tuple[str, str], set[str]] = {}
+    kept: list[str] = []  # records under another name (e.g. a superseded teacher): listed, not averaged in
     for f in files:
         r = json.loads(f.read_text())
+        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root).name:
+            kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
+                        + (f" ({r['note']})" if r.get("note") else ""))
+            continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"])
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "stage1" in r:
@@ -199,6 +236,8 @@ def table(root: Path = RESULTS) -> str:
             paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
         ep = ", ".join(sorted(epochs.get((row, mode), ())))
         lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")
+    if kept:
+        lines += ["", "Other records (not in the table):", *kept]
     return "\n".join(lines)
 
 
@@ -216,6 +255,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=-1, help="training subset (default 8000 for SST-2, else all)")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs (teacher and direct rows)")
+    p.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning peak learning rate (teacher and direct rows)")
     p.add_argument("--stage1-epochs", type=float, default=1.0)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
@@ -229,5 +269,5 @@ def main(argv: list[str]) -> int:
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
-            argv=argv, root=root)
+            argv=argv, root=root, lr=args.lr)
     return 0

