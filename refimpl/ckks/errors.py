@@ -34,3 +34,7 @@ class MissingKeyError(CKKSError, KeyError):
 
 class SerializationError(CKKSError):
     """Malformed, truncated, corrupted or mismatched serialized data."""
+
+
+class KeyLevelError(MissingKeyError):
+    """A switching key generated for lower levels than the ciphertext it should switch."""

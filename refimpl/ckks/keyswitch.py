@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ring.automorphism import automorphism_ntt
-from .keys import SwitchingKey
+from .errors import KeyLevelError
+from .keys import SwitchingKey, digits_at
 from .params import Parameters
 
 
@@ -47,14 +48,20 @@ def mod_up(params: Parameters, d: np.ndarray, level: int) -> list[np.ndarray]:
 
 def apply_key(params: Parameters, exts: list[np.ndarray], key: SwitchingKey, level: int) -> tuple[np.ndarray, np.ndarray]:
     """(u_0, u_1) = ModDown(sum_j ext_j (b_j, a_j)): the switched pair over Q_l (NTT)."""
+    if level > key.level:
+        raise KeyLevelError(f"a switching key for levels <= {key.level} cannot switch a ciphertext at level {level}: "
+                            f"generate it with level >= {level}")
     ctx = params.ctx
     ql = params.q_basis(level)
     full = ql + params.p_basis
+    rows = key.row_index(full)
     acc0 = np.zeros((len(full), params.N), dtype=np.uint64)
     acc1 = np.zeros_like(acc0)
-    for j, (ext, b) in enumerate(zip(exts, key.b)):
-        ctx.mul_acc_rows(acc0, ext, b, full)
-        ctx.mul_acc_rows(acc1, ext, key.a(j), full)
+    held = digits_at(params, key.level)
+    for ext, digit in zip(exts, digits_at(params, level)):  # exts: the digits that meet q_0..q_l
+        j = held.index(digit)
+        ctx.mul_acc_rows(acc0, ext, key.b[j], full, rows)
+        ctx.mul_acc_rows(acc1, ext, key.a(j), full, rows)
     return ctx.mod_down(acc0, ql, params.p_basis), ctx.mod_down(acc1, ql, params.p_basis)
 
 

@@ -4,8 +4,8 @@ Layout (little endian):
     magic b"RFCK" | version u16 | kind u8 | parameter fingerprint 8 bytes | kind header |
     payload | CRC-32 of all preceding bytes (u32)
 Residues mod q_i are bit-packed to bitlen(q_i) bits each (a 40-bit prime costs 5 bytes per
-coefficient, not 8). Switching keys carry b_j and the 64-bit seeds of a_j (the receiver expands
-a_j), as SEAL does. Anything malformed, truncated, corrupted, of another kind or of another
+coefficient, not 8). Switching keys carry their level, b_j over Q_level P and the 64-bit seeds of
+a_j (the receiver expands a_j), as SEAL does. Anything malformed, truncated, corrupted, of another kind or of another
 parameter set raises SerializationError saying which.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 
 from .ciphertext import Ciphertext, Plaintext
 from .errors import SerializationError
-from .keys import EvaluationKeys, PublicKey, SwitchingKey
+from .keys import EvaluationKeys, PublicKey, SwitchingKey, key_digits, key_rows
 from .params import Parameters
 
 MAGIC = b"RFCK"
-VERSION = 1
+VERSION = 2  # 2: switching keys carry their level (rows q_0..q_level and P)
 KINDS = {"plaintext": 1, "ciphertext": 2, "public_key": 3, "switching_key": 4, "evaluation_keys": 5}
 _HEAD = struct.Struct("<4sHB8s")
 
@@ -220,20 +220,22 @@ def deserialize_public_key(data: bytes, params: Parameters) -> PublicKey:
 
 def _swk_body(k: SwitchingKey) -> bytes:
     p = k.params
-    rows = tuple(range(len(p.q) + len(p.p)))
-    head = struct.pack("<H", len(k.b)) + b"".join(struct.pack("<Q", s) for s in k.a_seeds)
-    return head + b"".join(_pack_rows(p, b, rows) for b in k.b)
+    head = struct.pack("<HH", len(k.b), k.level) + b"".join(struct.pack("<Q", s) for s in k.a_seeds)
+    return head + b"".join(_pack_rows(p, b, k.rows) for b in k.b)
 
 
 def _read_swk(r: _Reader, params: Parameters) -> SwitchingKey:
-    (d,) = r.unpack("<H")
-    if d != params.dnum:
-        raise SerializationError(f"switching_key: {d} digits, the parameters have dnum = {params.dnum}")
+    d, level = r.unpack("<HH")
+    if level > params.L:
+        raise SerializationError(f"switching_key: level {level} above the chain's top level {params.L}")
+    if d != key_digits(params, level):
+        raise SerializationError(f"switching_key: {d} digits, a key at level {level} has {key_digits(params, level)} "
+                                 f"(dnum = {params.dnum})")
     seeds = tuple(r.unpack("<Q")[0] for _ in range(d))
-    rows = tuple(range(len(params.q) + len(params.p)))
+    rows = key_rows(params, level)
     n = _packed_len(params, rows)
     bs = tuple(_unpack_rows(params, r.take(n), rows, "switching_key") for _ in range(d))
-    return SwitchingKey(bs, seeds, params)
+    return SwitchingKey(bs, seeds, params, level=level)
 
 
 def serialize_switching_key(k: SwitchingKey) -> bytes:

@@ -1160,6 +1160,7 @@ def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, pr
 
     from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
     from ..ckks.bootstrap.bootstrapper import Bootstrapper
+    from ..ckks.keys import galois_element
     from ..ring.sampling import RandomSource
 
     t = time.perf_counter()
@@ -1167,7 +1168,10 @@ def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, pr
     sk = kg.secret_key()
     probe = Bootstrapper(Evaluator(params), rc)
     rots = sorted({r for _, ids, _ in sentences for r in rotation_steps(model.config, len(ids), params.slots)})
-    ev = Evaluator(params, kg.evaluation_keys(sk, rotations=rots, elements=probe.galois_elements()))
+    levels = {galois_element(params, r): probe.output_level for r in rots if r % params.slots}  # after bootstrapping
+    for k, lv in probe.galois_levels().items():
+        levels[k] = max(levels.get(k, -1), lv)
+    ev = Evaluator(params, kg.evaluation_keys(sk, elements=list(levels), levels=levels))
     bts = Bootstrapper(ev, rc, encapsulation=kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h))
                        if rc.encapsulation_h else None)
     enc, E, D = Encoder(params), Encryptor(kg.public_key(sk), RandomSource(seed + 2)), Decryptor(sk)

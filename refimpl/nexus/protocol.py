@@ -177,9 +177,13 @@ def ciphertext_nbytes(params, level: int, size: int = 2) -> int:
     return ser._HEAD.size + 11 + size * _poly_bytes(params, params.q_basis(level)) + 4
 
 
-def switching_key_nbytes(params) -> int:
-    d = params.dnum
-    return ser._HEAD.size + 2 + 8 * d + d * _poly_bytes(params, range(len(params.q) + len(params.p))) + 4
+def switching_key_nbytes(params, level: int | None = None) -> int:
+    """Serialized size of a switching key for ciphertexts up to `level` (default: the top)."""
+    from ..ckks.keys import key_digits, key_rows
+
+    level = params.L if level is None else level
+    d = key_digits(params, level)
+    return ser._HEAD.size + 4 + 8 * d + d * _poly_bytes(params, key_rows(params, level)) + 4
 
 
 def public_key_nbytes(params) -> int:
@@ -533,7 +537,8 @@ class Server:
         self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.model_name, self.params_name = self.model.name, params
-        self.boot_elements = Bootstrapper(Evaluator(self.params), self.rc).galois_elements()
+        self.boot_levels = Bootstrapper(Evaluator(self.params), self.rc).galois_levels()
+        self.boot_elements = sorted(self.boot_levels)
         self.output_level = self.params.L - self.rc.depth
         self.compressed_level = 1 if expand == "bootstrap" else self.output_level + 1
         self.clients: dict[str, _ClientKeys] = {}
@@ -546,13 +551,28 @@ class Server:
     def session(self) -> "ServerSession":
         return ServerSession(self)
 
-    def needed_elements(self, n: int, compress: bool) -> list[int]:
+    def needed_levels(self, n: int, compress: bool) -> dict[int, int]:
+        """Galois element -> the highest level it is applied at, so that each key covers only
+        Q_level P: the model's rotations run at or below the bootstrapping output level,
+        decompression at the compressed level, bootstrapping at its own (galois_levels)."""
         from ..ckks.keys import galois_element
 
         p = self.params
-        layout_rot = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
-        subs = set(subs_elements(p.N, max(chunk_counts(n * self._width(), p.N)))) if compress else set()
-        return sorted(layout_rot | set(self.boot_elements) | subs)
+        need = dict(self.boot_levels)
+
+        def use(k, level):
+            need[k] = max(need.get(k, -1), level)
+
+        for r in self.model.rotation_steps(n, p.slots):
+            if r % p.slots:
+                use(galois_element(p, r), self.output_level)
+        if compress:
+            for k in subs_elements(p.N, max(chunk_counts(n * self._width(), p.N))):
+                use(k, self.compressed_level)
+        return dict(sorted(need.items()))
+
+    def needed_elements(self, n: int, compress: bool) -> list[int]:
+        return list(self.needed_levels(n, compress))
 
     def input_bound(self) -> int:
         """B: a public power of two with |x| <= B for every embedded input (from the model, never the data)."""
@@ -596,7 +616,7 @@ class ServerSession:
                                 f"the client asked for {header.get('model')!r} with {header.get('params')!r}")
         n, compress = int(header["n"]), bool(header.get("compress", True))
         keys = self._keys(header)
-        need = s.needed_elements(n, compress)
+        need = s.needed_levels(n, compress)
         self.hello = dict(n=n, compress=compress, mask=[int(v) for v in header["mask"]], elements=need)
         missing = [k for k, ok in (("public", keys.public), ("relin", keys.relin),
                                    ("encapsulation", keys.enc_up or not s.rc.encapsulation_h)) if not ok]
@@ -605,7 +625,8 @@ class ServerSession:
         if plan is not None:
             s.log(f"plan for n = {n}:\n" + s.model._nb.plan_table(plan))
         return encode_message("setup", {
-            "galois_elements": need, "missing_galois": [g for g in need if g not in keys.galois],
+            "galois_elements": list(need), "galois_levels": [[g, lv] for g, lv in need.items()],
+            "missing_galois": [g for g, lv in need.items() if g not in keys.galois or keys.galois[g].level < lv],
             "missing": missing, "input_level": s.output_level, "compressed_level": s.compressed_level,
             "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
             "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
@@ -627,7 +648,7 @@ class ServerSession:
             return None
         k = ser.deserialize_switching_key(blobs[0], p)
         if p.N >= 2**15:  # keep b and the seeds only (the PRG re-expands a at each use)
-            k = SwitchingKey(k.b, k.a_seeds, p, expand=False)
+            k = SwitchingKey(k.b, k.a_seeds, p, expand=False, level=k.level)
         if role == "relin":
             keys.relin = k
         elif role == "galois":
@@ -655,7 +676,7 @@ class ServerSession:
         for b in blobs:
             if blob_kind(b) != "ciphertext":
                 raise ProtocolError(f"a query carries ciphertexts only, got a {blob_kind(b)}")
-        absent = [g for g in h["elements"] if g not in keys.galois]
+        absent = [g for g, lv in h["elements"].items() if g not in keys.galois or keys.galois[g].level < lv]
         if keys.relin is None or absent or (s.rc.encapsulation_h and keys.enc_up is None):
             raise ProtocolError(f"keys missing for this query (relinearization or Galois elements {absent[:5]})")
         if keys.evaluator is None:
@@ -767,8 +788,10 @@ class Client:
             down, up = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=self.rc.encapsulation_h))
             self._send("key", {"role": "enc_down"}, [ser.serialize_switching_key(down)])
             self._send("key", {"role": "enc_up"}, [ser.serialize_switching_key(up)])
+        levels = {int(g): int(lv) for g, lv in setup.get("galois_levels", [])}
         for g in setup["missing_galois"]:
-            self._send("key", {"role": "galois", "element": g}, [ser.serialize_switching_key(kg.galois_key(sk, g))])
+            key = kg.galois_key(sk, g, levels.get(g))  # over Q_level P only: the level the server applies it at
+            self._send("key", {"role": "galois", "element": g}, [ser.serialize_switching_key(key)])
         self._send("keys_done", {})
         self.keygen_s += time.perf_counter() - t0
 

@@ -21,6 +21,7 @@ import json
 import platform
 import resource
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -99,7 +100,8 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     p, rc = P.resolve_params(params_name)
     n, d = BERT_BASE["n"], BERT_BASE["d"]
     out_level = p.L - rc.depth
-    boot = set(Bootstrapper(Evaluator(p), rc).galois_elements())
+    boot_levels = Bootstrapper(Evaluator(p), rc).galois_levels()
+    boot = set(boot_levels)
     subs = set(subs_elements(p.N, max(chunk_counts(n * d, p.N))))
     source = "estimate: rotations by +-2^i, i < log2(N/2)"
     model_rot = {galois_element(p, s * (1 << i)) for i in range(p.slots.bit_length() - 1) for s in (1, -1)}
@@ -117,19 +119,22 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
         source += f" (refimpl.nexus.bert.rotation_steps refuses BERT-base at n = 128: {e})"
     elements = boot | subs | model_rot
     swk = P.switching_key_nbytes(p)
-    keys = P.public_key_nbytes(p) + (3 + len(elements)) * swk
+    levels = key_levels(boot_levels, model_rot, subs, out_level, compressed_level=1)
+    keys = keys_nbytes(p, levels)
     comp = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, 1)  # expand="bootstrap" (default)
     comp_direct = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, out_level + 1)
     packed = -(-n * d // p.slots) * P.ciphertext_nbytes(p, out_level)
     result = P.ciphertext_nbytes(p, 0)
-    small = small_model_keys(p, boot)
+    small = small_model_keys(p, boot_levels, out_level)
     return {
         "small_model_keys": small,
         "params": params_name, "security": p.security_note, "N": p.N, "L": p.L, "dnum": p.dnum,
         "log_qp": round(p.log_qp, 1), "bootstrap_output_level": out_level, "n": n, "d": d,
         "galois_keys": len(elements), "galois_keys_bootstrap": len(boot), "galois_keys_subs": len(subs),
         "galois_keys_model": len(model_rot), "model_rotations_source": source,
-        "switching_key_bytes": swk, "keys_bytes": keys,
+        "switching_key_bytes": swk, "switching_key_bytes_at_output_level": P.switching_key_nbytes(p, out_level),
+        "galois_keys_by_level": {str(lv): c for lv, c in sorted(Counter(levels.values()).items())},
+        "keys_bytes": keys, "keys_bytes_all_full": P.public_key_nbytes(p) + (3 + len(elements)) * swk,
         "query_compressed_bytes": comp, "query_compressed_direct_bytes": comp_direct,
         "query_slot_packed_bytes": packed, "result_bytes": result,
         "online_bytes_compressed": comp + result, "online_bytes_slot_packed": packed + result,
@@ -137,7 +142,23 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     }
 
 
-def small_model_keys(p, boot: set) -> list[dict]:
+def key_levels(boot_levels: dict, model_rot, subs, out_level: int, compressed_level: int) -> dict[int, int]:
+    """Galois element -> the level its key must cover (as refimpl.nexus.protocol.Server.needed_levels)."""
+    levels = dict(boot_levels)
+    for ks, lv in ((model_rot, out_level), (subs, compressed_level)):
+        for k in ks:
+            levels[k] = max(levels.get(k, -1), lv)
+    return levels
+
+
+def keys_nbytes(p, levels: dict[int, int]) -> int:
+    """Public key, relinearization and encapsulation-up keys (top level), encapsulation-down key
+    (level 0), and one Galois key per element at its level."""
+    return (P.public_key_nbytes(p) + 2 * P.switching_key_nbytes(p) + P.switching_key_nbytes(p, 0)
+            + sum(P.switching_key_nbytes(p, lv) for lv in levels.values()))
+
+
+def small_model_keys(p, boot_levels: dict, out_level: int) -> list[dict]:
     """Galois keys (count, bytes) the encrypted small models need on parameters p, per variant and n."""
     try:
         from ..bert.config import BertConfig
@@ -151,9 +172,9 @@ def small_model_keys(p, boot: set) -> list[dict]:
         for n in (8, 16):
             rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
             subs = set(subs_elements(p.N, max(chunk_counts(n * 384, p.N))))
-            k = len(boot | rot | subs)
-            out.append({"attention": att, "n": n, "galois_keys": k, "model_rotations": len(rot),
-                        "keys_bytes": P.public_key_nbytes(p) + (3 + k) * P.switching_key_nbytes(p)})
+            levels = key_levels(boot_levels, rot, subs, out_level, compressed_level=1)
+            out.append({"attention": att, "n": n, "galois_keys": len(levels), "model_rotations": len(rot),
+                        "keys_bytes": keys_nbytes(p, levels)})
     return out
 
 
@@ -205,7 +226,9 @@ def render(doc: dict) -> list[str]:
         f"| query slot-packed | {_fmt_mb(e['query_slot_packed_bytes'])} | |",
         f"| result (1 ct, level 0) | {_fmt_mb(e['result_bytes'])} | |",
         f"| online total (compressed) | {_fmt_mb(e['online_bytes_compressed'])} | {_fmt_mb(e['paper_total_bytes'])} total |",
-        f"| keys, once per client ({e['galois_keys']} Galois keys of {_fmt_mb(e['switching_key_bytes'])}) | {_fmt_mb(e['keys_bytes'])} | not reported |",
+        f"| keys, once per client ({e['galois_keys']} Galois keys, each over Q_level P for the highest level it is "
+        f"applied at: {_fmt_mb(e['switching_key_bytes'])} at the top, {_fmt_mb(e['switching_key_bytes_at_output_level'])} "
+        f"at the model's levels) | {_fmt_mb(e['keys_bytes'])} | not reported |",
         "",
         f"Galois keys: bootstrapping {e['galois_keys_bootstrap']}, decompression {e['galois_keys_subs']}, "
         f"model {e['galois_keys_model']} ({e['model_rotations_source']}); N = {e['N']}, log2 PQ = {e['log_qp']}, "

@@ -262,10 +262,12 @@ class RNSContext:
         _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
 
     @_sized
-    def mul_acc_rows(self, acc, a, key, basis):
-        """acc += a * key[basis] rowwise, where key holds every prime of the context."""
+    def mul_acc_rows(self, acc, a, key, basis, key_rows=None):
+        """acc += a * key[key_rows] rowwise mod the primes of `basis` (key_rows default: basis,
+        for a key that holds every prime of the context)."""
         idx = np.array(basis, dtype=np.int64)
-        _mul_acc_rows(acc, a, key, idx, self.q[idx], self.mu[idx], self.k[idx])
+        rows = idx if key_rows is None else np.asarray(key_rows, dtype=np.int64)
+        _mul_acc_rows(acc, a, key, rows, self.q[idx], self.mu[idx], self.k[idx])
 
     @_sized
     def mul_int(self, a, value: int, basis):

@@ -177,7 +177,7 @@ def test_sparse_slot_bootstrap(B):
 
 def test_sparse_secret_encapsulation():
     """CKKS-BOOT-ENCAP: dense main secret, h = 32 ephemeral secret around ModRaise (K from 32,
-    not from the dense weight); the key down to s' carries only the rows of q_0 and P."""
+    not from the dense weight); the key down to s' is a level-0 key: rows q_0 and P, one digit."""
     p, rc = bootstrap_preset("toy-2^10-dense")
     assert p.secret == "ternary" and rc.encapsulation_h == 32 and rc.eval_mod.K <= 13
     kg = KeyGenerator(p, RandomSource(21))
@@ -185,8 +185,9 @@ def test_sparse_secret_encapsulation():
     sk_eph = kg.secret_key(hamming_weight=rc.encapsulation_h)
     assert np.count_nonzero(sk_eph.coeffs) == 32 and np.count_nonzero(sk.coeffs) > p.N // 2
     down, up = kg.encapsulation_keys(sk, sk_eph)
-    for b in down.b:
-        assert not b[1 : p.L + 1].any() and b[0].any() and b[p.L + 1 :].any()
+    assert down.level == 0 and down.rows == (0,) + p.p_basis and len(down.b) == 1
+    assert all(b.shape == (1 + len(p.p), p.N) and b.all(axis=1).any() for b in down.b)
+    assert up.level == p.L and len(up.b) == p.dnum
     probe = Bootstrapper(Evaluator(p), rc)
     ek = kg.evaluation_keys(sk, elements=probe.galois_elements())
     bs = Bootstrapper(Evaluator(p, ek), rc, encapsulation=(down, up))

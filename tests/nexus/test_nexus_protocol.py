@@ -116,9 +116,12 @@ def test_keys_are_sent_once_per_client_and_counted(inproc):
     server, client, r_comp, r_plain = inproc
     p = client.params
     held = server.clients[client.client_id]
-    n_galois = len(held.galois)
-    expected_keys = (P.public_key_nbytes(p) + (3 + n_galois) * P.switching_key_nbytes(p))
-    assert held.key_bytes == expected_keys  # public + relin + 2 encapsulation + Galois
+    need = server.needed_levels(r_comp["n"], True)
+    assert {g: k.level for g, k in held.galois.items()} == need  # each Galois key over Q_level P only
+    assert min(need.values()) == server.compressed_level and max(need.values()) == p.L
+    expected_keys = (P.public_key_nbytes(p) + 2 * P.switching_key_nbytes(p) + P.switching_key_nbytes(p, 0)
+                     + sum(P.switching_key_nbytes(p, lv) for lv in need.values()))
+    assert held.key_bytes == expected_keys  # public + relin + 2 encapsulation (down at level 0) + Galois
     assert r_comp["bytes"]["keys"] > expected_keys > 0
     assert r_plain["bytes"]["keys"] < 200  # second query: only the (empty) keys_done message
     assert server.compressed_level == 1  # default expand="bootstrap": two limbs on the wire

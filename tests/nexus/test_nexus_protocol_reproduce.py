@@ -23,7 +23,18 @@ def test_extrapolation_counts_bert_base_bytes():
     assert e["query_slot_packed_bytes"] == 3 * ct(out)
     assert e["result_bytes"] == ct(0)
     assert e["galois_keys_subs"] == 16  # N/2^i + 1, i < 16
-    assert e["keys_bytes"] == P.public_key_nbytes(p) + (3 + e["galois_keys"]) * P.switching_key_nbytes(p)
+    from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper
+    from refimpl.ckks.evaluator import Evaluator
+
+    boot = Bootstrapper(Evaluator(p), rc).galois_levels()
+    by_level = {int(lv): c for lv, c in e["galois_keys_by_level"].items()}
+    assert sum(by_level.values()) == e["galois_keys"]
+    assert 0 < by_level[1] <= e["galois_keys_subs"]  # decompression at level 1 (unless bootstrapping needs the element)
+    assert set(by_level) - {1, out} <= set(boot.values())  # the model's keys cover the bootstrapping output level
+    swk = P.switching_key_nbytes
+    assert e["keys_bytes"] == (P.public_key_nbytes(p) + 2 * swk(p) + swk(p, 0)
+                               + sum(c * swk(p, lv) for lv, c in by_level.items()))
+    assert e["keys_bytes"] < e["keys_bytes_all_full"] == P.public_key_nbytes(p) + (3 + e["galois_keys"]) * swk(p)
     assert e["query_compressed_bytes"] < e["query_slot_packed_bytes"]
     assert e["paper_total_bytes"] == 164e6
 

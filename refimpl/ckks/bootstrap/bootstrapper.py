@@ -253,6 +253,29 @@ class Bootstrapper:
         p = self.params
         return sorted({galois_element(p, r) for r in self.rotations()} | {conjugation_element(p)})
 
+    def galois_levels(self) -> dict[int, int]:
+        """Element -> the highest level bootstrapping applies it at: SubSum and CoeffsToSlots at
+        the top (group i at L - i), the conjugation after CoeffsToSlots, SlotsToCoeffs group i
+        at output_level + s2c - i. A key need not cover more (KeyGenerator.galois_key(level=))."""
+        p, n = self.params, self.slots
+        out: dict[int, int] = {}
+
+        def use(r_or_k, level, element=False):
+            k = r_or_k if element else galois_element(p, r_or_k)
+            out[k] = max(out.get(k, -1), level)
+
+        for r in self._sub_sum_rotations():
+            use(r, p.L)
+        for i, d in enumerate(self.c2s):
+            for r in rotations_needed(d, n):
+                use(r, p.L - i)
+        use(conjugation_element(p), p.L - len(self.c2s), element=True)
+        for i, d in enumerate(self.s2c):
+            for r in rotations_needed(d, n):
+                use(r, self.output_level + len(self.s2c) - i)
+        assert sorted(out) == self.galois_elements()
+        return out
+
     # -- the stages
     def coeffs_to_slots(self, ct: Ciphertext, out_scale: float) -> Ciphertext:
         """Slots of t -> bit-reversed w_k = t_k + i t_(k+n); c2s levels.
