@@ -178,6 +178,20 @@ def small_model_keys(p, boot_levels: dict, out_level: int) -> list[dict]:
     return out
 
 
+def short_sentences(model: str, tsv: str, k: int, max_tokens: int) -> list[str]:
+    """The first k sentences of an SST-2 TSV with at most max_tokens tokens ([CLS] and [SEP] included)."""
+    encode = P.load_model(model).encode
+    out = []
+    with open(tsv) as f:
+        for line in f.read().splitlines()[1:]:
+            text = line.split("\t")[0]
+            if len(encode(text)[0]) <= max_tokens:
+                out.append(text)
+            if len(out) == k:
+                return out
+    raise ValueError(f"{tsv} has only {len(out)} sentences of at most {max_tokens} tokens, {k} asked for")
+
+
 def _fmt_mb(b) -> str:
     return f"{b / MB:,.2f} MB" if b >= 1e5 else f"{b / 1e3:,.1f} kB"
 
@@ -250,6 +264,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sentences", type=int, default=None, help="sentences per model (default 3, --quick 1)")
     ap.add_argument("--no-run", action="store_true", help="only the extrapolated bandwidth (no encryption)")
     ap.add_argument("--calibrate-tsv", help="SST-2 TSV whose short sentences calibrate the BERT models' ranges")
+    ap.add_argument("--sentences-tsv", help="take the sentences from this SST-2 TSV (e.g. dev.tsv): the first K of at "
+                                            "most --max-tokens tokens (default: built-in short sentences)")
+    ap.add_argument("--max-tokens", type=int, default=8, help="with --sentences-tsv (default 8: n_pad = 8)")
     ap.add_argument("--json", help="write the document here")
     args = ap.parse_args(argv)
     params = args.params or (QUICK_PARAMS if args.quick else SECURE_PARAMS)
@@ -267,7 +284,11 @@ def main(argv: list[str]) -> int:
             if args.calibrate_tsv:
                 with open(args.calibrate_tsv) as f:
                     cal = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
-            doc["measured"].append(measure(m, params, SENTENCES[:k], calibration=cal))
+            sentences = SENTENCES[:k] if not args.sentences_tsv else short_sentences(m, args.sentences_tsv, k, args.max_tokens)
+            doc["measured"].append(measure(m, params, sentences, calibration=cal))
+            if args.json:  # after each model: long runs keep what they measured
+                with open(args.json, "w") as f:
+                    json.dump(doc, f, indent=1, default=P._json_default)
     doc["peak_rss_gib"] = round(_peak_rss_gib(), 2)
     print("\n".join(render(doc)), flush=True)
     if args.json:
