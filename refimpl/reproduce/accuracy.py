@@ -190,12 +190,21 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
 
+def _teacher_run(root: Path, task: str, seed: int) -> str:
+    """The run name of the teacher row's record for (task, seed) (the default run when it names none)."""
+    path = result_path("teacher", "fine-tuned", task, seed, root)
+    run = json.loads(path.read_text()).get("run") if path.exists() else None
+    return run or f"accuracy-teacher-{task}-s{seed}"
+
+
 def table(root: Path = RESULTS) -> str:
     """Markdown table from the result files (mean over seeds when several), beside the papers'."""
     files = sorted(root.glob("*.json"))
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     epochs: dict[tuple[str, str], set[str]] = {}
     kept: list[str] = []  # records under another name (e.g. a superseded teacher): listed, not averaged in
+    stale: dict[tuple[str, str], set[str]] = {}  # cells whose teacher is not the teacher row's current one
+    stale_runs: set[str] = set()
     for f in files:
         r = json.loads(f.read_text())
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root).name:
@@ -204,6 +213,9 @@ def table(root: Path = RESULTS) -> str:
             continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"])
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
+        if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
+            stale.setdefault(key, set()).add(r["task"])
+            stale_runs.add(r["teacher_run"])
         if "stage1" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}")
         elif "schedule" in r:
@@ -218,12 +230,13 @@ def table(root: Path = RESULTS) -> str:
         vals = []
         for t in tasks:
             v = got.get(t)
+            mark = "*" if t in stale.get((row, mode), ()) else ""
             if not v:
                 vals.append("—")
             elif len(v) == 1:
-                vals.append(f"{v[0]:.1f}")
+                vals.append(f"{v[0]:.1f}{mark}")
             else:
-                vals.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)} seeds)")
+                vals.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)} seeds){mark}")
         paper = ""
         if row == "teacher":
             paper = "MPCFormer teacher " + "/".join(str(PAPER_MPCFORMER["teacher"][t]) for t in tasks)
@@ -236,6 +249,9 @@ def table(root: Path = RESULTS) -> str:
             paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
         ep = ", ".join(sorted(epochs.get((row, mode), ())))
         lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")
+    if stale:
+        lines += ["", "\\* from an earlier teacher (distilled from it, or f(n) fitted on it): "
+                  + ", ".join(sorted(stale_runs)) + "; not yet rerun from the teacher row's current teacher."]
     if kept:
         lines += ["", "Other records (not in the table):", *kept]
     return "\n".join(lines)

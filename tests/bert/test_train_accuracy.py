@@ -78,3 +78,17 @@ def test_teacher_recipes_get_their_own_runs_and_the_distilled_row_uses_the_recor
     assert rec["teacher_run"] == second["run"]
     assert (runs / "accuracy-2quad-quad-distilled-SST-2-s0-nall-e1-lr5e-05-nall" / "stage2").exists()
     assert 0.0 <= rec["value"] <= 1.0 and rec["dev_examples"] == 6
+
+
+def test_table_marks_cells_from_an_earlier_teacher(tmp_path):
+    def put(name, row, mode, value, **extra):
+        (tmp_path / name).write_text(json.dumps({"row": row, "mode": mode, "task": "SST-2", "seed": 0,
+                                                 "value": value, **extra}))
+
+    put("teacher_SST-2.json", "teacher", "fine-tuned", 0.9, run="accuracy-teacher-SST-2-s0-new")
+    put("2quad-quad-distilled_SST-2.json", "2quad-quad", "distilled", 0.8, teacher_run="accuracy-teacher-SST-2-s0")
+    put("2quad-quad-direct_SST-2.json", "2quad-quad", "direct", 0.7, teacher_run="accuracy-teacher-SST-2-s0-new")
+    lines = A.table(tmp_path).splitlines()
+    assert "| 80.0* |" in next(x for x in lines if x.startswith("| 2quad-quad | distilled |"))
+    assert "| 70.0 |" in next(x for x in lines if x.startswith("| 2quad-quad | direct |"))
+    assert any("earlier teacher" in x and "accuracy-teacher-SST-2-s0;" in x for x in lines)
