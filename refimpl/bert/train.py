@@ -152,13 +152,29 @@ def encoded(examples: glue.Examples, tokenizer: BertTokenizer, max_length: int) 
     return glue.encode(examples, tokenizer, max_length)
 
 
+def token_capped(batches: list[np.ndarray], lengths: Sequence[int], max_tokens: int) -> list[np.ndarray]:
+    """Split each batch so that rows x its longest row <= max_tokens (at least one row a batch): bounds memory."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    out = []
+    for b in batches:
+        rows = max(1, max_tokens // max(1, max(lengths[i] for i in b)))
+        out += [b[k: k + rows] for k in range(0, len(b), rows)]
+    return out
+
+
 def predict(
     params: Params, config: BertConfig, ids: list[list[int]], types: list[list[int]], *,
-    pad_id: int = 0, batch_size: int = 128, progress: str | None = None,
+    pad_id: int = 0, batch_size: int = 128, progress: str | None = None, max_tokens: int = 4096,
 ) -> np.ndarray:
-    """Head outputs [N, num_labels] of every encoded row, in row order (length-bucketed batches)."""
+    """Head outputs [N, num_labels] of every encoded row, in row order (length-bucketed batches).
+
+    A batch holds at most max_tokens padded tokens (RTE at n = 128: 32 rows, the training
+    batch; 128 rows would keep ~4 GiB of activations).
+    """
     out = np.zeros((len(ids), config.num_labels), np.float64)
-    batches = list(glue.bucket_batches([len(r) for r in ids], batch_size))
+    lengths = [len(r) for r in ids]
+    batches = token_capped(list(glue.bucket_batches(lengths, batch_size)), lengths, max_tokens)
     for index in _bar(batches, progress):
         b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
         out[index] = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask).logits

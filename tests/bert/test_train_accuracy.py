@@ -6,8 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from refimpl.bert import glue
 from refimpl.reproduce import accuracy as A
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -92,3 +94,31 @@ def test_table_marks_cells_from_an_earlier_teacher(tmp_path):
     assert "| 80.0* |" in next(x for x in lines if x.startswith("| 2quad-quad | distilled |"))
     assert "| 70.0 |" in next(x for x in lines if x.startswith("| 2quad-quad | direct |"))
     assert any("earlier teacher" in x and "accuracy-teacher-SST-2-s0;" in x for x in lines)
+
+
+def test_token_capped_batches_cover_once_and_bound_tokens():
+    from refimpl.bert import train as T
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 129, 300).tolist()
+    batches = T.token_capped(list(glue.bucket_batches(lengths, 128)), lengths, 4096)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    assert all(len(b) * max(lengths[i] for i in b) <= 4096 for b in batches)
+    assert T.token_capped([np.array([0, 1])], [5000, 10], 4096)[0].tolist() == [0]  # one row even when over
+    with pytest.raises(ValueError, match="max_tokens"):
+        T.token_capped([], [], 0)
+
+
+def test_predict_does_not_depend_on_the_token_cap():
+    from refimpl.bert import train as T
+    from refimpl.bert.config import BertConfig
+    from refimpl.bert.model import init_params
+
+    cfg = BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=16, max_position_embeddings=64, num_labels=2)
+    params = init_params(cfg, np.random.default_rng(1), np.float64)
+    rng = np.random.default_rng(2)
+    ids = [[2, *rng.integers(5, 40, int(rng.integers(1, 40))).tolist(), 3] for _ in range(50)]
+    types = [[0] * len(r) for r in ids]
+    np.testing.assert_allclose(T.predict(params, cfg, ids, types, max_tokens=40),
+                               T.predict(params, cfg, ids, types, max_tokens=10**6), rtol=1e-12, atol=1e-12)
