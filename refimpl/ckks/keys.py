@@ -157,7 +157,8 @@ class KeyGenerator:
         """Sparse-secret encapsulation: (s -> s' at level 0 only, s' -> s at every level).
 
         The key to the sparse s' is a level-0 key, over q_0 P only: an RLWE sample under a
-        sparse secret is safe at the small modulus q_0 P, not at Q_L P. The key back to s is an ordinary RLWE sample under s.
+        sparse secret is safe at the small modulus q_0 P, not at Q_L P. The key back to s is an
+        ordinary RLWE sample under s.
         Reference: Bossuat, Troncoso-Pastoriza, Hubaux, ACNS 2022."""
         down = self.switching_key(sk_sparse, sk.s_ntt, level=0)
         return down, self.switching_key(sk, sk_sparse.s_ntt)

@@ -521,6 +521,17 @@ class _ClientKeys:
     bootstrapper: object = None
 
 
+def key_levels(boot_levels: dict, model_elements, subs_elements_, out_level: int, compressed_level: int) -> dict[int, int]:
+    """Galois element -> the level its key must cover: bootstrapping's own levels, the model's
+    rotations at the bootstrapping output level, decompression at the compressed level (an
+    element used by several gets the highest)."""
+    levels = dict(boot_levels)
+    for ks, lv in ((model_elements, out_level), (subs_elements_, compressed_level)):
+        for k in ks:
+            levels[k] = max(levels.get(k, -1), lv)
+    return dict(sorted(levels.items()))
+
+
 class Server:
     """The NEXUS server: one model, one bootstrapping parameter set, keys cached per client id."""
 
@@ -558,18 +569,9 @@ class Server:
         from ..ckks.keys import galois_element
 
         p = self.params
-        need = dict(self.boot_levels)
-
-        def use(k, level):
-            need[k] = max(need.get(k, -1), level)
-
-        for r in self.model.rotation_steps(n, p.slots):
-            if r % p.slots:
-                use(galois_element(p, r), self.output_level)
-        if compress:
-            for k in subs_elements(p.N, max(chunk_counts(n * self._width(), p.N))):
-                use(k, self.compressed_level)
-        return dict(sorted(need.items()))
+        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
+        subs = set(subs_elements(p.N, max(chunk_counts(n * self._width(), p.N)))) if compress else set()
+        return key_levels(self.boot_levels, model, subs, self.output_level, self.compressed_level)
 
     def needed_elements(self, n: int, compress: bool) -> list[int]:
         return list(self.needed_levels(n, compress))

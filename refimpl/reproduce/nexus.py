@@ -119,7 +119,7 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
         source += f" (refimpl.nexus.bert.rotation_steps refuses BERT-base at n = 128: {e})"
     elements = boot | subs | model_rot
     swk = P.switching_key_nbytes(p)
-    levels = key_levels(boot_levels, model_rot, subs, out_level, compressed_level=1)
+    levels = P.key_levels(boot_levels, model_rot, subs, out_level, compressed_level=1)
     keys = keys_nbytes(p, levels)
     comp = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, 1)  # expand="bootstrap" (default)
     comp_direct = len(chunk_counts(n * d, p.N)) * P.ciphertext_nbytes(p, out_level + 1)
@@ -140,15 +140,6 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
         "online_bytes_compressed": comp + result, "online_bytes_slot_packed": packed + result,
         "paper_total_bytes": PUBLISHED["bert_base_bandwidth_mb"] * MB,
     }
-
-
-def key_levels(boot_levels: dict, model_rot, subs, out_level: int, compressed_level: int) -> dict[int, int]:
-    """Galois element -> the level its key must cover (as refimpl.nexus.protocol.Server.needed_levels)."""
-    levels = dict(boot_levels)
-    for ks, lv in ((model_rot, out_level), (subs, compressed_level)):
-        for k in ks:
-            levels[k] = max(levels.get(k, -1), lv)
-    return levels
 
 
 def keys_nbytes(p, levels: dict[int, int]) -> int:
@@ -172,7 +163,7 @@ def small_model_keys(p, boot_levels: dict, out_level: int) -> list[dict]:
         for n in (8, 16):
             rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
             subs = set(subs_elements(p.N, max(chunk_counts(n * 384, p.N))))
-            levels = key_levels(boot_levels, rot, subs, out_level, compressed_level=1)
+            levels = P.key_levels(boot_levels, rot, subs, out_level, compressed_level=1)
             out.append({"attention": att, "n": n, "galois_keys": len(levels), "model_rotations": len(rot),
                         "keys_bytes": keys_nbytes(p, levels)})
     return out
