@@ -105,10 +105,21 @@ class Layout:
     head_dim: int
     intermediate: int
     num_labels: int
+    head_rows: bool = False  # one score ciphertext per head, rows at the start of each window (n > dh / 2)
 
     @property
     def window(self) -> int:
         return 2 * self.chunk
+
+    @property
+    def score_cts(self) -> int:
+        """Ciphertexts of the score stream S (and P): one per chunk, or one per head with head_rows."""
+        return self.heads if self.head_rows else self.chunks(self.d)
+
+    @property
+    def row_segment(self) -> int:
+        """Slots of the segment a score row starts in: the head's dh slots, or the whole window with head_rows."""
+        return self.window if self.head_rows else self.head_dim
 
     @property
     def baby(self) -> int:
@@ -123,8 +134,13 @@ class Layout:
         return max(2, _pow2(self.num_labels))
 
 
-def input_layout(config: BertConfig, n: int, slots: int) -> Layout:
-    """The packing of [n, d] (and of every activation) for N/2 = `slots` (NEXUS §3, token-major windows)."""
+def input_layout(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> Layout:
+    """The packing of [n, d] (and of every activation) for N/2 = `slots` (NEXUS §3, token-major windows).
+
+    head_rows=True: the attention rows of n_pad keys (2 n_pad with Softmax's duplication) may be
+    longer than a head's dh slots; the scores of each head then get their own ciphertext, row
+    (t, h) in the window of token t from its first slot (needs the window 2P >= the row). Used for
+    BERT-base at n = 128 (refimpl.nexus.bertbase); the default keeps rows inside the head's segment."""
     d, h, dh = config.hidden_size, config.num_attention_heads, config.head_dim
     if n < 1:
         raise ValueError(f"need at least one token, got n = {n}")
@@ -132,7 +148,7 @@ def input_layout(config: BertConfig, n: int, slots: int) -> Layout:
         raise ValueError(f"head dimension {dh} is not a power of two: heads cannot align with the chunks")
     n_pad = max(2, _pow2(n))
     rows = 2 * n_pad if config.attention == "softmax" else n_pad
-    if rows > dh:
+    if rows > dh and not head_rows:
         raise ValueError(
             f"{n} tokens: attention rows of {n_pad} keys need {rows} slots per head (Softmax duplicates the row), "
             f"the head dimension is {dh}: use at most {dh // (2 if config.attention == 'softmax' else 1)} tokens")
@@ -146,7 +162,10 @@ def input_layout(config: BertConfig, n: int, slots: int) -> Layout:
     if P < dh:
         raise ValueError(f"{slots} slots hold {n_pad} token windows of only {2 * P} slots; a head needs {dh}: "
                          f"use a larger ring or fewer tokens")
-    return Layout(n, n_pad, P, slots, d, h, dh, config.intermediate_size, config.num_labels)
+    if head_rows and rows > 2 * P:
+        raise ValueError(f"{n} tokens: attention rows need {rows} slots, the token windows of {slots} slots have "
+                         f"{2 * P}: use a larger ring or fewer tokens")
+    return Layout(n, n_pad, P, slots, d, h, dh, config.intermediate_size, config.num_labels, head_rows and rows > dh)
 
 
 def pack_input(x: np.ndarray, layout: Layout) -> list[np.ndarray]:
@@ -350,7 +369,7 @@ class Piece:
 
 def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]:
     cfg, st, r = model.config, model.settings(), model.get_ranges()
-    ch, ci = lay.chunks(lay.d), lay.chunks(lay.intermediate)
+    ch, ci, sw = lay.chunks(lay.d), lay.chunks(lay.intermediate), lay.score_cts  # sw: the score stream's ciphertexts
     B = st["B"]
     am = r["absmax"]
     out = []
@@ -361,17 +380,17 @@ def _pieces(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]
         if cfg.attention == "softmax":
             rounds = lay.n_pad.bit_length() - 1
             for k in range(rounds):
-                out.append(Piece(p + f"softmax.round{k}", round_levels(B), ch, bound=B, coarse_ok=k > 0))
+                out.append(Piece(p + f"softmax.round{k}", round_levels(B), sw, bound=B, coarse_ok=k > 0))
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
-            out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, ch, need=st["exp_r"] + 2,
+            out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * B, coarse_ok=True))
-            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), ch, bound=float(lay.n_pad)))
-            out.append(Piece(p + "softmax.normalize", 1, ch, join=("out", p + "softmax.exp", 0), bootable=False,
+            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), sw, bound=float(lay.n_pad)))
+            out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,
                              product_join=True))
         else:
             a = cfg.freediv[0]  # (s + c) / sqrt(f(n)) with f(n) >= f(1) = a
-            out.append(Piece(p + "2quad", 1, ch, bound=(B + cfg.quad_c) / math.sqrt(a)))
-        out.append(Piece(p + "pv.mask", 1, ch, need=2,
+            out.append(Piece(p + "2quad", 1, sw, bound=(B + cfg.quad_c) / math.sqrt(a)))
+        out.append(Piece(p + "pv.mask", 1, sw, need=2,
                          bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
         out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 1), bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
@@ -539,14 +558,14 @@ def bootstrap_level_of(params, bootstrap_level: int | None = None) -> tuple[Para
 
 
 def plan(model: NexusModel, n: int, params, *, bootstrap_level: int | None = None, input_level: int | None = None,
-         argmax: bool = False) -> list[dict]:
+         argmax: bool = False, head_rows: bool = False) -> list[dict]:
     """The bootstrapping plan, one row per piece: block, bootstrap before?, level in/out, cost, ciphertexts.
 
     params: Parameters (with bootstrap_level, or a bootstrapping preset's), a Bootstrapper, or a
     preset name. input_level: level of the client's ciphertexts (default: the bootstrap level).
     Print it with `plan_table`. Reference: NEXUS §3 (placement figure); planner.place_bootstraps."""
     p, top = bootstrap_level_of(params, bootstrap_level)
-    lay = input_layout(model.config, n, p.slots)
+    lay = input_layout(model.config, n, p.slots, head_rows=head_rows)
     return place(_pieces(model, lay, argmax), top if input_level is None else input_level, top)
 
 
@@ -561,14 +580,17 @@ def plan_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def rotation_steps(config: BertConfig, n: int, slots: int) -> list[int]:
+def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> list[int]:
     """Every rotation the encrypted forward uses (the client generates these Galois keys; the
     bootstrapper's own come from Bootstrapper.galois_elements)."""
-    lay = input_layout(config, n, slots)
+    lay = input_layout(config, n, slots, head_rows=head_rows)
     P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
     rs = {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers
     rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
     rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
+    if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
+        rs |= {hl * dh - r for hl in range(P // dh) for r in range(n_pad)} | {r - hl * dh for hl in range(P // dh)
+                                                                                  for r in range(n_pad)}
     if n_pad * w < slots:
         rs.add(-n_pad * w)  # token duplication of K and V
     rs |= {-n_pad} | {1 << k for k in range(n_pad.bit_length() - 1)}  # Softmax rows
@@ -641,23 +663,30 @@ class _Vectors:
         per = lay.chunk // lay.head_dim
         return [hl for hl in range(per) if c * per + hl < lay.heads]
 
-    def row_starts(self, c: int, r: int, scale: float) -> np.ndarray:
-        """scale x key mask of key (t + r) mod n_pad at slot t w + hl dh (row starts of the real heads)."""
+    def row_starts(self, c: int, r: int, scale: float, only: int | None = None) -> np.ndarray:
+        """scale x key mask of key (t + r) mod n_pad at slot t w + hl dh (row starts of the real heads;
+        only: of local head `only` alone)."""
         lay = self.lay
         v = np.zeros((self.rows, lay.window))
         keys = self.key[(np.arange(lay.n) + r) % lay.n_pad]  # [n]
         for hl in self.heads(c):
-            v[: lay.n, hl * lay.head_dim] = scale * keys
+            if only is None or hl == only:
+                v[: lay.n, hl * lay.head_dim] = scale * keys
         return v.ravel()
 
     def key_rows(self, c: int, scale: float = 1.0) -> np.ndarray:
-        """Slot t w + hl dh + r = scale x key mask of key (t + r) mod n_pad (rows of the real heads)."""
+        """Slot t w + hl dh + r = scale x key mask of key (t + r) mod n_pad (rows of the real heads of
+        chunk c); with head_rows, score ciphertext c (head c) from slot t w."""
         lay = self.lay
         v = np.zeros((self.rows, lay.window))
         km = self.key[(np.arange(lay.n)[:, None] + np.arange(lay.n_pad)[None, :]) % lay.n_pad]  # [n, n_pad]
-        for hl in self.heads(c):
+        for hl in ((0,) if lay.head_rows else self.heads(c)):
             v[: lay.n, hl * lay.head_dim: hl * lay.head_dim + lay.n_pad] = scale * km
         return v.ravel()
+
+    def row_mask(self) -> np.ndarray:
+        """1 on the first n_pad slots of every row segment (dh slots, or the window with head_rows)."""
+        return (np.arange(self.lay.slots) % self.lay.row_segment < self.lay.n_pad).astype(np.float64)
 
     def diagonals(self, block: np.ndarray):
         """Generalised diagonals of a P x P block: D[k, o] = block[o, (o + k) mod P]."""
@@ -789,11 +818,34 @@ class _Forward:
             acc = ev.add_const(acc, vec.key_rows(c, shift))
         return acc
 
+    def head_scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float,
+                    shifts=None) -> list[Ciphertext]:
+        """head_rows: the rows of S for each head of chunk c in a ciphertext of its own, entry r of row
+        (t, h) at slot t w + r (as `scores`, each head's row start moved from t w + hl dh to t w + r).
+        shifts: the key shifts r to compute (default all n_pad; a subset times a fraction of the work)."""
+        ev, lay, vec = self.ev, self.lay, self.vec
+        w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+        rs = list(range(n_pad) if shifts is None else shifts)
+        kd = k if n_pad * w == lay.slots else ev.add(k, ev.rotate(k, -n_pad * w))  # keys cyclic over n_pad
+        krot = ev.rotate_hoisted(kd, [r * w for r in rs])
+        heads = vec.heads(c)
+        acc = [None] * len(heads)
+        for r in rs:
+            u = ev.rescale(ev.multiply(q, krot[r * w]))  # slot t w + f: Q[t, f] K[t + r, f]; level -1
+            u = quick_sum(ev, u, dh)  # slot t w + hl dh: S[h, t, t + r] / scale
+            for j, hl in enumerate(heads):
+                m = ev.rescale(ev.mul_const(u, vec.row_starts(c, r, scale, only=hl)))  # head hl's row starts; level -2
+                m = ev.rotate(m, hl * dh - r) if hl * dh != r else m  # entry r of the row, from the window start
+                acc[j] = m if acc[j] is None else ev.add(acc[j], m)
+        if shift:
+            acc = [ev.add_const(a, vec.key_rows(c, shift)) for a in acc]
+        return acc
+
     def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
         """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         B, n_pad = self.st["B"], lay.n_pad
-        rows = (np.arange(lay.slots) % lay.head_dim < n_pad).astype(np.float64)  # every dh-window's row slots
+        rows = vec.row_mask()  # every row segment's first n_pad slots
         kms = [vec.key_rows(c) for c in range(len(S))]
         x = self.enter(p + "softmax.round0", S)
         s = [duplicate_rows(ev, ev.add_const(xc, -B * (rows - km)), n_pad) for xc, km in zip(x, kms)]  # padded -> -B
@@ -811,27 +863,38 @@ class _Forward:
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [_mul(ev, ec, ic) for ec, ic in zip(e, inv)])
 
-    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext]) -> list[Ciphertext]:
+    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
-        broadcast over dh slots, times RotL(V, r w)."""
+        broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
+        head and the columns of a chunk's heads are moved to their heads' slots and added.
+        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work)."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
-        pos = np.arange(lay.slots) % dh  # position inside the head's dh slots
+        rs = list(range(n_pad) if shifts is None else shifts)
+        pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
         for c, pc in enumerate(probs):
             km = vec.key_rows(c)
-            cols.append([ev.rescale(ev.mul_const(pc, km * (pos == r)))  # column r of every row; level -1
-                         for r in range(n_pad)])
-        self.leave(p + "pv.mask", [cl[0] for cl in cols])
+            cols.append({r: ev.rescale(ev.mul_const(pc, km * (pos == r)))  # column r of every row; level -1
+                         for r in rs})
+        self.leave(p + "pv.mask", [cl[rs[0]] for cl in cols])
         self.enter(p + "pv.mul", [])
         outs = []
         for c, vc in enumerate(V):
             vd = vc if n_pad * w == lay.slots else ev.add(vc, ev.rotate(vc, -n_pad * w))
-            vrot = ev.rotate_hoisted(vd, [r * w for r in range(n_pad)])
+            vrot = ev.rotate_hoisted(vd, [r * w for r in rs])
             acc = None
-            for r in range(n_pad):
-                b = ev.rotate(cols[c][r], r) if r else cols[c][r]  # P[h, t, t + r] at slot t w + hl dh
+            for r in rs:
+                if lay.head_rows:  # head hl's column: from slot t w + r to t w + hl dh
+                    per = lay.chunk // dh
+                    b = None
+                    for hl in self.vec.heads(c):
+                        col = cols[c * per + hl][r]
+                        col = ev.rotate(col, r - hl * dh) if r != hl * dh else col
+                        b = col if b is None else ev.add(b, col)
+                else:
+                    b = ev.rotate(cols[c][r], r) if r else cols[c][r]  # P[h, t, t + r] at slot t w + hl dh
                 for k in range(dh.bit_length() - 1):
                     b = ev.add(b, ev.rotate(b, -(1 << k)))  # broadcast over the head's dh slots
                 lvl = min(b.level, vrot[r * w].level)
@@ -975,7 +1038,11 @@ class _Forward:
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
-            S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
+            if lay.head_rows:
+                S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
+                                          for s in self.head_scores(qc, kc, c, scale, shift)])
+            else:
+                S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":
                 probs = self.softmax_pieces(i, S)
             else:
@@ -1011,7 +1078,8 @@ class _Forward:
 
 
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
-                      trace: list | None = None, argmax: bool = False, taps: dict | None = None) -> list[Ciphertext]:
+                      trace: list | None = None, argmax: bool = False, taps: dict | None = None,
+                      head_rows: bool = False) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -1019,13 +1087,14 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     with .bootstrap(ct) and .output_level). trace (a list) receives one dict per piece: block,
     seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
     chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
-    see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax)."""
+    see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
+    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
         raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
     if not set(np.unique(mask)) <= {0.0, 1.0} or mask.sum() < 1:
         raise ValueError("the attention mask must be 0/1 with at least one real token")
-    lay = input_layout(model.config, n, ev.params.slots)
+    lay = input_layout(model.config, n, ev.params.slots, head_rows=head_rows)
     if len(cts) != lay.chunks(lay.d):
         raise ValueError(f"expected {lay.chunks(lay.d)} input ciphertexts (chunks of {lay.chunk} features), got {len(cts)}")
     if len({c.level for c in cts}) != 1:
