@@ -83,14 +83,18 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
-                  runs: Path, command: str, root: Path = RESULTS, log=print, lr: float = FINETUNE_LR):
+                  runs: Path, command: str, root: Path = RESULTS, log=print, lr: float = FINETUNE_LR,
+                  result_name: str | None = None, note: str | None = None):
     """The teacher row: MiniLM (vocabulary pruned to the task) + [CLS] head fine-tuned; resumable.
 
     Saves the model to teacher_dir(runs, task, seed, recipe_tag(...)) and writes its result file
-    (naming that run). `refimpl ship` calls this too with the default recipe, so the shipped
-    models' teacher is this row's default-recipe teacher.
+    (naming that run): root / result_name if given, else the teacher row's result_path (which
+    the distilled rows read). `refimpl ship` calls this too with the default recipe and its own
+    result_name, so the shipped models' teacher never replaces the table's teacher record.
     Returns (config, params, tokenizer, record).
     """
+    if result_name is not None and (Path(result_name).name != result_name or not result_name.endswith(".json")):
+        raise ValueError(f"result_name must be a bare file name ending in .json, got {result_name!r}")
     from refimpl.bert import train as T
 
     task = glue.TASKS[task_name]
@@ -109,13 +113,14 @@ def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int |
     T.save_model(run / "model", config, params, tok)
     record = _finish(params, config, tok, task, glue_dir, {
         "command": command, "row": "teacher", "mode": "fine-tuned", "attention": "softmax", "activation": "gelu",
-        "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched), "run": run.name},
-        t0, root)
+        "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched), "run": run.name,
+        **({} if note is None else {"note": note})}, t0, root, result_name)
     return config, params, tok, record
 
 
-def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t0: float, root: Path) -> dict:
-    """Evaluate on the full dev set and write results/accuracy/<row>_<task>.json."""
+def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t0: float, root: Path,
+            result_name: str | None = None) -> dict:
+    """Evaluate on the full dev set and write results/accuracy/<row>_<task>.json (or root / result_name)."""
     from refimpl.bert import train as T
 
     dev = glue.load(task.name, glue_dir, "dev")
@@ -123,7 +128,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
     record = {"task": task.name, "base": "all-MiniLM-L6-v2 (6 layers, hidden 384), vocabulary pruned to the task",
               **record, "dev_examples": len(dev), "metrics": metrics, "metric": TASK_KEYS[task.name],
               "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
-    path = result_path(record["row"], record["mode"], task.name, record["seed"], root)
+    path = (root / result_name if result_name is not None
+            else result_path(record["row"], record["mode"], task.name, record["seed"], root))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")

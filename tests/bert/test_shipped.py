@@ -86,3 +86,27 @@ def test_accuracy_table_reads_result_files(tmp_path):
     row = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled |"))
     assert "62.0 ± 2.0 (2 seeds)" in row and "freeDiv 91.6/89.0/61.4" in row
     assert accuracy.result_path("teacher", "x", "RTE", 3, tmp_path).name == "teacher_RTE_s3.json"
+
+
+def test_ship_writes_its_teacher_record_apart_from_the_tables_teacher(tmp_path, monkeypatch):
+    """`refimpl ship` hands train_teacher its own result name, so it never overwrites
+    results/accuracy/teacher_SST-2.json (the accuracy table's teacher, which the distilled rows read)."""
+    from refimpl.bert import glue
+    from refimpl.reproduce import accuracy
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_teacher(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(accuracy, "train_teacher", fake_train_teacher)
+    monkeypatch.setattr(glue, "load", lambda *a, **k: None)
+    with pytest.raises(Stop):
+        shipped.main(["--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)])
+    assert seen["result_name"] == shipped.TEACHER_RESULT == "teacher-shipped_SST-2.json"
+    assert seen["result_name"] != accuracy.result_path("teacher", "fine-tuned", "SST-2", 0, tmp_path).name
+    assert "shipped" in seen["note"]

