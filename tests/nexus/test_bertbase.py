@@ -1,0 +1,150 @@
+"""BERT-base at n = 128 under NEXUS (refimpl.nexus.bertbase): block list, counts, plan and the
+timed kernels, on the same code path at small insecure rings.
+
+Oracles: independent counts of ciphertexts (n d / (N/2) for a full hidden stream, one score
+ciphertext per head); brute force over every set of bootstrap positions (as
+test_nexus_bert.test_place_is_optimal) for the plan; numpy float64 for every timed kernel's
+decrypted output (the instance that is timed computes the right thing).
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.nexus import bert as nb
+from refimpl.nexus import bertbase as bb
+
+
+def ranges(layers, bound=8.0):
+    """Hand-set ranges (NexusModel.get_ranges format): scores within B, variances in [0.5, 4], GELU inputs in [-6, 6]."""
+    return {"score_bound": bound, "var": {f"L{i}.ln{j}": (0.5, 4.0) for i in range(layers) for j in (1, 2)},
+            "act": (-6.0, 6.0), "absmax": {}}
+
+
+def small(model, layers=1, **size):
+    kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128)
+    kw.update(size)
+    cfg = bb.config(model, layers=layers, **kw)
+    return bb.synthetic_model(cfg, ranges(layers))
+
+
+@pytest.mark.parametrize("model", sorted(bb.MODELS))
+def test_bert_base_counts_at_128_bit(model):
+    """BERT-base, n = 128, N = 2^16 (the preset's level): 6 hidden, 24 FFN, 12 score ciphertexts,
+    equal to ceil(n d / slots) with half of every token window empty, and to one per head."""
+    cfg = bb.config(model)
+    slots = 2**15
+    lay = bb.layout(cfg, 128, slots)
+    assert lay.head_rows and (lay.chunk, lay.window) == (128, 256)
+    assert lay.chunks(lay.d) == math.ceil(128 * 768 / (slots / 2)) == 6
+    assert lay.chunks(lay.intermediate) == math.ceil(128 * 3072 / (slots / 2)) == 24
+    assert lay.score_cts == 12 == math.ceil(12 * 128 * (2 * 128) / slots)
+    with pytest.raises(ValueError, match="use at most (32|64) tokens"):
+        nb.input_layout(cfg, 128, slots)  # the default layout keeps rows inside a head
+    if model == "softmax-gelu":
+        with pytest.raises(ValueError, match="attention rows need"):
+            bb.layout(cfg, 256, slots)  # 512 slots of a Softmax row > the 256-slot window
+
+
+def _brute(pieces, top):
+    best = None
+    bootable = [i for i, p in enumerate(pieces) if p.bootable]
+    for k in range(len(bootable) + 1):
+        for boots in itertools.combinations(bootable, k):
+            rows, fail = nb._simulate(pieces, set(boots), top, top)
+            if fail is None:
+                cost = sum(r["bootstraps"] for r in rows)
+                best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("model,size", [("2quad-freediv-quad", dict(hidden_size=32, num_attention_heads=4)),
+                                        ("softmax-gelu", dict(hidden_size=16, num_attention_heads=4))])
+def test_blocks_and_plan_against_brute_force(model, size):
+    """NEXUS-BERT-PLAN: the block list covers every piece once, levels add up, widths are the
+    stream's ciphertexts, and the plan refreshes as few ciphertexts as brute force finds."""
+    p, rc = bootstrap_parameters(2048, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    n = 16 if model.startswith("2quad") else 4  # rows of n_pad (2 n_pad with Softmax) > dh = 8 (4)
+    m = small(model, intermediate_size=4 * size["hidden_size"], **size)
+    info = bb.blocks(m, n, (p, rc))
+    lay = info["layout"]
+    assert lay.head_rows
+    rows = info["rows"]
+    layer = [r for r in rows if r["block"].startswith("L0.")]
+    assert [b["kind"] for b in info["layer_blocks"]][:2] == ["QKV", "Q K^T"]
+    assert sum(len(b["pieces"]) for b in info["layer_blocks"]) == len(layer)
+    assert sum(b["levels"] for b in info["layer_blocks"]) == sum(r["cost"] for r in layer) == info["per_layer"][0]["levels"]
+    for r in layer:
+        kind = bb.kind_of(r["block"])
+        want = {"Softmax": lay.score_cts, "2Quad-freeDiv": lay.score_cts, "GELU": lay.chunks(lay.intermediate),
+                "Quad": lay.chunks(lay.intermediate), "FFN2": lay.chunks(lay.intermediate)}.get(kind)
+        if want is not None:
+            assert r["ciphertexts"] == want, r
+        if r["block"] == "L0.pv.mask":
+            assert r["ciphertexts"] == lay.score_cts == size["num_attention_heads"]
+    assert info["total"]["ciphertexts_refreshed"] == _brute(info["pieces"], info["top"])
+    assert info["total"]["ciphertexts_refreshed"] == sum(pl["ciphertexts_refreshed"] for pl in info["per_layer"]) \
+        + info["head"]["ciphertexts_refreshed"]
+
+
+def test_widest_ranges_and_errors():
+    src = {"score_bound": 16.0, "act": (-3.0, 4.0),
+           "var": {"L0.ln1": (1.0, 2.0), "L1.ln1": (0.5, 1.5), "L0.ln2": (0.1, 9.0), "L1.ln2": (0.2, 3.0)},
+           "absmax": {"L0.x": 2.0, "L1.x": 5.0, "L2.x": 1.0, "L0.h1": 3.0, "L1.h1": 1.0}}
+    r = bb.widest_ranges(src, 3)
+    assert r["var"]["L2.ln1"] == (0.5, 2.0) and r["var"]["L0.ln2"] == (0.1, 9.0)
+    assert r["absmax"]["L3.x"] == 5.0 and r["absmax"]["L2.h1"] == 3.0 and r["score_bound"] == 16.0
+    with pytest.raises(ValueError, match="unknown model"):
+        bb.config("relu")
+    with pytest.raises(ValueError, match="no block kind"):
+        bb.kind_of("L0.mystery")
+
+
+def test_derive_adds_blocks_and_bootstraps():
+    info = {"per_layer": [{"ciphertexts_refreshed": 3}, {"ciphertexts_refreshed": 5}], "layer": 1,
+            "head": {"ciphertexts_refreshed": 1}}
+    timed = [{"kind": "QKV", "seconds": 2.0, "count_per_layer": 1}, {"kind": "GELU", "seconds": 1.5, "count_per_layer": 2},
+             {"kind": "head", "seconds": 0.5, "count_per_layer": 1}]
+    d = bb.derive(info, timed, 10.0, 2)
+    assert d["layer_compute_s"] == 5.0 and d["layer_s"] == 5.0 + 5 * 10.0
+    assert d["model_s"] == 2 * 5.0 + (3 + 5 + 1) * 10.0 + 0.5 and d["model_bootstraps"] == 9
+    assert not d["complete"]
+
+
+@pytest.fixture(scope="module")
+def ring():
+    return bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+
+
+@pytest.mark.parametrize("model,n,shifts", [("softmax-gelu", 8, None), ("2quad-freediv-quad", 16, [1, 3, 6, 12])])
+def test_timed_kernels_match_numpy(ring, model, n, shifts):
+    """Every timed instance, decrypted, equals numpy float64 (the same approximations: QuickMax/exp/
+    Goldschmidt, the 4-piece GELU, Newton + Goldschmidt 1/sqrt) within 1e-4 of its magnitude
+    (CKKS noise at Delta = 2^~30 is about 1e-7; the approximations are modelled exactly); counts
+    scale by the layer's ciphertexts and by n_pad / shifts."""
+    p, rc = ring
+    m = small(model, layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=128)
+    t = bb.BlockTimer(p, rc, m, n, shifts=shifts)
+    lay = t.lay
+    assert lay.head_rows and lay.n_pad == n and lay.chunk == min(32, lay.slots // (2 * n)) and lay.score_cts == 4
+    out = t.run()
+    kinds = [r["kind"] for r in out]
+    assert kinds[0] == "QKV" and kinds[-1] == "head" and len(kinds) == 11
+    assert ("Softmax" in kinds) == (model == "softmax-gelu") and ("Quad" in kinds) == (model != "softmax-gelu")
+    for r in out:
+        assert r["max_err"] <= 1e-4 * max(1.0, r["max_abs_reference"]), r
+        assert r["seconds"] >= 0 and "time inflated" not in r["note"], r
+    frac = lay.n_pad / (len(shifts) if shifts else lay.n_pad)
+    qk = next(r for r in out if r["kind"] == "Q K^T")
+    assert qk["seconds"] == pytest.approx(qk["instance_s"] * lay.chunks(lay.d) * frac - qk["refreshes_inside_excluded_s"],
+                                          abs=1e-3 * (1 + lay.chunks(lay.d) * frac))  # both rounded to 1 ms
+
+
+def test_timer_rejects_bad_shifts(ring):
+    p, rc = ring
+    m = small("2quad-freediv-quad")
+    with pytest.raises(ValueError, match="key shifts"):
+        bb.BlockTimer(p, rc, m, 16, shifts=[0, 16])
