@@ -82,6 +82,23 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
     return runs / run / "model", run
 
 
+def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
+                teacher_run: str, *, fits_on_teacher: bool) -> Path:
+    """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
+
+    Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
+    from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
+    must never be resumed, since train() checks only the schedule: a finished run would be
+    returned as it is and evaluated with the new a, b.
+    """
+    teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
+    if mode == "direct":
+        tag = recipe_tag(task, subset, epochs, lr) + (f"-fit{teacher_tag}" if fits_on_teacher and teacher_tag else "")
+    else:
+        tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
+    return runs / f"accuracy-{row}-{mode}-{task}-s{seed}{tag}"
+
+
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
                   runs: Path, command: str, root: Path = RESULTS, log=print, lr: float = FINETUNE_LR,
                   result_name: str | None = None, note: str | None = None):
@@ -173,12 +190,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         a, b = freediv.fit(rec)
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
-    if mode == "direct":
-        tag = recipe_tag(task.name, subset, epochs, lr)
-    else:  # a new teacher or another subset must not resume an old checkpoint
-        tag = trun[len(f"accuracy-teacher-{task.name}-s{seed}"):]
-        tag = tag + ("" if subset == DEFAULT_SUBSET[task.name] else f"-n{'all' if subset is None else subset}")
-    run = runs / f"accuracy-{row}-{mode}-{task.name}-s{seed}{tag}"
+    run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None)
+    record["run"] = run.name
     if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
         config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
         sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, dropout=DROPOUT, **common)

@@ -149,3 +149,25 @@ def test_train_teacher_with_a_result_name_leaves_the_table_record_alone(tmp_path
     lines = A.table(root).splitlines()
     assert any(x.startswith("- teacher-shipped_SST-2.json: teacher SST-2") for x in lines)
     assert "| 90.0 |" in next(x for x in lines if x.startswith("| teacher |"))
+
+
+def test_student_runs_never_share_a_checkpoint_across_teachers():
+    """A direct freeDiv row takes a, b from a fit on the teacher, so its run depends on the teacher
+    (before, a run trained with an old teacher's a, b was resumed and evaluated with the new ones)."""
+    runs = Path("/r")
+    full, small = "accuracy-teacher-SST-2-s0-nall-e1-lr0.0001", "accuracy-teacher-SST-2-s0"
+    args = (runs, "2quad-freediv-quad", "direct", "SST-2", 0, 8000, 1.0, 1e-4)
+    assert A.student_run(*args, small, fits_on_teacher=True).name == "accuracy-2quad-freediv-quad-direct-SST-2-s0"
+    assert A.student_run(*args, full, fits_on_teacher=True).name == \
+        "accuracy-2quad-freediv-quad-direct-SST-2-s0-fit-nall-e1-lr0.0001"
+    # a row that fits nothing on the teacher (2Quad + Quad direct) does not depend on it
+    assert A.student_run(*args, full, fits_on_teacher=False) == A.student_run(*args, small, fits_on_teacher=False)
+    # distilled: one run per teacher and per subset
+    d = (runs, "2quad-freediv-quad", "distilled", "STS-B", 0)
+    t = "accuracy-teacher-STS-B-s0-nall-e2-lr0.0001"
+    assert A.student_run(*d, None, 1.0, 1e-4, t, fits_on_teacher=True).name == \
+        "accuracy-2quad-freediv-quad-distilled-STS-B-s0-nall-e2-lr0.0001"
+    assert A.student_run(*d, 1000, 1.0, 1e-4, t, fits_on_teacher=True).name.endswith("-lr0.0001-n1000")
+    assert len({A.student_run(runs, "2quad-freediv-quad", m, "RTE", s, None, 2.0, 1e-4,
+                              f"accuracy-teacher-RTE-s{s}-nall-e2-lr0.0001", fits_on_teacher=True)
+                for m in ("direct", "distilled") for s in (0, 1, 2)}) == 6
