@@ -91,7 +91,7 @@ def config(model: str, layers: int = 12, **size) -> BertConfig:
 
 def widest_ranges(ranges: dict, layers: int) -> dict:
     """Ranges for `layers` layers: per block kind the widest over the source's layers (NexusModel.get_ranges format)."""
-    src_layers = sorted({int(k.split(".")[0][1:]) for k in ranges["absmax"] if k[0] == "L"})
+    src_layers = sorted({int(k.split(".")[0][1:]) for k in (*ranges["absmax"], *ranges["var"]) if k[0] == "L"})
     absmax, var = {}, {}
     for suffix in {k.split(".", 1)[1] for k in ranges["absmax"]}:
         v = max(ranges["absmax"].get(f"L{i}.{suffix}", 0.0) for i in src_layers)
@@ -214,6 +214,9 @@ class BlockTimer:
         self.params, self.model, self.n = params, model, n
         self.info = blocks(model, n, (params, rc) if bootstrap_level is None else params, bootstrap_level=bootstrap_level)
         self.lay, self.rows = self.info["layout"], self.info["rows"]
+        if not self.lay.head_rows:
+            raise ValueError(f"BlockTimer times the head_rows layout (attention rows longer than a head); rows of "
+                             f"{self.lay.n_pad} keys fit a head of {self.lay.head_dim} slots: use nexus/bert's forward")
         self.top = self.info["top"]
         self.index = {r["block"]: j for j, r in enumerate(self.rows)}
         lay = self.lay
@@ -530,14 +533,14 @@ def paper_figures() -> dict:
 
 
 def table(res: dict) -> str:
-    lines = [f"{'block':<24s} {'cts in':>6s} {'levels':>6s} {'boots':>5s} {'instance s':>10s} {'x count':>8s} "
-             f"{'block s':>9s} {'max err':>8s}"]
+    """One layer's blocks: ciphertexts entering, levels, ciphertexts refreshed, derived seconds, error, instance."""
+    lines = [f"{'block':<24s} {'cts in':>6s} {'levels':>6s} {'boots':>5s} {'block s':>9s} {'max err':>8s}  instance timed; scaling"]
     timed = {r["kind"]: r for r in res.get("timed", [])}
-    for b in res["layer_blocks"]:
+    for b in res["layer_blocks"] + [dict(res["head"], kind="head", ciphertexts_in=res["layout"]["hidden_cts"])]:
         t = timed.get(b["kind"])
         lines.append(f"{b['kind']:<24s} {b['ciphertexts_in']:>6d} {b['levels']:>6d} {b['ciphertexts_refreshed']:>5d} "
-                     + (f"{t.get('instance_s', t['seconds']):>10.1f} {t['note'][:8] or '1':>8s} {t['seconds']:>9.1f} "
-                        f"{t['max_err']:>8.1e}" if t else f"{'-':>10s}"))
+                     + (f"{t['seconds']:>9.1f} {t['max_err']:>8.1e}  {t['instance']}; {t['note'] or 'not scaled'}"
+                        if t else f"{'-':>9s}"))
     return "\n".join(lines)
 
 
@@ -615,7 +618,11 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             print(table(m), flush=True)
             if "derived" in m:
-                print(json.dumps(m["derived"]), flush=True)
+                d, pp = m["derived"], res["paper"]
+                print(f"{name}: layer {d['layer_s']:.0f} s ({d['layer_compute_s']:.0f} s blocks + {d['layer_bootstraps']} "
+                      f"bootstraps x {d['bootstrap_s']:.0f} s); 12 layers + head {d['model_s']:.0f} s = "
+                      f"{d['model_s'] / 3600:.1f} h ({d['model_bootstraps']} bootstraps); paper: {pp['bert_base_gpu_s']} s "
+                      f"on a GPU, about {pp['cpu_s_implied']} s on a CPU (implied, unverified)", flush=True)
     write()
     return 0
 

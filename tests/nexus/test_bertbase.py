@@ -148,3 +148,5 @@ def test_timer_rejects_bad_shifts(ring):
     m = small("2quad-freediv-quad")
     with pytest.raises(ValueError, match="key shifts"):
         bb.BlockTimer(p, rc, m, 16, shifts=[0, 16])
+    with pytest.raises(ValueError, match="head_rows layout"):
+        bb.BlockTimer(p, rc, m, 8)  # rows of 8 keys fit a head of 8 slots: not this layout
