@@ -150,3 +150,41 @@ def test_timer_rejects_bad_shifts(ring):
         bb.BlockTimer(p, rc, m, 16, shifts=[0, 16])
     with pytest.raises(ValueError, match="head_rows layout"):
         bb.BlockTimer(p, rc, m, 8)  # rows of 8 keys fit a head of 8 slots: not this layout
+
+
+@pytest.mark.parametrize("attention,activation", [("softmax", "gelu"), ("2quad-freediv", "quad")])
+def test_encrypted_forward_with_head_rows(ring, attention, activation):
+    """NEXUS-BERT-FORWARD with head_rows (what bertbase times, end to end at a small size): 4 heads
+    of 8 in one chunk, rows of 16 keys (32 with Softmax's duplication) in their own ciphertexts;
+    the encrypted logits equal the float64 model of the same approximations (oracle refreshes)."""
+    from refimpl.bert.config import BertConfig
+    from refimpl.bert.model import init_params
+    from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+    from refimpl.ring.sampling import RandomSource
+
+    p, rc = ring
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                     max_position_embeddings=16, attention=attention, activation=activation)
+    rng = np.random.default_rng(1)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" not in k and "embeddings" not in k:
+            params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    model = nb.NexusModel(cfg, params)
+    n = 12 if attention == "softmax" else 16  # n_pad 16 > dh = 8
+    ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 2), np.zeros(2)]
+    lay = nb.input_layout(cfg, n, p.slots, head_rows=True)
+    assert lay.head_rows and lay.chunk // lay.head_dim >= 2
+    kg = KeyGenerator(p, RandomSource(3))
+    sk = kg.secret_key()
+    ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots, head_rows=True)))
+    bts = OracleBootstrapper(sk, output_level=p.L - rc.depth)
+    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource(4)), Decryptor(sk)
+    x = nb.client_embed(cfg, params, ids, mask)
+    cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(x, lay)]
+    ref = nb.plaintext_reference(model, ids, mask, approximate=True)
+    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, head_rows=True)
+    logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, cfg.num_labels)
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-3)
+    assert bts.calls == sum(r["bootstraps"] for r in nb.plan(model, n, (p, rc), head_rows=True))
