@@ -57,7 +57,7 @@ MODELS = {  # name -> (attention, activation, the shipped small model whose rang
     "softmax-gelu": ("softmax", "gelu", "sst2-small-softmax-gelu"),
     "2quad-freediv-quad": ("2quad-freediv", "quad", "sst2-small-2quad-freediv-quad"),
 }
-KEY_SHIFTS = 8  # Q K^T and P V are timed over this many of the n_pad key shifts
+KEY_SHIFTS = 4  # Q K^T and P V are timed over this many of the n_pad key shifts (their Galois keys: ~80 MB each)
 BOOTSTRAP_JSON = "results/bootstrap_128-2^16-dense19.json"
 LAYER = 1  # the layer whose planned levels the timed instances use (layer 0 starts at the client's level)
 
@@ -279,7 +279,7 @@ class BlockTimer:
         P, g = lay.chunk, lay.baby
         level = self.before(piece)
         steps = [-P, *range(1, g), *(g * b for b in range(1, P // g))]
-        fw = self.forward(steps, self.top)
+        fw = self.forward(steps, self.row(piece)["level_in"])
         self._at(fw, piece)
         x = self.rng.normal(0, 1, (lay.n, P))
         W, b = self.rng.normal(0, 1 / math.sqrt(P), (P, P)), self.rng.normal(0, 0.1, P)
@@ -382,7 +382,7 @@ class BlockTimer:
         per = P // dh
         steps = [r * w for r in self.shifts] + [-(1 << k) for k in range(dh.bit_length() - 1)] + \
                 [r - hl * dh for hl in range(per) for r in self.shifts] + [-n_pad * w]
-        fw = self.forward(steps, self.top)
+        fw = self.forward(steps, max(self.row("qkv")["level_out"], self.row("pv.mask")["level_in"]))  # V, P's columns
         self._at(fw, "pv.mask")
         probs = [self.rng.uniform(0, 1, (lay.n, lay.n)) for _ in range(per)]
         V = self.rng.normal(0, 1, (lay.n, P))
@@ -413,7 +413,7 @@ class BlockTimer:
         P, d = lay.chunk, lay.d
         name = self.p + which
         alpha, lo, hi, newton = self.model.settings()["ln"][name]
-        fw = self.forward([-P, *(1 << k for k in range(P.bit_length() - 1))], self.top)
+        fw = self.forward([-P, *(1 << k for k in range(P.bit_length() - 1))], self.row(which)["level_in"])
         self._at(fw, which)
         var = np.exp(self.rng.uniform(math.log(2 * lo), math.log(0.5 * hi), lay.n)) / alpha**2  # alpha^2 var in [lo, hi]
         s = self.rng.normal(0, 1, (lay.n, d))
@@ -467,7 +467,7 @@ class BlockTimer:
         lay = self.lay
         P, w = lay.chunk, lay.window
         fw = self.forward([*(1 << k for k in range(P.bit_length() - 1)),
-                           *(-l * w for l in range(1, lay.num_labels))], self.top)
+                           *(-l * w for l in range(1, lay.num_labels))], self.row("head")["level_in"])
         fw.i = self.index["head"]
         x = self.rng.normal(0, 1, (lay.n, lay.d))
         xs = fw.enter("head", [self.encrypt(v, self.before("head")) for v in nb._pack(x, lay)])
