@@ -264,10 +264,14 @@ class BlockTimer:
         fw.i = self.index[self.p + piece] if piece != "head" else self.index["head"]
         fw.refresh_s = 0.0
 
-    def _result(self, kind, instance, seconds, refresh_s, count, err, ref_max, fw, note=""):
+    def _result(self, kind, instance, wall_s, fw, count, err, ref_max, note="", layer_s=None):
+        """instance_s = the instance's wall time minus the oracle refreshes inside it; seconds = per layer
+        (instance_s x count, or layer_s when the scaling is not one product)."""
         missed = len(fw.ev.keys.galois.missed)
-        return {"kind": kind, "instance": instance, "seconds": round(seconds - refresh_s, 3), "count_per_layer": count,
-                "refreshes_inside_excluded_s": round(refresh_s, 3), "max_err": float(err),
+        inst = wall_s - fw.refresh_s
+        return {"kind": kind, "instance": instance, "instance_s": round(inst, 3), "count_per_layer": count,
+                "seconds": round(inst * count if layer_s is None else layer_s, 3),
+                "refreshes_inside_excluded_s": round(fw.refresh_s, 3), "max_err": float(err),
                 "max_abs_reference": float(ref_max), "note": note + (f"; {missed} Galois keys generated during the "
                                                                     f"timing (time inflated)" if missed else "")}
 
@@ -284,6 +288,7 @@ class BlockTimer:
         x = self.rng.normal(0, 1, (lay.n, P))
         W, b = self.rng.normal(0, 1 / math.sqrt(P), (P, P)), self.rng.normal(0, 0.1, P)
         (ct,) = fw.enter(self.p + piece, [self.encrypt(nb._pack(x, lay)[0], level)])
+        fw.refresh_s = 0.0  # the planned refresh at entry is charged as a bootstrap, not timed here
         ev = fw.ev
         t = time.perf_counter()
         ev.rotate_hoisted(ev.add(ct, ev.rotate(ct, -P)), list(range(g)))  # the baby steps of one input chunk
@@ -295,9 +300,11 @@ class BlockTimer:
         err = np.max(np.abs(nb._unpack([self.decrypt(y)], lay, P) - ref))
         per_call = c_in * t_baby + c_in * c_out * max(t_block - t_baby, 0.0)
         r = self._result(kind, f"1 -> 1 chunk of {P} features ({P} diagonals) + baby steps of 1 input, level {ct.level}",
-                         calls * per_call, fw.refresh_s, 1, err, np.max(np.abs(ref)), fw,
-                         f"{calls} x ({c_in} x baby {t_baby:.2f} s + {c_in} x {c_out} x block {t_block - t_baby:.2f} s)")
-        r.update(t_baby=round(t_baby, 3), t_block_with_baby=round(t_block, 3), scaled=True)
+                         t_block, fw, {"calls": calls, "baby_steps": calls * c_in, "blocks": calls * c_in * c_out},
+                         err, np.max(np.abs(ref)),
+                         f"{calls} x ({c_in} x baby {t_baby:.2f} s + {c_in} x {c_out} x block {t_block - t_baby:.2f} s)",
+                         layer_s=calls * per_call)
+        r.update(t_baby=round(t_baby, 3), scaled=True)
         return r
 
     # -- attention
@@ -337,9 +344,8 @@ class BlockTimer:
         err = max(np.max(np.abs(self.decrypt(s) - self._rows(ref[h], self.shifts))) for h, s in enumerate(S))
         frac = n_pad / len(self.shifts)
         return self._result("Q K^T", f"chunk 0 ({per} heads) over {len(self.shifts)} of {n_pad} key shifts, level {level}",
-                            secs * lay.chunks(lay.d) * frac, fw.refresh_s, 1, err, np.max(np.abs(ref)), fw,
-                            f"x {lay.chunks(lay.d)} chunks x {n_pad}/{len(self.shifts)} shifts") | {"scaled": True,
-                                                                                                    "instance_s": round(secs, 3)}
+                            secs, fw, lay.chunks(lay.d) * frac, err, np.max(np.abs(ref)),
+                            f"x {lay.chunks(lay.d)} chunks x {n_pad}/{len(self.shifts)} shifts") | {"scaled": True}
 
     def softmax(self) -> dict:
         """Softmax over the rows of one head's score ciphertext (_Forward.softmax_pieces: QuickMax
@@ -356,8 +362,8 @@ class BlockTimer:
         ref = nb._softmax_model(s[None], np.ones(n_pad) * np.r_[np.ones(lay.n), np.zeros(n_pad - lay.n)], n_pad, B,
                                 st["exp_r"])[0]
         err = np.max(np.abs(self.decrypt(out) - self._rows(ref, range(n_pad))))
-        return self._result("Softmax", f"1 head ciphertext ({lay.n} rows of {n_pad} keys)", secs * lay.score_cts,
-                            fw.refresh_s, 1, err, 1.0, fw, f"x {lay.score_cts} heads") | {"scaled": True}
+        return self._result("Softmax", f"1 head ciphertext ({lay.n} rows of {n_pad} keys)", secs, fw, lay.score_cts,
+                            err, 1.0, f"x {lay.score_cts} heads") | {"scaled": True}
 
     def quad2(self) -> dict:
         """2Quad-freeDiv's square ((s + c)/sqrt(f))^2 on one head's score ciphertext (f(n) folded into Q K^T's mask)."""
@@ -367,13 +373,14 @@ class BlockTimer:
         s = self.rng.uniform(-2, 2, (lay.n, lay.n))
         v = self._rows(s, range(lay.n_pad))
         (ct,) = fw.enter(self.p + "2quad", [self.encrypt(v, self.before("2quad"))])
+        fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
         t = time.perf_counter()
         out = fw.ev.rescale(fw.ev.square(ct))
         secs = time.perf_counter() - t
         fw.leave(self.p + "2quad", [out])
         err = np.max(np.abs(self.decrypt(out) - v * v))
-        return self._result("2Quad-freeDiv", "1 head ciphertext (square)", secs * lay.score_cts, fw.refresh_s, 1, err,
-                            np.max(v * v), fw, f"x {lay.score_cts} heads") | {"scaled": True}
+        return self._result("2Quad-freeDiv", "1 head ciphertext (square)", secs, fw, lay.score_cts, err,
+                            np.max(v * v), f"x {lay.score_cts} heads") | {"scaled": True}
 
     def pv(self) -> dict:
         """P V of chunk 0 (its heads' probabilities times V) over the timer's key shifts (_Forward.pv)."""
@@ -402,9 +409,8 @@ class BlockTimer:
         err = np.max(np.abs(nb._unpack([self.decrypt(out)], lay, P) - ref))
         frac = n_pad / len(self.shifts)
         return self._result("P V", f"chunk 0 ({per} heads) over {len(self.shifts)} of {n_pad} key shifts",
-                            secs * lay.chunks(lay.d) * frac, fw.refresh_s, 1, err, np.max(np.abs(ref)), fw,
-                            f"x {lay.chunks(lay.d)} chunks x {n_pad}/{len(self.shifts)} shifts") | {"scaled": True,
-                                                                                                    "instance_s": round(secs, 3)}
+                            secs, fw, lay.chunks(lay.d) * frac, err, np.max(np.abs(ref)),
+                            f"x {lay.chunks(lay.d)} chunks x {n_pad}/{len(self.shifts)} shifts") | {"scaled": True}
 
     # -- LayerNorm, activations, head
     def layernorm(self, which: str) -> dict:
@@ -433,8 +439,8 @@ class BlockTimer:
         ref = nb._ln_model(xa + xb, gamma, beta, alpha, lo, hi, newton)
         err = np.max(np.abs(nb._unpack([self.decrypt(c) for c in out], lay, d) - ref))
         kind = "residual + LayerNorm 1" if which == "ln1" else "residual + LayerNorm 2"
-        return self._result(kind, f"the whole block: {lay.n} x {d} in {len(A)} ciphertexts", secs, fw.refresh_s, 1, err,
-                            np.max(np.abs(ref)), fw) | {"scaled": False}
+        return self._result(kind, f"the whole block: {lay.n} x {d} in {len(A)} ciphertexts", secs, fw, 1, err,
+                            np.max(np.abs(ref))) | {"scaled": False}
 
     def activation(self) -> dict:
         """GELU (4-piece, _Forward.gelu_masked) or Quad (_Forward.quad) on one full FFN ciphertext."""
@@ -449,6 +455,7 @@ class BlockTimer:
         else:
             u = self.rng.uniform(-3, 3, (lay.n, lay.chunk))
         (ct,) = fw.enter(self.p + which, [self.encrypt(nb._pack(u, lay)[0], self.before(which))])
+        fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
         t = time.perf_counter()
         out = fw.gelu_masked(ct, 0) if which == "gelu" else fw.quad(ct, 0)
         secs = time.perf_counter() - t
@@ -460,7 +467,7 @@ class BlockTimer:
         err = np.max(np.abs(nb._unpack([self.decrypt(out)], lay, lay.chunk) - ref))
         ci = lay.chunks(lay.intermediate)
         return self._result("GELU" if which == "gelu" else "Quad", f"1 full ciphertext ({lay.n} x {lay.chunk} values)",
-                            secs * ci, fw.refresh_s, 1, err, np.max(np.abs(ref)), fw, f"x {ci} ciphertexts") | {"scaled": True}
+                            secs, fw, ci, err, np.max(np.abs(ref)), f"x {ci} ciphertexts") | {"scaled": True}
 
     def head(self) -> dict:
         """The [CLS] classifier (_Forward.head) on the hidden stream: once per model."""
@@ -471,13 +478,14 @@ class BlockTimer:
         fw.i = self.index["head"]
         x = self.rng.normal(0, 1, (lay.n, lay.d))
         xs = fw.enter("head", [self.encrypt(v, self.before("head")) for v in nb._pack(x, lay)])
+        fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
         t = time.perf_counter()
         z = fw.head(xs)
         secs = time.perf_counter() - t
         ref = self.model.w64["classifier.weight"] @ x[0] + self.model.w64["classifier.bias"]
         err = np.max(np.abs(nb.unpack_output([self.decrypt(z)], lay, lay.num_labels) - ref))
-        return self._result("head", "the [CLS] classifier on the hidden stream", secs, fw.refresh_s, 1, err,
-                            np.max(np.abs(ref)), fw) | {"scaled": False, "per_model": True}
+        return self._result("head", "the [CLS] classifier on the hidden stream", secs, fw, 1, err,
+                            np.max(np.abs(ref))) | {"scaled": False, "per_model": True}
 
     def run(self, on_block=None, only=None) -> list[dict]:
         """Every block kind of the model, in layer order; on_block(rows so far) after each (write-as-you-go)."""
@@ -496,6 +504,10 @@ class BlockTimer:
             if only is not None and kind not in only:
                 continue
             r = job()
+            b = next((b for b in self.info["layer_blocks"] if b["kind"] == kind), None)
+            if b is not None:
+                r.update(levels=b["levels"], ciphertexts_in=b["ciphertexts_in"], level_in=b["level_in"],
+                         ciphertexts_refreshed_per_layer=b["ciphertexts_refreshed"])
             r["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
             r["load_average"] = os.getloadavg()
             out.append(r)
@@ -507,7 +519,7 @@ class BlockTimer:
 
 def derive(info: dict, timed: list[dict], bootstrap_s: float, layers: int) -> dict:
     """layer time = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head."""
-    per = {r["kind"]: r["seconds"] * r["count_per_layer"] for r in timed if r["kind"] != "head"}
+    per = {r["kind"]: r["seconds"] for r in timed if r["kind"] != "head"}  # per layer (scaled)
     compute = sum(per.values())
     boots = [pl["ciphertexts_refreshed"] for pl in info["per_layer"]]
     head = sum(r["seconds"] for r in timed if r["kind"] == "head")

@@ -106,8 +106,8 @@ def test_widest_ranges_and_errors():
 def test_derive_adds_blocks_and_bootstraps():
     info = {"per_layer": [{"ciphertexts_refreshed": 3}, {"ciphertexts_refreshed": 5}], "layer": 1,
             "head": {"ciphertexts_refreshed": 1}}
-    timed = [{"kind": "QKV", "seconds": 2.0, "count_per_layer": 1}, {"kind": "GELU", "seconds": 1.5, "count_per_layer": 2},
-             {"kind": "head", "seconds": 0.5, "count_per_layer": 1}]
+    timed = [{"kind": "QKV", "seconds": 2.0, "count_per_layer": 1}, {"kind": "GELU", "seconds": 3.0, "count_per_layer": 2},
+             {"kind": "head", "seconds": 0.5, "count_per_layer": 1}]  # seconds: per layer, already scaled
     d = bb.derive(info, timed, 10.0, 2)
     assert d["layer_compute_s"] == 5.0 and d["layer_s"] == 5.0 + 5 * 10.0
     assert d["model_s"] == 2 * 5.0 + (3 + 5 + 1) * 10.0 + 0.5 and d["model_bootstraps"] == 9
@@ -139,8 +139,14 @@ def test_timed_kernels_match_numpy(ring, model, n, shifts):
         assert r["seconds"] >= 0 and "time inflated" not in r["note"], r
     frac = lay.n_pad / (len(shifts) if shifts else lay.n_pad)
     qk = next(r for r in out if r["kind"] == "Q K^T")
-    assert qk["seconds"] == pytest.approx(qk["instance_s"] * lay.chunks(lay.d) * frac - qk["refreshes_inside_excluded_s"],
-                                          abs=1e-3 * (1 + lay.chunks(lay.d) * frac))  # both rounded to 1 ms
+    assert qk["count_per_layer"] == lay.chunks(lay.d) * frac
+    assert qk["seconds"] == pytest.approx(qk["instance_s"] * qk["count_per_layer"], abs=1e-3 * (1 + qk["count_per_layer"]))
+    lin = next(r for r in out if r["kind"] == "FFN2")
+    ci, ch = 128 // lay.chunk, 32 // lay.chunk  # FFN2: 128 -> 32 features in chunks of P
+    assert lin["count_per_layer"] == {"calls": 1, "baby_steps": ci, "blocks": ci * ch}
+    sm = next((r for r in out if r["kind"] == "Softmax"), None)
+    if sm is not None:  # 3 QuickMax rounds of 18 levels among 19: refreshes inside the block, excluded
+        assert sm["refreshes_inside_excluded_s"] > 0 and sm["count_per_layer"] == lay.score_cts
 
 
 def test_timer_rejects_bad_shifts(ring):
