@@ -1,4 +1,4 @@
-"""BERT-base at n = 128 under NEXUS: the layer's blocks, their levels and ciphertext counts, the bootstrap plan, one timed instance per block kind, and the derived layer and model time.
+"""BERT-base at n = 128 under NEXUS: blocks, levels, counts, bootstrap plan, timed instances, derived time.
 
 BERT-base (12 layers, d = 768, 12 heads of 64, FFN 3072) at n = 128 tokens on N = 2^16
 (`128-2^16-dense19`: 19 levels after bootstrapping) in refimpl's layout (nexus/bert.py with
@@ -15,8 +15,9 @@ hidden stream 6 ciphertexts, FFN stream 24, score stream 12.
    (decrypt and re-encrypt, its time excluded) and are charged at the measured bootstrap time.
    Instances smaller than the block are scaled by an exact count of the work:
      linear (ct-pt, BSGS diagonals): one P x P block (1 input chunk -> 1 output chunk, 128
-       diagonals) and the hoisted baby steps of one input chunk; a layer of c_in -> c_out
-       chunks costs c_in T_baby + c_in c_out (T_block - T_baby);
+       diagonals), and apart its hoisted baby steps (once per input chunk) and its 7 giant-step
+       rotations (once per output chunk); c_in -> c_out chunks cost
+       c_in T_baby + c_out T_giant + c_in c_out (T_block - T_baby - T_giant);
      Q K^T and P V: one chunk (2 heads) over s of the 128 key shifts (every shift does the same
        work: 1 ct-ct product, a QuickSum, masks and rotations), times 6 chunks x 128 / s;
      Softmax, 2Quad, GELU, Quad: one ciphertext, times the stream's ciphertexts;
@@ -161,7 +162,8 @@ def blocks(model: nb.NexusModel, n: int, params, *, bootstrap_level: int | None 
     for i in range(L):
         rs = [r for r in rows if r["block"].startswith(f"L{i}.")]
         per_layer.append({"layer": i, "bootstrap_points": sum(r["bootstrap"] for r in rs),
-                          "ciphertexts_refreshed": sum(r["bootstraps"] for r in rs), "levels": sum(r["cost"] for r in rs)})
+                          "ciphertexts_refreshed": sum(r["bootstraps"] for r in rs),
+                          "levels": sum(r["cost"] for r in rs)})
     head = [r for r in rows if r["block"] == "head"][0]
     return {"layout": lay, "rows": rows, "pieces": pieces, "layer": layer, "layer_blocks": out, "per_layer": per_layer,
             "head": {"bootstrap_points": int(head["bootstrap"]), "ciphertexts_refreshed": head["bootstraps"],
@@ -212,7 +214,8 @@ class BlockTimer:
         from ..ring.sampling import RandomSource
 
         self.params, self.model, self.n = params, model, n
-        self.info = blocks(model, n, (params, rc) if bootstrap_level is None else params, bootstrap_level=bootstrap_level)
+        self.info = blocks(model, n, (params, rc) if bootstrap_level is None else params,
+                           bootstrap_level=bootstrap_level)
         self.lay, self.rows = self.info["layout"], self.info["rows"]
         if not self.lay.head_rows:
             raise ValueError(f"BlockTimer times the head_rows layout (attention rows longer than a head); rows of "
@@ -277,8 +280,10 @@ class BlockTimer:
 
     # -- linear layers
     def linear(self, piece: str, kind: str, c_in: int, c_out: int, calls: int = 1) -> dict:
-        """One P x P block of the ct-pt product (_Forward.linear, 1 chunk -> 1 chunk) and the hoisted
-        baby steps of one input chunk, at the planned level; scaled to c_in -> c_out chunks x calls."""
+        """One P x P block of the ct-pt product (_Forward.linear, 1 chunk -> 1 chunk) at the planned level,
+        split by separate timings of its hoisted baby steps (per input chunk) and its P/g - 1 giant-step
+        rotations (per output chunk: the inner sums over input chunks are rotated once); a call of
+        c_in -> c_out chunks costs c_in T_baby + c_out T_giant + c_in c_out (T_block - T_baby - T_giant)."""
         lay = self.lay
         P, g = lay.chunk, lay.baby
         level = self.before(piece)
@@ -294,17 +299,25 @@ class BlockTimer:
         ev.rotate_hoisted(ev.add(ct, ev.rotate(ct, -P)), list(range(g)))  # the baby steps of one input chunk
         t_baby = time.perf_counter() - t
         t = time.perf_counter()
+        for gb in range(1, P // g):
+            ev.rotate(ct, gb * g)  # the giant steps of one output chunk (at the input level, before the rescale)
+        t_giant = time.perf_counter() - t
+        t = time.perf_counter()
         (y,) = fw.linear([ct], W, b)
         t_block = time.perf_counter() - t
         ref = x @ W.T + b
         err = np.max(np.abs(nb._unpack([self.decrypt(y)], lay, P) - ref))
-        per_call = c_in * t_baby + c_in * c_out * max(t_block - t_baby, 0.0)
-        r = self._result(kind, f"1 -> 1 chunk of {P} features ({P} diagonals) + baby steps of 1 input, level {ct.level}",
-                         t_block, fw, {"calls": calls, "baby_steps": calls * c_in, "blocks": calls * c_in * c_out},
+        t_diag = max(t_block - t_baby - t_giant, 0.0)  # encode and multiply the P diagonals, sums, rescale, bias
+        per_call = c_in * t_baby + c_out * t_giant + c_in * c_out * t_diag
+        r = self._result(kind, f"1 -> 1 chunk of {P} features ({P} diagonals, baby and giant steps), "
+                               f"level {ct.level}",
+                         t_block, fw, {"calls": calls, "baby_steps": calls * c_in, "giant_steps": calls * c_out,
+                                       "blocks": calls * c_in * c_out},
                          err, np.max(np.abs(ref)),
-                         f"{calls} x ({c_in} x baby {t_baby:.2f} s + {c_in} x {c_out} x block {t_block - t_baby:.2f} s)",
+                         f"{calls} x ({c_in} x baby {t_baby:.2f} s + {c_out} x giant {t_giant:.2f} s + {c_in} x {c_out}"
+                         f" x diagonals {t_diag:.2f} s)",
                          layer_s=calls * per_call)
-        r.update(t_baby=round(t_baby, 3), scaled=True)
+        r.update(t_baby=round(t_baby, 3), t_giant=round(t_giant, 3), t_diagonals=round(t_diag, 3), scaled=True)
         return r
 
     # -- attention
@@ -314,7 +327,7 @@ class BlockTimer:
         return np.stack([q[:, h * dh:(h + 1) * dh] @ k[:, h * dh:(h + 1) * dh].T * scale for h in range(per)])
 
     def _rows(self, s: np.ndarray, shifts) -> np.ndarray:
-        """Slot vector of one head's rows in the head_rows layout: slot t w + r = s[t, (t + r) mod n_pad], r in shifts."""
+        """One head's rows in the head_rows layout: slot t w + r = s[t, (t + r) mod n_pad] for r in shifts."""
         lay = self.lay
         v = np.zeros((lay.slots // lay.window, lay.window))
         sp = np.zeros((lay.n, lay.n_pad))
@@ -343,7 +356,8 @@ class BlockTimer:
         ref = self._scores_ref(q, k, 1 / math.sqrt(dh))
         err = max(np.max(np.abs(self.decrypt(s) - self._rows(ref[h], self.shifts))) for h, s in enumerate(S))
         frac = n_pad / len(self.shifts)
-        return self._result("Q K^T", f"chunk 0 ({per} heads) over {len(self.shifts)} of {n_pad} key shifts, level {level}",
+        return self._result("Q K^T", f"chunk 0 ({per} heads) over {len(self.shifts)} of {n_pad} key shifts, "
+                                     f"level {level}",
                             secs, fw, lay.chunks(lay.d) * frac, err, np.max(np.abs(ref)),
                             f"x {lay.chunks(lay.d)} chunks x {n_pad}/{len(self.shifts)} shifts") | {"scaled": True}
 
@@ -421,7 +435,7 @@ class BlockTimer:
         alpha, lo, hi, newton = self.model.settings()["ln"][name]
         fw = self.forward([-P, *(1 << k for k in range(P.bit_length() - 1))], self.row(which)["level_in"])
         self._at(fw, which)
-        var = np.exp(self.rng.uniform(math.log(2 * lo), math.log(0.5 * hi), lay.n)) / alpha**2  # alpha^2 var in [lo, hi]
+        var = np.exp(self.rng.uniform(math.log(2 * lo), math.log(0.5 * hi), lay.n)) / alpha**2  # alpha^2 var: [lo, hi]
         s = self.rng.normal(0, 1, (lay.n, d))
         s = (s - s.mean(axis=1, keepdims=True)) / s.std(axis=1, keepdims=True) * np.sqrt(var)[:, None] \
             + self.rng.normal(0, 1, (lay.n, 1))  # the sum x + residual: exactly this variance per token
@@ -518,7 +532,7 @@ class BlockTimer:
 
 
 def derive(info: dict, timed: list[dict], bootstrap_s: float, layers: int) -> dict:
-    """layer time = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head."""
+    """layer = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head."""
     per = {r["kind"]: r["seconds"] for r in timed if r["kind"] != "head"}  # per layer (scaled)
     compute = sum(per.values())
     boots = [pl["ciphertexts_refreshed"] for pl in info["per_layer"]]
@@ -546,7 +560,8 @@ def paper_figures() -> dict:
 
 def table(res: dict) -> str:
     """One layer's blocks: ciphertexts entering, levels, ciphertexts refreshed, derived seconds, error, instance."""
-    lines = [f"{'block':<24s} {'cts in':>6s} {'levels':>6s} {'boots':>5s} {'block s':>9s} {'max err':>8s}  instance timed; scaling"]
+    lines = [f"{'block':<24s} {'cts in':>6s} {'levels':>6s} {'boots':>5s} {'block s':>9s} {'max err':>8s}  "
+             "instance timed; scaling"]
     timed = {r["kind"]: r for r in res.get("timed", [])}
     for b in res["layer_blocks"] + [dict(res["head"], kind="head", ciphertexts_in=res["layout"]["hidden_cts"])]:
         t = timed.get(b["kind"])
@@ -577,8 +592,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sec} ({params.security_note}); times are DERIVED: one instance per block kind, scaled by exact counts, "
           f"bootstraps at the measured time of {BOOTSTRAP_JSON}", flush=True)
     boot = json.loads(Path(BOOTSTRAP_JSON).read_text()) if Path(BOOTSTRAP_JSON).exists() else {}
-    from ..ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS  # noqa: F401  (preset validated above)
-
     res: dict = {"command": "python -m refimpl.nexus.bertbase " + " ".join(argv if argv is not None else sys.argv[1:]),
                  "security": f"{sec}: {params.security_note}", "derived": True, "preset": a.preset, "N": params.N,
                  "slots": params.slots, "log_qp": round(params.log_qp), "levels_after_bootstrap": params.L - rc.depth,

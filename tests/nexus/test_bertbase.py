@@ -143,7 +143,9 @@ def test_timed_kernels_match_numpy(ring, model, n, shifts):
     assert qk["seconds"] == pytest.approx(qk["instance_s"] * qk["count_per_layer"], abs=1e-3 * (1 + qk["count_per_layer"]))
     lin = next(r for r in out if r["kind"] == "FFN2")
     ci, ch = 128 // lay.chunk, 32 // lay.chunk  # FFN2: 128 -> 32 features in chunks of P
-    assert lin["count_per_layer"] == {"calls": 1, "baby_steps": ci, "blocks": ci * ch}
+    assert lin["count_per_layer"] == {"calls": 1, "baby_steps": ci, "giant_steps": ch, "blocks": ci * ch}
+    assert lin["seconds"] == pytest.approx(ci * lin["t_baby"] + ch * lin["t_giant"] + ci * ch * lin["t_diagonals"],
+                                           abs=2e-3 * (1 + ci * ch))
     sm = next((r for r in out if r["kind"] == "Softmax"), None)
     if sm is not None:  # 3 QuickMax rounds of 18 levels among 19: refreshes inside the block, excluded
         assert sm["refreshes_inside_excluded_s"] > 0 and sm["count_per_layer"] == lay.score_cts
