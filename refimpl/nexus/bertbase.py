@@ -175,15 +175,21 @@ def blocks(model: nb.NexusModel, n: int, params, *, bootstrap_level: int | None 
 
 
 # ============================================================================ timing
+def _now() -> np.ndarray:
+    """(wall, process CPU) seconds; the CPU time counts every thread of this process: on a loaded machine it
+    is what the work took, the wall time what it took here."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
 class _TimedForward(nb._Forward):
     """The forward's kernels, with the refreshes the plan puts inside a block timed apart."""
 
     refresh_s = 0.0
 
     def refresh(self, ct, bound):
-        t = time.perf_counter()
+        t = _now()
         out = super().refresh(ct, bound)
-        self.refresh_s += time.perf_counter() - t
+        self.refresh_s += _now() - t
         return out
 
 
@@ -271,10 +277,13 @@ class BlockTimer:
         """instance_s = the instance's wall time minus the oracle refreshes inside it; seconds = per layer
         (instance_s x count, or layer_s when the scaling is not one product)."""
         missed = len(fw.ev.keys.galois.missed)
-        inst = wall_s - fw.refresh_s
-        return {"kind": kind, "instance": instance, "instance_s": round(inst, 3), "count_per_layer": count,
-                "seconds": round(inst * count if layer_s is None else layer_s, 3),
-                "refreshes_inside_excluded_s": round(fw.refresh_s, 3), "max_err": float(err),
+        inst = np.asarray(wall_s - fw.refresh_s, dtype=float) * np.ones(2)  # (wall, CPU)
+        lay_s = inst * count if layer_s is None else np.asarray(layer_s, dtype=float) * np.ones(2)
+        return {"kind": kind, "instance": instance, "instance_s": round(float(inst[0]), 3),
+                "instance_cpu_s": round(float(inst[1]), 3), "count_per_layer": count,
+                "seconds": round(float(lay_s[0]), 3), "cpu_seconds": round(float(lay_s[1]), 3),
+                "refreshes_inside_excluded_s": round(float(np.asarray(fw.refresh_s).ravel()[0]), 3),
+                "max_err": float(err),
                 "max_abs_reference": float(ref_max), "note": note + (f"; {missed} Galois keys generated during the "
                                                                     f"timing (time inflated)" if missed else "")}
 
@@ -295,29 +304,30 @@ class BlockTimer:
         (ct,) = fw.enter(self.p + piece, [self.encrypt(nb._pack(x, lay)[0], level)])
         fw.refresh_s = 0.0  # the planned refresh at entry is charged as a bootstrap, not timed here
         ev = fw.ev
-        t = time.perf_counter()
+        t = _now()
         ev.rotate_hoisted(ev.add(ct, ev.rotate(ct, -P)), list(range(g)))  # the baby steps of one input chunk
-        t_baby = time.perf_counter() - t
-        t = time.perf_counter()
+        t_baby = _now() - t
+        t = _now()
         for gb in range(1, P // g):
             ev.rotate(ct, gb * g)  # the giant steps of one output chunk (at the input level, before the rescale)
-        t_giant = time.perf_counter() - t
-        t = time.perf_counter()
+        t_giant = _now() - t
+        t = _now()
         (y,) = fw.linear([ct], W, b)
-        t_block = time.perf_counter() - t
+        t_block = _now() - t
         ref = x @ W.T + b
         err = np.max(np.abs(nb._unpack([self.decrypt(y)], lay, P) - ref))
-        t_diag = max(t_block - t_baby - t_giant, 0.0)  # encode and multiply the P diagonals, sums, rescale, bias
+        t_diag = np.maximum(t_block - t_baby - t_giant, 0.0)  # encode, multiply the P diagonals, sums, rescale, bias
         per_call = c_in * t_baby + c_out * t_giant + c_in * c_out * t_diag
         r = self._result(kind, f"1 -> 1 chunk of {P} features ({P} diagonals, baby and giant steps), "
                                f"level {ct.level}",
                          t_block, fw, {"calls": calls, "baby_steps": calls * c_in, "giant_steps": calls * c_out,
                                        "blocks": calls * c_in * c_out},
                          err, np.max(np.abs(ref)),
-                         f"{calls} x ({c_in} x baby {t_baby:.2f} s + {c_out} x giant {t_giant:.2f} s + {c_in} x {c_out}"
-                         f" x diagonals {t_diag:.2f} s)",
+                         f"{calls} x ({c_in} x baby {t_baby[0]:.2f} s + {c_out} x giant {t_giant[0]:.2f} s + "
+                         f"{c_in} x {c_out} x diagonals {t_diag[0]:.2f} s)",
                          layer_s=calls * per_call)
-        r.update(t_baby=round(t_baby, 3), t_giant=round(t_giant, 3), t_diagonals=round(t_diag, 3), scaled=True)
+        r.update(t_baby=round(float(t_baby[0]), 3), t_giant=round(float(t_giant[0]), 3),
+                 t_diagonals=round(float(t_diag[0]), 3), scaled=True)
         return r
 
     # -- attention
@@ -349,9 +359,9 @@ class BlockTimer:
         fw.enter(self.p + "qk", [])
         q, k = self.rng.normal(0, 1, (lay.n, P)), self.rng.normal(0, 1, (lay.n, P))
         qc, kc = (self.encrypt(nb._pack(a, lay)[0], level) for a in (q, k))
-        t = time.perf_counter()
+        t = _now()
         S = fw.head_scores(qc, kc, 0, 1 / math.sqrt(dh), 0.0, shifts=self.shifts)
-        secs = time.perf_counter() - t
+        secs = _now() - t
         fw.leave(self.p + "qk", S)
         ref = self._scores_ref(q, k, 1 / math.sqrt(dh))
         err = max(np.max(np.abs(self.decrypt(s) - self._rows(ref[h], self.shifts))) for h, s in enumerate(S))
@@ -370,9 +380,9 @@ class BlockTimer:
         self._at(fw, "softmax.round0")
         s = self.rng.uniform(-B / 4, B / 4, (lay.n, lay.n))
         ct = self.encrypt(self._rows(s, range(n_pad)), self.before("softmax.round0"))
-        t = time.perf_counter()
+        t = _now()
         (out,) = fw.softmax_pieces(self.info["layer"], [ct])
-        secs = time.perf_counter() - t
+        secs = _now() - t
         ref = nb._softmax_model(s[None], np.ones(n_pad) * np.r_[np.ones(lay.n), np.zeros(n_pad - lay.n)], n_pad, B,
                                 st["exp_r"])[0]
         err = np.max(np.abs(self.decrypt(out) - self._rows(ref, range(n_pad))))
@@ -388,9 +398,9 @@ class BlockTimer:
         v = self._rows(s, range(lay.n_pad))
         (ct,) = fw.enter(self.p + "2quad", [self.encrypt(v, self.before("2quad"))])
         fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
-        t = time.perf_counter()
+        t = _now()
         out = fw.ev.rescale(fw.ev.square(ct))
-        secs = time.perf_counter() - t
+        secs = _now() - t
         fw.leave(self.p + "2quad", [out])
         err = np.max(np.abs(self.decrypt(out) - v * v))
         return self._result("2Quad-freeDiv", "1 head ciphertext (square)", secs, fw, lay.score_cts, err,
@@ -410,9 +420,9 @@ class BlockTimer:
         lv = self.before("pv.mask")
         pc = [self.encrypt(self._rows(pr, range(n_pad)), lv) for pr in probs]
         vc = self.encrypt(nb._pack(V, lay)[0], self.row("qkv")["level_out"])
-        t = time.perf_counter()
+        t = _now()
         (out,) = fw.pv(self.info["layer"], pc, [vc], shifts=self.shifts)
-        secs = time.perf_counter() - t
+        secs = _now() - t
         ref = np.zeros((lay.n, P))
         idx = np.arange(lay.n)
         for h, pr in enumerate(probs):
@@ -446,10 +456,10 @@ class BlockTimer:
         resid = self.row("qkv" if which == "ln1" else "ffn1")["level_in"]
         A = [self.encrypt(v, prev) for v in nb._pack(xa, lay)]
         Bc = [self.encrypt(v, resid) for v in nb._pack(xb, lay)]
-        t = time.perf_counter()
+        t = _now()
         s1 = fw.enter(name, [fw.join(u, v) for u, v in zip(A, Bc)])
         out = fw.layernorm(name, s1, gamma, beta, (alpha, lo, hi, newton))
-        secs = time.perf_counter() - t
+        secs = _now() - t
         ref = nb._ln_model(xa + xb, gamma, beta, alpha, lo, hi, newton)
         err = np.max(np.abs(nb._unpack([self.decrypt(c) for c in out], lay, d) - ref))
         kind = "residual + LayerNorm 1" if which == "ln1" else "residual + LayerNorm 2"
@@ -470,9 +480,9 @@ class BlockTimer:
             u = self.rng.uniform(-3, 3, (lay.n, lay.chunk))
         (ct,) = fw.enter(self.p + which, [self.encrypt(nb._pack(u, lay)[0], self.before(which))])
         fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
-        t = time.perf_counter()
+        t = _now()
         out = fw.gelu_masked(ct, 0) if which == "gelu" else fw.quad(ct, 0)
-        secs = time.perf_counter() - t
+        secs = _now() - t
         fw.leave(self.p + which, [out])
         if which == "gelu":
             ref = nb.gelu_model(u, st["gelu_prescale"]) / M
@@ -493,9 +503,9 @@ class BlockTimer:
         x = self.rng.normal(0, 1, (lay.n, lay.d))
         xs = fw.enter("head", [self.encrypt(v, self.before("head")) for v in nb._pack(x, lay)])
         fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
-        t = time.perf_counter()
+        t = _now()
         z = fw.head(xs)
-        secs = time.perf_counter() - t
+        secs = _now() - t
         ref = self.model.w64["classifier.weight"] @ x[0] + self.model.w64["classifier.bias"]
         err = np.max(np.abs(nb.unpack_output([self.decrypt(z)], lay, lay.num_labels) - ref))
         return self._result("head", "the [CLS] classifier on the hidden stream", secs, fw, 1, err,
@@ -534,11 +544,12 @@ class BlockTimer:
 def derive(info: dict, timed: list[dict], bootstrap_s: float, layers: int) -> dict:
     """layer = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head."""
     per = {r["kind"]: r["seconds"] for r in timed if r["kind"] != "head"}  # per layer (scaled)
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in timed if r["kind"] != "head")
     compute = sum(per.values())
     boots = [pl["ciphertexts_refreshed"] for pl in info["per_layer"]]
     head = sum(r["seconds"] for r in timed if r["kind"] == "head")
     rep = info["per_layer"][info["layer"]]["ciphertexts_refreshed"]
-    return {"layer_compute_s": round(compute, 1), "layer_bootstraps": rep,
+    return {"layer_compute_s": round(compute, 1), "layer_compute_cpu_s": round(cpu, 1), "layer_bootstraps": rep,
             "layer_s": round(compute + rep * bootstrap_s, 1),
             "model_s": round(layers * compute + sum(boots) * bootstrap_s + head
                              + info["head"]["ciphertexts_refreshed"] * bootstrap_s, 1),

@@ -136,7 +136,7 @@ def test_timed_kernels_match_numpy(ring, model, n, shifts):
     assert ("Softmax" in kinds) == (model == "softmax-gelu") and ("Quad" in kinds) == (model != "softmax-gelu")
     for r in out:
         assert r["max_err"] <= 1e-4 * max(1.0, r["max_abs_reference"]), r
-        assert r["seconds"] >= 0 and "time inflated" not in r["note"], r
+        assert r["seconds"] >= 0 and r["cpu_seconds"] >= 0 and "time inflated" not in r["note"], r
     frac = lay.n_pad / (len(shifts) if shifts else lay.n_pad)
     qk = next(r for r in out if r["kind"] == "Q K^T")
     assert qk["count_per_layer"] == lay.chunks(lay.d) * frac
