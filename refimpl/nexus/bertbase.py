@@ -60,6 +60,7 @@ MODELS = {  # name -> (attention, activation, the shipped small model whose rang
 }
 KEY_SHIFTS = 4  # Q K^T and P V are timed over this many of the n_pad key shifts (their Galois keys: ~80 MB each)
 BOOTSTRAP_JSON = "results/bootstrap_128-2^16-dense19.json"
+QUIET_BOOTSTRAP_S = 56.2  # the same bootstrap on a quiet machine (BOOTSTRAP_JSON's note; README "Bootstrapping")
 LAYER = 1  # the layer whose planned levels the timed instances use (layer 0 starts at the client's level)
 
 # block kinds of the issue, keyed by the piece name inside a layer ("L{i}." stripped)
@@ -557,6 +558,30 @@ def derive(info: dict, timed: list[dict], bootstrap_s: float, layers: int) -> di
             "complete": {"QKV", "Q K^T", "P V", "output projection", "FFN1", "FFN2"} <= set(per)}
 
 
+def gelu_probe(params, rc, n: int = N_TOKENS, seed: int = 0) -> dict:
+    """The 4-piece GELU (_Forward.gelu_masked) on one ciphertext of inputs uniform over the valid range of
+    each Sgn prescale (16: [-13, 12], 32: [-29, 28]): error against gelu_model in GELU units, by |x|."""
+    out = {"command": "python -m refimpl.nexus.bertbase --gelu-probe", "rows": []}
+    base = widest_ranges(shipped_ranges("softmax-gelu"), BERT_BASE["num_hidden_layers"])
+    for prescale in nb.GELU_PRESCALES:
+        lo, hi = nb.gelu_valid_range(prescale)
+        m = synthetic_model(config("softmax-gelu"), dict(base, act=(lo, hi)))
+        st = m.settings()
+        t = BlockTimer(params, rc, m, n, seed=seed)
+        fw = t.forward([], t.top)
+        t._at(fw, "gelu")
+        u = t.rng.uniform(lo, hi, (t.lay.n, t.lay.chunk))
+        y = fw.gelu_masked(t.encrypt(nb._pack(u, t.lay)[0], t.row("gelu")["level_in"]), 0)
+        e = np.abs(nb._unpack([t.decrypt(y)], t.lay, t.lay.chunk) * st["act_div"] - nb.gelu_model(u, prescale))
+        ax = np.abs(u)
+        out["rows"].append({"prescale": prescale, "range": [lo, hi], "act_div": st["act_div"],
+                            "max_err": float(e.max()), "mean_err": float(e.mean()), "x_at_max": float(u.ravel()[e.argmax()]),
+                            "max_err_abs_x_le_8": float(e[ax <= 8].max()), "max_err_abs_x_le_13": float(e[ax <= 13].max())})
+        del t, fw
+        gc.collect()
+    return out
+
+
 def paper_figures() -> dict:
     """NEXUS's published BERT-base figures (spec/constants.toml [nexus.published])."""
     from ..constants import C
@@ -597,7 +622,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--plan-only", action="store_true")
     ap.add_argument("--only", help="comma-separated block kinds to time")
+    ap.add_argument("--gelu-probe", action="store_true",
+                    help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
     a = ap.parse_args(argv)
+    if a.gelu_probe:
+        params, rc = bootstrap_preset(a.preset)
+        probe = gelu_probe(params, rc)
+        print(json.dumps(probe, indent=1))
+        if a.json:
+            old = json.loads(Path(a.json).read_text()) if Path(a.json).exists() else {}
+            old["gelu_probe"] = probe
+            Path(a.json).write_text(json.dumps(old, indent=1, default=str) + "\n")
+        return 0
     params, rc = bootstrap_preset(a.preset)
     sec = "INSECURE toy ring" if params.insecure else "128-bit"
     print(f"{sec} ({params.security_note}); times are DERIVED: one instance per block kind, scaled by exact counts, "
@@ -646,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
                 m["timed"] = rows
                 if boot.get("median_s"):
                     m["derived"] = derive(timer.info, rows, boot["median_s"], cfg.num_hidden_layers)
+                m["derived_quiet_bootstrap"] = derive(timer.info, rows, QUIET_BOOTSTRAP_S, cfg.num_hidden_layers)
                 write()
                 print(json.dumps({k: rows[-1][k] for k in ("kind", "seconds", "max_err", "peak_rss_gib")}), flush=True)
 
