@@ -28,6 +28,11 @@ hidden stream 6 ciphertexts, FFN stream 24, score stream 12.
    BERT-base's own (refimpl holds no BERT-base checkpoint): each layer gets the widest of the
    shipped small model's calibrated ranges (its NexusModel.get_ranges on synthetic text).
 
+Every instance records its wall and process CPU seconds and the load average (the machine is
+shared: on a quiet machine CPU ~ 2 x wall with two numba threads, under load CPU ~ wall), its
+decrypted error against numpy float64, and the peak RSS. `--gelu-probe` measures the 4-piece
+GELU's error by Sgn prescale on one ciphertext.
+
 `python -m refimpl.nexus.bertbase [--json results/nexus_bertbase_128.json]`.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3-4; BERT (Devlin et al. 2019) base size;
