@@ -612,14 +612,48 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m refimpl.nexus.bertbase [--models A,B] [--json FILE] [--plan-only] [--shifts 8]."""
+def markdown(res: dict) -> str:
+    """The README table from a stored result: blocks per layer (seconds, refreshed ciphertexts) per model,
+    then layer and model time (quiet and loaded bootstraps) beside the paper's figures."""
+    names = list(res["models"])
+    present = {b["kind"] for m in res["models"].values() for b in m["layer_blocks"]}
+    kinds = [k for _, k in KINDS if k in present]
+    head = " | ".join(f"{n} s (boots)" for n in names)
+    lines = [f"| block (one layer) | {head} |", "|---|" + "---:|" * len(names)]
+    for k in kinds:
+        cells = []
+        for m in res["models"].values():
+            b = next((b for b in m["layer_blocks"] if b["kind"] == k), None)
+            t = next((r for r in m.get("timed", []) if r["kind"] == k), None)
+            cells.append("-" if b is None else f"{t['seconds']:.0f} ({b['ciphertexts_refreshed']})" if t
+                         else f"not timed ({b['ciphertexts_refreshed']})")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    rows = (("levels used (12 layers + head)", lambda m, d, q: f"{m['total']['levels']}"),
+            ("ciphertexts bootstrapped per layer", lambda m, d, q: f"{q['layer_bootstraps']}"),
+            ("ciphertexts bootstrapped, model", lambda m, d, q: f"{q['model_bootstraps']} at {m['total']['bootstrap_points']} points"),
+            ("layer blocks (wall s)", lambda m, d, q: f"{q['layer_compute_s']:.0f}"),
+            ("layer blocks (process CPU s, both cores)", lambda m, d, q: f"{q['layer_compute_cpu_s']:.0f}"),
+            (f"model, bootstrap {QUIET_BOOTSTRAP_S} s (quiet)", lambda m, d, q: f"{q['model_s']:.0f} s = {q['model_s'] / 3600:.1f} h"),
+            ("model, bootstrap as measured under load", lambda m, d, q: "-" if d is None else
+             f"{d['model_s']:.0f} s = {d['model_s'] / 3600:.1f} h ({d['bootstrap_s']:.0f} s each)"))
+    for label, f in rows:
+        cells = [f(m, m.get("derived"), m["derived_quiet_bootstrap"]) if "derived_quiet_bootstrap" in m else "-"
+                 for m in res["models"].values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    pp = res["paper"]
+    lines.append(f"| paper (NEXUS, Softmax + GELU) | {pp['bert_base_gpu_s']} s on an A100 GPU; about {pp['cpu_s_implied']} s "
+                 f"on a CPU (GPU x {pp['gpu_speedup_vs_cpu']}, implied) |" + " |" * (len(names) - 1))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.bertbase") -> int:
+    """python -m refimpl.nexus.bertbase [--models A,B] [--json FILE] [--plan-only] [--shifts 8] [--table FILE]."""
     import argparse
     import sys
 
     from ..ckks.bootstrap.bootstrapper import bootstrap_preset
 
-    ap = argparse.ArgumentParser(prog="python -m refimpl.nexus.bertbase", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--preset", default=PRESET)
     ap.add_argument("--n", type=int, default=N_TOKENS)
@@ -629,7 +663,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated block kinds to time")
     ap.add_argument("--gelu-probe", action="store_true",
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
+    ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
     a = ap.parse_args(argv)
+    if a.table:
+        res = json.loads(Path(a.table).read_text())
+        if "models" not in res or "paper" not in res:
+            raise ValueError(f"{a.table}: expected a result of {prog} (keys 'models' and 'paper'), got {sorted(res)}")
+        print(f"{res['security']}; {res['command']}\n")
+        print(markdown(res))
+        return 0
     if a.gelu_probe:
         params, rc = bootstrap_preset(a.preset)
         probe = gelu_probe(params, rc)
@@ -644,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sec} ({params.security_note}); times are DERIVED: one instance per block kind, scaled by exact counts, "
           f"bootstraps at the measured time of {BOOTSTRAP_JSON}", flush=True)
     boot = json.loads(Path(BOOTSTRAP_JSON).read_text()) if Path(BOOTSTRAP_JSON).exists() else {}
-    res: dict = {"command": "python -m refimpl.nexus.bertbase " + " ".join(argv if argv is not None else sys.argv[1:]),
+    res: dict = {"command": prog + " " + " ".join(argv if argv is not None else sys.argv[1:]),
                  "security": f"{sec}: {params.security_note}", "derived": True, "preset": a.preset, "N": params.N,
                  "slots": params.slots, "log_qp": round(params.log_qp), "levels_after_bootstrap": params.L - rc.depth,
                  "n": a.n, "config": BERT_BASE, "models": {},

@@ -8,6 +8,9 @@
 2. Extrapolated: BERT-base at n = 128 (768 features) on the 128-bit bootstrapping set, from
    the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
    the paper's 164 MB (spec/constants.toml [nexus.published]).
+3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.nexus.bertbase): the level
+   planner's bootstraps per layer, one timed instance of each block kind, derived layer and
+   model time beside the paper's; `--bertbase --table FILE` prints the table of a stored run.
 
 The first output line says INSECURE when an insecure ring is used.
 
@@ -248,7 +251,14 @@ def render(doc: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0])
+    if "--bertbase" in argv:  # 3. BERT-base at n = 128: plan, timed blocks, derived time (refimpl.nexus.bertbase)
+        from ..nexus import bertbase
+
+        return bertbase.main([a for a in argv if a != "--bertbase"], prog="refimpl reproduce nexus --bertbase")
+    ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0],
+                                 epilog="--bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE]: BERT-base "
+                                        "at n = 128 (refimpl.nexus.bertbase): bootstrap plan, one timed instance per "
+                                        "block kind at 128-bit, derived layer and model time")
     ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
     ap.add_argument("--params", help=f"bootstrapping preset (default {SECURE_PARAMS}, --quick: {QUICK_PARAMS})")
     ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy')")

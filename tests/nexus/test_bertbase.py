@@ -114,6 +114,32 @@ def test_derive_adds_blocks_and_bootstraps():
     assert not d["complete"]
 
 
+def test_reproduce_bertbase_plan_and_table(tmp_path, capsys):
+    """`refimpl reproduce nexus --bertbase --plan-only` writes the 128-bit plan; `--table` prints it back: one row per
+    block kind of the model, the planned refreshes per block summing to the layer's, untimed blocks said so."""
+    from refimpl.reproduce import nexus as rn
+
+    out = tmp_path / "bb.json"
+    assert rn.main(["--bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--json", str(out)]) == 0
+    res = __import__("json").loads(out.read_text())
+    assert res["command"].startswith("refimpl reproduce nexus --bertbase") and res["N"] == 2**16
+    m = res["models"]["2quad-freediv-quad"]
+    capsys.readouterr()
+    assert rn.main(["--bertbase", "--table", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("128-bit")
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
+    kinds = [b["kind"] for b in m["layer_blocks"]]
+    assert "GELU" not in rows and "Softmax" not in rows and set(kinds) <= set(rows)
+    refreshed = [int(rows[k].split("(")[-1].split(")")[0]) for k in kinds]
+    assert all("not timed" in rows[k] for k in kinds)
+    assert sum(refreshed) == m["per_layer"][m["layer_shown"]]["ciphertexts_refreshed"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="expected a result"):
+        rn.main(["--bertbase", "--table", str(bad)])
+
+
 @pytest.fixture(scope="module")
 def ring():
     return bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
