@@ -11,6 +11,13 @@ MPCFormer (Li et al., ICLR 2023, §3.2), as DESIGN.md section 6 fixes it:
   lr 1e-5, 10 % warmup then linear decay.
 The MSEs average over real tokens only (real query x real key for the scores): the scores of
 padded positions are not part of any sentence.
+
+Optional, ours (not in MPCFormer): quad_init refits each FFN unit so that its Quad computes the
+least-squares quadratic closest to the teacher's GELU on the task's tokens. Swapping GELU for
+Quad on the teacher's weights as they are collapses every token of a sentence onto one
+direction (MiniLM, STS-B dev: mean token cosine 0.87 after layer 1, 0.998 at the last layer,
+teacher 0.16 / 0.80), since Quad(x) = 0.125 x^2 + 0.25 x + 0.5 is far above GELU for the
+mostly negative pre-activations; one short distillation epoch does not undo that.
 """
 
 from __future__ import annotations
@@ -24,11 +31,91 @@ from typing import Sequence
 
 import numpy as np
 
+from refimpl.bert import functional as F
 from refimpl.bert import glue
 from refimpl.bert import train as T
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import ForwardResult, Params, backward, forward
-from refimpl.bert.tokenizer import Batch
+from refimpl.bert.tokenizer import Batch, pad
+
+QUAD_INIT_MIN_CURVATURE = 0.02  # floor on |A|: keeps s = sqrt(8 |A|) >= 0.4 and the shift t bounded
+
+
+def gelu_moments(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], *,
+                 pad_id: int = 0, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer and FFN unit, over real tokens: sums of x^k (k <= 4) and GELU(x) x^k (k <= 2), x the pre-activation.
+
+    Returns (mx [L, 5, I], mg [L, 3, I]) in float64; config must use GELU.
+    """
+    if config.activation != "gelu":
+        raise ValueError(f"the moments are those of a GELU model, got activation {config.activation!r}")
+    layers, width = config.num_hidden_layers, config.intermediate_size
+    mx, mg = np.zeros((layers, 5, width)), np.zeros((layers, 3, width))
+    lengths = [len(r) for r in ids]
+    for index in glue.bucket_batches(lengths, batch_size):
+        b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
+        res = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask)
+        real = b.attention_mask.astype(bool)  # [B, n]
+        for layer, (_, ffn_cache) in enumerate(res.cache["layers"]):
+            x = ffn_cache["pre"][real].astype(np.float64)  # [tokens, I]
+            g = F.gelu_erf(x)
+            xk = np.ones_like(x)
+            for k in range(5):  # x^k by repeated products (no x**k)
+                mx[layer, k] += xk.sum(axis=0)
+                if k < 3:
+                    mg[layer, k] += (g * xk).sum(axis=0)
+                xk = xk * x
+    return mx, mg
+
+
+def fit_quadratics(mx: np.ndarray, mg: np.ndarray, min_curvature: float = QUAD_INIT_MIN_CURVATURE
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, B, C) [L, I] minimising sum (A x^2 + B x + C - GELU(x))^2 per unit, from gelu_moments (normal equations).
+
+    |A| is floored at min_curvature (sign kept; B and C refitted with A fixed), so that the
+    quadratic is a rescaled, shifted Quad with bounded coefficients (see quad_init).
+    """
+    h = np.stack([np.stack([mx[:, a + c] for c in range(3)], axis=-1) for a in range(3)], axis=-2)  # [L, I, 3, 3]
+    h = h + 1e-9 * mx[:, 0, :, None, None] * np.eye(3)  # a unit with one distinct value stays solvable
+    r = np.stack([mg[:, a] for a in range(3)], axis=-1)  # [L, I, 3]
+    c, b, a = np.moveaxis(np.linalg.solve(h, r[..., None])[..., 0], -1, 0)  # each [L, I]
+    low = np.abs(a) < min_curvature
+    a = np.where(low, np.where(a < 0, -min_curvature, min_curvature), a)
+    r2 = r[..., :2] - a[..., None] * h[..., :2, 2]  # move the fixed A x^2 term to the right-hand side
+    c2, b2 = np.moveaxis(np.linalg.solve(h[..., :2, :2], r2[..., None])[..., 0], -1, 0)
+    return a, np.where(low, b2, b), np.where(low, c2, c)
+
+
+def quad_init(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], *,
+              pad_id: int = 0, min_curvature: float = QUAD_INIT_MIN_CURVATURE) -> Params:
+    """The GELU model refitted so that each Quad unit computes the least-squares quadratic of its GELU unit (ours).
+
+    Per layer and FFN unit j, over the real tokens of `ids` run through the GELU model:
+    GELU(x_j) ~ A x_j^2 + B x_j + C (fit_quadratics). As Quad(y) = 0.125 (y + 1)^2 + 0.375,
+        A x^2 + B x + C = u Quad(s x + t) + v,  u = sign A, s = sqrt(8 |A|),
+        t = 4 B / (u s) - 1,  v = C - u (0.125 (t + 1)^2 + 0.375),
+    so row j of the intermediate weight and its bias are scaled by s (bias + t), column j of
+    the output weight by u, and W_2 v joins the output bias. The attention is left as it is.
+    Returns new parameters (float32 as the input) for config.replace(activation="quad").
+    """
+    mx, mg = gelu_moments(config, params, ids, types, pad_id=pad_id)
+    a, b, c = fit_quadratics(mx, mg, min_curvature)
+    u = np.where(a < 0, -1.0, 1.0)
+    s = np.sqrt(8.0 * np.abs(a))  # [L, I]
+    t = 4.0 * b / (u * s) - 1.0
+    v = c - u * (0.125 * (t + 1.0) * (t + 1.0) + 0.375)
+    out = {k: w.copy() for k, w in params.items()}
+    for layer in range(config.num_hidden_layers):
+        p = f"encoder.layer.{layer}."
+        dtype = params[p + "output.dense.weight"].dtype
+        w1 = params[p + "intermediate.dense.weight"].astype(np.float64)  # [I, d]
+        b1 = params[p + "intermediate.dense.bias"].astype(np.float64)  # [I]
+        w2 = params[p + "output.dense.weight"].astype(np.float64)  # [d, I]
+        out[p + "intermediate.dense.weight"] = (s[layer][:, None] * w1).astype(dtype)
+        out[p + "intermediate.dense.bias"] = (s[layer] * b1 + t[layer]).astype(dtype)
+        out[p + "output.dense.weight"] = (w2 * u[layer]).astype(dtype)
+        out[p + "output.dense.bias"] = (params[p + "output.dense.bias"] + w2 @ v[layer]).astype(dtype)
+    return out
 
 
 def stage1_terms(
@@ -101,11 +188,24 @@ def distill(
     pad_id: int = 0,
     run_dir: str | Path | None = None,
     student_params: Params | None = None,
+    quad_init_rows: int = 0,
     log=None,
 ) -> Params:
-    """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given."""
+    """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
+
+    quad_init_rows > 0 (a GELU teacher, a Quad student): the start is quad_init of the teacher,
+    fitted on that many training rows (a fixed random subset).
+    """
     if student_params is None:
-        _, student_params = T.select_layers(teacher_config, teacher_params, layer_map)
+        source = teacher_params
+        if quad_init_rows > 0:
+            if teacher_config.activation != "gelu" or student_config.activation != "quad":
+                raise ValueError(f"quad_init maps GELU to Quad, got {teacher_config.activation!r} -> "
+                                 f"{student_config.activation!r}")
+            rows = T.subset_index(len(ids), quad_init_rows, 0)
+            source = quad_init(teacher_config, teacher_params, [ids[i] for i in rows], [types[i] for i in rows],
+                               pad_id=pad_id)
+        _, student_params = T.select_layers(teacher_config, source, layer_map)
     if student_config.num_hidden_layers != len(layer_map):
         raise ValueError(f"student has {student_config.num_hidden_layers} layers, layer map {list(layer_map)}")
     run_dir = None if run_dir is None else Path(run_dir)
@@ -142,6 +242,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
+                   help="start from quad_init of the teacher fitted on ROWS training rows (0: the teacher as is)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--result", default=None)
@@ -160,11 +262,13 @@ def main(argv: list[str]) -> int:
     train_ex = glue.load(task.name, args.glue_dir, "train")
     train_ex = train_ex.subset(T.subset_index(len(train_ex), args.subset, args.seed))
     ids, types = T.encoded(train_ex, tok, max_length)
-    name = f"distill-{task.name}-{sconfig.attention}-{sconfig.activation}-L{len(layer_map)}-s{args.seed}"
+    name = (f"distill-{task.name}-{sconfig.attention}-{sconfig.activation}-L{len(layer_map)}-s{args.seed}"
+            + (f"-qinit{args.quad_init}" if args.quad_init else ""))
     run_dir = Path(args.run_dir) if args.run_dir else T.DEFAULT_RUNS / name
     t0 = time.time()
     params = distill(tconfig, tparams, sconfig, layer_map, task, ids, types, train_ex.labels, s1, s2,
-                     pad_id=tok.pad_id, run_dir=run_dir, log=lambda s: print(s, flush=True))
+                     pad_id=tok.pad_id, run_dir=run_dir, quad_init_rows=args.quad_init,
+                     log=lambda s: print(s, flush=True))
     dev = glue.load(task.name, args.glue_dir, "dev")
     metrics = T.evaluate(params, sconfig, dev, tok, 128, progress="dev")
     print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
@@ -174,7 +278,7 @@ def main(argv: list[str]) -> int:
         T.write_result(args.result, {
             "command": T.command_line("refimpl distill", argv), "task": task.name, "attention": sconfig.attention,
             "activation": sconfig.activation, "layers": sconfig.num_hidden_layers, "layer_map": layer_map,
-            "distilled": True, "train_examples": len(train_ex), "subset": args.subset,
+            "distilled": True, "train_examples": len(train_ex), "subset": args.subset, "quad_init_rows": args.quad_init,
             "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
             "metrics": metrics})
     return 0

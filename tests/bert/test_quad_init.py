@@ -1,0 +1,122 @@
+"""quad_init: a Quad student refitted to its GELU teacher's FFN units (ours; distill.quad_init)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl.bert import distill as D
+from refimpl.bert import functional as F
+from refimpl.bert import glue
+from refimpl.bert import train as T
+from refimpl.bert.config import BertConfig
+from refimpl.bert.layers import linear
+from refimpl.bert.model import forward, init_params
+from refimpl.bert.tokenizer import pad
+
+TEACHER = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=24, max_position_embeddings=32, num_labels=1)
+
+
+def teacher_and_rows(seed: int = 0):
+    """A teacher whose FFN pre-activations spread over about [-5, 3], as MiniLM's do, and 32 rows."""
+    rng = np.random.default_rng(seed)
+    params = init_params(TEACHER, rng, np.float64)
+    for k in list(params):
+        if k.endswith(".weight") and "LayerNorm" not in k:
+            params[k] = params[k] * 10
+        if k.endswith("intermediate.dense.weight"):
+            params[k] = params[k] * 5
+        if k.endswith("intermediate.dense.bias"):
+            params[k] = params[k] - 1.5  # mostly negative, where Quad and GELU part most
+    ids = [[2, *rng.integers(5, 40, int(rng.integers(3, 14))).tolist(), 3] for _ in range(32)]
+    types = [[0] * (len(r) // 2) + [1] * (len(r) - len(r) // 2) for r in ids]
+    return params, ids, types
+
+
+def token_cosine(hidden: np.ndarray, mask: np.ndarray) -> float:
+    """Mean cosine between distinct real tokens of each row, averaged over rows."""
+    out = []
+    for h, m in zip(hidden, mask.astype(bool)):
+        h = h[m] / np.linalg.norm(h[m], axis=1, keepdims=True)
+        n = len(h)
+        out.append(((h @ h.T).sum() - n) / (n * (n - 1)))
+    return float(np.mean(out))
+
+
+def test_fit_quadratics_equals_polyfit_per_unit():
+    rng = np.random.default_rng(1)
+    x = rng.normal(-1.0, 1.5, size=(500, 2, 7))  # [tokens, layers, units]
+    g = F.gelu_erf(x)
+    mx = np.stack([(x ** k).sum(0) for k in range(5)], axis=1)  # [L, 5, I]
+    mg = np.stack([(g * x ** k).sum(0) for k in range(3)], axis=1)  # [L, 3, I]
+    a, b, c = D.fit_quadratics(mx, mg, min_curvature=0.0)
+    for layer in range(2):
+        for j in range(7):
+            ref = np.polyfit(x[:, layer, j], g[:, layer, j], 2)  # highest power first
+            np.testing.assert_allclose([a[layer, j], b[layer, j], c[layer, j]], ref, rtol=1e-7, atol=1e-9)
+    # the floor keeps |A| >= min_curvature and refits B, C with A fixed
+    a2, b2, c2 = D.fit_quadratics(mx, mg, min_curvature=10.0)
+    assert np.all(np.abs(a2) == 10.0)
+    j = 3
+    ref_bc = np.polyfit(x[:, 0, j], g[:, 0, j] - a2[0, j] * x[:, 0, j] ** 2, 1)
+    np.testing.assert_allclose([b2[0, j], c2[0, j]], ref_bc, rtol=1e-7, atol=1e-9)
+
+
+def test_refitted_quad_ffn_computes_the_fitted_quadratics_exactly():
+    params, ids, types = teacher_and_rows()
+    mx, mg = D.gelu_moments(TEACHER, params, ids, types)
+    a, b, c = D.fit_quadratics(mx, mg)
+    new = D.quad_init(TEACHER, params, ids, types)
+    x = np.random.default_rng(2).normal(size=(5, 16))
+    for layer in range(TEACHER.num_hidden_layers):
+        p = f"encoder.layer.{layer}."
+        pre = linear(x, params[p + "intermediate.dense.weight"], params[p + "intermediate.dense.bias"])
+        want = linear(a[layer] * pre * pre + b[layer] * pre + c[layer], params[p + "output.dense.weight"],
+                      params[p + "output.dense.bias"])
+        pre2 = linear(x, new[p + "intermediate.dense.weight"], new[p + "intermediate.dense.bias"])
+        got = linear(F.quad(pre2), new[p + "output.dense.weight"], new[p + "output.dense.bias"])
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(new[p + "attention.self.query.weight"], params[p + "attention.self.query.weight"])
+
+
+def test_quad_student_from_quad_init_tracks_the_teacher_where_the_plain_swap_collapses():
+    """The plain GELU -> Quad swap pulls a sentence's tokens together and far from the teacher's; quad_init does not."""
+    params, ids, types = teacher_and_rows()
+    b = pad(ids, types, 0)
+    student = TEACHER.replace(activation="quad")
+    t = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    plain = forward(params, student, b.input_ids, b.token_type_ids, b.attention_mask)
+    fitted = forward(D.quad_init(TEACHER, params, ids, types), student, b.input_ids, b.token_type_ids,
+                     b.attention_mask)
+    m = b.attention_mask.astype(bool)
+
+    def rel(res):
+        return float(np.linalg.norm((res.hidden_states[-1] - t.hidden_states[-1])[m])
+                     / np.linalg.norm(t.hidden_states[-1][m]))
+
+    assert rel(fitted) < 0.5 * rel(plain)
+    cos_t = token_cosine(t.hidden_states[-1], b.attention_mask)
+    assert abs(token_cosine(fitted.hidden_states[-1], b.attention_mask) - cos_t) < abs(
+        token_cosine(plain.hidden_states[-1], b.attention_mask) - cos_t)
+
+
+def test_distill_with_quad_init_starts_closer_and_checks_the_activations():
+    params, ids, types = teacher_and_rows(3)
+    student = TEACHER.replace(attention="2quad-freediv", activation="quad", freediv_a=2.0, freediv_b=0.5)
+    labels = np.linspace(0.0, 5.0, len(ids))
+    sched = T.Schedule(epochs=1, batch_size=8, lr=0.0, warmup=0.0, schedule="constant")  # lr 0: the start itself
+    b = pad(ids, types, 0)
+
+    def stage1(p):
+        s = forward(p, student, b.input_ids, b.token_type_ids, b.attention_mask)
+        t = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+        return D.stage1_terms(s, t, b.attention_mask, [0, 1])[0]
+
+    task = glue.TASKS["STS-B"]
+    plain = D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, sched, None)
+    fitted = D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, sched, None, quad_init_rows=16)
+    assert stage1(fitted) < stage1(plain)
+    with pytest.raises(ValueError, match="GELU to Quad"):
+        D.distill(TEACHER, params, student.replace(activation="relu"), [0, 1], task, ids, types, labels, sched,
+                  None, quad_init_rows=16)
