@@ -83,20 +83,21 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
-                teacher_run: str, *, fits_on_teacher: bool) -> Path:
+                teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
-    returned as it is and evaluated with the new a, b.
+    returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
+    quad_init rows) is another run too: '-qinit<rows>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
         tag = recipe_tag(task, subset, epochs, lr) + (f"-fit{teacher_tag}" if fits_on_teacher and teacher_tag else "")
     else:
         tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
-    return runs / f"accuracy-{row}-{mode}-{task}-s{seed}{tag}"
+    return runs / f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -155,14 +156,21 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
-            lr: float = FINETUNE_LR) -> dict:
-    """Train one (row, task) and write its result file."""
+            lr: float = FINETUNE_LR, quad_init: int = 0) -> dict:
+    """Train one (row, task) and write its result file.
+
+    quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
+    training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
+    plain GELU -> Quad swap, which collapses the tokens of a sentence (see distill.py).
+    """
     from refimpl.bert import distill as D
     from refimpl.bert import freediv
     from refimpl.bert import train as T
 
     command = "refimpl reproduce accuracy " + " ".join(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
+    if quad_init and ROWS[row][1] != "quad":
+        raise ValueError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -190,10 +198,18 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         a, b = freediv.fit(rec)
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
-    run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None)
+    run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
+                      quad_init=quad_init)
     record["run"] = run.name
+    if quad_init:
+        record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
+                               "of": "MiniLM (GELU)" if mode == "direct" else "the teacher"}
     if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
         config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
+        if quad_init:  # MiniLM's own GELU units, refitted (pruned_minilm has already swapped the names only)
+            rows = T.subset_index(len(ids), quad_init, 0)
+            params = D.quad_init(config.replace(attention="softmax", activation="gelu"), params,
+                                 [ids[i] for i in rows], [types[i] for i in rows], pad_id=tok.pad_id)
         sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, dropout=DROPOUT, **common)
         params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
                          pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"{row} direct {task.name}", log=log)
@@ -204,7 +220,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         s1 = T.Schedule(epochs=stage1_epochs, lr=5e-5, warmup=0.0, schedule="constant", **common)
         s2 = T.Schedule(epochs=stage2_epochs, lr=1e-5, warmup=0.1, schedule="linear", **common)
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
-                           pad_id=tok.pad_id, run_dir=run, log=log)
+                           pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
@@ -235,10 +251,12 @@ def table(root: Path = RESULTS) -> str:
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
             stale_runs.add(r["teacher_run"])
+        qinit = " quad-init" if r.get("quad_init") else ""
         if "stage1" in r:
-            epochs.setdefault(key, set()).add(f"{r['task']} {r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}")
+            stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
+            epochs.setdefault(key, set()).add(f"{r['task']} {stages}{qinit}")
         elif "schedule" in r:
-            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}")
+            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{qinit}")
     tasks = list(TASK_KEYS)
     lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
              + " | epochs (stage 1 + 2) | paper (BERT-base) |",
@@ -293,6 +311,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning peak learning rate (teacher and direct rows)")
     p.add_argument("--stage1-epochs", type=float, default=1.0)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
+    p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
+                   help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
     args = p.parse_args(argv)
     root = Path(args.results)
@@ -304,5 +324,5 @@ def main(argv: list[str]) -> int:
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
-            argv=argv, root=root, lr=args.lr)
+            argv=argv, root=root, lr=args.lr, quad_init=args.quad_init)
     return 0

@@ -120,3 +120,27 @@ def test_distill_with_quad_init_starts_closer_and_checks_the_activations():
     with pytest.raises(ValueError, match="GELU to Quad"):
         D.distill(TEACHER, params, student.replace(activation="relu"), [0, 1], task, ids, types, labels, sched,
                   None, quad_init_rows=16)
+
+
+def test_accuracy_rows_with_quad_init_get_their_own_runs_and_table_mark(tmp_path):
+    import json
+    from pathlib import Path
+
+    from refimpl.reproduce import accuracy as A
+
+    t = "accuracy-teacher-STS-B-s0-nall-e2-lr0.0001"
+    for mode in ("direct", "distilled"):
+        args = (Path("/r"), "2quad-freediv-quad", mode, "STS-B", 0, None, 2.0, 1e-4, t)
+        plain = A.student_run(*args, fits_on_teacher=True)
+        fitted = A.student_run(*args, fits_on_teacher=True, quad_init=256)
+        assert fitted.name == plain.name + "-qinit256"
+    kw = dict(seed=0, subset=None, epochs=1.0, stage1_epochs=1.0, stage2_epochs=1.0, runs=tmp_path, argv=["x"],
+              root=tmp_path)
+    for row in ("teacher", "2relu-relu"):  # no Quad units to refit: refused before any data is read
+        with pytest.raises(ValueError, match="refits Quad units"):
+            A.run_one(row, "distilled", "STS-B", str(tmp_path / "absent"), quad_init=16, **kw)
+    (tmp_path / "2quad-freediv-quad-distilled_STS-B.json").write_text(json.dumps({
+        "row": "2quad-freediv-quad", "mode": "distilled", "task": "STS-B", "seed": 0, "value": 0.5,
+        "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}, "quad_init": {"rows": 256}}))
+    line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
+    assert "STS-B 1+1 quad-init" in line
