@@ -97,8 +97,8 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     server to client: one ciphertext of logits at level 0. Keys: public, relinearization, two
     encapsulation keys and one Galois key per element: the bootstrapper's, the Subs elements of
     decompression, and the model's rotations (refimpl.nexus.bert.rotation_steps for the BERT-base
-    configuration when it takes n = 128, else the rotations by +-2^i that compose any rotation:
-    an estimate, said so in the output). `small_model_keys`: the same key count for the shipped
+    configuration at n = 128 in the head_rows layout that refimpl.nexus.bertbase times; if that
+    fails, the rotations by +-2^i that compose any rotation: an estimate, said so in the output). `small_model_keys`: the same key count for the shipped
     small models' architecture (hidden 384, 12 heads, 2 layers) at n = 8 and 16, exact."""
     p, rc = P.resolve_params(params_name)
     n, d = BERT_BASE["n"], BERT_BASE["d"]
@@ -114,8 +114,8 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
 
         cfg = BertConfig(hidden_size=d, num_hidden_layers=BERT_BASE["layers"], num_attention_heads=BERT_BASE["heads"],
                          intermediate_size=4 * d, num_labels=BERT_BASE["num_labels"])
-        model_rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
-        source = "refimpl.nexus.bert.rotation_steps(BERT-base, n = 128)"
+        model_rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots, head_rows=True) if r % p.slots}
+        source = "refimpl.nexus.bert.rotation_steps(BERT-base, n = 128, head_rows: one score ciphertext per head)"
     except (ImportError, AttributeError) as e:
         source += f" (refimpl.nexus.bert unavailable: {e})"
     except ValueError as e:  # the encrypted BERT's layout does not take BERT-base at n = 128

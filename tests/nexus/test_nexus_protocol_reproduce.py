@@ -37,6 +37,13 @@ def test_extrapolation_counts_bert_base_bytes():
     assert e["keys_bytes"] < e["keys_bytes_all_full"] == P.public_key_nbytes(p) + (3 + e["galois_keys"]) * swk(p)
     assert e["query_compressed_bytes"] < e["query_slot_packed_bytes"]
     assert e["paper_total_bytes"] == 164e6
+    from refimpl.bert.config import BertConfig
+    from refimpl.ckks.keys import galois_element
+    from refimpl.nexus import bert as nb
+
+    cfg = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+    rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, 128, p.slots, head_rows=True)}
+    assert "head_rows" in e["model_rotations_source"] and e["galois_keys_model"] == len(rot)  # the layout timed, no estimate
 
 
 def test_quick_run_prints_insecure_first_and_writes_json(tmp_path, capsys):
