@@ -48,9 +48,9 @@ DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distill
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
 
 
-def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS) -> Path:
-    """results/accuracy/<row>[-distilled|-direct]_<task>[_s<seed>].json."""
-    stem = row if row == "teacher" else f"{row}-{mode}"
+def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False) -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit]_<task>[_s<seed>].json (-qinit: started from distill.quad_init)."""
+    stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -147,7 +147,7 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
               **record, "dev_examples": len(dev), "metrics": metrics, "metric": TASK_KEYS[task.name],
               "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
     path = (root / result_name if result_name is not None
-            else result_path(record["row"], record["mode"], task.name, record["seed"], root))
+            else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init"))))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -242,16 +242,16 @@ def table(root: Path = RESULTS) -> str:
     stale_runs: set[str] = set()
     for f in files:
         r = json.loads(f.read_text())
-        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root).name:
+        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init"))).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
-        key = (r["row"], "" if r["row"] == "teacher" else r["mode"])
+        key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
             stale_runs.add(r["teacher_run"])
-        qinit = " quad-init" if r.get("quad_init") else ""
+        qinit = ""  # the row says quad-init
         if "stage1" in r:
             stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{qinit}")
@@ -261,7 +261,8 @@ def table(root: Path = RESULTS) -> str:
     lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
              + " | epochs (stage 1 + 2) | paper (BERT-base) |",
              "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
-    order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")]
+    order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
+                                 + tuple(m for m in ("direct, quad-init", "distilled, quad-init") if (r, m) in cells)]
     for row, mode in order:
         got = cells.get((row, mode), {})
         vals = []
@@ -277,12 +278,12 @@ def table(root: Path = RESULTS) -> str:
         paper = ""
         if row == "teacher":
             paper = "MPCFormer teacher " + "/".join(str(PAPER_MPCFORMER["teacher"][t]) for t in tasks)
-        elif row == "2quad-freediv-quad" and mode == "distilled":
+        elif row == "2quad-freediv-quad" and mode.startswith("distilled"):
             paper = "freeDiv " + "/".join(str(PAPER_FREEDIV[t]) for t in tasks)
-        elif f"{row} {mode}" in PAPER_MPCFORMER:
-            paper = "MPCFormer " + "/".join(str(PAPER_MPCFORMER[f"{row} {mode}"][t]) for t in tasks)
+        elif f"{row} {mode.split(',')[0]}" in PAPER_MPCFORMER:
+            paper = "MPCFormer " + "/".join(str(PAPER_MPCFORMER[f"{row} {mode.split(',')[0]}"][t]) for t in tasks)
         elif row == "2relu-relu":
-            m = PAPER_MPCFORMER.get(f"2relu-quad {mode}")
+            m = PAPER_MPCFORMER.get(f"2relu-quad {mode.split(',')[0]}")
             paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
         ep = ", ".join(sorted(epochs.get((row, mode), ())))
         lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")

@@ -139,8 +139,14 @@ def test_accuracy_rows_with_quad_init_get_their_own_runs_and_table_mark(tmp_path
     for row in ("teacher", "2relu-relu"):  # no Quad units to refit: refused before any data is read
         with pytest.raises(ValueError, match="refits Quad units"):
             A.run_one(row, "distilled", "STS-B", str(tmp_path / "absent"), quad_init=16, **kw)
-    (tmp_path / "2quad-freediv-quad-distilled_STS-B.json").write_text(json.dumps({
-        "row": "2quad-freediv-quad", "mode": "distilled", "task": "STS-B", "seed": 0, "value": 0.5,
-        "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}, "quad_init": {"rows": 256}}))
-    line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
-    assert "STS-B 1+1 quad-init" in line
+    rec = {"row": "2quad-freediv-quad", "mode": "distilled", "task": "STS-B", "seed": 0, "value": 0.5,
+           "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}}
+    qpath = A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True)
+    assert qpath.name == "2quad-freediv-quad-distilled-qinit_STS-B.json"  # never overwrites the plain recipe's record
+    qpath.write_text(json.dumps(dict(rec, value=0.7, quad_init={"rows": 256})))
+    A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path).write_text(json.dumps(rec))
+    lines = A.table(tmp_path).splitlines()
+    plain = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled |"))
+    fitted = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init |"))
+    assert "| 50.0 |" in plain and "| 70.0 |" in fitted and "STS-B 1+1" in fitted and "freeDiv 91.6" in fitted
+    assert not any(x.startswith("| 2quad-quad | distilled, quad-init") for x in lines)  # rows only where records are
