@@ -251,15 +251,15 @@ def table(root: Path = RESULTS) -> str:
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
             stale_runs.add(r["teacher_run"])
-        qinit = ""  # the row says quad-init
+        data = "" if r.get("subset") is None else f" ({r['subset']:,} ex.)"  # none: the full training set
         if "stage1" in r:
             stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
-            epochs.setdefault(key, set()).add(f"{r['task']} {stages}{qinit}")
+            epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
-            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{qinit}")
+            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
     tasks = list(TASK_KEYS)
     lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
-             + " | epochs (stage 1 + 2) | paper (BERT-base) |",
+             + " | epochs (stage 1 + 2; training subset if not all) | paper (BERT-base) |",
              "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
     order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
                                  + tuple(m for m in ("direct, quad-init", "distilled, quad-init") if (r, m) in cells)]

@@ -52,6 +52,18 @@ def test_table_lists_kept_records_apart(tmp_path):
     assert "- teacher-shipped_SST-2.json: teacher SST-2 83.4 (the shipped models' teacher)" in lines
 
 
+def test_table_states_the_training_subset_of_each_cell(tmp_path):
+    def put(name, task, subset, e1):
+        (tmp_path / name).write_text(json.dumps({
+            "row": "2quad-quad", "mode": "distilled", "task": task, "seed": 0, "value": 0.8, "subset": subset,
+            "stage1": {"epochs": e1}, "stage2": {"epochs": 1.0}}))
+
+    put("2quad-quad-distilled_SST-2.json", "SST-2", 8000, 2.0)
+    put("2quad-quad-distilled_RTE.json", "RTE", None, 3.0)
+    row = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-quad | distilled |"))
+    assert "RTE 3+1, SST-2 2+1 (8,000 ex.)" in row
+
+
 def test_cli_rejects_a_row_without_glue_dir(capsys):
     with pytest.raises(SystemExit):
         A.main(["--row", "teacher", "--task", "RTE"])
