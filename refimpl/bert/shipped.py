@@ -179,8 +179,6 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.time()
-    run = Path(args.run_dir) / "ship"
-    run.mkdir(parents=True, exist_ok=True)
     task = glue.TASKS["SST-2"]
     train_all = glue.load("SST-2", args.glue_dir, "train")
     dev = glue.load("SST-2", args.glue_dir, "dev")
@@ -191,6 +189,10 @@ def main(argv: list[str]) -> int:
         "SST-2", args.glue_dir, seed=args.seed, subset=args.teacher_subset, epochs=args.teacher_epochs,
         runs=Path(args.run_dir), command=command, root=Path(args.results), log=log,
         result_name=TEACHER_RESULT, note=TEACHER_NOTE)
+    # checkpoints keyed by the teacher and the data sizes (a run dir's schedule check covers epochs and lr)
+    run = Path(args.run_dir) / "ship" / trecord.get("run", "teacher")
+    small_run = run / f"small-{args.layers.replace(',', '_')}-n{args.small_subset}"
+    student_run = small_run / f"student-n{args.student_subset}"
     vocab = [tok.wordpiece.id_to_token(i) for i in range(tok.vocab_size)]
     teacher_acc = trecord["value"]
     log(f"vocabulary: {len(vocab)} tokens; teacher ({config.num_hidden_layers} layers) SST-2 dev accuracy {teacher_acc:.4f}")
@@ -210,7 +212,7 @@ def main(argv: list[str]) -> int:
     ex, ids, types = data(args.small_subset)
     s_small = sched(args.small_epochs, args.small_lr, 0.1, "linear")
     small = D.distill(config, teacher, small_config, layer_map, task, ids, types, ex.labels, None, s_small,
-                      pad_id=tok.pad_id, run_dir=run / "small", student_params=small_init, log=log)
+                      pad_id=tok.pad_id, run_dir=small_run, student_params=small_init, log=log)
     small = _fp16(small)
     small_acc = T.evaluate(small, small_config, dev, tok, 128, progress="dev")["accuracy"]
     log(f"small ({len(layer_map)} layers) SST-2 dev accuracy {small_acc:.4f}")
@@ -226,7 +228,7 @@ def main(argv: list[str]) -> int:
     s1 = sched(args.stage1_epochs, args.stage1_lr, 0.0, "constant")
     s2 = sched(args.stage2_epochs, args.stage2_lr, 0.1, "linear")
     student = D.distill(small_config, small, student_config, identity, task, ids, types, ex.labels, s1, s2,
-                        pad_id=tok.pad_id, run_dir=run / "student", log=log)
+                        pad_id=tok.pad_id, run_dir=student_run, log=log)
     student = _fp16(student)
     student_acc = T.evaluate(student, student_config, dev, tok, 128, progress="dev")["accuracy"]
     log(f"student SST-2 dev accuracy {student_acc:.4f}")

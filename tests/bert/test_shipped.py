@@ -110,3 +110,44 @@ def test_ship_writes_its_teacher_record_apart_from_the_tables_teacher(tmp_path, 
     assert seen["result_name"] == shipped.TEACHER_RESULT == "teacher-shipped_SST-2.json"
     assert seen["result_name"] != accuracy.result_path("teacher", "fine-tuned", "SST-2", 0, tmp_path).name
     assert "shipped" in seen["note"]
+
+
+def test_ship_checkpoints_are_keyed_by_teacher_and_data(tmp_path, monkeypatch):
+    """A new teacher (or another small-model subset) never resumes the previous small model's checkpoint."""
+    from types import SimpleNamespace
+
+    from refimpl.bert import distill, glue, train
+    from refimpl.reproduce import accuracy
+
+    class Stop(Exception):
+        pass
+
+    teacher_run = {"name": "accuracy-teacher-SST-2-s0"}
+    tok = SimpleNamespace(wordpiece=SimpleNamespace(id_to_token=str), vocab_size=3, pad_id=0)
+    monkeypatch.setattr(accuracy, "train_teacher",
+                        lambda *a, **k: (SimpleNamespace(num_hidden_layers=6), None, tok,
+                                         {"run": teacher_run["name"], "value": 0.9}))
+    class Rows(list):
+        def subset(self, index):
+            return SimpleNamespace(labels=None)
+
+    monkeypatch.setattr(glue, "load", lambda *a, **k: Rows(range(10)))
+    monkeypatch.setattr(train, "select_layers", lambda *a: (None, None))
+    monkeypatch.setattr(train, "subset_index", lambda *a: None)
+    monkeypatch.setattr(train, "encoded", lambda *a: (None, None))
+    dirs = []
+
+    def fake_distill(*args, run_dir, **kwargs):
+        dirs.append(run_dir)
+        raise Stop
+
+    monkeypatch.setattr(distill, "distill", fake_distill)
+    argv = ["--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    for name, extra in (("accuracy-teacher-SST-2-s0", []), ("accuracy-teacher-SST-2-s0-nall-e1", []),
+                        ("accuracy-teacher-SST-2-s0-nall-e1", ["--small-subset", "500"])):
+        teacher_run["name"] = name
+        with pytest.raises(Stop):
+            shipped.main(argv + extra)
+    assert len(set(dirs)) == 3
+    assert all(d.is_relative_to(tmp_path / "runs" / "ship") for d in dirs)
+    assert "accuracy-teacher-SST-2-s0-nall-e1" in dirs[1].parts
