@@ -163,20 +163,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS),
                    help="checkpoints (never committed): the teacher as the accuracy table's, the rest under ship/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--teacher-subset", type=int, default=8000)
+    p.add_argument("--teacher-subset", type=int, default=8000, help="SST-2 training rows (0: all)")
     p.add_argument("--teacher-epochs", type=float, default=1.0)
     p.add_argument("--results", default="results/accuracy", help=f"where the teacher's result ({TEACHER_RESULT}) goes")
     p.add_argument("--layers", default="0,1", help="small model's layer map: student i <- teacher map[i]")
-    p.add_argument("--small-subset", type=int, default=16000)
+    p.add_argument("--small-subset", type=int, default=16000, help="0: all")
     p.add_argument("--small-epochs", type=float, default=1.0)
     p.add_argument("--small-lr", type=float, default=8e-5)
-    p.add_argument("--student-subset", type=int, default=8000)
+    p.add_argument("--student-subset", type=int, default=8000, help="0: all")
     p.add_argument("--stage1-epochs", type=float, default=1.0)
     p.add_argument("--stage1-lr", type=float, default=5e-5)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
     p.add_argument("--stage2-lr", type=float, default=1e-5)
     p.add_argument("--max-length", type=int, default=64)
     args = p.parse_args(argv)
+    if min(args.teacher_subset, args.small_subset, args.student_subset) < 0:
+        p.error("subsets are row counts (0: the whole training set)")
+    whole = lambda n: None if n == 0 else n  # noqa: E731
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.time()
     task = glue.TASKS["SST-2"]
@@ -186,13 +189,13 @@ def main(argv: list[str]) -> int:
     # 1.-2. vocabulary pruned to SST-2 train + dev; teacher = the accuracy table's teacher row
     command = T.command_line("refimpl ship", argv)
     config, teacher, tok, trecord = accuracy.train_teacher(
-        "SST-2", args.glue_dir, seed=args.seed, subset=args.teacher_subset, epochs=args.teacher_epochs,
+        "SST-2", args.glue_dir, seed=args.seed, subset=whole(args.teacher_subset), epochs=args.teacher_epochs,
         runs=Path(args.run_dir), command=command, root=Path(args.results), log=log,
         result_name=TEACHER_RESULT, note=TEACHER_NOTE)
     # checkpoints keyed by the teacher and the data sizes (a run dir's schedule check covers epochs and lr)
     run = Path(args.run_dir) / "ship" / trecord.get("run", "teacher")
-    small_run = run / f"small-{args.layers.replace(',', '_')}-n{args.small_subset}"
-    student_run = small_run / f"student-n{args.student_subset}"
+    small_run = run / f"small-{args.layers.replace(',', '_')}-n{args.small_subset or 'all'}"
+    student_run = small_run / f"student-n{args.student_subset or 'all'}"
     vocab = [tok.wordpiece.id_to_token(i) for i in range(tok.vocab_size)]
     teacher_acc = trecord["value"]
     log(f"vocabulary: {len(vocab)} tokens; teacher ({config.num_hidden_layers} layers) SST-2 dev accuracy {teacher_acc:.4f}")
@@ -202,7 +205,7 @@ def main(argv: list[str]) -> int:
                           max_length=args.max_length)
 
     def data(size):
-        ex = train_all.subset(T.subset_index(len(train_all), size, args.seed))
+        ex = train_all.subset(T.subset_index(len(train_all), whole(size), args.seed))
         ids, types = T.encoded(ex, tok, args.max_length)
         return ex, ids, types
 
@@ -236,21 +239,21 @@ def main(argv: list[str]) -> int:
     common = {"command": command, "seed": args.seed, "base": "sentence-transformers/all-MiniLM-L6-v2",
               "vocabulary": f"MiniLM WordPiece pruned to the {len(vocab) - 5} pieces of SST-2 train + dev, plus 5 specials",
               "max_length_train": args.max_length,
-              "teacher": {"layers": config.num_hidden_layers, "train_examples": args.teacher_subset,
+              "teacher": {"layers": config.num_hidden_layers, "train_examples": trecord.get("train_examples", args.teacher_subset),
                           "schedule": trecord["schedule"], "dev_accuracy": teacher_acc},
               "seconds": round(time.time() - t0)}
     out = Path(args.out)
     small_meta = common | {
         "name": NAMES[0], "layer_map": {"student layer i <- teacher layer": layer_map},
         "training": {"how": "soft cross-entropy (T = 1) on the teacher's logits (MPCFormer stage 2)",
-                     "train_examples": args.small_subset, "schedule": asdict(s_small)},
+                     "train_examples": len(T.subset_index(len(train_all), whole(args.small_subset), args.seed)), "schedule": asdict(s_small)},
         "dev_accuracy": small_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(small_config, small, tok)}
     student_meta = common | {
         "name": NAMES[1], "distilled_from": NAMES[0], "layer_map": {"student layer i <- small layer": identity},
         "freediv_fit": {"a": a, "b": b, "how": "freediv.fit on the small model run with 2Quad, 4000 training sentences"},
         "training": {"how": "MPCFormer two-stage distillation: stage 1 score + hidden MSE 1:1, stage 2 soft CE T = 1",
-                     "train_examples": args.student_subset, "stage1": asdict(s1), "stage2": asdict(s2)},
+                     "train_examples": len(T.subset_index(len(train_all), whole(args.student_subset), args.seed)), "stage1": asdict(s1), "stage2": asdict(s2)},
         "dev_accuracy": student_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(student_config, student, tok)}
     for name, c, prm, meta in ((NAMES[0], small_config, small, small_meta), (NAMES[1], student_config, student, student_meta)):

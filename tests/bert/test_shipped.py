@@ -124,9 +124,13 @@ def test_ship_checkpoints_are_keyed_by_teacher_and_data(tmp_path, monkeypatch):
 
     teacher_run = {"name": "accuracy-teacher-SST-2-s0"}
     tok = SimpleNamespace(wordpiece=SimpleNamespace(id_to_token=str), vocab_size=3, pad_id=0)
-    monkeypatch.setattr(accuracy, "train_teacher",
-                        lambda *a, **k: (SimpleNamespace(num_hidden_layers=6), None, tok,
-                                         {"run": teacher_run["name"], "value": 0.9}))
+    subsets = []
+
+    def fake_train_teacher(*a, subset, **k):
+        subsets.append(subset)
+        return SimpleNamespace(num_hidden_layers=6), None, tok, {"run": teacher_run["name"], "value": 0.9}
+
+    monkeypatch.setattr(accuracy, "train_teacher", fake_train_teacher)
     class Rows(list):
         def subset(self, index):
             return SimpleNamespace(labels=None)
@@ -144,10 +148,13 @@ def test_ship_checkpoints_are_keyed_by_teacher_and_data(tmp_path, monkeypatch):
     monkeypatch.setattr(distill, "distill", fake_distill)
     argv = ["--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)]
     for name, extra in (("accuracy-teacher-SST-2-s0", []), ("accuracy-teacher-SST-2-s0-nall-e1", []),
-                        ("accuracy-teacher-SST-2-s0-nall-e1", ["--small-subset", "500"])):
+                        ("accuracy-teacher-SST-2-s0-nall-e1", ["--small-subset", "0", "--teacher-subset", "0"])):
         teacher_run["name"] = name
         with pytest.raises(Stop):
             shipped.main(argv + extra)
     assert len(set(dirs)) == 3
     assert all(d.is_relative_to(tmp_path / "runs" / "ship") for d in dirs)
     assert "accuracy-teacher-SST-2-s0-nall-e1" in dirs[1].parts
+    assert dirs[2].name.endswith("-nall") and subsets == [8000, 8000, None]  # 0: the whole training set
+    with pytest.raises(SystemExit):
+        shipped.main(argv + ["--small-subset", "-1"])
