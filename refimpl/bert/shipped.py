@@ -176,6 +176,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage2-epochs", type=float, default=1.0)
     p.add_argument("--stage2-lr", type=float, default=1e-5)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
+                   help="start the student from distill.quad_init of the small model on ROWS training rows (0: the plain swap)")
     args = p.parse_args(argv)
     if min(args.teacher_subset, args.small_subset, args.student_subset) < 0:
         p.error("subsets are row counts (0: the whole training set)")
@@ -195,7 +197,7 @@ def main(argv: list[str]) -> int:
     # checkpoints keyed by the teacher and the data sizes (a run dir's schedule check covers epochs and lr)
     run = Path(args.run_dir) / "ship" / trecord.get("run", "teacher")
     small_run = run / f"small-{args.layers.replace(',', '_')}-n{args.small_subset or 'all'}"
-    student_run = small_run / f"student-n{args.student_subset or 'all'}"
+    student_run = small_run / f"student-n{args.student_subset or 'all'}{f'-qinit{args.quad_init}' if args.quad_init else ''}"
     vocab = [tok.wordpiece.id_to_token(i) for i in range(tok.vocab_size)]
     teacher_acc = trecord["value"]
     log(f"vocabulary: {len(vocab)} tokens; teacher ({config.num_hidden_layers} layers) SST-2 dev accuracy {teacher_acc:.4f}")
@@ -231,7 +233,7 @@ def main(argv: list[str]) -> int:
     s1 = sched(args.stage1_epochs, args.stage1_lr, 0.0, "constant")
     s2 = sched(args.stage2_epochs, args.stage2_lr, 0.1, "linear")
     student = D.distill(small_config, small, student_config, identity, task, ids, types, ex.labels, s1, s2,
-                        pad_id=tok.pad_id, run_dir=student_run, log=log)
+                        pad_id=tok.pad_id, run_dir=student_run, quad_init_rows=args.quad_init, log=log)
     student = _fp16(student)
     student_acc = T.evaluate(student, student_config, dev, tok, 128, progress="dev")["accuracy"]
     log(f"student SST-2 dev accuracy {student_acc:.4f}")
@@ -253,7 +255,8 @@ def main(argv: list[str]) -> int:
         "name": NAMES[1], "distilled_from": NAMES[0], "layer_map": {"student layer i <- small layer": identity},
         "freediv_fit": {"a": a, "b": b, "how": "freediv.fit on the small model run with 2Quad, 4000 training sentences"},
         "training": {"how": "MPCFormer two-stage distillation: stage 1 score + hidden MSE 1:1, stage 2 soft CE T = 1",
-                     "train_examples": len(T.subset_index(len(train_all), whole(args.student_subset), args.seed)), "stage1": asdict(s1), "stage2": asdict(s2)},
+                     "train_examples": len(T.subset_index(len(train_all), whole(args.student_subset), args.seed)),
+                     "quad_init_rows": args.quad_init, "stage1": asdict(s1), "stage2": asdict(s2)},
         "dev_accuracy": student_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(student_config, student, tok)}
     for name, c, prm, meta in ((NAMES[0], small_config, small, small_meta), (NAMES[1], student_config, student, student_meta)):
