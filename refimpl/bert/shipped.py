@@ -215,6 +215,7 @@ def main(argv: list[str]) -> int:
     layer_map = [int(x) for x in args.layers.split(",")]
     small_config, small_init = T.select_layers(config, teacher, layer_map)
     ex, ids, types = data(args.small_subset)
+    small_examples = len(ids)
     s_small = sched(args.small_epochs, args.small_lr, 0.1, "linear")
     small = D.distill(config, teacher, small_config, layer_map, task, ids, types, ex.labels, None, s_small,
                       pad_id=tok.pad_id, run_dir=small_run, student_params=small_init, log=log)
@@ -224,6 +225,7 @@ def main(argv: list[str]) -> int:
 
     # 4. student: fit f(n) on the small model run with 2Quad, then two-stage distillation
     ex, ids, types = data(args.student_subset)
+    student_examples = len(ids)
     quad_config = small_config.replace(attention="2quad")
     rec = freediv.record_denominators(small, quad_config, ids[:4000], types[:4000], "2quad", pad_id=tok.pad_id)
     a, b = freediv.fit(rec)
@@ -248,14 +250,15 @@ def main(argv: list[str]) -> int:
     small_meta = common | {
         "name": NAMES[0], "layer_map": {"student layer i <- teacher layer": layer_map},
         "training": {"how": "soft cross-entropy (T = 1) on the teacher's logits (MPCFormer stage 2)",
-                     "train_examples": len(T.subset_index(len(train_all), whole(args.small_subset), args.seed)), "schedule": asdict(s_small)},
+                     "train_examples": small_examples, "schedule": asdict(s_small)},
         "dev_accuracy": small_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(small_config, small, tok)}
     student_meta = common | {
         "name": NAMES[1], "distilled_from": NAMES[0], "layer_map": {"student layer i <- small layer": identity},
         "freediv_fit": {"a": a, "b": b, "how": "freediv.fit on the small model run with 2Quad, 4000 training sentences"},
-        "training": {"how": "MPCFormer two-stage distillation: stage 1 score + hidden MSE 1:1, stage 2 soft CE T = 1",
-                     "train_examples": len(T.subset_index(len(train_all), whole(args.student_subset), args.seed)),
+        "training": {"how": "MPCFormer two-stage distillation: stage 1 score + hidden MSE 1:1, stage 2 soft CE T = 1"
+                            + (", from distill.quad_init of the small model (ours)" if args.quad_init else ""),
+                     "train_examples": student_examples,
                      "quad_init_rows": args.quad_init, "stage1": asdict(s1), "stage2": asdict(s2)},
         "dev_accuracy": student_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(student_config, student, tok)}

@@ -138,7 +138,7 @@ def test_ship_checkpoints_are_keyed_by_teacher_and_data(tmp_path, monkeypatch):
     monkeypatch.setattr(glue, "load", lambda *a, **k: Rows(range(10)))
     monkeypatch.setattr(train, "select_layers", lambda *a: (None, None))
     monkeypatch.setattr(train, "subset_index", lambda *a: None)
-    monkeypatch.setattr(train, "encoded", lambda *a: (None, None))
+    monkeypatch.setattr(train, "encoded", lambda *a: ([], []))
     dirs = []
 
     def fake_distill(*args, run_dir, **kwargs):
