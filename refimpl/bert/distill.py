@@ -38,6 +38,8 @@ from refimpl.bert.config import BertConfig
 from refimpl.bert.model import ForwardResult, Params, backward, forward
 from refimpl.bert.tokenizer import Batch, pad
 
+STAGE1_LR = 5e-5  # MPCFormer's stage-1 learning rate (constant)
+STAGE2_LR = 1e-5  # MPCFormer's stage-2 peak learning rate (10 % warmup, linear decay)
 QUAD_INIT_MIN_CURVATURE = 0.02  # floor on |A|: keeps s = sqrt(8 |A|) >= 0.4 and the shift t bounded
 
 
@@ -208,18 +210,30 @@ def distill(
         _, student_params = T.select_layers(teacher_config, source, layer_map)
     if student_config.num_hidden_layers != len(layer_map):
         raise ValueError(f"student has {student_config.num_hidden_layers} layers, layer map {list(layer_map)}")
-    run_dir = None if run_dir is None else Path(run_dir)
+    dir1, dir2 = stage_dirs(run_dir, stage1, stage2)
     params = student_params
     if stage1 is not None:
         params = T.train(params, ids, types, labels, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
-                         stage1, pad_id=pad_id, run_dir=None if run_dir is None else run_dir / "stage1",
-                         desc="distill stage 1", log=log)
+                         stage1, pad_id=pad_id, run_dir=dir1, desc="distill stage 1", log=log)
     if stage2 is not None:
         teacher_logits = T.predict(teacher_params, teacher_config, ids, types, pad_id=pad_id, progress="teacher logits")
         params = T.train(params, ids, types, labels, stage2_loss(student_config, task, teacher_logits),
-                         stage2, pad_id=pad_id, run_dir=None if run_dir is None else run_dir / "stage2",
-                         desc="distill stage 2", log=log)
+                         stage2, pad_id=pad_id, run_dir=dir2, desc="distill stage 2", log=log)
     return params
+
+
+def stage_dirs(run_dir: str | Path | None, stage1: T.Schedule | None, stage2: T.Schedule | None
+               ) -> tuple[Path | None, Path | None]:
+    """Checkpoint directories of both stages: run/stage1-e<epochs>-lr<lr>/stage2-e<epochs>-lr<lr>.
+
+    Stage 2 lives under the stage 1 it continues, so a finished stage 1 is reused by every
+    stage 2 recipe tried on it, and a stage 2 is never resumed on top of another stage 1.
+    """
+    if run_dir is None:
+        return None, None
+    tag = lambda s: f"e{s.epochs:g}-lr{s.lr:g}"  # noqa: E731
+    dir1 = Path(run_dir) / f"stage1-{tag(stage1)}" if stage1 is not None else Path(run_dir)
+    return dir1, None if stage2 is None else dir1 / f"stage2-{tag(stage2)}"
 
 
 def main(argv: list[str]) -> int:
@@ -236,8 +250,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--stage1-epochs", type=float, default=1.0)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
-    p.add_argument("--stage1-lr", type=float, default=5e-5)
-    p.add_argument("--stage2-lr", type=float, default=1e-5)
+    p.add_argument("--stage1-lr", type=float, default=STAGE1_LR)
+    p.add_argument("--stage2-lr", type=float, default=STAGE2_LR)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-length", type=int, default=None)

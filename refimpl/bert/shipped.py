@@ -172,9 +172,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--small-lr", type=float, default=8e-5)
     p.add_argument("--student-subset", type=int, default=8000, help="0: all")
     p.add_argument("--stage1-epochs", type=float, default=1.0)
-    p.add_argument("--stage1-lr", type=float, default=5e-5)
+    p.add_argument("--stage1-lr", type=float, default=D.STAGE1_LR)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
-    p.add_argument("--stage2-lr", type=float, default=1e-5)
+    p.add_argument("--stage2-lr", type=float, default=D.STAGE2_LR)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="start the student from distill.quad_init of the small model on ROWS training rows (0: the plain swap)")

@@ -156,7 +156,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
-            lr: float = FINETUNE_LR, quad_init: int = 0) -> dict:
+            lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
+            stage2_lr: float | None = None) -> dict:
     """Train one (row, task) and write its result file.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
@@ -217,8 +218,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     else:  # the teacher's weights with the variant swapped in, two-stage distillation (MPCFormer)
         config = tconfig.replace(**overrides)
         layer_map = list(range(tconfig.num_hidden_layers))
-        s1 = T.Schedule(epochs=stage1_epochs, lr=5e-5, warmup=0.0, schedule="constant", **common)
-        s2 = T.Schedule(epochs=stage2_epochs, lr=1e-5, warmup=0.1, schedule="linear", **common)
+        s1 = T.Schedule(epochs=stage1_epochs, lr=stage1_lr or D.STAGE1_LR, warmup=0.0, schedule="constant", **common)
+        s2 = T.Schedule(epochs=stage2_epochs, lr=stage2_lr or D.STAGE2_LR, warmup=0.1, schedule="linear", **common)
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
@@ -312,6 +313,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--lr", type=float, default=FINETUNE_LR, help="fine-tuning peak learning rate (teacher and direct rows)")
     p.add_argument("--stage1-epochs", type=float, default=1.0)
     p.add_argument("--stage2-epochs", type=float, default=1.0)
+    p.add_argument("--stage1-lr", type=float, help="distilled rows: stage-1 learning rate (default MPCFormer's 5e-5)")
+    p.add_argument("--stage2-lr", type=float, help="distilled rows: stage-2 peak learning rate (default MPCFormer's 1e-5)")
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
@@ -325,5 +328,6 @@ def main(argv: list[str]) -> int:
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
-            argv=argv, root=root, lr=args.lr, quad_init=args.quad_init)
+            argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
+            stage2_lr=args.stage2_lr)
     return 0

@@ -96,7 +96,8 @@ def test_teacher_recipes_get_their_own_runs_and_the_distilled_row_uses_the_recor
     assert second["run"] == "accuracy-teacher-SST-2-s0-nall-e1-lr5e-05" and second["schedule"]["lr"] == 5e-5
     rec = A.run_one("2quad-quad", "distilled", "SST-2", str(glue_dir), epochs=1.0, **kw)
     assert rec["teacher_run"] == second["run"]
-    assert (runs / "accuracy-2quad-quad-distilled-SST-2-s0-nall-e1-lr5e-05-nall" / "stage2").exists()
+    run = runs / "accuracy-2quad-quad-distilled-SST-2-s0-nall-e1-lr5e-05-nall"
+    assert (run / "stage1-e1-lr5e-05" / "stage2-e1-lr1e-05" / "checkpoint.safetensors").exists()
     assert 0.0 <= rec["value"] <= 1.0 and rec["dev_examples"] == 6
 
 
