@@ -43,9 +43,6 @@ FREEDIV = {
     "2quad-freediv": (float(C["freediv"]["quad2"]["a"]), float(C["freediv"]["quad2"]["b"])),
 }
 SOFTMAX_MASK_SHIFT = 512.0  # added below masked scores: exp's clamp sends them to exactly 0
-FREEDIV_EXP_SHIFT = 4.0  # softmax-freeDiv: exp(s) = exp(s - 4) e^4, so exp runs mostly on s <= 0
-FREEDIV_EXP_ITERS = 6  # with the cubic base: relative error (s - 4)^4 / (24 2^18) < 0.2 % for |s - 4| <= 10
-FREEDIV_EXP_XMAX = 8.0  # s - 4 up to 8 (s up to 12) keeps the high-precision squarings in range
 DIV_EXTRA_BITS = 8  # the row reciprocal keeps 8 more fraction bits: |num / den| <= 1 leaves room
 FREEDIV_COEF_BITS = 24
 LN_INV_D_BITS = 30  # 1/d to 1e-9; needs |mean|, var < 2^13  # 1/f(n) is small (1/2732 at n = 128): encode it with 24 bits, not 18
@@ -76,10 +73,9 @@ def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: f
     2quad            (s + c)^2 m / sum             one fxp square + reciprocal per row
     2relu            ReLU(s) m / sum               ReLU + reciprocal per row
     scaling          s m / n                       one public product (one truncation)
-    softmax-freediv  exp(s) m / f(n)               exp only: f(n) = a n^b is public
+    softmax-freediv  exp(s - max) m / f(n)         max tree + exp: f(n) = a n^b is public
     2quad-freediv    (s + c)^2 m / f(n)            one product + one truncation (42 B)
-    Assumes |s| < 2^8 (2quad-freediv: |s + c| < 2^6; softmax-freediv: |s - 4| <= 64, and
-    s < 12 for 0.2 % precision).
+    Assumes |s| < 2^8 (2quad-freediv: |s + c| < 2^6).
     Reference: freeDiv (Liu et al. 2024), MPCFormer (2Quad, 2ReLU), MPCViT (Scaling).
     """
     if variant not in VARIANTS:
@@ -91,12 +87,17 @@ def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: f
     if np.any(n < 1):
         raise ValueError("every row needs at least one real key (n >= 1)")
     with p.net.scope(f"attn_{variant}"):
-        if variant == "softmax":
+        if variant in ("softmax", "softmax-freediv"):  # exp(s - max): the row max by a comparison tree
             mi = _mask_int(mask, s.shape)
             shifted = arith.add_public(p, s, (np.broadcast_to(np.asarray(mask)[..., None, :], s.shape) - 1.0) * SOFTMAX_MASK_SHIFT)
             mx = max_last_axis(p, shifted)
-            e = exp_neg(p, arith.sub(p, shifted, broadcast(p, mx, s.shape)))
-            return _divide_rows(p, AShare(e.a * mi, e.b * mi, p.session))
+            x = arith.sub(p, shifted, broadcast(p, mx, s.shape))
+            if variant == "softmax":
+                e = exp_neg(p, x)
+                return _divide_rows(p, AShare(e.a * mi, e.b * mi, p.session))
+            f_n = _freediv_f(variant, n, a, b)  # softmax-freediv: the division becomes a public scale
+            e = exp_neg(p, x, out_scale=np.broadcast_to(1.0 / f_n, s.shape))
+            return AShare(e.a * mi, e.b * mi, p.session)
         if variant == "2quad":
             u = arith.add_public(p, s, c)
             return _divide_rows(p, _mask(p, fxp_mul(p, u, u), mask))
@@ -104,18 +105,18 @@ def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: f
             return _divide_rows(p, _mask(p, relu(p, s), mask))
         if variant == "scaling":
             return arith.mul_public(p, _mask(p, s, mask), np.broadcast_to(1.0 / n, s.shape))
-        a0, b0 = FREEDIV[variant]
-        f_n = (a0 if a is None else a) * n.astype(np.float64) ** (b0 if b is None else b)  # public f(n)
-        if variant == "softmax-freediv":
-            scale = np.broadcast_to(np.exp(FREEDIV_EXP_SHIFT) / f_n, s.shape)
-            e = exp_neg(p, arith.add_public(p, s, -FREEDIV_EXP_SHIFT), out_scale=scale, iters=FREEDIV_EXP_ITERS,
-                        x_max=FREEDIV_EXP_XMAX, clamp=False, order=3)  # needs |s - 4| <= 64
-            return _mask(p, e, mask)
+        f_n = _freediv_f(variant, n, a, b)
         u = arith.add_public(p, s, c)  # 2quad-freediv: (s + c)^2 m / f(n), one truncation
         t = FREEDIV_COEF_BITS
         k = _ints(np.broadcast_to(1.0 / f_n, s.shape), t) * _mask_int(mask, s.shape)
         z = mul_local(p, u, u) * k + p.prss.zero(s.shape)  # re-mask: k = 0 on masked keys
         return trunc3(p, z, p.fxp.f + t)
+
+
+def _freediv_f(variant: str, n: np.ndarray, a: float | None, b: float | None) -> np.ndarray:
+    """The public denominator f(n) = a n^b of a freeDiv variant (a, b default to the paper's)."""
+    a0, b0 = FREEDIV[variant]
+    return (a0 if a is None else a) * n.astype(np.float64) ** (b0 if b is None else b)
 
 
 def activation(p: Party, x: AShare, name: str) -> AShare:

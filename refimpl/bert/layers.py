@@ -112,7 +112,8 @@ def attention_probs_backward(
     """d scores from d probs for each variant of functional.attention_probs (quotient rule).
 
     With p = q / Z, Z = sum q (normalised variants): dq = (dp - sum(dp p)) / Z, then
-    ds = dq q'(s) m; softmax: ds = p (dp - sum(dp p)); freeDiv: ds = dp q'(s) m / f(n).
+    ds = dq q'(s) m; softmax: ds = p (dp - sum(dp p)); freeDiv: ds = dp q'(s) m / f(n), and
+    softmax-freediv's shift by the row max adds -sum(dp p) at the argmax key.
     Shapes: dprobs, probs, scores [..., n_q, n_k]; mask [..., n_k] as in attention_probs.
     """
     m = F._key_mask(scores, mask)  # [..., 1, n_k]
@@ -134,8 +135,11 @@ def attention_probs_backward(
         return dprobs * m / n
     if variant in F.FREEDIV:
         a, b = ab if ab is not None else F.FREEDIV[variant]
-        if variant == "softmax-freediv":
-            return dprobs * probs  # p = e^s m / f(n): dp/ds = p
+        if variant == "softmax-freediv":  # p_k = e^(s_k - s_j*) m_k / f(n), j* the row's argmax
+            g = dprobs * probs
+            j = np.where(m > 0, scores, -np.inf).argmax(axis=-1)[..., None]  # [..., n_q, 1]
+            at_max = np.arange(scores.shape[-1]) == j  # [..., n_q, n_k]
+            return g - at_max * g.sum(axis=-1, keepdims=True)
         return dprobs * 2.0 * (scores + c) * m / F.freediv_denominator(n, a, b)
     raise ValueError(f"unknown attention variant {variant!r}; expected one of {F.VARIANTS}")
 

@@ -47,8 +47,9 @@ def _row_oracle(s: list[float], m: list[int], variant: str, c: float = 5.0) -> l
             out[i] = s[i] / n
     elif variant == "softmax-freediv":
         tot = C["freediv"]["softmax"]["a"] * n ** C["freediv"]["softmax"]["b"]
+        top = max(s[i] for i in real)
         for i in real:
-            out[i] = math.exp(s[i]) / tot
+            out[i] = math.exp(s[i] - top) / tot
     return out
 
 
