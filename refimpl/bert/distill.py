@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -212,6 +213,8 @@ def distill(
         raise ValueError(f"student has {student_config.num_hidden_layers} layers, layer map {list(layer_map)}")
     dir1, dir2 = stage_dirs(run_dir, stage1, stage2)
     params = student_params
+    if stage1 is not None and dir1 is not None and not dir1.exists():
+        _continue_shorter_stage1(dir1, stage1, log)
     if stage1 is not None:
         params = T.train(params, ids, types, labels, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
                          stage1, pad_id=pad_id, run_dir=dir1, desc="distill stage 1", log=log)
@@ -220,6 +223,29 @@ def distill(
         params = T.train(params, ids, types, labels, stage2_loss(student_config, task, teacher_logits),
                          stage2, pad_id=pad_id, run_dir=dir2, desc="distill stage 2", log=log)
     return params
+
+
+def _continue_shorter_stage1(dir1: Path, stage1: T.Schedule, log=None) -> None:
+    """Start a longer stage 1 from the longest shorter one of the same run (a copy of its checkpoint).
+
+    Stage 1 runs at a constant rate, so its first steps do not depend on the epochs
+    (train.continues); the shorter run and the stage 2 runs under it stay as they are.
+    """
+    best, best_epochs = None, 0.0
+    for d in dir1.parent.glob(f"stage1-e*-lr{stage1.lr:g}"):
+        state = d / T.STATE
+        if not state.exists():
+            continue
+        stored = json.loads(state.read_text())["schedule"]
+        if stored["epochs"] < stage1.epochs and stored["epochs"] > best_epochs and T.continues(stored, stage1):
+            best, best_epochs = d, stored["epochs"]
+    if best is None:
+        return
+    dir1.mkdir(parents=True)
+    for name in (T.CHECKPOINT, T.STATE):
+        shutil.copyfile(best / name, dir1 / name)
+    if log:
+        log(f"stage 1: continuing the {best_epochs:g}-epoch run {best.name}")
 
 
 def stage_dirs(run_dir: str | Path | None, stage1: T.Schedule | None, stage2: T.Schedule | None

@@ -318,10 +318,22 @@ def _save(run_dir: Path, params: Params, opt: AdamW, sched: Schedule, step: int)
     os.replace(run_dir / (STATE + ".tmp"), run_dir / STATE)
 
 
+def continues(stored: dict, sched: Schedule) -> bool:
+    """True if a checkpoint of schedule `stored` is a prefix of a run of `sched`.
+
+    Only a constant rate without warmup qualifies, differing from sched in its epochs alone:
+    the learning rate does not depend on the total, and the batch order is a function of
+    (seed, epoch), so a shorter run's steps are the first steps of the longer one.
+    """
+    new = asdict(sched)
+    same = {k: v for k, v in stored.items() if k != "epochs"} == {k: v for k, v in new.items() if k != "epochs"}
+    return same and sched.schedule == "constant" and sched.warmup == 0.0
+
+
 def _resume(run_dir: Path, params: Params, opt: AdamW, sched: Schedule) -> int:
     """Load a checkpoint into params and opt; refuse one made with another schedule."""
     state = json.loads((run_dir / STATE).read_text())
-    if state["schedule"] != asdict(sched):
+    if state["schedule"] != asdict(sched) and not continues(state["schedule"], sched):
         raise ValueError(
             f"{run_dir} holds a checkpoint of another schedule {state['schedule']}; "
             f"this run is {asdict(sched)}: use another --run-dir or delete it")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,26 @@ def test_distill_end_to_end_moves_the_student_toward_the_teacher():
     assert stage1(out) < 0.7 * stage1(init)
     with pytest.raises(ValueError, match="layer map"):
         D.distill(TEACHER, teacher, STUDENT, [0], glue.TASKS["SST-2"], ids, types, labels, sched, None)
+
+
+def test_a_longer_stage1_continues_the_shorter_one_and_stage2_lives_under_its_stage1(tmp_path):
+    """BERT-DISTILL-RUN: stage 1 of 6 epochs after one of 3 (same constant rate) equals 6 epochs
+    run at once; each stage 2 sits under the stage 1 it continues; a warmup schedule never continues."""
+    rng = np.random.default_rng(4)
+    teacher = init_params(TEACHER, rng, np.float64)
+    ids = [[2, *rng.integers(5, 30, int(rng.integers(2, 8))).tolist(), 3] for _ in range(24)]
+    types = [[0] * len(r) for r in ids]
+    labels = np.zeros(24, np.int64)
+    s1 = lambda e: T.Schedule(epochs=e, batch_size=8, lr=3e-3, warmup=0.0, schedule="constant")  # noqa: E731
+    s2 = T.Schedule(epochs=1, batch_size=8, lr=1e-3, warmup=0.1, schedule="linear")
+    args = (TEACHER, teacher, STUDENT, LAYER_MAP, glue.TASKS["SST-2"], ids, types, labels)
+    D.distill(*args, s1(3), s2, run_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "stage1-e3-lr0.003" / "stage2-e1-lr0.001" / T.CHECKPOINT).exists()
+    said: list[str] = []
+    longer = D.distill(*args, s1(6), None, run_dir=tmp_path / "run", log=said.append)
+    assert any("continuing the 3-epoch run" in m for m in said) and any("at step 9/18" in m for m in said)
+    at_once = D.distill(*args, s1(6), None, run_dir=tmp_path / "other")
+    for k in at_once:
+        np.testing.assert_array_equal(longer[k], at_once[k], err_msg=k)
+    assert T.continues(asdict(s1(3)), s1(6)) and not T.continues(asdict(s2), replace(s2, epochs=2))
+    assert not T.continues(asdict(s1(3)), replace(s1(6), lr=1e-3))
