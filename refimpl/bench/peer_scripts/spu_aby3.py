@@ -114,7 +114,7 @@ def programs(it):
         "2quad": lambda s: (s + c) ** 2 / jnp.sum((s + c) ** 2, -1, keepdims=True),
         "2relu": lambda s: jax.nn.relu(s) / jnp.sum(jax.nn.relu(s), -1, keepdims=True),
         "scaling": lambda s: s * (1.0 / it["n"]),
-        "softmax-freediv": lambda s: jnp.exp(s) * inv["softmax-freediv"],
+        "softmax-freediv": lambda s: jnp.exp(s - jnp.max(s, -1, keepdims=True)) * inv["softmax-freediv"],
         "2quad-freediv": lambda s: (s + c) ** 2 * inv["2quad-freediv"],
     }
     act = {
