@@ -76,7 +76,8 @@ from .softmax import EXP_R, exp, exp_plain, goldschmidt_iterations, inverse, inv
 SCORE_MARGIN = 1.25  # calibrated |score| max times this is the Softmax bound B
 VAR_MARGIN = 1.5  # calibrated variance range widened by this factor on both sides
 GELU_MARGIN = 1.1  # calibrated GELU input range widened by this factor
-MAX_NEWTON = 8  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's second LayerNorm: ratio ~1000)
+MAX_NEWTON = 12  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's second LayerNorms: ratios ~1000-11000)
+NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
 LOGIT_BOUND = 8.0  # Argmax: logits assumed in [-8, 8]
 UNSCALED_BOOT_BOUND = 4.0  # a refresh at level 0 (no level for the scaling) only for |values| <= 4:
@@ -263,7 +264,7 @@ class NexusModel:
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
-            for newton in range(NEWTON, MAX_NEWTON + 1):  # the rsqrt piece costs 1 + 2 newton <= 17
+            for newton in range(NEWTON, MAX_NEWTON + 1):  # in one or two pieces (_ln_pieces)
                 if rsqrt_valid(lo * alpha**2, 1.0, newton, GOLDSCHMIDT) <= 2.0**-10:
                     break
             else:
@@ -418,13 +419,17 @@ def _ln_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: flo
     x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
     Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream)."""
     alpha, lo, hi, newton = ln
+    first, rest = newton_split(newton)
+    y_bound = max(1.0, 1.5 / math.sqrt(lo))
     return [Piece(name, 2, width, join=join, bound=bound),
-            Piece(name + ".rsqrt", 1 + 2 * newton, 1, bound=d * hi),
+            Piece(name + ".rsqrt", 1 + 2 * first, 1, bound=d * hi),
+            # more than NEWTON_PER_PIECE steps: the rest continue on (y, -u/2), which a refresh may renew
+            *([Piece(name + ".newton", 2 * rest, 2, bound=max(y_bound, hi / 2), bounds=(y_bound, hi / 2))]
+              if rest else []),
             # (y, u) are refreshed with their own bounds: scaling u <= hi by y's bound 1.5 / sqrt(lo)
             # would leave it an absolute error of that bound times the bootstrap's (relative error
             # 30 % at u = lo with 20-bit bootstrapping: 0.08 on the logits of MiniLM's second LayerNorm)
-            Piece(name + ".gold", 1 + 2 * GOLDSCHMIDT, 2, bound=max(1.0, 1.5 / math.sqrt(lo), hi),
-                  bounds=(max(1.0, 1.5 / math.sqrt(lo)), hi)),
+            Piece(name + ".gold", 1 + 2 * GOLDSCHMIDT, 2, bound=max(y_bound, hi), bounds=(y_bound, hi)),
             Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
 
 
@@ -601,9 +606,18 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
 
 
 # ============================================================================ 1/sqrt in two pieces
-def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float):
+def newton_split(newton: int) -> tuple[int, int]:
+    """Newton steps of the first and the second 1/sqrt piece (second 0: one piece)."""
+    if newton <= NEWTON_PER_PIECE:
+        return newton, 0
+    return newton - newton // 2, newton // 2
+
+
+def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float, steps: int | None = None):
     """y ~ 1/sqrt(u), u = v_factor v in [lo, hi]: linear guess, Newton y <- 1.5 y - 0.5 u y^3 (NEXUS §3.2;
-    refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). Returns (y at level l - 1 - 2 newton, u at l - 1)."""
+    refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). `newton` steps in all (the error check),
+    the first `steps` of them here (default all). Returns (y at level l - 1 - 2 steps, u at l - 1,
+    -u/2 at l - 1): -u/2 carries the remaining steps of a split (_newton_steps)."""
     from .layernorm import _times, initial_guess
 
     err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
@@ -613,11 +627,19 @@ def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor
     s = v.scale
     y = ev.add_const(_times(ev, v, -a * v_factor, v.level - 1, s), b)  # level l-1
     neg_half_u = _times(ev, v, -0.5 * v_factor, v.level - 1, s)
-    for _ in range(newton):
+    y = _newton_steps(ev, y, neg_half_u, newton if steps is None else steps)
+    return y, _times(ev, v, v_factor, v.level - 1, s), neg_half_u
+
+
+def _newton_steps(ev, y: Ciphertext, neg_half_u: Ciphertext, steps: int) -> Ciphertext:
+    """`steps` Newton steps y <- 1.5 y + (-u/2) y^3 (2 levels each; -u/2 at y's level or above)."""
+    from .layernorm import _times
+
+    for _ in range(steps):
         t = _mul(ev, y, neg_half_u)
         cubic = _mul(ev, t, ev.rescale(ev.square(y)))
         y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))  # level -2
-    return y, _times(ev, v, v_factor, v.level - 1, s)
+    return y
 
 
 def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
@@ -924,8 +946,13 @@ class _Forward:
             sq = t if sq is None else ev.add(sq, t)
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
-        y, u = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d)
+        first, rest = newton_split(newton)
+        y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
         y = self.leave(name + ".rsqrt", [y])[0]
+        if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
+            y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
+            y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
+            u = ev.mul_int(w, -2)
         y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
         h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
         self.enter(name + ".out", [])

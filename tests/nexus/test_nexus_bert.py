@@ -277,3 +277,58 @@ def test_layernorm_refresh_scales_y_and_u_by_their_own_bounds(monkeypatch):
     logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
     ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)["logits"]
     assert np.max(np.abs(logits - ref)) < 5e-3
+
+
+def test_newton_steps_split_across_a_refresh(monkeypatch):
+    """NEXUS-BERT-PLAN: more Newton steps than one piece holds (a wide variance range) run as two
+    pieces with (y, -u/2) refreshed between them (y by its bound, -u/2 by hi / 2); the logits
+    stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper
+    adding 2^-20 to every refreshed slot."""
+    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+
+    monkeypatch.setattr(nb, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
+    assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0)
+    cfg, params = tiny("2quad-freediv", "quad")
+    model = nb.NexusModel(cfg, params)
+    for levels_after in range(6, 20):
+        p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
+        try:
+            rows = nb.plan(model, len(IDS), (p, rc))
+        except ValueError:
+            continue
+        if any(r["bootstrap"] and r["block"].endswith(".newton") for r in rows):
+            break
+    else:
+        pytest.fail("no plan refreshes between the Newton pieces")
+    assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [4]
+    kg = KeyGenerator(p, RandomSource(5))
+    sk = kg.secret_key()
+    ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(IDS), p.slots)))
+    enc = Encoder(p)
+
+    class NoisyOracle(OracleBootstrapper):
+        def bootstrap(self, ct):
+            return ev.add_const(super().bootstrap(ct), 2.0**-20)
+
+    bts = NoisyOracle(sk, output_level=p.L - rc.depth, rng=RandomSource(6))
+    seen = []
+    refresh = nb._Forward.refresh
+
+    def recording(self, ct, bound):
+        seen.append((self.rows[self.i]["block"], bound))
+        return refresh(self, ct, bound)
+
+    monkeypatch.setattr(nb._Forward, "refresh", recording)
+    lay = nb.input_layout(cfg, len(IDS), p.slots)
+    x = nb.client_embed(cfg, model.params, IDS, MASK)
+    cts = [Encryptor(kg.public_key(sk), RandomSource(7)).encrypt(enc.encode(v, level=bts.output_level))
+           for v in nb.pack_input(x, lay)]
+    (z,) = nb.encrypted_forward(ev, bts, model, cts, len(IDS), MASK)
+    newton = [(b, bound) for b, bound in seen if b.endswith(".newton")]
+    assert newton
+    for name, _ in newton:
+        _, lo, hi, _ = model.settings()["ln"][name[: -len(".newton")]]
+        assert [bd for b, bd in newton if b == name] == [max(1.0, 1.5 / np.sqrt(lo)), hi / 2]
+    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
+    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)["logits"]
+    assert np.max(np.abs(logits - ref)) < 5e-3
