@@ -231,7 +231,8 @@ def main(quick: bool = False, json_path: str | None = None, threads: str | None 
                       f"(--threads {threads or 'both'} has no effect: numba kernels are single-threaded)",
                       **({"measured": "same run"} if spu else {
         "missing": why, "reference": "anchor figures from ../shared/anchors/spu/results-default-copts.txt "
-                                     "(SPU 0.9.5 on this machine, n = 128), printed for full-size items"})}), flush=True)
+                                     "(SPU 0.9.5 on this machine, n = 128; the softmax-freeDiv items re-measured by refimpl "
+                                     "after the max shift, loaded machine), printed for full-size items"})}), flush=True)
     for name, params, inputs, fn, ref, bool_out, reps in all_items:
         row = measure(name, params, inputs, fn, ref, reps, bool_out=bool_out)
         peer, src = spu.get(name), "same run"
