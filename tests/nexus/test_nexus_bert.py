@@ -225,82 +225,25 @@ def test_encrypted_forward_input_errors(softmax_setup):
         nb.encrypted_forward(s.ev, s.bts, model, [ct, ct], 6, MASK)
 
 
-def test_layernorm_refresh_scales_y_and_u_by_their_own_bounds(monkeypatch):
-    """NEXUS-BERT-PLAN: a refresh inside LayerNorm (before Goldschmidt) scales y by its bound
-    1.5 / sqrt(lo) and u <= hi by hi: with y's bound, u's absolute bootstrap error would be
-    that bound times the bootstrap's (30 % of u = lo at 20-bit bootstrapping, 8e-2 on the
-    shipped student's logits at N = 2^16). Checked with an oracle bootstrapper that adds
-    2^-20 to every refreshed slot: the logits stay within 5e-3 of the float64 model."""
+def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
+    """The tiny student on the first toy ring (levels after bootstrapping in `levels`) whose plan
+    refreshes at a block ending in block_suffix, through an oracle bootstrapper that adds 2^-20
+    to every refreshed slot. Returns (model, plan rows, [(block, bound) refreshed], logits error
+    against the float64 model of the same approximations)."""
     from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 
     cfg, params = tiny("2quad-freediv", "quad")
     model = nb.NexusModel(cfg, params)
-    for levels_after in range(8, 20):
+    for levels_after in levels:
         p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
         try:
             rows = nb.plan(model, len(IDS), (p, rc))
         except ValueError:  # too few levels for a LayerNorm piece
             continue
-        if any(r["bootstrap"] and r["block"].endswith(".gold") for r in rows):
+        if any(r["bootstrap"] and r["block"].endswith(block_suffix) for r in rows):
             break
     else:
-        pytest.fail("no plan refreshes inside LayerNorm")
-    kg = KeyGenerator(p, RandomSource(5))
-    sk = kg.secret_key()
-    ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(IDS), p.slots)))
-    enc = Encoder(p)
-
-    class NoisyOracle(OracleBootstrapper):
-        def bootstrap(self, ct):
-            out = super().bootstrap(ct)
-            return ev.add_const(out, 2.0**-20)
-
-    bts = NoisyOracle(sk, output_level=p.L - rc.depth, rng=RandomSource(6))
-    seen = []
-    refresh = nb._Forward.refresh
-
-    def recording(self, ct, bound):
-        seen.append((self.rows[self.i]["block"], bound))
-        return refresh(self, ct, bound)
-
-    monkeypatch.setattr(nb._Forward, "refresh", recording)
-    lay = nb.input_layout(cfg, len(IDS), p.slots)
-    x = nb.client_embed(cfg, model.params, IDS, MASK)
-    cts = [Encryptor(kg.public_key(sk), RandomSource(7)).encrypt(enc.encode(v, level=bts.output_level))
-           for v in nb.pack_input(x, lay)]
-    (z,) = nb.encrypted_forward(ev, bts, model, cts, len(IDS), MASK)
-    gold = [(b, bound) for b, bound in seen if b.endswith(".gold")]
-    assert gold and len(gold) % 2 == 0
-    for name, _ in gold:
-        _, lo, hi, _ = model.settings()["ln"][name[: -len(".gold")]]
-        assert [bd for b, bd in gold if b == name] == [max(1.0, 1.5 / np.sqrt(lo)), hi]
-    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
-    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)["logits"]
-    assert np.max(np.abs(logits - ref)) < 5e-3
-
-
-def test_newton_steps_split_across_a_refresh(monkeypatch):
-    """NEXUS-BERT-PLAN: more Newton steps than one piece holds (a wide variance range) run as two
-    pieces with (y, -u/2) refreshed between them (y by its bound, -u/2 by hi / 2); the logits
-    stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper
-    adding 2^-20 to every refreshed slot."""
-    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
-
-    monkeypatch.setattr(nb, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
-    assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0)
-    cfg, params = tiny("2quad-freediv", "quad")
-    model = nb.NexusModel(cfg, params)
-    for levels_after in range(6, 20):
-        p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
-        try:
-            rows = nb.plan(model, len(IDS), (p, rc))
-        except ValueError:
-            continue
-        if any(r["bootstrap"] and r["block"].endswith(".newton") for r in rows):
-            break
-    else:
-        pytest.fail("no plan refreshes between the Newton pieces")
-    assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [4]
+        pytest.fail(f"no plan refreshes at a {block_suffix} block")
     kg = KeyGenerator(p, RandomSource(5))
     sk = kg.secret_key()
     ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(IDS), p.slots)))
@@ -324,11 +267,38 @@ def test_newton_steps_split_across_a_refresh(monkeypatch):
     cts = [Encryptor(kg.public_key(sk), RandomSource(7)).encrypt(enc.encode(v, level=bts.output_level))
            for v in nb.pack_input(x, lay)]
     (z,) = nb.encrypted_forward(ev, bts, model, cts, len(IDS), MASK)
+    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
+    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)["logits"]
+    return model, rows, seen, float(np.max(np.abs(logits - ref)))
+
+
+def test_layernorm_refresh_scales_y_and_u_by_their_own_bounds(monkeypatch):
+    """NEXUS-BERT-PLAN: a refresh inside LayerNorm (before Goldschmidt) scales y by its bound
+    1.5 / sqrt(lo) and u <= hi by hi: with y's bound, u's absolute bootstrap error would be
+    that bound times the bootstrap's (30 % of u = lo at 20-bit bootstrapping, 8e-2 on the
+    shipped student's logits at N = 2^16). Checked with an oracle bootstrapper that adds
+    2^-20 to every refreshed slot: the logits stay within 5e-3 of the float64 model."""
+    model, _, seen, err = _noisy_refresh_run(monkeypatch, ".gold", range(8, 20))
+    gold = [(b, bound) for b, bound in seen if b.endswith(".gold")]
+    assert gold and len(gold) % 2 == 0
+    for name, _ in gold:
+        _, lo, hi, _ = model.settings()["ln"][name[: -len(".gold")]]
+        assert [bd for b, bd in gold if b == name] == [max(1.0, 1.5 / np.sqrt(lo)), hi]
+    assert err < 5e-3
+
+
+def test_newton_steps_split_across_a_refresh(monkeypatch):
+    """NEXUS-BERT-PLAN: more Newton steps than one piece holds (a wide variance range) run as two
+    pieces with (y, -u/2) refreshed between them (y by its bound, -u/2 by hi / 2); the logits
+    stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper
+    adding 2^-20 to every refreshed slot."""
+    monkeypatch.setattr(nb, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
+    assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0)
+    model, rows, seen, err = _noisy_refresh_run(monkeypatch, ".newton", range(6, 20))
+    assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [4]
     newton = [(b, bound) for b, bound in seen if b.endswith(".newton")]
     assert newton
     for name, _ in newton:
         _, lo, hi, _ = model.settings()["ln"][name[: -len(".newton")]]
         assert [bd for b, bd in newton if b == name] == [max(1.0, 1.5 / np.sqrt(lo)), hi / 2]
-    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
-    ref = nb.plaintext_reference(model, IDS, MASK, approximate=True)["logits"]
-    assert np.max(np.abs(logits - ref)) < 5e-3
+    assert err < 5e-3
