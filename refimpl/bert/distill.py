@@ -232,7 +232,7 @@ def _continue_shorter_stage1(dir1: Path, stage1: T.Schedule, log=None) -> None:
     (train.continues); the shorter run and the stage 2 runs under it stay as they are.
     """
     best, best_epochs = None, 0.0
-    for d in dir1.parent.glob(f"stage1-e*-lr{stage1.lr:g}"):
+    for d in dir1.parent.glob(f"stage1-e*-lr{stage1.lr:g}"):  # _tag's form: same rate, any epochs
         state = d / T.STATE
         if not state.exists():
             continue
@@ -257,9 +257,13 @@ def stage_dirs(run_dir: str | Path | None, stage1: T.Schedule | None, stage2: T.
     """
     if run_dir is None:
         return None, None
-    tag = lambda s: f"e{s.epochs:g}-lr{s.lr:g}"  # noqa: E731
-    dir1 = Path(run_dir) / f"stage1-{tag(stage1)}" if stage1 is not None else Path(run_dir)
-    return dir1, None if stage2 is None else dir1 / f"stage2-{tag(stage2)}"
+    dir1 = Path(run_dir) / f"stage1-{_tag(stage1)}" if stage1 is not None else Path(run_dir)
+    return dir1, None if stage2 is None else dir1 / f"stage2-{_tag(stage2)}"
+
+
+def _tag(s: T.Schedule) -> str:
+    """A stage's directory tag: its epochs and rate (the rest of the schedule is checked on resume)."""
+    return f"e{s.epochs:g}-lr{s.lr:g}"
 
 
 def main(argv: list[str]) -> int:

@@ -218,8 +218,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     else:  # the teacher's weights with the variant swapped in, two-stage distillation (MPCFormer)
         config = tconfig.replace(**overrides)
         layer_map = list(range(tconfig.num_hidden_layers))
-        s1 = T.Schedule(epochs=stage1_epochs, lr=stage1_lr or D.STAGE1_LR, warmup=0.0, schedule="constant", **common)
-        s2 = T.Schedule(epochs=stage2_epochs, lr=stage2_lr or D.STAGE2_LR, warmup=0.1, schedule="linear", **common)
+        s1 = T.Schedule(epochs=stage1_epochs, lr=D.STAGE1_LR if stage1_lr is None else stage1_lr, warmup=0.0, schedule="constant", **common)
+        s2 = T.Schedule(epochs=stage2_epochs, lr=D.STAGE2_LR if stage2_lr is None else stage2_lr, warmup=0.1, schedule="linear", **common)
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
