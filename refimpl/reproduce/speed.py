@@ -219,7 +219,8 @@ def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
             if size.name == "bert-base" and key:
                 b, acts, wall, err = SPU_ANCHOR[key]
                 row["spu_layer"] = {"bytes": b, "send_actions": acts, "wall_s": wall, "max_abs_err": err,
-                                    "source": "anchor: ../shared/anchors/spu/results-default-copts.txt"}
+                                    "source": "anchor: refimpl.bench.aby3.SPU_ANCHOR (../shared/anchors/spu/"
+                                              "results-default-copts.txt; softmax-freeDiv re-measured by refimpl)"}
             rows.append(row)
             progress(f"[{sname}] {att} + {act}: layer {layer['bytes'] / 1e6:.1f} MB, {layer['rounds']} rounds, "
                      f"{layer['wall_s']:.2f} s (err {layer['max_abs_err']:.1e}); model {model['bytes'] / 1e6:.0f} MB, "
