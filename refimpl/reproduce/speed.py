@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
@@ -193,13 +194,21 @@ def model_row(size: Size, layer: dict, emb: dict, head: dict) -> dict:
     return _times(tot)
 
 
+def thread_settings() -> dict:
+    """numba's thread count and the BLAS/OpenMP limits of the environment: a run under 1 thread is not comparable."""
+    env = {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS") if k in os.environ}
+    return {"numba": numba.get_num_threads(), "env": env}
+
+
 def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
     """Measure every pair at every size; return the JSON document."""
     matmul_u64(np.ones((2, 2), np.uint64), np.ones((2, 2), np.uint64))  # compile/load the kernel first
     out = {"table": "speed", "paper": "freeDiv (Liu et al. 2024): 2Quad-freeDiv+Quad 2.26x faster than Softmax+GeLU "
                                       "(SPU ABY3, LAN, BERT-base-cased, n = 128)",
            "paper_speedup": PAPER_SPEEDUP, "lan": LAN.__dict__, "wan": WAN.__dict__, "reps": reps,
-           "cores": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "sizes": {}}
+           "cores": os.cpu_count(), "threads": thread_settings(), "load_avg_start": os.getloadavg()[0],
+           "sizes": {}}
     for sname in sizes:
         size = SIZES[sname]
         t0 = time.perf_counter()
