@@ -195,10 +195,13 @@ def model_row(size: Size, layer: dict, emb: dict, head: dict) -> dict:
 
 
 def thread_settings() -> dict:
-    """numba's thread count and the BLAS/OpenMP limits of the environment: a run under 1 thread is not comparable."""
+    """numba's thread count, the BLAS/OpenMP limits of the environment and the CPU model (runs compare only alike)."""
     env = {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS") if k in os.environ}
-    return {"numba": numba.get_num_threads(), "env": env}
+    cpu = Path("/proc/cpuinfo")
+    model = next((ln.split(":", 1)[1].strip() for ln in (cpu.read_text().splitlines() if cpu.exists() else [])
+                  if ln.startswith("model name")), None)
+    return {"numba": numba.get_num_threads(), "env": env, "cpu": model}
 
 
 def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
