@@ -2,6 +2,8 @@
 
 import json
 
+import numba
+
 from refimpl.reproduce import speed
 
 
@@ -11,7 +13,6 @@ def test_speed_quick_table(tmp_path, capsys):
     out = tmp_path / "speed.json"
     assert speed.main(["--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    import numba
     assert doc["threads"]["numba"] == numba.get_num_threads()  # recorded: a 1-thread run is not comparable
     s = doc["sizes"]["quick"]
     rows = {(r["attention"], r["activation"]): r for r in s["rows"]}
