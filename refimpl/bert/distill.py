@@ -121,6 +121,14 @@ def quad_init(config: BertConfig, params: Params, ids: list[list[int]], types: l
     return out
 
 
+def swap_pairs(examples: glue.Examples) -> glue.Examples:
+    """The examples followed by each pair in the other order (b, a): stage-1 inputs of a pair task (ours)."""
+    if examples.text_b is None:
+        raise ValueError(f"{examples.task.name} has single sentences: there is no pair to swap")
+    return glue.Examples(examples.task, examples.text_a + examples.text_b, examples.text_b + examples.text_a,
+                         np.concatenate([examples.labels, examples.labels]))
+
+
 def stage1_terms(
     student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int]
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
@@ -192,12 +200,15 @@ def distill(
     run_dir: str | Path | None = None,
     student_params: Params | None = None,
     quad_init_rows: int = 0,
+    stage1_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     log=None,
 ) -> Params:
     """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
 
     quad_init_rows > 0 (a GELU teacher, a Quad student): the start is quad_init of the teacher,
-    fitted on that many training rows (a fixed random subset).
+    fitted on that many training rows (a fixed random subset). stage1_inputs: the (token ids,
+    type ids) stage 1 runs on instead of (ids, types), e.g. with swap_pairs; stage 2 and
+    quad_init use (ids, types).
     """
     if student_params is None:
         source = teacher_params
@@ -216,7 +227,11 @@ def distill(
     if stage1 is not None and dir1 is not None and not dir1.exists():
         _continue_shorter_stage1(dir1, stage1, log)
     if stage1 is not None:
-        params = T.train(params, ids, types, labels, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
+        ids1, types1 = (ids, types) if stage1_inputs is None else stage1_inputs
+        if len(ids1) != len(types1):
+            raise ValueError(f"stage1_inputs: {len(ids1)} token rows but {len(types1)} type rows")
+        labels1 = labels if stage1_inputs is None else np.zeros(len(ids1), labels.dtype)  # stage 1 reads no label
+        params = T.train(params, ids1, types1, labels1, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
                          stage1, pad_id=pad_id, run_dir=dir1, desc="distill stage 1", log=log)
     if stage2 is not None:
         teacher_logits = T.predict(teacher_params, teacher_config, ids, types, pad_id=pad_id, progress="teacher logits")

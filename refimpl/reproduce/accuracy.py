@@ -46,11 +46,16 @@ PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
 FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; BERT-base uses 2e-5..5e-5
 DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
+AUGMENTS = {"": "none", "swap": "distill.swap_pairs"}  # stage-1 inputs of distilled rows (ours, opt-in)
 
 
-def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit]_<task>[_s<seed>].json (-qinit: started from distill.quad_init)."""
-    stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}"
+def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
+                augment: str = "") -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>]_<task>[_s<seed>].json.
+
+    -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs).
+    """
+    stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}{f'-{augment}' if augment else ''}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -83,21 +88,23 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
-                teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0) -> Path:
+                teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "") -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
-    quad_init rows) is another run too: '-qinit<rows>'.
+    quad_init rows) is another run too: '-qinit<rows>', and so is a stage 1 on augmented inputs:
+    '-<augment>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
         tag = recipe_tag(task, subset, epochs, lr) + (f"-fit{teacher_tag}" if fits_on_teacher and teacher_tag else "")
     else:
         tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
-    return runs / f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
+    return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
+                   f"{f'-{augment}' if augment else ''}")
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -157,8 +164,11 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
-            stage2_lr: float | None = None) -> dict:
+            stage2_lr: float | None = None, augment: str = "") -> dict:
     """Train one (row, task) and write its result file.
+
+    augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
+    same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -172,6 +182,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     log = lambda s: print(s, flush=True)  # noqa: E731
     if quad_init and ROWS[row][1] != "quad":
         raise ValueError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
+    if augment not in AUGMENTS:
+        raise ValueError(f"unknown stage-1 augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
+    if augment and (mode != "distilled" or glue.TASKS[task_name].text_b is None):
+        raise ValueError(f"--stage1-augment {augment} augments stage 1 of a distilled row on a pair task, "
+                         f"got mode {mode!r} on {task_name}")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -200,7 +215,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
-                      quad_init=quad_init)
+                      quad_init=quad_init, augment=augment)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -220,8 +235,14 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         layer_map = list(range(tconfig.num_hidden_layers))
         s1 = T.Schedule(epochs=stage1_epochs, lr=D.STAGE1_LR if stage1_lr is None else stage1_lr, warmup=0.0, schedule="constant", **common)
         s2 = T.Schedule(epochs=stage2_epochs, lr=D.STAGE2_LR if stage2_lr is None else stage2_lr, warmup=0.1, schedule="linear", **common)
+        stage1_inputs = None
+        if augment == "swap":
+            stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
+            record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
+                                        "what": "each training pair, and the same pair swapped (stage 1 only)"}
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
-                           pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, log=log)
+                           pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
+                           log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
@@ -243,11 +264,14 @@ def table(root: Path = RESULTS) -> str:
     stale_runs: set[str] = set()
     for f in files:
         r = json.loads(f.read_text())
-        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init"))).name:
+        augment = (r.get("stage1_augment") or {}).get("kind", "")
+        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
+                                 augment).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
-        key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else ""))
+        key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
+               + (f", {augment}-pairs stage 1" if augment else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
@@ -263,7 +287,7 @@ def table(root: Path = RESULTS) -> str:
              + " | epochs (stage 1 + 2; training subset if not all) | paper (BERT-base) |",
              "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
     order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
-                                 + tuple(m for m in ("direct, quad-init", "distilled, quad-init") if (r, m) in cells)]
+                                 + tuple(sorted(m for (q, m) in cells if q == r and m not in ("direct", "distilled")))]
     for row, mode in order:
         got = cells.get((row, mode), {})
         vals = []
@@ -317,6 +341,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage2-lr", type=float, help="distilled rows: stage-2 peak learning rate (default MPCFormer's 1e-5)")
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
+    p.add_argument("--stage1-augment", choices=sorted(AUGMENTS), default="",
+                   help="distilled rows of STS-B / RTE: 'swap' runs stage 1 on each pair in both orders (ours)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
     args = p.parse_args(argv)
     root = Path(args.results)
@@ -329,5 +355,5 @@ def main(argv: list[str]) -> int:
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
-            stage2_lr=args.stage2_lr)
+            stage2_lr=args.stage2_lr, augment=args.stage1_augment)
     return 0

@@ -150,3 +150,65 @@ def test_accuracy_rows_with_quad_init_get_their_own_runs_and_table_mark(tmp_path
     fitted = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init |"))
     assert "| 50.0 |" in plain and "| 70.0 |" in fitted and "STS-B 1+1" in fitted and "freeDiv 91.6" in fitted
     assert not any(x.startswith("| 2quad-quad | distilled, quad-init") for x in lines)  # rows only where records are
+
+
+def test_swap_pairs_appends_each_pair_in_the_other_order():
+    task = glue.TASKS["STS-B"]
+    ex = glue.Examples(task, ["a one", "b two"], ["c three", "d four"], np.array([1.0, 4.5]))
+    sw = D.swap_pairs(ex)
+    assert sw.text_a == ["a one", "b two", "c three", "d four"]
+    assert sw.text_b == ["c three", "d four", "a one", "b two"]
+    np.testing.assert_array_equal(sw.labels, [1.0, 4.5, 1.0, 4.5])
+    with pytest.raises(ValueError, match="single sentences"):
+        D.swap_pairs(glue.Examples(glue.TASKS["SST-2"], ["x"], None, np.array([1])))
+
+
+def test_stage1_runs_on_the_given_inputs_and_stage2_on_the_labelled_set():
+    params, ids, types = teacher_and_rows(4)
+    student = TEACHER.replace(attention="2quad-freediv", activation="quad", freediv_a=2.0, freediv_b=0.5)
+    labels = np.linspace(0.0, 5.0, len(ids))
+    task = glue.TASKS["STS-B"]
+    s1 = T.Schedule(epochs=1, batch_size=8, lr=1e-3, warmup=0.0, schedule="constant")
+    same = D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, s1, None)
+    given = D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, s1, None,
+                      stage1_inputs=(ids, types))
+    for k in same:  # the default inputs are (ids, types) themselves
+        np.testing.assert_array_equal(same[k], given[k])
+    cut = len(ids) // 2  # half the rows in the other order: another stage 1
+    other = D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, s1, None,
+                      stage1_inputs=(ids[:cut] + ids[:cut][::-1], types[:cut] + types[:cut][::-1]))
+    assert any(not np.array_equal(same[k], other[k]) for k in same)
+    with pytest.raises(ValueError, match="token rows"):
+        D.distill(TEACHER, params, student, [0, 1], task, ids, types, labels, s1, None,
+                  stage1_inputs=(ids, types[:-1]))
+
+
+def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_row(tmp_path):
+    import json
+    from pathlib import Path
+
+    from refimpl.reproduce import accuracy as A
+
+    args = (Path("/r"), "2quad-freediv-quad", "distilled", "STS-B", 0, None, 2.0, 1e-4,
+            "accuracy-teacher-STS-B-s0-nall-e2-lr0.0001")
+    plain = A.student_run(*args, fits_on_teacher=True, quad_init=256)
+    assert A.student_run(*args, fits_on_teacher=True, quad_init=256, augment="swap").name == plain.name + "-swap"
+    kw = dict(seed=0, subset=None, epochs=1.0, stage1_epochs=1.0, stage2_epochs=1.0, runs=tmp_path, argv=["x"],
+              root=tmp_path)
+    with pytest.raises(ValueError, match="pair task"):  # SST-2 has no pairs: refused before any data is read
+        A.run_one("2quad-freediv-quad", "distilled", "SST-2", str(tmp_path / "absent"), augment="swap", **kw)
+    with pytest.raises(ValueError, match="pair task"):  # direct rows have no stage 1
+        A.run_one("2quad-freediv-quad", "direct", "STS-B", str(tmp_path / "absent"), augment="swap", **kw)
+    with pytest.raises(ValueError, match="unknown stage-1 augmentation"):
+        A.run_one("2quad-freediv-quad", "distilled", "STS-B", str(tmp_path / "absent"), augment="mlm", **kw)
+    path = A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True, augment="swap")
+    assert path.name == "2quad-freediv-quad-distilled-qinit-swap_STS-B.json"
+    rec = {"row": "2quad-freediv-quad", "mode": "distilled", "task": "STS-B", "seed": 0, "value": 0.5,
+           "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}, "quad_init": {"rows": 256}}
+    A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True).write_text(json.dumps(rec))
+    path.write_text(json.dumps(dict(rec, value=0.8, stage1_augment={"kind": "swap"})))
+    lines = A.table(tmp_path).splitlines()
+    fitted = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init |"))
+    swapped = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init, swap-pairs stage 1 |"))
+    assert "| 50.0 |" in fitted and "| 80.0 |" in swapped
+    assert lines.index(fitted) < lines.index(swapped)
