@@ -46,6 +46,7 @@ PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
 FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; BERT-base uses 2e-5..5e-5
 DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
+BATCH_SIZE = 32  # MPCFormer's (and every row's fine-tuning) batch
 AUGMENTS = {"": "none", "swap": "distill.swap_pairs"}  # stage-1 inputs of distilled rows (ours, opt-in)
 
 
@@ -88,15 +89,16 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
-                teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "") -> Path:
+                teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
+                batch_size: int = BATCH_SIZE) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
-    quad_init rows) is another run too: '-qinit<rows>', and so is a stage 1 on augmented inputs:
-    '-<augment>'.
+    quad_init rows) is another run too: '-qinit<rows>', and so is a stage 1 on augmented inputs,
+    '-<augment>', and a distillation with another batch size, '-b<size>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
@@ -104,7 +106,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     else:
         tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
-                   f"{f'-{augment}' if augment else ''}")
+                   f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}")
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -130,7 +132,7 @@ def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int |
     train_ex = glue.load(task.name, glue_dir, "train")
     train_ex = train_ex.subset(T.subset_index(len(train_ex), subset, seed))
     ids, types = T.encoded(train_ex, tok, max_length)
-    sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, seed=seed, max_length=max_length, batch_size=32,
+    sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, seed=seed, max_length=max_length, batch_size=BATCH_SIZE,
                        dropout=DROPOUT)
     t0 = time.time()
     params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
@@ -164,11 +166,12 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
-            stage2_lr: float | None = None, augment: str = "") -> dict:
+            stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE) -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
     same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
+    batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -187,6 +190,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if augment and (mode != "distilled" or glue.TASKS[task_name].text_b is None):
         raise ValueError(f"--stage1-augment {augment} augments stage 1 of a distilled row on a pair task, "
                          f"got mode {mode!r} on {task_name}")
+    if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
+        raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
+                         f"row fine-tunes with {BATCH_SIZE}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -195,7 +203,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     max_length = 64 if task.text_b is None else 128
     train_ex = glue.load(task.name, glue_dir, "train")
     train_ex = train_ex.subset(T.subset_index(len(train_ex), subset, seed))
-    common = dict(seed=seed, max_length=max_length, batch_size=32)
+    common = dict(seed=seed, max_length=max_length, batch_size=batch_size)
     t0 = time.time()
     record: dict = {"command": command, "row": row, "mode": mode, "attention": attention, "activation": activation,
                     "seed": seed, "train_examples": len(train_ex), "subset": subset}
@@ -215,7 +223,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
-                      quad_init=quad_init, augment=augment)
+                      quad_init=quad_init, augment=augment, batch_size=batch_size)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -279,6 +287,8 @@ def table(root: Path = RESULTS) -> str:
         data = "" if r.get("subset") is None else f" ({r['subset']:,} ex.)"  # none: the full training set
         if "stage1" in r:
             stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
+            batch = r["stage1"].get("batch_size", BATCH_SIZE)
+            stages += "" if batch == BATCH_SIZE else f" (batch {batch})"
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
@@ -343,6 +353,8 @@ def main(argv: list[str]) -> int:
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--stage1-augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows of STS-B / RTE: 'swap' runs stage 1 on each pair in both orders (ours)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
     args = p.parse_args(argv)
     root = Path(args.results)
@@ -355,5 +367,5 @@ def main(argv: list[str]) -> int:
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
-            stage2_lr=args.stage2_lr, augment=args.stage1_augment)
+            stage2_lr=args.stage2_lr, augment=args.stage1_augment, batch_size=args.batch_size)
     return 0

@@ -212,3 +212,28 @@ def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_r
     swapped = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init, swap-pairs stage 1 |"))
     assert "| 50.0 |" in fitted and "| 80.0 |" in swapped
     assert lines.index(fitted) < lines.index(swapped)
+
+
+def test_accuracy_distillation_batch_size_gets_its_own_run_and_table_note(tmp_path):
+    import json
+    from pathlib import Path
+
+    from refimpl.reproduce import accuracy as A
+
+    args = (Path("/r"), "2quad-freediv-quad", "distilled", "RTE", 0, None, 6.0, 5e-5,
+            "accuracy-teacher-RTE-s0-nall-e6-lr5e-05")
+    plain = A.student_run(*args, fits_on_teacher=True, quad_init=256)
+    assert A.student_run(*args, fits_on_teacher=True, quad_init=256, batch_size=32).name == plain.name
+    assert A.student_run(*args, fits_on_teacher=True, quad_init=256, batch_size=8).name == plain.name + "-b8"
+    kw = dict(seed=0, subset=None, epochs=1.0, stage1_epochs=1.0, stage2_epochs=1.0, runs=tmp_path, argv=["x"],
+              root=tmp_path)
+    for row, mode in (("teacher", "distilled"), ("2quad-freediv-quad", "direct")):
+        with pytest.raises(ValueError, match="distillation batch"):
+            A.run_one(row, mode, "RTE", str(tmp_path / "absent"), batch_size=8, **kw)
+    with pytest.raises(ValueError, match="positive"):
+        A.run_one("2quad-freediv-quad", "distilled", "RTE", str(tmp_path / "absent"), batch_size=0, **kw)
+    rec = {"row": "2quad-freediv-quad", "mode": "distilled", "task": "RTE", "seed": 0, "value": 0.6,
+           "stage1": {"epochs": 16.0, "batch_size": 8}, "stage2": {"epochs": 4.0, "batch_size": 8}}
+    A.result_path("2quad-freediv-quad", "distilled", "RTE", 0, tmp_path).write_text(json.dumps(rec))
+    line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
+    assert "RTE 16+4 (batch 8)" in line
