@@ -187,9 +187,9 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         raise ValueError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
     if augment not in AUGMENTS:
         raise ValueError(f"unknown stage-1 augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
-    if augment and (mode != "distilled" or glue.TASKS[task_name].text_b is None):
+    if augment and (row == "teacher" or mode != "distilled" or glue.TASKS[task_name].text_b is None):
         raise ValueError(f"--stage1-augment {augment} augments stage 1 of a distilled row on a pair task, "
-                         f"got mode {mode!r} on {task_name}")
+                         f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
                          f"row fine-tunes with {BATCH_SIZE}")

@@ -199,6 +199,8 @@ def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_r
         A.run_one("2quad-freediv-quad", "distilled", "SST-2", str(tmp_path / "absent"), augment="swap", **kw)
     with pytest.raises(ValueError, match="pair task"):  # direct rows have no stage 1
         A.run_one("2quad-freediv-quad", "direct", "STS-B", str(tmp_path / "absent"), augment="swap", **kw)
+    with pytest.raises(ValueError, match="got the teacher"):  # the teacher is fine-tuned, it has no stage 1
+        A.run_one("teacher", "distilled", "STS-B", str(tmp_path / "absent"), augment="swap", **kw)
     with pytest.raises(ValueError, match="unknown stage-1 augmentation"):
         A.run_one("2quad-freediv-quad", "distilled", "STS-B", str(tmp_path / "absent"), augment="mlm", **kw)
     path = A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True, augment="swap")
