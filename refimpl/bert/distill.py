@@ -129,6 +129,37 @@ def swap_pairs(examples: glue.Examples) -> glue.Examples:
                          np.concatenate([examples.labels, examples.labels]))
 
 
+def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int, rate: float, seed: int,
+                   keep: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
+    """The rows followed by `copies` noisy copies of them: distillation inputs off the training rows (ours).
+
+    In each copy, every token not in `keep` (the special tokens) is replaced with probability
+    `rate` by a token drawn from the rows' own unigram distribution (so a replacement is a
+    word piece of the task, as often as the task uses it). The type ids are those of the row.
+    A stand-in for TinyBERT's augmentation, which needs a masked-language-model head.
+    """
+    if copies < 1 or not 0.0 < rate <= 1.0:
+        raise ValueError(f"replace_tokens needs copies >= 1 and 0 < rate <= 1, got copies={copies}, rate={rate}")
+    if len(ids) != len(types) or any(len(a) != len(b) for a, b in zip(ids, types)):
+        raise ValueError("replace_tokens: token and type rows differ in number or length")
+    lengths = np.array([len(r) for r in ids])
+    flat = np.concatenate([np.asarray(r, np.int64) for r in ids])
+    free = ~np.isin(flat, np.asarray(keep, np.int64))
+    counts = np.bincount(flat[free])
+    if counts.sum() == 0:
+        raise ValueError("replace_tokens: the rows hold no replaceable token")
+    rng = np.random.default_rng([seed, 4321])
+    splits = np.cumsum(lengths)[:-1]
+    out_ids, out_types = [list(r) for r in ids], [list(r) for r in types]
+    for _ in range(copies):
+        hit = free & (rng.random(flat.size) < rate)
+        noisy = flat.copy()
+        noisy[hit] = rng.choice(counts.size, size=int(hit.sum()), p=counts / counts.sum())
+        out_ids += [r.tolist() for r in np.split(noisy, splits)]
+        out_types += [list(r) for r in types]
+    return out_ids, out_types
+
+
 def stage1_terms(
     student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int]
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
@@ -201,14 +232,16 @@ def distill(
     student_params: Params | None = None,
     quad_init_rows: int = 0,
     stage1_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
+    stage2_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     log=None,
 ) -> Params:
     """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
 
     quad_init_rows > 0 (a GELU teacher, a Quad student): the start is quad_init of the teacher,
     fitted on that many training rows (a fixed random subset). stage1_inputs: the (token ids,
-    type ids) stage 1 runs on instead of (ids, types), e.g. with swap_pairs; stage 2 and
-    quad_init use (ids, types).
+    type ids) stage 1 runs on instead of (ids, types), e.g. with swap_pairs or replace_tokens;
+    quad_init uses (ids, types). stage2_inputs (classification tasks only: stage 2 then fits the
+    teacher's logits on them, reading no label): the rows stage 2 runs on instead of (ids, types).
     """
     if student_params is None:
         source = teacher_params
@@ -234,8 +267,16 @@ def distill(
         params = T.train(params, ids1, types1, labels1, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
                          stage1, pad_id=pad_id, run_dir=dir1, desc="distill stage 1", log=log)
     if stage2 is not None:
-        teacher_logits = T.predict(teacher_params, teacher_config, ids, types, pad_id=pad_id, progress="teacher logits")
-        params = T.train(params, ids, types, labels, stage2_loss(student_config, task, teacher_logits),
+        ids2, types2, labels2 = ids, types, labels
+        if stage2_inputs is not None:
+            if task.labels is None:
+                raise ValueError(f"stage 2 of {task.name} fits the gold scores: it runs on the labelled rows only")
+            ids2, types2 = stage2_inputs
+            if len(ids2) != len(types2):
+                raise ValueError(f"stage2_inputs: {len(ids2)} token rows but {len(types2)} type rows")
+            labels2 = np.zeros(len(ids2), labels.dtype)  # soft CE to the teacher's logits reads no label
+        teacher_logits = T.predict(teacher_params, teacher_config, ids2, types2, pad_id=pad_id, progress="teacher logits")
+        params = T.train(params, ids2, types2, labels2, stage2_loss(student_config, task, teacher_logits),
                          stage2, pad_id=pad_id, run_dir=dir2, desc="distill stage 2", log=log)
     return params
 

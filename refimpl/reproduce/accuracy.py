@@ -47,14 +47,20 @@ FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; 
 DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
 BATCH_SIZE = 32  # MPCFormer's (and every row's fine-tuning) batch
-AUGMENTS = {"": "none", "swap": "distill.swap_pairs"}  # stage-1 inputs of distilled rows (ours, opt-in)
+AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> the table's label
+    "": "",
+    "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
+    "replace": "token-replaced copies",  # distill.replace_tokens: both stages (stage 2 of classification tasks)
+}
+REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
                 augment: str = "") -> Path:
     """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>]_<task>[_s<seed>].json.
 
-    -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs).
+    -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
+    -replace: both stages also on token-replaced copies (distill.replace_tokens).
     """
     stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}{f'-{augment}' if augment else ''}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
@@ -97,7 +103,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
-    quad_init rows) is another run too: '-qinit<rows>', and so is a stage 1 on augmented inputs,
+    quad_init rows) is another run too: '-qinit<rows>', and so is a distillation on augmented inputs,
     '-<augment>', and a distillation with another batch size, '-b<size>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
@@ -172,6 +178,9 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
     same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
+    augment "replace" (distilled rows): both stages run on the training rows and REPLACE_COPIES
+    copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
+    teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
@@ -187,9 +196,12 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if quad_init and ROWS[row][1] != "quad":
         raise ValueError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
     if augment not in AUGMENTS:
-        raise ValueError(f"unknown stage-1 augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
-    if augment and (row == "teacher" or mode != "distilled" or glue.TASKS[task_name].text_b is None):
-        raise ValueError(f"--stage1-augment {augment} augments stage 1 of a distilled row on a pair task, "
+        raise ValueError(f"unknown augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
+    if augment and (row == "teacher" or mode != "distilled"):
+        raise ValueError(f"--augment {augment} augments the distillation of a distilled row, "
+                         f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
+    if augment == "swap" and glue.TASKS[task_name].text_b is None:
+        raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, "
                          f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
@@ -244,14 +256,23 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         layer_map = list(range(tconfig.num_hidden_layers))
         s1 = T.Schedule(epochs=stage1_epochs, lr=D.STAGE1_LR if stage1_lr is None else stage1_lr, warmup=0.0, schedule="constant", **common)
         s2 = T.Schedule(epochs=stage2_epochs, lr=D.STAGE2_LR if stage2_lr is None else stage2_lr, warmup=0.1, schedule="linear", **common)
-        stage1_inputs = None
+        stage1_inputs = stage2_inputs = None
         if augment == "swap":
             stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
             record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
                                         "what": "each training pair, and the same pair swapped (stage 1 only)"}
+        elif augment == "replace":
+            stage1_inputs = D.replace_tokens(ids, types, copies=REPLACE_COPIES, rate=REPLACE_RATE, seed=seed,
+                                             keep=[tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id])
+            stage2_inputs = stage1_inputs if task.labels is not None else None
+            record["stage1_augment"] = {
+                "kind": "replace", "inputs": len(stage1_inputs[0]), "copies": REPLACE_COPIES, "rate": REPLACE_RATE,
+                "stages": "1 and 2" if stage2_inputs is not None else "1",
+                "what": "each training row, and copies with a share of its tokens replaced by the rows' own "
+                        "(unigram draws)"}
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
-                           log=log)
+                           stage2_inputs=stage2_inputs, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
@@ -280,7 +301,7 @@ def table(root: Path = RESULTS) -> str:
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
-               + (f", {augment}-pairs stage 1" if augment else ""))
+               + (f", {AUGMENTS[augment]}" if augment else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
@@ -352,8 +373,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage2-lr", type=float, help="distilled rows: stage-2 peak learning rate (default MPCFormer's 1e-5)")
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
-    p.add_argument("--stage1-augment", choices=sorted(AUGMENTS), default="",
-                   help="distilled rows of STS-B / RTE: 'swap' runs stage 1 on each pair in both orders (ours)")
+    p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
+                   help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
+                        f"'replace' runs both stages on {REPLACE_COPIES} copies of each row with a share {REPLACE_RATE:g} "
+                        "of its tokens replaced too (stage 2 of classification tasks; --stage1-augment: old name)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
@@ -368,5 +391,5 @@ def main(argv: list[str]) -> int:
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
-            stage2_lr=args.stage2_lr, augment=args.stage1_augment, batch_size=args.batch_size)
+            stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size)
     return 0

