@@ -47,6 +47,7 @@ FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; 
 DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
 BATCH_SIZE = 32  # MPCFormer's (and every row's fine-tuning) batch
+STAGE2_LR = 1e-5  # distill.STAGE2_LR (MPCFormer's): a record at another stage-2 rate says so in the table
 AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> the table's label
     "": "",
     "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
@@ -201,8 +202,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         raise ValueError(f"--augment {augment} augments the distillation of a distilled row, "
                          f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
     if augment == "swap" and glue.TASKS[task_name].text_b is None:
-        raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, "
-                         f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
+        raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, got {task_name}, "
+                         "whose examples are single sentences")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
                          f"row fine-tunes with {BATCH_SIZE}")
@@ -311,6 +312,8 @@ def table(root: Path = RESULTS) -> str:
             stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
             batch = r["stage1"].get("batch_size", BATCH_SIZE)
             stages += "" if batch == BATCH_SIZE else f" (batch {batch})"
+            lr2 = r["stage2"].get("lr", STAGE2_LR)
+            stages += "" if lr2 == STAGE2_LR else f" (stage 2 at {lr2:g})"
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")

@@ -294,4 +294,10 @@ def test_accuracy_distillation_batch_size_gets_its_own_run_and_table_note(tmp_pa
            "stage1": {"epochs": 16.0, "batch_size": 8}, "stage2": {"epochs": 4.0, "batch_size": 8}}
     A.result_path("2quad-freediv-quad", "distilled", "RTE", 0, tmp_path).write_text(json.dumps(rec))
     line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
-    assert "RTE 16+4 (batch 8)" in line
+    assert "RTE 16+4 (batch 8)" in line and "stage 2 at" not in line
+    rec["stage2"]["lr"] = 2e-5  # a stage-2 rate other than MPCFormer's is stated too
+    A.result_path("2quad-freediv-quad", "distilled", "RTE", 0, tmp_path).write_text(json.dumps(rec))
+    line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
+    assert "RTE 16+4 (batch 8) (stage 2 at 2e-05)" in line
+    from refimpl.bert import distill as D
+    assert A.STAGE2_LR == D.STAGE2_LR
