@@ -97,7 +97,7 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
                 teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
-                batch_size: int = BATCH_SIZE) -> Path:
+                batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
@@ -105,13 +105,16 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
     quad_init rows) is another run too: '-qinit<rows>', and so is a distillation on augmented inputs,
-    '-<augment>', and a distillation with another batch size, '-b<size>'.
+    '-<augment>' ('-replace<copies>' for another number of noisy copies than REPLACE_COPIES), and a
+    distillation with another batch size, '-b<size>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
         tag = recipe_tag(task, subset, epochs, lr) + (f"-fit{teacher_tag}" if fits_on_teacher and teacher_tag else "")
     else:
         tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
+    if augment == "replace" and copies != REPLACE_COPIES:
+        augment = f"replace{copies}"
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
                    f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}")
 
@@ -174,13 +177,14 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
 def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, subset: int | None, epochs: float,
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
-            stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE) -> dict:
+            stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE,
+            copies: int = REPLACE_COPIES) -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
     same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
-    augment "replace" (distilled rows): both stages run on the training rows and REPLACE_COPIES
-    copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
+    augment "replace" (distilled rows): both stages run on the training rows and `copies` (default
+    REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
     teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
 
@@ -204,6 +208,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if augment == "swap" and glue.TASKS[task_name].text_b is None:
         raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, got {task_name}, "
                          "whose examples are single sentences")
+    if copies != REPLACE_COPIES and augment != "replace":
+        raise ValueError(f"--copies {copies} sets the number of noisy copies of --augment replace, "
+                         f"got {f'--augment {augment}' if augment else 'no augmentation'}")
+    if copies < 1:
+        raise ValueError(f"--augment replace needs at least one noisy copy per row, got --copies {copies}")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
                          f"row fine-tunes with {BATCH_SIZE}")
@@ -237,7 +246,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
-                      quad_init=quad_init, augment=augment, batch_size=batch_size)
+                      quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -263,11 +272,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
                                         "what": "each training pair, and the same pair swapped (stage 1 only)"}
         elif augment == "replace":
-            stage1_inputs = D.replace_tokens(ids, types, copies=REPLACE_COPIES, rate=REPLACE_RATE, seed=seed,
+            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=REPLACE_RATE, seed=seed,
                                              keep=[tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id])
             stage2_inputs = stage1_inputs if task.labels is not None else None
             record["stage1_augment"] = {
-                "kind": "replace", "inputs": len(stage1_inputs[0]), "copies": REPLACE_COPIES, "rate": REPLACE_RATE,
+                "kind": "replace", "inputs": len(stage1_inputs[0]), "copies": copies, "rate": REPLACE_RATE,
                 "stages": "1 and 2" if stage2_inputs is not None else "1",
                 "what": "each training row, and copies with a share of its tokens replaced by the rows' own "
                         "(unigram draws)"}
@@ -314,6 +323,8 @@ def table(root: Path = RESULTS) -> str:
             stages += "" if batch == BATCH_SIZE else f" (batch {batch})"
             lr2 = r["stage2"].get("lr", STAGE2_LR)
             stages += "" if lr2 == STAGE2_LR else f" (stage 2 at {lr2:g})"
+            copies = (r.get("stage1_augment") or {}).get("copies", REPLACE_COPIES)  # replace runs only
+            stages += "" if copies == REPLACE_COPIES else f" ({copies} copies)"
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
@@ -378,8 +389,10 @@ def main(argv: list[str]) -> int:
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
-                        f"'replace' runs both stages on {REPLACE_COPIES} copies of each row with a share {REPLACE_RATE:g} "
+                        f"'replace' runs both stages on --copies noisy copies of each row with a share {REPLACE_RATE:g} "
                         "of its tokens replaced too (stage 2 of classification tasks; --stage1-augment: old name)")
+    p.add_argument("--copies", type=int, default=REPLACE_COPIES,
+                   help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
@@ -394,5 +407,5 @@ def main(argv: list[str]) -> int:
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
-            stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size)
+            stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies)
     return 0

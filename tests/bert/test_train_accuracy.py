@@ -64,6 +64,30 @@ def test_table_states_the_training_subset_of_each_cell(tmp_path):
     assert "RTE 3+1, SST-2 2+1 (8,000 ex.)" in row
 
 
+def test_table_states_a_number_of_noisy_copies_other_than_the_default(tmp_path):
+    def put(task, copies):
+        (tmp_path / f"2quad-quad-distilled-replace_{task}.json").write_text(json.dumps({
+            "row": "2quad-quad", "mode": "distilled", "task": task, "seed": 0, "value": 0.6, "subset": None,
+            "stage1_augment": {"kind": "replace", "copies": copies},
+            "stage1": {"epochs": 1.0}, "stage2": {"epochs": 1.0}}))
+
+    put("RTE", 8)
+    put("SST-2", A.REPLACE_COPIES)
+    row = next(x for x in A.table(tmp_path).splitlines() if "token-replaced copies" in x)
+    assert "RTE 1+1 (8 copies)" in row and "SST-2 1+1 |" in row.replace(", ", " |")
+
+
+def test_copies_are_refused_without_replace_and_below_one(tmp_path):
+    kw = dict(seed=0, subset=None, epochs=1.0, stage1_epochs=1.0, stage2_epochs=1.0, runs=tmp_path, argv=[],
+              root=tmp_path)
+    with pytest.raises(ValueError, match="--copies 5 sets the number of noisy copies.*--augment swap"):
+        A.run_one("2quad-quad", "distilled", "RTE", "unused", augment="swap", copies=5, **kw)
+    with pytest.raises(ValueError, match="--copies 5 .*no augmentation"):
+        A.run_one("2quad-quad", "distilled", "RTE", "unused", copies=5, **kw)
+    with pytest.raises(ValueError, match="at least one noisy copy"):
+        A.run_one("2quad-quad", "distilled", "RTE", "unused", augment="replace", copies=0, **kw)
+
+
 def test_cli_rejects_a_row_without_glue_dir(capsys):
     with pytest.raises(SystemExit):
         A.main(["--row", "teacher", "--task", "RTE"])
@@ -221,13 +245,18 @@ def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path
 
 
 def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_end(tmp_path):
-    """RTE fixture on MiniLM: --augment replace runs stage 1 and stage 2 over the rows and
-    REPLACE_COPIES noisy copies (stage 2 fits the teacher's logits on them), in its own run."""
+    """RTE fixture on MiniLM: --augment replace --copies 2 runs stage 1 and stage 2 over the rows and
+    2 noisy copies (stage 2 fits the teacher's logits on them), in its own run."""
     glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
-    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="replace", batch_size=2, **kw)
-    rows = rec["train_examples"] * (1 + A.REPLACE_COPIES)
+    assert A.REPLACE_COPIES != 2
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="replace", batch_size=2,
+                    copies=2, **kw)
+    rows = rec["train_examples"] * (1 + 2)
     assert rec["stage1_augment"]["inputs"] == rows and rec["stage1_augment"]["stages"] == "1 and 2"
-    assert rec["run"].endswith("-replace-b2")
+    assert rec["stage1_augment"]["copies"] == 2
+    assert rec["run"].endswith("-replace2-b2")  # the default number of copies is another run: '-replace-b2'
+    assert A.student_run(runs, "2quad-quad", "distilled", "RTE", 0, None, 1.0, 1e-4, "t", fits_on_teacher=False,
+                         augment="replace", batch_size=2).name.endswith("-replace-b2")
     stage1 = runs / rec["run"] / "stage1-e1-lr5e-05"
     assert json.loads((stage1 / "state.json").read_text())["step"] == -(-rows // 2)
     assert json.loads((stage1 / "stage2-e1-lr1e-05" / "state.json").read_text())["step"] == -(-rows // 2)
