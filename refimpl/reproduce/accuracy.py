@@ -389,7 +389,7 @@ def main(argv: list[str]) -> int:
                    help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
-                        f"'replace' runs both stages on --copies noisy copies of each row with a share {REPLACE_RATE:g} "
+                        f"'replace' runs both stages on --copies noisy copies of each row, a share {REPLACE_RATE:g} "
                         "of its tokens replaced too (stage 2 of classification tasks; --stage1-augment: old name)")
     p.add_argument("--copies", type=int, default=REPLACE_COPIES,
                    help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
