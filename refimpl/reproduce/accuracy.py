@@ -52,8 +52,10 @@ AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> th
     "": "",
     "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
     "replace": "token-replaced copies",  # distill.replace_tokens: both stages (stage 2 of classification tasks)
+    "transfer": "pairs of the other pair task",  # TRANSFER_FROM's training pairs, text only: as "replace"
 }
 REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
+TRANSFER_FROM = {"RTE": "STS-B", "STS-B": "RTE"}  # --augment transfer: whose training pairs (unlabeled) join
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
@@ -61,7 +63,8 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
     """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
-    -replace: both stages also on token-replaced copies (distill.replace_tokens).
+    -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
+    stages also on the training pairs of TRANSFER_FROM[task], their labels unread.
     """
     stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}{f'-{augment}' if augment else ''}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
@@ -186,6 +189,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     augment "replace" (distilled rows): both stages run on the training rows and `copies` (default
     REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
     teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
+    augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
+    the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
@@ -208,6 +213,9 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if augment == "swap" and glue.TASKS[task_name].text_b is None:
         raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, got {task_name}, "
                          "whose examples are single sentences")
+    if augment == "transfer" and task_name not in TRANSFER_FROM:
+        raise ValueError(f"--augment transfer adds the training pairs of another pair task "
+                         f"({', '.join(f'{a} <- {b}' for a, b in TRANSFER_FROM.items())}), got {task_name}")
     if copies != REPLACE_COPIES and augment != "replace":
         raise ValueError(f"--copies {copies} sets the number of noisy copies of --augment replace, "
                          f"got {f'--augment {augment}' if augment else 'no augmentation'}")
@@ -280,6 +288,15 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                 "stages": "1 and 2" if stage2_inputs is not None else "1",
                 "what": "each training row, and copies with a share of its tokens replaced by the rows' own "
                         "(unigram draws)"}
+        elif augment == "transfer":
+            other = glue.load(TRANSFER_FROM[task.name], glue_dir, "train")
+            extra_ids, extra_types = T.encoded(other, tok, max_length)  # the student's vocabulary; labels unread
+            stage1_inputs = (ids + extra_ids, types + extra_types)
+            stage2_inputs = stage1_inputs if task.labels is not None else None
+            record["stage1_augment"] = {
+                "kind": "transfer", "inputs": len(stage1_inputs[0]), "from": other.task.name,
+                "from_pairs": len(extra_ids), "stages": "1 and 2" if stage2_inputs is not None else "1",
+                "what": f"each training row, then the {other.task.name} training pairs (text only)"}
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
                            stage2_inputs=stage2_inputs, log=log)
@@ -325,6 +342,8 @@ def table(root: Path = RESULTS) -> str:
             stages += "" if lr2 == STAGE2_LR else f" (stage 2 at {lr2:g})"
             copies = (r.get("stage1_augment") or {}).get("copies", REPLACE_COPIES)  # replace runs only
             stages += "" if copies == REPLACE_COPIES else f" ({copies} copies)"
+            source = (r.get("stage1_augment") or {}).get("from")  # transfer runs only
+            stages += f" (+ {source} pairs)" if source else ""
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
@@ -390,7 +409,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
                         f"'replace' runs both stages on --copies noisy copies of each row, a share {REPLACE_RATE:g} "
-                        "of its tokens replaced too (stage 2 of classification tasks; --stage1-augment: old name)")
+                        "of its tokens replaced too (stage 2 of classification tasks); 'transfer' (RTE, STS-B) runs "
+                        "both stages on the other pair task's training pairs too, unlabeled (--stage1-augment: old name)")
     p.add_argument("--copies", type=int, default=REPLACE_COPIES,
                    help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,

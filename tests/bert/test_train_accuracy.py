@@ -261,3 +261,30 @@ def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_
     assert json.loads((stage1 / "state.json").read_text())["step"] == -(-rows // 2)
     assert json.loads((stage1 / "stage2-e1-lr1e-05" / "state.json").read_text())["step"] == -(-rows // 2)
     assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, augment="replace").exists()
+
+
+def test_transfer_adds_the_other_pair_tasks_training_pairs_to_both_stages_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --augment transfer runs both stages on the RTE rows followed by the
+    STS-B training pairs (text only; stage 2 fits the teacher's logits on them), in its own run."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    (glue_dir / "STS-B").mkdir()
+    shutil.copy(FIXTURES / "STS-B" / "dev.tsv", glue_dir / "STS-B" / "train.tsv")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="transfer", batch_size=2, **kw)
+    extra = len(glue.load("STS-B", str(glue_dir), "train"))
+    rows = rec["train_examples"] + extra
+    aug = rec["stage1_augment"]
+    assert aug["from"] == "STS-B" and aug["from_pairs"] == extra and aug["inputs"] == rows
+    assert aug["stages"] == "1 and 2" and rec["run"].endswith("-transfer-b2")
+    stage1 = runs / rec["run"] / "stage1-e1-lr5e-05"
+    assert json.loads((stage1 / "state.json").read_text())["step"] == -(-rows // 2)
+    assert json.loads((stage1 / "stage2-e1-lr1e-05" / "state.json").read_text())["step"] == -(-rows // 2)
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, augment="transfer").exists()
+    row = next(x for x in A.table(root).splitlines() if "pairs of the other pair task" in x)
+    assert "RTE 1+1 (batch 2) (+ STS-B pairs)" in row
+
+
+def test_transfer_is_refused_for_a_single_sentence_task(tmp_path):
+    kw = dict(seed=0, subset=None, epochs=1.0, stage1_epochs=1.0, stage2_epochs=1.0, runs=tmp_path, argv=[],
+              root=tmp_path)
+    with pytest.raises(ValueError, match="another pair task .*RTE <- STS-B.*got SST-2"):
+        A.run_one("2quad-quad", "distilled", "SST-2", "unused", augment="transfer", **kw)
