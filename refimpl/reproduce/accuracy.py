@@ -33,7 +33,10 @@ ROWS = {  # row -> (attention, activation)
     "softmax-freediv-quad": ("softmax-freediv", "quad"),
     "2relu-relu": ("2relu", "relu"),
     "scaling-quad": ("scaling", "quad"),
+    "2quad-freediv-gelu": ("2quad-freediv", "gelu"),  # ablation (ours): the attention replaced alone
+    "softmax-quad": ("softmax", "quad"),  # ablation (ours): the activation replaced alone
 }
+ABLATIONS = {"2quad-freediv-gelu", "softmax-quad"}  # listed in the table only where they have a result
 TASK_KEYS = {"SST-2": "accuracy", "STS-B": "pearson", "RTE": "accuracy"}
 PAPER_FREEDIV = {"SST-2": 91.6, "STS-B": 89.0, "RTE": 61.4}  # freeDiv, BERT-base, 2Quad-freeDiv + Quad, distilled
 PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
@@ -355,6 +358,8 @@ def table(root: Path = RESULTS) -> str:
                                  + tuple(sorted(m for (q, m) in cells if q == r and m not in ("direct", "distilled")))]
     for row, mode in order:
         got = cells.get((row, mode), {})
+        if row in ABLATIONS and not got:
+            continue
         vals = []
         for t in tasks:
             v = got.get(t)

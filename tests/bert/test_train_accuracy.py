@@ -288,3 +288,17 @@ def test_transfer_is_refused_for_a_single_sentence_task(tmp_path):
               root=tmp_path)
     with pytest.raises(ValueError, match="another pair task .*RTE <- STS-B.*got SST-2"):
         A.run_one("2quad-quad", "distilled", "SST-2", "unused", augment="transfer", **kw)
+
+
+def test_ablation_rows_replace_one_component_and_show_only_where_measured(tmp_path):
+    teacher_att, teacher_act = A.ROWS["teacher"]
+    for row in A.ABLATIONS:
+        att, act = A.ROWS[row]
+        assert (att == teacher_att) != (act == teacher_act)  # exactly one of the two is the teacher's
+    assert not any(x.startswith(f"| {r} |") for r in A.ABLATIONS for x in A.table(tmp_path).splitlines())
+    (tmp_path / "2quad-freediv-gelu-distilled_RTE.json").write_text(json.dumps({
+        "row": "2quad-freediv-gelu", "mode": "distilled", "task": "RTE", "seed": 0, "value": 0.52,
+        "subset": None, "stage1": {"epochs": 2.0}, "stage2": {"epochs": 1.0}}))
+    lines = [x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-gelu |")]
+    assert len(lines) == 1 and "| distilled | — | — | 52.0 |" in lines[0]
+    assert not any(x.startswith("| softmax-quad |") for x in A.table(tmp_path).splitlines())
