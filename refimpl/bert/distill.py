@@ -12,6 +12,13 @@ MPCFormer (Li et al., ICLR 2023, §3.2), as DESIGN.md section 6 fixes it:
 The MSEs average over real tokens only (real query x real key for the scores): the scores of
 padded positions are not part of any sentence.
 
+Optional, ours (not in MPCFormer): stage1_target "probs" replaces the score MSE of every layer by
+the squared distance between the student's attention probabilities and the teacher's (summed over
+the real keys, averaged over the real query rows of every head). Pinning a 2Quad student's scores
+to the teacher's weighs a key by (s + c)^2: a score far below -c (MiniLM on RTE: 7-13 % of the
+real pairs of layers 2-5 fall below -5, down to -24) gets the weight of a high one, where the
+teacher's exp(s) gives it none; matching the probabilities lets Q and K move off the teacher's scores.
+
 Optional, ours (not in MPCFormer): quad_init refits each FFN unit so that its Quad computes the
 least-squares quadratic closest to the teacher's GELU on the task's tokens. Swapping GELU for
 Quad on the teacher's weights as they are collapses every token of a sentence onto one
@@ -34,6 +41,7 @@ import numpy as np
 
 from refimpl.bert import functional as F
 from refimpl.bert import glue
+from refimpl.bert import layers as L
 from refimpl.bert import train as T
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import ForwardResult, Params, backward, forward
@@ -42,6 +50,8 @@ from refimpl.bert.tokenizer import Batch, pad
 STAGE1_LR = 5e-5  # MPCFormer's stage-1 learning rate (constant)
 STAGE2_LR = 1e-5  # MPCFormer's stage-2 peak learning rate (10 % warmup, linear decay)
 QUAD_INIT_MIN_CURVATURE = 0.02  # floor on |A|: keeps s = sqrt(8 |A|) >= 0.4 and the shift t bounded
+STAGE1_TARGETS = {"scores": "pre-softmax attention scores (MPCFormer)",
+                  "probs": "attention probabilities (ours)"}
 
 
 def gelu_moments(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], *,
@@ -161,13 +171,20 @@ def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int,
 
 
 def stage1_terms(
-    student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int]
+    student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int],
+    *, target: str = "scores", config: BertConfig | None = None,
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """Loss = sum_l MSE(scores_l) + sum_i MSE(hidden_i) and the gradients on the student's scores and hidden states (MPCFormer stage 1).
 
-    mask [B, n] 0/1; layer_map[i] = teacher layer of student layer i.
+    mask [B, n] 0/1; layer_map[i] = teacher layer of student layer i. target "probs" (ours; needs
+    the student's config): sum_l attention_distance(probs_l) in place of the score MSEs, its
+    gradient taken back to the scores through the student's attention variant.
     Returns (loss, d_hidden_states [L+1], d_attention_scores [L]).
     """
+    if target not in STAGE1_TARGETS:
+        raise ValueError(f"unknown stage-1 target {target!r}; expected one of {sorted(STAGE1_TARGETS)}")
+    if target == "probs" and config is None:
+        raise ValueError("stage-1 target 'probs' takes the probabilities back to the scores: give the student's config")
     dtype = student.hidden_states[0].dtype
     m = mask.astype(dtype)
     m_tok = m[:, :, None]  # [B, n, 1]
@@ -181,21 +198,41 @@ def stage1_terms(
         d_hidden.append(di.astype(dtype, copy=False))
     d_scores: list[np.ndarray] = []
     for i, t in enumerate(layer_map):
-        li, di = T.mse(student.attention_scores[i], teacher.attention_scores[t].astype(dtype, copy=False), m_pair)
+        if target == "scores":
+            li, di = T.mse(student.attention_scores[i], teacher.attention_scores[t].astype(dtype, copy=False), m_pair)
+        else:
+            li, dp = attention_distance(student.attention_probs[i], teacher.attention_probs[t].astype(dtype, copy=False),
+                                        m_pair)
+            di = L.attention_probs_backward(dp, student.attention_probs[i], student.attention_scores[i], m[:, None, :],
+                                            config.attention, c=config.quad_c, ab=config.freediv)
         loss += li
         d_scores.append(di.astype(dtype, copy=False))
     return loss, d_hidden, d_scores
 
 
+def attention_distance(p: np.ndarray, q: np.ndarray, m_pair: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean over real query rows (every head) of sum_k (p - q)^2 over real keys, and its gradient in p (ours).
+
+    p, q [B, h, n, n]; m_pair [B, 1, n, n] 0/1 (real query x real key). A row's distance lies in
+    [0, 2] for two distributions, the scale of the hidden-state MSEs it sits beside.
+    """
+    w = np.broadcast_to(m_pair, p.shape)
+    rows = float(w.max(axis=-1).sum())  # real (batch, head, query) rows
+    if rows <= 0:
+        raise ValueError("attention_distance with no real query row")
+    diff = (p - q) * w
+    return float((diff * diff).sum()) / rows, (2.0 / rows) * diff
+
+
 def stage1_loss(config: BertConfig, teacher_config: BertConfig, teacher_params: Params,
-                layer_map: Sequence[int]) -> T.LossFn:
+                layer_map: Sequence[int], target: str = "scores") -> T.LossFn:
     """Stage 1 loss function for train(): teacher forward, student forward, MSEs, student backward."""
 
     def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
         args = (batch.input_ids, batch.token_type_ids, batch.attention_mask)
         t = forward(teacher_params, teacher_config, *args)
         s = forward(params, config, *args)
-        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map)
+        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=config)
         return loss, backward(params, config, s, None, d_hidden_states=dh, d_attention_scores=ds)
 
     return loss_fn
@@ -233,6 +270,7 @@ def distill(
     quad_init_rows: int = 0,
     stage1_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     stage2_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
+    stage1_target: str = "scores",
     log=None,
 ) -> Params:
     """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
@@ -242,7 +280,10 @@ def distill(
     type ids) stage 1 runs on instead of (ids, types), e.g. with swap_pairs or replace_tokens;
     quad_init uses (ids, types). stage2_inputs (classification tasks only: stage 2 then fits the
     teacher's logits on them, reading no label): the rows stage 2 runs on instead of (ids, types).
+    stage1_target: "scores" (MPCFormer) or "probs" (ours), see stage1_terms.
     """
+    if stage1_target not in STAGE1_TARGETS:
+        raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGETS)}")
     if student_params is None:
         source = teacher_params
         if quad_init_rows > 0:
@@ -264,8 +305,9 @@ def distill(
         if len(ids1) != len(types1):
             raise ValueError(f"stage1_inputs: {len(ids1)} token rows but {len(types1)} type rows")
         labels1 = labels if stage1_inputs is None else np.zeros(len(ids1), labels.dtype)  # stage 1 reads no label
-        params = T.train(params, ids1, types1, labels1, stage1_loss(student_config, teacher_config, teacher_params, layer_map),
-                         stage1, pad_id=pad_id, run_dir=dir1, desc="distill stage 1", log=log)
+        loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target)
+        params = T.train(params, ids1, types1, labels1, loss1, stage1, pad_id=pad_id, run_dir=dir1,
+                         desc="distill stage 1", log=log)
     if stage2 is not None:
         ids2, types2, labels2 = ids, types, labels
         if stage2_inputs is not None:
@@ -344,6 +386,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="start from quad_init of the teacher fitted on ROWS training rows (0: the teacher as is)")
+    p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGETS), default="scores",
+                   help="stage 1 matches the pre-softmax scores (MPCFormer) or the attention probabilities (ours)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--result", default=None)
@@ -363,12 +407,13 @@ def main(argv: list[str]) -> int:
     train_ex = train_ex.subset(T.subset_index(len(train_ex), args.subset, args.seed))
     ids, types = T.encoded(train_ex, tok, max_length)
     name = (f"distill-{task.name}-{sconfig.attention}-{sconfig.activation}-L{len(layer_map)}-s{args.seed}"
-            + (f"-qinit{args.quad_init}" if args.quad_init else ""))
+            + (f"-qinit{args.quad_init}" if args.quad_init else "")
+            + ("" if args.stage1_target == "scores" else f"-{args.stage1_target}"))
     run_dir = Path(args.run_dir) if args.run_dir else T.DEFAULT_RUNS / name
     t0 = time.time()
     params = distill(tconfig, tparams, sconfig, layer_map, task, ids, types, train_ex.labels, s1, s2,
                      pad_id=tok.pad_id, run_dir=run_dir, quad_init_rows=args.quad_init,
-                     log=lambda s: print(s, flush=True))
+                     stage1_target=args.stage1_target, log=lambda s: print(s, flush=True))
     dev = glue.load(task.name, args.glue_dir, "dev")
     metrics = T.evaluate(params, sconfig, dev, tok, 128, progress="dev")
     print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
@@ -379,6 +424,6 @@ def main(argv: list[str]) -> int:
             "command": T.command_line("refimpl distill", argv), "task": task.name, "attention": sconfig.attention,
             "activation": sconfig.activation, "layers": sconfig.num_hidden_layers, "layer_map": layer_map,
             "distilled": True, "train_examples": len(train_ex), "subset": args.subset, "quad_init_rows": args.quad_init,
-            "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
+            "stage1_target": args.stage1_target, "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
             "metrics": metrics})
     return 0

@@ -59,17 +59,20 @@ AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> th
 }
 REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
 TRANSFER_FROM = {"RTE": "STS-B", "STS-B": "RTE"}  # --augment transfer: whose training pairs (unlabeled) join
+STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities"}  # --stage1-target -> the table's label
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
-                augment: str = "") -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>]_<task>[_s<seed>].json.
+                augment: str = "", stage1_target: str = "scores") -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>][-probs]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
     -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
-    stages also on the training pairs of TRANSFER_FROM[task], their labels unread.
+    stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
+    matches attention probabilities, not scores (distill.stage1_terms).
     """
     stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}{f'-{augment}' if augment else ''}"
+    stem += "" if stage1_target == "scores" else f"-{stage1_target}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -103,7 +106,7 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
                 teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
-                batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES) -> Path:
+                batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES, stage1_target: str = "scores") -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
@@ -112,7 +115,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
     quad_init rows) is another run too: '-qinit<rows>', and so is a distillation on augmented inputs,
     '-<augment>' ('-replace<copies>' for another number of noisy copies than REPLACE_COPIES), and a
-    distillation with another batch size, '-b<size>'.
+    distillation with another batch size, '-b<size>', and one whose stage 1 matches another target, '-<target>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
@@ -122,7 +125,8 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     if augment == "replace" and copies != REPLACE_COPIES:
         augment = f"replace{copies}"
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
-                   f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}")
+                   f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}"
+                   f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}")
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -173,7 +177,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
               "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
     path = (root / result_name if result_name is not None
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
-                             (record.get("stage1_augment") or {}).get("kind", "")))
+                             (record.get("stage1_augment") or {}).get("kind", ""),
+                             record.get("stage1_target", "scores")))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -184,7 +189,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
             stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE,
-            copies: int = REPLACE_COPIES) -> dict:
+            copies: int = REPLACE_COPIES, stage1_target: str = "scores") -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
@@ -195,6 +200,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
+    stage1_target (distilled rows): "scores" (MPCFormer) or "probs" (ours), see distill.stage1_terms.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -229,6 +235,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                          f"row fine-tunes with {BATCH_SIZE}")
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
+    if stage1_target not in STAGE1_TARGET_LABELS:
+        raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGET_LABELS)}")
+    if stage1_target != "scores" and (row == "teacher" or mode != "distilled"):
+        raise ValueError(f"--stage1-target {stage1_target} sets stage 1 of a distilled row, got the "
+                         f"{'teacher' if row == 'teacher' else mode} row")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -257,7 +268,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
-                      quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies)
+                      quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies,
+                      stage1_target=stage1_target)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -300,9 +312,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                 "kind": "transfer", "inputs": len(stage1_inputs[0]), "from": other.task.name,
                 "from_pairs": len(extra_ids), "stages": "1 and 2" if stage2_inputs is not None else "1",
                 "what": f"each training row, then the {other.task.name} training pairs (text only)"}
+        if stage1_target != "scores":
+            record["stage1_target"] = stage1_target
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
-                           stage2_inputs=stage2_inputs, log=log)
+                           stage2_inputs=stage2_inputs, stage1_target=stage1_target, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
@@ -325,13 +339,15 @@ def table(root: Path = RESULTS) -> str:
     for f in files:
         r = json.loads(f.read_text())
         augment = (r.get("stage1_augment") or {}).get("kind", "")
+        target = r.get("stage1_target", "scores")
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
-                                 augment).name:
+                                 augment, target).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
-               + (f", {AUGMENTS[augment]}" if augment else ""))
+               + (f", {AUGMENTS[augment]}" if augment else "")
+               + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
@@ -418,6 +434,9 @@ def main(argv: list[str]) -> int:
                         "both stages on the other pair task's training pairs too, unlabeled (--stage1-augment: old name)")
     p.add_argument("--copies", type=int, default=REPLACE_COPIES,
                    help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
+    p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGET_LABELS), default="scores",
+                   help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer) or the attention "
+                        "probabilities (ours)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
@@ -432,5 +451,6 @@ def main(argv: list[str]) -> int:
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
-            stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies)
+            stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies,
+            stage1_target=args.stage1_target)
     return 0

@@ -146,3 +146,59 @@ def test_a_longer_stage1_continues_the_shorter_one_and_stage2_lives_under_its_st
         np.testing.assert_array_equal(longer[k], at_once[k], err_msg=k)
     assert T.continues(asdict(s1(3)), s1(6)) and not T.continues(asdict(s2), replace(s2, epochs=2))
     assert not T.continues(asdict(s1(3)), replace(s1(6), lr=1e-3))
+
+
+def test_stage1_on_probabilities_gradient_matches_finite_differences():
+    """BERT-STAGE1-PROBS: the probabilities' distance, taken back through 2Quad-freeDiv to the scores."""
+    rng = np.random.default_rng(4)
+    teacher = init_params(TEACHER, rng, np.float64)
+    for k, v in teacher.items():
+        if k.endswith(".weight") and "LayerNorm" not in k:
+            teacher[k] = v * 10
+    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
+    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    b = batch()
+    fn = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP, "probs")
+    loss, grads = fn(student, b, np.zeros(3, np.int64), np.arange(3), 0)
+    assert loss > 0
+    assert loss != D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP)(student, b, np.zeros(3, np.int64),
+                                                                     np.arange(3), 0)[0]
+
+    def loss_of(p):
+        return fn(p, b, np.zeros(3, np.int64), np.arange(3), 0)[0]
+
+    probe(loss_of, student, grads, rng)
+
+
+def test_attention_distance_against_a_loop_and_its_range():
+    """Sum over real keys, mean over real (batch, head, query) rows; two distributions lie in [0, 2]."""
+    rng = np.random.default_rng(5)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.float64)
+    m_pair = (mask[:, :, None] * mask[:, None, :])[:, None]
+    p, q = (rng.dirichlet(np.ones(4), size=(2, 3, 4)) for _ in range(2))
+    loss, grad = D.attention_distance(p, q, m_pair)
+    total, rows = 0.0, 0
+    for bi in range(2):
+        n = int(mask[bi].sum())
+        for h in range(3):
+            for i in range(n):
+                total += sum((p[bi, h, i, k] - q[bi, h, i, k]) ** 2 for k in range(n))
+                rows += 1
+    assert loss == pytest.approx(total / rows, rel=1e-12)
+    assert np.all(grad[0, :, 3] == 0) and np.all(grad[1, :, :, 2:] == 0)  # padding carries no gradient
+    one_hot = np.zeros((1, 1, 2, 2))
+    one_hot[..., 0] = 1.0
+    assert D.attention_distance(one_hot, one_hot[..., ::-1].copy(), np.ones((1, 1, 2, 2)))[0] == pytest.approx(2.0)
+
+
+def test_stage1_on_probabilities_is_zero_for_the_teacher_itself_and_refuses_bad_targets():
+    rng = np.random.default_rng(6)
+    teacher = init_params(TEACHER, rng, np.float64)
+    b = batch()
+    res = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    loss, dh, ds = D.stage1_terms(res, res, b.attention_mask, [0, 1, 2], target="probs", config=TEACHER)
+    assert loss == 0.0 and all(np.all(d == 0) for d in dh + ds)
+    with pytest.raises(ValueError, match="student's config"):
+        D.stage1_terms(res, res, b.attention_mask, [0, 1, 2], target="probs")
+    with pytest.raises(ValueError, match="unknown stage-1 target 'logits'"):
+        D.stage1_terms(res, res, b.attention_mask, [0, 1, 2], target="logits")

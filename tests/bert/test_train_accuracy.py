@@ -302,3 +302,20 @@ def test_ablation_rows_replace_one_component_and_show_only_where_measured(tmp_pa
     lines = [x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-gelu |")]
     assert len(lines) == 1 and "| distilled | — | — | 52.0 |" in lines[0]
     assert not any(x.startswith("| softmax-quad |") for x in A.table(tmp_path).splitlines())
+
+
+def test_stage1_on_probabilities_gets_its_own_run_record_and_table_row_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --stage1-target probs distills in its own run, writes its own result
+    file (the plain record is not touched) and table row; refused for the teacher and direct rows."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2,
+                    stage1_target="probs", **kw)
+    assert rec["stage1_target"] == "probs" and rec["run"].endswith("-b2-probs")
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, stage1_target="probs").exists()
+    assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()
+    row = next(x for x in A.table(root).splitlines() if "stage 1 on probabilities" in x)
+    assert row.startswith("| 2quad-quad | distilled, stage 1 on probabilities |")
+    with pytest.raises(ValueError, match="--stage1-target probs sets stage 1 of a distilled row, got the direct row"):
+        A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, stage1_target="probs", **kw)
+    with pytest.raises(ValueError, match="unknown stage-1 target 'logits'"):
+        A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, stage1_target="logits", **kw)
