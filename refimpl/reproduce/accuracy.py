@@ -35,8 +35,10 @@ ROWS = {  # row -> (attention, activation)
     "scaling-quad": ("scaling", "quad"),
     "2quad-freediv-gelu": ("2quad-freediv", "gelu"),  # ablation (ours): the attention replaced alone
     "softmax-quad": ("softmax", "quad"),  # ablation (ours): the activation replaced alone
+    "2quad-gelu": ("2quad", "gelu"),  # ablation (ours): 2Quad alone, normalised by its row sum
+    "softmax-freediv-gelu": ("softmax-freediv", "gelu"),  # ablation (ours): freeDiv's division alone
 }
-ABLATIONS = {"2quad-freediv-gelu", "softmax-quad"}  # listed in the table only where they have a result
+ABLATIONS = {"2quad-freediv-gelu", "softmax-quad", "2quad-gelu", "softmax-freediv-gelu"}  # listed in the table only where they have a result
 TASK_KEYS = {"SST-2": "accuracy", "STS-B": "pearson", "RTE": "accuracy"}
 PAPER_FREEDIV = {"SST-2": 91.6, "STS-B": 89.0, "RTE": 61.4}  # freeDiv, BERT-base, 2Quad-freeDiv + Quad, distilled
 PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
