@@ -15,9 +15,9 @@ padded positions are not part of any sentence.
 Optional, ours (not in MPCFormer): stage1_target "probs" replaces the score MSE of every layer by
 the squared distance between the student's attention probabilities and the teacher's (summed over
 the real keys, averaged over the real query rows of every head). Pinning a 2Quad student's scores
-to the teacher's weighs a key by (s + c)^2: a score far below -c (MiniLM on RTE: 7-13 % of the
-real pairs of layers 2-5 fall below -5, down to -24) gets the weight of a high one, where the
-teacher's exp(s) gives it none; matching the probabilities lets Q and K move off the teacher's scores.
+to the teacher's weighs a key by (s + c)^2: a score far below -c gets the weight of a high one,
+where the teacher's exp(s) gives it almost none; matching the probabilities lets Q and K move off
+the teacher's scores.
 
 Optional, ours (not in MPCFormer): quad_init refits each FFN unit so that its Quad computes the
 least-squares quadratic closest to the teacher's GELU on the task's tokens. Swapping GELU for
