@@ -50,6 +50,7 @@ from refimpl.bert.tokenizer import Batch, pad
 STAGE1_LR = 5e-5  # MPCFormer's stage-1 learning rate (constant)
 STAGE2_LR = 1e-5  # MPCFormer's stage-2 peak learning rate (10 % warmup, linear decay)
 QUAD_INIT_MIN_CURVATURE = 0.02  # floor on |A|: keeps s = sqrt(8 |A|) >= 0.4 and the shift t bounded
+SCORE_SCALES = 2.0 ** (np.arange(-4, 17) / 4)  # score_scale_fit's grid: 0.5 .. 16, 21 steps of 2^(1/4)
 STAGE1_TARGETS = {"scores": "pre-softmax attention scores (MPCFormer)",
                   "probs": "attention probabilities (ours)"}
 
@@ -131,6 +132,49 @@ def quad_init(config: BertConfig, params: Params, ids: list[list[int]], types: l
     return out
 
 
+def score_scale_fit(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], variant: str,
+                    *, pad_id: int = 0, batch_size: int = 32, grid: np.ndarray = SCORE_SCALES) -> np.ndarray:
+    """Per layer and head, the alpha of `grid` whose `variant` probabilities of alpha s lie closest to the softmax of s (ours).
+
+    s: the softmax model's own scores on the real tokens of `ids`; closeness: attention_distance
+    summed over its real query rows. (s + c)^2 weighs scores far more evenly than exp(s); a head
+    whose queries are scaled by alpha > 1 gets sharper, until the scores below -c / alpha (which
+    2Quad weighs like high ones) cost more than the sharpening gains. Returns alpha [L, h].
+    """
+    if config.attention != "softmax":
+        raise ValueError(f"the scales are fitted to a softmax model's probabilities, got attention {config.attention!r}")
+    grid = np.asarray(grid, np.float64)
+    dist = np.zeros((config.num_hidden_layers, config.num_attention_heads, len(grid)))
+    for index in glue.bucket_batches([len(r) for r in ids], batch_size):
+        b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
+        res = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask)
+        m = b.attention_mask.astype(np.float64)  # [B, n]
+        key_mask, rows = m[:, None, :], m[:, None, :]  # [B, 1, n]: keys of attention_probs; real query rows
+        for layer in range(config.num_hidden_layers):
+            s = res.attention_scores[layer].astype(np.float64)  # [B, h, n, n]
+            p = res.attention_probs[layer].astype(np.float64)
+            for g, alpha in enumerate(grid):
+                q = F.attention_probs(alpha * s, key_mask, variant)
+                dist[layer, :, g] += (((q - p) ** 2).sum(axis=-1) * rows).sum(axis=(0, 2))
+    return grid[dist.argmin(axis=-1)]
+
+
+def scale_queries(config: BertConfig, params: Params, alpha: np.ndarray) -> Params:
+    """Each head's query weights and bias times alpha [L, h]: its scores become alpha s, the circuit unchanged (ours)."""
+    alpha = np.asarray(alpha, np.float64)
+    if alpha.shape != (config.num_hidden_layers, config.num_attention_heads):
+        raise ValueError(f"alpha of shape {alpha.shape}, expected (layers, heads) = "
+                         f"{(config.num_hidden_layers, config.num_attention_heads)}")
+    out = dict(params)
+    for layer in range(config.num_hidden_layers):
+        factor = np.repeat(alpha[layer], config.head_dim)  # [d]: query output j belongs to head j // head_dim
+        for name in ("weight", "bias"):
+            key = f"encoder.layer.{layer}.attention.self.query.{name}"
+            w = params[key]
+            out[key] = (w * (factor[:, None] if w.ndim == 2 else factor)).astype(w.dtype)
+    return out
+
+
 def swap_pairs(examples: glue.Examples) -> glue.Examples:
     """The examples followed by each pair in the other order (b, a): stage-1 inputs of a pair task (ours)."""
     if examples.text_b is None:
@@ -172,13 +216,15 @@ def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int,
 
 def stage1_terms(
     student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int],
-    *, target: str = "scores", config: BertConfig | None = None,
+    *, target: str = "scores", config: BertConfig | None = None, score_scales: np.ndarray | None = None,
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """Loss = sum_l MSE(scores_l) + sum_i MSE(hidden_i) and the gradients on the student's scores and hidden states (MPCFormer stage 1).
 
     mask [B, n] 0/1; layer_map[i] = teacher layer of student layer i. target "probs" (ours; needs
     the student's config): sum_l attention_distance(probs_l) in place of the score MSEs, its
-    gradient taken back to the scores through the student's attention variant.
+    gradient taken back to the scores through the student's attention variant. score_scales
+    [teacher layers, h] (ours, a start from scale_queries): the score target of teacher layer t, head
+    j is alpha[t, j] times the teacher's score, the scale the student starts from.
     Returns (loss, d_hidden_states [L+1], d_attention_scores [L]).
     """
     if target not in STAGE1_TARGETS:
@@ -199,7 +245,10 @@ def stage1_terms(
     d_scores: list[np.ndarray] = []
     for i, t in enumerate(layer_map):
         if target == "scores":
-            li, di = T.mse(student.attention_scores[i], teacher.attention_scores[t].astype(dtype, copy=False), m_pair)
+            goal = teacher.attention_scores[t]
+            if score_scales is not None:
+                goal = goal * np.asarray(score_scales[t])[None, :, None, None]
+            li, di = T.mse(student.attention_scores[i], goal.astype(dtype, copy=False), m_pair)
         else:
             li, dp = attention_distance(student.attention_probs[i], teacher.attention_probs[t].astype(dtype, copy=False),
                                         m_pair)
@@ -225,14 +274,15 @@ def attention_distance(p: np.ndarray, q: np.ndarray, m_pair: np.ndarray) -> tupl
 
 
 def stage1_loss(config: BertConfig, teacher_config: BertConfig, teacher_params: Params,
-                layer_map: Sequence[int], target: str = "scores") -> T.LossFn:
+                layer_map: Sequence[int], target: str = "scores", score_scales: np.ndarray | None = None) -> T.LossFn:
     """Stage 1 loss function for train(): teacher forward, student forward, MSEs, student backward."""
 
     def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
         args = (batch.input_ids, batch.token_type_ids, batch.attention_mask)
         t = forward(teacher_params, teacher_config, *args)
         s = forward(params, config, *args)
-        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=config)
+        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=config,
+                                    score_scales=score_scales)
         return loss, backward(params, config, s, None, d_hidden_states=dh, d_attention_scores=ds)
 
     return loss_fn
@@ -271,6 +321,7 @@ def distill(
     stage1_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     stage2_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     stage1_target: str = "scores",
+    score_scales: np.ndarray | None = None,
     log=None,
 ) -> Params:
     """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
@@ -280,7 +331,9 @@ def distill(
     type ids) stage 1 runs on instead of (ids, types), e.g. with swap_pairs or replace_tokens;
     quad_init uses (ids, types). stage2_inputs (classification tasks only: stage 2 then fits the
     teacher's logits on them, reading no label): the rows stage 2 runs on instead of (ids, types).
-    stage1_target: "scores" (MPCFormer) or "probs" (ours), see stage1_terms.
+    stage1_target: "scores" (MPCFormer) or "probs" (ours), see stage1_terms. score_scales [L, h]
+    (ours): the start's queries scaled per head (scale_queries, after quad_init), e.g. score_scale_fit's;
+    the score target of stage 1 is scaled alike.
     """
     if stage1_target not in STAGE1_TARGETS:
         raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGETS)}")
@@ -293,6 +346,8 @@ def distill(
             rows = T.subset_index(len(ids), quad_init_rows, 0)
             source = quad_init(teacher_config, teacher_params, [ids[i] for i in rows], [types[i] for i in rows],
                                pad_id=pad_id)
+        if score_scales is not None:
+            source = scale_queries(teacher_config, source, score_scales)
         _, student_params = T.select_layers(teacher_config, source, layer_map)
     if student_config.num_hidden_layers != len(layer_map):
         raise ValueError(f"student has {student_config.num_hidden_layers} layers, layer map {list(layer_map)}")
@@ -305,7 +360,7 @@ def distill(
         if len(ids1) != len(types1):
             raise ValueError(f"stage1_inputs: {len(ids1)} token rows but {len(types1)} type rows")
         labels1 = labels if stage1_inputs is None else np.zeros(len(ids1), labels.dtype)  # stage 1 reads no label
-        loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target)
+        loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target, score_scales)
         params = T.train(params, ids1, types1, labels1, loss1, stage1, pad_id=pad_id, run_dir=dir1,
                          desc="distill stage 1", log=log)
     if stage2 is not None:

@@ -65,15 +65,16 @@ STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities"}  # --
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
-                augment: str = "", stage1_target: str = "scores") -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-<augment>][-probs]_<task>[_s<seed>].json.
+                augment: str = "", stage1_target: str = "scores", score_init: bool = False) -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs]_<task>[_s<seed>].json.
 
-    -qinit: started from distill.quad_init; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
+    -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
     -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms).
     """
-    stem = row if row == "teacher" else f"{row}-{mode}{'-qinit' if quad_init else ''}{f'-{augment}' if augment else ''}"
+    stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
+                                         f"{f'-{augment}' if augment else ''}")
     stem += "" if stage1_target == "scores" else f"-{stage1_target}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
@@ -108,14 +109,15 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
                 teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
-                batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES, stage1_target: str = "scores") -> Path:
+                batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES, stage1_target: str = "scores",
+                score_init: int = 0) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
-    quad_init rows) is another run too: '-qinit<rows>', and so is a distillation on augmented inputs,
+    quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>', and so is a distillation on augmented inputs,
     '-<augment>' ('-replace<copies>' for another number of noisy copies than REPLACE_COPIES), and a
     distillation with another batch size, '-b<size>', and one whose stage 1 matches another target, '-<target>'.
     """
@@ -127,6 +129,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     if augment == "replace" and copies != REPLACE_COPIES:
         augment = f"replace{copies}"
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
+                   f"{f'-sinit{score_init}' if score_init else ''}"
                    f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}"
                    f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}")
 
@@ -180,7 +183,7 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
     path = (root / result_name if result_name is not None
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
                              (record.get("stage1_augment") or {}).get("kind", ""),
-                             record.get("stage1_target", "scores")))
+                             record.get("stage1_target", "scores"), bool(record.get("score_init"))))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -191,7 +194,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
             stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE,
-            copies: int = REPLACE_COPIES, stage1_target: str = "scores") -> dict:
+            copies: int = REPLACE_COPIES, stage1_target: str = "scores", score_init: int = 0) -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
@@ -203,6 +206,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
     stage1_target (distilled rows): "scores" (MPCFormer) or "probs" (ours), see distill.stage1_terms.
+    score_init > 0 (distilled 2Quad rows, ours): each head's queries scaled by the alpha of
+    distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -242,6 +247,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if stage1_target != "scores" and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--stage1-target {stage1_target} sets stage 1 of a distilled row, got the "
                          f"{'teacher' if row == 'teacher' else mode} row")
+    if score_init and (row == "teacher" or mode != "distilled" or ROWS[row][0] not in ("2quad", "2quad-freediv")):
+        raise ValueError(f"--score-init scales the queries of a distilled 2Quad row, got {row} {mode or ''}".rstrip())
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -262,16 +269,25 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     tconfig, tparams, tok = T.load_model(str(tdir), task)
     ids, types = T.encoded(train_ex, tok, max_length)
     overrides: dict = {"attention": attention, "activation": activation}
+    scales, fit_params = None, tparams
+    if score_init:
+        rows = T.subset_index(len(ids), score_init, 0)
+        scales = D.score_scale_fit(tconfig, tparams, [ids[i] for i in rows], [types[i] for i in rows], "2quad",
+                                   pad_id=tok.pad_id)
+        fit_params = D.scale_queries(tconfig, tparams, scales)  # f(n) of the scaled start
+        grid = D.SCORE_SCALES
+        record["score_init"] = {"rows": score_init, "grid": [float(grid[0]), float(grid[-1]), len(grid)],
+                                "alpha": scales.round(4).tolist()}
     kind = {"2quad-freediv": "2quad", "softmax-freediv": "softmax"}.get(attention)
     if kind is not None:  # f(n) fitted on the teacher, as the paper fits on its model
         probe = tconfig.replace(attention="2quad") if kind == "2quad" else tconfig
-        rec = freediv.record_denominators(tparams, probe, ids[:2000], types[:2000], kind, pad_id=tok.pad_id)
+        rec = freediv.record_denominators(fit_params, probe, ids[:2000], types[:2000], kind, pad_id=tok.pad_id)
         a, b = freediv.fit(rec)
         overrides |= {"freediv_a": a, "freediv_b": b}
         record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
                       quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies,
-                      stage1_target=stage1_target)
+                      stage1_target=stage1_target, score_init=score_init)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -318,7 +334,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             record["stage1_target"] = stage1_target
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
-                           stage2_inputs=stage2_inputs, stage1_target=stage1_target, log=log)
+                           stage2_inputs=stage2_inputs, stage1_target=stage1_target, score_scales=scales, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
     return _finish(params, config, tok, task, glue_dir, record, t0, root)
 
@@ -343,11 +359,12 @@ def table(root: Path = RESULTS) -> str:
         augment = (r.get("stage1_augment") or {}).get("kind", "")
         target = r.get("stage1_target", "scores")
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
-                                 augment, target).name:
+                                 augment, target, bool(r.get("score_init"))).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
+               + (", score-init" if r.get("score_init") else "")
                + (f", {AUGMENTS[augment]}" if augment else "")
                + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
@@ -436,6 +453,9 @@ def main(argv: list[str]) -> int:
                         "both stages on the other pair task's training pairs too, unlabeled (--stage1-augment: old name)")
     p.add_argument("--copies", type=int, default=REPLACE_COPIES,
                    help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
+    p.add_argument("--score-init", type=int, default=0, metavar="ROWS",
+                   help="distilled 2Quad rows (ours): scale each head's queries by the alpha fitted on ROWS training "
+                        "rows (distill.score_scale_fit; 0: as the teacher)")
     p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGET_LABELS), default="scores",
                    help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer) or the attention "
                         "probabilities (ours)")
@@ -454,5 +474,5 @@ def main(argv: list[str]) -> int:
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
             stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies,
-            stage1_target=args.stage1_target)
+            stage1_target=args.stage1_target, score_init=args.score_init)
     return 0

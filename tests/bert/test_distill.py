@@ -202,3 +202,72 @@ def test_stage1_on_probabilities_is_zero_for_the_teacher_itself_and_refuses_bad_
         D.stage1_terms(res, res, b.attention_mask, [0, 1, 2], target="probs")
     with pytest.raises(ValueError, match="unknown stage-1 target 'logits'"):
         D.stage1_terms(res, res, b.attention_mask, [0, 1, 2], target="logits")
+
+
+def test_scale_queries_scales_each_heads_scores_and_nothing_else():
+    """BERT-SCORE-INIT: query weights and bias of head j times alpha[l, j] give scores alpha s, same probabilities' circuit."""
+    rng = np.random.default_rng(7)
+    params = init_params(TEACHER, rng, np.float64)
+    alpha = rng.uniform(0.5, 3.0, (TEACHER.num_hidden_layers, TEACHER.num_attention_heads))
+    b = batch()
+    ref = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    scaled = D.scale_queries(TEACHER, params, alpha)
+    first = forward(scaled, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    np.testing.assert_allclose(first.attention_scores[0], alpha[0][None, :, None, None] * ref.attention_scores[0],
+                               rtol=1e-12, atol=1e-12)
+    assert set(scaled) == set(params)
+    assert all(scaled[k] is params[k] for k in params if ".attention.self.query." not in k)
+    with pytest.raises(ValueError, match=r"expected \(layers, heads\) = \(3, 2\)"):
+        D.scale_queries(TEACHER, params, alpha[:2])
+
+
+def test_score_scale_fit_picks_the_grid_point_a_loop_finds_closest():
+    """Against a schoolbook search: per layer and head, the alpha whose 2Quad rows lie closest to the softmax rows.
+
+    (For small scores (alpha s + 5)^2 / sum ~ (1 + 0.4 alpha s) / n against softmax's (1 + s) / n:
+    alpha = 2.5, so weights that give varied picks are large ones.)
+    """
+    rng = np.random.default_rng(9)
+    params = {k: v * 15 if k.endswith(".weight") and "LayerNorm" not in k else v
+              for k, v in init_params(TEACHER, rng, np.float64).items()}
+    b = batch()
+    ids = [[2, 7, 9, 11, 3], [2, 5, 3], [2, 8, 8, 3]]
+    types = [[0] * len(r) for r in ids]
+    grid = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    got = D.score_scale_fit(TEACHER, params, ids, types, "2quad", grid=grid)
+    res = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    for layer in range(TEACHER.num_hidden_layers):
+        for head in range(TEACHER.num_attention_heads):
+            dist = []
+            for alpha in grid:
+                total = 0.0
+                for row in range(3):
+                    n = len(ids[row])
+                    s = res.attention_scores[layer][row, head, :n, :n]
+                    p = np.exp(s - s.max(axis=1, keepdims=True))
+                    p /= p.sum(axis=1, keepdims=True)
+                    q = (alpha * s + 5.0) ** 2
+                    q /= q.sum(axis=1, keepdims=True)
+                    total += float(((q - p) ** 2).sum())
+                dist.append(total)
+            assert got[layer, head] == grid[int(np.argmin(dist))]
+    assert len(set(got.ravel().tolist())) > 1  # the search is not degenerate here
+    with pytest.raises(ValueError, match="softmax model"):
+        D.score_scale_fit(STUDENT, params, ids, types, "2quad")
+
+
+def test_stage1_score_target_follows_the_scales_of_the_start():
+    """With score_scales, the student started from scale_queries has zero score error against the scaled teacher."""
+    rng = np.random.default_rng(9)
+    teacher = {k: v * 10 if k.endswith(".weight") and "LayerNorm" not in k else v
+               for k, v in init_params(TEACHER, rng, np.float64).items()}
+    alpha = rng.uniform(0.5, 3.0, (TEACHER.num_hidden_layers, TEACHER.num_attention_heads))
+    b = batch()
+    t = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    start = D.scale_queries(TEACHER, teacher, alpha)
+    s = forward(start, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
+    # layer 0 differs only in its scores; compare the score terms of one layer with a one-layer map
+    _, _, ds = D.stage1_terms(s, t, b.attention_mask, [0, 1, 2], score_scales=alpha)
+    assert np.abs(ds[0]).max() < 1e-9 * np.abs(t.attention_scores[0]).max()
+    _, _, ds_plain = D.stage1_terms(s, t, b.attention_mask, [0, 1, 2])
+    assert np.abs(ds_plain[0]).max() > 1e-3 * np.abs(t.attention_scores[0]).max()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from refimpl.bert import distill as D
 from refimpl.bert import glue
 from refimpl.reproduce import accuracy as A
 
@@ -319,3 +320,20 @@ def test_stage1_on_probabilities_gets_its_own_run_record_and_table_row_end_to_en
         A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, stage1_target="probs", **kw)
     with pytest.raises(ValueError, match="unknown stage-1 target 'logits'"):
         A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, stage1_target="logits", **kw)
+
+
+def test_score_init_scales_the_start_in_its_own_run_record_and_table_row_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --score-init 4 fits one alpha per layer and head, records them, and
+    distills in its own run and result file; refused for a row without 2Quad and for direct rows."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, score_init=4, **kw)
+    alpha = np.array(rec["score_init"]["alpha"])
+    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(D.SCORE_SCALES, 4))
+    assert rec["score_init"]["rows"] == 4 and rec["run"].endswith("-sinit4-b2")
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, score_init=True).exists()
+    assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()
+    assert any(x.startswith("| 2quad-quad | distilled, score-init |") for x in A.table(root).splitlines())
+    with pytest.raises(ValueError, match="--score-init scales the queries of a distilled 2Quad row, got 2relu-relu"):
+        A.run_one("2relu-relu", "distilled", "RTE", str(glue_dir), epochs=1.0, score_init=4, **kw)
+    with pytest.raises(ValueError, match="got 2quad-quad direct"):
+        A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, score_init=4, **kw)
