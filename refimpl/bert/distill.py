@@ -134,7 +134,7 @@ def quad_init(config: BertConfig, params: Params, ids: list[list[int]], types: l
 
 def score_scale_fit(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], variant: str,
                     *, pad_id: int = 0, batch_size: int = 32, grid: np.ndarray = SCORE_SCALES) -> np.ndarray:
-    """Per layer and head, the alpha of `grid` whose `variant` probabilities of alpha s lie closest to the softmax of s (ours).
+    """Per layer and head, the alpha of `grid` whose `variant` rows of alpha s lie closest to softmax(s) (ours).
 
     s: the softmax model's own scores on the real tokens of `ids`; closeness: attention_distance
     summed over its real query rows. (s + c)^2 weighs scores far more evenly than exp(s); a head
@@ -142,25 +142,26 @@ def score_scale_fit(config: BertConfig, params: Params, ids: list[list[int]], ty
     2Quad weighs like high ones) cost more than the sharpening gains. Returns alpha [L, h].
     """
     if config.attention != "softmax":
-        raise ValueError(f"the scales are fitted to a softmax model's probabilities, got attention {config.attention!r}")
+        raise ValueError(f"the scales are fitted to a softmax model's probabilities, "
+                         f"got attention {config.attention!r}")
     grid = np.asarray(grid, np.float64)
     dist = np.zeros((config.num_hidden_layers, config.num_attention_heads, len(grid)))
     for index in glue.bucket_batches([len(r) for r in ids], batch_size):
         b = pad([ids[i] for i in index], [types[i] for i in index], pad_id)
         res = forward(params, config, b.input_ids, b.token_type_ids, b.attention_mask)
         m = b.attention_mask.astype(np.float64)  # [B, n]
-        key_mask, rows = m[:, None, :], m[:, None, :]  # [B, 1, n]: keys of attention_probs; real query rows
+        real = m[:, None, :]  # [B, 1, n]: the key mask of attention_probs, and the real query rows
         for layer in range(config.num_hidden_layers):
             s = res.attention_scores[layer].astype(np.float64)  # [B, h, n, n]
             p = res.attention_probs[layer].astype(np.float64)
             for g, alpha in enumerate(grid):
-                q = F.attention_probs(alpha * s, key_mask, variant)
-                dist[layer, :, g] += (((q - p) ** 2).sum(axis=-1) * rows).sum(axis=(0, 2))
+                q = F.attention_probs(alpha * s, real, variant)
+                dist[layer, :, g] += (((q - p) ** 2).sum(axis=-1) * real).sum(axis=(0, 2))
     return grid[dist.argmin(axis=-1)]
 
 
 def scale_queries(config: BertConfig, params: Params, alpha: np.ndarray) -> Params:
-    """Each head's query weights and bias times alpha [L, h]: its scores become alpha s, the circuit unchanged (ours)."""
+    """Each head's query weights and bias times alpha [L, h]: scores alpha s, the circuit unchanged (ours)."""
     alpha = np.asarray(alpha, np.float64)
     if alpha.shape != (config.num_hidden_layers, config.num_attention_heads):
         raise ValueError(f"alpha of shape {alpha.shape}, expected (layers, heads) = "
@@ -250,8 +251,8 @@ def stage1_terms(
                 goal = goal * np.asarray(score_scales[t])[None, :, None, None]
             li, di = T.mse(student.attention_scores[i], goal.astype(dtype, copy=False), m_pair)
         else:
-            li, dp = attention_distance(student.attention_probs[i], teacher.attention_probs[t].astype(dtype, copy=False),
-                                        m_pair)
+            goal = teacher.attention_probs[t].astype(dtype, copy=False)
+            li, dp = attention_distance(student.attention_probs[i], goal, m_pair)
             di = L.attention_probs_backward(dp, student.attention_probs[i], student.attention_scores[i], m[:, None, :],
                                             config.attention, c=config.quad_c, ab=config.freediv)
         loss += li
@@ -479,6 +480,7 @@ def main(argv: list[str]) -> int:
             "command": T.command_line("refimpl distill", argv), "task": task.name, "attention": sconfig.attention,
             "activation": sconfig.activation, "layers": sconfig.num_hidden_layers, "layer_map": layer_map,
             "distilled": True, "train_examples": len(train_ex), "subset": args.subset, "quad_init_rows": args.quad_init,
-            "stage1_target": args.stage1_target, "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
+            "stage1_target": args.stage1_target,
+            "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
             "metrics": metrics})
     return 0

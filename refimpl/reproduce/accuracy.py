@@ -38,7 +38,8 @@ ROWS = {  # row -> (attention, activation)
     "2quad-gelu": ("2quad", "gelu"),  # ablation (ours): 2Quad alone, normalised by its row sum
     "softmax-freediv-gelu": ("softmax-freediv", "gelu"),  # ablation (ours): freeDiv's division alone
 }
-ABLATIONS = {"2quad-freediv-gelu", "softmax-quad", "2quad-gelu", "softmax-freediv-gelu"}  # listed in the table only where they have a result
+# listed in the table only where they have a result
+ABLATIONS = {"2quad-freediv-gelu", "softmax-quad", "2quad-gelu", "softmax-freediv-gelu"}
 TASK_KEYS = {"SST-2": "accuracy", "STS-B": "pearson", "RTE": "accuracy"}
 PAPER_FREEDIV = {"SST-2": 91.6, "STS-B": 89.0, "RTE": 61.4}  # freeDiv, BERT-base, 2Quad-freeDiv + Quad, distilled
 PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
@@ -68,7 +69,8 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
                 augment: str = "", stage1_target: str = "scores", score_init: bool = False) -> Path:
     """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs]_<task>[_s<seed>].json.
 
-    -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit; -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
+    -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
+    -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
     -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms).
@@ -117,9 +119,10 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
-    quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>', and so is a distillation on augmented inputs,
-    '-<augment>' ('-replace<copies>' for another number of noisy copies than REPLACE_COPIES), and a
-    distillation with another batch size, '-b<size>', and one whose stage 1 matches another target, '-<target>'.
+    quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
+    and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
+    of noisy copies than REPLACE_COPIES), one with another batch size, '-b<size>', and one whose
+    stage 1 matches another target, '-<target>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
@@ -284,7 +287,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         rec = freediv.record_denominators(fit_params, probe, ids[:2000], types[:2000], kind, pad_id=tok.pad_id)
         a, b = freediv.fit(rec)
         overrides |= {"freediv_a": a, "freediv_b": b}
-        record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher, 2,000 training rows"}
+        record["freediv_fit"] = {"a": a, "b": b, "on": "the teacher" + (" with scaled queries" if score_init else "")
+                                 + ", 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
                       quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies,
                       stage1_target=stage1_target, score_init=score_init)

@@ -205,7 +205,7 @@ def test_stage1_on_probabilities_is_zero_for_the_teacher_itself_and_refuses_bad_
 
 
 def test_scale_queries_scales_each_heads_scores_and_nothing_else():
-    """BERT-SCORE-INIT: query weights and bias of head j times alpha[l, j] give scores alpha s, same probabilities' circuit."""
+    """BERT-SCORE-INIT: query weights and bias of head j times alpha[l, j] give scores alpha s; nothing else moves."""
     rng = np.random.default_rng(7)
     params = init_params(TEACHER, rng, np.float64)
     alpha = rng.uniform(0.5, 3.0, (TEACHER.num_hidden_layers, TEACHER.num_attention_heads))
