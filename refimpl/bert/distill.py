@@ -139,7 +139,8 @@ def score_scale_fit(config: BertConfig, params: Params, ids: list[list[int]], ty
     s: the softmax model's own scores on the real tokens of `ids`; closeness: attention_distance
     summed over its real query rows. (s + c)^2 weighs scores far more evenly than exp(s); a head
     whose queries are scaled by alpha > 1 gets sharper, until the scores below -c / alpha (which
-    2Quad weighs like high ones) cost more than the sharpening gains. Returns alpha [L, h].
+    2Quad weighs like high ones) cost more than the sharpening gains. A per-head shift c would add
+    nothing: (alpha s + c)^2 = alpha^2 (s + c / alpha)^2. Returns alpha [L, h].
     """
     if config.attention != "softmax":
         raise ValueError(f"the scales are fitted to a softmax model's probabilities, "

@@ -94,6 +94,23 @@ def test_attention_probs_match_row_oracle(variant, data):
     assert np.all(p[np.broadcast_to(mask[:, None, None, :] == 0, p.shape)] == 0.0)
 
 
+@given(data=_scores_and_mask(), alpha=st.floats(0.25, 16.0), c=st.floats(0.5, 10.0))
+def test_2quad_shift_is_the_query_scale_in_disguise(data, alpha, c):
+    """BERT-ATTN-2QUAD: (alpha s + c)^2 = alpha^2 (s + c / alpha)^2, so a per-head shift adds nothing to alpha.
+
+    Normalised, the rows of scores alpha s with shift c are those of s with shift c / alpha; under
+    freeDiv they differ by the per-head factor alpha^2, which the head's columns of the attention
+    output projection absorb. A per-head public shift c is thus the query scale of score-init.
+    """
+    scores, mask = data
+    m = mask[:, None, :]
+    np.testing.assert_allclose(F.attention_probs(alpha * scores, m, "2quad", c=c),
+                               F.attention_probs(scores, m, "2quad", c=c / alpha), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(F.attention_probs(alpha * scores, m, "2quad-freediv", c=c),
+                               alpha**2 * F.attention_probs(scores, m, "2quad-freediv", c=c / alpha),
+                               rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("variant", ["softmax", "2quad", "2relu"])
 def test_normalized_variants_sum_to_one(variant):
     # BERT-ATTN-SOFTMAX, BERT-ATTN-2QUAD, BERT-ATTN-2RELU: rows with a positive sum sum to 1
