@@ -646,8 +646,40 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(docs: list[dict], names: list[str]) -> dict:
+    """One result from runs of disjoint models (e.g. one process per model, side by side on two cores).
+
+    The runs must share the preset, n and BERT config; each model keeps its own run's command, load
+    averages and peak RSS under "run"."""
+    if len(docs) < 2:
+        raise ValueError(f"merge needs at least two results, got {len(docs)}")
+    same = ("preset", "N", "n", "config")
+    out: dict = {}
+    for doc, name in zip(docs, names):
+        if "models" not in doc or "paper" not in doc:
+            raise ValueError(f"{name}: expected a result of refimpl.nexus.bertbase (keys 'models' and 'paper'), "
+                             f"got {sorted(doc)}")
+        if not out:
+            out = {k: v for k, v in doc.items() if k not in ("models", "command", "load_average_start",
+                                                                "load_average_end", "peak_rss_gib")}
+            out["models"], out["commands"], out["peak_rss_gib"] = {}, [], 0.0
+        for k in same:
+            if doc.get(k) != out.get(k):
+                raise ValueError(f"{name}: {k} = {doc.get(k)!r}, expected {out.get(k)!r} as in {names[0]}")
+        for model, m in doc["models"].items():
+            if model in out["models"]:
+                raise ValueError(f"{name}: model {model!r} is already in an earlier result")
+            run = {k: doc.get(k) for k in ("command", "load_average_start", "load_average_end", "peak_rss_gib")}
+            out["models"][model] = {**m, "run": run}
+        out["commands"].append(doc["command"])
+        out["peak_rss_gib"] = max(out["peak_rss_gib"], doc.get("peak_rss_gib") or 0.0)
+    out["command"] = " ; ".join(out["commands"])
+    return out
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.bertbase") -> int:
-    """python -m refimpl.nexus.bertbase [--models A,B] [--json FILE] [--plan-only] [--shifts 8] [--table FILE]."""
+    """python -m refimpl.nexus.bertbase [--models A,B] [--json FILE] [--plan-only] [--shifts 8] [--table FILE]
+    [--merge FILE FILE ... --json OUT]."""
     import argparse
     import sys
 
@@ -664,7 +696,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
     ap.add_argument("--gelu-probe", action="store_true",
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
     ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
+    ap.add_argument("--merge", nargs="+", metavar="FILE",
+                    help="only: join results of disjoint models (one process per model) into --json (no run)")
     a = ap.parse_args(argv)
+    if a.merge:
+        if not a.json:
+            raise ValueError("--merge writes the joined result to --json FILE; give --json")
+        res = merge([json.loads(Path(f).read_text()) for f in a.merge], a.merge)
+        Path(a.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
+        print(f"{a.json}: models {', '.join(res['models'])} from {len(a.merge)} runs")
+        return 0
     if a.table:
         res = json.loads(Path(a.table).read_text())
         if "models" not in res or "paper" not in res:

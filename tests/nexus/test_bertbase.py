@@ -8,9 +8,11 @@ decrypted output (the instance that is timed computes the right thing).
 """
 
 import itertools
+import json
 import math
 
 import numpy as np
+
 import pytest
 
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
@@ -138,6 +140,43 @@ def test_reproduce_bertbase_plan_and_table(tmp_path, capsys):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="expected a result"):
         rn.main(["--bertbase", "--table", str(bad)])
+
+
+def test_merge_joins_runs_of_disjoint_models(tmp_path, capsys):
+    """`--merge` joins one-model runs into the result `--table` reads: both models' columns, each with its own
+    run's command; runs of another n, a model twice, or a foreign file are refused by name."""
+    from refimpl.reproduce import nexus as rn
+
+    files = {}
+    for name in ("2quad-freediv-quad", "softmax-gelu"):
+        files[name] = tmp_path / f"{name}.json"
+        assert rn.main(["--bertbase", "--plan-only", "--models", name, "--json", str(files[name])]) == 0
+    out = tmp_path / "both.json"
+    assert rn.main(["--bertbase", "--merge", *map(str, files.values()), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["models"]) == list(files)
+    for name, f in files.items():
+        alone = json.loads(f.read_text())
+        assert res["models"][name]["run"]["command"] == alone["command"]
+        assert res["models"][name]["total"] == alone["models"][name]["total"]
+    capsys.readouterr()
+    assert rn.main(["--bertbase", "--table", str(out)]) == 0
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| block"))
+    assert "2quad-freediv-quad s" in header and "softmax-gelu s" in header
+    with pytest.raises(ValueError, match="already in an earlier result"):
+        rn.main(["--bertbase", "--merge", str(files["softmax-gelu"]), str(out), "--json", str(tmp_path / "x.json")])
+    other = json.loads(files["softmax-gelu"].read_text())
+    other["n"] = 64
+    (tmp_path / "n64.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="n = 64, expected 128"):
+        rn.main(["--bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "n64.json"),
+                 "--json", str(tmp_path / "x.json")])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="expected a result"):
+        rn.main(["--bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "bad.json"),
+                 "--json", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match="give --json"):
+        rn.main(["--bertbase", "--merge", *map(str, files.values())])
 
 
 @pytest.fixture(scope="module")
