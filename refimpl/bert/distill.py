@@ -275,14 +275,23 @@ def attention_distance(p: np.ndarray, q: np.ndarray, m_pair: np.ndarray) -> tupl
     return float((diff * diff).sum()) / rows, (2.0 / rows) * diff
 
 
+def _student_rng(dropout: float, seed: int, step: int) -> np.random.Generator | None:
+    """The student's dropout masks of one step: a function of (seed, step), so a resumed run is identical."""
+    return np.random.default_rng([seed, 11, step]) if dropout > 0 else None
+
+
 def stage1_loss(config: BertConfig, teacher_config: BertConfig, teacher_params: Params,
-                layer_map: Sequence[int], target: str = "scores", score_scales: np.ndarray | None = None) -> T.LossFn:
-    """Stage 1 loss function for train(): teacher forward, student forward, MSEs, student backward."""
+                layer_map: Sequence[int], target: str = "scores", score_scales: np.ndarray | None = None,
+                dropout: float = 0.0, seed: int = 0) -> T.LossFn:
+    """Stage 1 loss function for train(): teacher forward, student forward, MSEs, student backward.
+
+    dropout > 0: BERT's training dropout on the student only, as MPCFormer's task_distill trains
+    the student in train mode against the teacher in eval mode."""
 
     def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
         args = (batch.input_ids, batch.token_type_ids, batch.attention_mask)
         t = forward(teacher_params, teacher_config, *args)
-        s = forward(params, config, *args)
+        s = forward(params, config, *args, dropout=dropout, rng=_student_rng(dropout, seed, step))
         loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=config,
                                     score_scales=score_scales)
         return loss, backward(params, config, s, None, d_hidden_states=dh, d_attention_scores=ds)
@@ -290,11 +299,15 @@ def stage1_loss(config: BertConfig, teacher_config: BertConfig, teacher_params: 
     return loss_fn
 
 
-def stage2_loss(config: BertConfig, task: glue.Task, teacher_logits: np.ndarray, temperature: float = 1.0) -> T.LossFn:
-    """Stage 2 loss for train(): soft CE to the teacher's logits (precomputed per example); STS-B: MSE to gold."""
+def stage2_loss(config: BertConfig, task: glue.Task, teacher_logits: np.ndarray, temperature: float = 1.0,
+                dropout: float = 0.0, seed: int = 0) -> T.LossFn:
+    """Stage 2 loss for train(): soft CE to the teacher's logits (precomputed per example); STS-B: MSE to gold.
+
+    dropout > 0: on the student, as in stage 1 (the teacher's logits are computed without it)."""
 
     def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
-        s = forward(params, config, batch.input_ids, batch.token_type_ids, batch.attention_mask)
+        s = forward(params, config, batch.input_ids, batch.token_type_ids, batch.attention_mask,
+                    dropout=dropout, rng=_student_rng(dropout, seed, step))
         if task.labels is None:
             loss, d = T.task_loss(task, s.logits, labels)
         else:
@@ -335,7 +348,8 @@ def distill(
     teacher's logits on them, reading no label): the rows stage 2 runs on instead of (ids, types).
     stage1_target: "scores" (MPCFormer) or "probs" (ours), see stage1_terms. score_scales [L, h]
     (ours): the start's queries scaled per head (scale_queries, after quad_init), e.g. score_scale_fit's;
-    the score target of stage 1 is scaled alike.
+    the score target of stage 1 is scaled alike. Each stage's schedule.dropout applies to the student
+    (0 by default; MPCFormer trains the student with BERT's 0.1).
     """
     if stage1_target not in STAGE1_TARGETS:
         raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGETS)}")
@@ -362,7 +376,8 @@ def distill(
         if len(ids1) != len(types1):
             raise ValueError(f"stage1_inputs: {len(ids1)} token rows but {len(types1)} type rows")
         labels1 = labels if stage1_inputs is None else np.zeros(len(ids1), labels.dtype)  # stage 1 reads no label
-        loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target, score_scales)
+        loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target, score_scales,
+                            dropout=stage1.dropout, seed=stage1.seed)
         params = T.train(params, ids1, types1, labels1, loss1, stage1, pad_id=pad_id, run_dir=dir1,
                          desc="distill stage 1", log=log)
     if stage2 is not None:
@@ -375,7 +390,8 @@ def distill(
                 raise ValueError(f"stage2_inputs: {len(ids2)} token rows but {len(types2)} type rows")
             labels2 = np.zeros(len(ids2), labels.dtype)  # soft CE to the teacher's logits reads no label
         teacher_logits = T.predict(teacher_params, teacher_config, ids2, types2, pad_id=pad_id, progress="teacher logits")
-        params = T.train(params, ids2, types2, labels2, stage2_loss(student_config, task, teacher_logits),
+        loss2 = stage2_loss(student_config, task, teacher_logits, dropout=stage2.dropout, seed=stage2.seed)
+        params = T.train(params, ids2, types2, labels2, loss2,
                          stage2, pad_id=pad_id, run_dir=dir2, desc="distill stage 2", log=log)
     return params
 

@@ -66,18 +66,20 @@ STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities"}  # --
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
-                augment: str = "", stage1_target: str = "scores", score_init: bool = False) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs]_<task>[_s<seed>].json.
+                augment: str = "", stage1_target: str = "scores", score_init: bool = False,
+                dropout: bool = False) -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
     -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
     -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
-    matches attention probabilities, not scores (distill.stage1_terms).
+    matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
+    distilled with BERT's dropout (MPCFormer's train mode).
     """
     stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
                                          f"{f'-{augment}' if augment else ''}")
-    stem += "" if stage1_target == "scores" else f"-{stage1_target}"
+    stem += ("" if stage1_target == "scores" else f"-{stage1_target}") + ("-dropout" if dropout else "")
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -112,7 +114,7 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
                 teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
                 batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES, stage1_target: str = "scores",
-                score_init: int = 0) -> Path:
+                score_init: int = 0, dropout: float = 0.0) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
@@ -122,7 +124,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
     and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
     of noisy copies than REPLACE_COPIES), one with another batch size, '-b<size>', and one whose
-    stage 1 matches another target, '-<target>'.
+    stage 1 matches another target, '-<target>', and one that distills with dropout, '-drop<p>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
@@ -134,7 +136,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
                    f"{f'-sinit{score_init}' if score_init else ''}"
                    f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}"
-                   f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}")
+                   f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}{f'-drop{dropout:g}' if dropout else ''}")
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -186,7 +188,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
     path = (root / result_name if result_name is not None
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
                              (record.get("stage1_augment") or {}).get("kind", ""),
-                             record.get("stage1_target", "scores"), bool(record.get("score_init"))))
+                             record.get("stage1_target", "scores"), bool(record.get("score_init")),
+                             bool((record.get("stage1") or {}).get("dropout", 0.0))))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -197,7 +200,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             stage1_epochs: float, stage2_epochs: float, runs: Path, argv: list[str], root: Path,
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
             stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE,
-            copies: int = REPLACE_COPIES, stage1_target: str = "scores", score_init: int = 0) -> dict:
+            copies: int = REPLACE_COPIES, stage1_target: str = "scores", score_init: int = 0,
+            distill_dropout: float = 0.0) -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
@@ -211,6 +215,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     stage1_target (distilled rows): "scores" (MPCFormer) or "probs" (ours), see distill.stage1_terms.
     score_init > 0 (distilled 2Quad rows, ours): each head's queries scaled by the alpha of
     distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
+    distill_dropout > 0 (distilled rows): BERT's dropout on the student in both stages, as
+    MPCFormer's task_distill trains it (train mode); 0 (the default) distills without it.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -252,6 +258,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                          f"{'teacher' if row == 'teacher' else mode} row")
     if score_init and (row == "teacher" or mode != "distilled" or ROWS[row][0] not in ("2quad", "2quad-freediv")):
         raise ValueError(f"--score-init scales the queries of a distilled 2Quad row, got {row} {mode or ''}".rstrip())
+    if distill_dropout and (row == "teacher" or mode != "distilled"):
+        raise ValueError(f"--distill-dropout sets the student's dropout in distillation; the "
+                         f"{'teacher' if row == 'teacher' else mode} row fine-tunes with {DROPOUT}")
+    if not 0.0 <= distill_dropout < 1.0:
+        raise ValueError(f"--distill-dropout must lie in [0, 1), got {distill_dropout}")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -291,7 +302,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                                  + ", 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
                       quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies,
-                      stage1_target=stage1_target, score_init=score_init)
+                      stage1_target=stage1_target, score_init=score_init, dropout=distill_dropout)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -309,8 +320,10 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     else:  # the teacher's weights with the variant swapped in, two-stage distillation (MPCFormer)
         config = tconfig.replace(**overrides)
         layer_map = list(range(tconfig.num_hidden_layers))
-        s1 = T.Schedule(epochs=stage1_epochs, lr=D.STAGE1_LR if stage1_lr is None else stage1_lr, warmup=0.0, schedule="constant", **common)
-        s2 = T.Schedule(epochs=stage2_epochs, lr=D.STAGE2_LR if stage2_lr is None else stage2_lr, warmup=0.1, schedule="linear", **common)
+        s1 = T.Schedule(epochs=stage1_epochs, lr=D.STAGE1_LR if stage1_lr is None else stage1_lr, warmup=0.0,
+                        schedule="constant", dropout=distill_dropout, **common)
+        s2 = T.Schedule(epochs=stage2_epochs, lr=D.STAGE2_LR if stage2_lr is None else stage2_lr, warmup=0.1,
+                        schedule="linear", dropout=distill_dropout, **common)
         stage1_inputs = stage2_inputs = None
         if augment == "swap":
             stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
@@ -362,15 +375,17 @@ def table(root: Path = RESULTS) -> str:
         r = json.loads(f.read_text())
         augment = (r.get("stage1_augment") or {}).get("kind", "")
         target = r.get("stage1_target", "scores")
+        dropout = (r.get("stage1") or {}).get("dropout", 0.0)
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
-                                 augment, target, bool(r.get("score_init"))).name:
+                                 augment, target, bool(r.get("score_init")), bool(dropout)).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
         key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
                + (", score-init" if r.get("score_init") else "")
                + (f", {AUGMENTS[augment]}" if augment else "")
-               + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else ""))
+               + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else "")
+               + (f", dropout {dropout:g}" if dropout else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
@@ -465,6 +480,9 @@ def main(argv: list[str]) -> int:
                         "probabilities (ours)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
+    p.add_argument("--distill-dropout", type=float, default=0.0, metavar="P",
+                   help="distilled rows: BERT's dropout on the student in both stages (MPCFormer trains it in train "
+                        "mode, 0.1; default 0: none)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
     args = p.parse_args(argv)
     root = Path(args.results)
@@ -478,5 +496,5 @@ def main(argv: list[str]) -> int:
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
             stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies,
-            stage1_target=args.stage1_target, score_init=args.score_init)
+            stage1_target=args.stage1_target, score_init=args.score_init, distill_dropout=args.distill_dropout)
     return 0

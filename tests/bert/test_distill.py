@@ -67,6 +67,54 @@ def test_stage1_gradient_matches_finite_differences():
     assert np.all(grads["classifier.weight"] == 0)  # stage 1 does not touch the head
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_student_dropout_gradient_matches_finite_differences_and_its_masks_follow_the_step(stage):
+    """Dropout on the student (MPCFormer trains it in train mode): with the masks of one step fixed,
+    the gradient is the central difference; another step draws other masks, the same step the same;
+    at p = 0 the loss is the plain one."""
+    rng = np.random.default_rng(5)
+    teacher = init_params(TEACHER, rng, np.float64)
+    for k, v in teacher.items():
+        if k.endswith(".weight") and "LayerNorm" not in k:
+            teacher[k] = v * 10
+    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
+    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    student["classifier.weight"] *= 20
+    b, labels, index = batch(), np.array([1, 0, 1]), np.array([4, 0, 2])
+    logits = rng.normal(size=(5, 2))
+
+    def make(p):
+        if stage == 1:
+            return D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP, dropout=p, seed=3)
+        return D.stage2_loss(STUDENT, glue.TASKS["SST-2"], logits, dropout=p, seed=3)
+
+    fn = make(0.3)
+    loss, grads = fn(student, b, labels, index, 7)
+    assert fn(student, b, labels, index, 7)[0] == loss
+    assert fn(student, b, labels, index, 8)[0] != loss
+    assert make(0.0)(student, b, labels, index, 7)[0] != loss
+    assert make(0.0)(student, b, labels, index, 7)[0] == make(0.0)(student, b, labels, index, 8)[0]
+    probe(lambda q: fn(q, b, labels, index, 7)[0], student, grads, rng, count=3)
+
+
+def test_distill_passes_each_stages_dropout_to_the_student():
+    """distill() with schedules of dropout 0.5 ends elsewhere than with dropout 0 (same seed, same data)."""
+    rng = np.random.default_rng(6)
+    teacher = init_params(TEACHER, rng, np.float64)
+    b = batch()
+    ids = [list(map(int, r[:int(m.sum())])) for r, m in zip(b.input_ids, b.attention_mask)]
+    types = [[0] * len(r) for r in ids]
+    labels = np.array([1, 0, 1])
+    ends = []
+    for p in (0.0, 0.5):
+        s1 = T.Schedule(epochs=1, batch_size=3, lr=1e-3, warmup=0.0, schedule="constant", dropout=p)
+        s2 = T.Schedule(epochs=1, batch_size=3, lr=1e-3, dropout=p)
+        for only in ((s1, None), (None, s2)):
+            out = D.distill(TEACHER, teacher, STUDENT, LAYER_MAP, glue.TASKS["SST-2"], ids, types, labels, *only)
+            ends.append(out["encoder.layer.0.attention.self.query.weight"])
+    assert not np.allclose(ends[0], ends[2]) and not np.allclose(ends[1], ends[3])
+
+
 def test_stage1_loss_is_zero_for_the_teacher_itself_and_ignores_padding():
     rng = np.random.default_rng(1)
     teacher = init_params(TEACHER, rng, np.float64)

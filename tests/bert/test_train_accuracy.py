@@ -337,3 +337,18 @@ def test_score_init_scales_the_start_in_its_own_run_record_and_table_row_end_to_
         A.run_one("2relu-relu", "distilled", "RTE", str(glue_dir), epochs=1.0, score_init=4, **kw)
     with pytest.raises(ValueError, match="got 2quad-quad direct"):
         A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, score_init=4, **kw)
+
+
+def test_distill_dropout_gets_its_own_run_record_and_table_row_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --distill-dropout 0.1 puts BERT's dropout on the student in both stages
+    (MPCFormer's train mode), in its own run, result file and table row; refused for direct rows."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, distill_dropout=0.1, **kw)
+    assert rec["stage1"]["dropout"] == rec["stage2"]["dropout"] == 0.1 and rec["run"].endswith("-b2-drop0.1")
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, dropout=True).exists()
+    assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()
+    assert any(x.startswith("| 2quad-quad | distilled, dropout 0.1 |") for x in A.table(root).splitlines())
+    with pytest.raises(ValueError, match="--distill-dropout sets the student's dropout in distillation; the direct"):
+        A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, distill_dropout=0.1, **kw)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\), got 1.5"):
+        A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, distill_dropout=1.5, **kw)
