@@ -25,6 +25,17 @@ def batch():
     return pad(ids, [[0] * len(r) for r in ids], 0)
 
 
+def teacher_and_student(rng):
+    """A teacher with larger weights (scores and hidden states far from trivial) and its student:
+    the mapped layers, perturbed."""
+    teacher = init_params(TEACHER, rng, np.float64)
+    for k, v in teacher.items():
+        if k.endswith(".weight") and "LayerNorm" not in k:
+            teacher[k] = v * 10
+    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
+    return teacher, {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+
+
 def probe(loss_of, params, grads, rng, count=4, eps=1e-6):
     """Compare `count` random entries of each probed tensor with central differences."""
     names = ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.bias",
@@ -49,12 +60,7 @@ def probe(loss_of, params, grads, rng, count=4, eps=1e-6):
 
 def test_stage1_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
-    teacher = init_params(TEACHER, rng, np.float64)
-    for k, v in teacher.items():  # larger weights: scores and hidden states far from trivial
-        if k.endswith(".weight") and "LayerNorm" not in k:
-            teacher[k] = v * 10
-    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
-    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    teacher, student = teacher_and_student(rng)
     b = batch()
     fn = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP)
     loss, grads = fn(student, b, np.zeros(3, np.int64), np.arange(3), 0)
@@ -73,12 +79,7 @@ def test_student_dropout_gradient_matches_finite_differences_and_its_masks_follo
     the gradient is the central difference; another step draws other masks, the same step the same;
     at p = 0 the loss is the plain one."""
     rng = np.random.default_rng(5)
-    teacher = init_params(TEACHER, rng, np.float64)
-    for k, v in teacher.items():
-        if k.endswith(".weight") and "LayerNorm" not in k:
-            teacher[k] = v * 10
-    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
-    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    teacher, student = teacher_and_student(rng)
     student["classifier.weight"] *= 20
     b, labels, index = batch(), np.array([1, 0, 1]), np.array([4, 0, 2])
     logits = rng.normal(size=(5, 2))
@@ -199,12 +200,7 @@ def test_a_longer_stage1_continues_the_shorter_one_and_stage2_lives_under_its_st
 def test_stage1_on_probabilities_gradient_matches_finite_differences():
     """BERT-STAGE1-PROBS: the probabilities' distance, taken back through 2Quad-freeDiv to the scores."""
     rng = np.random.default_rng(4)
-    teacher = init_params(TEACHER, rng, np.float64)
-    for k, v in teacher.items():
-        if k.endswith(".weight") and "LayerNorm" not in k:
-            teacher[k] = v * 10
-    _, student = T.select_layers(TEACHER, teacher, LAYER_MAP)
-    student = {k: v + rng.normal(0, 0.05, v.shape) for k, v in student.items()}
+    teacher, student = teacher_and_student(rng)
     b = batch()
     fn = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP, "probs")
     loss, grads = fn(student, b, np.zeros(3, np.int64), np.arange(3), 0)
