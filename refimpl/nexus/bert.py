@@ -461,7 +461,8 @@ def _simulate(pieces: list[Piece], boots: set[int], start: int, top: int):
     return rows, None
 
 
-def place(pieces: list[Piece], start: int, top: int) -> list[dict]:
+def place(pieces: list[Piece], start: int, top: int, *, limb_s: dict[str, float] | None = None,
+          boot_s: float | None = None) -> list[dict]:
     """Bootstrap positions with the fewest ciphertexts refreshed (then the fewest refresh points).
 
     Dynamic programming over the chain: the state after a piece is its level and the levels of
@@ -469,18 +470,30 @@ def place(pieces: list[Piece], start: int, top: int) -> list[dict]:
     each bootable piece one may refresh its `width` ciphertexts. Exact for this cost, and never
     worse than the greedy rule of refimpl.ckks.bootstrap.planner (refresh right before the
     piece that does not fit), which ignores widths: e.g. it refreshes the 4x wider FFN stream
-    where refreshing the hidden stream one piece earlier serves as well."""
+    where refreshing the hidden stream one piece earlier serves as well.
+
+    Time-weighted (ours; both keywords): minimise the derived time instead, boot_s seconds per
+    refreshed ciphertext plus limb_s[piece] x (level + 1) per piece (a piece's time taken as
+    proportional to the limbs of the level it runs at; pieces not named cost nothing), then the
+    two counts above. The state is the same, so the program stays exact for this cost."""
+    if (limb_s is None) != (boot_s is None):
+        raise ValueError("a time-weighted placement needs both limb_s (seconds per limb of each piece) and boot_s "
+                         "(seconds per refreshed ciphertext)")
+    if boot_s is not None and (boot_s < 0 or any(v < 0 for v in limb_s.values())):
+        raise ValueError(f"seconds must be non-negative, got boot_s = {boot_s} and limb_s minimum "
+                         f"{min(limb_s.values(), default=0.0)}")
+    weigh = boot_s is not None
     last_use: dict = {}
     for j, pc in enumerate(pieces):
         if pc.join:
             key = (pc.join[0], pc.join[1])
             last_use[key] = max(last_use.get(key, -1), j)
-    states = {(start, ()): (0, 0, None)}
+    states = {(start, ()): ((0.0, 0, 0), None)}  # state -> ((seconds, ciphertexts refreshed, points), back)
     history = []
     for i, pc in enumerate(pieces):
         new: dict = {}
         need = pc.cost if pc.need is None else pc.need
-        for key, (cost, npts, _) in states.items():
+        for key, ((secs, cost, npts), _) in states.items():
             level, refs = key
             live = dict(refs)
             if pc.join:
@@ -500,18 +513,19 @@ def place(pieces: list[Piece], start: int, top: int) -> list[dict]:
                     nxt[("out", pc.name)] = lvl - pc.cost
                 nxt = {k: v for k, v in nxt.items() if last_use[k] > i}
                 k2 = (lvl - pc.cost, tuple(sorted(nxt.items())))
-                val = (cost + (pc.width if boot else 0), npts + boot)
-                if k2 not in new or val < new[k2][:2]:
-                    new[k2] = (val[0], val[1], (key, boot))
+                val = (secs + (boot * pc.width * boot_s + limb_s.get(pc.name, 0.0) * (lvl + 1) if weigh else 0.0),
+                       cost + (pc.width if boot else 0), npts + boot)
+                if k2 not in new or val < new[k2][0]:
+                    new[k2] = (val, (key, boot))
         if not new:
             raise ValueError(f"no bootstrap placement fits piece {pc.name} (needs {need} levels, bootstrapping "
                              f"returns level {top}): use parameters with more levels after bootstrapping")
         history.append(new)
         states = new
-    key = min(states, key=lambda k: states[k][:2])
+    key = min(states, key=lambda k: states[k][0])
     boots = set()
     for i in range(len(pieces) - 1, -1, -1):
-        prev, boot = history[i][key][2]
+        prev, boot = history[i][key][1]
         if boot:
             boots.add(i)
         key = prev

@@ -8,7 +8,9 @@ per chunk, windows of 256 slots, 128 token windows = all 32768 slots):
 hidden stream 6 ciphertexts, FFN stream 24, score stream 12.
 
 1. Blocks: the pieces of nexus/bert._pieces (the same level costs and widths the forward
-   checks), grouped into the issue's blocks; bootstraps placed by nexus/bert.place (the DP).
+   checks), grouped into the issue's blocks; bootstraps placed by nexus/bert.place (the DP):
+   the fewest ciphertexts refreshed, or with `--weigh-by FILE` (ours) the least derived time,
+   each piece's seconds per limb taken from FILE's timed run of the fewest-refreshes plan.
 2. Timing: one instance of each block kind on real ciphertexts with the forward's own kernels
    (_Forward.linear, head_scores, softmax_pieces, pv, layernorm, gelu_masked, quad, head), at the
    level the plan gives the block; refreshes inside a block go through an OracleBootstrapper
@@ -133,18 +135,19 @@ def layout(cfg: BertConfig, n: int, slots: int) -> nb.Layout:
     return nb.input_layout(cfg, n, slots, head_rows=True)
 
 
-def blocks(model: nb.NexusModel, n: int, params, *, bootstrap_level: int | None = None) -> dict:
+def blocks(model: nb.NexusModel, n: int, params, *, bootstrap_level: int | None = None,
+           limb_s: dict[str, float] | None = None, boot_s: float | None = None) -> dict:
     """The plan (nexus/bert.place over nexus/bert._pieces) and, per block kind of one layer, its
     pieces, levels consumed, ciphertexts entering, and per layer the bootstrap points and
     ciphertexts refreshed.
 
     Returns {"layout", "rows" (the whole plan), "layer_blocks" (layer LAYER, or 0 for one-layer
     models), "per_layer": [{"layer", "bootstrap_points", "ciphertexts_refreshed"}], "head": ...,
-    "total": {...}}."""
+    "total": {...}}. limb_s, boot_s: a time-weighted placement (nexus/bert.place; see limb_seconds)."""
     p, top = nb.bootstrap_level_of(params, bootstrap_level)
     lay = layout(model.config, n, p.slots)
     pieces = nb._pieces(model, lay)
-    rows = nb.place(pieces, top, top)
+    rows = nb.place(pieces, top, top, limb_s=limb_s, boot_s=boot_s)
     L = model.config.num_hidden_layers
     ch, ci, sw = lay.chunks(lay.d), lay.chunks(lay.intermediate), lay.score_cts
     entering = {"QKV": ch, "Q K^T": 2 * ch, "Softmax": sw, "2Quad-freeDiv": sw, "P V": sw + ch, "output projection": ch,
@@ -179,6 +182,25 @@ def blocks(model: nb.NexusModel, n: int, params, *, bootstrap_level: int | None 
                       "ciphertexts_refreshed": sum(r["bootstraps"] for r in rows),
                       "levels": sum(r["cost"] for r in rows)},
             "top": top}
+
+
+def limb_seconds(info: dict, timed: list[dict]) -> dict[str, float]:
+    """Seconds per limb of every piece, from timed blocks of the plan `info` (blocks()): a kind's
+    seconds per layer T spread over its pieces in proportion to the limbs they run at (level + 1),
+    T / sum(level_in + 1) for each piece of the kind in every layer (the head: its own row).
+    The time-weighted placement's model: a piece's time is proportional to the limbs of its level."""
+    per = {r["kind"]: r["seconds"] for r in timed}
+    layer = [r for r in info["rows"] if r["block"].startswith(f"L{info['layer']}.") or r["block"] == "head"]
+    limbs: dict[str, int] = {}
+    for r in layer:
+        k = kind_of(r["block"])
+        limbs[k] = limbs.get(k, 0) + r["level_in"] + 1
+    out = {}
+    for r in info["rows"]:
+        k = kind_of(r["block"])
+        if k in per:
+            out[r["block"]] = per[k] / limbs[k]
+    return out
 
 
 # ============================================================================ timing
@@ -219,16 +241,17 @@ class BlockTimer:
 
     params, rc: a bootstrapping parameter set (the plan's top level = rc's output level); model: a
     NexusModel whose config has the block sizes; n tokens (all real); shifts: the key shifts of Q K^T
-    and P V to run (default all n_pad)."""
+    and P V to run (default all n_pad); limb_s, boot_s: time the blocks of the time-weighted plan (blocks())."""
 
-    def __init__(self, params, rc, model: nb.NexusModel, n: int, *, shifts=None, seed: int = 0, bootstrap_level=None):
+    def __init__(self, params, rc, model: nb.NexusModel, n: int, *, shifts=None, seed: int = 0, bootstrap_level=None,
+                 limb_s: dict[str, float] | None = None, boot_s: float | None = None):
         from ..ckks import Decryptor, Encoder, Encryptor, KeyGenerator
         from ..ckks.bootstrap.oracle import OracleBootstrapper
         from ..ring.sampling import RandomSource
 
         self.params, self.model, self.n = params, model, n
         self.info = blocks(model, n, (params, rc) if bootstrap_level is None else params,
-                           bootstrap_level=bootstrap_level)
+                           bootstrap_level=bootstrap_level, limb_s=limb_s, boot_s=boot_s)
         self.lay, self.rows = self.info["layout"], self.info["rows"]
         if not self.lay.head_rows:
             raise ValueError(f"BlockTimer times the head_rows layout (attention rows longer than a head); rows of "
@@ -549,18 +572,24 @@ class BlockTimer:
 
 
 def derive(info: dict, timed: list[dict], bootstrap_s: float, layers: int) -> dict:
-    """layer = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head."""
+    """layer = sum(block time x count) + refreshed ciphertexts x bootstrap time; model = the plan's layers + head,
+    every layer's blocks at the timed layer's seconds. model_by_limbs_s: every piece of every layer at its own
+    level instead (limb_seconds: the timed layer's seconds per limb x the limbs the piece runs at), as layers
+    differ when the plan alternates (a time-weighted plan) and layer 0 starts at the client's level."""
     per = {r["kind"]: r["seconds"] for r in timed if r["kind"] != "head"}  # per layer (scaled)
     cpu = sum(r.get("cpu_seconds", 0.0) for r in timed if r["kind"] != "head")
     compute = sum(per.values())
     boots = [pl["ciphertexts_refreshed"] for pl in info["per_layer"]]
     head = sum(r["seconds"] for r in timed if r["kind"] == "head")
     rep = info["per_layer"][info["layer"]]["ciphertexts_refreshed"]
+    limb = limb_seconds(info, timed)
     return {"layer_compute_s": round(compute, 1), "layer_compute_cpu_s": round(cpu, 1), "layer_bootstraps": rep,
             "layer_s": round(compute + rep * bootstrap_s, 1),
             "model_s": round(layers * compute + sum(boots) * bootstrap_s + head
                              + info["head"]["ciphertexts_refreshed"] * bootstrap_s, 1),
             "model_bootstraps": sum(boots) + info["head"]["ciphertexts_refreshed"], "bootstrap_s": bootstrap_s,
+            "model_by_limbs_s": round(sum(limb.get(r["block"], 0.0) * (r["level_in"] + 1) for r in info["rows"])
+                                      + (sum(boots) + info["head"]["ciphertexts_refreshed"]) * bootstrap_s, 1),
             "complete": {"QKV", "Q K^T", "P V", "output projection", "FFN1", "FFN2"} <= set(per)}
 
 
@@ -619,7 +648,8 @@ def markdown(res: dict) -> str:
     names = list(res["models"])
     present = {b["kind"] for m in res["models"].values() for b in m["layer_blocks"]}
     kinds = [k for _, k in KINDS if k in present]
-    head = " | ".join(f"{n} s (boots)" for n in names)
+    head = " | ".join(f"{n}{' (time-weighted plan)' if m.get('placement', {}).get('weighed_by') else ''} s (boots)"
+                      for n, m in res["models"].items())
     lines = [f"| block (one layer) | {head} |", "|---|" + "---:|" * len(names)]
     for k in kinds:
         cells = []
@@ -637,6 +667,8 @@ def markdown(res: dict) -> str:
             ("layer blocks (wall s)", lambda m, d, q: f"{q['layer_compute_s']:.0f}"),
             ("layer blocks (process CPU s, both cores)", lambda m, d, q: f"{q['layer_compute_cpu_s']:.0f}"),
             (f"model, bootstrap {quiet} s (quiet)", lambda m, d, q: f"{q['model_s']:.0f} s = {q['model_s'] / 3600:.1f} h"),
+            (f"model, bootstrap {quiet} s, each layer at its own levels", lambda m, d, q: "-" if "model_by_limbs_s" not in q
+             else f"{q['model_by_limbs_s']:.0f} s = {q['model_by_limbs_s'] / 3600:.1f} h"),
             ("model, bootstrap as measured under load", lambda m, d, q: "-" if d is None else
              f"{d['model_s']:.0f} s = {d['model_s'] / 3600:.1f} h ({d['bootstrap_s']:.0f} s each)"))
     for label, f in rows:
@@ -698,6 +730,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
     ap.add_argument("--only", help="comma-separated block kinds to time")
     ap.add_argument("--gelu-probe", action="store_true",
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
+    ap.add_argument("--weigh-by", metavar="FILE",
+                    help="time-weighted placement (ours): seconds per limb of each block from FILE's timed run of the "
+                         "same model and plan, refreshes at the quiet bootstrap time")
     ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
     ap.add_argument("--merge", nargs="+", metavar="FILE",
                     help="only: join results of disjoint models (one process per model) into --json (no run)")
@@ -744,16 +779,36 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
             Path(a.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
 
     res["load_average_start"] = os.getloadavg()
+    weights: dict = {}
+    weigh_by = json.loads(Path(a.weigh_by).read_text()) if a.weigh_by else None
     for name in a.models.split(","):
         cfg = config(name)
         model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers))
         info = blocks(model, a.n, (params, rc))
+        placement = {"objective": "fewest ciphertexts refreshed, then fewest refresh points (NEXUS)"}
+        if weigh_by is not None:
+            old = weigh_by.get("models", {}).get(name)
+            if old is None or not old.get("timed"):
+                raise ValueError(f"--weigh-by {a.weigh_by}: no timed run of {name} in it "
+                                 f"(models: {sorted(weigh_by.get('models', {}))})")
+            if old["per_layer"] != info["per_layer"] or weigh_by.get("n") != a.n or weigh_by.get("preset") != a.preset:
+                raise ValueError(f"--weigh-by {a.weigh_by}: its {name} run has another plan, n or preset than this one "
+                                 f"(expected the fewest-refreshes plan of n = {a.n} at {a.preset})")
+            limb = limb_seconds(info, old["timed"])
+            weights[name] = dict(limb_s=limb, boot_s=QUIET_BOOTSTRAP_S)
+            info = blocks(model, a.n, (params, rc), **weights[name])
+            layer = [r for r in info["rows"] if r["block"].startswith(f"L{info['layer']}.")]
+            placement = {"objective": "least derived time (ours): refreshed ciphertexts x boot_s + seconds per limb x "
+                                      "limbs per piece", "weighed_by": a.weigh_by, "boot_s": QUIET_BOOTSTRAP_S,
+                         "predicted_layer_compute_s": round(sum(limb.get(r["block"], 0.0) * (r["level_in"] + 1)
+                                                                for r in layer), 1)}
         lay = info["layout"]
         m = {"ranges_from": MODELS[name][2] + " (widest over its layers, every layer)", "settings": model.settings(),
              "layout": {"chunk": lay.chunk, "window": lay.window, "hidden_cts": lay.chunks(lay.d),
                         "ffn_cts": lay.chunks(lay.intermediate), "score_cts": lay.score_cts, "head_rows": lay.head_rows},
              "layer_blocks": info["layer_blocks"], "layer_shown": info["layer"], "per_layer": info["per_layer"],
-             "head": info["head"], "total": info["total"], "plan_table": nb.plan_table(info["rows"]).splitlines()[-1]}
+             "head": info["head"], "total": info["total"], "plan_table": nb.plan_table(info["rows"]).splitlines()[-1],
+             "placement": placement}
         res["models"][name] = m
         print(f"\n{name}: per layer bootstraps {[p['ciphertexts_refreshed'] for p in info['per_layer']]}, total "
               f"{info['total']['ciphertexts_refreshed']} ciphertexts at {info['total']['bootstrap_points']} points, "
@@ -766,7 +821,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
             model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers))
             step = max(1, a.n // a.shifts) if a.n >= a.shifts else 1
             shifts = [step // 2 + step * k for k in range(a.shifts)]
-            timer = BlockTimer(params, rc, model, a.n, shifts=shifts)
+            timer = BlockTimer(params, rc, model, a.n, shifts=shifts, **weights.get(name, {}))
             only = set(a.only.split(",")) if a.only else None
 
             def on_block(rows, m=m, timer=timer):

@@ -107,13 +107,46 @@ def test_widest_ranges_and_errors():
 
 def test_derive_adds_blocks_and_bootstraps():
     info = {"per_layer": [{"ciphertexts_refreshed": 3}, {"ciphertexts_refreshed": 5}], "layer": 1,
-            "head": {"ciphertexts_refreshed": 1}}
+            "head": {"ciphertexts_refreshed": 1},
+            "rows": [{"block": "L0.qkv", "level_in": 4}, {"block": "L0.gelu", "level_in": 3},
+                     {"block": "L1.qkv", "level_in": 9}, {"block": "L1.gelu", "level_in": 1},
+                     {"block": "head", "level_in": 2}]}
     timed = [{"kind": "QKV", "seconds": 2.0, "count_per_layer": 1}, {"kind": "GELU", "seconds": 3.0, "count_per_layer": 2},
              {"kind": "head", "seconds": 0.5, "count_per_layer": 1}]  # seconds: per layer, already scaled
     d = bb.derive(info, timed, 10.0, 2)
     assert d["layer_compute_s"] == 5.0 and d["layer_s"] == 5.0 + 5 * 10.0
     assert d["model_s"] == 2 * 5.0 + (3 + 5 + 1) * 10.0 + 0.5 and d["model_bootstraps"] == 9
+    # layer 0 at its own levels: QKV 2.0 / 10 limbs x 5, GELU 3.0 / 2 limbs x 4
+    assert d["model_by_limbs_s"] == pytest.approx(0.2 * 5 + 1.5 * 4 + 2.0 + 3.0 + 0.5 + 9 * 10.0)
     assert not d["complete"]
+
+
+def test_limb_seconds_reproduce_the_timed_blocks():
+    """NEXUS-BERT-PLAN-TIME: the seconds per limb give back each timed block's seconds on the timed layer;
+    the time-weighted plan derives no more time than the fewest-refreshes plan under the same weights
+    (and here less: it refreshes more ciphertexts to run the products lower)."""
+    p, rc = bootstrap_parameters(2048, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    m = small("2quad-freediv-quad", layers=3, hidden_size=32, num_attention_heads=4, intermediate_size=128)
+    info = bb.blocks(m, 16, (p, rc))
+    rng = np.random.default_rng(0)
+    kinds = [b["kind"] for b in info["layer_blocks"]] + ["head"]
+    timed = [{"kind": k, "seconds": float(rng.uniform(1, 100))} for k in kinds]
+    limb = bb.limb_seconds(info, timed)
+    layer = [r for r in info["rows"] if r["block"].startswith(f"L{info['layer']}.") or r["block"] == "head"]
+    for t in timed:
+        got = sum(limb[r["block"]] * (r["level_in"] + 1) for r in layer if bb.kind_of(r["block"]) == t["kind"])
+        assert got == pytest.approx(t["seconds"], rel=1e-12)
+    assert set(limb) == {r["block"] for r in info["rows"]}
+
+    def seconds(inf, boot_s):
+        return sum(limb[r["block"]] * (r["level_in"] + 1) + r["bootstraps"] * boot_s for r in inf["rows"])
+
+    for boot_s in (0.5, 5.0, 500.0):
+        w = bb.blocks(m, 16, (p, rc), limb_s=limb, boot_s=boot_s)
+        assert seconds(w, boot_s) <= seconds(info, boot_s) + 1e-9
+    w = bb.blocks(m, 16, (p, rc), limb_s=limb, boot_s=0.5)
+    assert seconds(w, 0.5) < seconds(info, 0.5)
+    assert w["total"]["ciphertexts_refreshed"] > info["total"]["ciphertexts_refreshed"]
 
 
 def test_reproduce_bertbase_plan_and_table(tmp_path, capsys):

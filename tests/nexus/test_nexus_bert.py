@@ -155,6 +155,44 @@ def test_place_is_optimal(chain, top, start):
         assert sum(r["bootstraps"] for r in nb.place(pieces, start, top)) == best
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 4), st.booleans(), st.floats(0, 8)), min_size=2, max_size=8),
+       st.integers(9, 12), st.floats(0, 20))
+def test_time_weighted_place_is_optimal(chain, top, boot_s):
+    """NEXUS-BERT-PLAN-TIME: with limb_s and boot_s, `place` finds the least derived time (refreshed
+    ciphertexts x boot_s + limb_s x (level + 1) per piece) that brute force finds; zero seconds per
+    limb give the fewest-refreshes plan."""
+    pieces = [nb.Piece(f"p{i}", c, w, bootable=b or i == 0) for i, (c, w, b, _) in enumerate(chain)]
+    pieces.append(nb.Piece("j", 1, 1, join=("in", "p0", 0)))
+    limb_s = {f"p{i}": t for i, (*_, t) in enumerate(chain)}
+
+    def seconds(rows):
+        return sum(r["bootstraps"] * boot_s + limb_s.get(r["block"], 0.0) * (r["level_in"] + 1) for r in rows)
+
+    best = None
+    for k in range(len(pieces) + 1):
+        for boots in itertools.combinations([i for i, p in enumerate(pieces) if p.bootable], k):
+            rows, fail = nb._simulate(pieces, set(boots), top, top)
+            if fail is None:
+                best = seconds(rows) if best is None else min(best, seconds(rows))
+    if best is None:
+        return
+    rows = nb.place(pieces, top, top, limb_s=limb_s, boot_s=boot_s)
+    assert seconds(rows) == pytest.approx(best, rel=1e-12, abs=1e-9)
+    plain = nb.place(pieces, top, top)
+    zero = nb.place(pieces, top, top, limb_s={}, boot_s=1.0)
+    assert sum(r["bootstraps"] for r in zero) == sum(r["bootstraps"] for r in plain)
+    assert seconds(rows) <= seconds(plain) + 1e-9
+
+
+def test_time_weighted_place_refuses_half_or_negative_weights():
+    pieces = [nb.Piece("a", 2, 1), nb.Piece("b", 2, 1)]
+    with pytest.raises(ValueError, match="needs both limb_s"):
+        nb.place(pieces, 3, 3, limb_s={"a": 1.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        nb.place(pieces, 3, 3, limb_s={"a": -1.0}, boot_s=1.0)
+
+
 # ------------------------------------------------------------------ ranges
 def test_ranges_checked():
     """NEXUS-BERT-RANGE: calibration refuses GELU inputs outside [-13, 12]; check_ranges names the block."""
