@@ -11,7 +11,8 @@
 3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.nexus.bertbase): the level
    planner's bootstraps per layer, one timed instance of each block kind, derived layer and
    model time beside the paper's; `--bertbase --table FILE` prints the table of a stored run,
-   `--bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model).
+   `--bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model),
+   `--bertbase --weigh-by FILE` times the time-weighted plan (ours) with FILE's seconds per limb.
 
 The first output line says INSECURE when an insecure ring is used.
 
@@ -257,7 +258,7 @@ def main(argv: list[str]) -> int:
 
         return bertbase.main([a for a in argv if a != "--bertbase"], prog="refimpl reproduce nexus --bertbase")
     ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0],
-                                 epilog="--bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B]: BERT-base "
+                                 epilog="--bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B] [--weigh-by FILE]: BERT-base "
                                         "at n = 128 (refimpl.nexus.bertbase): bootstrap plan, one timed instance per "
                                         "block kind at 128-bit, derived layer and model time")
     ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
