@@ -479,8 +479,8 @@ def place(pieces: list[Piece], start: int, top: int, *, limb_s: dict[str, float]
     if (limb_s is None) != (boot_s is None):
         raise ValueError("a time-weighted placement needs both limb_s (seconds per limb of each piece) and boot_s "
                          "(seconds per refreshed ciphertext)")
-    if boot_s is not None and (boot_s < 0 or any(v < 0 for v in limb_s.values())):
-        raise ValueError(f"seconds must be non-negative, got boot_s = {boot_s} and limb_s minimum "
+    if boot_s is not None and not (boot_s >= 0 and all(v >= 0 for v in limb_s.values())):  # NaN fails too
+        raise ValueError(f"seconds must be non-negative numbers, got boot_s = {boot_s} and limb_s minimum "
                          f"{min(limb_s.values(), default=0.0)}")
     weigh = boot_s is not None
     last_use: dict = {}

@@ -191,6 +191,8 @@ def test_time_weighted_place_refuses_half_or_negative_weights():
         nb.place(pieces, 3, 3, limb_s={"a": 1.0})
     with pytest.raises(ValueError, match="non-negative"):
         nb.place(pieces, 3, 3, limb_s={"a": -1.0}, boot_s=1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        nb.place(pieces, 3, 3, limb_s={"a": 1.0}, boot_s=float("nan"))
 
 
 # ------------------------------------------------------------------ ranges
