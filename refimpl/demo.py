@@ -159,6 +159,9 @@ def main(sentence: str | None = None, quick: bool = False) -> int:
         print(f"    {'':<32s} client->server {b['query'] / 2**20:.1f} MiB (keys {b['keys'] / 2**20:.0f} MiB once), "
               f"server->client {b['result'] / 2**20:.2f} MiB; {r['bootstraps']} bootstraps; "
               f"server {r['seconds']['server_forward']:.0f} s")
+        if ref.get("range_error"):
+            print(f"    {'':<32s} WARNING: the sentence leaves the model's calibrated ranges ({ref['range_error']}); "
+                  "the approximations, encrypted or not, may be far from the exact model")
         summary.append(("NEXUS", name, f"{int(agree)}/1", f"{err:.1e}",
                         f"{(b['query'] + b['result']) / 2**20:.1f} MiB, {r['bootstraps']} bootstraps",
                         f"{r['seconds']['total']:.0f} s ({'128-bit' if secure else 'INSECURE ring'})"))

@@ -302,6 +302,42 @@ def calibrate(model: NexusModel, samples, margin: float = 1.0) -> dict:
     return {"score_bound": B, "var": acc["var"], "act": tuple(act), "absmax": acc["absmax"]}
 
 
+RANGES_FORMAT = "refimpl-nexus-ranges"
+
+
+def ranges_to_json(ranges: dict, source: str) -> dict:
+    """Calibrated ranges (calibrate's dict) as a JSON document, with where they come from."""
+    return {"format": RANGES_FORMAT, "source": source, "score_bound": float(ranges["score_bound"]),
+            "var": {k: [float(a), float(b)] for k, (a, b) in ranges["var"].items()},
+            "act": [float(v) for v in ranges["act"]], "absmax": {k: float(v) for k, v in ranges["absmax"].items()}}
+
+
+def ranges_from_json(doc: dict, config: BertConfig) -> dict:
+    """calibrate's dict from ranges_to_json's document, checked against the model's layers (ValueError
+    naming what is wrong: format, a missing LayerNorm, a range that is not finite or lo > hi)."""
+    if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT:
+        raise ValueError(f"expected a JSON object with format {RANGES_FORMAT!r}, got "
+                         f"{doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r}")
+    want = {f"L{i}.ln{j}" for i in range(config.num_hidden_layers) for j in (1, 2)}
+    try:
+        var = {k: (float(a), float(b)) for k, (a, b) in doc["var"].items()}
+        out = {"score_bound": float(doc["score_bound"]), "var": var,
+               "act": (float(doc["act"][0]), float(doc["act"][1])),
+               "absmax": {k: float(v) for k, v in doc["absmax"].items()}}
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"ranges document: expected score_bound, var {{name: [lo, hi]}}, act [lo, hi] and "
+                         f"absmax {{stream: max}}, got keys {sorted(doc)} ({e!r})") from None
+    if set(var) != want:
+        raise ValueError(f"ranges document: LayerNorm ranges {sorted(var)}, expected {sorted(want)} for a "
+                         f"{config.num_hidden_layers}-layer model")
+    pairs = [("score_bound", (out["score_bound"], out["score_bound"])), ("act", out["act"]), *var.items()]
+    for k, (a, b) in pairs:
+        if not (math.isfinite(a) and math.isfinite(b) and a <= b) or (k in var and a <= 0):
+            raise ValueError(f"ranges document: {k} = [{a}, {b}] must be finite with lo <= hi"
+                             + (" and lo > 0 (a variance)" if k in var else ""))
+    return out
+
+
 def gelu_valid_range(prescale: float) -> tuple[float, float]:
     """Inputs x with every (x - t_i)/prescale in [-1, 1]: [-13, 12] for the paper's 16."""
     from .gelu import BREAKPOINTS

@@ -74,6 +74,8 @@ _HEAD = struct.Struct("<4sHBII")
 MAX_FRAME = 1 << 36  # 64 GiB: a larger length prefix is a malformed stream
 MAX_HEADER = 1 << 24
 SERVER_KINDS = ("ciphertext", "public_key", "switching_key")  # what the server accepts: no secret key kind exists
+RANGES_FILE = "nexus_ranges.json"  # the model owner's calibrated ranges, beside a model's weights
+CALIBRATION_TOKENS, CALIBRATION_SENTENCES = 16, 200
 
 
 def resolve_params(name: str):
@@ -389,6 +391,26 @@ class NexusBert:
         self._nb, self.name, self.config, self.params, self.encode = nb, name, config, params, encode
         self.model = nb.NexusModel(config, params)
         self.labels = tuple(labels)
+        self.ranges_source = "refimpl.nexus.bert's own calibration on random tokens"
+
+    def load_ranges(self, path) -> None:
+        """The model owner's calibrated ranges (RANGES_FILE, written by `refimpl nexus calibrate`)."""
+        from pathlib import Path
+
+        try:
+            doc = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ProtocolError(f"{path}: not JSON ({e})") from None
+        try:
+            self.model.ranges = self._nb.ranges_from_json(doc, self.config)
+        except ValueError as e:
+            raise ProtocolError(f"{path}: {e}") from None
+        self.ranges_source = f"{Path(path).parent.name}/{Path(path).name}: {doc.get('source', '?')}"
+
+    def save_ranges(self, path, source: str) -> None:
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(self._nb.ranges_to_json(self.model.get_ranges(), source), indent=1) + "\n")
 
     @classmethod
     def shipped(cls, name: str) -> "NexusBert":
@@ -397,7 +419,10 @@ class NexusBert:
 
         m = shipped.load(name)
         labels = (m.meta or {}).get("labels", ("negative", "positive"))
-        return cls(name, m.config, m.params, lambda s: shipped.encode(m, s), labels)
+        out = cls(name, m.config, m.params, lambda s: shipped.encode(m, s), labels)
+        if (shipped.model_dir(name) / RANGES_FILE).exists():
+            out.load_ranges(shipped.model_dir(name) / RANGES_FILE)
+        return out
 
     @classmethod
     def from_dir(cls, path: str) -> "NexusBert":
@@ -415,13 +440,16 @@ class NexusBert:
             ids, _ = tok.encode(s, max_length=128)
             return np.array(ids, dtype=np.int64), np.ones(len(ids), dtype=np.int64)
 
-        return cls(d.name, config, params, encode)
+        out = cls(d.name, config, params, encode)
+        if (d / RANGES_FILE).exists():
+            out.load_ranges(d / RANGES_FILE)
+        return out
 
     @property
     def num_labels(self) -> int:
         return self.config.num_labels
 
-    def calibrate(self, sentences, max_tokens: int = 16, limit: int = 200) -> int:
+    def calibrate(self, sentences, max_tokens: int = CALIBRATION_TOKENS, limit: int = CALIBRATION_SENTENCES) -> int:
         """Server side: the value ranges of the approximations from plaintext sentences
         (refimpl.nexus.bert.calibrate; without it NexusModel calibrates on random tokens)."""
         samples = []
@@ -434,6 +462,7 @@ class NexusBert:
         if not samples:
             raise ProtocolError(f"no calibration sentence has at most {max_tokens} tokens")
         self.model.ranges = self._nb.calibrate(self.model, samples)
+        self.ranges_source = f"{len(samples)} sentences of at most {max_tokens} tokens"
         return len(samples)
 
     def input_bound(self) -> float:
@@ -443,10 +472,17 @@ class NexusBert:
         return float(np.max(np.sqrt(self.config.hidden_size - 1) * g + b))
 
     def reference_logits(self, sentence: str) -> dict:
-        """Plaintext logits: 'model' (the encrypted forward's approximations in float64) and 'exact'."""
+        """Plaintext logits: 'model' (the encrypted forward's approximations in float64) and 'exact';
+        'range_error': None, or which calibrated range the sentence leaves (then the encrypted result,
+        like 'model', may be far from 'exact': the server cannot see this, the plaintext harness can)."""
         ids, mask = self.encode(sentence)
-        return {k: np.asarray(self._nb.plaintext_reference(self.model, ids, mask, approximate=ap)["logits"])
-                for k, ap in (("model", True), ("exact", False))}
+        ref = {ap: self._nb.plaintext_reference(self.model, ids, mask, approximate=ap) for ap in (True, False)}
+        try:
+            self._nb.check_ranges(self.model, ref[True])
+            err = None
+        except ValueError as e:
+            err = f"{e} (ranges: {self.ranges_source})"
+        return {"model": np.asarray(ref[True]["logits"]), "exact": np.asarray(ref[False]["logits"]), "range_error": err}
 
     def embed(self, sentence: str):
         ids, mask = self.encode(sentence)
@@ -879,27 +915,61 @@ def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sy
             served += 1
 
 
+def _calibrate_cli(args) -> int:
+    """refimpl nexus calibrate: the model owner's ranges from plaintext sentences, saved beside the model."""
+    from pathlib import Path
+
+    model = load_model(args.model)
+    if not hasattr(model, "calibrate"):
+        print("refimpl nexus calibrate: applies to BERT models only", file=sys.stderr)
+        return 2
+    with open(args.calibrate_tsv) as f:
+        texts = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
+    k = model.calibrate(texts)
+    if args.out:
+        out = Path(args.out)
+    elif os.path.isdir(args.model):
+        out = Path(args.model) / RANGES_FILE
+    else:
+        from ..bert import shipped
+
+        out = shipped.model_dir(args.model) / RANGES_FILE
+    model.save_ranges(out, f"the first {k} sentences of at most {CALIBRATION_TOKENS} tokens of "
+                           f"{Path(args.calibrate_tsv).parent.name}/{Path(args.calibrate_tsv).name}, "
+                           f"refimpl.nexus.bert.calibrate with its margins")
+    print(f"{out}: ranges of {args.model} from {k} sentences of {args.calibrate_tsv}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="refimpl nexus", description="NEXUS client and server as two processes")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("serve", "query"):
+    for name in ("serve", "query", "calibrate"):
         a = sub.add_parser(name)
-        a.add_argument("--port", type=int, required=(name == "query"), default=0)
-        a.add_argument("--host", default="127.0.0.1")
-        a.add_argument("--params", default=DEFAULT_PARAMS, help=f"bootstrapping preset ({', '.join(BOOTSTRAP_PRESETS)}) or deep-2^K-L")
+        if name != "calibrate":
+            a.add_argument("--port", type=int, required=(name == "query"), default=0)
+            a.add_argument("--host", default="127.0.0.1")
+            a.add_argument("--params", default=DEFAULT_PARAMS,
+                           help=f"bootstrapping preset ({', '.join(BOOTSTRAP_PRESETS)}) or deep-2^K-L")
         a.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model name, or 'toy' (protocol stand-in)")
-    s, q = sub.choices["serve"], sub.choices["query"]
+    s, q, c = sub.choices["serve"], sub.choices["query"], sub.choices["calibrate"]
+    c.add_argument("--calibrate-tsv", required=True, help="SST-2 TSV (e.g. glue/SST-2/train.tsv): the ranges of the "
+                   f"first {CALIBRATION_SENTENCES} sentences of at most {CALIBRATION_TOKENS} tokens, with margins")
+    c.add_argument("--out", help=f"default: {RANGES_FILE} in the shipped model's directory (read by serve and the demo)")
     s.add_argument("--record-dir", help="write every received frame here (what the server sees)")
     s.add_argument("--max-connections", type=int, default=0, help="exit after this many connections (0: never)")
     s.add_argument("--expand", choices=("bootstrap", "direct"), default="bootstrap",
                    help="compressed input: at level 1 then bootstrapped (default), or one level above the input level")
     s.add_argument("--calibrate-tsv", help="calibrate the value ranges on the first 200 short sentences of this "
-                   "SST-2 TSV (e.g. glue/SST-2/train.tsv); default: refimpl.nexus.bert's own calibration")
+                   f"SST-2 TSV (e.g. glue/SST-2/train.tsv); default: the model's {RANGES_FILE} (`refimpl nexus "
+                   "calibrate`), else refimpl.nexus.bert's own calibration on random tokens")
     q.add_argument("--sentence", action="append", required=True, help="repeat for several sentences")
     q.add_argument("--no-compress", action="store_true", help="send slot-packed ciphertexts instead of compressed ones")
     q.add_argument("--seed", type=int, default=None, help="key and encryption randomness (default: OS entropy)")
     q.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    if args.cmd == "calibrate":
+        return _calibrate_cli(args)
     try:
         params, _ = resolve_params(args.params)
     except ProtocolError as e:
