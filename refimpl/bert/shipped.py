@@ -266,4 +266,9 @@ def main(argv: list[str]) -> int:
         d = save_shipped(out / name, c, prm, vocab, meta)
         size = (d / "model.safetensors").stat().st_size
         log(f"wrote {d} ({size / 2**20:.1f} MiB), dev accuracy {meta['dev_accuracy']:.4f}")
+        # the model owner's NEXUS ranges, as `refimpl nexus calibrate --calibrate-tsv <glue>/SST-2/train.tsv` writes them
+        from refimpl.nexus import protocol as P
+
+        tsv = Path(args.glue_dir) / "SST-2" / "train.tsv"
+        P.main(["calibrate", "--model", str(d), "--calibrate-tsv", str(tsv)])
     return 0
