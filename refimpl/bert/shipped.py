@@ -263,6 +263,7 @@ def main(argv: list[str]) -> int:
         "dev_accuracy": student_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(student_config, student, tok)}
     for name, c, prm, meta in ((NAMES[0], small_config, small, small_meta), (NAMES[1], student_config, student, student_meta)):
+        (out / name / "nexus_ranges.json").unlink(missing_ok=True)  # the previous weights' ranges
         d = save_shipped(out / name, c, prm, vocab, meta)
         size = (d / "model.safetensors").stat().st_size
         log(f"wrote {d} ({size / 2**20:.1f} MiB), dev accuracy {meta['dev_accuracy']:.4f}")

@@ -303,6 +303,7 @@ def calibrate(model: NexusModel, samples, margin: float = 1.0) -> dict:
 
 
 RANGES_FORMAT = "refimpl-nexus-ranges"
+REFRESH_STREAMS = ("x", "ctx", "sum1", "h1", "sum2")  # streams refreshed with their calibrated max as the bound
 
 
 def ranges_to_json(ranges: dict, source: str) -> dict:
@@ -318,9 +319,13 @@ def ranges_from_json(doc: dict, config: BertConfig) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT:
         raise ValueError(f"expected a JSON object with format {RANGES_FORMAT!r}, got "
                          f"{doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r}")
-    want = {f"L{i}.ln{j}" for i in range(config.num_hidden_layers) for j in (1, 2)}
+    L = config.num_hidden_layers
+    want = {f"L{i}.ln{j}" for i in range(L) for j in (1, 2)}
+    streams = {f"L{i}.{k}" for i in range(L) for k in (*REFRESH_STREAMS, "act_in", "act_out")} | {f"L{L}.x"}
     try:
         var = {k: (float(a), float(b)) for k, (a, b) in doc["var"].items()}
+        if len(doc["act"]) != 2:
+            raise ValueError(f"act has {len(doc['act'])} values")
         out = {"score_bound": float(doc["score_bound"]), "var": var,
                "act": (float(doc["act"][0]), float(doc["act"][1])),
                "absmax": {k: float(v) for k, v in doc["absmax"].items()}}
@@ -329,12 +334,23 @@ def ranges_from_json(doc: dict, config: BertConfig) -> dict:
                          f"absmax {{stream: max}}, got keys {sorted(doc)} ({e!r})") from None
     if set(var) != want:
         raise ValueError(f"ranges document: LayerNorm ranges {sorted(var)}, expected {sorted(want)} for a "
-                         f"{config.num_hidden_layers}-layer model")
-    pairs = [("score_bound", (out["score_bound"], out["score_bound"])), ("act", out["act"]), *var.items()]
-    for k, (a, b) in pairs:
+                         f"{L}-layer model")
+    if set(out["absmax"]) != streams:
+        raise ValueError(f"ranges document: stream maxima for {sorted(out['absmax'])}, expected {sorted(streams)}")
+    bad = [k for k, v in out["absmax"].items() if not (math.isfinite(v) and v >= 0)]
+    if bad or not (math.isfinite(out["score_bound"]) and out["score_bound"] > 0):
+        raise ValueError(f"ranges document: score_bound = {out['score_bound']} must be > 0 and the stream maxima "
+                         f"finite and >= 0 (not {bad})")
+    for k, (a, b) in [("act", out["act"]), *var.items()]:
         if not (math.isfinite(a) and math.isfinite(b) and a <= b) or (k in var and a <= 0):
             raise ValueError(f"ranges document: {k} = [{a}, {b}] must be finite with lo <= hi"
                              + (" and lo > 0 (a variance)" if k in var else ""))
+    if config.attention == "softmax" and 2 * out["score_bound"] > 2.0 ** (EXP_R + 1):
+        raise ValueError(f"ranges document: score_bound = {out['score_bound']} > {2.0 ** EXP_R:g}, beyond exp's "
+                         f"valid range (as calibrate refuses)")
+    if config.activation != "quad" and gelu_prescale(out["act"]) is None:
+        raise ValueError(f"ranges document: GELU inputs {out['act']} outside every Sgn prescale's valid range "
+                         f"(as calibrate refuses)")
     return out
 
 
@@ -380,6 +396,12 @@ def check_ranges(model: NexusModel, ref: dict) -> None:
         vlo, vhi = gelu_valid_range(st["gelu_prescale"])
         if lo < max(r["act"][0], vlo) - 1e-9 or hi > min(r["act"][1], vhi) + 1e-9:
             raise ValueError(f"GELU inputs [{lo:.2f}, {hi:.2f}] leave the calibrated {r['act']} / valid [{vlo}, {vhi}]")
+    for k, v in rec["absmax"].items():  # a refresh scales a stream by 1/M, M the power of two over its bound
+        if k.rsplit(".", 1)[-1] in REFRESH_STREAMS and k in r["absmax"]:
+            M = 2.0 ** max(0, math.ceil(math.log2(max(r["absmax"][k], 1.0))))
+            if v > M:
+                raise ValueError(f"{k}: values reach {v:.3g} > {M:g}, the refresh bound over the calibrated "
+                                 f"{r['absmax'][k]:.3g} (a bootstrap would leave EvalMod's accurate range)")
 
 
 # ============================================================================ plan
@@ -510,21 +532,29 @@ def place(pieces: list[Piece], start: int, top: int, *, limb_s: dict[str, float]
 
     Time-weighted (ours; both keywords): minimise the derived time instead, boot_s seconds per
     refreshed ciphertext plus limb_s[piece] x (level + 1) per piece (a piece's time taken as
-    proportional to the limbs of the level it runs at; pieces not named cost nothing), then the
-    two counts above. The state is the same, so the program stays exact for this cost."""
+    proportional to the limbs of the level it runs at; pieces not named cost nothing), counted in
+    whole microseconds so that equal times tie exactly, then the two counts above. The state is
+    the same, so the program stays exact for this cost."""
     if (limb_s is None) != (boot_s is None):
         raise ValueError("a time-weighted placement needs both limb_s (seconds per limb of each piece) and boot_s "
                          "(seconds per refreshed ciphertext)")
-    if boot_s is not None and not (boot_s >= 0 and all(v >= 0 for v in limb_s.values())):  # NaN fails too
-        raise ValueError(f"seconds must be non-negative numbers, got boot_s = {boot_s} and limb_s minimum "
-                         f"{min(limb_s.values(), default=0.0)}")
+    if boot_s is not None:
+        bad = {k: v for k, v in limb_s.items() if not v >= 0}  # NaN fails too
+        if not boot_s >= 0 or bad:
+            raise ValueError(f"seconds must be non-negative numbers, got boot_s = {boot_s}"
+                             + (f" and limb_s {bad}" if bad else ""))
+        unknown = sorted(set(limb_s) - {pc.name for pc in pieces})
+        if unknown:
+            raise ValueError(f"limb_s names no piece of the chain: {unknown[:4]} (keys are piece names, e.g. "
+                             f"{pieces[0].name!r})")
     weigh = boot_s is not None
+    us = 1e6  # seconds -> integer microseconds
     last_use: dict = {}
     for j, pc in enumerate(pieces):
         if pc.join:
             key = (pc.join[0], pc.join[1])
             last_use[key] = max(last_use.get(key, -1), j)
-    states = {(start, ()): ((0.0, 0, 0), None)}  # state -> ((seconds, ciphertexts refreshed, points), back)
+    states = {(start, ()): ((0, 0, 0), None)}  # state -> ((microseconds, ciphertexts refreshed, points), back)
     history = []
     for i, pc in enumerate(pieces):
         new: dict = {}
@@ -549,8 +579,8 @@ def place(pieces: list[Piece], start: int, top: int, *, limb_s: dict[str, float]
                     nxt[("out", pc.name)] = lvl - pc.cost
                 nxt = {k: v for k, v in nxt.items() if last_use[k] > i}
                 k2 = (lvl - pc.cost, tuple(sorted(nxt.items())))
-                val = (secs + (boot * pc.width * boot_s + limb_s.get(pc.name, 0.0) * (lvl + 1) if weigh else 0.0),
-                       cost + (pc.width if boot else 0), npts + boot)
+                val = (secs + (round(us * (boot * pc.width * boot_s + limb_s.get(pc.name, 0.0) * (lvl + 1)))
+                               if weigh else 0), cost + (pc.width if boot else 0), npts + boot)
                 if k2 not in new or val < new[k2][0]:
                     new[k2] = (val, (key, boot))
         if not new:

@@ -188,7 +188,9 @@ def limb_seconds(info: dict, timed: list[dict]) -> dict[str, float]:
     """Seconds per limb of every piece, from timed blocks of the plan `info` (blocks()): a kind's
     seconds per layer T spread over its pieces in proportion to the limbs they run at (level + 1),
     T / sum(level_in + 1) for each piece of the kind in every layer (the head: its own row).
-    The time-weighted placement's model: a piece's time is proportional to the limbs of its level."""
+    The time-weighted placement's model: a piece's time is proportional to the limbs of its level.
+    Within a kind of several pieces (LayerNorm, Softmax, P V) every piece gets the same seconds per
+    limb, whatever its width and depth: a first-order split (only their sum is measured)."""
     per = {r["kind"]: r["seconds"] for r in timed}
     layer = [r for r in info["rows"] if r["block"].startswith(f"L{info['layer']}.") or r["block"] == "head"]
     limbs: dict[str, int] = {}
@@ -791,6 +793,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
             if old is None or not old.get("timed"):
                 raise ValueError(f"--weigh-by {a.weigh_by}: no timed run of {name} in it "
                                  f"(models: {sorted(weigh_by.get('models', {}))})")
+            missing = sorted({b["kind"] for b in info["layer_blocks"]} | {"head"} - {r["kind"] for r in old["timed"]})
+            if missing:
+                raise ValueError(f"--weigh-by {a.weigh_by}: its {name} run timed no {missing} (a run with --only or "
+                                 f"cut short): every block kind needs its seconds")
             if old["per_layer"] != info["per_layer"] or weigh_by.get("n") != a.n or weigh_by.get("preset") != a.preset:
                 raise ValueError(f"--weigh-by {a.weigh_by}: its {name} run has another plan, n or preset than this one "
                                  f"(expected the fewest-refreshes plan of n = {a.n} at {a.preset})")

@@ -473,8 +473,10 @@ class NexusBert:
 
     def reference_logits(self, sentence: str) -> dict:
         """Plaintext logits: 'model' (the encrypted forward's approximations in float64) and 'exact';
-        'range_error': None, or which calibrated range the sentence leaves (then the encrypted result,
-        like 'model', may be far from 'exact': the server cannot see this, the plaintext harness can)."""
+        'range_error': None, or which calibrated range the sentence leaves (bert.check_ranges: the
+        Softmax bound, LayerNorm variances, GELU inputs, the refreshed streams' bounds); then the
+        encrypted result, like 'model', may be far from 'exact'. The server cannot see this; the
+        plaintext harness can."""
         ids, mask = self.encode(sentence)
         ref = {ap: self._nb.plaintext_reference(self.model, ids, mask, approximate=ap) for ap in (True, False)}
         try:

@@ -84,7 +84,7 @@ def measure(model: str, params: str, sentences, seed: int = 1, calibration=None)
         r["max_err_vs_model"] = float(np.max(np.abs(np.asarray(r["logits"]) - ref["model"])))
         r["max_err_vs_exact"] = float(np.max(np.abs(np.asarray(r["logits"]) - ref["exact"])))
         r["agrees_with_model"] = bool(np.argmax(r["logits"]) == np.argmax(ref["model"]))
-        r["range_error"] = ref.get("range_error")  # None: inside the calibrated ranges
+        r["range_error"] = ref.get("range_error")  # None: inside the ranges bert.check_ranges compares
     out["ranges"] = getattr(server.model, "ranges_source", None)
     out["max_logit_error_vs_float64_model"] = max(r["max_err_vs_model"] for r in runs)
     out["max_logit_error_vs_exact_model"] = max(r["max_err_vs_exact"] for r in runs)

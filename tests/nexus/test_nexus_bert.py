@@ -178,11 +178,11 @@ def test_time_weighted_place_is_optimal(chain, top, boot_s):
     if best is None:
         return
     rows = nb.place(pieces, top, top, limb_s=limb_s, boot_s=boot_s)
-    assert seconds(rows) == pytest.approx(best, rel=1e-12, abs=1e-9)
+    assert seconds(rows) == pytest.approx(best, rel=1e-9, abs=1e-5)  # the DP counts whole microseconds
     plain = nb.place(pieces, top, top)
     zero = nb.place(pieces, top, top, limb_s={}, boot_s=1.0)
     assert sum(r["bootstraps"] for r in zero) == sum(r["bootstraps"] for r in plain)
-    assert seconds(rows) <= seconds(plain) + 1e-9
+    assert seconds(rows) <= seconds(plain) + 1e-5
 
 
 def test_time_weighted_place_refuses_half_or_negative_weights():
@@ -193,6 +193,10 @@ def test_time_weighted_place_refuses_half_or_negative_weights():
         nb.place(pieces, 3, 3, limb_s={"a": -1.0}, boot_s=1.0)
     with pytest.raises(ValueError, match="non-negative"):
         nb.place(pieces, 3, 3, limb_s={"a": 1.0}, boot_s=float("nan"))
+    with pytest.raises(ValueError, match=r"limb_s \{'b': nan\}"):
+        nb.place(pieces, 3, 3, limb_s={"a": 1.0, "b": float("nan")}, boot_s=1.0)
+    with pytest.raises(ValueError, match=r"names no piece of the chain: \['QKV'\]"):
+        nb.place(pieces, 3, 3, limb_s={"QKV": 1.0}, boot_s=1.0)
 
 
 # ------------------------------------------------------------------ ranges

@@ -41,6 +41,33 @@ def test_ranges_json_roundtrip_and_refusals():
     for bad in ([2.0, 1.0], [float("nan"), 1.0], [-1.0, 2.0]):
         with pytest.raises(ValueError, match="L0.ln1 = .* must be finite with lo <= hi"):
             nb.ranges_from_json(dict(doc, var=dict(doc["var"], **{"L0.ln1": bad})), model.config)
+    with pytest.raises(ValueError, match=r"stream maxima for .* expected .*'L1.sum2'"):  # a default would be used
+        nb.ranges_from_json(dict(doc, absmax={k: v for k, v in doc["absmax"].items() if k != "L1.sum2"}), model.config)
+    for key, value in (("absmax", dict(doc["absmax"], **{"L0.x": float("nan")})), ("score_bound", -5.0)):
+        with pytest.raises(ValueError, match="must be > 0 and the stream maxima finite"):
+            nb.ranges_from_json(dict(doc, **{key: value}), model.config)
+    with pytest.raises(ValueError, match="act has 3 values"):
+        nb.ranges_from_json(dict(doc, act=[0.0, 1.0, 2.0]), model.config)
+    gelu = model.config.replace(attention="softmax", activation="gelu")
+    with pytest.raises(ValueError, match="beyond exp's valid range"):
+        nb.ranges_from_json(dict(doc, score_bound=128.0), gelu)
+    with pytest.raises(ValueError, match="outside every Sgn prescale"):
+        nb.ranges_from_json(dict(doc, act=[-40.0, 3.0]), gelu)
+
+
+def test_check_ranges_refuses_a_stream_beyond_its_refresh_bound():
+    """NEXUS-BERT-RANGE: a refreshed stream above the power of two over its calibrated maximum leaves
+    EvalMod's accurate range: check_ranges names it."""
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    ids, mask = rng.integers(1, 50, 6), np.ones(6, np.int64)
+    model.ranges = nb.calibrate(model, [(ids, mask)])
+    ref = nb.plaintext_reference(model, ids, mask, approximate=True)
+    nb.check_ranges(model, ref)
+    k = "L1.sum1"
+    model.ranges["absmax"][k] = ref["record"]["absmax"][k] / 4.1
+    with pytest.raises(ValueError, match=f"{k}: values reach .* the refresh bound"):
+        nb.check_ranges(model, ref)
 
 
 @pytest.mark.parametrize("name", shipped.NAMES)
@@ -54,6 +81,7 @@ def test_shipped_models_carry_ranges_that_hold_the_demo_sentences(name):
     path = shipped.model_dir(name) / P.RANGES_FILE
     assert P.RANGES_FILE in m.ranges_source and "SST-2" in m.ranges_source
     assert m.model.ranges == nb.ranges_from_json(json.loads(path.read_text()), m.config)
+    assert m.model.ranges != nb.NexusModel(m.config, m.params).get_ranges()  # not the random-token fallback
     for s in demo.DEFAULT_SENTENCES:
         ref = m.reference_logits(demo._trim(s, demo.NEXUS_MAX_TOKENS))
         assert ref["range_error"] is None, (s, ref["range_error"])
