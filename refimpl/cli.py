@@ -19,12 +19,35 @@ FORWARDED = {
     "distill": ("refimpl.bert.distill", "main", "two-stage distillation into an MPC-friendly student"),
     "fit-freediv": ("refimpl.bert.freediv", "main", "fit the public attention denominator f(n) = a n^b"),
     "eval": ("refimpl.bert.train", "eval_main", "evaluate a checkpoint on a GLUE dev set"),
-    "ship": ("refimpl.bert.shipped", "main", "build the shipped small models"),
+    "ship": ("refimpl.cli", "ship", "build the shipped small models and their NEXUS ranges"),
     "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
     "nexus": ("refimpl.nexus.protocol", "main", "NEXUS client and server as two processes: serve, query"),
     "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
     "spec": ("refimpl.spec", "main", "every spec ID with its paper reference, code and tests"),
 }
+
+
+def ship(argv: list[str]) -> int:
+    """refimpl ship: the shipped models (refimpl.bert.shipped), then the model owner's NEXUS ranges of
+    each (`refimpl nexus calibrate` on the GLUE SST-2 training set). Here, because bert imports no nexus."""
+    from pathlib import Path
+
+    from refimpl.bert import shipped
+    from refimpl.nexus import protocol
+
+    rc = shipped.main(argv)
+    if rc:
+        return rc
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--out", default=str(shipped.MODELS_DIR))
+    a, _ = p.parse_known_args(argv)
+    tsv = str(Path(a.glue_dir) / "SST-2" / "train.tsv")
+    for name in shipped.NAMES:
+        rc = protocol.main(["calibrate", "--model", str(Path(a.out) / name), "--calibrate-tsv", tsv])
+        if rc:
+            return rc
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -263,13 +263,8 @@ def main(argv: list[str]) -> int:
         "dev_accuracy": student_acc, "dev_examples": len(dev),
         "fixture_logits": fixture_logits(student_config, student, tok)}
     for name, c, prm, meta in ((NAMES[0], small_config, small, small_meta), (NAMES[1], student_config, student, student_meta)):
-        (out / name / "nexus_ranges.json").unlink(missing_ok=True)  # the previous weights' ranges
+        (out / name / "nexus_ranges.json").unlink(missing_ok=True)  # the previous weights' (`refimpl ship` redoes them)
         d = save_shipped(out / name, c, prm, vocab, meta)
         size = (d / "model.safetensors").stat().st_size
         log(f"wrote {d} ({size / 2**20:.1f} MiB), dev accuracy {meta['dev_accuracy']:.4f}")
-        # the model owner's NEXUS ranges, as `refimpl nexus calibrate --calibrate-tsv <glue>/SST-2/train.tsv` writes them
-        from refimpl.nexus import protocol as P
-
-        tsv = Path(args.glue_dir) / "SST-2" / "train.tsv"
-        P.main(["calibrate", "--model", str(d), "--calibrate-tsv", str(tsv)])
     return 0
