@@ -734,7 +734,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
     ap.add_argument("--weigh-by", metavar="FILE",
                     help="time-weighted placement (ours): seconds per limb of each block from FILE's timed run of the "
-                         "same model and plan, refreshes at the quiet bootstrap time")
+                         "same model and plan, refreshes at --boot-s seconds")
+    ap.add_argument("--boot-s", type=float, default=QUIET_BOOTSTRAP_S,
+                    help=f"with --weigh-by: seconds per refreshed ciphertext on this machine (default {QUIET_BOOTSTRAP_S}, "
+                         "the quiet measurement)")
     ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
     ap.add_argument("--merge", nargs="+", metavar="FILE",
                     help="only: join results of disjoint models (one process per model) into --json (no run)")
@@ -793,7 +796,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
             if old is None or not old.get("timed"):
                 raise ValueError(f"--weigh-by {a.weigh_by}: no timed run of {name} in it "
                                  f"(models: {sorted(weigh_by.get('models', {}))})")
-            missing = sorted({b["kind"] for b in info["layer_blocks"]} | {"head"} - {r["kind"] for r in old["timed"]})
+            missing = sorted(({b["kind"] for b in info["layer_blocks"]} | {"head"}) - {r["kind"] for r in old["timed"]})
             if missing:
                 raise ValueError(f"--weigh-by {a.weigh_by}: its {name} run timed no {missing} (a run with --only or "
                                  f"cut short): every block kind needs its seconds")
@@ -801,11 +804,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m refimpl.nexus.ber
                 raise ValueError(f"--weigh-by {a.weigh_by}: its {name} run has another plan, n or preset than this one "
                                  f"(expected the fewest-refreshes plan of n = {a.n} at {a.preset})")
             limb = limb_seconds(info, old["timed"])
-            weights[name] = dict(limb_s=limb, boot_s=QUIET_BOOTSTRAP_S)
+            weights[name] = dict(limb_s=limb, boot_s=a.boot_s)
             info = blocks(model, a.n, (params, rc), **weights[name])
             layer = [r for r in info["rows"] if r["block"].startswith(f"L{info['layer']}.")]
             placement = {"objective": "least derived time (ours): refreshed ciphertexts x boot_s + seconds per limb x "
-                                      "limbs per piece", "weighed_by": a.weigh_by, "boot_s": QUIET_BOOTSTRAP_S,
+                                      "limbs per piece", "weighed_by": a.weigh_by, "boot_s": a.boot_s,
                          "predicted_layer_compute_s": round(sum(limb.get(r["block"], 0.0) * (r["level_in"] + 1)
                                                                 for r in layer), 1)}
         lay = info["layout"]

@@ -294,3 +294,33 @@ def test_encrypted_forward_with_head_rows(ring, attention, activation):
     logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, cfg.num_labels)
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-3)
     assert bts.calls == sum(r["bootstraps"] for r in nb.plan(model, n, (p, rc), head_rows=True))
+
+
+def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
+    """NEXUS-BERT-PLAN-TIME: `--plan-only --weigh-by` on the stored timings gives the stored time-weighted
+    plan (results/nexus_bertbase_128_placement_time.json); a bootstrap 100x dearer gives back the
+    fewest-refreshes plan; a file without the model's timings is refused."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "results"
+    stored = json.loads((root / "nexus_bertbase_128_placement_time.json").read_text())["models"]["2quad-freediv-quad"]
+    fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
+    out = tmp_path / "w.json"
+    base = ["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(root / "nexus_bertbase_128.json")]
+    assert bb.main(base + ["--json", str(out)]) == 0
+    m = json.loads(out.read_text())["models"]["2quad-freediv-quad"]
+    assert m["per_layer"] == stored["per_layer"] != fewest["per_layer"]
+    assert m["placement"]["boot_s"] == bb.QUIET_BOOTSTRAP_S and m["placement"]["weighed_by"].endswith("128.json")
+    assert bb.main(base + ["--boot-s", str(100 * bb.QUIET_BOOTSTRAP_S), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["models"]["2quad-freediv-quad"]["total"] == fewest["total"]
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"models": {}}))
+    with pytest.raises(ValueError, match="no timed run of 2quad-freediv-quad"):
+        bb.main(["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(empty)])
+    partial = tmp_path / "partial.json"
+    doc = json.loads((root / "nexus_bertbase_128.json").read_text())
+    doc["models"]["2quad-freediv-quad"]["timed"] = [r for r in doc["models"]["2quad-freediv-quad"]["timed"]
+                                                    if r["kind"] != "P V"]
+    partial.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"timed no \['P V'\]"):
+        bb.main(["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
