@@ -314,8 +314,9 @@ def ranges_to_json(ranges: dict, source: str) -> dict:
 
 
 def ranges_from_json(doc: dict, config: BertConfig) -> dict:
-    """calibrate's dict from ranges_to_json's document, checked against the model's layers (ValueError
-    naming what is wrong: format, a missing LayerNorm, a range that is not finite or lo > hi)."""
+    """calibrate's dict from ranges_to_json's document, checked as calibrate checks its own result
+    (ValueError naming what is wrong: format, a missing LayerNorm or stream, a range that is not finite
+    or has lo > hi, a Softmax bound beyond exp's range, GELU inputs beyond every Sgn prescale)."""
     if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT:
         raise ValueError(f"expected a JSON object with format {RANGES_FORMAT!r}, got "
                          f"{doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r}")

@@ -917,6 +917,12 @@ def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sy
             served += 1
 
 
+def tsv_sentences(path) -> list[str]:
+    """The first column of a GLUE single-sentence TSV (header skipped): calibration text."""
+    with open(path) as f:
+        return [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
+
+
 def _calibrate_cli(args) -> int:
     """refimpl nexus calibrate: the model owner's ranges from plaintext sentences, saved beside the model."""
     from pathlib import Path
@@ -925,9 +931,7 @@ def _calibrate_cli(args) -> int:
     if not hasattr(model, "calibrate"):
         print("refimpl nexus calibrate: applies to BERT models only", file=sys.stderr)
         return 2
-    with open(args.calibrate_tsv) as f:
-        texts = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
-    k = model.calibrate(texts)
+    k = model.calibrate(tsv_sentences(args.calibrate_tsv))
     if args.out:
         out = Path(args.out)
     elif os.path.isdir(args.model):
@@ -985,9 +989,7 @@ def main(argv: list[str]) -> int:
             if not hasattr(server.model, "calibrate"):
                 print("refimpl nexus serve: --calibrate-tsv applies to BERT models only", file=sys.stderr)
                 return 2
-            with open(args.calibrate_tsv) as f:
-                texts = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
-            k = server.model.calibrate(texts)
+            k = server.model.calibrate(tsv_sentences(args.calibrate_tsv))
             print(f"calibrated the ranges on {k} sentences of {args.calibrate_tsv}", flush=True)
         print(f"model {args.model}, parameters {args.params}: {params.security_note}", flush=True)
         serve(server, args.host, args.port, args.max_connections)

@@ -287,8 +287,7 @@ def main(argv: list[str]) -> int:
         for m in models:
             cal = None
             if args.calibrate_tsv:
-                with open(args.calibrate_tsv) as f:
-                    cal = [ln.split("\t")[0] for ln in f.read().splitlines()[1:]]
+                cal = P.tsv_sentences(args.calibrate_tsv)
             sentences = SENTENCES[:k] if not args.sentences_tsv else short_sentences(m, args.sentences_tsv, k, args.max_tokens)
             doc["measured"].append(measure(m, params, sentences, calibration=cal))
             if args.json:  # after each model: long runs keep what they measured
