@@ -186,13 +186,15 @@ def swap_pairs(examples: glue.Examples) -> glue.Examples:
 
 
 def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int, rate: float, seed: int,
-                   keep: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
+                   keep: Sequence[int], candidates: np.ndarray | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """The rows followed by `copies` noisy copies of them: distillation inputs off the training rows (ours).
 
     In each copy, every token not in `keep` (the special tokens) is replaced with probability
     `rate` by a token drawn from the rows' own unigram distribution (so a replacement is a
-    word piece of the task, as often as the task uses it). The type ids are those of the row.
-    A stand-in for TinyBERT's augmentation, which needs a masked-language-model head.
+    word piece of the task, as often as the task uses it), or, given `candidates` [vocabulary, K]
+    (neighbour_candidates), by a uniform draw from the token's own K candidates. The type ids
+    are those of the row. A stand-in for TinyBERT's augmentation, which needs a
+    masked-language-model head.
     """
     if copies < 1 or not 0.0 < rate <= 1.0:
         raise ValueError(f"replace_tokens needs copies >= 1 and 0 < rate <= 1, got copies={copies}, rate={rate}")
@@ -204,16 +206,56 @@ def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int,
     counts = np.bincount(flat[free])
     if counts.sum() == 0:
         raise ValueError("replace_tokens: the rows hold no replaceable token")
+    if candidates is not None and (candidates.ndim != 2 or candidates.shape[0] <= flat.max() or candidates.shape[1] < 1):
+        raise ValueError(f"replace_tokens: candidates must be [vocabulary > {flat.max()}, K >= 1], got {candidates.shape}")
     rng = np.random.default_rng([seed, 4321])
     splits = np.cumsum(lengths)[:-1]
     out_ids, out_types = [list(r) for r in ids], [list(r) for r in types]
     for _ in range(copies):
         hit = free & (rng.random(flat.size) < rate)
         noisy = flat.copy()
-        noisy[hit] = rng.choice(counts.size, size=int(hit.sum()), p=counts / counts.sum())
+        if candidates is None:
+            noisy[hit] = rng.choice(counts.size, size=int(hit.sum()), p=counts / counts.sum())
+        else:
+            noisy[hit] = candidates[flat[hit], rng.integers(0, candidates.shape[1], int(hit.sum()))]
         out_ids += [r.tolist() for r in np.split(noisy, splits)]
         out_types += [list(r) for r in types]
     return out_ids, out_types
+
+
+def neighbour_candidates(embeddings: np.ndarray, pieces: Sequence[str], *, k: int, keep: Sequence[int],
+                         block: int = 2048) -> np.ndarray:
+    """[V, k]: each token's k nearest tokens by cosine of the word embeddings (TinyBERT §3.2's candidates, ours on word pieces).
+
+    TinyBERT draws a replacement for a word among its K = 15 nearest words (GloVe) or its
+    masked-LM predictions; we have neither, so a word piece's candidates are its k nearest
+    pieces in the teacher's own input embedding (MiniLM, RTE vocabulary: 'killed' -> killing,
+    murdered, died, ...). A candidate is never a token of `keep` (the specials) nor the token
+    itself, and is a continuation piece ('##...') exactly when the token is one, so a
+    replaced word still reads as a sequence of words. Rows of `keep` list the token itself.
+    """
+    V = embeddings.shape[0]
+    if len(pieces) != V:
+        raise ValueError(f"neighbour_candidates: {len(pieces)} pieces for {V} embedding rows")
+    if not 1 <= k < V - len(keep):
+        raise ValueError(f"neighbour_candidates needs 1 <= k < {V - len(keep)} (the non-special tokens), got {k}")
+    unit = embeddings.astype(np.float32) / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    cont = np.array([p.startswith("##") for p in pieces])
+    special = np.zeros(V, bool)
+    special[np.asarray(keep, np.int64)] = True
+    out = np.repeat(np.arange(V)[:, None], k, axis=1)
+    for lo in range(0, V, block):
+        rows = np.arange(lo, min(lo + block, V))
+        sim = unit[rows] @ unit.T  # [block, V]
+        sim[:, special] = -np.inf
+        sim[cont[rows][:, None] != cont[None, :]] = -np.inf
+        sim[np.arange(rows.size), rows] = -np.inf
+        top = np.argpartition(-sim, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1)
+        best = np.take_along_axis(top, order, axis=1)
+        ok = np.isfinite(np.take_along_axis(sim, best, axis=1))  # too few pieces of the same kind: the token itself
+        out[rows] = np.where(ok & ~special[rows][:, None], best, rows[:, None])
+    return out
 
 
 def stage1_terms(

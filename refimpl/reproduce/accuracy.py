@@ -59,8 +59,10 @@ AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> th
     "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
     "replace": "token-replaced copies",  # distill.replace_tokens: both stages (stage 2 of classification tasks)
     "transfer": "pairs of the other pair task",  # TRANSFER_FROM's training pairs, text only: as "replace"
+    "neighbours": "neighbour-replaced copies",  # as "replace", a token's draw among its nearest pieces
 }
 REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
+NEIGHBOUR_K, NEIGHBOUR_RATE = 15, 0.4  # --augment neighbours: TinyBERT's K candidates and replacement share p_t
 TRANSFER_FROM = {"RTE": "STS-B", "STS-B": "RTE"}  # --augment transfer: whose training pairs (unlabeled) join
 STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities"}  # --stage1-target -> the table's label
 
@@ -72,7 +74,8 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
 
     -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
     -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
-    -replace: both stages also on token-replaced copies (distill.replace_tokens); -transfer: both
+    -replace: both stages also on token-replaced copies (distill.replace_tokens); -neighbours: the
+    same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
     distilled with BERT's dropout (MPCFormer's train mode).
@@ -123,7 +126,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
     quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
     and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
-    of noisy copies than REPLACE_COPIES), one with another batch size, '-b<size>', and one whose
+    of noisy copies than REPLACE_COPIES, '-neighbours<copies>' alike), one with another batch size, '-b<size>', and one whose
     stage 1 matches another target, '-<target>', and one that distills with dropout, '-drop<p>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
@@ -131,8 +134,8 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
         tag = recipe_tag(task, subset, epochs, lr) + (f"-fit{teacher_tag}" if fits_on_teacher and teacher_tag else "")
     else:
         tag = teacher_tag + ("" if subset == DEFAULT_SUBSET[task] else f"-n{'all' if subset is None else subset}")
-    if augment == "replace" and copies != REPLACE_COPIES:
-        augment = f"replace{copies}"
+    if augment in ("replace", "neighbours") and copies != REPLACE_COPIES:
+        augment = f"{augment}{copies}"
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
                    f"{f'-sinit{score_init}' if score_init else ''}"
                    f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}"
@@ -209,6 +212,9 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     augment "replace" (distilled rows): both stages run on the training rows and `copies` (default
     REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
     teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
+    augment "neighbours" (distilled rows): as "replace", a replaced token drawn uniformly among its
+    NEIGHBOUR_K nearest word pieces in the teacher's input embedding (distill.neighbour_candidates), each
+    token replaced with probability NEIGHBOUR_RATE (TinyBERT's K and p_t).
     augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
@@ -241,11 +247,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if augment == "transfer" and task_name not in TRANSFER_FROM:
         raise ValueError(f"--augment transfer adds the training pairs of another pair task "
                          f"({', '.join(f'{a} <- {b}' for a, b in TRANSFER_FROM.items())}), got {task_name}")
-    if copies != REPLACE_COPIES and augment != "replace":
-        raise ValueError(f"--copies {copies} sets the number of noisy copies of --augment replace, "
+    if copies != REPLACE_COPIES and augment not in ("replace", "neighbours"):
+        raise ValueError(f"--copies {copies} sets the number of noisy copies of --augment replace or neighbours, "
                          f"got {f'--augment {augment}' if augment else 'no augmentation'}")
     if copies < 1:
-        raise ValueError(f"--augment replace needs at least one noisy copy per row, got --copies {copies}")
+        raise ValueError(f"--augment {augment or 'replace'} needs at least one noisy copy per row, got --copies {copies}")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
                          f"row fine-tunes with {BATCH_SIZE}")
@@ -338,6 +344,18 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                 "stages": "1 and 2" if stage2_inputs is not None else "1",
                 "what": "each training row, and copies with a share of its tokens replaced by the rows' own "
                         "(unigram draws)"}
+        elif augment == "neighbours":
+            keep = [tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id]
+            pieces = [tok.wordpiece.id_to_token(i) or "" for i in range(tconfig.vocab_size)]
+            near = D.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K, keep=keep)
+            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=NEIGHBOUR_RATE, seed=seed, keep=keep,
+                                             candidates=near)
+            stage2_inputs = stage1_inputs if task.labels is not None else None
+            record["stage1_augment"] = {
+                "kind": "neighbours", "inputs": len(stage1_inputs[0]), "copies": copies, "rate": NEIGHBOUR_RATE,
+                "k": NEIGHBOUR_K, "stages": "1 and 2" if stage2_inputs is not None else "1",
+                "what": "each training row, and copies with a share of its tokens replaced by one of their nearest "
+                        "word pieces in the teacher's input embedding"}
         elif augment == "transfer":
             other = glue.load(TRANSFER_FROM[task.name], glue_dir, "train")
             extra_ids, extra_types = T.encoded(other, tok, max_length)  # the student's vocabulary; labels unread
@@ -397,7 +415,7 @@ def table(root: Path = RESULTS) -> str:
             stages += "" if batch == BATCH_SIZE else f" (batch {batch})"
             lr2 = r["stage2"].get("lr", STAGE2_LR)
             stages += "" if lr2 == STAGE2_LR else f" (stage 2 at {lr2:g})"
-            copies = (r.get("stage1_augment") or {}).get("copies", REPLACE_COPIES)  # replace runs only
+            copies = (r.get("stage1_augment") or {}).get("copies", REPLACE_COPIES)  # replace and neighbours runs
             stages += "" if copies == REPLACE_COPIES else f" ({copies} copies)"
             source = (r.get("stage1_augment") or {}).get("from")  # transfer runs only
             stages += f" (+ {source} pairs)" if source else ""
@@ -468,10 +486,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
                         f"'replace' runs both stages on --copies noisy copies of each row, a share {REPLACE_RATE:g} "
-                        "of its tokens replaced too (stage 2 of classification tasks); 'transfer' (RTE, STS-B) runs "
+                        "of its tokens replaced too (stage 2 of classification tasks); 'neighbours' the same with a share "
+                        f"{NEIGHBOUR_RATE:g} replaced by one of their {NEIGHBOUR_K} nearest word pieces (TinyBERT's "
+                        "candidates); 'transfer' (RTE, STS-B) runs "
                         "both stages on the other pair task's training pairs too, unlabeled (--stage1-augment: old name)")
     p.add_argument("--copies", type=int, default=REPLACE_COPIES,
-                   help=f"--augment replace: noisy copies per training row (default {REPLACE_COPIES})")
+                   help=f"--augment replace or neighbours: noisy copies per training row (default {REPLACE_COPIES})")
     p.add_argument("--score-init", type=int, default=0, metavar="ROWS",
                    help="distilled 2Quad rows (ours): scale each head's queries by the alpha fitted on ROWS training "
                         "rows (distill.score_scale_fit; 0: as the teacher)")

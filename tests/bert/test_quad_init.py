@@ -301,3 +301,35 @@ def test_accuracy_distillation_batch_size_gets_its_own_run_and_table_note(tmp_pa
     assert "RTE 16+4 (batch 8) (stage 2 at 2e-05)" in line
     from refimpl.bert import distill as D
     assert A.STAGE2_LR == D.STAGE2_LR
+
+
+def test_neighbour_candidates_are_the_nearest_pieces_of_the_same_kind_by_cosine():
+    rng = np.random.default_rng(11)
+    V, d, k = 40, 6, 4
+    E = rng.normal(size=(V, d))
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"{'##' if i % 3 == 0 else ''}w{i}" for i in range(4, V)]
+    keep = [0, 1, 2, 3]
+    near = D.neighbour_candidates(E * rng.uniform(0.5, 3.0, (V, 1)), pieces, k=k, keep=keep, block=7)
+    unit = E / np.linalg.norm(E, axis=1, keepdims=True)  # cosine ignores each row's length
+    for t in range(V):
+        if t in keep:  # specials are never replaced: their row lists themselves
+            assert (near[t] == t).all()
+            continue
+        same = [u for u in range(4, V) if u != t and pieces[u].startswith("##") == pieces[t].startswith("##")]
+        ref = sorted(same, key=lambda u: -float(unit[t] @ unit[u]))[:k]  # schoolbook: sort every candidate
+        assert near[t].tolist() == ref
+    ids = [[2, *rng.integers(4, V, 30).tolist(), 3] for _ in range(50)]
+    types = [[0] * len(r) for r in ids]
+    out, _ = D.replace_tokens(ids, types, copies=2, rate=0.5, seed=0, keep=keep, candidates=near)
+    hits = 0
+    for row, noisy in zip(ids * 2, out[len(ids):]):
+        for a, b in zip(row, noisy):
+            assert b == a or b in near[a]  # a replacement is one of the token's own candidates
+            hits += b != a
+    assert 0.4 < hits / (2 * 50 * 30) < 0.6
+    with pytest.raises(ValueError, match="1 <= k"):
+        D.neighbour_candidates(E, pieces, k=V, keep=keep)
+    with pytest.raises(ValueError, match="pieces"):
+        D.neighbour_candidates(E, pieces[:-1], k=k, keep=keep)
+    with pytest.raises(ValueError, match="candidates must be"):
+        D.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=keep, candidates=near[:10])

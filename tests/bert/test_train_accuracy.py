@@ -264,6 +264,26 @@ def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_
     assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, augment="replace").exists()
 
 
+def test_neighbour_replaced_copies_feed_both_stages_in_their_own_run_and_table_row(tmp_path):
+    """RTE fixture on MiniLM: --augment neighbours --copies 1 runs both stages over the rows and one
+    copy whose replaced tokens are among their NEIGHBOUR_K nearest pieces, at TinyBERT's rate."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="neighbours", batch_size=2,
+                    copies=1, **kw)
+    aug = rec["stage1_augment"]
+    rows = rec["train_examples"] * 2
+    assert aug["kind"] == "neighbours" and aug["inputs"] == rows and aug["stages"] == "1 and 2"
+    assert (aug["k"], aug["rate"], aug["copies"]) == (A.NEIGHBOUR_K, A.NEIGHBOUR_RATE, 1) == (15, 0.4, 1)
+    assert rec["run"].endswith("-neighbours1-b2")
+    stage1 = runs / rec["run"] / "stage1-e1-lr5e-05"
+    assert json.loads((stage1 / "stage2-e1-lr1e-05" / "state.json").read_text())["step"] == -(-rows // 2)
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, augment="neighbours").exists()
+    row = next(x for x in A.table(root).splitlines() if "neighbour-replaced copies" in x)
+    assert "RTE 1+1 (batch 2) (1 copies)" in row
+    with pytest.raises(ValueError, match="--augment neighbours needs at least one noisy copy"):
+        A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, augment="neighbours", copies=0, **kw)
+
+
 def test_transfer_adds_the_other_pair_tasks_training_pairs_to_both_stages_end_to_end(tmp_path):
     """RTE fixture on MiniLM: --augment transfer runs both stages on the RTE rows followed by the
     STS-B training pairs (text only; stage 2 fits the teacher's logits on them), in its own run."""
