@@ -229,8 +229,8 @@ def neighbour_candidates(embeddings: np.ndarray, pieces: Sequence[str], *, k: in
 
     TinyBERT draws a replacement for a word among its K = 15 nearest words (GloVe) or its
     masked-LM predictions; we have neither, so a word piece's candidates are its k nearest
-    pieces in the teacher's own input embedding (MiniLM, RTE vocabulary: 'killed' -> killing,
-    murdered, died, ...). A candidate is never a token of `keep` (the specials) nor the token
+    pieces in the teacher's own input embedding (MiniLM's RTE teacher: 'killed' -> killing, kill,
+    murdered, kills, died, ...). A candidate is never a token of `keep` (the specials) nor the token
     itself, and is a continuation piece ('##...') exactly when the token is one, so a
     replaced word still reads as a sequence of words. Rows of `keep` list the token itself.
     """
