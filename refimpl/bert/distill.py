@@ -225,7 +225,7 @@ def replace_tokens(ids: list[list[int]], types: list[list[int]], *, copies: int,
 
 def neighbour_candidates(embeddings: np.ndarray, pieces: Sequence[str], *, k: int, keep: Sequence[int],
                          block: int = 2048) -> np.ndarray:
-    """[V, k]: each token's k nearest tokens by cosine of the word embeddings (TinyBERT's Algorithm 1 candidates, ours on word pieces).
+    """[V, k]: each token's k nearest pieces by cosine of the word embeddings (TinyBERT Alg. 1's candidates, ours).
 
     TinyBERT draws a replacement for a word among its K = 15 nearest words (GloVe) or its
     masked-LM predictions; we have neither, so a word piece's candidates are its k nearest

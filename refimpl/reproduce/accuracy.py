@@ -335,27 +335,24 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
             record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
                                         "what": "each training pair, and the same pair swapped (stage 1 only)"}
-        elif augment == "replace":
-            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=REPLACE_RATE, seed=seed,
-                                             keep=[tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id])
-            stage2_inputs = stage1_inputs if task.labels is not None else None
-            record["stage1_augment"] = {
-                "kind": "replace", "inputs": len(stage1_inputs[0]), "copies": copies, "rate": REPLACE_RATE,
-                "stages": "1 and 2" if stage2_inputs is not None else "1",
-                "what": "each training row, and copies with a share of its tokens replaced by the rows' own "
-                        "(unigram draws)"}
-        elif augment == "neighbours":
+        elif augment in ("replace", "neighbours"):
             keep = [tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id]
-            pieces = [tok.wordpiece.id_to_token(i) or "" for i in range(tconfig.vocab_size)]
-            near = D.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K, keep=keep)
-            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=NEIGHBOUR_RATE, seed=seed, keep=keep,
+            near = None
+            if augment == "neighbours":
+                pieces = [tok.wordpiece.id_to_token(i) or "" for i in range(tconfig.vocab_size)]
+                near = D.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K,
+                                              keep=keep)
+            rate = REPLACE_RATE if near is None else NEIGHBOUR_RATE
+            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=rate, seed=seed, keep=keep,
                                              candidates=near)
             stage2_inputs = stage1_inputs if task.labels is not None else None
             record["stage1_augment"] = {
-                "kind": "neighbours", "inputs": len(stage1_inputs[0]), "copies": copies, "rate": NEIGHBOUR_RATE,
-                "k": NEIGHBOUR_K, "stages": "1 and 2" if stage2_inputs is not None else "1",
-                "what": "each training row, and copies with a share of its tokens replaced by one of their nearest "
-                        "word pieces in the teacher's input embedding"}
+                "kind": augment, "inputs": len(stage1_inputs[0]), "copies": copies, "rate": rate,
+                **({} if near is None else {"k": NEIGHBOUR_K}),
+                "stages": "1 and 2" if stage2_inputs is not None else "1",
+                "what": "each training row, and copies with a share of its tokens replaced by "
+                        + ("the rows' own (unigram draws)" if near is None
+                           else "one of their nearest word pieces in the teacher's input embedding")}
         elif augment == "transfer":
             other = glue.load(TRANSFER_FROM[task.name], glue_dir, "train")
             extra_ids, extra_types = T.encoded(other, tok, max_length)  # the student's vocabulary; labels unread
