@@ -52,7 +52,8 @@ STAGE2_LR = 1e-5  # MPCFormer's stage-2 peak learning rate (10 % warmup, linear 
 QUAD_INIT_MIN_CURVATURE = 0.02  # floor on |A|: keeps s = sqrt(8 |A|) >= 0.4 and the shift t bounded
 SCORE_SCALES = 2.0 ** (np.arange(-4, 17) / 4)  # score_scale_fit's grid: 0.5 .. 16, 21 steps of 2^(1/4)
 STAGE1_TARGETS = {"scores": "pre-softmax attention scores (MPCFormer)",
-                  "probs": "attention probabilities (ours)"}
+                  "probs": "attention probabilities (ours)",
+                  "hidden": "no attention term: hidden states only (ours)"}
 
 
 def gelu_moments(config: BertConfig, params: Params, ids: list[list[int]], types: list[list[int]], *,
@@ -261,12 +262,14 @@ def neighbour_candidates(embeddings: np.ndarray, pieces: Sequence[str], *, k: in
 def stage1_terms(
     student: ForwardResult, teacher: ForwardResult, mask: np.ndarray, layer_map: Sequence[int],
     *, target: str = "scores", config: BertConfig | None = None, score_scales: np.ndarray | None = None,
-) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+) -> tuple[float, list[np.ndarray], list[np.ndarray | None]]:
     """Loss = sum_l MSE(scores_l) + sum_i MSE(hidden_i) and the gradients on the student's scores and hidden states (MPCFormer stage 1).
 
     mask [B, n] 0/1; layer_map[i] = teacher layer of student layer i. target "probs" (ours; needs
     the student's config): sum_l attention_distance(probs_l) in place of the score MSEs, its
-    gradient taken back to the scores through the student's attention variant. score_scales
+    gradient taken back to the scores through the student's attention variant. target "hidden"
+    (ours): the hidden-state MSEs alone, the scores left free (a 2Quad row of the teacher's scores
+    is far from its softmax row, so pinning them need not help). score_scales
     [teacher layers, h] (ours, a start from scale_queries): the score target of teacher layer t, head
     j is alpha[t, j] times the teacher's score, the scale the student starts from.
     Returns (loss, d_hidden_states [L+1], d_attention_scores [L]).
@@ -286,8 +289,11 @@ def stage1_terms(
         li, di = T.mse(student.hidden_states[i], teacher.hidden_states[t].astype(dtype, copy=False), m_tok)
         loss += li
         d_hidden.append(di.astype(dtype, copy=False))
-    d_scores: list[np.ndarray] = []
+    d_scores: list[np.ndarray | None] = []
     for i, t in enumerate(layer_map):
+        if target == "hidden":
+            d_scores.append(None)
+            continue
         if target == "scores":
             goal = teacher.attention_scores[t]
             if score_scales is not None:

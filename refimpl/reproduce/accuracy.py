@@ -64,7 +64,8 @@ AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> th
 REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
 NEIGHBOUR_K, NEIGHBOUR_RATE = 15, 0.4  # --augment neighbours: TinyBERT's K candidates and replacement share p_t
 TRANSFER_FROM = {"RTE": "STS-B", "STS-B": "RTE"}  # --augment transfer: whose training pairs (unlabeled) join
-STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities"}  # --stage1-target -> the table's label
+STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities",
+                        "hidden": "stage 1 on hidden states only"}  # --stage1-target -> the table's label
 
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
@@ -218,7 +219,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
-    stage1_target (distilled rows): "scores" (MPCFormer) or "probs" (ours), see distill.stage1_terms.
+    stage1_target (distilled rows): "scores" (MPCFormer), "probs" or "hidden" (ours), see distill.stage1_terms.
     score_init > 0 (distilled 2Quad rows, ours): each head's queries scaled by the alpha of
     distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
     distill_dropout > 0 (distilled rows): BERT's dropout on the student in both stages, as
@@ -493,8 +494,8 @@ def main(argv: list[str]) -> int:
                    help="distilled 2Quad rows (ours): scale each head's queries by the alpha fitted on ROWS training "
                         "rows (distill.score_scale_fit; 0: as the teacher)")
     p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGET_LABELS), default="scores",
-                   help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer) or the attention "
-                        "probabilities (ours)")
+                   help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer), the attention "
+                        "probabilities (ours), or no attention term, the hidden states only (ours)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"distilled rows: batch of both stages (default {BATCH_SIZE}; MPCFormer's RTE script uses 8)")
     p.add_argument("--distill-dropout", type=float, default=0.0, metavar="P",

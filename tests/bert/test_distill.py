@@ -214,6 +214,27 @@ def test_stage1_on_probabilities_gradient_matches_finite_differences():
     probe(loss_of, student, grads, rng)
 
 
+def test_stage1_on_hidden_states_only_is_the_score_loss_without_its_attention_terms():
+    """BERT-STAGE1-HIDDEN: the hidden-state MSEs of the score target, no gradient on any score."""
+    rng = np.random.default_rng(7)
+    teacher, student = teacher_and_student(rng)
+    b = batch()
+    args = (b.input_ids, b.token_type_ids, b.attention_mask)
+    t, s = forward(teacher, TEACHER, *args), forward(student, STUDENT, *args)
+    loss_h, dh_h, ds_h = D.stage1_terms(s, t, b.attention_mask, LAYER_MAP, target="hidden")
+    loss_s, dh_s, ds_s = D.stage1_terms(s, t, b.attention_mask, LAYER_MAP, target="scores")
+    m_pair = (b.attention_mask[:, :, None] * b.attention_mask[:, None, :])[:, None].astype(np.float64)
+    score_terms = sum(T.mse(s.attention_scores[i], t.attention_scores[j], m_pair)[0] for i, j in enumerate(LAYER_MAP))
+    assert score_terms > 0 and loss_h == pytest.approx(loss_s - score_terms, rel=1e-12)
+    assert all(d is None for d in ds_h) and len(ds_h) == len(LAYER_MAP)
+    for a, c in zip(dh_h, dh_s):
+        np.testing.assert_array_equal(a, c)
+    fn = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP, "hidden")
+    loss, grads = fn(student, b, np.zeros(3, np.int64), np.arange(3), 0)
+    assert loss == pytest.approx(loss_h, rel=1e-12)
+    probe(lambda p: fn(p, b, np.zeros(3, np.int64), np.arange(3), 0)[0], student, grads, rng)
+
+
 def test_attention_distance_against_a_loop_and_its_range():
     """Sum over real keys, mean over real (batch, head, query) rows; two distributions lie in [0, 2]."""
     rng = np.random.default_rng(5)
