@@ -270,9 +270,12 @@ def train(
     warmup = int(sched.warmup * total)
     lr_at = linear_schedule if sched.schedule == "linear" else constant_schedule
     step = 0
+    earlier: float | None = 0.0  # training seconds of earlier calls on this run (None: not recorded)
+    t_start = time.time()
     run_dir = None if run_dir is None else Path(run_dir)
     if run_dir is not None and (run_dir / STATE).exists():
         step = _resume(run_dir, params, opt, sched)
+        earlier = trained_seconds(run_dir)
         if log:
             log(f"resumed {run_dir} at step {step}/{total}")
     lengths = [len(r) for r in ids]
@@ -300,22 +303,37 @@ def train(
         finished = step + 1 == total
         if run_dir is not None and ((step + 1) % sched.save_every == 0 or finished
                                     or (stop_after is not None and done_here >= stop_after)):
-            _save(run_dir, params, opt, sched, step + 1)
+            _save(run_dir, params, opt, sched, step + 1,
+                  None if earlier is None else earlier + time.time() - t_start)
         if stop_after is not None and done_here >= stop_after:
             break
     return params
 
 
-def _save(run_dir: Path, params: Params, opt: AdamW, sched: Schedule, step: int) -> None:
-    """Checkpoint: parameters and optimizer state (safetensors) + step and schedule (JSON), written atomically."""
+def _save(run_dir: Path, params: Params, opt: AdamW, sched: Schedule, step: int, seconds: float | None = None) -> None:
+    """Checkpoint: parameters and optimizer state (safetensors) + step, schedule and training seconds (JSON), written atomically.
+
+    seconds: wall time of the steps so far, summed over every call that trained this run (a resumed
+    run adds its own); None when an earlier call did not record it (a checkpoint of an older version).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"param/{k}": np.ascontiguousarray(v) for k, v in params.items()}
     tensors |= {f"opt/{k}": np.ascontiguousarray(v) for k, v in opt.state().items()}
     tmp = run_dir / (CHECKPOINT + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, run_dir / CHECKPOINT)
-    (run_dir / (STATE + ".tmp")).write_text(json.dumps({"step": step, "schedule": asdict(sched)}, indent=1))
+    state = {"step": step, "schedule": asdict(sched), "seconds": None if seconds is None else round(seconds, 1)}
+    (run_dir / (STATE + ".tmp")).write_text(json.dumps(state, indent=1))
     os.replace(run_dir / (STATE + ".tmp"), run_dir / STATE)
+
+
+def trained_seconds(run_dir: str | Path) -> float | None:
+    """Training seconds of the checkpoint in run_dir over all the calls that made it; None if unrecorded or no checkpoint."""
+    path = Path(run_dir) / STATE
+    if not path.exists():
+        return None
+    seconds = json.loads(path.read_text()).get("seconds")
+    return None if seconds is None else float(seconds)
 
 
 def continues(stored: dict, sched: Schedule) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -175,20 +176,26 @@ def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int |
     record = _finish(params, config, tok, task, glue_dir, {
         "command": command, "row": "teacher", "mode": "fine-tuned", "attention": "softmax", "activation": "gelu",
         "seed": seed, "train_examples": len(train_ex), "subset": subset, "schedule": asdict(sched), "run": run.name,
-        **({} if note is None else {"note": note})}, t0, root, result_name)
+        **({} if note is None else {"note": note})}, t0, root, result_name, train_dirs=[run / "finetune"])
     return config, params, tok, record
 
 
 def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t0: float, root: Path,
-            result_name: str | None = None) -> dict:
-    """Evaluate on the full dev set and write results/accuracy/<row>_<task>.json (or root / result_name)."""
+            result_name: str | None = None, train_dirs: Sequence[Path] = ()) -> dict:
+    """Evaluate on the full dev set and write results/accuracy/<row>_<task>.json (or root / result_name).
+
+    "seconds": wall time of this command (a resumed run: its last session only); "train_seconds":
+    the training time of the checkpoints in train_dirs over every session, when all of them recorded it.
+    """
     from refimpl.bert import train as T
 
     dev = glue.load(task.name, glue_dir, "dev")
     metrics = T.evaluate(params, config, dev, tok, 128, progress="dev")
+    trained = [T.trained_seconds(d) for d in train_dirs]
     record = {"task": task.name, "base": "all-MiniLM-L6-v2 (6 layers, hidden 384), vocabulary pruned to the task",
               **record, "dev_examples": len(dev), "metrics": metrics, "metric": TASK_KEYS[task.name],
-              "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0)}
+              "value": metrics[TASK_KEYS[task.name]], "seconds": round(time.time() - t0),
+              **({"train_seconds": round(sum(trained))} if trained and None not in trained else {})}
     path = (root / result_name if result_name is not None
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
                              (record.get("stage1_augment") or {}).get("kind", ""),
@@ -324,6 +331,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
         params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
                          pad_id=tok.pad_id, run_dir=run / "finetune", desc=f"{row} direct {task.name}", log=log)
         record["schedule"] = asdict(sched)
+        train_dirs = [run / "finetune"]
     else:  # the teacher's weights with the variant swapped in, two-stage distillation (MPCFormer)
         config = tconfig.replace(**overrides)
         layer_map = list(range(tconfig.num_hidden_layers))
@@ -369,7 +377,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
                            stage2_inputs=stage2_inputs, stage1_target=stage1_target, score_scales=scales, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
-    return _finish(params, config, tok, task, glue_dir, record, t0, root)
+        train_dirs = list(D.stage_dirs(run, s1, s2))
+    return _finish(params, config, tok, task, glue_dir, record, t0, root, train_dirs=train_dirs)
 
 
 def _teacher_run(root: Path, task: str, seed: int) -> str:

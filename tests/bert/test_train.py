@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,33 @@ def test_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):
     assert mean_loss(full) < 0.7 * mean_loss(params)
     with pytest.raises(ValueError, match="another schedule"):
         T.train(params, ids, types, labels, loss_fn, T.Schedule(epochs=1, batch_size=8, seed=6), run_dir=tmp_path)
+
+
+def test_checkpoints_sum_the_training_seconds_of_every_session(tmp_path, monkeypatch):
+    """A resumed run adds its own seconds to the checkpoint's; a checkpoint without them stays unknown."""
+    ids, types, labels = tiny_data()
+    params = init_params(TINY, np.random.default_rng(0), np.float64)
+    sched = T.Schedule(epochs=2, batch_size=8, lr=1e-2, seed=5, save_every=4)
+    task_loss = T.finetune_loss(TINY, glue.TASKS["SST-2"])
+    now = [1000.0]
+    monkeypatch.setattr(T.time, "time", lambda: now[0])
+
+    def loss_fn(*args):  # every step takes 10 s of the mocked clock; the time between sessions is not counted
+        now[0] += 10.0
+        return task_loss(*args)
+
+    assert T.trained_seconds(tmp_path) is None  # no checkpoint yet
+    T.train(params, ids, types, labels, loss_fn, sched, run_dir=tmp_path, stop_after=3)
+    assert T.trained_seconds(tmp_path) == 30.0
+    now[0] += 5000.0
+    T.train(params, ids, types, labels, loss_fn, sched, run_dir=tmp_path, stop_after=3)
+    assert T.trained_seconds(tmp_path) == 60.0
+    state = json.loads((tmp_path / T.STATE).read_text())
+    del state["seconds"]  # a checkpoint of a version that did not record them
+    (tmp_path / T.STATE).write_text(json.dumps(state))
+    T.train(params, ids, types, labels, loss_fn, sched, run_dir=tmp_path)
+    assert json.loads((tmp_path / T.STATE).read_text())["step"] == T.total_steps(len(ids), sched)
+    assert T.trained_seconds(tmp_path) is None
 
 
 def test_epoch_batches_depend_on_seed_and_epoch_only():

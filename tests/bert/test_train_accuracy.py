@@ -243,6 +243,8 @@ def test_swapped_pairs_and_batch_size_write_their_own_record_end_to_end(tmp_path
     assert rec["run"].endswith("-swap-b4")
     state = json.loads((run / "stage1-e1-lr5e-05" / "state.json").read_text())
     assert state["step"] == -(-2 * pairs // 4)  # one epoch over the pairs in both orders
+    stage2 = json.loads(next((run / "stage1-e1-lr5e-05").glob("stage2-*/state.json")).read_text())
+    assert rec["train_seconds"] == round(state["seconds"] + stage2["seconds"])  # both stages' training time
 
 
 def test_replaced_token_copies_feed_both_stages_of_a_classification_task_end_to_end(tmp_path):
