@@ -33,7 +33,7 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -328,21 +328,31 @@ def _student_rng(dropout: float, seed: int, step: int) -> np.random.Generator | 
     return np.random.default_rng([seed, 11, step]) if dropout > 0 else None
 
 
+def softmax_share(step: int, anneal_steps: int) -> float:
+    """Softmax's weight in the student's attention at stage-1 step `step` (ours): 1 at step 0, linearly down to 0 at anneal_steps, 0 after."""
+    if anneal_steps <= 0:
+        return 0.0
+    return max(0.0, 1.0 - step / anneal_steps)
+
+
 def stage1_loss(config: BertConfig, teacher_config: BertConfig, teacher_params: Params,
                 layer_map: Sequence[int], target: str = "scores", score_scales: np.ndarray | None = None,
-                dropout: float = 0.0, seed: int = 0) -> T.LossFn:
+                dropout: float = 0.0, seed: int = 0, anneal_steps: int = 0) -> T.LossFn:
     """Stage 1 loss function for train(): teacher forward, student forward, MSEs, student backward.
 
     dropout > 0: BERT's training dropout on the student only, as MPCFormer's task_distill trains
-    the student in train mode against the teacher in eval mode."""
+    the student in train mode against the teacher in eval mode. anneal_steps > 0 (ours): the
+    student's attention at step t is softmax_share(t) softmax + (1 - softmax_share(t)) its variant,
+    so it leaves the teacher's kernel gradually (layers.annealed_probs)."""
 
     def loss_fn(params: Params, batch: Batch, labels: np.ndarray, index: np.ndarray, step: int) -> tuple[float, Params]:
         args = (batch.input_ids, batch.token_type_ids, batch.attention_mask)
+        cfg = config if anneal_steps <= 0 else config.replace(softmax_share=softmax_share(step, anneal_steps))
         t = forward(teacher_params, teacher_config, *args)
-        s = forward(params, config, *args, dropout=dropout, rng=_student_rng(dropout, seed, step))
-        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=config,
+        s = forward(params, cfg, *args, dropout=dropout, rng=_student_rng(dropout, seed, step))
+        loss, dh, ds = stage1_terms(s, t, batch.attention_mask, layer_map, target=target, config=cfg,
                                     score_scales=score_scales)
-        return loss, backward(params, config, s, None, d_hidden_states=dh, d_attention_scores=ds)
+        return loss, backward(params, cfg, s, None, d_hidden_states=dh, d_attention_scores=ds)
 
     return loss_fn
 
@@ -385,6 +395,7 @@ def distill(
     stage2_inputs: tuple[list[list[int]], list[list[int]]] | None = None,
     stage1_target: str = "scores",
     score_scales: np.ndarray | None = None,
+    anneal_epochs: float = 0.0,
     log=None,
 ) -> Params:
     """Both stages; the student starts from the teacher's layers by layer_map unless student_params is given.
@@ -397,10 +408,22 @@ def distill(
     stage1_target: "scores" (MPCFormer) or "probs" (ours), see stage1_terms. score_scales [L, h]
     (ours): the start's queries scaled per head (scale_queries, after quad_init), e.g. score_scale_fit's;
     the score target of stage 1 is scaled alike. Each stage's schedule.dropout applies to the student
-    (0 by default; MPCFormer trains the student with BERT's 0.1).
+    (0 by default; MPCFormer trains the student with BERT's 0.1). anneal_epochs > 0 (ours): over
+    stage 1's first anneal_epochs epochs the student's attention slides from softmax to its
+    variant (softmax_share); the rest of stage 1 and all of stage 2 run the variant alone.
     """
     if stage1_target not in STAGE1_TARGETS:
         raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGETS)}")
+    if anneal_epochs:
+        if stage1 is None or not 0.0 < anneal_epochs <= stage1.epochs:
+            raise ValueError(f"anneal_epochs anneals the attention within stage 1: give 0 < anneal_epochs <= the "
+                             f"stage-1 epochs ({None if stage1 is None else stage1.epochs}), got {anneal_epochs}")
+        if student_config.attention == "softmax":
+            raise ValueError("anneal_epochs slides the attention from softmax to the student's variant; "
+                             "this student's attention is softmax already")
+        if stage1_target == "probs":
+            raise ValueError("stage-1 target 'probs' takes the probabilities back through the variant alone; "
+                             "it does not combine with anneal_epochs")
     if student_params is None:
         source = teacher_params
         if quad_init_rows > 0:
@@ -424,8 +447,9 @@ def distill(
         if len(ids1) != len(types1):
             raise ValueError(f"stage1_inputs: {len(ids1)} token rows but {len(types1)} type rows")
         labels1 = labels if stage1_inputs is None else np.zeros(len(ids1), labels.dtype)  # stage 1 reads no label
+        anneal_steps = int(round(anneal_epochs * T.total_steps(len(ids1), replace(stage1, epochs=1.0))))
         loss1 = stage1_loss(student_config, teacher_config, teacher_params, layer_map, stage1_target, score_scales,
-                            dropout=stage1.dropout, seed=stage1.seed)
+                            dropout=stage1.dropout, seed=stage1.seed, anneal_steps=anneal_steps)
         params = T.train(params, ids1, types1, labels1, loss1, stage1, pad_id=pad_id, run_dir=dir1,
                          desc="distill stage 1", log=log)
     if stage2 is not None:

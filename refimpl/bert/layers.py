@@ -225,8 +225,7 @@ def attention_forward(
     scale = 1.0 / math.sqrt(dh)  # Python float
     scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # [B, h, n, n]
     key_mask = mask[:, None, :]  # [B, 1, n] broadcasts over heads
-    probs = F.attention_probs(scores, key_mask, config.attention, c=config.quad_c,
-                              **_ab(config))  # [B, h, n, n]
+    probs, parts = annealed_probs(scores, key_mask, config)  # [B, h, n, n]
     probs_mask = None if drop is None else drop.mask(probs.shape, probs.dtype)  # [B, h, n, n]
     probs_used = probs if probs_mask is None else probs * probs_mask
     ctx = (probs_used @ v).transpose(0, 2, 1, 3).reshape(bsz, n, d)  # [B, n, d]
@@ -238,8 +237,24 @@ def attention_forward(
                                w["attention.output.LayerNorm.bias"], config.layer_norm_eps)
     cache = {"x": x, "mask": key_mask, "q": q, "k": k, "v": v, "w_qkv": w_qkv, "scores": scores,
              "probs": probs, "ctx": ctx, "w_o": w["attention.output.dense.weight"], "ln": ln,
-             "config": config, "probs_used": probs_used, "probs_mask": probs_mask, "out_mask": out_mask}
+             "config": config, "probs_used": probs_used, "probs_mask": probs_mask, "out_mask": out_mask,
+             "probs_parts": parts}
     return y, cache
+
+
+def annealed_probs(scores: np.ndarray, key_mask: np.ndarray, config: BertConfig
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """p = w softmax(s) + (1 - w) variant(s), w = config.softmax_share (ours: attention annealed during distillation).
+
+    w = 0 (every deployed model) is the variant alone, and parts is None; else parts = (the
+    variant's probs, softmax's probs), which the backward needs. Shapes as F.attention_probs.
+    """
+    variant = F.attention_probs(scores, key_mask, config.attention, c=config.quad_c, **_ab(config))
+    w = config.softmax_share
+    if w == 0.0 or config.attention == "softmax":
+        return variant, None
+    soft = F.attention_probs(scores, key_mask, "softmax")
+    return w * soft + (1.0 - w) * variant, (variant, soft)
 
 
 def _ab(config: BertConfig) -> dict[str, float]:
@@ -267,8 +282,15 @@ def attention_backward(
     if cache.get("probs_mask") is not None:  # dropout on the probabilities
         dprobs *= cache["probs_mask"]
     dv = probs_used.transpose(0, 1, 3, 2) @ dctx  # [B, h, n, dh]
-    dscores = attention_probs_backward(dprobs, probs, cache["scores"], cache["mask"], config.attention,
-                                       c=config.quad_c, ab=config.freediv)  # [B, h, n, n]
+    parts = cache.get("probs_parts")
+    if parts is None:
+        dscores = attention_probs_backward(dprobs, probs, cache["scores"], cache["mask"], config.attention,
+                                           c=config.quad_c, ab=config.freediv)  # [B, h, n, n]
+    else:  # annealed: the weighted sum of both backwards
+        w = config.softmax_share
+        dscores = (1.0 - w) * attention_probs_backward(dprobs, parts[0], cache["scores"], cache["mask"],
+                                                       config.attention, c=config.quad_c, ab=config.freediv)
+        dscores += w * attention_probs_backward(dprobs, parts[1], cache["scores"], cache["mask"], "softmax")
     if d_scores is not None:
         dscores = dscores + d_scores
     dq = (dscores @ k) * scale  # [B, h, n, dh]

@@ -71,8 +71,8 @@ STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities",
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
                 augment: str = "", stage1_target: str = "scores", score_init: bool = False,
-                dropout: bool = False) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout]_<task>[_s<seed>].json.
+                dropout: bool = False, anneal: bool = False) -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
     -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
@@ -80,11 +80,13 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
     same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
-    distilled with BERT's dropout (MPCFormer's train mode).
+    distilled with BERT's dropout (MPCFormer's train mode); -anneal: stage 1 slides the student's
+    attention from softmax to its variant (distill.softmax_share).
     """
     stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
                                          f"{f'-{augment}' if augment else ''}")
     stem += ("" if stage1_target == "scores" else f"-{stage1_target}") + ("-dropout" if dropout else "")
+    stem += "-anneal" if anneal else ""
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -119,7 +121,7 @@ def recorded_teacher(runs: Path, task: str, seed: int, root: Path = RESULTS) -> 
 def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: int | None, epochs: float, lr: float,
                 teacher_run: str, *, fits_on_teacher: bool, quad_init: int = 0, augment: str = "",
                 batch_size: int = BATCH_SIZE, copies: int = REPLACE_COPIES, stage1_target: str = "scores",
-                score_init: int = 0, dropout: float = 0.0) -> Path:
+                score_init: int = 0, dropout: float = 0.0, anneal: float = 0.0) -> Path:
     """The run directory of a direct or distilled row: one per recipe and per teacher it depends on.
 
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
@@ -129,7 +131,8 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
     and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
     of noisy copies than REPLACE_COPIES, '-neighbours<copies>' alike), one with another batch size, '-b<size>', and one whose
-    stage 1 matches another target, '-<target>', and one that distills with dropout, '-drop<p>'.
+    stage 1 matches another target, '-<target>', one that distills with dropout, '-drop<p>', and one
+    whose stage 1 anneals the attention from softmax over E epochs, '-anneal<E>'.
     """
     teacher_tag = teacher_run[len(f"accuracy-teacher-{task}-s{seed}"):]
     if mode == "direct":
@@ -141,7 +144,8 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     return runs / (f"accuracy-{row}-{mode}-{task}-s{seed}{tag}{f'-qinit{quad_init}' if quad_init else ''}"
                    f"{f'-sinit{score_init}' if score_init else ''}"
                    f"{f'-{augment}' if augment else ''}{'' if batch_size == BATCH_SIZE else f'-b{batch_size}'}"
-                   f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}{f'-drop{dropout:g}' if dropout else ''}")
+                   f"{'' if stage1_target == 'scores' else f'-{stage1_target}'}{f'-drop{dropout:g}' if dropout else ''}"
+                   f"{f'-anneal{anneal:g}' if anneal else ''}")
 
 
 def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int | None = 8000, epochs: float = 1.0,
@@ -200,7 +204,7 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
                              (record.get("stage1_augment") or {}).get("kind", ""),
                              record.get("stage1_target", "scores"), bool(record.get("score_init")),
-                             bool((record.get("stage1") or {}).get("dropout", 0.0))))
+                             bool((record.get("stage1") or {}).get("dropout", 0.0)), bool(record.get("anneal"))))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -212,7 +216,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             lr: float = FINETUNE_LR, quad_init: int = 0, stage1_lr: float | None = None,
             stage2_lr: float | None = None, augment: str = "", batch_size: int = BATCH_SIZE,
             copies: int = REPLACE_COPIES, stage1_target: str = "scores", score_init: int = 0,
-            distill_dropout: float = 0.0) -> dict:
+            distill_dropout: float = 0.0, anneal_epochs: float = 0.0) -> dict:
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
@@ -231,6 +235,9 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
     distill_dropout > 0 (distilled rows): BERT's dropout on the student in both stages, as
     MPCFormer's task_distill trains it (train mode); 0 (the default) distills without it.
+    anneal_epochs > 0 (distilled rows whose attention is not softmax, ours): over stage 1's first
+    anneal_epochs epochs the student's attention slides linearly from softmax to its variant
+    (distill.softmax_share); the evaluated student runs the variant alone.
 
     quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
@@ -275,6 +282,11 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     if distill_dropout and (row == "teacher" or mode != "distilled"):
         raise ValueError(f"--distill-dropout sets the student's dropout in distillation; the "
                          f"{'teacher' if row == 'teacher' else mode} row fine-tunes with {DROPOUT}")
+    if anneal_epochs and (row == "teacher" or mode != "distilled" or ROWS[row][0] == "softmax"):
+        raise ValueError(f"--anneal-epochs slides the attention of a distilled row from softmax to its variant, "
+                         f"got {row} {'' if row == 'teacher' else mode}".rstrip())
+    if anneal_epochs and not 0.0 < anneal_epochs <= stage1_epochs:
+        raise ValueError(f"--anneal-epochs must lie in (0, --stage1-epochs = {stage1_epochs:g}], got {anneal_epochs:g}")
     if not 0.0 <= distill_dropout < 1.0:
         raise ValueError(f"--distill-dropout must lie in [0, 1), got {distill_dropout}")
     if row == "teacher":
@@ -316,7 +328,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                                  + ", 2,000 training rows"}
     run = student_run(runs, row, mode, task.name, seed, subset, epochs, lr, trun, fits_on_teacher=kind is not None,
                       quad_init=quad_init, augment=augment, batch_size=batch_size, copies=copies,
-                      stage1_target=stage1_target, score_init=score_init, dropout=distill_dropout)
+                      stage1_target=stage1_target, score_init=score_init, dropout=distill_dropout,
+                      anneal=anneal_epochs)
     record["run"] = run.name
     if quad_init:
         record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
@@ -373,9 +386,14 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                 "what": f"each training row, then the {other.task.name} training pairs (text only)"}
         if stage1_target != "scores":
             record["stage1_target"] = stage1_target
+        if anneal_epochs:
+            record["anneal"] = {"epochs": anneal_epochs,
+                                "what": "stage 1: attention = w softmax + (1 - w) the row's, w from 1 to 0 linearly "
+                                        "over these epochs, then 0; stage 2 and evaluation: the row's alone"}
         params = D.distill(tconfig, tparams, config, layer_map, task, ids, types, train_ex.labels, s1, s2,
                            pad_id=tok.pad_id, run_dir=run, quad_init_rows=quad_init, stage1_inputs=stage1_inputs,
-                           stage2_inputs=stage2_inputs, stage1_target=stage1_target, score_scales=scales, log=log)
+                           stage2_inputs=stage2_inputs, stage1_target=stage1_target, score_scales=scales,
+                           anneal_epochs=anneal_epochs, log=log)
         record["stage1"], record["stage2"] = asdict(s1), asdict(s2)
         train_dirs = list(D.stage_dirs(run, s1, s2))
     return _finish(params, config, tok, task, glue_dir, record, t0, root, train_dirs=train_dirs)
@@ -402,7 +420,8 @@ def table(root: Path = RESULTS) -> str:
         target = r.get("stage1_target", "scores")
         dropout = (r.get("stage1") or {}).get("dropout", 0.0)
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
-                                 augment, target, bool(r.get("score_init")), bool(dropout)).name:
+                                 augment, target, bool(r.get("score_init")), bool(dropout),
+                                 bool(r.get("anneal"))).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
@@ -410,7 +429,8 @@ def table(root: Path = RESULTS) -> str:
                + (", score-init" if r.get("score_init") else "")
                + (f", {AUGMENTS[augment]}" if augment else "")
                + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else "")
-               + (f", dropout {dropout:g}" if dropout else ""))
+               + (f", dropout {dropout:g}" if dropout else "")
+               + (f", softmax annealed over {r['anneal']['epochs']:g} stage-1 epochs" if r.get("anneal") else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
@@ -510,6 +530,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--distill-dropout", type=float, default=0.0, metavar="P",
                    help="distilled rows: BERT's dropout on the student in both stages (MPCFormer trains it in train "
                         "mode, 0.1; default 0: none)")
+    p.add_argument("--anneal-epochs", type=float, default=0.0, metavar="E",
+                   help="distilled rows (ours): over stage 1's first E epochs the student's attention slides "
+                        "linearly from softmax to the row's (default 0: the row's from the start)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
     args = p.parse_args(argv)
     root = Path(args.results)
@@ -523,5 +546,6 @@ def main(argv: list[str]) -> int:
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
             stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies,
-            stage1_target=args.stage1_target, score_init=args.score_init, distill_dropout=args.distill_dropout)
+            stage1_target=args.stage1_target, score_init=args.score_init, distill_dropout=args.distill_dropout,
+            anneal_epochs=args.anneal_epochs)
     return 0

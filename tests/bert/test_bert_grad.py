@@ -6,7 +6,7 @@ With eps = 1e-6 in float64 the difference quotient is accurate to about 1e-8 rel
 (truncation eps^2 ~ 1e-12 times the third derivative, rounding 1e-16 / eps ~ 1e-10 times the
 loss scale), so rtol 1e-5 plus 1e-8 |L| leaves room and still fails on any wrong term.
 
-Spec IDs: BERT-GRAD-LINEAR, BERT-GRAD-LAYERNORM, BERT-GRAD-ACT, BERT-GRAD-ATTN-PROBS,
+Spec IDs: BERT-ANNEAL, BERT-GRAD-LINEAR, BERT-GRAD-LAYERNORM, BERT-GRAD-ACT, BERT-GRAD-ATTN-PROBS,
 BERT-GRAD-ATTN, BERT-GRAD-FFN, BERT-GRAD-EMB, BERT-GRAD-HEAD, BERT-GRAD-MODEL.
 """
 
@@ -256,3 +256,38 @@ def test_gelu_blockwise_paths_match_the_plain_formulas():
     cdf = 0.5 * (1.0 + F._erf_block(x / np.sqrt(2.0)))
     want = dy * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi))
     np.testing.assert_allclose(L.activation_backward(dy, x, "gelu"), want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", [v for v in F.VARIANTS if v != "softmax"])
+@given(data=st.data(), share=st.floats(0.05, 0.95))
+def test_annealed_attention_block_backward(variant, data, share):
+    # BERT-ANNEAL: w softmax + (1 - w) variant, as forward (against both references) and backward
+    rng, config, params, ids, types, mask = data.draw(model_case(attention=variant, softmax_share=share))
+    w = M._sub(params, "encoder.layer.0.")
+    x = rng.normal(size=(ids.shape[0], ids.shape[1], config.hidden_size))
+    maskf = mask.astype(np.float64)
+    y, cache = L.attention_forward(x, maskf, w, config)
+    km = maskf[:, None, :]
+    ref = (share * F.attention_probs(cache["scores"], km, "softmax")
+           + (1 - share) * F.attention_probs(cache["scores"], km, variant))
+    np.testing.assert_allclose(cache["probs"], ref, rtol=1e-12, atol=1e-15)
+    r = rng.normal(size=y.shape)
+    dx, grads = L.attention_backward(r, cache)
+
+    def loss_with(name: str | None, t: np.ndarray) -> float:
+        out, _ = L.attention_forward(x if name is not None else t, maskf, w if name is None else w | {name: t}, config)
+        return float((r * out).sum())
+
+    assert_directional(lambda t: loss_with(None, t), x, dx, rng, "dx")
+    for name in ("attention.self.query.weight", "attention.self.key.bias"):
+        assert_directional(lambda t, name=name: loss_with(name, t), w[name], grads[name], rng, name, directions=1)
+
+
+def test_softmax_share_is_validated_and_left_out_of_a_deployed_config():
+    # BERT-ANNEAL: a share outside [0, 1] is refused; a share of 0 (every saved model) is not written
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="softmax_share is the softmax weight of annealed attention"):
+            BertConfig(attention="2quad", softmax_share=bad)
+    assert "softmax_share" not in BertConfig(attention="2quad").to_json()
+    mid = BertConfig(attention="2quad", softmax_share=0.25)
+    assert BertConfig.from_json(mid.to_json()) == mid

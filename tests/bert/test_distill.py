@@ -336,3 +336,44 @@ def test_stage1_score_target_follows_the_scales_of_the_start():
     assert np.abs(ds[0]).max() < 1e-9 * np.abs(t.attention_scores[0]).max()
     _, _, ds_plain = D.stage1_terms(s, t, b.attention_mask, [0, 1, 2])
     assert np.abs(ds_plain[0]).max() > 1e-3 * np.abs(t.attention_scores[0]).max()
+
+
+def test_softmax_share_slides_linearly_from_one_to_zero():
+    """BERT-ANNEAL: w(t) = max(0, 1 - t / T); no annealing (T = 0) is w = 0 throughout."""
+    assert [D.softmax_share(t, 4) for t in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert D.softmax_share(0, 0) == D.softmax_share(9, 0) == 0.0
+
+
+def test_annealed_stage1_starts_at_softmax_ends_at_the_variant_and_its_gradient_is_exact():
+    """BERT-ANNEAL: stage 1 at step 0 is the softmax student's loss, at step >= T the variant's,
+    in between a loss whose gradient equals central differences."""
+    rng = np.random.default_rng(11)
+    teacher, student = teacher_and_student(rng)
+    b = batch()
+    zeros, index = np.zeros(3, np.int64), np.arange(3)
+    annealed = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP, anneal_steps=4)
+    as_softmax = D.stage1_loss(STUDENT.replace(attention="softmax"), TEACHER, teacher, LAYER_MAP)
+    plain = D.stage1_loss(STUDENT, TEACHER, teacher, LAYER_MAP)
+    assert annealed(student, b, zeros, index, 0)[0] == pytest.approx(as_softmax(student, b, zeros, index, 0)[0], rel=1e-12)
+    assert annealed(student, b, zeros, index, 4)[0] == pytest.approx(plain(student, b, zeros, index, 4)[0], rel=1e-12)
+    ends = {as_softmax(student, b, zeros, index, 0)[0], plain(student, b, zeros, index, 0)[0]}
+    loss, grads = annealed(student, b, zeros, index, 1)
+    assert len(ends) == 2 and loss not in ends
+    probe(lambda p: annealed(p, b, zeros, index, 1)[0], student, grads, rng)
+
+
+def test_distill_refuses_annealing_outside_stage1_a_softmax_student_and_the_probs_target():
+    """BERT-ANNEAL: clear errors for what annealing cannot mean."""
+    rng = np.random.default_rng(0)
+    teacher, _ = teacher_and_student(rng)
+    ids = [[2, 7, 9, 3], [2, 5, 3]]
+    types = [[0] * len(r) for r in ids]
+    s1 = T.Schedule(epochs=1.0, lr=1e-4, batch_size=2, schedule="constant", warmup=0.0)
+    args = (TEACHER, teacher)
+    tail = (LAYER_MAP, glue.TASKS["SST-2"], ids, types, np.zeros(2, np.int64), s1, None)
+    with pytest.raises(ValueError, match=r"0 < anneal_epochs <= the stage-1 epochs \(1.0\), got 2"):
+        D.distill(*args, STUDENT, *tail, anneal_epochs=2.0)
+    with pytest.raises(ValueError, match="this student's attention is softmax already"):
+        D.distill(*args, STUDENT.replace(attention="softmax"), *tail, anneal_epochs=0.5)
+    with pytest.raises(ValueError, match="'probs' .* does not combine with anneal_epochs"):
+        D.distill(*args, STUDENT, *tail, stage1_target="probs", anneal_epochs=0.5)

@@ -374,3 +374,22 @@ def test_distill_dropout_gets_its_own_run_record_and_table_row_end_to_end(tmp_pa
         A.run_one("2quad-quad", "direct", "RTE", str(glue_dir), epochs=1.0, distill_dropout=0.1, **kw)
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\), got 1.5"):
         A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, distill_dropout=1.5, **kw)
+
+
+def test_annealed_attention_gets_its_own_run_record_and_table_row_end_to_end(tmp_path):
+    """RTE fixture on MiniLM: --anneal-epochs 0.5 distills in its own run and result file and table
+    row; refused for softmax rows, direct rows, and beyond stage 1."""
+    glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
+    rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, anneal_epochs=0.5, **kw)
+    assert rec["anneal"]["epochs"] == 0.5 and rec["run"].endswith("-b2-anneal0.5")
+    assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, anneal=True).exists()
+    assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()
+    assert any(x.startswith("| 2quad-quad | distilled, softmax annealed over 0.5 stage-1 epochs |")
+               for x in A.table(root).splitlines())
+    with pytest.raises(ValueError, match="--anneal-epochs slides the attention of a distilled row from softmax "
+                                         "to its variant, got softmax-freediv-quad direct"):
+        A.run_one("softmax-freediv-quad", "direct", "RTE", str(glue_dir), epochs=1.0, anneal_epochs=0.5, **kw)
+    with pytest.raises(ValueError, match="got softmax-quad distilled"):
+        A.run_one("softmax-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, anneal_epochs=0.5, **kw)
+    with pytest.raises(ValueError, match=r"must lie in \(0, --stage1-epochs = 1\], got 2"):
+        A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, anneal_epochs=2.0, **kw)
