@@ -25,6 +25,11 @@ Quad on the teacher's weights as they are collapses every token of a sentence on
 direction (MiniLM, STS-B dev: mean token cosine 0.87 after layer 1, 0.998 at the last layer,
 teacher 0.16 / 0.80), since Quad(x) = 0.125 x^2 + 0.25 x + 0.5 is far above GELU for the
 mostly negative pre-activations; one short distillation epoch does not undo that.
+
+Optional, ours (not in MPCFormer): anneal_epochs runs the student's attention in stage 1 as
+w softmax + (1 - w) its variant, w falling linearly from 1 to 0 over that many epochs
+(softmax_share), so the student leaves the teacher's kernel step by step instead of at once;
+the circuit it ends with, and every saved or evaluated model, is the variant alone.
 """
 
 from __future__ import annotations
@@ -532,7 +537,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
                    help="start from quad_init of the teacher fitted on ROWS training rows (0: the teacher as is)")
     p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGETS), default="scores",
-                   help="stage 1 matches the pre-softmax scores (MPCFormer) or the attention probabilities (ours)")
+                   help="stage 1 matches the pre-softmax scores (MPCFormer), the attention probabilities (ours), "
+                        "or the hidden states only (ours)")
+    p.add_argument("--anneal-epochs", type=float, default=0.0, metavar="E",
+                   help="ours: over stage 1's first E epochs the student's attention slides from softmax to its "
+                        "variant (0: the variant from the start)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--result", default=None)
@@ -553,12 +562,14 @@ def main(argv: list[str]) -> int:
     ids, types = T.encoded(train_ex, tok, max_length)
     name = (f"distill-{task.name}-{sconfig.attention}-{sconfig.activation}-L{len(layer_map)}-s{args.seed}"
             + (f"-qinit{args.quad_init}" if args.quad_init else "")
-            + ("" if args.stage1_target == "scores" else f"-{args.stage1_target}"))
+            + ("" if args.stage1_target == "scores" else f"-{args.stage1_target}")
+            + (f"-anneal{args.anneal_epochs:g}" if args.anneal_epochs else ""))
     run_dir = Path(args.run_dir) if args.run_dir else T.DEFAULT_RUNS / name
     t0 = time.time()
     params = distill(tconfig, tparams, sconfig, layer_map, task, ids, types, train_ex.labels, s1, s2,
                      pad_id=tok.pad_id, run_dir=run_dir, quad_init_rows=args.quad_init,
-                     stage1_target=args.stage1_target, log=lambda s: print(s, flush=True))
+                     stage1_target=args.stage1_target, anneal_epochs=args.anneal_epochs,
+                     log=lambda s: print(s, flush=True))
     dev = glue.load(task.name, args.glue_dir, "dev")
     metrics = T.evaluate(params, sconfig, dev, tok, 128, progress="dev")
     print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
@@ -569,7 +580,7 @@ def main(argv: list[str]) -> int:
             "command": T.command_line("refimpl distill", argv), "task": task.name, "attention": sconfig.attention,
             "activation": sconfig.activation, "layers": sconfig.num_hidden_layers, "layer_map": layer_map,
             "distilled": True, "train_examples": len(train_ex), "subset": args.subset, "quad_init_rows": args.quad_init,
-            "stage1_target": args.stage1_target,
+            "stage1_target": args.stage1_target, "anneal_epochs": args.anneal_epochs,
             "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
             "metrics": metrics})
     return 0
