@@ -430,7 +430,8 @@ def table(root: Path = RESULTS) -> str:
                + (f", {AUGMENTS[augment]}" if augment else "")
                + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else "")
                + (f", dropout {dropout:g}" if dropout else "")
-               + (f", softmax annealed over {r['anneal']['epochs']:g} stage-1 epochs" if r.get("anneal") else ""))
+               + (f", softmax annealed over {r['anneal']['epochs']:g} stage-1 epoch"
+                  f"{'' if r['anneal']['epochs'] == 1 else 's'}" if r.get("anneal") else ""))
         cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
         if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
             stale.setdefault(key, set()).add(r["task"])
