@@ -71,8 +71,8 @@ STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities",
 
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
                 augment: str = "", stage1_target: str = "scores", score_init: bool = False,
-                dropout: bool = False, anneal: bool = False) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal]_<task>[_s<seed>].json.
+                dropout: bool = False, anneal: float = 0.0) -> Path:
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal[E]]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
     -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
@@ -80,13 +80,14 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
     same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
-    distilled with BERT's dropout (MPCFormer's train mode); -anneal: stage 1 slides the student's
-    attention from softmax to its variant (distill.softmax_share).
+    distilled with BERT's dropout (MPCFormer's train mode); -anneal[E]: stage 1 slides the student's
+    attention from softmax to its variant over its first E epochs (distill.softmax_share; E written
+    when it is not 1).
     """
     stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
                                          f"{f'-{augment}' if augment else ''}")
     stem += ("" if stage1_target == "scores" else f"-{stage1_target}") + ("-dropout" if dropout else "")
-    stem += "-anneal" if anneal else ""
+    stem += "" if not anneal else "-anneal" if anneal == 1 else f"-anneal{anneal:g}"
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
@@ -204,7 +205,8 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
             else result_path(record["row"], record["mode"], task.name, record["seed"], root, bool(record.get("quad_init")),
                              (record.get("stage1_augment") or {}).get("kind", ""),
                              record.get("stage1_target", "scores"), bool(record.get("score_init")),
-                             bool((record.get("stage1") or {}).get("dropout", 0.0)), bool(record.get("anneal"))))
+                             bool((record.get("stage1") or {}).get("dropout", 0.0)),
+                             (record.get("anneal") or {}).get("epochs", 0.0)))
     T.write_result(path, record)
     print(json.dumps({"row": record["row"], "mode": record["mode"], "task": task.name, **metrics}))
     print(f"wrote {path}")
@@ -421,7 +423,7 @@ def table(root: Path = RESULTS) -> str:
         dropout = (r.get("stage1") or {}).get("dropout", 0.0)
         if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
                                  augment, target, bool(r.get("score_init")), bool(dropout),
-                                 bool(r.get("anneal"))).name:
+                                 (r.get("anneal") or {}).get("epochs", 0.0)).name:
             kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
                         + (f" ({r['note']})" if r.get("note") else ""))
             continue
