@@ -72,7 +72,7 @@ STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities",
 def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
                 augment: str = "", stage1_target: str = "scores", score_init: bool = False,
                 dropout: bool = False, anneal: float = 0.0) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal[E]]_<task>[_s<seed>].json.
+    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal<E>]_<task>[_s<seed>].json.
 
     -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
     -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
@@ -80,14 +80,13 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
     same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
-    distilled with BERT's dropout (MPCFormer's train mode); -anneal[E]: stage 1 slides the student's
-    attention from softmax to its variant over its first E epochs (distill.softmax_share; E written
-    when it is not 1).
+    distilled with BERT's dropout (MPCFormer's train mode); -anneal<E>: stage 1 slides the student's
+    attention from softmax to its variant over its first E epochs (distill.softmax_share).
     """
     stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
                                          f"{f'-{augment}' if augment else ''}")
     stem += ("" if stage1_target == "scores" else f"-{stage1_target}") + ("-dropout" if dropout else "")
-    stem += "" if not anneal else "-anneal" if anneal == 1 else f"-anneal{anneal:g}"
+    stem += f"-anneal{anneal:g}" if anneal else ""
     return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
