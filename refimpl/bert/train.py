@@ -274,7 +274,7 @@ def train(
     t_start = time.time()
     run_dir = None if run_dir is None else Path(run_dir)
     if run_dir is not None and (run_dir / STATE).exists():
-        step = _resume(run_dir, params, opt, sched)
+        step = _resume(run_dir, params, opt, sched, total)
         earlier = trained_seconds(run_dir)
         if log:
             log(f"resumed {run_dir} at step {step}/{total}")
@@ -348,13 +348,19 @@ def continues(stored: dict, sched: Schedule) -> bool:
     return same and sched.schedule == "constant" and sched.warmup == 0.0
 
 
-def _resume(run_dir: Path, params: Params, opt: AdamW, sched: Schedule) -> int:
-    """Load a checkpoint into params and opt; refuse one made with another schedule."""
+def _resume(run_dir: Path, params: Params, opt: AdamW, sched: Schedule, total: int) -> int:
+    """Load a checkpoint into params and opt; refuse one made with another schedule or past this run's end.
+
+    A checkpoint of a longer constant-rate run is a prefix of this one only up to its `total` steps.
+    """
     state = json.loads((run_dir / STATE).read_text())
     if state["schedule"] != asdict(sched) and not continues(state["schedule"], sched):
         raise ValueError(
             f"{run_dir} holds a checkpoint of another schedule {state['schedule']}; "
             f"this run is {asdict(sched)}: use another --run-dir or delete it")
+    if int(state["step"]) > total:
+        raise ValueError(f"{run_dir} holds a checkpoint at step {state['step']} of a {state['schedule']['epochs']:g}-epoch "
+                         f"run, past the {total} steps of this {sched.epochs:g}-epoch run: use another --run-dir")
     raw = load_file(str(run_dir / CHECKPOINT))
     for k in params:
         if f"param/{k}" not in raw:

@@ -90,6 +90,24 @@ def test_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):
         T.train(params, ids, types, labels, loss_fn, T.Schedule(epochs=1, batch_size=8, seed=6), run_dir=tmp_path)
 
 
+def test_a_longer_constant_rate_checkpoint_resumes_a_shorter_run_only_up_to_its_end(tmp_path):
+    """A constant-rate run's first steps do not depend on its epochs (train.continues), so a
+    shorter run may resume a longer run's checkpoint taken within its own steps, and equals the
+    shorter run made at once; a checkpoint past the shorter run's end is refused."""
+    ids, types, labels = tiny_data()
+    params = init_params(TINY, np.random.default_rng(0), np.float64)
+    loss_fn = T.finetune_loss(TINY, glue.TASKS["SST-2"])
+    sched = lambda e: T.Schedule(epochs=e, batch_size=8, lr=1e-2, warmup=0.0, seed=5, save_every=4, schedule="constant")
+    short = T.train(params, ids, types, labels, loss_fn, sched(2))  # 10 steps
+    T.train(params, ids, types, labels, loss_fn, sched(4), run_dir=tmp_path / "a", stop_after=8)
+    resumed = T.train(params, ids, types, labels, loss_fn, sched(2), run_dir=tmp_path / "a")
+    for k in short:
+        np.testing.assert_array_equal(short[k], resumed[k], err_msg=k)
+    T.train(params, ids, types, labels, loss_fn, sched(4), run_dir=tmp_path / "b", stop_after=12)
+    with pytest.raises(ValueError, match="past the 10 steps of this 2-epoch run"):
+        T.train(params, ids, types, labels, loss_fn, sched(2), run_dir=tmp_path / "b")
+
+
 def test_checkpoints_sum_the_training_seconds_of_every_session(tmp_path, monkeypatch):
     """A resumed run adds its own seconds to the checkpoint's; a checkpoint without them stays unknown."""
     ids, types, labels = tiny_data()
