@@ -1,28 +1,23 @@
-"""The paper constants, read from spec/constants.toml (the single source of every constant).
+"""The paper constants, read from refimpl/constants.toml (the single source of every constant).
 
-Usage: ``from refimpl.constants import C``; ``C["nexus"]["sgn"]["f4_num"]``.
+Usage: ``from refimpl.constants import C``; ``C["nexus"]["sgn"]["f4_num"]``. The file ships
+inside the package and is read with importlib.resources, so an installed wheel finds it too.
 """
 
 from __future__ import annotations
 
 import tomllib
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
-CONSTANTS_FILE = SPEC_DIR / "constants.toml"
+CONSTANTS_RESOURCE = "constants.toml"
 
 
 @lru_cache(maxsize=1)
 def load() -> dict[str, Any]:
-    """Parse spec/constants.toml once."""
-    if not CONSTANTS_FILE.exists():
-        raise FileNotFoundError(
-            f"{CONSTANTS_FILE} not found: install refimpl from its source tree "
-            "with `pip install -e .` so that spec/ stays beside the package"
-        )
-    with CONSTANTS_FILE.open("rb") as f:
+    """Parse refimpl/constants.toml once."""
+    with resources.files("refimpl").joinpath(CONSTANTS_RESOURCE).open("rb") as f:
         return tomllib.load(f)
 
 

@@ -22,7 +22,7 @@ def test_cli_unknown_bench_is_refused(capsys):
 def test_ship_builds_the_models_then_their_nexus_ranges(tmp_path, monkeypatch):
     """`refimpl ship` calibrates each built model's NEXUS ranges on <glue>/SST-2/train.tsv (bert imports no
     nexus, so the CLI joins the two), and stops at a failed build."""
-    from refimpl import cli
+    from refimpl.cli import legacy as cli
     from refimpl.bert import shipped
     from refimpl.nexus import protocol
 

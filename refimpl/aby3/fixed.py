@@ -24,7 +24,7 @@ _MAX_ABS_RAW = 2.0 ** (RING_BITS - 2)  # |x 2^f| < 2^62: room for one MSB/trunca
 class Fxp:
     """Fixed-point format: k ring bits (only 64 supported), f fraction bits."""
 
-    f: int = FRACTION_BITS  # SPU FM64 default; spec/constants.toml aby3.fraction_bits
+    f: int = FRACTION_BITS  # SPU FM64 default; refimpl/constants.toml aby3.fraction_bits
     k: int = RING_BITS
 
     def __post_init__(self) -> None:

@@ -159,7 +159,7 @@ def poly(p: Party, x: AShare, coeffs) -> AShare:
 def quad(p: Party, x: AShare) -> AShare:
     """Quad(x) = 0.125 x^2 + 0.25 x + 0.5 fused: one mul + one truncation, 42 B (SPU: 108 B).
 
-    Reference: MPCFormer training code; coefficients from spec/constants.toml [activations].
+    Reference: MPCFormer training code; coefficients from refimpl/constants.toml [activations].
     """
     c0, c1, c2 = (float(v) for v in C["activations"]["quad"])
     with p.net.scope("quad"):
@@ -314,7 +314,7 @@ def gelu_poly4(p: Party, x: AShare) -> AShare:
 
     Segment bits b_k = [x <= t_k] from one batched MSB; the indicators are XORs of them
     (b_1 implies b_2 implies b_3); P, Q share (x/4)^2 and are truncated together; one
-    batched bit injection selects. Reference: NEXUS §3.3; PUMA GeLU; spec/constants.toml [nexus.gelu].
+    batched bit injection selects. Reference: NEXUS §3.3; PUMA GeLU; refimpl/constants.toml [nexus.gelu].
     """
     t1, t2, t3 = GELU_BREAKS
     ulp = 2.0**-p.fxp.f

@@ -1,7 +1,7 @@
 """`refimpl bench ckks`: RNS-CKKS operations at N = 2^13 .. 2^16, beside OpenFHE, SEAL and DESILO.
 
 For each N, the 128-bit preset of refimpl (one 60-bit q_0, 40-bit scaling primes, 60-bit special
-primes; spec/constants.toml bounds) and the same modulus in each peer (a 60-bit first prime plus
+primes; refimpl/constants.toml bounds) and the same modulus in each peer (a 60-bit first prime plus
 the same number of 40-bit primes), measured in the same run, each peer in its own venv
 (refimpl.bench.peers). Per operation: median seconds over `reps` runs after a warm-up, one
 thread and default threads, and the ratio refimpl / peer. The NTT is compared per limb and per

@@ -33,7 +33,7 @@ class BertConfig:
     attention: str = "softmax"  # one of functional.VARIANTS
     activation: str = "gelu"  # gelu (exact erf), gelu_poly4 (NEXUS), quad (MPCFormer), relu
     quad_c: float = QUAD_C  # c of 2Quad, (s + c)^2; spec freediv.quad_c
-    freediv_a: float | None = None  # f(n) = a n^b; None: the paper's fit from spec/constants.toml
+    freediv_a: float | None = None  # f(n) = a n^b; None: the paper's fit from refimpl/constants.toml
     freediv_b: float | None = None
     pooling: str = "cls"  # [CLS] hidden state or masked mean, no tanh pooler (DESIGN.md section 6)
     num_labels: int = 2  # classes; 1 means a regressor (STS-B)

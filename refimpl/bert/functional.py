@@ -101,7 +101,7 @@ def attention_probs(
             (e.g. [batch, 1, n_k] for scores [batch, heads, n_q, n_k]). Every row needs n >= 1.
         variant: one of VARIANTS.
         c: the shift of 2Quad, (s + c)^2 (spec constant freediv.quad_c = 5).
-        a, b: f(n) = a n^b of the freeDiv variants; default: spec/constants.toml
+        a, b: f(n) = a n^b of the freeDiv variants; default: refimpl/constants.toml
             (freediv.softmax, freediv.quad2), the paper's fit.
     Returns:
         [..., n_q, n_k] probabilities, exactly 0 on masked keys.

@@ -7,7 +7,7 @@ switching. This is the layout of OpenFHE's FIXEDMANUAL default and of the peers'
 so modulus bits and limb counts both match the peers.
 
 Security: log2(PQ) must not exceed the 128-bit bound of the HE standard for N (uniform ternary
-secret), spec/constants.toml [ckks.max_log_qp_128]; a larger modulus is refused unless the
+secret), refimpl/constants.toml [ckks.max_log_qp_128]; a larger modulus is refused unless the
 caller passes `insecure=True`. A sparse secret (Hamming weight h) is weaker than a uniform one
 at equal N and modulus; refimpl applies the same table and says so in `security_note`.
 """

@@ -620,13 +620,13 @@ def gelu_probe(params, rc, n: int = N_TOKENS, seed: int = 0) -> dict:
 
 
 def paper_figures() -> dict:
-    """NEXUS's published BERT-base figures (spec/constants.toml [nexus.published])."""
+    """NEXUS's published BERT-base figures (refimpl/constants.toml [nexus.published])."""
     from ..constants import C
 
     pub = C["nexus"]["published"]
     return {"bert_base_gpu_s": pub["bert_base_gpu_seconds"], "gpu_speedup_vs_cpu": pub["gpu_speedup_vs_cpu"],
             "cpu_s_implied": round(pub["bert_base_gpu_seconds"] * pub["gpu_speedup_vs_cpu"]),
-            "source": "spec/constants.toml [nexus.published] (NDSS 2025 abstract: A100 GPU; the CPU time is GPU x "
+            "source": "refimpl/constants.toml [nexus.published] (NDSS 2025 abstract: A100 GPU; the CPU time is GPU x "
                       "speedup, computed and unverified in ../shared/anchors/nexus.md; the paper's bootstrapping "
                       "parameters are not 128-bit)"}
 

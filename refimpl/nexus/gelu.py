@@ -1,7 +1,7 @@
 """GELU by the paper's 4-piece approximation (NEXUS §3.3).
 
     GELU(x) ~ 0 (x < -4),  P(x) on [-4, -1.95],  Q(x) on (-1.95, 3],  x (x > 3)
-    P(x) = sum_{i<=3} c_i x^i,  Q(x) = sum_{i<=6} d_i x^i  (spec/constants.toml [nexus.gelu])
+    P(x) = sum_{i<=3} c_i x^i,  Q(x) = sum_{i<=6} d_i x^i  (refimpl/constants.toml [nexus.gelu])
 
 Segment bits b_i = Sgn((x - t_i) / 16) / 2 in [-1/2, 1/2] for t = (-4, -1.95, 3); the
 indicator of [t_0, t_1] is b_0 - b_1, of [t_1, t_2] b_1 - b_2, of x > t_2 b_2 + 1/2:

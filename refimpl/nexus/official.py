@@ -10,7 +10,7 @@ code does (../shared/anchors/nexus.md §2):
              -1.29054537e-4 v + 0.129054537, 4 Newton + 2 Goldschmidt steps (src/layer_norm.cpp)
 The Sgn used here is refimpl's exact composite (the official factor-0.5 quirk is not copied).
 
-The constants are the official code's, read from spec/constants.toml [nexus.official].
+The constants are the official code's, read from refimpl/constants.toml [nexus.official].
 
 Reference: official code src/gelu.cpp, src/softmax.cpp, src/layer_norm.cpp,
 CKKSEvaluator::invert_sqrt, CKKSEvaluator::inverse.

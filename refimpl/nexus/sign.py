@@ -41,7 +41,7 @@ ERROR_BOUND = float(SGN["error_bound"])  # 2^-16
 
 @lru_cache(maxsize=None)
 def exact_coefficients(name: str) -> tuple[sympy.Rational, ...]:
-    """Power-basis coefficients x^0 .. x^9 of f4 or g4 as exact rationals (from spec/constants.toml)."""
+    """Power-basis coefficients x^0 .. x^9 of f4 or g4 as exact rationals (from refimpl/constants.toml)."""
     num, den = SGN[f"{name}_num"], SGN[f"{name}_den"]
     coeffs = [sympy.Integer(0)] * 10
     for k, c in enumerate(num):

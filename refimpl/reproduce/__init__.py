@@ -5,6 +5,8 @@ One module per table (refimpl/reproduce/<table>.py with `main(argv) -> int`).
 
 from __future__ import annotations
 
+import importlib
+
 TABLES = {
     "accuracy": "freeDiv accuracy table: attention/activation variants with and without distillation",
     "speed": "freeDiv speed table: ABY3 bytes, rounds, time and LAN/WAN estimates per variant",
@@ -19,6 +21,4 @@ def main(argv: list[str]) -> int:
         for k, v in TABLES.items():
             print(f"  {k:10s} {v}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from refimpl.cli import run_module
-
-    return run_module(f"refimpl.reproduce.{argv[0]}", "main", argv[1:], f"reproduce {argv[0]}")
+    return importlib.import_module(f"refimpl.reproduce.{argv[0]}").main(argv[1:]) or 0

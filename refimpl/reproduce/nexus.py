@@ -7,7 +7,7 @@
    the forward left), time per block (the forward's trace), end to end, bootstraps, peak RSS.
 2. Extrapolated: BERT-base at n = 128 (768 features) on the 128-bit bootstrapping set, from
    the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
-   the paper's 164 MB (spec/constants.toml [nexus.published]).
+   the paper's 164 MB (refimpl/constants.toml [nexus.published]).
 3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.nexus.bertbase): the level
    planner's bootstraps per layer, one timed instance of each block kind, derived layer and
    model time beside the paper's; `--bertbase --table FILE` prints the table of a stored run,

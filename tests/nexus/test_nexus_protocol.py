@@ -197,7 +197,7 @@ def test_two_processes_over_loopback(tmp_path, inproc):
     _, client, r_comp, _ = inproc
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     rec, out_json = tmp_path / "received", tmp_path / "out.json"
-    cmd = [sys.executable, "-m", "refimpl.cli", "nexus"]
+    cmd = [sys.executable, "-m", "refimpl", "nexus"]
     common = ["--model", MODEL, "--params", PARAMS]
     srv = subprocess.Popen(cmd + ["serve", "--port", "0", "--record-dir", str(rec), "--max-connections", "1"] + common,
                            stdout=subprocess.PIPE, text=True, env=env)

@@ -174,7 +174,7 @@ def _prod(xs):
 
 
 BOOTSTRAP_PRESETS = {
-    # 128-bit by Lattigo's estimate for h = 192 (log2 PQ <= 1546, spec/constants.toml); keys kept
+    # 128-bit by Lattigo's estimate for h = 192 (log2 PQ <= 1546, refimpl/constants.toml); keys kept
     # as b plus seeds (KeyGenerator(expand_keys=False)) to fit the memory of one machine
     "128-2^16": dict(N=2**16, levels_after=11, h=192, log_s2c=40, num_p=3, ks_slack_bits=20),
     # dense main secret (HE standard: log2 PQ <= 1761) with an h = 32 secret only around
