@@ -171,7 +171,7 @@ def run_party(me: int, addrs: list[tuple[str, int]], program, *, seed: int = 0, 
     is the TCPTransport (its `wire()` counters). The sockets are closed on return and on error."""
     transport = TCPTransport(me, addrs, timeout=timeout)
     try:
-        p = make_party(me, transport, seed=seed, session=1)
+        p = make_party(me, transport, insecure_seed=seed, session=1)
         return program(p), p.net
     finally:
         transport.close()

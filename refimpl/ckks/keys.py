@@ -35,11 +35,12 @@ class SecretKey:
 
 @dataclass(frozen=True, eq=False)
 class PublicKey:
-    """(b, a) over Q_L with b = -a s + e."""
+    """(b, a) over Q_L with b = -a s + e; a is expanded from the public `a_seed` (None: a given as is)."""
 
     b: np.ndarray
     a: np.ndarray
     params: Parameters
+    a_seed: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,10 +168,11 @@ class KeyGenerator:
         p = self.params
         basis = p.q_basis(p.L)
         ctx = p.ctx
-        a = self.rng.uniform(ctx.moduli(basis), p.N)
+        seed = self.rng.seed()  # public: a comes from a seeded XOF, never from the secret stream
+        a = uniform_from_seed(seed, ctx.moduli(basis), p.N)
         e = self._small_ntt(self.rng.gaussian(p.N, p.sigma), basis)
         b = ctx.sub(e, ctx.mul(a, sk.s_ntt[: p.L + 1], basis), basis)  # b = -a s + e
-        return PublicKey(b, a, p)
+        return PublicKey(b, a, p, seed)
 
     def switching_key(self, sk: SecretKey, s_from_ntt: np.ndarray, level: int | None = None) -> SwitchingKey:
         """Key that switches a ciphertext component under s' (NTT over all primes) to s, for
