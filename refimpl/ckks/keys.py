@@ -216,7 +216,7 @@ class KeyGenerator:
         """Relinearization key and the Galois keys for the given rotations / elements only;
         levels: element -> highest level it serves (absent elements: the top level)."""
         p = self.params
-        ks = {galois_element(p, r) for r in rotations if r % p.slots} | {int(k) % (2 * p.N) for k in elements}
+        ks = {galois_element(p, r) for r in rotations if r % p.slots} | {int(k) % (2 * p.N) for k in elements if int(k) % (2 * p.N) != 1}
         if conjugate:
             ks.add(conjugation_element(p))
         levels = levels or {}
