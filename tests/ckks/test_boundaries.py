@@ -1,5 +1,5 @@
 """Boundary checks: every entry point refuses what the encoder and evaluator never produce
-(CKKS-SEC-1 .. CKKS-SEC-4)."""
+(CKKS-CHECK-*, CKKS-SEC-1, CKKS-SEC-SIGMA)."""
 
 import math
 import struct
@@ -31,7 +31,7 @@ def other():
 
 
 def test_evaluator_refuses_operands_of_other_parameters(kit, other):
-    """CKKS-SEC-1: add, rotate, multiply, rescale, ... of another parameter set's ciphertext raise
+    """CKKS-CHECK-PARAMS: add, rotate, multiply, rescale, ... of another parameter set's ciphertext raise
     ParameterMismatchError naming the operand; a fresh Evaluator of those parameters accepts it."""
     p2, _, E2, enc2 = other
     mine = kit.encrypt(kit.random_slots())
@@ -46,7 +46,7 @@ def test_evaluator_refuses_operands_of_other_parameters(kit, other):
 
 
 def test_decrypting_another_ring_size_raises(kit, other):
-    """CKKS-SEC-1: an N = 2^10 ciphertext under an N = 2^12 key (and back) raises, never reads out of bounds;
+    """CKKS-CHECK-PARAMS: an N = 2^10 ciphertext under an N = 2^12 key (and back) raises, never reads out of bounds;
     so does a ciphertext whose arrays do not match its level."""
     p2, sk2, E2, enc2 = other
     small = E2.encrypt(enc2.encode([0.25]))
@@ -62,7 +62,7 @@ def test_decrypting_another_ring_size_raises(kit, other):
 
 
 def test_two_products_without_rescale_refused_at_the_modulus(kit):
-    """CKKS-SEC-2: a product whose scale reaches Q_l / 2 is refused (two products without a
+    """CKKS-CHECK-SCALE: a product whose scale reaches Q_l / 2 is refused (two products without a
     rescale at level 1: 2^120 > Q_1 = 2^100); at the top level the same scale still fits."""
     ev, ct = kit.ev, kit.encrypt([0.5])
     low = ev.drop_level(ct, 1)
@@ -80,7 +80,7 @@ def test_two_products_without_rescale_refused_at_the_modulus(kit):
 
 
 def test_scale_below_the_floor_refused(kit):
-    """CKKS-SEC-2: rescaling a fresh ciphertext twice (scale ~ 2^-40) is refused at the next entry
+    """CKKS-CHECK-SCALE: rescaling a fresh ciphertext twice (scale ~ 2^-40) is refused at the next entry
     point; scale exactly SCALE_FLOOR is accepted."""
     ev, ct = kit.ev, kit.encrypt([0.5])
     once = ev.rescale(ct)
@@ -94,7 +94,7 @@ def test_scale_below_the_floor_refused(kit):
 
 
 def test_absurd_constants_refused(kit):
-    """CKKS-SEC-3: at level 2 (Q_2 ~ 2^140) mul_const(1e30) (2^100 at scale 2^80), add_const(1e300),
+    """CKKS-CHECK-CONST: at level 2 (Q_2 ~ 2^140) mul_const(1e30) (2^100 at scale 2^80), add_const(1e300),
     mul_int(2^300), a vector holding 1e30, a non-finite constant: refused with the fix; a large
     but fitting constant is accepted and correct."""
     ev = kit.ev
@@ -114,8 +114,8 @@ def _reseal(data: bytes) -> bytes:
 
 
 def test_deserializer_refuses_what_the_encoder_never_makes(kit):
-    """CKKS-SEC-4: a scale of 5e-324, 0.5, 1e300, inf or nan, a component count of 7, a relinearization flag
-    byte of 2, a repeated Galois element: SerializationError (with a valid checksum each time)."""
+    """CKKS-CHECK-SER: a scale of 5e-324, 0.5, 1e300, inf or nan, a component count of 7, a relinearization flag
+    byte of 2 or 255: SerializationError (with a valid checksum each time)."""
     ct = kit.encrypt([0.5])
     data = serialize_ciphertext(ct)
     off = 15 + 3  # header (4 + 2 + 1 + 8 bytes), level u16, size u8, then the scale (f64)
@@ -143,7 +143,7 @@ def test_deserializer_refuses_what_the_encoder_never_makes(kit):
 
 
 def test_security_check_covers_the_error_width():
-    """CKKS-SEC-5: sigma = 0 or 1 is not 128-bit: refused unless insecure=True; sigma exactly
+    """CKKS-SEC-SIGMA: sigma = 0 or 1 is not 128-bit: refused unless insecure=True; sigma exactly
     8 / sqrt(2 pi) is accepted; security_bits is 0 for a narrow error."""
     base = dict(N=2**13, levels=2, num_p=2, log_p=39)
     assert Parameters.create(**base).security_bits == 128
@@ -158,7 +158,7 @@ def test_security_check_covers_the_error_width():
 
 
 def test_modulus_bound_is_exact(monkeypatch):
-    """CKKS-SEC-5: parameters are accepted exactly when log2(PQ) is within the bound."""
+    """CKKS-SEC-1: parameters are accepted exactly when log2(PQ) is within the bound."""
     p = Parameters.create(N=2**13, levels=2, num_p=2, log_p=39)
     monkeypatch.setitem(params_mod.MAX_LOG_QP_128, 2**13, p.log_qp)
     assert Parameters.create(N=2**13, levels=2, num_p=2, log_p=39).security_bits == 128
