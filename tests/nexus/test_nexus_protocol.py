@@ -279,7 +279,7 @@ def test_compressed_input_lands_in_the_bert_layout():
     assert len(comp) == 1 and len(packed) == len(pack_input(x, layout)) == 2  # 384 values: 1 ct vs 2
     kg = client.kg
     ev = Evaluator(p, EvaluationKeys(galois={g: kg.galois_key(client.sk, g) for g in subs_elements(p.N, 512)}))
-    cts = server.session().expand(ev, [ser.deserialize_ciphertext(b, p) for b in comp], layout, 6)
+    cts = server.session().expand_query(ev, [ser.deserialize_ciphertext(b, p) for b in comp], layout, 6)
     dec = Decryptor(client.sk)
     for ct, want in zip(cts, pack_input(x, layout)):
         assert ct.level == server.output_level and ct.scale == p.scale

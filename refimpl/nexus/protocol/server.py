@@ -220,7 +220,7 @@ class ServerSession:
         t0 = time.perf_counter()
         boot_in = CountingBootstrapper(keys.bootstrapper)
         if h["compress"]:
-            cts = self.expand(ev, cts, layout, n, boot_in)
+            cts = self.expand_query(ev, cts, layout, n, boot_in)
         elif any(c.level != s.output_level for c in cts):
             raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
         t1 = time.perf_counter()
@@ -237,7 +237,7 @@ class ServerSession:
             "key_bytes_held": keys.key_bytes,
         }, out_blobs)
 
-    def expand(self, ev, cts, layout, n, bts=None) -> list[Ciphertext]:
+    def expand_query(self, ev, cts, layout, n, bts=None) -> list[Ciphertext]:
         """A compressed query -> the model's slot layout at the forward's input level
         (refimpl.nexus.compression.expand_input: NEXUS Alg. 5, then one masked product per value);
         with expand="bootstrap" (refimpl's) the masks carry 1/B and each sum is bootstrapped by
