@@ -12,9 +12,9 @@ import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, demo, nexus
+from refimpl.cli import bench, demo, nexus, spec
 
-GROUPS = [demo, bench, nexus]
+GROUPS = [demo, bench, nexus, spec]
 
 # Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
 # which parses its own arguments. Each entry leaves when its group module registers it.
@@ -26,7 +26,6 @@ FORWARDED = {
     "ship": ("refimpl.cli.legacy", "ship", "build the shipped small models and their NEXUS ranges"),
     "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
     "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
-    "spec": ("refimpl.spec", "main", "every spec ID with its paper reference, code and tests"),
 }
 
 
