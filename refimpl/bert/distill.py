@@ -1,4 +1,4 @@
-"""Two-stage distillation of an MPC-friendly student from its teacher: `refimpl distill`.
+"""Two-stage distillation of an MPC-friendly student from its teacher (the command: `refimpl distill`).
 
 MPCFormer (Li et al., ICLR 2023, §3.2), as DESIGN.md section 6 fixes it:
 - the student starts from the teacher's weights with attention and activation swapped (and,
@@ -34,11 +34,9 @@ the circuit it ends with, and every saved or evaluated model, is the variant alo
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -512,75 +510,3 @@ def stage_dirs(run_dir: str | Path | None, stage1: T.Schedule | None, stage2: T.
 def _tag(s: T.Schedule) -> str:
     """A stage's directory tag: its epochs and rate (the rest of the schedule is checked on resume)."""
     return f"e{s.epochs:g}-lr{s.lr:g}"
-
-
-def main(argv: list[str]) -> int:
-    """`refimpl distill`: two-stage distillation of a student variant from a fine-tuned teacher directory."""
-    p = argparse.ArgumentParser(prog="refimpl distill", description=main.__doc__)
-    p.add_argument("--teacher", required=True, help="fine-tuned teacher model directory (refimpl train --out)")
-    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--attention", default="2quad-freediv")
-    p.add_argument("--activation", default="quad")
-    p.add_argument("--freediv-a", type=float, default=None)
-    p.add_argument("--freediv-b", type=float, default=None)
-    p.add_argument("--layers", default=None, help="layer map: student layer i <- teacher layer map[i] (default all)")
-    p.add_argument("--subset", type=int, default=None)
-    p.add_argument("--stage1-epochs", type=float, default=1.0)
-    p.add_argument("--stage2-epochs", type=float, default=1.0)
-    p.add_argument("--stage1-lr", type=float, default=STAGE1_LR)
-    p.add_argument("--stage2-lr", type=float, default=STAGE2_LR)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
-                   help="start from quad_init of the teacher fitted on ROWS training rows (0: the teacher as is)")
-    p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGETS), default="scores",
-                   help="stage 1 matches the pre-softmax scores (MPCFormer), the attention probabilities (ours), "
-                        "or the hidden states only (ours)")
-    p.add_argument("--anneal-epochs", type=float, default=0.0, metavar="E",
-                   help="ours: over stage 1's first E epochs the student's attention slides from softmax to its "
-                        "variant (0: the variant from the start)")
-    p.add_argument("--run-dir", default=None)
-    p.add_argument("--out", default=None)
-    p.add_argument("--result", default=None)
-    args = p.parse_args(argv)
-    task = glue.TASKS[args.task]
-    tconfig, tparams, tok = T.load_model(args.teacher, task)
-    layer_map = list(range(tconfig.num_hidden_layers)) if not args.layers else [int(x) for x in args.layers.split(",")]
-    sconfig = tconfig.replace(attention=args.attention, activation=args.activation, num_hidden_layers=len(layer_map),
-                              freediv_a=args.freediv_a, freediv_b=args.freediv_b)
-    max_length = args.max_length or (64 if task.text_b is None else 128)
-    common = dict(batch_size=args.batch_size, seed=args.seed, max_length=max_length, save_every=args.save_every)
-    s1 = T.Schedule(epochs=args.stage1_epochs, lr=args.stage1_lr, warmup=0.0, schedule="constant", **common) \
-        if args.stage1_epochs > 0 else None
-    s2 = T.Schedule(epochs=args.stage2_epochs, lr=args.stage2_lr, warmup=0.1, schedule="linear", **common) \
-        if args.stage2_epochs > 0 else None
-    train_ex = glue.load(task.name, args.glue_dir, "train")
-    train_ex = train_ex.subset(T.subset_index(len(train_ex), args.subset, args.seed))
-    ids, types = T.encoded(train_ex, tok, max_length)
-    name = (f"distill-{task.name}-{sconfig.attention}-{sconfig.activation}-L{len(layer_map)}-s{args.seed}"
-            + (f"-qinit{args.quad_init}" if args.quad_init else "")
-            + ("" if args.stage1_target == "scores" else f"-{args.stage1_target}")
-            + (f"-anneal{args.anneal_epochs:g}" if args.anneal_epochs else ""))
-    run_dir = Path(args.run_dir) if args.run_dir else T.DEFAULT_RUNS / name
-    t0 = time.time()
-    params = distill(tconfig, tparams, sconfig, layer_map, task, ids, types, train_ex.labels, s1, s2,
-                     pad_id=tok.pad_id, run_dir=run_dir, quad_init_rows=args.quad_init,
-                     stage1_target=args.stage1_target, anneal_epochs=args.anneal_epochs,
-                     log=lambda s: print(s, flush=True))
-    dev = glue.load(task.name, args.glue_dir, "dev")
-    metrics = T.evaluate(params, sconfig, dev, tok, 128, progress="dev")
-    print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
-    if args.out:
-        T.save_model(args.out, sconfig, params, tok)
-    if args.result:
-        T.write_result(args.result, {
-            "command": T.command_line("refimpl distill", argv), "task": task.name, "attention": sconfig.attention,
-            "activation": sconfig.activation, "layers": sconfig.num_hidden_layers, "layer_map": layer_map,
-            "distilled": True, "train_examples": len(train_ex), "subset": args.subset, "quad_init_rows": args.quad_init,
-            "stage1_target": args.stage1_target, "anneal_epochs": args.anneal_epochs,
-            "stage1": None if s1 is None else asdict(s1), "stage2": None if s2 is None else asdict(s2),
-            "metrics": metrics})
-    return 0
