@@ -1,4 +1,4 @@
-"""`refimpl spec` (issue 10): the table parser, reference resolution and the counting rule on a
+"""`refimpl spec`: the table parser, reference resolution and the counting rule on a
 small synthetic spec, and the real spec/ with no untested ID (static mode)."""
 
 import json
@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refimpl import spec
+from refimpl.cli import main
 
 HEADER = "| ID | requirement | source | code | tests |\n|---|---|---|---|---|\n"
 
@@ -129,12 +130,12 @@ def test_main_exit_status_and_json(tmp_path, capsys):
     good = "| SYN-OK | | | `arith.mul` | `test_good` |\n"
     spec_dir, tests_dir = make(tmp_path / "a", good)
     out = tmp_path / "spec.json"
-    assert spec.main(["--spec-dir", str(spec_dir), "--tests-dir", str(tests_dir), "--json", str(out)]) == 0
+    assert main(["spec", "--spec-dir", str(spec_dir), "--tests-dir", str(tests_dir), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["summary"]["ok"] and doc["rows"][0]["tests"][0]["counts"]
     assert "IDs: 1, tested: 1, untested: 0" in capsys.readouterr().out
     spec_dir, tests_dir = make(tmp_path / "b", good + "| SYN-BAD | | | `arith.mul` | `test_no_assert` |\n")
-    assert spec.main(["--spec-dir", str(spec_dir), "--tests-dir", str(tests_dir)]) == 1
+    assert main(["spec", "--spec-dir", str(spec_dir), "--tests-dir", str(tests_dir)]) == 1
     assert "untested: SYN-BAD" in capsys.readouterr().out
 
 
@@ -187,9 +188,19 @@ def test_real_spec_has_no_untested_id():
 
 
 def test_cli_module_runs(tmp_path):
-    """`python -m refimpl.spec` prints the tables and the summary."""
-    r = subprocess.run([sys.executable, "-m", "refimpl.spec", "--json", str(tmp_path / "s.json")],
+    """`python -m refimpl spec` prints the tables and the summary."""
+    r = subprocess.run([sys.executable, "-m", "refimpl", "spec", "--json", str(tmp_path / "s.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "spec/nexus.md" in r.stdout and "untested: 0" in r.stdout
     assert json.loads((tmp_path / "s.json").read_text())["summary"]["ok"]
+
+
+def test_no_spec_tables_is_an_error(tmp_path, capsys):
+    """Run outside a checkout (no spec/*.md), `refimpl spec` says so and exits 1, never 0 with 0 IDs."""
+    assert main(["spec", "--repo", str(tmp_path)]) == 1
+    assert "no spec tables" in capsys.readouterr().err
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "x.md").write_text("# nothing here\n")
+    assert main(["spec", "--repo", str(tmp_path)]) == 1
+    assert "no spec IDs" in capsys.readouterr().err
