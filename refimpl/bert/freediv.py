@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.bert import glue
 from refimpl.bert.config import BertConfig
 from refimpl.bert.functional import FREEDIV, QUAD_C
 from refimpl.bert.model import Params, forward

@@ -100,13 +100,18 @@ def forward(
     *,
     dropout: float = 0.0,
     rng: np.random.Generator | None = None,
+    softmax_share: float = 0.0,
 ) -> ForwardResult:
     """BERT encoder (post-LN) + pooling + linear head (BERT; DESIGN.md section 6).
 
     input_ids, token_type_ids, attention_mask: [B, n] ints (mask 1 = real token).
     dropout > 0 (training, with rng): BERT's dropout on the embeddings output, attention
     probabilities, both sublayer outputs before their residual, and the pooled output.
+    softmax_share w > 0 (ours, distillation only: ours.softmax_share): every layer's attention is
+    w softmax + (1 - w) the config's variant; 0, every saved or deployed model, is the variant alone.
     """
+    if not 0.0 <= softmax_share <= 1.0:
+        raise ValueError(f"softmax_share is the softmax weight of annealed attention, in [0, 1]; got {softmax_share}")
     input_ids = np.asarray(input_ids)
     bsz, n = input_ids.shape
     if n > config.max_position_embeddings:
@@ -128,7 +133,7 @@ def forward(
     hidden, scores, probs, layer_caches = [x], [], [], []
     for layer in range(config.num_hidden_layers):
         w = _sub(params, f"encoder.layer.{layer}.")
-        a, attn_cache = L.attention_forward(x, maskf, w, config, drop)  # [B, n, d]
+        a, attn_cache = L.attention_forward(x, maskf, w, config, drop, softmax_share)  # [B, n, d]
         x, ffn_cache = L.ffn_forward(a, w, config, drop)  # [B, n, d]
         hidden.append(x)
         scores.append(attn_cache["scores"])

@@ -57,8 +57,8 @@ BATCH_SIZE = 32  # MPCFormer's (and every row's fine-tuning) batch
 STAGE2_LR = 1e-5  # distill.STAGE2_LR (MPCFormer's): a record at another stage-2 rate says so in the table
 AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> the table's label
     "": "",
-    "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
-    "replace": "token-replaced copies",  # distill.replace_tokens: both stages (stage 2 of classification tasks)
+    "swap": "swap-pairs stage 1",  # ours.swap_pairs: stage 1 also on each pair in the other order
+    "replace": "token-replaced copies",  # ours.replace_tokens: both stages (stage 2 of classification tasks)
     "transfer": "pairs of the other pair task",  # TRANSFER_FROM's training pairs, text only: as "replace"
     "neighbours": "neighbour-replaced copies",  # as "replace", a token's draw among its nearest pieces
 }
@@ -74,14 +74,14 @@ def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESU
                 dropout: bool = False, anneal: float = 0.0) -> Path:
     """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal<E>]_<task>[_s<seed>].json.
 
-    -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
-    -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
-    -replace: both stages also on token-replaced copies (distill.replace_tokens); -neighbours: the
-    same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
+    -qinit: started from ours.quad_init; -sinit: queries scaled by ours.score_scale_fit;
+    -swap: stage 1 also on the swapped pairs (ours.swap_pairs);
+    -replace: both stages also on token-replaced copies (ours.replace_tokens); -neighbours: the
+    same with each token's draw among its nearest pieces (ours.neighbour_candidates); -transfer: both
     stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
     matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
     distilled with BERT's dropout (MPCFormer's train mode); -anneal<E>: stage 1 slides the student's
-    attention from softmax to its variant over its first E epochs (distill.softmax_share).
+    attention from softmax to its variant over its first E epochs (ours.softmax_share).
     """
     stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
                                          f"{f'-{augment}' if augment else ''}")
@@ -127,7 +127,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
-    returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
+    returned as it is and evaluated with the new a, b. A start from ours.quad_init (fitted on
     quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
     and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
     of noisy copies than REPLACE_COPIES, '-neighbours<copies>' alike), one with another batch size, '-b<size>', and one whose
@@ -221,30 +221,31 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
-    same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
+    same pairs swapped (ours.swap_pairs); stage 2 on the training set as it is.
     augment "replace" (distilled rows): both stages run on the training rows and `copies` (default
-    REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
+    REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (ours.replace_tokens); stage 2 fits the
     teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
     augment "neighbours" (distilled rows): as "replace", a replaced token drawn uniformly among its
-    NEIGHBOUR_K nearest word pieces in the teacher's input embedding (distill.neighbour_candidates), each
+    NEIGHBOUR_K nearest word pieces in the teacher's input embedding (ours.neighbour_candidates), each
     token replaced with probability NEIGHBOUR_RATE (TinyBERT's K and p_t).
     augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
     stage1_target (distilled rows): "scores" (MPCFormer), "probs" or "hidden" (ours), see distill.stage1_terms.
     score_init > 0 (distilled 2Quad rows, ours): each head's queries scaled by the alpha of
-    distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
+    ours.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
     distill_dropout > 0 (distilled rows): BERT's dropout on the student in both stages, as
     MPCFormer's task_distill trains it (train mode); 0 (the default) distills without it.
     anneal_epochs > 0 (distilled rows whose attention is not softmax, ours): over stage 1's first
     anneal_epochs epochs the student's attention slides linearly from softmax to its variant
-    (distill.softmax_share); the evaluated student runs the variant alone.
+    (ours.softmax_share); the evaluated student runs the variant alone.
 
-    quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
+    quad_init > 0 (Quad rows): the student starts from ours.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
     plain GELU -> Quad swap, which collapses the tokens of a sentence (see distill.py).
     """
     from refimpl.bert import distill as D
+    from refimpl.bert import ours
     from refimpl.bert import freediv
     from refimpl.bert import train as T
 
@@ -313,10 +314,10 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     scales, fit_params = None, tparams
     if score_init:
         rows = T.subset_index(len(ids), score_init, 0)
-        scales = D.score_scale_fit(tconfig, tparams, [ids[i] for i in rows], [types[i] for i in rows], "2quad",
+        scales = ours.score_scale_fit(tconfig, tparams, [ids[i] for i in rows], [types[i] for i in rows], "2quad",
                                    pad_id=tok.pad_id)
-        fit_params = D.scale_queries(tconfig, tparams, scales)  # f(n) of the scaled start
-        grid = D.SCORE_SCALES
+        fit_params = ours.scale_queries(tconfig, tparams, scales)  # f(n) of the scaled start
+        grid = ours.SCORE_SCALES
         record["score_init"] = {"rows": score_init, "grid": [float(grid[0]), float(grid[-1]), len(grid)],
                                 "alpha": scales.round(4).tolist()}
     kind = {"2quad-freediv": "2quad", "softmax-freediv": "softmax"}.get(attention)
@@ -333,13 +334,13 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                       anneal=anneal_epochs)
     record["run"] = run.name
     if quad_init:
-        record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
+        record["quad_init"] = {"rows": quad_init, "min_curvature": ours.QUAD_INIT_MIN_CURVATURE,
                                "of": "MiniLM (GELU)" if mode == "direct" else "the teacher"}
     if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
         config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
         if quad_init:  # MiniLM's own GELU units, refitted (pruned_minilm has already swapped the names only)
             rows = T.subset_index(len(ids), quad_init, 0)
-            params = D.quad_init(config.replace(attention="softmax", activation="gelu"), params,
+            params = ours.quad_init(config.replace(attention="softmax", activation="gelu"), params,
                                  [ids[i] for i in rows], [types[i] for i in rows], pad_id=tok.pad_id)
         sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, dropout=DROPOUT, **common)
         params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
@@ -355,7 +356,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                         schedule="linear", dropout=distill_dropout, **common)
         stage1_inputs = stage2_inputs = None
         if augment == "swap":
-            stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
+            stage1_inputs = T.encoded(ours.swap_pairs(train_ex), tok, max_length)
             record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
                                         "what": "each training pair, and the same pair swapped (stage 1 only)"}
         elif augment in ("replace", "neighbours"):
@@ -363,10 +364,10 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             near = None
             if augment == "neighbours":
                 pieces = [tok.wordpiece.id_to_token(i) or "" for i in range(tconfig.vocab_size)]
-                near = D.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K,
+                near = ours.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K,
                                               keep=keep)
             rate = REPLACE_RATE if near is None else NEIGHBOUR_RATE
-            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=rate, seed=seed, keep=keep,
+            stage1_inputs = ours.replace_tokens(ids, types, copies=copies, rate=rate, seed=seed, keep=keep,
                                              candidates=near)
             stage2_inputs = stage1_inputs if task.labels is not None else None
             record["stage1_augment"] = {
@@ -511,7 +512,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage1-lr", type=float, help="distilled rows: stage-1 learning rate (default MPCFormer's 5e-5)")
     p.add_argument("--stage2-lr", type=float, help="distilled rows: stage-2 peak learning rate (default MPCFormer's 1e-5)")
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
-                   help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
+                   help="Quad rows: start from ours.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
                         f"'replace' runs both stages on --copies noisy copies of each row, a share {REPLACE_RATE:g} "
@@ -523,7 +524,7 @@ def main(argv: list[str]) -> int:
                    help=f"--augment replace or neighbours: noisy copies per training row (default {REPLACE_COPIES})")
     p.add_argument("--score-init", type=int, default=0, metavar="ROWS",
                    help="distilled 2Quad rows (ours): scale each head's queries by the alpha fitted on ROWS training "
-                        "rows (distill.score_scale_fit; 0: as the teacher)")
+                        "rows (ours.score_scale_fit; 0: as the teacher)")
     p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGET_LABELS), default="scores",
                    help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer), the attention "
                         "probabilities (ours), or no attention term, the hidden states only (ours)")

@@ -139,7 +139,7 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
         "name": shipped.NAMES[1], "distilled_from": shipped.NAMES[0], "layer_map": {"student layer i <- small layer": identity},
         "freediv_fit": {"a": a, "b": b, "how": "freediv.fit on the small model run with 2Quad, 4000 training sentences"},
         "training": {"how": "MPCFormer two-stage distillation: stage 1 score + hidden MSE 1:1, stage 2 soft CE T = 1"
-                            + (", from distill.quad_init of the small model (ours)" if args.quad_init else ""),
+                            + (", from ours.quad_init of the small model (ours)" if args.quad_init else ""),
                      "train_examples": student_examples,
                      "quad_init_rows": args.quad_init, "stage1": asdict(s1), "stage2": asdict(s2)},
         "dev_accuracy": student_acc, "dev_examples": len(dev),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.bert import distill as D
+from refimpl.bert import ours
 from refimpl.bert import glue
 from refimpl.reproduce import accuracy as A
 
@@ -350,7 +350,7 @@ def test_score_init_scales_the_start_in_its_own_run_record_and_table_row_end_to_
     glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
     rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, score_init=4, **kw)
     alpha = np.array(rec["score_init"]["alpha"])
-    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(D.SCORE_SCALES, 4))
+    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(ours.SCORE_SCALES, 4))
     assert rec["score_init"]["rows"] == 4 and rec["run"].endswith("-sinit4-b2")
     assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, score_init=True).exists()
     assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()

@@ -324,10 +324,3 @@ def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     partial.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"timed no \['P V'\]"):
         bb.main(["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
-
-
-def test_a_distillation_time_softmax_blend_is_refused_by_the_encrypted_layout():
-    """BERT-ANNEAL: a config with softmax_share > 0 (mid-annealing) is not a deployable circuit."""
-    cfg = bb.config("2quad-freediv-quad").replace(softmax_share=0.5)
-    with pytest.raises(ValueError, match="softmax_share 0.5 is a distillation-time blend"):
-        nb.input_layout(cfg, 16, 2**15)
