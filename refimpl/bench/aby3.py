@@ -26,17 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.aby3 import arith, attention as A, boolean as B, nonlinear as NL
+from refimpl.aby3 import arith, attention as A, boolean as B
 from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
 from refimpl.aby3.kernels import matmul_u64
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, reveal_bool, share_input
 from refimpl.bert import functional as Fn
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import layer_forward
 
 # SPU 0.9.5, ABY3, FM64, f = 18, this machine, default compiler options: total bytes of the
 # three parties, max send actions over parties, wall (3 threads in one process), max abs error.
-# From ../shared/anchors/spu/results-default-copts.txt, except the two softmax-freediv entries:
+# From SPU's run on every item (refimpl/bench/peer_scripts/spu_aby3.py, default compiler options), except
+# the two softmax-freediv entries:
 # ours, measured through run_spu after softmax-freeDiv became exp(s - rowmax) m / f(n), median of
 # 6 single runs on a loaded machine (walls then ~2x: layer_2quad-freediv_quad took 8.15 s, not 4.04).
 SPU_ANCHOR = {
@@ -107,7 +110,8 @@ def measure(name: str, params: dict, inputs: list, fn, ref, reps: int, *, bool_o
     return row
 
 
-def _layer_weights(rng, d: int, ff: int) -> dict:
+def random_layer_weights(rng, d: int, ff: int) -> dict:
+    """Random float64 weights of one encoder layer (LAYER_KEYS; linear weights [out, in], scaled 1 / sqrt(in))."""
     w = {}
     for k in LAYER_KEYS:
         out_in = {"intermediate": (ff, d), "output.dense": (d, ff)}
@@ -124,17 +128,11 @@ def _layer_weights(rng, d: int, ff: int) -> dict:
 
 
 def layer_reference(x, w, mask, heads, attention, act):
-    """float64 BERT layer from refimpl.bert.functional's definitions (the oracle)."""
+    """The float64 BERT layer of the plaintext model, refimpl.bert.model.layer_forward (the oracle). x [n, d], mask [n]."""
     n, d = x.shape
-    lin = lambda v, p: v @ w[p + ".weight"].T + w[p + ".bias"]  # noqa: E731
-    q, k, v = (lin(x, "attention.self." + t).reshape(n, heads, d // heads).transpose(1, 0, 2)
-               for t in ("query", "key", "value"))
-    s = q @ k.transpose(0, 2, 1) / math.sqrt(d // heads)
-    ctx = (Fn.attention_probs(s, np.broadcast_to(mask, (heads, n)), attention) @ v).transpose(1, 0, 2).reshape(n, d)
-    h = Fn.layer_norm(x + lin(ctx, "attention.output.dense"), w["attention.output.LayerNorm.weight"],
-                      w["attention.output.LayerNorm.bias"])
-    f = Fn.activation(lin(h, "intermediate.dense"), act)
-    return Fn.layer_norm(h + lin(f, "output.dense"), w["output.LayerNorm.weight"], w["output.LayerNorm.bias"])
+    config = BertConfig(hidden_size=d, num_attention_heads=heads, intermediate_size=w["intermediate.dense.weight"].shape[0],
+                        num_hidden_layers=1, attention=attention, activation=act)
+    return layer_forward(w, config, np.asarray(x, np.float64)[None], np.asarray(mask)[None])[0]
 
 
 LAYERS = [("softmax", "gelu"), ("softmax", "gelu_poly4"), ("2quad", "quad"), ("2relu", "relu"),
@@ -179,7 +177,7 @@ def items(quick: bool):
     g, bt = 1 + 0.1 * rng.normal(size=d), 0.1 * rng.normal(size=d)
     yield "layernorm", {"shape": [n, d], "elements": z.size, "weights": "secret"}, [(0, z), (1, g), (1, bt)], \
         lambda p, t, gg, bb: A.layer_norm(p, t, gg, bb), Fn.layer_norm(z, g, bt), False, reps
-    w = _layer_weights(rng, d, ff)
+    w = random_layer_weights(rng, d, ff)
     xl = rng.normal(size=(n, d))
     for att, act in LAYERS:
         keys = list(LAYER_KEYS)

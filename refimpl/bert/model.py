@@ -150,6 +150,18 @@ def forward(
     return ForwardResult(hidden, scores, probs, pooled, logits, cache)
 
 
+def layer_forward(w: Params, config: BertConfig, x: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """One encoder layer (attention block, then FFN block) on hidden states x [B, n, d]; mask [B, n] 0/1 (BERT).
+
+    w: the layer's parameters without the "encoder.layer.<i>." prefix (attention.self.query.weight, ...).
+    The layer forward() runs for each of its layers, offered alone for references of one layer.
+    """
+    maskf = np.asarray(attention_mask).astype(x.dtype)
+    a, _ = L.attention_forward(x, maskf, w, config)
+    y, _ = L.ffn_forward(a, w, config)
+    return y
+
+
 def backward(
     params: Params,
     config: BertConfig,

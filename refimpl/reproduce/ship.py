@@ -27,6 +27,7 @@ from refimpl.bert.model import Params, check_params, forward
 from refimpl.bert.tokenizer import BertTokenizer
 from refimpl.reproduce import accuracy
 
+DATA = "GLUE SST-2 train.tsv (training) and dev.tsv (dev accuracy); GLUE is the directory given as --glue-dir"
 
 def save_shipped(out: Path, config: BertConfig, params: Params, vocab: list[str], meta: dict) -> Path:
     """Write model.safetensors (float16), config.json, vocab.txt, meta.json."""
@@ -57,6 +58,23 @@ def fp16(params: Params) -> Params:
     return {k: v.astype(np.float16).astype(np.float32) for k, v in params.items()}
 
 
+def portable(argv: list[str]) -> list[str]:
+    """The command line with the GLUE directory written as GLUE: a record names no directory of one machine."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            out.append("GLUE")
+            skip = False
+        elif a == "--glue-dir":
+            out.append(a)
+            skip = True
+        elif a.startswith("--glue-dir="):
+            out.append("--glue-dir=GLUE")
+        else:
+            out.append(a)
+    return out
+
+
 def build(args: argparse.Namespace, argv: list[str]) -> int:
     """Both shipped SST-2 models from MiniLM (teacher, small model, student), written under args.out.
 
@@ -72,7 +90,7 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
     dev = glue.load("SST-2", args.glue_dir, "dev")
 
     # 1.-2. vocabulary pruned to SST-2 train + dev; teacher = the accuracy table's teacher row
-    command = T.command_line("refimpl ship", argv)
+    command = T.command_line("refimpl ship", portable(argv))
     config, teacher, tok, trecord = accuracy.train_teacher(
         "SST-2", args.glue_dir, seed=args.seed, subset=whole(args.teacher_subset), epochs=args.teacher_epochs,
         runs=runs, command=command, root=Path(args.results), log=log,
@@ -123,7 +141,7 @@ def build(args: argparse.Namespace, argv: list[str]) -> int:
     student_acc = T.evaluate(student, student_config, dev, tok, 128, progress="dev")["accuracy"]
     log(f"student SST-2 dev accuracy {student_acc:.4f}")
 
-    common = {"command": command, "seed": args.seed, "base": "sentence-transformers/all-MiniLM-L6-v2",
+    common = {"command": command, "data": DATA, "seed": args.seed, "base": "sentence-transformers/all-MiniLM-L6-v2",
               "vocabulary": f"MiniLM WordPiece pruned to the {len(vocab) - 5} pieces of SST-2 train + dev, plus 5 specials",
               "max_length_train": args.max_length,
               "teacher": {"layers": config.num_hidden_layers, "train_examples": trecord.get("train_examples", args.teacher_subset),

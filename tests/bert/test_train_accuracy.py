@@ -12,6 +12,7 @@ import pytest
 from refimpl.bert import ours
 from refimpl.bert import glue
 from refimpl.reproduce import accuracy as A
+from refimpl.reproduce import accuracy_table as AT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 
@@ -315,10 +316,10 @@ def test_transfer_is_refused_for_a_single_sentence_task(tmp_path):
 
 def test_ablation_rows_replace_one_component_and_show_only_where_measured(tmp_path):
     teacher_att, teacher_act = A.ROWS["teacher"]
-    for row in A.ABLATIONS:
+    for row in AT.ABLATIONS:
         att, act = A.ROWS[row]
         assert (att == teacher_att) != (act == teacher_act)  # exactly one of the two is the teacher's
-    assert not any(x.startswith(f"| {r} |") for r in A.ABLATIONS for x in A.table(tmp_path).splitlines())
+    assert not any(x.startswith(f"| {r} |") for r in AT.ABLATIONS for x in A.table(tmp_path).splitlines())
     (tmp_path / "2quad-freediv-gelu-distilled_RTE.json").write_text(json.dumps({
         "row": "2quad-freediv-gelu", "mode": "distilled", "task": "RTE", "seed": 0, "value": 0.52,
         "subset": None, "stage1": {"epochs": 2.0}, "stage2": {"epochs": 1.0}}))
