@@ -119,7 +119,9 @@ def _defined_names(path: Path) -> set[str]:
 
 
 def _module_name(path: Path) -> str:
-    rel = path.resolve().relative_to(PACKAGE_DIR.parent).with_suffix("")
+    path = path.resolve()
+    root = PACKAGE_DIR.parent if PACKAGE_DIR.parent in path.parents else WHERE.root
+    rel = path.relative_to(root).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -233,7 +235,7 @@ def resolve_code(cell: str, spec: str) -> list[CodeRef]:
 def _path_in_repo(text: str, spec: str) -> Path | None:
     """A path as written, relative to the repo root, refimpl/ or refimpl/<spec>/."""
     text = text.rstrip("/")
-    for base in (WHERE.root, PACKAGE_DIR.parent, PACKAGE_DIR, PACKAGE_DIR / spec):
+    for base in (PACKAGE_DIR.parent, PACKAGE_DIR, PACKAGE_DIR / spec, WHERE.root):
         p = base / text
         if p.exists():
             return p.resolve()

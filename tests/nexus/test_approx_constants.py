@@ -1,0 +1,233 @@
+"""The approximations' constants pinned to the papers, and each approximation against the exact function
+(NEXUS-CONST-PIN, NEXUS-APPROX-EXACT).
+
+The float64 models (`*_plain`) are what the encrypted blocks are tested against, and both read
+refimpl/constants.toml: a wrong constant there passes every encrypted-vs-model test. Here the
+papers' values are written out literally (not read from the constants file), and each model
+is compared with the exact function (math.erf, numpy exp / sqrt / max) on the regions where
+its error is documented to be small, with tolerances set a little (10-25 %) above the error
+measured on this grid. The measured errors are in the comments.
+
+Sources: NEXUS (Zhang et al., NDSS 2025) §2.4 Sgn with d_f = d_g = 2, §3.1.3 exp with r = 6,
+§3.3 the 4-piece GELU (breakpoints -4, -1.95, 3; PUMA/Bumblebee's coefficients), §3.2
+LayerNorm (the official code's 4 Newton + 2 Goldschmidt steps); Cheon, Kim, Kim, Lee, Lee,
+ASIACRYPT 2020, f_n and g_4; freeDiv (Liu et al. 2024) the fitted f(n) = a n^b; MPCFormer
+Quad; SPU's exp iterations.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+
+from refimpl.aby3 import attention as aby3_attention, nonlinear as aby3_nonlinear
+from refimpl.nexus import gelu as G, layernorm as LN, sign as SG, softmax as SM
+from refimpl.nexus.argmax import argmax_plain
+from refimpl.nexus.folding import max_pair_error_bound, quick_max_plain
+
+x_ = sympy.Symbol("x")
+
+# ---- the papers' values, written out ------------------------------------------------------
+
+F4 = [sympy.Rational(c, 2**7) for c in (315, -420, 378, -180, 35)]  # x, x^3, ..., x^9 (Cheon et al. f_4)
+G4 = [sympy.Rational(c, 2**10) for c in (5850, -34974, 97015, -113492, 46623)]  # Cheon et al. g_4
+GELU_BREAKPOINTS = (-4.0, -1.95, 3.0)
+GELU_P = (-0.5054031199708174, -0.42226581151983866, -0.11807612951181953, -0.011034134030615728)
+GELU_Q = (0.008526321541038084, 0.5, 0.3603292692789629, 0.0, -0.037688200365904236, 0.0, 0.0018067462606141187)
+EXP_R = 6
+FREEDIV_SOFTMAX = (0.9923937666772096, 0.333253864762922)  # f(n) = a n^b
+FREEDIV_2QUAD = (84.07373758071103, 0.7174745255779887)
+QUAD_C = 5.0
+QUAD = (0.5, 0.25, 0.125)  # MPCFormer: 0.125 x^2 + 0.25 x + 0.5
+
+
+def _odd(coeffs):
+    return sum(c * x_ ** (2 * k + 1) for k, c in enumerate(coeffs))
+
+
+def test_sgn_coefficients_and_composition_are_the_papers():
+    """NEXUS-CONST-PIN: f4 = Cheon et al.'s f_4 (also from its definition sum_i 4^-i C(2i, i) x (1 - x^2)^i),
+    g4 = their g_4; Sgn = f4 o f4 o g4 o g4 (d_f = d_g = 2), 16 levels (4 per degree-9 factor)."""
+    f_def = sympy.expand(sum(sympy.Rational(math.comb(2 * i, i), 4**i) * x_ * (1 - x_**2) ** i for i in range(5)))
+    assert sympy.expand(_odd(F4) - f_def) == 0
+    for name, want in (("f4", F4), ("g4", G4)):
+        got = SG.exact_coefficients(name)
+        assert list(got[1::2]) == want and all(c == 0 for c in got[0::2])
+    f, g = (lambda t: sympy.lambdify(x_, _odd(F4))(t)), (lambda t: sympy.lambdify(x_, _odd(G4))(t))
+    x = np.linspace(-1, 1, 4001)
+    assert np.max(np.abs(SG.sgn_plain(x) - f(f(g(g(x)))))) < 1e-12
+    assert np.max(np.abs(SG.sgn_plain(x, 0.5) - 0.5 * f(f(g(g(x)))))) < 1e-12
+    assert SG.DEPTH == 16 and SG.sgn_levels() == 16 and SG.sgn_levels(2.0) == 17
+    assert SG.ERROR_BOUND == 2.0**-16 and SG.MIN_ABS_INPUT == 0.0174
+
+
+def test_gelu_constants_are_the_papers():
+    """NEXUS-CONST-PIN: breakpoints -4, -1.95, 3; P (degree 3) and Q (degree 6, no x^3 and x^5 terms);
+    segment bits Sgn((x - t)/16); 18 levels; valid inputs [-13, 12]."""
+    assert G.BREAKPOINTS == GELU_BREAKPOINTS
+    assert tuple(G.P) == GELU_P and tuple(G.Q) == GELU_Q
+    assert G.SGN_PRESCALE == 16.0 and G.LEVELS == 18 and G.VALID_RANGE == (-13.0, 12.0)
+    assert aby3_nonlinear.GELU_BREAKS == GELU_BREAKPOINTS  # the ABY3 4-piece GeLU uses the same
+    assert aby3_nonlinear.GELU_P == GELU_P and aby3_nonlinear.GELU_Q == GELU_Q
+
+
+def test_exp_inverse_layernorm_counts_are_the_papers():
+    """NEXUS-CONST-PIN: exp's r = 6 (7 levels); Goldschmidt factors k = the smallest with
+    ((n - 1/2)/(n + 1/2))^(2^k) <= 2^-12; LayerNorm 4 Newton + 2 Goldschmidt steps, 17 levels."""
+    assert SM.EXP_R == EXP_R and SM.EXP_LEVELS == EXP_R + 1
+    for n in (2, 8, 64, 128):
+        y, k = (n - 0.5) / (n + 0.5), 1
+        while y ** (2**k) > 2.0**-12:
+            k += 1
+        assert SM.goldschmidt_iterations(0.5, n) == k
+    assert [SM.goldschmidt_iterations(0.5, n) for n in (2, 8, 64, 128)] == [5, 7, 10, 11]
+    assert (LN.NEWTON, LN.GOLDSCHMIDT) == (4, 2)
+    assert LN.rsqrt_levels() == 1 + 2 * 4 + 1 + 2 * 2 and LN.layernorm_levels() == 17
+
+
+def test_freediv_and_aby3_constants_are_the_papers():
+    """NEXUS-CONST-PIN: freeDiv's fitted f(n) = a n^b for Softmax and 2Quad (c = 5), f(1) = 0.99 for
+    Softmax; MPCFormer's Quad; SPU's exp with r = 8."""
+    assert aby3_attention.FREEDIV["softmax-freediv"] == FREEDIV_SOFTMAX
+    assert aby3_attention.FREEDIV["2quad-freediv"] == FREEDIV_2QUAD
+    assert aby3_attention.QUAD_C == QUAD_C
+    assert round(FREEDIV_SOFTMAX[0] * 1.0 ** FREEDIV_SOFTMAX[1], 2) == 0.99
+    assert aby3_nonlinear.EXP_ITERS == 8
+    from refimpl.constants import C  # the activation table itself: Quad has no module constant
+
+    assert tuple(C["activations"]["quad"]) == QUAD
+
+
+# ---- the models against the exact functions -----------------------------------------------
+
+_erf = np.vectorize(math.erf)
+
+
+def gelu_exact(x):
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def test_sgn_against_sign():
+    """NEXUS-APPROX-EXACT: |Sgn(x) - sign(x)| <= 2^-16 for 0.0174 <= |x| <= 1 (measured 1.489e-5 = 0.976 2^-16);
+    at |x| = 0.0087 (half the stated input bound) the error is already 0.031."""
+    x = np.linspace(0.0174, 1.0, 200_001)
+    err = max(np.max(np.abs(SG.sgn_plain(x) - 1)), np.max(np.abs(SG.sgn_plain(-x) + 1)))
+    assert 1.45e-5 < err <= 2.0**-16
+    assert 0.025 < abs(SG.sgn_plain(np.array([0.0087]))[0] - 1) < 0.04
+
+
+# region of x -> (measured max |gelu_plain - GELU|, tolerance): the pieces away from the breakpoints
+# (|x - t| >= 0.28, where Sgn is saturated) and the blending bands around them
+GELU_REGIONS = {
+    (-13.0, -4.28): (4.00e-5, 5e-5),  # 0: GELU's own tail
+    (-3.72, -2.23): (6.84e-4, 8e-4),  # P
+    (-1.67, 2.72): (8.53e-3, 9.5e-3),  # Q (its error is Q(0) = 0.0085 at x = 0)
+    (3.28, 12.0): (1.70e-3, 2e-3),  # x
+    (-4.28, -3.72): (4.44e-4, 5.5e-4),  # band at -4
+    (-2.23, -1.67): (6.84e-3, 7.5e-3),  # band at -1.95
+    (2.72, 3.28): (1.198e-2, 1.35e-2),  # band at 3
+}
+
+
+@pytest.mark.parametrize("region", sorted(GELU_REGIONS))
+def test_gelu_model_against_exact_gelu(region):
+    """NEXUS-APPROX-EXACT: the 4-piece GELU model within a tolerance near its measured error of the
+    exact GELU on each piece and on each band around a breakpoint (together all of [-13, 12])."""
+    lo, hi = region
+    measured, tol = GELU_REGIONS[region]
+    x = np.linspace(lo, hi, 20_001)
+    err = np.max(np.abs(G.gelu_plain(x) - gelu_exact(x)))
+    assert 0.9 * measured < err <= tol
+
+
+def test_gelu_model_is_the_piecewise_function_away_from_the_breakpoints():
+    """NEXUS-APPROX-EXACT: where every Sgn is saturated the model is the exact piecewise function
+    0 | P | Q | x of the paper (Sgn's error 2^-16 times the piece's size; measured 1.1e-4)."""
+    x = np.linspace(-13, 12, 50_001)
+    far = np.all(np.abs(x[:, None] - np.array(GELU_BREAKPOINTS)) >= 16 * 0.0174, axis=1)
+    P = np.polynomial.polynomial.polyval(x, GELU_P)
+    Q = np.polynomial.polynomial.polyval(x, GELU_Q)
+    piecewise = np.select([x < -4, x <= -1.95, x <= 3], [0.0 * x, P, Q], x)
+    err = np.abs(G.gelu_plain(x) - piecewise)[far]
+    assert np.max(err / np.maximum(np.abs(piecewise[far]), 1.0)) < 2.0**-16
+
+
+def test_exp_model_against_exp():
+    """NEXUS-APPROX-EXACT: (1 + x/64)^64 errs by at most 0.00425 (absolute, at x = -2) on (-64, 0]
+    and by at most x^2/128 relative on [-1, 0] (measured 0.00786 at x = -1)."""
+    x = np.linspace(-64, 0, 200_001)
+    err = np.max(np.abs(SM.exp_plain(x) - np.exp(x)))
+    assert 0.0042 < err <= 0.0045
+    x = np.linspace(-1, 0, 10_001)
+    rel = np.abs(SM.exp_plain(x) / np.exp(x) - 1)
+    assert np.max(rel) <= 1 / 128 * 1.01 and np.max(rel) > 0.0078
+
+
+@pytest.mark.parametrize("n", [2, 8, 128])
+def test_inverse_model_against_reciprocal(n):
+    """NEXUS-APPROX-EXACT: Goldschmidt's product on [1/2, n] has relative error ((n - 1/2)/(n + 1/2))^(2^k)
+    (measured equal to it within 1e-9 relative)."""
+    k = SM.goldschmidt_iterations(0.5, n)
+    x = np.linspace(0.5, n, 100_001)
+    rel = np.max(np.abs(SM.inverse_plain(x, 0.5, n, k) * x - 1))
+    bound = ((n - 0.5) / (n + 0.5)) ** (2**k)
+    assert 0.99 * bound < rel <= 1.01 * bound
+
+
+# [lo, hi] -> (measured relative error of rsqrt_plain, tolerance)
+RSQRT = {(1.0, 64.0): (3.36e-8, 4e-8), (1.0, 256.0): (9.49e-4, 1.1e-3), (3.45, 922.0): (1.20e-3, 1.35e-3)}
+
+
+@pytest.mark.parametrize("rng_", sorted(RSQRT))
+def test_rsqrt_model_against_rsqrt(rng_):
+    """NEXUS-APPROX-EXACT: linear guess + 4 Newton + 2 Goldschmidt steps: relative error 3.4e-8 on [1, 64],
+    9.5e-4 on [1, 256], 1.2e-3 on the official range [3.45, 922]."""
+    lo, hi = rng_
+    measured, tol = RSQRT[rng_]
+    v = np.geomspace(lo, hi, 100_001)
+    rel = np.max(np.abs(LN.rsqrt_plain(v, lo, hi) * np.sqrt(v) - 1))
+    assert 0.9 * measured < rel <= tol
+
+
+def test_quickmax_and_argmax_models_against_exact():
+    """NEXUS-APPROX-EXACT: QuickMax of n in [-1/2, 1/2] within log2(n) max_pair bounds of the true maximum
+    (per pair 6.86e-4, 4.1e-3 for six rounds; measured 1.25e-3 at n = 64); Argmax's selection vector is the exact one-hot within
+    1.3e-7 when the top two differ by more than the Sgn resolution (measured 1.08e-7)."""
+    assert 6.8e-4 < max_pair_error_bound(0.5) < 6.9e-4
+    gen = np.random.default_rng(0)
+    worst_max = worst_sel = 0.0
+    for _ in range(100):
+        x = gen.uniform(-0.5, 0.5, 64)
+        worst_max = max(worst_max, abs(quick_max_plain(x, 64, 0.5)[0] - x.max()))
+        y = gen.uniform(-0.5, 0.5, 16)
+        top = np.sort(y)
+        if top[-1] - top[-2] >= 1.1 * 0.0348 * 0.5:
+            worst_sel = max(worst_sel, np.max(np.abs(argmax_plain(y, 16, 0.5) - (y == y.max()))))
+    assert 1.1e-3 < worst_max <= 1.4e-3 < 6 * max_pair_error_bound(0.5)
+    assert 0 < worst_sel < 1.3e-7
+
+
+def test_softmax_and_layernorm_models_against_exact():
+    """NEXUS-APPROX-EXACT: the Softmax model (QuickMax, exp r = 6, Goldschmidt) within 0.0125 of the exact
+    softmax for rows in [-4, 4] (measured 0.0112 at n = 8, 0.0042 at n = 64); the LayerNorm model within
+    1.25e-7 of the exact LayerNorm when the variance lies in [1, 64] (measured 1.04e-7)."""
+    gen = np.random.default_rng(0)
+    worst = {8: 0.0, 64: 0.0}
+    for _ in range(100):
+        for n in worst:
+            x = gen.uniform(-4, 4, n)
+            e = np.exp(x - x.max())
+            worst[n] = max(worst[n], np.max(np.abs(SM.softmax_plain(x, n, 4.0) - e / e.sum())))
+    assert 0.01 < worst[8] <= 0.0125 and 0.003 < worst[64] <= 0.005
+    n, F, ln_worst = 64, 48, 0.0
+    for _ in range(50):
+        x = np.zeros(n)
+        x[:F] = gen.normal(0, 1, F)
+        x[:F] = (x[:F] - x[:F].mean()) / x[:F].std() * gen.uniform(1.05, 7.9) + gen.uniform(-3, 3)  # var in (1, 64)
+        g, b = np.zeros(n), np.zeros(n)
+        g[:F], b[:F] = gen.uniform(0.5, 1.5, F), gen.uniform(-1, 1, F)
+        xf = x[:F]
+        exact = (xf - xf.mean()) / xf.std() * g[:F] + b[:F]
+        ln_worst = max(ln_worst, np.max(np.abs(LN.layernorm_plain(x, F, n, g, b)[:F] - exact)))
+    assert 0 < ln_worst < 1.25e-7
