@@ -35,35 +35,12 @@ from refimpl.aby3.shares import reveal, reveal_bool, share_input
 from refimpl.bert import functional as Fn
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import layer_forward
+from refimpl.constants import C
 
-# SPU 0.9.5, ABY3, FM64, f = 18, this machine, default compiler options: total bytes of the
-# three parties, max send actions over parties, wall (3 threads in one process), max abs error.
-# From SPU's run on every item (refimpl/bench/peer_scripts/spu_aby3.py, default compiler options), except
-# the two softmax-freediv entries:
-# ours, measured through run_spu after softmax-freeDiv became exp(s - rowmax) m / f(n), median of
-# 6 single runs on a loaded machine (walls then ~2x: layer_2quad-freediv_quad took 8.15 s, not 4.04).
-SPU_ANCHOR = {
-    "fxp_mul": (52 * 128 * 3072, 3, None, None),  # per-element figure: 52 B (mul 24 + TruncAPr2 28)
-    "truncate": (28 * 128 * 3072, 2, None, None),
-    "matmul": (5_111_808, 3, 0.235, 2.82e-4),
-    "attn_softmax": (394_002_480, 166, 2.001, 9.98e-3),
-    "attn_2quad": (283_115_544, 60, 1.307, 4.53e-6),
-    "attn_2relu": (306_708_504, 67, 1.633, 5.52e-6),
-    "attn_scaling": (5_505_024, 2, 0.038, 3.84e-6),
-    "attn_softmax-freediv": (126_351_384, 103, 0.954, 2.60e-4),  # exp(s - max) / f(n), measured 2026-12-03 with refimpl.bench.peers' venv
-    "attn_2quad-freediv": (15_728_640, 5, 0.059, 6.86e-4),
-    "act_gelu": (2_085_617_664, 249, 10.167, 4.28e-4),
-    "act_gelu_poly4": (362_938_368, 59, 2.624, 1.83e-2),
-    "act_quad": (42_467_328, 6, 0.190, 1.73e-5),
-    "act_relu": (67_633_152, 11, 0.673, 3.81e-6),
-    "layernorm": (15_540_760, 63, 0.118, 2.75e-3),
-    "layer_softmax_gelu": (2_577_548_336, 620, 16.331, 3.56e-3),
-    "layer_softmax_gelu_poly4": (857_750_576, 418, 9.491, 3.89e-2),  # PUMA recipe (exp iters 5)
-    "layer_2quad_quad": (423_511_064, 268, 5.416, 2.23e-3),
-    "layer_2relu_relu": (472_269_848, 277, 6.083, 2.94e-3),
-    "layer_softmax-freediv_quad": (266_746_928, 312, 10.149, 9.83e-3),  # exp(s - max) / f(n), measured 2026-12-03 with refimpl.bench.peers' venv
-    "layer_2quad-freediv_quad": (156_124_184, 212, 4.042, 3.33e-3),
-}
+# SPU 0.9.5 on this machine, per item: (bytes of the three parties, max send actions over parties,
+# wall s, max abs error); the per-element items have no wall or error. Source and conditions:
+# refimpl/constants.toml [aby3.spu_anchor].
+SPU_ANCHOR = {k: tuple(v) + (None,) * (4 - len(v)) for k, v in C["aby3"]["spu_anchor"].items() if k != "source"}
 SPU_PYTHON = Path(os.environ.get("REFIMPL_PEER_DIR") or Path.home() / ".cache" / "refimpl" / "peers") / "spu" / "bin" / "python"
 SPU_SCRIPT = Path(__file__).parent / "peer_scripts" / "spu_aby3.py"
 

@@ -90,7 +90,7 @@ def fit(records: dict[int, tuple[float, int]], min_count: int = 5) -> tuple[floa
 
 def plot(path: Path, fits: dict[str, dict]) -> bool:
     """Save the measured means and both fits (ours, the paper's) per kind; False without matplotlib."""
-    try:
+    try:  # lazy: matplotlib is an optional dependency (refimpl[plot])
         import matplotlib
 
         matplotlib.use("Agg")

@@ -192,7 +192,7 @@ def _bar(it, desc: str | None, total: int | None = None):
     """tqdm over `it` when desc is given and stderr is a terminal or REFIMPL_PROGRESS=1."""
     if desc is None:
         return it
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
     disable = not (sys.stderr.isatty() or os.environ.get("REFIMPL_PROGRESS") == "1")
     return tqdm(it, desc=desc, total=total, disable=disable, leave=False, mininterval=5.0)

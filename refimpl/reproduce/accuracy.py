@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from refimpl.bert import glue
+from refimpl.bert import distill as D
+from refimpl.bert import freediv, glue, ours
+from refimpl.bert import train as T
 from refimpl.reproduce.accuracy_table import (  # record names and the table (the command prints it)
     AUGMENTS, BATCH_SIZE, REPLACE_COPIES, REPLACE_RATE, RESULTS, ROWS, STAGE1_TARGET_LABELS, TASK_KEYS, result_path,
     table,
@@ -106,8 +108,6 @@ def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int |
     """
     if result_name is not None and (Path(result_name).name != result_name or not result_name.endswith(".json")):
         raise ValueError(f"result_name must be a bare file name ending in .json, got {result_name!r}")
-    from refimpl.bert import train as T
-
     task = glue.TASKS[task_name]
     tag = recipe_tag(task.name, subset, epochs, lr)
     run = teacher_dir(runs, task.name, seed, tag).parent
@@ -136,8 +136,6 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
     "seconds": wall time of this command (a resumed run: its last session only); "train_seconds":
     the training time of the checkpoints in train_dirs over every session, when all of them recorded it.
     """
-    from refimpl.bert import train as T
-
     dev = glue.load(task.name, glue_dir, "dev")
     metrics = T.evaluate(params, config, dev, tok, 128, progress="dev")
     trained = [T.trained_seconds(d) for d in train_dirs]
@@ -189,11 +187,6 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
     plain GELU -> Quad swap, which collapses the tokens of a sentence (see distill.py).
     """
-    from refimpl.bert import distill as D
-    from refimpl.bert import ours
-    from refimpl.bert import freediv
-    from refimpl.bert import train as T
-
     command = "refimpl reproduce accuracy " + " ".join(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     if quad_init and ROWS[row][1] != "quad":
@@ -348,8 +341,6 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
 
 def main(argv: list[str]) -> int:
     """Run one (row, task) of the accuracy table, or print the table with --table."""
-    from refimpl.bert import train as T
-
     p = argparse.ArgumentParser(prog="refimpl reproduce accuracy", description=main.__doc__)
     p.add_argument("--table", action="store_true", help="print the table from results/accuracy/*.json")
     p.add_argument("--results", default=str(RESULTS))

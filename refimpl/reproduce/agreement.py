@@ -111,7 +111,7 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
     bar = None
     if progress:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
             bar = tqdm(total=len(enc), desc=name, unit="sent", leave=False)
         except ModuleNotFoundError:

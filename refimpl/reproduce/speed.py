@@ -52,9 +52,7 @@ from refimpl.bert.config import BertConfig
 from refimpl.constants import C
 
 PAPER_SPEEDUP = C["freediv"]["speedup_vs_softmax_gelu"]  # freeDiv abstract: 2Quad-freeDiv+Quad vs Softmax+GeLU, SPU ABY3, LAN, BERT-base, n = 128
-SPU_LAYER_TARGET = {"bytes": C["aby3"]["spu_measured"]["quad2_freediv_quad_layer_bytes"],  # SPU 2Quad-freeDiv+Quad layer
-                    "rounds": C["aby3"]["spu_measured"]["quad2_freediv_quad_rounds"],
-                    "wall_s": C["aby3"]["spu_measured"]["quad2_freediv_quad_layer_wall_s"]}
+SPU_LAYER_TARGET = dict(zip(("bytes", "rounds", "wall_s"), SPU_ANCHOR["layer_2quad-freediv_quad"][:3]))  # SPU's layer
 PAIRS = [("softmax", "gelu"), ("softmax", "gelu_poly4"), ("softmax", "gelu_as"), ("2quad", "quad"),
          ("2relu", "relu"), ("scaling", "quad"), ("softmax-freediv", "quad"), ("2quad-freediv", "quad")]
 BASELINES = {"erf": ("softmax", "gelu"), "poly4": ("softmax", "gelu_poly4"), "spu_erf": ("softmax", "gelu_as")}
