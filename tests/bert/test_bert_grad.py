@@ -273,6 +273,7 @@ def test_annealed_attention_block_backward(variant, data, share):
     ref = (share * F.attention_probs(cache["scores"], km, "softmax")
            + (1 - share) * F.attention_probs(cache["scores"], km, variant))
     np.testing.assert_allclose(cache["probs"], ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(L.annealed_probs(cache["scores"], km, config, share)[0], cache["probs"])
     r = rng.normal(size=y.shape)
     dx, grads = L.attention_backward(r, cache)
 
