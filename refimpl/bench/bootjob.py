@@ -1,4 +1,4 @@
-"""One bootstrap measurement in its own process (so that peak memory is its own): JSON in, JSON out.
+"""One bootstrap measurement in its own process (so that peak memory is its own, refimpl.measure): JSON in, JSON out.
 
 Usage: python -m refimpl.bench.bootjob '{"N": 4096, "levels_after": 2, "h": 192, "level_budget": [3, 3],
                                          "reps": 3, "threads": "1", "insecure": true}'
@@ -7,31 +7,20 @@ Usage: python -m refimpl.bench.bootjob '{"N": 4096, "levels_after": 2, "h": 192,
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
 import numpy as np
 
-
-def peak_rss_mib() -> float:
-    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's at fork)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from ..ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters, bootstrap_preset
+from ..ckks.precision import precision_bits
+from ..measure import peak_rss_mib
+from ..ring.sampling import RandomSource
+from .common import median_s, set_threads
 
 
 def run(cfg: dict) -> dict:
-    from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
-    from ..ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters, bootstrap_preset
-    from ..ckks.precision import precision_bits
-    from ..ring.sampling import RandomSource
-    from .common import median_s, set_threads
-
     threads = set_threads(str(cfg.get("threads", "1")))
     bc = BootstrapConfig(level_budget=tuple(cfg.get("level_budget", (3, 3))))
     if cfg.get("params"):  # explicit bootstrap_parameters(**params): chain experiments

@@ -12,9 +12,9 @@ import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, bert, demo, spec
+from refimpl.cli import bench, bert, demo, experiments, spec
 
-GROUPS = [demo, bench, bert, spec]
+GROUPS = [demo, bench, bert, spec, experiments]
 
 # Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
 # which parses its own arguments. Each entry leaves when its group module registers it.

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..ckks import Ciphertext
 from .folding import quick_sum, quick_sum_plain
-from .levels import align, with_scale
+from .levels import align, multiply_lower, times_at
 from .softmax import row_mask
 
 NEWTON, GOLDSCHMIDT = 4, 2  # the official code's counts (layer_norm.cpp)
@@ -82,19 +82,6 @@ def layernorm_levels(newton: int = NEWTON, goldschmidt: int = GOLDSCHMIDT) -> in
     return 3 + rsqrt_levels(newton, goldschmidt)
 
 
-def _times(ev, ct: Ciphertext, c, level: int, scale: float) -> Ciphertext:
-    """c ct (c a scalar or slot vector) at exactly (level, scale), from ct at a higher level."""
-    up = ev.drop_level(ct, level + 1)
-    out = ev.rescale(ev.mul_const(up, c, scale=scale * float(ev.params.q[level + 1]) / up.scale))
-    return with_scale(out, scale)
-
-
-def _mul(ev, a: Ciphertext, b: Ciphertext) -> Ciphertext:
-    """a b at the lower of their levels, rescaled (level -1)."""
-    lvl = min(a.level, b.level)
-    return ev.rescale(ev.multiply(ev.drop_level(a, lvl), ev.drop_level(b, lvl)))  # level lvl -> lvl-1
-
-
 def rsqrt(ev, v: Ciphertext, lo: float, hi: float, newton: int = NEWTON, goldschmidt: int = GOLDSCHMIDT,
           v_factor: float = 1.0) -> Ciphertext:
     """1/sqrt(u), u = v_factor v in [lo, hi], by a linear guess, Newton and Goldschmidt steps (NEXUS §3.2).
@@ -110,26 +97,26 @@ def rsqrt(ev, v: Ciphertext, lo: float, hi: float, newton: int = NEWTON, goldsch
         )
     a, b = initial_guess(lo, hi)
     s = v.scale
-    y = ev.add_const(_times(ev, v, -a * v_factor, v.level - 1, s), b)  # y_0 = b - a u, level l-1
-    neg_half_u = _times(ev, v, -0.5 * v_factor, v.level - 1, s)  # -u/2, level l-1
+    y = ev.add_const(times_at(ev, v, -a * v_factor, v.level - 1, s), b)  # y_0 = b - a u, level l-1
+    neg_half_u = times_at(ev, v, -0.5 * v_factor, v.level - 1, s)  # -u/2, level l-1
     for _ in range(newton):  # y <- 1.5 y + (-u y / 2) y^2: 2 levels
-        t = _mul(ev, y, neg_half_u)  # -u y / 2, level -1
-        cubic = _mul(ev, t, ev.rescale(ev.square(y)))  # -u y^3 / 2, level -2
-        y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))
+        t = multiply_lower(ev, y, neg_half_u)  # -u y / 2, level -1
+        cubic = multiply_lower(ev, t, ev.rescale(ev.square(y)))  # -u y^3 / 2, level -2
+        y = ev.add(cubic, times_at(ev, y, 1.5, cubic.level, cubic.scale))
     if goldschmidt == 0:
         return y
-    u = _times(ev, v, v_factor, v.level - 1, s) if v_factor != 1.0 else v
+    u = times_at(ev, v, v_factor, v.level - 1, s) if v_factor != 1.0 else v
     return goldschmidt_rsqrt(ev, y, u, goldschmidt)
 
 
 def goldschmidt_rsqrt(ev, y: Ciphertext, u: Ciphertext, steps: int = GOLDSCHMIDT) -> Ciphertext:
     """Refine y ~ 1/sqrt(u): x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (`steps`
     times); returns 2h (NEXUS §3.2, the official invert_sqrt). Level: 1 + 2 steps."""
-    x = _mul(ev, y, u)  # x = u y, level -1
-    h = _times(ev, y, 0.5, x.level, x.scale)  # h = y / 2, same level and scale as x
+    x = multiply_lower(ev, y, u)  # x = u y, level -1
+    h = times_at(ev, y, 0.5, x.level, x.scale)  # h = y / 2, same level and scale as x
     for _ in range(steps):
-        r = ev.add_const(ev.negate(_mul(ev, x, h)), 0.5)  # r = 1/2 - x h, level -1
-        xr, hr = _mul(ev, x, r), _mul(ev, h, r)  # level -1
+        r = ev.add_const(ev.negate(multiply_lower(ev, x, h)), 0.5)  # r = 1/2 - x h, level -1
+        xr, hr = multiply_lower(ev, x, r), multiply_lower(ev, h, r)  # level -1
         x = ev.add(align(ev, x, xr.level, xr.scale), xr)
         h = ev.add(align(ev, h, hr.level, hr.scale), hr)
     return ev.mul_int(h, 2)  # 2h, no level
@@ -170,5 +157,5 @@ def layernorm(ev, ct: Ciphertext, F: int, n: int, gamma, beta, window: int | Non
     v = quick_sum(ev, ev.rescale(ev.square(xc)), n, duplicate=dup)  # F var, level l-2
     y = rsqrt(ev, v, lo, hi, newton, goldschmidt, v_factor=1.0 / F)  # 1/sqrt(var)
     xg = ev.rescale(ev.mul_const(xc, np.asarray(gamma, dtype=np.float64)))  # gamma alpha (x - mu), level l-2
-    out = _mul(ev, xg, y)  # level -1
+    out = multiply_lower(ev, xg, y)  # level -1
     return ev.add_const(out, np.asarray(beta, dtype=np.float64))

@@ -3,7 +3,8 @@
 CKKS scales are tracked exactly (refimpl.ckks), so two ciphertexts that meet in an addition
 must agree on level and scale. `align` brings one to a lower (level, scale) exactly at the
 cost of one constant product from one level above the target (free in levels when the
-ciphertext is higher anyway); `ensure_levels` calls the bootstrapper when a block would not
+ciphertext is higher anyway); `times_at` and `multiply_lower` are the constant and
+ciphertext products the blocks chain; `ensure_levels` calls the bootstrapper when a block would not
 fit in what is left.
 """
 
@@ -34,6 +35,20 @@ def align(ev, ct: Ciphertext, level: int, scale: float) -> Ciphertext:
     up = ev.drop_level(ct, level + 1)
     fixed = ev.rescale(ev.mul_const(up, 1.0, scale=scale * float(ev.params.q[level + 1]) / up.scale))
     return with_scale(fixed, scale)  # level + 1 -> level, scale exactly `scale`
+
+
+def times_at(ev, ct: Ciphertext, c, level: int, scale: float) -> Ciphertext:
+    """c ct (c a scalar or slot vector) at exactly (level, scale), from ct at a higher level
+    (one constant product at level + 1, rescaled)."""
+    up = ev.drop_level(ct, level + 1)
+    out = ev.rescale(ev.mul_const(up, c, scale=scale * float(ev.params.q[level + 1]) / up.scale))
+    return with_scale(out, scale)
+
+
+def multiply_lower(ev, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+    """a b at the lower of their levels, rescaled (level -1)."""
+    lvl = min(a.level, b.level)
+    return ev.rescale(ev.multiply(ev.drop_level(a, lvl), ev.drop_level(b, lvl)))  # level lvl -> lvl-1
 
 
 def ensure_levels(ct: Ciphertext, need: int, bootstrapper, what: str) -> Ciphertext:

@@ -1,7 +1,11 @@
 """The official code's simplified variants, for like-for-like benchmarks only (zju-abclab/NEXUS HEAD e15058c).
 
+They stay in the library (not in refimpl.experiments) because the library's tests check them
+against their float64 models (tests/nexus/test_nexus_official.py, spec NEXUS-OFF-*) and the
+benchmark rows of refimpl.experiments.nexus_blocks run them.
+
 They differ from the paper's blocks (refimpl.nexus.gelu/softmax/layernorm), as the official
-code does (../shared/anchors/nexus.md §2):
+code does:
   GELU       3 pieces: 0 (x < -3.5), A(x) (degree 12) on [-3.5, 3.5], x (x > 3.5); segment
              bits Sgn((x -+ 3.5)/8.5); valid for x in [-5, 5]          (src/gelu.cpp)
   Softmax    no QuickMax (inputs <= 0), exp = (1 + x/128)^128 (r = 7), row sum x 0.01,
@@ -24,7 +28,8 @@ from ..ckks import Ciphertext
 from ..constants import C
 from ..ckks.polyeval import evaluate_power
 from .folding import quick_sum, quick_sum_plain
-from .levels import align, with_scale
+from .layernorm import goldschmidt_rsqrt
+from .levels import align, multiply_lower, times_at, with_scale
 from .sign import sgn, sgn_levels, sgn_plain
 from .softmax import exp, exp_plain, inverse, inverse_plain
 
@@ -104,16 +109,14 @@ def layernorm_official(ev, ct: Ciphertext, F: int, n: int) -> Ciphertext:
     """x / sqrt(sum x^2 / F) per row (official src/layer_norm.cpp: no mean, gamma, beta).
 
     The official linear guess and step counts, expressed with refimpl's rsqrt machinery."""
-    from .layernorm import _mul, _times, goldschmidt_rsqrt
-
     v = quick_sum(ev, ev.rescale(ev.square(ct)), n, duplicate=True)  # F mean(x^2), level -1
     a, b = INVSQRT_GUESS
     s = v.scale
-    y = ev.add_const(_times(ev, v, a / F, v.level - 1, s), b)  # y0, level -1
-    neg_half_u = _times(ev, v, -0.5 / F, v.level - 1, s)
+    y = ev.add_const(times_at(ev, v, a / F, v.level - 1, s), b)  # y0, level -1
+    neg_half_u = times_at(ev, v, -0.5 / F, v.level - 1, s)
     for _ in range(INVSQRT_NEWTON):
-        t = _mul(ev, y, neg_half_u)
-        cubic = _mul(ev, t, ev.rescale(ev.square(y)))
-        y = ev.add(cubic, _times(ev, y, 1.5, cubic.level, cubic.scale))
-    u = _times(ev, v, 1.0 / F, v.level - 1, s)
-    return _mul(ev, ct, goldschmidt_rsqrt(ev, y, u, INVSQRT_GOLDSCHMIDT))
+        t = multiply_lower(ev, y, neg_half_u)
+        cubic = multiply_lower(ev, t, ev.rescale(ev.square(y)))
+        y = ev.add(cubic, times_at(ev, y, 1.5, cubic.level, cubic.scale))
+    u = times_at(ev, v, 1.0 / F, v.level - 1, s)
+    return multiply_lower(ev, ct, goldschmidt_rsqrt(ev, y, u, INVSQRT_GOLDSCHMIDT))

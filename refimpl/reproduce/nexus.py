@@ -8,7 +8,7 @@
 2. Extrapolated: BERT-base at n = 128 (768 features) on the 128-bit bootstrapping set, from
    the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
    the paper's 164 MB (refimpl/constants.toml [nexus.published]).
-3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.nexus.bertbase): the level
+3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.experiments.bertbase): the level
    planner's bootstraps per layer, one timed instance of each block kind, derived layer and
    model time beside the paper's; `--bertbase --table FILE` prints the table of a stored run,
    `--bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model),
@@ -24,17 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import time
 from collections import Counter
 
 import numpy as np
 
+from ..bert import shipped
+from ..bert.config import BertConfig
 from ..ckks.bootstrap.bootstrapper import Bootstrapper
 from ..ckks.evaluator import Evaluator
 from ..ckks.keys import galois_element
+from ..cli.experiments import bertbase_arguments
 from ..constants import C
+from ..experiments.bertbase import run as bertbase_run
+from ..measure import peak_rss_mib
 from ..nexus import protocol as P
+from ..nexus.bert.layout import rotation_steps
 from ..nexus.compression import subs_elements
 from ..nexus.matmul import chunk_counts
 
@@ -51,19 +56,13 @@ MB = 1e6
 
 
 def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak_rss_mib() / 1024
 
 
 def available_models() -> list[str]:
-    """The shipped models when the encrypted BERT (refimpl.nexus.bert) and the models exist, else the toy."""
-    try:
-        from ..bert import shipped
-        from ..nexus import bert  # noqa: F401
-
-        names = [n for n in shipped.NAMES if shipped.available(n)]
-        return names or ["toy"]
-    except ImportError:
-        return ["toy"]
+    """The shipped models when they exist, else the toy."""
+    names = [n for n in shipped.NAMES if shipped.available(n)]
+    return names or ["toy"]
 
 
 def measure(model: str, params: str, sentences, seed: int = 1, calibration=None) -> dict:
@@ -101,7 +100,7 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     server to client: one ciphertext of logits at level 0. Keys: public, relinearization, two
     encapsulation keys and one Galois key per element: the bootstrapper's, the Subs elements of
     decompression, and the model's rotations (refimpl.nexus.bert.rotation_steps for the BERT-base
-    configuration at n = 128 in the head_rows layout that refimpl.nexus.bertbase times; if that
+    configuration at n = 128 in the head_rows layout that refimpl.experiments.bertbase times; if that
     fails, the rotations by +-2^i that compose any rotation: an estimate, said so in the output). `small_model_keys`: the same key count for the shipped
     small models' architecture (hidden 384, 12 heads, 2 layers) at n = 8 and 16, exact."""
     p, rc = P.resolve_params(params_name)
@@ -113,15 +112,10 @@ def extrapolate(params_name: str = SECURE_PARAMS) -> dict:
     source = "estimate: rotations by +-2^i, i < log2(N/2)"
     model_rot = {galois_element(p, s * (1 << i)) for i in range(p.slots.bit_length() - 1) for s in (1, -1)}
     try:
-        from ..bert.config import BertConfig
-        from ..nexus import bert as nb
-
         cfg = BertConfig(hidden_size=d, num_hidden_layers=BERT_BASE["layers"], num_attention_heads=BERT_BASE["heads"],
                          intermediate_size=4 * d, num_labels=BERT_BASE["num_labels"])
-        model_rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots, head_rows=True) if r % p.slots}
+        model_rot = {galois_element(p, r) for r in rotation_steps(cfg, n, p.slots, head_rows=True) if r % p.slots}
         source = "refimpl.nexus.bert.rotation_steps(BERT-base, n = 128, head_rows: one score ciphertext per head)"
-    except (ImportError, AttributeError) as e:
-        source += f" (refimpl.nexus.bert unavailable: {e})"
     except ValueError as e:  # the encrypted BERT's layout does not take BERT-base at n = 128
         source += f" (refimpl.nexus.bert.rotation_steps refuses BERT-base at n = 128: {e})"
     elements = boot | subs | model_rot
@@ -158,17 +152,12 @@ def keys_nbytes(p, levels: dict[int, int]) -> int:
 
 def small_model_keys(p, boot_levels: dict, out_level: int) -> list[dict]:
     """Galois keys (count, bytes) the encrypted small models need on parameters p, per variant and n."""
-    try:
-        from ..bert.config import BertConfig
-        from ..nexus import bert as nb
-    except ImportError:
-        return []
     out = []
     for att, act in (("softmax", "gelu"), ("2quad-freediv", "quad")):
         cfg = BertConfig(hidden_size=384, num_hidden_layers=2, num_attention_heads=12, intermediate_size=1536,
                          attention=att, activation=act)
         for n in (8, 16):
-            rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, n, p.slots) if r % p.slots}
+            rot = {galois_element(p, r) for r in rotation_steps(cfg, n, p.slots) if r % p.slots}
             subs = set(subs_elements(p.N, max(chunk_counts(n * 384, p.N))))
             levels = P.key_levels(boot_levels, rot, subs, out_level, compressed_level=1)
             out.append({"attention": att, "n": n, "galois_keys": len(levels), "model_rotations": len(rot),
@@ -255,13 +244,15 @@ def render(doc: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if "--bertbase" in argv:  # 3. BERT-base at n = 128: plan, timed blocks, derived time (refimpl.nexus.bertbase)
-        from ..nexus import bertbase
-
-        return bertbase.main([a for a in argv if a != "--bertbase"], prog="refimpl reproduce nexus --bertbase")
+    if "--bertbase" in argv:  # 3. BERT-base at n = 128: plan, timed blocks, derived time (refimpl.experiments.bertbase)
+        prog = "refimpl reproduce nexus --bertbase"
+        rest = [a for a in argv if a != "--bertbase"]
+        bp = argparse.ArgumentParser(prog=prog, description="BERT-base at n = 128 under NEXUS")
+        bertbase_arguments(bp)
+        return bertbase_run.command(bp.parse_args(rest), prog + " " + " ".join(rest), prog=prog)
     ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0],
                                  epilog="--bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B] [--weigh-by FILE]: BERT-base "
-                                        "at n = 128 (refimpl.nexus.bertbase): bootstrap plan, one timed instance per "
+                                        "at n = 128 (refimpl.experiments.bertbase): bootstrap plan, one timed instance per "
                                         "block kind at 128-bit, derived layer and model time")
     ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
     ap.add_argument("--params", help=f"bootstrapping preset (default {SECURE_PARAMS}, --quick: {QUICK_PARAMS})")

@@ -1,4 +1,4 @@
-"""BERT-base at n = 128 under NEXUS (refimpl.nexus.bertbase): block list, counts, plan and the
+"""BERT-base at n = 128 under NEXUS (refimpl.experiments.bertbase): block list, counts, plan and the
 timed kernels, on the same code path at small insecure rings.
 
 Oracles: independent counts of ciphertexts (n d / (N/2) for a full hidden stream, one score
@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.ckks.bootstrap.placement import simulate
 from refimpl.nexus import bert as nb
-from refimpl.nexus import bertbase as bb
+from refimpl.cli import main as cli_main
+from refimpl.experiments import bertbase as bb
 
 
 def ranges(layers, bound=8.0):
@@ -56,7 +58,7 @@ def _brute(pieces, top):
     bootable = [i for i, p in enumerate(pieces) if p.bootable]
     for k in range(len(bootable) + 1):
         for boots in itertools.combinations(bootable, k):
-            rows, fail = nb._simulate(pieces, set(boots), top, top)
+            rows, fail = simulate(pieces, set(boots), top, top)
             if fail is None:
                 cost = sum(r["bootstraps"] for r in rows)
                 best = cost if best is None else min(best, cost)
@@ -307,20 +309,35 @@ def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
     out = tmp_path / "w.json"
     base = ["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(root / "nexus_bertbase_128.json")]
-    assert bb.main(base + ["--json", str(out)]) == 0
+    assert cli_main(["experiment", "bertbase", *base, "--json", str(out)]) == 0
     m = json.loads(out.read_text())["models"]["2quad-freediv-quad"]
     assert m["per_layer"] == stored["per_layer"] != fewest["per_layer"]
     assert m["placement"]["boot_s"] == bb.QUIET_BOOTSTRAP_S and m["placement"]["weighed_by"].endswith("128.json")
-    assert bb.main(base + ["--boot-s", str(100 * bb.QUIET_BOOTSTRAP_S), "--json", str(out)]) == 0
+    assert cli_main(["experiment", "bertbase", *base, "--boot-s", str(100 * bb.QUIET_BOOTSTRAP_S), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["models"]["2quad-freediv-quad"]["total"] == fewest["total"]
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"models": {}}))
     with pytest.raises(ValueError, match="no timed run of 2quad-freediv-quad"):
-        bb.main(["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(empty)])
+        cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(empty)])
     partial = tmp_path / "partial.json"
     doc = json.loads((root / "nexus_bertbase_128.json").read_text())
     doc["models"]["2quad-freediv-quad"]["timed"] = [r for r in doc["models"]["2quad-freediv-quad"]["timed"]
                                                     if r["kind"] != "P V"]
     partial.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"timed no \['P V'\]"):
-        bb.main(["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
+        cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
+
+
+def test_cli_defaults_are_the_experiments_constants():
+    """`refimpl experiment` keeps the defaults in its parser (no library import at `--help`): they must be the
+    experiments' own constants."""
+    from refimpl.cli import experiments as ce
+    from refimpl.experiments import nexus_blocks
+
+    assert (ce.KEY_SHIFTS, ce.QUIET_BOOTSTRAP_S, ce.BERTBASE_PRESET) == (bb.KEY_SHIFTS, bb.QUIET_BOOTSTRAP_S, bb.PRESET)
+    assert ce.BERTBASE_MODELS.split(",") == list(bb.MODELS)
+    assert ce.NEXUS_BLOCK_ROWS.split(",") == list(nexus_blocks.ALL_ROWS)
+    from refimpl.cli import build_parser
+
+    args = build_parser().parse_args(["experiment", "bertbase", "--plan-only"])
+    assert args.n == bb.N_TOKENS and args.func is ce.bertbase

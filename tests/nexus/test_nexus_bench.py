@@ -1,6 +1,7 @@
-"""The benchmark rows run (quick settings) and carry the fields the issue asks for."""
+"""The benchmark rows of the NEXUS blocks (refimpl.experiments.nexus_blocks) run (quick settings) and carry their fields."""
 
-from refimpl.nexus.bench import run
+from refimpl.experiments import nexus_blocks as bench
+from refimpl.experiments.nexus_blocks import run
 
 
 def test_bench_quick_rows():
@@ -15,8 +16,6 @@ def test_bench_quick_rows():
 
 def test_argmax_with_real_bootstrapping_row():
     """The full Argmax row runs with the real Bootstrapper (quick: a deep toy ring) and reports it."""
-    from refimpl.nexus import bench
-
     rows = []
     bench.run(quick=True, emit=rows.append, rows=("argmax_boot",))
     (r,) = rows
@@ -28,8 +27,6 @@ def test_argmax_with_real_bootstrapping_row():
 def test_softmax_with_real_bootstrapping_row():
     """The paper's Softmax (QuickMax over the keys) with the real Bootstrapper: matches its
     float64 model and refreshes between QuickMax rounds (quick: 32 keys on a deep toy ring)."""
-    from refimpl.nexus import bench
-
     rows = []
     bench.run(quick=True, emit=rows.append, rows=("softmax_boot",))
     (r,) = rows
@@ -40,8 +37,6 @@ def test_softmax_with_real_bootstrapping_row():
 def test_qk_packings_row():
     """NEXUS-MM-CTCT in the benchmark: the batched packing needs n products for all of S, the
     per-pair form n per query row (n^2 in all); both match Q K^T."""
-    from refimpl.nexus import bench
-
     rows = {}
     bench.run(quick=True, emit=lambda r: rows.__setitem__(r["name"], r), rows=("qk",))
     b, p = rows["nexus.full.qk_batched"], rows["nexus.full.qk_pairwise"]

@@ -4,20 +4,18 @@ after bootstrapping, dense secret with an h = 32 encapsulation).
 
 Oracles: refimpl.bert.model.forward (the numpy BERT) for the exact reference; the float64
 model of the same approximations (plaintext_reference(approximate=True)) for the encrypted
-logits; brute force over all bootstrap placements for the plan.
+logits. The placement program's brute-force check: tests/ckks/test_placement.py.
 """
-
-import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import forward, init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_parameters
 from refimpl.nexus import bert as nb
+from refimpl.nexus.bert import chain
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.ring.sampling import RandomSource
 
@@ -71,7 +69,7 @@ def test_pack_layout_roundtrip():
     x = np.random.default_rng(0).normal(size=(10, 384))
     vs = nb.pack_input(x, lay)
     assert len(vs) == 3
-    np.testing.assert_array_equal(nb._unpack(vs, lay, 384), x)
+    np.testing.assert_array_equal(nb.unpack(vs, lay, 384), x)
     for v in vs:
         w = v.reshape(-1, 256)
         assert not w[:, 128:].any() and not w[10:].any()
@@ -131,72 +129,6 @@ def test_plan_levels_and_counts():
     assert sum(r["cost"] for r in sm) - sum(r["cost"] for r in qd) == 131 - 45
     assert sum(r["bootstraps"] for r in sm) == 8 and sum(r["bootstraps"] for r in qd) == 2
     assert "L0.ffn1" in nb.plan_table(sm)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 4), st.booleans()), min_size=2, max_size=8),
-       st.integers(9, 12), st.integers(0, 12))
-def test_place_is_optimal(chain, top, start):
-    """NEXUS-BERT-PLAN: `place` refreshes the fewest ciphertexts: brute force over every set of positions."""
-    start = min(start, top)
-    pieces = [nb.Piece(f"p{i}", c, w, bootable=b or i == 0) for i, (c, w, b) in enumerate(chain)]
-    pieces.append(nb.Piece("j", 1, 1, join=("in", "p0", 0)))  # the residual: joins the first piece's input
-    best = None
-    for k in range(len(pieces) + 1):
-        for boots in itertools.combinations([i for i, p in enumerate(pieces) if p.bootable], k):
-            rows, fail = nb._simulate(pieces, set(boots), start, top)
-            if fail is None:
-                cost = sum(r["bootstraps"] for r in rows)
-                best = cost if best is None else min(best, cost)
-    if best is None:
-        with pytest.raises(ValueError, match="no bootstrap placement"):
-            nb.place(pieces, start, top)
-    else:
-        assert sum(r["bootstraps"] for r in nb.place(pieces, start, top)) == best
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 4), st.booleans(), st.floats(0, 8)), min_size=2, max_size=8),
-       st.integers(9, 12), st.floats(0, 20))
-def test_time_weighted_place_is_optimal(chain, top, boot_s):
-    """NEXUS-BERT-PLAN-TIME: with limb_s and boot_s, `place` finds the least derived time (refreshed
-    ciphertexts x boot_s + limb_s x (level + 1) per piece) that brute force finds; zero seconds per
-    limb give the fewest-refreshes plan."""
-    pieces = [nb.Piece(f"p{i}", c, w, bootable=b or i == 0) for i, (c, w, b, _) in enumerate(chain)]
-    pieces.append(nb.Piece("j", 1, 1, join=("in", "p0", 0)))
-    limb_s = {f"p{i}": t for i, (*_, t) in enumerate(chain)}
-
-    def seconds(rows):
-        return sum(r["bootstraps"] * boot_s + limb_s.get(r["block"], 0.0) * (r["level_in"] + 1) for r in rows)
-
-    best = None
-    for k in range(len(pieces) + 1):
-        for boots in itertools.combinations([i for i, p in enumerate(pieces) if p.bootable], k):
-            rows, fail = nb._simulate(pieces, set(boots), top, top)
-            if fail is None:
-                best = seconds(rows) if best is None else min(best, seconds(rows))
-    if best is None:
-        return
-    rows = nb.place(pieces, top, top, limb_s=limb_s, boot_s=boot_s)
-    assert seconds(rows) == pytest.approx(best, rel=1e-9, abs=1e-5)  # the DP counts whole microseconds
-    plain = nb.place(pieces, top, top)
-    zero = nb.place(pieces, top, top, limb_s={}, boot_s=1.0)
-    assert sum(r["bootstraps"] for r in zero) == sum(r["bootstraps"] for r in plain)
-    assert seconds(rows) <= seconds(plain) + 1e-5
-
-
-def test_time_weighted_place_refuses_half_or_negative_weights():
-    pieces = [nb.Piece("a", 2, 1), nb.Piece("b", 2, 1)]
-    with pytest.raises(ValueError, match="needs both limb_s"):
-        nb.place(pieces, 3, 3, limb_s={"a": 1.0})
-    with pytest.raises(ValueError, match="non-negative"):
-        nb.place(pieces, 3, 3, limb_s={"a": -1.0}, boot_s=1.0)
-    with pytest.raises(ValueError, match="non-negative"):
-        nb.place(pieces, 3, 3, limb_s={"a": 1.0}, boot_s=float("nan"))
-    with pytest.raises(ValueError, match=r"limb_s \{'b': nan\}"):
-        nb.place(pieces, 3, 3, limb_s={"a": 1.0, "b": float("nan")}, boot_s=1.0)
-    with pytest.raises(ValueError, match=r"names no piece of the chain: \['QKV'\]"):
-        nb.place(pieces, 3, 3, limb_s={"QKV": 1.0}, boot_s=1.0)
 
 
 # ------------------------------------------------------------------ ranges
@@ -299,13 +231,13 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
 
     bts = NoisyOracle(sk, output_level=p.L - rc.depth, rng=RandomSource(6))
     seen = []
-    refresh = nb._Forward.refresh
+    refresh = nb.Forward.refresh
 
     def recording(self, ct, bound):
         seen.append((self.rows[self.i]["block"], bound))
         return refresh(self, ct, bound)
 
-    monkeypatch.setattr(nb._Forward, "refresh", recording)
+    monkeypatch.setattr(nb.Forward, "refresh", recording)
     lay = nb.input_layout(cfg, len(IDS), p.slots)
     x = nb.client_embed(cfg, model.params, IDS, MASK)
     cts = [Encryptor(kg.public_key(sk), RandomSource(7)).encrypt(enc.encode(v, level=bts.output_level))
@@ -336,7 +268,7 @@ def test_newton_steps_split_across_a_refresh(monkeypatch):
     pieces with (y, -u/2) refreshed between them (y by its bound, -u/2 by hi / 2); the logits
     stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper
     adding 2^-20 to every refreshed slot."""
-    monkeypatch.setattr(nb, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
+    monkeypatch.setattr(chain, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
     assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0)
     model, rows, seen, err = _noisy_refresh_run(monkeypatch, ".newton", range(6, 20))
     assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [4]

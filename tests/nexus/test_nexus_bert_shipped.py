@@ -2,7 +2,7 @@
 with real bootstrapping on an insecure toy ring (N = 2^12, 19 levels after bootstrapping).
 
 Slow: about 11 (student) and 63 (Softmax + GELU) bootstrapped ciphertexts of ~2-10 s each per
-sentence on this machine. The figures of the README come from `python -m refimpl.nexus.bert`
+sentence on this machine. The figures of the README come from `refimpl experiment nexus-bert`
 (results/nexus_bert_*_toy2^12.json); these tests check the same pipeline on one short sentence.
 """
 
@@ -11,6 +11,7 @@ import pytest
 
 from refimpl.bert import shipped
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.experiments.nexus_bert import run_sentences
 from refimpl.nexus import bert as nb
 
 SENTENCE = "a charming movie ."  # 6 tokens with [CLS] and [SEP]
@@ -31,7 +32,7 @@ def test_shipped_model_encrypted(name):
     model.ranges = nb.calibrate(model, [shipped.encode(m, s) for s in CALIBRATION])
     ids, mask = shipped.encode(m, SENTENCE)
     params, rc = bootstrap_parameters(2**12, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-    res = nb.run_sentences(model, [(SENTENCE, ids, mask)], params, rc, progress=lambda s: None)
+    res = run_sentences(model, [(SENTENCE, ids, mask)], params, rc, progress=lambda s: None)
     row = res["rows"][0]
     assert row["max_err_vs_model"] < 0.05
     assert row["pred_encrypted"] == row["pred_model"]

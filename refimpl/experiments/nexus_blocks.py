@@ -1,4 +1,4 @@
-"""Benchmark rows for `refimpl bench nexus` (to be wired into refimpl/bench and the CLI by their owner).
+"""Benchmark rows of the NEXUS blocks: `refimpl bench nexus` (refimpl.bench.nexus) and `refimpl experiment nexus-blocks`.
 
 Two kinds of rows:
   like-for-like  the official code's sizes, parameters and simplified variants (GELU 3-piece
@@ -6,7 +6,7 @@ Two kinds of rows:
                  128 x 128 without QuickMax at N = 2^16, primes 58, 40 x 18, 58; MatMul
                  4096 x 768 times compressed 768 x 64 at N = 2^13, primes 60, 40, 60), beside
                  the official C++ code measured on this machine (one thread, plain SEAL /
-                 with HEXL; ../shared/anchors/nexus-measured.md as quoted in issue 4);
+                 with HEXL; the figures in PEER below);
   full           the paper's blocks (4-piece GELU, LayerNorm with mean/gamma/beta, Softmax
                  with QuickMax) at the same N; refreshes by the bootstrapper given (the
                  OracleBootstrapper until real bootstrapping lands: its time is excluded and
@@ -15,20 +15,35 @@ Each row: op seconds, peak RSS, levels consumed, bootstraps, max and mean error 
 numpy (exact function) and against the float64 model of the same approximation, op counts.
 `quick=True` runs the same rows at N = 2^12 with smaller shapes (the CI smoke test).
 
-Usage: `from refimpl.nexus.bench import run; run(quick=True, emit=print)`.
+Usage: `refimpl experiment nexus-blocks [--quick] [--rows argmax_boot,...]`, or
+`from refimpl.experiments.nexus_blocks import run; run(quick=True, emit=print)`.
 """
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import Callable
 
 import numpy as np
 
-from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
+from ..bert.functional import gelu_erf, layer_norm
+from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters, preset
+from ..ckks.bootstrap import OracleBootstrapper
+from ..ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
+from ..measure import peak_rss_mib
+from ..nexus.argmax import argmax, argmax_plain
+from ..nexus.counting import CountingEvaluator
+from ..nexus.gelu import gelu, gelu_plain
+from ..nexus.layernorm import layernorm, layernorm_plain
+from ..nexus.matmul import (
+    compress_matrix, layout_interleaved, layout_row_major, layout_row_replicated, matmul_compressed, qk_scores,
+    qk_scores_pairwise, subs_elements_for,
+)
+from ..nexus.official import (
+    gelu3, gelu3_plain, layernorm_official, layernorm_official_plain, softmax_official, softmax_official_plain,
+)
+from ..nexus.softmax import softmax, softmax_plain
 from ..ring.sampling import RandomSource
-from .counting import CountingEvaluator
 
 PEER = {  # official NEXUS C++ on this machine, one thread: plain SEAL s, SEAL+HEXL s, its error metric
     "gelu": (13.6, 6.8, "MAE 1.2e-3"),
@@ -55,16 +70,10 @@ class _Setup:
         return self.enc.decode(self.D.decrypt(ct)).real
 
 
-def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
-
-
 class _TimedOracle:
     """The OracleBootstrapper with its calls counted and timed (its time is excluded from the row)."""
 
     def __init__(self, sk):
-        from ..ckks.bootstrap import OracleBootstrapper
-
         self._bts = OracleBootstrapper(sk)
         self.calls, self.seconds = 0, 0.0
 
@@ -90,8 +99,6 @@ def _argmax_input(slots: int, argmax_plain):
 def _boot_setup(quick: bool, rotations) -> tuple["_Setup", object]:
     """Keys and a real Bootstrapper: 128-bit N = 2^16 with 18 levels after bootstrapping (dense
     secret, h = 32 encapsulation), or a deep toy ring when quick. Keys keep the seeds of a."""
-    from ..ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
-
     bp, rc = bootstrap_preset("toy-2^10-deep" if quick else "128-2^16-dense")
     t = time.perf_counter()
     kg = KeyGenerator(bp, RandomSource(3), expand_keys=quick)
@@ -116,7 +123,7 @@ def _row(name, kind, setup, fn, ct, exact, model, extra=None, peer=None, quick=F
         "name": f"nexus.{kind}.{name}", "N": setup.p.N, "levels_chain": setup.p.L, "dnum": setup.p.dnum,
         "special_primes": len(setup.p.p),
         "log_qp": round(setup.p.log_qp, 1), "median_s": round(dt, 3), "keygen_s": round(setup.keygen_s, 2),
-        "peak_rss_gib": round(_peak_rss_gib(), 2),
+        "peak_rss_gib": round(peak_rss_mib() / 1024, 2),
         "levels_consumed": (ct.level - (out[0] if isinstance(out, list) else out).level),
         "max_err_exact": float(np.max(np.abs(z - exact))), "mean_err_exact": float(np.mean(np.abs(z - exact))),
         "max_err_model": float(np.max(np.abs(z - model))),
@@ -143,14 +150,6 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS
     and 19-digit keys (0.4 GB each at N = 2^16). dnum = 4 with 4 special primes keeps
     128-bit security (log PQ ~ 1070 < 1761) and needs about 4x fewer NTTs and 4x less key
     memory; dnum=None reproduces SEAL's layout."""
-    from ..bert.functional import gelu_erf, layer_norm
-    from .gelu import gelu, gelu_plain
-    from .layernorm import layernorm, layernorm_plain
-    from .matmul import compress_matrix, matmul_compressed, subs_elements_for
-    from .argmax import argmax, argmax_plain
-    from .softmax import softmax, softmax_plain
-    from .official import gelu3, gelu3_plain, layernorm_official, layernorm_official_plain, softmax_official, softmax_official_plain
-
     out = []
 
     def put(rec):
@@ -220,9 +219,6 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS
                  extra={"note": "official: N = 2^15, sparse secret, real bootstrapping (3 x ~40 s); here N = 2^16 "
                                 "chain with the oracle; x[3] = 0.5 and x[7] = 0.499999 tie within the Sgn resolution"}))
     if "qk" in rows:  # ct-ct Q K^T: the batched packing against the paper's per-pair form
-        from ..ckks import preset
-        from .matmul import layout_interleaved, layout_row_major, layout_row_replicated, qk_scores, qk_scores_pairwise
-
         qp = Parameters.create(N=2**11, levels=2, insecure=True) if quick else preset("128-2^13")
         n, d = (8, 16) if quick else (32, 64)
         rot = [1 << i for i in range(d.bit_length() - 1)] + [-r for r in range(1, d)] + [-d]
@@ -292,18 +288,3 @@ def run(quick: bool = False, emit: Callable[[dict], None] = print, rows=ALL_ROWS
         put(rec)
     return out
 
-
-if __name__ == "__main__":
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rows", default=",".join(ALL_ROWS))
-    ap.add_argument("--dnum", type=int, default=4, help="key-switching digits at N = 2^16 (0: one special prime, as SEAL)")
-    ap.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
-    a = ap.parse_args()
-    import numba
-
-    numba.set_num_threads(a.threads)
-    run(a.quick, lambda r: print(json.dumps(r), flush=True), tuple(a.rows.split(",")), a.dnum or None)

@@ -1,0 +1,136 @@
+"""`refimpl experiment ...`: timing studies, probes and runners (refimpl.experiments).
+
+    refimpl experiment nexus-bert --model NAME [--plan-only PRESET ...] [--json FILE]
+    refimpl experiment bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B]
+    refimpl experiment noise-probe MODEL "SENTENCE" 20 20:3,4 26 ...
+    refimpl experiment nexus-blocks [--quick] [--rows argmax_boot,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+GLUE_ENV = "REFIMPL_GLUE_DIR"
+KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
+QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
+BERTBASE_MODELS = "softmax-gelu,2quad-freediv-quad"  # refimpl.experiments.bertbase.MODELS
+BERTBASE_PRESET = "128-2^16-dense19"
+NEXUS_BLOCK_ROWS = "gelu,layernorm,softmax,matmul,argmax,qk,argmax_boot,softmax_boot"  # nexus_blocks.ALL_ROWS
+
+
+def command_line(prefix: str, args: argparse.Namespace, positional: tuple[str, ...] = ()) -> str:
+    """The command as a user would type it, rebuilt from the parsed options (recorded in result files)."""
+    skip = {"func", "command", "experiment", *positional}
+    out = [prefix] + [str(getattr(args, k)) for k in positional]
+    for k, v in vars(args).items():
+        if k in skip or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif isinstance(v, list):
+            out += [flag, *map(str, v)]
+        else:
+            out += [flag, str(v)]
+    return " ".join(out)
+
+
+def _glue_dir(args: argparse.Namespace) -> None:
+    if args.glue_dir is None:
+        raise SystemExit(f"give --glue-dir DIR (a GLUE directory holding SST-2/) or set ${GLUE_ENV}")
+
+
+def nexus_bert(args: argparse.Namespace) -> int:
+    from refimpl.experiments import nexus_bert as nbx  # lazy: keeps `refimpl --help` instant
+
+    _glue_dir(args)
+    return nbx.command(args, command_line("refimpl experiment nexus-bert", args))
+
+
+def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the BERT-base study (also `refimpl reproduce nexus --bertbase`)."""
+    ap.add_argument("--models", default=BERTBASE_MODELS)
+    ap.add_argument("--preset", default=BERTBASE_PRESET)
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--shifts", type=int, default=KEY_SHIFTS, help="key shifts of Q K^T and P V timed (of n_pad)")
+    ap.add_argument("--json")
+    ap.add_argument("--plan-only", action="store_true")
+    ap.add_argument("--only", help="comma-separated block kinds to time")
+    ap.add_argument("--gelu-probe", action="store_true",
+                    help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
+    ap.add_argument("--weigh-by", metavar="FILE",
+                    help="time-weighted placement (ours): seconds per limb of each block from FILE's timed run of the "
+                         "same model and plan, refreshes at --boot-s seconds")
+    ap.add_argument("--boot-s", type=float, default=QUIET_BOOTSTRAP_S,
+                    help=f"with --weigh-by: seconds per refreshed ciphertext on this machine (default {QUIET_BOOTSTRAP_S}, "
+                         "the quiet measurement)")
+    ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
+    ap.add_argument("--merge", nargs="+", metavar="FILE",
+                    help="only: join results of disjoint models (one process per model) into --json (no run)")
+
+
+def bertbase(args: argparse.Namespace, prefix: str = "refimpl experiment bertbase") -> int:
+    from refimpl.experiments.bertbase import run  # lazy: keeps `refimpl --help` instant
+
+    return run.command(args, command_line(prefix, args), prog=prefix)
+
+
+def noise_probe(args: argparse.Namespace) -> int:
+    from refimpl.experiments import noise_probe as npx  # lazy: keeps `refimpl --help` instant
+
+    _glue_dir(args)
+    return npx.command(args)
+
+
+def nexus_blocks(args: argparse.Namespace) -> int:
+    import numba  # lazy: keeps `refimpl --help` instant
+
+    from refimpl.experiments.nexus_blocks import run  # lazy: keeps `refimpl --help` instant
+
+    numba.set_num_threads(args.threads)
+    run(args.quick, lambda r: print(json.dumps(r), flush=True), tuple(args.rows.split(",")), args.dnum or None)
+    return 0
+
+
+def register(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
+    es = e.add_subparsers(dest="experiment", required=True)
+    glue = os.environ.get(GLUE_ENV)
+
+    p = es.add_parser("nexus-bert", formatter_class=fmt,
+                      help="the encrypted BERT on short SST-2 sentences: encrypted vs plaintext logits, or the plans")
+    p.add_argument("--model", required=True, help="a model directory or a shipped model's name")
+    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    p.add_argument("--logN", type=int, default=12)
+    p.add_argument("--levels-after", type=int, default=19)
+    p.add_argument("--sentences", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=8)
+    p.add_argument("--offset", type=int, default=0, help="skip this many short dev sentences")
+    p.add_argument("--calibration", type=int, default=200, help="short SST-2 train sentences for the ranges")
+    p.add_argument("--json")
+    p.add_argument("--plan-only", nargs="*", metavar="PRESET",
+                   help="print and record the plans at these bootstrapping presets (e.g. 128-2^16-dense) for n = 8, 16")
+    p.set_defaults(func=nexus_bert)
+
+    p = es.add_parser("bertbase", formatter_class=fmt,
+                      help="BERT-base at n = 128 under NEXUS: plan, timed blocks, derived time")
+    bertbase_arguments(p)
+    p.set_defaults(func=bertbase)
+
+    p = es.add_parser("noise-probe", formatter_class=fmt,
+                      help="the encrypted forward with Gaussian noise on refreshed slots, against the float64 model")
+    p.add_argument("model")
+    p.add_argument("sentence")
+    p.add_argument("specs", nargs="+", help="BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
+    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    p.set_defaults(func=noise_probe)
+
+    p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--rows", default=NEXUS_BLOCK_ROWS)
+    p.add_argument("--dnum", type=int, default=4, help="key-switching digits at N = 2^16 (0: one special prime, as SEAL)")
+    p.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
+    p.set_defaults(func=nexus_blocks)

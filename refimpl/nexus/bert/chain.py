@@ -1,0 +1,154 @@
+"""The encrypted BERT as a chain of pieces, and its bootstrapping plan.
+
+The forward is a chain of pieces (qkv, qk, QuickMax rounds, exp, inverse, ..., LayerNorm in four
+pieces, FFN, activation) with level costs, widths (ciphertexts alive) and joins (the residual,
+x - max, e / sum); `plan` places the bootstraps on it with refimpl.ckks.bootstrap.placement.place
+(the fewest ciphertexts refreshed; objective and program ours) and the forward follows the plan,
+checking the level after every piece. The level costs are those of the NEXUS blocks
+(refimpl.nexus.softmax, layernorm, gelu, sign, folding).
+
+Reference: NEXUS (Zhang et al., NDSS 2025) §3-4.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from ...ckks import Parameters
+from ...ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, bootstrap_preset
+from ...ckks.bootstrap.placement import Block, Piece, greedy, place
+from ..folding import round_levels
+from ..gelu import LEVELS as GELU_LEVELS
+from ..layernorm import GOLDSCHMIDT
+from ..sign import sgn_levels
+from ..softmax import goldschmidt_iterations, inverse_levels
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
+from .ranges import NexusModel, gelu_valid_range
+
+NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
+
+
+def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]:
+    """The encrypted forward as a chain of pieces (level costs, widths, joins, bounds), in the
+    order `Forward.run` enters them: per layer QKV, Q K^T, Softmax (QuickMax rounds, exp,
+    inverse, normalize) or 2Quad, P V, output, LayerNorm 1, FFN1, activation, FFN2, LayerNorm 2;
+    then the head and optionally Argmax."""
+    cfg, st, r = model.config, model.settings(), model.get_ranges()
+    ch, ci, sw = lay.chunks(lay.d), lay.chunks(lay.intermediate), lay.score_cts  # sw: the score stream's ciphertexts
+    B = st["B"]
+    am = r["absmax"]
+    out = []
+    for i in range(cfg.num_hidden_layers):
+        p = f"L{i}."
+        out.append(Piece(p + "qkv", 1, ch, need=3, bound=am.get(f"L{i}.x", 4.0)))
+        out.append(Piece(p + "qk", 2, ch, bootable=False))
+        if cfg.attention == "softmax":
+            rounds = lay.n_pad.bit_length() - 1
+            for k in range(rounds):
+                out.append(Piece(p + f"softmax.round{k}", round_levels(B), sw, bound=B, coarse_ok=k > 0))
+            k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
+            out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
+                             join=("in", p + "softmax.round0", 0), bound=2 * B, coarse_ok=True))
+            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), sw, bound=float(lay.n_pad)))
+            out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,
+                             product_join=True))
+        else:
+            a = cfg.freediv[0]  # (s + c) / sqrt(f(n)) with f(n) >= f(1) = a
+            out.append(Piece(p + "2quad", 1, sw, bound=(B + cfg.quad_c) / math.sqrt(a)))
+        out.append(Piece(p + "pv.mask", 1, sw, need=2,
+                         bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
+        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 1), bootable=False, product_join=True))
+        out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
+        out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
+        out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
+        if cfg.activation == "quad":
+            out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
+        else:
+            out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
+        out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
+        out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
+    out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
+    if argmax:
+        out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
+        for k in range(lay.label_pad.bit_length() - 1):
+            out.append(Piece(f"argmax.round{k}", round_levels(LOGIT_BOUND), 1, bound=LOGIT_BOUND, coarse_ok=k > 0))
+        out.append(Piece("argmax.sgn", sgn_levels(2 * LOGIT_BOUND), 1, join=("in", "argmax.round0", 0),
+                         bound=2 * LOGIT_BOUND, coarse_ok=True))
+    return out
+
+
+def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float) -> list[Piece]:
+    """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
+    up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
+    x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
+    Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream)."""
+    alpha, lo, hi, newton = ln
+    first, rest = newton_split(newton)
+    y_bound = max(1.0, 1.5 / math.sqrt(lo))
+    return [Piece(name, 2, width, join=join, bound=bound),
+            Piece(name + ".rsqrt", 1 + 2 * first, 1, bound=d * hi),
+            # more than NEWTON_PER_PIECE steps: the rest continue on (y, -u/2), which a refresh may renew
+            *([Piece(name + ".newton", 2 * rest, 2, bound=max(y_bound, hi / 2), bounds=(y_bound, hi / 2))]
+              if rest else []),
+            # (y, u) are refreshed with their own bounds: scaling u <= hi by y's bound 1.5 / sqrt(lo)
+            # would leave it an absolute error of that bound times the bootstrap's (relative error
+            # 30 % at u = lo with 20-bit bootstrapping: 0.08 on the logits of MiniLM's second LayerNorm)
+            Piece(name + ".gold", 1 + 2 * GOLDSCHMIDT, 2, bound=max(y_bound, hi), bounds=(y_bound, hi)),
+            Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
+
+
+
+def newton_split(newton: int) -> tuple[int, int]:
+    """Newton steps of the first and the second 1/sqrt piece (second 0: one piece)."""
+    if newton <= NEWTON_PER_PIECE:
+        return newton, 0
+    return newton - newton // 2, newton // 2
+
+
+
+def greedy_points(model: NexusModel, n: int, params, *, bootstrap_level: int | None = None) -> int:
+    """Bootstrap points of refimpl.ckks.bootstrap.placement.greedy on the same chain
+    (joins ignored, widths ignored): the baseline `place` is compared with."""
+    p, top = bootstrap_level_of(params, bootstrap_level)
+    pieces = pieces_of(model, input_layout(model.config, n, p.slots))
+    return greedy([Block(pc.name, pc.cost) for pc in pieces], top, top).bootstraps
+
+
+@lru_cache(maxsize=16)
+def _preset_depth(params: Parameters) -> int | None:
+    for name, kw in BOOTSTRAP_PRESETS.items():
+        if kw["N"] == params.N:
+            p, rc = bootstrap_preset(name)
+            if p.q == params.q:
+                return params.L - rc.depth
+    return None
+
+
+def bootstrap_level_of(params, bootstrap_level: int | None = None) -> tuple[Parameters, int]:
+    """(Parameters, level a bootstrap returns) from Parameters (+ level), a Bootstrapper, a
+    (Parameters, ResolvedConfig) pair or a bootstrapping preset name."""
+    if isinstance(params, str):
+        params = bootstrap_preset(params)
+    if isinstance(params, tuple):
+        p, rc = params
+        return p, p.L - rc.depth if bootstrap_level is None else bootstrap_level
+    if hasattr(params, "output_level") and hasattr(params, "params"):
+        return params.params, params.output_level if bootstrap_level is None else bootstrap_level
+    if bootstrap_level is None:
+        bootstrap_level = _preset_depth(params)
+        if bootstrap_level is None:
+            raise ValueError("plan: pass bootstrap_level= (the level a bootstrap returns) for non-preset parameters")
+    return params, bootstrap_level
+
+
+def plan(model: NexusModel, n: int, params, *, bootstrap_level: int | None = None, input_level: int | None = None,
+         argmax: bool = False, head_rows: bool = False) -> list[dict]:
+    """The bootstrapping plan, one row per piece: block, bootstrap before?, level in/out, cost, ciphertexts.
+
+    params: Parameters (with bootstrap_level, or a bootstrapping preset's), a Bootstrapper, or a
+    preset name. input_level: level of the client's ciphertexts (default: the bootstrap level).
+    Print it with `plan_table`. Reference: NEXUS §3-4 (the blocks); the placement is ours (refimpl.ckks.bootstrap.placement)."""
+    p, top = bootstrap_level_of(params, bootstrap_level)
+    lay = input_layout(model.config, n, p.slots, head_rows=head_rows)
+    return place(pieces_of(model, lay, argmax), top if input_level is None else input_level, top)

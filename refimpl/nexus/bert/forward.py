@@ -1,0 +1,480 @@
+"""The server's encrypted BERT forward: every piece of the chain on CKKS ciphertexts, with bootstrapping.
+
+`encrypted_forward` places the bootstraps (`chain.pieces_of`, `placement.place`) and runs
+`Forward`, which computes each piece with the NEXUS blocks in the layout of refimpl.nexus.bert.layout
+and checks the level after every piece against the plan (see the package docstring for the
+kernels: BSGS diagonals, batched Q K^T and P V, Softmax, LayerNorm, GELU, Quad, head, Argmax).
+
+This module is a little under 500 lines: the kernels share the plan bookkeeping of one class.
+
+Reference: NEXUS (Zhang et al., NDSS 2025) §3-4, Alg. 1, 7; Halevi and Shoup 2014 (diagonal
+method); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ...bert import functional as F
+from ...ckks import Ciphertext
+from ...ckks.bootstrap.placement import place
+from ...ckks.polyeval import evaluate_power
+from ..folding import duplicate_rows, max_pair, quick_sum
+from ..gelu import BREAKPOINTS, LEVELS as GELU_LEVELS, P as GP, Q as GQ
+from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
+from ..levels import align, multiply_lower, times_at, with_scale
+from ..sign import sgn
+from ..softmax import exp, goldschmidt_iterations, inverse
+from .chain import newton_split, pieces_of
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
+from .ranges import NexusModel, gelu_valid_range
+
+
+def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float, steps: int | None = None):
+    """y ~ 1/sqrt(u), u = v_factor v in [lo, hi]: linear guess, Newton y <- 1.5 y - 0.5 u y^3 (NEXUS §3.2;
+    refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). `newton` steps in all (the error check),
+    the first `steps` of them here (default all). Returns (y at level l - 1 - 2 steps, u at l - 1,
+    -u/2 at l - 1): -u/2 carries the remaining steps of a split (_newton_steps)."""
+    err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
+    if err > 2.0**-10:
+        raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+    a, b = initial_guess(lo, hi)
+    s = v.scale
+    y = ev.add_const(times_at(ev, v, -a * v_factor, v.level - 1, s), b)  # level l-1
+    neg_half_u = times_at(ev, v, -0.5 * v_factor, v.level - 1, s)
+    y = _newton_steps(ev, y, neg_half_u, newton if steps is None else steps)
+    return y, times_at(ev, v, v_factor, v.level - 1, s), neg_half_u
+
+
+def _newton_steps(ev, y: Ciphertext, neg_half_u: Ciphertext, steps: int) -> Ciphertext:
+    """`steps` Newton steps y <- 1.5 y + (-u/2) y^3 (2 levels each; -u/2 at y's level or above)."""
+    for _ in range(steps):
+        t = multiply_lower(ev, y, neg_half_u)
+        cubic = multiply_lower(ev, t, ev.rescale(ev.square(y)))
+        y = ev.add(cubic, times_at(ev, y, 1.5, cubic.level, cubic.scale))  # level -2
+    return y
+
+
+def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
+    """x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (GOLDSCHMIDT times); returns 2h (level - 1 - 2 G)."""
+    return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
+
+
+
+class Forward:
+    """Runs the pieces of `pieces_of` on ciphertexts, following the plan (checks every level).
+
+    ev: the Evaluator (with the rotation keys of `rotation_steps`); bts: anything with
+    .bootstrap(ct) and .output_level; model: the NexusModel; lay: its Layout; mask: the public
+    attention mask [n]; rows: the plan (`place` on `pieces`); trace: None or a list that
+    receives one dict per piece. `run` computes the whole model. The kernels (`linear`,
+    `scores`, `head_scores`, `softmax_pieces`, `pv`, `layernorm`, `gelu_masked`, `quad`, `head`,
+    `argmax`) and the plan bookkeeping (`enter`, `leave`, `refresh`) are public so that a
+    timing study (refimpl.experiments.bertbase) can run single blocks at their planned levels
+    and replace `refresh`; `taps` (None or a dict) receives each layer's output chunks.
+    """
+
+    def __init__(self, ev, bts, model: NexusModel, lay: Layout, mask, rows, pieces, trace):
+        self.ev, self.bts, self.model, self.lay = ev, bts, model, lay
+        self.vec = SlotVectors(lay, mask)
+        self.rows, self.pieces = rows, {p.name: p for p in pieces}
+        self.i, self.trace, self.t0 = 0, trace, 0.0
+        self.n_real = float(np.sum(mask))
+        self.taps = None
+        self.st = model.settings()
+
+    # -- plan bookkeeping
+    def enter(self, name: str, cts: list[Ciphertext]) -> list[Ciphertext]:
+        """Start piece `name` (the next row of the plan): refresh `cts` if the plan says so; check their level."""
+        row = self.rows[self.i]
+        if row["block"] != name:
+            raise RuntimeError(f"internal: the forward reached {name}, the plan expects {row['block']}")
+        self.t0 = time.perf_counter()
+        self.boots = 0
+        if row["bootstrap"]:
+            pc = self.pieces[name]
+            cts = [self.refresh(ct, b) for ct, b in zip(cts, pc.bounds or (pc.bound,) * len(cts), strict=True)]
+            self.boots = len(cts)
+        if any(ct.level != row["level_in"] for ct in cts):
+            raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
+        return cts
+
+    def leave(self, name: str, cts: list[Ciphertext], level_in: int | None = None) -> list[Ciphertext]:
+        """End piece `name`: check the level the plan expects, record the trace row, move to the next row."""
+        row = self.rows[self.i]
+        if any(ct.level != row["level_out"] for ct in cts):
+            raise RuntimeError(f"internal: {name} left at level {[c.level for c in cts]}, planned {row['level_out']}")
+        if self.trace is not None:
+            self.trace.append({"block": name, "seconds": time.perf_counter() - self.t0, "level_in": row["level_in"],
+                               "level_out": row["level_out"], "bootstraps": self.boots, "ciphertexts": len(cts)})
+        self.i += 1
+        return cts
+
+    def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
+        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
+        M = 2.0 ** max(0, math.ceil(math.log2(max(bound, 1.0))))
+        if M > 1 and ct.level >= 1:
+            low = self.ev.rescale(self.ev.mul_const(ct, 1.0 / M))  # slots / M, same scale
+            return self.ev.mul_int(self.bts.bootstrap(low), int(M))  # slots x M: no level, scale kept
+        return self.bts.bootstrap(ct)
+
+    def join(self, a: Ciphertext, b: Ciphertext, subtract: bool = False) -> Ciphertext:
+        """a +- b at the lower level; equal levels spend one level to match the scales (as placement.simulate)."""
+        ev = self.ev
+        if a.level > b.level:
+            a = align(ev, a, b.level, b.scale)
+        elif b.level > a.level:
+            b = align(ev, b, a.level, a.scale)
+        else:
+            a = align(ev, a, a.level - 1, ev.params.scale)
+            b = align(ev, b, b.level - 1, ev.params.scale)
+        return ev.sub(a, b) if subtract else ev.add(a, b)
+
+    # -- linear layers
+    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray) -> list[Ciphertext]:
+        """x W^T + b per token window: BSGS diagonal method on P x P blocks, 1 level (Halevi-Shoup; NEXUS §3.1.1)."""
+        ev, lay, vec = self.ev, self.lay, self.vec
+        P, g = lay.chunk, lay.baby
+        out_f, in_f = W.shape
+        cin, cout = lay.chunks(in_f), lay.chunks(out_f)
+        Wp = np.zeros((cout * P, cin * P))
+        Wp[:out_f, :in_f] = W
+        level = xs[0].level
+        q = float(ev.params.q[level])
+        babies = []
+        for x in xs:  # x + RotR(x, P) makes each window cyclic; baby steps hoisted
+            babies.append(ev.rotate_hoisted(ev.add(x, ev.rotate(x, -P)), list(range(g))))
+        outs = []
+        for oc in range(cout):
+            diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
+            total = None
+            for gb in range(P // g):
+                inner = None
+                for ic in range(cin):
+                    for i in range(g):
+                        k = gb * g + i
+                        dk = diags[ic][k]
+                        if not dk.any():
+                            continue
+                        pt = ev.encoder.encode(np.roll(vec.tile(dk), gb * g), level=level, scale=q)
+                        term = ev.mul_plain(babies[ic][i], pt)  # scale x q
+                        inner = term if inner is None else ev.add(inner, term)
+                if inner is None:
+                    continue
+                inner = ev.rotate(inner, gb * g) if gb else inner  # giant step
+                total = inner if total is None else ev.add(total, inner)
+            if total is None:  # an all-zero block row: a zero ciphertext at the right level
+                total = ev.mul_int(babies[0][0], 0)
+                total = Ciphertext(total.c, total.level, xs[0].scale * q, total.params)
+            y = with_scale(ev.rescale(total), xs[0].scale)  # level l -> l-1
+            outs.append(ev.add_const(y, vec.features(out_f, oc, b)))
+        return outs
+
+    # -- attention
+    def scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float) -> Ciphertext:
+        """Rows of S = Q K^T scale (+ shift on real rows) for chunk c (NEXUS §3.1.2, batched over key shifts)."""
+        ev, lay, vec = self.ev, self.lay, self.vec
+        w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+        kd = k if n_pad * w == lay.slots else ev.add(k, ev.rotate(k, -n_pad * w))  # keys cyclic over n_pad
+        krot = ev.rotate_hoisted(kd, [r * w for r in range(n_pad)])
+        acc = None
+        for r in range(n_pad):
+            u = ev.rescale(ev.multiply(q, krot[r * w]))  # slot t w + f: Q[t, f] K[t + r, f]; level -1
+            u = quick_sum(ev, u, dh)  # slot t w + hl dh: S[h, t, t + r] / scale
+            u = ev.rescale(ev.mul_const(u, vec.row_starts(c, r, scale)))  # keep row starts, x key mask; level -2
+            u = ev.rotate(u, -r) if r else u  # entry r of the row
+            acc = u if acc is None else ev.add(acc, u)
+        if shift:
+            acc = ev.add_const(acc, vec.key_rows(c, shift))
+        return acc
+
+    def head_scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float,
+                    shifts=None) -> list[Ciphertext]:
+        """head_rows: the rows of S for each head of chunk c in a ciphertext of its own, entry r of row
+        (t, h) at slot t w + r (as `scores`, each head's row start moved from t w + hl dh to t w + r).
+        shifts: the key shifts r to compute (default all n_pad; a subset times a fraction of the work)."""
+        ev, lay, vec = self.ev, self.lay, self.vec
+        w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+        rs = list(range(n_pad) if shifts is None else shifts)
+        kd = k if n_pad * w == lay.slots else ev.add(k, ev.rotate(k, -n_pad * w))  # keys cyclic over n_pad
+        krot = ev.rotate_hoisted(kd, [r * w for r in rs])
+        heads = vec.heads(c)
+        acc = [None] * len(heads)
+        for r in rs:
+            u = ev.rescale(ev.multiply(q, krot[r * w]))  # slot t w + f: Q[t, f] K[t + r, f]; level -1
+            u = quick_sum(ev, u, dh)  # slot t w + hl dh: S[h, t, t + r] / scale
+            for j, hl in enumerate(heads):
+                m = ev.rescale(ev.mul_const(u, vec.row_starts(c, r, scale, only=hl)))  # head hl's row starts; level -2
+                m = ev.rotate(m, hl * dh - r) if hl * dh != r else m  # entry r of the row, from the window start
+                acc[j] = m if acc[j] is None else ev.add(acc[j], m)
+        if shift:
+            acc = [ev.add_const(a, vec.key_rows(c, shift)) for a in acc]
+        return acc
+
+    def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
+        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product."""
+        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
+        B, n_pad = self.st["B"], lay.n_pad
+        rows = vec.row_mask()  # every row segment's first n_pad slots
+        kms = [vec.key_rows(c) for c in range(len(S))]
+        x = self.enter(p + "softmax.round0", S)
+        s = [duplicate_rows(ev, ev.add_const(xc, -B * (rows - km)), n_pad) for xc, km in zip(x, kms)]  # padded -> -B
+        rounds = n_pad.bit_length() - 1
+        for k in range(rounds):
+            if k:
+                s = self.enter(p + f"softmax.round{k}", s)
+            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+        d = self.enter(p + "softmax.exp", [self.join(xc, m, subtract=True) for xc, m in zip(x, s)])
+        r = self.st["exp_r"]  # 6 (NEXUS), 7 when 2B > 64 (the official code's r)
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r) for dc, km in zip(d, kms)])
+        k_inv = goldschmidt_iterations(0.5, float(n_pad))
+        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad, duplicate=True) for ec in e])
+        inv = self.leave(p + "softmax.inverse", [inverse(ev, sc, 0.5, float(n_pad), k_inv) for sc in ssum])
+        self.enter(p + "softmax.normalize", [])
+        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
+
+    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None) -> list[Ciphertext]:
+        """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
+        broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
+        head and the columns of a chunk's heads are moved to their heads' slots and added.
+        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work)."""
+        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
+        w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+        probs = self.enter(p + "pv.mask", probs)
+        rs = list(range(n_pad) if shifts is None else shifts)
+        pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
+        cols = []
+        for c, pc in enumerate(probs):
+            km = vec.key_rows(c)
+            cols.append({r: ev.rescale(ev.mul_const(pc, km * (pos == r)))  # column r of every row; level -1
+                         for r in rs})
+        self.leave(p + "pv.mask", [cl[rs[0]] for cl in cols])
+        self.enter(p + "pv.mul", [])
+        outs = []
+        for c, vc in enumerate(V):
+            vd = vc if n_pad * w == lay.slots else ev.add(vc, ev.rotate(vc, -n_pad * w))
+            vrot = ev.rotate_hoisted(vd, [r * w for r in rs])
+            acc = None
+            for r in rs:
+                if lay.head_rows:  # head hl's column: from slot t w + r to t w + hl dh
+                    per = lay.chunk // dh
+                    b = None
+                    for hl in self.vec.heads(c):
+                        col = cols[c * per + hl][r]
+                        col = ev.rotate(col, r - hl * dh) if r != hl * dh else col
+                        b = col if b is None else ev.add(b, col)
+                else:
+                    b = ev.rotate(cols[c][r], r) if r else cols[c][r]  # P[h, t, t + r] at slot t w + hl dh
+                for k in range(dh.bit_length() - 1):
+                    b = ev.add(b, ev.rotate(b, -(1 << k)))  # broadcast over the head's dh slots
+                lvl = min(b.level, vrot[r * w].level)
+                term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl))
+                acc = term if acc is None else ev.add(acc, term)
+            outs.append(ev.rescale(acc))  # level -1
+        return self.leave(p + "pv.mul", outs)
+
+    # -- LayerNorm over chunks, in four pieces
+    def layernorm(self, name: str, xs: list[Ciphertext], gamma, beta, ln: tuple) -> list[Ciphertext]:
+        """gamma (x - mu) / sqrt(var) + beta over the d features of each token, chunks summed (NEXUS §3.2).
+
+        xs entered the piece `name` already (joined, refreshed as planned). 1/sqrt: refimpl.nexus.layernorm's
+        linear guess, Newton and Goldschmidt steps, split where a refresh may go."""
+        ev, lay, vec = self.ev, self.lay, self.vec
+        alpha, lo, hi, newton = ln
+        d, P = lay.d, lay.chunk
+        tot = xs[0]
+        for x in xs[1:]:
+            tot = ev.add(tot, x)
+        s = quick_sum(ev, tot, P, duplicate=True)  # d mu in the feature slots
+        xc = [ev.rescale(ev.mul_const(ev.sub(ev.mul_int(x, d), s), vec.features(d, c) * (alpha / d)))
+              for c, x in enumerate(xs)]  # alpha (x - mu) on the features, 0 elsewhere; level -1
+        sq = None
+        for u in xc:
+            t = ev.rescale(ev.square(u))
+            sq = t if sq is None else ev.add(sq, t)
+        v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
+        v = self.enter(name + ".rsqrt", [v])[0]
+        first, rest = newton_split(newton)
+        y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
+        y = self.leave(name + ".rsqrt", [y])[0]
+        if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
+            y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
+            y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
+            u = ev.mul_int(w, -2)
+        y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
+        h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
+        self.enter(name + ".out", [])
+        outs = []
+        for c, u_ in enumerate(xc):
+            xg = ev.rescale(ev.mul_const(u_, vec.features(d, c, gamma)))  # gamma alpha (x - mu); level -2
+            outs.append(ev.add_const(multiply_lower(ev, xg, h2), vec.features(d, c, beta)))
+        return self.leave(name + ".out", outs)
+
+    # -- activations
+    def gelu_masked(self, ct: Ciphertext, c: int) -> Ciphertext:
+        """The 4-piece GELU (NEXUS §3.3, refimpl.nexus.gelu) with the feature mask folded into the
+        scale-aligning products (GELU(0) = 0.0085 must not leak into the zero half of the windows)."""
+        ev = self.ev
+        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M); level l -> l-18
+        s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
+        q_lvl = float(ev.params.q[lvl])
+        c = self.st["gelu_prescale"]
+        bits = [sgn(ev, ct, bound=c, center=t, factor=0.5, target_scale=q_lvl) for t in BREAKPOINTS]
+        dom = gelu_valid_range(c)
+        pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
+        qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
+        ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
+        terms = []
+        for v, b in zip((pp, qq, ct), ind):
+            up = ev.drop_level(v, lvl + 1)
+            mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
+            terms.append(ev.multiply(mv, b))
+        total = ev.add(ev.add(terms[0], terms[1]), terms[2])
+        return with_scale(ev.rescale(total), s)  # level -18
+
+    def quad(self, u: Ciphertext, c: int) -> Ciphertext:
+        """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
+        1/sqrt(M) folded into W_1 (M = act_div, undone by W_2 x M): 1 level (MPCFormer's Quad)."""
+        ev, M = self.ev, self.st["act_div"]
+        sq = ev.rescale(ev.square(u))  # level -1
+        lin = times_at(ev, u, F.QUAD[1] / (QUAD_ROOT * math.sqrt(M)), sq.level, sq.scale)
+        return ev.add_const(ev.add(sq, lin), self.vec.features(self.lay.intermediate, c) * (F.QUAD[0] / M))
+
+    # -- head
+    def head(self, xs: list[Ciphertext]) -> Ciphertext:
+        """logit l = W_C[l] . x[CLS] + b_C[l] in slot l w (1 level; [CLS] head, no tanh pooler)."""
+        ev, lay = self.ev, self.lay
+        P, w = lay.chunk, lay.window
+        Wc, bc = self.model.w64["classifier.weight"], self.model.w64["classifier.bias"]
+        acc = None
+        for l in range(lay.num_labels):
+            y = None
+            for c, x in enumerate(xs):
+                v = np.zeros(lay.slots)
+                seg = Wc[l, c * P:(c + 1) * P]
+                v[:seg.size] = seg  # window 0 = token 0 = [CLS]
+                t = ev.mul_const(x, v)
+                y = t if y is None else ev.add(y, t)
+            y = ev.rescale(y)
+            y = ev.rotate(y, -l * w) if l else y
+            acc = y if acc is None else ev.add(acc, y)
+        z = quick_sum(ev, acc, P)  # slot l w: the dot product
+        bias = np.zeros(lay.slots)
+        bias[np.arange(lay.num_labels) * w] = bc
+        return ev.add_const(z, bias)
+
+    def argmax(self, z: Ciphertext) -> Ciphertext:
+        """1 + Sgn((x - QuickMax(x)) / 2B) over the logits (NEXUS §3.4), logits compacted into slots 0 .. L-1."""
+        ev, lay = self.ev, self.lay
+        w, Lp, B = lay.window, lay.label_pad, LOGIT_BOUND
+        z = self.enter("argmax.compact", [z])[0]
+        acc = None
+        for l in range(lay.num_labels):
+            e = np.zeros(lay.slots)
+            e[l * w] = 1.0
+            t = ev.rescale(ev.mul_const(z, e))
+            t = ev.rotate(t, l * w - l) if l else t
+            acc = t if acc is None else ev.add(acc, t)
+        z = self.leave("argmax.compact", [acc])[0]
+        z = self.enter("argmax.round0", [z])[0]
+        rows = (np.arange(lay.slots) % (2 * Lp) < Lp).astype(np.float64)
+        km = np.zeros(lay.slots)
+        km[: lay.num_labels] = 1.0
+        xa = ev.add_const(z, -B * (rows - km))
+        s = duplicate_rows(ev, xa, Lp)
+        for k in range(Lp.bit_length() - 1):
+            if k:
+                s = self.enter(f"argmax.round{k}", [s])[0]
+            s = self.leave(f"argmax.round{k}", [max_pair(ev, s, ev.rotate(s, 1 << k), B)])[0]
+        d = self.enter("argmax.sgn", [self.join(xa, s, subtract=True)])[0]
+        return self.leave("argmax.sgn", [ev.add_const(sgn(ev, d, bound=2 * B), 1.0)])[0]
+
+    # -- the whole model
+    def run(self, cts: list[Ciphertext], argmax: bool) -> list[Ciphertext]:
+        """Every encoder layer, the head and optionally Argmax on the input chunks `cts`."""
+        ev, lay, model, cfg = self.ev, self.lay, self.model, self.model.config
+        dh = lay.head_dim
+        x = cts
+        for i in range(cfg.num_hidden_layers):
+            w, p = model.layer(i), f"L{i}."
+            ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
+            x = self.enter(p + "qkv", x)
+            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"])
+            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"])
+            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"]))
+            self.enter(p + "qk", [])
+            if cfg.attention == "softmax":
+                scale, shift = 1.0 / math.sqrt(dh), 0.0
+            else:  # (s + c)^2 / f(n) = ((s + c) / sqrt(f))^2: f folded into the score mask
+                a, b = cfg.freediv
+                root = math.sqrt(a * self.n_real**b)
+                scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
+            if lay.head_rows:
+                S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
+                                          for s in self.head_scores(qc, kc, c, scale, shift)])
+            else:
+                S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
+            if cfg.attention == "softmax":
+                probs = self.softmax_pieces(i, S)
+            else:
+                S = self.enter(p + "2quad", S)
+                probs = self.leave(p + "2quad", [ev.rescale(ev.square(sc)) for sc in S])
+            ctx = self.pv(i, probs, V)
+            ctx = self.enter(p + "out", ctx)
+            o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"]))
+            s1 = self.enter(p + "ln1", [self.join(a, b) for a, b in zip(o, x)])
+            h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
+                                w["attention.output.LayerNorm.bias"], ln1)
+            h1 = self.enter(p + "ffn1", h1)
+            W1, b1 = w["intermediate.dense.weight"], w["intermediate.dense.bias"]
+            M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
+            if cfg.activation == "quad":
+                W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
+            u = self.leave(p + "ffn1", self.linear(h1, W1, b1))
+            act = p + ("quad" if cfg.activation == "quad" else "gelu")
+            u = self.enter(act, u)
+            if cfg.activation == "quad":
+                a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
+            else:
+                a_ = self.leave(act, [self.gelu_masked(uc, c) for c, uc in enumerate(u)])
+            a_ = self.enter(p + "ffn2", a_)
+            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"]))
+            s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
+            x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
+            if self.taps is not None:
+                self.taps[f"L{i}"] = x
+        x = self.enter("head", x)
+        z = self.leave("head", [self.head(x)])[0]
+        return [self.argmax(z)] if argmax else [z]
+
+
+def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
+                      trace: list | None = None, argmax: bool = False, taps: dict | None = None,
+                      head_rows: bool = False) -> list[Ciphertext]:
+    """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
+
+    cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
+    attention_mask [n] 0/1 (public). Bootstraps where `plan` puts them (bootstrapper: anything
+    with .bootstrap(ct) and .output_level). trace (a list) receives one dict per piece: block,
+    seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
+    chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
+    see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
+    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head)."""
+    mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
+    if mask.size != n:
+        raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
+    if not set(np.unique(mask)) <= {0.0, 1.0} or mask.sum() < 1:
+        raise ValueError("the attention mask must be 0/1 with at least one real token")
+    lay = input_layout(model.config, n, ev.params.slots, head_rows=head_rows)
+    if len(cts) != lay.chunks(lay.d):
+        raise ValueError(f"expected {lay.chunks(lay.d)} input ciphertexts (chunks of {lay.chunk} features), got {len(cts)}")
+    if len({c.level for c in cts}) != 1:
+        raise ValueError(f"input ciphertexts at different levels {[c.level for c in cts]}")
+    pieces = pieces_of(model, lay, argmax)
+    rows = place(pieces, cts[0].level, bootstrapper.output_level)
+    fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
+    fw.taps = taps
+    return fw.run(list(cts), argmax)

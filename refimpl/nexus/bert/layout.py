@@ -1,0 +1,258 @@
+"""The slot layout of the encrypted BERT: token-major windows, packing, rotations, plaintext vectors.
+
+A matrix [n, F] is cut into chunks of P features; chunk c is one ciphertext whose slot t w + j
+holds X[t, c P + j], window w = 2P, for the n tokens t < n_pad (see the package docstring).
+The client embeds and packs (`client_embed`, `pack_input`); `rotation_steps` lists the Galois
+keys the forward needs; `SlotVectors` builds the masks and diagonals the forward multiplies by.
+
+Reference: NEXUS (Zhang et al., NDSS 2025) §3 (packing, row duplication of Alg. 7), §4 (system
+model: the client holds the embedding table); Halevi and Shoup 2014 (diagonal method).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...bert import functional as F
+from ...bert.config import BertConfig
+
+LOGIT_BOUND = 8.0  # Argmax: logits assumed in [-8, 8]
+QUAD_ROOT = math.sqrt(F.QUAD[2])  # sqrt(0.125), folded into W_1 for the one-level Quad
+
+
+def pow2(x: int) -> int:
+    """The smallest power of two >= x (1 for x <= 1)."""
+    return 1 << max(int(x) - 1, 0).bit_length()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Token-major windows: slot t w + j of chunk c holds X[t, c P + j], w = 2P, t < n_pad."""
+
+    n: int  # tokens (active windows)
+    n_pad: int  # rows of attention: the power of two >= n
+    chunk: int  # P features per ciphertext
+    slots: int
+    d: int
+    heads: int
+    head_dim: int
+    intermediate: int
+    num_labels: int
+    head_rows: bool = False  # one score ciphertext per head, rows at the start of each window (n > dh / 2)
+
+    @property
+    def window(self) -> int:
+        return 2 * self.chunk
+
+    @property
+    def score_cts(self) -> int:
+        """Ciphertexts of the score stream S (and P): one per chunk, or one per head with head_rows."""
+        return self.heads if self.head_rows else self.chunks(self.d)
+
+    @property
+    def row_segment(self) -> int:
+        """Slots of the segment a score row starts in: the head's dh slots, or the whole window with head_rows."""
+        return self.window if self.head_rows else self.head_dim
+
+    @property
+    def baby(self) -> int:
+        """g = 2^ceil(log2(P)/2): baby steps of the BSGS diagonal method."""
+        return 1 << -(-(self.chunk.bit_length() - 1) // 2)
+
+    def chunks(self, features: int) -> int:
+        return -(-features // self.chunk)
+
+    @property
+    def label_pad(self) -> int:
+        return max(2, pow2(self.num_labels))
+
+
+def input_layout(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> Layout:
+    """The packing of [n, d] (and of every activation) for N/2 = `slots` (NEXUS §3, token-major windows).
+
+    head_rows=True: the attention rows of n_pad keys (2 n_pad with Softmax's duplication) may be
+    longer than a head's dh slots; the scores of each head then get their own ciphertext, row
+    (t, h) in the window of token t from its first slot (needs the window 2P >= the row). Used for
+    BERT-base at n = 128 (refimpl.experiments.bertbase); the default keeps rows inside the head's segment."""
+    d, h, dh = config.hidden_size, config.num_attention_heads, config.head_dim
+    if n < 1:
+        raise ValueError(f"need at least one token, got n = {n}")
+    if dh & (dh - 1):
+        raise ValueError(f"head dimension {dh} is not a power of two: heads cannot align with the chunks")
+    n_pad = max(2, pow2(n))
+    rows = 2 * n_pad if config.attention == "softmax" else n_pad
+    if rows > dh and not head_rows:
+        raise ValueError(
+            f"{n} tokens: attention rows of {n_pad} keys need {rows} slots per head (Softmax duplicates the row), "
+            f"the head dimension is {dh}: use at most {dh // (2 if config.attention == 'softmax' else 1)} tokens")
+    if config.attention not in ("softmax", "2quad-freediv"):
+        raise ValueError(f"encrypted attention supports 'softmax' and '2quad-freediv', not {config.attention!r}")
+    if config.activation not in ("gelu", "gelu_poly4", "quad"):
+        raise ValueError(f"encrypted FFN supports GELU (4-piece) and Quad, not {config.activation!r}")
+    if config.pooling != "cls":
+        raise ValueError("the encrypted head reads the [CLS] token (pooling 'cls')")
+    P = min(pow2(d), slots // (2 * n_pad))
+    if P < dh:
+        raise ValueError(f"{slots} slots hold {n_pad} token windows of only {2 * P} slots; a head needs {dh}: "
+                         f"use a larger ring or fewer tokens")
+    if head_rows and rows > 2 * P:
+        raise ValueError(f"{n} tokens: attention rows need {rows} slots, the token windows of {slots} slots have "
+                         f"{2 * P}: use a larger ring or fewer tokens")
+    return Layout(n, n_pad, P, slots, d, h, dh, config.intermediate_size, config.num_labels, head_rows and rows > dh)
+
+
+def pack_input(x: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    """[n, d] -> one slot vector per chunk of P features (slot t w + j = x[t, c P + j]); what the client encrypts."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (layout.n, layout.d):
+        raise ValueError(f"input of shape {x.shape}, the layout is for [{layout.n}, {layout.d}]")
+    return pack(x, layout)
+
+
+def pack(x: np.ndarray, lay: Layout) -> list[np.ndarray]:
+    """[n, F] (any F) -> the chunk slot vectors of `lay` (pack_input without the shape check)."""
+    n, F_ = x.shape
+    P, w = lay.chunk, lay.window
+    out = []
+    for c in range(lay.chunks(F_)):
+        v = np.zeros((lay.slots // w, w))
+        part = x[:, c * P:(c + 1) * P]
+        v[:n, :part.shape[1]] = part
+        out.append(v.ravel())
+    return out
+
+
+def unpack(vectors, lay: Layout, F_: int) -> np.ndarray:
+    """Inverse of pack: [n, F] from the chunk slot vectors."""
+    P, w = lay.chunk, lay.window
+    cols = [np.asarray(v).real.reshape(-1, w)[: lay.n, :P] for v in vectors]
+    return np.concatenate(cols, axis=1)[:, :F_]
+
+
+def unpack_output(vectors, layout: Layout, num_labels: int) -> np.ndarray:
+    """Logits from the decrypted output: slot l w of the first vector holds logit l."""
+    v = np.asarray(vectors[0]).real
+    return np.array([v[l * layout.window] for l in range(num_labels)])
+
+
+def unpack_argmax(vectors, layout: Layout, num_labels: int) -> np.ndarray:
+    """The Argmax selection vector (about 1 at the winner, 0 elsewhere): slots 0 .. num_labels - 1."""
+    return np.asarray(vectors[0]).real[:num_labels]
+
+
+
+
+def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> list[int]:
+    """Every rotation the encrypted forward uses (the client generates these Galois keys; the
+    bootstrapper's own come from Bootstrapper.galois_elements)."""
+    lay = input_layout(config, n, slots, head_rows=head_rows)
+    P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
+    rs = {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers
+    rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
+    rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
+    if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
+        rs |= {hl * dh - r for hl in range(P // dh) for r in range(n_pad)} | {r - hl * dh for hl in range(P // dh)
+                                                                                  for r in range(n_pad)}
+    if n_pad * w < slots:
+        rs.add(-n_pad * w)  # token duplication of K and V
+    rs |= {-n_pad} | {1 << k for k in range(n_pad.bit_length() - 1)}  # Softmax rows
+    rs |= {1 << k for k in range(P.bit_length() - 1)}  # LayerNorm and head sums
+    rs |= {-l * w for l in range(1, lay.num_labels)} | {l * w - l for l in range(1, lay.num_labels)}
+    rs |= {-Lp} | {1 << k for k in range(Lp.bit_length() - 1)}  # Argmax
+    return sorted(r for r in rs if r % slots)
+
+
+
+def client_embed(config: BertConfig, params: dict, input_ids, attention_mask=None) -> np.ndarray:
+    """[n, d] float64: LayerNorm(word[ids] + position[0..n-1] + type[0]), computed by the client.
+
+    The client holds the embedding table (NEXUS §4, as in its system model): a lookup on
+    encrypted token ids would need a one-hot vector times a 30522-row table per token, and the
+    table is not secret in the setting of a public pretrained model, while the token ids are.
+    The embedding LayerNorm runs in the clear for the same reason (it sees only the client's
+    data). attention_mask is public (n and the mask are known to the server)."""
+    ids = np.asarray(input_ids).reshape(-1)
+    if ids.size > config.max_position_embeddings:
+        raise ValueError(f"{ids.size} tokens exceed max_position_embeddings {config.max_position_embeddings}")
+    if ids.min() < 0 or ids.max() >= config.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {config.vocab_size}), got [{ids.min()}, {ids.max()}]")
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items() if k.startswith("embeddings.")}
+    e = (p["embeddings.word_embeddings.weight"][ids] + p["embeddings.position_embeddings.weight"][: ids.size]
+         + p["embeddings.token_type_embeddings.weight"][0])  # [n, d]
+    return F.layer_norm(e, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"], config.layer_norm_eps)
+
+
+
+
+class SlotVectors:
+    """The plaintext slot vectors of one layout and attention mask: masks, diagonals, biases
+    (float64; the forward encodes them on use)."""
+
+    def __init__(self, lay: Layout, mask: np.ndarray):
+        self.lay = lay
+        S, w, n = lay.slots, lay.window, lay.n
+        self.key = np.zeros(lay.n_pad)
+        self.key[:n] = mask  # keys >= n are padding
+        self.rows = S // w
+
+    def features(self, F_: int, c: int, values=None) -> np.ndarray:
+        """Chunk c of a per-feature vector (or 1) on the active windows' first P slots."""
+        lay = self.lay
+        P = lay.chunk
+        v = np.zeros((self.rows, lay.window))
+        part = np.ones(P) if values is None else np.zeros(P)
+        if values is not None:
+            seg = np.asarray(values, dtype=np.float64)[c * P:(c + 1) * P]
+            part[:seg.size] = seg
+        else:
+            part[max(0, F_ - c * P):] = 0.0
+        v[: lay.n, :P] = part
+        return v.ravel()
+
+    def heads(self, c: int) -> list[int]:
+        """Local indices of the real heads in chunk c."""
+        lay = self.lay
+        per = lay.chunk // lay.head_dim
+        return [hl for hl in range(per) if c * per + hl < lay.heads]
+
+    def row_starts(self, c: int, r: int, scale: float, only: int | None = None) -> np.ndarray:
+        """scale x key mask of key (t + r) mod n_pad at slot t w + hl dh (row starts of the real heads;
+        only: of local head `only` alone)."""
+        lay = self.lay
+        v = np.zeros((self.rows, lay.window))
+        keys = self.key[(np.arange(lay.n) + r) % lay.n_pad]  # [n]
+        for hl in self.heads(c):
+            if only is None or hl == only:
+                v[: lay.n, hl * lay.head_dim] = scale * keys
+        return v.ravel()
+
+    def key_rows(self, c: int, scale: float = 1.0) -> np.ndarray:
+        """Slot t w + hl dh + r = scale x key mask of key (t + r) mod n_pad (rows of the real heads of
+        chunk c); with head_rows, score ciphertext c (head c) from slot t w."""
+        lay = self.lay
+        v = np.zeros((self.rows, lay.window))
+        km = self.key[(np.arange(lay.n)[:, None] + np.arange(lay.n_pad)[None, :]) % lay.n_pad]  # [n, n_pad]
+        for hl in ((0,) if lay.head_rows else self.heads(c)):
+            v[: lay.n, hl * lay.head_dim: hl * lay.head_dim + lay.n_pad] = scale * km
+        return v.ravel()
+
+    def row_mask(self) -> np.ndarray:
+        """1 on the first n_pad slots of every row segment (dh slots, or the window with head_rows)."""
+        return (np.arange(self.lay.slots) % self.lay.row_segment < self.lay.n_pad).astype(np.float64)
+
+    def diagonals(self, block: np.ndarray):
+        """Generalised diagonals of a P x P block: D[k, o] = block[o, (o + k) mod P]."""
+        P = self.lay.chunk
+        o = np.arange(P)
+        return block[o[None, :], (o[None, :] + np.arange(P)[:, None]) % P]  # [P, P]
+
+    def tile(self, row: np.ndarray) -> np.ndarray:
+        """A [P] vector on the first P slots of every active window."""
+        lay = self.lay
+        v = np.zeros((self.rows, lay.window))
+        v[: lay.n, :lay.chunk] = row
+        return v.ravel()
+

@@ -1,0 +1,155 @@
+"""Float64 references of the encrypted BERT: the exact model and the encrypted circuit's approximations.
+
+`plaintext_reference` runs every layer in float64, either exactly (the config's own functions)
+or with the approximations the encrypted forward computes (QuickMax/exp/Goldschmidt Softmax in
+the encrypted key order, the 4-piece GELU with the Sgn polynomial, LayerNorm's 1/sqrt by Newton
+and Goldschmidt), and records the ranges calibration reads. `softmax_model`, `layernorm_model`,
+`gelu_model` and `argmax_reference` are the float64 models of single blocks.
+
+Reference: NEXUS (Zhang et al., NDSS 2025) §3 (blocks), §3.4 (Argmax); BERT (Devlin et al. 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...bert import functional as F
+from ..folding import quick_max_plain, quick_sum_plain
+from ..gelu import BREAKPOINTS, P as GP, Q as GQ, gelu_plain
+from ..layernorm import GOLDSCHMIDT, rsqrt_plain
+from ..sign import sgn_plain
+from ..softmax import EXP_R, exp_plain, goldschmidt_iterations, inverse_plain
+from .layout import LOGIT_BOUND, client_embed, pow2
+
+if TYPE_CHECKING:  # annotation only: ranges imports this module (calibrate runs the reference)
+    from .ranges import NexusModel
+
+
+def gelu_model(x: np.ndarray, prescale: float) -> np.ndarray:
+    """The float64 model of the 4-piece GELU with segment bits Sgn((x - t)/prescale)/2 (NEXUS §3.3)."""
+    if prescale == 16.0:
+        return gelu_plain(x)
+    b = [sgn_plain((x - t) / prescale, 0.5) for t in BREAKPOINTS]
+    pv, qv = np.polynomial.polynomial.polyval(x, GP), np.polynomial.polynomial.polyval(x, GQ)
+    return pv * (b[0] - b[1]) + qv * (b[1] - b[2]) + x * (b[2] + 0.5)
+
+
+
+def softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float, r: int = EXP_R) -> np.ndarray:
+    """The float64 model of `softmax_pieces`: rows in the encrypted key order (i + r) mod n_pad,
+    the same QuickMax (Sgn polynomial), exp, Goldschmidt inverse. s [h, n, n], key [n_pad] -> [h, n, n]."""
+    h, n, _ = s.shape
+    order = (np.arange(n)[:, None] + np.arange(n_pad)[None, :]) % n_pad  # [n, n_pad] key of entry r
+    sp = np.zeros((h, n, n_pad))
+    sp[:, :, :n] = s
+    km = key[order]  # [n, n_pad]
+    vals = np.take_along_axis(sp, np.broadcast_to(order, (h, n, n_pad)), axis=2) * km  # masked entries 0
+    rows = np.zeros((h * n, 2 * n_pad))
+    rows[:, :n_pad] = vals.reshape(h * n, n_pad)
+    kmr = np.zeros_like(rows)
+    kmr[:, :n_pad] = np.broadcast_to(km, (h, n, n_pad)).reshape(h * n, n_pad)
+    rmask = np.zeros_like(rows)
+    rmask[:, :n_pad] = 1.0
+    flat = rows.ravel()
+    m = quick_max_plain(flat - B * (rmask - kmr).ravel(), n_pad, B, duplicate=True)
+    e = exp_plain(flat - m, r) * kmr.ravel()
+    tot = quick_sum_plain(e, n_pad, duplicate=True)
+    p = (e * inverse_plain(tot, 0.5, float(n_pad), goldschmidt_iterations(0.5, float(n_pad)))).reshape(h * n, 2 * n_pad)
+    pr = p[:, :n_pad].reshape(h, n, n_pad)
+    out = np.zeros((h, n, n_pad))
+    np.put_along_axis(out, np.broadcast_to(order, (h, n, n_pad)), pr, axis=2)
+    return out[:, :, :n]
+
+
+def layernorm_model(x: np.ndarray, gamma, beta, alpha: float, lo: float, hi: float, newton: int) -> np.ndarray:
+    """The float64 model of `Forward.layernorm`: exact mean and variance, the 1/sqrt approximation."""
+    xc = alpha * (x - x.mean(axis=-1, keepdims=True))
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    return xc * gamma * rsqrt_plain(var, lo, hi, newton, GOLDSCHMIDT) + beta
+
+
+def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approximate: bool) -> dict:
+    """Float64 forward with per-layer activations: the encrypted computation's approximations
+    (approximate=True: QuickMax/exp/Goldschmidt Softmax in the encrypted key order, the
+    4-piece GELU with the Sgn polynomial, LayerNorm's 1/sqrt by Newton + Goldschmidt) or the
+    exact model (approximate=False: the config's own functions, as refimpl.bert.model.forward).
+
+    model: a refimpl.nexus.bert.ranges.NexusModel (approximate=True reads its settings).
+    Returns {"hidden": [n, d] per layer (embeddings first), "probs": [h, n, n] per layer,
+    "logits": [num_labels], "record": per-block ranges (scores, variances, activation inputs)}."""
+    cfg = model.config
+    mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
+    x = client_embed(cfg, model.params, input_ids, mask)  # [n, d]
+    n, d = x.shape
+    h, dh = cfg.num_attention_heads, cfg.head_dim
+    n_pad = max(2, pow2(n))
+    key = np.zeros(n_pad)
+    key[:n] = mask
+    st = model.settings() if approximate else None
+    rec = {"score_absmax": 0.0, "var": {}, "act": [np.inf, -np.inf], "absmax": {}}
+    hidden, probs_all = [x], []
+
+    def absmax(name, a):
+        rec["absmax"][name] = max(rec["absmax"].get(name, 0.0), float(np.max(np.abs(a))))
+
+    def add_norm(p, j, y, resid, pre):
+        """LayerNorm(y W + b + resid) of the sublayer `pre` ("attention.output." or "output.")."""
+        s_ = y @ w[pre + "dense.weight"].T + w[pre + "dense.bias"] + resid
+        absmax(p + "sum" + j, s_)
+        _var(rec, p + "ln" + j, s_)
+        g, be = w[pre + "LayerNorm.weight"], w[pre + "LayerNorm.bias"]
+        return layernorm_model(s_, g, be, *st["ln"][p + "ln" + j]) if approximate else F.layer_norm(s_, g, be, cfg.layer_norm_eps)
+
+    for i in range(cfg.num_hidden_layers):
+        w, p = model.layer(i), f"L{i}."
+        absmax(p + "x", x)
+        q, k, v = (x @ w[f"attention.self.{m}.weight"].T + w[f"attention.self.{m}.bias"] for m in ("query", "key", "value"))
+        qh, kh, vh = (a.reshape(n, h, dh).transpose(1, 0, 2) for a in (q, k, v))  # [h, n, dh]
+        s = qh @ kh.transpose(0, 2, 1) / math.sqrt(dh)  # [h, n, n]
+        rec["score_absmax"] = max(rec["score_absmax"], float(np.max(np.abs(s[:, :, mask > 0]))))
+        if cfg.attention == "softmax":
+            probs = softmax_model(s, key, n_pad, st["B"], st["exp_r"]) if approximate else F.attention_probs(s, mask, "softmax")
+        else:
+            a_, b_ = cfg.freediv
+            probs = F.attention_probs(s, mask, cfg.attention, c=cfg.quad_c, a=a_, b=b_)
+        probs_all.append(probs)
+        ctx = (probs @ vh).transpose(1, 0, 2).reshape(n, d)
+        absmax(p + "ctx", ctx)
+        h1 = add_norm(p, "1", ctx, x, "attention.output.")
+        absmax(p + "h1", h1)
+        u = h1 @ w["intermediate.dense.weight"].T + w["intermediate.dense.bias"]
+        rec["act"] = [min(rec["act"][0], float(u.min())), max(rec["act"][1], float(u.max()))]
+        absmax(p + "act_in", u)
+        if cfg.activation == "quad":
+            a = F.quad(u)
+        else:
+            a = gelu_model(u, st["gelu_prescale"]) if approximate else F.activation(u, cfg.activation)
+        absmax(p + "act_out", a)
+        x = add_norm(p, "2", a, h1, "output.")
+        hidden.append(x)
+    absmax(f"L{cfg.num_hidden_layers}.x", x)
+    logits = model.w64["classifier.weight"] @ x[0] + model.w64["classifier.bias"]
+    return {"hidden": hidden, "probs": probs_all, "logits": logits, "record": rec}
+
+
+def _var(rec: dict, name: str, x: np.ndarray) -> None:
+    v = x.var(axis=-1)
+    lo, hi = rec["var"].get(name, (np.inf, -np.inf))
+    rec["var"][name] = (min(lo, float(v.min())), max(hi, float(v.max())))
+
+
+def argmax_reference(logits: np.ndarray, num_labels: int) -> np.ndarray:
+    """The float64 model of the encrypted Argmax on a logit vector (NEXUS §3.4)."""
+    Lp = max(2, pow2(num_labels))
+    row = np.zeros(2 * Lp)
+    row[:num_labels] = logits
+    km = np.zeros(2 * Lp)
+    km[:num_labels] = 1.0
+    rmask = np.zeros(2 * Lp)
+    rmask[:Lp] = 1.0
+    xa = row - LOGIT_BOUND * (rmask - km)
+    m = quick_max_plain(xa, Lp, LOGIT_BOUND, duplicate=True)
+    return (1.0 + sgn_plain((xa - m) / (2 * LOGIT_BOUND)))[:num_labels]
