@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from refimpl.cli import nexus
+
 TASKS = ("SST-2", "STS-B", "RTE")  # refimpl.bert.glue.TASKS (checked in tests/bert/test_cli.py)
 STAGE1_LR = 5e-5  # refimpl.bert.distill.STAGE1_LR (MPCFormer), checked in tests/bert/test_cli.py
 STAGE2_LR = 1e-5  # refimpl.bert.distill.STAGE2_LR (MPCFormer)
@@ -206,7 +208,8 @@ def fit_freediv(args: argparse.Namespace) -> int:
 
 def ship(args: argparse.Namespace) -> int:
     """`refimpl ship`: build the shipped models (refimpl.reproduce.ship), then the model owner's NEXUS
-    ranges of each, calibrated on the GLUE SST-2 training set."""
+    ranges of each, calibrated on the GLUE SST-2 training set (refimpl.cli.nexus.calibrate; here, because
+    bert imports no nexus)."""
     from refimpl.bert import shipped  # lazy: keeps `refimpl --help` instant
     from refimpl.reproduce import ship as build
 
@@ -218,17 +221,10 @@ def ship(args: argparse.Namespace) -> int:
     tsv = Path(args.glue_dir) / "SST-2" / "train.tsv"
     out = Path(args.out) if args.out else shipped.MODELS_DIR
     for name in shipped.NAMES:
-        rc = calibrate(out / name, tsv)
+        rc = nexus.calibrate(str(out / name), str(tsv))  # `refimpl nexus calibrate`
         if rc:
             return rc
     return 0
-
-
-def calibrate(model_dir: Path, tsv_path: Path) -> int:
-    """The NEXUS ranges of one built model, calibrated on tsv_path (`refimpl nexus calibrate`)."""
-    from refimpl.nexus import protocol  # lazy: keeps `refimpl --help` instant
-
-    return protocol.main(["calibrate", "--model", str(model_dir), "--calibrate-tsv", str(tsv_path)])
 
 
 # ---------------------------------------------------------------------------------------
