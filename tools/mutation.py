@@ -51,7 +51,10 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         ["refimpl/aby3/arith.py", "refimpl/aby3/boolean.py", "refimpl/aby3/nonlinear.py",
          "refimpl/aby3/prss.py", "refimpl/aby3/shares.py", "refimpl/aby3/fixed.py",
          "refimpl/aby3/network.py", "refimpl/aby3/attention.py"],
-        ["tests/aby3"],
+        # the unit tests; the TCP, agreement, speed and model tests rerun whole models per mutant
+        ["tests/aby3/test_arith.py", "tests/aby3/test_boolean.py", "tests/aby3/test_nonlinear.py",
+         "tests/aby3/test_attention.py", "tests/aby3/test_network.py", "tests/aby3/test_views.py",
+         "tests/aby3/test_kernels.py", "tests/aby3/test_cost_pins.py", "tests/aby3/test_prss_and_views.py"],
     ),
 }
 
@@ -112,15 +115,16 @@ def statuses(target: str) -> dict[str, list[str]]:
     return status
 
 
-def run(target: str, max_children: int, resume: bool = False) -> int:
-    """Mutate and test `target`; resume=True keeps the scratch copy and its results so far.
-    Mutants whose test run ended abnormally ("suspicious") are run once more at the end."""
+def run(target: str, max_children: int, resume: bool = False, only: list[str] | None = None) -> int:
+    """Mutate and test `target`; resume=True keeps the scratch copy and its results so far; `only`:
+    mutant name patterns (e.g. "refimpl.aby3.prss.*") to run first or alone. Mutants whose test
+    run ended abnormally ("suspicious") are run once more at the end."""
     work = SCRATCH / target if resume and (SCRATCH / target).exists() else prepare(target)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
     env = dict(os.environ)
     if target not in THREADED:
         env["NUMBA_THREADING_LAYER"] = "workqueue"
-    rc = subprocess.call(cmd, cwd=work, env=env)
+    rc = subprocess.call(cmd + list(only or []), cwd=work, env=env)
     again = statuses(target).get("suspicious", [])
     if again:
         rc = subprocess.call(cmd + again, cwd=work, env=env)
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("target", choices=sorted(TARGETS))
     r.add_argument("--max-children", type=int, default=1)
     r.add_argument("--resume", action="store_true", help="keep the scratch copy and the results so far")
+    r.add_argument("--only", nargs="*", default=None, help="mutant name patterns, e.g. 'refimpl.aby3.prss.*'")
     s = sub.add_parser("report")
     s.add_argument("target", choices=sorted(TARGETS))
     args = ap.parse_args(argv)
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t}: mutate {' '.join(mutate)}; tests {' '.join(tests)}")
         return 0
     if args.cmd == "run":
-        return run(args.target, args.max_children, args.resume)
+        return run(args.target, args.max_children, args.resume, args.only)
     return report(args.target)
 
 

@@ -68,3 +68,22 @@ def test_zero_noise_is_int64_zero():
     """RING-SAMPLE: the ZeroNoise test source returns int64 zeros of length N."""
     z = ZeroNoise(0).gaussian(N)
     assert z.dtype == np.int64 and z.shape == (N,) and not np.any(z)
+
+
+def test_uniform_residues_and_key_seeds():
+    """RING-SAMPLE: uniform residues are uint64 [len(moduli), N], row i in [0, q_i) and spread over it;
+    seeds for the public halves of keys are distinct non-negative integers; a seed expands to the
+    same polynomial every time (uniform_from_seed)."""
+    from refimpl.ring.sampling import uniform_from_seed
+
+    q = np.array([97, 2**40 + 1, 2**61 - 1], dtype=np.uint64)
+    src = RandomSource(11)
+    u = src.uniform(q, N)
+    assert u.dtype == np.uint64 and u.shape == (3, N)
+    for row, m in zip(u, q):
+        assert row.max() < m and row.max() > m // 2 and row.min() < m // 2
+    assert len(np.unique(u[0])) == 97  # every residue of the small modulus occurs
+    seeds = {src.seed() for _ in range(8)}
+    assert len(seeds) == 8 and all(isinstance(s, int) and s >= 0 for s in seeds)
+    s = next(iter(seeds))
+    assert np.array_equal(uniform_from_seed(s, q, 64), uniform_from_seed(s, q, 64))
