@@ -16,6 +16,14 @@ import time
 
 import numpy as np
 
+from refimpl.aby3.model import secure_classify
+from refimpl.bert import shipped
+from refimpl.nexus.protocol.client import Client
+from refimpl.nexus.protocol.models import load_model
+from refimpl.nexus.protocol.server import Server
+from refimpl.nexus.protocol.transport import LocalTransport
+from refimpl.nexus.protocol.wire import resolve_params
+
 TEACHER, STUDENT = "sst2-small-softmax-gelu", "sst2-small-2quad-freediv-quad"
 # a few SST-2 dev sentences (GLUE; short ones, so the encrypted part fits the demo's time)
 DEFAULT_SENTENCES = (
@@ -24,7 +32,7 @@ DEFAULT_SENTENCES = (
     "it 's a charming and often affecting journey",
 )
 DEFAULT_SENTENCE = DEFAULT_SENTENCES[0]
-# NEXUS: parameter set and models of the full run (refimpl.nexus.protocol.resolve_params); the
+# NEXUS: parameter set and models of the full run (refimpl.nexus.protocol.wire.resolve_params); the
 # quick run (tests) sends the protocol's small stand-in model through a toy ring instead
 NEXUS_PARAMS = "deep-2^12-19"
 NEXUS_QUICK = ("toy-2^10-deep", ("toy",))
@@ -37,8 +45,6 @@ def _label(logits) -> str:
 
 def plaintext_step(sentences) -> dict | str:
     """Plaintext logits of both shipped models (refimpl.bert.model.forward, float64)."""
-    from .bert import shipped
-
     missing = [m for m in (TEACHER, STUDENT) if not shipped.available(m)]
     if missing:
         return f"the shipped models {missing} are missing: rebuild them with `refimpl ship --glue-dir DIR`"
@@ -52,9 +58,6 @@ def plaintext_step(sentences) -> dict | str:
 
 def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
     """Secure inference of both models per sentence (three parties in-process, Z_2^64, f = 18)."""
-    from .aby3.model import secure_classify
-    from .bert import shipped
-
     out = {}
     for name in (STUDENT, TEACHER):
         m = models[name]["model"]
@@ -73,8 +76,6 @@ def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
 def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     """One encrypted query per model: a NEXUS client and server in one process, bytes only
     between them (refimpl.nexus.protocol); the server holds evaluation keys only."""
-    from .nexus.protocol import Client, LocalTransport, Server, load_model
-
     out = {}
     for name in models:
         t0 = time.perf_counter()
@@ -136,8 +137,6 @@ def main(sentence: str | None = None, quick: bool = False) -> int:
 
     params, nexus_models = NEXUS_QUICK if quick else (NEXUS_PARAMS, (TEACHER, STUDENT))
     text = _trim(sentences[0], NEXUS_MAX_TOKENS)
-    from .nexus.protocol import resolve_params
-
     p, _ = resolve_params(params)
     secure = not p.insecure
     print(f"[3] NEXUS encrypted inference (RNS-CKKS, real bootstrapping) on {text!r}")

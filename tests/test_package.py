@@ -24,15 +24,14 @@ def test_ship_builds_the_models_then_their_nexus_ranges(tmp_path, monkeypatch):
     nexus, so the CLI joins the two), and stops at a failed build."""
     from refimpl.cli import legacy as cli
     from refimpl.bert import shipped
-    from refimpl.nexus import protocol
+    from refimpl.cli import nexus
 
     calls, built = [], []
     monkeypatch.setattr(shipped, "main", lambda argv: built.append(argv) or 0)
-    monkeypatch.setattr(protocol, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(nexus, "calibrate", lambda model_dir, tsv_path: calls.append((model_dir, tsv_path)) or 0)
     assert main(["ship", "--glue-dir", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "1"]) == 0
     assert built == [["--glue-dir", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "1"]]
-    assert calls == [["calibrate", "--model", str(tmp_path / "m" / n), "--calibrate-tsv",
-                      str(tmp_path / "SST-2" / "train.tsv")] for n in shipped.NAMES]
+    assert calls == [(str(tmp_path / "m" / n), str(tmp_path / "SST-2" / "train.tsv")) for n in shipped.NAMES]
     monkeypatch.setattr(shipped, "main", lambda argv: 3)
     calls.clear()
     assert cli.ship(["--glue-dir", str(tmp_path)]) == 3 and calls == []

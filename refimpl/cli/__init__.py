@@ -12,9 +12,9 @@ import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, demo, experiments, spec
+from refimpl.cli import bench, demo, experiments, nexus, spec
 
-GROUPS = [demo, bench, spec, experiments]
+GROUPS = [demo, bench, nexus, spec, experiments]
 
 # Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
 # which parses its own arguments. Each entry leaves when its group module registers it.
@@ -25,7 +25,6 @@ FORWARDED = {
     "eval": ("refimpl.bert.train", "eval_main", "evaluate a checkpoint on a GLUE dev set"),
     "ship": ("refimpl.cli.legacy", "ship", "build the shipped small models and their NEXUS ranges"),
     "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
-    "nexus": ("refimpl.nexus.protocol", "main", "NEXUS client and server as two processes: serve, query"),
     "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
 }
 

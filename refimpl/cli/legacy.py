@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from refimpl.bert import shipped
-from refimpl.nexus import protocol
+from refimpl.cli import nexus
 
 
 def ship(argv: list[str]) -> int:
@@ -21,7 +21,7 @@ def ship(argv: list[str]) -> int:
     a, _ = p.parse_known_args(argv)
     tsv = str(Path(a.glue_dir) / "SST-2" / "train.tsv")
     for name in shipped.NAMES:
-        rc = protocol.main(["calibrate", "--model", str(Path(a.out) / name), "--calibrate-tsv", tsv])
+        rc = nexus.calibrate(str(Path(a.out) / name), tsv)
         if rc:
             return rc
     return 0

@@ -1,8 +1,9 @@
 """NEXUS (Zhang et al., NDSS 2025): the non-interactive secure transformer blocks on RNS-CKKS.
 
-compression  Alg. 5: coefficient packing, the Subs expansion tree (depth-first walk)
+compression  Alg. 5: coefficient packing, the Subs expansion tree (depth-first walk), input expansion
 folding      Alg. 7: row duplication, quick_sum, quick_max
 matmul       ct-pt product on decompressed inputs, Alg. 6 protocol, ct-ct products
 sign, gelu, softmax, layernorm, argmax: the nonlinear blocks (polynomial approximations)
 counting     evaluator proxy whose counters check the spec's operation counts
+protocol/    the client/server protocol: wire, transport, models, server, client
 """

@@ -29,6 +29,13 @@ Where it runs: compression on the party that owns the values (the client for its
 server for its weights in the Alg. 6 precomputation); decompression on the other party, which
 needs the owner's Galois keys for the elements N/2^i + 1, i < log2(n).
 
+Input expansion (server, `expand_input`): the n x d input arrives compressed in ceil(n d / N)
+ciphertexts; each leaf (x[t, j] broadcast) is multiplied by the 0/1 mask of the slots where
+the model's slot layout puts x[t, j] (`placement`) and the products are summed per layout
+ciphertext: one level, no rotation. The "bootstrap" variant (masks carry 1/B, each sum is
+bootstrapped, then multiplied by the integer B, so that the client sends two limbs only) is
+refimpl's own addition, marked where it is applied.
+
 Reference: NEXUS Alg. 5 and Theorem 1 (Zhang et al., NDSS 2025); official code
 src/matrix_mul.cpp (expansion loop); SealPIR's query expansion (Angel et al., S&P 2018).
 """
@@ -41,6 +48,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..ckks import Ciphertext, Encoder, Encryptor
+from .levels import with_scale
 
 
 def subs_elements(N: int, n: int) -> list[int]:
@@ -158,3 +166,69 @@ class PlainRing:
         out = np.roll(a, j) * sign
         out[:j] *= -1  # coefficients that wrapped past X^N
         return out
+
+
+# ----------------------------------------------------------------------------- input expansion
+class PlacementError(ValueError):
+    """The model's slot layout is not a placement of values, or a compressed input misses part of it."""
+
+
+def placement(pack: Callable[[np.ndarray], list], n: int, d: int, slots: int) -> list[list[tuple[int, np.ndarray]]]:
+    """For each value x[t, j] (index t d + j): the (ciphertext, 0/1 slot mask) pairs where pack puts it
+    (NEXUS Alg. 5, server side: where each decompressed broadcast goes).
+
+    pack(x [n, d]) -> the layout's slot vectors. Found by packing the value ids 1..n d and
+    checked on a random x: pack must only place values (copies allowed), which is what lets
+    the server rebuild the layout from broadcasts; PlacementError otherwise."""
+    ids = np.arange(1, n * d + 1, dtype=np.float64).reshape(n, d)
+    packed = pack(ids)
+    where: list[list] = [[] for _ in range(n * d)]
+    for k, v in enumerate(packed):
+        v = np.asarray(v).real
+        for i in np.unique(v[v != 0]):
+            if i != round(i) or not 1 <= i <= n * d:
+                raise PlacementError("pack_input is not a placement of values: use --no-compress")
+            where[int(i) - 1].append((k, (v == i).astype(np.float64)))
+    x = np.random.default_rng(0).normal(size=(n, d))
+    rebuilt = [np.zeros(slots) for _ in packed]
+    for i, places in enumerate(where):
+        for k, m in places:
+            rebuilt[k][: m.size] += x.flat[i] * m
+    for k, v in enumerate(pack(x)):
+        if not np.allclose(rebuilt[k][: len(v)], np.asarray(v).real):
+            raise PlacementError("pack_input is not a placement of values: use --no-compress")
+    return where
+
+
+def expand_input(ev, cts: list[Ciphertext], chunks: list[int], where, num_outputs: int, bound: int = 1,
+                 bootstrapper=None) -> list[Ciphertext]:
+    """Compressed input -> the slot layout (NEXUS Alg. 5 and the expansion of its broadcasts, server).
+
+    cts[c] holds values c N .. c N + chunks[c] - 1 in its coefficients (all at one level l);
+    `decompress` turns each into broadcasts, each broadcast x_i times the masks where[i]
+    (`placement`) is added to its layout ciphertext: num_outputs ciphertexts at level l - 1 and
+    scale Delta (one level, no rotation). bound B > 1 with a bootstrapper is refimpl's
+    "bootstrap" variant: the masks carry 1/B, each output is bootstrapped and multiplied by the
+    integer B (no level), so that x / B fits the bootstrapper's input range."""
+    p = ev.params
+    enc = Encoder(p)
+    acc: dict[int, Ciphertext] = {}
+    for c, (ct, size) in enumerate(zip(cts, chunks)):
+        lvl = ct.level
+
+        def consume(j, leaf, base=c * p.N, lvl=lvl):
+            if base + j >= len(where):
+                return
+            for k, m in where[base + j]:
+                scale = p.scale * float(p.q[lvl]) / leaf.scale  # after rescale: exactly Delta
+                term = ev.mul_plain(leaf, enc.encode(m / bound, level=lvl, scale=scale))
+                term = Ciphertext(term.c, lvl, p.scale * float(p.q[lvl]), p)
+                acc[k] = term if k not in acc else ev.add(acc[k], term)
+        decompress(ev, ct, consume, size)
+    missing = [k for k in range(num_outputs) if k not in acc]
+    if missing:
+        raise PlacementError(f"no input value lands in ciphertexts {missing} of the layout")
+    out = [with_scale(ev.rescale(acc[k]), p.scale) for k in range(num_outputs)]  # level l -> l-1, scale Delta
+    if bootstrapper is not None:  # refimpl's "bootstrap" variant: x / B at level 0 -> x at the output level
+        out = [ev.mul_int(bootstrapper.bootstrap(c), bound) for c in out]
+    return out

@@ -35,6 +35,7 @@ from ..ckks.bootstrap.bootstrapper import Bootstrapper
 from ..ckks.evaluator import Evaluator
 from ..ckks.keys import galois_element
 from ..cli.experiments import bertbase_arguments
+from ..cli.nexus import tsv_sentences
 from ..constants import C
 from ..experiments.bertbase import run as bertbase_run
 from ..measure import peak_rss_mib
@@ -278,15 +279,15 @@ def main(argv: list[str]) -> int:
         for m in models:
             cal = None
             if args.calibrate_tsv:
-                cal = P.tsv_sentences(args.calibrate_tsv)
+                cal = tsv_sentences(args.calibrate_tsv)
             sentences = SENTENCES[:k] if not args.sentences_tsv else short_sentences(m, args.sentences_tsv, k, args.max_tokens)
             doc["measured"].append(measure(m, params, sentences, calibration=cal))
             if args.json:  # after each model: long runs keep what they measured
                 with open(args.json, "w") as f:
-                    json.dump(doc, f, indent=1, default=P._json_default)
+                    json.dump(doc, f, indent=1, default=P.json_default)
     doc["peak_rss_gib"] = round(_peak_rss_gib(), 2)
     print("\n".join(render(doc)), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, default=P._json_default)
+            json.dump(doc, f, indent=1, default=P.json_default)
     return 0

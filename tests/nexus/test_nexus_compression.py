@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from refimpl.ckks import Parameters
-from refimpl.nexus.compression import PlainRing, compress, decompress, decompress_all, subs_elements
+from refimpl.nexus.compression import (
+    PlacementError, PlainRing, compress, decompress, decompress_all, placement, subs_elements,
+)
 from refimpl.nexus.counting import CountingEvaluator
 
 from .helpers import Kit, bits
@@ -119,3 +121,20 @@ def test_decompress_encrypted_law(kit10, values):
     leaves = decompress_all(kit10.ev, compress(kit10.enc, kit10.E, a), n=n)
     z = np.array([kit10.decrypt(leaf) for leaf in leaves])
     assert bits(z - np.pad(a, (0, n - len(a)))[:, None]) >= 40 - (10 + 8)
+
+
+def test_placement_finds_every_copy_and_refuses_sums():
+    """NEXUS-PROTO-COMP: placement maps each value x[t, j] to the 0/1 masks of the slots the layout
+    puts it in (copies allowed); a layout that adds values is not a placement and is refused."""
+    n, d, slots = 2, 3, 8
+
+    def copies(x):  # ciphertext 0: x row-major; ciphertext 1: x[:, 0] twice
+        return [np.concatenate([x.ravel(), [0, 0]]), np.concatenate([x[:, 0], x[:, 0], np.zeros(4)])]
+
+    where = placement(copies, n, d, slots)
+    assert len(where) == n * d
+    assert [k for k, _ in where[0]] == [0, 1] and [k for k, _ in where[1]] == [0]
+    np.testing.assert_array_equal(where[0][1][1], [1, 0, 1, 0, 0, 0, 0, 0])  # x[0, 0] in slots 0 and 2
+    np.testing.assert_array_equal(where[3][1][1], [0, 1, 0, 1, 0, 0, 0, 0])  # x[1, 0] in slots 1 and 3
+    with pytest.raises(PlacementError, match="not a placement of values"):
+        placement(lambda x: [x.ravel() + np.roll(x.ravel(), 1)], n, d, slots)

@@ -1,5 +1,6 @@
-"""NEXUS client/server protocol (refimpl.nexus.protocol): wire format, byte counts, an encrypted
-query in process and over TCP between two processes, and what the server can (not) decrypt.
+"""NEXUS client/server protocol (refimpl.nexus.protocol: wire, transport, models, server, client):
+wire format, byte counts, an encrypted query in process and over TCP between two processes, and
+what the server can (not) decrypt; the command line's help names the library's constants.
 
 Settings: the `toy` stand-in model (affine, 4-piece GELU, linear classifier) on the insecure
 deep toy ring toy-2^10-deep with real bootstrapping (two per query). Oracles: the float64
@@ -17,10 +18,24 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refimpl.ckks import Ciphertext, Encoder, Plaintext, preset
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import init_params
+from refimpl.cli import main as cli_main, nexus as nexus_cli
+from refimpl.ckks import Ciphertext, Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, Plaintext, preset
 from refimpl.ckks import serialize as ser
+from refimpl.ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS
 from refimpl.ckks.keys import KeyGenerator
-from refimpl.nexus import protocol as P
+from refimpl.nexus.bert import pack_input
+from refimpl.nexus.compression import subs_elements
+from refimpl.nexus.matmul import chunk_counts
+from refimpl.nexus.protocol.client import Client
+from refimpl.nexus.protocol.models import CALIBRATION_SENTENCES, CALIBRATION_TOKENS, RANGES_FILE, NexusBert
+from refimpl.nexus.protocol.server import ClientKeys, Server
+from refimpl.nexus.protocol.transport import LocalTransport
+from refimpl.nexus.protocol.wire import (
+    FRAME_HEAD, SERVER_KINDS, TYPES, ProtocolError, blob_kind, ciphertext_nbytes, decode_message, encode_message,
+    public_key_nbytes, switching_key_nbytes,
+)
 from refimpl.ring.sampling import RandomSource
 
 MODEL, PARAMS = "toy", "toy-2^10-deep"
@@ -30,15 +45,15 @@ LOGIT_TOL = 1e-3  # bootstrapping here keeps ~25 bits; the logits sum 64 GELU ou
 
 # ----------------------------------------------------------------------------- wire format
 @settings(max_examples=30, deadline=None)
-@given(st.sampled_from(sorted(P.TYPES)), st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=8), max_size=4),
+@given(st.sampled_from(sorted(TYPES)), st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=8), max_size=4),
        st.lists(st.binary(max_size=40), max_size=4))
 def test_message_roundtrip(kind, header, blobs):
     """NEXUS-PROTO-WIRE: decode(encode(m)) = m for any header and blobs."""
-    assert P.decode_message(P.encode_message(kind, header, blobs)) == (kind, header, blobs)
+    assert decode_message(encode_message(kind, header, blobs)) == (kind, header, blobs)
 
 
 def _frame():
-    return P.encode_message("query", {"client_id": "c", "n": 8}, [b"abc", b"defgh"])
+    return encode_message("query", {"client_id": "c", "n": 8}, [b"abc", b"defgh"])
 
 
 @pytest.mark.parametrize("mutate, msg", [
@@ -49,8 +64,8 @@ def _frame():
     (lambda f: f[:6] + bytes([99]) + f[7:], "unknown message type 99"),
 ])
 def test_malformed_messages_raise(mutate, msg):
-    with pytest.raises(P.ProtocolError, match=msg):
-        P.decode_message(mutate(_frame()))
+    with pytest.raises(ProtocolError, match=msg):
+        decode_message(mutate(_frame()))
 
 
 def test_length_fields_are_checked():
@@ -58,17 +73,17 @@ def test_length_fields_are_checked():
     f = _frame()
     body = bytearray(f[:-4])
     hlen = struct.unpack_from("<I", body, 7)[0]
-    struct.pack_into("<Q", body, P._HEAD.size + hlen, 10**6)  # first blob claims 1 MB
-    with pytest.raises(P.ProtocolError, match="claims 1000000 bytes"):
-        P.decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    struct.pack_into("<Q", body, FRAME_HEAD.size + hlen, 10**6)  # first blob claims 1 MB
+    with pytest.raises(ProtocolError, match="claims 1000000 bytes"):
+        decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
     body = bytearray(f[:-4]) + b"zz"
-    with pytest.raises(P.ProtocolError, match="2 unexpected trailing bytes"):
-        P.decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
-    with pytest.raises(P.ProtocolError, match="expected a result message, got query"):
-        P.decode_message(f, "result")
-    err = P.encode_message("error", {"error": "boom"})
-    with pytest.raises(P.ProtocolError, match="the peer reports: boom"):
-        P.decode_message(err, "result")
+    with pytest.raises(ProtocolError, match="2 unexpected trailing bytes"):
+        decode_message(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(ProtocolError, match="expected a result message, got query"):
+        decode_message(f, "result")
+    err = encode_message("error", {"error": "boom"})
+    with pytest.raises(ProtocolError, match="the peer reports: boom"):
+        decode_message(err, "result")
 
 
 def test_sizes_match_serialized_bytes():
@@ -77,21 +92,20 @@ def test_sizes_match_serialized_bytes():
     kg = KeyGenerator(p, RandomSource(1))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
-    assert len(ser.serialize_public_key(pk)) == P.public_key_nbytes(p)
-    assert len(ser.serialize_switching_key(kg.relin_key(sk))) == P.switching_key_nbytes(p)
-    from refimpl.ckks import Encryptor
+    assert len(ser.serialize_public_key(pk)) == public_key_nbytes(p)
+    assert len(ser.serialize_switching_key(kg.relin_key(sk))) == switching_key_nbytes(p)
     E, enc = Encryptor(pk, RandomSource(2)), Encoder(p)
     for lvl in range(p.L + 1):
         ct = E.encrypt(enc.encode([1.0, 2.0], level=lvl))
-        assert len(ser.serialize_ciphertext(ct)) == P.ciphertext_nbytes(p, lvl)
+        assert len(ser.serialize_ciphertext(ct)) == ciphertext_nbytes(p, lvl)
 
 
 # ----------------------------------------------------------------------------- in process
 @pytest.fixture(scope="module")
 def inproc():
     """One server, one client (keys generated once), one compressed and one slot-packed query."""
-    server = P.Server(MODEL, PARAMS)
-    client = P.Client(P.LocalTransport(server.session()), MODEL, PARAMS, compress=True, seed=7)
+    server = Server(MODEL, PARAMS)
+    client = Client(LocalTransport(server.session()), MODEL, PARAMS, compress=True, seed=7)
     r_comp = client.classify(SENTENCES[0])
     client.compress = False
     r_plain = client.classify(SENTENCES[0])
@@ -119,17 +133,17 @@ def test_keys_are_sent_once_per_client_and_counted(inproc):
     need = server.needed_levels(r_comp["n"], True)
     assert {g: k.level for g, k in held.galois.items()} == need  # each Galois key over Q_level P only
     assert min(need.values()) == server.compressed_level and max(need.values()) == p.L
-    expected_keys = (P.public_key_nbytes(p) + 2 * P.switching_key_nbytes(p) + P.switching_key_nbytes(p, 0)
-                     + sum(P.switching_key_nbytes(p, lv) for lv in need.values()))
+    expected_keys = (public_key_nbytes(p) + 2 * switching_key_nbytes(p) + switching_key_nbytes(p, 0)
+                     + sum(switching_key_nbytes(p, lv) for lv in need.values()))
     assert held.key_bytes == expected_keys  # public + relin + 2 encapsulation (down at level 0) + Galois
     assert r_comp["bytes"]["keys"] > expected_keys > 0
     assert r_plain["bytes"]["keys"] < 200  # second query: only the (empty) keys_done message
     assert server.compressed_level == 1  # default expand="bootstrap": two limbs on the wire
-    assert r_comp["bytes"]["query_compressed"] == P.ciphertext_nbytes(p, 1)
-    assert r_plain["bytes"]["query_uncompressed"] == P.ciphertext_nbytes(p, server.output_level)
+    assert r_comp["bytes"]["query_compressed"] == ciphertext_nbytes(p, 1)
+    assert r_plain["bytes"]["query_uncompressed"] == ciphertext_nbytes(p, server.output_level)
     assert 0 < r_comp["bytes"]["query"] - r_comp["bytes"]["query_compressed"] < 200
     assert r_comp["bytes"]["result"] < r_comp["bytes"]["result_at_computed_level"]  # dropped to level 0
-    assert r_comp["bytes"]["result"] >= 2 * P.ciphertext_nbytes(p, 0)
+    assert r_comp["bytes"]["result"] >= 2 * ciphertext_nbytes(p, 0)
 
 
 def _candidates(keys):
@@ -178,15 +192,15 @@ def test_server_refuses_non_public_blobs(inproc):
     s = server.session()
     ct = ser.serialize_ciphertext(client.encryptor.encrypt(client.enc.encode([1.0])))
     for role, blob in (("public", ct), ("galois", ser.serialize_public_key(client.pk))):
-        reply = s.handle(P.encode_message("key", {"client_id": "x", "role": role, "element": 3}, [blob]))
-        with pytest.raises(P.ProtocolError, match="the server takes only public key material"):
-            P.decode_message(reply, "setup")
-    reply = s.handle(P.encode_message("hello", {"client_id": "x", "model": "other", "params": PARAMS, "n": 8, "mask": []}))
-    with pytest.raises(P.ProtocolError, match="this server runs model 'toy'"):
-        P.decode_message(reply, "setup")
+        reply = s.handle(encode_message("key", {"client_id": "x", "role": role, "element": 3}, [blob]))
+        with pytest.raises(ProtocolError, match="the server takes only public key material"):
+            decode_message(reply, "setup")
+    reply = s.handle(encode_message("hello", {"client_id": "x", "model": "other", "params": PARAMS, "n": 8, "mask": []}))
+    with pytest.raises(ProtocolError, match="this server runs model 'toy'"):
+        decode_message(reply, "setup")
     reply = s.handle(b"garbage-frame-of-some-length")
-    with pytest.raises(P.ProtocolError, match="not a refimpl NEXUS message"):
-        P.decode_message(reply, "setup")
+    with pytest.raises(ProtocolError, match="not a refimpl NEXUS message"):
+        decode_message(reply, "setup")
 
 
 # ----------------------------------------------------------------------------- two processes
@@ -223,11 +237,11 @@ def test_two_processes_over_loopback(tmp_path, inproc):
     np.testing.assert_allclose(res["logits"], r_comp["logits"], atol=2 * LOGIT_TOL)
 
     # what the server process received
-    frames = [P.decode_message(f.read_bytes()) for f in sorted(rec.iterdir())]
-    kinds = {P.blob_kind(b) for _, _, blobs in frames for b in blobs}
-    assert kinds <= set(P.SERVER_KINDS) and "ciphertext" in kinds
+    frames = [decode_message(f.read_bytes()) for f in sorted(rec.iterdir())]
+    kinds = {blob_kind(b) for _, _, blobs in frames for b in blobs}
+    assert kinds <= set(SERVER_KINDS) and "ciphertext" in kinds
     p = client.params
-    keys = P._ClientKeys()
+    keys = ClientKeys()
     for kind, h, blobs in frames:
         if kind == "key":
             if h["role"] == "public":
@@ -250,29 +264,37 @@ def test_two_processes_over_loopback(tmp_path, inproc):
 def test_compressed_input_lands_in_the_bert_layout():
     """NEXUS-PROTO-COMP: the server turns the compressed n x d input (NEXUS Alg. 5) into exactly
     the slot vectors of refimpl.nexus.bert.pack_input (broadcast x mask products, one level)."""
-    nb = pytest.importorskip("refimpl.nexus.bert")
-    from refimpl.bert.config import BertConfig
-    from refimpl.bert.model import init_params
-    from refimpl.ckks import Decryptor, EvaluationKeys, Evaluator
-    from refimpl.nexus.compression import subs_elements
-
     cfg = BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
                      max_position_embeddings=16, num_labels=2)
     params = init_params(cfg, np.random.default_rng(0))
-    model = P.NexusBert("tiny", cfg, params, lambda s: (np.arange(1, 7), np.ones(6, dtype=np.int64)))
-    server = P.Server(model, "toy-2^10-dense", expand="direct")
-    client = P.Client(P.LocalTransport(server.session()), model, "toy-2^10-dense", seed=3)
+    model = NexusBert("tiny", cfg, params, lambda s: (np.arange(1, 7), np.ones(6, dtype=np.int64)))
+    server = Server(model, "toy-2^10-dense", expand="direct")
+    client = Client(LocalTransport(server.session()), model, "toy-2^10-dense", seed=3)
     p = server.params
     x, _ = model.embed("six tokens")
     layout = model.layout(6, p.slots)
-    setup = {"chunks": P.chunk_counts(x.size, p.N), "compressed_level": server.compressed_level,
+    setup = {"chunks": chunk_counts(x.size, p.N), "compressed_level": server.compressed_level,
              "input_level": server.output_level}
-    comp, packed = client._encrypt_query(x, layout, setup)
-    assert len(comp) == 1 and len(packed) == len(nb.pack_input(x, layout)) == 2  # 384 values: 1 ct vs 2
+    comp, packed = client.encrypt_query(x, layout, setup)
+    assert len(comp) == 1 and len(packed) == len(pack_input(x, layout)) == 2  # 384 values: 1 ct vs 2
     kg = client.kg
     ev = Evaluator(p, EvaluationKeys(galois={g: kg.galois_key(client.sk, g) for g in subs_elements(p.N, 512)}))
-    cts = server.session()._expand(ev, [ser.deserialize_ciphertext(b, p) for b in comp], layout, 6)
+    cts = server.session().expand_query(ev, [ser.deserialize_ciphertext(b, p) for b in comp], layout, 6)
     dec = Decryptor(client.sk)
-    for ct, want in zip(cts, nb.pack_input(x, layout)):
+    for ct, want in zip(cts, pack_input(x, layout)):
         assert ct.level == server.output_level and ct.scale == p.scale
         np.testing.assert_allclose(client.enc.decode(dec.decrypt(ct)).real, want, atol=1e-6)
+
+
+def test_cli_help_names_the_library_constants(capsys):
+    """`refimpl nexus` names the presets, the ranges file and the calibration sizes without importing
+    the library (so that `refimpl --help` stays instant): the copies equal the library's."""
+    assert nexus_cli.PRESET_NAMES == tuple(BOOTSTRAP_PRESETS)
+    assert nexus_cli.RANGES_FILE == RANGES_FILE
+    assert (nexus_cli.CALIBRATION_SENTENCES, nexus_cli.CALIBRATION_TOKENS) == (CALIBRATION_SENTENCES, CALIBRATION_TOKENS)
+    with pytest.raises(SystemExit):
+        cli_main(["nexus", "serve", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--record-dir" in out and "128-2^16-dense19" in out and RANGES_FILE in out
+    assert cli_main(["nexus", "query", "--port", "1", "--sentence", "x", "--params", "nonsense"]) == 2
+    assert "unknown parameter set 'nonsense'" in capsys.readouterr().err

@@ -3,8 +3,12 @@ serialized-size formulas worked by hand, and a quick run of the toy model end to
 
 import json
 
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-from refimpl.nexus import protocol as P
+from refimpl.bert.config import BertConfig
+from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
+from refimpl.ckks.evaluator import Evaluator
+from refimpl.ckks.keys import galois_element
+from refimpl.nexus.bert import rotation_steps
+from refimpl.nexus.protocol.wire import public_key_nbytes, switching_key_nbytes
 from refimpl.reproduce import nexus as R
 
 
@@ -23,26 +27,19 @@ def test_extrapolation_counts_bert_base_bytes():
     assert e["query_slot_packed_bytes"] == 3 * ct(out)
     assert e["result_bytes"] == ct(0)
     assert e["galois_keys_subs"] == 16  # N/2^i + 1, i < 16
-    from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper
-    from refimpl.ckks.evaluator import Evaluator
-
     boot = Bootstrapper(Evaluator(p), rc).galois_levels()
     by_level = {int(lv): c for lv, c in e["galois_keys_by_level"].items()}
     assert sum(by_level.values()) == e["galois_keys"]
     assert 0 < by_level[1] <= e["galois_keys_subs"]  # decompression at level 1 (unless bootstrapping needs the element)
     assert set(by_level) - {1, out} <= set(boot.values())  # the model's keys cover the bootstrapping output level
-    swk = P.switching_key_nbytes
-    assert e["keys_bytes"] == (P.public_key_nbytes(p) + 2 * swk(p) + swk(p, 0)
+    swk = switching_key_nbytes
+    assert e["keys_bytes"] == (public_key_nbytes(p) + 2 * swk(p) + swk(p, 0)
                                + sum(c * swk(p, lv) for lv, c in by_level.items()))
-    assert e["keys_bytes"] < e["keys_bytes_all_full"] == P.public_key_nbytes(p) + (3 + e["galois_keys"]) * swk(p)
+    assert e["keys_bytes"] < e["keys_bytes_all_full"] == public_key_nbytes(p) + (3 + e["galois_keys"]) * swk(p)
     assert e["query_compressed_bytes"] < e["query_slot_packed_bytes"]
     assert e["paper_total_bytes"] == 164e6
-    from refimpl.bert.config import BertConfig
-    from refimpl.ckks.keys import galois_element
-    from refimpl.nexus import bert as nb
-
     cfg = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-    rot = {galois_element(p, r) for r in nb.rotation_steps(cfg, 128, p.slots, head_rows=True)}
+    rot = {galois_element(p, r) for r in rotation_steps(cfg, 128, p.slots, head_rows=True)}
     assert "head_rows" in e["model_rotations_source"] and e["galois_keys_model"] == len(rot)  # the layout timed, no estimate
 
 

@@ -10,6 +10,7 @@ from refimpl import demo
 from refimpl.bert import shipped
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import init_params
+from refimpl.cli import main as cli_main
 from refimpl.nexus import bert as nb
 from refimpl.nexus import protocol as P
 
@@ -99,7 +100,7 @@ def test_a_sentence_outside_the_ranges_is_reported_and_calibrate_writes_them(tmp
     tsv.write_text("sentence\tlabel\n" + "".join(f"{s}\t1\n" for s in (
         "a gorgeous , witty movie .", "the movie is a disaster .", "it 's a charming journey .")))
     out = tmp_path / "r.json"
-    assert P.main(["calibrate", "--model", name, "--calibrate-tsv", str(tsv), "--out", str(out)]) == 0
+    assert cli_main(["nexus", "calibrate", "--model", name, "--calibrate-tsv", str(tsv), "--out", str(out)]) == 0
     assert "from 3 sentences" in capsys.readouterr().out
     m = P.load_model(name)
     m.load_ranges(out)

@@ -1,0 +1,175 @@
+"""Mutation testing of refimpl's core packages with mutmut, one target at a time.
+
+Not part of the default test run (it takes hours on two cores). Usage, from the repository root:
+
+    python tools/mutation.py list                 # the targets and what they mutate
+    nice -n 19 python tools/mutation.py run ring  # mutate refimpl/ring, run tests/ring per mutant
+    python tools/mutation.py report ring          # score and surviving mutants of the last run
+
+Each target runs in its own scratch copy of the repository, .mutation/<target>/ (ignored by git),
+whose pyproject.toml gets a [tool.mutmut] section naming the files to mutate and the tests to
+run; the checkout itself is never touched. mutmut (>= 3.3) must be installed in the running
+interpreter (`pip install -e ".[mutation]"`). The report is written to .mutation/<target>.txt:
+the counts per status, the score killed / (killed + survived), and the diff of every survivor.
+
+This script never imports refimpl: it only copies files and calls mutmut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / ".mutation"
+
+# target -> (files to mutate, test paths run against each mutant). The test paths are those
+# that exercise the target; -m 'not slow' is inherited from the project's pytest options.
+TARGETS: dict[str, tuple[list[str], list[str]]] = {
+    "ring": (["refimpl/ring/*.py"], ["tests/ring"]),
+    "ckks": (
+        ["refimpl/ckks/params.py", "refimpl/ckks/encoder.py", "refimpl/ckks/encryptor.py",
+         "refimpl/ckks/evaluator.py", "refimpl/ckks/keys.py", "refimpl/ckks/keyswitch.py",
+         "refimpl/ckks/polyeval.py", "refimpl/ckks/ciphertext.py", "refimpl/ckks/serialize.py"],
+        ["tests/ckks"],
+    ),
+    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_planner.py"]),
+    "nexus-blocks": (
+        ["refimpl/nexus/sign.py", "refimpl/nexus/gelu.py", "refimpl/nexus/softmax.py",
+         "refimpl/nexus/layernorm.py", "refimpl/nexus/argmax.py", "refimpl/nexus/compression.py",
+         "refimpl/nexus/matmul.py", "refimpl/nexus/folding.py"],
+        ["tests/nexus/test_nexus_sign_folding.py", "tests/nexus/test_nexus_gelu.py",
+         "tests/nexus/test_nexus_softmax.py", "tests/nexus/test_nexus_layernorm.py",
+         "tests/nexus/test_nexus_argmax.py", "tests/nexus/test_nexus_compression.py",
+         "tests/nexus/test_nexus_matmul.py", "tests/nexus/test_approx_constants.py"],
+    ),
+    "aby3": (
+        ["refimpl/aby3/arith.py", "refimpl/aby3/boolean.py", "refimpl/aby3/nonlinear.py",
+         "refimpl/aby3/prss.py", "refimpl/aby3/shares.py", "refimpl/aby3/fixed.py",
+         "refimpl/aby3/network.py", "refimpl/aby3/attention.py"],
+        # the unit tests; the TCP, agreement, speed and model tests rerun whole models per mutant
+        ["tests/aby3/test_arith.py", "tests/aby3/test_boolean.py", "tests/aby3/test_nonlinear.py",
+         "tests/aby3/test_attention.py", "tests/aby3/test_network.py", "tests/aby3/test_views.py",
+         "tests/aby3/test_kernels.py", "tests/aby3/test_cost_pins.py", "tests/aby3/test_prss_and_views.py"],
+    ),
+}
+
+THREADED = {"aby3"}  # targets whose tests call numba from several threads at once
+
+# what the scratch copy needs: the package (with its data files), the tests, the project file
+COPIED = ["refimpl", "tests", "pyproject.toml", "results", "spec"]
+
+
+def _toml_list(xs: list[str]) -> str:
+    return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
+
+
+def prepare(target: str) -> Path:
+    """A fresh scratch copy for `target` with its [tool.mutmut] section."""
+    mutate, tests = TARGETS[target]
+    work = SCRATCH / target
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, work / name)
+    existing = [t for t in tests if (work / t).exists()]
+    section = (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["refimpl"]\n'
+        f"only_mutate = {_toml_list(mutate)}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(existing)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x"]\n'
+        "timeout_multiplier = 10.0\n"
+        "timeout_constant = 30.0\n"
+        # numba's default threading layer (GNU OpenMP) does not survive a fork() of a process
+        # that already ran parallel code: the child is terminated and mutmut reports the mutant
+        # as "suspicious". Single-threaded targets use numba's workqueue layer (fork-safe, see
+        # `run`); the ABY3 parties call numba from three threads at once, which workqueue does
+        # not allow, so that target forks from a server that has only imported the tests.
+        + ('process_isolation = "forkserver"\n' if target in THREADED else "")
+    )
+    with open(work / "pyproject.toml", "a") as f:
+        f.write(section)
+    return work
+
+
+def statuses(target: str) -> dict[str, list[str]]:
+    """mutmut's status -> mutant names, for the last run of `target`."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=SCRATCH / target,
+                         capture_output=True, text=True)
+    status: dict[str, list[str]] = {}
+    for ln in out.stdout.splitlines():
+        name, sep, st = ln.strip().rpartition(": ")
+        if sep:
+            status.setdefault(st.strip(), []).append(name.strip())
+    return status
+
+
+def run(target: str, max_children: int, resume: bool = False, only: list[str] | None = None) -> int:
+    """Mutate and test `target`; resume=True keeps the scratch copy and its results so far; `only`:
+    mutant name patterns (e.g. "refimpl.aby3.prss.*") to run first or alone. Mutants whose test
+    run ended abnormally ("suspicious") are run once more at the end."""
+    work = SCRATCH / target if resume and (SCRATCH / target).exists() else prepare(target)
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    env = dict(os.environ)
+    if target not in THREADED:
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
+    rc = subprocess.call(cmd + list(only or []), cwd=work, env=env)
+    again = statuses(target).get("suspicious", [])
+    if again:
+        rc = subprocess.call(cmd + again, cwd=work, env=env)
+    report(target)
+    return rc
+
+
+def report(target: str) -> int:
+    work = SCRATCH / target
+    status = statuses(target)
+    killed = len(status.get("killed", []))
+    survived = status.get("survived", [])
+    text = [f"target {target}: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(status.items()))]
+    if killed + len(survived):
+        text.append(f"score killed / (killed + survived) = {killed}/{killed + len(survived)}"
+                    f" = {100.0 * killed / (killed + len(survived)):.1f} %")
+    for name in survived:
+        diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work,
+                              capture_output=True, text=True).stdout
+        text += ["", f"survived: {name}", diff.rstrip()]
+    (SCRATCH / f"{target}.txt").write_text("\n".join(text) + "\n")
+    print("\n".join(text[:2]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    r = sub.add_parser("run")
+    r.add_argument("target", choices=sorted(TARGETS))
+    r.add_argument("--max-children", type=int, default=1)
+    r.add_argument("--resume", action="store_true", help="keep the scratch copy and the results so far")
+    r.add_argument("--only", nargs="*", default=None, help="mutant name patterns, e.g. 'refimpl.aby3.prss.*'")
+    s = sub.add_parser("report")
+    s.add_argument("target", choices=sorted(TARGETS))
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for t, (mutate, tests) in TARGETS.items():
+            print(f"{t}: mutate {' '.join(mutate)}; tests {' '.join(tests)}")
+        return 0
+    if args.cmd == "run":
+        return run(args.target, args.max_children, args.resume, args.only)
+    return report(args.target)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
