@@ -193,9 +193,6 @@ def secure_forward(p: Party, config: BertConfig, w: dict[str, AShare], tokens: O
     Reference: BERT; freeDiv §3; MPCFormer.
     """
     mask = np.asarray(attention_mask)
-    if config.softmax_share:
-        raise ValueError(f"softmax_share {config.softmax_share} is a distillation-time blend; the secure "
-                         "forward runs one attention variant (softmax_share = 0)")
     with p.net.scope("bert"):
         x = secure_embeddings(p, config, w, tokens, token_type_ids)
         for layer in range(config.num_hidden_layers):
