@@ -73,6 +73,7 @@ class TCPTransport:
             raise ValueError(f"TLS material of party {tls.me} given to party {me}")
         self.me = me
         self.tls = tls
+        self.contexts = {side: tls.context(server=side) for side in (True, False)} if tls else {}  # bad files: fail now
         self.timeout = timeout
         self.abort = threading.Event()
         self.socks: dict = {}
@@ -129,7 +130,7 @@ class TCPTransport:
         s.settimeout(timeout)
         if self.tls is None:
             return PlainChannel(s)
-        ch = TLSChannel(s, self.tls.context(server=server_side), server_side=server_side,
+        ch = TLSChannel(s, self.contexts[server_side], server_side=server_side,
                         server_hostname=None if server_side else party_name(peer))
         try:
             ch.handshake()

@@ -96,8 +96,12 @@ class TLSConfig:
     def context(self, server: bool) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.load_cert_chain(self.cert, self.key)
-        ctx.load_verify_locations(self.ca)
+        try:
+            ctx.load_cert_chain(self.cert, self.key)
+            ctx.load_verify_locations(self.ca)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"cannot load party {self.me}'s TLS files from {self.cert.parent} ({e}): make them "
+                             "again with `refimpl aby3 keys --out DIR`") from None
         ctx.verify_mode = ssl.CERT_REQUIRED  # the client's certificate too: mutual authentication
         return ctx
 

@@ -82,6 +82,9 @@ def party(args: argparse.Namespace) -> int:
     except ProtocolError as e:
         print(f"{who}: protocol failed: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # e.g. unreadable TLS files
+        print(f"{who}: {e}", file=sys.stderr)
+        return 2
     row["model"] = args.model
     print(json.dumps(row), flush=True)
     return 0

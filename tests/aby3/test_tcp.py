@@ -223,3 +223,30 @@ def test_misbehaving_party_makes_the_others_fail_fast(behaviour, message, keys_d
         fake.join(30)
     assert any(message in e for e in errs), errs
     assert all("protocol failed" in e for e in errs), errs
+
+
+@pytest.mark.parametrize("case", ["no-keys", "bad-port", "bad-keys", "sentence-on-server", "port-in-use", "short-peers"])
+def test_party_cli_user_errors_end_in_one_line(case, tmp_path):
+    """ABY3-TLS-1: user errors of `refimpl aby3 party` end in one clear line and a non-zero exit,
+    never a traceback: no key directory, a port out of range, unreadable TLS files, a sentence
+    given to a server, a port already in use, two peers instead of three."""
+    busy = socket.create_server(("127.0.0.1", 0))
+    peers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(3))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("ca.pem", "party0.pem", "party0.key"):
+        (bad / name).write_text("not a certificate\n")
+    args = {"no-keys": ["--id", "0", "--peers", peers],
+            "bad-port": ["--id", "0", "--peers", peers.rsplit(",", 1)[0] + ",127.0.0.1:99999", "--insecure-no-tls"],
+            "bad-keys": ["--id", "0", "--peers", peers, "--keys", str(bad)],
+            "sentence-on-server": ["--id", "1", "--peers", peers, "--insecure-no-tls", "--sentence", "hi"],
+            "port-in-use": ["--id", "0", "--peers", f"127.0.0.1:{busy.getsockname()[1]}," + peers.split(",", 1)[1],
+                            "--insecure-no-tls"],
+            "short-peers": ["--id", "0", "--peers", "127.0.0.1:1,127.0.0.1:2", "--insecure-no-tls"]}[case]
+    try:
+        out = subprocess.run([sys.executable, "-c", PARTY, "aby3", "party", *args], capture_output=True, text=True,
+                             timeout=120)
+    finally:
+        busy.close()
+    assert out.returncode in (1, 2) and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("refimpl aby3 party")
