@@ -39,7 +39,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
          "refimpl/ckks/polyeval.py", "refimpl/ckks/ciphertext.py", "refimpl/ckks/serialize.py"],
         ["tests/ckks"],
     ),
-    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_planner.py"]),
+    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_placement.py"]),
     "nexus-blocks": (
         ["refimpl/nexus/sign.py", "refimpl/nexus/gelu.py", "refimpl/nexus/softmax.py",
          "refimpl/nexus/layernorm.py", "refimpl/nexus/argmax.py", "refimpl/nexus/compression.py",

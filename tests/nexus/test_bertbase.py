@@ -328,13 +328,6 @@ def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
         cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
 
 
-def test_a_distillation_time_softmax_blend_is_refused_by_the_encrypted_layout():
-    """BERT-ANNEAL: a config with softmax_share > 0 (mid-annealing) is not a deployable circuit."""
-    cfg = bb.config("2quad-freediv-quad").replace(softmax_share=0.5)
-    with pytest.raises(ValueError, match="softmax_share 0.5 is a distillation-time blend"):
-        nb.input_layout(cfg, 16, 2**15)
-
-
 def test_cli_defaults_are_the_experiments_constants():
     """`refimpl experiment` keeps the defaults in its parser (no library import at `--help`): they must be the
     experiments' own constants."""
