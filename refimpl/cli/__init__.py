@@ -12,15 +12,14 @@ import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, bert, demo, experiments, nexus, spec
+from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, spec
 
-GROUPS = [demo, bench, bert, nexus, spec, experiments]
+GROUPS = [demo, bench, bert, nexus, spec, experiments, aby3]
 
 # Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
 # which parses its own arguments. Each entry leaves when its group module registers it.
 FORWARDED = {
     "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
-    "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
 }
 
 

@@ -20,6 +20,7 @@ CITING = ("README.md", "docs", "spec", "tests")
 
 # file (relative to results/) -> the command that made it
 COMMANDS = {
+    'ckks/bench_csprng_2^16.json': 'python -m refimpl.bench.csprng --json results/ckks/bench_csprng_2^16.json',
     'aby3/aby3_agreement.json': 'refimpl reproduce agreement --glue-dir $GLUE_DIR --no-progress --json results/aby3/aby3_agreement.json',
     'aby3/aby3_speed.json': 'refimpl reproduce speed --reps 5 --json results/aby3/aby3_speed.json',
     'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',
