@@ -99,3 +99,33 @@ def test_table_dtypes():
     assert ctx.k.dtype == np.uint64
     big = ctx.from_bigint([2**100 + 5, -7], (0, 1))
     assert big.dtype == np.uint64 and int(big[1, 1]) == primes[1] - 7 and int(big[0, 0]) == (2**100 + 5) % primes[0]
+
+
+def test_fresh_base_converter_and_crt_centering():
+    """RING-CONV: a base converter built here (not the context's cached one) has uint64 tables and gives
+    x + u C with 0 <= u < #src; the context keeps N; the CRT oracle centres on (-Q/2, Q/2]: (Q - 1)/2
+    stays positive, (Q + 1)/2 becomes -(Q - 1)/2, 2Q/5 stays positive."""
+    from refimpl.ring.rns import BaseConverter
+
+    N = 64
+    src, dst = ntt_primes(40, N, 2), ntt_primes(35, N, 2)
+    bc = BaseConverter(src, dst)
+    for arr in (bc.src, bc.dst, bc.inv_w, bc.inv_ws, bc.m_w, bc.m_ws):
+        assert arr.dtype == np.uint64
+    gen = np.random.default_rng(1)
+    x = np.stack([gen.integers(0, q, N, dtype=np.uint64) for q in src])
+    C = src[0] * src[1]
+    xi = [int(a) * (C // src[0]) * pow(C // src[0], -1, src[0]) + int(b) * (C // src[1]) * pow(C // src[1], -1, src[1])
+          for a, b in zip(x[0], x[1])]
+    xi = [v % C for v in xi]
+    y = bc.convert(x)
+    for j, p in enumerate(dst):
+        for n in range(N):
+            assert any((xi[n] + u * C) % p == int(y[j, n]) for u in range(len(src)))
+    ctx = RNSContext(N, src + dst)
+    assert ctx.N == N
+    Q = src[0] * src[1]
+    vals = [(Q - 1) // 2, (Q + 1) // 2, 2 * Q // 5]
+    got = ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1))
+    assert got == [(Q - 1) // 2, -((Q - 1) // 2), 2 * Q // 5]
+    assert ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1), centered=False) == vals
