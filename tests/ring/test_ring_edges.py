@@ -37,7 +37,7 @@ def test_prime_search_below_and_exhaustion():
 
 def test_automorphism_definition_edges():
     """RING-AUTO: sigma_k(a)(X) = a(X^k) mod X^N + 1 on residues that include 0 and 1 at negated
-    positions; k and k + 2N act alike in both domains; an even k is refused naming 2N."""
+    positions; k, k + 2N and k + 4N act alike in both domains; an even k is refused naming 2N."""
     N, q = 16, 97
     a = np.arange(N, dtype=np.uint64) % 3  # 0, 1, 2, 0, 1, ...: zeros and ones everywhere
     for k in (3, 5, 31):
@@ -47,9 +47,10 @@ def test_automorphism_definition_edges():
             want[e % N] += int(a[i]) if e < N else -int(a[i])
         got = automorphism_coeff(a[None, :], k, np.array([q], dtype=np.uint64))[0]
         assert np.array_equal(got, want % q)
-        assert np.array_equal(automorphism_coeff(a[None, :], k + 2 * N, np.array([q], dtype=np.uint64))[0], want % q)
+        for k2 in (k + 2 * N, k + 4 * N):
+            assert np.array_equal(automorphism_coeff(a[None, :], k2, np.array([q], dtype=np.uint64))[0], want % q)
         x = np.arange(2 * N, dtype=np.uint64).reshape(2, N)
-        assert np.array_equal(automorphism_ntt(x, k), automorphism_ntt(x, k + 2 * N))
+        assert np.array_equal(automorphism_ntt(x, k), automorphism_ntt(x, k + 4 * N))
     with pytest.raises(ValueError, match=r"unit mod 2N = 32\), got 4"):
         automorphism_ntt(np.zeros((1, N), dtype=np.uint64), 4)
 
@@ -129,3 +130,14 @@ def test_fresh_base_converter_and_crt_centering():
     got = ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1))
     assert got == [(Q - 1) // 2, -((Q - 1) // 2), 2 * Q // 5]
     assert ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1), centered=False) == vals
+
+
+def test_from_int_reduces_signed_coefficients():
+    """RING-CONV: signed int64 coefficients become uint64 residues c mod q_i of every prime in the basis."""
+    primes = ntt_primes(40, 16, 2)
+    ctx = RNSContext(16, primes)
+    c = np.array([-1, 0, 5, -(2**40), 2**40, 7, -7, 3] * 2, dtype=np.int64)
+    r = ctx.from_int(c, (1, 0))
+    assert r.dtype == np.uint64 and r.shape == (2, 16)
+    for row, q in zip(r, (primes[1], primes[0])):
+        assert [int(v) for v in row] == [int(x) % q for x in c]
