@@ -39,7 +39,7 @@ def main(x=(1.5, -2.25), y=(4.0, 0.5)) -> dict:
         out = reveal(p, zs, raw=True)                        # open the raw ring product to all
         return {"x": (xs.a, xs.b), "y": (ys.a, ys.b), "z3": z3, "z": (zs.a, zs.b), "open": out}
 
-    res = simulate(program, seed=7, record_views=True)
+    res = simulate(program, insecure_seed=7, record_views=True)
     f = FRACTION_BITS
     print(f"x = {x} (party 0's input), y = {y} (party 1's input), fixed point with f = {f} bits")
     for i, o in enumerate(res.outputs):

@@ -16,7 +16,7 @@ from refimpl.ring.sampling import RandomSource
 def main(preset_name: str = "toy-2^10") -> dict:
     params, config = bootstrap_preset(preset_name)
     print(params.security_note)
-    keygen = KeyGenerator(params, RandomSource(1))
+    keygen = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = keygen.secret_key()
     pk = keygen.public_key(sk)
     # the client generates exactly the Galois keys the bootstrapper declares
@@ -26,7 +26,7 @@ def main(preset_name: str = "toy-2^10") -> dict:
 
     encoder = Encoder(params)
     z = np.random.default_rng(0).uniform(-1, 1, params.slots)
-    ct = server.ev.drop_level(Encryptor(pk, RandomSource(2)).encrypt(encoder.encode(z)), 0)
+    ct = server.ev.drop_level(Encryptor(pk, RandomSource.insecure_seeded(2)).encrypt(encoder.encode(z)), 0)
     print("before:", ct)                            # level 0: no multiplication left
     fresh = server.bootstrap(ct)                    # ModRaise -> C2S -> EvalMod -> S2C
     print("after: ", fresh)

@@ -15,12 +15,12 @@ from refimpl.ring.sampling import RandomSource
 def main(preset_name: str = "128-2^13") -> dict:
     params = preset(preset_name)
     print(params.security_note)
-    keygen = KeyGenerator(params, RandomSource(1))
+    keygen = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = keygen.secret_key()
     pk = keygen.public_key(sk)
     eval_keys = keygen.evaluation_keys(sk, rotations=[3])  # only the rotations used
     encoder, ev = Encoder(params), Evaluator(params, eval_keys)
-    encryptor, decryptor = Encryptor(pk, RandomSource(2)), Decryptor(sk)
+    encryptor, decryptor = Encryptor(pk, RandomSource.insecure_seeded(2)), Decryptor(sk)
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-1, 1, params.slots), rng.uniform(-1, 1, params.slots)

@@ -35,12 +35,12 @@ def main(n: int = 1024, N: int = 1024) -> dict:
     print(params.security_note)
     elements = subs_elements(N, n)                      # N/2^i + 1, i < log2 n: the only keys needed
     print(f"Subs keys for n = {n}: elements {elements}")
-    keygen = KeyGenerator(params, RandomSource(1))
+    keygen = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = keygen.secret_key()
     enc = Encoder(params)
     ev = CountingEvaluator(Evaluator(params, keygen.evaluation_keys(sk, elements=elements, relin=False)))
     a = np.random.default_rng(0).uniform(-1, 1, n)
-    ct = compress(enc, Encryptor(keygen.public_key(sk), RandomSource(2)), a)   # client: one ciphertext
+    ct = compress(enc, Encryptor(keygen.public_key(sk), RandomSource.insecure_seeded(2)), a)   # client: one ciphertext
     print(f"client sends {ct}: {n} values in one ciphertext")
 
     D = Decryptor(sk)

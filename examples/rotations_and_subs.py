@@ -32,12 +32,12 @@ def main(preset_name: str = "128-2^13", r: int = 3) -> dict:
     N, slots = params.N, params.slots
     print(params.security_note)
     k_subs = N // 4 + 1                            # a NEXUS decompression element, N/2^i + 1 with i = 2
-    keygen = KeyGenerator(params, RandomSource(1))
+    keygen = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = keygen.secret_key()
     keys = keygen.evaluation_keys(sk, rotations=[r], conjugate=True, elements=[k_subs])
     print(f"Galois keys generated (only those used): elements {sorted(keys.galois)}")
     enc, ev = Encoder(params), Evaluator(params, keys)
-    E, D = Encryptor(keygen.public_key(sk), RandomSource(2)), Decryptor(sk)
+    E, D = Encryptor(keygen.public_key(sk), RandomSource.insecure_seeded(2)), Decryptor(sk)
     rng = np.random.default_rng(0)
     out = {}
 

@@ -40,10 +40,10 @@ def table(name: str, x: np.ndarray, errors: dict[str, np.ndarray], bins: int = 8
 def main(N: int = 2048, fast: bool = False, plot: str | None = None) -> dict:
     params = Parameters.create(N=N, levels=19, dnum=4, insecure=True)
     print(params.security_note)
-    keygen = KeyGenerator(params, RandomSource(1))
+    keygen = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = keygen.secret_key()
     enc, ev = Encoder(params), Evaluator(params, keygen.evaluation_keys(sk))
-    E, D = Encryptor(keygen.public_key(sk), RandomSource(2)), Decryptor(sk)
+    E, D = Encryptor(keygen.public_key(sk), RandomSource.insecure_seeded(2)), Decryptor(sk)
     out = {}
 
     # Sgn on [-1, 1], excluding the gap |x| < 0.0174 where no odd polynomial can be near sign

@@ -64,7 +64,7 @@ def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
         rows = []
         for s, plain in zip(sentences, models[name]["logits"]):
             ids, mask = shipped.encode(m, s)
-            r = secure_classify(m.config, m.params, ids, mask, seed=seed)
+            r = secure_classify(m.config, m.params, ids, mask, insecure_seed=seed)
             r["plain"] = np.asarray(plain)
             r["agree"] = int(np.argmax(r["logits"])) == int(np.argmax(plain))
             r["max_err"] = float(np.max(np.abs(r["logits"] - plain)))

@@ -238,7 +238,7 @@ def classify_program(config: BertConfig, params: dict | None, ids: np.ndarray | 
 
 
 def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=None, *,
-                    insecure_seed: int | None = None, seed: int | None = None, token_type_ids=None) -> dict:
+                    insecure_seed: int | None = None, token_type_ids=None) -> dict:
     """Classify one sequence with the three parties run in-process (threads); the client gets the logits.
 
     Returns logits (float64 [num_labels], what party 0 opened) and the per-query costs, the
@@ -249,8 +249,6 @@ def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=
     Randomness from the OS; `insecure_seed` makes the run reproducible (tests and examples only).
     Reference: freeDiv §3; ABY3.
     """
-    if seed is not None:  # transition: the old name, until its callers move
-        insecure_seed = seed
     from refimpl.bert.model import check_params
 
     check_params(config, params, head=True)

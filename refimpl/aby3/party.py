@@ -105,7 +105,6 @@ def simulate(
     program: Callable[[Party], Any],
     *,
     insecure_seed: int | None = None,
-    seed: int | None = None,
     fxp: Fxp | None = None,
     record_views: bool = False,
     transport: InMemoryTransport | None = None,
@@ -116,8 +115,6 @@ def simulate(
     raises, the others are aborted and the first exception is re-raised here. Keys and private
     coins come from the OS; `insecure_seed` makes the run reproducible (tests and examples only).
     """
-    if seed is not None:  # transition: the old name, until its callers move
-        insecure_seed = seed
     fxp = fxp or Fxp()
     transport = transport or InMemoryTransport()
     with _session_lock:

@@ -67,7 +67,7 @@ def measure(name: str, params: dict, inputs: list, fn, ref, reps: int, *, bool_o
             times[p.id] = (t0, time.perf_counter())
             return reveal_bool(p, y) if bool_out else reveal(p, y)
 
-        res = simulate(prog, seed=rep)
+        res = simulate(prog, insecure_seed=rep)
         walls.append(max(t[1] for t in times) - min(t[0] for t in times))
         out = res.outputs[0]
     st = res.scope("op")

@@ -33,7 +33,7 @@ def run(cfg: dict) -> dict:
             num_p=cfg.get("num_p", 3), insecure=cfg.get("insecure", False),
         )
     t = time.perf_counter()
-    kg = KeyGenerator(p, RandomSource(1), expand_keys=cfg.get("expand_keys", True))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1), expand_keys=cfg.get("expand_keys", True))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
     elements = Bootstrapper(Evaluator(p), rc).galois_elements()
@@ -45,7 +45,7 @@ def run(cfg: dict) -> dict:
     enc, D = Encoder(p), Decryptor(sk)
     rng = np.random.default_rng(0)
     z = rng.uniform(-1, 1, p.slots)
-    ct = ev.drop_level(Encryptor(pk, RandomSource(2)).encrypt(enc.encode(z)), 0)
+    ct = ev.drop_level(Encryptor(pk, RandomSource.insecure_seeded(2)).encrypt(enc.encode(z)), 0)
     out = bs.bootstrap(ct)
     prec = precision_bits(enc.decode(D.decrypt(out)).real, z)
     reps = cfg.get("reps", 3)

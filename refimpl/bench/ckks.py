@@ -28,11 +28,11 @@ OPS = ["ntt", "encode+encrypt", "add", "pt-ct mul", "mul+relin", "rescale", "rot
 def measure_refimpl(N: int, reps: int) -> dict:
     """Times of every operation at the 128-bit preset for N (current thread setting)."""
     p = preset(f"128-2^{N.bit_length() - 1}")
-    kg = KeyGenerator(p, RandomSource(1))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
     ek = kg.evaluation_keys(sk, rotations=[1])
-    enc, E, D, ev = Encoder(p), Encryptor(pk, RandomSource(2)), Decryptor(sk), Evaluator(p, ek)
+    enc, E, D, ev = Encoder(p), Encryptor(pk, RandomSource.insecure_seeded(2)), Decryptor(sk), Evaluator(p, ek)
     rng = np.random.default_rng(0)
     z, w = rng.uniform(-1, 1, p.slots), rng.uniform(-1, 1, p.slots)
     a, b = E.encrypt(enc.encode(z)), E.encrypt(enc.encode(w))

@@ -66,8 +66,8 @@ class Context:
         weight of the sparse secret of encapsulation keys to make."""
         say = progress or (lambda _msg: None)
         params = preset(parameters) if isinstance(parameters, str) else parameters
-        keys_rng = RandomSource(seed) if seed is not None else RandomSource()
-        enc_rng = RandomSource(seed + 1) if seed is not None else RandomSource()
+        keys_rng = RandomSource.insecure_seeded(seed) if seed is not None else RandomSource()
+        enc_rng = RandomSource.insecure_seeded(seed + 1) if seed is not None else RandomSource()
         keygen = KeyGenerator(params, keys_rng)
         say("secret and public keys")
         sk = keygen.secret_key()

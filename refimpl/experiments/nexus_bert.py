@@ -37,7 +37,7 @@ def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, pr
     """Client and server in one process (the secret key only decrypts): encrypted vs plaintext
     logits per sentence [(text, ids, mask)], per-layer errors, bootstraps, time per block."""
     t = time.perf_counter()
-    kg = KeyGenerator(params, RandomSource(seed + 1))
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(seed + 1))
     sk = kg.secret_key()
     probe = Bootstrapper(Evaluator(params), rc)
     rots = sorted({r for _, ids, _ in sentences for r in rotation_steps(model.config, len(ids), params.slots)})
@@ -47,7 +47,7 @@ def run_sentences(model: NexusModel, sentences, params, rc, *, seed: int = 0, pr
     ev = Evaluator(params, kg.evaluation_keys(sk, elements=list(levels), levels=levels))
     bts = Bootstrapper(ev, rc, encapsulation=kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h))
                        if rc.encapsulation_h else None)
-    enc, E, D = Encoder(params), Encryptor(kg.public_key(sk), RandomSource(seed + 2)), Decryptor(sk)
+    enc, E, D = Encoder(params), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(seed + 2)), Decryptor(sk)
     keygen_s = time.perf_counter() - t
     out = []
     for text, ids, mask in sentences:

@@ -57,10 +57,10 @@ PEER = {  # official NEXUS C++ on this machine, one thread: plain SEAL s, SEAL+H
 class _Setup:
     def __init__(self, params: Parameters, rotations=(), elements=(), seed=1):
         t = time.perf_counter()
-        kg = KeyGenerator(params, RandomSource(seed))
+        kg = KeyGenerator(params, RandomSource.insecure_seeded(seed))
         self.sk = kg.secret_key()
         self.enc = Encoder(params)
-        self.E = Encryptor(kg.public_key(self.sk), RandomSource(seed + 1))
+        self.E = Encryptor(kg.public_key(self.sk), RandomSource.insecure_seeded(seed + 1))
         self.D = Decryptor(self.sk)
         self.ev = Evaluator(params, kg.evaluation_keys(self.sk, rotations=rotations, elements=elements))
         self.keygen_s = time.perf_counter() - t
@@ -101,14 +101,14 @@ def _boot_setup(quick: bool, rotations) -> tuple["_Setup", object]:
     secret, h = 32 encapsulation), or a deep toy ring when quick. Keys keep the seeds of a."""
     bp, rc = bootstrap_preset("toy-2^10-deep" if quick else "128-2^16-dense")
     t = time.perf_counter()
-    kg = KeyGenerator(bp, RandomSource(3), expand_keys=quick)
+    kg = KeyGenerator(bp, RandomSource.insecure_seeded(3), expand_keys=quick)
     sk = kg.secret_key()
     needed = Bootstrapper(Evaluator(bp), rc).galois_elements()
     ev = Evaluator(bp, kg.evaluation_keys(sk, rotations=rotations, elements=needed))
     real = Bootstrapper(ev, rc, encapsulation=kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h)))
     s = _Setup.__new__(_Setup)
     s.sk, s.p, s.ev, s.enc = sk, bp, ev, Encoder(bp)
-    s.E, s.D = Encryptor(kg.public_key(sk), RandomSource(4)), Decryptor(sk)
+    s.E, s.D = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
     s.keygen_s = time.perf_counter() - t
     return s, real
 

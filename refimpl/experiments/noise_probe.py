@@ -34,7 +34,7 @@ class NoisyOracle:
         self.params = sk.params
         self.output_level, self.output_scale, self.input_level = output_level, sk.params.scale, 0
         self.enc, self.dec = Encoder(sk.params), Decryptor(sk)
-        self.encr = Encryptor(sk, RandomSource(seed + 5))
+        self.encr = Encryptor(sk, RandomSource.insecure_seeded(seed + 5))
         self.bits, self.only, self.rng = bits, only, np.random.default_rng(seed)
         self.calls = 0
 
@@ -56,11 +56,11 @@ def command(a) -> int:
     out_level = p.L - rc.depth
     ids, mask = srv.model.encode(a.sentence)
     n = len(ids)
-    kg = KeyGenerator(p, RandomSource(1))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
     levels = {galois_element(p, r): out_level for r in rotation_steps(model.config, n, p.slots) if r % p.slots}
     ev = Evaluator(p, kg.evaluation_keys(sk, elements=list(levels), levels=levels))
-    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource(2)), Decryptor(sk)
+    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(2)), Decryptor(sk)
     lay = input_layout(model.config, n, p.slots)
     ap_ = plaintext_reference(model, ids, mask, approximate=True)
     x = client_embed(model.config, model.params, ids, mask)

@@ -93,7 +93,7 @@ def run_model(config, params: dict, sentences: list[tuple[np.ndarray, np.ndarray
                 progress(k)
         return rows
 
-    res = simulate(prog, seed=seed)
+    res = simulate(prog, insecure_seed=seed)
     per = []
     for k in range(len(sentences)):
         b = [res.outputs[i][k][1] for i in range(3)]

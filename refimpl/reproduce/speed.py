@@ -101,7 +101,7 @@ def _run(program, inputs: list, reps: int) -> dict:
             spans[p.id] = (t0, time.perf_counter(), time.thread_time() - c0)
             return y
 
-        res = simulate(prog, seed=rep)
+        res = simulate(prog, insecure_seed=rep)
         walls.append(max(s[1] for s in spans) - min(s[0] for s in spans))
         cpus.append(max(s[2] for s in spans))
         out = res.outputs[0]

@@ -75,8 +75,10 @@ class RandomSource:
     (or `RandomSource(insecure_seed=seed)`) is reproducible and INSECURE: tests and examples."""
 
     def __init__(self, seed=_ABSENT, *, insecure_seed: int | None = None):
-        if seed is not _ABSENT and seed is not None:  # transition: the old seeded form, until its callers move
-            insecure_seed = seed
+        if seed is not _ABSENT and seed is not None:
+            raise TypeError(
+                f"RandomSource({seed!r}) would make every key follow from a small number: use RandomSource() "
+                f"for real keys, or RandomSource.insecure_seeded({seed!r}) in tests and examples")
         self.insecure = insecure_seed is not None
         if self.insecure:
             self.stream = Stream(insecure_key(insecure_seed, "ckks secret"))

@@ -20,7 +20,7 @@ def run(fn, *inputs, seed=0, record_views=False, fxp=None, reveal_raw=False):
             y = fn(p, *xs)
         return reveal(p, y, raw=reveal_raw)
 
-    res = simulate(prog, seed=seed, record_views=record_views, fxp=fxp)
+    res = simulate(prog, insecure_seed=seed, record_views=record_views, fxp=fxp)
     for o in res.outputs[1:]:
         assert np.array_equal(o, res.outputs[0])
     return res.outputs[0], res, res.scope("op")

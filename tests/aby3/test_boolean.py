@@ -21,7 +21,7 @@ def run_bool(fn, x, seed=0):
             y = fn(p, s)
         return reveal_bool(p, y)
 
-    res = simulate(prog, seed=seed)
+    res = simulate(prog, insecure_seed=seed)
     return res.outputs[0], res.scope("op")
 
 
@@ -112,7 +112,7 @@ def test_b2a_inverts_a2b(xs, seed):
             y = B.b2a(p, s)
         return reveal(p, y)
 
-    res = simulate(prog, seed=seed)
+    res = simulate(prog, insecure_seed=seed)
     assert np.array_equal(res.outputs[0], np.rint(x * 2**18) / 2**18)
     assert res.scope("op") == {"bytes": 312 * x.size, "rounds": 9, "sends": 8}
 

@@ -51,7 +51,7 @@ def test_secure_classify_api_and_costs():
     cfg, params, rng = _tiny("2quad-freediv", "quad")
     ids = np.concatenate([rng.integers(1, 40, 7), np.zeros(5, dtype=np.int64)])
     mask = (np.arange(12) < 7).astype(np.int64)
-    out = secure_classify(cfg, params, ids, mask, seed=3)
+    out = secure_classify(cfg, params, ids, mask, insecure_seed=3)
     ref = forward(params, cfg, ids[None], attention_mask=mask[None]).logits[0]
     assert out["logits"].shape == (3,) and np.max(np.abs(out["logits"] - ref)) < 1e-2
     assert out["n"] == 7
@@ -99,7 +99,7 @@ def test_onehot_matmul_exact_costs_and_views():
                 y = onehot_matmul(p, x, t)
             return reveal(p, y, raw=True)
 
-        res = simulate(prog, seed=7, record_views=True)
+        res = simulate(prog, insecure_seed=7, record_views=True)
         assert np.array_equal(res.outputs[0], Fxp().encode(table)[ids])  # exact, no rounding
         assert res.scope("tok")["bytes"] == 8 * ids.size * 50 + 8 and res.scope("tok")["rounds"] == 1
         assert res.scope("mm")["bytes"] == 24 * ids.size * 6 and res.scope("mm")["rounds"] == 1

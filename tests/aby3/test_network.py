@@ -14,7 +14,7 @@ def test_prss_zero_shares_sum_to_zero_and_pairs_agree():
     def prog(p):
         return p.prss.zero((1000,)), p.prss.zero_xor((1000,)), p.prss.pair(p.next, (5,)), p.prss.pair(p.prev, (5,))
 
-    out = simulate(prog, seed=4).outputs
+    out = simulate(prog, insecure_seed=4).outputs
     assert np.all(out[0][0] + out[1][0] + out[2][0] == 0)
     assert np.all(out[0][1] ^ out[1][1] ^ out[2][1] == 0)
     assert not np.all(out[0][0] == 0)

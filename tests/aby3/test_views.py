@@ -34,7 +34,7 @@ def view_bytes(secret, fn, party, leak=False, salt=0):
                         p.net.recv(1)
             return x
 
-        res = simulate(prog, seed=seed + 1000 * party + 100_000 * salt, record_views=True)
+        res = simulate(prog, insecure_seed=seed + 1000 * party + 100_000 * salt, record_views=True)
         own = res.outputs[party]
         for tag, _, arr in res.nets[party].view:
             if tag.startswith("op"):

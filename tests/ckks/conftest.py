@@ -10,12 +10,12 @@ class Kit:
 
     def __init__(self, params: Parameters, rotations=(), elements=(), seed=1):
         self.p = params
-        self.kg = KeyGenerator(params, RandomSource(seed))
+        self.kg = KeyGenerator(params, RandomSource.insecure_seeded(seed))
         self.sk = self.kg.secret_key()
         self.pk = self.kg.public_key(self.sk)
         self.ek = self.kg.evaluation_keys(self.sk, rotations=rotations, conjugate=True, elements=elements)
         self.enc = Encoder(params)
-        self.E = Encryptor(self.pk, RandomSource(seed + 1))
+        self.E = Encryptor(self.pk, RandomSource.insecure_seeded(seed + 1))
         self.D = Decryptor(self.sk)
         self.ev = Evaluator(params, self.ek)
         self.rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ class Boot:
     def __init__(self):
         self.p, self.rc = bootstrap_parameters(1024, levels_after=2, h=64, config=BootstrapConfig(level_budget=(2, 2)),
                                                num_p=3, insecure=True)
-        kg = KeyGenerator(self.p, RandomSource(11))
+        kg = KeyGenerator(self.p, RandomSource.insecure_seeded(11))
         self.sk = kg.secret_key()
         self.pk = kg.public_key(self.sk)
         probe = Bootstrapper(Evaluator(self.p), self.rc)
@@ -25,7 +25,7 @@ class Boot:
         self.ev = Evaluator(self.p, self.ek)
         self.bs = Bootstrapper(self.ev, self.rc)
         self.enc = Encoder(self.p)
-        self.E = Encryptor(self.pk, RandomSource(12))
+        self.E = Encryptor(self.pk, RandomSource.insecure_seeded(12))
         self.D = Decryptor(self.sk)
         self.rng = np.random.default_rng(5)
 
@@ -155,7 +155,7 @@ def test_sparse_slot_bootstrap(B):
     precision class; the output repeats with period n."""
     n = 64
     probe = Bootstrapper(Evaluator(B.p), B.rc, slots=n)
-    kg = KeyGenerator(B.p, RandomSource(11))  # same seed: same secret as B.sk
+    kg = KeyGenerator(B.p, RandomSource.insecure_seeded(11))  # same seed: same secret as B.sk
     sk = kg.secret_key()
     assert np.array_equal(sk.coeffs, B.sk.coeffs)
     extra = [e for e in probe.galois_elements() if e not in B.ek.galois]
@@ -180,7 +180,7 @@ def test_sparse_secret_encapsulation():
     not from the dense weight); the key down to s' is a level-0 key: rows q_0 and P, one digit."""
     p, rc = bootstrap_preset("toy-2^10-dense")
     assert p.secret == "ternary" and rc.encapsulation_h == 32 and rc.eval_mod.K <= 13
-    kg = KeyGenerator(p, RandomSource(21))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(21))
     sk = kg.secret_key()
     sk_eph = kg.secret_key(hamming_weight=rc.encapsulation_h)
     assert np.count_nonzero(sk_eph.coeffs) == 32 and np.count_nonzero(sk.coeffs) > p.N // 2
@@ -193,7 +193,7 @@ def test_sparse_secret_encapsulation():
     bs = Bootstrapper(Evaluator(p, ek), rc, encapsulation=(down, up))
     enc = Encoder(p)
     z = np.random.default_rng(3).uniform(-1, 1, p.slots)
-    ct = bs.ev.drop_level(Encryptor(kg.public_key(sk), RandomSource(22)).encrypt(enc.encode(z)), 0)
+    ct = bs.ev.drop_level(Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(22)).encrypt(enc.encode(z)), 0)
     out = bs.bootstrap(ct)
     b = bits(enc.decode(Decryptor(sk).decrypt(out)).real - z)
     assert out.level == p.L - rc.depth and b.min() >= 18 and b.mean() >= 20
@@ -209,7 +209,7 @@ def test_slots_to_coeffs_spreads_the_scale_drop():
 
     p, rc = bootstrap_parameters(1024, levels_after=1, h=64, config=BootstrapConfig(level_budget=(2, 2)),
                                  log_s2c=30, num_p=3, insecure=True)
-    kg = KeyGenerator(p, RandomSource(3))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     bs = Bootstrapper(Evaluator(p), rc)
     bs = Bootstrapper(Evaluator(p, kg.evaluation_keys(sk, elements=bs.galois_elements())), rc)
@@ -219,7 +219,7 @@ def test_slots_to_coeffs_spreads_the_scale_drop():
     for d in bs.c2s:
         w = apply_plain(d, w)
     top = p.L - rc.level_budget[0] - rc.eval_mod.depth  # where EvalMod leaves the ciphertext
-    ct = Encryptor(kg.public_key(sk), RandomSource(5)).encrypt(enc.encode(w, level=top, scale=p.scale * 2.0**10))
+    ct = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(5)).encrypt(enc.encode(w, level=top, scale=p.scale * 2.0**10))
     out = bs.slots_to_coeffs(ct)
     assert out.scale == p.scale and out.level == top - rc.level_budget[1]
     lumped = ct

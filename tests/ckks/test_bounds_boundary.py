@@ -115,7 +115,7 @@ def test_sparse_secret_without_an_estimate_is_refused(N, h):
 @pytest.fixture(scope="module")
 def encapsulated():
     params, _ = bootstrap_preset("toy-2^10-dense")
-    kg = KeyGenerator(params, RandomSource(3))
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     sk_sparse = kg.secret_key(hamming_weight=32)
     return params, sk, sk_sparse, kg.encapsulation_keys(sk, sk_sparse)
@@ -154,7 +154,7 @@ def test_error_width_of_the_keys_and_the_sampler():
     sampler alone: 2^16 draws within 1.5 %, a 3-sigma tail present."""
     params = Parameters.create(N=4096, levels=2, insecure=True)
     assert params.sigma == SIGMA
-    kg = KeyGenerator(params, RandomSource(9))
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(9))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
     ctx = params.ctx
@@ -164,6 +164,6 @@ def test_error_width_of_the_keys_and_the_sampler():
     e = _centred((b.astype(object) + a_s.astype(object)) % q, q)
     want = math.sqrt(SIGMA**2 + 1 / 12)
     assert abs(np.std(e) / want - 1) < 0.05 and np.max(np.abs(e)) <= math.floor(6 * SIGMA)
-    draws = RandomSource(10).gaussian(2**16, SIGMA)
+    draws = RandomSource.insecure_seeded(10).gaussian(2**16, SIGMA)
     assert abs(np.std(draws) / want - 1) < 0.015
     assert np.max(np.abs(draws)) <= math.floor(6 * SIGMA) and np.sum(np.abs(draws) >= 3 * SIGMA) > 100

@@ -38,7 +38,7 @@ def test_encrypt_decrypt_public_and_secret_key(kit):
 
     z = kit.random_slots()
     assert bits(kit.decrypt(kit.encrypt(z)) - z) >= 40 - (logn(kit) + 5)
-    sym = Encryptor(kit.sk, RandomSource(5))
+    sym = Encryptor(kit.sk, RandomSource.insecure_seeded(5))
     ct = sym.encrypt(kit.enc.encode(z))
     assert bits(kit.decrypt(ct) - z) >= 40 - (logn(kit) + 2)  # secret key: only e, no v e + e_1 s
 
@@ -49,7 +49,7 @@ def test_decryption_identity_exact_with_zero_noise(kit):
     from refimpl.ring.sampling import ZeroNoise
 
     pt = kit.enc.encode_coeffs(np.arange(16) - 8.0, scale=1.0)
-    ct = Encryptor(kit.sk, ZeroNoise(3)).encrypt(pt)
+    ct = Encryptor(kit.sk, ZeroNoise.insecure_seeded(3)).encrypt(pt)
     assert np.array_equal(kit.D.decrypt(ct).poly, pt.poly)
 
 
@@ -196,7 +196,7 @@ def test_rescale_rounds_without_bias(kit):
 
     p = kit.p
     z = kit.random_slots(complex_=False)
-    ct = Encryptor(kit.sk, ZeroNoise(4)).encrypt(kit.enc.encode(z, scale=p.scale * float(p.q[p.L])))
+    ct = Encryptor(kit.sk, ZeroNoise.insecure_seeded(4)).encrypt(kit.enc.encode(z, scale=p.scale * float(p.q[p.L])))
     r = kit.ev.rescale(ct)
     basis = p.q_basis(r.level)
     coeff = np.array(p.ctx.reconstruct(p.ctx.intt(kit.D.decrypt(r).poly, basis), basis), dtype=float)
@@ -211,7 +211,7 @@ def test_seed_only_keys_rotate_the_same(kit):
     from refimpl.ckks import Decryptor, Encryptor, Evaluator, KeyGenerator
     from refimpl.ring.sampling import RandomSource
 
-    lazy_kg, full_kg = KeyGenerator(kit.p, RandomSource(1), expand_keys=False), KeyGenerator(kit.p, RandomSource(1))
+    lazy_kg, full_kg = KeyGenerator(kit.p, RandomSource.insecure_seeded(1), expand_keys=False), KeyGenerator(kit.p, RandomSource.insecure_seeded(1))
     sk, sk2 = lazy_kg.secret_key(), full_kg.secret_key()
     k_lazy = lazy_kg.galois_key(sk, galois_element(kit.p, 1))
     k_full = full_kg.galois_key(sk2, galois_element(kit.p, 1))
@@ -221,6 +221,6 @@ def test_seed_only_keys_rotate_the_same(kit):
 
     ev = Evaluator(kit.p, EvaluationKeys(galois={galois_element(kit.p, 1): k_lazy}))
     z = kit.random_slots()
-    ct = Encryptor(sk, RandomSource(3)).encrypt(kit.enc.encode(z))
+    ct = Encryptor(sk, RandomSource.insecure_seeded(3)).encrypt(kit.enc.encode(z))
     out = kit.enc.decode(Decryptor(sk).decrypt(ev.rotate(ct, 1)))
     assert bits(out - np.roll(z, -1)) >= 40 - (logn(kit) + 8)

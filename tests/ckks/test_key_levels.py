@@ -23,7 +23,7 @@ def test_key_at_level_rotates_every_lower_level(kit, key_level, data):
     p = kit.p
     ct_level = data.draw(st.integers(0, key_level))
     k = galois_element(p, 5)
-    key = KeyGenerator(p, RandomSource(7)).switching_key(kit.sk, _sigma(kit, k), level=key_level)
+    key = KeyGenerator(p, RandomSource.insecure_seeded(7)).switching_key(kit.sk, _sigma(kit, k), level=key_level)
     ev = Evaluator(p, EvaluationKeys(galois={k: key}))
     z = kit.random_slots()
     ct = kit.encrypt(z, level=ct_level)
@@ -41,7 +41,7 @@ def _sigma(kit, k):
 def test_key_level_shape_counts_digits_and_rows(kit):
     """Rows q_0..q_l and P; the digits that meet q_0..q_l (counted by brute force); fewer bytes."""
     p = kit.p
-    kg = KeyGenerator(p, RandomSource(8))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(8))
     full = kg.galois_key(kit.sk, galois_element(p, 1))
     assert full.level == p.L and len(full.b) == p.dnum and full.rows == tuple(range(len(p.q) + len(p.p)))
     for level in range(p.L + 1):
@@ -56,13 +56,13 @@ def test_key_level_shape_counts_digits_and_rows(kit):
 def test_rotation_above_the_key_level_raises(kit):
     p = kit.p
     k = galois_element(p, 1)
-    key = KeyGenerator(p, RandomSource(9)).galois_key(kit.sk, k, level=2)
+    key = KeyGenerator(p, RandomSource.insecure_seeded(9)).galois_key(kit.sk, k, level=2)
     ev = Evaluator(p, EvaluationKeys(galois={k: key}))
     ev.rotate(kit.encrypt(kit.random_slots(), level=2), 1)
     with pytest.raises(KeyLevelError, match="levels <= 2 cannot switch a ciphertext at level 3"):
         ev.rotate(kit.encrypt(kit.random_slots(), level=3), 1)
     with pytest.raises(ParameterError, match="level must be in"):
-        KeyGenerator(p, RandomSource(9)).galois_key(kit.sk, k, level=p.L + 1)
+        KeyGenerator(p, RandomSource.insecure_seeded(9)).galois_key(kit.sk, k, level=p.L + 1)
 
 
 @pytest.mark.parametrize("level", [0, 3, 6])
@@ -71,7 +71,7 @@ def test_key_level_serialization_round_trip(kit, level):
     from refimpl.nexus.protocol import switching_key_nbytes
 
     p = kit.p
-    key = KeyGenerator(p, RandomSource(10)).galois_key(kit.sk, galois_element(p, 1), level=level)
+    key = KeyGenerator(p, RandomSource.insecure_seeded(10)).galois_key(kit.sk, galois_element(p, 1), level=level)
     data = ser.serialize_switching_key(key)
     assert len(data) == switching_key_nbytes(p, level)
     back = ser.deserialize_switching_key(data, p)
@@ -95,7 +95,7 @@ def test_bootstrapping_with_keys_at_galois_levels():
     from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
 
     p, rc = bootstrap_preset("toy-2^10-dense")
-    kg = KeyGenerator(p, RandomSource(31))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(31))
     sk = kg.secret_key()
     enc_keys = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h))
     levels = Bootstrapper(Evaluator(p), rc).galois_levels()
@@ -103,7 +103,7 @@ def test_bootstrapping_with_keys_at_galois_levels():
     assert max(levels.values()) == p.L and min(levels.values()) < p.L  # the conjugation runs below the top
     z = np.random.default_rng(4).uniform(-1, 1, p.slots)
     enc = Encoder(p)
-    ct = Encryptor(kg.public_key(sk), RandomSource(32)).encrypt(enc.encode(z, level=0))
+    ct = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(32)).encrypt(enc.encode(z, level=0))
     ek = kg.evaluation_keys(sk, elements=list(levels), levels=levels)
     out = Bootstrapper(Evaluator(p, ek), rc, encapsulation=enc_keys).bootstrap(ct)
     assert bits(enc.decode(Decryptor(sk).decrypt(out)).real - z) >= 18

@@ -284,11 +284,11 @@ def test_encrypted_forward_with_head_rows(ring, attention, activation):
     ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 2), np.zeros(2)]
     lay = nb.input_layout(cfg, n, p.slots, head_rows=True)
     assert lay.head_rows and lay.chunk // lay.head_dim >= 2
-    kg = KeyGenerator(p, RandomSource(3))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots, head_rows=True)))
     bts = OracleBootstrapper(sk, output_level=p.L - rc.depth)
-    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource(4)), Decryptor(sk)
+    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
     x = nb.client_embed(cfg, params, ids, mask)
     cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(x, lay)]
     ref = nb.plaintext_reference(model, ids, mask, approximate=True)

@@ -41,14 +41,14 @@ class Setup:
 
     def __init__(self, cfg, n, levels_after=19):
         self.p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
-        kg = KeyGenerator(self.p, RandomSource(3))
+        kg = KeyGenerator(self.p, RandomSource.insecure_seeded(3))
         self.sk = kg.secret_key()
         probe = Bootstrapper(Evaluator(self.p), rc)
         self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, rotations=nb.rotation_steps(cfg, n, self.p.slots),
                                                        elements=probe.galois_elements()))
         self.bts = Bootstrapper(self.ev, rc, encapsulation=kg.encapsulation_keys(self.sk, kg.secret_key(hamming_weight=32)))
         self.enc = Encoder(self.p)
-        self.E, self.D = Encryptor(kg.public_key(self.sk), RandomSource(4)), Decryptor(self.sk)
+        self.E, self.D = Encryptor(kg.public_key(self.sk), RandomSource.insecure_seeded(4)), Decryptor(self.sk)
 
     def inputs(self, model, ids, mask):
         """The client's side: embed, pack, encrypt at the bootstrap level."""
@@ -220,7 +220,7 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
             break
     else:
         pytest.fail(f"no plan refreshes at a {block_suffix} block")
-    kg = KeyGenerator(p, RandomSource(5))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(5))
     sk = kg.secret_key()
     ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(IDS), p.slots)))
     enc = Encoder(p)
@@ -229,7 +229,7 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
         def bootstrap(self, ct):
             return ev.add_const(super().bootstrap(ct), 2.0**-20)
 
-    bts = NoisyOracle(sk, output_level=p.L - rc.depth, rng=RandomSource(6))
+    bts = NoisyOracle(sk, output_level=p.L - rc.depth, rng=RandomSource.insecure_seeded(6))
     seen = []
     refresh = nb.Forward.refresh
 
@@ -240,7 +240,7 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
     monkeypatch.setattr(nb.Forward, "refresh", recording)
     lay = nb.input_layout(cfg, len(IDS), p.slots)
     x = nb.client_embed(cfg, model.params, IDS, MASK)
-    cts = [Encryptor(kg.public_key(sk), RandomSource(7)).encrypt(enc.encode(v, level=bts.output_level))
+    cts = [Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(7)).encrypt(enc.encode(v, level=bts.output_level))
            for v in nb.pack_input(x, lay)]
     (z,) = nb.encrypted_forward(ev, bts, model, cts, len(IDS), MASK)
     logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)

@@ -21,13 +21,13 @@ class Boot:
     def __init__(self):
         self.p, rc = bootstrap_parameters(1024, levels_after=17, h=64, config=BootstrapConfig(level_budget=(2, 2)),
                                           num_p=3, insecure=True)
-        kg = KeyGenerator(self.p, RandomSource(11))
+        kg = KeyGenerator(self.p, RandomSource.insecure_seeded(11))
         self.sk = kg.secret_key()
         probe = Bootstrapper(Evaluator(self.p), rc)
         self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, elements=probe.galois_elements(), rotations=[1, 2, -4]))
         self.bs = Bootstrapper(self.ev, rc)
         self.enc = Encoder(self.p)
-        self.E = Encryptor(kg.public_key(self.sk), RandomSource(12))
+        self.E = Encryptor(kg.public_key(self.sk), RandomSource.insecure_seeded(12))
         self.D = Decryptor(self.sk)
         self.rng = np.random.default_rng(0)
 

@@ -57,16 +57,16 @@ def test_alg6_protocol():
     W, A_prime = rng.uniform(-1, 1, (n, k)), rng.uniform(-1, 1, (m, n))
     enc = Encoder(p)
     # server S: keys, compressed weights, Subs keys for the client's decompression
-    kg_s = KeyGenerator(p, RandomSource(11))
+    kg_s = KeyGenerator(p, RandomSource.insecure_seeded(11))
     sk_s = kg_s.secret_key()
     pk_s = kg_s.public_key(sk_s)
     ek_s = kg_s.evaluation_keys(sk_s, elements=subs_elements_for(N, n * k), relin=False)
-    msg_w = compress_matrix(enc, Encryptor(pk_s, RandomSource(12)), W)
+    msg_w = compress_matrix(enc, Encryptor(pk_s, RandomSource.insecure_seeded(12)), W)
     # client C: its own key, a random mask U
-    kg_c = KeyGenerator(p, RandomSource(21))
+    kg_c = KeyGenerator(p, RandomSource.insecure_seeded(21))
     sk_c = kg_c.secret_key()
     U = rng.uniform(-1, 1, (m, n))
-    layered = alg6_client_precompute(Evaluator(p, ek_s), msg_w, k, U, Encryptor(pk_s, RandomSource(22)), sk_c, RandomSource(23))
+    layered = alg6_client_precompute(Evaluator(p, ek_s), msg_w, k, U, Encryptor(pk_s, RandomSource.insecure_seeded(22)), sk_c, RandomSource.insecure_seeded(23))
     s_view = enc.decode(Decryptor(sk_s).decrypt(layered[0])).real[:m]
     assert np.max(np.abs(s_view - (U @ W)[:, 0])) > 1e3  # under s_S + s_C, s_S alone gives noise
     enc_v = alg6_server_strip(layered, sk_s)

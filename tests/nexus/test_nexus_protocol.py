@@ -89,12 +89,12 @@ def test_length_fields_are_checked():
 def test_sizes_match_serialized_bytes():
     """The size formulas used to extrapolate bandwidth equal the real serialized bytes."""
     p = preset("toy-1024")
-    kg = KeyGenerator(p, RandomSource(1))
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
     pk = kg.public_key(sk)
     assert len(ser.serialize_public_key(pk)) == public_key_nbytes(p)
     assert len(ser.serialize_switching_key(kg.relin_key(sk))) == switching_key_nbytes(p)
-    E, enc = Encryptor(pk, RandomSource(2)), Encoder(p)
+    E, enc = Encryptor(pk, RandomSource.insecure_seeded(2)), Encoder(p)
     for lvl in range(p.L + 1):
         ct = E.encrypt(enc.encode([1.0, 2.0], level=lvl))
         assert len(ser.serialize_ciphertext(ct)) == ciphertext_nbytes(p, lvl)

@@ -39,7 +39,7 @@ class SeededOracle:
 
     def bootstrap(self, ct):
         seed = int.from_bytes(hashlib.sha256(ct.c[0].tobytes()).digest()[:8], "little")
-        return OracleBootstrapper(self.sk, output_level=self.output_level, rng=RandomSource(seed)).bootstrap(ct)
+        return OracleBootstrapper(self.sk, output_level=self.output_level, rng=RandomSource.insecure_seeded(seed)).bootstrap(ct)
 
 
 def setup():

@@ -46,18 +46,18 @@ class Run:
         cfg = model.config
         self.model = model
         self.p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-        kg = KeyGenerator(self.p, RandomSource(5))
+        kg = KeyGenerator(self.p, RandomSource.insecure_seeded(5))
         self.sk = kg.secret_key()
         self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, rotations=nb.rotation_steps(cfg, len(IDS), self.p.slots)))
         self.top = self.p.L - rc.depth
         self.enc = Encoder(self.p)
         self.lay = nb.input_layout(cfg, len(IDS), self.p.slots)
         x = nb.client_embed(cfg, model.params, IDS, MASK)
-        E = Encryptor(kg.public_key(self.sk), RandomSource(7))
+        E = Encryptor(kg.public_key(self.sk), RandomSource.insecure_seeded(7))
         self.cts = [E.encrypt(self.enc.encode(v, level=self.top)) for v in nb.pack_input(x, self.lay)]
 
     def forward(self, **kw):
-        bts = OracleBootstrapper(self.sk, output_level=self.top, rng=RandomSource(6))  # the same noise every run
+        bts = OracleBootstrapper(self.sk, output_level=self.top, rng=RandomSource.insecure_seeded(6))  # the same noise every run
         return nb.encrypted_forward(self.ev, bts, self.model, self.cts, len(IDS), MASK, **kw)
 
     def logits(self, out):

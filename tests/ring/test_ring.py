@@ -37,8 +37,8 @@ def test_ntt_product_equals_schoolbook(logn, bits, seed):
     ctx = RNSContext(N, qs)
     rng = np.random.default_rng(seed)
     basis = (0, 1)
-    a = RandomSource(seed).uniform(ctx.q, N)
-    b = RandomSource(seed + 1).uniform(ctx.q, N)
+    a = RandomSource.insecure_seeded(seed).uniform(ctx.q, N)
+    b = RandomSource.insecure_seeded(seed + 1).uniform(ctx.q, N)
     c = ctx.intt(ctx.mul(ctx.ntt(a, basis), ctx.ntt(b, basis), basis), basis)
     for l, q in enumerate(qs):
         assert c[l].tolist() == schoolbook_negacyclic(a[l], b[l], q)
@@ -52,7 +52,7 @@ def test_ntt_roundtrip_and_root(N):
         psi = primitive_root_2n(q, N)
         assert pow(psi, N, q) == q - 1  # psi is a primitive 2N-th root
     T = make_tables(qs, N)
-    a = RandomSource(1).uniform(T.q, N)
+    a = RandomSource.insecure_seeded(1).uniform(T.q, N)
     assert np.array_equal(intt(ntt(a, T), T), a)
 
 
@@ -61,8 +61,8 @@ def test_pointwise_mul_against_galois(bits, seed):
     """Barrett product of variable operands agrees with GF(q) arithmetic."""
     q = ntt_primes(bits, 4, 1)[0]
     ctx = RNSContext(4, [q])
-    a = RandomSource(seed).uniform(ctx.q, 4)
-    b = RandomSource(seed + 7).uniform(ctx.q, 4)
+    a = RandomSource.insecure_seeded(seed).uniform(ctx.q, 4)
+    b = RandomSource.insecure_seeded(seed + 7).uniform(ctx.q, 4)
     GF = galois.GF(q)
     want = GF([int(x) for x in a[0]]) * GF([int(x) for x in b[0]])
     assert [int(x) for x in ctx.mul(a, b, (0,))[0]] == [int(x) for x in want]
@@ -84,7 +84,7 @@ def test_base_conversion_is_x_plus_small_multiple_of_C(n_src, n_dst, seed):
     primes = ntt_primes(50, N, n_src + n_dst)
     ctx = RNSContext(N, primes)
     src, dst = tuple(range(n_src)), tuple(range(n_src, n_src + n_dst))
-    x = RandomSource(seed).uniform(ctx.moduli(src), N)
+    x = RandomSource.insecure_seeded(seed).uniform(ctx.moduli(src), N)
     X = ctx.reconstruct(x, src, centered=False)
     y = ctx.converter(src, dst).convert(x)
     Cq = prod(primes[i] for i in src)
@@ -118,7 +118,7 @@ def test_automorphism_both_domains_agree(logn, k_half, seed):
     primes = ntt_primes(40, N, 2)
     ctx = RNSContext(N, primes)
     b = (0, 1)
-    a = RandomSource(seed).uniform(ctx.q, N)
+    a = RandomSource.insecure_seeded(seed).uniform(ctx.q, N)
     via_coeff = automorphism_coeff(a, k, ctx.q)
     via_ntt = ctx.intt(automorphism_ntt(ctx.ntt(a, b), k), b)
     assert np.array_equal(via_coeff, via_ntt)
@@ -140,16 +140,16 @@ def test_automorphism_rejects_even_k():
 
 
 def test_samplers():
-    r = RandomSource(5)
+    r = RandomSource.insecure_seeded(5)
     s = r.sparse_ternary(1024, 192)
     assert np.count_nonzero(s) == 192 and set(np.unique(s)) <= {-1, 1, 0}
     t = r.ternary(4096)
     assert set(np.unique(t)) == {-1, 0, 1}
     e = r.gaussian(1 << 16)
     assert abs(e.std() - 3.2) < 0.1 and np.abs(e).max() <= 19
-    assert not ZeroNoise(1).gaussian(64).any()
-    assert np.array_equal(RandomSource(9).uniform(np.array([97], dtype=np.uint64), 8),
-                          RandomSource(9).uniform(np.array([97], dtype=np.uint64), 8))
+    assert not ZeroNoise.insecure_seeded(1).gaussian(64).any()
+    assert np.array_equal(RandomSource.insecure_seeded(9).uniform(np.array([97], dtype=np.uint64), 8),
+                          RandomSource.insecure_seeded(9).uniform(np.array([97], dtype=np.uint64), 8))
 
 
 def test_prime_search_properties():
@@ -167,7 +167,7 @@ def test_shoup_companions_exact(bits, seed):
     from refimpl.ring.modarith import shoup_companions
 
     q = ntt_primes(bits, 4, 1)[0]
-    w = np.concatenate([RandomSource(seed).uniform(np.array([q], dtype=np.uint64), 64)[0],
+    w = np.concatenate([RandomSource.insecure_seeded(seed).uniform(np.array([q], dtype=np.uint64), 64)[0],
                         np.array([0, 1, q - 1, q - 2], dtype=np.uint64)])
     got = shoup_companions(w, np.uint64(q))
     assert [int(x) for x in got] == [(int(v) << 64) // q for v in w]

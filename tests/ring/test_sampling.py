@@ -47,6 +47,8 @@ def test_insecure_seed_is_reproducible_and_named():
     assert np.array_equal(a, RandomSource(insecure_seed=9).uniform(Q, 64))
     assert not np.array_equal(RandomSource().uniform(Q, 64), RandomSource().uniform(Q, 64))
     assert RandomSource.insecure_seeded(9).insecure and not RandomSource().insecure
+    with pytest.raises(TypeError, match=r"insecure_seeded\(9\)"):
+        RandomSource(9)  # the former seeded form must say what it is
     assert np.array_equal(uniform_from_seed(5, Q, 128), uniform_from_seed(5, Q, 128))
     assert not np.array_equal(uniform_from_seed(5, Q, 128), uniform_from_seed(6, Q, 128))
     assert np.array_equal(uniform_from_seed(5, Q, 128), uniform_rows(expand_seed(5, "uniform"), Q, 128))

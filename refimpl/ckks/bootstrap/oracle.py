@@ -24,7 +24,7 @@ class OracleBootstrapper:
         self.input_level = 0  # any level >= 0 is accepted
         self._enc = Encoder(self.params)
         self._dec = Decryptor(sk)
-        self._encr = Encryptor(sk, rng if rng is not None else RandomSource(0))
+        self._encr = Encryptor(sk, rng if rng is not None else RandomSource())
         self.calls = 0
 
     def bootstrap(self, ct: Ciphertext) -> Ciphertext:

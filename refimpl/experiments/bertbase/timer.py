@@ -74,13 +74,13 @@ class BlockTimer:
         self.shifts = list(range(lay.n_pad)) if shifts is None else sorted(shifts)
         if not self.shifts or min(self.shifts) < 0 or max(self.shifts) >= lay.n_pad:
             raise ValueError(f"key shifts must lie in [0, {lay.n_pad}), got {shifts}")
-        self.kg = KeyGenerator(params, RandomSource(seed + 1))
+        self.kg = KeyGenerator(params, RandomSource.insecure_seeded(seed + 1))
         self.sk = self.kg.secret_key()
         full = tuple(range(len(params.q) + len(params.p)))
         self.relin = self.kg.switching_key(self.sk, params.ctx.mul(self.sk.s_ntt, self.sk.s_ntt, full), self.top)
         self.enc, self.D = Encoder(params), Decryptor(self.sk)
-        self.E = Encryptor(self.kg.public_key(self.sk), RandomSource(seed + 2))
-        self.oracle = OracleBootstrapper(self.sk, output_level=self.top, rng=RandomSource(seed + 3))
+        self.E = Encryptor(self.kg.public_key(self.sk), RandomSource.insecure_seeded(seed + 2))
+        self.oracle = OracleBootstrapper(self.sk, output_level=self.top, rng=RandomSource.insecure_seeded(seed + 3))
         self.rng = np.random.default_rng(seed + 4)
         self.mask = np.ones(n)
         self.p = f"L{self.info['layer']}."

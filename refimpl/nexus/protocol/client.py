@@ -40,12 +40,12 @@ class Client:
         self.model = load_model(model)
         self.t, self.model_name, self.params_name, self.compress = transport, self.model.name, params, compress
         t0 = time.perf_counter()
-        self.kg = KeyGenerator(self.params, RandomSource(seed), expand_keys=False)  # keys are sent, not kept
+        self.kg = KeyGenerator(self.params, (RandomSource() if seed is None else RandomSource.insecure_seeded(seed)), expand_keys=False)  # keys are sent, not kept
         self.sk = self.kg.secret_key()  # never leaves this object
         self.pk = self.kg.public_key(self.sk)
         self.keygen_s = time.perf_counter() - t0
         self.client_id = secrets.token_hex(8)
-        self.enc, self.encryptor = Encoder(self.params), Encryptor(self.pk, RandomSource(None if seed is None else seed + 1))
+        self.enc, self.encryptor = Encoder(self.params), Encryptor(self.pk, (RandomSource() if seed is None else RandomSource.insecure_seeded(seed + 1)))
         self.decryptor = Decryptor(self.sk)
         self.ledger = Ledger()
         self.overhead = getattr(transport, "prefix_bytes", 0)  # TCP: the u64 length before each frame
