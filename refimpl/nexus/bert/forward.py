@@ -93,6 +93,7 @@ class Forward:
         if row["block"] != name:
             raise RuntimeError(f"internal: the forward reached {name}, the plan expects {row['block']}")
         self.t0 = time.perf_counter()
+        self.counts0 = dict(getattr(self.ev, "counts", {}))  # a counting evaluator: the piece's counts in the trace
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
@@ -110,6 +111,9 @@ class Forward:
         if self.trace is not None:
             self.trace.append({"block": name, "seconds": time.perf_counter() - self.t0, "level_in": row["level_in"],
                                "level_out": row["level_out"], "bootstraps": self.boots, "ciphertexts": len(cts)})
+            if hasattr(self.ev, "counts"):
+                self.trace[-1]["counts"] = {k: v - self.counts0.get(k, 0) for k, v in self.ev.counts.items()
+                                            if v != self.counts0.get(k, 0)}
         self.i += 1
         return cts
 
@@ -134,8 +138,16 @@ class Forward:
         return ev.sub(a, b) if subtract else ev.add(a, b)
 
     # -- linear layers
-    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray) -> list[Ciphertext]:
-        """x W^T + b per token window: BSGS diagonal method on P x P blocks, 1 level (Halevi-Shoup; NEXUS §3.1.1)."""
+    def baby_steps(self, xs: list[Ciphertext]) -> list[dict]:
+        """The hoisted baby steps of `linear` for input chunks xs: x + RotR(x, P) (each window cyclic), rotated
+        by 0 .. g-1. Computed once and shared by every product of the same input (Q, K and V)."""
+        P, g = self.lay.chunk, self.lay.baby
+        return [self.ev.rotate_hoisted(self.ev.add(x, self.ev.rotate(x, -P)), list(range(g))) for x in xs]
+
+    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, babies: list | None = None) -> list[Ciphertext]:
+        """x W^T + b per token window: the diagonal method of Halevi and Shoup (2014) with baby-step giant-step
+        on P x P blocks, 1 level (not NEXUS §3.1.1's broadcast product, which `refimpl.nexus.matmul` holds).
+        babies: `baby_steps(xs)` when several products share the input (computed here otherwise)."""
         ev, lay, vec = self.ev, self.lay, self.vec
         P, g = lay.chunk, lay.baby
         out_f, in_f = W.shape
@@ -144,9 +156,7 @@ class Forward:
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
-        babies = []
-        for x in xs:  # x + RotR(x, P) makes each window cyclic; baby steps hoisted
-            babies.append(ev.rotate_hoisted(ev.add(x, ev.rotate(x, -P)), list(range(g))))
+        babies = self.baby_steps(xs) if babies is None else babies
         outs = []
         for oc in range(cout):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
@@ -236,11 +246,13 @@ class Forward:
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 
-    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None) -> list[Ciphertext]:
+    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
         head and the columns of a chunk's heads are moved to their heads' slots and added.
-        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work)."""
+        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work).
+        lazy (ours): the n_pad products of a chunk are summed as degree-2 ciphertexts and relinearized
+        once (lazy=False: each product relinearized, the previous path, kept as the oracle)."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
@@ -271,9 +283,9 @@ class Forward:
                 for k in range(dh.bit_length() - 1):
                     b = ev.add(b, ev.rotate(b, -(1 << k)))  # broadcast over the head's dh slots
                 lvl = min(b.level, vrot[r * w].level)
-                term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl))
+                term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl), relinearize=not lazy)
                 acc = term if acc is None else ev.add(acc, term)
-            outs.append(ev.rescale(acc))  # level -1
+            outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
     # -- LayerNorm over chunks, in four pieces
@@ -402,9 +414,11 @@ class Forward:
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"])
-            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"])
-            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"]))
+            babies = self.baby_steps(x)  # shared by Q, K and V
+            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"], babies)
+            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"], babies)
+            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
+                                                  babies))
             self.enter(p + "qk", [])
             if cfg.attention == "softmax":
                 scale, shift = 1.0 / math.sqrt(dh), 0.0
