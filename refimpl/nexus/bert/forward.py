@@ -5,7 +5,7 @@
 and checks the level after every piece against the plan (see the package docstring for the
 kernels: BSGS diagonals, batched Q K^T and P V, Softmax, LayerNorm, GELU, Quad, head, Argmax).
 
-This module is a little under 500 lines: the kernels share the plan bookkeeping of one class.
+This module is about 500 lines: the kernels share the plan bookkeeping of one class.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3-4, Alg. 1, 7; Halevi and Shoup 2014 (diagonal
 method); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).
@@ -28,6 +28,7 @@ from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as 
 from ..levels import align, multiply_lower, times_at, with_scale
 from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
+from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal
 from .chain import newton_split, pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
@@ -84,6 +85,7 @@ class Forward:
         self.i, self.trace, self.t0 = 0, trace, 0.0
         self.n_real = float(np.sum(mask))
         self.taps = None
+        self.diagonal_qk = True  # False: today's head_scores (the oracle of refimpl.nexus.bert.attention)
         self.st = model.settings()
 
     # -- plan bookkeeping
@@ -415,8 +417,10 @@ class Forward:
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
             babies = self.baby_steps(x)  # shared by Q, K and V
-            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"], babies)
-            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"], babies)
+            diagonal = self.diagonal_qk and diagonal_applies(lay)
+            project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
+            Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], babies)
+            K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], babies)
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
                                                   babies))
             self.enter(p + "qk", [])
@@ -426,7 +430,10 @@ class Forward:
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
-            if lay.head_rows:
+            if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
+                rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
+                S = self.leave(p + "qk", [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)])
+            elif lay.head_rows:
                 S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
                                           for s in self.head_scores(qc, kc, c, scale, shift)])
             else:
@@ -467,7 +474,7 @@ class Forward:
 
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
-                      head_rows: bool = False) -> list[Ciphertext]:
+                      head_rows: bool = False, diagonal_qk: bool = True) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -476,7 +483,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
     chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
-    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head)."""
+    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
+    diagonal_qk: with head_rows, Q K^T by refimpl.nexus.bert.attention where it applies (False: head_scores)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
         raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
@@ -491,4 +499,5 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     rows = place(pieces, cts[0].level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps = taps
+    fw.diagonal_qk = diagonal_qk
     return fw.run(list(cts), argmax)
