@@ -93,3 +93,45 @@ def test_diagonal_scores_key_switches_at_bert_base():
     c = ev.counts
     assert (c["key_switches"], c["rotations"], c["relinearizations"]) == (107, 99, 8)
     assert lay.heads * c["key_switches"] == 1284
+
+
+def test_diagonal_pv_equals_pv():
+    """NEXUS-BERT-PV-DIAG: P V with the key shift as the inner index decrypts to today's pv (the oracle) and to
+    numpy within CKKS noise, at the same level and scale, with fewer key switches (N = 2^11, 4 heads of 8,
+    n = 14 of n_pad = 16, two padded keys)."""
+    cfg = bb.config("softmax-gelu", layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64)
+    p = Parameters.create(N=2048, levels=4, dnum=2, insecure=True)
+    n = 14
+    mask = np.r_[np.ones(n - 2), np.zeros(2)]
+    _, lay = forward_of(cfg, DryEvaluator(p), n, mask)
+    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+    steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True)) | at.diagonal_steps(lay)
+    kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots))
+    ev = CountingEvaluator(kit.ev)
+    rows = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
+            {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
+    fw, _ = forward_of(cfg, ev, n, mask)
+    fw.rows = rows
+    rng = np.random.default_rng(1)
+    Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]  # [head, query, key], padded keys 0
+    V = rng.normal(0, 1, (n, lay.d))
+    t = np.arange(n)
+    probs = []
+    for h in range(lay.heads):
+        v = np.zeros((lay.slots // w, w))
+        for r in range(n_pad):
+            k = (t + r) % n_pad
+            v[t, r] = np.where(k < n, Pm[h, t, np.minimum(k, n - 1)], 0.0)
+        probs.append(kit.encrypt(v.ravel(), level=3))
+    vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
+    old = fw.pv(0, probs, vc)
+    ks_old = ev.counts["key_switches"]
+    ev.reset()
+    masked = [ev.rescale(ev.mul_const(ph, fw.vec.key_rows(0))) for ph in probs]  # the plan's pv.mask piece
+    new = at.pv_diagonal(ev, masked, vc, lay)
+    assert [(c.level, c.scale) for c in new] == [(c.level, c.scale) for c in old]
+    got = nb.unpack([kit.decrypt(c) for c in new], lay, lay.d)
+    np.testing.assert_allclose(got, nb.unpack([kit.decrypt(c) for c in old], lay, lay.d), atol=1e-4)
+    ref = np.concatenate([Pm[h] @ V[:, h * dh:(h + 1) * dh] for h in range(lay.heads)], axis=1)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert ev.counts["key_switches"] < ks_old

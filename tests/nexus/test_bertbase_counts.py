@@ -16,6 +16,7 @@ from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 from refimpl.experiments import bertbase as bb
 from refimpl.experiments.bertbase import counts as bc
 from refimpl.nexus import bert as nb
+from refimpl.nexus.bert import attention as at
 from refimpl.nexus.counting import CountingBootstrapper, CountingEvaluator, DryBootstrapper, DryEvaluator
 from refimpl.ring.sampling import RandomSource
 
@@ -42,7 +43,7 @@ def small_model(attention, activation, seed=1):
     return cfg, params, nb.NexusModel(cfg, params)
 
 
-def real_run(ring, attention, activation, monkeypatch=None):
+def real_run(ring, attention, activation, diagonal=True):
     """The small head_rows forward on the real evaluator behind a CountingEvaluator: (logits, trace, ev, bts)."""
     p, rc = ring
     cfg, params, model = small_model(attention, activation)
@@ -60,7 +61,7 @@ def real_run(ring, attention, activation, monkeypatch=None):
     cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(x, lay)]
     ev.reset()
     trace: list = []
-    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace, head_rows=True)
+    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace, head_rows=True, diagonal_attention=diagonal)
     logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, cfg.num_labels)
     return logits, trace, ev, bts, (model, ids, mask, n)
 
@@ -96,10 +97,13 @@ def test_dry_counts_equal_the_real_evaluators_counts(ring, attention, activation
 
 
 def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch):
-    """P V summing degree-2 products and relinearizing once per chunk, and Q, K, V sharing their baby steps,
-    decrypt to the previous path's logits (each product relinearized, baby steps per projection) within CKKS
-    noise, with n_pad - 1 fewer relinearizations per hidden chunk and 2 g fewer rotations per input chunk."""
-    new, trace, _, _, (model, ids, mask, n) = real_run(ring, "softmax", "gelu")
+    """NEXUS-BERT-COUNTS: the previous path (head_scores, the per-shift P V with each product relinearized, baby
+    steps per projection) against (a) the same with P V summing degree-2 products and Q, K, V sharing their baby
+    steps: n_pad - 1 fewer relinearizations per hidden chunk, 2 g fewer rotations per input chunk; (b) the
+    diagonal attention (refimpl.nexus.bert.attention): fewer key switches in Q K^T and P V. All decrypt to the
+    same logits within CKKS noise."""
+    new, trace, _, _, (model, ids, mask, n) = real_run(ring, "softmax", "gelu", diagonal=False)
+    diag, dtrace, _, _, _ = real_run(ring, "softmax", "gelu")
     pv_new = nb.Forward.pv
     monkeypatch.setattr(nb.Forward, "pv", lambda self, *a, **k: pv_new(self, *a, **{**k, "lazy": False}))
     linear, baby_steps = nb.Forward.linear, nb.Forward.baby_steps
@@ -114,13 +118,16 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
     cin = lay.chunks(lay.d)
     assert ks_old["L0.pv.mul"] - ks["L0.pv.mul"] == cin * (lay.n_pad - 1)
     assert ks_old["L0.qkv"] - ks["L0.qkv"] == 2 * cin * lay.baby  # RotR(x, P) and g - 1 baby steps, twice
+    np.testing.assert_allclose(diag, old, atol=1e-4)
+    ks_diag = {r["block"]: r["counts"].get("key_switches", 0) for r in dtrace}
+    assert ks_diag["L0.qk"] < ks["L0.qk"] and ks_diag["L0.pv.mul"] < ks["L0.pv.mul"]
 
 
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 46, "Q K^T": 76, "P V": 188, "output projection": 14, "FFN1": 32, "FFN2": 38},
-    "base": {"QKV": 330, "Q K^T": 1284, "P V": 6900, "output projection": 138, "FFN1": 264, "FFN2": 426},
+    "small": {"QKV": 46, "Q K^T": 76, "P V": 118, "output projection": 14, "FFN1": 32, "FFN2": 38},
+    "base": {"QKV": 330, "Q K^T": 1284, "P V": 2034, "output projection": 138, "FFN1": 264, "FFN2": 426},
 }
 PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
 
@@ -130,8 +137,8 @@ def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base:
     QKV 6 x 16 baby steps (shared) + (12 + 12 + 6) x 7 giant steps + 24 head fills = 330 (Q and K one ciphertext
-    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention), P V 6 x 128 x (1 + 1 + 6 + 1) less trivial ones + 6 relinearizations (products summed
-    before relinearizing)."""
+    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention), P V 6 chunks x
+    (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1) = 2,034 (attention.pv_diagonal; small: 2 x 59 = 118)."""
     from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
 
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
@@ -144,7 +151,7 @@ def test_counts_of_the_design_are_pinned(ring, size):
     assert {k: blocks[k]["key_switches"] for k in PINNED[size]} == PINNED[size]
     assert {k: blocks[k]["pt_mults"] for k in PT_PRODUCTS[size]} == PT_PRODUCTS[size]
     lay = nb.input_layout(cfg, 16 if size == "small" else 128, p.slots, head_rows=True)
-    assert blocks["P V"]["relinearizations"] == lay.chunks(cfg.hidden_size)  # one per output chunk
+    assert blocks["P V"]["relinearizations"] == lay.heads * lay.n_pad // at.baby(lay.n_pad)  # one per giant step
     layer = blocks["layer"]
     assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]

@@ -126,10 +126,81 @@ def diagonal_steps(lay: Layout) -> set[int]:
     """The rotations of head_projections and head_scores_diagonal (Galois keys the client generates)."""
     w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
     gk, gq = baby(n_pad), baby(dh)
+    per = lay.chunk // dh
     return ({-lay.chunk} | {b * w for b in range(gk)} | {a * gk * w for a in range(-(-n_pad // gk))}
-            | set(range(gq)) | {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)})
+            | set(range(gq)) | {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)}
+            | {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
+            | {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(per)} | {-hl * dh for hl in range(per)})
 
 
 def applies(lay: Layout) -> bool:
     """The diagonal Q K^T runs on head_rows layouts whose n_pad token windows fill the slots."""
     return lay.head_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+
+
+# ------------------------------------------------------------------ P V, the same transformation (ours)
+def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None) -> Ciphertext:
+    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + p for p < dh (0 elsewhere), from chunk vc of V in the
+    token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
+    of a chunk). 1 level (l -> l-1, scale kept)."""
+    w, dh, S = lay.window, lay.head_dim, lay.slots
+    g = baby(dh)
+    vb = ev.rotate_hoisted(vc, [b * w for b in range(g)]) if vb is None else vb
+    pos = np.arange(S) % w
+    G = None
+    for a in range(-(-dh // g)):
+        s = a * g * w + hl * dh  # the giant step: tokens by a g, then the head's features to slot 0
+        inner = None
+        for b in range(g):
+            p = a * g + b
+            if p >= dh:
+                break
+            t = ev.mul_const(vb[b * w], np.roll((pos == p).astype(np.float64), s))
+            inner = t if inner is None else ev.add(inner, t)
+        inner = ev.rotate(inner, s) if s % S else inner
+        G = inner if G is None else ev.add(G, inner)
+    return ev.rescale(G)
+
+
+def pv_diagonal(ev, probs: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
+    """O = P V with the key shift as the inner index (ours; the diagonal method of Halevi and Shoup over the keys).
+
+    probs: one ciphertext per head in the score layout (slot t w + r = P[t, (t + r) mod n_pad], zero past the
+    row: the key mask already applied, one level already spent as the plan's pv.mask); V: the token-major chunks.
+    O[t, h dh + p] = sum_{j < n_pad} Rot(Pd, j)[t, p] Rot(G, j w)[t, p], Pd = P with its row repeated once behind
+    itself, G = skewed_values; j = g a + b: sum_a Rot(sum_b Rot(Pd, b) Rot(G, j w - g a), g a), the g products of a
+    giant step summed before relinearizing. G is zero past dh, so is the product: no output mask. Per head:
+    1 + (g - 1) + (n_pad - 1) + n_pad / g + (n_pad / g - 1) key switches, plus skewed_values'; the heads of a
+    chunk moved to their slots and added. 1 level (P's level -> -1). Output: head_rows pv's (one per chunk)."""
+    w, n_pad, dh, P = lay.window, lay.n_pad, lay.head_dim, lay.chunk
+    per = P // dh
+    g = baby(n_pad)
+    outs = []
+    for c, vc in enumerate(V):
+        vb = ev.rotate_hoisted(vc, [b * w for b in range(baby(dh))])
+        acc = None
+        for hl in range(per):
+            h = c * per + hl
+            if h >= len(probs):
+                break
+            ph = probs[h]
+            G = ev.drop_level(skewed_values(ev, vc, lay, hl, vb), ph.level)
+            pd = ev.add(ph, ev.rotate(ph, -n_pad))  # row repeated: positions p + j < n_pad + dh read cyclically
+            pb = ev.rotate_hoisted(pd, list(range(g)))
+            gr = ev.rotate_hoisted(G, [j * w - g * (j // g) for j in range(n_pad)])
+            Y = None
+            for a in range(-(-n_pad // g)):
+                X = None
+                for b in range(g):
+                    j = a * g + b
+                    if j >= n_pad:
+                        break
+                    term = ev.multiply(pb[b], gr[j * w - g * a], relinearize=False)
+                    X = term if X is None else ev.add(X, term)
+                X = ev.relinearize(X)
+                X = ev.rotate(X, g * a) if a else X
+                Y = X if Y is None else ev.add(Y, X)
+            Y = ev.rotate(Y, -hl * dh) if hl else Y  # the head's features to its slots in the chunk
+            acc = Y if acc is None else ev.add(acc, Y)
+        outs.append(ev.rescale(acc))
+    return outs

@@ -28,7 +28,7 @@ from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as 
 from ..levels import align, multiply_lower, times_at, with_scale
 from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal
+from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
@@ -85,7 +85,7 @@ class Forward:
         self.i, self.trace, self.t0 = 0, trace, 0.0
         self.n_real = float(np.sum(mask))
         self.taps = None
-        self.diagonal_qk = True  # False: today's head_scores (the oracle of refimpl.nexus.bert.attention)
+        self.diagonal_attention = True  # False: head_scores and the per-shift pv (the oracles of refimpl.nexus.bert.attention)
         self.st = model.settings()
 
     # -- plan bookkeeping
@@ -258,6 +258,10 @@ class Forward:
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
+        if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
+            masked = self.leave(p + "pv.mask", [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs])
+            self.enter(p + "pv.mul", [])
+            return self.leave(p + "pv.mul", pv_diagonal(ev, masked, V, lay))
         rs = list(range(n_pad) if shifts is None else shifts)
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
@@ -417,7 +421,7 @@ class Forward:
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
             babies = self.baby_steps(x)  # shared by Q, K and V
-            diagonal = self.diagonal_qk and diagonal_applies(lay)
+            diagonal = self.diagonal_attention and diagonal_applies(lay)
             project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
             Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], babies)
             K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], babies)
@@ -474,7 +478,7 @@ class Forward:
 
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
-                      head_rows: bool = False, diagonal_qk: bool = True) -> list[Ciphertext]:
+                      head_rows: bool = False, diagonal_attention: bool = True) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -484,7 +488,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
     head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
-    diagonal_qk: with head_rows, Q K^T by refimpl.nexus.bert.attention where it applies (False: head_scores)."""
+    diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies (False: head_scores
+    and the per-shift pv)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
         raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
@@ -499,5 +504,5 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     rows = place(pieces, cts[0].level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps = taps
-    fw.diagonal_qk = diagonal_qk
+    fw.diagonal_attention = diagonal_attention
     return fw.run(list(cts), argmax)
