@@ -126,6 +126,12 @@ class LevelEvaluator:
     def drop_level(self, a, level):
         return self.shadow(level, a.scale)
 
+    def subs(self, a, k):
+        return a
+
+    def mul_monomial(self, a, j):
+        return a
+
 
 class Recorder(Forward):
     """`Forward.run` on a LevelEvaluator: the linear layers run (no arithmetic) and record every
