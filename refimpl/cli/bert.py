@@ -302,7 +302,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--min-count", type=int, default=5)
-    p.add_argument("--out", default="results/freediv_fit.json")
+    p.add_argument("--out", default="results/bert/freediv_fit.json")
     p.set_defaults(func=fit_freediv)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a GLUE dev set", description=evaluate.__doc__)

@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first K dev sentences")
     ap.add_argument("--models", default=None, help="comma-separated model names (default: both shipped models)")
     ap.add_argument("--seed", type=int, default=0, help="PRSS seed of the run")
-    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3_agreement.json)")
+    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_agreement.json)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:

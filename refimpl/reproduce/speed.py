@@ -311,7 +311,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quick", action="store_true", help="a small model (2 layers, hidden 128, n = 32) only")
     ap.add_argument("--sizes", default="bert-base,minilm", help="comma-separated: bert-base, minilm, quick")
     ap.add_argument("--reps", type=int, default=None, help="runs per item, median taken (default 3; --quick 1)")
-    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3_speed.json)")
+    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_speed.json)")
     args = ap.parse_args(argv)
     sizes = ["quick"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]

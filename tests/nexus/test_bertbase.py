@@ -300,11 +300,11 @@ def test_encrypted_forward_with_head_rows(ring, attention, activation):
 
 def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     """NEXUS-BERT-PLAN-TIME: `--plan-only --weigh-by` on the stored timings gives the stored time-weighted
-    plan (results/nexus_bertbase_128_placement_time.json); a bootstrap 100x dearer gives back the
+    plan (results/nexus/nexus_bertbase_128_placement_time.json); a bootstrap 100x dearer gives back the
     fewest-refreshes plan; a file without the model's timings is refused."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "results"
+    root = Path(__file__).resolve().parents[2] / "results" / "nexus"
     stored = json.loads((root / "nexus_bertbase_128_placement_time.json").read_text())["models"]["2quad-freediv-quad"]
     fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
     out = tmp_path / "w.json"
