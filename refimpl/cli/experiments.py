@@ -6,6 +6,7 @@
     refimpl experiment nexus-blocks [--quick] [--rows argmax_boot,...]
     refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
+    refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
 """
 
 from __future__ import annotations
@@ -122,6 +123,20 @@ def first_layer(args: argparse.Namespace) -> int:
     return 0
 
 
+def distributed(args: argparse.Namespace) -> int:
+    from refimpl.experiments import distributed as dx  # lazy: keeps `refimpl --help` instant (and dask is optional)
+
+    try:
+        row = dx.run()
+    except ImportError:
+        print("refimpl experiment distributed: needs dask.distributed (pip install 'dask[distributed]')")
+        return 2
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": command_line("refimpl experiment distributed", args), **row}, f, indent=1)
+    return 0
+
+
 def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
@@ -169,6 +184,11 @@ def register(sub) -> None:
                       help="the first layer counted two ways: input expansion + BSGS, or Alg. 5 + broadcast ct-pt")
     p.add_argument("--json")
     p.set_defaults(func=first_layer)
+
+    p = es.add_parser("distributed", formatter_class=fmt,
+                      help="one linear block on two Dask workers beside one process (needs dask.distributed)")
+    p.add_argument("--json")
+    p.set_defaults(func=distributed)
 
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")
