@@ -103,6 +103,8 @@ def weights_store(args: argparse.Namespace) -> int:
     doc = {"command": command_line("refimpl experiment weights-store", args)}
     if not args.skip_small:
         doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats)
+    if args.encode_vs_read:
+        doc["encode_vs_read_2^16"] = wt.encode_vs_read()
     if args.block:
         doc["bertbase_block"] = wt.bertbase_block(repeats=args.repeats)
     if args.json:
@@ -177,6 +179,8 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--block", action="store_true", help="also one BERT-base 128 x 128 block at N = 2^16 (minutes, GBs)")
     p.add_argument("--skip-small", action="store_true")
+    p.add_argument("--encode-vs-read", action="store_true",
+                   help="also: per diagonal at N = 2^16, encoding against reading the stored plaintext (CPU s)")
     p.add_argument("--json")
     p.set_defaults(func=weights_store)
 

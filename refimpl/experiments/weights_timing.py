@@ -179,3 +179,36 @@ def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, wor
            "peak_rss_mib": round(peak_rss_mib())}
     log(row)
     return row
+
+
+def encode_vs_read(preset: str = "128-2^16-dense19", levels=(19, 13, 9, 7), reps: int = 5, log=print) -> list[dict]:
+    """Per diagonal, side by side: Encoder.encode of a slot vector at the plaintext level of a linear piece,
+    against reading the same plaintext from a memory-mapped store file (page cache warm, as in a running
+    server). Process CPU seconds (the machine's load swings the wall time), one numba thread or more as set."""
+    params, _ = bootstrap_preset(preset)
+    enc = Encoder(params)
+    v = np.random.default_rng(0).normal(size=params.slots)
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for level in levels:
+            scale = float(params.q[level])
+            arr = np.lib.format.open_memmap(f"{d}/l{level}.npy", mode="w+", dtype=np.uint64,
+                                            shape=(reps, level + 1, params.N))
+            enc.encode(v, level=level, scale=scale)  # warm-up (numba, FFT plans)
+            t = time.process_time()
+            for j in range(reps):
+                arr[j] = enc.encode(np.roll(v, j), level=level, scale=scale).poly
+            encode_s = (time.process_time() - t) / reps
+            arr.flush()
+            del arr
+            mm = np.load(f"{d}/l{level}.npy", mmap_mode="r")
+            np.asarray(mm).sum()  # the page cache a running server has
+            t = time.process_time()
+            for j in range(reps):
+                np.array(mm[j])  # what the forward does with a stored plaintext: at most one copy
+            read_s = (time.process_time() - t) / reps
+            row = {"level": level, "bytes": (level + 1) * params.N * 8, "encode_cpu_s": round(encode_s, 4),
+                   "read_cpu_s": round(read_s, 5), "ratio": round(encode_s / max(read_s, 1e-9), 1)}
+            log(row)
+            out.append(row)
+    return out

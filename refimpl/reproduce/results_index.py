@@ -43,6 +43,7 @@ COMMANDS = {
     'nexus/nexus_bert_softmax-gelu_2^12_20_part2.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --glue-dir $GLUE_DIR --sentences 10 --offset 10 --max-tokens 8 --json FILE',
     'nexus/nexus_bert_softmax-gelu_toy2^12.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --sentences 1 --json results/nexus/nexus_bert_softmax-gelu_toy2^12.json',
     'nexus/nexus_first_layer_counts.json': 'refimpl experiment first-layer --json results/nexus/nexus_first_layer_counts.json',
+    'nexus/nexus_weights_store_encode_vs_read_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --json results/nexus/nexus_weights_store_encode_vs_read_2^16.json',
     'nexus/nexus_weights_store_2^11.json': 'refimpl experiment weights-store --logN 11 --repeats 2 --json results/nexus/nexus_weights_store_2^11.json',
     'nexus/nexus_weights_store_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 3 --json results/nexus/nexus_weights_store_block_2^16.json',
     'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
