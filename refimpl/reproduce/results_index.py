@@ -45,7 +45,7 @@ COMMANDS = {
     'nexus/nexus_first_layer_counts.json': 'refimpl experiment first-layer --json results/nexus/nexus_first_layer_counts.json',
     'nexus/nexus_weights_store_encode_vs_read_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --json results/nexus/nexus_weights_store_encode_vs_read_2^16.json',
     'nexus/nexus_weights_store_2^11.json': 'refimpl experiment weights-store --logN 11 --repeats 2 --json results/nexus/nexus_weights_store_2^11.json',
-    'nexus/nexus_weights_store_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 3 --json results/nexus/nexus_weights_store_block_2^16.json',
+    'nexus/nexus_weights_store_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_block_2^16.json',
     'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
     'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
     'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',
