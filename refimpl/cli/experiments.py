@@ -53,7 +53,7 @@ def nexus_bert(args: argparse.Namespace) -> int:
 
 
 def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
-    """The options of the BERT-base study (also `refimpl reproduce nexus --bertbase`)."""
+    """The options of the BERT-base study (also `refimpl reproduce nexus-bertbase`)."""
     ap.add_argument("--models", default=BERTBASE_MODELS)
     ap.add_argument("--preset", default=BERTBASE_PRESET)
     ap.add_argument("--n", type=int, default=128)

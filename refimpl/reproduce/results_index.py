@@ -8,7 +8,6 @@ builds and that it covers every file under results/.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import re
 from pathlib import Path
@@ -140,10 +139,13 @@ def uncovered(repo: Path = REPO) -> list[str]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="refimpl reproduce results-index", description=__doc__.splitlines()[0])
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce results-index`."""
     ap.add_argument("--check", action="store_true", help="exit 1 if results/INDEX.md is not current")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
+    """`refimpl reproduce results-index`."""
     text = build()
     if args.check:
         return 0 if INDEX.read_text(encoding="utf-8") == text else 1
