@@ -8,31 +8,12 @@ library inside their functions, so that ``refimpl --help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, demo, experiments, nexus, spec
+from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, reproduce, spec
 
-GROUPS = [demo, bench, nexus, spec, experiments]
-
-# Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
-# which parses its own arguments. Each entry leaves when its group module registers it.
-FORWARDED = {
-    "train": ("refimpl.bert.train", "main", "fine-tune a BERT classifier on a GLUE task"),
-    "distill": ("refimpl.bert.distill", "main", "two-stage distillation into an MPC-friendly student"),
-    "fit-freediv": ("refimpl.bert.freediv", "main", "fit the public attention denominator f(n) = a n^b"),
-    "eval": ("refimpl.bert.train", "eval_main", "evaluate a checkpoint on a GLUE dev set"),
-    "ship": ("refimpl.cli.legacy", "ship", "build the shipped small models and their NEXUS ranges"),
-    "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
-    "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
-}
-
-
-def _forward(args: argparse.Namespace) -> int:
-    module, func, _ = FORWARDED[args.command]
-    return getattr(importlib.import_module(module), func)(args.argv) or 0
-
+GROUPS = [demo, bench, bert, nexus, aby3, reproduce, experiments, spec]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="refimpl", description=__doc__.splitlines()[0],
@@ -41,16 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)
-    for name, (_, _, help_) in FORWARDED.items():
-        f = sub.add_parser(name, help=help_, add_help=False)
-        f.add_argument("argv", nargs=argparse.REMAINDER)
-        f.set_defaults(func=_forward)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in FORWARDED:  # the module parses its own options (argparse's REMAINDER would not)
-        return _forward(argparse.Namespace(command=argv[0], argv=argv[1:]))
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as typed, for the provenance a command records
     return args.func(args)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.bert import distill as D
-from refimpl.bert import glue
+from refimpl.bert import glue, ours
+from refimpl.cli import main as cli_main
 from refimpl.reproduce import accuracy as A
+from refimpl.reproduce import accuracy_table as AT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 
@@ -89,10 +90,9 @@ def test_copies_are_refused_without_replace_and_below_one(tmp_path):
         A.run_one("2quad-quad", "distilled", "RTE", "unused", augment="replace", copies=0, **kw)
 
 
-def test_cli_rejects_a_row_without_glue_dir(capsys):
-    with pytest.raises(SystemExit):
-        A.main(["--row", "teacher", "--task", "RTE"])
-    assert "--glue-dir" in capsys.readouterr().err
+def test_cli_rejects_a_row_without_glue_dir():
+    with pytest.raises(SystemExit, match="--glue-dir"):
+        cli_main(["reproduce", "accuracy", "--row", "teacher", "--task", "RTE"])
 
 
 def _sst2_glue_dir(tmp_path):
@@ -315,10 +315,10 @@ def test_transfer_is_refused_for_a_single_sentence_task(tmp_path):
 
 def test_ablation_rows_replace_one_component_and_show_only_where_measured(tmp_path):
     teacher_att, teacher_act = A.ROWS["teacher"]
-    for row in A.ABLATIONS:
+    for row in AT.ABLATIONS:
         att, act = A.ROWS[row]
         assert (att == teacher_att) != (act == teacher_act)  # exactly one of the two is the teacher's
-    assert not any(x.startswith(f"| {r} |") for r in A.ABLATIONS for x in A.table(tmp_path).splitlines())
+    assert not any(x.startswith(f"| {r} |") for r in AT.ABLATIONS for x in A.table(tmp_path).splitlines())
     (tmp_path / "2quad-freediv-gelu-distilled_RTE.json").write_text(json.dumps({
         "row": "2quad-freediv-gelu", "mode": "distilled", "task": "RTE", "seed": 0, "value": 0.52,
         "subset": None, "stage1": {"epochs": 2.0}, "stage2": {"epochs": 1.0}}))
@@ -350,7 +350,7 @@ def test_score_init_scales_the_start_in_its_own_run_record_and_table_row_end_to_
     glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
     rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, score_init=4, **kw)
     alpha = np.array(rec["score_init"]["alpha"])
-    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(D.SCORE_SCALES, 4))
+    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(ours.SCORE_SCALES, 4))
     assert rec["score_init"]["rows"] == 4 and rec["run"].endswith("-sinit4-b2")
     assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, score_init=True).exists()
     assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()
@@ -398,11 +398,11 @@ def test_annealed_attention_gets_its_own_run_record_and_table_row_end_to_end(tmp
         A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, anneal_epochs=2.0, **kw)
 
 
-def test_the_readme_holds_the_table_built_from_the_committed_result_files():
+def test_the_accuracy_guide_holds_the_table_built_from_the_committed_result_files():
     repo = Path(__file__).resolve().parents[2]
     built = [x for x in A.table(repo / "results" / "accuracy").splitlines() if x.startswith("|")]
-    readme = (repo / "README.md").read_text().splitlines()
-    start = readme.index(built[0])  # the header row
-    shown = readme[start:start + len(built) + 1]
-    assert shown[:-1] == built, "README's accuracy table differs from `refimpl reproduce accuracy --table`"
-    assert not shown[-1].startswith("|"), "README's accuracy table has rows no result file makes"
+    page = (repo / "docs" / "accuracy.md").read_text().splitlines()
+    start = page.index(built[0])  # the header row
+    shown = page[start:start + len(built) + 1]
+    assert shown[:-1] == built, "docs/accuracy.md's table differs from `refimpl reproduce accuracy --table`"
+    assert not shown[-1].startswith("|"), "docs/accuracy.md's table has rows no result file makes"

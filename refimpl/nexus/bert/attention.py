@@ -108,16 +108,17 @@ def head_scores_diagonal(ev, qh: Ciphertext, kh: Ciphertext, lay: Layout, rows: 
     return ev.add_const(Z, shift) if shift is not None else Z
 
 
-def head_projections(fw, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, babies) -> list[Ciphertext]:
+def head_projections(fw, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None,
+                     babies) -> list[Ciphertext]:
     """x W^T + b as one ciphertext per head in pack_head's layout: `fw.linear` (Halevi-Shoup BSGS, the baby steps
-    `babies` shared) with the head's rows of W repeated over the P output features, then x + RotR(x, P) fills the
-    window. 1 level; per head one more output chunk of giant steps and one rotation."""
+    `babies` shared; name: the weight's, "{name}.head{h}" in the weight store) with the head's rows of W repeated
+    over the P output features, then x + RotR(x, P) fills the window. 1 level; per head one more output chunk of giant steps and one rotation."""
     ev, lay = fw.ev, fw.lay
     P, dh = lay.chunk, lay.head_dim
     out = []
     for h in range(lay.heads):
         rows = h * dh + np.arange(P) % dh
-        (y,) = fw.linear(xs, W[rows], b[rows], babies)
+        (y,) = fw.linear(xs, W[rows], b[rows], None if name is None else f"{name}.head{h}", babies)
         out.append(ev.add(y, ev.rotate(y, -P)))
     return out
 
