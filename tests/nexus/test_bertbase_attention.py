@@ -112,6 +112,7 @@ def test_diagonal_pv_equals_pv():
             {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
     fw, _ = forward_of(cfg, ev, n, mask)
     fw.rows = rows
+    fw.diagonal_attention = False  # the oracle: the per-shift pv
     rng = np.random.default_rng(1)
     Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]  # [head, query, key], padded keys 0
     V = rng.normal(0, 1, (n, lay.d))

@@ -108,9 +108,9 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
     monkeypatch.setattr(nb.Forward, "pv", lambda self, *a, **k: pv_new(self, *a, **{**k, "lazy": False}))
     linear, baby_steps = nb.Forward.linear, nb.Forward.baby_steps
     monkeypatch.setattr(nb.Forward, "baby_steps", lambda self, xs: None)  # none shared: each product its own
-    monkeypatch.setattr(nb.Forward, "linear", lambda self, xs, W, b, babies=None: linear(self, xs, W, b,
-                                                                                           baby_steps(self, xs)))
-    old, old_trace, _, _, _ = real_run(ring, "softmax", "gelu")
+    monkeypatch.setattr(nb.Forward, "linear", lambda self, xs, W, b, name=None, babies=None: linear(
+        self, xs, W, b, name, baby_steps(self, xs)))
+    old, old_trace, _, _, _ = real_run(ring, "softmax", "gelu", diagonal=False)
     np.testing.assert_allclose(new, old, atol=1e-4)
     lay = nb.input_layout(model.config, n, ring[0].slots, head_rows=True)
     ks = {r["block"]: r["counts"].get("key_switches", 0) for r in trace}
