@@ -75,12 +75,14 @@ def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
 
 def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     """One encrypted query per model: a NEXUS client and server in one process, bytes only
-    between them (refimpl.nexus.protocol); the server holds evaluation keys only."""
+    between them (refimpl.nexus.protocol); the server holds evaluation keys only. The demo asks
+    for the logits (reveal_logits) to compare them with the plaintext model; a deployment
+    returns the Argmax selection vector (`refimpl nexus serve` without --reveal-logits)."""
     out = {}
     for name in models:
         t0 = time.perf_counter()
-        server = Server(model=name, params=params)
-        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1)
+        server = Server(model=name, params=params, reveal_logits=True)
+        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1, reveal_logits=True)
         r = client.classify(sentence)
         ref = load_model(name).reference_logits(sentence)
         r["reference"] = ref
