@@ -18,6 +18,7 @@ import numpy as np
 
 from refimpl.aby3.model import secure_classify
 from refimpl.bert import shipped
+from refimpl.errors import UserError
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import load_model
 from refimpl.nexus.protocol.server import Server
@@ -98,6 +99,8 @@ def _trim(sentence: str, max_tokens: int) -> str:
 
 
 def main(sentence: str | None = None, quick: bool = False) -> int:
+    if sentence is not None and not sentence.strip():
+        raise UserError("demo: --sentence is empty; give some text, or leave the option out for the built-in sentences")
     t_start = time.perf_counter()
     sentences = [sentence] if sentence else list(DEFAULT_SENTENCES[: 1 if quick else 3])
     print("refimpl demo")

@@ -40,6 +40,7 @@ from safetensors.numpy import save_file
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import Params, forward
 from refimpl.bert.tokenizer import BertTokenizer
+from refimpl.errors import UserError
 
 NAMES = ("sst2-small-softmax-gelu", "sst2-small-2quad-freediv-quad")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -70,7 +71,7 @@ class ShippedModel:
 def model_dir(name: str) -> Path:
     """refimpl/models/<name>; the name must be one of NAMES."""
     if name not in NAMES:
-        raise ValueError(f"unknown shipped model {name!r}; expected one of {NAMES}")
+        raise UserError(f"unknown shipped model {name!r}; expected one of {NAMES} (or a model directory)")
     return MODELS_DIR / name
 
 

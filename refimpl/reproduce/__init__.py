@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 
+from refimpl.errors import UserError
+
 TABLES = {
     "accuracy": "freeDiv accuracy table: attention/activation variants with and without distillation",
     "speed": "freeDiv speed table: ABY3 bytes, rounds, time and LAN/WAN estimates per variant",
@@ -16,7 +18,9 @@ TABLES = {
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in TABLES:
+    if argv and argv[0] not in TABLES and argv[0] not in ("-h", "--help"):
+        raise UserError(f"reproduce: unknown table {argv[0]!r}; tables: {', '.join(TABLES)}")
+    if not argv or argv[0] in ("-h", "--help"):
         print("usage: refimpl reproduce TABLE [options]\n\ntables:")
         for k, v in TABLES.items():
             print(f"  {k:10s} {v}")

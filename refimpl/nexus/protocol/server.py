@@ -167,7 +167,7 @@ class Server:
         self.output_level = self.params.L - self.rc.depth
         self.compressed_level = 1 if expand == "bootstrap" else self.output_level + 1
         self.reveal_logits, self.insecure_no_auth = bool(reveal_logits), bool(insecure_no_auth)
-        self.max_tokens = int(self.model.max_tokens)
+        self.max_tokens = fitting_tokens(self.model, self.params.slots)
         self.header_limit = header_limit(self.max_tokens)
         self.frame_limit = frame_limit(self.params, self.max_query_cts(), self.header_limit)
         self.client_key_bound = self.key_bound(self.max_tokens)
@@ -229,6 +229,20 @@ class Server:
         """B: a public power of two with |x| <= B for every embedded input (from the model, never the data)."""
         b = float(self.model.input_bound())
         return 1 << max(0, int(np.ceil(np.log2(b))))
+
+
+def fitting_tokens(model, slots: int) -> int:
+    """The longest input the server accepts: the model's max_tokens, halved until its slot
+    layout fits the parameters (the layouts pad n to a power of two)."""
+    n = int(model.max_tokens)
+    while n > 1:
+        try:
+            model.layout(n, slots)
+            model.rotation_steps(n, slots)
+            return n
+        except ValueError:
+            n = 1 << ((n - 1).bit_length() - 1)
+    return 1
 
 
 class ServerSession:
