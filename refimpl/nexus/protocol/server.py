@@ -14,8 +14,11 @@ sparse-secret encapsulation keys of the bootstrapper; wire.SERVER_KINDS lists th
 kinds it accepts, anything else is refused.
 
 State: `Server` holds what all connections share (model, parameters, keys per client id in
-`clients`); `ServerSession` holds one connection's state (its HELLO) and turns each frame into
-a reply frame. `serve` accepts TCP connections one at a time and runs a session on each.
+`clients`, a KeyCache bounded by bytes); `ServerSession` holds one connection's state (its
+HELLO, its authenticated client id and MAC key) and turns each frame into a reply frame.
+`serve` runs each TCP (TLS) connection in its own thread with receive timeouts. The output is
+the Argmax selection vector (NEXUS §3.4) unless the server reveals logits (reveal_logits).
+Sessions, timeouts, limits, the key cache and the authentication are ours.
 
 Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression) (Zhang et al., NDSS 2025).
 """
@@ -480,7 +483,8 @@ def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sy
     threads = []
     with lsock:
         lsock.settimeout(0.5)  # to notice `stop`
-        print(f"listening on {host}:{lsock.getsockname()[1]}{' (TLS)' if tls else ''}", file=out, flush=True)
+        print(f"TLS 1.3: {'on' if tls else 'OFF (insecure)'}", file=out, flush=True)
+        print(f"listening on {host}:{lsock.getsockname()[1]}", file=out, flush=True)
         if ready:
             ready(lsock.getsockname()[1])
         served = 0

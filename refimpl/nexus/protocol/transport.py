@@ -65,8 +65,9 @@ class TcpTransport:
 
     prefix_bytes = TCP_PREFIX_BYTES
 
-    def __init__(self, sock: socket.socket, timeout: float = DEFAULT_TIMEOUT, max_frame: int = MAX_FRAME):
-        self.sock, self.timeout, self.max_frame = sock, float(timeout), int(max_frame)
+    def __init__(self, sock: socket.socket, timeout: float | None = DEFAULT_TIMEOUT, max_frame: int = MAX_FRAME):
+        """timeout None: wait forever (only the weakened server of the attack tests does)."""
+        self.sock, self.timeout, self.max_frame = sock, timeout, int(max_frame)
         self.sock.settimeout(self.timeout)
         self.send_lock = threading.Lock()  # the server's progress frames and its replies share the socket
 
@@ -96,6 +97,8 @@ class TcpTransport:
                 self.sock.sendall(struct.pack("<Q", len(frame)) + frame)
         except socket.timeout:
             raise ProtocolError(f"the peer did not take a frame within {self.timeout:g} s") from None
+        except OSError as e:
+            raise ProtocolError(f"connection lost while sending ({e.strerror or e})") from None
         return len(frame) + TCP_PREFIX_BYTES
 
     def _exactly(self, n: int) -> bytes | None:
@@ -106,6 +109,8 @@ class TcpTransport:
             except socket.timeout:
                 raise ProtocolError(f"no data from the peer within {self.timeout:g} s (timed out; "
                                     "lengthen with --timeout)") from None
+            except OSError as e:
+                raise ProtocolError(f"connection lost ({e.strerror or e})") from None
             if not chunk:
                 if buf:
                     raise ProtocolError(f"connection closed inside a frame ({len(buf)} of {n} bytes)")
