@@ -28,7 +28,7 @@ PRESET_NAMES = ("128-2^16", "128-2^16-dense", "128-2^16-dense19", "toy-2^10-dens
                 "toy-2^12", "toy-2^13")
 RANGES_FILE = "nexus_ranges.json"
 CALIBRATION_SENTENCES, CALIBRATION_TOKENS = 200, 16
-# copies of refimpl.nexus.protocol.transport.DEFAULT_TIMEOUT, server.DEFAULT_SESSIONS and tls.CERT_FILE (tested)
+# copies of refimpl.nexus.protocol.transport.DEFAULT_TIMEOUT, listener.DEFAULT_SESSIONS and tls.CERT_FILE (tested)
 DEFAULT_TIMEOUT, DEFAULT_SESSIONS, CERT_FILE = 30.0, 8, "server.pem"
 
 
@@ -112,7 +112,8 @@ def _resolve(args: argparse.Namespace):
 
 def run_serve(args: argparse.Namespace) -> int:
     from refimpl.errors import UserError  # lazy: keeps `refimpl --help` instant
-    from refimpl.nexus.protocol.server import Server, serve
+    from refimpl.nexus.protocol.listener import serve
+    from refimpl.nexus.protocol.server import Server
     from refimpl.nexus.protocol.tls import server_context
 
     if not args.tls_dir and not args.insecure_no_tls:

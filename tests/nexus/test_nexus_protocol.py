@@ -30,7 +30,9 @@ from refimpl.nexus.compression import subs_elements
 from refimpl.nexus.matmul import chunk_counts
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import CALIBRATION_SENTENCES, CALIBRATION_TOKENS, RANGES_FILE, NexusBert
-from refimpl.nexus.protocol.server import DEFAULT_SESSIONS, ClientKeys, Server
+from refimpl.nexus.protocol.keycache import ClientKeys
+from refimpl.nexus.protocol.listener import DEFAULT_SESSIONS
+from refimpl.nexus.protocol.server import Server
 from refimpl.nexus.protocol.tls import CERT_FILE
 from refimpl.nexus.protocol.transport import DEFAULT_TIMEOUT, LocalTransport
 from refimpl.nexus.protocol.wire import (

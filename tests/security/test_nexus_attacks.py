@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from refimpl.nexus.protocol.client import Client
-from refimpl.nexus.protocol.server import ClientKeys, KeyCache, Server, serve
+from refimpl.nexus.protocol.keycache import ClientKeys, KeyCache
+from refimpl.nexus.protocol.listener import serve
+from refimpl.nexus.protocol.server import Server
 from refimpl.nexus.protocol.transport import LocalTransport, TcpTransport
 from refimpl.nexus.protocol.wire import (
     SECRET_BYTES, ProtocolError, client_id_of, decode_message, encode_message, seal, session_key,

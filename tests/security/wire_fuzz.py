@@ -28,7 +28,8 @@ import numpy as np
 from refimpl.ckks import Encoder, Encryptor
 from refimpl.ckks import serialize as ser
 from refimpl.ckks.keys import KeyGenerator
-from refimpl.nexus.protocol.server import Server, serve
+from refimpl.nexus.protocol.listener import serve
+from refimpl.nexus.protocol.server import Server
 from refimpl.nexus.protocol.wire import (
     FRAME_HEAD, SECRET_BYTES, ProtocolError, decode_message, encode_message, resolve_params, seal, session_key,
 )

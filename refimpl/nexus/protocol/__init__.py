@@ -18,7 +18,9 @@ Modules:
     transport  LocalTransport (in process), TcpTransport (u64 length per frame, timeouts), Ledger (bytes)
     tls        the server certificate (`refimpl nexus keys`) and TLS 1.3 contexts (ours)
     models     ToyModel (refimpl's stand-in), NexusBert (refimpl.nexus.bert), load_model
-    server     Server, ServerSession (one connection's state machine), KeyCache, key_levels, serve
+    server     Server, ServerSession (one connection's state machine), key_levels
+    keycache   ClientKeys, KeyCache (a client's keys; LRU by bytes in memory, ours)
+    listener   serve: TCP/TLS connections, one thread each, timeouts, progress frames (ours)
     client     Client
 Compression and input expansion (NEXUS Alg. 5) are refimpl.nexus.compression's; the command
 line (`refimpl nexus keys|serve|query|calibrate`) is refimpl.cli.nexus. The threat model:
@@ -30,7 +32,9 @@ Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression), §6 (bandwi
 
 from .client import Client
 from .models import CALIBRATION_SENTENCES, CALIBRATION_TOKENS, RANGES_FILE, NexusBert, ToyModel, load_model
-from .server import ClientKeys, KeyCache, Server, ServerSession, key_levels, serve
+from .keycache import ClientKeys, KeyCache
+from .listener import serve
+from .server import Server, ServerSession, key_levels
 from .transport import Ledger, LocalTransport, TcpTransport
 from .wire import (
     FRAME_HEAD, MAGIC, MAX_FRAME, MAX_HEADER, SERVER_KINDS, TYPES, VERSION, AuthenticationError, ProtocolError,

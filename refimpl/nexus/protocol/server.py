@@ -16,7 +16,7 @@ kinds it accepts, anything else is refused.
 State: `Server` holds what all connections share (model, parameters, keys per client id in
 `clients`, a KeyCache bounded by bytes); `ServerSession` holds one connection's state (its
 HELLO, its authenticated client id and MAC key) and turns each frame into a reply frame.
-`serve` runs each TCP (TLS) connection in its own thread with receive timeouts. The output is
+refimpl.nexus.protocol.listener.serve runs each TCP (TLS) connection in its own thread with receive timeouts. The output is
 the Argmax selection vector (NEXUS §3.4) unless the server reveals logits (reveal_logits).
 Sessions, timeouts, limits, the key cache and the authentication are ours.
 
@@ -26,14 +26,8 @@ Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression) (Zhang et al
 from __future__ import annotations
 
 import os
-import socket
-import ssl
-import struct
-import sys
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,91 +40,15 @@ from refimpl.nexus.compression import PlacementError, expand_input, placement, s
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.matmul import chunk_counts
 
+from .keycache import ClientKeys, KeyCache, held_nbytes
 from .models import load_model
-from .transport import DEFAULT_TIMEOUT, TcpTransport
 from .wire import (
     SECRET_BYTES, SERVER_KINDS, AuthenticationError, ProtocolError, blob_kind, ciphertext_nbytes, client_id_of,
     decode_message, encode_message, frame_limit, header_limit, resolve_params, session_key, unseal,
 )
 
 CLIENT_KINDS = ("hello", "key", "keys_done", "query")
-DEFAULT_SESSIONS = 8  # connections served at once (ours); more are refused, idle ones time out
 DEFAULT_KEY_CLIENTS = 2  # the key cache holds this many clients' keys at the longest input by default
-HEARTBEAT_S = 2.0  # seconds between progress frames while a query is evaluated
-
-
-@dataclass
-class ClientKeys:
-    """What the server holds for one client: public key material only, and its bytes in memory."""
-
-    public: object = None
-    relin: SwitchingKey | None = None
-    galois: dict = field(default_factory=dict)
-    enc_down: SwitchingKey | None = None
-    enc_up: SwitchingKey | None = None
-    key_bytes: int = 0  # bytes received (serialized)
-    held: dict = field(default_factory=dict)  # role (or "galois:g") -> bytes of its arrays in memory
-    evaluator: object = None
-    bootstrapper: object = None
-
-    @property
-    def held_bytes(self) -> int:
-        return sum(self.held.values())
-
-
-def held_nbytes(key) -> int:
-    """Bytes of a deserialized key's arrays in memory (a public key: its two polynomials; a
-    switching key: b, and a when it is kept expanded)."""
-    if isinstance(key, SwitchingKey):
-        b = sum(np.asarray(x).nbytes for x in key.b)
-        return 2 * b if key.expand else b
-    return sum(np.asarray(x).nbytes for x in (key.b, key.a))
-
-
-class KeyCache:
-    """Client id -> ClientKeys, least recently used first, bounded by the bytes of the keys held
-    in memory (ours): adding a key evicts other clients' keys, oldest first, until the total fits
-    `limit`; one client's keys alone may not exceed it."""
-
-    def __init__(self, limit: int):
-        self.limit, self.total = int(limit), 0
-        self.entries: OrderedDict[str, ClientKeys] = OrderedDict()
-        self.lock = threading.Lock()
-        self.evicted = 0
-
-    def get(self, cid: str) -> ClientKeys:
-        with self.lock:
-            keys = self.entries.setdefault(cid, ClientKeys())
-            self.entries.move_to_end(cid)
-            return keys
-
-    def __contains__(self, cid) -> bool:
-        return cid in self.entries
-
-    def __getitem__(self, cid) -> ClientKeys:
-        return self.entries[cid]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def charge(self, cid: str, keys: ClientKeys, slot: str, nbytes: int) -> None:
-        """Account `nbytes` for key `slot` of client `cid` (replacing its previous size); evict
-        the least recently used other clients while the total exceeds the limit."""
-        with self.lock:
-            new_total = keys.held_bytes - keys.held.get(slot, 0) + nbytes
-            if new_total > self.limit:
-                raise ProtocolError(f"this client's keys would hold {new_total:,} bytes, above the server's key cache "
-                                    f"of {self.limit:,} bytes (--key-cache-bytes)")
-            self.total += nbytes - keys.held.get(slot, 0)
-            keys.held[slot] = nbytes
-            self.entries[cid] = keys
-            self.entries.move_to_end(cid)
-            for other in list(self.entries):
-                if self.total <= self.limit:
-                    break
-                if other != cid:
-                    self.total -= self.entries.pop(other).held_bytes
-                    self.evicted += 1
 
 
 def key_levels(boot_levels: dict, model_elements, subs_elements_, out_level: int, compressed_level: int) -> dict[int, int]:
@@ -460,110 +378,3 @@ class ServerSession:
                                 bootstrapper=bts if boot else None)
         except PlacementError as e:
             raise ProtocolError(str(e)) from None
-
-
-def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sys.stdout,
-          tls: ssl.SSLContext | None = None, max_sessions: int = DEFAULT_SESSIONS, timeout: float = DEFAULT_TIMEOUT,
-          heartbeat: float = HEARTBEAT_S, one_at_a_time: bool = False, ready=None, stop: threading.Event | None = None) -> None:
-    """Accept connections (TLS when `tls` is given) until max_connections (0: never stop) or
-    `stop` is set, each in its own thread running a ServerSession (ours, the NEXUS paper
-    describes one client): up to max_sessions at once (more are refused with an error
-    message), every receive timed out after `timeout` seconds, frames above the parameter
-    set's limit refused, a progress frame every `heartbeat` seconds while a query is evaluated
-    (so the client's own timeout stays short). A broken connection is reported on `out` and
-    dropped. one_at_a_time=True is the weakened configuration of the attack tests (the old
-    server: one connection at a time, no receive timeout). ready(port) is called once listening."""
-    try:
-        lsock = socket.create_server((host, port))
-    except OverflowError:
-        raise ProtocolError(f"port {port} is out of range (0-65535)") from None
-    except OSError as e:
-        raise ProtocolError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    slots = threading.BoundedSemaphore(max_sessions)
-    threads = []
-    with lsock:
-        lsock.settimeout(0.5)  # to notice `stop`
-        print(f"TLS 1.3: {'on' if tls else 'OFF (insecure)'}", file=out, flush=True)
-        print(f"listening on {host}:{lsock.getsockname()[1]}", file=out, flush=True)
-        if ready:
-            ready(lsock.getsockname()[1])
-        served = 0
-        while (not max_connections or served < max_connections) and not (stop and stop.is_set()):
-            try:
-                conn, addr = lsock.accept()
-            except socket.timeout:
-                continue
-            served += 1
-            if one_at_a_time:  # INSECURE weakened configuration: the old blocking loop
-                _connection(server, conn, addr, out, tls, None, heartbeat, None)
-                continue
-            if not slots.acquire(blocking=False):
-                _refuse(conn, f"server busy: {max_sessions} sessions already open (--max-sessions)", out)
-                continue
-            th = threading.Thread(target=_connection, args=(server, conn, addr, out, tls, timeout, heartbeat, slots),
-                                  daemon=True)
-            th.start()
-            threads.append(th)
-        for th in threads:
-            th.join()
-
-
-def _refuse(conn, message: str, out) -> None:
-    try:
-        conn.settimeout(1.0)
-        conn.sendall(_prefixed(encode_message("error", {"error": message})))
-    except OSError:
-        pass
-    finally:
-        conn.close()
-    print(f"refused a connection: {message}", file=out, flush=True)
-
-
-def _prefixed(frame: bytes) -> bytes:
-    return struct.pack("<Q", len(frame)) + frame
-
-
-def _connection(server: Server, conn, addr, out, tls, timeout, heartbeat, slots) -> None:
-    """One connection: TLS handshake, then frames -> session -> replies, with progress frames
-    while a reply is computed."""
-    try:
-        if tls is not None:
-            conn.settimeout(timeout)
-            conn = tls.wrap_socket(conn, server_side=True)
-        t = TcpTransport(conn, timeout=timeout, max_frame=server.frame_limit)
-        session = server.session()
-        try:
-            while not session.closed and (frame := t.recv()) is not None:
-                done = threading.Event()
-                beat = threading.Thread(target=_beat, args=(t, done, heartbeat), daemon=True)
-                beat.start()
-                try:
-                    reply = session.handle(frame)
-                finally:
-                    done.set()
-                    beat.join()
-                if reply is not None:
-                    t.send(reply)
-        except ProtocolError as e:
-            try:
-                t.send(encode_message("error", {"error": f"ProtocolError: {e}"}))
-            except (ProtocolError, OSError):
-                pass
-            raise
-        finally:
-            t.close()
-    except (ProtocolError, OSError, ssl.SSLError) as e:
-        print(f"connection from {addr[0]} dropped: {e}", file=out, flush=True)
-        conn.close()
-    finally:
-        if slots is not None:
-            slots.release()
-
-
-def _beat(t: TcpTransport, done: threading.Event, every: float) -> None:
-    """Progress frames every `every` seconds until `done` (keeps the client's receive timeout short)."""
-    while not done.wait(every):
-        try:
-            t.send(encode_message("progress", {}))
-        except (ProtocolError, OSError):
-            return
