@@ -1,3 +1,5 @@
+import numpy as np
+
 from refimpl import demo
 
 
@@ -14,8 +16,6 @@ def test_demo_runs(capsys):
 def test_demo_steps_on_the_shipped_models():
     """The demo's plaintext and ABY3 steps: secure predictions equal plaintext ones on both
     shipped models; the 2Quad-freeDiv + Quad student sends fewer bytes in fewer rounds."""
-    import numpy as np
-
     plain = demo.plaintext_step(["a gripping film"])
     assert not isinstance(plain, str), plain
     rows = demo.aby3_step(plain, ["a gripping film"])

@@ -14,6 +14,7 @@ TABLES = {
     "speed": "freeDiv speed table: ABY3 bytes, rounds, time and LAN/WAN estimates per variant",
     "agreement": "ABY3 secure vs plaintext predictions of the shipped models on SST-2 dev",
     "nexus": "NEXUS encrypted BERT: bandwidth, time per block, bootstraps",
+    "results-index": "results/INDEX.md: every result file, its command and the docs citing it",
 }
 
 
@@ -25,4 +26,4 @@ def main(argv: list[str]) -> int:
         for k, v in TABLES.items():
             print(f"  {k:10s} {v}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return importlib.import_module(f"refimpl.reproduce.{argv[0]}").main(argv[1:]) or 0
+    return importlib.import_module(f"refimpl.reproduce.{argv[0].replace('-', '_')}").main(argv[1:]) or 0

@@ -6,6 +6,8 @@ key-switching error per level (same order, also doubled below it): |e| / (n Delt
 a few bits of a fresh encryption, so we require log2(Delta) - (log2 N + 8) bits.
 """
 
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -48,8 +50,6 @@ def test_subs_count_and_elements_plain():
 
 def test_depth_first_memory():
     """NEXUS-ALG5-MEM: the walk keeps O(log n) nodes alive (counted by finalizers: CPython frees at refcount 0)."""
-    import weakref
-
     class Node(np.ndarray):
         pass
 
