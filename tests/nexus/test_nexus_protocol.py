@@ -133,7 +133,7 @@ def test_keys_are_sent_once_per_client_and_counted(inproc):
     server, client, r_comp, r_plain = inproc
     p = client.params
     held = server.clients[client.client_id]
-    need = server.needed_levels(r_comp["n"], True)
+    need = server.needed_levels(r_comp["n"], True, argmax=False)  # the fixture asks for logits
     assert {g: k.level for g, k in held.galois.items()} == need  # each Galois key over Q_level P only
     assert min(need.values()) == server.compressed_level and max(need.values()) == p.L
     expected_keys = (public_key_nbytes(p) + 2 * switching_key_nbytes(p) + switching_key_nbytes(p, 0)

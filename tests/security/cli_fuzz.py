@@ -69,6 +69,12 @@ def _silent_server(tmp: Path) -> int:
     return _busy_port(tmp)
 
 
+def _peers(tmp: Path, taken: int | None = None) -> str:
+    """host:port of three parties on loopback; party `taken`'s port already has a listener."""
+    ports = [_busy_port(tmp) if i == taken else _free_port(tmp) for i in range(3)]
+    return ",".join(f"127.0.0.1:{p}" for p in ports)
+
+
 def _free_port(tmp: Path) -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -112,6 +118,18 @@ CASES = [
                                                   str(_write(t / "c.tsv", EMPTY)), "--out", str(t / "r.json")]),
     Case("nexus calibrate: missing TSV", lambda t: ["nexus", "calibrate", "--model", _model_dir(t), "--calibrate-tsv",
                                                     str(t / "none.tsv"), "--out", str(t / "r.json")]),
+    # aby3
+    Case("aby3 party: a second party with the same id (its port taken)",
+         lambda t: ["aby3", "party", "--id", "1", "--peers", _peers(t, taken=1), "--insecure-no-tls", "--timeout", "2"]),
+    Case("aby3 party: peers never connect, --timeout 1",
+         lambda t: ["aby3", "party", "--id", "0", "--peers", _peers(t), "--insecure-no-tls", "--timeout", "1"]),
+    Case("aby3 party: two peers only", lambda t: ["aby3", "party", "--id", "0", "--peers", "a:1,b:2", "--insecure-no-tls"]),
+    Case("aby3 party: port out of range", lambda t: ["aby3", "party", "--id", "0", "--peers", "a:1,b:2,c:70000",
+                                                     "--insecure-no-tls"]),
+    Case("aby3 party: id 3", lambda t: ["aby3", "party", "--id", "3", "--peers", "a:1,b:2,c:3"]),
+    Case("aby3 party: missing TLS keys", lambda t: ["aby3", "party", "--id", "0", "--peers", _peers(t), "--keys", str(t / "none")]),
+    Case("aby3 party: empty sentence", lambda t: ["aby3", "party", "--id", "0", "--peers", _peers(t), "--insecure-no-tls",
+                                                  "--model", "sst2-small-softmax-gelu", "--sentence", ""]),
     # demo
     Case("demo: empty sentence", lambda t: ["demo", "--quick", "--sentence", ""]),
     Case("demo: blank sentence", lambda t: ["demo", "--quick", "--sentence", "   "]),

@@ -84,10 +84,11 @@ class ToyModel:
     def pack(self, x: np.ndarray, layout) -> list[np.ndarray]:
         return [np.asarray(x, dtype=np.float64).ravel()]
 
-    def rotation_steps(self, n: int, slots: int) -> list[int]:
+    def rotation_steps(self, n: int, slots: int, argmax: bool = True) -> list[int]:
+        """The classifier's QuickSum, and with argmax the Argmax's moves, fold and duplication."""
         width = 1 << max(1, (self.num_labels - 1).bit_length())
-        argmax = [-c for c in range(1, self.num_labels)] + fold_rotations(width) + [-width]
-        return sorted(set(fold_rotations(n * self.d)) | set(argmax))
+        extra = [-c for c in range(1, self.num_labels)] + fold_rotations(width) + [-width] if argmax else []
+        return sorted(set(fold_rotations(n * self.d)) | set(extra))
 
     def plain_logits(self, x: np.ndarray, mask) -> np.ndarray:
         """The float64 model of the encrypted forward (the same GELU approximation)."""
@@ -289,7 +290,8 @@ class NexusBert:
     def pack(self, x, layout):
         return [np.asarray(v) for v in pack_input(x, layout)]
 
-    def rotation_steps(self, n, slots):
+    def rotation_steps(self, n, slots, argmax: bool = True):
+        """refimpl.nexus.bert.rotation_steps (the Argmax's included either way)."""
         return list(rotation_steps_bert(self.config, n, slots))
 
     @property

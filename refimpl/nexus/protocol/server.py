@@ -134,12 +134,12 @@ class Server:
                 with open(os.path.join(self.record_dir, f"{self.received:05d}_{kind}.bin"), "wb") as f:
                     f.write(frame)
 
-    def needed_levels(self, n: int, compress: bool) -> dict[int, int]:
+    def needed_levels(self, n: int, compress: bool, argmax: bool = True) -> dict[int, int]:
         """Galois element -> the highest level it is applied at, so that each key covers only
         Q_level P: the model's rotations run at or below the bootstrapping output level,
         decompression at the compressed level, bootstrapping at its own (galois_levels)."""
         p = self.params
-        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
+        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots, argmax=argmax) if r % p.slots}
         subs = set(subs_elements(p.N, max(chunk_counts(n * self.model.width, p.N)))) if compress else set()
         return key_levels(self.boot_levels, model, subs, self.output_level, self.compressed_level)
 
@@ -264,7 +264,7 @@ class ServerSession:
                                 "full output and need a server started with --reveal-logits")
         extra = self._authenticate(header)
         _, keys = self._keys(header)
-        need = s.needed_levels(n, compress)
+        need = s.needed_levels(n, compress, argmax=output == "argmax")
         self.hello = dict(n=n, compress=compress, mask=[int(v) for v in mask], elements=need, output=output)
         missing = [k for k, ok in (("public", keys.public), ("relin", keys.relin),
                                    ("encapsulation", keys.enc_up or not s.rc.encapsulation_h)) if not ok]
