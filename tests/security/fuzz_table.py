@@ -1,7 +1,8 @@
 """The robustness table of docs/robustness.md (ours): `python -m tests.security.fuzz_table [--write]`.
 
 Runs every case of tests/security/cli_fuzz.py (the command line) and tests/security/wire_fuzz.py
-(NEXUS frames, headers, blobs, TCP streams) and counts, per category: inputs tried, clean errors,
+(NEXUS frames, headers, blobs, TCP streams) and tests/security/operand_fuzz.py (CKKS parameters
+and operands) and counts, per category: inputs tried, clean errors,
 tracebacks, hangs, silently wrong (accepted or exit code 0). --write replaces the table in
 docs/robustness.md (between its markers); --list also prints every case with its message.
 """
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .cli_fuzz import CASES, run_case
+from .operand_fuzz import run_operand_cases
 from .wire_fuzz import run_wire_cases
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "robustness.md"
@@ -28,7 +30,7 @@ def rows() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for i, c in enumerate(CASES):
             out.append(run_case(c, Path(tmp) / str(i)))
-    return out + run_wire_cases()
+    return out + run_wire_cases() + run_operand_cases()
 
 
 def table(results: list[dict]) -> str:

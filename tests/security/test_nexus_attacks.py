@@ -202,6 +202,9 @@ def test_key_cache_evicts_least_recently_used():
     with pytest.raises(ProtocolError, match="above the server's key cache"):
         cache.charge("c", c, "galois:3", 61)
     assert isinstance(cache.get("d"), ClientKeys)
+    cache.max_clients = 3
+    cache.get("e")  # a fourth entry: the least recently used one (a) goes
+    assert "a" not in cache and len(cache) == 3 and cache.total == 40
 
 
 def test_client_key_bound_covers_the_keys_held(server):

@@ -49,7 +49,9 @@ def held_nbytes(key) -> int:
 class KeyCache:
     """Client id -> ClientKeys, least recently used first, bounded by the bytes of the keys held
     in memory (ours): adding a key evicts other clients' keys, oldest first, until the total fits
-    `limit`; one client's keys alone may not exceed it."""
+    `limit`; one client's keys alone may not exceed it; at most max_clients entries."""
+
+    max_clients = 4096  # entries, keys or not: a flood of HELLOs cannot grow the table without bound
 
     def __init__(self, limit: int):
         self.limit, self.total = int(limit), 0
@@ -61,6 +63,10 @@ class KeyCache:
         with self.lock:
             keys = self.entries.setdefault(cid, ClientKeys())
             self.entries.move_to_end(cid)
+            while len(self.entries) > self.max_clients:
+                _, old = self.entries.popitem(last=False)
+                self.total -= old.held_bytes
+                self.evicted += 1
             return keys
 
     def __contains__(self, cid) -> bool:
