@@ -213,3 +213,21 @@ def test_client_key_bound_covers_the_keys_held(server):
     c.classify(SENTENCE)
     held = server.clients[c.client_id].held_bytes
     assert 0.9 * server.client_key_bound <= held <= server.client_key_bound
+
+
+def test_sessions_beyond_the_limit_are_refused(server):
+    """With --max-sessions 1, a second connection while the first is open gets a 'server busy' error."""
+    with Running(server, max_sessions=1) as run:
+        first = socket.create_connection(("127.0.0.1", run.port))
+        try:
+            second = socket.create_connection(("127.0.0.1", run.port))
+            second.settimeout(10)
+            data = b""
+            while (chunk := second.recv(1 << 16)):
+                data += chunk
+            second.close()
+        finally:
+            first.close()
+    (n,) = struct.unpack_from("<Q", data)
+    with pytest.raises(ProtocolError, match="server busy: 1 sessions already open"):
+        decode_message(data[8:8 + n], "setup")

@@ -61,7 +61,7 @@ def serve(server, host: str, port: int, max_connections: int = 0, out=sys.stdout
             th = threading.Thread(target=_connection, args=(server, conn, addr, out, tls, timeout, heartbeat, slots),
                                   daemon=True)
             th.start()
-            threads.append(th)
+            threads = [t for t in threads if t.is_alive()] + [th]
         for th in threads:
             th.join()
 
