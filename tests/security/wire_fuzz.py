@@ -121,6 +121,9 @@ def session_cases(m: Material) -> list[tuple[str, str, list]]:
             h = {"role": "galois", "element": 3, field: v} if field != "role" else {"role": v}
             cases.append(("headers", f"key: {field} = {json_short(v)}", [("hello",), ("sealed", encode_message("key", h, [m.relin]))]))
     cases.append(("headers", "hello: fields missing", [("raw", encode_message("hello", {}))]))
+    for v in ("zz", "00" * 32, 5):
+        cases.append(("headers", f"second hello: client_secret = {json_short(v)}",
+                      [("hello",), ("sealed", encode_message("hello", _hello(sec, client_secret=v)))]))
     # blobs
     blob_cases = (
         ("public key of another parameter set", "key", {"role": "public"}, [m.pk_other]),

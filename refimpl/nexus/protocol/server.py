@@ -227,14 +227,14 @@ class ServerSession:
         if self.s.insecure_no_auth:
             return {}
         secret = header.get("client_secret")
-        if self.client_id is not None:  # a later HELLO of the same (sealed) session
-            if secret is not None and client_id_of(bytes.fromhex(str(secret))) != self.client_id:
-                raise AuthenticationError("a HELLO with another client's secret inside an authenticated session")
-            return {}
         try:
             raw = bytes.fromhex(secret) if isinstance(secret, str) else b""
         except ValueError:
             raw = b""
+        if self.client_id is not None:  # a later HELLO of the same (sealed) session
+            if secret is not None and client_id_of(raw) != self.client_id:
+                raise AuthenticationError("a HELLO with another client's secret inside an authenticated session")
+            return {}
         if len(raw) != SECRET_BYTES:
             raise AuthenticationError(f"a HELLO must carry the client's {SECRET_BYTES}-byte secret (hex): refused")
         cid = client_id_of(raw)
