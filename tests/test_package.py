@@ -21,17 +21,18 @@ def test_cli_unknown_bench_is_refused(capsys):
 
 def test_ship_builds_the_models_then_their_nexus_ranges(tmp_path, monkeypatch):
     """`refimpl ship` calibrates each built model's NEXUS ranges on <glue>/SST-2/train.tsv (bert imports no
-    nexus, so the CLI joins the two), and stops at a failed build."""
-    from refimpl.cli import legacy as cli
+    nexus, so the command joins the two), and stops at a failed build."""
     from refimpl.bert import shipped
     from refimpl.cli import nexus
+    from refimpl.reproduce import ship
 
     calls, built = [], []
-    monkeypatch.setattr(shipped, "main", lambda argv: built.append(argv) or 0)
+    monkeypatch.setattr(ship, "build", lambda args, argv: built.append((args.out, args.seed, argv)) or 0)
     monkeypatch.setattr(nexus, "calibrate", lambda model_dir, tsv_path: calls.append((model_dir, tsv_path)) or 0)
-    assert main(["ship", "--glue-dir", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "1"]) == 0
-    assert built == [["--glue-dir", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "1"]]
+    argv = ["ship", "--glue-dir", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "1"]
+    assert main(argv) == 0
+    assert built == [(str(tmp_path / "m"), 1, argv[1:])]
     assert calls == [(str(tmp_path / "m" / n), str(tmp_path / "SST-2" / "train.tsv")) for n in shipped.NAMES]
-    monkeypatch.setattr(shipped, "main", lambda argv: 3)
+    monkeypatch.setattr(ship, "build", lambda args, argv: 3)
     calls.clear()
-    assert cli.ship(["--glue-dir", str(tmp_path)]) == 3 and calls == []
+    assert main(["ship", "--glue-dir", str(tmp_path)]) == 3 and calls == []

@@ -79,7 +79,7 @@ def test_nexus_counts():
 
 
 def test_nexus_placement_from_committed_plans():
-    """PAPER-TABLE-NEXUS-PLACEMENT: per-layer plans read from results/nexus_bertbase_128*.json."""
+    """PAPER-TABLE-NEXUS-PLACEMENT: per-layer plans read from results/nexus/nexus_bertbase_128*.json."""
     from refimpl.reproduce import nexus_placement as npl
 
     t = npl.build()

@@ -5,6 +5,8 @@ Not part of the default test run (it takes hours on two cores). Usage, from the 
     python tools/mutation.py list                 # the targets and what they mutate
     nice -n 19 python tools/mutation.py run ring  # mutate refimpl/ring, run tests/ring per mutant
     python tools/mutation.py report ring          # score and surviving mutants of the last run
+    nice -n 19 python tools/mutation.py recheck ring tests/ring/test_samplers.py
+                                                  # the survivors against the tests written for them
 
 Each target runs in its own scratch copy of the repository, .mutation/<target>/ (ignored by git),
 whose pyproject.toml gets a [tool.mutmut] section naming the files to mutate and the tests to
@@ -37,7 +39,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
          "refimpl/ckks/polyeval.py", "refimpl/ckks/ciphertext.py", "refimpl/ckks/serialize.py"],
         ["tests/ckks"],
     ),
-    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_planner.py"]),
+    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_placement.py"]),
     "nexus-blocks": (
         ["refimpl/nexus/sign.py", "refimpl/nexus/gelu.py", "refimpl/nexus/softmax.py",
          "refimpl/nexus/layernorm.py", "refimpl/nexus/argmax.py", "refimpl/nexus/compression.py",
@@ -46,6 +48,13 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
          "tests/nexus/test_nexus_softmax.py", "tests/nexus/test_nexus_layernorm.py",
          "tests/nexus/test_nexus_argmax.py", "tests/nexus/test_nexus_compression.py",
          "tests/nexus/test_nexus_matmul.py", "tests/nexus/test_approx_constants.py"],
+    ),
+    # the float64 models and constants of the blocks against the papers' values and the exact
+    # functions only (no encryption: fast); run with --only 'refimpl.nexus.*plain*' and the like
+    "nexus-models": (
+        ["refimpl/nexus/sign.py", "refimpl/nexus/gelu.py", "refimpl/nexus/softmax.py",
+         "refimpl/nexus/layernorm.py", "refimpl/nexus/argmax.py", "refimpl/nexus/folding.py"],
+        ["tests/nexus/test_approx_constants.py"],
     ),
     "aby3": (
         ["refimpl/aby3/arith.py", "refimpl/aby3/boolean.py", "refimpl/aby3/nonlinear.py",
@@ -68,10 +77,12 @@ def _toml_list(xs: list[str]) -> str:
     return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
 
 
-def prepare(target: str) -> Path:
-    """A fresh scratch copy for `target` with its [tool.mutmut] section."""
-    mutate, tests = TARGETS[target]
-    work = SCRATCH / target
+def prepare(target: str, tests: list[str] | None = None, name: str | None = None) -> Path:
+    """A fresh scratch copy for `target` with its [tool.mutmut] section (`tests` overrides the
+    target's test selection; `name` the scratch directory)."""
+    mutate, default_tests = TARGETS[target]
+    tests = tests or default_tests
+    work = SCRATCH / (name or target)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -132,21 +143,55 @@ def run(target: str, max_children: int, resume: bool = False, only: list[str] | 
     return rc
 
 
-def report(target: str) -> int:
+def recheck(target: str, tests: list[str]) -> int:
+    """Run the survivors and untested mutants of the last run of `target` against `tests` (the
+    tests written for them) in a scratch copy of its own, <target>-recheck; report it."""
+    status = statuses(target)
+    names = status.get("survived", []) + status.get("no tests", [])
+    if not names:
+        print(f"{target}: no survivors to recheck")
+        return 0
+    name = f"{target}-recheck"
+    work = prepare(target, tests=tests, name=name)
+    env = dict(os.environ)
+    if target not in THREADED:
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    rc = subprocess.call(cmd + names, cwd=work, env=env)
+    report(name, only=set(names))
+    return rc
+
+
+def report(target: str, only: set[str] | None = None) -> int:
     work = SCRATCH / target
     status = statuses(target)
-    killed = len(status.get("killed", []))
+    if only is not None:  # a recheck: the mutants it was asked about
+        status = {st: [n for n in names if n in only] for st, names in status.items()}
+        status = {st: names for st, names in status.items() if names}
+    killed = len(status.get("killed", [])) + len(status.get("timeout", []))  # a hang is noticed too
     survived = status.get("survived", [])
     text = [f"target {target}: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(status.items()))]
     if killed + len(survived):
-        text.append(f"score killed / (killed + survived) = {killed}/{killed + len(survived)}"
+        text.append(f"score (killed + timeout) / (killed + timeout + survived) = {killed}/{killed + len(survived)}"
                     f" = {100.0 * killed / (killed + len(survived)):.1f} %")
+    per: dict[str, dict[str, int]] = {}  # module -> status -> count
+    for st, names in status.items():
+        for name in names:
+            module = name.split(".x")[0]  # refimpl.ring.ntt.x_ntt__mutmut_3 -> refimpl.ring.ntt
+            per.setdefault(module, {}).setdefault(st, 0)
+            per[module][st] += 1
+    for module, c in sorted(per.items()):
+        k, sv = c.get("killed", 0) + c.get("timeout", 0), c.get("survived", 0)
+        score = f"{100.0 * k / (k + sv):.1f} %" if k + sv else "-"
+        text.append(f"  {module}: killed {k}, survived {sv}, no tests {c.get('no tests', 0)}, "
+                    f"other {sum(c.values()) - k - sv - c.get('no tests', 0)}: {score}")
+    header = len(text)
     for name in survived:
         diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work,
                               capture_output=True, text=True).stdout
         text += ["", f"survived: {name}", diff.rstrip()]
     (SCRATCH / f"{target}.txt").write_text("\n".join(text) + "\n")
-    print("\n".join(text[:2]))
+    print("\n".join(text[:header]))
     return 0
 
 
@@ -161,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", nargs="*", default=None, help="mutant name patterns, e.g. 'refimpl.aby3.prss.*'")
     s = sub.add_parser("report")
     s.add_argument("target", choices=sorted(TARGETS))
+    c = sub.add_parser("recheck", help="survivors of the last run against the tests written for them")
+    c.add_argument("target", choices=sorted(TARGETS))
+    c.add_argument("tests", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "list":
         for t, (mutate, tests) in TARGETS.items():
@@ -168,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "run":
         return run(args.target, args.max_children, args.resume, args.only)
+    if args.cmd == "recheck":
+        return recheck(args.target, args.tests)
     return report(args.target)
 
 

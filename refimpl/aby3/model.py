@@ -193,9 +193,6 @@ def secure_forward(p: Party, config: BertConfig, w: dict[str, AShare], tokens: O
     Reference: BERT; freeDiv §3; MPCFormer.
     """
     mask = np.asarray(attention_mask)
-    if config.softmax_share:
-        raise ValueError(f"softmax_share {config.softmax_share} is a distillation-time blend; the secure "
-                         "forward runs one attention variant (softmax_share = 0)")
     with p.net.scope("bert"):
         x = secure_embeddings(p, config, w, tokens, token_type_ids)
         for layer in range(config.num_hidden_layers):
@@ -240,8 +237,8 @@ def classify_program(config: BertConfig, params: dict | None, ids: np.ndarray | 
     return prog
 
 
-def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=None, *, seed: int = 0,
-                    token_type_ids=None) -> dict:
+def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=None, *,
+                    insecure_seed: int | None = None, seed: int | None = None, token_type_ids=None) -> dict:
     """Classify one sequence with the three parties run in-process (threads); the client gets the logits.
 
     Returns logits (float64 [num_labels], what party 0 opened) and the per-query costs, the
@@ -249,14 +246,17 @@ def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=
     (largest per-party send count), wall_s (the 3-thread simulation on this machine),
     lan_s / wan_s (network.LAN / WAN: wall + rounds RTT + largest party bytes / bandwidth),
     n (tokens after trimming padding), setup_bytes (sharing the weights).
+    Randomness from the OS; `insecure_seed` makes the run reproducible (tests and examples only).
     Reference: freeDiv §3; ABY3.
     """
+    if seed is not None:  # transition: the old name, until its callers move
+        insecure_seed = seed
     from refimpl.bert.model import check_params
 
     check_params(config, params, head=True)
     ids, mask = trim_padding(input_ids, attention_mask)
     types = None if token_type_ids is None else np.asarray(token_type_ids)[: ids.size]
-    res = simulate(classify_program(config, params, ids, mask, types), seed=seed)
+    res = simulate(classify_program(config, params, ids, mask, types), insecure_seed=insecure_seed)
     times = [o[1] for o in res.outputs]
     q = res.scope("query")
     per_party = max(n.scopes["query"].bytes_sent for n in res.nets)

@@ -17,7 +17,8 @@ import numpy as np
 
 from refimpl.aby3.fixed import Fxp
 from refimpl.aby3.network import InMemoryTransport, Network, N_PARTIES
-from refimpl.aby3.prss import PRSS, setup_keys
+from refimpl.aby3.prss import PRSS, fresh_keys, setup_keys
+from refimpl.csprng import Stream, insecure_key, os_key
 
 
 @dataclass
@@ -29,12 +30,12 @@ class Party:
     prss: PRSS
     fxp: Fxp = field(default_factory=Fxp)
     session: int = 0  # shares carry it; mixing shares of two runs is an error
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)  # private coins
+    rng: Stream = field(default_factory=lambda: Stream(os_key()))  # private coins (OS-keyed, key erasure)
 
     def private(self, shape) -> np.ndarray:
         """Uniform uint64 words known to this party only."""
         n = int(np.prod(shape, dtype=np.int64))
-        return self.rng.bit_generator.random_raw(n).astype(np.uint64, copy=False).reshape(shape)
+        return self.rng.words(n).reshape(shape)
 
     @property
     def next(self) -> int:
@@ -79,12 +80,21 @@ class RunResult:
         }
 
 
-def make_party(i: int, transport, *, seed: int, fxp: Fxp | None = None, session: int = 0,
-               record_views: bool = False) -> Party:
-    """Party i on `transport`, with its two PRSS keys and the public key derived from `seed`."""
-    keys = setup_keys(seed)
-    return Party(i, Network(i, transport, record_views), PRSS(i, keys[i], keys[(i + 1) % 3], keys[3]),
-                 fxp or Fxp(), session, np.random.default_rng([seed, 1000 + i]))
+def make_party(i: int, transport, *, keys: list | None = None, insecure_seed: int | None = None,
+               fxp: Fxp | None = None, session: int = 0, record_views: bool = False) -> Party:
+    """Party i on `transport` with PRSS keys `keys` = [k_0, k_1, k_2, k_pub] (it keeps k_i, k_{i+1}
+    and k_pub) and private coins from the OS. INSECURE with `insecure_seed`: keys and private
+    coins derived from that seed (reproducible tests only)."""
+    if insecure_seed is not None:
+        keys = setup_keys(insecure_seed) if keys is None else keys
+        rng = Stream(insecure_key(insecure_seed, f"aby3 private {i}"))
+    else:
+        if keys is None:
+            raise ValueError("make_party needs the PRSS keys (or an explicit insecure_seed)")
+        rng = Stream(os_key())
+    own = {i: keys[i], (i + 1) % 3: keys[(i + 1) % 3]}
+    return Party(i, Network(i, transport, record_views), PRSS(i, own[i], own[(i + 1) % 3], keys[3]),
+                 fxp or Fxp(), session, rng)
 
 
 _session_counter = [0]
@@ -94,7 +104,8 @@ _session_lock = threading.Lock()
 def simulate(
     program: Callable[[Party], Any],
     *,
-    seed: int = 0,
+    insecure_seed: int | None = None,
+    seed: int | None = None,
     fxp: Fxp | None = None,
     record_views: bool = False,
     transport: InMemoryTransport | None = None,
@@ -102,15 +113,19 @@ def simulate(
     """Run `program(party)` on three parties in three threads over an in-memory transport.
 
     Each thread sees only its own Party (id, network end, two PRSS keys). If one party
-    raises, the others are aborted and the first exception is re-raised here.
+    raises, the others are aborted and the first exception is re-raised here. Keys and private
+    coins come from the OS; `insecure_seed` makes the run reproducible (tests and examples only).
     """
+    if seed is not None:  # transition: the old name, until its callers move
+        insecure_seed = seed
     fxp = fxp or Fxp()
     transport = transport or InMemoryTransport()
     with _session_lock:
         _session_counter[0] += 1
         session = _session_counter[0]
-    parties = [make_party(i, transport, seed=seed, fxp=fxp, session=session, record_views=record_views)
-               for i in range(N_PARTIES)]
+    keys = fresh_keys() if insecure_seed is None else setup_keys(insecure_seed)
+    parties = [make_party(i, transport, keys=keys, insecure_seed=insecure_seed, fxp=fxp, session=session,
+                          record_views=record_views) for i in range(N_PARTIES)]
     outputs: list = [None] * N_PARTIES
     errors: list = []
 

@@ -9,36 +9,50 @@ holders draw from it in the same order (the parties run the same protocol code).
     random sharing:  r_i = F(k_i), party i holds (r_i, r_{i+1}): a replicated sharing of r
 
 A fourth key k_pub, known to all, gives public coins (SPU's "public seed", the sum of
-the parties' seeds). Setup here: `setup_keys(seed)` derives all keys from one seed, which
-is what a simulator can do. A real deployment runs a one-time setup where party i samples k_i and
-sends it to party i-1 over a private channel (as SPU does at link setup); after that no
-party ever holds the third key. The PRG is numpy's PCG64 (a simulator PRG; a deployment
-would use AES-CTR as SPU/yacl do).
+the parties' seeds).
+
+Setup. In a deployment (refimpl.aby3.tcp, `exchange_keys`) party i samples k_i from the
+operating system and sends it to party i-1 once per session over an encrypted channel, and
+each party sends a 32-byte contribution to both others; k_pub is the hash of the three
+contributions. After that no party ever holds the third key. The simulator's `fresh_keys()`
+draws the same keys from the OS in one process; `setup_keys(seed)` derives them from one small
+seed and is INSECURE (any party that knows the seed holds all three keys): tests only.
+The PRG of a key is AES-256-CTR (refimpl.csprng), as in SPU/yacl.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from refimpl.aby3.fixed import U64
+from refimpl.csprng import Stream, insecure_key, os_key
 
 
-def setup_keys(seed: int) -> list[int]:
-    """The three pairwise keys k_0, k_1, k_2 and a public key k_pub (simulator setup: from one seed)."""
-    ss = np.random.SeedSequence(seed)
-    return [int(s.generate_state(2, np.uint64)[0]) << 64 | int(s.generate_state(2, np.uint64)[1])
-            for s in ss.spawn(4)]
+def setup_keys(seed: int) -> list[bytes]:
+    """INSECURE: k_0, k_1, k_2 and k_pub all derived from one seed (reproducible tests only)."""
+    return [insecure_key(seed, f"aby3 prss k{j}") for j in range(3)] + [insecure_key(seed, "aby3 prss public")]
+
+
+def fresh_keys() -> list[bytes]:
+    """k_0, k_1, k_2 and k_pub from the operating system (the simulator's secure setup)."""
+    return [os_key() for _ in range(4)]
+
+
+def public_key_from(contributions: list[bytes]) -> bytes:
+    """k_pub from the three parties' contributions, in party order."""
+    return hashlib.sha256(b"refimpl aby3 public coins|" + b"".join(contributions)).digest()
 
 
 class PRSS:
     """Party i's two PRGs: key k_i (shared with party i-1) and key k_{i+1} (shared with i+1)."""
 
-    def __init__(self, party: int, key_own: int, key_next: int, key_public: int = 0) -> None:
+    def __init__(self, party: int, key_own: bytes, key_next: bytes, key_public: bytes) -> None:
         self.party = party
-        self._public = np.random.Generator(np.random.PCG64(key_public))  # known to all three
+        self._public = Stream(key_public, erase=False)  # known to all three
         self._gen = {
-            party: np.random.Generator(np.random.PCG64(key_own)),  # k_i, with party i-1
-            (party + 1) % 3: np.random.Generator(np.random.PCG64(key_next)),  # k_{i+1}, with party i+1
+            party: Stream(key_own, erase=False),  # k_i, with party i-1
+            (party + 1) % 3: Stream(key_next, erase=False),  # k_{i+1}, with party i+1
         }
 
     def key_with(self, other: int) -> int:
@@ -55,12 +69,12 @@ class PRSS:
         if key not in self._gen:
             raise ValueError(f"party {self.party} does not hold key k_{key}")
         n = int(np.prod(shape, dtype=np.int64))
-        return self._gen[key].bit_generator.random_raw(n).astype(U64, copy=False).reshape(shape)
+        return self._gen[key].words(n).reshape(shape)
 
     def public(self, shape) -> np.ndarray:
         """Randomness all three parties know (a public coin; every party must make this call)."""
         n = int(np.prod(shape, dtype=np.int64))
-        return self._public.bit_generator.random_raw(n).astype(U64, copy=False).reshape(shape)
+        return self._public.words(n).reshape(shape)
 
     def pair(self, other: int, shape) -> np.ndarray:
         """Randomness common to this party and `other` (the third party cannot compute it)."""

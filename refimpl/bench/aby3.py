@@ -26,41 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.aby3 import arith, attention as A, boolean as B, nonlinear as NL
+from refimpl.aby3 import arith, attention as A, boolean as B
 from refimpl.aby3.encoder import LAYER_KEYS, encoder_layer
 from refimpl.aby3.kernels import matmul_u64
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, reveal_bool, share_input
 from refimpl.bert import functional as Fn
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import layer_forward
+from refimpl.constants import C
 
-# SPU 0.9.5, ABY3, FM64, f = 18, this machine, default compiler options: total bytes of the
-# three parties, max send actions over parties, wall (3 threads in one process), max abs error.
-# From ../shared/anchors/spu/results-default-copts.txt, except the two softmax-freediv entries:
-# ours, measured through run_spu after softmax-freeDiv became exp(s - rowmax) m / f(n), median of
-# 6 single runs on a loaded machine (walls then ~2x: layer_2quad-freediv_quad took 8.15 s, not 4.04).
-SPU_ANCHOR = {
-    "fxp_mul": (52 * 128 * 3072, 3, None, None),  # per-element figure: 52 B (mul 24 + TruncAPr2 28)
-    "truncate": (28 * 128 * 3072, 2, None, None),
-    "matmul": (5_111_808, 3, 0.235, 2.82e-4),
-    "attn_softmax": (394_002_480, 166, 2.001, 9.98e-3),
-    "attn_2quad": (283_115_544, 60, 1.307, 4.53e-6),
-    "attn_2relu": (306_708_504, 67, 1.633, 5.52e-6),
-    "attn_scaling": (5_505_024, 2, 0.038, 3.84e-6),
-    "attn_softmax-freediv": (126_351_384, 103, 0.954, 2.60e-4),  # exp(s - max) / f(n), measured 2026-12-03 with refimpl.bench.peers' venv
-    "attn_2quad-freediv": (15_728_640, 5, 0.059, 6.86e-4),
-    "act_gelu": (2_085_617_664, 249, 10.167, 4.28e-4),
-    "act_gelu_poly4": (362_938_368, 59, 2.624, 1.83e-2),
-    "act_quad": (42_467_328, 6, 0.190, 1.73e-5),
-    "act_relu": (67_633_152, 11, 0.673, 3.81e-6),
-    "layernorm": (15_540_760, 63, 0.118, 2.75e-3),
-    "layer_softmax_gelu": (2_577_548_336, 620, 16.331, 3.56e-3),
-    "layer_softmax_gelu_poly4": (857_750_576, 418, 9.491, 3.89e-2),  # PUMA recipe (exp iters 5)
-    "layer_2quad_quad": (423_511_064, 268, 5.416, 2.23e-3),
-    "layer_2relu_relu": (472_269_848, 277, 6.083, 2.94e-3),
-    "layer_softmax-freediv_quad": (266_746_928, 312, 10.149, 9.83e-3),  # exp(s - max) / f(n), measured 2026-12-03 with refimpl.bench.peers' venv
-    "layer_2quad-freediv_quad": (156_124_184, 212, 4.042, 3.33e-3),
-}
+# SPU 0.9.5 on this machine, per item: (bytes of the three parties, max send actions over parties,
+# wall s, max abs error); the per-element items have no wall or error. Source and conditions:
+# refimpl/constants.toml [aby3.spu_anchor].
+SPU_ANCHOR = {k: tuple(v) + (None,) * (4 - len(v)) for k, v in C["aby3"]["spu_anchor"].items() if k != "source"}
 SPU_PYTHON = Path(os.environ.get("REFIMPL_PEER_DIR") or Path.home() / ".cache" / "refimpl" / "peers") / "spu" / "bin" / "python"
 SPU_SCRIPT = Path(__file__).parent / "peer_scripts" / "spu_aby3.py"
 
@@ -107,7 +87,8 @@ def measure(name: str, params: dict, inputs: list, fn, ref, reps: int, *, bool_o
     return row
 
 
-def _layer_weights(rng, d: int, ff: int) -> dict:
+def random_layer_weights(rng, d: int, ff: int) -> dict:
+    """Random float64 weights of one encoder layer (LAYER_KEYS; linear weights [out, in], scaled 1 / sqrt(in))."""
     w = {}
     for k in LAYER_KEYS:
         out_in = {"intermediate": (ff, d), "output.dense": (d, ff)}
@@ -124,17 +105,11 @@ def _layer_weights(rng, d: int, ff: int) -> dict:
 
 
 def layer_reference(x, w, mask, heads, attention, act):
-    """float64 BERT layer from refimpl.bert.functional's definitions (the oracle)."""
+    """The float64 BERT layer of the plaintext model, refimpl.bert.model.layer_forward (the oracle). x [n, d], mask [n]."""
     n, d = x.shape
-    lin = lambda v, p: v @ w[p + ".weight"].T + w[p + ".bias"]  # noqa: E731
-    q, k, v = (lin(x, "attention.self." + t).reshape(n, heads, d // heads).transpose(1, 0, 2)
-               for t in ("query", "key", "value"))
-    s = q @ k.transpose(0, 2, 1) / math.sqrt(d // heads)
-    ctx = (Fn.attention_probs(s, np.broadcast_to(mask, (heads, n)), attention) @ v).transpose(1, 0, 2).reshape(n, d)
-    h = Fn.layer_norm(x + lin(ctx, "attention.output.dense"), w["attention.output.LayerNorm.weight"],
-                      w["attention.output.LayerNorm.bias"])
-    f = Fn.activation(lin(h, "intermediate.dense"), act)
-    return Fn.layer_norm(h + lin(f, "output.dense"), w["output.LayerNorm.weight"], w["output.LayerNorm.bias"])
+    config = BertConfig(hidden_size=d, num_attention_heads=heads, intermediate_size=w["intermediate.dense.weight"].shape[0],
+                        num_hidden_layers=1, attention=attention, activation=act)
+    return layer_forward(w, config, np.asarray(x, np.float64)[None], np.asarray(mask)[None])[0]
 
 
 LAYERS = [("softmax", "gelu"), ("softmax", "gelu_poly4"), ("2quad", "quad"), ("2relu", "relu"),
@@ -179,7 +154,7 @@ def items(quick: bool):
     g, bt = 1 + 0.1 * rng.normal(size=d), 0.1 * rng.normal(size=d)
     yield "layernorm", {"shape": [n, d], "elements": z.size, "weights": "secret"}, [(0, z), (1, g), (1, bt)], \
         lambda p, t, gg, bb: A.layer_norm(p, t, gg, bb), Fn.layer_norm(z, g, bt), False, reps
-    w = _layer_weights(rng, d, ff)
+    w = random_layer_weights(rng, d, ff)
     xl = rng.normal(size=(n, d))
     for att, act in LAYERS:
         keys = list(LAYER_KEYS)

@@ -37,7 +37,6 @@ class BertConfig:
     freediv_b: float | None = None
     pooling: str = "cls"  # [CLS] hidden state or masked mean, no tanh pooler (DESIGN.md section 6)
     num_labels: int = 2  # classes; 1 means a regressor (STS-B)
-    softmax_share: float = 0.0  # ours, distillation only: p = w softmax + (1 - w) variant (0: the variant alone)
 
     def __post_init__(self) -> None:
         """Validate once (STYLE.md section 5): a wrong name or shape fails here, not deep inside."""
@@ -52,9 +51,6 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                 f"{self.num_attention_heads}"
             )
-        if not 0.0 <= self.softmax_share <= 1.0:
-            raise ValueError(f"softmax_share is the softmax weight of annealed attention, in [0, 1]; "
-                             f"got {self.softmax_share}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"):
             if getattr(self, name) < 1:
@@ -81,8 +77,6 @@ class BertConfig:
     def to_json(self) -> str:
         """Our JSON config (saved beside model.safetensors); freeDiv a, b written out when used."""
         d = dataclasses.asdict(self)
-        if self.softmax_share == 0.0:  # a model as deployed: the field exists only while distillation anneals
-            del d["softmax_share"]
         if self.freediv is not None:
             d["freediv_a"], d["freediv_b"] = self.freediv
         return json.dumps({"format": "refimpl-bert", **d}, indent=2)
@@ -92,6 +86,10 @@ class BertConfig:
         """Inverse of to_json; also accepts a Hugging Face BertModel config.json (HF names)."""
         d = json.loads(text)
         if d.pop("format", None) == "refimpl-bert":
+            share = d.pop("softmax_share", 0.0)  # a training setting (ours.softmax_share), not the model's
+            if share:
+                raise ValueError(f"config.json holds softmax_share = {share}, a distillation-time attention blend "
+                                 "(ours): a saved model runs its attention variant alone")
             return cls(**d)
         return cls.from_hf(d)
 

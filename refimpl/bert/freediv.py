@@ -1,4 +1,4 @@
-"""Fitting freeDiv's public attention denominator f(n) = a n^b: `refimpl fit-freediv`.
+"""Fitting freeDiv's public attention denominator f(n) = a n^b (the command: `refimpl fit-freediv`).
 
 freeDiv (Liu Weixin et al. 2024, "MPC-friendly function replacement", attention part):
 run the model over a task's data, record for every sequence length n the mean over
@@ -11,14 +11,11 @@ becomes a multiplication by the public 1 / f(n).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from refimpl.bert import glue
 from refimpl.bert.config import BertConfig
 from refimpl.bert.functional import FREEDIV, QUAD_C
 from refimpl.bert.model import Params, forward
@@ -93,7 +90,7 @@ def fit(records: dict[int, tuple[float, int]], min_count: int = 5) -> tuple[floa
 
 def plot(path: Path, fits: dict[str, dict]) -> bool:
     """Save the measured means and both fits (ours, the paper's) per kind; False without matplotlib."""
-    try:
+    try:  # lazy: matplotlib is an optional dependency (refimpl[plot])
         import matplotlib
 
         matplotlib.use("Agg")
@@ -117,59 +114,3 @@ def plot(path: Path, fits: dict[str, dict]) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
-
-
-def main(argv: list[str]) -> int:
-    """`refimpl fit-freediv`: fit f(n) = a n^b to a model's attention denominators, beside the paper's."""
-    from refimpl.bert import train as T
-
-    p = argparse.ArgumentParser(prog="refimpl fit-freediv", description=main.__doc__)
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
-    p.add_argument("--split", default="dev")
-    p.add_argument("--model", action="append", default=None,
-                   help="LABEL=DIR:KIND, e.g. teacher=runs/teacher:softmax (repeatable); "
-                        "default: the shipped softmax model (softmax) and its 2Quad student (2quad)")
-    p.add_argument("--subset", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--min-count", type=int, default=5)
-    p.add_argument("--out", default="results/freediv_fit.json")
-    args = p.parse_args(argv)
-    task = glue.TASKS[args.task]
-    specs = args.model or []
-    models = []
-    if not specs:
-        from refimpl.bert import shipped
-
-        for name, kind in ((shipped.NAMES[0], "softmax"), (shipped.NAMES[1], "2quad")):
-            sm = shipped.load(name)
-            models.append((name, sm.config, sm.params, sm.tokenizer, kind))
-    for spec in specs:
-        label, _, rest = spec.partition("=")
-        path, _, kind = rest.rpartition(":")
-        if not label or not path or kind not in KINDS:
-            raise ValueError(f"--model {spec!r}: expected LABEL=DIR:KIND with KIND in {KINDS}")
-        config, params, tok = T.load_model(path, task)
-        models.append((label, config, params, tok, kind))
-    ex = glue.load(task.name, args.glue_dir, args.split)
-    ex = ex.subset(T.subset_index(len(ex), args.subset, 0))
-    fits = {}
-    for label, config, params, tok, kind in models:
-        ids, types = T.encoded(ex, tok, args.max_length)
-        rec = record_denominators(params, config, ids, types, kind, pad_id=tok.pad_id)
-        a, b = fit(rec, args.min_count)
-        pa, pb = PAPER[kind]
-        fits[label] = {"kind": kind, "attention": config.attention, "a": a, "b": b, "paper": [pa, pb],
-                       "records": {str(n): [z, c] for n, (z, c) in rec.items()}}
-        print(f"{label:40s} {kind:8s} a = {a:9.4f}  b = {b:.4f}    paper: a = {pa:.4f}  b = {pb:.4f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": T.command_line("refimpl fit-freediv", argv), "task": task.name, "split": args.split,
-              "examples": len(ex), "fits": fits}
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    png = out.with_suffix(".png")
-    if plot(png, fits):
-        print(f"wrote {out} and {png}")
-    else:
-        print(f"wrote {out}; matplotlib is not installed, so no plot (pip install 'refimpl[plot]')")
-    return 0

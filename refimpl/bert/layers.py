@@ -207,12 +207,14 @@ class Dropout:
 
 
 def attention_forward(
-    x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], config: BertConfig, drop: Dropout | None = None
+    x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], config: BertConfig, drop: Dropout | None = None,
+    softmax_share: float = 0.0,
 ) -> tuple[np.ndarray, Cache]:
     """LayerNorm(x + Attn(x) W_O^T + b_O), Attn = probs(Q K^T / sqrt(dh)) V per head (BERT; variant per config).
 
     x [B, n, d]; mask [B, n] 0/1. The Q, K, V products are one [d, 3d] matmul.
     drop: training dropout on the probabilities and on the output before the residual (BERT).
+    softmax_share: see annealed_probs (ours, distillation only; 0 otherwise).
     """
     bsz, n, d = x.shape
     h, dh = config.num_attention_heads, config.head_dim
@@ -225,7 +227,7 @@ def attention_forward(
     scale = 1.0 / math.sqrt(dh)  # Python float
     scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # [B, h, n, n]
     key_mask = mask[:, None, :]  # [B, 1, n] broadcasts over heads
-    probs, parts = annealed_probs(scores, key_mask, config)  # [B, h, n, n]
+    probs, parts = annealed_probs(scores, key_mask, config, softmax_share)  # [B, h, n, n]
     probs_mask = None if drop is None else drop.mask(probs.shape, probs.dtype)  # [B, h, n, n]
     probs_used = probs if probs_mask is None else probs * probs_mask
     ctx = (probs_used @ v).transpose(0, 2, 1, 3).reshape(bsz, n, d)  # [B, n, d]
@@ -238,19 +240,19 @@ def attention_forward(
     cache = {"x": x, "mask": key_mask, "q": q, "k": k, "v": v, "w_qkv": w_qkv, "scores": scores,
              "probs": probs, "ctx": ctx, "w_o": w["attention.output.dense.weight"], "ln": ln,
              "config": config, "probs_used": probs_used, "probs_mask": probs_mask, "out_mask": out_mask,
-             "probs_parts": parts}
+             "probs_parts": parts, "softmax_share": softmax_share}
     return y, cache
 
 
-def annealed_probs(scores: np.ndarray, key_mask: np.ndarray, config: BertConfig
+def annealed_probs(scores: np.ndarray, key_mask: np.ndarray, config: BertConfig, softmax_share: float = 0.0
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """p = w softmax(s) + (1 - w) variant(s), w = config.softmax_share (ours: attention annealed during distillation).
+    """p = w softmax(s) + (1 - w) variant(s), w = softmax_share (ours: attention annealed during distillation).
 
     w = 0 (every deployed model) is the variant alone, and parts is None; else parts = (the
     variant's probs, softmax's probs), which the backward needs. Shapes as F.attention_probs.
     """
     variant = F.attention_probs(scores, key_mask, config.attention, c=config.quad_c, **_ab(config))
-    w = config.softmax_share
+    w = softmax_share
     if w == 0.0 or config.attention == "softmax":
         return variant, None
     soft = F.attention_probs(scores, key_mask, "softmax")
@@ -287,7 +289,7 @@ def attention_backward(
         dscores = attention_probs_backward(dprobs, probs, cache["scores"], cache["mask"], config.attention,
                                            c=config.quad_c, ab=config.freediv)  # [B, h, n, n]
     else:  # annealed: the weighted sum of both backwards
-        w = config.softmax_share
+        w = cache["softmax_share"]
         dscores = (1.0 - w) * attention_probs_backward(dprobs, parts[0], cache["scores"], cache["mask"],
                                                        config.attention, c=config.quad_c, ab=config.freediv)
         dscores += w * attention_probs_backward(dprobs, parts[1], cache["scores"], cache["mask"], "softmax")

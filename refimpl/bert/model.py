@@ -100,13 +100,18 @@ def forward(
     *,
     dropout: float = 0.0,
     rng: np.random.Generator | None = None,
+    softmax_share: float = 0.0,
 ) -> ForwardResult:
     """BERT encoder (post-LN) + pooling + linear head (BERT; DESIGN.md section 6).
 
     input_ids, token_type_ids, attention_mask: [B, n] ints (mask 1 = real token).
     dropout > 0 (training, with rng): BERT's dropout on the embeddings output, attention
     probabilities, both sublayer outputs before their residual, and the pooled output.
+    softmax_share w > 0 (ours, distillation only: ours.softmax_share): every layer's attention is
+    w softmax + (1 - w) the config's variant; 0, every saved or deployed model, is the variant alone.
     """
+    if not 0.0 <= softmax_share <= 1.0:
+        raise ValueError(f"softmax_share is the softmax weight of annealed attention, in [0, 1]; got {softmax_share}")
     input_ids = np.asarray(input_ids)
     bsz, n = input_ids.shape
     if n > config.max_position_embeddings:
@@ -128,7 +133,7 @@ def forward(
     hidden, scores, probs, layer_caches = [x], [], [], []
     for layer in range(config.num_hidden_layers):
         w = _sub(params, f"encoder.layer.{layer}.")
-        a, attn_cache = L.attention_forward(x, maskf, w, config, drop)  # [B, n, d]
+        a, attn_cache = L.attention_forward(x, maskf, w, config, drop, softmax_share)  # [B, n, d]
         x, ffn_cache = L.ffn_forward(a, w, config, drop)  # [B, n, d]
         hidden.append(x)
         scores.append(attn_cache["scores"])
@@ -143,6 +148,18 @@ def forward(
     cache = {"emb": emb_cache, "layers": layer_caches, "mask": maskf, "pooled": pooled, "head_in": head_in,
              "emb_mask": emb_mask, "pool_mask": pool_mask}
     return ForwardResult(hidden, scores, probs, pooled, logits, cache)
+
+
+def layer_forward(w: Params, config: BertConfig, x: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """One encoder layer (attention block, then FFN block) on hidden states x [B, n, d]; mask [B, n] 0/1 (BERT).
+
+    w: the layer's parameters without the "encoder.layer.<i>." prefix (attention.self.query.weight, ...).
+    The layer forward() runs for each of its layers, offered alone for references of one layer.
+    """
+    maskf = np.asarray(attention_mask).astype(x.dtype)
+    a, _ = L.attention_forward(x, maskf, w, config)
+    y, _ = L.ffn_forward(a, w, config)
+    return y
 
 
 def backward(

@@ -1,4 +1,4 @@
-"""Fine-tuning and evaluation of the numpy BERT on GLUE: `refimpl train` and `refimpl eval`.
+"""Fine-tuning and evaluation of the numpy BERT on GLUE (the commands: `refimpl train`, `refimpl eval`).
 
 The loop (BERT §4 fine-tuning, as the Hugging Face trainer MPCFormer uses): batches bucketed
 by length, AdamW with no decay on bias/LayerNorm, linear warmup then linear decay, a seed
@@ -12,7 +12,6 @@ Model surgery used by training and distillation lives here too: a stated layer m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -25,11 +24,11 @@ from typing import Callable, Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from refimpl.bert import glue
+from refimpl.bert import glue, shipped, weights
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import Params, backward, check_params, forward
 from refimpl.bert.optim import AdamW, constant_schedule, linear_schedule
-from refimpl.bert.tokenizer import SPECIAL, Batch, BertTokenizer, pad
+from refimpl.bert.tokenizer import SPECIAL, Batch, BertTokenizer, minilm_tokenizer, pad
 
 DEFAULT_RUNS = Path(os.environ.get("REFIMPL_RUNS", Path.home() / ".cache" / "refimpl" / "runs"))
 CHECKPOINT = "checkpoint.safetensors"
@@ -193,7 +192,7 @@ def _bar(it, desc: str | None, total: int | None = None):
     """tqdm over `it` when desc is given and stderr is a terminal or REFIMPL_PROGRESS=1."""
     if desc is None:
         return it
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
     disable = not (sys.stderr.isatty() or os.environ.get("REFIMPL_PROGRESS") == "1")
     return tqdm(it, desc=desc, total=total, disable=disable, leave=False, mininterval=5.0)
@@ -392,17 +391,15 @@ def finetune_loss(config: BertConfig, task: glue.Task, dropout: float = 0.0, see
 
 
 def load_model(model: str | None, task: glue.Task, *, seed: int = 0, **overrides) -> tuple[BertConfig, Params, BertTokenizer]:
-    """MiniLM (model None) or a saved model directory, with a head for `task` and variants from overrides."""
-    from refimpl.bert import weights
-    from refimpl.bert.tokenizer import minilm_tokenizer
-
+    """MiniLM (model None), a saved model directory or a shipped model's name, with a head for `task` and variants from overrides."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if model is None:
         config, params = weights.load(None, num_labels=task.num_labels, **overrides)
         tok = minilm_tokenizer()
     else:
+        model = shipped.resolve(model)
         config, params = weights.load(model, **overrides)
-        vocab = Path(model) / "vocab.txt"
+        vocab = model / "vocab.txt"
         tok = BertTokenizer(vocab) if vocab.exists() else minilm_tokenizer()
     if "classifier.weight" not in params:
         params = weights.add_classifier(config.replace(num_labels=task.num_labels), params, np.random.default_rng(seed))
@@ -433,101 +430,12 @@ def subset_index(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 1234]).choice(n, size, replace=False))
 
 
-# ---------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------
-
-
-def add_schedule_args(p: argparse.ArgumentParser, *, lr: float = 5e-5, epochs: float = 1.0) -> None:
-    """Options of a Schedule."""
-    p.add_argument("--epochs", type=float, default=epochs)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps with linear warmup")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-length", type=int, default=None, help="tokens per row (default 64 SST-2, 128 pairs)")
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--dropout", type=float, default=0.1, help="BERT training dropout (0 turns it off)")
-
-
-def schedule_from(args: argparse.Namespace, task: glue.Task, schedule: str = "linear") -> Schedule:
-    """A Schedule from the parsed options."""
-    max_length = args.max_length or (64 if task.text_b is None else 128)
-    return Schedule(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                    weight_decay=args.weight_decay, schedule=schedule, seed=args.seed,
-                    max_length=max_length, save_every=args.save_every, dropout=args.dropout)
-
-
-def main(argv: list[str]) -> int:
-    """`refimpl train`: fine-tune a model on a GLUE task, save it, evaluate it on dev."""
-    p = argparse.ArgumentParser(prog="refimpl train", description=main.__doc__)
-    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
-    p.add_argument("--glue-dir", required=True, help="directory holding <TASK>/{train,dev}.tsv")
-    p.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2)")
-    p.add_argument("--attention", default=None, help="attention variant (default: the model's)")
-    p.add_argument("--activation", default=None, help="activation (default: the model's)")
-    p.add_argument("--layers", default=None, help="layer map, e.g. 0,1: keep these layers in this order")
-    p.add_argument("--subset", type=int, default=None, help="use a fixed random subset of the training set")
-    p.add_argument("--run-dir", default=None, help=f"checkpoints (default {DEFAULT_RUNS}/<name>)")
-    p.add_argument("--out", default=None, help="save the final model here (model.safetensors + config)")
-    p.add_argument("--result", default=None, help="write the dev metric as JSON here")
-    p.add_argument("--name", default=None, help="run name (default from task and variants)")
-    add_schedule_args(p)
-    args = p.parse_args(argv)
-    task = glue.TASKS[args.task]
-    sched = schedule_from(args, task)
-    config, params, tok = load_model(args.model, task, seed=args.seed, attention=args.attention,
-                                     activation=args.activation)
-    if args.layers:
-        config, params = select_layers(config, params, [int(x) for x in args.layers.split(",")])
-    name = args.name or f"{task.name}-{config.attention}-{config.activation}-L{config.num_hidden_layers}-s{sched.seed}"
-    run_dir = Path(args.run_dir) if args.run_dir else DEFAULT_RUNS / name
-    train_ex = glue.load(task.name, args.glue_dir, "train")
-    train_ex = train_ex.subset(subset_index(len(train_ex), args.subset, sched.seed))
-    dev_ex = glue.load(task.name, args.glue_dir, "dev")
-    ids, types = encoded(train_ex, tok, sched.max_length)
-    t0 = time.time()
-    params = train(params, ids, types, train_ex.labels, finetune_loss(config, task, sched.dropout, sched.seed),
-                   sched, pad_id=tok.pad_id, run_dir=run_dir / "finetune", desc=name, log=lambda s: print(s, flush=True))
-    metrics = evaluate(params, config, dev_ex, tok, 128, progress="dev")
-    print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
-    if args.out:
-        save_model(args.out, config, params, tok)
-    if args.result:
-        write_result(args.result, {"command": command_line("refimpl train", argv), "task": task.name,
-                                   "attention": config.attention, "activation": config.activation,
-                                   "layers": config.num_hidden_layers, "distilled": False,
-                                   "train_examples": len(train_ex), "subset": args.subset,
-                                   "schedule": asdict(sched), "metrics": metrics})
-    return 0
-
-
 def save_model(out: str | Path, config: BertConfig, params: Params, tok: BertTokenizer, dtype=None) -> Path:
     """weights.save plus the tokenizer's vocab.txt (a pruned vocabulary travels with its model)."""
-    from refimpl.bert import weights
-
     out = weights.save(out, config, params, dtype=dtype)
     vocab = [tok.wordpiece.id_to_token(i) for i in range(tok.vocab_size)]
     write_vocab(out / "vocab.txt", vocab)
     return out
-
-
-def eval_main(argv: list[str]) -> int:
-    """`refimpl eval`: GLUE dev metric of a saved model directory."""
-    p = argparse.ArgumentParser(prog="refimpl eval", description=eval_main.__doc__)
-    p.add_argument("model", help="model directory (model.safetensors + config + vocab.txt)")
-    p.add_argument("--task", choices=tuple(glue.TASKS), default="SST-2")
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--split", default="dev")
-    p.add_argument("--max-length", type=int, default=128)
-    args = p.parse_args(argv)
-    task = glue.TASKS[args.task]
-    config, params, tok = load_model(args.model, task)
-    ex = glue.load(task.name, args.glue_dir, args.split)
-    metrics = evaluate(params, config, ex, tok, args.max_length, progress="eval")
-    print(json.dumps({"model": str(args.model), "task": task.name, "split": args.split, **metrics}))
-    return 0
 
 
 def pruned_minilm(task: glue.Task, glue_dir: str | Path, run_dir: str | Path, *, seed: int = 0,
@@ -538,9 +446,6 @@ def pruned_minilm(task: glue.Task, glue_dir: str | Path, run_dir: str | Path, *,
     prune_vocabulary); AdamW and the embedding gradient then touch 2-3x fewer rows.
     The pruned vocab.txt is written to run_dir (the tokenizer reads it from there).
     """
-    from refimpl.bert import weights
-    from refimpl.bert.tokenizer import minilm_tokenizer
-
     texts: list[str] = []
     for split in ("train", "dev"):
         ex = glue.load(task.name, glue_dir, split)

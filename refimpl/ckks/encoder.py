@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from .ciphertext import Plaintext
+from .checks import check_operand, check_scale
 from .errors import CKKSError
 from .params import Parameters
 
@@ -139,6 +140,7 @@ class Encoder:
         if not 0 <= level <= p.L:
             raise CKKSError(f"level must be in [0, {p.L}], got {level}")
         scale = p.scale if scale is None else float(scale)
+        check_scale(p, scale, level, "Encoder.encode", "requested scale")
         basis = p.q_basis(level)
         scaled = coeffs * scale
         peak = np.log2(np.max(np.abs(scaled), initial=1.0))
@@ -158,6 +160,7 @@ class Encoder:
     def decode_coeffs(self, pt: Plaintext) -> np.ndarray:
         """The N real coefficients of a plaintext, divided by its scale."""
         p = self.params
+        check_operand(p, pt, "Encoder.decode", "plaintext")
         basis = p.q_basis(pt.level)
         take = basis[: min(2, len(basis))]
         coeff = p.ctx.intt(pt.poly[: len(take)], take)

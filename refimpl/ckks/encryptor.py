@@ -3,12 +3,14 @@
 Public key:  v ternary, e_0, e_1 Gaussian:  c = (v b + e_0 + m, v a + e_1)  over Q_l.
 Secret key:  a uniform, e Gaussian:         c = (-a s + e + m, a).
 Decryption:  m + e' = [c_0 + c_1 s (+ c_2 s^2)]_{Q_l}.
+Both refuse operands of other parameters or of impossible shapes and scales (refimpl.ckks.checks).
 Reference: Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3.4.
 """
 
 from __future__ import annotations
 
 from ..ring.sampling import RandomSource
+from .checks import check_operand, check_params
 from .ciphertext import Ciphertext, Plaintext
 from .keys import PublicKey, SecretKey
 
@@ -26,6 +28,7 @@ class Encryptor:
         return ctx.ntt(ctx.from_int(coeffs, basis), basis)
 
     def encrypt(self, pt: Plaintext) -> Ciphertext:
+        check_operand(self.params, pt, "Encryptor.encrypt", "plaintext")
         p = self.params
         ctx = p.ctx
         basis = p.q_basis(pt.level)
@@ -53,6 +56,7 @@ class Decryptor:
         self.params = sk.params
 
     def decrypt(self, ct: Ciphertext) -> Plaintext:
+        check_operand(self.params, ct, "Decryptor.decrypt", "ciphertext")
         p = self.params
         ctx = p.ctx
         basis = p.q_basis(ct.level)

@@ -13,6 +13,14 @@ class InsecureParametersError(ParameterError):
     """log2(PQ) above the 128-bit bound for N, and `insecure=True` was not given."""
 
 
+class ParameterMismatchError(CKKSError):
+    """An operand of another parameter set (or with arrays of the wrong shape for its level)."""
+
+
+class ScaleRangeError(CKKSError):
+    """A scale (or a constant) that leaves the modulus or falls below the floor."""
+
+
 class LevelMismatchError(CKKSError):
     """Two operands at different levels."""
 

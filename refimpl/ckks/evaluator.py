@@ -2,7 +2,9 @@
 
 Levels and scales are checked, never assumed: operands of add/sub must share level and scale
 (the error names both and how to fix it); a product multiplies the scales; rescale divides the
-scale by the dropped prime q_l exactly (level l -> l-1, scale Delta^2 / q_l).
+scale by the dropped prime q_l exactly (level l -> l-1, scale Delta^2 / q_l). Every entry point
+also refuses operands of other parameters, scales outside [floor, modulus) and constants that
+leave the modulus (refimpl.ckks.checks, ours).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from ..ring.automorphism import automorphism_ntt
 from .ciphertext import Ciphertext, Plaintext
+from .checks import check_constant, check_operand, check_params, check_product_scale
 from .encoder import Encoder
 from .errors import LevelExhaustedError, LevelMismatchError, MissingKeyError, ScaleMismatchError
 from .keys import EvaluationKeys, conjugation_element, galois_element
@@ -39,10 +42,12 @@ class Evaluator:
     def _basis(self, level: int) -> tuple[int, ...]:
         return self.params.q_basis(level)
 
-    @staticmethod
-    def _check_pair(a, b, op: str, check_scale: bool = True) -> None:
-        if a.params is not b.params and a.params != b.params:
-            raise LevelMismatchError(f"{op}: operands come from different parameter sets")
+    def _check(self, a, op: str, what: str = "ciphertext") -> None:
+        check_operand(self.params, a, op, what)
+
+    def _check_pair(self, a, b, op: str, check_scale: bool = True) -> None:
+        check_operand(self.params, a, op, "left operand")
+        check_operand(self.params, b, op, "right operand")
         if a.level != b.level:
             raise LevelMismatchError(
                 f"{op}: levels differ (left at level {a.level}, scale 2^{np.log2(a.scale):.2f}; "
@@ -73,6 +78,7 @@ class Evaluator:
         return self.add(a, self.negate(b))
 
     def negate(self, a: Ciphertext) -> Ciphertext:
+        self._check(a, "negate")
         basis = self._basis(a.level)
         return Ciphertext(tuple(self.ctx.neg(c, basis) for c in a.c), a.level, a.scale, a.params)
 
@@ -91,6 +97,8 @@ class Evaluator:
 
         A real scalar c is the constant polynomial round(c Delta), the same number at every NTT
         point; i is X^(N/2) (zeta^(5^j N/2) = i in every slot), so c = x + iy costs no FFT."""
+        self._check(a, "add_const")
+        check_constant(self.params, value, a.scale, a.level, "add_const")
         if np.ndim(value) == 0:
             return Ciphertext((self._add_scalar_poly(a.c[0], complex(value), a.scale, a.level),) + tuple(c.copy() for c in a.c[1:]),
                               a.level, a.scale, a.params)
@@ -107,6 +115,7 @@ class Evaluator:
     def mul_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
         """Slotwise product; scale a.scale * pt.scale, level unchanged (rescale next)."""
         self._check_pair(a, pt, "mul_plain", check_scale=False)
+        check_product_scale(self.params, a.scale * pt.scale, a.level, "mul_plain")
         basis = self._basis(a.level)
         return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params)
 
@@ -116,8 +125,11 @@ class Evaluator:
         Default scale = q_l, the prime the next rescale drops, so that after rescale the scale
         is exactly a.scale again. A scalar costs one integer multiplication per limb (no FFT):
         x + iy becomes round(x s) + round(y s) X^(N/2)."""
+        self._check(a, "mul_const")
         self._require_levels(a, 1, "mul_const (then rescale)")
         scale = float(self.params.q[a.level]) if scale is None else float(scale)
+        check_product_scale(self.params, a.scale * scale, a.level, "mul_const")
+        check_constant(self.params, value, a.scale * scale, a.level, "mul_const")
         if np.ndim(value) == 0:
             v = complex(value)
             re, im = _round_big(v.real * scale), _round_big(v.imag * scale)
@@ -131,6 +143,8 @@ class Evaluator:
 
     def mul_int(self, a: Ciphertext, k: int) -> Ciphertext:
         """a times an integer: no level, no scale change."""
+        self._check(a, "mul_int")
+        check_constant(self.params, int(k), a.scale, a.level, "mul_int")
         basis = self._basis(a.level)
         return Ciphertext(tuple(self.ctx.mul_int(c, int(k), basis) for c in a.c), a.level, a.scale, a.params)
 
@@ -138,6 +152,7 @@ class Evaluator:
     def multiply(self, a: Ciphertext, b: Ciphertext, relinearize: bool = True) -> Ciphertext:
         """Tensor product (d_0, d_1, d_2) = (a_0 b_0, a_0 b_1 + a_1 b_0, a_1 b_1), then relinearize."""
         self._check_pair(a, b, "multiply", check_scale=False)
+        check_product_scale(self.params, a.scale * b.scale, a.level, "multiply")
         if a.size != 2 or b.size != 2:
             raise ValueError(f"multiply expects two relinearized ciphertexts, got sizes {a.size} and {b.size}")
         ctx, basis = self.ctx, self._basis(a.level)
@@ -156,6 +171,8 @@ class Evaluator:
 
         c1 / c0 override the components (relinearization switches c_2 and keeps (c_0, c_1));
         the key's source secret is whatever it was generated from."""
+        self._check(a, "switch_key")
+        check_params(self.params, key, "switch_key", "switching key")
         c1 = a.c[1] if c1 is None else c1
         c0 = a.c[0] if c0 is None else c0
         u0, u1 = key_switch(self.params, c1, key, a.level)
@@ -163,6 +180,7 @@ class Evaluator:
 
     def relinearize(self, a: Ciphertext) -> Ciphertext:
         """(d_0, d_1, d_2) -> (d_0, d_1) + KeySwitch_{s^2 -> s}(d_2)."""
+        self._check(a, "relinearize")
         if a.size == 2:
             return a
         if self.keys.relin is None:
@@ -179,6 +197,7 @@ class Evaluator:
 
     def rescale(self, a: Ciphertext) -> Ciphertext:
         """Divide by q_l: level l -> l-1, scale s -> s / q_l."""
+        self._check(a, "rescale")
         self._require_levels(a, 1, "rescale")
         basis = self._basis(a.level)
         comps = tuple(self.ctx.rescale(c, basis) for c in a.c)
@@ -191,6 +210,7 @@ class Evaluator:
 
     def drop_level(self, a: Ciphertext, level: int) -> Ciphertext:
         """Keep the limbs q_0 .. q_level (no scale change)."""
+        self._check(a, "drop_level")
         if not 0 <= level <= a.level:
             raise LevelExhaustedError(f"drop_level: target level {level} must be in [0, {a.level}]")
         return Ciphertext(tuple(np.ascontiguousarray(c[: level + 1]) for c in a.c), level, a.scale, a.params)
@@ -208,6 +228,7 @@ class Evaluator:
 
     def apply_galois(self, a: Ciphertext, k: int, what: str | None = None) -> Ciphertext:
         """sigma_k on the ciphertext: (sigma_k(c_0), sigma_k(c_1)), then switch sigma_k(s) -> s."""
+        self._check(a, what or "apply_galois")
         if a.size != 2:
             raise ValueError("relinearize before an automorphism")
         k = int(k) % (2 * self.params.N)
@@ -230,6 +251,7 @@ class Evaluator:
 
     def rotate_hoisted(self, a: Ciphertext, rotations) -> dict[int, Ciphertext]:
         """Several rotations of one ciphertext sharing one digit decomposition (ModUp)."""
+        self._check(a, "rotate_hoisted")
         if a.size != 2:
             raise ValueError("relinearize before rotating")
         exts = None
@@ -250,6 +272,7 @@ class Evaluator:
     # ------------------------------------------------------------------ monomials
     def mul_monomial(self, a: Ciphertext, j: int) -> Ciphertext:
         """a times X^j (j any integer; X^N = -1): exact, no level, no scale change."""
+        self._check(a, "mul_monomial")
         mono = self._monomial_ntt(int(j) % (2 * self.params.N), a.level)
         basis = self._basis(a.level)
         return Ciphertext(tuple(self.ctx.mul(c, mono, basis) for c in a.c), a.level, a.scale, a.params)

@@ -35,11 +35,12 @@ class SecretKey:
 
 @dataclass(frozen=True, eq=False)
 class PublicKey:
-    """(b, a) over Q_L with b = -a s + e."""
+    """(b, a) over Q_L with b = -a s + e; a is expanded from the public `a_seed` (None: a given as is)."""
 
     b: np.ndarray
     a: np.ndarray
     params: Parameters
+    a_seed: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,10 +168,11 @@ class KeyGenerator:
         p = self.params
         basis = p.q_basis(p.L)
         ctx = p.ctx
-        a = self.rng.uniform(ctx.moduli(basis), p.N)
+        seed = self.rng.seed()  # public: a comes from a seeded XOF, never from the secret stream
+        a = uniform_from_seed(seed, ctx.moduli(basis), p.N)
         e = self._small_ntt(self.rng.gaussian(p.N, p.sigma), basis)
         b = ctx.sub(e, ctx.mul(a, sk.s_ntt[: p.L + 1], basis), basis)  # b = -a s + e
-        return PublicKey(b, a, p)
+        return PublicKey(b, a, p, seed)
 
     def switching_key(self, sk: SecretKey, s_from_ntt: np.ndarray, level: int | None = None) -> SwitchingKey:
         """Key that switches a ciphertext component under s' (NTT over all primes) to s, for
@@ -214,7 +216,7 @@ class KeyGenerator:
         """Relinearization key and the Galois keys for the given rotations / elements only;
         levels: element -> highest level it serves (absent elements: the top level)."""
         p = self.params
-        ks = {galois_element(p, r) for r in rotations if r % p.slots} | {int(k) % (2 * p.N) for k in elements}
+        ks = {galois_element(p, r) for r in rotations if r % p.slots} | {int(k) % (2 * p.N) for k in elements if int(k) % (2 * p.N) != 1}
         if conjugate:
             ks.add(conjugation_element(p))
         levels = levels or {}

@@ -7,16 +7,17 @@ switching. This is the layout of OpenFHE's FIXEDMANUAL default and of the peers'
 so modulus bits and limb counts both match the peers.
 
 Security: log2(PQ) must not exceed the 128-bit bound of the HE standard for N (uniform ternary
-secret), refimpl/constants.toml [ckks.max_log_qp_128]; a larger modulus is refused unless the
-caller passes `insecure=True`. A sparse secret (Hamming weight h) is weaker than a uniform one
+secret), refimpl/constants.toml [ckks.max_log_qp_128], and the error width sigma must be at least
+the standard's 8 / sqrt(2 pi); anything else is refused unless the caller passes `insecure=True`. A sparse secret (Hamming weight h) is weaker than a uniform one
 at equal N and modulus; refimpl applies the same table and says so in `security_note`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from math import log2, prod
+from math import isfinite, log2, pi, prod, sqrt
 
 from ..constants import C
 from ..ring.primes import ntt_primes
@@ -33,6 +34,9 @@ def security_bound(N: int, secret: str, h: int | None) -> int | None:
         return MAX_LOG_QP_128_SPARSE.get((N, h))
     return MAX_LOG_QP_128.get(N)
 SIGMA = C["ckks"]["error_sigma"]
+# The HE standard's 128-bit table assumes errors of width sigma = 8 / sqrt(2 pi) ~ 3.19: a
+# narrower error (sigma = 0: no error at all) makes the same modulus insecure.
+SIGMA_MIN_128 = 8.0 / sqrt(2.0 * pi)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ class Parameters:
             raise ParameterError(f"secret must be 'ternary' or 'sparse', got {self.secret!r}")
         if self.secret == "sparse" and not (self.h and 0 < self.h <= N):
             raise ParameterError(f"a sparse secret needs a Hamming weight 0 < h <= N, got {self.h}")
+        if not (isinstance(self.sigma, (int, float)) and isfinite(self.sigma) and self.sigma >= 0):
+            raise ParameterError(f"the error width sigma must be a finite number >= 0, got {self.sigma!r}")
+        if not self.insecure and self.sigma < SIGMA_MIN_128:
+            raise InsecureParametersError(
+                f"error width sigma = {self.sigma} is below {SIGMA_MIN_128:.4f}, the width the 128-bit bounds "
+                f"assume (HE standard): use sigma >= {SIGMA_MIN_128:.4f} (default {SIGMA}), or pass insecure=True for tests"
+            )
         bound = security_bound(N, self.secret, self.h)
         if not self.insecure and (bound is None or self.log_qp > bound):
             src = "HE standard" if self.secret == "ternary" else f"sparse secret h = {self.h}, Lattigo's estimate"
@@ -121,9 +132,10 @@ class Parameters:
 
     @property
     def security_bits(self) -> int:
-        """128 if log2(PQ) is within the 128-bit bound known for (N, secret), else 0."""
+        """128 if log2(PQ) is within the 128-bit bound known for (N, secret) and sigma is at least
+        the standard's width, else 0."""
         bound = security_bound(self.N, self.secret, self.h)
-        return 128 if bound is not None and self.log_qp <= bound else 0
+        return 128 if bound is not None and self.log_qp <= bound and self.sigma >= SIGMA_MIN_128 else 0
 
     @property
     def security_note(self) -> str:
@@ -150,11 +162,22 @@ class Parameters:
         return tuple(range(level + 1))
 
     def fingerprint(self) -> bytes:
-        """8 bytes that identify N and the primes (checked when deserializing)."""
-        import hashlib
+        """8 bytes that identify N, the primes and the digits (checked by every evaluator,
+        decryptor and deserializer entry point; computed once)."""
+        return self.fingerprint_bytes
 
-        h = hashlib.sha256(repr((self.N, self.q, self.p, self.digits)).encode())
-        return h.digest()[:8]
+    @cached_property
+    def fingerprint_bytes(self) -> bytes:
+        return hashlib.sha256(repr((self.N, self.q, self.p, self.digits)).encode()).digest()[:8]
+
+    @cached_property
+    def log_q_prefix(self) -> tuple[float, ...]:
+        """log2(Q_l) for l = 0 .. L."""
+        out, acc = [], 0.0
+        for x in self.q:
+            acc += log2(x)
+            out.append(acc)
+        return tuple(out)
 
     @staticmethod
     def create(
@@ -170,6 +193,7 @@ class Parameters:
         h: int | None = None,
         insecure: bool = False,
         name: str = "custom",
+        sigma: float = SIGMA,
     ) -> "Parameters":
         """Primes of the requested sizes: q_0 (log_q0 bits), `levels` scaling primes (log_qi),
         special primes (log_p). Digits: `dnum` equal groups, or (dnum=None) the fewest groups
@@ -204,7 +228,7 @@ class Parameters:
             digits = _choose_digits(chain, prod(p))
         return Parameters(
             N=N, q=chain, p=tuple(p), scale=float(scale if scale is not None else 2.0**log_qi),
-            digits=digits, secret=secret, h=h, insecure=insecure, name=name,
+            digits=digits, secret=secret, h=h, sigma=sigma, insecure=insecure, name=name,
         )
 
 

@@ -6,7 +6,9 @@ Layout (little endian):
 Residues mod q_i are bit-packed to bitlen(q_i) bits each (a 40-bit prime costs 5 bytes per
 coefficient, not 8). Switching keys carry their level, b_j over Q_level P and the 64-bit seeds of
 a_j (the receiver expands a_j), as SEAL does. Anything malformed, truncated, corrupted, of another kind or of another
-parameter set raises SerializationError saying which.
+parameter set raises SerializationError saying which; so does anything the encoder and the
+evaluator never produce (a scale outside [1, Q_level / 2), a flag byte other than 0 / 1, a
+Galois element repeated or even).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numba as nb
 import numpy as np
 
 from .ciphertext import Ciphertext, Plaintext
-from .errors import SerializationError
+from .checks import check_scale
+from .errors import ScaleRangeError, SerializationError
 from .keys import EvaluationKeys, PublicKey, SwitchingKey, key_digits, key_rows
 from .params import Parameters
 
@@ -165,12 +168,22 @@ def _poly_body(params, polys, level, scale) -> bytes:
     return head + b"".join(_pack_rows(params, c, rows) for c in polys)
 
 
-def _read_polys(r: _Reader, params: Parameters, what: str):
+def _read_polys(r: _Reader, params: Parameters, what: str, sizes: tuple[int, ...], unit_scale: bool = False):
+    """Level, component count and scale, checked before any data is read: what the encoder and
+    the evaluator can produce (a scale in [SCALE_FLOOR, Q_level / 2); keys: scale 1)."""
     level, size, scale = r.unpack("<HBd")
     if level > params.L:
         raise SerializationError(f"{what}: level {level} above the top level {params.L}")
-    if not (np.isfinite(scale) and scale > 0):
-        raise SerializationError(f"{what}: invalid scale {scale}")
+    if size not in sizes:
+        raise SerializationError(f"{what}: {size} components, expected {' or '.join(map(str, sizes))}")
+    if unit_scale:
+        if scale != 1.0:
+            raise SerializationError(f"{what}: scale {scale!r}, a key is stored at scale 1")
+    else:
+        try:
+            check_scale(params, scale, level, what)
+        except ScaleRangeError as e:
+            raise SerializationError(f"{what}: a scale no encoder or evaluator produces ({e})") from None
     rows = params.q_basis(level)
     n = _packed_len(params, rows)
     polys = tuple(_unpack_rows(params, r.take(n), rows, what) for _ in range(size))
@@ -183,9 +196,7 @@ def serialize_ciphertext(ct: Ciphertext) -> bytes:
 
 def deserialize_ciphertext(data: bytes, params: Parameters) -> Ciphertext:
     r = _open(data, "ciphertext", params)
-    polys, level, scale = _read_polys(r, params, "ciphertext")
-    if len(polys) not in (2, 3):
-        raise SerializationError(f"ciphertext: {len(polys)} components, expected 2 or 3")
+    polys, level, scale = _read_polys(r, params, "ciphertext", (2, 3))
     _done(r)
     return Ciphertext(polys, level, scale, params)
 
@@ -196,9 +207,7 @@ def serialize_plaintext(pt: Plaintext) -> bytes:
 
 def deserialize_plaintext(data: bytes, params: Parameters) -> Plaintext:
     r = _open(data, "plaintext", params)
-    polys, level, scale = _read_polys(r, params, "plaintext")
-    if len(polys) != 1:
-        raise SerializationError(f"plaintext: {len(polys)} polynomials, expected 1")
+    polys, level, scale = _read_polys(r, params, "plaintext", (1,))
     _done(r)
     return Plaintext(polys[0], level, scale, params)
 
@@ -211,8 +220,8 @@ def serialize_public_key(pk: PublicKey) -> bytes:
 
 def deserialize_public_key(data: bytes, params: Parameters) -> PublicKey:
     r = _open(data, "public_key", params)
-    polys, level, _ = _read_polys(r, params, "public_key")
-    if len(polys) != 2 or level != params.L:
+    polys, level, _ = _read_polys(r, params, "public_key", (2,), unit_scale=True)
+    if level != params.L:
         raise SerializationError("public_key: expected 2 polynomials at the top level")
     _done(r)
     return PublicKey(polys[0], polys[1], params)
@@ -261,12 +270,18 @@ def serialize_evaluation_keys(ek: EvaluationKeys, params: Parameters) -> bytes:
 def deserialize_evaluation_keys(data: bytes, params: Parameters) -> EvaluationKeys:
     r = _open(data, "evaluation_keys", params)
     has_relin, n = r.unpack("<BI")
+    if has_relin not in (0, 1):
+        raise SerializationError(f"evaluation_keys: relinearization flag byte {has_relin}, expected 0 or 1")
+    if n > params.N // 2:
+        raise SerializationError(f"evaluation_keys: {n} Galois keys, there are only {params.N // 2} nontrivial elements")
     relin = _read_swk(r, params) if has_relin else None
     galois = {}
     for _ in range(n):
         (g,) = r.unpack("<I")
-        if g % 2 == 0 or g >= 2 * params.N:
-            raise SerializationError(f"evaluation_keys: invalid Galois element {g}")
+        if g % 2 == 0 or not 1 < g < 2 * params.N:
+            raise SerializationError(f"evaluation_keys: invalid Galois element {g} (odd, in (1, 2N = {2 * params.N}))")
+        if galois and g <= max(galois):
+            raise SerializationError(f"evaluation_keys: Galois element {g} repeated or out of order (keys are stored sorted)")
         galois[g] = _read_swk(r, params)
     _done(r)
     return EvaluationKeys(relin=relin, galois=galois)

@@ -12,20 +12,14 @@ import importlib
 import sys
 
 from refimpl import __version__
-from refimpl.cli import bench, demo, experiments, nexus, spec
+from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, spec
 
-GROUPS = [demo, bench, nexus, spec, experiments]
+GROUPS = [demo, bench, bert, nexus, spec, experiments, aby3]
 
 # Subcommands not yet moved into a group module: `refimpl NAME ARGS...` calls MODULE.FUNC(ARGS),
 # which parses its own arguments. Each entry leaves when its group module registers it.
 FORWARDED = {
-    "train": ("refimpl.bert.train", "main", "fine-tune a BERT classifier on a GLUE task"),
-    "distill": ("refimpl.bert.distill", "main", "two-stage distillation into an MPC-friendly student"),
-    "fit-freediv": ("refimpl.bert.freediv", "main", "fit the public attention denominator f(n) = a n^b"),
-    "eval": ("refimpl.bert.train", "eval_main", "evaluate a checkpoint on a GLUE dev set"),
-    "ship": ("refimpl.cli.legacy", "ship", "build the shipped small models and their NEXUS ranges"),
     "reproduce": ("refimpl.reproduce", "main", "regenerate a table of the papers: accuracy, speed, agreement, nexus"),
-    "aby3": ("refimpl.aby3.tcp", "main", "ABY3 parties as separate processes over TCP: party"),
 }
 
 
@@ -53,4 +47,5 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in FORWARDED:  # the module parses its own options (argparse's REMAINDER would not)
         return _forward(argparse.Namespace(command=argv[0], argv=argv[1:]))
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as typed, for the provenance a command records
     return args.func(args)

@@ -1,4 +1,4 @@
-"""The encrypted BERT on short SST-2 sentences: encrypted vs plaintext logits (results/nexus_bert_*.json).
+"""The encrypted BERT on short SST-2 sentences: encrypted vs plaintext logits (results/nexus/nexus_bert_*.json).
 
 Client and server run in one process (the secret key only decrypts): per sentence the encrypted
 logits against the float64 model of the same approximations and against the exact model, the

@@ -21,6 +21,7 @@ TABLES = {
     "nexus-compare": "NEXUS bandwidth and time beside the paper's headline comparisons",
     "freediv-profile": "freeDiv's motivating profile: Softmax and GeLU shares of BERT-base MPC time",
     "distill-gains": "freeDiv accuracy deltas against its own baseline, distillation gains and times",
+    "results-index": "results/INDEX.md: every result file, its command and the docs citing it",
 }
 
 

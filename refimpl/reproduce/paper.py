@@ -118,7 +118,7 @@ def emit(t: PaperTable, argv: list[str], json_path: str | None) -> int:
 
 
 def load_result(relative: str) -> dict:
-    """A committed result file of the repository (e.g. "results/nexus_bertbase_128.json")."""
+    """A committed result file of the repository (e.g. "results/nexus/nexus_bertbase_128.json")."""
     return json.loads(repo_path(relative).read_text())
 
 

@@ -23,8 +23,8 @@ ways: refimpl's (`gelu`: an even polynomial within 3e-4 of the exact GeLU, 2 MSB
 NEXUS/PUMA 4-piece polynomial (`gelu_poly4`, 3 MSBs) and SPU's erf recipe (`gelu_as`:
 Abramowitz-Stegun 7.1.27 with a Goldschmidt reciprocal, what SPU's BERT pays). Beside it: the paper's
 2.26x (SPU, LAN, BERT-base-cased, n = 128; the paper does not say which GeLU its baseline
-ran) and SPU 0.9.5's per-layer figures measured on this machine (../shared/anchors/spu/,
-refimpl.bench.aby3.SPU_ANCHOR; its Softmax+GeLU uses the exact erf GeLU, HF Flax BERT's
+ran) and SPU 0.9.5's per-layer figures measured on this machine
+(refimpl.bench.aby3.SPU_ANCHOR; its Softmax+GeLU uses the exact erf GeLU, HF Flax BERT's
 "gelu", and its PUMA row the 4-piece polynomial).
 """
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import threading
@@ -49,15 +48,16 @@ from refimpl.aby3.model import attention_kw, secure_embeddings, secure_head, sha
 from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, share_input
-from refimpl.bench.aby3 import SPU_ANCHOR, _layer_weights, layer_reference
+from refimpl.bench.aby3 import SPU_ANCHOR, layer_reference, random_layer_weights
 from refimpl.bert.config import BertConfig
+from refimpl.constants import C
 
-PAPER_SPEEDUP = 2.26  # freeDiv abstract: 2Quad-freeDiv+Quad vs Softmax+GeLU, SPU ABY3, LAN, BERT-base, n = 128
+PAPER_SPEEDUP = C["freediv"]["speedup_vs_softmax_gelu"]  # freeDiv abstract: 2Quad-freeDiv+Quad vs Softmax+GeLU, SPU ABY3, LAN, BERT-base, n = 128
 # The paper states 2.26x twice: of Scaling + Quad (§5, "the best speedup of the four prior attentions") and of
 # the converted 2Quad-freeDiv + Quad model (abstract, conclusion). Its speed table is an image missing from
 # our sources, so which row the printed 2.26 belongs to cannot be checked; refimpl compares it with both.
 PAPER_SPEEDUP_ROWS = (("scaling", "quad"), ("2quad-freediv", "quad"))
-SPU_LAYER_TARGET = {"bytes": 156_124_184, "rounds": 212, "wall_s": 4.042}  # SPU 2Quad-freeDiv+Quad layer (anchor)
+SPU_LAYER_TARGET = dict(zip(("bytes", "rounds", "wall_s"), SPU_ANCHOR["layer_2quad-freediv_quad"][:3]))  # SPU's layer
 PAIRS = [("softmax", "gelu"), ("softmax", "gelu_poly4"), ("softmax", "gelu_as"), ("2quad", "quad"),
          ("2relu", "relu"), ("scaling", "quad"), ("softmax-freediv", "quad"), ("2quad-freediv", "quad")]
 BASELINES = {"erf": ("softmax", "gelu"), "poly4": ("softmax", "gelu_poly4"), "spu_erf": ("softmax", "gelu_as")}
@@ -149,7 +149,7 @@ def _times(row: dict) -> dict:
 def measure_layer(size: Size, attention: str, act: str, reps: int, seed: int = 0, keep_parts: bool = False) -> dict:
     """One encoder layer at `size` with secret input and weights; error against float64 (parts kept if asked)."""
     rng = np.random.default_rng(seed)
-    w = _layer_weights(rng, size.d, size.ff)
+    w = random_layer_weights(rng, size.d, size.ff)
     x = rng.normal(size=(size.n, size.d))
     mask = np.ones(size.n)
     keys = list(LAYER_KEYS)
@@ -255,8 +255,8 @@ def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
             if size.name.startswith("bert-base") and key:
                 b, acts, wall, err = SPU_ANCHOR[key]
                 row["spu_layer"] = {"bytes": b, "send_actions": acts, "wall_s": wall, "max_abs_err": err,
-                                    "source": "anchor: refimpl.bench.aby3.SPU_ANCHOR (../shared/anchors/spu/"
-                                              "results-default-copts.txt; softmax-freeDiv re-measured by refimpl)"}
+                                    "source": "anchor: refimpl.bench.aby3.SPU_ANCHOR (SPU 0.9.5, default compiler "
+                                              "options; softmax-freeDiv re-measured by refimpl)"}
             rows.append(row)
             progress(f"[{sname}] {att} + {act}: layer {layer['bytes'] / 1e6:.1f} MB, {layer['rounds']} rounds, "
                      f"{layer['wall_s']:.2f} s (err {layer['max_abs_err']:.1e}); model {model['bytes'] / 1e6:.0f} MB, "
@@ -347,7 +347,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quick", action="store_true", help="a small model (2 layers, hidden 128, n = 32) only")
     ap.add_argument("--sizes", default="bert-base,minilm", help="comma-separated: bert-base, minilm, quick")
     ap.add_argument("--reps", type=int, default=None, help="runs per item, median taken (default 3; --quick 1)")
-    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3_speed.json)")
+    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_speed.json)")
     args = ap.parse_args(argv)
     sizes = ["quick"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]

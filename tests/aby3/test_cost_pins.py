@@ -138,7 +138,7 @@ def test_encoder_layer_cost_is_pinned(attention, act):
     assert (cost["bytes"], cost["rounds"], cost["sends"]) == LAYER_PINS[(attention, act)]
 
 
-SPEED_TABLE = ROOT / "results" / "aby3_speed_2026-12-03b.json"  # the newest committed BERT-base speed table
+SPEED_TABLE = ROOT / "results" / "aby3" / "aby3_speed_quiet.json"  # the newest committed BERT-base speed table
 
 
 @pytest.mark.slow

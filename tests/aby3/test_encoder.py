@@ -17,7 +17,7 @@ def test_encoder_layer_matches_float(attention, act):
     """ABY3-LAYER-1: secret input and secret weights; the output within 2e-2 (softmax) / 1e-3 of float64."""
     rng = np.random.default_rng(0)
     n, d, h, ff = 8, 32, 2, 64
-    w = bench._layer_weights(rng, d, ff)
+    w = bench.random_layer_weights(rng, d, ff)
     x = rng.normal(size=(n, d))
     mask = np.ones(n)
     mask[6:] = 0

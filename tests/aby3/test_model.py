@@ -111,11 +111,3 @@ def test_onehot_matmul_exact_costs_and_views():
     stat = np.sum((a - b) ** 2 / np.maximum(a + b, 1))
     assert stat < 255 + 6 * np.sqrt(2 * 255)
     assert a.max() < 60 and b.max() < 60  # no byte value dominates (uniform: 12.5 expected)
-
-
-def test_a_distillation_time_softmax_blend_is_refused_by_the_secure_forward():
-    """BERT-ANNEAL: a config with softmax_share > 0 (mid-annealing) is refused before any share moves."""
-    cfg = BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1, intermediate_size=4,
-                     attention="2quad-freediv", activation="quad", softmax_share=0.25)
-    with pytest.raises(ValueError, match="softmax_share 0.25 is a distillation-time blend"):
-        secure_forward(None, cfg, {}, None, np.ones(3))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -262,20 +264,22 @@ def test_gelu_blockwise_paths_match_the_plain_formulas():
 @given(data=st.data(), share=st.floats(0.05, 0.95))
 def test_annealed_attention_block_backward(variant, data, share):
     # BERT-ANNEAL: w softmax + (1 - w) variant, as forward (against both references) and backward
-    rng, config, params, ids, types, mask = data.draw(model_case(attention=variant, softmax_share=share))
+    rng, config, params, ids, types, mask = data.draw(model_case(attention=variant))
     w = M._sub(params, "encoder.layer.0.")
     x = rng.normal(size=(ids.shape[0], ids.shape[1], config.hidden_size))
     maskf = mask.astype(np.float64)
-    y, cache = L.attention_forward(x, maskf, w, config)
+    y, cache = L.attention_forward(x, maskf, w, config, None, share)
     km = maskf[:, None, :]
     ref = (share * F.attention_probs(cache["scores"], km, "softmax")
            + (1 - share) * F.attention_probs(cache["scores"], km, variant))
     np.testing.assert_allclose(cache["probs"], ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(L.annealed_probs(cache["scores"], km, config, share)[0], cache["probs"])
     r = rng.normal(size=y.shape)
     dx, grads = L.attention_backward(r, cache)
 
     def loss_with(name: str | None, t: np.ndarray) -> float:
-        out, _ = L.attention_forward(x if name is not None else t, maskf, w if name is None else w | {name: t}, config)
+        out, _ = L.attention_forward(x if name is not None else t, maskf, w if name is None else w | {name: t}, config,
+                                   None, share)
         return float((r * out).sum())
 
     assert_directional(lambda t: loss_with(None, t), x, dx, rng, "dx")
@@ -283,11 +287,21 @@ def test_annealed_attention_block_backward(variant, data, share):
         assert_directional(lambda t, name=name: loss_with(name, t), w[name], grads[name], rng, name, directions=1)
 
 
-def test_softmax_share_is_validated_and_left_out_of_a_deployed_config():
-    # BERT-ANNEAL: a share outside [0, 1] is refused; a share of 0 (every saved model) is not written
+def test_softmax_share_is_validated_and_no_part_of_a_deployed_config():
+    # BERT-ANNEAL: the share is a training setting (a forward option), never a config field
+    config = BertConfig(vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=4, attention="2quad")
+    params = M.init_params(config, np.random.default_rng(0))
+    ids = np.array([[1, 2, 3]])
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="softmax_share is the softmax weight of annealed attention"):
-            BertConfig(attention="2quad", softmax_share=bad)
-    assert "softmax_share" not in BertConfig(attention="2quad").to_json()
-    mid = BertConfig(attention="2quad", softmax_share=0.25)
-    assert BertConfig.from_json(mid.to_json()) == mid
+            M.forward(params, config, ids, softmax_share=bad)
+    mid = M.forward(params, config, ids, softmax_share=0.25).attention_probs[0]
+    assert not np.allclose(mid, M.forward(params, config, ids).attention_probs[0])
+    with pytest.raises(TypeError):
+        BertConfig(attention="2quad", softmax_share=0.25)  # type: ignore[call-arg]
+    assert "softmax_share" not in config.to_json()
+    saved = json.loads(config.to_json())
+    assert BertConfig.from_json(json.dumps(saved | {"softmax_share": 0.0})) == config
+    with pytest.raises(ValueError, match="softmax_share = 0.25, a distillation-time attention blend"):
+        BertConfig.from_json(json.dumps(saved | {"softmax_share": 0.25}))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from refimpl.bert import distill as D
+from refimpl.bert import ours
 from refimpl.bert import glue
 from refimpl.bert import train as T
 from refimpl.bert.config import BertConfig
@@ -241,7 +242,7 @@ def test_attention_distance_against_a_loop_and_its_range():
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.float64)
     m_pair = (mask[:, :, None] * mask[:, None, :])[:, None]
     p, q = (rng.dirichlet(np.ones(4), size=(2, 3, 4)) for _ in range(2))
-    loss, grad = D.attention_distance(p, q, m_pair)
+    loss, grad = ours.attention_distance(p, q, m_pair)
     total, rows = 0.0, 0
     for bi in range(2):
         n = int(mask[bi].sum())
@@ -253,7 +254,7 @@ def test_attention_distance_against_a_loop_and_its_range():
     assert np.all(grad[0, :, 3] == 0) and np.all(grad[1, :, :, 2:] == 0)  # padding carries no gradient
     one_hot = np.zeros((1, 1, 2, 2))
     one_hot[..., 0] = 1.0
-    assert D.attention_distance(one_hot, one_hot[..., ::-1].copy(), np.ones((1, 1, 2, 2)))[0] == pytest.approx(2.0)
+    assert ours.attention_distance(one_hot, one_hot[..., ::-1].copy(), np.ones((1, 1, 2, 2)))[0] == pytest.approx(2.0)
 
 
 def test_stage1_on_probabilities_is_zero_for_the_teacher_itself_and_refuses_bad_targets():
@@ -276,14 +277,14 @@ def test_scale_queries_scales_each_heads_scores_and_nothing_else():
     alpha = rng.uniform(0.5, 3.0, (TEACHER.num_hidden_layers, TEACHER.num_attention_heads))
     b = batch()
     ref = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
-    scaled = D.scale_queries(TEACHER, params, alpha)
+    scaled = ours.scale_queries(TEACHER, params, alpha)
     first = forward(scaled, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
     np.testing.assert_allclose(first.attention_scores[0], alpha[0][None, :, None, None] * ref.attention_scores[0],
                                rtol=1e-12, atol=1e-12)
     assert set(scaled) == set(params)
     assert all(scaled[k] is params[k] for k in params if ".attention.self.query." not in k)
     with pytest.raises(ValueError, match=r"expected \(layers, heads\) = \(3, 2\)"):
-        D.scale_queries(TEACHER, params, alpha[:2])
+        ours.scale_queries(TEACHER, params, alpha[:2])
 
 
 def test_score_scale_fit_picks_the_grid_point_a_loop_finds_closest():
@@ -299,7 +300,7 @@ def test_score_scale_fit_picks_the_grid_point_a_loop_finds_closest():
     ids = [[2, 7, 9, 11, 3], [2, 5, 3], [2, 8, 8, 3]]
     types = [[0] * len(r) for r in ids]
     grid = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
-    got = D.score_scale_fit(TEACHER, params, ids, types, "2quad", grid=grid)
+    got = ours.score_scale_fit(TEACHER, params, ids, types, "2quad", grid=grid)
     res = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
     for layer in range(TEACHER.num_hidden_layers):
         for head in range(TEACHER.num_attention_heads):
@@ -318,7 +319,7 @@ def test_score_scale_fit_picks_the_grid_point_a_loop_finds_closest():
             assert got[layer, head] == grid[int(np.argmin(dist))]
     assert len(set(got.ravel().tolist())) > 1  # the search is not degenerate here
     with pytest.raises(ValueError, match="softmax model"):
-        D.score_scale_fit(STUDENT, params, ids, types, "2quad")
+        ours.score_scale_fit(STUDENT, params, ids, types, "2quad")
 
 
 def test_stage1_score_target_follows_the_scales_of_the_start():
@@ -329,7 +330,7 @@ def test_stage1_score_target_follows_the_scales_of_the_start():
     alpha = rng.uniform(0.5, 3.0, (TEACHER.num_hidden_layers, TEACHER.num_attention_heads))
     b = batch()
     t = forward(teacher, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
-    start = D.scale_queries(TEACHER, teacher, alpha)
+    start = ours.scale_queries(TEACHER, teacher, alpha)
     s = forward(start, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
     # layer 0 differs only in its scores; compare the score terms of one layer with a one-layer map
     _, _, ds = D.stage1_terms(s, t, b.attention_mask, [0, 1, 2], score_scales=alpha)
@@ -340,8 +341,8 @@ def test_stage1_score_target_follows_the_scales_of_the_start():
 
 def test_softmax_share_slides_linearly_from_one_to_zero():
     """BERT-ANNEAL: w(t) = max(0, 1 - t / T); no annealing (T = 0) is w = 0 throughout."""
-    assert [D.softmax_share(t, 4) for t in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
-    assert D.softmax_share(0, 0) == D.softmax_share(9, 0) == 0.0
+    assert [ours.softmax_share(t, 4) for t in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert ours.softmax_share(0, 0) == ours.softmax_share(9, 0) == 0.0
 
 
 def test_annealed_stage1_starts_at_softmax_ends_at_the_variant_and_its_gradient_is_exact():

@@ -1,4 +1,4 @@
-"""quad_init: a Quad student refitted to its GELU teacher's FFN units (ours; distill.quad_init)."""
+"""quad_init: a Quad student refitted to its GELU teacher's FFN units (ours; ours.quad_init)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from refimpl.bert import distill as D
+from refimpl.bert import ours
 from refimpl.bert import functional as F
 from refimpl.bert import glue
 from refimpl.bert import train as T
@@ -50,13 +51,13 @@ def test_fit_quadratics_equals_polyfit_per_unit():
     g = F.gelu_erf(x)
     mx = np.stack([(x ** k).sum(0) for k in range(5)], axis=1)  # [L, 5, I]
     mg = np.stack([(g * x ** k).sum(0) for k in range(3)], axis=1)  # [L, 3, I]
-    a, b, c = D.fit_quadratics(mx, mg, min_curvature=0.0)
+    a, b, c = ours.fit_quadratics(mx, mg, min_curvature=0.0)
     for layer in range(2):
         for j in range(7):
             ref = np.polyfit(x[:, layer, j], g[:, layer, j], 2)  # highest power first
             np.testing.assert_allclose([a[layer, j], b[layer, j], c[layer, j]], ref, rtol=1e-7, atol=1e-9)
     # the floor keeps |A| >= min_curvature and refits B, C with A fixed
-    a2, b2, c2 = D.fit_quadratics(mx, mg, min_curvature=10.0)
+    a2, b2, c2 = ours.fit_quadratics(mx, mg, min_curvature=10.0)
     assert np.all(np.abs(a2) == 10.0)
     j = 3
     ref_bc = np.polyfit(x[:, 0, j], g[:, 0, j] - a2[0, j] * x[:, 0, j] ** 2, 1)
@@ -65,9 +66,9 @@ def test_fit_quadratics_equals_polyfit_per_unit():
 
 def test_refitted_quad_ffn_computes_the_fitted_quadratics_exactly():
     params, ids, types = teacher_and_rows()
-    mx, mg = D.gelu_moments(TEACHER, params, ids, types)
-    a, b, c = D.fit_quadratics(mx, mg)
-    new = D.quad_init(TEACHER, params, ids, types)
+    mx, mg = ours.gelu_moments(TEACHER, params, ids, types)
+    a, b, c = ours.fit_quadratics(mx, mg)
+    new = ours.quad_init(TEACHER, params, ids, types)
     x = np.random.default_rng(2).normal(size=(5, 16))
     for layer in range(TEACHER.num_hidden_layers):
         p = f"encoder.layer.{layer}."
@@ -87,7 +88,7 @@ def test_quad_student_from_quad_init_tracks_the_teacher_where_the_plain_swap_col
     student = TEACHER.replace(activation="quad")
     t = forward(params, TEACHER, b.input_ids, b.token_type_ids, b.attention_mask)
     plain = forward(params, student, b.input_ids, b.token_type_ids, b.attention_mask)
-    fitted = forward(D.quad_init(TEACHER, params, ids, types), student, b.input_ids, b.token_type_ids,
+    fitted = forward(ours.quad_init(TEACHER, params, ids, types), student, b.input_ids, b.token_type_ids,
                      b.attention_mask)
     m = b.attention_mask.astype(bool)
 
@@ -155,12 +156,12 @@ def test_accuracy_rows_with_quad_init_get_their_own_runs_and_table_mark(tmp_path
 def test_swap_pairs_appends_each_pair_in_the_other_order():
     task = glue.TASKS["STS-B"]
     ex = glue.Examples(task, ["a one", "b two"], ["c three", "d four"], np.array([1.0, 4.5]))
-    sw = D.swap_pairs(ex)
+    sw = ours.swap_pairs(ex)
     assert sw.text_a == ["a one", "b two", "c three", "d four"]
     assert sw.text_b == ["c three", "d four", "a one", "b two"]
     np.testing.assert_array_equal(sw.labels, [1.0, 4.5, 1.0, 4.5])
     with pytest.raises(ValueError, match="single sentences"):
-        D.swap_pairs(glue.Examples(glue.TASKS["SST-2"], ["x"], None, np.array([1])))
+        ours.swap_pairs(glue.Examples(glue.TASKS["SST-2"], ["x"], None, np.array([1])))
 
 
 def test_stage1_runs_on_the_given_inputs_and_stage2_on_the_labelled_set():
@@ -188,7 +189,7 @@ def test_replace_tokens_keeps_the_rows_and_adds_noisy_copies_of_them():
     ids = [[2, *rng.integers(5, 60, int(rng.integers(20, 60))).tolist(), 3] for _ in range(200)]
     types = [[0] * len(r) for r in ids]
     keep = [0, 1, 2, 3]
-    out_ids, out_types = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
+    out_ids, out_types = ours.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
     assert len(out_ids) == 4 * len(ids) and out_ids[: len(ids)] == ids and out_types == types * 4
     used = {t for r in ids for t in r if t not in keep}
     changed = total = 0
@@ -200,15 +201,15 @@ def test_replace_tokens_keeps_the_rows_and_adds_noisy_copies_of_them():
             total += len(row) - 2
     # a draw lands on the same token with probability ~1/55: the changed share is ~0.2 (1 - 1/55)
     assert 0.17 < changed / total < 0.21
-    again = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
-    other = D.replace_tokens(ids, types, copies=3, rate=0.2, seed=1, keep=keep)
+    again = ours.replace_tokens(ids, types, copies=3, rate=0.2, seed=0, keep=keep)
+    other = ours.replace_tokens(ids, types, copies=3, rate=0.2, seed=1, keep=keep)
     assert again[0] == out_ids and other[0] != out_ids
     with pytest.raises(ValueError, match="copies >= 1"):
-        D.replace_tokens(ids, types, copies=0, rate=0.2, seed=0, keep=keep)
+        ours.replace_tokens(ids, types, copies=0, rate=0.2, seed=0, keep=keep)
     with pytest.raises(ValueError, match="0 < rate <= 1"):
-        D.replace_tokens(ids, types, copies=1, rate=0.0, seed=0, keep=keep)
+        ours.replace_tokens(ids, types, copies=1, rate=0.0, seed=0, keep=keep)
     with pytest.raises(ValueError, match="differ"):
-        D.replace_tokens(ids, types[:-1], copies=1, rate=0.2, seed=0, keep=keep)
+        ours.replace_tokens(ids, types[:-1], copies=1, rate=0.2, seed=0, keep=keep)
 
 
 def test_stage2_runs_on_the_given_inputs_with_the_teachers_logits_and_refuses_a_regression_task():
@@ -225,7 +226,7 @@ def test_stage2_runs_on_the_given_inputs_with_the_teachers_logits_and_refuses_a_
                       stage2_inputs=(ids, types))
     for k in same:  # the default inputs are (ids, types), and stage 2 reads the teacher, not the labels
         np.testing.assert_array_equal(same[k], given[k])
-    noisy = D.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=[0, 1, 2, 3])
+    noisy = ours.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=[0, 1, 2, 3])
     other = D.distill(teacher, params, student, [0, 1], task, ids, types, labels, None, s2, stage2_inputs=noisy)
     assert any(not np.array_equal(same[k], other[k]) for k in same)
     with pytest.raises(ValueError, match="labelled rows only"):
@@ -299,8 +300,9 @@ def test_accuracy_distillation_batch_size_gets_its_own_run_and_table_note(tmp_pa
     A.result_path("2quad-freediv-quad", "distilled", "RTE", 0, tmp_path).write_text(json.dumps(rec))
     line = next(x for x in A.table(tmp_path).splitlines() if x.startswith("| 2quad-freediv-quad | distilled |"))
     assert "RTE 16+4 (batch 8) (stage 2 at 2e-05)" in line
-    from refimpl.bert import distill as D
-    assert A.STAGE2_LR == D.STAGE2_LR
+    from refimpl.reproduce import accuracy_table
+
+    assert accuracy_table.STAGE2_LR == D.STAGE2_LR
 
 
 def test_neighbour_candidates_are_the_nearest_pieces_of_the_same_kind_by_cosine():
@@ -309,7 +311,7 @@ def test_neighbour_candidates_are_the_nearest_pieces_of_the_same_kind_by_cosine(
     E = rng.normal(size=(V, d))
     pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"{'##' if i % 3 == 0 else ''}w{i}" for i in range(4, V)]
     keep = [0, 1, 2, 3]
-    near = D.neighbour_candidates(E * rng.uniform(0.5, 3.0, (V, 1)), pieces, k=k, keep=keep, block=7)
+    near = ours.neighbour_candidates(E * rng.uniform(0.5, 3.0, (V, 1)), pieces, k=k, keep=keep, block=7)
     unit = E / np.linalg.norm(E, axis=1, keepdims=True)  # cosine ignores each row's length
     for t in range(V):
         if t in keep:  # specials are never replaced: their row lists themselves
@@ -320,7 +322,7 @@ def test_neighbour_candidates_are_the_nearest_pieces_of_the_same_kind_by_cosine(
         assert near[t].tolist() == ref
     ids = [[2, *rng.integers(4, V, 30).tolist(), 3] for _ in range(50)]
     types = [[0] * len(r) for r in ids]
-    out, _ = D.replace_tokens(ids, types, copies=2, rate=0.5, seed=0, keep=keep, candidates=near)
+    out, _ = ours.replace_tokens(ids, types, copies=2, rate=0.5, seed=0, keep=keep, candidates=near)
     hits = 0
     for row, noisy in zip(ids * 2, out[len(ids):]):
         for a, b in zip(row, noisy):
@@ -328,8 +330,8 @@ def test_neighbour_candidates_are_the_nearest_pieces_of_the_same_kind_by_cosine(
             hits += b != a
     assert 0.4 < hits / (2 * 50 * 30) < 0.6
     with pytest.raises(ValueError, match="1 <= k"):
-        D.neighbour_candidates(E, pieces, k=V, keep=keep)
+        ours.neighbour_candidates(E, pieces, k=V, keep=keep)
     with pytest.raises(ValueError, match="pieces"):
-        D.neighbour_candidates(E, pieces[:-1], k=k, keep=keep)
+        ours.neighbour_candidates(E, pieces[:-1], k=k, keep=keep)
     with pytest.raises(ValueError, match="candidates must be"):
-        D.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=keep, candidates=near[:10])
+        ours.replace_tokens(ids, types, copies=1, rate=0.5, seed=0, keep=keep, candidates=near[:10])

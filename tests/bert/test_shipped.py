@@ -9,6 +9,7 @@ import pytest
 
 from refimpl.bert import shipped
 from refimpl.bert.model import param_shapes
+from refimpl.cli import main
 
 
 @pytest.mark.parametrize("name", shipped.NAMES)
@@ -106,7 +107,7 @@ def test_ship_writes_its_teacher_record_apart_from_the_tables_teacher(tmp_path, 
     monkeypatch.setattr(accuracy, "train_teacher", fake_train_teacher)
     monkeypatch.setattr(glue, "load", lambda *a, **k: None)
     with pytest.raises(Stop):
-        shipped.main(["--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)])
+        main(["ship", "--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)])
     assert seen["result_name"] == shipped.TEACHER_RESULT == "teacher-shipped_SST-2.json"
     assert seen["result_name"] != accuracy.result_path("teacher", "fine-tuned", "SST-2", 0, tmp_path).name
     assert "shipped" in seen["note"]
@@ -146,15 +147,15 @@ def test_ship_checkpoints_are_keyed_by_teacher_and_data(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(distill, "distill", fake_distill)
-    argv = ["--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    argv = ["ship", "--glue-dir", str(tmp_path), "--run-dir", str(tmp_path / "runs"), "--results", str(tmp_path)]
     for name, extra in (("accuracy-teacher-SST-2-s0", []), ("accuracy-teacher-SST-2-s0-nall-e1", []),
                         ("accuracy-teacher-SST-2-s0-nall-e1", ["--small-subset", "0", "--teacher-subset", "0"])):
         teacher_run["name"] = name
         with pytest.raises(Stop):
-            shipped.main(argv + extra)
+            main(argv + extra)
     assert len(set(dirs)) == 3
     assert all(d.is_relative_to(tmp_path / "runs" / "ship") for d in dirs)
     assert "accuracy-teacher-SST-2-s0-nall-e1" in dirs[1].parts
     assert dirs[2].name.endswith("-nall") and subsets == [8000, 8000, None]  # 0: the whole training set
     with pytest.raises(SystemExit):
-        shipped.main(argv + ["--small-subset", "-1"])
+        main(argv + ["--small-subset", "-1"])

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.bert import distill as D
+from refimpl.bert import ours
 from refimpl.bert import glue
 from refimpl.reproduce import accuracy as A
+from refimpl.reproduce import accuracy_table as AT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 
@@ -315,10 +316,10 @@ def test_transfer_is_refused_for_a_single_sentence_task(tmp_path):
 
 def test_ablation_rows_replace_one_component_and_show_only_where_measured(tmp_path):
     teacher_att, teacher_act = A.ROWS["teacher"]
-    for row in A.ABLATIONS:
+    for row in AT.ABLATIONS:
         att, act = A.ROWS[row]
         assert (att == teacher_att) != (act == teacher_act)  # exactly one of the two is the teacher's
-    assert not any(x.startswith(f"| {r} |") for r in A.ABLATIONS for x in A.table(tmp_path).splitlines())
+    assert not any(x.startswith(f"| {r} |") for r in AT.ABLATIONS for x in A.table(tmp_path).splitlines())
     (tmp_path / "2quad-freediv-gelu-distilled_RTE.json").write_text(json.dumps({
         "row": "2quad-freediv-gelu", "mode": "distilled", "task": "RTE", "seed": 0, "value": 0.52,
         "subset": None, "stage1": {"epochs": 2.0}, "stage2": {"epochs": 1.0}}))
@@ -350,7 +351,7 @@ def test_score_init_scales_the_start_in_its_own_run_record_and_table_row_end_to_
     glue_dir, runs, root, kw = fixture_with_teacher(tmp_path, "RTE")
     rec = A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, batch_size=2, score_init=4, **kw)
     alpha = np.array(rec["score_init"]["alpha"])
-    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(D.SCORE_SCALES, 4))
+    assert alpha.shape == (6, 12) and set(alpha.ravel()) <= set(np.round(ours.SCORE_SCALES, 4))
     assert rec["score_init"]["rows"] == 4 and rec["run"].endswith("-sinit4-b2")
     assert A.result_path("2quad-quad", "distilled", "RTE", 0, root, score_init=True).exists()
     assert not A.result_path("2quad-quad", "distilled", "RTE", 0, root).exists()

@@ -300,11 +300,11 @@ def test_encrypted_forward_with_head_rows(ring, attention, activation):
 
 def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     """NEXUS-BERT-PLAN-TIME: `--plan-only --weigh-by` on the stored timings gives the stored time-weighted
-    plan (results/nexus_bertbase_128_placement_time.json); a bootstrap 100x dearer gives back the
+    plan (results/nexus/nexus_bertbase_128_placement_time.json); a bootstrap 100x dearer gives back the
     fewest-refreshes plan; a file without the model's timings is refused."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "results"
+    root = Path(__file__).resolve().parents[2] / "results" / "nexus"
     stored = json.loads((root / "nexus_bertbase_128_placement_time.json").read_text())["models"]["2quad-freediv-quad"]
     fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
     out = tmp_path / "w.json"
@@ -326,13 +326,6 @@ def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     partial.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"timed no \['P V'\]"):
         cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
-
-
-def test_a_distillation_time_softmax_blend_is_refused_by_the_encrypted_layout():
-    """BERT-ANNEAL: a config with softmax_share > 0 (mid-annealing) is not a deployable circuit."""
-    cfg = bb.config("2quad-freediv-quad").replace(softmax_share=0.5)
-    with pytest.raises(ValueError, match="softmax_share 0.5 is a distillation-time blend"):
-        nb.input_layout(cfg, 16, 2**15)
 
 
 def test_cli_defaults_are_the_experiments_constants():

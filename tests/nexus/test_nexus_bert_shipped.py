@@ -3,7 +3,7 @@ with real bootstrapping on an insecure toy ring (N = 2^12, 19 levels after boots
 
 Slow: about 11 (student) and 63 (Softmax + GELU) bootstrapped ciphertexts of ~2-10 s each per
 sentence on this machine. The figures of the README come from `refimpl experiment nexus-bert`
-(results/nexus_bert_*_toy2^12.json); these tests check the same pipeline on one short sentence.
+(results/nexus/nexus_bert_*_toy2^12.json); these tests check the same pipeline on one short sentence.
 """
 
 import numpy as np

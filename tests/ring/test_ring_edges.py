@@ -8,7 +8,8 @@ directly. Also the prime search's size limits and the dtypes of the RNS tables.
 import numpy as np
 import pytest
 
-from refimpl.ring.ntt import bit_reverse_permutation, make_tables
+from refimpl.ring.automorphism import automorphism_coeff, automorphism_ntt
+from refimpl.ring.ntt import bit_reverse_permutation, intt, make_tables, ntt
 from refimpl.ring.primes import ntt_primes
 from refimpl.ring.rns import RNSContext
 
@@ -23,6 +24,55 @@ def test_bit_reverse_permutation():
         logn = N.bit_length() - 1
         i = np.arange(N)
         assert all(int(format(int(v), f"0{logn}b")[::-1], 2) == int(r) for v, r in zip(i, brv))
+
+
+def test_prime_search_below_and_exhaustion():
+    """RING-NTT: with `below` the primes are below it (a prime equal to it is not taken); asking for more
+    primes of a size than exist says how many there are (5 bits, 1 mod 4: only 17 and 29)."""
+    assert ntt_primes(5, 2, 1, below=29) == [17]
+    assert ntt_primes(5, 2, 2) == [29, 17]
+    with pytest.raises(ValueError, match="only 2 primes q = 1 mod 4 of 5 bits exist, asked 3"):
+        ntt_primes(5, 2, 3)
+
+
+def test_automorphism_definition_edges():
+    """RING-AUTO: sigma_k(a)(X) = a(X^k) mod X^N + 1 on residues that include 0 and 1 at negated
+    positions; k and k + 2N act alike in both domains; an even k is refused naming 2N."""
+    N, q = 16, 97
+    a = np.arange(N, dtype=np.uint64) % 3  # 0, 1, 2, 0, 1, ...: zeros and ones everywhere
+    for k in (3, 5, 31):
+        want = np.zeros(N, dtype=np.int64)
+        for i in range(N):
+            e = i * k % (2 * N)
+            want[e % N] += int(a[i]) if e < N else -int(a[i])
+        got = automorphism_coeff(a[None, :], k, np.array([q], dtype=np.uint64))[0]
+        assert np.array_equal(got, want % q)
+        assert np.array_equal(automorphism_coeff(a[None, :], k + 2 * N, np.array([q], dtype=np.uint64))[0], want % q)
+        x = np.arange(2 * N, dtype=np.uint64).reshape(2, N)
+        assert np.array_equal(automorphism_ntt(x, k), automorphism_ntt(x, k + 2 * N))
+    with pytest.raises(ValueError, match=r"unit mod 2N = 32\), got 4"):
+        automorphism_ntt(np.zeros((1, N), dtype=np.uint64), 4)
+
+
+def test_ntt_input_checks_and_copies():
+    """RING-NTT: ntt/intt return new C-ordered uint64 arrays and leave the input alone; int64 residues
+    and a Fortran-ordered input give the same transform; a [L, N/2] array is refused naming [L, N]."""
+    primes = ntt_primes(30, 64, 2)
+    t = make_tables(primes, 64)
+    gen = np.random.default_rng(0)
+    a = np.stack([gen.integers(0, q, 64, dtype=np.uint64) for q in primes])
+    keep = a.copy()
+    f = ntt(a, t)
+    assert np.array_equal(a, keep) and f.dtype == np.uint64 and f.flags.c_contiguous
+    back = intt(f, t)
+    assert np.array_equal(back, a) and np.array_equal(f, ntt(a, t))
+    assert np.array_equal(ntt(a.astype(np.int64), t), f)
+    assert np.array_equal(ntt(np.asfortranarray(a), t), f) and np.array_equal(intt(np.asfortranarray(f), t), a)
+    with pytest.raises(ValueError, match=r"expected a \[2, 64\] array of residues, got shape \(2, 32\)"):
+        ntt(a[:, :32], t)
+    sub = t.select(np.array([1]))
+    assert sub.N == 64 and sub.rows.dtype == np.int64 and sub.rows.tolist() == [1]
+    assert np.array_equal(ntt(a[1:], sub), f[1:])
 
 
 def test_prime_search_limits():

@@ -180,7 +180,7 @@ BOOTSTRAP_PRESETS = {
     # dense main secret (HE standard: log2 PQ <= 1761) with an h = 32 secret only around
     # ModRaise (sparse-secret encapsulation): K = 13 instead of 30. Measured: 18 levels after,
     # 20.0 mean bits; with 35-bit SlotsToCoeffs primes 19 levels fit (log2 PQ = 1760): 20.1 mean
-    # bits since SlotsToCoeffs spreads its scale drop (19.7 before; results/bootstrap_128-2^16-dense19.json)
+    # bits since SlotsToCoeffs spreads its scale drop (19.7 before; results/ckks/bootstrap_128-2^16-dense19.json)
     "128-2^16-dense": dict(N=2**16, levels_after=18, encapsulation_h=32, log_s2c=40, num_p=3, ks_slack_bits=20),
     "128-2^16-dense19": dict(N=2**16, levels_after=19, encapsulation_h=32, log_s2c=35, num_p=3, ks_slack_bits=20),
     "toy-2^10-dense": dict(N=2**10, levels_after=3, encapsulation_h=32, num_p=3, insecure=True),

@@ -21,8 +21,8 @@ MODELS = {  # name -> (attention, activation, the shipped small model whose rang
     "2quad-freediv-quad": ("2quad-freediv", "quad", "sst2-small-2quad-freediv-quad"),
 }
 KEY_SHIFTS = 4  # Q K^T and P V are timed over this many of the n_pad key shifts (their Galois keys: ~80 MB each)
-BOOTSTRAP_JSON = "results/bootstrap_128-2^16-dense19.json"
-QUIET_BOOTSTRAP_S = 72.4  # the same bootstrap on a quiet machine: results/bootstrap_128-2^16-dense19_quiet.json
+BOOTSTRAP_JSON = "results/ckks/bootstrap_128-2^16-dense19.json"
+QUIET_BOOTSTRAP_S = 72.4  # the same bootstrap on a quiet machine: results/ckks/bootstrap_128-2^16-dense19_quiet.json
 # (2026-12-04; 56.2 s before SlotsToCoeffs spread its scale drop; README "Bootstrapping")
 LAYER = 1  # the layer whose planned levels the timed instances use (layer 0 starts at the client's level)
 

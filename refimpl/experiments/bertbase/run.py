@@ -1,7 +1,7 @@
 """BERT-base at n = 128: the command (`refimpl experiment bertbase`, `refimpl reproduce nexus --bertbase`).
 
 Options: refimpl.cli.experiments.bertbase_arguments. Reads the measured bootstrap time from
-results/bootstrap_128-2^16-dense19.json of the repository.
+results/ckks/bootstrap_128-2^16-dense19.json of the repository.
 """
 
 from __future__ import annotations

@@ -75,6 +75,12 @@ class Forward:
     `argmax`) and the plan bookkeeping (`enter`, `leave`, `refresh`) are public so that a
     timing study (refimpl.experiments.bertbase) can run single blocks at their planned levels
     and replace `refresh`; `taps` (None or a dict) receives each layer's output chunks.
+
+    Hooks (ours): `weights` (None, or a store with .plaintext(key, level) -> Plaintext or None, e.g.
+    refimpl.nexus.bert.weights_store.WeightStore) gives the linear layers' encoded diagonals by
+    (weight name, diagonal, level) instead of encoding them every query (`plaintext`); `on_layer`
+    (None or a callable (i, chunks)) is called after each encoder layer (checkpoints,
+    refimpl.nexus.bert.checkpoint); `run(..., start=k)` resumes at layer k.
     """
 
     def __init__(self, ev, bts, model: NexusModel, lay: Layout, mask, rows, pieces, trace):
@@ -85,6 +91,17 @@ class Forward:
         self.n_real = float(np.sum(mask))
         self.taps = None
         self.st = model.settings()
+        self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
+        self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
+
+    def plaintext(self, key: tuple, level: int, scale: float, values):
+        """The plaintext of slot vector values() at (level, scale): from the weight store when one is
+        attached and holds `key` = (weight name, diagonal...) at this level, else encoded now (ours)."""
+        if self.weights is not None and key[0] is not None:
+            pt = self.weights.plaintext(key, level)
+            if pt is not None:
+                return pt
+        return self.ev.encoder.encode(values(), level=level, scale=scale)
 
     # -- plan bookkeeping
     def enter(self, name: str, cts: list[Ciphertext]) -> list[Ciphertext]:
@@ -134,8 +151,11 @@ class Forward:
         return ev.sub(a, b) if subtract else ev.add(a, b)
 
     # -- linear layers
-    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray) -> list[Ciphertext]:
-        """x W^T + b per token window: BSGS diagonal method on P x P blocks, 1 level (Halevi-Shoup; NEXUS §3.1.1)."""
+    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None = None) -> list[Ciphertext]:
+        """x W^T + b per token window: BSGS diagonal method on P x P blocks, 1 level (Halevi-Shoup; NEXUS §3.1.1).
+
+        name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
+        (oc, ic) is `plaintext((name, oc, ic, k), ...)`, from the weight store when one is attached."""
         ev, lay, vec = self.ev, self.lay, self.vec
         P, g = lay.chunk, lay.baby
         out_f, in_f = W.shape
@@ -159,7 +179,8 @@ class Forward:
                         dk = diags[ic][k]
                         if not dk.any():
                             continue
-                        pt = ev.encoder.encode(np.roll(vec.tile(dk), gb * g), level=level, scale=q)
+                        pt = self.plaintext((name, oc, ic, k), level, q,
+                                            lambda dk=dk, gb=gb: np.roll(vec.tile(dk), gb * g))
                         term = ev.mul_plain(babies[ic][i], pt)  # scale x q
                         inner = term if inner is None else ev.add(inner, term)
                 if inner is None:
@@ -393,18 +414,24 @@ class Forward:
         return self.leave("argmax.sgn", [ev.add_const(sgn(ev, d, bound=2 * B), 1.0)])[0]
 
     # -- the whole model
-    def run(self, cts: list[Ciphertext], argmax: bool) -> list[Ciphertext]:
-        """Every encoder layer, the head and optionally Argmax on the input chunks `cts`."""
+    def run(self, cts: list[Ciphertext], argmax: bool, start: int = 0) -> list[Ciphertext]:
+        """Every encoder layer, the head and optionally Argmax on the input chunks `cts`.
+
+        start: resume at layer `start` with `cts` = the output chunks of layer start - 1 (ours)."""
         ev, lay, model, cfg = self.ev, self.lay, self.model, self.model.config
         dh = lay.head_dim
         x = cts
-        for i in range(cfg.num_hidden_layers):
+        if start:
+            first = f"L{start}.qkv" if start < cfg.num_hidden_layers else "head"
+            self.i = next(j for j, r in enumerate(self.rows) if r["block"] == first)
+        for i in range(start, cfg.num_hidden_layers):
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"])
-            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"])
-            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"]))
+            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query")
+            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key")
+            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
+                                                  p + "value"))
             self.enter(p + "qk", [])
             if cfg.attention == "softmax":
                 scale, shift = 1.0 / math.sqrt(dh), 0.0
@@ -424,7 +451,8 @@ class Forward:
                 probs = self.leave(p + "2quad", [ev.rescale(ev.square(sc)) for sc in S])
             ctx = self.pv(i, probs, V)
             ctx = self.enter(p + "out", ctx)
-            o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"]))
+            o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"],
+                                                  p + "out"))
             s1 = self.enter(p + "ln1", [self.join(a, b) for a, b in zip(o, x)])
             h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
                                 w["attention.output.LayerNorm.bias"], ln1)
@@ -433,7 +461,7 @@ class Forward:
             M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
             if cfg.activation == "quad":
                 W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
-            u = self.leave(p + "ffn1", self.linear(h1, W1, b1))
+            u = self.leave(p + "ffn1", self.linear(h1, W1, b1, p + "ffn1"))
             act = p + ("quad" if cfg.activation == "quad" else "gelu")
             u = self.enter(act, u)
             if cfg.activation == "quad":
@@ -441,11 +469,13 @@ class Forward:
             else:
                 a_ = self.leave(act, [self.gelu_masked(uc, c) for c, uc in enumerate(u)])
             a_ = self.enter(p + "ffn2", a_)
-            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"]))
+            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"], p + "ffn2"))
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
             x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
             if self.taps is not None:
                 self.taps[f"L{i}"] = x
+            if self.on_layer is not None:
+                self.on_layer(i, x)
         x = self.enter("head", x)
         z = self.leave("head", [self.head(x)])[0]
         return [self.argmax(z)] if argmax else [z]
@@ -453,7 +483,8 @@ class Forward:
 
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
-                      head_rows: bool = False) -> list[Ciphertext]:
+                      head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
+                      input_level: int | None = None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -462,7 +493,11 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
     chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
-    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head)."""
+    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head).
+    Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
+    model, layout) runs first), on_layer (called with
+    (i, chunks) after layer i: checkpoints), start (resume at this layer; cts = layer start - 1's output)
+    and input_level (the level of the client's ciphertexts, where the plan starts; default cts' level)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
         raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
@@ -473,8 +508,10 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
         raise ValueError(f"expected {lay.chunks(lay.d)} input ciphertexts (chunks of {lay.chunk} features), got {len(cts)}")
     if len({c.level for c in cts}) != 1:
         raise ValueError(f"input ciphertexts at different levels {[c.level for c in cts]}")
+    if weights is not None:
+        weights.check(ev.params, model, lay)  # a store made for other parameters, model or layout: an error
     pieces = pieces_of(model, lay, argmax)
-    rows = place(pieces, cts[0].level, bootstrapper.output_level)
+    rows = place(pieces, cts[0].level if input_level is None else input_level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
-    fw.taps = taps
-    return fw.run(list(cts), argmax)
+    fw.taps, fw.weights, fw.on_layer = taps, weights, on_layer
+    return fw.run(list(cts), argmax, start=start)

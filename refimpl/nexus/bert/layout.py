@@ -90,9 +90,6 @@ def input_layout(config: BertConfig, n: int, slots: int, *, head_rows: bool = Fa
             f"the head dimension is {dh}: use at most {dh // (2 if config.attention == 'softmax' else 1)} tokens")
     if config.attention not in ("softmax", "2quad-freediv"):
         raise ValueError(f"encrypted attention supports 'softmax' and '2quad-freediv', not {config.attention!r}")
-    if config.softmax_share:
-        raise ValueError(f"softmax_share {config.softmax_share} is a distillation-time blend; encrypted "
-                         "attention runs one variant (softmax_share = 0)")
     if config.activation not in ("gelu", "gelu_poly4", "quad"):
         raise ValueError(f"encrypted FFN supports GELU (4-piece) and Quad, not {config.activation!r}")
     if config.pooling != "cls":

@@ -1,10 +1,11 @@
 """Float64 references of the encrypted BERT: the exact model and the encrypted circuit's approximations.
 
-`plaintext_reference` runs every layer in float64, either exactly (the config's own functions)
-or with the approximations the encrypted forward computes (QuickMax/exp/Goldschmidt Softmax in
-the encrypted key order, the 4-piece GELU with the Sgn polynomial, LayerNorm's 1/sqrt by Newton
-and Goldschmidt), and records the ranges calibration reads. `softmax_model`, `layernorm_model`,
-`gelu_model` and `argmax_reference` are the float64 models of single blocks.
+`plaintext_reference` runs every layer in float64, either exactly (refimpl.bert.model.forward,
+the one plaintext BERT forward) or with the approximations the encrypted forward computes
+(QuickMax/exp/Goldschmidt Softmax in the encrypted key order, the 4-piece GELU with the Sgn
+polynomial, LayerNorm's 1/sqrt by Newton and Goldschmidt), and records the ranges calibration
+reads. `softmax_model`, `layernorm_model`, `gelu_model` and `argmax_reference` are the float64
+models of single blocks.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3 (blocks), §3.4 (Argmax); BERT (Devlin et al. 2019).
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...bert import functional as F
+from ...bert.model import forward
 from ..folding import quick_max_plain, quick_sum_plain
 from ..gelu import BREAKPOINTS, P as GP, Q as GQ, gelu_plain
 from ..layernorm import GOLDSCHMIDT, rsqrt_plain
@@ -75,11 +77,13 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
     """Float64 forward with per-layer activations: the encrypted computation's approximations
     (approximate=True: QuickMax/exp/Goldschmidt Softmax in the encrypted key order, the
     4-piece GELU with the Sgn polynomial, LayerNorm's 1/sqrt by Newton + Goldschmidt) or the
-    exact model (approximate=False: the config's own functions, as refimpl.bert.model.forward).
+    exact model (approximate=False: refimpl.bert.model.forward itself, the one plaintext BERT).
 
     model: a refimpl.nexus.bert.ranges.NexusModel (approximate=True reads its settings).
     Returns {"hidden": [n, d] per layer (embeddings first), "probs": [h, n, n] per layer,
     "logits": [num_labels], "record": per-block ranges (scores, variances, activation inputs)}."""
+    if not approximate:
+        return _exact_reference(model, input_ids, attention_mask)
     cfg = model.config
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     x = client_embed(cfg, model.params, input_ids, mask)  # [n, d]
@@ -88,51 +92,90 @@ def plaintext_reference(model: NexusModel, input_ids, attention_mask, *, approxi
     n_pad = max(2, pow2(n))
     key = np.zeros(n_pad)
     key[:n] = mask
-    st = model.settings() if approximate else None
-    rec = {"score_absmax": 0.0, "var": {}, "act": [np.inf, -np.inf], "absmax": {}}
+    st = model.settings()
+    rec = _new_record()
     hidden, probs_all = [x], []
 
-    def absmax(name, a):
-        rec["absmax"][name] = max(rec["absmax"].get(name, 0.0), float(np.max(np.abs(a))))
-
     def add_norm(p, j, y, resid, pre):
-        """LayerNorm(y W + b + resid) of the sublayer `pre` ("attention.output." or "output.")."""
+        """LayerNorm(y W + b + resid) of the sublayer `pre` ("attention.output." or "output."), 1/sqrt approximated."""
         s_ = y @ w[pre + "dense.weight"].T + w[pre + "dense.bias"] + resid
-        absmax(p + "sum" + j, s_)
+        _absmax(rec, p + "sum" + j, s_)
         _var(rec, p + "ln" + j, s_)
-        g, be = w[pre + "LayerNorm.weight"], w[pre + "LayerNorm.bias"]
-        return layernorm_model(s_, g, be, *st["ln"][p + "ln" + j]) if approximate else F.layer_norm(s_, g, be, cfg.layer_norm_eps)
+        return layernorm_model(s_, w[pre + "LayerNorm.weight"], w[pre + "LayerNorm.bias"], *st["ln"][p + "ln" + j])
 
     for i in range(cfg.num_hidden_layers):
         w, p = model.layer(i), f"L{i}."
-        absmax(p + "x", x)
+        _absmax(rec, p + "x", x)
         q, k, v = (x @ w[f"attention.self.{m}.weight"].T + w[f"attention.self.{m}.bias"] for m in ("query", "key", "value"))
         qh, kh, vh = (a.reshape(n, h, dh).transpose(1, 0, 2) for a in (q, k, v))  # [h, n, dh]
         s = qh @ kh.transpose(0, 2, 1) / math.sqrt(dh)  # [h, n, n]
-        rec["score_absmax"] = max(rec["score_absmax"], float(np.max(np.abs(s[:, :, mask > 0]))))
+        _scores(rec, s, mask)
         if cfg.attention == "softmax":
-            probs = softmax_model(s, key, n_pad, st["B"], st["exp_r"]) if approximate else F.attention_probs(s, mask, "softmax")
-        else:
+            probs = softmax_model(s, key, n_pad, st["B"], st["exp_r"])
+        else:  # 2Quad-freeDiv has no approximation
             a_, b_ = cfg.freediv
             probs = F.attention_probs(s, mask, cfg.attention, c=cfg.quad_c, a=a_, b=b_)
         probs_all.append(probs)
         ctx = (probs @ vh).transpose(1, 0, 2).reshape(n, d)
-        absmax(p + "ctx", ctx)
+        _absmax(rec, p + "ctx", ctx)
         h1 = add_norm(p, "1", ctx, x, "attention.output.")
-        absmax(p + "h1", h1)
+        _absmax(rec, p + "h1", h1)
         u = h1 @ w["intermediate.dense.weight"].T + w["intermediate.dense.bias"]
-        rec["act"] = [min(rec["act"][0], float(u.min())), max(rec["act"][1], float(u.max()))]
-        absmax(p + "act_in", u)
-        if cfg.activation == "quad":
-            a = F.quad(u)
-        else:
-            a = gelu_model(u, st["gelu_prescale"]) if approximate else F.activation(u, cfg.activation)
-        absmax(p + "act_out", a)
+        _act(rec, p, u)
+        a = F.quad(u) if cfg.activation == "quad" else gelu_model(u, st["gelu_prescale"])
+        _absmax(rec, p + "act_out", a)
         x = add_norm(p, "2", a, h1, "output.")
         hidden.append(x)
-    absmax(f"L{cfg.num_hidden_layers}.x", x)
+    _absmax(rec, f"L{cfg.num_hidden_layers}.x", x)
     logits = model.w64["classifier.weight"] @ x[0] + model.w64["classifier.bias"]
     return {"hidden": hidden, "probs": probs_all, "logits": logits, "record": rec}
+
+
+def _exact_reference(model: NexusModel, input_ids, attention_mask) -> dict:
+    """plaintext_reference(approximate=False): refimpl.bert.model.forward on the float64 weights, and the
+    ranges recorded from its intermediate values (the sums before each LayerNorm recomputed from them)."""
+    cfg = model.config
+    mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
+    client_embed(cfg, model.params, input_ids, mask)  # the client's checks of the token ids
+    fw = forward(model.w64, cfg, np.asarray(input_ids).reshape(1, -1), attention_mask=mask[None])
+    rec = _new_record()
+    for i, (att, ffn) in enumerate(fw.cache["layers"]):
+        w, p = model.layer(i), f"L{i}."
+        x, ctx, h1 = fw.hidden_states[i][0], att["ctx"][0], ffn["x"][0]
+        _absmax(rec, p + "x", x)
+        _scores(rec, fw.attention_scores[i][0], mask)
+        _absmax(rec, p + "ctx", ctx)
+        s1 = ctx @ w["attention.output.dense.weight"].T + w["attention.output.dense.bias"] + x
+        _absmax(rec, p + "sum1", s1)
+        _var(rec, p + "ln1", s1)
+        _absmax(rec, p + "h1", h1)
+        _act(rec, p, ffn["pre"][0])
+        _absmax(rec, p + "act_out", ffn["inter"][0])
+        s2 = ffn["inter"][0] @ w["output.dense.weight"].T + w["output.dense.bias"] + h1
+        _absmax(rec, p + "sum2", s2)
+        _var(rec, p + "ln2", s2)
+    _absmax(rec, f"L{cfg.num_hidden_layers}.x", fw.hidden_states[-1][0])
+    return {"hidden": [hs[0] for hs in fw.hidden_states], "probs": [pr[0] for pr in fw.attention_probs],
+            "logits": fw.logits[0], "record": rec}
+
+
+def _new_record() -> dict:
+    return {"score_absmax": 0.0, "var": {}, "act": [np.inf, -np.inf], "absmax": {}}
+
+
+def _absmax(rec: dict, name: str, a: np.ndarray) -> None:
+    rec["absmax"][name] = max(rec["absmax"].get(name, 0.0), float(np.max(np.abs(a))))
+
+
+def _scores(rec: dict, s: np.ndarray, mask: np.ndarray) -> None:
+    """The largest |score| over the real keys, [h, n, n] scores."""
+    rec["score_absmax"] = max(rec["score_absmax"], float(np.max(np.abs(s[:, :, mask > 0]))))
+
+
+def _act(rec: dict, p: str, u: np.ndarray) -> None:
+    """The activation's input range and max |input|."""
+    rec["act"] = [min(rec["act"][0], float(u.min())), max(rec["act"][1], float(u.max()))]
+    _absmax(rec, p + "act_in", u)
 
 
 def _var(rec: dict, name: str, x: np.ndarray) -> None:

@@ -1,0 +1,325 @@
+"""Weights encoded once: the linear layers' plaintext diagonals on disk, memory-mapped by the server (ours).
+
+The encrypted forward multiplies every ciphertext by the encoded diagonals of its weights
+(refimpl.nexus.bert.forward, `Forward.linear`); the weights never change, yet without a store
+each query encodes them again (BERT-base: about 58,500 plaintexts per layer). NEXUS's Alg. 6
+has a precompute phase for its first layer, and THOR encodes its weights once, at the level each
+is used; this module does the same for refimpl's forward:
+
+    precompute(model, params, n, out)   records which plaintexts the forward encodes, at which
+                                        levels (the bootstrapping plan fixes them), encodes them
+                                        once and writes a store;
+    WeightStore.open(out, params, model) checks it and memory-maps it; the forward asks it for
+                                        a plaintext by (weight name, diagonal, level) through
+                                        its `weights` hook, and encodes what the store lacks.
+
+Recording: `Recorder` runs `Forward.run` with a level-only evaluator (no arithmetic) and the
+other kernels replaced by their plan levels, so the plaintexts recorded are exactly those
+`Forward.linear` asks for, with the weights as the forward folds them (Quad's 1/sqrt(M) in W_1,
+M in W_2).
+
+Store format (version 1): a directory with manifest.json and one .npy file per (weight, level):
+uint64 [count, level + 1, N], the NTT-domain residues of `count` plaintexts (exactly what
+Encoder.encode returns), opened with np.load(mmap_mode="r"). The manifest holds the format name
+and version, the parameter fingerprint (refimpl.ckks.Parameters.fingerprint), the model's
+checksum (`model_checksum`: config, weights and the approximation settings), the layout, the
+input level of the plan, and per file its SHA-256, size, level, scale and the diagonal keys of
+its rows. `WeightStore.open` refuses, with one StoreError naming the difference, a store of
+another format version, parameter set, model or layout, or whose files do not match their SHA-256.
+
+Sizes: a plaintext at level l is (l + 1) N 8 bytes (N = 2^16, l = 10: 5.5 MiB), so a BERT-base
+layer's ~55,300 diagonals need ~300 GiB: at BERT-base the store fits one block, not a model
+(docs/nexus-scale.md gives the numbers and what would shrink it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...ckks import Ciphertext, Encoder, Plaintext
+from ...ckks.bootstrap.placement import place
+from .chain import pieces_of
+from .forward import Forward
+from .layout import Layout, input_layout
+from .ranges import NexusModel
+
+FORMAT = "refimpl-nexus-weights"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class StoreError(ValueError):
+    """A weight store that cannot be used with these parameters, this model or this layout."""
+
+
+# ------------------------------------------------------------------ identities
+def model_checksum(model: NexusModel) -> str:
+    """SHA-256 of what the plaintexts depend on: the config, every weight (float64, by name) and the
+    approximation settings chosen from the ranges (the activation divisor M is folded into W_1, W_2)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(dataclasses.asdict(model.config), sort_keys=True, default=str).encode())
+    for k in sorted(model.w64):
+        a = np.ascontiguousarray(model.w64[k], dtype=np.float64)
+        h.update(f"{k}:{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(model.settings(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def layout_dict(lay: Layout) -> dict:
+    return dataclasses.asdict(lay)
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ recording
+class LevelEvaluator:
+    """An evaluator that tracks levels and scales only (no arithmetic): what `Recorder` runs on."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def shadow(self, level: int, scale: float) -> Ciphertext:
+        return Ciphertext((), int(level), float(scale), self.params)
+
+    def rescale(self, a):
+        return self.shadow(a.level - 1, a.scale / float(self.params.q[a.level]))
+
+    def mul_plain(self, a, pt):
+        return self.shadow(a.level, a.scale * pt.scale)
+
+    def multiply(self, a, b, relinearize: bool = True):
+        return self.shadow(min(a.level, b.level), a.scale * b.scale)
+
+    def square(self, a):
+        return self.multiply(a, a)
+
+    def rotate_hoisted(self, a, rotations):
+        return {r: a for r in rotations}
+
+    def add(self, a, b):
+        return a
+
+    sub = add
+
+    def rotate(self, a, r):
+        return a
+
+    def mul_int(self, a, k):
+        return a
+
+    def add_const(self, a, value):
+        return a
+
+    def drop_level(self, a, level):
+        return self.shadow(level, a.scale)
+
+
+class Recorder(Forward):
+    """`Forward.run` on a LevelEvaluator: the linear layers run (no arithmetic) and record every
+    plaintext they ask for; the other kernels return their plan's levels. recorded: {(name, level):
+    [(diagonal key, scale, values), ...]} in the forward's order (values: a function of no arguments)."""
+
+    def __init__(self, model: NexusModel, params, lay: Layout, input_level: int, bootstrap_level: int,
+                 argmax: bool = False):
+        pieces = pieces_of(model, lay, argmax)
+        rows = place(pieces, input_level, bootstrap_level)
+        super().__init__(LevelEvaluator(params), None, model, lay, np.ones(lay.n), rows, pieces, None)
+        self.recorded: dict[tuple[str, int], list] = {}
+
+    def plaintext(self, key: tuple, level: int, scale: float, values):
+        if key[0] is None:
+            raise RuntimeError("internal: a linear layer without a weight name cannot be stored")
+        self.recorded.setdefault((key[0], level), []).append((tuple(int(k) for k in key[1:]), scale, values))
+        return Plaintext(None, level, scale, self.ev.params)
+
+    def _at(self, name: str, which: str, cts) -> list:
+        """Move to plan row `name` (skipping the rows a replaced kernel would have entered); shadows at its level."""
+        while self.rows[self.i]["block"] != name:
+            self.i += 1
+        row = self.rows[self.i]
+        return [self.ev.shadow(row[which], self.ev.params.scale) for _ in cts]
+
+    def enter(self, name, cts):
+        return self._at(name, "level_in", cts)
+
+    def leave(self, name, cts, level_in=None):
+        out = self._at(name, "level_out", cts)
+        self.i += 1
+        return out
+
+    # the kernels without weights: shapes only
+    def scores(self, q, k, c, scale, shift):
+        return q
+
+    def head_scores(self, q, k, c, scale, shift, shifts=None):
+        return [q for _ in self.vec.heads(c)]
+
+    def softmax_pieces(self, i, S):
+        return list(S)
+
+    def pv(self, i, probs, V, shifts=None):
+        return list(V)
+
+    def layernorm(self, name, xs, gamma, beta, ln):
+        return list(xs)
+
+    def gelu_masked(self, ct, c):
+        return ct
+
+    def quad(self, u, c):
+        return u
+
+    def join(self, a, b, subtract=False):
+        return a
+
+    def head(self, xs):
+        return xs[0]
+
+    def argmax(self, z):
+        return z
+
+
+def record(model: NexusModel, params, n: int, input_level: int, bootstrap_level: int, *,
+           head_rows: bool = False, argmax: bool = False) -> tuple[Layout, dict]:
+    """(layout, recorded plaintexts) of the forward on n tokens whose inputs arrive at input_level."""
+    lay = input_layout(model.config, n, params.slots, head_rows=head_rows)
+    rec = Recorder(model, params, lay, input_level, bootstrap_level, argmax)
+    x = [rec.ev.shadow(input_level, params.scale) for _ in range(lay.chunks(lay.d))]
+    rec.run(x, argmax)
+    return lay, rec.recorded
+
+
+# ------------------------------------------------------------------ writing
+def write_store(out, params, recorded: dict, meta: dict, log=None) -> dict:
+    """Encode the recorded plaintexts and write them with their manifest under `out` (created).
+
+    meta: model_checksum, layout (and anything else to keep, e.g. input_level); returns the manifest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    enc = Encoder(params)
+    files = {}
+    for (name, level), entries in recorded.items():
+        fname = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}.l{level}") + ".npy"
+        arr = np.lib.format.open_memmap(out / fname, mode="w+", dtype=np.uint64,
+                                        shape=(len(entries), level + 1, params.N))
+        scales = {s for _, s, _ in entries}
+        if len(scales) != 1:
+            raise RuntimeError(f"internal: {name} at level {level} encoded at several scales")
+        for j, (_, scale, values) in enumerate(entries):
+            arr[j] = enc.encode(values(), level=level, scale=scale).poly
+        arr.flush()
+        del arr
+        files[fname] = {"name": name, "level": level, "scale": scales.pop(), "count": len(entries),
+                        "keys": [list(k) for k, _, _ in entries], "bytes": (out / fname).stat().st_size,
+                        "sha256": file_sha256(out / fname)}
+        if log:
+            log(f"{fname}: {len(entries)} plaintexts, {files[fname]['bytes'] / 2**20:.1f} MiB")
+    manifest = {"format": FORMAT, "version": VERSION, "params_fingerprint": params.fingerprint().hex(),
+                "N": params.N, **meta, "files": files,
+                "total_bytes": sum(f["bytes"] for f in files.values())}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def precompute(model: NexusModel, params, n: int, out, *, input_level: int, bootstrap_level: int,
+               head_rows: bool = False, argmax: bool = False, log=None) -> dict:
+    """Record the forward's plaintexts for n tokens (inputs at input_level, bootstraps returning
+    bootstrap_level), encode them once and write the store under `out`; returns its manifest."""
+    lay, rec = record(model, params, n, input_level, bootstrap_level, head_rows=head_rows, argmax=argmax)
+    meta = {"model_checksum": model_checksum(model), "layout": layout_dict(lay), "input_level": input_level,
+            "bootstrap_level": bootstrap_level, "argmax": argmax}
+    return write_store(out, params, rec, meta, log)
+
+
+# ------------------------------------------------------------------ reading
+class WeightStore:
+    """A checked, memory-mapped store; `plaintext((name, oc, ic, k), level)` for Forward's `weights` hook.
+
+    hits / misses count the lookups (a miss: the forward encodes that plaintext itself)."""
+
+    def __init__(self, root: Path, manifest: dict, params, arrays: dict):
+        self.root, self.manifest, self.params = root, manifest, params
+        self.index = {}
+        for fname, f in manifest["files"].items():
+            for row, k in enumerate(f["keys"]):
+                self.index[(f["name"], *k, f["level"])] = (arrays[fname], row, f["scale"])
+        self.hits = self.misses = 0
+        self.checked_model = None
+
+    @classmethod
+    def open(cls, root, params, model: NexusModel | None = None, *, model_sum: str | None = None,
+             verify: bool = True) -> "WeightStore":
+        """Open the store under `root` for these parameters and this model (or its checksum model_sum).
+
+        verify: check every file's SHA-256 (reads the whole store once). StoreError on any mismatch."""
+        root = Path(root)
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise StoreError(f"{root}: no {MANIFEST} (not a weight store; make one with `refimpl nexus precompute`)") from None
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{root}/{MANIFEST}: not JSON ({e})") from None
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise StoreError(f"{root}: format {manifest.get('format')!r} version {manifest.get('version')!r}, "
+                             f"this reader needs {FORMAT!r} version {VERSION}: precompute the store again")
+        if manifest["params_fingerprint"] != params.fingerprint().hex():
+            raise StoreError(f"{root}: made for other parameters (fingerprint {manifest['params_fingerprint']}, "
+                             f"these are {params.fingerprint().hex()}): precompute the store for them")
+        want = model_checksum(model) if model is not None else model_sum
+        if want is not None and manifest["model_checksum"] != want:
+            raise StoreError(f"{root}: made for another model or other ranges (checksum {manifest['model_checksum'][:16]}..., "
+                             f"this model's is {want[:16]}...): precompute the store again")
+        arrays = {}
+        for fname, f in manifest["files"].items():
+            path = root / fname
+            if not path.exists():
+                raise StoreError(f"{root}: {fname} is missing")
+            if verify and file_sha256(path) != f["sha256"]:
+                raise StoreError(f"{root}: {fname} does not match its SHA-256 (corrupted or changed)")
+            arrays[fname] = np.load(path, mmap_mode="r")
+            if arrays[fname].shape != (f["count"], f["level"] + 1, params.N):
+                raise StoreError(f"{root}: {fname} has shape {arrays[fname].shape}, the manifest says "
+                                 f"{(f['count'], f['level'] + 1, params.N)}")
+        out = cls(root, manifest, params, arrays)
+        out.checked_model = model
+        return out
+
+    def check(self, params, model: NexusModel, lay: Layout) -> None:
+        """StoreError unless the store was made for these parameters, this model and this layout."""
+        m = self.manifest
+        if m["params_fingerprint"] != params.fingerprint().hex():
+            raise StoreError(f"{self.root}: made for other parameters")
+        if self.checked_model is not model:
+            if m["model_checksum"] != model_checksum(model):
+                raise StoreError(f"{self.root}: made for another model or other ranges")
+            self.checked_model = model
+        if m.get("layout") != layout_dict(lay):
+            raise StoreError(f"{self.root}: made for the layout {m.get('layout')}, the query's is {layout_dict(lay)} "
+                             "(another token count?): precompute a store for it")
+
+    def plaintext(self, key: tuple, level: int) -> Plaintext | None:
+        """The stored plaintext of `key` = (name, oc, ic, k) at `level`, or None (counted as a miss)."""
+        hit = self.index.get((*key, level))
+        if hit is None:
+            self.misses += 1
+            return None
+        arr, row, scale = hit
+        self.hits += 1
+        return Plaintext(np.asarray(arr[row]), level, scale, self.params)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.manifest["total_bytes"])

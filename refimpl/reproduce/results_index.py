@@ -1,0 +1,147 @@
+"""`refimpl reproduce results-index`: results/INDEX.md, every result file with its command and the docs citing it.
+
+The commands are kept here (COMMANDS, FOLDERS); "cited by" is found by searching README.md,
+docs/, spec/ and tests/ for the file's path (or for a glob pattern that matches it), so the index
+follows the docs. tests/test_results_index.py checks that the committed index is the one this
+builds and that it covers every file under results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "results"
+INDEX = RESULTS / "INDEX.md"
+CITING = ("README.md", "docs", "spec", "tests")
+
+# file (relative to results/) -> the command that made it
+COMMANDS = {
+    'ckks/bench_csprng_2^16.json': 'python -m refimpl.bench.csprng --json results/ckks/bench_csprng_2^16.json',
+    'aby3/aby3_agreement.json': 'refimpl reproduce agreement --glue-dir $GLUE_DIR --no-progress --json results/aby3/aby3_agreement.json',
+    'aby3/aby3_speed.json': 'refimpl reproduce speed --reps 5 --json results/aby3/aby3_speed.json',
+    'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',
+    'bert/freediv_fit.json': 'refimpl fit-freediv --glue-dir $GLUE_DIR --split dev --model teacher=FILE --model sst2-small-softmax-gelu=refimpl/models/sst2-small-softmax-gelu:softmax --model sst2-small-2quad-freediv-quad=refimpl/models/sst2-small-2quad-freediv-quad:2quad',
+    'bert/freediv_fit.png': 'refimpl fit-freediv (written beside results/bert/freediv_fit.json)',
+    'ckks/bench_ckks.json': 'refimpl bench ckks --threads 1 --json results/ckks/bench_ckks.json',
+    'ckks/bench_ckks.log': 'the standard error of the run that wrote results/ckks/bench_ckks.json',
+    'ckks/bench_ckks_loaded.log': 'refimpl bench ckks --threads 1 (an earlier run on a heavily loaded machine)',
+    'ckks/bootstrap_128-2^16-dense.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense", "reps": 3, "threads": "default"}\'',
+    'ckks/bootstrap_128-2^16-dense19.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default"}\'',
+    'ckks/bootstrap_128-2^16-dense19_quiet.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
+    'ckks/bootstrap_128-2^16.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16", "reps": 3, "threads": "default"}\'',
+    'ckks/openfhe_bootstrap_2^16.json': 'refimpl.bench.peers.run_peer("openfhe", "boot_openfhe", ...) (the OpenFHE peer in its own venv)',
+    'nexus/nexus_argmax_bootstrapped_2^16.json': 'refimpl experiment nexus-blocks --rows argmax_boot',
+    'nexus/nexus_bert_2quad-freediv-quad_2^12_20.json': 'refimpl experiment nexus-bert --model sst2-small-2quad-freediv-quad --glue-dir $GLUE_DIR --sentences 20 --max-tokens 8 --json results/nexus/nexus_bert_2quad-freediv-quad_2^12_20.json',
+    'nexus/nexus_bert_2quad-freediv-quad_toy2^12.json': 'refimpl experiment nexus-bert --model sst2-small-2quad-freediv-quad --sentences 2 --json results/nexus/nexus_bert_2quad-freediv-quad_toy2^12.json',
+    'nexus/nexus_bert_plan_2quad-freediv-quad.json': 'refimpl experiment nexus-bert --model sst2-small-2quad-freediv-quad --plan-only 128-2^16-dense 128-2^16-dense19',
+    'nexus/nexus_bert_plan_softmax-gelu.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --plan-only 128-2^16-dense 128-2^16-dense19',
+    'nexus/nexus_bert_softmax-gelu_2^12_20.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --glue-dir $GLUE_DIR --sentences 10 --max-tokens 8 --json FILE',
+    'nexus/nexus_bert_softmax-gelu_2^12_20_part2.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --glue-dir $GLUE_DIR --sentences 10 --offset 10 --max-tokens 8 --json FILE',
+    'nexus/nexus_bert_softmax-gelu_toy2^12.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --sentences 1 --json results/nexus/nexus_bert_softmax-gelu_toy2^12.json',
+    'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
+    'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',
+    'nexus/nexus_bertbase_128_placement_time.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --weigh-by results/nexus/nexus_bertbase_128.json --json results/nexus/nexus_bertbase_128_placement_time.json',
+    'nexus/nexus_protocol_2proc_2quad_2^12.json': "refimpl nexus serve --port 47011 --model sst2-small-2quad-freediv-quad --params deep-2^12-19 --calibrate-tsv $GLUE_DIR/SST-2/train.tsv --max-connections 1 ; refimpl nexus query --port 47011 --model sst2-small-2quad-freediv-quad --params deep-2^12-19 --sentence 'a gorgeous , witty movie .' --sentence 'the plot is dull .' --json ...",
+    'nexus/nexus_qk_2^13.jsonl': 'refimpl experiment nexus-blocks --rows qk',
+    'nexus/nexus_reproduce_128_2quad-freediv-quad.json': 'refimpl reproduce nexus --params 128-2^16-dense19 --models sst2-small-2quad-freediv-quad --sentences 1 --sentences-tsv $GLUE_DIR/SST-2/dev.tsv --calibrate-tsv $GLUE_DIR/SST-2/train.tsv --json results/nexus/nexus_reproduce_128_2quad-freediv-quad.json',
+    'nexus/nexus_reproduce_128_softmax-gelu.json': 'refimpl reproduce nexus --params 128-2^16-dense19 --models sst2-small-softmax-gelu --sentences 1 --sentences-tsv $GLUE_DIR/SST-2/dev.tsv --calibrate-tsv $GLUE_DIR/SST-2/train.tsv --json results/nexus/nexus_reproduce_128_softmax-gelu.json',
+    'nexus/nexus_reproduce_128_toy.json': 'refimpl reproduce nexus --params 128-2^16-dense --models toy --sentences 1 --json results/nexus/nexus_reproduce_128_toy.json',
+    'nexus/nexus_reproduce_quick.json': 'refimpl reproduce nexus --quick --models toy --json results/nexus/nexus_reproduce_quick.json',
+    'nexus/nexus_reproduce_small_2^12.json': 'refimpl reproduce nexus --params deep-2^12-19 --models sst2-small-softmax-gelu --sentences 1 --calibrate-tsv $GLUE_DIR/SST-2/train.tsv --json results/nexus/nexus_reproduce_small_2^12.json',
+    'nexus/nexus_softmax_bootstrapped_2^16.json': 'refimpl experiment nexus-blocks --rows softmax_boot',
+}
+
+# folders whose files each record their own command: folder -> (what, command)
+FOLDERS = {
+    'accuracy/': ('one JSON per accuracy-table run (row, task, seed), each recording its command, seed, epochs, metric and train_seconds', '`refimpl reproduce accuracy ...` (the command is inside each file); the table: `refimpl reproduce accuracy --table`'),
+    'trials/rte/': ("RTE recipes tried that are not the table's cell", '`refimpl reproduce accuracy --task RTE ...` (inside each file)'),
+    'trials/sts_b/': ("STS-B recipes tried that are not the table's cell", '`refimpl reproduce accuracy --task STS-B ...` (inside each file)'),
+    'trials/ship/': ('shipped-model build trials', '`refimpl ship ...` (inside each file)'),
+}
+
+HEAD = """# results/: what each file is and the command that made it
+
+Current results by area (`ckks/`, `nexus/`, `aby3/`, `bert/`, `accuracy/`); trials that did not become a
+table cell in `trials/`. Superseded copies are deleted (git history keeps them). Commands are
+shown with `$GLUE_DIR` for the GLUE data folder and FILE where a run wrote to a scratch path.
+Regenerate: `refimpl reproduce results-index` (tests/test_results_index.py checks it is current).
+"""
+
+_PATH = re.compile(r"results/[A-Za-z0-9_\-^*{},./]+")
+
+
+def _citations(repo: Path) -> dict[str, set[str]]:
+    """Each results/... path or pattern written in the citing files -> the files that write it."""
+    found: dict[str, set[str]] = {}
+    for top in CITING:
+        base = repo / top
+        files = [base] if base.is_file() else sorted(base.rglob("*.md")) + sorted(base.rglob("*.py"))
+        for f in files:
+            if not f.is_file():
+                continue
+            for m in _PATH.findall(f.read_text(encoding="utf-8", errors="replace")):
+                found.setdefault(m.rstrip(".,)"), set()).add(str(f.relative_to(repo)))
+    return found
+
+
+def _expand(pattern: str) -> list[str]:
+    """`a_{x,y}.json` -> [a_x.json, a_y.json]; other patterns unchanged."""
+    m = re.search(r"\{([^}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    return [e for alt in m.group(1).split(",") for e in _expand(pattern[: m.start()] + alt + pattern[m.end():])]
+
+
+def cited_by(rel: str, citations: dict[str, set[str]]) -> list[str]:
+    """The files citing results/<rel>: by exact path, by a glob pattern, or by the folder."""
+    target = "results/" + rel
+    out: set[str] = set()
+    for written, files in citations.items():
+        for w in _expand(written):
+            if w == target or fnmatch.fnmatchcase(target, w) or (target.endswith("/") and (w + "/").startswith(target)):
+                out |= files
+    return sorted(out)
+
+
+def build(repo: Path = REPO) -> str:
+    results = repo / "results"
+    citations = _citations(repo)
+    lines = [HEAD, "| file | command | cited by |", "|---|---|---|"]
+    for p in sorted(results.rglob("*")):
+        rel = p.relative_to(results).as_posix()
+        if p.is_dir() or rel == "INDEX.md" or any(rel.startswith(f) for f in FOLDERS):
+            continue
+        cmd = COMMANDS.get(rel, "(recorded in the file)")
+        lines.append(f"| `{rel}` | `{cmd}` | {', '.join(cited_by(rel, citations)) or '-'} |")
+    lines += ["", "## Folders", "", "| folder | what | command | cited by |", "|---|---|---|---|"]
+    for folder, (what, cmd) in FOLDERS.items():
+        lines.append(f"| `{folder}` | {what} | {cmd} | {', '.join(cited_by(folder, citations)) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def uncovered(repo: Path = REPO) -> list[str]:
+    """Files under results/ that have no row (neither their own nor their folder's)."""
+    text = (repo / "results" / "INDEX.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([^`]+)` \|", text, re.M))
+    out = []
+    for p in sorted((repo / "results").rglob("*")):
+        rel = p.relative_to(repo / "results").as_posix()
+        if p.is_file() and rel != "INDEX.md" and rel not in rows and not any(rel.startswith(f) for f in rows if f.endswith("/")):
+            out.append(rel)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="refimpl reproduce results-index", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if results/INDEX.md is not current")
+    args = ap.parse_args(argv)
+    text = build()
+    if args.check:
+        return 0 if INDEX.read_text(encoding="utf-8") == text else 1
+    INDEX.write_text(text, encoding="utf-8")
+    print(f"wrote {INDEX.relative_to(REPO)}")
+    return 0
