@@ -129,7 +129,7 @@ def build(ring: bool = True) -> PaperTable:
         lo, hi = pr["valid_range"]
         tag = {16.0: "the paper's", 32.0: "refimpl's wider option", 64.0: "would cover [-60, 60]"}[pr["prescale"]]
         t.rows.append(Row(f"4-piece GELU, Sgn((x - t)/{pr['prescale']:g}) ({tag}), max abs err on [{lo:g}, {hi:g}]",
-                          claim_gelu, pr["max"], note=f"at x = {pr['x_at_max']:.2f}; |x| <= 8: {pr['max_abs_x_le_8']:.1e}; "
+                          claim_gelu, pr["max"], note=f"at x = {pr['x_at_max']:.2f}; abs(x) <= 8: {pr['max_abs_x_le_8']:.1e}; "
                                                       f"mean {pr['mean']:.1e}"))
     extra = {"exp": [exp6, exp6_10, exp6_beyond, exp7], "softmax_output": [sm6, sm7], "gelu": g}
     if ring:
