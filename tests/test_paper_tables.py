@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from refimpl.constants import C
-from refimpl.reproduce import TABLES
-from refimpl.reproduce import main as reproduce_main
+from refimpl.cli import main as cli_main
+from refimpl.cli.reproduce import TABLES
 from refimpl.reproduce.paper import PaperTable, Row, render
 
 
@@ -30,7 +30,8 @@ def test_every_table_is_registered():
     """PAPER-TABLE-CLI: the six paper-table commands are listed and dispatch to their modules."""
     for name in ("nexus-blocks", "nexus-counts", "nexus-placement", "nexus-compare", "freediv-profile", "distill-gains"):
         assert name in TABLES
-    assert reproduce_main(["no-such-table"]) == 2
+    with pytest.raises(SystemExit):
+        cli_main(["reproduce", "no-such-table"])
 
 
 def test_nexus_blocks_float64(tmp_path):
@@ -46,9 +47,10 @@ def test_nexus_blocks_float64(tmp_path):
     assert by[16.0]["valid_range"] == [-13.0, 12.0] and by[64.0]["covers_paper_range"]
     assert not by[16.0]["covers_paper_range"] and by[32.0]["refimpl_option"] and not by[64.0]["refimpl_option"]
     out = tmp_path / "blocks.json"
-    assert nb.main(["--no-ring", "--json", str(out)]) == 0
+    assert cli_main(["reproduce", "nexus-blocks", "--no-ring", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["table"] == "nexus-blocks" and "ring" not in doc
+    assert doc["command"] == f"refimpl reproduce nexus-blocks --no-ring --json {out}"
     claim = C["nexus"]["claims"]["exp_mean_error"]
     first = doc["rows"][0]
     assert first["paper"] == claim and first["value"] == pytest.approx(first["refimpl"] / claim)

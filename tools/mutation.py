@@ -77,9 +77,11 @@ def _toml_list(xs: list[str]) -> str:
     return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
 
 
-def prepare(target: str, tests: list[str] | None = None, name: str | None = None) -> Path:
+def prepare(target: str, tests: list[str] | None = None, name: str | None = None,
+            code_from: Path | None = None) -> Path:
     """A fresh scratch copy for `target` with its [tool.mutmut] section (`tests` overrides the
-    target's test selection; `name` the scratch directory)."""
+    target's test selection; `name` the scratch directory; `code_from` a directory whose refimpl/
+    is copied instead of the checkout's, so that a recheck mutates the code of the run it checks)."""
     mutate, default_tests = TARGETS[target]
     tests = tests or default_tests
     work = SCRATCH / (name or target)
@@ -87,12 +89,12 @@ def prepare(target: str, tests: list[str] | None = None, name: str | None = None
         shutil.rmtree(work)
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
-    for name in COPIED:
-        src = ROOT / name
+    for item in COPIED:
+        src = (code_from or ROOT) / item if item == "refimpl" else ROOT / item
         if src.is_dir():
-            shutil.copytree(src, work / name, ignore=ignore)
+            shutil.copytree(src, work / item, ignore=ignore)
         elif src.exists():
-            shutil.copy2(src, work / name)
+            shutil.copy2(src, work / item)
     existing = [t for t in tests if (work / t).exists()]
     section = (
         "\n[tool.mutmut]\n"
@@ -152,7 +154,7 @@ def recheck(target: str, tests: list[str]) -> int:
         print(f"{target}: no survivors to recheck")
         return 0
     name = f"{target}-recheck"
-    work = prepare(target, tests=tests, name=name)
+    work = prepare(target, tests=tests, name=name, code_from=SCRATCH / target)
     env = dict(os.environ)
     if target not in THREADED:
         env["NUMBA_THREADING_LAYER"] = "workqueue"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from refimpl.constants import C
 
-from .paper import PaperTable, Row, emit, parser, repo_path
+from .paper import PaperTable, Row, add_json, emit, repo_path
 
 PAPER = C["freediv"]["paper"]
 FD = C["freediv"]
@@ -138,12 +138,15 @@ def build(root: Path | None = None) -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
-    """`refimpl reproduce distill-gains [--results DIR] [--json FILE]`."""
-    ap = parser("distill-gains", __doc__)
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce distill-gains`."""
     ap.add_argument("--results", default=None, help="the accuracy records (default: the repository's results/accuracy)")
-    args = ap.parse_args(argv)
-    return emit(build(Path(args.results) if args.results else None), argv, args.json)
+    add_json(ap)
 
 
-__all__ = ["build", "records", "best_distilled", "points", "seconds", "main"]
+def run(args) -> int:
+    """`refimpl reproduce distill-gains [--results DIR] [--json FILE]`."""
+    return emit(build(Path(args.results) if args.results else None), args)
+
+
+__all__ = ["build", "records", "best_distilled", "points", "seconds", "add_arguments", "run"]

@@ -27,7 +27,7 @@ from refimpl.aby3.nonlinear import RECIP_ITERS, exp_neg, reciprocal
 from refimpl.aby3.network import LAN
 from refimpl.constants import C
 
-from .paper import PaperTable, Row, emit, load_result, parser
+from .paper import PaperTable, Row, add_json, emit, load_result
 from .speed import Size, measure_layer, run_parties
 
 FD = C["freediv"]
@@ -142,12 +142,15 @@ def build(size: str = "bert-base") -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
-    """`refimpl reproduce freediv-profile [--quick] [--json FILE]`."""
-    ap = parser("freediv-profile", __doc__)
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce freediv-profile`."""
     ap.add_argument("--quick", action="store_true", help="a small model (2 layers, hidden 64, n = 32), for tests")
-    args = ap.parse_args(argv)
-    return emit(build("quick" if args.quick else "bert-base"), argv, args.json)
+    add_json(ap)
 
 
-__all__ = ["build", "shares", "baseline_extras", "main", "SIZES"]
+def run(args) -> int:
+    """`refimpl reproduce freediv-profile [--quick] [--json FILE]`."""
+    return emit(build("quick" if args.quick else "bert-base"), args)
+
+
+__all__ = ["build", "shares", "baseline_extras", "add_arguments", "run", "SIZES"]

@@ -28,7 +28,7 @@ from refimpl.nexus.bert.reference import gelu_model
 from refimpl.nexus.gelu import BREAKPOINTS, VALID_RANGE
 from refimpl.nexus.softmax import EXP_R, exp_plain
 
-from .paper import PaperTable, Row, emit, parser
+from .paper import PaperTable, Row, add_json, emit
 
 CLAIMS = C["nexus"]["claims"]
 OFFICIAL_R = int(C["nexus"]["official"]["softmax_exp_r"])  # 7
@@ -166,12 +166,15 @@ def build(ring: bool = True) -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
-    """`refimpl reproduce nexus-blocks [--no-ring] [--json FILE]`."""
-    ap = parser("nexus-blocks", __doc__)
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce nexus-blocks`."""
     ap.add_argument("--no-ring", action="store_true", help="float64 models only (skip the encrypted runs)")
-    args = ap.parse_args(argv)
-    return emit(build(ring=not args.no_ring), argv, args.json)
+    add_json(ap)
 
 
-__all__ = ["build", "exp_errors", "gelu_errors", "softmax_output_error", "ring_errors", "main", "BREAKPOINTS"]
+def run(args) -> int:
+    """`refimpl reproduce nexus-blocks [--no-ring] [--json FILE]`."""
+    return emit(build(ring=not args.no_ring), args)
+
+
+__all__ = ["build", "exp_errors", "gelu_errors", "softmax_output_error", "ring_errors", "add_arguments", "run", "BREAKPOINTS"]

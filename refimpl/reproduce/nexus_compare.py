@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from refimpl.constants import C
 
-from .paper import PaperTable, Row, emit, load_result, parser
+from .paper import PaperTable, Row, add_json, emit, load_result
 
 NDSS = C["nexus"]["published"]
 V1 = C["nexus"]["published_v1"]
@@ -99,10 +99,14 @@ def build() -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce nexus-compare`."""
+    add_json(ap)
+
+
+def run(args) -> int:
     """`refimpl reproduce nexus-compare [--json FILE]`."""
-    args = parser("nexus-compare", __doc__).parse_args(argv)
-    return emit(build(), argv, args.json)
+    return emit(build(), args)
 
 
-__all__ = ["build", "main"]
+__all__ = ["build", "add_arguments", "run"]

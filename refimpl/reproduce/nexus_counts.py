@@ -29,7 +29,7 @@ from refimpl.nexus.folding import quick_max, quick_sum, rotl_plain
 from refimpl.nexus.sign import sgn, sgn_plain
 from refimpl.ring.sampling import RandomSource
 
-from .paper import PaperTable, Row, emit, parser
+from .paper import PaperTable, Row, add_json, emit
 
 CLAIMS = C["nexus"]["claims"]
 
@@ -165,10 +165,14 @@ def build() -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce nexus-counts`."""
+    add_json(ap)
+
+
+def run(args) -> int:
     """`refimpl reproduce nexus-counts [--json FILE]`."""
-    args = parser("nexus-counts", __doc__).parse_args(argv)
-    return emit(build(), argv, args.json)
+    return emit(build(), args)
 
 
-__all__ = ["build", "quicksum_counts", "quickmax_counts", "short_fold_wrong_rows", "decompression_counts", "main"]
+__all__ = ["build", "quicksum_counts", "quickmax_counts", "short_fold_wrong_rows", "decompression_counts", "add_arguments", "run"]

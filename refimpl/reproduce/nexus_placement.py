@@ -19,7 +19,7 @@ supports.
 
 from __future__ import annotations
 
-from .paper import PaperTable, Row, emit, load_result, parser
+from .paper import PaperTable, Row, add_json, emit, load_result
 
 PLANS = (  # (result file, model, label)
     ("results/nexus/nexus_bertbase_128.json", "softmax-gelu", "Softmax + GELU, fewest refreshed"),
@@ -78,10 +78,14 @@ def build() -> PaperTable:
     return t
 
 
-def main(argv: list[str]) -> int:
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce nexus-placement`."""
+    add_json(ap)
+
+
+def run(args) -> int:
     """`refimpl reproduce nexus-placement [--json FILE]`."""
-    args = parser("nexus-placement", __doc__).parse_args(argv)
-    return emit(build(), argv, args.json)
+    return emit(build(), args)
 
 
-__all__ = ["build", "block_table", "main", "PLANS"]
+__all__ = ["build", "block_table", "add_arguments", "run", "PLANS"]

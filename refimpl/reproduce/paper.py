@@ -3,13 +3,12 @@
 A paper-table command builds a `PaperTable`: rows of a quantity, the paper's figure, refimpl's
 figure and their ratio (refimpl / paper) or difference (refimpl - paper), then the settings in
 which refimpl's figure differs from the paper's, listed under the table. `render` prints it as
-Markdown; `document` is the JSON written with --json FILE. Result files are read relative to
+Markdown; `document` is the JSON written with --json FILE (`add_json`, `emit`). Result files are read relative to
 the repository (`repo_path`), never to the working directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass, field
@@ -99,21 +98,20 @@ def render(t: PaperTable) -> str:
     return "\n".join(lines)
 
 
-def parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    """The common options: --json FILE."""
-    ap = argparse.ArgumentParser(prog=f"refimpl reproduce {prog}", description=doc.splitlines()[0])
+def add_json(ap) -> None:
+    """The option every paper table has: --json FILE."""
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON here")
-    return ap
 
 
-def emit(t: PaperTable, argv: list[str], json_path: str | None) -> int:
-    """Print the table; write its JSON document when asked. Returns 0."""
+def emit(t: PaperTable, args) -> int:
+    """Print the table; write its JSON document (with the command as typed) when --json is given. Returns 0."""
     print(render(t))
-    if json_path:
-        p = Path(json_path)
+    if args.json:
+        argv = getattr(args, "argv", None) or ["reproduce", t.name]
+        p = Path(args.json)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(t.document(f"refimpl reproduce {t.name} " + " ".join(argv)), indent=1) + "\n")
-        print(f"\nwrote {json_path}")
+        p.write_text(json.dumps(t.document("refimpl " + " ".join(argv)), indent=1) + "\n")
+        print(f"\nwrote {args.json}")
     return 0
 
 
@@ -122,4 +120,4 @@ def load_result(relative: str) -> dict:
     return json.loads(repo_path(relative).read_text())
 
 
-__all__ = ["Row", "PaperTable", "fmt", "render", "parser", "emit", "load_result", "repo_path"]
+__all__ = ["Row", "PaperTable", "fmt", "render", "add_json", "emit", "load_result", "repo_path"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.bert import ours
-from refimpl.bert import glue
+from refimpl.bert import glue, ours
+from refimpl.cli import main as cli_main
 from refimpl.reproduce import accuracy as A
 from refimpl.reproduce import accuracy_table as AT
 
@@ -90,10 +90,9 @@ def test_copies_are_refused_without_replace_and_below_one(tmp_path):
         A.run_one("2quad-quad", "distilled", "RTE", "unused", augment="replace", copies=0, **kw)
 
 
-def test_cli_rejects_a_row_without_glue_dir(capsys):
-    with pytest.raises(SystemExit):
-        A.main(["--row", "teacher", "--task", "RTE"])
-    assert "--glue-dir" in capsys.readouterr().err
+def test_cli_rejects_a_row_without_glue_dir():
+    with pytest.raises(SystemExit, match="--glue-dir"):
+        cli_main(["reproduce", "accuracy", "--row", "teacher", "--task", "RTE"])
 
 
 def _sst2_glue_dir(tmp_path):
@@ -399,11 +398,11 @@ def test_annealed_attention_gets_its_own_run_record_and_table_row_end_to_end(tmp
         A.run_one("2quad-quad", "distilled", "RTE", str(glue_dir), epochs=1.0, anneal_epochs=2.0, **kw)
 
 
-def test_the_readme_holds_the_table_built_from_the_committed_result_files():
+def test_the_accuracy_guide_holds_the_table_built_from_the_committed_result_files():
     repo = Path(__file__).resolve().parents[2]
     built = [x for x in A.table(repo / "results" / "accuracy").splitlines() if x.startswith("|")]
-    readme = (repo / "README.md").read_text().splitlines()
-    start = readme.index(built[0])  # the header row
-    shown = readme[start:start + len(built) + 1]
-    assert shown[:-1] == built, "README's accuracy table differs from `refimpl reproduce accuracy --table`"
-    assert not shown[-1].startswith("|"), "README's accuracy table has rows no result file makes"
+    page = (repo / "docs" / "accuracy.md").read_text().splitlines()
+    start = page.index(built[0])  # the header row
+    shown = page[start:start + len(built) + 1]
+    assert shown[:-1] == built, "docs/accuracy.md's table differs from `refimpl reproduce accuracy --table`"
+    assert not shown[-1].startswith("|"), "docs/accuracy.md's table has rows no result file makes"

@@ -37,7 +37,7 @@ def test_prime_search_below_and_exhaustion():
 
 def test_automorphism_definition_edges():
     """RING-AUTO: sigma_k(a)(X) = a(X^k) mod X^N + 1 on residues that include 0 and 1 at negated
-    positions; k and k + 2N act alike in both domains; an even k is refused naming 2N."""
+    positions; k, k + 2N and k + 4N act alike in both domains; an even k is refused naming 2N."""
     N, q = 16, 97
     a = np.arange(N, dtype=np.uint64) % 3  # 0, 1, 2, 0, 1, ...: zeros and ones everywhere
     for k in (3, 5, 31):
@@ -47,9 +47,10 @@ def test_automorphism_definition_edges():
             want[e % N] += int(a[i]) if e < N else -int(a[i])
         got = automorphism_coeff(a[None, :], k, np.array([q], dtype=np.uint64))[0]
         assert np.array_equal(got, want % q)
-        assert np.array_equal(automorphism_coeff(a[None, :], k + 2 * N, np.array([q], dtype=np.uint64))[0], want % q)
+        for k2 in (k + 2 * N, k + 4 * N):
+            assert np.array_equal(automorphism_coeff(a[None, :], k2, np.array([q], dtype=np.uint64))[0], want % q)
         x = np.arange(2 * N, dtype=np.uint64).reshape(2, N)
-        assert np.array_equal(automorphism_ntt(x, k), automorphism_ntt(x, k + 2 * N))
+        assert np.array_equal(automorphism_ntt(x, k), automorphism_ntt(x, k + 4 * N))
     with pytest.raises(ValueError, match=r"unit mod 2N = 32\), got 4"):
         automorphism_ntt(np.zeros((1, N), dtype=np.uint64), 4)
 
@@ -99,3 +100,44 @@ def test_table_dtypes():
     assert ctx.k.dtype == np.uint64
     big = ctx.from_bigint([2**100 + 5, -7], (0, 1))
     assert big.dtype == np.uint64 and int(big[1, 1]) == primes[1] - 7 and int(big[0, 0]) == (2**100 + 5) % primes[0]
+
+
+def test_fresh_base_converter_and_crt_centering():
+    """RING-CONV: a base converter built here (not the context's cached one) has uint64 tables and gives
+    x + u C with 0 <= u < #src; the context keeps N; the CRT oracle centres on (-Q/2, Q/2]: (Q - 1)/2
+    stays positive, (Q + 1)/2 becomes -(Q - 1)/2, 2Q/5 stays positive."""
+    from refimpl.ring.rns import BaseConverter
+
+    N = 64
+    src, dst = ntt_primes(40, N, 2), ntt_primes(35, N, 2)
+    bc = BaseConverter(src, dst)
+    for arr in (bc.src, bc.dst, bc.inv_w, bc.inv_ws, bc.m_w, bc.m_ws):
+        assert arr.dtype == np.uint64
+    gen = np.random.default_rng(1)
+    x = np.stack([gen.integers(0, q, N, dtype=np.uint64) for q in src])
+    C = src[0] * src[1]
+    xi = [int(a) * (C // src[0]) * pow(C // src[0], -1, src[0]) + int(b) * (C // src[1]) * pow(C // src[1], -1, src[1])
+          for a, b in zip(x[0], x[1])]
+    xi = [v % C for v in xi]
+    y = bc.convert(x)
+    for j, p in enumerate(dst):
+        for n in range(N):
+            assert any((xi[n] + u * C) % p == int(y[j, n]) for u in range(len(src)))
+    ctx = RNSContext(N, src + dst)
+    assert ctx.N == N
+    Q = src[0] * src[1]
+    vals = [(Q - 1) // 2, (Q + 1) // 2, 2 * Q // 5]
+    got = ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1))
+    assert got == [(Q - 1) // 2, -((Q - 1) // 2), 2 * Q // 5]
+    assert ctx.reconstruct(ctx.from_bigint(vals, (0, 1)), (0, 1), centered=False) == vals
+
+
+def test_from_int_reduces_signed_coefficients():
+    """RING-CONV: signed int64 coefficients become uint64 residues c mod q_i of every prime in the basis."""
+    primes = ntt_primes(40, 16, 2)
+    ctx = RNSContext(16, primes)
+    c = np.array([-1, 0, 5, -(2**40), 2**40, 7, -7, 3] * 2, dtype=np.int64)
+    r = ctx.from_int(c, (1, 0))
+    assert r.dtype == np.uint64 and r.shape == (2, 16)
+    for row, q in zip(r, (primes[1], primes[0])):
+        assert [int(v) for v in row] == [int(x) % q for x in c]

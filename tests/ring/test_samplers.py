@@ -85,5 +85,7 @@ def test_uniform_residues_and_key_seeds():
     assert len(np.unique(u[0])) == 97  # every residue of the small modulus occurs
     seeds = {src.seed() for _ in range(8)}
     assert len(seeds) == 8 and all(isinstance(s, int) and s >= 0 for s in seeds)
+    assert max(seeds) > 2**40  # full-width seeds, not a small range
     s = next(iter(seeds))
-    assert np.array_equal(uniform_from_seed(s, q, 64), uniform_from_seed(s, q, 64))
+    a = uniform_from_seed(s, q, 64)
+    assert a.shape == (3, 64) and a.dtype == np.uint64 and np.array_equal(a, uniform_from_seed(s, q, 64))
