@@ -113,3 +113,34 @@ def test_secure_inference_one_sentence(tmp_path):
     plain = re.search(r"plaintext logits .* -> (\w+)", out).group(1)
     assert re.search(r"secure    logits .* -> (\w+)", out).group(1) == plain
     assert number(r"(\d+) rounds", out) > 0
+
+
+def test_ckks_context(tmp_path):
+    """The CKKS context facade at 128-2^13: 40-bit scale, so within 2^-(40 - 13 - 8) of x*y rotated."""
+    out = run("ckks_context.py", cwd=tmp_path)
+    assert number(r"max \|error\| ([\d.e+-]+)", out) < 2.0 ** -(40 - 13 - 8)
+
+
+def test_nexus_softmax(tmp_path):
+    """One NEXUS Softmax with real bootstrapping on toy-2^10-deep: within 2e-3 of the exact softmax."""
+    out = run("nexus_softmax.py", cwd=tmp_path)
+    assert "64 rows of 4" in out
+    assert number(r"max \|error\| ([\d.e+-]+)", out) < 2e-3
+
+
+def test_aby3_matmul(tmp_path):
+    """4x3 @ 3x2 on shares: fixed-point error only; fxp_matmul costs 42 B per output element, 2 rounds."""
+    out = run("aby3_matmul.py", cwd=tmp_path)
+    assert number(r"max \|error\| ([\d.e+-]+)", out) < 1e-4
+    assert "fxp_matmul 336 B / 2 rounds" in out
+
+
+def test_classify_sentence(tmp_path):
+    """The shipped Softmax+GELU model calls a clearly positive and a clearly negative sentence right."""
+    from refimpl.bert.shipped import available
+
+    if not available("sst2-small-softmax-gelu"):
+        pytest.skip("the shipped model is not built")
+    assert "': positive (p = " in run("classify_sentence.py", cwd=tmp_path)
+    out = run("classify_sentence.py", "the movie is a disaster from start to finish .", cwd=tmp_path)
+    assert "': negative (p = " in out and "labels ('negative', 'positive')" in out

@@ -6,3 +6,7 @@ counts bytes, rounds and sends, and records each party's view). Layers, bottom u
 fixed (fixed point) -> network, prss -> party -> shares -> ot -> arith -> boolean ->
 nonlinear -> attention. spec/aby3.md lists the protocols with IDs and costs.
 """
+
+from refimpl.aby3.run import Report, run  # the one-call runner (ours)
+
+__all__ = ["Report", "run"]

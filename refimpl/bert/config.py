@@ -15,6 +15,13 @@ from refimpl.bert.functional import FREEDIV, QUAD_C, VARIANTS
 
 CONFIG_ACTIVATIONS = ("gelu", "gelu_poly4", "quad", "relu")
 POOLINGS = ("cls", "mean")
+HF_KEYS = ("model_type", "id2label", "label2id")  # Hugging Face config.json keys our format also carries
+
+
+def labels_from_json(text: str, num_labels: int) -> tuple[str, ...]:
+    """The class names of a config.json (its id2label), else Hugging Face's LABEL_0, LABEL_1, ..."""
+    id2label = json.loads(text).get("id2label") or {}
+    return tuple(str(id2label.get(str(i), f"LABEL_{i}")) for i in range(num_labels))
 
 
 @dataclass(frozen=True)
@@ -74,18 +81,29 @@ class BertConfig:
         """A new config with `changes` (the student: the teacher's config with variants swapped)."""
         return dataclasses.replace(self, **changes)
 
-    def to_json(self) -> str:
-        """Our JSON config (saved beside model.safetensors); freeDiv a, b written out when used."""
+    def to_json(self, labels: tuple[str, ...] | None = None) -> str:
+        """Our JSON config (saved beside model.safetensors); freeDiv a, b written out when used.
+
+        Also Hugging Face's `model_type` and, given the class names, `id2label` / `label2id`
+        (read back by labels_from_json; from_json ignores them)."""
         d = dataclasses.asdict(self)
         if self.freediv is not None:
             d["freediv_a"], d["freediv_b"] = self.freediv
-        return json.dumps({"format": "refimpl-bert", **d}, indent=2)
+        hf: dict[str, Any] = {"model_type": "bert"}
+        if labels is not None:
+            if len(labels) != self.num_labels:
+                raise ValueError(f"{len(labels)} labels for num_labels = {self.num_labels}")
+            hf["id2label"] = {str(i): name for i, name in enumerate(labels)}
+            hf["label2id"] = {name: i for i, name in enumerate(labels)}
+        return json.dumps({"format": "refimpl-bert", **hf, **d}, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> BertConfig:
         """Inverse of to_json; also accepts a Hugging Face BertModel config.json (HF names)."""
         d = json.loads(text)
         if d.pop("format", None) == "refimpl-bert":
+            for key in HF_KEYS:  # Hugging Face's names beside ours (older files lack them)
+                d.pop(key, None)
             share = d.pop("softmax_share", 0.0)  # a training setting (ours.softmax_share), not the model's
             if share:
                 raise ValueError(f"config.json holds softmax_share = {share}, a distillation-time attention blend "

@@ -16,9 +16,10 @@ from .errors import (
 from .evaluator import Evaluator
 from .keys import EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey, conjugation_element, galois_element
 from .params import PRESETS, Parameters, preset
+from .context import Context  # noqa: E402 - the facade, after what it is built from
 
 __all__ = [
-    "Ciphertext", "Plaintext", "with_scale", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
+    "Context", "Ciphertext", "Plaintext", "with_scale", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
     "KeyGenerator", "PublicKey", "SecretKey", "SwitchingKey", "Parameters", "PRESETS", "preset",
     "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError",
     "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError",

@@ -6,4 +6,9 @@ matmul       ct-pt product on decompressed inputs, Alg. 6 protocol, ct-ct produc
 sign, gelu, softmax, layernorm, argmax: the nonlinear blocks (polynomial approximations)
 counting     evaluator proxy whose counters check the spec's operation counts
 protocol/    the client/server protocol: wire, transport, models, server, client
+context      ours: which keys a block needs (keys_for) and a context that makes them and runs it
 """
+
+from .context import BLOCKS, BlockContext, KeyNeeds, keys_for
+
+__all__ = ["BLOCKS", "BlockContext", "KeyNeeds", "keys_for"]

@@ -29,6 +29,9 @@ from refimpl.reproduce import accuracy
 
 DATA = "GLUE SST-2 train.tsv (training) and dev.tsv (dev accuracy); GLUE is the directory given as --glue-dir"
 
+SST2_LABELS = ("negative", "positive")  # GLUE SST-2: label 0 negative, 1 positive
+
+
 def save_shipped(out: Path, config: BertConfig, params: Params, vocab: list[str], meta: dict) -> Path:
     """Write model.safetensors (float16), config.json, vocab.txt, meta.json."""
     check_params(config, params)
@@ -37,7 +40,7 @@ def save_shipped(out: Path, config: BertConfig, params: Params, vocab: list[str]
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.ascontiguousarray(v.astype(np.float16)) for k, v in params.items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "refimpl-bert"})
-    (out / "config.json").write_text(config.to_json() + "\n")
+    (out / "config.json").write_text(config.to_json(labels=SST2_LABELS) + "\n")
     T.write_vocab(out / "vocab.txt", vocab)
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out

@@ -4,6 +4,7 @@
 higher layers only; benchmarks, the demo and client/server runs never use it.
 """
 
+from .context import bootstrapping_context
 from .oracle import OracleBootstrapper
 
-__all__ = ["OracleBootstrapper"]
+__all__ = ["OracleBootstrapper", "bootstrapping_context"]

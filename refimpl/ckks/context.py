@@ -1,0 +1,136 @@
+"""A CKKS context object: parameters, keys, encoder, encryptor, decryptor and evaluator in one (ours).
+
+The facade for the common path, in the style of OpenFHE-python's CryptoContext and TenSEAL's
+context: one call makes the keys, values are encrypted at the usable level by default, and
+rotations are asked for by step. Everything it holds is the ordinary machinery
+(refimpl.ckks.{params, keys, encoder, encryptor, evaluator}, refimpl.ckks.bootstrap), kept
+as attributes for whoever wants to go further.
+
+    ctx = Context.create("128-2^13", rotations=[3])
+    ct = ctx.encrypt(x)
+    out = ctx.rotate(ctx.multiply(ct, ctx.encrypt(y)), 3)
+    ctx.decrypt(out)            # ~ np.roll(x * y, -3)
+
+Made by refimpl.ckks.bootstrap.bootstrapping_context(<a name of BOOTSTRAP_PRESETS>), the context
+also holds a Bootstrapper with exactly the Galois keys it declares (and the encapsulation keys
+when the preset encapsulates its sparse secret); ciphertexts are then encrypted at the
+bootstrapper's output level: the primes above it serve bootstrapping itself and do not have
+the size of the scale, so arithmetic there drifts the scale (a result off by orders of
+magnitude). Encrypting above that level raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..ring.sampling import RandomSource
+from .ciphertext import Ciphertext
+from .encoder import Encoder
+from .encryptor import Decryptor, Encryptor
+from .errors import ParameterError
+from .evaluator import Evaluator
+from .keys import KeyGenerator, PublicKey, SecretKey, galois_element
+from .params import Parameters, preset
+
+
+@dataclass
+class Context:
+    """Parameters and keys of one client, with the evaluator that uses them (ours)."""
+
+    params: Parameters
+    secret_key: SecretKey
+    public_key: PublicKey
+    encoder: Encoder
+    encryptor: Encryptor
+    decryptor: Decryptor
+    evaluator: Evaluator
+    bootstrapper: object | None = None  # a refimpl.ckks.bootstrap Bootstrapper (the core does not import it)
+
+    encapsulation: tuple | None = None  # sparse-secret encapsulation keys (s -> s', s' -> s), when made
+
+    @classmethod
+    def create(cls, parameters: str | Parameters = "128-2^13", rotations: Iterable[int] = (), *,
+               conjugate: bool = False, seed: int | None = None, elements: Iterable[int] = (),
+               element_levels: dict[int, int] | None = None, encapsulation_h: int | None = None,
+               progress: Callable[[str], None] | None = None) -> "Context":
+        """Keys for `parameters` (a preset name of refimpl.ckks.params.PRESETS or a Parameters).
+
+        rotations: the steps `rotate` will be asked for (slot j <- slot j + step); only those keys
+        are made. seed: reproducible keys and encryptions (tests and examples only; None draws
+        from the OS). progress: called with the name of each step. For a bootstrapper
+        (refimpl.ckks.bootstrap.bootstrapping_context fills these): elements, further Galois
+        elements; element_levels, the highest level each of them serves; encapsulation_h, the
+        weight of the sparse secret of encapsulation keys to make."""
+        say = progress or (lambda _msg: None)
+        params = preset(parameters) if isinstance(parameters, str) else parameters
+        keys_rng = RandomSource(seed) if seed is not None else RandomSource()
+        enc_rng = RandomSource(seed + 1) if seed is not None else RandomSource()
+        keygen = KeyGenerator(params, keys_rng)
+        say("secret and public keys")
+        sk = keygen.secret_key()
+        pk = keygen.public_key(sk)
+        encapsulation = None
+        if encapsulation_h:
+            say("encapsulation keys")
+            encapsulation = keygen.encapsulation_keys(sk, keygen.secret_key(hamming_weight=encapsulation_h))
+        rotations = sorted({int(r) for r in rotations})
+        elements = sorted({int(k) for k in elements})
+        say(f"evaluation keys ({len(rotations)} rotations, {len(elements)} further Galois elements)")
+        mine = {galois_element(params, r) for r in rotations if r % params.slots}
+        levels = {k: lvl for k, lvl in (element_levels or {}).items() if k not in mine}  # a rotation's key: every level
+        eval_keys = keygen.evaluation_keys(sk, rotations=rotations, conjugate=conjugate, elements=elements, levels=levels)
+        ev = Evaluator(params, eval_keys)
+        return cls(params, sk, pk, Encoder(params), Encryptor(pk, enc_rng), Decryptor(sk), ev, None, encapsulation)
+
+    # ------------------------------------------------------------------ levels
+    @property
+    def slots(self) -> int:
+        """N/2 complex slots."""
+        return self.params.slots
+
+    @property
+    def usable_level(self) -> int:
+        """The highest level for arithmetic: the top of the chain, or the bootstrapper's output level."""
+        return self.params.L if self.bootstrapper is None else self.bootstrapper.output_level
+
+    # ------------------------------------------------------------------ encrypt / decrypt
+    def encrypt(self, values, level: int | None = None, scale: float | None = None) -> Ciphertext:
+        """Encode up to N/2 values and encrypt under the public key, at `level` (default: the usable level)."""
+        level = self.usable_level if level is None else int(level)
+        if level > self.usable_level:
+            raise ParameterError(
+                f"level {level} is above the usable level {self.usable_level}: the primes above it serve "
+                "bootstrapping and do not match the scale, so products there would drift the scale; "
+                f"encrypt at level <= {self.usable_level} (the default)")
+        return self.encryptor.encrypt(self.encoder.encode(values, level=level, scale=scale))
+
+    def decrypt(self, ct: Ciphertext, complex_values: bool = False) -> np.ndarray:
+        """Decrypt and decode all N/2 slots (their real parts unless complex_values)."""
+        z = self.encoder.decode(self.decryptor.decrypt(ct))
+        return z if complex_values else z.real
+
+    # ------------------------------------------------------------------ arithmetic
+    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        return self.evaluator.add(a, b)
+
+    def multiply(self, a: Ciphertext, b) -> Ciphertext:
+        """a * b, rescaled (one level): b a ciphertext or a constant / slot vector."""
+        if isinstance(b, Ciphertext):
+            return self.evaluator.mul_rescale(a, b)
+        return self.evaluator.rescale(self.evaluator.mul_const(a, b))
+
+    def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
+        """Slot j <- slot j + step (needs `step` among the context's rotations)."""
+        return self.evaluator.rotate(ct, int(step))
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        """A refreshed ciphertext at the usable level (needs a context from bootstrapping_context)."""
+        if self.bootstrapper is None:
+            raise ParameterError("this context has no bootstrapper: make it with refimpl.ckks.bootstrap.bootstrapping_context")
+        return self.bootstrapper.bootstrap(ct)
+
+
+__all__ = ["Context"]

@@ -1,0 +1,97 @@
+"""Which keys a NEXUS block needs, and a context that makes them (ours: a facade over the blocks).
+
+Running one block on a ciphertext takes a few details that are not the paper's: the rotations
+of its folds (Alg. 7: steps 2^i, i < log2(n), plus -n when rows are duplicated into windows of
+w >= 2n slots), the bootstrapper's own Galois and encapsulation keys, and encrypting at the
+bootstrapper's output level. `keys_for` states the first; `BlockContext` makes all of them on
+a bootstrapping preset (refimpl.ckks.bootstrap.bootstrapper.BOOTSTRAP_PRESETS) and runs the block:
+
+    ctx = BlockContext.create("softmax", n=4, window=8, bootstrap="toy-2^10-deep")   # insecure toy ring
+    y = ctx.decrypt(ctx.run(ctx.encrypt(x), bound=0.5))
+
+Blocks: softmax (NEXUS §3.1.3, Alg. 1), argmax (§3.4), gelu (§3.3), layernorm (§3.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..ckks import Ciphertext
+from ..ckks.bootstrap.context import bootstrapping_context
+from ..ckks.context import Context
+from .argmax import argmax
+from .folding import fold_rotations
+from .gelu import gelu
+from .layernorm import layernorm
+from .softmax import softmax
+
+BLOCKS = ("softmax", "argmax", "gelu", "layernorm")
+FOLDING = ("softmax", "argmax", "layernorm")  # the blocks that fold rows (QuickMax / QuickSum)
+REFRESHING = ("softmax", "argmax")  # the blocks that call the bootstrapper between their steps
+
+
+@dataclass(frozen=True)
+class KeyNeeds:
+    """What a client must give the server for one block (ours)."""
+
+    block: str
+    rotations: tuple[int, ...]  # rotation steps (slot j <- slot j + step)
+    bootstrapping: bool  # the bootstrapper's keys too (Galois elements, encapsulation keys)
+
+
+def keys_for(block: str, n: int = 1, window: int | None = None) -> KeyNeeds:
+    """The keys `block` needs on rows of n slots in windows of `window` slots (default: n).
+
+    Folding blocks rotate by 2^i, i < log2(n) (NEXUS Alg. 7), and by -n when window >= 2n (row
+    duplication, refimpl.nexus.folding.duplicate_rows); GELU rotates nothing."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown NEXUS block {block!r}; known: {', '.join(BLOCKS)}")
+    if block not in FOLDING:
+        return KeyNeeds(block, (), block in REFRESHING)
+    window = n if window is None else int(window)
+    rotations = list(fold_rotations(n))
+    if window != n:
+        rotations.append(-n)
+    return KeyNeeds(block, tuple(rotations), block in REFRESHING)
+
+
+class BlockContext:
+    """A CKKS context (refimpl.ckks.context.Context) with the keys of one NEXUS block, and the block (ours)."""
+
+    def __init__(self, block: str, n: int, window: int | None, ckks: Context):
+        self.block, self.n, self.window, self.ckks = block, n, window, ckks
+
+    @classmethod
+    def create(cls, block: str, n: int = 1, window: int | None = None, bootstrap: str = "toy-2^10-deep",
+               seed: int | None = None, progress: Callable[[str], None] | None = None) -> "BlockContext":
+        """Keys for `block` on the bootstrapping preset `bootstrap` (its toy rings are insecure: tests and examples)."""
+        needs = keys_for(block, n, window)
+        return cls(block, n, window, bootstrapping_context(bootstrap, needs.rotations, seed=seed, progress=progress))
+
+    @property
+    def slots(self) -> int:
+        return self.ckks.slots
+
+    def encrypt(self, values) -> Ciphertext:
+        """Encrypt at the bootstrapper's output level (the level the blocks start from)."""
+        return self.ckks.encrypt(values)
+
+    def decrypt(self, ct: Ciphertext) -> np.ndarray:
+        return self.ckks.decrypt(ct)
+
+    def run(self, ct: Ciphertext, **kwargs) -> Ciphertext:
+        """The block on `ct`; kwargs are the block's own (softmax/argmax: bound; layernorm: F, gamma, beta)."""
+        ev, bts = self.ckks.evaluator, self.ckks.bootstrapper
+        if self.block == "softmax":
+            return softmax(ev, ct, self.n, kwargs.pop("bound", 0.5), window=self.window, bootstrapper=bts, **kwargs)
+        if self.block == "argmax":
+            return argmax(ev, ct, self.n, window=self.window, bootstrapper=bts, **kwargs)
+        if self.block == "gelu":
+            return gelu(ev, ct, **kwargs)
+        return layernorm(ev, ct, n=self.n, window=self.window, **kwargs)
+
+
+__all__ = ["BLOCKS", "BlockContext", "KeyNeeds", "keys_for"]
