@@ -5,6 +5,8 @@ serve      a server (refimpl.nexus.protocol.server) on a TCP port, one connectio
 query      a client (refimpl.nexus.protocol.client): encrypted queries, labels and bytes printed
 calibrate  the model owner's ranges from plaintext sentences, saved beside the model
            (RANGES_FILE, read by serve and the demo); `calibrate` is also what `refimpl ship` calls
+precompute the model's plaintext diagonals encoded once for a parameter set and a token count
+           (refimpl.nexus.bert.weights_store), written to a store directory
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from refimpl.cli.common import add_yes, confirm
@@ -142,22 +145,54 @@ def run_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_precompute(args: argparse.Namespace) -> int:
+    """The weight store of --model for --params and --n tokens under --out (refimpl.nexus.bert.weights_store)."""
+    from refimpl.measure import peak_rss_mib  # lazy: keeps `refimpl --help` instant
+    from refimpl.nexus.bert.weights_store import precompute
+    from refimpl.nexus.protocol import models
+    from refimpl.nexus.protocol.wire import ProtocolError, resolve_params
+
+    try:
+        params, rc = resolve_params(args.params)
+    except ProtocolError as e:
+        print(f"refimpl nexus precompute: {e}", file=sys.stderr)
+        return 2
+    model = models.load_model(args.model)
+    if not hasattr(model, "model"):
+        print("refimpl nexus precompute: applies to BERT models only", file=sys.stderr)
+        return 2
+    top = params.L - rc.depth  # the server's queries arrive at the bootstrap level
+    t0 = time.perf_counter()
+    m = precompute(model.model, params, args.n, args.out, input_level=top, bootstrap_level=top,
+                   head_rows=args.head_rows, log=(lambda s: print(s, flush=True)) if args.verbose else None)
+    count = sum(f["count"] for f in m["files"].values())
+    print(f"{args.out}: {count:,} plaintexts of {args.model} for {args.params}, n = {args.n}, in {len(m['files'])} "
+          f"files, {m['total_bytes'] / 2**20:,.1f} MiB; {time.perf_counter() - t0:.1f} s, "
+          f"peak RSS {peak_rss_mib():,.0f} MiB", flush=True)
+    return 0
+
+
 def register(sub) -> None:
     nx = sub.add_parser("nexus", help="NEXUS client and server as two processes: serve, query; calibrate",
                         description="NEXUS client and server as two processes")
     cmds = nx.add_subparsers(dest="cmd", required=True)
-    funcs = {"serve": run_serve, "query": run_query, "calibrate": run_calibrate}
+    funcs = {"serve": run_serve, "query": run_query, "calibrate": run_calibrate, "precompute": run_precompute}
     for name, func in funcs.items():
         a = cmds.add_parser(name)
-        if name != "calibrate":
+        if name not in ("calibrate", "precompute"):
             a.add_argument("--port", type=int, required=(name == "query"), default=0)
             a.add_argument("--host", default="127.0.0.1")
             add_yes(a)
+        if name != "calibrate":
             a.add_argument("--params", default=DEFAULT_PARAMS,
                            help=f"bootstrapping preset ({', '.join(PRESET_NAMES)}) or deep-2^K-L")
         a.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model name, or 'toy' (protocol stand-in)")
         a.set_defaults(func=func)
-    s, q, c = cmds.choices["serve"], cmds.choices["query"], cmds.choices["calibrate"]
+    s, q, c, pc = cmds.choices["serve"], cmds.choices["query"], cmds.choices["calibrate"], cmds.choices["precompute"]
+    pc.add_argument("--out", required=True, help="the store directory (manifest.json and one .npy per weight and level)")
+    pc.add_argument("--n", type=int, required=True, help="tokens per query (the layout and the plan depend on it)")
+    pc.add_argument("--head-rows", action="store_true", help="the layout with one score ciphertext per head (long rows)")
+    pc.add_argument("--verbose", action="store_true", help="print every file written")
     c.add_argument("--calibrate-tsv", required=True, help="SST-2 TSV (e.g. glue/SST-2/train.tsv): the ranges of the "
                    f"first {CALIBRATION_SENTENCES} sentences of at most {CALIBRATION_TOKENS} tokens, with margins")
     c.add_argument("--out", help=f"default: {RANGES_FILE} in the shipped model's directory (read by serve and the demo)")

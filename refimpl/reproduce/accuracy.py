@@ -15,7 +15,6 @@ variant's kind (Softmax row sums for softmax-freediv, 2Quad row sums for 2quad-f
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
@@ -339,9 +338,8 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     return _finish(params, config, tok, task, glue_dir, record, t0, root, train_dirs=train_dirs)
 
 
-def main(argv: list[str]) -> int:
-    """Run one (row, task) of the accuracy table, or print the table with --table."""
-    p = argparse.ArgumentParser(prog="refimpl reproduce accuracy", description=main.__doc__)
+def add_arguments(p) -> None:
+    """The options of `refimpl reproduce accuracy`."""
     p.add_argument("--table", action="store_true", help="print the table from results/accuracy/*.json")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--row", choices=tuple(ROWS), default="teacher")
@@ -382,13 +380,17 @@ def main(argv: list[str]) -> int:
                    help="distilled rows (ours): over stage 1's first E epochs the student's attention slides "
                         "linearly from softmax to the row's (default 0: the row's from the start)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
+    """Run one (row, task) of the accuracy table, or print the table with --table."""
+    argv = args.argv[2:]  # the command line after `refimpl reproduce accuracy`, for the record
     root = Path(args.results)
     if args.table:
         print(table(root))
         return 0
     if not args.glue_dir:
-        p.error("--glue-dir is required to run a row")
+        raise SystemExit("refimpl reproduce accuracy: --glue-dir is required to run a row")
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),

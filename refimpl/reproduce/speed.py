@@ -29,7 +29,6 @@ ran) and SPU 0.9.5's per-layer figures measured on this machine
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -305,21 +304,24 @@ def render(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    """`refimpl reproduce speed [--quick] [--sizes bert-base,minilm] [--reps R] [--json F]`."""
-    ap = argparse.ArgumentParser(prog="refimpl reproduce speed", description=__doc__.splitlines()[0])
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce speed`."""
     ap.add_argument("--quick", action="store_true", help="a small model (2 layers, hidden 128, n = 32) only")
     ap.add_argument("--sizes", default="bert-base,minilm", help="comma-separated: bert-base, minilm, quick")
     ap.add_argument("--reps", type=int, default=None, help="runs per item, median taken (default 3; --quick 1)")
     ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_speed.json)")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
+    """`refimpl reproduce speed [--quick] [--sizes bert-base,minilm] [--reps R] [--json F]`."""
+    argv = args.argv[2:]  # the command line after `refimpl reproduce speed`, for the record
     sizes = ["quick"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]
     if bad:
-        ap.error(f"unknown size {bad[0]!r}; choose from {sorted(SIZES)}")
+        raise SystemExit(f"refimpl reproduce speed: unknown size {bad[0]!r}; choose from {sorted(SIZES)}")
     reps = args.reps or (1 if args.quick else 3)
     if reps < 1:
-        ap.error("--reps must be >= 1")
+        raise SystemExit("refimpl reproduce speed: --reps must be >= 1")
     doc = table(sizes, reps)
     doc["command"] = "refimpl reproduce speed " + " ".join(argv)
     print(render(doc))

@@ -1,4 +1,4 @@
-"""BERT-base at n = 128: the command (`refimpl experiment bertbase`, `refimpl reproduce nexus --bertbase`).
+"""BERT-base at n = 128: the command (`refimpl experiment bertbase`, `refimpl reproduce nexus-bertbase`).
 
 Options: refimpl.cli.experiments.bertbase_arguments. Reads the measured bootstrap time from
 results/ckks/bootstrap_128-2^16-dense19.json of the repository.
