@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from refimpl.cli.common import add_yes, confirm
+
 DEFAULT_MODEL = "sst2-small-softmax-gelu"
 DEFAULT_PARAMS = "128-2^16-dense"
 # Help texts name library constants without importing the library (it takes seconds): the names of
@@ -77,12 +79,23 @@ def _resolve(args: argparse.Namespace):
     return params
 
 
+HEAVY = ("a BERT model at N = 2^16 needs about 10 GB of evaluation keys per client and over an hour per "
+         "query on one machine; `--params toy-2^10-deep --model toy` runs in a minute")
+
+
+def _heavy(args: argparse.Namespace, params) -> bool:
+    """True when the run is hours long and tens of GB (a BERT at N = 2^16) and the user did not confirm it."""
+    return params.N >= 2**16 and args.model != "toy" and not confirm(args, HEAVY)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from refimpl.nexus.protocol.server import Server, serve  # lazy: keeps `refimpl --help` instant
 
     params = _resolve(args)
     if params is None:
         return 2
+    if _heavy(args, params):
+        return 1
     server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True), expand=args.expand)
     if args.calibrate_tsv:
         if not hasattr(server.model, "calibrate"):
@@ -100,8 +113,11 @@ def run_query(args: argparse.Namespace) -> int:
     from refimpl.nexus.protocol.transport import TcpTransport
     from refimpl.nexus.protocol.wire import ProtocolError, json_default
 
-    if _resolve(args) is None:
+    params = _resolve(args)
+    if params is None:
         return 2
+    if _heavy(args, params):
+        return 1
     try:
         t = TcpTransport.connect(args.host, args.port)
     except OSError as e:
@@ -166,6 +182,7 @@ def register(sub) -> None:
         if name not in ("calibrate", "precompute"):
             a.add_argument("--port", type=int, required=(name == "query"), default=0)
             a.add_argument("--host", default="127.0.0.1")
+            add_yes(a)
         if name != "calibrate":
             a.add_argument("--params", default=DEFAULT_PARAMS,
                            help=f"bootstrapping preset ({', '.join(PRESET_NAMES)}) or deep-2^K-L")
