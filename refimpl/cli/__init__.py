@@ -13,22 +13,35 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from refimpl import __version__
 from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, reproduce, spec
+from refimpl.cli.common import Parser
 from refimpl.errors import UserError
 
 GROUPS = [demo, bench, bert, nexus, aby3, reproduce, experiments, spec]
 
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="refimpl", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="refimpl", description=__doc__.splitlines()[0])  # every subcommand's help shows its defaults
     p.add_argument("--version", action="version", version=f"refimpl {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log lines on stderr (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr, no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub)
     return p
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Logs and progress to stderr, results to stdout: WARNING by default, INFO with -v, DEBUG with -vv, ERROR with -q."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it: no progress bars with -q
 
 
 # what a user's input, files or network cause (one line, exit 2); any other exception is a bug
@@ -51,6 +64,7 @@ def run(argv: list[str]) -> int:
     """Parse and run one command (exceptions propagate: main turns user errors into one line)."""
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as typed, for the provenance a command records
+    setup_logging(args.verbose, args.quiet)
     return args.func(args)
 
 

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from refimpl.cli.common import add_yes, confirm
+
 DEFAULT_MODEL = "sst2-small-softmax-gelu"
 DEFAULT_PARAMS = "128-2^16-dense"
 # Help texts name library constants without importing the library (it takes seconds): the names of
@@ -114,6 +116,15 @@ def _resolve(args: argparse.Namespace):
     return params
 
 
+HEAVY = ("a BERT model at N = 2^16 needs about 10 GB of evaluation keys per client and over an hour per "
+         "query on one machine; `--params toy-2^10-deep --model toy` runs in a minute")
+
+
+def _heavy(args: argparse.Namespace, params) -> bool:
+    """True when the run is hours long and tens of GB (a BERT at N = 2^16) and the user did not confirm it."""
+    return params.N >= 2**16 and args.model != "toy" and not confirm(args, HEAVY)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from refimpl.errors import UserError  # lazy: keeps `refimpl --help` instant
     from refimpl.nexus.protocol.listener import serve
@@ -125,6 +136,8 @@ def run_serve(args: argparse.Namespace) -> int:
                         "--insecure-no-tls to send client secrets and frames in the clear")
     tls = server_context(args.tls_dir) if args.tls_dir else None
     params = _resolve(args)
+    if _heavy(args, params):
+        return 1
     server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True), expand=args.expand,
                     key_cache_bytes=args.key_cache_bytes, reveal_logits=args.reveal_logits)
     if args.calibrate_tsv:
@@ -156,7 +169,9 @@ def run_query(args: argparse.Namespace) -> int:
     if any(not s.strip() for s in args.sentence):
         raise UserError("nexus query: --sentence is empty")
     tls = client_context(args.server_cert) if args.server_cert else None
-    _resolve(args)
+    params = _resolve(args)
+    if _heavy(args, params):
+        return 1
     t = TcpTransport.connect(args.host, args.port, timeout=args.timeout, tls=tls, server_hostname=SERVER_NAME)
     results = []
     try:
@@ -219,6 +234,7 @@ def register(sub) -> None:
         if name not in ("calibrate", "precompute"):
             a.add_argument("--port", type=port, required=(name == "query"), default=0)
             a.add_argument("--host", default="127.0.0.1")
+            add_yes(a)
         if name != "calibrate":
             a.add_argument("--params", default=DEFAULT_PARAMS,
                            help=f"bootstrapping preset ({', '.join(PRESET_NAMES)}) or deep-2^K-L")
