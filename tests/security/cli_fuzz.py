@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from refimpl import spec
 from refimpl.cli import main
 
 HANG_S = 60.0  # a case still running after this is a hang
@@ -182,14 +183,18 @@ def run_case(case: Case, tmp: Path, hang_s: float = HANG_S) -> dict:
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 box["code"] = main(argv)
-        except SystemExit as e:  # argparse: usage and one error line, exit 2
+        except SystemExit as e:  # argparse: usage and one error line, exit 2; SystemExit("message"): exit 1
             box["code"] = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):
+                err.write(e.code + "\n")  # what the interpreter prints for it
         except BaseException:  # noqa: BLE001 -- what we classify
             box["traceback"] = traceback.format_exc()
 
+    root = spec.WHERE.root  # `refimpl spec --repo DIR` sets it for the process: restored after the case
     th = threading.Thread(target=target, daemon=True)
     th.start()
     th.join(hang_s)
+    spec.WHERE.root = root
     if th.is_alive():
         outcome, msg = "hang", f"still running after {hang_s:g} s"
     elif "traceback" in box:
