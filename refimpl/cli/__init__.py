@@ -18,11 +18,11 @@ import os
 import sys
 
 from refimpl import __version__
-from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, reproduce, spec
+from refimpl.cli import aby3, bench, bert, demo, experiments, nexus, plot, reproduce, spec
 from refimpl.cli.common import Parser
 from refimpl.errors import UserError
 
-GROUPS = [demo, bench, bert, nexus, aby3, reproduce, experiments, spec]
+GROUPS = [demo, bench, bert, nexus, aby3, reproduce, experiments, spec, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:
