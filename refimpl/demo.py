@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from refimpl.aby3.model import secure_classify
 from refimpl.bert import shipped
+from refimpl.errors import UserError
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import load_model
 from refimpl.nexus.protocol.server import Server
@@ -92,14 +93,16 @@ def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
 
 def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     """One encrypted query per model: a NEXUS client and server in one process, bytes only
-    between them (refimpl.nexus.protocol); the server holds evaluation keys only."""
+    between them (refimpl.nexus.protocol); the server holds evaluation keys only. The demo asks
+    for the logits (reveal_logits) to compare them with the plaintext model; a deployment
+    returns the Argmax selection vector (`refimpl nexus serve` without --reveal-logits)."""
     out = {}
     b = bar(3 * len(models), "NEXUS encrypted inference")
     for name in models:
         t0 = time.perf_counter()
         b.set_postfix_str(f"{name}: client keys")
-        server = Server(model=name, params=params, log=log.info)  # its plan and timings with -v
-        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1)
+        server = Server(model=name, params=params, log=log.info, reveal_logits=True)  # its plan and timings with -v
+        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1, reveal_logits=True)
         b.update()
         b.set_postfix_str(f"{name}: encrypted query (keys, forward with bootstrapping)")
         r = client.classify(sentence)
@@ -121,6 +124,8 @@ def _trim(sentence: str, max_tokens: int) -> str:
 
 
 def main(sentence: str | None = None, quick: bool = False) -> int:
+    if sentence is not None and not sentence.strip():
+        raise UserError("demo: --sentence is empty; give some text, or leave the option out for the built-in sentences")
     t_start = time.perf_counter()
     sentences = [sentence] if sentence else list(DEFAULT_SENTENCES[: 1 if quick else 3])
     print("refimpl demo")
