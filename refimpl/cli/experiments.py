@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-GLUE_ENV = "REFIMPL_GLUE_DIR"
+from refimpl.cli.common import add_glue_dir, glue_dir
+
 KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
 QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
 BERTBASE_MODELS = "softmax-gelu,2quad-freediv-quad"  # refimpl.experiments.bertbase.MODELS
@@ -41,8 +41,7 @@ def command_line(prefix: str, args: argparse.Namespace, positional: tuple[str, .
 
 
 def _glue_dir(args: argparse.Namespace) -> None:
-    if args.glue_dir is None:
-        raise SystemExit(f"give --glue-dir DIR (a GLUE directory holding SST-2/) or set ${GLUE_ENV}")
+    glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
 
 
 def nexus_bert(args: argparse.Namespace) -> int:
@@ -146,12 +145,11 @@ def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
     es = e.add_subparsers(dest="experiment", required=True)
-    glue = os.environ.get(GLUE_ENV)
 
     p = es.add_parser("nexus-bert", formatter_class=fmt,
                       help="the encrypted BERT on short SST-2 sentences: encrypted vs plaintext logits, or the plans")
     p.add_argument("--model", required=True, help="a model directory or a shipped model's name")
-    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    add_glue_dir(p)
     p.add_argument("--logN", type=int, default=12)
     p.add_argument("--levels-after", type=int, default=19)
     p.add_argument("--sentences", type=int, default=4)
@@ -173,7 +171,7 @@ def register(sub) -> None:
     p.add_argument("model")
     p.add_argument("sentence")
     p.add_argument("specs", nargs="+", help="BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
-    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    add_glue_dir(p)
     p.set_defaults(func=noise_probe)
 
     p = es.add_parser("weights-store", formatter_class=fmt,

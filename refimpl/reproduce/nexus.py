@@ -69,11 +69,11 @@ def measure(model: str, params: str, sentences, seed: int = 1, calibration=None)
     """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits.
     calibration: plaintext sentences for the server's range calibration (BERT models)."""
     t0 = time.perf_counter()
-    server = P.Server(model, params)
+    server = P.Server(model, params, reveal_logits=True)  # a harness: it compares the logits
     if calibration and hasattr(server.model, "calibrate"):
         server.model.calibrate(calibration)
     setup_s = time.perf_counter() - t0
-    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed)
+    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed, reveal_logits=True)
     runs = [client.classify(s) for s in sentences]
     out = {"model": model, "params": params, "server_setup_s": round(setup_s, 2), "queries": runs,
            "peak_rss_gib": round(_peak_rss_gib(), 2)}
