@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from refimpl.aby3.model import secure_classify
 from refimpl.bert import shipped
+from refimpl.errors import UserError
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import load_model
 from refimpl.nexus.protocol.server import Server
@@ -37,6 +41,12 @@ DEFAULT_SENTENCE = DEFAULT_SENTENCES[0]
 NEXUS_PARAMS = "deep-2^12-19"
 NEXUS_QUICK = ("toy-2^10-deep", ("toy",))
 NEXUS_MAX_TOKENS = 12
+log = logging.getLogger("refimpl.demo")
+
+
+def bar(total: int, desc: str) -> tqdm:
+    """A progress bar on stderr (results stay on stdout); `refimpl -q` turns it off (TQDM_DISABLE)."""
+    return tqdm(total=total, desc=f"    {desc}", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def _label(logits) -> str:
@@ -49,43 +59,61 @@ def plaintext_step(sentences) -> dict | str:
     if missing:
         return f"the shipped models {missing} are missing: rebuild them with `refimpl ship --glue-dir DIR`"
     out = {}
-    for name in (TEACHER, STUDENT):
-        m = shipped.load(name)
-        out[name] = {"model": m, "logits": [shipped.predict(m, s) for s in sentences],
-                     "dev_accuracy": m.meta.get("dev_accuracy")}
+    with bar(2 * len(sentences), "plaintext") as b:
+        for name in (TEACHER, STUDENT):
+            m = shipped.load(name)
+            logits = []
+            for s in sentences:
+                logits.append(shipped.predict(m, s))
+                b.update()
+            out[name] = {"model": m, "logits": logits, "dev_accuracy": m.meta.get("dev_accuracy")}
     return out
 
 
 def aby3_step(models: dict, sentences, seed: int = 0) -> dict:
     """Secure inference of both models per sentence (three parties in-process, Z_2^64, f = 18)."""
     out = {}
+    b = bar(2 * len(sentences), "ABY3 secure inference")
     for name in (STUDENT, TEACHER):
         m = models[name]["model"]
         rows = []
         for s, plain in zip(sentences, models[name]["logits"]):
             ids, mask = shipped.encode(m, s)
+            b.set_postfix_str(name)
             r = secure_classify(m.config, m.params, ids, mask, insecure_seed=seed)
+            b.update()
             r["plain"] = np.asarray(plain)
             r["agree"] = int(np.argmax(r["logits"])) == int(np.argmax(plain))
             r["max_err"] = float(np.max(np.abs(r["logits"] - plain)))
             rows.append(r)
         out[name] = rows
+    b.close()
     return out
 
 
 def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     """One encrypted query per model: a NEXUS client and server in one process, bytes only
-    between them (refimpl.nexus.protocol); the server holds evaluation keys only."""
+    between them (refimpl.nexus.protocol); the server holds evaluation keys only. The demo asks
+    for the logits (reveal_logits) to compare them with the plaintext model; a deployment
+    returns the Argmax selection vector (`refimpl nexus serve` without --reveal-logits)."""
     out = {}
+    b = bar(3 * len(models), "NEXUS encrypted inference")
     for name in models:
         t0 = time.perf_counter()
-        server = Server(model=name, params=params)
-        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1)
+        b.set_postfix_str(f"{name}: client keys")
+        server = Server(model=name, params=params, log=log.info, reveal_logits=True)  # its plan and timings with -v
+        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1, reveal_logits=True)
+        b.update()
+        b.set_postfix_str(f"{name}: encrypted query (keys, forward with bootstrapping)")
         r = client.classify(sentence)
+        b.update()
+        b.set_postfix_str(f"{name}: plaintext reference")
         ref = load_model(name).reference_logits(sentence)
+        b.update()
         r["reference"] = ref
         r["wall_s"] = time.perf_counter() - t0
         out[name] = r
+    b.close()
     return out
 
 
@@ -96,6 +124,8 @@ def _trim(sentence: str, max_tokens: int) -> str:
 
 
 def main(sentence: str | None = None, quick: bool = False) -> int:
+    if sentence is not None and not sentence.strip():
+        raise UserError("demo: --sentence is empty; give some text, or leave the option out for the built-in sentences")
     t_start = time.perf_counter()
     sentences = [sentence] if sentence else list(DEFAULT_SENTENCES[: 1 if quick else 3])
     print("refimpl demo")

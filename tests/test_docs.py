@@ -5,7 +5,6 @@ paths above the repository and no issue numbers."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import shlex
 from pathlib import Path
@@ -13,7 +12,7 @@ from unittest import mock
 
 import pytest
 
-from refimpl.cli import FORWARDED, build_parser
+from refimpl.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,22 +71,6 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
     return {}
 
 
-def forwarded_parser(name: str, table: str) -> argparse.ArgumentParser:
-    """The parser a forwarded command (`refimpl reproduce TABLE`) builds for itself."""
-    module, func, _ = FORWARDED[name]
-
-    def capture(self, *a, **k):
-        raise Captured(self)
-
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", capture), \
-            mock.patch.object(argparse.ArgumentParser, "parse_known_args", capture):
-        try:
-            getattr(importlib.import_module(module), func)([table])
-        except Captured as c:
-            return c.parser
-    raise AssertionError(f"`refimpl {name} {table}` builds no parser: no such subcommand")
-
-
 def resolve(argv: list[str]) -> tuple[list[str], argparse.ArgumentParser, list[str]]:
     """Walk the subcommand path: (path, the leaf parser, the rest of the line)."""
     parser, path, rest = build_parser(), [], list(argv)
@@ -98,11 +81,8 @@ def resolve(argv: list[str]) -> tuple[list[str], argparse.ArgumentParser, list[s
         assert rest[0] in subs, f"`refimpl {' '.join(path + rest[:1])}`: no such subcommand (have {sorted(subs)})"
         path.append(rest.pop(0))
         parser = subs[path[-1]]
-        if len(path) == 1 and path[0] in FORWARDED:
-            if not rest:
-                return path, parser, rest
-            path.append(rest.pop(0))
-            parser = forwarded_parser(path[0], path[1])
+        if hasattr(parser, "table") and not parser.loaded:  # a reproduce table adds its options when first used
+            parser.parse_known_args(["--help-is-not-asked"])
     return path, parser, rest
 
 

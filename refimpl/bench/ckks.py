@@ -77,7 +77,7 @@ def measure_bootstrap(cfg: dict, timeout: float = 7200) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def bench_bootstrap(report: Report, mode: str, quick: bool) -> None:
+def bench_bootstrap(report: Report, mode: str, quick: bool, use_peers: bool = True) -> None:
     """Bootstrap rows: refimpl and OpenFHE's EvalBootstrap in the same run at the same N, slots
     and level budget: at N = 2^12 also the same secret (sparse, h = 192) and security flag
     (none); at N = 2^16 refimpl's 128-bit set beside OpenFHE's own chain with the same levels
@@ -92,7 +92,8 @@ def bench_bootstrap(report: Report, mode: str, quick: bool) -> None:
         ours = measure_bootstrap({**our_cfg, "level_budget": [3, 3], "reps": reps if N < 2**16 else 2, "threads": mode})
         peer = peers.run_peer("openfhe", "boot_openfhe", {
             "N": N, "slots": N // 2, "level_budget": [3, 3], **peer_cfg,
-            "reps": reps if N < 2**16 else 1, "threads": 1 if mode == "1" else None}, timeout=3600)
+            "reps": reps if N < 2**16 else 1, "threads": 1 if mode == "1" else None}, timeout=3600) \
+            if use_peers else {"peer": "openfhe", "missing": "not run (--no-peers)"}
         rec = {"name": "ckks.bootstrap", "N": N, "slots": N // 2, "threads": mode, "refimpl": ours}
         if "missing" not in peer and ours.get("median_s"):
             rec.update(peer="openfhe", peer_median_s=peer.get("median_s"),
@@ -104,11 +105,12 @@ def bench_bootstrap(report: Report, mode: str, quick: bool) -> None:
         report.emit(rec)
 
 
-def main(quick: bool = False, json_path: str | None = None, threads: str | None = None) -> int:
+def main(quick: bool = False, json_path: str | None = None, threads: str | None = None, use_peers: bool = True) -> int:
+    """use_peers=False (--no-peers): refimpl alone; no peer venv is created or run."""
     report = Report("ckks", json_path)
     sizes = [2**13, 2**14] if quick else [2**13, 2**14, 2**15, 2**16]
     reps = 3 if quick else 5
-    peer_names = list(CKKS_PEERS)
+    peer_names = list(CKKS_PEERS) if use_peers else []
     for mode in thread_modes(threads):
         n_threads = set_threads(mode)
         for N in sizes:
@@ -155,6 +157,6 @@ def main(quick: bool = False, json_path: str | None = None, threads: str | None 
                           for k, v in theirs.items()},
             })
         report.note(f"bootstrap, threads = {mode}")
-        bench_bootstrap(report, mode, quick)
+        bench_bootstrap(report, mode, quick, use_peers)
     report.close({"machine": platform.processor() or platform.machine(), "quick": quick})
     return 0

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from refimpl.bert.tokenizer import Batch, BertTokenizer, pad
+from refimpl.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,13 @@ def read_tsv(path: str | Path) -> list[dict[str, str]]:
     """Rows of a GLUE TSV as dicts by header name, tab-separated, quoting off."""
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader)
+        header = next(reader, None)
+        if header is None:
+            raise UserError(f"{path}: empty (a GLUE TSV starts with a header line)")
         rows = []
         for lineno, row in enumerate(reader, start=2):
             if len(row) != len(header):
-                raise ValueError(f"{path}:{lineno}: {len(row)} fields, header has {len(header)}")
+                raise UserError(f"{path}:{lineno}: {len(row)} fields, header has {len(header)}")
             rows.append(dict(zip(header, row)))
     return rows
 
@@ -84,12 +87,23 @@ def load(task: str, data_dir: str | Path, split: str = "dev") -> Examples:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: pass the GLUE directory that holds {task}/{split}.tsv")
     rows = read_tsv(path)
+    if not rows:
+        raise UserError(f"{path}: no examples after the header")
+    missing = [c for c in (t.text_a, t.text_b, t.label) if c is not None and c not in rows[0]]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r} in the header")
     a = [r[t.text_a] for r in rows]
     b = None if t.text_b is None else [r[t.text_b] for r in rows]
     if t.labels is None:
-        labels = np.array([float(r[t.label]) for r in rows], np.float64)
+        try:
+            labels = np.array([float(r[t.label]) for r in rows], np.float64)
+        except ValueError as e:
+            raise UserError(f"{path}: a {t.label} that is not a number ({e})") from None
     else:
         ids = {name: i for i, name in enumerate(t.labels)}
+        bad = next((i for i, r in enumerate(rows) if r[t.label] not in ids), None)
+        if bad is not None:
+            raise UserError(f"{path}:{bad + 2}: label {rows[bad][t.label]!r}, expected one of {tuple(t.labels)}")
         labels = np.array([ids[r[t.label]] for r in rows], np.int64)
     return Examples(t, a, b, labels)
 

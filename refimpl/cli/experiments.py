@@ -4,15 +4,18 @@
     refimpl experiment bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B]
     refimpl experiment noise-probe MODEL "SENTENCE" 20 20:3,4 26 ...
     refimpl experiment nexus-blocks [--quick] [--rows argmax_boot,...]
+    refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
+    refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
+    refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 
-GLUE_ENV = "REFIMPL_GLUE_DIR"
+from refimpl.cli.common import add_glue_dir, glue_dir
+
 KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
 QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
 BERTBASE_MODELS = "softmax-gelu,2quad-freediv-quad"  # refimpl.experiments.bertbase.MODELS
@@ -38,8 +41,7 @@ def command_line(prefix: str, args: argparse.Namespace, positional: tuple[str, .
 
 
 def _glue_dir(args: argparse.Namespace) -> None:
-    if args.glue_dir is None:
-        raise SystemExit(f"give --glue-dir DIR (a GLUE directory holding SST-2/) or set ${GLUE_ENV}")
+    glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
 
 
 def nexus_bert(args: argparse.Namespace) -> int:
@@ -50,13 +52,16 @@ def nexus_bert(args: argparse.Namespace) -> int:
 
 
 def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
-    """The options of the BERT-base study (also `refimpl reproduce nexus --bertbase`)."""
+    """The options of the BERT-base study (also `refimpl reproduce nexus-bertbase`)."""
     ap.add_argument("--models", default=BERTBASE_MODELS)
     ap.add_argument("--preset", default=BERTBASE_PRESET)
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--shifts", type=int, default=KEY_SHIFTS, help="key shifts of Q K^T and P V timed (of n_pad)")
     ap.add_argument("--json")
     ap.add_argument("--plan-only", action="store_true")
+    ap.add_argument("--counts", action="store_true",
+                    help="count key switches, bootstraps and plaintext products per block of every layer (no arithmetic, "
+                         "a few minutes); printed beside the timed seconds, stored in --json")
     ap.add_argument("--only", help="comma-separated block kinds to time")
     ap.add_argument("--gelu-probe", action="store_true",
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")
@@ -94,16 +99,57 @@ def nexus_blocks(args: argparse.Namespace) -> int:
     return 0
 
 
+def weights_store(args: argparse.Namespace) -> int:
+    from refimpl.experiments import weights_timing as wt  # lazy: keeps `refimpl --help` instant
+
+    doc = {"command": command_line("refimpl experiment weights-store", args)}
+    if not args.skip_small:
+        doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats)
+    if args.encode_vs_read:
+        doc["encode_vs_read_2^16"] = wt.encode_vs_read()
+    if args.block:
+        doc["bertbase_block"] = wt.bertbase_block(repeats=args.repeats)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    return 0
+
+
+def first_layer(args: argparse.Namespace) -> int:
+    from refimpl.experiments import first_layer as fl  # lazy: keeps `refimpl --help` instant
+
+    doc = {"command": command_line("refimpl experiment first-layer", args), "small_ring": fl.counts_small(),
+           "bertbase": fl.counts_bertbase()}
+    print(json.dumps(doc, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    return 0
+
+
+def distributed(args: argparse.Namespace) -> int:
+    from refimpl.experiments import distributed as dx  # lazy: keeps `refimpl --help` instant (and dask is optional)
+
+    try:
+        row = dx.run()
+    except ImportError:
+        print("refimpl experiment distributed: needs dask.distributed (pip install 'dask[distributed]')")
+        return 2
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": command_line("refimpl experiment distributed", args), **row}, f, indent=1)
+    return 0
+
+
 def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
     es = e.add_subparsers(dest="experiment", required=True)
-    glue = os.environ.get(GLUE_ENV)
 
     p = es.add_parser("nexus-bert", formatter_class=fmt,
                       help="the encrypted BERT on short SST-2 sentences: encrypted vs plaintext logits, or the plans")
     p.add_argument("--model", required=True, help="a model directory or a shipped model's name")
-    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    add_glue_dir(p)
     p.add_argument("--logN", type=int, default=12)
     p.add_argument("--levels-after", type=int, default=19)
     p.add_argument("--sentences", type=int, default=4)
@@ -125,8 +171,29 @@ def register(sub) -> None:
     p.add_argument("model")
     p.add_argument("sentence")
     p.add_argument("specs", nargs="+", help="BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
-    p.add_argument("--glue-dir", default=glue, help=f"GLUE directory holding SST-2/ (default: ${GLUE_ENV})")
+    add_glue_dir(p)
     p.set_defaults(func=noise_probe)
+
+    p = es.add_parser("weights-store", formatter_class=fmt,
+                      help="the encrypted forward with and without a weight store (weights encoded once), side by side")
+    p.add_argument("--logN", type=int, default=12, help="ring of the small-ring run (tiny models, oracle refreshes)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--block", action="store_true", help="also one BERT-base 128 x 128 block at N = 2^16 (minutes, GBs)")
+    p.add_argument("--skip-small", action="store_true")
+    p.add_argument("--encode-vs-read", action="store_true",
+                   help="also: per diagonal at N = 2^16, encoding against reading the stored plaintext (CPU s)")
+    p.add_argument("--json")
+    p.set_defaults(func=weights_store)
+
+    p = es.add_parser("first-layer", formatter_class=fmt,
+                      help="the first layer counted two ways: input expansion + BSGS, or Alg. 5 + broadcast ct-pt")
+    p.add_argument("--json")
+    p.set_defaults(func=first_layer)
+
+    p = es.add_parser("distributed", formatter_class=fmt,
+                      help="one linear block on two Dask workers beside one process (needs dask.distributed)")
+    p.add_argument("--json")
+    p.set_defaults(func=distributed)
 
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")

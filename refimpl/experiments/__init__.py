@@ -3,7 +3,7 @@
 - nexus_bert: the encrypted BERT on short sentences, encrypted vs plaintext logits
   (`refimpl experiment nexus-bert`);
 - bertbase: BERT-base at n = 128 under NEXUS, plan, timed blocks and derived time
-  (`refimpl experiment bertbase`, also `refimpl reproduce nexus --bertbase`);
+  (`refimpl experiment bertbase`, also `refimpl reproduce nexus-bertbase`);
 - noise_probe: the encrypted forward with noisy refreshes (`refimpl experiment noise-probe`).
 
 Nothing in the library imports this package. Result paths are anchored to the repository

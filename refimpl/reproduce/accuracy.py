@@ -15,7 +15,6 @@ variant's kind (Softmax row sums for softmax-freediv, 2Quad row sums for 2quad-f
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 from refimpl.bert import distill as D
 from refimpl.bert import freediv, glue, ours
 from refimpl.bert import train as T
+from refimpl.cli.common import add_glue_dir, glue_dir
 from refimpl.reproduce.accuracy_table import (  # record names and the table (the command prints it)
     AUGMENTS, BATCH_SIZE, REPLACE_COPIES, REPLACE_RATE, RESULTS, ROWS, STAGE1_TARGET_LABELS, TASK_KEYS, result_path,
     table,
@@ -339,15 +339,14 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     return _finish(params, config, tok, task, glue_dir, record, t0, root, train_dirs=train_dirs)
 
 
-def main(argv: list[str]) -> int:
-    """Run one (row, task) of the accuracy table, or print the table with --table."""
-    p = argparse.ArgumentParser(prog="refimpl reproduce accuracy", description=main.__doc__)
+def add_arguments(p) -> None:
+    """The options of `refimpl reproduce accuracy`."""
     p.add_argument("--table", action="store_true", help="print the table from results/accuracy/*.json")
-    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--results", default=str(RESULTS), help="the result files (default: results/accuracy in the repository)")
     p.add_argument("--row", choices=tuple(ROWS), default="teacher")
     p.add_argument("--mode", choices=("direct", "distilled"), default="distilled")
     p.add_argument("--task", choices=tuple(TASK_KEYS), default="SST-2")
-    p.add_argument("--glue-dir")
+    add_glue_dir(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=-1, help="training subset (default 8000 for SST-2, else all)")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs (teacher and direct rows)")
@@ -382,13 +381,19 @@ def main(argv: list[str]) -> int:
                    help="distilled rows (ours): over stage 1's first E epochs the student's attention slides "
                         "linearly from softmax to the row's (default 0: the row's from the start)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
+    """Run one (row, task) of the accuracy table, or print the table with --table."""
+    argv = args.argv[2:]  # the command line after `refimpl reproduce accuracy`, for the record
     root = Path(args.results)
     if args.table:
+        if not any(root.glob("*.json")):
+            raise SystemExit(f"refimpl reproduce accuracy: error: no results in {root} (*.json): run rows first "
+                             "(`refimpl reproduce accuracy --row ROW --glue-dir DIR`) or give --results DIR")
         print(table(root))
         return 0
-    if not args.glue_dir:
-        p.error("--glue-dir is required to run a row")
+    glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
     run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),

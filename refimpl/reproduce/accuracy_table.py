@@ -14,7 +14,7 @@ import numpy as np
 
 from refimpl.constants import C
 
-RESULTS = Path("results/accuracy")
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "accuracy"  # anchored to the repository, not the working directory
 ROWS = {  # row -> (attention, activation)
     "teacher": ("softmax", "gelu"),
     "2quad-freediv-quad": ("2quad-freediv", "quad"),

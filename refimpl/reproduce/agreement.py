@@ -17,7 +17,6 @@ layers with a random head (N(0, 1/d), so that logits are O(1)) in both variants,
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -153,9 +152,8 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
     }
 
 
-def main(argv: list[str]) -> int:
-    """`refimpl reproduce agreement [--glue-dir DIR] [--limit K] [--models A,B] [--json F]`."""
-    ap = argparse.ArgumentParser(prog="refimpl reproduce agreement", description=__doc__.splitlines()[0])
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce agreement`."""
     ap.add_argument("--glue-dir", default=DEFAULT_GLUE, help="GLUE directory holding SST-2/dev.tsv "
                     "(default: $REFIMPL_GLUE_DIR)")
     ap.add_argument("--limit", type=int, default=None, help="only the first K dev sentences")
@@ -163,15 +161,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0, help="PRSS seed of the run")
     ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_agreement.json)")
     ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
+    """`refimpl reproduce agreement [--glue-dir DIR] [--limit K] [--models A,B] [--json F]`."""
+    argv = args.argv[2:]  # the command line after `refimpl reproduce agreement`, for the record
     if args.limit is not None and args.limit < 1:
-        ap.error("--limit must be >= 1")
+        raise SystemExit("refimpl reproduce agreement: --limit must be >= 1")
     if not args.glue_dir:
-        ap.error("give --glue-dir (the GLUE directory holding SST-2/dev.tsv) or set REFIMPL_GLUE_DIR")
+        raise SystemExit("refimpl reproduce agreement: give --glue-dir (the GLUE directory holding SST-2/dev.tsv) or set REFIMPL_GLUE_DIR")
     try:
         dev = glue.load("SST-2", args.glue_dir, "dev")
     except FileNotFoundError as e:
-        ap.error(str(e))
+        raise SystemExit(f"refimpl reproduce agreement: {e}")
     texts, labels = dev.text_a, dev.labels
     if args.limit:
         texts, labels = texts[: args.limit], labels[: args.limit]

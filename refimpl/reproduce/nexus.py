@@ -8,11 +8,11 @@
 2. Extrapolated: BERT-base at n = 128 (768 features) on the 128-bit bootstrapping set, from
    the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
    the paper's 164 MB (refimpl/constants.toml [nexus.published]).
-3. `--bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.experiments.bertbase): the level
+3. `refimpl reproduce nexus-bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.experiments.bertbase): the level
    planner's bootstraps per layer, one timed instance of each block kind, derived layer and
-   model time beside the paper's; `--bertbase --table FILE` prints the table of a stored run,
-   `--bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model),
-   `--bertbase --weigh-by FILE` times the time-weighted plan (ours) with FILE's seconds per limb.
+   model time beside the paper's; `nexus-bertbase --table FILE` prints the table of a stored run,
+   `nexus-bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model),
+   `nexus-bertbase --weigh-by FILE` times the time-weighted plan (ours) with FILE's seconds per limb.
 
 The first output line says INSECURE when an insecure ring is used.
 
@@ -21,7 +21,6 @@ Reference: NEXUS §6 (Zhang et al., NDSS 2025): BERT-base 37.3 s on an A100, 164
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -70,11 +69,11 @@ def measure(model: str, params: str, sentences, seed: int = 1, calibration=None)
     """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits.
     calibration: plaintext sentences for the server's range calibration (BERT models)."""
     t0 = time.perf_counter()
-    server = P.Server(model, params)
+    server = P.Server(model, params, reveal_logits=True)  # a harness: it compares the logits
     if calibration and hasattr(server.model, "calibrate"):
         server.model.calibrate(calibration)
     setup_s = time.perf_counter() - t0
-    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed)
+    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed, reveal_logits=True)
     runs = [client.classify(s) for s in sentences]
     out = {"model": model, "params": params, "server_setup_s": round(setup_s, 2), "queries": runs,
            "peak_rss_gib": round(_peak_rss_gib(), 2)}
@@ -244,17 +243,20 @@ def render(doc: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> int:
-    if "--bertbase" in argv:  # 3. BERT-base at n = 128: plan, timed blocks, derived time (refimpl.experiments.bertbase)
-        prog = "refimpl reproduce nexus --bertbase"
-        rest = [a for a in argv if a != "--bertbase"]
-        bp = argparse.ArgumentParser(prog=prog, description="BERT-base at n = 128 under NEXUS")
-        bertbase_arguments(bp)
-        return bertbase_run.command(bp.parse_args(rest), prog + " " + " ".join(rest), prog=prog)
-    ap = argparse.ArgumentParser(prog="refimpl reproduce nexus", description=__doc__.splitlines()[0],
-                                 epilog="--bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B] [--weigh-by FILE]: BERT-base "
-                                        "at n = 128 (refimpl.experiments.bertbase): bootstrap plan, one timed instance per "
-                                        "block kind at 128-bit, derived layer and model time")
+def add_bertbase_arguments(bp) -> None:
+    """The options of `refimpl reproduce nexus-bertbase` (those of `refimpl experiment bertbase`)."""
+    bertbase_arguments(bp)
+
+
+def run_bertbase(args) -> int:
+    """`refimpl reproduce nexus-bertbase`: BERT-base at n = 128: plan, timed blocks, derived time (refimpl.experiments.bertbase)."""
+    prog = "refimpl reproduce nexus-bertbase"
+    rest = args.argv[2:]
+    return bertbase_run.command(args, prog + " " + " ".join(rest), prog=prog)
+
+
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce nexus`."""
     ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
     ap.add_argument("--params", help=f"bootstrapping preset (default {SECURE_PARAMS}, --quick: {QUICK_PARAMS})")
     ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy')")
@@ -265,7 +267,11 @@ def main(argv: list[str]) -> int:
                                             "most --max-tokens tokens (default: built-in short sentences)")
     ap.add_argument("--max-tokens", type=int, default=8, help="with --sentences-tsv (default 8: n_pad = 8)")
     ap.add_argument("--json", help="write the document here")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
+    """`refimpl reproduce nexus`."""
+    argv = args.argv[2:]  # the command line after `refimpl reproduce nexus`, for the record
     params = args.params or (QUICK_PARAMS if args.quick else SECURE_PARAMS)
     p, _ = P.resolve_params(params)
     if p.security_bits < 128 and not args.no_run:

@@ -8,7 +8,6 @@ builds and that it covers every file under results/.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import re
 from pathlib import Path
@@ -44,6 +43,11 @@ COMMANDS = {
     'nexus/nexus_bert_softmax-gelu_2^12_20.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --glue-dir $GLUE_DIR --sentences 10 --max-tokens 8 --json FILE',
     'nexus/nexus_bert_softmax-gelu_2^12_20_part2.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --glue-dir $GLUE_DIR --sentences 10 --offset 10 --max-tokens 8 --json FILE',
     'nexus/nexus_bert_softmax-gelu_toy2^12.json': 'refimpl experiment nexus-bert --model sst2-small-softmax-gelu --sentences 1 --json results/nexus/nexus_bert_softmax-gelu_toy2^12.json',
+    'nexus/nexus_first_layer_counts.json': 'refimpl experiment first-layer --json results/nexus/nexus_first_layer_counts.json',
+    'nexus/nexus_weights_store_encode_vs_read_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --json results/nexus/nexus_weights_store_encode_vs_read_2^16.json',
+    'nexus/nexus_weights_store_2^11.json': 'refimpl experiment weights-store --logN 11 --repeats 2 --json results/nexus/nexus_weights_store_2^11.json',
+    'nexus/nexus_weights_store_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_block_2^16.json',
+    'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
     'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
     'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',
     'nexus/nexus_bertbase_128_placement_time.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --weigh-by results/nexus/nexus_bertbase_128.json --json results/nexus/nexus_bertbase_128_placement_time.json',
@@ -137,10 +141,13 @@ def uncovered(repo: Path = REPO) -> list[str]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="refimpl reproduce results-index", description=__doc__.splitlines()[0])
+def add_arguments(ap) -> None:
+    """The options of `refimpl reproduce results-index`."""
     ap.add_argument("--check", action="store_true", help="exit 1 if results/INDEX.md is not current")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
+    """`refimpl reproduce results-index`."""
     text = build()
     if args.check:
         return 0 if INDEX.read_text(encoding="utf-8") == text else 1

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from refimpl.bert import weights
+from refimpl.cli import main as cli_main
 from refimpl.reproduce import agreement
 
 GLUE = Path(__file__).resolve().parents[1] / "bert" / "fixtures" / "glue"
@@ -29,7 +30,7 @@ def test_agreement_on_fixture_sentences(tmp_path, capsys):
     fallback) on 2 fixture SST-2 sentences: the secure predictions equal the plaintext ones,
     the max logit error is at most 0.05, costs per sentence are reported."""
     out = tmp_path / "agr.json"
-    assert agreement.main(["--glue-dir", str(GLUE), "--limit", "2", "--models", _student(), "--json", str(out),
+    assert cli_main(["reproduce", "agreement", "--glue-dir", str(GLUE), "--limit", "2", "--models", _student(), "--json", str(out),
                            "--no-progress"]) == 0
     doc = json.loads(out.read_text())
     (m,) = doc["models"]
@@ -43,6 +44,6 @@ def test_agreement_on_fixture_sentences(tmp_path, capsys):
 def test_agreement_bad_arguments():
     """ABY3-AGREE-1: a missing GLUE directory or a bad --limit is a clear usage error."""
     with pytest.raises(SystemExit):
-        agreement.main(["--glue-dir", "/nonexistent/glue"])
+        cli_main(["reproduce", "agreement", "--glue-dir", "/nonexistent/glue"])
     with pytest.raises(SystemExit):
-        agreement.main(["--glue-dir", str(GLUE), "--limit", "0"])
+        cli_main(["reproduce", "agreement", "--glue-dir", str(GLUE), "--limit", "0"])

@@ -4,6 +4,7 @@ import json
 
 import numba
 
+from refimpl.cli import main as cli_main
 from refimpl.reproduce import speed
 
 
@@ -11,7 +12,7 @@ def test_speed_quick_table(tmp_path, capsys):
     """ABY3-SPEED-1: 7 rows (both baselines); counts add exactly; 2Quad-freeDiv+Quad sends fewer
     bytes and needs fewer rounds than Softmax+GeLU; speedups are the baseline's / the row's; errors small."""
     out = tmp_path / "speed.json"
-    assert speed.main(["--quick", "--json", str(out)]) == 0
+    assert cli_main(["reproduce", "speed", "--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["threads"]["numba"] == numba.get_num_threads()  # recorded: a 1-thread run is not comparable
     s = doc["sizes"]["quick"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.bert import ours
-from refimpl.bert import glue
+from refimpl.bert import glue, ours
+from refimpl.cli import main as cli_main
 from refimpl.reproduce import accuracy as A
 from refimpl.reproduce import accuracy_table as AT
 
@@ -90,10 +90,9 @@ def test_copies_are_refused_without_replace_and_below_one(tmp_path):
         A.run_one("2quad-quad", "distilled", "RTE", "unused", augment="replace", copies=0, **kw)
 
 
-def test_cli_rejects_a_row_without_glue_dir(capsys):
-    with pytest.raises(SystemExit):
-        A.main(["--row", "teacher", "--task", "RTE"])
-    assert "--glue-dir" in capsys.readouterr().err
+def test_cli_rejects_a_row_without_glue_dir():
+    with pytest.raises(SystemExit, match="--glue-dir"):
+        cli_main(["reproduce", "accuracy", "--row", "teacher", "--task", "RTE"])
 
 
 def _sst2_glue_dir(tmp_path):

@@ -231,3 +231,77 @@ def test_softmax_and_layernorm_models_against_exact():
         exact = (xf - xf.mean()) / xf.std() * g[:F] + b[:F]
         ln_worst = max(ln_worst, np.max(np.abs(LN.layernorm_plain(x, F, n, g, b)[:F] - exact)))
     assert 0 < ln_worst < 1.25e-7
+
+
+def test_models_with_duplicated_rows_masks_and_prescale():
+    """NEXUS-APPROX-EXACT: the layouts the blocks use beside one row per ciphertext: rows of n slots in
+    windows of 2n (duplication), rows spread with a step, padded keys masked, LayerNorm's free prescale
+    alpha and its variance range ends (var 1 and 64). Each model against the exact function, per row."""
+    from refimpl.nexus.folding import quick_sum_plain
+
+    gen = np.random.default_rng(3)
+    n, w, rows = 8, 16, 4
+    x = np.zeros(w * rows)
+    for r in range(rows):
+        x[r * w:r * w + n] = gen.uniform(-1, 1, n)
+    s = quick_sum_plain(x, n, duplicate=True)
+    for r in range(rows):
+        assert np.allclose(s[r * w:r * w + n], x[r * w:r * w + n].sum(), atol=1e-12)
+    y = np.zeros(32)
+    y[0:16:2] = gen.uniform(-1, 1, 8)  # one row of 8 elements every 2 slots, filling 16 slots cyclically
+    assert np.allclose(quick_sum_plain(np.tile(y[:16], 2), 8, step=2)[0:16:2], y[0:16:2].sum(), atol=1e-12)
+    # Softmax with duplication and a key mask (the last two keys of each row padded)
+    keys = np.zeros(w * rows)
+    for r in range(rows):
+        keys[r * w:r * w + n - 2] = 1.0
+    xs = x * 4 * keys
+    sm = SM.softmax_plain(xs, n, 4.0, key_mask=keys, window=w)
+    for r in range(rows):
+        row = xs[r * w:r * w + n - 2]
+        e = np.exp(row - row.max())
+        assert np.max(np.abs(sm[r * w:r * w + n - 2] - e / e.sum())) < 0.0125
+        assert np.max(np.abs(sm[r * w + n - 2:r * w + n])) < 1e-9  # padded keys get nothing
+    # LayerNorm, duplicated rows of F = 6 features, prescale alpha, variances at the range ends 1 and 64
+    F, alpha = 6, 0.5
+    for target_var in (1.0, 64.0):
+        xl, g, b = np.zeros(w * rows), np.zeros(w * rows), np.zeros(w * rows)
+        for r in range(rows):
+            v = gen.normal(0, 1, F)
+            xl[r * w:r * w + F] = ((v - v.mean()) / v.std() * np.sqrt(target_var) / alpha) + gen.uniform(-2, 2)
+            g[r * w:r * w + F], b[r * w:r * w + F] = gen.uniform(0.5, 1.5, F), gen.uniform(-1, 1, F)
+        out = LN.layernorm_plain(xl, F, n, g, b, window=w, alpha=alpha)
+        for r in range(rows):
+            xf = xl[r * w:r * w + F]
+            exact = (xf - xf.mean()) / xf.std() * g[r * w:r * w + F] + b[r * w:r * w + F]
+            assert np.max(np.abs(out[r * w:r * w + F] - exact)) < 1.25e-7
+    assert LN.rsqrt_levels(4, 0) == 9 and LN.rsqrt_levels(3, 1) == 10 and LN.layernorm_levels(4, 1) == 3 + 12
+
+
+def test_model_helpers_contracts():
+    """NEXUS-APPROX-EXACT: the helpers behind the models keep their stated contracts: LayerNorm's linear
+    guess has equal relative value at lo and hi and peak 1.5 (flat range: 1.5/sqrt(v)); Goldschmidt's
+    count is 1 for a point or a tiny range and refuses lo <= 0; QuickMax's pair error scales with the
+    bound; the row mask is a float 0/1 vector; the defaults are the stated ones (B = 1/2)."""
+    for lo, hi in ((1.0, 64.0), (3.45, 922.0), (0.5, 8.0)):
+        a, b = LN.initial_guess(lo, hi)
+        rel = lambda v: (b - a * v) * np.sqrt(v)  # noqa: E731
+        assert abs(rel(lo) / rel(hi) - 1) < 1e-9
+        assert abs(np.max(rel(np.geomspace(lo, hi, 100_001))) - 1.5) < 1e-6
+    assert LN.initial_guess(4.0, 4.0) == (0.0, 0.75)
+    assert SM.goldschmidt_iterations(2.0, 2.0) == 1 and SM.goldschmidt_iterations(1.0, 1.001) == 1
+    for lo in (0.0, -1.0):
+        with pytest.raises(ValueError, match="0 < lo <= hi"):
+            SM.goldschmidt_iterations(lo, 8.0)
+    assert max_pair_error_bound() == max_pair_error_bound(0.5)
+    assert abs(max_pair_error_bound(2.0) / max_pair_error_bound(0.5) - 4.0) < 1e-9
+    m = SM.row_mask(16, 3, 8)
+    assert m.dtype == np.float64 and m.tolist() == [1.0] * 3 + [0.0] * 5 + [1.0] * 3 + [0.0] * 5
+    gen = np.random.default_rng(4)
+    y = gen.uniform(-0.5, 0.5, 16)
+    assert np.array_equal(argmax_plain(y, 16), argmax_plain(y, 16, 0.5))
+    x = np.zeros(32)
+    x[0:8], x[16:24] = gen.uniform(-4, 4, 8), gen.uniform(-4, 4, 8)
+    sm = SM.softmax_plain(x, 8, 4.0, window=16)  # duplicated rows, no key mask: the row mask is used
+    for r in (0, 16):
+        e = np.exp(x[r:r + 8] - x[r:r + 8].max())
+        assert np.max(np.abs(sm[r:r + 8] - e / e.sum())) < 0.0125

@@ -12,14 +12,13 @@ import json
 import math
 
 import numpy as np
-
 import pytest
 
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
 from refimpl.ckks.bootstrap.placement import simulate
-from refimpl.nexus import bert as nb
 from refimpl.cli import main as cli_main
 from refimpl.experiments import bertbase as bb
+from refimpl.nexus import bert as nb
 
 
 def ranges(layers, bound=8.0):
@@ -152,17 +151,16 @@ def test_limb_seconds_reproduce_the_timed_blocks():
 
 
 def test_reproduce_bertbase_plan_and_table(tmp_path, capsys):
-    """`refimpl reproduce nexus --bertbase --plan-only` writes the 128-bit plan; `--table` prints it back: one row per
+    """`refimpl reproduce nexus-bertbase --plan-only` writes the 128-bit plan; `--table` prints it back: one row per
     block kind of the model, the planned refreshes per block summing to the layer's, untimed blocks said so."""
-    from refimpl.reproduce import nexus as rn
 
     out = tmp_path / "bb.json"
-    assert rn.main(["--bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--json", str(out)]) == 0
+    assert cli_main(["reproduce", "nexus-bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--json", str(out)]) == 0
     res = __import__("json").loads(out.read_text())
-    assert res["command"].startswith("refimpl reproduce nexus --bertbase") and res["N"] == 2**16
+    assert res["command"].startswith("refimpl reproduce nexus-bertbase") and res["N"] == 2**16
     m = res["models"]["2quad-freediv-quad"]
     capsys.readouterr()
-    assert rn.main(["--bertbase", "--table", str(out)]) == 0
+    assert cli_main(["reproduce", "nexus-bertbase", "--table", str(out)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("128-bit")
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
@@ -174,20 +172,19 @@ def test_reproduce_bertbase_plan_and_table(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ValueError, match="expected a result"):
-        rn.main(["--bertbase", "--table", str(bad)])
+        cli_main(["reproduce", "nexus-bertbase", "--table", str(bad)])
 
 
 def test_merge_joins_runs_of_disjoint_models(tmp_path, capsys):
     """`--merge` joins one-model runs into the result `--table` reads: both models' columns, each with its own
     run's command; runs of another n, a model twice, or a foreign file are refused by name."""
-    from refimpl.reproduce import nexus as rn
 
     files = {}
     for name in ("2quad-freediv-quad", "softmax-gelu"):
         files[name] = tmp_path / f"{name}.json"
-        assert rn.main(["--bertbase", "--plan-only", "--models", name, "--json", str(files[name])]) == 0
+        assert cli_main(["reproduce", "nexus-bertbase", "--plan-only", "--models", name, "--json", str(files[name])]) == 0
     out = tmp_path / "both.json"
-    assert rn.main(["--bertbase", "--merge", *map(str, files.values()), "--json", str(out)]) == 0
+    assert cli_main(["reproduce", "nexus-bertbase", "--merge", *map(str, files.values()), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert list(res["models"]) == list(files)
     for name, f in files.items():
@@ -195,23 +192,23 @@ def test_merge_joins_runs_of_disjoint_models(tmp_path, capsys):
         assert res["models"][name]["run"]["command"] == alone["command"]
         assert res["models"][name]["total"] == alone["models"][name]["total"]
     capsys.readouterr()
-    assert rn.main(["--bertbase", "--table", str(out)]) == 0
+    assert cli_main(["reproduce", "nexus-bertbase", "--table", str(out)]) == 0
     header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| block"))
     assert "2quad-freediv-quad s" in header and "softmax-gelu s" in header
     with pytest.raises(ValueError, match="already in an earlier result"):
-        rn.main(["--bertbase", "--merge", str(files["softmax-gelu"]), str(out), "--json", str(tmp_path / "x.json")])
+        cli_main(["reproduce", "nexus-bertbase", "--merge", str(files["softmax-gelu"]), str(out), "--json", str(tmp_path / "x.json")])
     other = json.loads(files["softmax-gelu"].read_text())
     other["n"] = 64
     (tmp_path / "n64.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="n = 64, expected 128"):
-        rn.main(["--bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "n64.json"),
+        cli_main(["reproduce", "nexus-bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "n64.json"),
                  "--json", str(tmp_path / "x.json")])
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="expected a result"):
-        rn.main(["--bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "bad.json"),
+        cli_main(["reproduce", "nexus-bertbase", "--merge", str(files["2quad-freediv-quad"]), str(tmp_path / "bad.json"),
                  "--json", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="give --json"):
-        rn.main(["--bertbase", "--merge", *map(str, files.values())])
+        cli_main(["reproduce", "nexus-bertbase", "--merge", *map(str, files.values())])
 
 
 @pytest.fixture(scope="module")

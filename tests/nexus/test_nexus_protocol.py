@@ -30,11 +30,14 @@ from refimpl.nexus.compression import subs_elements
 from refimpl.nexus.matmul import chunk_counts
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import CALIBRATION_SENTENCES, CALIBRATION_TOKENS, RANGES_FILE, NexusBert
-from refimpl.nexus.protocol.server import ClientKeys, Server
-from refimpl.nexus.protocol.transport import LocalTransport
+from refimpl.nexus.protocol.keycache import ClientKeys
+from refimpl.nexus.protocol.listener import DEFAULT_SESSIONS
+from refimpl.nexus.protocol.server import Server
+from refimpl.nexus.protocol.tls import CERT_FILE
+from refimpl.nexus.protocol.transport import DEFAULT_TIMEOUT, LocalTransport
 from refimpl.nexus.protocol.wire import (
-    FRAME_HEAD, SERVER_KINDS, TYPES, ProtocolError, blob_kind, ciphertext_nbytes, decode_message, encode_message,
-    public_key_nbytes, switching_key_nbytes,
+    FRAME_HEAD, SECRET_BYTES, SERVER_KINDS, TAG_BYTES, TYPES, ProtocolError, blob_kind, ciphertext_nbytes, decode_message,
+    encode_message, public_key_nbytes, seal, session_key, switching_key_nbytes,
 )
 from refimpl.ring.sampling import RandomSource
 
@@ -104,8 +107,8 @@ def test_sizes_match_serialized_bytes():
 @pytest.fixture(scope="module")
 def inproc():
     """One server, one client (keys generated once), one compressed and one slot-packed query."""
-    server = Server(MODEL, PARAMS)
-    client = Client(LocalTransport(server.session()), MODEL, PARAMS, compress=True, seed=7)
+    server = Server(MODEL, PARAMS, reveal_logits=True)
+    client = Client(LocalTransport(server.session()), MODEL, PARAMS, compress=True, seed=7, reveal_logits=True)
     r_comp = client.classify(SENTENCES[0])
     client.compress = False
     r_plain = client.classify(SENTENCES[0])
@@ -130,7 +133,7 @@ def test_keys_are_sent_once_per_client_and_counted(inproc):
     server, client, r_comp, r_plain = inproc
     p = client.params
     held = server.clients[client.client_id]
-    need = server.needed_levels(r_comp["n"], True)
+    need = server.needed_levels(r_comp["n"], True, argmax=False)  # the fixture asks for logits
     assert {g: k.level for g, k in held.galois.items()} == need  # each Galois key over Q_level P only
     assert min(need.values()) == server.compressed_level and max(need.values()) == p.L
     expected_keys = (public_key_nbytes(p) + 2 * switching_key_nbytes(p) + switching_key_nbytes(p, 0)
@@ -190,15 +193,19 @@ def test_server_holds_nothing_that_decrypts(inproc):
 def test_server_refuses_non_public_blobs(inproc):
     server, client, _, _ = inproc
     s = server.session()
+    secret = os.urandom(SECRET_BYTES)
+    setup = decode_message(s.handle(encode_message("hello", {"model": MODEL, "params": PARAMS, "n": 8, "mask": [1] * 8,
+                                                             "client_secret": secret.hex()})), "setup")[1]
+    key = session_key(secret, bytes.fromhex(setup["nonce"]))
     ct = ser.serialize_ciphertext(client.encryptor.encrypt(client.enc.encode([1.0])))
-    for role, blob in (("public", ct), ("galois", ser.serialize_public_key(client.pk))):
-        reply = s.handle(encode_message("key", {"client_id": "x", "role": role, "element": 3}, [blob]))
+    for seq, (role, blob) in enumerate((("public", ct), ("galois", ser.serialize_public_key(client.pk)))):
+        reply = s.handle(seal(encode_message("key", {"role": role, "element": 3}, [blob]), key, seq))
         with pytest.raises(ProtocolError, match="the server takes only public key material"):
             decode_message(reply, "setup")
-    reply = s.handle(encode_message("hello", {"client_id": "x", "model": "other", "params": PARAMS, "n": 8, "mask": []}))
+    reply = server.session().handle(encode_message("hello", {"model": "other", "params": PARAMS, "n": 8, "mask": []}))
     with pytest.raises(ProtocolError, match="this server runs model 'toy'"):
         decode_message(reply, "setup")
-    reply = s.handle(b"garbage-frame-of-some-length")
+    reply = server.session().handle(b"garbage-frame-of-some-length")
     with pytest.raises(ProtocolError, match="not a refimpl NEXUS message"):
         decode_message(reply, "setup")
 
@@ -213,7 +220,9 @@ def test_two_processes_over_loopback(tmp_path, inproc):
     rec, out_json = tmp_path / "received", tmp_path / "out.json"
     cmd = [sys.executable, "-m", "refimpl", "nexus"]
     common = ["--model", MODEL, "--params", PARAMS]
-    srv = subprocess.Popen(cmd + ["serve", "--port", "0", "--record-dir", str(rec), "--max-connections", "1"] + common,
+    assert cli_main(["nexus", "keys", "--out", str(tmp_path / "keys")]) == 0
+    srv = subprocess.Popen(cmd + ["serve", "--port", "0", "--record-dir", str(rec), "--max-connections", "1",
+                                  "--tls-dir", str(tmp_path / "keys"), "--reveal-logits"] + common,
                            stdout=subprocess.PIPE, text=True, env=env)
     try:
         first = srv.stdout.readline()
@@ -224,7 +233,8 @@ def test_two_processes_over_loopback(tmp_path, inproc):
             assert line, "server exited before listening"
         port = int(line.rsplit(":", 1)[1])
         q = subprocess.run(cmd + ["query", "--port", str(port), "--sentence", SENTENCES[0], "--json", str(out_json),
-                                  "--seed", "11"] + common, capture_output=True, text=True, env=env, timeout=300)
+                                  "--insecure-seed", "11", "--server-cert", str(tmp_path / "keys" / "server.pem"),
+                                  "--reveal-logits"] + common, capture_output=True, text=True, env=env, timeout=300)
         assert q.returncode == 0, q.stderr
         assert srv.wait(timeout=60) == 0
     finally:
@@ -252,9 +262,9 @@ def test_two_processes_over_loopback(tmp_path, inproc):
                     keys.galois[h["element"]] = k
                 else:
                     setattr(keys, h["role"], k)
-    received = sum(len(f.read_bytes()) + 8 for f in rec.iterdir())
+    received = sum(len(f.read_bytes()) + 8 + TAG_BYTES for f in rec.iterdir())  # recorded after the tag's check
     assert received == sum(res["bytes"][k] for k in ("keys", "query")) + sum(
-        len(f.read_bytes()) + 8 for f in rec.iterdir() if "hello" in f.name)
+        len(f.read_bytes()) + 8 + TAG_BYTES for f in rec.iterdir() if "hello" in f.name)  # HELLO: control, not keys
     (query,) = [blobs for kind, _, blobs in frames if kind == "query"]
     ct = ser.deserialize_ciphertext(query[0], p)
     x, _ = client.model.embed(SENTENCES[0])
@@ -296,5 +306,7 @@ def test_cli_help_names_the_library_constants(capsys):
         cli_main(["nexus", "serve", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--record-dir" in out and "128-2^16-dense19" in out and RANGES_FILE in out
-    assert cli_main(["nexus", "query", "--port", "1", "--sentence", "x", "--params", "nonsense"]) == 2
+    assert (nexus_cli.DEFAULT_TIMEOUT, nexus_cli.DEFAULT_SESSIONS, nexus_cli.CERT_FILE) == (
+        DEFAULT_TIMEOUT, DEFAULT_SESSIONS, CERT_FILE)
+    assert cli_main(["nexus", "query", "--port", "1", "--sentence", "x", "--params", "nonsense", "--insecure-no-tls"]) == 2
     assert "unknown parameter set 'nonsense'" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from refimpl.bert.config import BertConfig
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
 from refimpl.ckks.evaluator import Evaluator
 from refimpl.ckks.keys import galois_element
+from refimpl.cli import main as cli_main
 from refimpl.nexus.bert import rotation_steps
 from refimpl.nexus.protocol.wire import public_key_nbytes, switching_key_nbytes
 from refimpl.reproduce import nexus as R
@@ -45,7 +46,7 @@ def test_extrapolation_counts_bert_base_bytes():
 
 def test_quick_run_prints_insecure_first_and_writes_json(tmp_path, capsys):
     f = tmp_path / "r.json"
-    assert R.main(["--quick", "--models", "toy", "--json", str(f)]) == 0
+    assert cli_main(["reproduce", "nexus", "--quick", "--models", "toy", "--json", str(f)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("INSECURE")
     doc = json.loads(f.read_text())

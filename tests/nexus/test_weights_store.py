@@ -139,3 +139,13 @@ def test_store_refused_when_it_does_not_match(run, store_dir, tmp_path):
         ws.WeightStore.open(copy, run.p, run.model)
     with pytest.raises(ws.StoreError, match="not a weight store"):
         ws.WeightStore.open(tmp_path, run.p, run.model)
+
+
+def test_precompute_command_refuses_a_non_bert_model(tmp_path, capsys):
+    """NEXUS-WEIGHTS-STORE: `refimpl nexus precompute` is registered; the protocol's toy model has no weights to store."""
+    from refimpl.cli import main
+
+    assert main(["nexus", "precompute", "--model", "toy", "--params", "toy-2^10", "--n", "4",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "BERT models only" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

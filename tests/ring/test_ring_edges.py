@@ -38,6 +38,10 @@ def test_prime_search_below_and_exhaustion():
 def test_automorphism_definition_edges():
     """RING-AUTO: sigma_k(a)(X) = a(X^k) mod X^N + 1 on residues that include 0 and 1 at negated
     positions; k, k + 2N and k + 4N act alike in both domains; an even k is refused naming 2N."""
+    from refimpl.ring.automorphism import coeff_permutation, ntt_permutation
+
+    coeff_permutation.cache_clear()  # compute the permutations here, not from an earlier test's cache
+    ntt_permutation.cache_clear()
     N, q = 16, 97
     a = np.arange(N, dtype=np.uint64) % 3  # 0, 1, 2, 0, 1, ...: zeros and ones everywhere
     for k in (3, 5, 31):
@@ -133,10 +137,11 @@ def test_fresh_base_converter_and_crt_centering():
 
 
 def test_from_int_reduces_signed_coefficients():
-    """RING-CONV: signed int64 coefficients become uint64 residues c mod q_i of every prime in the basis."""
-    primes = ntt_primes(40, 16, 2)
+    """RING-CONV: signed int64 coefficients become uint64 residues c mod q_i of every prime in the basis
+    (60-bit primes, coefficients up to 2^62 in size: exact)."""
+    primes = ntt_primes(60, 16, 2)  # above 2^53: a float64 detour would round
     ctx = RNSContext(16, primes)
-    c = np.array([-1, 0, 5, -(2**40), 2**40, 7, -7, 3] * 2, dtype=np.int64)
+    c = np.array([-1, 0, 5, -(2**40), 2**40, 7, -(2**62), 3] * 2, dtype=np.int64)
     r = ctx.from_int(c, (1, 0))
     assert r.dtype == np.uint64 and r.shape == (2, 16)
     for row, q in zip(r, (primes[1], primes[0])):

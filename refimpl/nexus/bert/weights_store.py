@@ -28,7 +28,7 @@ its rows. `WeightStore.open` refuses, with one StoreError naming the difference,
 another format version, parameter set, model or layout, or whose files do not match their SHA-256.
 
 Sizes: a plaintext at level l is (l + 1) N 8 bytes (N = 2^16, l = 10: 5.5 MiB), so a BERT-base
-layer's ~55,300 diagonals need ~300 GiB: at BERT-base the store fits one block, not a model
+layer's ~55,300 diagonals need ~330-470 GiB at the plans' levels: at BERT-base the store fits a block, not a model
 (docs/nexus-scale.md gives the numbers and what would shrink it).
 """
 
@@ -125,6 +125,12 @@ class LevelEvaluator:
 
     def drop_level(self, a, level):
         return self.shadow(level, a.scale)
+
+    def subs(self, a, k):
+        return a
+
+    def mul_monomial(self, a, j):
+        return a
 
 
 class Recorder(Forward):

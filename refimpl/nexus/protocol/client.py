@@ -1,13 +1,16 @@
-"""The NEXUS client: tokenizes, embeds, compresses and encrypts; decrypts the logits.
+"""The NEXUS client: tokenizes, embeds, compresses and encrypts; decrypts the Argmax selection vector.
 
     tokenize, embed (the client holds the embedding table)
     HELLO -> SETUP; KEY x k (public key material the server lacks, once per client)
     QUERY: the n x d input compressed (NEXUS Alg. 5: N values per ciphertext in the coefficients,
            compression.compress) or slot-packed (the model's layout, N/2 at best)
-    RESULT -> decrypt, unpack the logits, argmax -> label
+    RESULT -> decrypt the Argmax selection vector (NEXUS §3.4: the label, nothing more of the
+           model's output); the logits only with reveal_logits=True, from a server that allows it
 
 The secret key never leaves the Client object; n (the token count) and the attention mask are
-public (the threat model of NEXUS and freeDiv).
+public (the threat model of NEXUS and freeDiv). The client's id is the hash of a secret it
+sends in its HELLO (over TLS on TCP); every later frame is sealed with an HMAC under the
+session key (refimpl.nexus.protocol.wire: ours), so nobody else can replace its keys.
 
 Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression), §6 (bandwidth)
 (Zhang et al., NDSS 2025).
@@ -15,7 +18,7 @@ Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression), §6 (bandwi
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from collections import Counter
 
@@ -28,14 +31,19 @@ from refimpl.ring.sampling import RandomSource
 
 from .models import load_model
 from .transport import Ledger
-from .wire import ProtocolError, decode_message, encode_message, resolve_params
+from .wire import (
+    SECRET_BYTES, AuthenticationError, ProtocolError, client_id_of, decode_message, encode_message, resolve_params,
+    seal, session_key,
+)
 
 
 class Client:
     """The NEXUS client: holds the secret key and the embedding table, sends bytes only."""
 
     def __init__(self, transport, model: str = "toy", params: str = "toy-2^10-deep", compress: bool = True,
-                 seed: int | None = None):
+                 seed: int | None = None, reveal_logits: bool = False):
+        """reveal_logits: ask for the logits (the model's whole output) instead of the Argmax
+        selection vector; the server must allow it."""
         self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.t, self.model_name, self.params_name, self.compress = transport, self.model.name, params, compress
@@ -44,23 +52,31 @@ class Client:
         self.sk = self.kg.secret_key()  # never leaves this object
         self.pk = self.kg.public_key(self.sk)
         self.keygen_s = time.perf_counter() - t0
-        self.client_id = secrets.token_hex(8)
+        self.secret = os.urandom(SECRET_BYTES)  # never sent outside the HELLO (TLS on TCP)
+        self.client_id = client_id_of(self.secret)
+        self.mac_key, self.seq, self.reveal_logits = None, 0, bool(reveal_logits)
         self.enc, self.encryptor = Encoder(self.params), Encryptor(self.pk, (RandomSource() if seed is None else RandomSource.insecure_seeded(seed + 1)))
         self.decryptor = Decryptor(self.sk)
         self.ledger = Ledger()
         self.overhead = getattr(transport, "prefix_bytes", 0)  # TCP: the u64 length before each frame
 
     def _send(self, kind: str, header: dict, blobs=()) -> None:
-        n = self.t.send(encode_message(kind, {"client_id": self.client_id, **header}, list(blobs)))
+        frame = encode_message(kind, {"client_id": self.client_id, **header}, list(blobs))
+        if self.mac_key is not None:  # every frame after the first SETUP is sealed
+            frame = seal(frame, self.mac_key, self.seq)
+            self.seq += 1
+        n = self.t.send(frame)
         self.ledger.count("sent", kind, n)
 
     def _recv(self, expect: str):
-        frame = self.t.recv()
-        if frame is None:
-            raise ProtocolError("the server closed the connection")
-        kind, header, blobs = decode_message(frame, expect)
-        self.ledger.count("received", kind, len(frame) + self.overhead)
-        return header, blobs
+        while True:
+            frame = self.t.recv()
+            if frame is None:
+                raise ProtocolError("the server closed the connection")
+            kind, header, blobs = decode_message(frame, (expect, "progress"))
+            self.ledger.count("received", kind, len(frame) + self.overhead)
+            if kind != "progress":  # the server is still computing: the receive timeout starts again
+                return header, blobs
 
     def _send_keys(self, setup: dict) -> None:
         """Public key material the server lacks, one key per message (the client keeps none)."""
@@ -105,8 +121,13 @@ class Client:
         x, mask = self.model.embed(sentence)  # the client holds the embedding table
         n = x.shape[0]
         self._send("hello", {"model": self.model_name, "params": self.params_name, "n": n, "mask": mask,
-                             "compress": self.compress})
+                             "compress": self.compress, "output": "logits" if self.reveal_logits else "argmax",
+                             "client_secret": self.secret.hex()})
         setup, _ = self._recv("setup")
+        if self.mac_key is None and "nonce" in setup:
+            if setup.get("client_id") != self.client_id:
+                raise AuthenticationError("the server names another client id than the hash of our secret")
+            self.mac_key = session_key(self.secret, bytes.fromhex(setup["nonce"]))
         keygen_before = self.keygen_s
         self._send_keys(setup)
         t0 = time.perf_counter()
@@ -118,13 +139,19 @@ class Client:
         t2 = time.perf_counter()
         vectors = [self.enc.decode(self.decryptor.decrypt(ser.deserialize_ciphertext(b, self.params))).real
                    for b in blobs]
-        logits = np.asarray(self.model.unpack(vectors, layout), dtype=np.float64)
+        if result.get("output") == "logits":
+            logits = np.asarray(self.model.unpack(vectors, layout), dtype=np.float64)
+            selection = None
+        else:
+            logits, selection = None, np.asarray(self.model.unpack_argmax(vectors, layout), dtype=np.float64)
         t3 = time.perf_counter()
         sent = self.ledger.sent - before[0]
         recv = self.ledger.received - before[1]
         return {
-            "sentence": sentence, "n": n, "label": self.model.labels[int(np.argmax(logits))],
-            "logits": logits.tolist(), "compressed": self.compress,
+            "sentence": sentence, "n": n,
+            "label": self.model.labels[int(np.argmax(logits if selection is None else selection))],
+            "output": result.get("output"), "selection": None if selection is None else selection.tolist(),
+            "logits": None if logits is None else logits.tolist(), "compressed": self.compress,
             "bytes": {
                 "keys": sent["keys"], "query": sent["query"], "result": recv["result"],
                 "control": sent["control"] + recv["control"],

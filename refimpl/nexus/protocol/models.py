@@ -25,9 +25,10 @@ from refimpl.ckks import Ciphertext, Encoder
 from refimpl.nexus.bert import (
     NexusModel, check_ranges, client_embed, encrypted_forward, input_layout, pack_input, plaintext_reference,
     plan as plan_bert, plan_table as plan_table_bert, ranges_from_json, ranges_to_json, rotation_steps as rotation_steps_bert,
-    unpack_output,
+    unpack_argmax, unpack_output,
 )
 from refimpl.nexus.bert import calibrate as calibrate_ranges
+from refimpl.nexus.argmax import argmax as argmax_blocks
 from refimpl.nexus.folding import fold_rotations, quick_sum
 from refimpl.nexus.gelu import LEVELS as GELU_LEVELS, gelu, gelu_plain
 from refimpl.nexus.levels import ensure_levels, with_scale
@@ -83,8 +84,11 @@ class ToyModel:
     def pack(self, x: np.ndarray, layout) -> list[np.ndarray]:
         return [np.asarray(x, dtype=np.float64).ravel()]
 
-    def rotation_steps(self, n: int, slots: int) -> list[int]:
-        return fold_rotations(n * self.d)
+    def rotation_steps(self, n: int, slots: int, argmax: bool = True) -> list[int]:
+        """The classifier's QuickSum, and with argmax the Argmax's moves, fold and duplication."""
+        width = 1 << max(1, (self.num_labels - 1).bit_length())
+        extra = [-c for c in range(1, self.num_labels)] + fold_rotations(width) + [-width] if argmax else []
+        return sorted(set(fold_rotations(n * self.d)) | set(extra))
 
     def plain_logits(self, x: np.ndarray, mask) -> np.ndarray:
         """The float64 model of the encrypted forward (the same GELU approximation)."""
@@ -100,7 +104,19 @@ class ToyModel:
         exact = u * 0.5 * (1.0 + np.vectorize(erf)(u / np.sqrt(2.0)))
         return {"model": self.plain_logits(x, mask), "exact": self.Wc @ exact + self.bc}
 
-    def forward(self, ev, bts, cts, n, mask, trace=None) -> list[Ciphertext]:
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the server accepts (a HELLO's n)."""
+        return self.n
+
+    def logit_bound(self) -> float:
+        """B with |logit_c| <= B for every input: |x| <= max|E|, so |GELU(a x + b)| <= max|a x + b|."""
+        u = np.abs(self.a) * self.input_bound() + np.abs(self.b)
+        return float(np.max(np.abs(self.Wc) @ u.ravel() + np.abs(self.bc)))
+
+    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False) -> list[Ciphertext]:
+        """The logits, one ciphertext per class (slot 0), or with argmax=True one ciphertext holding
+        the Argmax selection vector in slots 0 .. num_labels - 1 (NEXUS §3.4)."""
         enc = Encoder(ev.params)
         ct = cts[0]
         t0 = time.perf_counter()
@@ -121,10 +137,31 @@ class ToyModel:
             s = quick_sum(ev, m, n * self.d)  # slot 0: sum over the n d features
             outs.append(ev.add_const(s, float(self.bc[c])))
         _trace(trace, "classifier", t0, g, outs[0])
-        return outs
+        return [self.argmax(ev, bts, outs, trace)] if argmax else outs
+
+    def argmax(self, ev, bts, outs, trace=None) -> Ciphertext:
+        """Logit c / 2B moved to slot c (one masked product each; |logit / 2B| <= 1/2), then
+        refimpl.nexus.argmax (QuickMax and 1 + Sgn, NEXUS §3.4) over rows of two slots."""
+        enc, t0 = Encoder(ev.params), time.perf_counter()
+        width = 1 << max(1, (self.num_labels - 1).bit_length())  # labels padded to a power of two
+        e0 = np.zeros(ev.params.slots)
+        e0[0] = 1.0 / (2 * self.logit_bound())
+        z = None
+        for c, o in enumerate(_refresh(o, 1, bts, "argmax", trace) for o in outs):
+            m = ev.rescale(ev.mul_plain(o, enc.encode(e0, level=o.level, scale=float(ev.params.q[o.level]))))
+            m = ev.rotate(m, -c) if c else m
+            z = m if z is None else ev.add(z, with_scale(m, z.scale) if m.level == z.level else m)
+        key_mask = np.zeros(ev.params.slots)
+        key_mask[: self.num_labels] = 1.0
+        out = argmax_blocks(ev, z, width, bound=0.5, key_mask=key_mask, window=2 * width, bootstrapper=bts)
+        _trace(trace, "argmax", t0, outs[0], out)
+        return out
 
     def unpack(self, vectors: list[np.ndarray], layout) -> np.ndarray:
         return np.array([v[0].real for v in vectors])
+
+    def unpack_argmax(self, vectors: list[np.ndarray], layout) -> np.ndarray:
+        return np.asarray(vectors[0]).real[: self.num_labels]
 
 
 def _refresh(ct, need, bts, what, trace):
@@ -253,21 +290,30 @@ class NexusBert:
     def pack(self, x, layout):
         return [np.asarray(v) for v in pack_input(x, layout)]
 
-    def rotation_steps(self, n, slots):
+    def rotation_steps(self, n, slots, argmax: bool = True):
+        """refimpl.nexus.bert.rotation_steps (the Argmax's included either way)."""
         return list(rotation_steps_bert(self.config, n, slots))
 
-    def plan(self, n, params_rc):
-        return plan_bert(self.model, n, params_rc)
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the server accepts (a HELLO's n): BERT's position embeddings."""
+        return int(self.config.max_position_embeddings)
+
+    def plan(self, n, params_rc, argmax: bool = False):
+        return plan_bert(self.model, n, params_rc, argmax=argmax)
 
     def plan_table(self, plan) -> str:
         """The bootstrapping plan as text (refimpl.nexus.bert.plan_table), for the server's log."""
         return plan_table_bert(plan)
 
-    def forward(self, ev, bts, cts, n, mask, trace=None):
-        return encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace)
+    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False):
+        return encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace, argmax=argmax)
 
     def unpack(self, vectors, layout):
         return np.asarray(unpack_output(vectors, layout, self.num_labels))
+
+    def unpack_argmax(self, vectors, layout):
+        return np.asarray(unpack_argmax(vectors, layout, self.num_labels))
 
 
 def load_model(name):

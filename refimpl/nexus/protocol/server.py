@@ -14,8 +14,11 @@ sparse-secret encapsulation keys of the bootstrapper; wire.SERVER_KINDS lists th
 kinds it accepts, anything else is refused.
 
 State: `Server` holds what all connections share (model, parameters, keys per client id in
-`clients`); `ServerSession` holds one connection's state (its HELLO) and turns each frame into
-a reply frame. `serve` accepts TCP connections one at a time and runs a session on each.
+`clients`, a KeyCache bounded by bytes); `ServerSession` holds one connection's state (its
+HELLO, its authenticated client id and MAC key) and turns each frame into a reply frame.
+refimpl.nexus.protocol.listener.serve runs each TCP (TLS) connection in its own thread with receive timeouts. The output is
+the Argmax selection vector (NEXUS §3.4) unless the server reveals logits (reveal_logits).
+Sessions, timeouts, limits, the key cache and the authentication are ours.
 
 Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression) (Zhang et al., NDSS 2025).
 """
@@ -23,38 +26,29 @@ Reference: NEXUS §2 (system model), §3.1 and Alg. 5 (compression) (Zhang et al
 from __future__ import annotations
 
 import os
-import socket
-import sys
+import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from refimpl.ckks import Ciphertext, EvaluationKeys, Evaluator
 from refimpl.ckks import serialize as ser
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper
-from refimpl.ckks.keys import SwitchingKey, galois_element
+from refimpl.ckks.errors import CKKSError
+from refimpl.ckks.keys import SwitchingKey, galois_element, key_digits, key_rows
 from refimpl.nexus.compression import PlacementError, expand_input, placement, subs_elements
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.matmul import chunk_counts
 
+from .keycache import ClientKeys, KeyCache, held_nbytes
 from .models import load_model
-from .transport import TcpTransport
-from .wire import SERVER_KINDS, ProtocolError, blob_kind, ciphertext_nbytes, decode_message, encode_message, resolve_params
+from .wire import (
+    SECRET_BYTES, SERVER_KINDS, AuthenticationError, ProtocolError, blob_kind, ciphertext_nbytes, client_id_of,
+    decode_message, encode_message, frame_limit, header_limit, resolve_params, session_key, unseal,
+)
 
-
-@dataclass
-class ClientKeys:
-    """What the server holds for one client: public key material only."""
-
-    public: object = None
-    relin: SwitchingKey | None = None
-    galois: dict = field(default_factory=dict)
-    enc_down: SwitchingKey | None = None
-    enc_up: SwitchingKey | None = None
-    key_bytes: int = 0
-    evaluator: object = None
-    bootstrapper: object = None
+CLIENT_KINDS = ("hello", "key", "keys_done", "query")
+DEFAULT_KEY_CLIENTS = 2  # the key cache holds this many clients' keys at the longest input by default
 
 
 def key_levels(boot_levels: dict, model_elements, subs_elements_, out_level: int, compressed_level: int) -> dict[int, int]:
@@ -72,12 +66,17 @@ class Server:
     """The NEXUS server: one model, one bootstrapping parameter set, keys cached per client id."""
 
     def __init__(self, model: str = "toy", params: str = "toy-2^10-deep", record_dir: str | None = None,
-                 log=None, expand: str = "bootstrap"):
+                 log=None, expand: str = "bootstrap", key_cache_bytes: int | None = None,
+                 reveal_logits: bool = False, insecure_no_auth: bool = False):
         """expand: how compressed input reaches the forward's input level. "direct": the client
         encrypts one level above it and the server decompresses there (all levels: slow Subs,
         large query); "bootstrap": the client encrypts at level 1, the server decompresses on two
         limbs, places the values scaled by 1/B (B a public power of two bounding |x|), bootstraps
-        each input ciphertext and multiplies by B (an integer: no level)."""
+        each input ciphertext and multiplies by B (an integer: no level).
+        key_cache_bytes: bound of the key cache (default DEFAULT_KEY_CLIENTS clients' keys at the
+        longest input, `client_key_bound`); reveal_logits: answer clients that ask for logits
+        (default: the Argmax selection vector only); insecure_no_auth: INSECURE, the weakened
+        configuration of the attack tests (client ids unchecked, frames unauthenticated)."""
         if expand not in ("bootstrap", "direct"):
             raise ProtocolError(f"expand must be 'bootstrap' or 'direct', got {expand!r}")
         self.expand = expand
@@ -88,22 +87,59 @@ class Server:
         self.boot_elements = sorted(self.boot_levels)
         self.output_level = self.params.L - self.rc.depth
         self.compressed_level = 1 if expand == "bootstrap" else self.output_level + 1
-        self.clients: dict[str, ClientKeys] = {}
+        self.reveal_logits, self.insecure_no_auth = bool(reveal_logits), bool(insecure_no_auth)
+        self.max_tokens = fitting_tokens(self.model, self.params.slots)
+        self.header_limit = header_limit(self.max_tokens)
+        self.frame_limit = frame_limit(self.params, self.max_query_cts(), self.header_limit)
+        self.client_key_bound = self.key_bound(self.max_tokens)
+        limit = DEFAULT_KEY_CLIENTS * self.client_key_bound if key_cache_bytes is None else int(key_cache_bytes)
+        self.clients = KeyCache(limit)
         self.record_dir = record_dir
         self.received = 0
+        self.lock = threading.Lock()  # received, record files
+        self.compute = threading.Semaphore(1)  # one encrypted forward at a time: it uses every core
         self.log = log or (lambda *a: None)
         if record_dir:
             os.makedirs(record_dir, exist_ok=True)
 
+    def max_query_cts(self) -> int:
+        """Ciphertexts in the largest legitimate query (max_tokens, compressed or slot-packed)."""
+        p, n, w = self.params, self.max_tokens, self.model.width
+        comp = len(chunk_counts(n * w, p.N))
+        try:
+            packed = len(self.model.pack(np.zeros((n, w)), self.model.layout(n, p.slots)))
+        except ValueError:  # the longest input does not fit a slot-packed layout: bound by slots
+            packed = -(-2 * n * w // p.slots)
+        return max(comp, packed)
+
+    def key_bound(self, n: int) -> int:
+        """Bytes in memory of one client's keys for inputs of n tokens (public key, relinearization,
+        encapsulation and every Galois key at its level; at N >= 2^15 b only): the per-client bound."""
+        p, seeds_only = self.params, self.params.N >= 2**15
+
+        def sk(level):
+            rows = len(key_rows(p, level))
+            return key_digits(p, level) * rows * p.N * 8 * (1 if seeds_only else 2)
+
+        total = 2 * (p.L + 1) * p.N * 8 + sk(p.L) + (2 * sk(p.L) if self.rc.encapsulation_h else 0)
+        return total + sum(sk(lv) for lv in self.needed_levels(n, True).values())
+
     def session(self) -> "ServerSession":
         return ServerSession(self)
 
-    def needed_levels(self, n: int, compress: bool) -> dict[int, int]:
+    def count_frame(self, kind: str, frame: bytes) -> None:
+        with self.lock:
+            self.received += 1
+            if self.record_dir:
+                with open(os.path.join(self.record_dir, f"{self.received:05d}_{kind}.bin"), "wb") as f:
+                    f.write(frame)
+
+    def needed_levels(self, n: int, compress: bool, argmax: bool = True) -> dict[int, int]:
         """Galois element -> the highest level it is applied at, so that each key covers only
         Q_level P: the model's rotations run at or below the bootstrapping output level,
         decompression at the compressed level, bootstrapping at its own (galois_levels)."""
         p = self.params
-        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots) if r % p.slots}
+        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots, argmax=argmax) if r % p.slots}
         subs = set(subs_elements(p.N, max(chunk_counts(n * self.model.width, p.N)))) if compress else set()
         return key_levels(self.boot_levels, model, subs, self.output_level, self.compressed_level)
 
@@ -116,45 +152,124 @@ class Server:
         return 1 << max(0, int(np.ceil(np.log2(b))))
 
 
+def fitting_tokens(model, slots: int) -> int:
+    """The longest input the server accepts: the model's max_tokens, halved until its slot
+    layout fits the parameters (the layouts pad n to a power of two)."""
+    n = int(model.max_tokens)
+    while n > 1:
+        try:
+            model.layout(n, slots)
+            model.rotation_steps(n, slots)
+            return n
+        except ValueError:
+            n = 1 << ((n - 1).bit_length() - 1)
+    return 1
+
+
 class ServerSession:
-    """One connection: a state machine from frames to reply frames (None: no reply)."""
+    """One connection: a state machine from frames to reply frames (None: no reply).
+
+    Authentication (ours, wire.client_id_of / session_key / seal): the HELLO carries the
+    client's secret (over TLS on TCP); its hash is the session's client id, whatever the header
+    claims; the SETUP carries a fresh nonce, and every later frame must be sealed under
+    session_key(secret, nonce) with the next sequence number. A frame that fails closes the
+    session (`closed`)."""
 
     def __init__(self, server: Server):
         self.s = server
-        self.hello: dict | None = None  # this connection's HELLO: n, compress, mask, Galois elements and levels
+        self.hello: dict | None = None  # this connection's HELLO: n, compress, mask, output, Galois elements and levels
+        self.client_id: str | None = None
+        self.mac_key: bytes | None = None
+        self.seq = 0
+        self.closed = False
 
     def handle(self, frame: bytes) -> bytes | None:
         s = self.s
-        s.received += 1
         try:
-            kind, header, blobs = decode_message(frame)
-            if s.record_dir:
-                with open(os.path.join(s.record_dir, f"{s.received:05d}_{kind}.bin"), "wb") as f:
-                    f.write(frame)
+            if self.closed:
+                raise AuthenticationError("this session was closed after an authentication failure")
+            if self.mac_key is not None:
+                try:
+                    frame = unseal(frame, self.mac_key, self.seq)
+                except AuthenticationError:
+                    self.closed = True
+                    raise
+                self.seq += 1
+            kind, header, blobs = decode_message(frame, max_header=s.header_limit)
+            s.count_frame(kind, frame)
+            if kind not in CLIENT_KINDS:
+                raise ProtocolError(f"a client does not send {kind} messages")
             return getattr(self, "_" + kind)(header, blobs)
-        except Exception as e:  # every failure goes back to the client as an error message
-            s.log(f"error: {type(e).__name__}: {e}")
+        except (ProtocolError, CKKSError, PlacementError) as e:  # the client's fault: an error message back
+            s.log(f"refused: {type(e).__name__}: {e}")
             return encode_message("error", {"error": f"{type(e).__name__}: {e}"})
+        except Exception as e:  # noqa: BLE001 -- a bug of ours: reported to the client too, with its type
+            s.log(f"error: {type(e).__name__}: {e}")
+            return encode_message("error", {"error": f"server error {type(e).__name__}: {e}"})
 
-    def _keys(self, header) -> ClientKeys:
+    def _keys(self, header) -> tuple[str, ClientKeys]:
+        """(client id, its keys): the session's authenticated id; a header naming another id is refused."""
         cid = header.get("client_id")
-        if not isinstance(cid, str) or not cid:
-            raise ProtocolError("message without a client id")
-        return self.s.clients.setdefault(cid, ClientKeys())
+        if self.s.insecure_no_auth:  # INSECURE weakened configuration: whatever id the frame claims
+            if not isinstance(cid, str) or not cid:
+                raise ProtocolError("message without a client id")
+            return cid, self.s.clients.get(cid)
+        if self.client_id is None:
+            raise ProtocolError("a key or query before the HELLO")
+        if cid is not None and cid != self.client_id:
+            self.closed = True
+            raise AuthenticationError(f"refused: this session is authenticated as client {self.client_id}, "
+                                      f"the frame claims client {cid!r} (keys and queries are bound to their client)")
+        return self.client_id, self.s.clients.get(self.client_id)
+
+    def _authenticate(self, header) -> dict:
+        """The HELLO's secret -> the session's client id and MAC key; extra SETUP fields (nonce)."""
+        if self.s.insecure_no_auth:
+            return {}
+        secret = header.get("client_secret")
+        try:
+            raw = bytes.fromhex(secret) if isinstance(secret, str) else b""
+        except ValueError:
+            raw = b""
+        if self.client_id is not None:  # a later HELLO of the same (sealed) session
+            if secret is not None and client_id_of(raw) != self.client_id:
+                raise AuthenticationError("a HELLO with another client's secret inside an authenticated session")
+            return {}
+        if len(raw) != SECRET_BYTES:
+            raise AuthenticationError(f"a HELLO must carry the client's {SECRET_BYTES}-byte secret (hex): refused")
+        cid = client_id_of(raw)
+        if header.get("client_id") not in (None, cid):
+            raise AuthenticationError("the HELLO's client id is not the hash of its secret: refused")
+        nonce = os.urandom(16)
+        self.client_id, self.mac_key = cid, session_key(raw, nonce)
+        return {"nonce": nonce.hex(), "client_id": cid}
 
     def _hello(self, header, blobs):
         s, p = self.s, self.s.params
         if header.get("model") != s.model_name or header.get("params") != s.params_name:
             raise ProtocolError(f"this server runs model {s.model_name!r} with parameters {s.params_name!r}, "
                                 f"the client asked for {header.get('model')!r} with {header.get('params')!r}")
-        n, compress = int(header["n"]), bool(header.get("compress", True))
-        keys = self._keys(header)
-        need = s.needed_levels(n, compress)
-        self.hello = dict(n=n, compress=compress, mask=[int(v) for v in header["mask"]], elements=need)
+        n, mask, compress = header.get("n"), header.get("mask"), header.get("compress", True)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= s.max_tokens:
+            raise ProtocolError(f"n must be an integer token count in [1, {s.max_tokens}] for this model, got {n!r}")
+        if not isinstance(mask, list) or len(mask) != n or any(v not in (0, 1) or isinstance(v, bool) for v in mask):
+            raise ProtocolError(f"mask must be a list of n = {n} zeros and ones")
+        if not isinstance(compress, bool):
+            raise ProtocolError(f"compress must be true or false, got {compress!r}")
+        output = header.get("output", "argmax")
+        if output not in ("argmax", "logits"):
+            raise ProtocolError(f"output must be 'argmax' or 'logits', got {output!r}")
+        if output == "logits" and not s.reveal_logits:
+            raise ProtocolError("this server returns the Argmax selection vector only; logits reveal the model's "
+                                "full output and need a server started with --reveal-logits")
+        extra = self._authenticate(header)
+        _, keys = self._keys(header)
+        need = s.needed_levels(n, compress, argmax=output == "argmax")
+        self.hello = dict(n=n, compress=compress, mask=[int(v) for v in mask], elements=need, output=output)
         missing = [k for k, ok in (("public", keys.public), ("relin", keys.relin),
                                    ("encapsulation", keys.enc_up or not s.rc.encapsulation_h)) if not ok]
         width = s.model.width
-        plan = s.model.plan(n, (p, s.rc)) if hasattr(s.model, "plan") else None
+        plan = s.model.plan(n, (p, s.rc), argmax=output == "argmax") if hasattr(s.model, "plan") else None
         if plan is not None:
             s.log(f"plan for n = {n}:\n" + s.model.plan_table(plan))
         return encode_message("setup", {
@@ -163,11 +278,11 @@ class ServerSession:
             "missing": missing, "input_level": s.output_level, "compressed_level": s.compressed_level,
             "chunks": chunk_counts(n * width, p.N), "width": width, "slots": p.slots,
             "encapsulation_h": s.rc.encapsulation_h, "security": p.security_note,
-            "plan": plan,
+            "plan": plan, "output": output, **extra,
         })
 
     def _key(self, header, blobs):
-        keys, p = self._keys(header), self.s.params
+        (cid, keys), p = self._keys(header), self.s.params
         role = header.get("role")
         if len(blobs) != 1:
             raise ProtocolError(f"a key message carries one blob, got {len(blobs)}")
@@ -175,24 +290,26 @@ class ServerSession:
         want = "public_key" if role == "public" else "switching_key"
         if kind not in SERVER_KINDS or kind != want:
             raise ProtocolError(f"refused a {kind} blob for role {role!r}: the server takes only public key material")
-        keys.key_bytes += len(blobs[0])
         if role == "public":
-            keys.public = ser.deserialize_public_key(blobs[0], p)
+            k = ser.deserialize_public_key(blobs[0], p)
+            self.s.clients.charge(cid, keys, "public", held_nbytes(k))
+            keys.public = k
+            keys.key_bytes += len(blobs[0])
             return None
+        if role not in ("relin", "galois", "enc_down", "enc_up"):
+            raise ProtocolError(f"unknown key role {role!r}")
+        g = header.get("element")
+        if role == "galois" and (not isinstance(g, int) or isinstance(g, bool) or g % 2 == 0 or not 0 < g < 2 * p.N):
+            raise ProtocolError(f"invalid Galois element {g!r}")
         k = ser.deserialize_switching_key(blobs[0], p)
         if p.N >= 2**15:  # keep b and the seeds only (the PRG re-expands a at each use)
             k = SwitchingKey(k.b, k.a_seeds, p, expand=False, level=k.level)
-        if role == "relin":
-            keys.relin = k
-        elif role == "galois":
-            g = int(header["element"])
-            if g % 2 == 0 or not 0 < g < 2 * p.N:
-                raise ProtocolError(f"invalid Galois element {g}")
+        self.s.clients.charge(cid, keys, f"galois:{g}" if role == "galois" else role, held_nbytes(k))
+        keys.key_bytes += len(blobs[0])
+        if role == "galois":
             keys.galois[g] = k
-        elif role in ("enc_down", "enc_up"):
-            setattr(keys, role, k)
         else:
-            raise ProtocolError(f"unknown key role {role!r}")
+            setattr(keys, role, k)
         keys.evaluator = keys.bootstrapper = None  # rebuilt with the new key
         return None
 
@@ -203,7 +320,7 @@ class ServerSession:
         s, p = self.s, self.s.params
         if self.hello is None:
             raise ProtocolError("query before hello")
-        keys, h = self._keys(header), self.hello
+        (_, keys), h = self._keys(header), self.hello
         for b in blobs:
             if blob_kind(b) != "ciphertext":
                 raise ProtocolError(f"a query carries ciphertexts only, got a {blob_kind(b)}")
@@ -214,6 +331,11 @@ class ServerSession:
             keys.evaluator = Evaluator(p, EvaluationKeys(relin=keys.relin, galois=keys.galois))
             enc = (keys.enc_down, keys.enc_up) if s.rc.encapsulation_h else None
             keys.bootstrapper = Bootstrapper(keys.evaluator, s.rc, encapsulation=enc)
+        with s.compute:  # one forward at a time; the other sessions keep receiving
+            return self._evaluate(keys, h, blobs)
+
+    def _evaluate(self, keys, h, blobs):
+        s, p = self.s, self.s.params
         ev = keys.evaluator
         cts = [ser.deserialize_ciphertext(b, p) for b in blobs]
         n, layout = h["n"], s.model.layout(h["n"], p.slots)
@@ -225,7 +347,7 @@ class ServerSession:
             raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
         t1 = time.perf_counter()
         bts, trace = CountingBootstrapper(keys.bootstrapper), []
-        out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace)
+        out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace, argmax=h["output"] == "argmax")
         t2 = time.perf_counter()
         computed = sum(ciphertext_nbytes(p, c.level, c.size) for c in out)
         out_blobs = [ser.serialize_ciphertext(ev.drop_level(c, 0)) for c in out]  # level 0: least bytes
@@ -234,7 +356,7 @@ class ServerSession:
             "expand_s": t1 - t0, "forward_s": t2 - t1, "bootstraps": bts.calls, "trace": trace,
             "input_bootstraps": boot_in.calls, "expand_mode": s.expand if h["compress"] else None,
             "levels_out": [c.level for c in out], "result_bytes_at_computed_level": computed,
-            "key_bytes_held": keys.key_bytes,
+            "key_bytes_held": keys.key_bytes, "output": h["output"],
         }, out_blobs)
 
     def expand_query(self, ev, cts, layout, n, bts=None) -> list[Ciphertext]:
@@ -256,26 +378,3 @@ class ServerSession:
                                 bootstrapper=bts if boot else None)
         except PlacementError as e:
             raise ProtocolError(str(e)) from None
-
-
-def serve(server: Server, host: str, port: int, max_connections: int = 0, out=sys.stdout) -> None:
-    """Accept connections one at a time (the evaluation uses every core) until max_connections
-    (0: never stop), each running its own ServerSession; a broken connection is reported on
-    `out` and dropped."""
-    with socket.create_server((host, port)) as lsock:
-        print(f"listening on {host}:{lsock.getsockname()[1]}", file=out, flush=True)
-        served = 0
-        while not max_connections or served < max_connections:
-            conn, _ = lsock.accept()
-            t = TcpTransport(conn)
-            session = server.session()
-            try:
-                while (frame := t.recv()) is not None:
-                    reply = session.handle(frame)
-                    if reply is not None:
-                        t.send(reply)
-            except (ProtocolError, OSError) as e:
-                print(f"connection dropped: {e}", file=out, flush=True)
-            finally:
-                t.close()
-            served += 1

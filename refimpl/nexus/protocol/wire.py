@@ -5,8 +5,15 @@ Every message is a frame (little endian):
     header (UTF-8 JSON) | per blob: length u64, bytes | CRC-32 of all preceding bytes (u32)
 and on TCP a u64 length before each frame (refimpl.nexus.protocol.transport). Blobs are
 refimpl.ckks.serialize outputs (their own magic, version, kind, parameter fingerprint and CRC).
-Anything malformed raises ProtocolError. The frame limits (MAX_FRAME, MAX_HEADER) and the
-blob kinds the server accepts (SERVER_KINDS) live here, in one place.
+Anything malformed raises ProtocolError. The frame limits (MAX_FRAME, MAX_HEADER: absolute
+ceilings; `frame_limit`: the largest legitimate frame of a parameter set) and the blob kinds the
+server accepts (SERVER_KINDS) live here, in one place.
+
+Authentication (ours): after SETUP every client frame is sealed, frame | HMAC-SHA256 tag
+(`seal`, `unseal`), under a session key derived from the client's secret and the server's
+nonce (`session_key`); the client id is a hash of that secret (`client_id_of`), so only the
+holder of the secret can upload keys or query under its id. On TCP the channel is TLS
+(refimpl.nexus.protocol.tls), which keeps the secret from eavesdroppers.
 
 The byte-size formulas (`ciphertext_nbytes`, `switching_key_nbytes`, `public_key_nbytes`)
 equal the serialized bytes (tested); refimpl.reproduce.nexus extrapolates bandwidth with them.
@@ -16,6 +23,8 @@ The frame layout is refimpl's own; the protocol it carries is NEXUS §2 (Zhang e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import struct
@@ -26,19 +35,26 @@ import numpy as np
 from refimpl.ckks import serialize as ser
 from refimpl.ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.keys import key_digits, key_rows
+from refimpl.errors import UserError
 
 
-class ProtocolError(ValueError):
+class ProtocolError(UserError):
     """A malformed, unexpected or refused protocol message."""
+
+
+class AuthenticationError(ProtocolError):
+    """A frame whose tag or client id does not verify (ours)."""
 
 
 MAGIC = b"RFNX"
 VERSION = 1
-TYPES = {"hello": 1, "setup": 2, "key": 3, "keys_done": 4, "query": 5, "result": 6, "error": 7}
+TYPES = {"hello": 1, "setup": 2, "key": 3, "keys_done": 4, "query": 5, "result": 6, "error": 7, "progress": 8}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 FRAME_HEAD = struct.Struct("<4sHBII")  # magic, version, type, header length, blob count
-MAX_FRAME = 1 << 36  # 64 GiB: a larger length prefix is a malformed stream
-MAX_HEADER = 1 << 24
+MAX_FRAME = 1 << 36  # absolute ceiling; a party applies frame_limit(params, ...) below it
+MAX_HEADER = 1 << 24  # absolute ceiling; the server applies header_limit(max_tokens)
+TAG_BYTES = 32  # HMAC-SHA256
+SECRET_BYTES = 32
 SERVER_KINDS = ("ciphertext", "public_key", "switching_key")  # what the server accepts: no secret key kind exists
 # refimpl.ckks.serialize's blob header: magic, version u16, kind u8, parameter fingerprint (8 bytes)
 CKKS_HEAD_BYTES = len(ser.MAGIC) + 2 + 1 + 8
@@ -69,7 +85,8 @@ def encode_message(kind: str, header: dict, blobs: list[bytes] = ()) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def decode_message(data: bytes, expect: str | tuple[str, ...] | None = None) -> tuple[str, dict, list[bytes]]:
+def decode_message(data: bytes, expect: str | tuple[str, ...] | None = None,
+                   max_header: int = MAX_HEADER) -> tuple[str, dict, list[bytes]]:
     """(type, header, blobs) of a frame; ProtocolError on anything malformed or unexpected."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"expected bytes, got {type(data).__name__}")
@@ -87,12 +104,10 @@ def decode_message(data: bytes, expect: str | tuple[str, ...] | None = None) -> 
     if zlib.crc32(data[:-4]) != crc:
         raise ProtocolError(f"{TYPE_NAMES[t]} message: checksum mismatch (corrupted or truncated)")
     kind = TYPE_NAMES[t]
-    if expect is not None and kind not in ((expect,) if isinstance(expect, str) else expect):
-        if kind == "error":
-            raise ProtocolError(f"the peer reports: {json.loads(data[FRAME_HEAD.size:FRAME_HEAD.size + hlen]).get('error')}")
-        raise ProtocolError(f"expected a {expect} message, got {kind}")
     pos, end = FRAME_HEAD.size, len(data) - 4
-    if hlen > MAX_HEADER or pos + hlen > end:
+    if hlen > max_header:
+        raise ProtocolError(f"{kind} message: header of {hlen} bytes exceeds the limit {max_header}")
+    if pos + hlen > end:
         raise ProtocolError(f"{kind} message: header length {hlen} exceeds the frame")
     try:
         header = json.loads(data[pos:pos + hlen].decode())
@@ -113,7 +128,55 @@ def decode_message(data: bytes, expect: str | tuple[str, ...] | None = None) -> 
         pos += n
     if pos != end:
         raise ProtocolError(f"{kind} message: {end - pos} unexpected trailing bytes")
+    if expect is not None and kind not in ((expect,) if isinstance(expect, str) else expect):
+        if kind == "error":
+            raise ProtocolError(f"the peer reports: {header.get('error')}")
+        raise ProtocolError(f"expected a {expect if isinstance(expect, str) else ' or '.join(expect)} message, got {kind}")
     return kind, header, blobs
+
+
+# ----------------------------------------------------------------------------- limits (ours)
+def header_limit(max_tokens: int) -> int:
+    """The largest client header: a HELLO's mask (at most 2 bytes per token) plus 64 KiB of fields."""
+    return (1 << 16) + 2 * max_tokens
+
+
+def frame_limit(params, max_cts: int, header: int = MAX_HEADER) -> int:
+    """The largest legitimate frame of a parameter set: a header, then either one key (switching
+    key or public key at the top level) or max_cts ciphertexts at the top level."""
+    blobs = max(switching_key_nbytes(params), public_key_nbytes(params), max_cts * ciphertext_nbytes(params, params.L))
+    return FRAME_HEAD.size + header + 8 * max(1, max_cts) + blobs + 4
+
+
+# ----------------------------------------------------------------------------- authentication (ours)
+def client_id_of(secret: bytes) -> str:
+    """The public client id: SHA-256 of the client's secret (hex, 32 characters)."""
+    return hashlib.sha256(b"refimpl-nexus client id\0" + bytes(secret)).hexdigest()[:32]
+
+
+def session_key(secret: bytes, nonce: bytes) -> bytes:
+    """The MAC key of one session: HMAC-SHA256(secret, label | server nonce)."""
+    return hmac.new(bytes(secret), b"refimpl-nexus session\0" + bytes(nonce), hashlib.sha256).digest()
+
+
+def seal(frame: bytes, key: bytes, seq: int) -> bytes:
+    """frame | HMAC-SHA256(key, seq u64 | frame): the seq-th sealed frame of a session."""
+    tag = hmac.new(key, struct.pack("<Q", seq) + bytes(frame), hashlib.sha256).digest()
+    return bytes(frame) + tag
+
+
+def unseal(data: bytes, key: bytes, seq: int) -> bytes:
+    """The frame of a sealed message; AuthenticationError if the tag does not verify (forged,
+    altered, replayed or reordered)."""
+    data = bytes(data)
+    if len(data) < TAG_BYTES:
+        raise AuthenticationError("an unauthenticated frame (no tag) after the HELLO: refused")
+    frame, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+    want = hmac.new(key, struct.pack("<Q", seq) + frame, hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, want):
+        raise AuthenticationError("authentication failed: the frame's tag does not verify under this "
+                                  "session's key (forged, altered or replayed): refused")
+    return frame
 
 
 def json_default(o):

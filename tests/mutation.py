@@ -2,10 +2,10 @@
 
 Not part of the default test run (it takes hours on two cores). Usage, from the repository root:
 
-    python tools/mutation.py list                 # the targets and what they mutate
-    nice -n 19 python tools/mutation.py run ring  # mutate refimpl/ring, run tests/ring per mutant
-    python tools/mutation.py report ring          # score and surviving mutants of the last run
-    nice -n 19 python tools/mutation.py recheck ring tests/ring/test_samplers.py
+    python tests/mutation.py list                 # the targets and what they mutate
+    nice -n 19 python tests/mutation.py run ring  # mutate refimpl/ring, run tests/ring per mutant
+    python tests/mutation.py report ring          # score and surviving mutants of the last run
+    nice -n 19 python tests/mutation.py recheck ring tests/ring/test_samplers.py
                                                   # the survivors against the tests written for them
 
 Each target runs in its own scratch copy of the repository, .mutation/<target>/ (ignored by git),

@@ -1,0 +1,214 @@
+"""Weights encoded once, measured: the forward with and without a weight store (refimpl.nexus.bert.weights_store),
+side by side in one run.
+
+small_ring: the tiny 2-layer models (hidden 32, 2 heads, FFN 64; both kinds) on a small insecure
+ring with oracle refreshes, each query run alternately with and without the store, the same
+ciphertexts out: the linear pieces' wall seconds (qkv, out, ffn1, ffn2), the whole forward's wall
+and process CPU seconds (CPU: less sensitive to a loaded machine), the plaintexts encoded and the
+CPU seconds spent encoding them, the store's size and the peak RSS.
+bertbase_block: one BERT-base-size P x P block (128 x 128 weights, 128 diagonals) of the QKV
+projection at N = 2^16 (`128-2^16-dense19`, the level the plan gives QKV), `Forward.linear` with
+and without the store (the store opened and read once before, as a server would: page cache warm),
+plus the store's bytes per diagonal; a BERT-base layer's encoding time follows from its count of
+diagonals.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import tempfile
+import time
+
+import numpy as np
+
+from ..bert.config import BertConfig
+from ..bert.model import init_params
+from ..ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from ..ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
+from ..ckks.bootstrap.oracle import OracleBootstrapper
+from ..measure import peak_rss_mib
+from ..nexus import bert as nb
+from ..nexus.bert import weights_store as ws
+from ..ring.sampling import RandomSource
+from .bertbase.plan import config, shipped_ranges, synthetic_model, widest_ranges
+from .bertbase.timer import BlockTimer
+
+LINEAR_PIECES = ("qkv", "out", "ffn1", "ffn2")
+
+
+def tiny_model(attention: str, activation: str, layers: int = 2, seed: int = 1) -> nb.NexusModel:
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" not in k and "embeddings" not in k:
+            params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    return nb.NexusModel(cfg, params)
+
+
+def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, log=print) -> list[dict]:
+    """Both tiny models on N = 2^logN: per-query seconds with and without the store, alternated."""
+    ids, mask = np.array([3, 7, 11, 19, 23, 2]), np.array([1, 1, 1, 1, 1, 0])
+    p, rc = bootstrap_parameters(2**logN, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
+    top = p.L - rc.depth
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(5))
+    sk = kg.secret_key()
+    enc = Encoder(p)
+    out = []
+    for att, act in (("2quad-freediv", "quad"), ("softmax", "gelu")):
+        model = tiny_model(att, act)
+        cfg = model.config
+        ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(ids), p.slots)))
+        encode, spent = ev.encoder.encode, {"calls": 0, "cpu_s": 0.0}
+
+        def timed_encode(*a, **kw):  # every plaintext the forward encodes (diagonals, masks, biases, constants)
+            t = time.process_time()
+            try:
+                return encode(*a, **kw)
+            finally:
+                spent["calls"] += 1
+                spent["cpu_s"] += time.process_time() - t
+
+        ev.encoder.encode = timed_encode
+        lay = nb.input_layout(cfg, len(ids), p.slots)
+        E = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(7))
+        cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(nb.client_embed(cfg, model.params, ids, mask), lay)]
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            manifest = ws.precompute(model, p, len(ids), d, input_level=top, bootstrap_level=top)
+            pre_s = time.perf_counter() - t
+            t = time.perf_counter()
+            store = ws.WeightStore.open(d, p, model)
+            open_s = time.perf_counter() - t
+            runs = {"without": [], "with": []}
+            outs = {}
+            for _ in range(repeats):
+                for which in ("without", "with"):
+                    trace = []
+                    bts = OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(6))
+                    spent.update(calls=0, cpu_s=0.0)
+                    cpu = time.process_time()
+                    res = nb.encrypted_forward(ev, bts, model, cts, len(ids), mask, trace=trace,
+                                               weights=store if which == "with" else None)
+                    cpu = time.process_time() - cpu
+                    outs[which] = res[0]
+                    lin = sum(r["seconds"] for r in trace if r["block"].split(".")[-1] in LINEAR_PIECES)
+                    runs[which].append({"linear_s": lin, "forward_s": sum(r["seconds"] for r in trace),
+                                        "forward_cpu_s": cpu, "encodes": spent["calls"], "encode_cpu_s": spent["cpu_s"]})
+            same = all(np.array_equal(a, b) for a, b in zip(outs["with"].c, outs["without"].c))
+            logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(outs["with"])).real], lay, 2)
+            ref = nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
+            med = {w: {k: float(np.median([r[k] for r in rs]))
+                       for k in ("linear_s", "forward_s", "forward_cpu_s", "encodes", "encode_cpu_s")}
+                   for w, rs in runs.items()}
+            row = {"model": f"{att} + {act}", "N": p.N, "layers": cfg.num_hidden_layers, "n": len(ids),
+                   "plaintexts": sum(f["count"] for f in manifest["files"].values()),
+                   "store_bytes": manifest["total_bytes"], "precompute_s": round(pre_s, 2), "open_s": round(open_s, 3),
+                   "runs": runs, "median": med,
+                   "saved_per_query_s": round(med["without"]["forward_s"] - med["with"]["forward_s"], 3),
+                   "saved_per_query_cpu_s": round(med["without"]["forward_cpu_s"] - med["with"]["forward_cpu_s"], 3),
+                   "encode_cpu_saved_s": round(med["without"]["encode_cpu_s"] - med["with"]["encode_cpu_s"], 3),
+                   "linear_speedup": round(med["without"]["linear_s"] / med["with"]["linear_s"], 2),
+                   "same_ciphertexts": bool(same), "hits": store.hits, "misses": store.misses,
+                   "logits_err": float(np.max(np.abs(logits - ref))), "peak_rss_mib": round(peak_rss_mib())}
+            log(row)
+            out.append(row)
+            del store
+            gc.collect()
+    return out
+
+
+def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, workdir: str | None = None,
+                   log=print) -> dict:
+    """One 128 x 128 block of the QKV projection at N = 2^16, with and without the store (see module docstring)."""
+    params, rc = bootstrap_preset("128-2^16-dense19")
+    cfg = config(model_name)
+    model = synthetic_model(cfg, widest_ranges(shipped_ranges(model_name), cfg.num_hidden_layers))
+    t = BlockTimer(params, rc, model, 128)
+    lay = t.lay
+    P, g = lay.chunk, lay.baby
+    level = t.row("qkv")["level_in"]
+    log(f"BERT-base block: P = {P}, level {level}, peak RSS {peak_rss_mib():.0f} MiB")
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(0, 1 / math.sqrt(P), (P, P)), rng.normal(0, 0.1, P)
+    x = rng.normal(0, 1, (lay.n, P))
+    steps = [-P, *range(1, g), *(g * k for k in range(1, P // g))]
+    fw = t.forward(steps, level)
+    ct = t.encrypt(nb.pack(x, lay)[0], level)
+    rec = ws.Recorder(model, params, lay, t.top, t.top)
+    rec.linear([rec.ev.shadow(level, ct.scale)], W, b, "block")
+    d = workdir or tempfile.mkdtemp(prefix="weights_block_")
+    t0 = time.perf_counter()
+    manifest = ws.write_store(d, params, rec.recorded, {"model_checksum": "one block", "layout": ws.layout_dict(lay)})
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store = ws.WeightStore.open(d, params, model_sum="one block")
+    open_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for f in manifest["files"]:
+        np.asarray(np.load(f"{d}/{f}", mmap_mode="r")).sum()  # read once: the page cache a running server would have
+    warm_s = time.perf_counter() - t0
+    runs = {"without": [], "with": []}
+    cpu = {"without": [], "with": []}
+    ys = {}
+    for _ in range(repeats):
+        for which in ("without", "with"):
+            fw.weights = store if which == "with" else None
+            t0, c0 = time.perf_counter(), time.process_time()
+            ys[which] = fw.linear([ct], W, b, "block")[0]
+            runs[which].append(time.perf_counter() - t0)
+            cpu[which].append(time.process_time() - c0)
+            log(f"{which} store: {runs[which][-1]:.2f} s wall, {cpu[which][-1]:.2f} s CPU")
+    same = all(np.array_equal(a, c) for a, c in zip(ys["with"].c, ys["without"].c))
+    err = float(np.max(np.abs(nb.unpack([t.decrypt(ys["with"])], lay, P) - (x @ W.T + b))))
+    count = sum(f["count"] for f in manifest["files"].values())
+    med = {k: float(np.median(v)) for k, v in runs.items()}
+    med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
+    per_diag = (med_cpu["without"] - med_cpu["with"]) / count  # CPU: the wall time swings with the machine's load
+    ch, ci = lay.chunks(lay.d), lay.chunks(lay.intermediate)
+    diags_per_layer = (3 * ch * ch + ch * ch + 2 * ch * ci) * P  # the P x P blocks of QKV, out, FFN1, FFN2, P diagonals each
+    row = {"N": params.N, "level": level, "diagonals": count, "store_bytes": manifest["total_bytes"],
+           "bytes_per_diagonal": manifest["total_bytes"] // count, "write_s": round(write_s, 2),
+           "open_verify_s": round(open_s, 2), "first_read_s": round(warm_s, 2), "runs_s": runs, "median_s": med,
+           "cpu_s": cpu, "median_cpu_s": med_cpu, "saved_per_diagonal_cpu_s": round(per_diag, 4), "same_ciphertexts": bool(same), "max_err": err,
+           "hits": store.hits, "bertbase_layer_diagonals": diags_per_layer,
+           "bertbase_layer_saved_cpu_s_at_this_level": round(per_diag * diags_per_layer, 1),
+           "bertbase_layer_store_gib_at_this_level": round(diags_per_layer * manifest["total_bytes"] / count / 2**30, 1),
+           "peak_rss_mib": round(peak_rss_mib())}
+    log(row)
+    return row
+
+
+def encode_vs_read(preset: str = "128-2^16-dense19", levels=(19, 13, 9, 7), reps: int = 5, log=print) -> list[dict]:
+    """Per diagonal, side by side: Encoder.encode of a slot vector at the plaintext level of a linear piece,
+    against reading the same plaintext from a memory-mapped store file (page cache warm, as in a running
+    server). Process CPU seconds (the machine's load swings the wall time), one numba thread or more as set."""
+    params, _ = bootstrap_preset(preset)
+    enc = Encoder(params)
+    v = np.random.default_rng(0).normal(size=params.slots)
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for level in levels:
+            scale = float(params.q[level])
+            arr = np.lib.format.open_memmap(f"{d}/l{level}.npy", mode="w+", dtype=np.uint64,
+                                            shape=(reps, level + 1, params.N))
+            enc.encode(v, level=level, scale=scale)  # warm-up (numba, FFT plans)
+            t = time.process_time()
+            for j in range(reps):
+                arr[j] = enc.encode(np.roll(v, j), level=level, scale=scale).poly
+            encode_s = (time.process_time() - t) / reps
+            arr.flush()
+            del arr
+            mm = np.load(f"{d}/l{level}.npy", mmap_mode="r")
+            np.asarray(mm).sum()  # the page cache a running server has
+            t = time.process_time()
+            for j in range(reps):
+                np.array(mm[j])  # what the forward does with a stored plaintext: at most one copy
+            read_s = (time.process_time() - t) / reps
+            row = {"level": level, "bytes": (level + 1) * params.N * 8, "encode_cpu_s": round(encode_s, 4),
+                   "read_cpu_s": round(read_s, 5), "ratio": round(encode_s / max(read_s, 1e-9), 1)}
+            log(row)
+            out.append(row)
+    return out
