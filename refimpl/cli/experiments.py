@@ -59,6 +59,9 @@ def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--shifts", type=int, default=KEY_SHIFTS, help="key shifts of Q K^T and P V timed (of n_pad)")
     ap.add_argument("--json")
     ap.add_argument("--plan-only", action="store_true")
+    ap.add_argument("--counts", action="store_true",
+                    help="count key switches, bootstraps and plaintext products per block of every layer (no arithmetic, "
+                         "a few minutes); printed beside the timed seconds, stored in --json")
     ap.add_argument("--only", help="comma-separated block kinds to time")
     ap.add_argument("--gelu-probe", action="store_true",
                     help="only: GELU's error against its float64 model by input, both Sgn prescales (merged into --json)")

@@ -1,9 +1,18 @@
-"""Operation counters: an evaluator proxy that counts what a NEXUS block asks of CKKS.
+"""Operation counters: an evaluator proxy that counts what a NEXUS block asks of CKKS, and (ours) an
+evaluator that does no arithmetic and counts the same, for counting at BERT-base size.
 
 The spec (spec/nexus.md) states each block's contract in rotations, Subs, products, rescales
 and bootstraps; tests check the contract by running the block on a `CountingEvaluator`, never
 by reading the source. Only the calls a block makes count (the proxy sits in front of the
 evaluator, so e.g. the automorphism inside `rotate` is not counted twice).
+
+Key switches (the cost that dominates at N = 2^16): every non-trivial rotation (hoisted ones one
+each), relinearization (a product relinearized, or `relinearize` of a degree-2 ciphertext),
+conjugation and non-trivial Subs: counts["key_switches"]. Plaintext encodings: counts["encodes"]
+(the encoder's `encode`, and `mul_const` / `add_const` of a slot vector, which encode inside).
+`DryEvaluator` (ours) runs a block's own code with ciphertexts that hold no polynomials: levels
+and scales follow refimpl.ckks.Evaluator exactly, so the forward's plan checks still run, and its
+counts equal a CountingEvaluator's on the real evaluator (checked on a real small layer).
 """
 
 from __future__ import annotations
@@ -12,13 +21,19 @@ from collections import Counter
 
 import numpy as np
 
+from ..ckks import Ciphertext, Plaintext
+from ..ckks.errors import LevelExhaustedError, LevelMismatchError, ScaleMismatchError
+
+SCALE_RTOL = 1e-9  # as refimpl.ckks.evaluator: scales this close (relative) are equal
+
 
 class CountingEvaluator:
     """Wraps an Evaluator; `counts[name]` is how often the block called `name`.
 
     Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation),
     counts["subs"], counts["ct_mults"] (multiply + square), counts["pt_mults"]
-    (mul_plain + non-scalar mul_const)."""
+    (mul_plain + non-scalar mul_const), counts["relinearizations"], counts["key_switches"] and
+    counts["encodes"] (see the module docstring; the encoder is wrapped too)."""
 
     _ALIASES = {"rotate": "rotations", "subs": "subs", "multiply": "ct_mults", "square": "ct_mults",
                 "mul_plain": "pt_mults", "rescale": "rescales", "conjugate": "conjugations"}
@@ -29,6 +44,8 @@ class CountingEvaluator:
 
     def __getattr__(self, name):
         attr = getattr(self._ev, name)
+        if name == "encoder":
+            return _CountingEncoder(attr, self.counts)
         if not callable(attr):
             return attr
 
@@ -37,16 +54,52 @@ class CountingEvaluator:
             alias = self._ALIASES.get(name)
             if alias and alias != name:
                 self.counts[alias] += 1
-            if name == "mul_const" and len(args) > 1 and np.ndim(args[1]) > 0:
-                self.counts["pt_mults"] += 1  # a slot vector: a plaintext product
+            self._key_switches(name, args, kwargs)
+            if name in ("mul_const", "add_const") and len(args) > 1 and np.ndim(args[1]) > 0:
+                self.counts["encodes"] += 1  # a slot vector, encoded inside
+                if name == "mul_const":
+                    self.counts["pt_mults"] += 1  # a slot vector: a plaintext product
             if name == "rotate_hoisted":
                 self.counts["rotations"] += sum(1 for r in args[1] if r % self._ev.params.slots)
             return attr(*args, **kwargs)
 
         return counted
 
+    def _key_switches(self, name: str, args, kwargs) -> None:
+        p = self._ev.params
+        n = 0
+        if name == "multiply" and kwargs.get("relinearize", args[2] if len(args) > 2 else True):
+            n = 1
+            self.counts["relinearizations"] += 1
+        elif name == "square" or (name == "relinearize" and args[0].size == 3):
+            n = 1
+            self.counts["relinearizations"] += 1
+        elif name == "rotate":
+            n = int(args[1] % p.slots != 0)
+        elif name == "rotate_hoisted":
+            n = sum(1 for r in args[1] if r % p.slots)
+        elif name == "conjugate":
+            n = 1
+        elif name in ("subs", "apply_galois"):
+            n = int(args[1] % (2 * p.N) != 1)
+        self.counts["key_switches"] += n
+
     def reset(self) -> None:
         self.counts.clear()
+
+
+class _CountingEncoder:
+    """The wrapped evaluator's encoder, its `encode` calls counted into counts["encodes"]."""
+
+    def __init__(self, enc, counts: Counter):
+        self._enc, self._counts = enc, counts
+
+    def __getattr__(self, name):
+        return getattr(self._enc, name)
+
+    def encode(self, *args, **kwargs):
+        self._counts["encodes"] += 1
+        return self._enc.encode(*args, **kwargs)
 
 
 class CountingBootstrapper:
@@ -62,3 +115,199 @@ class CountingBootstrapper:
     def bootstrap(self, ct):
         self.calls += 1
         return self._bts.bootstrap(ct)
+
+
+# ------------------------------------------------------------------ ours: counting at any size, no arithmetic
+class DryEncoder:
+    """Ours: encodes nothing; counts `encode` calls into counts["encodes"] (and checks level and size)."""
+
+    def __init__(self, params, counts: Counter):
+        self.params, self.counts = params, counts
+
+    def encode(self, z, level: int | None = None, scale: float | None = None) -> Plaintext:
+        p = self.params
+        if np.size(z) > p.slots:
+            raise ValueError(f"at most N/2 = {p.slots} slots, got {np.size(z)} values")
+        level = p.L if level is None else level
+        if not 0 <= level <= p.L:
+            raise ValueError(f"level must be in [0, {p.L}], got {level}")
+        self.counts["encodes"] += 1
+        return Plaintext(None, level, p.scale if scale is None else float(scale), p)
+
+
+class DryEvaluator:
+    """Ours: the Evaluator's interface with no arithmetic: levels and scales exactly as refimpl.ckks.Evaluator
+    (the same checks: equal levels and scales in additions, a level to rescale), ciphertexts without
+    polynomials, and every call counted as `CountingEvaluator` counts it, plus counts["relinearizations"],
+    counts["encodes"] (plaintext encodings, explicit or inside mul_const / add_const of a slot vector) and
+    counts["key_switches"]. Runs a block's own code at BERT-base size in seconds; the counts equal a
+    CountingEvaluator's on the real evaluator (tests/nexus/test_bertbase_counts.py)."""
+
+    def __init__(self, params):
+        self.params = params
+        self.counts: Counter = Counter()
+        self.encoder = DryEncoder(params, self.counts)
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+    def fresh(self, level: int, scale: float | None = None) -> Ciphertext:
+        """A ciphertext (no polynomials) at `level` and `scale` (default Delta): what a client would encrypt."""
+        return self._new(level, self.params.scale if scale is None else scale)
+
+    def _new(self, level: int, scale: float, size: int = 2) -> Ciphertext:
+        return Ciphertext((None,) * size, level, float(scale), self.params)
+
+    def _pair(self, a, b, op: str, scale: bool = True) -> None:
+        if a.level != b.level:
+            raise LevelMismatchError(f"{op}: levels differ ({a.level} and {b.level})")
+        if scale and abs(a.scale - b.scale) > SCALE_RTOL * max(a.scale, b.scale):
+            raise ScaleMismatchError(f"{op}: scales differ (2^{np.log2(a.scale):.4f} and 2^{np.log2(b.scale):.4f})")
+
+    def _count(self, name: str, *aliases: str) -> None:
+        self.counts[name] += 1
+        for a in aliases:
+            self.counts[a] += 1
+
+    def _key_switch(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] += n
+        self.counts["key_switches"] += n
+
+    # linear
+    def add(self, a, b):
+        self._count("add")
+        self._pair(a, b, "add")
+        return self._new(a.level, a.scale, max(a.size, b.size))
+
+    def sub(self, a, b):
+        self._count("sub")
+        self._pair(a, b, "sub")
+        return self._new(a.level, a.scale, max(a.size, b.size))
+
+    def negate(self, a):
+        self._count("negate")
+        return self._new(a.level, a.scale, a.size)
+
+    def add_plain(self, a, pt):
+        self._count("add_plain")
+        self._pair(a, pt, "add_plain")
+        return self._new(a.level, a.scale, a.size)
+
+    def sub_plain(self, a, pt):
+        self._count("sub_plain")
+        self._pair(a, pt, "sub_plain")
+        return self._new(a.level, a.scale, a.size)
+
+    def add_const(self, a, value):
+        self._count("add_const")
+        if np.ndim(value) > 0:
+            self.counts["encodes"] += 1
+        return self._new(a.level, a.scale, a.size)
+
+    def mul_plain(self, a, pt):
+        self._count("mul_plain", "pt_mults")
+        if a.level != pt.level:
+            raise LevelMismatchError(f"mul_plain: levels differ ({a.level} and {pt.level})")
+        return self._new(a.level, a.scale * pt.scale, a.size)
+
+    def mul_const(self, a, value, scale: float | None = None):
+        self._count("mul_const")
+        if a.level < 1:
+            raise LevelExhaustedError(f"mul_const (then rescale) needs a level, the ciphertext is at level {a.level}")
+        if np.ndim(value) > 0:
+            self.counts["pt_mults"] += 1
+            self.counts["encodes"] += 1
+        s = float(self.params.q[a.level]) if scale is None else float(scale)
+        return self._new(a.level, a.scale * s, a.size)
+
+    def mul_int(self, a, k: int):
+        self._count("mul_int")
+        return self._new(a.level, a.scale, a.size)
+
+    # products
+    def multiply(self, a, b, relinearize: bool = True):
+        self._count("multiply", "ct_mults")
+        self._pair(a, b, "multiply", scale=False)
+        if a.size != 2 or b.size != 2:
+            raise ValueError(f"multiply expects two relinearized ciphertexts, got sizes {a.size} and {b.size}")
+        if relinearize:
+            self._key_switch("relinearizations")
+        return self._new(a.level, a.scale * b.scale, 2 if relinearize else 3)
+
+    def square(self, a):
+        self._count("square", "ct_mults")
+        self._key_switch("relinearizations")
+        return self._new(a.level, a.scale * a.scale)
+
+    def relinearize(self, a):
+        self._count("relinearize")
+        if a.size == 3:
+            self._key_switch("relinearizations")
+        return self._new(a.level, a.scale)
+
+    def rescale(self, a):
+        self._count("rescale", "rescales")
+        if a.level < 1:
+            raise LevelExhaustedError(f"rescale needs a level, the ciphertext is at level {a.level}")
+        return self._new(a.level - 1, a.scale / self.params.q[a.level], a.size)
+
+    def mul_rescale(self, a, b):
+        self._count("mul_rescale")
+        return self.rescale(self.multiply(a, b))
+
+    def drop_level(self, a, level: int):
+        self._count("drop_level")
+        if not 0 <= level <= a.level:
+            raise LevelExhaustedError(f"drop_level: target level {level} must be in [0, {a.level}]")
+        return self._new(level, a.scale, a.size)
+
+    # automorphisms
+    def _galois(self, a, trivial: bool):
+        if a.size != 2:
+            raise ValueError("relinearize before an automorphism")
+        if not trivial:
+            self.counts["key_switches"] += 1
+        return self._new(a.level, a.scale)
+
+    def rotate(self, a, r: int):
+        self._count("rotate", "rotations")
+        return self._galois(a, r % self.params.slots == 0)
+
+    def conjugate(self, a):
+        self._count("conjugate", "conjugations")
+        return self._galois(a, False)
+
+    def subs(self, a, k: int):
+        self._count("subs")
+        return self._galois(a, k % (2 * self.params.N) == 1)
+
+    def apply_galois(self, a, k: int, what: str | None = None):
+        self._count("apply_galois")
+        return self._galois(a, k % (2 * self.params.N) == 1)
+
+    def rotate_hoisted(self, a, rotations) -> dict:
+        self._count("rotate_hoisted")
+        if a.size != 2:
+            raise ValueError("relinearize before rotating")
+        out = {}
+        for r in rotations:
+            if r % self.params.slots:
+                self._key_switch("rotations")
+            out[r] = a if r % self.params.slots == 0 else self._new(a.level, a.scale)
+        return out
+
+    def mul_monomial(self, a, j: int):
+        self._count("mul_monomial")
+        return self._new(a.level, a.scale, a.size)
+
+
+class DryBootstrapper:
+    """Ours: refreshes nothing; a ciphertext at `output_level` and the default scale, calls counted."""
+
+    def __init__(self, params, output_level: int):
+        self.params, self.output_level, self.output_scale = params, output_level, params.scale
+        self.calls = 0
+
+    def bootstrap(self, ct):
+        self.calls += 1
+        return Ciphertext((None, None), self.output_level, self.output_scale, self.params)

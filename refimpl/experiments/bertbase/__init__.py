@@ -36,9 +36,10 @@ shared: on a quiet machine CPU ~ 2 x wall with two numba threads, under load CPU
 decrypted error against numpy float64, and the peak RSS. `--gelu-probe` measures the 4-piece
 GELU's error by Sgn prescale on one ciphertext.
 
-`refimpl experiment bertbase [--json results/nexus/nexus_bertbase_128.json]` (or `refimpl reproduce
+`refimpl experiment bertbase [--counts] [--json results/nexus/nexus_bertbase_128.json]` (or `refimpl reproduce
 nexus-bertbase ...`). Modules: plan (model, plan, derived time, tables, merge), timer (BlockTimer,
-gelu_probe), run (the command).
+gelu_probe), counts (key switches, bootstraps and plaintext products per block, counted with no
+arithmetic: `--counts`), run (the command).
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3-4; BERT (Devlin et al. 2019) base size;
 freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).

@@ -19,6 +19,7 @@ from .plan import (
     BERT_BASE, BOOTSTRAP_JSON, MODELS, QUIET_BOOTSTRAP_S, blocks, config, derive, limb_seconds, markdown, merge,
     paper_figures, shipped_ranges, synthetic_model, table, widest_ranges,
 )
+from .counts import count as count_blocks, counting_model, counts_table
 from .timer import BlockTimer, gelu_probe
 
 def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
@@ -101,6 +102,9 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
              "head": info["head"], "total": info["total"], "plan_table": plan_table(info["rows"]).splitlines()[-1],
              "placement": placement}
         res["models"][name] = m
+        if getattr(a, "counts", False):
+            m["counts"] = count_blocks(counting_model(model), a.n, params, info["top"])
+            print(counts_table(name, m["counts"], info["layer"]), flush=True)
         print(f"\n{name}: per layer bootstraps {[p['ciphertexts_refreshed'] for p in info['per_layer']]}, total "
               f"{info['total']['ciphertexts_refreshed']} ciphertexts at {info['total']['bootstrap_points']} points, "
               f"{info['total']['levels']} levels", flush=True)
@@ -127,6 +131,8 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
             del timer
             gc.collect()
             print(table(m), flush=True)
+            if "counts" in m:
+                print(counts_table(name, m["counts"], m["layer_shown"], m.get("timed")), flush=True)
             if "derived" in m:
                 d, pp = m["derived"], res["paper"]
                 print(f"{name}: layer {d['layer_s']:.0f} s ({d['layer_compute_s']:.0f} s blocks + {d['layer_bootstraps']} "

@@ -29,6 +29,7 @@ from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as 
 from ..levels import align, multiply_lower, times_at, with_scale
 from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
+from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
@@ -91,6 +92,7 @@ class Forward:
         self.i, self.trace, self.t0 = 0, trace, 0.0
         self.n_real = float(np.sum(mask))
         self.taps = None
+        self.diagonal_attention = True  # False: head_scores and the per-shift pv (the oracles of refimpl.nexus.bert.attention)
         self.st = model.settings()
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
@@ -111,6 +113,7 @@ class Forward:
         if row["block"] != name:
             raise RuntimeError(f"internal: the forward reached {name}, the plan expects {row['block']}")
         self.t0 = time.perf_counter()
+        self.counts0 = dict(getattr(self.ev, "counts", {}))  # a counting evaluator: the piece's counts in the trace
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
@@ -128,6 +131,9 @@ class Forward:
         if self.trace is not None:
             self.trace.append({"block": name, "seconds": time.perf_counter() - self.t0, "level_in": row["level_in"],
                                "level_out": row["level_out"], "bootstraps": self.boots, "ciphertexts": len(cts)})
+            if hasattr(self.ev, "counts"):
+                self.trace[-1]["counts"] = {k: v - self.counts0.get(k, 0) for k, v in self.ev.counts.items()
+                                            if v != self.counts0.get(k, 0)}
         self.i += 1
         return cts
 
@@ -152,11 +158,20 @@ class Forward:
         return ev.sub(a, b) if subtract else ev.add(a, b)
 
     # -- linear layers
-    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None = None) -> list[Ciphertext]:
-        """x W^T + b per token window: BSGS diagonal method on P x P blocks, 1 level (Halevi-Shoup; NEXUS §3.1.1).
+    def baby_steps(self, xs: list[Ciphertext]) -> list[dict]:
+        """The hoisted baby steps of `linear` for input chunks xs: x + RotR(x, P) (each window cyclic), rotated
+        by 0 .. g-1. Computed once and shared by every product of the same input (Q, K and V)."""
+        P, g = self.lay.chunk, self.lay.baby
+        return [self.ev.rotate_hoisted(self.ev.add(x, self.ev.rotate(x, -P)), list(range(g))) for x in xs]
+
+    def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None = None,
+               babies: list | None = None) -> list[Ciphertext]:
+        """x W^T + b per token window: the diagonal method of Halevi and Shoup (2014) with baby-step giant-step
+        on P x P blocks, 1 level (not NEXUS §3.1.1's broadcast product, which `refimpl.nexus.matmul` holds).
 
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
-        (oc, ic) is `plaintext((name, oc, ic, k), ...)`, from the weight store when one is attached."""
+        (oc, ic) is `plaintext((name, oc, ic, k), ...)`, from the weight store when one is attached.
+        babies: `baby_steps(xs)` when several products share the input (computed here otherwise)."""
         ev, lay, vec = self.ev, self.lay, self.vec
         P, g = lay.chunk, lay.baby
         out_f, in_f = W.shape
@@ -165,9 +180,7 @@ class Forward:
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
-        babies = []
-        for x in xs:  # x + RotR(x, P) makes each window cyclic; baby steps hoisted
-            babies.append(ev.rotate_hoisted(ev.add(x, ev.rotate(x, -P)), list(range(g))))
+        babies = self.baby_steps(xs) if babies is None else babies
         outs = []
         for oc in range(cout):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
@@ -258,14 +271,20 @@ class Forward:
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 
-    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None) -> list[Ciphertext]:
+    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
         head and the columns of a chunk's heads are moved to their heads' slots and added.
-        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work)."""
+        shifts: the key shifts r (default all n_pad; a subset times a fraction of the work).
+        lazy (ours): the n_pad products of a chunk are summed as degree-2 ciphertexts and relinearized
+        once (lazy=False: each product relinearized, the previous path, kept as the oracle)."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
+        if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
+            masked = self.leave(p + "pv.mask", [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs])
+            self.enter(p + "pv.mul", [])
+            return self.leave(p + "pv.mul", pv_diagonal(ev, masked, V, lay))
         rs = list(range(n_pad) if shifts is None else shifts)
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
@@ -293,9 +312,9 @@ class Forward:
                 for k in range(dh.bit_length() - 1):
                     b = ev.add(b, ev.rotate(b, -(1 << k)))  # broadcast over the head's dh slots
                 lvl = min(b.level, vrot[r * w].level)
-                term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl))
+                term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl), relinearize=not lazy)
                 acc = term if acc is None else ev.add(acc, term)
-            outs.append(ev.rescale(acc))  # level -1
+            outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
     # -- LayerNorm over chunks, in four pieces
@@ -429,10 +448,13 @@ class Forward:
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            Q = self.linear(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query")
-            K = self.linear(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key")
+            babies = self.baby_steps(x)  # shared by Q, K and V
+            diagonal = self.diagonal_attention and diagonal_applies(lay)
+            project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
+            Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query", babies)
+            K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key", babies)
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
-                                                  p + "value"))
+                                                  p + "value", babies))
             self.enter(p + "qk", [])
             if cfg.attention == "softmax":
                 scale, shift = 1.0 / math.sqrt(dh), 0.0
@@ -440,7 +462,10 @@ class Forward:
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
-            if lay.head_rows:
+            if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
+                rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
+                S = self.leave(p + "qk", [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)])
+            elif lay.head_rows:
                 S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
                                           for s in self.head_scores(qc, kc, c, scale, shift)])
             else:
@@ -485,7 +510,7 @@ class Forward:
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
-                      input_level: int | None = None) -> list[Ciphertext]:
+                      input_level: int | None = None, diagonal_attention: bool = True) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -494,7 +519,9 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     seconds, level in/out, bootstraps, ciphertexts; taps (a dict) receives each layer's output
     chunks as "L{i}" (for per-layer error checks by a key holder). Returns [logits ct] (slot l w = logit l,
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
-    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head).
+    head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
+    diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies
+    (False: head_scores and the per-shift pv).
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
     model, layout) runs first), on_layer (called with
     (i, chunks) after layer i: checkpoints), start (resume at this layer; cts = layer start - 1's output)
@@ -515,4 +542,5 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     rows = place(pieces, cts[0].level if input_level is None else input_level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps, fw.weights, fw.on_layer = taps, weights, on_layer
+    fw.diagonal_attention = diagonal_attention
     return fw.run(list(cts), argmax, start=start)

@@ -162,6 +162,12 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
     rs |= {1 << k for k in range(P.bit_length() - 1)}  # LayerNorm and head sums
     rs |= {-l * w for l in range(1, lay.num_labels)} | {l * w - l for l in range(1, lay.num_labels)}
     rs |= {-Lp} | {1 << k for k in range(Lp.bit_length() - 1)}  # Argmax
+    if lay.head_rows and n_pad * w == slots:  # refimpl.nexus.bert.attention (its diagonal_steps, kept here: no cycle)
+        gk, gq = 1 << -(-(n_pad - 1).bit_length() // 2), 1 << -(-(dh - 1).bit_length() // 2)
+        rs |= {b * w for b in range(gk)} | {a * gk * w for a in range(-(-n_pad // gk))} | set(range(gq))
+        rs |= {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)}
+        rs |= {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
+        rs |= {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(P // dh)} | {-hl * dh for hl in range(P // dh)}
     return sorted(r for r in rs if r % slots)
 
 

@@ -1,0 +1,207 @@
+"""Q K^T with the inner sum as ciphertext additions (ours): the diagonal method over a head's features,
+products summed before relinearizing, for the head_rows layout of refimpl.nexus.bert.layout.
+
+Today's `Forward.head_scores` (NEXUS §3.1.2, batched over key shifts) multiplies Q by each of the
+n_pad token rotations of K and folds every product over the head's dh features with log2(dh)
+rotations: per chunk and key shift about 10 key switches (BERT-base: 7,662 per layer). Here the
+sum over the features is a sum of ciphertexts (the diagonal method of Halevi and Shoup 2014 run
+with the feature index as the inner index; the same idea as THOR's diagonal-major attention,
+Moon et al., ePrint 2024/1881, in refimpl's token-major windows):
+
+    Z[t, r] = sum_{j < dh} A_0[t, r + j] E[t - j, r + j],   r < n_pad, t < n,
+    A_0[t, p] = Q[t, h dh + p mod dh]              (the head's features, repeated over the window)
+    E[t, p]   = K[(t + p) mod n_pad, h dh + p mod dh]   for p < n_pad + dh - 1 (the keys, skewed)
+
+so that Z[t, r] = sum_f Q[t, f] K[t + r, f] = S[h, t, (t + r) mod n_pad], slot t w + r: exactly
+head_scores' output. Term j is Rot(A_0, j) x Rot(E, j - j w) (a rotation by j slots and back by
+j token windows); with j = g a + b (baby-step giant-step): sum_a Rot(sum_b A_{a,b} x Rot(E, b - j w), g a),
+A_{a,b} = Rot(A_0, b) times the row mask moved by g a (it clears the slots past the row and carries
+the key mask and 1/sqrt(dh)). Key switches per head: E from K's token rotations (BSGS over the n_pad
+shifts: about 2 sqrt(n_pad)), g - 1 baby steps of A_0, dh - 1 rotations of E (hoisted), dh / g
+relinearizations (the g products of a giant step summed first) and dh / g - 1 giant steps;
+BERT-base: 22 + 7 + 63 + 8 + 7 = 107 per head, 1,284 per layer. 2 levels (the masks of A and E
+in parallel, then the product), the output scale exactly head_scores'.
+
+Inputs: each head's Q and K replicated over the whole window (`pack_head`; the projections can
+emit it: a P x P block whose rows repeat the head's rows of W, then x + RotR(x, P)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ckks import Ciphertext
+from ..levels import with_scale
+from .layout import Layout
+
+
+def pack_head(x: np.ndarray, lay: Layout, head: int) -> np.ndarray:
+    """[n, d] -> slot t w + p = x[t, head dh + p mod dh] for every p < w, t < n (the head repeated over the window)."""
+    n, dh, w = lay.n, lay.head_dim, lay.window
+    v = np.zeros((lay.slots // w, w))
+    v[:n] = np.asarray(x, dtype=np.float64)[:, head * dh + np.arange(w) % dh]
+    return v.ravel()
+
+
+def baby(n: int) -> int:
+    """2^ceil(log2(n) / 2): the baby steps of a BSGS over n indices."""
+    return 1 << -(-(max(n, 2) - 1).bit_length() // 2)
+
+
+def skewed_keys(ev, kh: Ciphertext, lay: Layout) -> Ciphertext:
+    """E[t, p] = K[(t + p) mod n_pad, h dh + p mod dh] at slot t w + p, p < n_pad + dh - 1, from kh = pack_head(K).
+
+    E = sum_{s < n_pad} Rot(kh, s w) x (one-hot of positions s and s + n_pad), baby-step giant-step
+    over s; 1 level (l -> l-1, scale kept)."""
+    w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
+    R = n_pad + dh - 1
+    pos = np.arange(S) % w
+    g = baby(n_pad)
+    kb = ev.rotate_hoisted(kh, [b * w for b in range(g)])
+    E = None
+    for a in range(-(-n_pad // g)):
+        inner = None
+        for b in range(g):
+            s = a * g + b
+            if s >= n_pad:
+                break
+            m = ((pos == s) | ((pos == s + n_pad) & (s + n_pad < R))).astype(np.float64)
+            t = ev.mul_const(kb[b * w], np.roll(m, a * g * w))  # = Rot(m, -a g w) before the giant step
+            inner = t if inner is None else ev.add(inner, t)
+        inner = ev.rotate(inner, a * g * w) if a else inner  # giant step
+        E = inner if E is None else ev.add(E, inner)
+    return ev.rescale(E)
+
+
+def head_scores_diagonal(ev, qh: Ciphertext, kh: Ciphertext, lay: Layout, rows: np.ndarray,
+                         shift: np.ndarray | None = None) -> Ciphertext:
+    """One head's rows of S in head_scores' layout (slot t w + r = S[t, (t + r) mod n_pad] x scale, zero past
+    the row) from qh, kh = pack_head of Q and K (see the module docstring).
+
+    rows: the row mask with the key mask and the score scale (SlotVectors.key_rows(c, scale) of head_rows);
+    shift: added to the rows (2Quad's c, as key_rows(c, shift)). Level l -> l-2."""
+    w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
+    if n_pad * w != S:
+        raise ValueError(f"the diagonal Q K^T needs the n_pad = {n_pad} token windows of {w} slots to fill the "
+                         f"{S} slots (keys cyclic over the ciphertext)")
+    if qh.level != kh.level:
+        raise ValueError(f"Q at level {qh.level}, K at level {kh.level}")
+    lvl = qh.level
+    q = ev.params.q
+    E = skewed_keys(ev, kh, lay)  # level l-1, scale of kh
+    g = baby(dh)
+    A = ev.rotate_hoisted(qh, list(range(g)))
+    Erot = ev.rotate_hoisted(E, [(j % g) - j * w for j in range(dh)])
+    Z = None
+    for a in range(dh // g):
+        X = None
+        mask = np.roll(rows, g * a)  # the row's slots seen from the giant step's frame
+        for b in range(g):
+            j = a * g + b
+            Ab = ev.rescale(ev.mul_const(A[b], mask, scale=float(q[lvl - 1])))  # level l-1
+            term = ev.multiply(Ab, Erot[b - j * w], relinearize=False)
+            X = term if X is None else ev.add(X, term)
+        X = ev.relinearize(X)  # the g products of this giant step, relinearized once
+        X = ev.rotate(X, g * a) if a else X
+        Z = X if Z is None else ev.add(Z, X)
+    Z = with_scale(ev.rescale(Z), qh.scale * kh.scale / float(q[lvl]))  # level l-2: head_scores' scale
+    return ev.add_const(Z, shift) if shift is not None else Z
+
+
+def head_projections(fw, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None,
+                     babies) -> list[Ciphertext]:
+    """x W^T + b as one ciphertext per head in pack_head's layout: `fw.linear` (Halevi-Shoup BSGS, the baby steps
+    `babies` shared; name: the weight's, "{name}.head{h}" in the weight store) with the head's rows of W repeated
+    over the P output features, then x + RotR(x, P) fills the window. 1 level; per head one more output chunk of giant steps and one rotation."""
+    ev, lay = fw.ev, fw.lay
+    P, dh = lay.chunk, lay.head_dim
+    out = []
+    for h in range(lay.heads):
+        rows = h * dh + np.arange(P) % dh
+        (y,) = fw.linear(xs, W[rows], b[rows], None if name is None else f"{name}.head{h}", babies)
+        out.append(ev.add(y, ev.rotate(y, -P)))
+    return out
+
+
+def diagonal_steps(lay: Layout) -> set[int]:
+    """The rotations of head_projections and head_scores_diagonal (Galois keys the client generates)."""
+    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+    gk, gq = baby(n_pad), baby(dh)
+    per = lay.chunk // dh
+    return ({-lay.chunk} | {b * w for b in range(gk)} | {a * gk * w for a in range(-(-n_pad // gk))}
+            | set(range(gq)) | {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)}
+            | {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
+            | {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(per)} | {-hl * dh for hl in range(per)})
+
+
+def applies(lay: Layout) -> bool:
+    """The diagonal Q K^T runs on head_rows layouts whose n_pad token windows fill the slots."""
+    return lay.head_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+
+
+# ------------------------------------------------------------------ P V, the same transformation (ours)
+def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None) -> Ciphertext:
+    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + p for p < dh (0 elsewhere), from chunk vc of V in the
+    token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
+    of a chunk). 1 level (l -> l-1, scale kept)."""
+    w, dh, S = lay.window, lay.head_dim, lay.slots
+    g = baby(dh)
+    vb = ev.rotate_hoisted(vc, [b * w for b in range(g)]) if vb is None else vb
+    pos = np.arange(S) % w
+    G = None
+    for a in range(-(-dh // g)):
+        s = a * g * w + hl * dh  # the giant step: tokens by a g, then the head's features to slot 0
+        inner = None
+        for b in range(g):
+            p = a * g + b
+            if p >= dh:
+                break
+            t = ev.mul_const(vb[b * w], np.roll((pos == p).astype(np.float64), s))
+            inner = t if inner is None else ev.add(inner, t)
+        inner = ev.rotate(inner, s) if s % S else inner
+        G = inner if G is None else ev.add(G, inner)
+    return ev.rescale(G)
+
+
+def pv_diagonal(ev, probs: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
+    """O = P V with the key shift as the inner index (ours; the diagonal method of Halevi and Shoup over the keys).
+
+    probs: one ciphertext per head in the score layout (slot t w + r = P[t, (t + r) mod n_pad], zero past the
+    row: the key mask already applied, one level already spent as the plan's pv.mask); V: the token-major chunks.
+    O[t, h dh + p] = sum_{j < n_pad} Rot(Pd, j)[t, p] Rot(G, j w)[t, p], Pd = P with its row repeated once behind
+    itself, G = skewed_values; j = g a + b: sum_a Rot(sum_b Rot(Pd, b) Rot(G, j w - g a), g a), the g products of a
+    giant step summed before relinearizing. G is zero past dh, so is the product: no output mask. Per head:
+    1 + (g - 1) + (n_pad - 1) + n_pad / g + (n_pad / g - 1) key switches, plus skewed_values'; the heads of a
+    chunk moved to their slots and added. 1 level (P's level -> -1). Output: head_rows pv's (one per chunk)."""
+    w, n_pad, dh, P = lay.window, lay.n_pad, lay.head_dim, lay.chunk
+    per = P // dh
+    g = baby(n_pad)
+    outs = []
+    for c, vc in enumerate(V):
+        vb = ev.rotate_hoisted(vc, [b * w for b in range(baby(dh))])
+        acc = None
+        for hl in range(per):
+            h = c * per + hl
+            if h >= len(probs):
+                break
+            ph = probs[h]
+            G = ev.drop_level(skewed_values(ev, vc, lay, hl, vb), ph.level)
+            pd = ev.add(ph, ev.rotate(ph, -n_pad))  # row repeated: positions p + j < n_pad + dh read cyclically
+            pb = ev.rotate_hoisted(pd, list(range(g)))
+            gr = ev.rotate_hoisted(G, [j * w - g * (j // g) for j in range(n_pad)])
+            Y = None
+            for a in range(-(-n_pad // g)):
+                X = None
+                for b in range(g):
+                    j = a * g + b
+                    if j >= n_pad:
+                        break
+                    term = ev.multiply(pb[b], gr[j * w - g * a], relinearize=False)
+                    X = term if X is None else ev.add(X, term)
+                X = ev.relinearize(X)
+                X = ev.rotate(X, g * a) if a else X
+                Y = X if Y is None else ev.add(Y, X)
+            Y = ev.rotate(Y, -hl * dh) if hl else Y  # the head's features to its slots in the chunk
+            acc = Y if acc is None else ev.add(acc, Y)
+        outs.append(ev.rescale(acc))
+    return outs

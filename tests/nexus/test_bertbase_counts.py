@@ -1,0 +1,159 @@
+"""Counts per block (key switches, bootstraps, plaintext products and encodings) of the encrypted BERT forward:
+the no-arithmetic DryEvaluator against a CountingEvaluator on the real evaluator (a real small layer), pinned
+counts of the design at a small size and at BERT-base size, and the lazily relinearized P V and the shared QKV
+baby steps against the previous path (the oracle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import init_params
+from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+from refimpl.experiments import bertbase as bb
+from refimpl.experiments.bertbase import counts as bc
+from refimpl.nexus import bert as nb
+from refimpl.nexus.bert import attention as at
+from refimpl.nexus.counting import CountingBootstrapper, CountingEvaluator, DryBootstrapper, DryEvaluator
+from refimpl.ring.sampling import RandomSource
+
+
+def ranges(layers, bound=8.0):
+    """Hand-set ranges (NexusModel.get_ranges format), as tests/nexus/test_bertbase.py."""
+    return {"score_bound": bound, "var": {f"L{i}.ln{j}": (0.5, 4.0) for i in range(layers) for j in (1, 2)},
+            "act": (-6.0, 6.0), "absmax": {}}
+
+
+@pytest.fixture(scope="module")
+def ring():
+    return bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+
+
+def small_model(attention, activation, seed=1):
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                     max_position_embeddings=16, attention=attention, activation=activation)
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" not in k and "embeddings" not in k:
+            params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    return cfg, params, nb.NexusModel(cfg, params)
+
+
+def real_run(ring, attention, activation, diagonal=True):
+    """The small head_rows forward on the real evaluator behind a CountingEvaluator: (logits, trace, ev, bts)."""
+    p, rc = ring
+    cfg, params, model = small_model(attention, activation)
+    n = 12 if attention == "softmax" else 16
+    rng = np.random.default_rng(2)
+    ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 2), np.zeros(2)]
+    lay = nb.input_layout(cfg, n, p.slots, head_rows=True)
+    kg = KeyGenerator(p, RandomSource(3))
+    sk = kg.secret_key()
+    ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots,
+                                                                                            head_rows=True))))
+    bts = CountingBootstrapper(OracleBootstrapper(sk, output_level=p.L - rc.depth, rng=RandomSource(5)))
+    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource(4)), Decryptor(sk)
+    x = nb.client_embed(cfg, params, ids, mask)
+    cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(x, lay)]
+    ev.reset()
+    trace: list = []
+    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace, head_rows=True, diagonal_attention=diagonal)
+    logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, cfg.num_labels)
+    return logits, trace, ev, bts, (model, ids, mask, n)
+
+
+def dry_run(ring, model, n, mask):
+    p, rc = ring
+    ev, bts = DryEvaluator(p), DryBootstrapper(p, p.L - rc.depth)
+    lay = nb.input_layout(model.config, n, p.slots, head_rows=True)
+    trace: list = []
+    nb.encrypted_forward(ev, bts, model, [ev.fresh(bts.output_level) for _ in range(lay.chunks(lay.d))], n, mask,
+                         trace=trace, head_rows=True)
+    return trace, ev, bts
+
+
+@pytest.mark.parametrize("attention,activation", [("softmax", "gelu"), ("2quad-freediv", "quad")])
+def test_dry_counts_equal_the_real_evaluators_counts(ring, attention, activation):
+    """NEXUS-BERT-COUNTS: per piece of a real small layer (N = 2^11), the DryEvaluator counts exactly what a
+    CountingEvaluator counts on the real evaluator (key switches, rotations, relinearizations, products,
+    encodings, rescales) and the same refreshes; the real logits equal the float64 model."""
+    logits, trace, ev, bts, (model, ids, mask, n) = real_run(ring, attention, activation)
+    ref = nb.plaintext_reference(model, ids, mask, approximate=True)
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-3)
+    dtrace, dev, dbts = dry_run(ring, model, n, mask)
+    assert [r["block"] for r in dtrace] == [r["block"] for r in trace]
+    keys = ("key_switches", "rotations", "relinearizations", "ct_mults", "pt_mults", "encodes", "rescales",
+            "conjugations")
+    for real, dry in zip(trace, dtrace):
+        assert {k: real["counts"].get(k, 0) for k in keys} == {k: dry["counts"].get(k, 0) for k in keys}, real["block"]
+        assert real["bootstraps"] == dry["bootstraps"] and (real["level_in"], real["level_out"]) == \
+            (dry["level_in"], dry["level_out"])
+    assert dbts.calls == bts.calls > 0
+    assert ev.counts["key_switches"] == dev.counts["key_switches"] > 0
+
+
+def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch):
+    """NEXUS-BERT-COUNTS: the previous path (head_scores, the per-shift P V with each product relinearized, baby
+    steps per projection) against (a) the same with P V summing degree-2 products and Q, K, V sharing their baby
+    steps: n_pad - 1 fewer relinearizations per hidden chunk, 2 g fewer rotations per input chunk; (b) the
+    diagonal attention (refimpl.nexus.bert.attention): fewer key switches in Q K^T and P V. All decrypt to the
+    same logits within CKKS noise."""
+    new, trace, _, _, (model, ids, mask, n) = real_run(ring, "softmax", "gelu", diagonal=False)
+    diag, dtrace, _, _, _ = real_run(ring, "softmax", "gelu")
+    pv_new = nb.Forward.pv
+    monkeypatch.setattr(nb.Forward, "pv", lambda self, *a, **k: pv_new(self, *a, **{**k, "lazy": False}))
+    linear, baby_steps = nb.Forward.linear, nb.Forward.baby_steps
+    monkeypatch.setattr(nb.Forward, "baby_steps", lambda self, xs: None)  # none shared: each product its own
+    monkeypatch.setattr(nb.Forward, "linear", lambda self, xs, W, b, name=None, babies=None: linear(
+        self, xs, W, b, name, baby_steps(self, xs)))
+    old, old_trace, _, _, _ = real_run(ring, "softmax", "gelu", diagonal=False)
+    np.testing.assert_allclose(new, old, atol=1e-4)
+    lay = nb.input_layout(model.config, n, ring[0].slots, head_rows=True)
+    ks = {r["block"]: r["counts"].get("key_switches", 0) for r in trace}
+    ks_old = {r["block"]: r["counts"].get("key_switches", 0) for r in old_trace}
+    cin = lay.chunks(lay.d)
+    assert ks_old["L0.pv.mul"] - ks["L0.pv.mul"] == cin * (lay.n_pad - 1)
+    assert ks_old["L0.qkv"] - ks["L0.qkv"] == 2 * cin * lay.baby  # RotR(x, P) and g - 1 baby steps, twice
+    np.testing.assert_allclose(diag, old, atol=1e-4)
+    ks_diag = {r["block"]: r["counts"].get("key_switches", 0) for r in dtrace}
+    assert ks_diag["L0.qk"] < ks["L0.qk"] and ks_diag["L0.pv.mul"] < ks["L0.pv.mul"]
+
+
+# key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
+# are pinned by their own modules' tests and checked against the real evaluator above)
+PINNED = {
+    "small": {"QKV": 46, "Q K^T": 76, "P V": 118, "output projection": 14, "FFN1": 32, "FFN2": 38},
+    "base": {"QKV": 330, "Q K^T": 1284, "P V": 2034, "output projection": 138, "FFN1": 264, "FFN2": 426},
+}
+PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
+
+
+@pytest.mark.parametrize("size", ["small", "base"])
+def test_counts_of_the_design_are_pinned(ring, size):
+    """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
+    (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base:
+    QKV 6 x 16 baby steps (shared) + (12 + 12 + 6) x 7 giant steps + 24 head fills = 330 (Q and K one ciphertext
+    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention), P V 6 chunks x
+    (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1) = 2,034 (attention.pv_diagonal; small: 2 x 59 = 118)."""
+    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+
+    prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
+    kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
+    cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
+    model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1))
+    p, top = nb.bootstrap_level_of(prm, None)
+    res = bc.count(model, 16 if size == "small" else 128, p, top)
+    blocks = res["per_layer"][0]
+    assert {k: blocks[k]["key_switches"] for k in PINNED[size]} == PINNED[size]
+    assert {k: blocks[k]["pt_mults"] for k in PT_PRODUCTS[size]} == PT_PRODUCTS[size]
+    lay = nb.input_layout(cfg, 16 if size == "small" else 128, p.slots, head_rows=True)
+    assert blocks["P V"]["relinearizations"] == lay.heads * lay.n_pad // at.baby(lay.n_pad)  # one per giant step
+    layer = blocks["layer"]
+    assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
+    assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
+    text = bc.counts_table("2quad-freediv-quad", res, 0)
+    assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
