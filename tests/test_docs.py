@@ -207,9 +207,6 @@ def test_spec_holds_no_machine_paths_and_no_issue_numbers():
     assert [f for p in files for f in findings(p)] == []
 
 
-@pytest.mark.xfail(reason="code still names issues and ../shared anchors (refimpl/aby3/network.py, "
-                          "refimpl/nexus/folding.py, refimpl/bench/bert.py, refimpl/bench/aby3.py); "
-                          "their owners are removing them", strict=False)
 def test_code_holds_no_machine_paths_and_no_issue_numbers():
     files = sorted((ROOT / "refimpl").rglob("*.py"))
     assert files

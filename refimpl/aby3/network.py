@@ -155,5 +155,5 @@ class LinkModel:
         return compute_s + rounds * self.rtt_s + 8.0 * max_party_bytes / self.bandwidth_bit_s
 
 
-LAN = LinkModel("LAN", 10e9, 0.1e-3)  # 10 Gbit/s, 0.1 ms RTT (issue 5)
-WAN = LinkModel("WAN", 100e6, 40e-3)  # 100 Mbit/s, 40 ms RTT (issue 5)
+LAN = LinkModel("LAN", 10e9, 0.1e-3)  # 10 Gbit/s, 0.1 ms RTT (our network model)
+WAN = LinkModel("WAN", 100e6, 40e-3)  # 100 Mbit/s, 40 ms RTT (our network model)

@@ -6,7 +6,7 @@ LAN/WAN estimates (refimpl.aby3.network.LAN/WAN: compute + rounds RTT + max part
 bandwidth), and the max abs error against float64 (refimpl.bert.functional). SPU 0.9.5 is
 run in the same process tree when its venv exists (~/.cache/refimpl/peers/spu, see
 refimpl/bench/peer_scripts/spu_aby3.py); otherwise the figures SPU gave on this machine
-(../shared/anchors/spu/results-default-copts.txt, embedded below as SPU_ANCHOR; the two
+(SPU 0.9.5 measured on this machine, refimpl/constants.toml [aby3.spu_anchor], as SPU_ANCHOR; the two
 softmax-freeDiv entries are ours, re-measured after the max-shift change) are printed as
 the reference, marked "peer_source": "anchor".
 """
@@ -205,7 +205,7 @@ def main(quick: bool = False, json_path: str | None = None, threads: str | None 
     print(json.dumps({"peer": "spu-0.9.5", "threads": f"3 party threads on {os.cpu_count()} cores "
                       f"(--threads {threads or 'both'} has no effect: numba kernels are single-threaded)",
                       **({"measured": "same run"} if spu else {
-        "missing": why, "reference": "anchor figures from ../shared/anchors/spu/results-default-copts.txt "
+        "missing": why, "reference": "anchor figures of SPU 0.9.5 (refimpl/constants.toml [aby3.spu_anchor]) "
                                      "(SPU 0.9.5 on this machine, n = 128; the softmax-freeDiv items re-measured by refimpl "
                                      "after the max shift, loaded machine), printed for full-size items"})}), flush=True)
     for name, params, inputs, fn, ref, bool_out, reps in all_items:

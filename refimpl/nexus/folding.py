@@ -6,7 +6,7 @@ with `step` > 1 the row's elements sit every `step` slots instead ([r w + t step
 Folding: for i = 0 .. log2(n) - 1:  s <- f(s, RotL(s, step 2^i)).
 After the loop, slot r w + t holds f over the cyclic window t, t + 1, ..., t + n - 1 (mod the
 window), which is the whole row only if the row is cyclic. A row is made cyclic by the row
-duplication x <- x + RotR(x, n step) (the pre-step of the official code, its issue #9), which
+duplication x <- x + RotR(x, n step) (the pre-step of the official code, reported on its issue tracker), which
 needs zero slots [n, 2n) behind every row (w >= 2n); or for free when one row fills the whole
 ciphertext (n step = N/2).
 

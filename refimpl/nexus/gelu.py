@@ -14,7 +14,7 @@ Levels: Sgn 17 (16 + the affine map (x - t)/16), P and Q (degree 3 and 6 on [-13
 3 and 4 levels in parallel, one product: 18 levels (as the official code's GELU).
 
 Reference: NEXUS §3.3 (Zhang et al., NDSS 2025); the coefficients are Bumblebee/PUMA's seg4
-GELU; official code at commit b19c13a (paper era).
+GELU; official code in its paper-era version.
 """
 
 from __future__ import annotations
