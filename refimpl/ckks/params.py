@@ -225,7 +225,7 @@ class Parameters:
         chain = tuple(q0 + qi)
         bits = [log2(x) for x in chain]
         if dnum is None:
-            digits = _choose_digits(chain, prod(p))
+            digits = choose_digits(chain, prod(p))
         return Parameters(
             N=N, q=chain, p=tuple(p), scale=float(scale if scale is not None else 2.0**log_qi),
             digits=digits, secret=secret, h=h, sigma=sigma, insecure=insecure, name=name,
@@ -262,7 +262,7 @@ def _greedy(chain: tuple[int, ...], cap: int) -> tuple[tuple[int, ...], ...] | N
     return tuple(digits)
 
 
-def _choose_digits(chain: tuple[int, ...], P: int, slack_bits: int = KS_SLACK_BITS) -> tuple[tuple[int, ...], ...]:
+def choose_digits(chain: tuple[int, ...], P: int, slack_bits: int = KS_SLACK_BITS) -> tuple[tuple[int, ...], ...]:
     """The fewest digits that each stay `slack_bits` below P (else KS_SLACK_BITS, else merely below P):
     equal-count digits when they fit, else digits packed by size (mixed prime sizes).
 

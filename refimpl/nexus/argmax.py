@@ -26,12 +26,12 @@ from ..ckks import Ciphertext
 from .folding import quick_max, quick_max_plain
 from .levels import align, ensure_levels
 from .sign import sgn, sgn_levels, sgn_plain
-from .softmax import _layout, row_mask
+from .softmax import row_mask, window_layout
 
 
 def argmax_plain(x: np.ndarray, n: int, bound: float = 0.5, key_mask=None, window: int | None = None) -> np.ndarray:
     """The float64 model of `argmax` on a slot vector."""
-    window, dup = _layout(x.size, n, window)
+    window, dup = window_layout(x.size, n, window)
     xa = x if key_mask is None else x - bound * (row_mask(x.size, n, window) - key_mask)
     m = quick_max_plain(xa, n, bound, duplicate=dup)
     return 1.0 + sgn_plain((xa - m) / (2 * bound))
@@ -41,7 +41,7 @@ def argmax(ev, ct: Ciphertext, n: int, bound: float = 0.5, key_mask=None, window
            bootstrapper=None) -> Ciphertext:
     """1 + Sgn((x - QuickMax(x)) / 2B) per row of n slots, entries in [-B, B] (NEXUS §3.4)."""
     slots = ev.params.slots
-    window, dup = _layout(slots, n, window)
+    window, dup = window_layout(slots, n, window)
     xa = ct if key_mask is None else ev.add_const(ct, -bound * (row_mask(slots, n, window) - np.asarray(key_mask)))
     m = quick_max(ev, xa, n, bound=bound, duplicate=dup, bootstrapper=bootstrapper)
     if xa.level > m.level:

@@ -125,7 +125,7 @@ def row_mask(slots: int, n: int, window: int) -> np.ndarray:
     return (np.arange(slots) % window < n).astype(np.float64)
 
 
-def _layout(slots: int, n: int, window: int | None) -> tuple[int, bool]:
+def window_layout(slots: int, n: int, window: int | None) -> tuple[int, bool]:
     """(window, duplicate?) for rows of n slots; refuses layouts whose folds would mix rows."""
     window = n if window is None else window
     if window == n and n != slots:
@@ -139,7 +139,7 @@ def softmax_plain(x: np.ndarray, n: int, bound: float, key_mask=None, window: in
                   iters: int | None = None) -> np.ndarray:
     """The float64 model of `softmax`, the same approximations in the same order."""
     slots = x.size
-    window, dup = _layout(slots, n, window)
+    window, dup = window_layout(slots, n, window)
     mask = row_mask(slots, n, window) if key_mask is None and dup else key_mask
     xa = x if mask is None else x - bound * (row_mask(slots, n, window) - mask)
     m = quick_max_plain(xa, n, bound, duplicate=dup)
@@ -160,7 +160,7 @@ def softmax(ev, ct: Ciphertext, n: int, bound: float, key_mask=None, window: int
     if 2 * bound > 2.0**EXP_R:
         raise ValueError(f"softmax inputs in [-{bound}, {bound}]: a - max reaches -{2 * bound} < -2^{EXP_R}; scale the scores")
     slots = ev.params.slots
-    window, dup = _layout(slots, n, window)
+    window, dup = window_layout(slots, n, window)
     mask = row_mask(slots, n, window) if key_mask is None and dup else key_mask
     xa = ct if mask is None else ev.add_const(ct, -bound * (row_mask(slots, n, window) - np.asarray(mask)))  # padded -> -B
     m = quick_max(ev, xa, n, bound=bound, duplicate=dup, bootstrapper=bootstrapper)  # log2(n) rounds

@@ -135,7 +135,7 @@ def bootstrap_parameters(
     value into one coefficient, and there 2^48 falls to 13.7 bits while 2^52 keeps 22.1.
     log_q0 = 52 is the robust choice (tests: CKKS-BOOT-Q0)."""
     from ...ring.primes import ntt_primes
-    from ..params import _choose_digits
+    from ..params import choose_digits
 
     if encapsulation_h:  # dense main secret (HE-standard bound); K from the ephemeral weight
         rc = config.resolve(N, encapsulation_h)
@@ -157,7 +157,7 @@ def bootstrap_parameters(
             taken += new
     # key-switching noise in CoeffsToSlots is amplified by K q0 / Delta (~2^25) in EvalMod:
     # keep every digit at least 2^ks_slack_bits below P
-    digits = _choose_digits(tuple(chain), _prod(p), slack_bits=ks_slack_bits)
+    digits = choose_digits(tuple(chain), _prod(p), slack_bits=ks_slack_bits)
     params = Parameters(
         N=N, q=tuple(chain), p=tuple(p), scale=2.0**log_qi, digits=digits,
         secret="ternary" if encapsulation_h else "sparse", h=None if encapsulation_h else h,
