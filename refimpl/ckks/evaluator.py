@@ -19,7 +19,7 @@ from .checks import check_constant, check_operand, check_params, check_product_s
 from .encoder import Encoder
 from .errors import LevelExhaustedError, LevelMismatchError, MissingKeyError, ScaleMismatchError
 from .keys import EvaluationKeys, conjugation_element, galois_element
-from .keyswitch import apply_key, key_switch, mod_up, permute_digits
+from .keyswitch import apply_key, key_switch, mod_up
 from .params import Parameters
 
 SCALE_RTOL = 1e-9  # scales closer than this (relative) count as equal: the error is below 2^-29
@@ -265,7 +265,7 @@ class Evaluator:
             key = self._galois_key(k, f"rotate({r})")
             if exts is None:
                 exts = mod_up(self.params, a.c[1], a.level)
-            u0, u1 = apply_key(self.params, permute_digits(exts, k), key, a.level)
+            u0, u1 = apply_key(self.params, exts, key, a.level, galois=k)
             out[r] = Ciphertext((self.ctx.add(automorphism_ntt(a.c[0], k), u0, basis), u1), a.level, a.scale, a.params)
         return out
 

@@ -14,6 +14,7 @@ Han and Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cached_property, lru_cache, wraps
 from math import prod
 
@@ -28,25 +29,32 @@ U64 = np.uint64
 PARALLEL_MIN_WORDS = 1 << 18  # below this many residues a kernel runs on one thread
 
 
-def _sized(method):
-    """Run the numba kernels of `method` on one thread when its first array is small.
+@contextmanager
+def serial_when_small(words: int):
+    """Run the numba kernels inside on one thread when they touch fewer than PARALLEL_MIN_WORDS
+    residues.
 
     A parallel region costs a thread handshake per call; on a busy 2-core machine a
     descheduled worker stalls every small call (measured: 1023 Subs at N = 2^10 took 16.5 s
     on two threads, 0.67 s on one)."""
+    prev = nb.get_num_threads()
+    if words >= PARALLEL_MIN_WORDS or prev == 1:
+        yield
+        return
+    nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(prev)
+
+
+def _sized(method):
+    """Run the numba kernels of `method` on one thread when its first array is small."""
 
     @wraps(method)
     def call(self, a, *args, **kwargs):
-        if np.size(a) >= PARALLEL_MIN_WORDS:
+        with serial_when_small(np.size(a)):
             return method(self, a, *args, **kwargs)
-        prev = nb.get_num_threads()
-        if prev == 1:
-            return method(self, a, *args, **kwargs)
-        nb.set_num_threads(1)
-        try:
-            return method(self, a, *args, **kwargs)
-        finally:
-            nb.set_num_threads(prev)
 
     return call
 
@@ -69,17 +77,6 @@ def _mul_acc(acc, a, b, q, mu, k):
         ql, mul_, kl = q[l], mu[l], k[l]
         for n in range(a.shape[1]):
             x = acc[l, n] + mul_barrett(a[l, n], b[l, n], ql, mul_, kl)
-            acc[l, n] = x - ql if x >= ql else x
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _mul_acc_rows(acc, a, key, rows, q, mu, k):
-    """acc[l] += a[l] * key[rows[l]] (mod q[l]), in place: key-switching inner products."""
-    for l in nb.prange(a.shape[0]):
-        ql, mul_, kl = q[l], mu[l], k[l]
-        kr = key[rows[l]]
-        for n in range(a.shape[1]):
-            x = acc[l, n] + mul_barrett(a[l, n], kr[n], ql, mul_, kl)
             acc[l, n] = x - ql if x >= ql else x
 
 
@@ -216,14 +213,14 @@ class RNSContext:
         bc = [barrett_constants(p) for p in self.primes]
         self.mu = np.array([m for m, _ in bc], dtype=U64)
         self.k = np.array([k for _, k in bc], dtype=U64)
-        self._all_tables = make_tables(self.primes, N)
+        self.all_tables = make_tables(self.primes, N)  # every prime's NTT tables (a basis selects rows)
 
     def tables(self, basis: tuple[int, ...]) -> NTTTables:
         return self._tables(tuple(basis))
 
     @lru_cache(maxsize=None)
     def _tables(self, basis: tuple[int, ...]) -> NTTTables:
-        return self._all_tables.select(np.array(basis, dtype=np.int64))
+        return self.all_tables.select(np.array(basis, dtype=np.int64))
 
     def moduli(self, basis) -> np.ndarray:
         return self.q[list(basis)]
@@ -260,14 +257,6 @@ class RNSContext:
     def mul_acc(self, acc, a, b, basis):
         idx = list(basis)
         _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
-
-    @_sized
-    def mul_acc_rows(self, acc, a, key, basis, key_rows=None):
-        """acc += a * key[key_rows] rowwise mod the primes of `basis` (key_rows default: basis,
-        for a key that holds every prime of the context)."""
-        idx = np.array(basis, dtype=np.int64)
-        rows = idx if key_rows is None else np.asarray(key_rows, dtype=np.int64)
-        _mul_acc_rows(acc, a, key, rows, self.q[idx], self.mu[idx], self.k[idx])
 
     @_sized
     def mul_int(self, a, value: int, basis):
