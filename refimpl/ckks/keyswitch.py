@@ -20,6 +20,8 @@ transformations in HElib", CRYPTO 2018 (hoisting); Bossuat et al., EUROCRYPT 202
 
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 
 from ..ring.automorphism import ntt_permutation
@@ -37,23 +39,37 @@ def mod_up(params: Parameters, d: np.ndarray, level: int) -> np.ndarray:
     return mod_up_plan(ctx, ql + params.p_basis, owns).run(d, ctx.intt(d, ql))
 
 
-def apply_key(params: Parameters, exts: np.ndarray, key: SwitchingKey, level: int,
-              galois: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(u_0, u_1) = ModDown(sum_j sigma(ext_j) (b_j, a_j)): the switched pair over Q_l (NTT).
+def switch_extended(params: Parameters, exts: np.ndarray, key: SwitchingKey, level: int,
+                    galois: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """sum_j sigma(ext_j) (b_j, a_j) over Q_l P, before ModDown: about P times the switched pair.
 
     exts: the digits of `mod_up` at this level; galois: k of an automorphism sigma_k applied to
     the digits first (hoisted rotations), None for none."""
     if level > key.level:
         raise KeyLevelError(f"a switching key for levels <= {key.level} cannot switch a ciphertext at level {level}: "
                             f"generate it with level >= {level}")
-    ctx = params.ctx
-    ql = params.q_basis(level)
-    full = ql + params.p_basis
+    full = params.q_basis(level) + params.p_basis
     held = digits_at(params, key.level)
     js = [held.index(digit) for digit in digits_at(params, level)]  # exts: the digits that meet q_0..q_l
     perm = None if galois is None else ntt_permutation(galois, params.N)
-    acc0, acc1 = inner_product(ctx, exts, [key.b[j] for j in js], [key.a(j) for j in js], key.row_index(full), full, perm)
-    return ctx.mod_down(acc0, ql, params.p_basis), ctx.mod_down(acc1, ql, params.p_basis)
+    return inner_product(params.ctx, exts, [key.b[j] for j in js], [key.a(j) for j in js], key.row_index(full), full, perm)
+
+
+def apply_key(params: Parameters, exts: np.ndarray, key: SwitchingKey, level: int,
+              galois: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(u_0, u_1) = ModDown(sum_j sigma(ext_j) (b_j, a_j)): the switched pair over Q_l (NTT)."""
+    acc0, acc1 = switch_extended(params, exts, key, level, galois)
+    u = params.ctx.mod_down_many((acc0, acc1), params.q_basis(level), params.p_basis)
+    return u[0], u[1]
+
+
+def times_p(params: Parameters, c: np.ndarray, level: int) -> np.ndarray:
+    """c (over Q_l) times P, over Q_l P: the rows of P are 0. A ciphertext lifted to Q_l P so
+    that ModDown (division by P) gives it back exactly."""
+    ctx, ql = params.ctx, params.q_basis(level)
+    out = np.zeros((len(ql) + len(params.p_basis), params.N), dtype=np.uint64)
+    out[: len(ql)] = ctx.mul_int(c, prod(params.p), ql)
+    return out
 
 
 def key_switch(params: Parameters, d: np.ndarray, key: SwitchingKey, level: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 (spec: RING-KS-FUSED): ModUp = base conversion of each digit to the other primes, then NTT; the
 inner product = sum_j sigma(ext_j) key_j mod q, sigma an NTT-domain permutation."""
 
+from math import prod
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,19 @@ def test_inner_product_at_the_digit_limit_with_largest_residues():
     assert got0[:, 0].tolist() == [MAX_DIGITS % int(m) for m in ctx.moduli(full)]  # (-1)^2 = 1, 64 times
     with pytest.raises(ValueError, match="at most"):
         inner_product(ctx, np.stack([top] * (MAX_DIGITS + 1)), [top] * (MAX_DIGITS + 1), [top] * (MAX_DIGITS + 1), np.arange(2), full)
+
+
+@pytest.mark.parametrize("special", [(61,), (61, 61, 60)])
+def test_fused_mod_down_equals_its_steps(special):
+    """ModDown in one kernel = INTT of the P rows, + H, base conversion to Q, - H, NTT, (x - lift) P^-1."""
+    N = 256
+    ctx, q, p = _context(N, special=special)
+    xs = [RandomSource.insecure_seeded(s).uniform(ctx.moduli(q + p), N) for s in (5, 6)]
+    got = ctx.mod_down_many(xs, q, p)
+    P = prod(ctx.primes[i] for i in p)
+    for x, g in zip(xs, got):
+        xp = ctx.add_int(ctx.intt(x[len(q):], p), P // 2, p)
+        lift = ctx.ntt(ctx.add_int(ctx.converter(p, q).convert(xp), -(P // 2), q), q)
+        want = ctx.mul_rows(ctx.sub(x[: len(q)], lift, q), [pow(P, -1, ctx.primes[i]) for i in q], q)
+        assert np.array_equal(g, want)
+        assert np.array_equal(ctx.mod_down(x, q, p), want)
