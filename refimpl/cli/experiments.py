@@ -7,12 +7,14 @@
     refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
+    refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from refimpl.cli.common import add_glue_dir, glue_dir
 
@@ -141,6 +143,21 @@ def distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def precision_levels(args: argparse.Namespace) -> int:
+    from refimpl.experiments import precision_levels as pl  # lazy: keeps `refimpl --help` instant
+
+    cmd = f"refimpl experiment precision-levels --logN {args.logN} --cycles {args.cycles}"
+    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""),
+           **pl.measure(args.logN, args.cycles, progress=lambda s: print(s, file=sys.stderr))}
+    print(doc["security"], file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    else:
+        print(json.dumps(doc, indent=1))
+    return 0
+
+
 def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
@@ -194,6 +211,13 @@ def register(sub) -> None:
                       help="one linear block on two Dask workers beside one process (needs dask.distributed)")
     p.add_argument("--json")
     p.set_defaults(func=distributed)
+
+    p = es.add_parser("precision-levels", formatter_class=fmt,
+                      help="CKKS precision (bits) per level and after each bootstrap, small insecure ring (minutes)")
+    p.add_argument("--logN", type=int, default=13, help="ring degree 2^logN (below 16: insecure, precision only)")
+    p.add_argument("--cycles", type=int, default=3, help="bootstraps along the chain")
+    p.add_argument("--json")
+    p.set_defaults(func=precision_levels)
 
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")
