@@ -27,14 +27,15 @@ def capture_help(monkeypatch):
     monkeypatch.setattr(argparse.ArgumentParser, "print_help", lambda self, file=None: HELP.append(self.format_help()))
 
 
-def test_json_is_the_one_spelling_and_old_ones_are_hidden_aliases():
+def test_json_is_the_one_spelling():
     p = build_parser()
-    a = p.parse_args(["train", "--result", "r.json"])
-    b = p.parse_args(["train", "--json", "r.json"])
-    assert a.json == b.json == "r.json"
-    assert p.parse_args(["fit-freediv", "--out", "f.json"]).json == "f.json"
-    text = help_of("train")
-    assert "--result" not in text and "--json" in text
+    assert p.parse_args(["train", "--json", "r.json"]).json == "r.json"
+    assert p.parse_args(["fit-freediv", "--json", "f.json"]).json == "f.json"
+    for argv in (["train", "--result", "r.json"], ["distill", "--teacher", "t", "--result", "r.json"],
+                 ["fit-freediv", "--out", "f.json"]):  # the former spellings are gone
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+    assert "--result" not in help_of("train") and "--json" in help_of("train")
 
 
 def test_help_shows_defaults_everywhere():
