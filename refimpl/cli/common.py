@@ -12,6 +12,7 @@ This module imports only the standard library (`refimpl --help` stays instant).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,13 @@ def add_json(parser: argparse.ArgumentParser, *aliases: str, default: str | None
     parser.add_argument("--json", metavar="FILE", default=default, help=help)
     for alias in aliases:
         parser.add_argument(alias, dest="json", metavar="FILE", help=argparse.SUPPRESS)
+
+
+def write_json(path: str | None, doc) -> None:
+    """Write `doc` as one JSON document to `path` (the value of --json; None: nothing)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
 
 
 def add_glue_dir(parser: argparse.ArgumentParser) -> None:
