@@ -34,6 +34,7 @@ COMMANDS = {
     'ckks/bench_ckks.log': 'the standard error of the run that wrote results/ckks/bench_ckks.json',
     'ckks/bench_ckks_loaded.log': 'refimpl bench ckks --threads 1 (an earlier run on a heavily loaded machine)',
     'ckks/bootstrap_128-2^16-dense.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense", "reps": 3, "threads": "default"}\'',
+    'ckks/bootpair_128-2^16-dense.json': 'python -m refimpl.bench.bootpair \'{"preset": "128-2^16-dense", "levels_after": 18, "threads": "default", "reps": 3, "json": "results/ckks/bootpair_128-2^16-dense.json"}\'',
     'ckks/bootstrap_128-2^16-dense19.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default"}\'',
     'ckks/bootstrap_128-2^16-dense19_quiet.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
     'ckks/bootstrap_128-2^16.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16", "reps": 3, "threads": "default"}\'',

@@ -58,17 +58,19 @@ def test_inner_product_equals_sum_of_products(galois):
     assert np.array_equal(got0, want0) and np.array_equal(got1, want1)
 
 
-def test_inner_product_at_the_digit_limit_with_largest_residues():
-    """64 products of (q - 1)^2 each: the 128-bit sum must not wrap."""
+def test_inner_product_carries_with_largest_residues():
+    """12 products of (q - 1)^2 (the dnum of the N = 2^16 sets): the 128-bit sum carries out of its
+    low word at almost every step and must come out as 12 mod q; more than MAX_DIGITS is refused."""
     N = 16
     ctx, q, p = _context(N, bits=(61,), special=(61,))
     full = q + p
     top = (ctx.moduli(full) - np.uint64(1))[:, None] * np.ones(N, dtype=np.uint64)
-    ext = np.stack([top] * MAX_DIGITS)
-    got0, _ = inner_product(ctx, ext, [top] * MAX_DIGITS, [top] * MAX_DIGITS, np.arange(2), full)
-    assert got0[:, 0].tolist() == [MAX_DIGITS % int(m) for m in ctx.moduli(full)]  # (-1)^2 = 1, 64 times
+    D = 12
+    got0, got1 = inner_product(ctx, np.stack([top] * D), [top] * D, [top] * D, np.arange(2), full)
+    assert got0.tolist() == got1.tolist() == [[D % int(m)] * N for m in ctx.moduli(full)]  # (-1)^2 = 1, D times
+    many = np.stack([top] * (MAX_DIGITS + 1))
     with pytest.raises(ValueError, match="at most"):
-        inner_product(ctx, np.stack([top] * (MAX_DIGITS + 1)), [top] * (MAX_DIGITS + 1), [top] * (MAX_DIGITS + 1), np.arange(2), full)
+        inner_product(ctx, many, [top] * (MAX_DIGITS + 1), [top] * (MAX_DIGITS + 1), np.arange(2), full)
 
 
 @pytest.mark.parametrize("special", [(61,), (61, 61, 60)])
