@@ -106,7 +106,9 @@ def weights_store(args: argparse.Namespace) -> int:
     if not args.skip_small:
         doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats)
     if args.encode_vs_read:
-        doc["encode_vs_read_2^16"] = wt.encode_vs_read()
+        doc["encode_vs_expand_2^16"] = wt.encode_vs_expand()
+    if args.layer_store:
+        doc["bertbase_layer_store"] = wt.bertbase_layer_store()
     if args.block:
         doc["bertbase_block"] = wt.bertbase_block(repeats=args.repeats)
     if args.json:
@@ -181,7 +183,9 @@ def register(sub) -> None:
     p.add_argument("--block", action="store_true", help="also one BERT-base 128 x 128 block at N = 2^16 (minutes, GBs)")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--encode-vs-read", action="store_true",
-                   help="also: per diagonal at N = 2^16, encoding against reading the stored plaintext (CPU s)")
+                   help="also: per diagonal at N = 2^16, encoding against reading and expanding the stored one (CPU s)")
+    p.add_argument("--layer-store", action="store_true",
+                   help="also: the store of one synthetic BERT-base layer at N = 2^16, n = 128 (bytes, minutes)")
     p.add_argument("--json")
     p.set_defaults(func=weights_store)
 

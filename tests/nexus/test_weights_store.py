@@ -195,6 +195,24 @@ def test_sparse_store_gives_the_same_ciphertexts(full_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_head_rows_layout_is_recorded():
+    """NEXUS-WEIGHTS-STORE: the BERT-base-like layout (one score ciphertext per head, the diagonal attention)
+    records its per-head Q and K projections and every window-periodic diagonal at stride N/2w (N = 2^12)."""
+    p, rc = bootstrap_parameters(4096, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    cfg = BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128,
+                     max_position_embeddings=64, attention="2quad-freediv", activation="quad")
+    model = nb.NexusModel(cfg, init_params(cfg, np.random.default_rng(0), dtype=np.float64))
+    top = p.L - rc.depth
+    lay, rec = ws.record(model, p, 32, top, top, head_rows=True)
+    assert lay.head_rows and lay.n * lay.window == p.slots
+    names = {name for name, _ in rec}
+    assert {f"L0.{w}.head{h}" for w in ("query", "key") for h in range(4)} <= names
+    assert {"L0.value", "L0.out", "L0.ffn1", "L0.ffn2"} <= names
+    for (name, level), entries in rec.items():
+        _, scale, values = entries[-1]
+        assert ws.stride_of(ws.integer_coefficients(p, values(), scale)) == p.N // (2 * lay.window)
+
+
 def test_stride_of():
     """NEXUS-WEIGHTS-SPARSE: the largest power-of-two stride holding every nonzero coefficient."""
     c = np.zeros(64)

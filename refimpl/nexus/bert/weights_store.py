@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ...ckks import Ciphertext, Plaintext
+from ...errors import UserError
 from ...ckks.bootstrap.placement import place
 from ...ckks.encoder import unembed
 from ...ring.ntt import make_tables, ntt_inplace
@@ -70,8 +71,9 @@ VERSION = 2  # 2: rounded integer coefficients at a stride (1: NTT-domain residu
 MANIFEST = "manifest.json"
 
 
-class StoreError(ValueError):
-    """A weight store that cannot be used with these parameters, this model or this layout."""
+class StoreError(UserError):
+    """A weight store that cannot be used with these parameters, this model or this layout (a user
+    error: the command line prints it as one line)."""
 
 
 # ------------------------------------------------------------------ identities
@@ -115,6 +117,12 @@ class LevelEvaluator:
 
     def mul_plain(self, a, pt):
         return self.shadow(a.level, a.scale * pt.scale)
+
+    def mul_const(self, a, value, scale: float | None = None):
+        return self.shadow(a.level, a.scale * (float(self.params.q[a.level]) if scale is None else scale))
+
+    def relinearize(self, a):
+        return a
 
     def multiply(self, a, b, relinearize: bool = True):
         return self.shadow(min(a.level, b.level), a.scale * b.scale)
