@@ -17,12 +17,15 @@ budget, K = 28, degree 44, r = 3 for h = 192).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import log2
+from math import erfc, log2, sqrt
 
+import numpy as np
+
+from ...ring.primes import ntt_primes
 from ..ciphertext import Ciphertext
 from ..errors import ParameterError
 from ..keys import conjugation_element, galois_element
-from ..params import Parameters
+from ..params import Parameters, choose_digits
 from ..polyeval import poly_depth
 from .dft import apply_linear, decode_stages, encode_stages, group, rotations_needed
 from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, k_from_hamming_weight
@@ -67,10 +70,6 @@ class ResolvedConfig:
 
 
 def _failure(K: int, h: int, N: int) -> float:
-    from math import erfc, sqrt
-
-    import numpy as np
-
     sd = sqrt((h + 1) / 12)
     return float(np.log2(max(N * erfc((K - 0.5) / (sd * sqrt(2))), 1e-300)))
 
@@ -82,8 +81,6 @@ def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: 
     Each double-angle step multiplies the error by up to 4 (d(2c^2 - 1) = 4c dc), and the
     output reads the sine at q_0 / (2 pi Delta) times its size: 2^-45 (near the float64 floor
     of the interpolation) keeps the approximation below the noise; a level is worth 2^3 more."""
-    from ..polyeval import poly_depth
-
     d = 8
     while d < 255 and cosine_coefficients(K, d, r)[1] > 2.0**log2_err:
         d += 1
@@ -96,8 +93,6 @@ def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: 
 def _choose_double_angle(K: int, degree: int | None) -> tuple[int, int]:
     """(r, degree) of least EvalMod depth; ties go to the least amplified error err * 4^r
     (each double angle multiplies the cosine's error by up to 4)."""
-    from ..polyeval import poly_depth
-
     best = None
     for r in (2, 3, 4):
         d = degree or _degree_for(K, r)
@@ -134,9 +129,6 @@ def bootstrap_parameters(
     secret: q_0 = 2^48 -> 25.5 mean bits, 2^52 -> 23.0); but a constant vector puts its whole
     value into one coefficient, and there 2^48 falls to 13.7 bits while 2^52 keeps 22.1.
     log_q0 = 52 is the robust choice (tests: CKKS-BOOT-Q0)."""
-    from ...ring.primes import ntt_primes
-    from ..params import choose_digits
-
     if encapsulation_h:  # dense main secret (HE-standard bound); K from the ephemeral weight
         rc = config.resolve(N, encapsulation_h)
         rc = ResolvedConfig(rc.level_budget, rc.eval_mod, rc.log2_failure, encapsulation_h)
