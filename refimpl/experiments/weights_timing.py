@@ -33,7 +33,7 @@ from ..measure import peak_rss_mib
 from ..nexus import bert as nb
 from ..nexus.bert import weights_store as ws
 from ..ring.sampling import RandomSource
-from .bertbase.plan import config, shipped_ranges, synthetic_model, widest_ranges
+from .bertbase.plan import blocks, config, shipped_ranges, synthetic_model, widest_ranges
 from .bertbase.timer import BlockTimer
 
 LINEAR_PIECES = ("qkv", "out", "ffn1", "ffn2")
@@ -50,9 +50,11 @@ def tiny_model(attention: str, activation: str, layers: int = 2, seed: int = 1) 
     return nb.NexusModel(cfg, params)
 
 
-def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, log=print) -> list[dict]:
-    """Both tiny models on N = 2^logN: per-query seconds with and without the store, alternated."""
-    ids, mask = np.array([3, 7, 11, 19, 23, 2]), np.array([1, 1, 1, 1, 1, 0])
+def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, n: int = 6, log=print) -> list[dict]:
+    """Both tiny models on N = 2^logN, n tokens (the last one padding): per-query seconds with and without
+    the store, alternated. n = N / 128 fills every token window (hidden 32: window 64), the sparse store."""
+    ids = np.array([3, 7, 11, 19, 23, 2, 5, 9, 13, 17, 29, 31, 37, 41, 43, 47])[:n]
+    mask = np.r_[np.ones(n - 1, dtype=int), 0]
     p, rc = bootstrap_parameters(2**logN, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
     top = p.L - rc.depth
     kg = KeyGenerator(p, RandomSource.insecure_seeded(5))
@@ -107,6 +109,7 @@ def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, log=pri
                    for w, rs in runs.items()}
             row = {"model": f"{att} + {act}", "N": p.N, "layers": cfg.num_hidden_layers, "n": len(ids),
                    "plaintexts": sum(f["count"] for f in manifest["files"].values()),
+                   "strides": sorted({f["stride"] for f in manifest["files"].values()}),
                    "store_bytes": manifest["total_bytes"], "precompute_s": round(pre_s, 2), "open_s": round(open_s, 3),
                    "runs": runs, "median": med,
                    "saved_per_query_s": round(med["without"]["forward_s"] - med["with"]["forward_s"], 3),
@@ -191,7 +194,7 @@ def period_w_vector(slots: int, window: int, chunk: int, rng, shift: int = 0) ->
     return np.roll(v.ravel(), shift)
 
 
-def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 13, 9, 7, 4), reps: int = 5,
+def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 14, 13, 10, 9, 7, 4, 3), reps: int = 5,
                      window: int = 256, log=print) -> list[dict]:
     """Per diagonal at N = 2^16 (BERT-base at n = 128: window 256, P = 128), side by side in one run,
     process CPU seconds (the machine's load swings the wall time) and bytes:
@@ -299,3 +302,44 @@ def bertbase_layer_store(model_name: str = "2quad-freediv-quad", layer: int = 0,
         shutil.rmtree(d)
     log(row)
     return row
+
+
+def layer_diagonals(lay) -> dict[str, int]:
+    """Diagonals per linear piece of one layer (all nonzero, as with trained or random weights): Q and K
+    one output chunk per head (refimpl.nexus.bert.attention.head_projections) when the layout has a row per
+    head, else as V; V and the output projection d x d, FFN1 and FFN2 d x intermediate; P per block."""
+    P, ch, ci = lay.chunk, lay.chunks(lay.d), lay.chunks(lay.intermediate)
+    qk = 2 * (lay.heads * ch if lay.head_rows else ch * ch) * P
+    return {"qkv": qk + ch * ch * P, "out": ch * ch * P, "ffn1": ch * ci * P, "ffn2": ci * ch * P}
+
+
+def bertbase_saving(rows: list[dict], preset: str = "128-2^16-dense19", n: int = 128) -> dict:
+    """Per-query CPU seconds the store saves at BERT-base, both models, from the per-diagonal encode and
+    expand times of `rows` (encode_vs_expand, one run) at the level each linear piece of each of the 12
+    layers runs at in the plan (experiments.bertbase.plan.blocks); bytes of the store per model (4 KiB per
+    diagonal at n = 128)."""
+    params, rc = bootstrap_preset(preset)
+    at = {r["level"]: r for r in rows}
+    out = {}
+    for name in ("2quad-freediv-quad", "softmax-gelu"):
+        cfg = config(name)
+        plan = blocks(synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers)), n, (params, rc))
+        counts = layer_diagonals(plan["layout"])
+        enc = exp = 0.0
+        levels = {}
+        for r in plan["rows"]:
+            piece = r["block"].split(".")[-1]
+            if piece in counts and r["block"][0] == "L":
+                row = at[r["level_in"]]  # KeyError: a level the encode_vs_expand run did not measure
+                levels.setdefault(piece, []).append(r["level_in"])
+                enc += counts[piece] * row["encode_cpu_s"]
+                exp += counts[piece] * row["expand_cpu_s"]
+        diags = sum(counts.values())
+        out[name] = {"diagonals_per_layer": counts, "levels_per_layer": levels,
+                     "encode_cpu_s_per_query": round(enc, 1), "expand_cpu_s_per_query": round(exp, 1),
+                     "saved_cpu_s_per_query": round(enc - exp, 1),
+                     "store_bytes_per_layer": diags * at[19]["bytes"]["expand"],
+                     "store_bytes_12_layers": cfg.num_hidden_layers * diags * at[19]["bytes"]["expand"],
+                     "version1_bytes_12_layers": sum(counts[p] * at[lv]["bytes"]["read_v1"]
+                                                     for p, lvs in levels.items() for lv in lvs)}
+    return out
