@@ -328,8 +328,8 @@ def bertbase_saving(rows: list[dict], preset: str = "128-2^16-dense19", n: int =
         enc = exp = 0.0
         levels = {}
         for r in plan["rows"]:
-            piece = r["block"].split(".")[-1]
-            if piece in counts and r["block"][0] == "L":
+            layer, _, piece = r["block"].partition(".")
+            if piece in counts and layer[0] == "L":  # L<i>.qkv, .out, .ffn1, .ffn2 (not L<i>.ln1.out)
                 row = at[r["level_in"]]  # KeyError: a level the encode_vs_expand run did not measure
                 levels.setdefault(piece, []).append(r["level_in"])
                 enc += counts[piece] * row["encode_cpu_s"]

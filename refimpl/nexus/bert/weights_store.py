@@ -41,8 +41,9 @@ file its SHA-256, size, level, scale, stride and the diagonal keys of its rows. 
 refuses, with one StoreError naming the difference, a store of another format version, parameter
 set, model or layout, or whose files do not match their SHA-256.
 
-Sizes (docs/nexus-scale.md): a BERT-base layer's ~55,300 diagonals at n = 128 are 4 KiB each,
-~216 MiB per layer (version 1 kept the residues: ~330-470 GiB per layer at the plans' levels).
+Sizes (docs/nexus-scale.md): a BERT-base layer's 64,512 diagonals at n = 128 are 4 KiB each,
+252 MiB per layer, 2.95 GiB for 12 layers (version 1 kept the residues: 418-534 GiB per layer at
+the plans' levels).
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ from pathlib import Path
 import numpy as np
 
 from ...ckks import Ciphertext, Plaintext
-from ...errors import UserError
 from ...ckks.bootstrap.placement import place
 from ...ckks.encoder import unembed
+from ...errors import UserError
 from ...ring.ntt import make_tables, ntt_inplace
 from .chain import pieces_of
 from .forward import Forward
@@ -265,8 +266,8 @@ def expand(kept: np.ndarray, stride: int, level: int, params) -> np.ndarray:
     """The NTT-domain residues [level + 1, N] of the polynomial whose coefficient stride j is kept[j]
     (int64 [N / stride]) and all others are zero: residues of the kept ones, their size-N/stride NTT,
     each output repeated stride times (module docstring). Equals Encoder.encode's poly bit for bit."""
-    res = params.ctx.from_int(np.asarray(kept, dtype=np.int64), params.q_basis(level))
     basis = params.q_basis(level)
+    res = params.ctx.from_int(np.asarray(kept, dtype=np.int64), basis)
     ntt_inplace(res, ntt_tables(tuple(params.ctx.primes[i] for i in basis), res.shape[1]))
     return res if stride == 1 else np.repeat(res, stride, axis=1)
 
