@@ -172,8 +172,7 @@ def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, wor
     med = {k: float(np.median(v)) for k, v in runs.items()}
     med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     per_diag = (med_cpu["without"] - med_cpu["with"]) / count  # CPU: the wall time swings with the machine's load
-    ch, ci = lay.chunks(lay.d), lay.chunks(lay.intermediate)
-    diags_per_layer = (3 * ch * ch + ch * ch + 2 * ch * ci) * P  # the P x P blocks of QKV, out, FFN1, FFN2, P diagonals each
+    diags_per_layer = sum(layer_diagonals(lay).values())
     row = {"N": params.N, "level": level, "diagonals": count, "store_bytes": manifest["total_bytes"],
            "bytes_per_diagonal": manifest["total_bytes"] // count, "write_s": round(write_s, 2),
            "open_verify_s": round(open_s, 2), "first_read_s": round(warm_s, 2), "runs_s": runs, "median_s": med,
