@@ -4,6 +4,7 @@ bootstrapping, one after the other in one run, with the machine's load beside ea
 
 Usage: python -m refimpl.bench.bootpair '{"preset": "128-2^16-dense", "levels_after": 18,
                                           "threads": "default", "reps": 3, "json": "out.json"}'
+("params": {...} in place of "preset": bootstrap_parameters' arguments, e.g. a chain at a smaller N.)
 OpenFHE refuses 128-bit for that many levels at N = 2^16 ("ring dimension ... 131072") and runs
 its own chain with security off, as in `refimpl bench ckks`.
 """
@@ -32,8 +33,12 @@ def _load() -> dict:
 
 def run(cfg: dict) -> dict:
     mode = str(cfg.get("threads", "default"))
-    ours_cfg = {"preset": cfg["preset"], "level_budget": [3, 3], "reps": cfg.get("reps", 3), "threads": mode,
-                "expand_keys": cfg.get("expand_keys", True)}
+    ours_cfg = {"level_budget": [3, 3], "reps": cfg.get("reps", 3), "threads": mode,
+                "expand_keys": cfg.get("expand_keys", False)}
+    if cfg.get("params"):  # explicit bootstrap_parameters(**params), e.g. a preset's chain at a smaller N
+        ours_cfg["params"] = cfg["params"]
+    else:
+        ours_cfg["preset"] = cfg["preset"]
     load_before = _load()
     ours = measure_bootstrap(ours_cfg)
     load_between = _load()
