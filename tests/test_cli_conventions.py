@@ -87,3 +87,12 @@ def test_verbosity_sets_the_log_level(monkeypatch):
 def test_results_paths_are_anchored_to_the_repository():
     assert repo_path("results").is_dir() and (repo_path() / "pyproject.toml").is_file()
     assert json.loads((repo_path("refimpl", "models", "sst2-small-softmax-gelu", "config.json")).read_text())["model_type"] == "bert"
+
+
+def test_bench_model_goes_with_aby3_tls_only():
+    """`refimpl bench csprng` and `aby3-tls` are bench targets; --model belongs to aby3-tls alone."""
+    p = build_parser()
+    assert p.parse_args(["bench", "aby3-tls", "--model", "tiny"]).model == "tiny"
+    assert p.parse_args(["bench", "csprng", "--quick"]).target == "csprng"
+    with pytest.raises(SystemExit, match="--model applies to aby3-tls only"):
+        main(["bench", "csprng", "--model", "tiny"])
