@@ -15,7 +15,7 @@ from conftest import Kit
 @pytest.fixture(scope="module")
 def deep():
     p = Parameters.create(N=1024, levels=12, log_q0=60, log_qi=40, log_p=60, num_p=3, insecure=True)
-    return Kit(p, conjugate=True)
+    return Kit(p)
 
 
 def bits(err):
