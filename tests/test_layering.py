@@ -19,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "refimpl"
 
-BASE = {"refimpl", "refimpl.constants", "refimpl.measure", "refimpl.csprng", "refimpl.errors"}
+BASE = {"refimpl", "refimpl.constants", "refimpl.measure", "refimpl.csprng", "refimpl.errors",
+        "refimpl.progress"}
 LIBRARY_ALLOWED = {
     "ring": {"ring"},
     "ckks": {"ring", "ckks"},

@@ -7,14 +7,16 @@
     refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
+    refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from refimpl.cli.common import add_glue_dir, glue_dir
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
 
 KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
 QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
@@ -95,7 +97,14 @@ def nexus_blocks(args: argparse.Namespace) -> int:
     from refimpl.experiments.nexus_blocks import run  # lazy: keeps `refimpl --help` instant
 
     numba.set_num_threads(args.threads)
-    run(args.quick, lambda r: print(json.dumps(r), flush=True), tuple(args.rows.split(",")), args.dnum or None)
+    rows = []
+
+    def emit(row):  # one JSON line each as it comes; the whole list with --json
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    run(args.quick, emit, tuple(args.rows.split(",")), args.dnum or None)
+    write_json(args.json, {"command": command_line("refimpl experiment nexus-blocks", args), "rows": rows})
     return 0
 
 
@@ -141,6 +150,19 @@ def distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def precision_levels(args: argparse.Namespace) -> int:
+    from refimpl.experiments import precision_levels as pl  # lazy: keeps `refimpl --help` instant
+
+    cmd = f"refimpl experiment precision-levels --logN {args.logN} --cycles {args.cycles}"
+    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""),
+           **pl.measure(args.logN, args.cycles, progress=lambda s: print(s, file=sys.stderr))}
+    print(doc["security"], file=sys.stderr)
+    write_json(args.json, doc)
+    if not args.json:
+        print(json.dumps(doc, indent=1))
+    return 0
+
+
 def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
@@ -172,6 +194,7 @@ def register(sub) -> None:
     p.add_argument("sentence")
     p.add_argument("specs", nargs="+", help="BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
     add_glue_dir(p)
+    add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=noise_probe)
 
     p = es.add_parser("weights-store", formatter_class=fmt,
@@ -195,9 +218,17 @@ def register(sub) -> None:
     p.add_argument("--json")
     p.set_defaults(func=distributed)
 
+    p = es.add_parser("precision-levels", formatter_class=fmt,
+                      help="CKKS precision (bits) per level and after each bootstrap, small insecure ring (minutes)")
+    p.add_argument("--logN", type=int, default=13, help="ring degree 2^logN (below 16: insecure, precision only)")
+    p.add_argument("--cycles", type=int, default=3, help="bootstraps along the chain")
+    add_json(p, help="write the measurement as one JSON document to this file (else to stdout)")
+    p.set_defaults(func=precision_levels)
+
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rows", default=NEXUS_BLOCK_ROWS)
     p.add_argument("--dnum", type=int, default=4, help="key-switching digits at N = 2^16 (0: one special prime, as SEAL)")
     p.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
+    add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=nexus_blocks)

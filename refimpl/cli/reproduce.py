@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from refimpl.cli.common import Parser
+
 # table -> help; its module is refimpl.reproduce.<table, "-" read as "_"> with add_arguments and run
 TABLES = {
     "accuracy": "freeDiv accuracy table: attention/activation variants with and without distillation",
@@ -34,8 +36,9 @@ def entry_point(table: str) -> tuple[str, str, str]:
     return SHARED_MODULE.get(table, (table.replace("-", "_"), "add_arguments", "run"))
 
 
-class TableParser(argparse.ArgumentParser):
-    """A table's parser: imports the table's module and adds its options when it is first used."""
+class TableParser(Parser):
+    """A table's parser: imports the table's module and adds its options when it is first used (defaults shown
+    in its help as everywhere, refimpl.cli.common.Parser)."""
 
     def __init__(self, *a, table: str = "", **kw):
         super().__init__(*a, **kw)

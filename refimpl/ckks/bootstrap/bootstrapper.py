@@ -21,6 +21,7 @@ from math import erfc, sqrt
 
 import numpy as np
 
+from ...progress import Progress, or_silent
 from ...ring.primes import ntt_primes
 from ..ciphertext import Ciphertext
 from ..errors import ParameterError
@@ -194,10 +195,15 @@ def bootstrap_preset(name: str, config: BootstrapConfig = BootstrapConfig()) -> 
 class Bootstrapper:
     """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
 
-    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None):
+    STAGES = ("ModRaise", "CoeffsToSlots", "EvalMod", "SlotsToCoeffs")
+
+    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None,
+                 progress: Progress | None = None):
         """encapsulation: (key s -> s' at level 0, key s' -> s) from KeyGenerator.encapsulation_keys,
-        required when the configuration encapsulates (dense main secret)."""
+        required when the configuration encapsulates (dense main secret); progress: refimpl.progress's
+        callback, called at each stage boundary of every bootstrap ("bootstrap: <stage>", done, 4)."""
         self.encapsulation = encapsulation
+        self.progress = progress
         self.ev = ev
         self.params: Parameters = ev.params
         self.config = config
@@ -300,6 +306,8 @@ class Bootstrapper:
         """A new ciphertext of the same slots at `output_level` and scale Delta (ct is not modified)."""
         ev, p, cfg = self.ev, self.params, self.config
         self.calls += 1
+        say, stages = or_silent(self.progress), self.STAGES
+        say(f"bootstrap: {stages[0]}", 0, len(stages))
         delta_in = ct.scale
         low = scale_down(ev, ct)  # level -> 0
         K, q0 = cfg.eval_mod.K, p.q[0]
@@ -318,16 +326,21 @@ class Bootstrapper:
         reps = p.slots // self.slots
         raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps * 2.0**PRE_SHIFT, p)  # slots: t / (K q0)
         em_level = p.L - cfg.level_budget[0]
+        say(f"bootstrap: {stages[1]}", 1, len(stages))
         u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
         conj = ev.conjugate(u)
         re = ev.add(u, conj)  # 2 Re(u) at scale q/2  ->  Re(u) at scale q
         im = ev.negate(ev.mul_monomial(ev.sub(u, conj), p.N // 2))  # -i (u - conj u) = 2 Im(u)
         re = Ciphertext(re.c, re.level, 2 * u.scale, p)
         im = Ciphertext(im.c, im.level, 2 * u.scale, p)
+        say(f"bootstrap: {stages[2]}", 2, len(stages))
         v_re = eval_mod(ev, re, cfg.eval_mod, q0, delta_in)
         v_im = eval_mod(ev, im, cfg.eval_mod, q0, delta_in)
         w = ev.add(v_re, ev.mul_monomial(v_im, p.N // 2))  # v_re + i v_im
-        return self.slots_to_coeffs(w)
+        say(f"bootstrap: {stages[3]}", 3, len(stages))
+        out = self.slots_to_coeffs(w)
+        say("bootstrap", len(stages), len(stages))
+        return out
 
     def describe(self) -> str:
         cfg = self.config
