@@ -10,7 +10,9 @@ from .errors import (
     LevelMismatchError,
     MissingKeyError,
     ParameterError,
+    ParameterMismatchError,
     ScaleMismatchError,
+    ScaleRangeError,
     SerializationError,
 )
 from .evaluator import Evaluator
@@ -22,6 +24,6 @@ __all__ = [
     "Context", "Ciphertext", "Plaintext", "with_scale", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
     "KeyGenerator", "PublicKey", "SecretKey", "SwitchingKey", "Parameters", "PRESETS", "preset",
     "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError",
-    "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError",
-    "ScaleMismatchError", "SerializationError",
+    "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError", "ParameterMismatchError",
+    "ScaleMismatchError", "ScaleRangeError", "SerializationError",
 ]
