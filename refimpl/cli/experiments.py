@@ -113,9 +113,12 @@ def weights_store(args: argparse.Namespace) -> int:
 
     doc = {"command": command_line("refimpl experiment weights-store", args)}
     if not args.skip_small:
-        doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats)
+        doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats, n=args.n)
     if args.encode_vs_read:
-        doc["encode_vs_read_2^16"] = wt.encode_vs_read()
+        doc["encode_vs_expand_2^16"] = wt.encode_vs_expand()
+        doc["bertbase_query_saving"] = wt.bertbase_saving(doc["encode_vs_expand_2^16"])
+    if args.layer_store:
+        doc["bertbase_layer_store"] = wt.bertbase_layer_store()
     if args.block:
         doc["bertbase_block"] = wt.bertbase_block(repeats=args.repeats)
     if args.json:
@@ -201,10 +204,13 @@ def register(sub) -> None:
                       help="the encrypted forward with and without a weight store (weights encoded once), side by side")
     p.add_argument("--logN", type=int, default=12, help="ring of the small-ring run (tiny models, oracle refreshes)")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--n", type=int, default=6, help="tokens of the small-ring run (N / 128 fills every token window)")
     p.add_argument("--block", action="store_true", help="also one BERT-base 128 x 128 block at N = 2^16 (minutes, GBs)")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--encode-vs-read", action="store_true",
-                   help="also: per diagonal at N = 2^16, encoding against reading the stored plaintext (CPU s)")
+                   help="also: per diagonal at N = 2^16, encoding against reading and expanding the stored one (CPU s)")
+    p.add_argument("--layer-store", action="store_true",
+                   help="also: the store of one synthetic BERT-base layer at N = 2^16, n = 128 (bytes, minutes)")
     p.add_argument("--json")
     p.set_defaults(func=weights_store)
 
