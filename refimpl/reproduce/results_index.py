@@ -22,9 +22,9 @@ CITING = ("README.md", "docs", "spec", "tests")
 
 # file (relative to results/) -> the command that made it
 COMMANDS = {
-    'aby3/aby3_tls_tiny.json': 'python -m refimpl.bench.aby3_tls --model tiny --json results/aby3/aby3_tls_tiny.json',
-    'aby3/aby3_tls_sst2-small-2quad-freediv-quad.json': 'python -m refimpl.bench.aby3_tls --model sst2-small-2quad-freediv-quad --json results/aby3/aby3_tls_sst2-small-2quad-freediv-quad.json',
-    'ckks/bench_csprng_2^16.json': 'python -m refimpl.bench.csprng --json results/ckks/bench_csprng_2^16.json',
+    'aby3/aby3_tls_tiny.json': 'refimpl bench aby3-tls --model tiny --json results/aby3/aby3_tls_tiny.json',
+    'aby3/aby3_tls_sst2-small-2quad-freediv-quad.json': 'refimpl bench aby3-tls --model sst2-small-2quad-freediv-quad --json results/aby3/aby3_tls_sst2-small-2quad-freediv-quad.json',
+    'ckks/bench_csprng_2^16.json': 'refimpl bench csprng --json results/ckks/bench_csprng_2^16.json',
     'aby3/aby3_agreement.json': 'refimpl reproduce agreement --glue-dir $GLUE_DIR --no-progress --json results/aby3/aby3_agreement.json',
     'aby3/aby3_speed.json': 'refimpl reproduce speed --reps 5 --json results/aby3/aby3_speed.json',
     'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',

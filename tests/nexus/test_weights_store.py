@@ -22,22 +22,16 @@ from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import weights_store as ws
 from refimpl.ring.sampling import RandomSource
 
+from .helpers import tiny_bert
+
 IDS = np.array([3, 7, 11, 19, 23, 2])
 MASK = np.array([1, 1, 1, 1, 1, 0])
 LINEARS = ("query", "key", "value", "out", "ffn1", "ffn2")
 
 
 def tiny(attention="2quad-freediv", activation="quad", layers=2, seed=1):
-    """hidden 32, 2 heads of 16, intermediate 64 (as tests/nexus/test_nexus_bert.py)."""
-    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng, dtype=np.float64)
-    for k in params:
-        if "LayerNorm" in k or "embeddings" in k:
-            continue
-        params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
-    return cfg, params
+    """The tiny BERT of the NEXUS tests (helpers.tiny_bert), with this file's defaults."""
+    return tiny_bert(attention, activation, layers, seed)
 
 
 class Run:
