@@ -54,7 +54,8 @@ def real_run(ring, attention, activation, diagonal=True):
     kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots,
-                                                                                            head_rows=True))))
+                                                                                            head_rows=True),
+                                                                  conjugate=True)))
     bts = CountingBootstrapper(OracleBootstrapper(sk, output_level=p.L - rc.depth, rng=RandomSource.insecure_seeded(5)))
     enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
     x = nb.client_embed(cfg, params, ids, mask)

@@ -31,6 +31,7 @@ from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
+from .packing import can_conjugate, pack_complex, unpack_complex
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
 
@@ -96,6 +97,7 @@ class Forward:
         self.st = model.settings()
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
+        self.complex_refresh = can_conjugate(ev)  # ours: two ciphertexts per bootstrap (refresh_all)
 
     def plaintext(self, key: tuple, level: int, scale: float, values):
         """The plaintext of slot vector values() at (level, scale): from the weight store when one is
@@ -117,8 +119,7 @@ class Forward:
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = [self.refresh(ct, b) for ct, b in zip(cts, pc.bounds or (pc.bound,) * len(cts), strict=True)]
-            self.boots = len(cts)
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -136,6 +137,30 @@ class Forward:
                                             if v != self.counts0.get(k, 0)}
         self.i += 1
         return cts
+
+    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
+        """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
+        two at a time as the real and imaginary halves of one bootstrap (those with a level left for the
+        scaling), else one bootstrap each. Counts the bootstraps in self.boots."""
+        bounds = list(bounds)
+        if len(bounds) != len(cts):
+            raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
+        out: list = [None] * len(cts)
+        two = [i for i, ct in enumerate(cts) if ct.level >= 1] if self.complex_refresh else []
+        for a, b in zip(two[0::2], two[1::2]):
+            out[a], out[b] = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
+            self.boots += 1
+        for i, ct in enumerate(cts):
+            if out[i] is None:
+                out[i] = self.refresh(ct, bounds[i])
+                self.boots += 1
+        return out
+
+    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float) -> tuple:
+        """Two ciphertexts refreshed by one bootstrap (ours): a / 2M_a + i b / 2M_b (refimpl.nexus.bert.packing)."""
+        ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
+        z = self.bts.bootstrap(pack_complex(self.ev, a, b, 0.5 / ma, 0.5 / mb))
+        return unpack_complex(self.ev, z, ma, mb)
 
     def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
         """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
@@ -510,7 +535,8 @@ class Forward:
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
-                      input_level: int | None = None, diagonal_attention: bool = True) -> list[Ciphertext]:
+                      input_level: int | None = None, diagonal_attention: bool = True,
+                      complex_refresh: bool | None = None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -522,6 +548,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
     diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies
     (False: head_scores and the per-shift pv).
+    complex_refresh (ours): two ciphertexts per bootstrap as real and imaginary halves (refimpl.nexus.bert.packing);
+    None: where the evaluator can conjugate (it holds the conjugation key, as with a real bootstrapper's keys).
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
     model, layout) runs first), on_layer (called with
     (i, chunks) after layer i: checkpoints), start (resume at this layer; cts = layer start - 1's output)
@@ -543,4 +571,6 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps, fw.weights, fw.on_layer = taps, weights, on_layer
     fw.diagonal_attention = diagonal_attention
+    if complex_refresh is not None:
+        fw.complex_refresh = complex_refresh
     return fw.run(list(cts), argmax, start=start)
