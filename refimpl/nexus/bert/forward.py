@@ -21,7 +21,7 @@ import numpy as np
 
 from ...bert import functional as F
 from ...ckks import Ciphertext
-from ...ckks.bootstrap.placement import place
+from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND, place
 from ...ckks.polyeval import evaluate_power
 from ..folding import duplicate_rows, max_pair, quick_sum
 from ..gelu import BREAKPOINTS, LEVELS as GELU_LEVELS, P as GP, Q as GQ
@@ -119,7 +119,7 @@ class Forward:
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pc.coarse_ok)
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -138,29 +138,42 @@ class Forward:
         self.i += 1
         return cts
 
-    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
+    def refresh_all(self, cts: list[Ciphertext], bounds, coarse_ok: bool = False) -> list[Ciphertext]:
         """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
-        two at a time as the real and imaginary halves of one bootstrap (those with a level left for the
-        scaling), else one bootstrap each. Counts the bootstraps in self.boots."""
+        two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
+        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 or the piece
+        allows a coarse refresh (the sum a + i b stays within the placement's unscaled bound). Counts self.boots."""
         bounds = list(bounds)
         if len(bounds) != len(cts):
             raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
         out: list = [None] * len(cts)
-        two = [i for i, ct in enumerate(cts) if ct.level >= 1] if self.complex_refresh else []
-        for a, b in zip(two[0::2], two[1::2]):
-            out[a], out[b] = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
-            self.boots += 1
+        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or coarse_ok or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
+        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh else ():
+            pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
+            if pair is not None:
+                out[a], out[b] = pair
+                self.boots += 1
         for i, ct in enumerate(cts):
             if out[i] is None:
                 out[i] = self.refresh(ct, bounds[i])
                 self.boots += 1
         return out
 
-    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float) -> tuple:
-        """Two ciphertexts refreshed by one bootstrap (ours): a / 2M_a + i b / 2M_b (refimpl.nexus.bert.packing)."""
-        ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
-        z = self.bts.bootstrap(pack_complex(self.ev, a, b, 0.5 / ma, 0.5 / mb))
-        return unpack_complex(self.ev, z, ma, mb)
+    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):
+        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): a / 2M_a + i b / 2M_b, or at
+        level 0 a + i b with the scale declared doubled (the bootstrap then returns (a + i b) / 2). None: not
+        pairable (at level 0 with different scales)."""
+        ev = self.ev
+        if min(a.level, b.level) >= 1:
+            ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
+            z = self.bts.bootstrap(pack_complex(ev, a, b, 0.5 / ma, 0.5 / mb))
+            return unpack_complex(ev, z, ma, mb)
+        a, b = ev.drop_level(a, 0), ev.drop_level(b, 0)
+        if abs(a.scale - b.scale) > 1e-9 * a.scale:
+            return None
+        z = ev.add(a, with_scale(ev.mul_monomial(b, ev.params.N // 2), a.scale))
+        z = self.bts.bootstrap(Ciphertext(z.c, z.level, 2 * z.scale, z.params))
+        return unpack_complex(ev, z, 1, 1)
 
     def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
         """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
