@@ -31,7 +31,7 @@ from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
-from .packing import can_conjugate, pack_complex, unpack_complex
+from .packing import can_conjugate, pack_complex, pair_rows, paired_vector, spread, starts, unpack_complex, unpair_rows
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
 
@@ -288,7 +288,10 @@ class Forward:
         return acc
 
     def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
-        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product."""
+        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product.
+        With pair_rows, two heads per ciphertext and no row duplication (`softmax_paired`, ours)."""
+        if self.lay.pair_rows:
+            return self.softmax_paired(i, S)
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         B, n_pad = self.st["B"], lay.n_pad
         rows = vec.row_mask()  # every row segment's first n_pad slots
@@ -309,6 +312,32 @@ class Forward:
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 
+    def softmax_paired(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
+        """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
+        QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
+        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first)."""
+        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
+        B, n_pad = self.st["B"], lay.n_pad
+        rows = paired_vector(vec.row_mask(), n_pad)
+        km = paired_vector(vec.key_rows(0), n_pad)
+        first = starts(lay, n_pad)
+        x = self.enter(p + "softmax.round0", S)
+        s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
+        for k in range(n_pad.bit_length() - 1):
+            if k:
+                s = self.enter(p + f"softmax.round{k}", s)
+            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+        s = self.enter(p + "softmax.spread", s)
+        m = self.leave(p + "softmax.spread", [spread(ev, sc, first, n_pad) for sc in s])
+        d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"]) for dc in d])
+        k_inv = goldschmidt_iterations(0.5, float(n_pad))
+        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
+                                                 for sc in ssum])
+        self.enter(p + "softmax.normalize", [])
+        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
+
     def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
@@ -320,20 +349,31 @@ class Forward:
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
-            masked = self.leave(p + "pv.mask", [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs])
+            if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
+                masked = [m for k, pc in enumerate(probs)
+                          for m in unpair_rows(ev, pc, vec.key_rows(0), n_pad, 2 * k + 1 < lay.heads)]
+            else:
+                masked = [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs]
+            masked = self.leave(p + "pv.mask", masked)
             self.enter(p + "pv.mul", [])
             return self.leave(p + "pv.mul", pv_diagonal(ev, masked, V, lay))
         rs = list(range(n_pad) if shifts is None else shifts)
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
-        for c, pc in enumerate(probs):
+        # (ciphertext, offset of the row): with pair_rows head h is the second row of probs[h // 2] when h is odd
+        src = ([(probs[h // 2], (h % 2) * n_pad) for h in range(lay.heads)] if lay.pair_rows
+               else [(pc, 0) for pc in probs])
+        offs = [off for _, off in src]
+        for c, (pc, off) in enumerate(src):
             km = vec.key_rows(c)
-            cols.append({r: ev.rescale(ev.mul_const(pc, km * (pos == r)))  # column r of every row; level -1
+            cols.append({r: ev.rescale(ev.mul_const(pc, np.roll(km * (pos == r), off)))  # column r; level -1
                          for r in rs})
         self.leave(p + "pv.mask", [cl[rs[0]] for cl in cols])
         self.enter(p + "pv.mul", [])
         outs = []
         for c, vc in enumerate(V):
+            if diagonal_applies(lay):  # at the diagonal P V's level for V (one below, its skewing): the same plan
+                vc = ev.drop_level(vc, vc.level - 1)
             vd = vc if n_pad * w == lay.slots else ev.add(vc, ev.rotate(vc, -n_pad * w))
             vrot = ev.rotate_hoisted(vd, [r * w for r in rs])
             acc = None
@@ -343,7 +383,8 @@ class Forward:
                     b = None
                     for hl in self.vec.heads(c):
                         col = cols[c * per + hl][r]
-                        col = ev.rotate(col, r - hl * dh) if r != hl * dh else col
+                        sh = r + offs[c * per + hl] - hl * dh
+                        col = ev.rotate(col, sh) if sh else col
                         b = col if b is None else ev.add(b, col)
                 else:
                     b = ev.rotate(cols[c][r], r) if r else cols[c][r]  # P[h, t, t + r] at slot t w + hl dh
@@ -502,10 +543,11 @@ class Forward:
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
             if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
-                S = self.leave(p + "qk", [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)])
+                S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
             elif lay.head_rows:
-                S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
-                                          for s in self.head_scores(qc, kc, c, scale, shift)])
+                S = [s for c, (qc, kc) in enumerate(zip(Q, K)) for s in self.head_scores(qc, kc, c, scale, shift)]
+            if lay.head_rows:  # pair_rows: two heads per score ciphertext (refimpl.nexus.bert.packing)
+                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows else S)
             else:
                 S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":

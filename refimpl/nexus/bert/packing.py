@@ -63,11 +63,6 @@ def can_conjugate(ev) -> bool:
 
 
 # ------------------------------------------------------------------ 2. two heads per score ciphertext
-def paired(lay) -> bool:
-    """Whether two heads' rows of n_pad keys share each token window (head_rows layouts with w >= 2 n_pad)."""
-    return bool(lay.head_rows) and 2 * lay.n_pad <= lay.window
-
-
 def pair_rows(ev, heads: list[Ciphertext], n_pad: int) -> list[Ciphertext]:
     """[S_0, S_1, S_2, ...] (one head each, zero past the row) -> [S_0 + RotR(S_1, n_pad), ...]: 1 rotation per pair."""
     out = []
@@ -117,5 +112,5 @@ def pair_chunks(ev, chunks: list[Ciphertext], P: int) -> list[Ciphertext]:
     return pair_rows(ev, chunks, P)
 
 
-__all__ = ["pack_complex", "unpack_complex", "can_conjugate", "paired", "pair_rows", "paired_vector", "starts",
+__all__ = ["pack_complex", "unpack_complex", "can_conjugate", "pair_rows", "paired_vector", "starts",
            "spread", "unpair_rows", "pair_chunks"]
