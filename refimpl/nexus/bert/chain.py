@@ -71,7 +71,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         if cfg.activation == "quad":
             out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
         else:
-            out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
+            # two FFN chunks per GELU ciphertext (refimpl.nexus.bert.packing.pair_chunks)
+            out.append(Piece(p + "gelu", GELU_LEVELS, -(-ci // 2), bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
         out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))

@@ -31,7 +31,7 @@ from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
-from .packing import can_conjugate, pack_complex, pair_rows, paired_vector, spread, starts, unpack_complex, unpair_rows
+from .packing import can_conjugate, pack_complex, pair_chunks, pair_rows, paired_vector, spread, starts, unpack_complex, unpair_rows
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
 
@@ -437,8 +437,25 @@ class Forward:
     def gelu_masked(self, ct: Ciphertext, c: int) -> Ciphertext:
         """The 4-piece GELU (NEXUS §3.3, refimpl.nexus.gelu) with the feature mask folded into the
         scale-aligning products (GELU(0) = 0.0085 must not leak into the zero half of the windows)."""
+        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M)
+        return self.gelu_split(ct, [m])[0]
+
+    def gelu_pair(self, ct: Ciphertext, c: int) -> list[Ciphertext]:
+        """GELU of FFN chunks c and c + 1 paired in one ciphertext (ours, refimpl.nexus.bert.packing.pair_chunks:
+        chunk c + 1 in the second half of each window): the segment bits and the pieces once, the final mask
+        products twice, so the two chunks come out apart; the second moved back to the window start."""
+        lay, M = self.lay, self.st["act_div"]
+        lo = self.vec.features(lay.intermediate, c) / M
+        if (c + 1) * lay.chunk >= lay.intermediate:  # a last chunk alone
+            return self.gelu_split(ct, [lo])
+        hi = np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
+        a, b = self.gelu_split(ct, [lo, hi])
+        return [a, self.ev.rotate(b, lay.chunk)]
+
+    def gelu_split(self, ct: Ciphertext, masks: list) -> list[Ciphertext]:
+        """The 4-piece GELU times each slot vector of `masks` (folded into the scale-aligning products), one
+        output per mask; the three products of an output summed before relinearizing (ours). Level -18."""
         ev = self.ev
-        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M); level l -> l-18
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
         c = self.st["gelu_prescale"]
@@ -447,13 +464,16 @@ class Forward:
         pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
         qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
         ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
-        terms = []
-        for v, b in zip((pp, qq, ct), ind):
-            up = ev.drop_level(v, lvl + 1)
-            mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
-            terms.append(ev.multiply(mv, b))
-        total = ev.add(ev.add(terms[0], terms[1]), terms[2])
-        return with_scale(ev.rescale(total), s)  # level -18
+        ups = [ev.drop_level(v, lvl + 1) for v in (pp, qq, ct)]
+        outs = []
+        for m in masks:
+            total = None
+            for up, b in zip(ups, ind):
+                mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
+                term = ev.multiply(mv, b, relinearize=False)
+                total = term if total is None else ev.add(total, term)
+            outs.append(with_scale(ev.rescale(ev.relinearize(total)), s))  # level -18
+        return outs
 
     def quad(self, u: Ciphertext, c: int) -> Ciphertext:
         """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
@@ -567,13 +587,16 @@ class Forward:
             M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
             if cfg.activation == "quad":
                 W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
-            u = self.leave(p + "ffn1", self.linear(h1, W1, b1, p + "ffn1"))
+            u = self.linear(h1, W1, b1, p + "ffn1")
+            if cfg.activation != "quad":  # two chunks per GELU ciphertext (ours, refimpl.nexus.bert.packing)
+                u = pair_chunks(ev, u, lay.chunk)
+            u = self.leave(p + "ffn1", u)
             act = p + ("quad" if cfg.activation == "quad" else "gelu")
             u = self.enter(act, u)
             if cfg.activation == "quad":
                 a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
             else:
-                a_ = self.leave(act, [self.gelu_masked(uc, c) for c, uc in enumerate(u)])
+                a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
             a_ = self.enter(p + "ffn2", a_)
             f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"], p + "ffn2"))
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])

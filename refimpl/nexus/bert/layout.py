@@ -159,7 +159,7 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
     bootstrapper's own come from Bootstrapper.galois_elements)."""
     lay = input_layout(config, n, slots, head_rows=head_rows)
     P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
-    rs = {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers
+    rs = {-P, P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers; +P: GELU's chunk pairs
     rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
     rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
     if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
