@@ -226,7 +226,7 @@ def test_timed_kernels_match_numpy(ring, model, n, shifts):
     m = small(model, layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=128)
     t = bb.BlockTimer(p, rc, m, n, shifts=shifts)
     lay = t.lay
-    assert lay.head_rows and lay.n_pad == n and lay.chunk == min(32, lay.slots // (2 * n)) and lay.score_cts == 4
+    assert lay.head_rows and lay.n_pad == n and lay.chunk == min(32, lay.slots // (2 * n)) and lay.score_cts == 2
     out = t.run()
     kinds = [r["kind"] for r in out]
     assert kinds[0] == "QKV" and kinds[-1] == "head" and len(kinds) == 11

@@ -361,7 +361,7 @@ class Forward:
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
         # (ciphertext, offset of the row): with pair_rows head h is the second row of probs[h // 2] when h is odd
-        src = ([(probs[h // 2], (h % 2) * n_pad) for h in range(lay.heads)] if lay.pair_rows
+        src = ([(probs[h // 2], (h % 2) * n_pad) for h in range(min(lay.heads, 2 * len(probs)))] if lay.pair_rows
                else [(pc, 0) for pc in probs])
         offs = [off for _, off in src]
         for c, (pc, off) in enumerate(src):
