@@ -127,8 +127,8 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 46, "Q K^T": 76, "P V": 118, "output projection": 14, "FFN1": 32, "FFN2": 38},
-    "base": {"QKV": 330, "Q K^T": 1284, "P V": 2034, "output projection": 138, "FFN1": 264, "FFN2": 426},
+    "small": {"QKV": 46, "Q K^T": 78, "P V": 120, "output projection": 14, "FFN1": 32, "FFN2": 38},
+    "base": {"QKV": 330, "Q K^T": 1290, "P V": 2040, "output projection": 138, "FFN1": 264, "FFN2": 426},
 }
 PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
 
@@ -138,8 +138,9 @@ def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base:
     QKV 6 x 16 baby steps (shared) + (12 + 12 + 6) x 7 giant steps + 24 head fills = 330 (Q and K one ciphertext
-    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention), P V 6 chunks x
-    (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1) = 2,034 (attention.pv_diagonal; small: 2 x 59 = 118)."""
+    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention) + 6 (two heads per
+    score ciphertext, refimpl.nexus.bert.packing), P V 6 chunks x (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1)
+    + 6 (the second head of each score ciphertext apart) = 2,040 (attention.pv_diagonal; small: 2 x 59 + 2 = 120)."""
     from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
 
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
@@ -158,3 +159,28 @@ def test_counts_of_the_design_are_pinned(ring, size):
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
     text = bc.counts_table("2quad-freediv-quad", res, 0)
     assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
+
+
+# Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing): two heads per score ciphertext, two FFN chunks per
+# GELU ciphertext, two ciphertexts per bootstrap
+PINNED_SOFTMAX_GELU = {"Softmax": 1203, "GELU": 840, "layer": 6662}
+BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 27, "FFN2": 12, "layer": 46}
+
+
+def test_softmax_gelu_counts_are_pinned():
+    """NEXUS-BERT-COUNTS: Softmax + GELU at BERT-base (n = 128, 128-2^16-dense19, the shipped model's widest ranges):
+    Softmax on 6 score ciphertexts (7 QuickMax rounds x 6 x 24 relinearizations + exp, inverse, product; 126
+    rotations: the folds, the spreads, the pairs; 27 bootstraps = 54 refreshed ciphertexts two at a time, 27
+    conjugations), GELU on 12 ciphertexts (12 x 69 relinearizations + 12 rotations), 46 bootstraps per layer (146
+    before the packings)."""
+    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+
+    params, rc = bootstrap_preset(bb.PRESET)
+    cfg = bb.config("softmax-gelu", layers=2)
+    model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))
+    p, top = nb.bootstrap_level_of((params, rc), None)
+    res = bc.count(bc.counting_model(model), 128, p, top)
+    blocks = res["per_layer"][1]
+    assert {k: blocks[k]["key_switches"] for k in PINNED_SOFTMAX_GELU} == PINNED_SOFTMAX_GELU
+    assert {k: blocks[k]["bootstraps"] for k in BOOTSTRAPS_SOFTMAX_GELU} == BOOTSTRAPS_SOFTMAX_GELU
+    assert blocks["Softmax"]["conjugations"] == 27 and blocks["GELU"]["relinearizations"] == 12 * 69
