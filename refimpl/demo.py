@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from refimpl.aby3.model import secure_classify
 from refimpl.bert import shipped
+from refimpl.cli.common import write_json
+from refimpl.cli.progress import Bars, progress_enabled, width_options
 from refimpl.errors import UserError
 from refimpl.nexus.protocol.client import Client
 from refimpl.nexus.protocol.models import load_model
@@ -45,8 +47,9 @@ log = logging.getLogger("refimpl.demo")
 
 
 def bar(total: int, desc: str) -> tqdm:
-    """A progress bar on stderr (results stay on stdout); `refimpl -q` turns it off (TQDM_DISABLE)."""
-    return tqdm(total=total, desc=f"    {desc}", file=sys.stderr, leave=False, dynamic_ncols=True)
+    """A progress bar on stderr (results stay on stdout): only on a terminal, never with `refimpl -q`."""
+    return tqdm(total=total, desc=f"    {desc}", file=sys.stderr, leave=False, disable=not progress_enabled(),
+                **width_options())
 
 
 def _label(logits) -> str:
@@ -98,11 +101,14 @@ def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     returns the Argmax selection vector (`refimpl nexus serve` without --reveal-logits)."""
     out = {}
     b = bar(3 * len(models), "NEXUS encrypted inference")
+    inner = Bars(enabled=not b.disable, prefix="    ")  # key generation, the forward, each bootstrap
     for name in models:
         t0 = time.perf_counter()
         b.set_postfix_str(f"{name}: client keys")
-        server = Server(model=name, params=params, log=log.info, reveal_logits=True)  # its plan and timings with -v
-        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1, reveal_logits=True)
+        server = Server(model=name, params=params, log=log.info, reveal_logits=True,
+                        progress=inner)  # its plan and timings with -v
+        client = Client(LocalTransport(server.session()), model=name, params=params, seed=1, reveal_logits=True,
+                        progress=inner)
         b.update()
         b.set_postfix_str(f"{name}: encrypted query (keys, forward with bootstrapping)")
         r = client.classify(sentence)
@@ -113,6 +119,7 @@ def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
         r["reference"] = ref
         r["wall_s"] = time.perf_counter() - t0
         out[name] = r
+    inner.close()
     b.close()
     return out
 
@@ -123,7 +130,8 @@ def _trim(sentence: str, max_tokens: int) -> str:
     return " ".join(words[: max(1, max_tokens - 4)])
 
 
-def main(sentence: str | None = None, quick: bool = False) -> int:
+def main(sentence: str | None = None, quick: bool = False, json_path: str | None = None) -> int:
+    """The demo; json_path: also write the summary (and each step's logits) as one JSON document."""
     if sentence is not None and not sentence.strip():
         raise UserError("demo: --sentence is empty; give some text, or leave the option out for the built-in sentences")
     t_start = time.perf_counter()
@@ -201,4 +209,10 @@ def main(sentence: str | None = None, quick: bool = False) -> int:
     for row in [head, tuple("-" * w for w in widths), *summary]:
         print("    " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
     print(f"    demo time {time.perf_counter() - t_start:.0f} s")
+    write_json(json_path, {
+        "sentences": sentences, "quick": quick, "nexus_params": params, "nexus_sentence": text,
+        "plaintext_logits": {name: [np.asarray(v).tolist() for v in plain[name]["logits"]] for name in (TEACHER, STUDENT)},
+        "aby3_logits": {name: [np.asarray(r["logits"]).tolist() for r in rows] for name, rows in sec.items()},
+        "nexus_logits": {name: r["logits"] for name, r in enc.items()},
+        "summary": [dict(zip(head, row)) for row in summary], "seconds": round(time.perf_counter() - t_start, 1)})
     return 0

@@ -27,14 +27,15 @@ def capture_help(monkeypatch):
     monkeypatch.setattr(argparse.ArgumentParser, "print_help", lambda self, file=None: HELP.append(self.format_help()))
 
 
-def test_json_is_the_one_spelling_and_old_ones_are_hidden_aliases():
+def test_json_is_the_one_spelling():
     p = build_parser()
-    a = p.parse_args(["train", "--result", "r.json"])
-    b = p.parse_args(["train", "--json", "r.json"])
-    assert a.json == b.json == "r.json"
-    assert p.parse_args(["fit-freediv", "--out", "f.json"]).json == "f.json"
-    text = help_of("train")
-    assert "--result" not in text and "--json" in text
+    assert p.parse_args(["train", "--json", "r.json"]).json == "r.json"
+    assert p.parse_args(["fit-freediv", "--json", "f.json"]).json == "f.json"
+    for argv in (["train", "--result", "r.json"], ["distill", "--teacher", "t", "--result", "r.json"],
+                 ["fit-freediv", "--out", "f.json"]):  # the former spellings are gone
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+    assert "--result" not in help_of("train") and "--json" in help_of("train")
 
 
 def test_help_shows_defaults_everywhere():
@@ -87,3 +88,92 @@ def test_verbosity_sets_the_log_level(monkeypatch):
 def test_results_paths_are_anchored_to_the_repository():
     assert repo_path("results").is_dir() and (repo_path() / "pyproject.toml").is_file()
     assert json.loads((repo_path("refimpl", "models", "sst2-small-softmax-gelu", "config.json")).read_text())["model_type"] == "bert"
+
+
+def test_fit_freediv_names_models_as_every_command_does(tmp_path, capsys):
+    """--model takes a shipped name or a directory; the denominator follows from the attention, the label from the name."""
+    from refimpl.bert import shipped
+
+    student = shipped.NAMES[1]
+    (tmp_path / "SST-2").mkdir()
+    rows = ["a fine film .", "dull .", "it is a very long and rather tedious film .", "good .", "bad film ."] * 2
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{r}\t1\n" for r in rows))
+    out = tmp_path / "fit.json"
+    argv = ["fit-freediv", "--glue-dir", str(tmp_path), "--min-count", "1", "--json", str(out)]
+    assert main([*argv, "--model", student, "--model", str(shipped.resolve(student)), "--label", "student"]) == 0
+    fits = json.loads(out.read_text())["fits"]
+    assert set(fits) == {"student", student} and {f["kind"] for f in fits.values()} == {"2quad"}
+    assert main([*argv, "--model", student, "--kind", "softmax"]) == 0
+    assert json.loads(out.read_text())["fits"][student]["kind"] == "softmax"
+    capsys.readouterr()
+    # the former LABEL=MODEL:KIND syntax names no model: one line, no traceback
+    assert main([*argv, "--model", f"s={student}:2quad"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main([*argv, "--model", student, "--min-count", "99"]) == 2  # too few lengths: a user error
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--min-count" in err
+
+
+def test_fit_freediv_kind_comes_from_the_attention():
+    from refimpl.cli.bert import freediv_kind
+    from refimpl.errors import UserError
+
+    assert freediv_kind("softmax") == "softmax" and freediv_kind("2quad-freediv") == "2quad"
+    with pytest.raises(UserError, match="--kind"):
+        freediv_kind("scaling")
+
+
+# every subcommand that writes results offers --json FILE; these write something else (reason)
+WITHOUT_JSON = {
+    "nexus serve": "a server: its answers go to its clients",
+    "nexus keys": "a TLS key directory (--out DIR)",
+    "aby3 keys": "a TLS key directory (--out DIR)",
+    "nexus precompute": "a weight store directory (--out DIR)",
+    "nexus calibrate": "the model's ranges file, an input of `nexus serve` (--out FILE)",
+    "ship": "the shipped model directories (--out DIR) and their accuracy records (--results DIR)",
+    "plot": "PNG files (--out DIR)",
+}
+# --out stays only where the output is not the command's JSON document
+OUT_IS_NOT_JSON = {"train": "the model directory", "distill": "the model directory", **WITHOUT_JSON}
+
+
+def leaf_parsers():
+    """(command words, parser) of every subcommand, the reproduce tables' options loaded."""
+    import argparse
+
+    from refimpl.cli.reproduce import TableParser
+
+    out, todo = [], [((), build_parser())]
+    while todo:
+        words, p = todo.pop()
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            if isinstance(p, TableParser) and not p.loaded:
+                with pytest.raises(SystemExit):
+                    p.parse_known_args(["--help"])
+            out.append((" ".join(words), p))
+        for name, child in (subs[0].choices.items() if subs else ()):
+            todo.append(((*words, name), child))
+    return sorted(out, key=lambda t: t[0])
+
+
+def visible_options(p) -> dict:
+    import argparse
+
+    return {s: a for a in p._actions if a.help != argparse.SUPPRESS for s in a.option_strings}
+
+
+def test_every_command_that_writes_results_offers_json_and_no_other_spelling():
+    leaves = leaf_parsers()
+    names = [w for w, _ in leaves]
+    assert "reproduce accuracy" in names and "reproduce nexus" in names and len(names) > 30
+    assert set(WITHOUT_JSON) <= set(names)  # the exemptions name real commands
+    for words, p in leaves:
+        opts = visible_options(p)
+        if words in WITHOUT_JSON:
+            assert "--json" not in opts, f"{words} has --json now: drop it from WITHOUT_JSON"
+        else:
+            assert "--json" in opts and opts["--json"].dest == "json", f"`refimpl {words}` has no --json FILE"
+        for other in ("--out", "--output", "--result", "--json-out"):
+            assert other not in opts or words in OUT_IS_NOT_JSON, f"`refimpl {words}` spells its JSON output {other}"

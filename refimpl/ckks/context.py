@@ -22,10 +22,11 @@ magnitude). Encrypting above that level raises.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from ..progress import Progress, or_silent
 from ..ring.sampling import RandomSource
 from .ciphertext import Ciphertext
 from .encoder import Encoder
@@ -55,33 +56,35 @@ class Context:
     def create(cls, parameters: str | Parameters = "128-2^13", rotations: Iterable[int] = (), *,
                conjugate: bool = False, seed: int | None = None, elements: Iterable[int] = (),
                element_levels: dict[int, int] | None = None, encapsulation_h: int | None = None,
-               progress: Callable[[str], None] | None = None) -> "Context":
+               progress: Progress | None = None) -> "Context":
         """Keys for `parameters` (a preset name of refimpl.ckks.params.PRESETS or a Parameters).
 
         rotations: the steps `rotate` will be asked for (slot j <- slot j + step); only those keys
         are made. seed: reproducible keys and encryptions (tests and examples only; None draws
-        from the OS). progress: called with the name of each step. For a bootstrapper
+        from the OS). progress: refimpl.progress's callback ("keys" steps, then
+        each evaluation key). For a bootstrapper
         (refimpl.ckks.bootstrap.bootstrapping_context fills these): elements, further Galois
         elements; element_levels, the highest level each of them serves; encapsulation_h, the
         weight of the sparse secret of encapsulation keys to make."""
-        say = progress or (lambda _msg: None)
+        say = or_silent(progress)
         params = preset(parameters) if isinstance(parameters, str) else parameters
         keys_rng = RandomSource.insecure_seeded(seed) if seed is not None else RandomSource()
         enc_rng = RandomSource.insecure_seeded(seed + 1) if seed is not None else RandomSource()
         keygen = KeyGenerator(params, keys_rng)
-        say("secret and public keys")
+        say("keys: secret and public", 0, 2)
         sk = keygen.secret_key()
         pk = keygen.public_key(sk)
         encapsulation = None
         if encapsulation_h:
-            say("encapsulation keys")
+            say("keys: encapsulation", 1, 2)
             encapsulation = keygen.encapsulation_keys(sk, keygen.secret_key(hamming_weight=encapsulation_h))
         rotations = sorted({int(r) for r in rotations})
         elements = sorted({int(k) for k in elements})
-        say(f"evaluation keys ({len(rotations)} rotations, {len(elements)} further Galois elements)")
+        say("keys", 2, 2)
         mine = {galois_element(params, r) for r in rotations if r % params.slots}
         levels = {k: lvl for k, lvl in (element_levels or {}).items() if k not in mine}  # a rotation's key: every level
-        eval_keys = keygen.evaluation_keys(sk, rotations=rotations, conjugate=conjugate, elements=elements, levels=levels)
+        eval_keys = keygen.evaluation_keys(sk, rotations=rotations, conjugate=conjugate, elements=elements, levels=levels,
+                                           progress=progress)
         ev = Evaluator(params, eval_keys)
         return cls(params, sk, pk, Encoder(params), Encryptor(pk, enc_rng), Decryptor(sk), ev, None, encapsulation)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ring.automorphism import automorphism_ntt
+from ..progress import Progress, or_silent
 from ..ring.sampling import RandomSource, uniform_from_seed
 from .errors import ParameterError
 from .params import Parameters
@@ -211,16 +212,22 @@ class KeyGenerator:
 
     def evaluation_keys(
         self, sk: SecretKey, rotations=(), conjugate: bool = False, elements=(), relin: bool = True,
-        levels: dict[int, int] | None = None,
+        levels: dict[int, int] | None = None, progress: Progress | None = None,
     ) -> EvaluationKeys:
         """Relinearization key and the Galois keys for the given rotations / elements only;
-        levels: element -> highest level it serves (absent elements: the top level)."""
+        levels: element -> highest level it serves (absent elements: the top level);
+        progress: called after each key (refimpl.progress: "evaluation keys", done, total)."""
         p = self.params
         ks = {galois_element(p, r) for r in rotations if r % p.slots} | {int(k) % (2 * p.N) for k in elements if int(k) % (2 * p.N) != 1}
         if conjugate:
             ks.add(conjugation_element(p))
         levels = levels or {}
-        return EvaluationKeys(
-            relin=self.relin_key(sk) if relin else None,
-            galois={k: self.galois_key(sk, k, levels.get(k)) for k in sorted(ks)},
-        )
+        say, total = or_silent(progress), len(ks) + int(relin)
+        say("evaluation keys: relinearization" if relin else "evaluation keys: Galois", 0, total)
+        relin_key = self.relin_key(sk) if relin else None
+        galois = {}
+        for k in sorted(ks):
+            say("evaluation keys: Galois", len(galois) + int(relin), total)
+            galois[k] = self.galois_key(sk, k, levels.get(k))
+        say("evaluation keys", total, total)
+        return EvaluationKeys(relin=relin_key, galois=galois)

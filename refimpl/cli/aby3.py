@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from refimpl.cli.common import add_json, write_json
+
 DEFAULT_TIMEOUT_S = 30.0  # fail fast: seconds without a byte from a peer (lengthen with --timeout)
 
 
@@ -87,6 +89,7 @@ def party(args: argparse.Namespace) -> int:
         return 2
     row["model"] = args.model
     print(json.dumps(row), flush=True)
+    write_json(args.json, row)
     return 0
 
 
@@ -115,4 +118,5 @@ def register(sub) -> None:
                    help="INSECURE: derive every PRSS key and private coin from this seed (reproducible tests only)")
     p.add_argument("--insecure-no-tls", action="store_true",
                    help="INSECURE: plain TCP, anyone on the wire reads the shares (tests only)")
+    add_json(p, help="also write the party's result row as JSON to this file")
     p.set_defaults(func=party)

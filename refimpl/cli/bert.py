@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from refimpl.cli import nexus
-from refimpl.cli.common import add_glue_dir, add_json, glue_dir, repo_path
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, repo_path, write_json
+from refimpl.errors import UserError
 
 TASKS = ("SST-2", "STS-B", "RTE")  # refimpl.bert.glue.TASKS (checked in tests/bert/test_cli.py)
 STAGE1_LR = 5e-5  # refimpl.bert.distill.STAGE1_LR (MPCFormer), checked in tests/bert/test_cli.py
@@ -98,7 +99,9 @@ def evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         return _fail("refimpl eval", err)
     metrics = T.evaluate(params, config, ex, tok, args.max_length, progress="eval")
-    print(json.dumps({"model": str(args.model), "task": task.name, "split": args.split, **metrics}))
+    row = {"model": str(args.model), "task": task.name, "split": args.split, **metrics}
+    print(json.dumps(row))
+    write_json(args.json, row)
     return 0
 
 
@@ -163,6 +166,15 @@ def distill(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 
+def freediv_kind(attention: str) -> str:
+    """The denominator a model's attention sums: 'softmax' (exp) or '2quad' ((s + c)^2), from its attention variant."""
+    for kind in FREEDIV_KINDS:
+        if attention.startswith(kind):
+            return kind
+    raise UserError(f"fit-freediv: attention {attention!r} has no freeDiv denominator of its own; give --kind "
+                    f"({' or '.join(FREEDIV_KINDS)})")
+
+
 def fit_freediv(args: argparse.Namespace) -> int:
     """`refimpl fit-freediv`: fit f(n) = a n^b to a model's attention denominators, beside the paper's."""
     from refimpl.bert import freediv, glue, shipped  # lazy: keeps `refimpl --help` instant
@@ -170,18 +182,16 @@ def fit_freediv(args: argparse.Namespace) -> int:
 
     task = glue.TASKS[args.task]
     glue_dir(args)
+    names = args.model or list(shipped.NAMES[:2])  # the shipped softmax model and its 2Quad student
+    labels = args.label or []
+    if len(labels) > len(names):
+        raise UserError(f"fit-freediv: {len(labels)} --label for {len(names)} models; give one --label per --model")
     models = []
     try:
-        if not args.model:
-            for name, kind in ((shipped.NAMES[0], "softmax"), (shipped.NAMES[1], "2quad")):
-                sm = shipped.load(name)
-                models.append((name, sm.config, sm.params, sm.tokenizer, kind))
-        for spec in args.model or []:
-            label, _, rest = spec.partition("=")
-            path, _, kind = rest.rpartition(":")
-            if not label or not path or kind not in freediv.KINDS:
-                raise ValueError(f"--model {spec!r}: expected LABEL=DIR:KIND with KIND in {freediv.KINDS}")
-            config, params, tok = T.load_model(path, task)
+        for i, name in enumerate(names):
+            config, params, tok = T.load_model(name, task)
+            kind = args.kind or freediv_kind(config.attention)
+            label = labels[i] if i < len(labels) else Path(name).name
             models.append((label, config, params, tok, kind))
     except (FileNotFoundError, ValueError) as err:
         return _fail("refimpl fit-freediv", err)
@@ -191,7 +201,10 @@ def fit_freediv(args: argparse.Namespace) -> int:
     for label, config, params, tok, kind in models:
         ids, types = T.encoded(ex, tok, args.max_length)
         rec = freediv.record_denominators(params, config, ids, types, kind, pad_id=tok.pad_id)
-        a, b = freediv.fit(rec, args.min_count)
+        try:
+            a, b = freediv.fit(rec, args.min_count)
+        except ValueError as err:  # too few sentence lengths: the user's data or --min-count
+            raise UserError(f"fit-freediv: {label}: {err}") from None
         pa, pb = freediv.PAPER[kind]
         fits[label] = {"kind": kind, "attention": config.attention, "a": a, "b": b, "paper": [pa, pb],
                        "records": {str(n): [z, c] for n, (z, c) in rec.items()}}
@@ -255,7 +268,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None, help="use a fixed random subset of the training set")
     p.add_argument("--run-dir", default=None, help=f"checkpoints (default {runs}/<name>)")
     p.add_argument("--out", default=None, help="save the final model here (model.safetensors + config)")
-    add_json(p, "--result", help="write the dev metric as JSON here")
+    add_json(p, help="write the dev metric as JSON here")
     p.add_argument("--name", default=None, help="run name (default from task and variants)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32)
@@ -297,7 +310,7 @@ def register(sub) -> None:
                         "variant (0: the variant from the start)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
-    add_json(p, "--result", help="write the dev metric as JSON here")
+    add_json(p, help="write the dev metric as JSON here")
     p.set_defaults(func=distill)
 
     p = sub.add_parser("fit-freediv", help="fit the public attention denominator f(n) = a n^b",
@@ -306,13 +319,16 @@ def register(sub) -> None:
     p.add_argument("--task", choices=TASKS, default="SST-2")
     p.add_argument("--split", default="dev")
     p.add_argument("--model", action="append", default=None,
-                   help="LABEL=MODEL:KIND, MODEL a model directory or a shipped model's name, KIND one of "
-                        f"{FREEDIV_KINDS}, e.g. teacher=runs/teacher:softmax (repeatable); "
-                        "default: the shipped softmax model (softmax) and its 2Quad student (2quad)")
+                   help=f"{MODEL_HELP} (repeatable; default: the two shipped models)")
+    p.add_argument("--kind", choices=FREEDIV_KINDS, default=None,
+                   help="the denominator to record (default: from each model's attention: softmax* -> softmax, "
+                        "2quad* -> 2quad)")
+    p.add_argument("--label", action="append", default=None,
+                   help="the name of each --model in the output, in order (default: the model's name or directory name)")
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--min-count", type=int, default=5)
-    add_json(p, "--out", help="the fits as JSON, a PNG beside it (default: results/bert/freediv_fit.json in the repository)")
+    add_json(p, help="the fits as JSON, a PNG beside it (default: results/bert/freediv_fit.json in the repository)")
     p.set_defaults(func=fit_freediv)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a GLUE dev set", description=evaluate.__doc__)
@@ -321,6 +337,7 @@ def register(sub) -> None:
     add_glue_dir(p)
     p.add_argument("--split", default="dev")
     p.add_argument("--max-length", type=int, default=128)
+    add_json(p, help="also write the metrics as JSON to this file")
     p.set_defaults(func=evaluate)
 
     p = sub.add_parser("ship", help="build the shipped small models and their NEXUS ranges", description=ship.__doc__)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from refimpl.cli.common import add_json
+
 
 def run(args: argparse.Namespace) -> int:
     from refimpl import demo  # lazy: keeps `refimpl --help` instant
 
-    return demo.main(sentence=args.sentence, quick=args.quick) or 0
+    return demo.main(sentence=args.sentence, quick=args.quick, json_path=args.json) or 0
 
 
 def register(sub) -> None:
@@ -16,4 +18,5 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("--sentence", default=None, help="your own text to classify")
     d.add_argument("--quick", action="store_true", help="smallest settings (used by the tests)")
+    add_json(d, help="also write the summary and each step's logits as JSON to this file")
     d.set_defaults(func=run)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from refimpl.cli.common import add_glue_dir, glue_dir
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
 
 KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
 QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
@@ -95,7 +95,14 @@ def nexus_blocks(args: argparse.Namespace) -> int:
     from refimpl.experiments.nexus_blocks import run  # lazy: keeps `refimpl --help` instant
 
     numba.set_num_threads(args.threads)
-    run(args.quick, lambda r: print(json.dumps(r), flush=True), tuple(args.rows.split(",")), args.dnum or None)
+    rows = []
+
+    def emit(row):  # one JSON line each as it comes; the whole list with --json
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    run(args.quick, emit, tuple(args.rows.split(",")), args.dnum or None)
+    write_json(args.json, {"command": command_line("refimpl experiment nexus-blocks", args), "rows": rows})
     return 0
 
 
@@ -172,6 +179,7 @@ def register(sub) -> None:
     p.add_argument("sentence")
     p.add_argument("specs", nargs="+", help="BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
     add_glue_dir(p)
+    add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=noise_probe)
 
     p = es.add_parser("weights-store", formatter_class=fmt,
@@ -200,4 +208,5 @@ def register(sub) -> None:
     p.add_argument("--rows", default=NEXUS_BLOCK_ROWS)
     p.add_argument("--dnum", type=int, default=4, help="key-switching digits at N = 2^16 (0: one special prime, as SEAL)")
     p.add_argument("--threads", type=int, default=1, help="numba threads (the peer figures are one thread)")
+    add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=nexus_blocks)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from refimpl.cli.common import add_yes, confirm
+from refimpl.cli.progress import Bars
 
 DEFAULT_MODEL = "sst2-small-softmax-gelu"
 DEFAULT_PARAMS = "128-2^16-dense"
@@ -139,7 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if _heavy(args, params):
         return 1
     server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True), expand=args.expand,
-                    key_cache_bytes=args.key_cache_bytes, reveal_logits=args.reveal_logits)
+                    key_cache_bytes=args.key_cache_bytes, reveal_logits=args.reveal_logits,
+                    progress=Bars())  # the forward and each bootstrap, on stderr on a terminal
     if args.calibrate_tsv:
         if not hasattr(server.model, "calibrate"):
             raise UserError("nexus serve: --calibrate-tsv applies to BERT models only")
@@ -176,7 +178,7 @@ def run_query(args: argparse.Namespace) -> int:
     results = []
     try:
         client = Client(t, args.model, args.params, compress=not args.no_compress, seed=args.seed,
-                        reveal_logits=args.reveal_logits)
+                        reveal_logits=args.reveal_logits, progress=Bars())  # its keys, on stderr on a terminal
         for sentence in args.sentence:
             r = client.classify(sentence)
             results.append(r)

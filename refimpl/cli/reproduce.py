@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from refimpl.cli.common import Parser
+
 # table -> (module in refimpl.reproduce, function adding its options, function running it, help)
 TABLES = {
     "accuracy": ("accuracy", "add_arguments", "run",
@@ -38,8 +40,9 @@ TABLES = {
 }
 
 
-class TableParser(argparse.ArgumentParser):
-    """A table's parser: imports the table's module and adds its options when it is first used."""
+class TableParser(Parser):
+    """A table's parser: imports the table's module and adds its options when it is first used (defaults shown
+    in its help as everywhere, refimpl.cli.common.Parser)."""
 
     def __init__(self, *a, table: str = "", **kw):
         super().__init__(*a, **kw)

@@ -64,6 +64,7 @@ def command(a) -> int:
     lay = input_layout(model.config, n, p.slots)
     ap_ = plaintext_reference(model, ids, mask, approximate=True)
     x = client_embed(model.config, model.params, ids, mask)
+    rows = []
     for spec in a.specs:
         bits, _, only = spec.partition(":")
         only = {int(k) for k in only.split(",")} if only else None
@@ -74,8 +75,11 @@ def command(a) -> int:
         logits = unpack_output([enc.decode(D.decrypt(z)).real], lay, model.config.num_labels)
         layer_err = [float(np.max(np.abs(unpack([enc.decode(D.decrypt(c)).real for c in taps[f"L{i}"]], lay, lay.d)
                                          - ap_["hidden"][i + 1]))) for i in range(model.config.num_hidden_layers)]
-        print(json.dumps({"noise_bits": float(bits), "only": sorted(only) if only else None, "refreshes": bts.calls,
-                          "logits": np.round(logits, 4).tolist(), "model": np.round(ap_["logits"], 4).tolist(),
-                          "max_err": float(np.max(np.abs(logits - ap_["logits"]))), "layer_err": layer_err}), flush=True)
+        rows.append({"noise_bits": float(bits), "only": sorted(only) if only else None, "refreshes": bts.calls,
+                     "logits": np.round(logits, 4).tolist(), "model": np.round(ap_["logits"], 4).tolist(),
+                     "max_err": float(np.max(np.abs(logits - ap_["logits"]))), "layer_err": layer_err})
+        print(json.dumps(rows[-1]), flush=True)
+    if getattr(a, "json", None):
+        Path(a.json).write_text(json.dumps({"model": a.model, "sentence": a.sentence, "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -15,13 +15,13 @@ Blocks: softmax (NEXUS §3.1.3, Alg. 1), argmax (§3.4), gelu (§3.3), layernorm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..ckks import Ciphertext
 from ..ckks.bootstrap.context import bootstrapping_context
 from ..ckks.context import Context
+from ..progress import Progress
 from .argmax import argmax
 from .folding import fold_rotations
 from .gelu import gelu
@@ -66,7 +66,7 @@ class BlockContext:
 
     @classmethod
     def create(cls, block: str, n: int = 1, window: int | None = None, bootstrap: str = "toy-2^10-deep",
-               seed: int | None = None, progress: Callable[[str], None] | None = None) -> "BlockContext":
+               seed: int | None = None, progress: Progress | None = None) -> "BlockContext":
         """Keys for `block` on the bootstrapping preset `bootstrap` (its toy rings are insecure: tests and examples)."""
         needs = keys_for(block, n, window)
         return cls(block, n, window, bootstrapping_context(bootstrap, needs.rotations, seed=seed, progress=progress))

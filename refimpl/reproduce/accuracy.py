@@ -24,7 +24,8 @@ from pathlib import Path
 from refimpl.bert import distill as D
 from refimpl.bert import freediv, glue, ours
 from refimpl.bert import train as T
-from refimpl.cli.common import add_glue_dir, glue_dir
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
+from refimpl.errors import UserError
 from refimpl.reproduce.accuracy_table import (  # record names and the table (the command prints it)
     AUGMENTS, BATCH_SIZE, REPLACE_COPIES, REPLACE_RATE, RESULTS, ROWS, STAGE1_TARGET_LABELS, TASK_KEYS, result_path,
     table,
@@ -190,45 +191,45 @@ def run_one(row: str, mode: str, task_name: str, glue_dir: str, *, seed: int, su
     command = "refimpl reproduce accuracy " + " ".join(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     if quad_init and ROWS[row][1] != "quad":
-        raise ValueError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
+        raise UserError(f"--quad-init refits Quad units; row {row} uses {ROWS[row][1]}")
     if augment not in AUGMENTS:
-        raise ValueError(f"unknown augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
+        raise UserError(f"unknown augmentation {augment!r}; expected one of {sorted(AUGMENTS)}")
     if augment and (row == "teacher" or mode != "distilled"):
-        raise ValueError(f"--augment {augment} augments the distillation of a distilled row, "
+        raise UserError(f"--augment {augment} augments the distillation of a distilled row, "
                          f"got {'the teacher' if row == 'teacher' else f'mode {mode!r}'} on {task_name}")
     if augment == "swap" and glue.TASKS[task_name].text_b is None:
-        raise ValueError(f"--augment swap augments stage 1 of a distilled row on a pair task, got {task_name}, "
+        raise UserError(f"--augment swap augments stage 1 of a distilled row on a pair task, got {task_name}, "
                          "whose examples are single sentences")
     if augment == "transfer" and task_name not in TRANSFER_FROM:
-        raise ValueError(f"--augment transfer adds the training pairs of another pair task "
+        raise UserError(f"--augment transfer adds the training pairs of another pair task "
                          f"({', '.join(f'{a} <- {b}' for a, b in TRANSFER_FROM.items())}), got {task_name}")
     if copies != REPLACE_COPIES and augment not in ("replace", "neighbours"):
-        raise ValueError(f"--copies {copies} sets the number of noisy copies of --augment replace or neighbours, "
+        raise UserError(f"--copies {copies} sets the number of noisy copies of --augment replace or neighbours, "
                          f"got {f'--augment {augment}' if augment else 'no augmentation'}")
     if copies < 1:
-        raise ValueError(f"--augment {augment or 'replace'} needs at least one noisy copy per row, got --copies {copies}")
+        raise UserError(f"--augment {augment or 'replace'} needs at least one noisy copy per row, got --copies {copies}")
     if batch_size != BATCH_SIZE and (row == "teacher" or mode != "distilled"):
-        raise ValueError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
+        raise UserError(f"--batch-size sets the distillation batch; the {mode if row != 'teacher' else 'teacher'} "
                          f"row fine-tunes with {BATCH_SIZE}")
     if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
+        raise UserError(f"batch size must be positive, got {batch_size}")
     if stage1_target not in STAGE1_TARGET_LABELS:
-        raise ValueError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGET_LABELS)}")
+        raise UserError(f"unknown stage-1 target {stage1_target!r}; expected one of {sorted(STAGE1_TARGET_LABELS)}")
     if stage1_target != "scores" and (row == "teacher" or mode != "distilled"):
-        raise ValueError(f"--stage1-target {stage1_target} sets stage 1 of a distilled row, got the "
+        raise UserError(f"--stage1-target {stage1_target} sets stage 1 of a distilled row, got the "
                          f"{'teacher' if row == 'teacher' else mode} row")
     if score_init and (row == "teacher" or mode != "distilled" or ROWS[row][0] not in ("2quad", "2quad-freediv")):
-        raise ValueError(f"--score-init scales the queries of a distilled 2Quad row, got {row} {mode or ''}".rstrip())
+        raise UserError(f"--score-init scales the queries of a distilled 2Quad row, got {row} {mode or ''}".rstrip())
     if distill_dropout and (row == "teacher" or mode != "distilled"):
-        raise ValueError(f"--distill-dropout sets the student's dropout in distillation; the "
+        raise UserError(f"--distill-dropout sets the student's dropout in distillation; the "
                          f"{'teacher' if row == 'teacher' else mode} row fine-tunes with {DROPOUT}")
     if anneal_epochs and (row == "teacher" or mode != "distilled" or ROWS[row][0] == "softmax"):
-        raise ValueError(f"--anneal-epochs slides the attention of a distilled row from softmax to its variant, "
+        raise UserError(f"--anneal-epochs slides the attention of a distilled row from softmax to its variant, "
                          f"got {row} {'' if row == 'teacher' else mode}".rstrip())
     if anneal_epochs and not 0.0 < anneal_epochs <= stage1_epochs:
-        raise ValueError(f"--anneal-epochs must lie in (0, --stage1-epochs = {stage1_epochs:g}], got {anneal_epochs:g}")
+        raise UserError(f"--anneal-epochs must lie in (0, --stage1-epochs = {stage1_epochs:g}], got {anneal_epochs:g}")
     if not 0.0 <= distill_dropout < 1.0:
-        raise ValueError(f"--distill-dropout must lie in [0, 1), got {distill_dropout}")
+        raise UserError(f"--distill-dropout must lie in [0, 1), got {distill_dropout}")
     if row == "teacher":
         return train_teacher(task_name, glue_dir, seed=seed, subset=subset, epochs=epochs, runs=runs,
                              command=command, root=root, log=log, lr=lr)[3]
@@ -381,6 +382,7 @@ def add_arguments(p) -> None:
                    help="distilled rows (ours): over stage 1's first E epochs the student's attention slides "
                         "linearly from softmax to the row's (default 0: the row's from the start)")
     p.add_argument("--run-dir", default=str(T.DEFAULT_RUNS))
+    add_json(p, help="also write the result record (with --table: the records and the table) as JSON to this file")
 
 
 def run(args) -> int:
@@ -391,14 +393,22 @@ def run(args) -> int:
         if not any(root.glob("*.json")):
             raise SystemExit(f"refimpl reproduce accuracy: error: no results in {root} (*.json): run rows first "
                              "(`refimpl reproduce accuracy --row ROW --glue-dir DIR`) or give --results DIR")
-        print(table(root))
+        text = table(root)
+        print(text)
+        if args.json:
+            records = [{"file": f.name, **json.loads(f.read_text())} for f in sorted(root.glob("*.json"))]
+            write_json(args.json, {"command": "refimpl reproduce accuracy " + " ".join(argv), "records": records,
+                                   "table": text})
         return 0
     glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
     subset = DEFAULT_SUBSET[args.task] if args.subset == -1 else (None if args.subset == 0 else args.subset)
-    run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
+    record = run_one(args.row, args.mode, args.task, args.glue_dir, seed=args.seed, subset=subset, epochs=args.epochs,
             stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs, runs=Path(args.run_dir),
             argv=argv, root=root, lr=args.lr, quad_init=args.quad_init, stage1_lr=args.stage1_lr,
             stage2_lr=args.stage2_lr, augment=args.augment, batch_size=args.batch_size, copies=args.copies,
             stage1_target=args.stage1_target, score_init=args.score_init, distill_dropout=args.distill_dropout,
             anneal_epochs=args.anneal_epochs)
+    if args.json:
+        write_json(args.json, record)
     return 0
+

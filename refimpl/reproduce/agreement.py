@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -33,10 +32,11 @@ from refimpl.aby3.shares import reveal
 from refimpl.bert import glue, shipped, weights
 from refimpl.bert.model import forward
 from refimpl.bert.tokenizer import minilm_tokenizer
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir
+from refimpl.cli.progress import progress_enabled
 
 TARGET_AGREEMENT = 0.995
 TARGET_MAX_ERR = 0.05
-DEFAULT_GLUE = os.environ.get("REFIMPL_GLUE_DIR")  # None: --glue-dir must be given
 FALLBACK = ("minilm2-random-head-softmax-gelu", "minilm2-random-head-2quad-freediv-quad")
 
 
@@ -112,7 +112,7 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
         try:
             from tqdm import tqdm  # lazy: only runs with a progress bar need it
 
-            bar = tqdm(total=len(enc), desc=name, unit="sent", leave=False)
+            bar = tqdm(total=len(enc), desc=name, unit="sent", leave=False, disable=not progress_enabled())
         except ModuleNotFoundError:
             bar = None
     run = run_model(config, params, enc, seed=seed, progress=(lambda k: bar.update(1)) if bar else None)
@@ -154,13 +154,12 @@ def evaluate(name, config, params, encode, source, texts, labels, *, seed=0, pro
 
 def add_arguments(ap) -> None:
     """The options of `refimpl reproduce agreement`."""
-    ap.add_argument("--glue-dir", default=DEFAULT_GLUE, help="GLUE directory holding SST-2/dev.tsv "
-                    "(default: $REFIMPL_GLUE_DIR)")
+    add_glue_dir(ap)
     ap.add_argument("--limit", type=int, default=None, help="only the first K dev sentences")
     ap.add_argument("--models", default=None, help="comma-separated model names (default: both shipped models)")
     ap.add_argument("--seed", type=int, default=0, help="PRSS seed of the run")
-    ap.add_argument("--json", default=None, help="write the JSON document here (e.g. results/aby3/aby3_agreement.json)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_json(ap, help="also write the JSON document to this file (e.g. results/aby3/aby3_agreement.json)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when stderr is not a terminal)")
 
 
 def run(args) -> int:
@@ -168,8 +167,7 @@ def run(args) -> int:
     argv = args.argv[2:]  # the command line after `refimpl reproduce agreement`, for the record
     if args.limit is not None and args.limit < 1:
         raise SystemExit("refimpl reproduce agreement: --limit must be >= 1")
-    if not args.glue_dir:
-        raise SystemExit("refimpl reproduce agreement: give --glue-dir (the GLUE directory holding SST-2/dev.tsv) or set REFIMPL_GLUE_DIR")
+    glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
     try:
         dev = glue.load("SST-2", args.glue_dir, "dev")
     except FileNotFoundError as e:

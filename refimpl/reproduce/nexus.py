@@ -33,8 +33,10 @@ from ..bert.config import BertConfig
 from ..ckks.bootstrap.bootstrapper import Bootstrapper
 from ..ckks.evaluator import Evaluator
 from ..ckks.keys import galois_element
+from ..cli.common import add_json
 from ..cli.experiments import bertbase_arguments
 from ..cli.nexus import tsv_sentences
+from ..cli.progress import Bars
 from ..constants import C
 from ..experiments.bertbase import run as bertbase_run
 from ..measure import peak_rss_mib
@@ -42,10 +44,18 @@ from ..nexus import protocol as P
 from ..nexus.bert.layout import rotation_steps
 from ..nexus.compression import subs_elements
 from ..nexus.matmul import chunk_counts
+from ..progress import or_silent
 
 PUBLISHED = C["nexus"]["published"]
 SECURE_PARAMS = "128-2^16-dense"
 QUICK_PARAMS = "toy-2^10-deep"
+QUICK_MODELS = ("toy",)  # the protocol's stand-in model: one affine layer, GELU, a classifier, Argmax
+QUICK_OMITS = (  # said in the output of --quick
+    "quick mode omits: the shipped BERT models, whose encrypted forward takes minutes per sentence "
+    "(`--quick --models sst2-small-2quad-freediv-quad` runs one on the toy ring; without --quick: 3 sentences x "
+    "2 models), the 128-bit ring for the measured rows (toy-2^10-deep is insecure; the BERT-base extrapolation "
+    "below is for the 128-bit set either way) and the sentences after the first"
+)
 SENTENCES = (  # short (at most 8 tokens with [CLS] and [SEP]): the encrypted BERT's cost grows with n_pad
     "a gorgeous , witty movie .",
     "the plot is dull .",
@@ -65,16 +75,24 @@ def available_models() -> list[str]:
     return names or ["toy"]
 
 
-def measure(model: str, params: str, sentences, seed: int = 1, calibration=None) -> dict:
+def measure(model: str, params: str, sentences, seed: int = 1, calibration=None, progress=None) -> dict:
     """Run the protocol in process on `sentences`: bytes, seconds, blocks, bootstraps, logits.
-    calibration: plaintext sentences for the server's range calibration (BERT models)."""
+    calibration: plaintext sentences for the server's range calibration (BERT models);
+    progress: refimpl.progress's callback (the sentences, and the client's keys, the server's
+    forward and each bootstrap)."""
+    say = or_silent(progress)
     t0 = time.perf_counter()
-    server = P.Server(model, params, reveal_logits=True)  # a harness: it compares the logits
+    server = P.Server(model, params, reveal_logits=True, progress=progress)  # a harness: it compares the logits
     if calibration and hasattr(server.model, "calibrate"):
         server.model.calibrate(calibration)
     setup_s = time.perf_counter() - t0
-    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed, reveal_logits=True)
-    runs = [client.classify(s) for s in sentences]
+    client = P.Client(P.LocalTransport(server.session()), model, params, compress=True, seed=seed, reveal_logits=True,
+                      progress=progress)
+    runs = []
+    for i, s in enumerate(sentences):
+        say(f"{model}: sentence {i + 1}", i, len(sentences))
+        runs.append(client.classify(s))
+    say(model, len(sentences), len(sentences))
     out = {"model": model, "params": params, "server_setup_s": round(setup_s, 2), "queries": runs,
            "peak_rss_gib": round(_peak_rss_gib(), 2)}
     for r in runs:
@@ -257,16 +275,18 @@ def run_bertbase(args) -> int:
 
 def add_arguments(ap) -> None:
     """The options of `refimpl reproduce nexus`."""
-    ap.add_argument("--quick", action="store_true", help=f"insecure {QUICK_PARAMS}, one sentence")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"about a minute: the protocol's stand-in model on the insecure {QUICK_PARAMS}, one sentence")
     ap.add_argument("--params", help=f"bootstrapping preset (default {SECURE_PARAMS}, --quick: {QUICK_PARAMS})")
-    ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy')")
+    ap.add_argument("--models", help="comma-separated model names (default: the shipped models, else 'toy'; "
+                                     "--quick: 'toy')")
     ap.add_argument("--sentences", type=int, default=None, help="sentences per model (default 3, --quick 1)")
     ap.add_argument("--no-run", action="store_true", help="only the extrapolated bandwidth (no encryption)")
     ap.add_argument("--calibrate-tsv", help="SST-2 TSV whose short sentences calibrate the BERT models' ranges")
     ap.add_argument("--sentences-tsv", help="take the sentences from this SST-2 TSV (e.g. dev.tsv): the first K of at "
                                             "most --max-tokens tokens (default: built-in short sentences)")
     ap.add_argument("--max-tokens", type=int, default=8, help="with --sentences-tsv (default 8: n_pad = 8)")
-    ap.add_argument("--json", help="write the document here")
+    add_json(ap, help="also write the document as JSON to this file")
 
 
 def run(args) -> int:
@@ -277,22 +297,29 @@ def run(args) -> int:
     if p.security_bits < 128 and not args.no_run:
         print(f"INSECURE ring for the measured rows ({params}: {p.security_note}); the extrapolation uses {SECURE_PARAMS}",
               flush=True)
-    models = args.models.split(",") if args.models else available_models()
+    models = args.models.split(",") if args.models else (list(QUICK_MODELS) if args.quick else available_models())
     k = args.sentences or (1 if args.quick else 3)
+    if args.quick and not args.no_run:
+        print(QUICK_OMITS, flush=True)
     doc = {"command": "refimpl reproduce nexus " + " ".join(argv), "machine": platform.processor() or platform.machine(),
-           "measured": [], "extrapolated": extrapolate(SECURE_PARAMS)}
+           "quick": bool(args.quick), "measured": [], "extrapolated": extrapolate(SECURE_PARAMS)}
     if not args.no_run:
-        for m in models:
-            cal = None
-            if args.calibrate_tsv:
-                cal = tsv_sentences(args.calibrate_tsv)
-            sentences = SENTENCES[:k] if not args.sentences_tsv else short_sentences(m, args.sentences_tsv, k, args.max_tokens)
-            doc["measured"].append(measure(m, params, sentences, calibration=cal))
-            if args.json:  # after each model: long runs keep what they measured
-                with open(args.json, "w") as f:
-                    json.dump(doc, f, indent=1, default=P.json_default)
+        with Bars() as bars:  # on stderr, on a terminal only
+            for j, m in enumerate(models):
+                bars(f"reproduce nexus: {m}", j, len(models))
+                cal = None
+                if args.calibrate_tsv:
+                    cal = tsv_sentences(args.calibrate_tsv)
+                sentences = SENTENCES[:k] if not args.sentences_tsv else short_sentences(m, args.sentences_tsv, k, args.max_tokens)
+                doc["measured"].append(measure(m, params, sentences, calibration=cal, progress=bars))
+                if args.json:  # after each model: long runs keep what they measured
+                    with open(args.json, "w") as f:
+                        json.dump(doc, f, indent=1, default=P.json_default)
+            bars("reproduce nexus", len(models), len(models))
     doc["peak_rss_gib"] = round(_peak_rss_gib(), 2)
     print("\n".join(render(doc)), flush=True)
+    if args.quick and not args.no_run:
+        print(QUICK_OMITS, flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1, default=P.json_default)

@@ -9,8 +9,11 @@ builds and that it covers every file under results/.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from pathlib import Path
+
+from refimpl.cli.common import add_json
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
@@ -25,7 +28,7 @@ COMMANDS = {
     'aby3/aby3_agreement.json': 'refimpl reproduce agreement --glue-dir $GLUE_DIR --no-progress --json results/aby3/aby3_agreement.json',
     'aby3/aby3_speed.json': 'refimpl reproduce speed --reps 5 --json results/aby3/aby3_speed.json',
     'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',
-    'bert/freediv_fit.json': 'refimpl fit-freediv --glue-dir $GLUE_DIR --split dev --model teacher=FILE --model sst2-small-softmax-gelu=refimpl/models/sst2-small-softmax-gelu:softmax --model sst2-small-2quad-freediv-quad=refimpl/models/sst2-small-2quad-freediv-quad:2quad',
+    'bert/freediv_fit.json': 'refimpl fit-freediv --glue-dir $GLUE_DIR --split dev --model FILE --label teacher --model sst2-small-softmax-gelu --model sst2-small-2quad-freediv-quad',
     'bert/freediv_fit.png': 'refimpl fit-freediv (written beside results/bert/freediv_fit.json)',
     'ckks/bench_ckks.json': 'refimpl bench ckks --threads 1 --json results/ckks/bench_ckks.json',
     'ckks/bench_ckks.log': 'the standard error of the run that wrote results/ckks/bench_ckks.json',
@@ -113,19 +116,29 @@ def cited_by(rel: str, citations: dict[str, set[str]]) -> list[str]:
     return sorted(out)
 
 
-def build(repo: Path = REPO) -> str:
+def entries(repo: Path = REPO) -> dict:
+    """Every result file and folder with the command that writes it and the files citing it."""
     results = repo / "results"
     citations = _citations(repo)
-    lines = [HEAD, "| file | command | cited by |", "|---|---|---|"]
+    files = []
     for p in sorted(results.rglob("*")):
         rel = p.relative_to(results).as_posix()
         if p.is_dir() or rel == "INDEX.md" or any(rel.startswith(f) for f in FOLDERS):
             continue
-        cmd = COMMANDS.get(rel, "(recorded in the file)")
-        lines.append(f"| `{rel}` | `{cmd}` | {', '.join(cited_by(rel, citations)) or '-'} |")
+        files.append({"file": rel, "command": COMMANDS.get(rel, "(recorded in the file)"),
+                      "cited_by": cited_by(rel, citations)})
+    folders = [{"folder": folder, "what": what, "command": cmd, "cited_by": cited_by(folder, citations)}
+               for folder, (what, cmd) in FOLDERS.items()]
+    return {"files": files, "folders": folders}
+
+
+def build(repo: Path = REPO) -> str:
+    doc = entries(repo)
+    lines = [HEAD, "| file | command | cited by |", "|---|---|---|"]
+    lines += [f"| `{e['file']}` | `{e['command']}` | {', '.join(e['cited_by']) or '-'} |" for e in doc["files"]]
     lines += ["", "## Folders", "", "| folder | what | command | cited by |", "|---|---|---|---|"]
-    for folder, (what, cmd) in FOLDERS.items():
-        lines.append(f"| `{folder}` | {what} | {cmd} | {', '.join(cited_by(folder, citations)) or '-'} |")
+    lines += [f"| `{e['folder']}` | {e['what']} | {e['command']} | {', '.join(e['cited_by']) or '-'} |"
+              for e in doc["folders"]]
     return "\n".join(lines) + "\n"
 
 
@@ -144,11 +157,14 @@ def uncovered(repo: Path = REPO) -> list[str]:
 def add_arguments(ap) -> None:
     """The options of `refimpl reproduce results-index`."""
     ap.add_argument("--check", action="store_true", help="exit 1 if results/INDEX.md is not current")
+    add_json(ap, help="also write the index (files, folders, commands, citations) as JSON to this file")
 
 
 def run(args) -> int:
     """`refimpl reproduce results-index`."""
     text = build()
+    if args.json:
+        Path(args.json).write_text(json.dumps(entries(), indent=1) + "\n", encoding="utf-8")
     if args.check:
         return 0 if INDEX.read_text(encoding="utf-8") == text else 1
     INDEX.write_text(text, encoding="utf-8")

@@ -305,3 +305,91 @@ def test_model_helpers_contracts():
     for r in (0, 16):
         e = np.exp(x[r:r + 8] - x[r:r + 8].max())
         assert np.max(np.abs(sm[r:r + 8] - e / e.sum())) < 0.0125
+
+
+def test_fold_schedule_and_layout_checks():
+    """NEXUS-APPROX-EXACT: the fold schedule (Alg. 7) and its checks: rotations step 2^i for i < log2(n)
+    (none for n = 1), n not a power of two refused by name; RotL moves slot j + r to j along the last
+    axis only; rows spread by a step and duplicated (windows of 2 n step) fold to the exact row sum and
+    maximum; the layouts a fold would mix are refused with the window each needs."""
+    from refimpl.nexus.folding import fold_rotations, quick_sum_plain, rotl_plain
+
+    assert fold_rotations(8) == [1, 2, 4] and fold_rotations(4, 2) == [2, 4] and fold_rotations(1) == []
+    for bad in (0, 6, -4):
+        with pytest.raises(ValueError, match=f"n must be a power of two, got {bad}"):
+            fold_rotations(bad)
+    assert rotl_plain(np.arange(4.0), 1).tolist() == [1.0, 2.0, 3.0, 0.0]
+    assert rotl_plain(np.arange(6.0).reshape(2, 3), 1).tolist() == [[1.0, 2.0, 0.0], [4.0, 5.0, 3.0]]
+    gen = np.random.default_rng(6)
+    n, step, w = 4, 2, 16  # row elements at slots 0, 2, 4, 6 of every window of 16; slots 8..15 zero
+    x = np.zeros(2 * w)
+    for r in range(2):
+        x[r * w:r * w + n * step:step] = gen.uniform(-0.5, 0.5, n)
+    s = quick_sum_plain(x, n, step=step, duplicate=True)
+    mx = quick_max_plain(x, n, step=step, duplicate=True)
+    for r in range(2):
+        row = x[r * w:r * w + n * step:step]
+        assert np.allclose(s[r * w:r * w + n * step:step], row.sum(), atol=1e-12)
+        assert np.max(np.abs(mx[r * w:r * w + n * step:step] - row.max())) < 2 * max_pair_error_bound(0.5)
+    y = gen.uniform(-0.5, 0.5, 16)
+    assert np.array_equal(quick_max_plain(y, 16), quick_max_plain(y, 16, 0.5))
+    assert SM.window_layout(32, 32, None) == (32, False) and SM.window_layout(32, 8, 16) == (16, True)
+    with pytest.raises(ValueError, match="must fill all 32 slots"):
+        SM.window_layout(32, 8, None)
+    with pytest.raises(ValueError, match=r"a window of 12 slots cannot hold a row of 8 .* use >= 16$"):
+        SM.window_layout(32, 8, 12)
+
+
+def test_softmax_argmax_layernorm_models_use_their_arguments():
+    """NEXUS-APPROX-EXACT: the models with non-default arguments. Softmax: padded keys holding the row's
+    bound are masked out of the maximum; a row with one dominant entry (sum near 1, the low end of the
+    inverse's range [1/2, n]) is exact up to float64 against exp's own model normalised exactly
+    (measured 1.1e-15; an inverse tuned to [1.5, n] errs by 5e-4); an explicit Goldschmidt count is
+    used. Argmax: bound 2, rows in windows of 2n, padded keys masked: the exact one-hot (measured
+    1.5e-6 when the top two differ by 1.1 times the Sgn resolution). LayerNorm: defaults [1, 64] and an explicit Goldschmidt count reach the inverse square root."""
+    gen = np.random.default_rng(7)
+    n, w, rows, B = 8, 16, 4, 4.0
+    x, keys = np.zeros(w * rows), np.zeros(w * rows)
+    for r in range(rows):
+        x[r * w:r * w + n - 2] = gen.uniform(-B, 0.0, n - 2)
+        x[r * w + n - 2:r * w + n] = B  # padded keys hold the largest allowed value: only the mask stops them
+        keys[r * w:r * w + n - 2] = 1.0
+    sm = SM.softmax_plain(x, n, B, key_mask=keys, window=w)
+    for r in range(rows):
+        row = x[r * w:r * w + n - 2]
+        e = np.exp(row - row.max())
+        assert np.max(np.abs(sm[r * w:r * w + n - 2] - e / e.sum())) < 0.0125
+    for n1 in (8, 64):
+        z = np.full(n1, -4.0)
+        z[3] = 4.0
+        e = SM.exp_plain(z - 4.0)
+        assert np.max(np.abs(SM.softmax_plain(z, n1, 4.0) - e / e.sum())) < 1e-12
+        assert np.max(np.abs(SM.softmax_plain(z, n1, 4.0, iters=1) - e / e.sum())) > 0.1
+    # Argmax with bound 2 in windows of 16, the last two keys of each row padded
+    B, worst = 2.0, 0.0
+    for _ in range(20):
+        xa, km, want = np.zeros(w * rows), np.zeros(w * rows), np.zeros(w * rows)
+        for r in range(rows):
+            while True:
+                v = gen.uniform(-B, B, n - 2)
+                t = np.sort(v)
+                if t[-1] - t[-2] >= 1.1 * 0.0348 * B and t[-1] > 0.2:
+                    break
+            xa[r * w:r * w + n - 2], km[r * w:r * w + n - 2] = v, 1.0
+            xa[r * w + n - 2:r * w + n] = B  # padded keys at the bound: only the mask stops them
+            want[r * w + int(np.argmax(v))] = 1.0
+        sel = argmax_plain(xa, n, B, key_mask=km, window=w)
+        for r in range(rows):
+            worst = max(worst, np.max(np.abs(sel[r * w:r * w + n] - want[r * w:r * w + n])))
+    assert 0 < worst < 2e-6
+    # LayerNorm: defaults and an explicit Goldschmidt count, against the model's own pieces
+    n, F = 16, 12
+    xl, g, b = np.zeros(n), np.zeros(n), np.zeros(n)
+    xl[:F], g[:F], b[:F] = gen.normal(0, 3, F), gen.uniform(0.5, 1.5, F), gen.uniform(-1, 1, F)
+    xc = xl[:F] - xl[:F].mean()
+    var = float(np.mean(xc * xc))
+    for k in (0, 1, 2):
+        out = LN.layernorm_plain(xl, F, n, g, b, goldschmidt=k)
+        assert np.allclose(out[:F], xc * g[:F] * LN.rsqrt_plain(np.array([var]), 1.0, 64.0, goldschmidt=k) + b[:F],
+                           rtol=0, atol=1e-12)
+    assert np.array_equal(LN.layernorm_plain(xl, F, n, g, b), LN.layernorm_plain(xl, F, n, g, b, lo=1.0, hi=64.0))

@@ -11,7 +11,7 @@ import pytest
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 from refimpl.experiments import bertbase as bb
 from refimpl.experiments.bertbase import counts as bc
@@ -141,8 +141,6 @@ def test_counts_of_the_design_are_pinned(ring, size):
     per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention) + 6 (two heads per
     score ciphertext, refimpl.nexus.bert.packing), P V 6 chunks x (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1)
     + 6 (the second head of each score ciphertext apart) = 2,040 (attention.pv_diagonal; small: 2 x 59 + 2 = 120)."""
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
     kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
     cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
@@ -173,8 +171,6 @@ def test_softmax_gelu_counts_are_pinned():
     rotations: the folds, the spreads, the pairs; 27 bootstraps = 54 refreshed ciphertexts two at a time, 27
     conjugations), GELU on 12 ciphertexts (12 x 69 relinearizations + 12 rotations), 46 bootstraps per layer (146
     before the packings)."""
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-
     params, rc = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=2)
     model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))

@@ -12,6 +12,7 @@ import pytest
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters
 from refimpl.nexus.argmax import argmax
+from refimpl.nexus.bert.packing import pack_complex, unpack_complex
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.softmax import softmax, softmax_plain
 from refimpl.ring.sampling import RandomSource
@@ -77,8 +78,6 @@ def test_two_ciphertexts_per_bootstrap(B):
     """NEXUS-BERT-PACKING: a / 2M_a + i b / 2M_b refreshed by one real bootstrap and split by one conjugation
     (refimpl.nexus.bert.packing) gives a and b back within a few times the error of refreshing each alone; at
     level 0 (no level to scale) a + i b with the scale declared doubled."""
-    from refimpl.nexus.bert.packing import pack_complex, unpack_complex
-
     ev = B.ev
     a, b = B.rng.uniform(-3, 3, ev.params.slots), B.rng.uniform(-0.9, 0.9, ev.params.slots)
     ca, cb = B.encrypt(a), B.encrypt(b)

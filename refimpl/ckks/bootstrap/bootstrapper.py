@@ -17,12 +17,16 @@ budget, K = 28, degree 44, r = 3 for h = 192).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import log2
+from math import erfc, log2, sqrt
 
+import numpy as np
+
+from ...progress import Progress, or_silent
+from ...ring.primes import ntt_primes
 from ..ciphertext import Ciphertext
 from ..errors import ParameterError
 from ..keys import conjugation_element, galois_element
-from ..params import Parameters
+from ..params import Parameters, choose_digits
 from ..polyeval import poly_depth
 from .dft import apply_linear, decode_stages, encode_stages, group, rotations_needed
 from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, k_from_hamming_weight
@@ -67,10 +71,6 @@ class ResolvedConfig:
 
 
 def _failure(K: int, h: int, N: int) -> float:
-    from math import erfc, sqrt
-
-    import numpy as np
-
     sd = sqrt((h + 1) / 12)
     return float(np.log2(max(N * erfc((K - 0.5) / (sd * sqrt(2))), 1e-300)))
 
@@ -82,8 +82,6 @@ def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: 
     Each double-angle step multiplies the error by up to 4 (d(2c^2 - 1) = 4c dc), and the
     output reads the sine at q_0 / (2 pi Delta) times its size: 2^-45 (near the float64 floor
     of the interpolation) keeps the approximation below the noise; a level is worth 2^3 more."""
-    from ..polyeval import poly_depth
-
     d = 8
     while d < 255 and cosine_coefficients(K, d, r)[1] > 2.0**log2_err:
         d += 1
@@ -96,8 +94,6 @@ def _degree_for(K: int, r: int, log2_err: float = -45.0, log2_err_level_saving: 
 def _choose_double_angle(K: int, degree: int | None) -> tuple[int, int]:
     """(r, degree) of least EvalMod depth; ties go to the least amplified error err * 4^r
     (each double angle multiplies the cosine's error by up to 4)."""
-    from ..polyeval import poly_depth
-
     best = None
     for r in (2, 3, 4):
         d = degree or _degree_for(K, r)
@@ -134,9 +130,6 @@ def bootstrap_parameters(
     secret: q_0 = 2^48 -> 25.5 mean bits, 2^52 -> 23.0); but a constant vector puts its whole
     value into one coefficient, and there 2^48 falls to 13.7 bits while 2^52 keeps 22.1.
     log_q0 = 52 is the robust choice (tests: CKKS-BOOT-Q0)."""
-    from ...ring.primes import ntt_primes
-    from ..params import choose_digits
-
     if encapsulation_h:  # dense main secret (HE-standard bound); K from the ephemeral weight
         rc = config.resolve(N, encapsulation_h)
         rc = ResolvedConfig(rc.level_budget, rc.eval_mod, rc.log2_failure, encapsulation_h)
@@ -202,10 +195,15 @@ def bootstrap_preset(name: str, config: BootstrapConfig = BootstrapConfig()) -> 
 class Bootstrapper:
     """Refreshes a ciphertext's levels without the secret key (it holds only evaluation keys)."""
 
-    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None):
+    STAGES = ("ModRaise", "CoeffsToSlots", "EvalMod", "SlotsToCoeffs")
+
+    def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None,
+                 progress: Progress | None = None):
         """encapsulation: (key s -> s' at level 0, key s' -> s) from KeyGenerator.encapsulation_keys,
-        required when the configuration encapsulates (dense main secret)."""
+        required when the configuration encapsulates (dense main secret); progress: refimpl.progress's
+        callback, called at each stage boundary of every bootstrap ("bootstrap: <stage>", done, 4)."""
         self.encapsulation = encapsulation
+        self.progress = progress
         self.ev = ev
         self.params: Parameters = ev.params
         self.config = config
@@ -308,6 +306,8 @@ class Bootstrapper:
         """A new ciphertext of the same slots at `output_level` and scale Delta (ct is not modified)."""
         ev, p, cfg = self.ev, self.params, self.config
         self.calls += 1
+        say, stages = or_silent(self.progress), self.STAGES
+        say(f"bootstrap: {stages[0]}", 0, len(stages))
         delta_in = ct.scale
         low = scale_down(ev, ct)  # level -> 0
         K, q0 = cfg.eval_mod.K, p.q[0]
@@ -326,16 +326,21 @@ class Bootstrapper:
         reps = p.slots // self.slots
         raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps * 2.0**PRE_SHIFT, p)  # slots: t / (K q0)
         em_level = p.L - cfg.level_budget[0]
+        say(f"bootstrap: {stages[1]}", 1, len(stages))
         u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
         conj = ev.conjugate(u)
         re = ev.add(u, conj)  # 2 Re(u) at scale q/2  ->  Re(u) at scale q
         im = ev.negate(ev.mul_monomial(ev.sub(u, conj), p.N // 2))  # -i (u - conj u) = 2 Im(u)
         re = Ciphertext(re.c, re.level, 2 * u.scale, p)
         im = Ciphertext(im.c, im.level, 2 * u.scale, p)
+        say(f"bootstrap: {stages[2]}", 2, len(stages))
         v_re = eval_mod(ev, re, cfg.eval_mod, q0, delta_in)
         v_im = eval_mod(ev, im, cfg.eval_mod, q0, delta_in)
         w = ev.add(v_re, ev.mul_monomial(v_im, p.N // 2))  # v_re + i v_im
-        return self.slots_to_coeffs(w)
+        say(f"bootstrap: {stages[3]}", 3, len(stages))
+        out = self.slots_to_coeffs(w)
+        say("bootstrap", len(stages), len(stages))
+        return out
 
     def describe(self) -> str:
         cfg = self.config

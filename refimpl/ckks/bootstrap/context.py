@@ -11,8 +11,9 @@ over them. Ciphertexts are then encrypted at the bootstrapper's output level by 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
+from ...progress import Progress
 from ..context import Context
 from ..evaluator import Evaluator
 from .bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_preset
@@ -20,7 +21,7 @@ from .bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_preset
 
 def bootstrapping_context(preset: str = "toy-2^10-deep", rotations: Iterable[int] = (), *, seed: int | None = None,
                           config: BootstrapConfig = BootstrapConfig(),
-                          progress: Callable[[str], None] | None = None) -> Context:
+                          progress: Progress | None = None) -> Context:
     """A Context on the bootstrapping preset `preset` (BOOTSTRAP_PRESETS) with its bootstrapper's keys and `rotations`."""
     params, resolved = bootstrap_preset(preset, config)
     probe = Bootstrapper(Evaluator(params), resolved)  # no keys: it only lists what it needs

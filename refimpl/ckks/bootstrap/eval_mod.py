@@ -21,7 +21,7 @@ from math import erfc, pi, sqrt
 import numpy as np
 
 from ..ciphertext import Ciphertext
-from ..polyeval import chebyshev_interpolate, evaluate_chebyshev
+from ..polyeval import chebyshev_interpolate, evaluate_chebyshev, poly_depth
 
 
 def k_from_hamming_weight(h: int, N: int, log2_failure: float = -40.0) -> tuple[int, float]:
@@ -45,8 +45,6 @@ class EvalModConfig:
 
     @property
     def depth(self) -> int:
-        from ..polyeval import poly_depth
-
         return poly_depth(self.degree) + self.double_angle
 
 
@@ -62,8 +60,6 @@ def eval_mod(ev, ct: Ciphertext, cfg: EvalModConfig, q0: int, delta: float) -> C
     coeffs, _ = cosine_coefficients(cfg.K, cfg.degree, cfg.double_angle)
     p = ct.params
     # target the scale of the prime that each following square divides by: the scale stays put
-    from ..polyeval import poly_depth
-
     out_level = ct.level - poly_depth(cfg.degree)
     target = float(p.q[out_level]) if cfg.double_angle else ct.scale
     c, _ = evaluate_chebyshev(ev, ct, coeffs, target_scale=target)

@@ -98,6 +98,7 @@ class Forward:
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
         self.complex_refresh = can_conjugate(ev)  # ours: two ciphertexts per bootstrap (refresh_all)
+        self.progress = None  # hook (ours): refimpl.progress's callback, once per piece of the plan
 
     def plaintext(self, key: tuple, level: int, scale: float, values):
         """The plaintext of slot vector values() at (level, scale): from the weight store when one is
@@ -136,6 +137,9 @@ class Forward:
                 self.trace[-1]["counts"] = {k: v - self.counts0.get(k, 0) for k, v in self.ev.counts.items()
                                             if v != self.counts0.get(k, 0)}
         self.i += 1
+        if self.progress is not None:  # pieces done, and the one that runs next
+            following = self.rows[self.i]["block"] if self.i < len(self.rows) else "done"
+            self.progress(f"encrypted forward: {following}", self.i, len(self.rows))
         return cts
 
     def refresh_all(self, cts: list[Ciphertext], bounds, coarse_ok: bool = False) -> list[Ciphertext]:
@@ -614,7 +618,7 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
                       input_level: int | None = None, diagonal_attention: bool = True,
-                      complex_refresh: bool | None = None) -> list[Ciphertext]:
+                      complex_refresh: bool | None = None, progress=None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -631,7 +635,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
     model, layout) runs first), on_layer (called with
     (i, chunks) after layer i: checkpoints), start (resume at this layer; cts = layer start - 1's output)
-    and input_level (the level of the client's ciphertexts, where the plan starts; default cts' level)."""
+    and input_level (the level of the client's ciphertexts, where the plan starts; default cts' level),
+    progress (refimpl.progress's callback: "encrypted forward: <piece>", pieces done, pieces)."""
     mask = np.asarray(attention_mask, dtype=np.float64).reshape(-1)
     if mask.size != n:
         raise ValueError(f"attention mask of length {mask.size} for n = {n} tokens")
@@ -647,8 +652,10 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     pieces = pieces_of(model, lay, argmax)
     rows = place(pieces, cts[0].level if input_level is None else input_level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
-    fw.taps, fw.weights, fw.on_layer = taps, weights, on_layer
+    fw.taps, fw.weights, fw.on_layer, fw.progress = taps, weights, on_layer, progress
     fw.diagonal_attention = diagonal_attention
     if complex_refresh is not None:
         fw.complex_refresh = complex_refresh
+    if progress is not None:
+        progress(f"encrypted forward: {rows[0]['block']}", 0, len(rows))
     return fw.run(list(cts), argmax, start=start)

@@ -27,6 +27,7 @@ import numpy as np
 from refimpl.ckks import Decryptor, Encoder, Encryptor, KeyGenerator
 from refimpl.ckks import serialize as ser
 from refimpl.nexus import compression
+from refimpl.progress import or_silent
 from refimpl.ring.sampling import RandomSource
 
 from .models import load_model
@@ -41,9 +42,10 @@ class Client:
     """The NEXUS client: holds the secret key and the embedding table, sends bytes only."""
 
     def __init__(self, transport, model: str = "toy", params: str = "toy-2^10-deep", compress: bool = True,
-                 seed: int | None = None, reveal_logits: bool = False):
+                 seed: int | None = None, reveal_logits: bool = False, progress=None):
         """reveal_logits: ask for the logits (the model's whole output) instead of the Argmax
-        selection vector; the server must allow it."""
+        selection vector; the server must allow it. progress: refimpl.progress's callback, once
+        per key made ("client keys: <kind>", done, total)."""
         self.params, self.rc = resolve_params(params)
         self.model = load_model(model)
         self.t, self.model_name, self.params_name, self.compress = transport, self.model.name, params, compress
@@ -59,6 +61,7 @@ class Client:
         self.decryptor = Decryptor(self.sk)
         self.ledger = Ledger()
         self.overhead = getattr(transport, "prefix_bytes", 0)  # TCP: the u64 length before each frame
+        self.progress = or_silent(progress)
 
     def _send(self, kind: str, header: dict, blobs=()) -> None:
         frame = encode_message(kind, {"client_id": self.client_id, **header}, list(blobs))
@@ -85,18 +88,29 @@ class Client:
         for g in setup["missing_galois"]:
             if g % 2 == 0 or not 0 < g < 2 * p.N:
                 raise ProtocolError(f"the server asked for an invalid Galois element {g}")
-        if "public" in setup["missing"]:
+        missing = setup["missing"]
+        say, done = self.progress, 0
+        total = sum(k in missing for k in ("relin", "encapsulation")) + len(setup["missing_galois"])
+        if "public" in missing:
             self._send("key", {"role": "public"}, [ser.serialize_public_key(self.pk)])
-        if "relin" in setup["missing"]:
+        if "relin" in missing:
+            say("client keys: relinearization", done, total)
             self._send("key", {"role": "relin"}, [ser.serialize_switching_key(kg.relin_key(sk))])
-        if "encapsulation" in setup["missing"]:
+            done += 1
+        if "encapsulation" in missing:
+            say("client keys: encapsulation", done, total)
             down, up = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=self.rc.encapsulation_h))
             self._send("key", {"role": "enc_down"}, [ser.serialize_switching_key(down)])
             self._send("key", {"role": "enc_up"}, [ser.serialize_switching_key(up)])
+            done += 1
         levels = {int(g): int(lv) for g, lv in setup.get("galois_levels", [])}
         for g in setup["missing_galois"]:
+            say("client keys: Galois", done, total)
             key = kg.galois_key(sk, g, levels.get(g))  # over Q_level P only: the level the server applies it at
             self._send("key", {"role": "galois", "element": g}, [ser.serialize_switching_key(key)])
+            done += 1
+        if total:
+            say("client keys", total, total)
         self._send("keys_done", {})
         self.keygen_s += time.perf_counter() - t0
 

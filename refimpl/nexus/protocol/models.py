@@ -32,6 +32,7 @@ from refimpl.nexus.argmax import argmax as argmax_blocks
 from refimpl.nexus.folding import fold_rotations, quick_sum
 from refimpl.nexus.gelu import LEVELS as GELU_LEVELS, gelu, gelu_plain
 from refimpl.nexus.levels import ensure_levels, with_scale
+from refimpl.progress import or_silent
 
 from .wire import ProtocolError
 
@@ -114,9 +115,12 @@ class ToyModel:
         u = np.abs(self.a) * self.input_bound() + np.abs(self.b)
         return float(np.max(np.abs(self.Wc) @ u.ravel() + np.abs(self.bc)))
 
-    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False) -> list[Ciphertext]:
+    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False, progress=None) -> list[Ciphertext]:
         """The logits, one ciphertext per class (slot 0), or with argmax=True one ciphertext holding
-        the Argmax selection vector in slots 0 .. num_labels - 1 (NEXUS §3.4)."""
+        the Argmax selection vector in slots 0 .. num_labels - 1 (NEXUS §3.4). progress:
+        refimpl.progress's callback, once per block."""
+        say, blocks = or_silent(progress), 4 if argmax else 3  # blocks done, and the one that runs next
+        say("encrypted forward: affine", 0, blocks)
         enc = Encoder(ev.params)
         ct = cts[0]
         t0 = time.perf_counter()
@@ -125,10 +129,12 @@ class ToyModel:
         h = with_scale(h, ct.scale) if abs(h.scale - ct.scale) < 1e-9 * ct.scale else h
         h = ev.add_plain(h, enc.encode(self.b.ravel(), level=h.level, scale=h.scale))
         _trace(trace, "affine", t0, ct, h)
+        say("encrypted forward: gelu", 1, blocks)
         h = _refresh(h, GELU_LEVELS, bts, "GELU", trace)
         t0 = time.perf_counter()
         g = gelu(ev, h, -6.0, 6.0)  # level 18 -> 0
         _trace(trace, "gelu", t0, h, g)
+        say("encrypted forward: classifier", 2, blocks)
         g = _refresh(g, 1, bts, "classifier", trace)
         t0 = time.perf_counter()
         outs = []
@@ -137,7 +143,13 @@ class ToyModel:
             s = quick_sum(ev, m, n * self.d)  # slot 0: sum over the n d features
             outs.append(ev.add_const(s, float(self.bc[c])))
         _trace(trace, "classifier", t0, g, outs[0])
-        return [self.argmax(ev, bts, outs, trace)] if argmax else outs
+        if not argmax:
+            say("encrypted forward", blocks, blocks)
+            return outs
+        say("encrypted forward: argmax", 3, blocks)
+        out = self.argmax(ev, bts, outs, trace)
+        say("encrypted forward", blocks, blocks)
+        return [out]
 
     def argmax(self, ev, bts, outs, trace=None) -> Ciphertext:
         """Logit c / 2B moved to slot c (one masked product each; |logit / 2B| <= 1/2), then
@@ -306,8 +318,9 @@ class NexusBert:
         """The bootstrapping plan as text (refimpl.nexus.bert.plan_table), for the server's log."""
         return plan_table_bert(plan)
 
-    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False):
-        return encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace, argmax=argmax)
+    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False, progress=None):
+        return encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace, argmax=argmax,
+                                 progress=progress)
 
     def unpack(self, vectors, layout):
         return np.asarray(unpack_output(vectors, layout, self.num_labels))

@@ -67,7 +67,7 @@ class Server:
 
     def __init__(self, model: str = "toy", params: str = "toy-2^10-deep", record_dir: str | None = None,
                  log=None, expand: str = "bootstrap", key_cache_bytes: int | None = None,
-                 reveal_logits: bool = False, insecure_no_auth: bool = False):
+                 reveal_logits: bool = False, insecure_no_auth: bool = False, progress=None):
         """expand: how compressed input reaches the forward's input level. "direct": the client
         encrypts one level above it and the server decompresses there (all levels: slow Subs,
         large query); "bootstrap": the client encrypts at level 1, the server decompresses on two
@@ -76,7 +76,8 @@ class Server:
         key_cache_bytes: bound of the key cache (default DEFAULT_KEY_CLIENTS clients' keys at the
         longest input, `client_key_bound`); reveal_logits: answer clients that ask for logits
         (default: the Argmax selection vector only); insecure_no_auth: INSECURE, the weakened
-        configuration of the attack tests (client ids unchecked, frames unauthenticated)."""
+        configuration of the attack tests (client ids unchecked, frames unauthenticated);
+        progress: refimpl.progress's callback for the forward and each bootstrap (None: silent)."""
         if expand not in ("bootstrap", "direct"):
             raise ProtocolError(f"expand must be 'bootstrap' or 'direct', got {expand!r}")
         self.expand = expand
@@ -99,6 +100,7 @@ class Server:
         self.lock = threading.Lock()  # received, record files
         self.compute = threading.Semaphore(1)  # one encrypted forward at a time: it uses every core
         self.log = log or (lambda *a: None)
+        self.progress = progress
         if record_dir:
             os.makedirs(record_dir, exist_ok=True)
 
@@ -330,7 +332,7 @@ class ServerSession:
         if keys.evaluator is None:
             keys.evaluator = Evaluator(p, EvaluationKeys(relin=keys.relin, galois=keys.galois))
             enc = (keys.enc_down, keys.enc_up) if s.rc.encapsulation_h else None
-            keys.bootstrapper = Bootstrapper(keys.evaluator, s.rc, encapsulation=enc)
+            keys.bootstrapper = Bootstrapper(keys.evaluator, s.rc, encapsulation=enc, progress=s.progress)
         with s.compute:  # one forward at a time; the other sessions keep receiving
             return self._evaluate(keys, h, blobs)
 
@@ -347,7 +349,8 @@ class ServerSession:
             raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
         t1 = time.perf_counter()
         bts, trace = CountingBootstrapper(keys.bootstrapper), []
-        out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace, argmax=h["output"] == "argmax")
+        hooks = {"progress": s.progress} if s.progress is not None else {}  # a model without the hook still serves
+        out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace, argmax=h["output"] == "argmax", **hooks)
         t2 = time.perf_counter()
         computed = sum(ciphertext_nbytes(p, c.level, c.size) for c in out)
         out_blobs = [ser.serialize_ciphertext(ev.drop_level(c, 0)) for c in out]  # level 0: least bytes
