@@ -120,7 +120,7 @@ class Forward:
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pc.coarse_ok)
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -142,16 +142,17 @@ class Forward:
             self.progress(f"encrypted forward: {following}", self.i, len(self.rows))
         return cts
 
-    def refresh_all(self, cts: list[Ciphertext], bounds, coarse_ok: bool = False) -> list[Ciphertext]:
+    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
         """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
         two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
-        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 or the piece
-        allows a coarse refresh (the sum a + i b stays within the placement's unscaled bound). Counts self.boots."""
+        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 (the sum a + i b
+        stays within the placement's unscaled bound; a coarse refresh of larger values is left single, as
+        planned). Counts self.boots."""
         bounds = list(bounds)
         if len(bounds) != len(cts):
             raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
         out: list = [None] * len(cts)
-        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or coarse_ok or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
+        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
         for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh else ():
             pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
             if pair is not None:
