@@ -45,7 +45,9 @@ plaintext inputs (refimpl.nexus.bert.ranges).
 
 Modules: layout (packing, rotations, slot vectors; the client's embedding), ranges (NexusModel,
 calibration, ranges JSON), chain (the pieces and the plan), forward (the encrypted forward),
-reference (float64 references). The placement program itself is refimpl.ckks.bootstrap.placement.
+reference (float64 references), attention (the diagonal Q K^T and P V, ours), packing (two ciphertexts per
+bootstrap, two heads per score ciphertext, two FFN chunks per GELU ciphertext, ours). The placement program
+itself is refimpl.ckks.bootstrap.placement.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3 (blocks), §4 (system), Alg. 5-7; BERT (Devlin et
 al. 2019); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv attention; MPCFormer (Quad).
