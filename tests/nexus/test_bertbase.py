@@ -36,15 +36,16 @@ def small(model, layers=1, **size):
 
 @pytest.mark.parametrize("model", sorted(bb.MODELS))
 def test_bert_base_counts_at_128_bit(model):
-    """BERT-base, n = 128, N = 2^16 (the preset's level): 6 hidden, 24 FFN, 12 score ciphertexts,
-    equal to ceil(n d / slots) with half of every token window empty, and to one per head."""
+    """BERT-base, n = 128, N = 2^16 (the preset's level): 6 hidden, 24 FFN, 6 score ciphertexts,
+    equal to ceil(n d / slots) with half of every token window empty, and to one per two heads (rows of 128 keys,
+    two per window of 256 slots: refimpl.nexus.bert.packing)."""
     cfg = bb.config(model)
     slots = 2**15
     lay = bb.layout(cfg, 128, slots)
     assert lay.head_rows and (lay.chunk, lay.window) == (128, 256)
     assert lay.chunks(lay.d) == math.ceil(128 * 768 / (slots / 2)) == 6
     assert lay.chunks(lay.intermediate) == math.ceil(128 * 3072 / (slots / 2)) == 24
-    assert lay.score_cts == 12 == math.ceil(12 * 128 * (2 * 128) / slots)
+    assert lay.score_cts == 6 == math.ceil(12 * 128 * 128 / slots)
     with pytest.raises(ValueError, match="use at most (32|64) tokens"):
         nb.input_layout(cfg, 128, slots)  # the default layout keeps rows inside a head
     if model == "softmax-gelu":
