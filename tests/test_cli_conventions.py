@@ -177,3 +177,12 @@ def test_every_command_that_writes_results_offers_json_and_no_other_spelling():
             assert "--json" in opts and opts["--json"].dest == "json", f"`refimpl {words}` has no --json FILE"
         for other in ("--out", "--output", "--result", "--json-out"):
             assert other not in opts or words in OUT_IS_NOT_JSON, f"`refimpl {words}` spells its JSON output {other}"
+
+
+def test_bench_model_goes_with_aby3_tls_only():
+    """`refimpl bench csprng` and `aby3-tls` are bench targets; --model belongs to aby3-tls alone."""
+    p = build_parser()
+    assert p.parse_args(["bench", "aby3-tls", "--model", "tiny"]).model == "tiny"
+    assert p.parse_args(["bench", "csprng", "--quick"]).target == "csprng"
+    with pytest.raises(SystemExit, match="--model applies to aby3-tls only"):
+        main(["bench", "csprng", "--model", "tiny"])
