@@ -10,7 +10,9 @@
 - accuracy_vs_papers.png: the accuracy table's cells (refimpl/reproduce/accuracy_table.py) beside
   the papers' figures (refimpl/constants.toml), per task and variant;
 - aby3_layer_cost.png: bytes and rounds of one BERT-base layer (n = 128) per attention/activation
-  variant under ABY3 (results/aby3/aby3_speed.json, `refimpl reproduce speed`).
+  variant under ABY3 (results/aby3/aby3_speed.json, `refimpl reproduce speed`);
+- freediv_fit.png: freeDiv's f(n) = a n^b beside the measured attention denominators
+  (results/bert/freediv_fit.json, `refimpl fit-freediv`; drawn by refimpl.bert.freediv.figure).
 
 Every figure reads committed result files only (never runs a computation) and names them in a
 caption line; a missing file is an error of one line that names the command making it.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refimpl.bert import freediv
 from refimpl.reproduce import accuracy_table, plots_placement
 from refimpl.reproduce.results_index import COMMANDS, FOLDERS
 
@@ -200,6 +203,12 @@ def accuracy_vs_papers(plt, sources: list[Path]):
     return fig
 
 
+def freediv_fit(plt, sources: list[Path]):
+    fig = freediv.figure(plt, json.loads(sources[0].read_text())["fits"])
+    fig.suptitle("freeDiv: f(n) = a n^b fitted to the mean attention denominator per sentence length (SST-2 dev)")
+    return fig
+
+
 # name -> (function, the result files it reads, relative to results/; a folder ends in "/")
 PLOTS = {
     "ckks_peer_ratios.png": (ckks_peer_ratios, ["ckks/bench_ckks.json"]),
@@ -212,6 +221,7 @@ PLOTS = {
                                                                 "nexus/nexus_bertbase_128_placement_time.json"]),
     "accuracy_vs_papers.png": (accuracy_vs_papers, ["accuracy/"]),
     "aby3_layer_cost.png": (aby3_layer_cost, ["aby3/aby3_speed.json"]),
+    "freediv_fit.png": (freediv_fit, ["bert/freediv_fit.json"]),
 }
 EXTRA_SOURCES = {"accuracy_vs_papers.png": "paper figures: refimpl/constants.toml [freediv], [distill.mpcformer_accuracy]"}
 
