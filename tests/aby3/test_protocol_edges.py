@@ -7,8 +7,10 @@ Every expected value is computed independently (hashlib, Python integers mod 2^6
 """
 
 import hashlib
+import re
 
 import numpy as np
+import pytest
 
 from refimpl.aby3 import arith
 from refimpl.aby3.fixed import U64, public_int, to_signed
@@ -64,3 +66,98 @@ def test_ring_helpers_for_signed_values_and_public_constants():
     for c in (0, 1, -1, -(2**63), 2**64 + 7, 12345678901234567890):
         r = public_int(c)
         assert isinstance(r, np.uint64) and int(r) == c % 2**64
+
+
+def test_fixed_point_format_checks_and_range():
+    """ABY3 §5 fixed point over Z_2^64: only k = 64; f in [1, 30]; |x| 2^f < 2^62 at encoding (max_abs =
+    2^(62 - f)), the boundary itself refused with the range in the message; encode rounds to the
+    nearest integer (ties to even) mod 2^64 and decode inverts it, at f or at explicit scale bits."""
+    from refimpl.aby3.fixed import Fxp
+
+    with pytest.raises(ValueError, match="only the ring Z_2\\^64 is implemented, got k = 32"):
+        Fxp(k=32)
+    for f in (0, 31, -1):
+        with pytest.raises(ValueError, match=f"fraction bits f = {f} must be in \\[1, 30\\]"):
+            Fxp(f=f)
+    assert Fxp(f=1).f == 1 and Fxp(f=30).f == 30
+    F = Fxp()
+    assert F.f == 18 and F.k == 64 and F.max_abs == 2.0**44 and Fxp(f=10).max_abs == 2.0**52
+    got = F.encode(np.array([1.0, -1.0, 0.5, 3 * 2.0**-19, 2.0**-19, 0.0]))
+    assert got.dtype == np.uint64
+    assert [int(v) for v in got] == [2**18, 2**64 - 2**18, 2**17, 2, 0, 0]  # 1.5 -> 2, 0.5 -> 0 (even)
+    assert [int(v) for v in F.encode(np.array([3.0, -2.0]), scale_bits=0)] == [3, 2**64 - 2]
+    assert F.encode(np.zeros(0)).size == 0
+    edge = (2.0**62 - 2.0**10) / 2.0**18  # |x| 2^f just below 2^62 (a float64 step there is 2^10)
+    assert int(F.encode(np.array([edge]))[0]) == 2**62 - 2**10
+    assert int(F.encode(np.array([-edge]))[0]) == 2**64 - 2**62 + 2**10
+    for bad in (2.0**44, -(2.0**44)):
+        with pytest.raises(ValueError, match=r"value 1\.75922e\+13 outside the fixed-point range \|x\| < 2\^44 "
+                                             r"\(k = 64, 18 fraction bits\)"):
+            F.encode(np.array([0.0, bad]))
+    with pytest.raises(ValueError, match=r"\|x\| < 2\^52 \(k = 64, 10 fraction bits\)"):
+        F.encode(np.array([2.0**52]), scale_bits=10)
+    with pytest.raises(ValueError, match="cannot encode NaN or infinity"):
+        F.encode(np.array([1.0, np.inf]))
+    v = np.array([2**18, 2**64 - 3 * 2**17, 5], dtype=np.uint64)
+    assert F.decode(v).tolist() == [1.0, -1.5, 5 * 2.0**-18]
+    assert F.decode(v, scale_bits=1).tolist() == [2.0**17, -3 * 2.0**16, 2.5]
+    assert F.decode([2**64 - 1]).tolist() == [-(2.0**-18)]
+
+
+def test_local_ops_results_belong_to_the_run_and_compose():
+    """ABY3-LIN-1: the result of every local operation carries the run's session (so it combines with the
+    run's other shares, and a share from another run is refused), and the values are exact:
+    checked by adding x to each result and revealing (ring arithmetic mod 2^64 on the encodings)."""
+    from refimpl.aby3.fixed import Fxp
+
+    F = Fxp()
+    x = np.array([1.5, -2.0, 3.25, 0.0])
+    ops = {
+        "neg": (lambda p, a: arith.neg(p, a), -x),
+        "sub": (lambda p, a: arith.sub(p, a, a), 0 * x),
+        "add_public": (lambda p, a: arith.add_public(p, a, 0.5), x + 0.5),
+        "add_raw": (lambda p, a: arith.add_raw(p, a, F.encode(np.full(4, 2.0))), x + 2.0),
+        "mul_int": (lambda p, a: arith.mul_int(p, a, -3), -3 * x),
+        "lshift": (lambda p, a: arith.lshift(p, a, 2), 4 * x),
+        "mul_public": (lambda p, a: arith.mul_public(p, a, 0.25), 0.25 * x),  # one truncation: <= 1 ulp
+    }
+    for name, (fn, want) in ops.items():
+        out, _, _ = run(lambda p, a: arith.add(p, fn(p, a), a), x)
+        assert np.max(np.abs(out - (want + x))) <= (2.0**-F.f if name == "mul_public" else 0.0), name
+    out, _, _ = run(lambda p, a: arith.add(p, arith.sum_axis(p, a.reshape(2, 2), keepdims=True),
+                                         arith.sum_axis(p, a.reshape(2, 2), axis=-1, keepdims=True)), x)
+    assert out.tolist() == [[2 * (x[0] + x[1])], [2 * (x[2] + x[3])]]
+    assert to_signed(np.array([1, 2, 2**32 - 1], dtype=np.uint32)).tolist() == [1, 2, 2**32 - 1]
+
+
+def test_matmul_refuses_shares_of_another_run_and_mismatched_shapes():
+    """ABY3-SHARE-3: matmul (like mul) refuses a share from another protocol run on either side, and shapes
+    whose inner or batch dimensions differ, naming both shapes."""
+    from refimpl.aby3.party import simulate
+    from refimpl.aby3.shares import share_input
+
+    def share(p, shape):
+        return share_input(p, 0, np.ones(shape) if p.id == 0 else None)
+
+    stale = simulate(lambda p: share(p, (2, 2))).outputs
+    for side in (0, 1):
+        def mixed(p, side=side):
+            fresh = share(p, (2, 2))
+            x, y = (stale[p.id], fresh) if side == 0 else (fresh, stale[p.id])
+            return arith.matmul(p, x, y)
+
+        with pytest.raises(ValueError, match="different protocol runs"):
+            simulate(mixed)
+    for xs, ys in (((2, 3), (4, 2)), ((2, 2, 3), (3, 3, 2))):
+        with pytest.raises(ValueError, match=f"matmul shapes do not match: {re.escape(str(xs))} @ {re.escape(str(ys))}"):
+            simulate(lambda p, xs=xs, ys=ys: arith.matmul(p, share(p, xs), share(p, ys)))
+
+
+def test_fresh_keys_are_four_independent_os_keys():
+    """ABY3-PRSS-1: the simulator's secure setup draws k_0, k_1, k_2 and k_pub: four distinct 32-byte keys,
+    new on every call."""
+    from refimpl.aby3.prss import fresh_keys
+
+    k, k2 = fresh_keys(), fresh_keys()
+    assert len(k) == 4 and all(isinstance(x, bytes) and len(x) == 32 for x in k)
+    assert len(set(k) | set(k2)) == 8
