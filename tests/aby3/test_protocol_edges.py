@@ -161,3 +161,15 @@ def test_fresh_keys_are_four_independent_os_keys():
     k, k2 = fresh_keys(), fresh_keys()
     assert len(k) == 4 and all(isinstance(x, bytes) and len(x) == 32 for x in k)
     assert len(set(k) | set(k2)) == 8
+
+
+def test_mul_public_takes_any_real_constant():
+    """ABY3-LIN-1: mul_public's constants are public reals in any numeric form (float, int, an exact
+    fractions.Fraction): each is read as float64, and the product is within one ulp."""
+    from fractions import Fraction
+
+    x = np.array([1.5, -2.0, 3.25])
+    for c in (Fraction(1, 4), [Fraction(3, 8), Fraction(-1, 2), Fraction(5, 4)], 3, np.float32(0.75)):
+        out, _, _ = run(lambda p, a, c=c: arith.mul_public(p, a, c), x)
+        want = x * np.array(c, dtype=np.float64)
+        assert np.max(np.abs(out - want)) <= 2.0**-18, c
