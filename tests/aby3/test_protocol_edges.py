@@ -173,3 +173,17 @@ def test_mul_public_takes_any_real_constant():
         out, _, _ = run(lambda p, a, c=c: arith.mul_public(p, a, c), x)
         want = x * np.array(c, dtype=np.float64)
         assert np.max(np.abs(out - want)) <= 2.0**-18, c
+
+
+def test_truncate_refuses_a_share_of_another_run_and_integer_constants_need_no_truncation():
+    """ABY3-SHARE-3, ABY3-TRUNC-2: truncate refuses a share from another protocol run; mul_public by an
+    integer is exact and local (t = 0: no truncation, nothing sent)."""
+    from refimpl.aby3.party import simulate
+    from refimpl.aby3.shares import share_input
+
+    stale = simulate(lambda p: share_input(p, 0, np.ones(2) if p.id == 0 else None)).outputs
+    with pytest.raises(ValueError, match="different protocol runs"):
+        simulate(lambda p: arith.truncate(p, stale[p.id]))
+    x = np.array([1.5, -2.0, 3.25])
+    out, _, cost = run(lambda p, a: arith.mul_public(p, a, np.array([3.0, -2.0, 0.0])), x)
+    assert np.array_equal(out, x * np.array([3.0, -2.0, 0.0])) and cost["bytes"] == 0 and cost["rounds"] == 0
