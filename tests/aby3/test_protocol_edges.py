@@ -187,3 +187,25 @@ def test_truncate_refuses_a_share_of_another_run_and_integer_constants_need_no_t
     x = np.array([1.5, -2.0, 3.25])
     out, _, cost = run(lambda p, a: arith.mul_public(p, a, np.array([3.0, -2.0, 0.0])), x)
     assert np.array_equal(out, x * np.array([3.0, -2.0, 0.0])) and cost["bytes"] == 0 and cost["rounds"] == 0
+
+
+def test_add_and_sub_check_both_operands():
+    """ABY3-SHARE-3: add and sub refuse a share from another run on either side, and operands of different
+    shapes (no implicit broadcasting), naming the shapes."""
+    from refimpl.aby3.party import simulate
+    from refimpl.aby3.shares import share_input
+
+    def share(p, n):
+        return share_input(p, 0, np.ones(n) if p.id == 0 else None)
+
+    stale = simulate(lambda p: share(p, 2)).outputs
+    for op in (arith.add, arith.sub):
+        for side in (0, 1):
+            def mixed(p, op=op, side=side):
+                fresh = share(p, 2)
+                return op(p, stale[p.id], fresh) if side == 0 else op(p, fresh, stale[p.id])
+
+            with pytest.raises(ValueError, match="different protocol runs"):
+                simulate(mixed)
+        with pytest.raises(ValueError, match=re.escape("shares of different shapes [(2,), (3,)] (broadcast explicitly)")):
+            simulate(lambda p, op=op: op(p, share(p, 2), share(p, 3)))
