@@ -209,3 +209,14 @@ def test_add_and_sub_check_both_operands():
                 simulate(mixed)
         with pytest.raises(ValueError, match=re.escape("shares of different shapes [(2,), (3,)] (broadcast explicitly)")):
             simulate(lambda p, op=op: op(p, share(p, 2), share(p, 3)))
+
+
+def test_mul_int_takes_integral_floats_and_refuses_fractions():
+    """ABY3-LIN-1: mul_int by public integers given as ints, unsigned ints or integral floats (negative
+    ones too) is the exact product; a non-integral float is refused with a pointer to mul_public."""
+    x = np.array([1.5, -2.0, 3.25])
+    for c in (np.array([2.0, -3.0, 0.0]), np.array([2, -3, 0]), np.array([2, 3, 0], dtype=np.uint8), -4.0):
+        out, _, cost = run(lambda p, a, c=c: arith.mul_int(p, a, c), x)
+        assert np.array_equal(out, x * np.asarray(c, dtype=np.float64)) and cost["bytes"] == 0, c
+    with pytest.raises(ValueError, match="^mul_int needs integer constants; use mul_public for reals$"):
+        run(lambda p, a: arith.mul_int(p, a, np.array([2.0, 0.5, 1.0])), x)
