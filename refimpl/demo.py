@@ -124,7 +124,7 @@ def nexus_step(sentence: str, params: str, models=(TEACHER, STUDENT)) -> dict:
     return out
 
 
-def _trim(sentence: str, max_tokens: int) -> str:
+def trim_sentence(sentence: str, max_tokens: int) -> str:
     """The first words of a sentence, so that the encrypted run stays within the demo's time."""
     words = sentence.split()
     return " ".join(words[: max(1, max_tokens - 4)])
@@ -174,7 +174,7 @@ def main(sentence: str | None = None, quick: bool = False, json_path: str | None
           "`refimpl reproduce speed` (the paper: 2.26x)")
 
     params, nexus_models = NEXUS_QUICK if quick else (NEXUS_PARAMS, (TEACHER, STUDENT))
-    text = _trim(sentences[0], NEXUS_MAX_TOKENS)
+    text = trim_sentence(sentences[0], NEXUS_MAX_TOKENS)
     p, _ = resolve_params(params)
     secure = not p.insecure
     print(f"[3] NEXUS encrypted inference (RNS-CKKS, real bootstrapping) on {text!r}")

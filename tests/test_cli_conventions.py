@@ -27,14 +27,15 @@ def capture_help(monkeypatch):
     monkeypatch.setattr(argparse.ArgumentParser, "print_help", lambda self, file=None: HELP.append(self.format_help()))
 
 
-def test_json_is_the_one_spelling_and_old_ones_are_hidden_aliases():
+def test_json_is_the_one_spelling():
     p = build_parser()
-    a = p.parse_args(["train", "--result", "r.json"])
-    b = p.parse_args(["train", "--json", "r.json"])
-    assert a.json == b.json == "r.json"
-    assert p.parse_args(["fit-freediv", "--out", "f.json"]).json == "f.json"
-    text = help_of("train")
-    assert "--result" not in text and "--json" in text
+    assert p.parse_args(["train", "--json", "r.json"]).json == "r.json"
+    assert p.parse_args(["fit-freediv", "--json", "f.json"]).json == "f.json"
+    for argv in (["train", "--result", "r.json"], ["distill", "--teacher", "t", "--result", "r.json"],
+                 ["fit-freediv", "--out", "f.json"]):  # the former spellings are gone
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+    assert "--result" not in help_of("train") and "--json" in help_of("train")
 
 
 def test_help_shows_defaults_everywhere():
@@ -176,3 +177,12 @@ def test_every_command_that_writes_results_offers_json_and_no_other_spelling():
             assert "--json" in opts and opts["--json"].dest == "json", f"`refimpl {words}` has no --json FILE"
         for other in ("--out", "--output", "--result", "--json-out"):
             assert other not in opts or words in OUT_IS_NOT_JSON, f"`refimpl {words}` spells its JSON output {other}"
+
+
+def test_bench_model_goes_with_aby3_tls_only():
+    """`refimpl bench csprng` and `aby3-tls` are bench targets; --model belongs to aby3-tls alone."""
+    p = build_parser()
+    assert p.parse_args(["bench", "aby3-tls", "--model", "tiny"]).model == "tiny"
+    assert p.parse_args(["bench", "csprng", "--quick"]).target == "csprng"
+    with pytest.raises(SystemExit, match="--model applies to aby3-tls only"):
+        main(["bench", "csprng", "--model", "tiny"])

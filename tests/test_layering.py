@@ -5,7 +5,8 @@ Library (what a reader of the papers reads): base (refimpl, constants, measure) 
 not import ckks.bootstrap. The top layer (the command line, demo, reproduce, bench, experiments,
 the spec checker) may import anything; nothing in the library imports it, and the standalone
 peer scripts import no refimpl at all. No module-level import cycle anywhere. A library function
-holds an import only with a `# lazy:` comment that says why (an optional or heavy package).
+holds an import only with a `# lazy:` comment that says why (an optional or heavy package). A module
+over 500 lines says why near its top (`# Long module: ...`). No module uses another's private (`_x`) names.
 """
 
 from __future__ import annotations
@@ -154,6 +155,68 @@ def test_the_import_rule_catches_an_unexplained_function_import():
         "        import sys\n"
     )
     assert unexplained_function_imports(source) == [3, 12]
+
+
+def private_names_used(source: str) -> list[str]:
+    """`from refimpl... import _x` and `m._x` where m is a name bound by an import of refimpl (or a relative one)."""
+    tree = ast.parse(source)
+    bound, out = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "refimpl"):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    out.append(f"{node.lineno}: imports {a.name}")
+                bound.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "refimpl"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                out.append(f"{node.lineno}: uses {ast.unparse(node)}")
+    return out
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: module_name(p))
+def test_no_private_names_across_modules(path):
+    assert private_names_used(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_private_name_rule_can_fail():
+    source = (
+        "import refimpl.ckks.serialize\n"
+        "from refimpl.bert import functional as F\n"
+        "from .boolean import _compact, bit\n"
+        "from numpy import _private_ok\n"
+        "x = F._key_mask, F.key_mask, refimpl.ckks.serialize._HEAD, bit._y, self._z\n"
+    )
+    assert private_names_used(source) == [
+        "3: imports _compact", "5: uses F._key_mask", "5: uses refimpl.ckks.serialize._HEAD", "5: uses bit._y"]
+
+
+LONG = 500  # lines; a longer module says why near its top
+
+
+def long_without_reason(source: str, limit: int = LONG) -> bool:
+    """A module over `limit` lines with no line starting `# Long module:` (why it stays whole) in its first 60."""
+    lines = source.splitlines()
+    return len(lines) > limit and not any(line.startswith("# Long module:") for line in lines[:60])
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: module_name(p))
+def test_long_modules_say_why(path):
+    assert not long_without_reason(path.read_text(encoding="utf-8")), (
+        f"{path.relative_to(ROOT)} is over {LONG} lines: split it along function boundaries or add a "
+        "`# Long module: <why>` comment near its top")
+
+
+def test_the_length_rule_can_fail():
+    body = "x = 1\n" * 20
+    assert long_without_reason(body, limit=10)
+    assert not long_without_reason("# Long module: one table\n" + body, limit=10)
+    assert not long_without_reason(body, limit=30)
 
 
 def test_peer_scripts_are_standalone():

@@ -1,6 +1,7 @@
 """The paper-table commands of `refimpl reproduce` (spec PAPER-TABLE-*): each prints the paper's figure,
 refimpl's and their ratio or difference, from committed result files or tiny settings."""
 
+import importlib
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from refimpl.constants import C
 from refimpl.cli import main as cli_main
-from refimpl.cli.reproduce import TABLES
+from refimpl.cli.reproduce import TABLES, entry_point
 from refimpl.reproduce.paper import PaperTable, Row, render
 
 
@@ -32,6 +33,16 @@ def test_every_table_is_registered():
         assert name in TABLES
     with pytest.raises(SystemExit):
         cli_main(["reproduce", "no-such-table"])
+
+
+def test_every_table_names_a_module_and_its_functions():
+    """Each table's module (its name, or the shared one) holds the functions that add its options and run it."""
+    for name in TABLES:
+        module, add, run = entry_point(name)
+        mod = importlib.import_module(f"refimpl.reproduce.{module}")
+        assert callable(getattr(mod, add)) and callable(getattr(mod, run)), name
+    assert entry_point("nexus-bertbase") == ("nexus", "add_bertbase_arguments", "run_bertbase")
+    assert entry_point("nexus-counts") == ("nexus_counts", "add_arguments", "run")
 
 
 def test_nexus_blocks_float64(tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.aby3.fixed import U64, public_int
+from refimpl.aby3.fixed import U64
 from refimpl.aby3.kernels import matmul_u64
 from refimpl.aby3.ot import ot3_help, ot3_recv, ot3_send
 from refimpl.aby3.party import Party

@@ -15,9 +15,8 @@ import numpy as np
 
 from refimpl.aby3 import arith
 from refimpl.aby3.arith import fxp_mul, mul_local, trunc3
-from refimpl.aby3.fixed import U64
+from refimpl.aby3.fixed import U64, public_fixed
 from refimpl.aby3.nonlinear import (
-    _ints,
     broadcast,
     exp_neg,
     fused_sums,
@@ -108,7 +107,7 @@ def attention_probs(p: Party, s: AShare, mask: np.ndarray, variant: str, *, c: f
         f_n = _freediv_f(variant, n, a, b)
         u = arith.add_public(p, s, c)  # 2quad-freediv: (s + c)^2 m / f(n), one truncation
         t = FREEDIV_COEF_BITS
-        k = _ints(np.broadcast_to(1.0 / f_n, s.shape), t) * _mask_int(mask, s.shape)
+        k = public_fixed(np.broadcast_to(1.0 / f_n, s.shape), t) * _mask_int(mask, s.shape)
         z = mul_local(p, u, u) * k + p.prss.zero(s.shape)  # re-mask: k = 0 on masked keys
         return trunc3(p, z, p.fxp.f + t)
 

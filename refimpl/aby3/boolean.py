@@ -63,8 +63,9 @@ def bit(x: BShare, j: int) -> BShare:
     return BShare((x.a >> U64(j)) & ONE, (x.b >> U64(j)) & ONE, x.session, 1)
 
 
-def _compact_even(v: np.ndarray) -> np.ndarray:
-    """Bits 0, 2, 4, ... of each word moved to positions 0, 1, 2, ... (a fixed bit permutation)."""
+def compact_even(v: np.ndarray) -> np.ndarray:
+    """Bits 0, 2, 4, ... of each word moved to positions 0, 1, 2, ... (a fixed bit permutation): the numpy
+    form of kernels.unzip_bits' even half, kept as its readable oracle."""
     v = v & _EVEN[0]
     for s, m in zip((1, 2, 4, 8, 16), _EVEN[1:]):
         v = (v | (v >> U64(s))) & m
@@ -74,7 +75,7 @@ def _compact_even(v: np.ndarray) -> np.ndarray:
 def _unzip(x: BShare) -> tuple[BShare, BShare]:
     """(even bits, odd bits) of each word, each compacted to nbits/2 bits: local."""
     h = x.nbits // 2
-    (ea, oa), (eb, ob) = unzip_bits(x.a), unzip_bits(x.b)  # numba; same as _compact_even
+    (ea, oa), (eb, ob) = unzip_bits(x.a), unzip_bits(x.b)  # numba; same as compact_even
     return BShare(ea, eb, x.session, h), BShare(oa, ob, x.session, h)
 
 

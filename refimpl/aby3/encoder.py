@@ -16,7 +16,8 @@ import numpy as np
 from refimpl.aby3 import arith
 from refimpl.aby3.arith import matmul_local, trunc3
 from refimpl.aby3.attention import activation, attention_probs, layer_norm
-from refimpl.aby3.nonlinear import _ints, broadcast
+from refimpl.aby3.fixed import public_fixed
+from refimpl.aby3.nonlinear import broadcast
 from refimpl.aby3.party import Party
 from refimpl.aby3.shares import AShare
 
@@ -61,7 +62,7 @@ def encoder_layer(p: Party, x: AShare, w: dict, mask: np.ndarray, *, heads: int,
         k = _heads(linear(p, x, w[g + "key.weight"], w[g + "key.bias"]), heads)
         v = _heads(linear(p, x, w[g + "value.weight"], w[g + "value.bias"]), heads)
         t = arith.coef_bits(1.0 / math.sqrt(dh), p.fxp.f)  # 1/8 for d_head = 64: t = 3
-        z = matmul_local(p, q, k.transpose(0, 2, 1)) * _ints(1.0 / math.sqrt(dh), t)
+        z = matmul_local(p, q, k.transpose(0, 2, 1)) * public_fixed(1.0 / math.sqrt(dh), t)
         s = trunc3(p, z + p.prss.zero(z.shape), p.fxp.f + t)  # [h, n, n] scores
         probs = attention_probs(p, s, np.broadcast_to(mask, (heads, n)), attention, **(attention_kw or {}))
         ctx = arith.fxp_matmul(p, probs, v)  # [h, n, dh]

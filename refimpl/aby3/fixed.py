@@ -67,3 +67,8 @@ def to_signed(v: np.ndarray) -> np.ndarray:
 def public_int(c: int) -> np.uint64:
     """A Python int (possibly negative) as a ring constant mod 2^64."""
     return U64(int(c) % (1 << 64))
+
+
+def public_fixed(c, t: int) -> np.ndarray:
+    """A public constant (or array) c at scale t: round(c 2^t) as ring elements, unchecked (small constants)."""
+    return np.rint(np.asarray(c, dtype=np.float64) * 2.0**t).astype(np.int64).view(U64)

@@ -14,8 +14,8 @@ import numpy as np
 
 from refimpl.aby3 import arith
 from refimpl.aby3.arith import fxp_mul, mul_local, own, trunc3
-from refimpl.aby3.boolean import a2b, and_, bit, inject, msb, not_bit, public_share, xor, xor_public
-from refimpl.aby3.fixed import U64
+from refimpl.aby3.boolean import a2b, and_, bit, inject, msb, not_bit, public_share, xor
+from refimpl.aby3.fixed import U64, public_fixed
 from refimpl.aby3.party import Party
 from refimpl.aby3.shares import AShare, BShare
 from refimpl.constants import C
@@ -41,10 +41,6 @@ def broadcast(p: Party, x: AShare, shape: tuple) -> AShare:
     """Local broadcast of shares (e.g. a per-row value to the whole row)."""
     return AShare(np.ascontiguousarray(np.broadcast_to(x.a, shape)),
                   np.ascontiguousarray(np.broadcast_to(x.b, shape)), p.session)
-
-
-def _ints(c, t: int) -> np.ndarray:
-    return np.rint(np.asarray(c, dtype=np.float64) * 2.0**t).astype(np.int64).view(U64)
 
 
 # ---- comparisons and selection ------------------------------------------------------------
@@ -102,7 +98,7 @@ def fused_sums(p: Party, sums: list[tuple[list, float]], t: int | None = None, b
     for terms, c0 in sums:
         z = None
         for c, *xs in terms:
-            cu = _ints(c, t)
+            cu = public_fixed(c, t)
             if len(xs) == 2:
                 v = mul_local(p, xs[0], xs[1]) * cu  # scale 2^(2f + t)
             else:
@@ -110,7 +106,7 @@ def fused_sums(p: Party, sums: list[tuple[list, float]], t: int | None = None, b
             z = v if z is None else z + v
         z = z + p.prss.zero(z.shape)
         if p.id == 0:
-            z = z + _ints(c0, 2 * f + t)  # the constant, once, by party 0
+            z = z + public_fixed(c0, 2 * f + t)  # the constant, once, by party 0
         zs.append(z)
     shapes = [z.shape for z in zs]
     out = trunc3(p, np.concatenate([z.ravel() for z in zs]), f + t)
@@ -194,8 +190,8 @@ def exp_neg(p: Party, x: AShare, *, iters: int = EXP_ITERS, out_scale=1.0, clamp
         if order == 3:  # x's encoding read at scale 2^(f+r) is y = x/2^r
             y2 = trunc3(p, mul_local(p, x, x), hi)  # y^2 at scale 2^hi
             t = 11  # bits of 1/2 and 1/6: |base| 2^(2 hi + t) < 2^62 for hi <= 24
-            z = ((own(x) << U64(hi + t)) + (own(y2) << U64(hi)) * _ints(0.5, t)
-                 + mul_local(p, y2, x) * _ints(1.0 / 6.0, t) + p.prss.zero(x.shape))
+            z = ((own(x) << U64(hi + t)) + (own(y2) << U64(hi)) * public_fixed(0.5, t)
+                 + mul_local(p, y2, x) * public_fixed(1.0 / 6.0, t) + p.prss.zero(x.shape))
             if p.id == 0:
                 z = z + U64(1 << (2 * hi + t))
             y = trunc3(p, z, hi + t)  # 1 + y + y^2/2 + y^3/6 at scale 2^hi

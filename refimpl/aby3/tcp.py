@@ -322,3 +322,15 @@ def tiny_model(seed: int = 0, attention: str = "2quad-freediv", act: str = "quad
     return cfg, params, ids, np.ones(n, dtype=np.int64)
 
 
+
+
+def free_local_ports(k: int = 3) -> list[int]:
+    """k TCP ports on 127.0.0.1 that were free a moment ago: addresses for the three parties on one machine
+    (tests, the TLS benchmark). Ours; a port can be taken again before a party binds it."""
+    socks = [socket.socket() for _ in range(k)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

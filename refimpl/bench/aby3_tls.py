@@ -7,36 +7,25 @@ plain TCP (`--insecure-no-tls`, the comparison only). Per run: the protocol's co
 crossed the sockets; the TLS overhead is raw bytes minus everything the application wrote,
 the TLS handshake part given apart. Wall time is the slowest party's query time.
 
-Run: python -m refimpl.bench.aby3_tls [--model tiny|NAME] [--json FILE]
+Run: refimpl bench aby3-tls [--model tiny|NAME] [--json FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 
+from ..aby3.tcp import free_local_ports
 from .common import Report
 
 PARTY = "import sys; from refimpl.cli import main; sys.exit(main())"
 
 
-def _ports(k: int) -> list[int]:
-    socks = [socket.socket() for _ in range(k)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def run_three(model: str, keys_dir: str | None, timeout: float = 600.0) -> list[dict]:
     """The three parties' JSON rows of one classification (keys_dir None: plain TCP)."""
-    peers = ",".join(f"127.0.0.1:{p}" for p in _ports(3))
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_local_ports(3))
     extra = ["--keys", keys_dir] if keys_dir else ["--insecure-no-tls"]
     procs = [subprocess.Popen([sys.executable, "-c", PARTY, "aby3", "party", "--id", str(i), "--peers", peers,
                                "--model", model, "--timeout", "120", *extra],
@@ -60,7 +49,8 @@ def summarize(rows: list[dict]) -> dict:
             "query_s": max(r["query_s"] for r in rows), "rounds": max(r["rounds"] for r in rows)}
 
 
-def main(model: str = "tiny", json_path: str | None = None) -> int:
+def main(quick: bool = False, json_path: str | None = None, threads: str | None = None, model: str = "tiny") -> int:
+    """`refimpl bench aby3-tls`: one classification over TLS and one over plain TCP (quick, threads: unused)."""
     rep = Report("aby3_tls", json_path)
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([sys.executable, "-c", PARTY, "aby3", "keys", "--out", d], check=True, capture_output=True)
@@ -72,10 +62,3 @@ def main(model: str = "tiny", json_path: str | None = None) -> int:
     rep.close()
     return 0
 
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m refimpl.bench.aby3_tls", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny", help="tiny or a shipped model name")
-    ap.add_argument("--json", default=None, help="also write one JSON document to this file")
-    a = ap.parse_args()
-    raise SystemExit(main(a.model, a.json))

@@ -9,12 +9,11 @@ run in one process, alternately, so the ratio is taken under the same machine lo
 Also measured: the raw throughput of the candidate primitives (PCG64, SHAKE-128/256 of the
 standard library, AES-256-CTR and ChaCha20 of the `cryptography` package).
 
-Run: python -m refimpl.bench.csprng [--quick] [--json FILE]
+Run: refimpl bench csprng [--quick] [--json FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import time
@@ -134,16 +133,10 @@ def keygen_encrypt(params_name: str, reps: int) -> dict:
 
 
 def main(quick: bool = False, json_path: str | None = None, threads: str | None = None) -> int:
+    """`refimpl bench csprng`: stream throughput, then key generation and encryption before and after (threads: unused)."""
     rep = Report("csprng", json_path)
     rep.emit({"what": "stream throughput MB/s", **primitives(8 if quick else 64)})
     rep.emit({"what": "keygen and encryption", **keygen_encrypt("toy-4096" if quick else "128-2^16", 2 if quick else 5)})
     rep.close()
     return 0
 
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m refimpl.bench.csprng", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="toy parameters, few repetitions")
-    ap.add_argument("--json", default=None, help="also write one JSON document to this file")
-    a = ap.parse_args()
-    raise SystemExit(main(quick=a.quick, json_path=a.json))

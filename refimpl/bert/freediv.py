@@ -97,6 +97,17 @@ def plot(path: Path, fits: dict[str, dict]) -> bool:
         import matplotlib.pyplot as plt
     except ModuleNotFoundError:
         return False
+    fig = figure(plt, fits)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def figure(plt, fits: dict[str, dict]):
+    """The measured means and both fits per kind (log-log), one panel per model: a matplotlib Figure."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter  # lazy: an optional dependency (refimpl[plot])
+
     fig, axes = plt.subplots(1, len(fits), figsize=(5 * len(fits), 4), squeeze=False)
     for ax, (label, f) in zip(axes[0], fits.items()):
         n = np.array([int(k) for k in f["records"]])
@@ -107,10 +118,12 @@ def plot(path: Path, fits: dict[str, dict]) -> bool:
         pa, pb = f["paper"]
         ax.loglog(grid, pa * grid ** pb, "--", label=f"paper {pa:.4g} n^{pb:.4f}")
         ax.set_title(label)
-        ax.set_xlabel("sequence length n")
-        ax.set_ylabel("mean attention denominator")
+        ax.set_xlabel("sequence length n (tokens)")
+        ax.set_ylabel("mean attention denominator (row sum)")
+        ax.set_xticks([t for t in (4, 8, 16, 32, 64, 128, 256, 512) if n.min() / 2 < t < n.max() * 2])
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return fig

@@ -72,7 +72,7 @@ def freediv_denominator(n: np.ndarray, a: float, b: float) -> np.ndarray:
     return a * n**b
 
 
-def _key_mask(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def key_mask(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The key mask as [..., 1, n_k] in the scores' dtype; refuses an ambiguous [B, n_k] for [B, h, n_q, n_k]."""
     mask = np.asarray(mask)
     if mask.ndim > 1 and mask.ndim != scores.ndim - 1:
@@ -109,7 +109,7 @@ def attention_probs(
     Reference: freeDiv, attention replacement (f(n) = a n^b); MPCFormer (2Quad, 2ReLU, Scaling);
     DESIGN.md section 5.
     """
-    m = _key_mask(scores, mask)  # [..., 1, n_k]
+    m = key_mask(scores, mask)  # [..., 1, n_k]
     if variant == "softmax":
         masked = np.where(m > 0, scores, -np.inf)  # additive mask: -inf before exp
         row_max = masked.max(axis=-1, keepdims=True)  # [..., n_q, 1]
@@ -180,10 +180,10 @@ def blockwise(fn: Callable[..., np.ndarray], *arrays: np.ndarray, block: int = B
 
 def erf(x: np.ndarray) -> np.ndarray:
     """Error function (numpy has none): Cephes ndtr.c, x T(x^2)/U(x^2) on |x| <= 1, else 1 - e^{-x^2} P/Q."""
-    return blockwise(_erf_block, np.asarray(x))
+    return blockwise(erf_block, np.asarray(x))
 
 
-def _erf_block(x: np.ndarray) -> np.ndarray:
+def erf_block(x: np.ndarray) -> np.ndarray:
     """erf of one block (see erf)."""
     z = x * x
     small = x * _polevl(z, _ERF_T) / _polevl(z, _ERF_U)  # |x| <= 1

@@ -69,7 +69,7 @@ def layer_norm_backward(dy: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.nd
 
 def gelu_cdf(x: np.ndarray) -> np.ndarray:
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2, so GELU(x) = x Phi(x) (kept by the forward for the backward)."""
-    return F.blockwise(lambda b: 0.5 * (1.0 + F._erf_block(b * math.sqrt(0.5))), x)
+    return F.blockwise(lambda b: 0.5 * (1.0 + F.erf_block(b * math.sqrt(0.5))), x)
 
 
 def activation_backward(dy: np.ndarray, x: np.ndarray, name: str, cdf: np.ndarray | None = None) -> np.ndarray:
@@ -116,7 +116,7 @@ def attention_probs_backward(
     softmax-freediv's shift by the row max adds -sum(dp p) at the argmax key.
     Shapes: dprobs, probs, scores [..., n_q, n_k]; mask [..., n_k] as in attention_probs.
     """
-    m = F._key_mask(scores, mask)  # [..., 1, n_k]
+    m = F.key_mask(scores, mask)  # [..., 1, n_k]
     if variant == "softmax":
         return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
     if variant in ("2quad", "2relu"):

@@ -74,7 +74,7 @@ def check_params(config: BertConfig, params: Params, *, head: bool | None = None
             )
 
 
-def _sub(params: Params, prefix: str) -> Params:
+def sub_params(params: Params, prefix: str) -> Params:
     """The tensors under `prefix`, with the prefix stripped (checkpoint names stay readable)."""
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
@@ -126,13 +126,13 @@ def forward(
         if rng is None:
             raise ValueError("dropout > 0 needs an rng (a seeded numpy Generator)")
         drop = L.Dropout(dropout, rng)
-    x, emb_cache = L.embeddings_forward(input_ids, types, _sub(params, "embeddings."), config.layer_norm_eps)
+    x, emb_cache = L.embeddings_forward(input_ids, types, sub_params(params, "embeddings."), config.layer_norm_eps)
     emb_mask = None if drop is None else drop.mask(x.shape, x.dtype)
     if emb_mask is not None:
         x = x * emb_mask
     hidden, scores, probs, layer_caches = [x], [], [], []
     for layer in range(config.num_hidden_layers):
-        w = _sub(params, f"encoder.layer.{layer}.")
+        w = sub_params(params, f"encoder.layer.{layer}.")
         a, attn_cache = L.attention_forward(x, maskf, w, config, drop, softmax_share)  # [B, n, d]
         x, ffn_cache = L.ffn_forward(a, w, config, drop)  # [B, n, d]
         hidden.append(x)

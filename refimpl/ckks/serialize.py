@@ -28,7 +28,7 @@ from .params import Parameters
 MAGIC = b"RFCK"
 VERSION = 2  # 2: switching keys carry their level (rows q_0..q_level and P)
 KINDS = {"plaintext": 1, "ciphertext": 2, "public_key": 3, "switching_key": 4, "evaluation_keys": 5}
-_HEAD = struct.Struct("<4sHB8s")
+HEAD = struct.Struct("<4sHB8s")  # magic, version, kind, the parameters' fingerprint
 
 
 @nb.njit(cache=True)
@@ -127,7 +127,7 @@ class _Reader:
 
 
 def _wrap(kind: str, params: Parameters, body: bytes) -> bytes:
-    head = _HEAD.pack(MAGIC, VERSION, KINDS[kind], params.fingerprint())
+    head = HEAD.pack(MAGIC, VERSION, KINDS[kind], params.fingerprint())
     data = head + body
     return data + struct.pack("<I", zlib.crc32(data))
 
@@ -136,9 +136,9 @@ def _open(data: bytes, kind: str, params: Parameters) -> _Reader:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SerializationError(f"{kind}: expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) < _HEAD.size + 4:
+    if len(data) < HEAD.size + 4:
         raise SerializationError(f"{kind}: truncated data ({len(data)} bytes is shorter than the header)")
-    magic, version, k, fp = _HEAD.unpack_from(data)
+    magic, version, k, fp = HEAD.unpack_from(data)
     if magic != MAGIC:
         raise SerializationError(f"{kind}: not refimpl CKKS data (magic {magic!r}, expected {MAGIC!r})")
     if version != VERSION:
@@ -152,7 +152,7 @@ def _open(data: bytes, kind: str, params: Parameters) -> _Reader:
     if zlib.crc32(data[:-4]) != crc:
         raise SerializationError(f"{kind}: checksum mismatch (corrupted or truncated data)")
     r = _Reader(data[:-4], kind)
-    r.pos = _HEAD.size
+    r.pos = HEAD.size
     return r
 
 

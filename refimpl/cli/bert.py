@@ -268,7 +268,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None, help="use a fixed random subset of the training set")
     p.add_argument("--run-dir", default=None, help=f"checkpoints (default {runs}/<name>)")
     p.add_argument("--out", default=None, help="save the final model here (model.safetensors + config)")
-    add_json(p, "--result", help="write the dev metric as JSON here")
+    add_json(p, help="write the dev metric as JSON here")
     p.add_argument("--name", default=None, help="run name (default from task and variants)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32)
@@ -310,7 +310,7 @@ def register(sub) -> None:
                         "variant (0: the variant from the start)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--out", default=None)
-    add_json(p, "--result", help="write the dev metric as JSON here")
+    add_json(p, help="write the dev metric as JSON here")
     p.set_defaults(func=distill)
 
     p = sub.add_parser("fit-freediv", help="fit the public attention denominator f(n) = a n^b",
@@ -328,7 +328,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--min-count", type=int, default=5)
-    add_json(p, "--out", help="the fits as JSON, a PNG beside it (default: results/bert/freediv_fit.json in the repository)")
+    add_json(p, help="the fits as JSON, a PNG beside it (default: results/bert/freediv_fit.json in the repository)")
     p.set_defaults(func=fit_freediv)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a GLUE dev set", description=evaluate.__doc__)

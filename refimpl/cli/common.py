@@ -1,6 +1,7 @@
 """The conventions every `refimpl` command follows (ours): one spelling per option, one GLUE lookup, --yes.
 
-- `--json FILE`: machine-readable output (the older spellings of a command stay as hidden aliases);
+- `--json FILE`: machine-readable output, in every command that writes results (`--out` only where the
+  output is a directory or an artifact such as a model's ranges file);
 - GLUE: `--glue-dir`, then the environment variable REFIMPL_GLUE_DIR, then one clear error line
   that says where GLUE comes from (no default path outside the repository);
 - a run that takes hours or tens of GB warns first and needs `--yes` (or a "y" on a terminal);
@@ -27,12 +28,10 @@ def repo_path(*parts: str) -> Path:
     return REPO.joinpath(*parts)
 
 
-def add_json(parser: argparse.ArgumentParser, *aliases: str, default: str | None = None,
+def add_json(parser: argparse.ArgumentParser, default: str | None = None,
              help: str = "also write the results as one JSON document to this file") -> None:
-    """`--json FILE` (dest `json`), with older spellings (`--result`, `--out`) kept as hidden aliases."""
+    """`--json FILE` (dest `json`): the one spelling of a command's machine-readable output."""
     parser.add_argument("--json", metavar="FILE", default=default, help=help)
-    for alias in aliases:
-        parser.add_argument(alias, dest="json", metavar="FILE", help=argparse.SUPPRESS)
 
 
 def write_json(path: str | None, doc) -> None:

@@ -7,12 +7,14 @@
     refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
+    refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
 
@@ -111,9 +113,12 @@ def weights_store(args: argparse.Namespace) -> int:
 
     doc = {"command": command_line("refimpl experiment weights-store", args)}
     if not args.skip_small:
-        doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats)
+        doc["small_ring"] = wt.small_ring(args.logN, repeats=args.repeats, n=args.n)
     if args.encode_vs_read:
-        doc["encode_vs_read_2^16"] = wt.encode_vs_read()
+        doc["encode_vs_expand_2^16"] = wt.encode_vs_expand()
+        doc["bertbase_query_saving"] = wt.bertbase_saving(doc["encode_vs_expand_2^16"])
+    if args.layer_store:
+        doc["bertbase_layer_store"] = wt.bertbase_layer_store()
     if args.block:
         doc["bertbase_block"] = wt.bertbase_block(repeats=args.repeats)
     if args.json:
@@ -145,6 +150,19 @@ def distributed(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": command_line("refimpl experiment distributed", args), **row}, f, indent=1)
+    return 0
+
+
+def precision_levels(args: argparse.Namespace) -> int:
+    from refimpl.experiments import precision_levels as pl  # lazy: keeps `refimpl --help` instant
+
+    cmd = f"refimpl experiment precision-levels --logN {args.logN} --cycles {args.cycles}"
+    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""),
+           **pl.measure(args.logN, args.cycles, progress=lambda s: print(s, file=sys.stderr))}
+    print(doc["security"], file=sys.stderr)
+    write_json(args.json, doc)
+    if not args.json:
+        print(json.dumps(doc, indent=1))
     return 0
 
 
@@ -186,10 +204,13 @@ def register(sub) -> None:
                       help="the encrypted forward with and without a weight store (weights encoded once), side by side")
     p.add_argument("--logN", type=int, default=12, help="ring of the small-ring run (tiny models, oracle refreshes)")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--n", type=int, default=6, help="tokens of the small-ring run (N / 128 fills every token window)")
     p.add_argument("--block", action="store_true", help="also one BERT-base 128 x 128 block at N = 2^16 (minutes, GBs)")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--encode-vs-read", action="store_true",
-                   help="also: per diagonal at N = 2^16, encoding against reading the stored plaintext (CPU s)")
+                   help="also: per diagonal at N = 2^16, encoding against reading and expanding the stored one (CPU s)")
+    p.add_argument("--layer-store", action="store_true",
+                   help="also: the store of one synthetic BERT-base layer at N = 2^16, n = 128 (bytes, minutes)")
     p.add_argument("--json")
     p.set_defaults(func=weights_store)
 
@@ -202,6 +223,13 @@ def register(sub) -> None:
                       help="one linear block on two Dask workers beside one process (needs dask.distributed)")
     p.add_argument("--json")
     p.set_defaults(func=distributed)
+
+    p = es.add_parser("precision-levels", formatter_class=fmt,
+                      help="CKKS precision (bits) per level and after each bootstrap, small insecure ring (minutes)")
+    p.add_argument("--logN", type=int, default=13, help="ring degree 2^logN (below 16: insecure, precision only)")
+    p.add_argument("--cycles", type=int, default=3, help="bootstraps along the chain")
+    add_json(p, help="write the measurement as one JSON document to this file (else to stdout)")
+    p.set_defaults(func=precision_levels)
 
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")

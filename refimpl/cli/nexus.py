@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from refimpl.cli.common import add_yes, confirm
+from refimpl.cli.progress import Bars
 
 DEFAULT_MODEL = "sst2-small-softmax-gelu"
 DEFAULT_PARAMS = "128-2^16-dense"
@@ -139,12 +140,18 @@ def run_serve(args: argparse.Namespace) -> int:
     if _heavy(args, params):
         return 1
     server = Server(args.model, args.params, args.record_dir, log=lambda m: print(m, flush=True), expand=args.expand,
-                    key_cache_bytes=args.key_cache_bytes, reveal_logits=args.reveal_logits)
+                    key_cache_bytes=args.key_cache_bytes, reveal_logits=args.reveal_logits,
+                    progress=Bars())  # the forward and each bootstrap, on stderr on a terminal
     if args.calibrate_tsv:
         if not hasattr(server.model, "calibrate"):
             raise UserError("nexus serve: --calibrate-tsv applies to BERT models only")
         k = server.model.calibrate(tsv_sentences(args.calibrate_tsv))
         print(f"calibrated the ranges on {k} sentences of {args.calibrate_tsv}", flush=True)
+    if args.weights:  # after calibrating: the ranges are part of the store's model checksum
+        store = server.use_weights(args.weights)
+        m = store.manifest
+        print(f"weight store {args.weights}: {len(store.index):,} plaintexts for n = {m['n']}, "
+              f"{store.nbytes / 2**20:,.1f} MiB, checked", flush=True)
     print(f"model {args.model}, parameters {args.params}: {params.security_note}", flush=True)
     print(f"limits: frames {server.frame_limit:,} bytes, n <= {server.max_tokens}, {args.max_sessions} sessions, "
           f"receive timeout {args.timeout:g} s; key cache {server.clients.limit:,} bytes (one client's keys: "
@@ -176,7 +183,7 @@ def run_query(args: argparse.Namespace) -> int:
     results = []
     try:
         client = Client(t, args.model, args.params, compress=not args.no_compress, seed=args.seed,
-                        reveal_logits=args.reveal_logits)
+                        reveal_logits=args.reveal_logits, progress=Bars())  # its keys, on stderr on a terminal
         for sentence in args.sentence:
             r = client.classify(sentence)
             results.append(r)
@@ -258,6 +265,8 @@ def register(sub) -> None:
     c.add_argument("--out", help=f"default: {RANGES_FILE} in the shipped model's directory (read by serve and the demo)")
     s.add_argument("--tls-dir", help=f"directory with {CERT_FILE} and server.key (`refimpl nexus keys --out DIR`)")
     s.add_argument("--record-dir", help="write every received frame here (what the server sees)")
+    s.add_argument("--weights", metavar="DIR", help="a weight store (`refimpl nexus precompute --out DIR`) for this "
+                   "model and --params: queries of its token count take the encoded diagonals from it")
     s.add_argument("--max-connections", type=int, default=0, help="exit after this many connections (0: never)")
     s.add_argument("--max-sessions", type=positive(int), default=DEFAULT_SESSIONS,
                    help="connections served at once; more are refused (idle ones time out after --timeout)")

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import gc
 import math
+import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from ..measure import peak_rss_mib
 from ..nexus import bert as nb
 from ..nexus.bert import weights_store as ws
 from ..ring.sampling import RandomSource
-from .bertbase.plan import config, shipped_ranges, synthetic_model, widest_ranges
+from .bertbase.plan import blocks, config, shipped_ranges, synthetic_model, widest_ranges
 from .bertbase.timer import BlockTimer
 
 LINEAR_PIECES = ("qkv", "out", "ffn1", "ffn2")
@@ -48,9 +50,11 @@ def tiny_model(attention: str, activation: str, layers: int = 2, seed: int = 1) 
     return nb.NexusModel(cfg, params)
 
 
-def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, log=print) -> list[dict]:
-    """Both tiny models on N = 2^logN: per-query seconds with and without the store, alternated."""
-    ids, mask = np.array([3, 7, 11, 19, 23, 2]), np.array([1, 1, 1, 1, 1, 0])
+def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, n: int = 6, log=print) -> list[dict]:
+    """Both tiny models on N = 2^logN, n tokens (the last one padding): per-query seconds with and without
+    the store, alternated. n = N / 128 fills every token window (hidden 32: window 64), the sparse store."""
+    ids = np.array([3, 7, 11, 19, 23, 2, 5, 9, 13, 17, 29, 31, 37, 41, 43, 47])[:n]
+    mask = np.r_[np.ones(n - 1, dtype=int), 0]
     p, rc = bootstrap_parameters(2**logN, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
     top = p.L - rc.depth
     kg = KeyGenerator(p, RandomSource.insecure_seeded(5))
@@ -105,6 +109,7 @@ def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, log=pri
                    for w, rs in runs.items()}
             row = {"model": f"{att} + {act}", "N": p.N, "layers": cfg.num_hidden_layers, "n": len(ids),
                    "plaintexts": sum(f["count"] for f in manifest["files"].values()),
+                   "strides": sorted({f["stride"] for f in manifest["files"].values()}),
                    "store_bytes": manifest["total_bytes"], "precompute_s": round(pre_s, 2), "open_s": round(open_s, 3),
                    "runs": runs, "median": med,
                    "saved_per_query_s": round(med["without"]["forward_s"] - med["with"]["forward_s"], 3),
@@ -167,8 +172,7 @@ def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, wor
     med = {k: float(np.median(v)) for k, v in runs.items()}
     med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     per_diag = (med_cpu["without"] - med_cpu["with"]) / count  # CPU: the wall time swings with the machine's load
-    ch, ci = lay.chunks(lay.d), lay.chunks(lay.intermediate)
-    diags_per_layer = (3 * ch * ch + ch * ch + 2 * ch * ci) * P  # the P x P blocks of QKV, out, FFN1, FFN2, P diagonals each
+    diags_per_layer = sum(layer_diagonals(lay).values())
     row = {"N": params.N, "level": level, "diagonals": count, "store_bytes": manifest["total_bytes"],
            "bytes_per_diagonal": manifest["total_bytes"] // count, "write_s": round(write_s, 2),
            "open_verify_s": round(open_s, 2), "first_read_s": round(warm_s, 2), "runs_s": runs, "median_s": med,
@@ -181,34 +185,160 @@ def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, wor
     return row
 
 
-def encode_vs_read(preset: str = "128-2^16-dense19", levels=(19, 13, 9, 7), reps: int = 5, log=print) -> list[dict]:
-    """Per diagonal, side by side: Encoder.encode of a slot vector at the plaintext level of a linear piece,
-    against reading the same plaintext from a memory-mapped store file (page cache warm, as in a running
-    server). Process CPU seconds (the machine's load swings the wall time), one numba thread or more as set."""
+def period_w_vector(slots: int, window: int, chunk: int, rng, shift: int = 0) -> np.ndarray:
+    """A diagonal as the forward encodes it with every token window active: P = chunk values on the
+    first P slots of each window, rolled by a giant step (period `window` in the slots)."""
+    v = np.zeros((slots // window, window))
+    v[:, :chunk] = rng.normal(0, 0.05, chunk)
+    return np.roll(v.ravel(), shift)
+
+
+def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 14, 13, 10, 9, 7, 4, 3), reps: int = 5,
+                     window: int = 256, log=print) -> list[dict]:
+    """Per diagonal at N = 2^16 (BERT-base at n = 128: window 256, P = 128), side by side in one run,
+    process CPU seconds (the machine's load swings the wall time) and bytes:
+      encode        Encoder.encode of the slot vector at the level of a linear piece (no store);
+      read_v1       a copy of the stored NTT residues from a memory-mapped file (format version 1);
+      ntt_full      format version 2 at stride 1: the N rounded coefficients, their residues and the full NTT;
+      scatter_ntt   the 2w kept coefficients scattered into N, residues, full NTT;
+      expand        the 2w kept coefficients: residues, a 2w-point NTT, each output repeated N/2w times
+                    (weights_store.expand, what the store does);
+    every memory-mapped file read once before (the page cache a running server has); each result is
+    checked equal to the encoding bit for bit. precompute_cpu_s: the store's one-time cost per diagonal
+    (the N coefficients as Encoder.encode rounds them, their stride)."""
     params, _ = bootstrap_preset(preset)
-    enc = Encoder(params)
-    v = np.random.default_rng(0).normal(size=params.slots)
+    enc, N = Encoder(params), params.N
+    rng = np.random.default_rng(0)
+    vs = [period_w_vector(params.slots, window, window // 2, rng, shift=8 * j) for j in range(reps)]
     out = []
     with tempfile.TemporaryDirectory() as d:
         for level in levels:
-            scale = float(params.q[level])
-            arr = np.lib.format.open_memmap(f"{d}/l{level}.npy", mode="w+", dtype=np.uint64,
-                                            shape=(reps, level + 1, params.N))
-            enc.encode(v, level=level, scale=scale)  # warm-up (numba, FFT plans)
+            scale, basis = float(params.q[level]), params.q_basis(level)
+            enc.encode(vs[0], level=level, scale=scale)  # warm-up (numba, FFT plans)
+            ws.expand(np.zeros(2 * window, dtype=np.int64), N // (2 * window), level, params)
             t = time.process_time()
-            for j in range(reps):
-                arr[j] = enc.encode(np.roll(v, j), level=level, scale=scale).poly
+            pts = [enc.encode(v, level=level, scale=scale).poly for v in vs]
             encode_s = (time.process_time() - t) / reps
-            arr.flush()
-            del arr
-            mm = np.load(f"{d}/l{level}.npy", mmap_mode="r")
-            np.asarray(mm).sum()  # the page cache a running server has
             t = time.process_time()
-            for j in range(reps):
-                np.array(mm[j])  # what the forward does with a stored plaintext: at most one copy
-            read_s = (time.process_time() - t) / reps
-            row = {"level": level, "bytes": (level + 1) * params.N * 8, "encode_cpu_s": round(encode_s, 4),
-                   "read_cpu_s": round(read_s, 5), "ratio": round(encode_s / max(read_s, 1e-9), 1)}
+            coeffs = [ws.integer_coefficients(params, v, scale) for v in vs]
+            strides = [ws.stride_of(c) for c in coeffs]
+            pre_s = (time.process_time() - t) / reps
+            s = min(strides)
+            files = {"read_v1": np.stack(pts), "ntt_full": np.stack(coeffs).astype(np.int64),
+                     "sparse": np.stack([c[::s] for c in coeffs]).astype(np.int64)}
+            mm = {}
+            for k, a in files.items():
+                np.save(f"{d}/{k}.npy", a)
+                mm[k] = np.load(f"{d}/{k}.npy", mmap_mode="r")
+                np.asarray(mm[k]).sum()  # page cache warm
+            ways = {
+                "read_v1": lambda j: np.array(mm["read_v1"][j]),
+                "ntt_full": lambda j: ws.expand(mm["ntt_full"][j], 1, level, params),
+                "scatter_ntt": lambda j: params.ctx.ntt(params.ctx.from_int(scatter(mm["sparse"][j], s, N), basis), basis),
+                "expand": lambda j: ws.expand(mm["sparse"][j], s, level, params),
+            }
+            row = {"level": level, "stride": s, "kept_coefficients": N // s, "encode_cpu_s": round(encode_s, 5),
+                   "precompute_cpu_s": round(pre_s, 5),
+                   "bytes": {"read_v1": (level + 1) * N * 8, "ntt_full": N * 8, "scatter_ntt": N // s * 8,
+                             "expand": N // s * 8}}
+            for k, f in ways.items():
+                f(0)
+                t = time.process_time()
+                got = [f(j) for j in range(reps)]
+                row[f"{k}_cpu_s"] = round((time.process_time() - t) / reps, 5)
+                row[f"{k}_equals_encode"] = all(np.array_equal(g, p) for g, p in zip(got, pts))
+            row["encode_over_expand"] = round(encode_s / max(row["expand_cpu_s"], 1e-9), 1)
             log(row)
             out.append(row)
+            del mm
+    return out
+
+
+def scatter(kept: np.ndarray, stride: int, N: int) -> np.ndarray:
+    """The N coefficients with kept[j] at stride j, zeros elsewhere (int64)."""
+    full = np.zeros(N, dtype=np.int64)
+    full[::stride] = kept
+    return full
+
+
+def bertbase_layer_store(model_name: str = "2quad-freediv-quad", layer: int = 0, n: int = 128,
+                         preset: str = "128-2^16-dense19", workdir: str | None = None, log=print) -> dict:
+    """The store of one layer of a synthetic BERT-base (random weights, the shipped model's widest ranges)
+    at n tokens: the forward recorded on the level-only evaluator (all 12 layers, the plan's levels),
+    layer `layer`'s plaintexts written; its bytes, strides, the diagonals per level, the write and
+    open (SHA-256 of every file) times; the store is removed afterwards unless workdir is given."""
+    params, rc = bootstrap_preset(preset)
+    cfg = config(model_name)
+    rng = np.random.default_rng(0)
+    model = nb.NexusModel(cfg, init_params(cfg, rng, dtype=np.float64),
+                          ranges=widest_ranges(shipped_ranges(model_name), cfg.num_hidden_layers))
+    top = params.L - rc.depth
+    t0 = time.process_time()
+    lay, rec = ws.record(model, params, n, top, top, head_rows=True)
+    record_s = time.process_time() - t0
+    mine = {k: v for k, v in rec.items() if k[0].startswith(f"L{layer}.")}
+    d = workdir or tempfile.mkdtemp(prefix="weights_layer_")
+    t0, w0 = time.process_time(), time.perf_counter()
+    m = ws.write_store(d, params, mine, {"model_checksum": ws.model_checksum(model), "n": n, "head_rows": True,
+                                         "layout": ws.layout_dict(lay), "input_level": top})
+    write_cpu, write_wall = time.process_time() - t0, time.perf_counter() - w0
+    t0 = time.perf_counter()
+    store = ws.WeightStore.open(d, params, model_sum=m["model_checksum"])
+    open_s = time.perf_counter() - t0
+    count = sum(f["count"] for f in m["files"].values())
+    per_level = {}
+    for f in m["files"].values():
+        per_level[f["level"]] = per_level.get(f["level"], 0) + f["count"]
+    row = {"model": model_name, "N": params.N, "n": n, "layer": layer, "diagonals": count,
+           "diagonals_per_level": dict(sorted(per_level.items())),
+           "files": {k: {"level": f["level"], "count": f["count"], "stride": f["stride"], "bytes": f["bytes"]}
+                     for k, f in m["files"].items()},
+           "store_bytes": m["total_bytes"], "manifest_bytes": Path(d, ws.MANIFEST).stat().st_size,
+           "record_all_layers_cpu_s": round(record_s, 1), "write_cpu_s": round(write_cpu, 1),
+           "write_wall_s": round(write_wall, 1), "open_verify_s": round(open_s, 2), "hits_possible": len(store.index),
+           "peak_rss_mib": round(peak_rss_mib())}
+    if workdir is None:
+        shutil.rmtree(d)
+    log(row)
+    return row
+
+
+def layer_diagonals(lay) -> dict[str, int]:
+    """Diagonals per linear piece of one layer (all nonzero, as with trained or random weights): Q and K
+    one output chunk per head (refimpl.nexus.bert.attention.head_projections) when the layout has a row per
+    head, else as V; V and the output projection d x d, FFN1 and FFN2 d x intermediate; P per block."""
+    P, ch, ci = lay.chunk, lay.chunks(lay.d), lay.chunks(lay.intermediate)
+    qk = 2 * (lay.heads * ch if lay.head_rows else ch * ch) * P
+    return {"qkv": qk + ch * ch * P, "out": ch * ch * P, "ffn1": ch * ci * P, "ffn2": ci * ch * P}
+
+
+def bertbase_saving(rows: list[dict], preset: str = "128-2^16-dense19", n: int = 128) -> dict:
+    """Per-query CPU seconds the store saves at BERT-base, both models, from the per-diagonal encode and
+    expand times of `rows` (encode_vs_expand, one run) at the level each linear piece of each of the 12
+    layers runs at in the plan (experiments.bertbase.plan.blocks); bytes of the store per model (4 KiB per
+    diagonal at n = 128)."""
+    params, rc = bootstrap_preset(preset)
+    at = {r["level"]: r for r in rows}
+    out = {}
+    for name in ("2quad-freediv-quad", "softmax-gelu"):
+        cfg = config(name)
+        plan = blocks(synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers)), n, (params, rc))
+        counts = layer_diagonals(plan["layout"])
+        enc = exp = 0.0
+        levels = {}
+        for r in plan["rows"]:
+            layer, _, piece = r["block"].partition(".")
+            if piece in counts and layer[0] == "L":  # L<i>.qkv, .out, .ffn1, .ffn2 (not L<i>.ln1.out)
+                row = at[r["level_in"]]  # KeyError: a level the encode_vs_expand run did not measure
+                levels.setdefault(piece, []).append(r["level_in"])
+                enc += counts[piece] * row["encode_cpu_s"]
+                exp += counts[piece] * row["expand_cpu_s"]
+        diags = sum(counts.values())
+        out[name] = {"diagonals_per_layer": counts, "levels_per_layer": levels,
+                     "encode_cpu_s_per_query": round(enc, 1), "expand_cpu_s_per_query": round(exp, 1),
+                     "saved_cpu_s_per_query": round(enc - exp, 1),
+                     "store_bytes_per_layer": diags * at[19]["bytes"]["expand"],
+                     "store_bytes_12_layers": cfg.num_hidden_layers * diags * at[19]["bytes"]["expand"],
+                     "version1_bytes_12_layers": sum(counts[p] * at[lv]["bytes"]["read_v1"]
+                                                     for p, lvs in levels.items() for lv in lvs)}
     return out

@@ -8,6 +8,7 @@ and MPCFormer's, from refimpl/constants.toml). Running a row is refimpl/reproduc
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +77,24 @@ def teacher_run(root: Path, task: str, seed: int) -> str:
     return run or f"accuracy-teacher-{task}-s{seed}"
 
 
-def table(root: Path = RESULTS) -> str:
-    """Markdown table from the result files (mean over seeds when several), beside the papers'."""
+@dataclass
+class Records:
+    """The result files of one folder, read: what `table` prints (and `refimpl plot` draws)."""
+
+    cells: dict[tuple[str, str], dict[str, list[float]]]  # (row, mode) -> task -> values in %, one per seed
+    epochs: dict[tuple[str, str], set[str]]
+    stale: dict[tuple[str, str], set[str]]  # cells whose teacher is not the teacher row's current one
+    stale_runs: set[str]
+    kept: list[str]  # records under another name (e.g. a superseded teacher): listed, not averaged in
+
+
+def read(root: Path = RESULTS) -> Records:
+    """Every result file of `root`, grouped by (row, mode) and task (the table's cells)."""
     files = sorted(root.glob("*.json"))
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     epochs: dict[tuple[str, str], set[str]] = {}
-    kept: list[str] = []  # records under another name (e.g. a superseded teacher): listed, not averaged in
-    stale: dict[tuple[str, str], set[str]] = {}  # cells whose teacher is not the teacher row's current one
+    kept: list[str] = []
+    stale: dict[tuple[str, str], set[str]] = {}
     stale_runs: set[str] = set()
     for f in files:
         r = json.loads(f.read_text())
@@ -120,13 +132,38 @@ def table(root: Path = RESULTS) -> str:
             epochs.setdefault(key, set()).add(f"{r['task']} {stages}{data}")
         elif "schedule" in r:
             epochs.setdefault(key, set()).add(f"{r['task']} {r['schedule']['epochs']:g}{data}")
+    return Records(cells, epochs, stale, stale_runs, kept)
+
+
+def order(cells: dict[tuple[str, str], dict]) -> list[tuple[str, str]]:
+    """The table's (row, mode) order: the teacher, then each row's direct, distilled and other modes."""
+    return [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
+                                + tuple(sorted(m for (q, m) in cells if q == r and m not in ("direct", "distilled")))]
+
+
+def paper_figures(row: str, mode: str) -> tuple[str, dict[str, float]] | None:
+    """The papers' BERT-base figures the table sets beside (row, mode): (label, task -> value), or None."""
+    base = mode.split(",")[0]
+    if row == "teacher":
+        return "MPCFormer teacher", PAPER_MPCFORMER["teacher"]
+    if row == "2quad-freediv-quad" and mode.startswith("distilled"):
+        return "freeDiv", PAPER_FREEDIV
+    if f"{row} {base}" in PAPER_MPCFORMER:
+        return "MPCFormer", PAPER_MPCFORMER[f"{row} {base}"]
+    if row == "2relu-relu" and f"2relu-quad {base}" in PAPER_MPCFORMER:
+        return "MPCFormer (2ReLU+Quad)", PAPER_MPCFORMER[f"2relu-quad {base}"]
+    return None
+
+
+def table(root: Path = RESULTS) -> str:
+    """Markdown table from the result files (mean over seeds when several), beside the papers'."""
+    rec = read(root)
+    cells, epochs, stale, stale_runs, kept = rec.cells, rec.epochs, rec.stale, rec.stale_runs, rec.kept
     tasks = list(TASK_KEYS)
     lines = ["| row | training | " + " | ".join(f"{t} ({TASK_KEYS[t]})" for t in tasks)
              + " | epochs (stage 1 + 2; training subset if not all) | paper (BERT-base) |",
              "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- | --- |"]
-    order = [("teacher", "")] + [(r, m) for r in ROWS if r != "teacher" for m in ("direct", "distilled")
-                                 + tuple(sorted(m for (q, m) in cells if q == r and m not in ("direct", "distilled")))]
-    for row, mode in order:
+    for row, mode in order(cells):
         got = cells.get((row, mode), {})
         if row in ABLATIONS and not got:
             continue
@@ -140,16 +177,8 @@ def table(root: Path = RESULTS) -> str:
                 vals.append(f"{v[0]:.1f}{mark}")
             else:
                 vals.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)} seeds){mark}")
-        paper = ""
-        if row == "teacher":
-            paper = "MPCFormer teacher " + "/".join(str(PAPER_MPCFORMER["teacher"][t]) for t in tasks)
-        elif row == "2quad-freediv-quad" and mode.startswith("distilled"):
-            paper = "freeDiv " + "/".join(str(PAPER_FREEDIV[t]) for t in tasks)
-        elif f"{row} {mode.split(',')[0]}" in PAPER_MPCFORMER:
-            paper = "MPCFormer " + "/".join(str(PAPER_MPCFORMER[f"{row} {mode.split(',')[0]}"][t]) for t in tasks)
-        elif row == "2relu-relu":
-            m = PAPER_MPCFORMER.get(f"2relu-quad {mode.split(',')[0]}")
-            paper = "" if m is None else "MPCFormer (2ReLU+Quad) " + "/".join(str(m[t]) for t in tasks)
+        figures = paper_figures(row, mode)
+        paper = "" if figures is None else figures[0] + " " + "/".join(str(figures[1][t]) for t in tasks)
         ep = ", ".join(sorted(epochs.get((row, mode), ())))
         lines.append(f"| {row} | {mode or 'fine-tuned'} | " + " | ".join(vals) + f" | {ep} | {paper} |")
     if stale:

@@ -165,9 +165,7 @@ def build() -> PaperTable:
     return t
 
 
-def add_arguments(ap) -> None:
-    """The options of `refimpl reproduce nexus-counts`."""
-    add_json(ap)
+add_arguments = add_json  # the table's one option: --json FILE
 
 
 def run(args) -> int:

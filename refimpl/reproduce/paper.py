@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from refimpl.cli import common
 from refimpl.experiments import repo_path
 
 
@@ -99,8 +100,8 @@ def render(t: PaperTable) -> str:
 
 
 def add_json(ap) -> None:
-    """The option every paper table has: --json FILE."""
-    ap.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON here")
+    """The option every paper table has: --json FILE (refimpl.cli.common.add_json)."""
+    common.add_json(ap, help="also write the table as JSON here")
 
 
 def emit(t: PaperTable, args) -> int:

@@ -22,9 +22,9 @@ CITING = ("README.md", "docs", "spec", "tests")
 
 # file (relative to results/) -> the command that made it
 COMMANDS = {
-    'aby3/aby3_tls_tiny.json': 'python -m refimpl.bench.aby3_tls --model tiny --json results/aby3/aby3_tls_tiny.json',
-    'aby3/aby3_tls_sst2-small-2quad-freediv-quad.json': 'python -m refimpl.bench.aby3_tls --model sst2-small-2quad-freediv-quad --json results/aby3/aby3_tls_sst2-small-2quad-freediv-quad.json',
-    'ckks/bench_csprng_2^16.json': 'python -m refimpl.bench.csprng --json results/ckks/bench_csprng_2^16.json',
+    'aby3/aby3_tls_tiny.json': 'refimpl bench aby3-tls --model tiny --json results/aby3/aby3_tls_tiny.json',
+    'aby3/aby3_tls_sst2-small-2quad-freediv-quad.json': 'refimpl bench aby3-tls --model sst2-small-2quad-freediv-quad --json results/aby3/aby3_tls_sst2-small-2quad-freediv-quad.json',
+    'ckks/bench_csprng_2^16.json': 'refimpl bench csprng --json results/ckks/bench_csprng_2^16.json',
     'aby3/aby3_agreement.json': 'refimpl reproduce agreement --glue-dir $GLUE_DIR --no-progress --json results/aby3/aby3_agreement.json',
     'aby3/aby3_speed.json': 'refimpl reproduce speed --reps 5 --json results/aby3/aby3_speed.json',
     'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',
@@ -37,6 +37,7 @@ COMMANDS = {
     'ckks/bootstrap_128-2^16-dense19.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default"}\'',
     'ckks/bootstrap_128-2^16-dense19_quiet.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
     'ckks/bootstrap_128-2^16.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16", "reps": 3, "threads": "default"}\'',
+    'ckks/precision_levels_2^13.json': 'refimpl experiment precision-levels --logN 13 --cycles 3 --json results/ckks/precision_levels_2^13.json',
     'ckks/openfhe_bootstrap_2^16.json': 'refimpl.bench.peers.run_peer("openfhe", "boot_openfhe", ...) (the OpenFHE peer in its own venv)',
     'nexus/nexus_argmax_bootstrapped_2^16.json': 'refimpl experiment nexus-blocks --rows argmax_boot',
     'nexus/nexus_bert_2quad-freediv-quad_2^12_20.json': 'refimpl experiment nexus-bert --model sst2-small-2quad-freediv-quad --glue-dir $GLUE_DIR --sentences 20 --max-tokens 8 --json results/nexus/nexus_bert_2quad-freediv-quad_2^12_20.json',
@@ -50,6 +51,10 @@ COMMANDS = {
     'nexus/nexus_weights_store_encode_vs_read_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --json results/nexus/nexus_weights_store_encode_vs_read_2^16.json',
     'nexus/nexus_weights_store_2^11.json': 'refimpl experiment weights-store --logN 11 --repeats 2 --json results/nexus/nexus_weights_store_2^11.json',
     'nexus/nexus_weights_store_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_block_2^16.json',
+    'nexus/nexus_weights_store_v2_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --layer-store --json results/nexus/nexus_weights_store_v2_2^16.json',
+    'nexus/nexus_weights_store_expand_2^16.json': 'refimpl experiment weights-store --skip-small --encode-vs-read --json results/nexus/nexus_weights_store_expand_2^16.json',
+    'nexus/nexus_weights_store_v2_2^10.json': 'refimpl experiment weights-store --logN 10 --n 8 --repeats 2 --json results/nexus/nexus_weights_store_v2_2^10.json',
+    'nexus/nexus_weights_store_v2_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_v2_block_2^16.json',
     'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
     'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
     'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',

@@ -49,7 +49,9 @@ from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, share_input
 from refimpl.bench.aby3 import SPU_ANCHOR, layer_reference, random_layer_weights
 from refimpl.bert.config import BertConfig
+from refimpl.cli.progress import Bars
 from refimpl.constants import C
+from refimpl.progress import or_silent
 
 PAPER_SPEEDUP = C["freediv"]["speedup_vs_softmax_gelu"]  # freeDiv abstract: 2Quad-freeDiv+Quad vs Softmax+GeLU, SPU ABY3, LAN, BERT-base, n = 128
 # The paper states 2.26x twice: of Scaling + Quad (§5, "the best speedup of the four prior attentions") and of
@@ -227,8 +229,10 @@ def thread_settings() -> dict:
     return {"numba": numba.get_num_threads(), "env": env, "cpu": model}
 
 
-def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
-    """Measure every pair at every size; return the JSON document."""
+def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print, bars=None) -> dict:
+    """Measure every pair at every size; return the JSON document. progress: the measured lines as
+    they come; bars: refimpl.progress's callback over the layer runs (None: silent)."""
+    say, done, total = or_silent(bars), 0, len(sizes) * reps * len(pairs)
     matmul_u64(np.ones((2, 2), np.uint64), np.ones((2, 2), np.uint64))  # compile/load the kernel first
     out = {"table": "speed", "paper": "freeDiv (Liu et al. 2024): 2Quad-freeDiv+Quad 2.26x faster than Softmax+GeLU "
                                       "(SPU ABY3, LAN, BERT-base-cased, n = 128)",
@@ -245,7 +249,9 @@ def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
         runs: dict[tuple, list[dict]] = {pair: [] for pair in pairs}
         for _ in range(reps):  # round robin: every pair sees the same mix of other jobs on the machine
             for pair in pairs:
+                say(f"reproduce speed: {sname} {pair[0]} + {pair[1]}", done, total)
                 runs[pair].append(measure_layer(size, *pair, 1))
+                done += 1
         for att, act in pairs:
             layer = _best(runs[(att, act)])
             model = model_row(size, layer, emb, head)
@@ -277,6 +283,7 @@ def table(sizes: list[str], reps: int, pairs=PAIRS, progress=print) -> dict:
                                "seconds": round(time.perf_counter() - t0, 1)}
         if size.name.startswith("bert-base") and TARGET in by:
             out["sizes"][sname]["targets"] = targets(by[TARGET])
+    say("reproduce speed", total, total)
     out["load_avg_end"] = os.getloadavg()[0]
     return out
 
@@ -358,7 +365,8 @@ def run(args) -> int:
     reps = args.reps or (1 if args.quick else 3)
     if reps < 1:
         raise SystemExit("refimpl reproduce speed: --reps must be >= 1")
-    doc = table(sizes, reps)
+    with Bars() as bars:  # on stderr, on a terminal only
+        doc = table(sizes, reps, bars=bars)
     doc["command"] = "refimpl reproduce speed " + " ".join(argv)
     print(render(doc))
     if args.json:

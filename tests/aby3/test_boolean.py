@@ -119,11 +119,11 @@ def test_b2a_inverts_a2b(xs, seed):
 
 def test_unzip_kernel_matches_numpy_compaction():
     """The numba bit unzip equals the numpy magic-mask compaction (its slow oracle)."""
-    from refimpl.aby3.boolean import _compact_even
+    from refimpl.aby3.boolean import compact_even
     from refimpl.aby3.kernels import unzip_bits
 
     w = np.random.default_rng(0).integers(0, 2**63, 1000, dtype=np.uint64) * np.uint64(3)
     ev, od = unzip_bits(w)
-    assert np.array_equal(ev, _compact_even(w)) and np.array_equal(od, _compact_even(w >> np.uint64(1)))
+    assert np.array_equal(ev, compact_even(w)) and np.array_equal(od, compact_even(w >> np.uint64(1)))
     bits = (w[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
     assert np.array_equal(ev, (bits[:, 0::2] << np.arange(32, dtype=np.uint64)).sum(1, dtype=np.uint64))

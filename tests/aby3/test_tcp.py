@@ -15,7 +15,7 @@ from refimpl.aby3.model import classify_program
 from refimpl.aby3.network import ProtocolError
 from refimpl.aby3.party import simulate
 from refimpl.aby3.shares import reveal, share_input
-from refimpl.aby3.tcp import run_party, tiny_model
+from refimpl.aby3.tcp import free_local_ports, run_party, tiny_model
 from refimpl.aby3.tls import TLSChannel, TLSConfig, make_keys, party_name
 from refimpl.bert.model import forward
 
@@ -32,16 +32,6 @@ def keys_dir(tmp_path_factory):
     assert (d / "party0.key").stat().st_mode & 0o077 == 0  # private keys readable by the owner only
     assert not (d / "ca.key").exists()  # nobody can issue a fourth certificate
     return d
-
-
-def _free_ports(k):
-    socks = [socket.socket() for _ in range(k)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _start(i, peers, keys_dir, *extra):
@@ -82,8 +72,8 @@ def test_tcp_matches_in_memory(keys_dir):
     randomness) the same counts and a result within the fixed-point error. The TLS bytes (records,
     handshake) are counted apart from the payload and framing."""
     tls = lambda i: TLSConfig.from_dir(keys_dir, i)  # noqa: E731
-    seeded = _three([("127.0.0.1", q) for q in _free_ports(3)], _program, tls=tls, insecure_seed=5)
-    secure = _three([("127.0.0.1", q) for q in _free_ports(3)], _program, tls=tls)
+    seeded = _three([("127.0.0.1", q) for q in free_local_ports(3)], _program, tls=tls, insecure_seed=5)
+    secure = _three([("127.0.0.1", q) for q in free_local_ports(3)], _program, tls=tls)
     mem = simulate(_program, insecure_seed=5)
     for i in range(3):
         for res in (seeded, secure):
@@ -105,7 +95,7 @@ def test_plain_tcp_needs_the_insecure_name():
     from refimpl.aby3.tcp import TCPTransport
 
     with pytest.raises(ValueError, match="insecure_plaintext"):
-        TCPTransport(0, [("127.0.0.1", q) for q in _free_ports(3)])
+        TCPTransport(0, [("127.0.0.1", q) for q in free_local_ports(3)])
 
 
 def test_a_peer_without_a_certificate_is_refused(keys_dir, tmp_path):
@@ -113,7 +103,7 @@ def test_a_peer_without_a_certificate_is_refused(keys_dir, tmp_path):
     handshake: the honest parties stop with a clear error, nothing is opened."""
     other = tmp_path / "other"
     make_keys(other)
-    addrs = [("127.0.0.1", q) for q in _free_ports(3)]
+    addrs = [("127.0.0.1", q) for q in free_local_ports(3)]
     res = _three(addrs, _program, tls=lambda i: TLSConfig.from_dir(other if i == 2 else keys_dir, i), timeout=5,
                  connect_timeout=5)
     assert all(isinstance(r, ProtocolError) for r in res), res
@@ -127,7 +117,7 @@ def test_three_processes_secure_inference_equals_in_process(keys_dir):
     party's counted bytes and rounds equal the in-process ones, the payload that crossed the
     sockets equals the counted bytes (sent = received over the three), framing and TLS reported apart."""
     seed = 4
-    peers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(3))
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_local_ports(3))
     procs = [_start(i, peers, keys_dir, "--insecure-seed", str(seed), "--model-seed", str(seed), "--timeout", "60")
              for i in range(3)]
     outs = []
@@ -207,7 +197,7 @@ def test_misbehaving_party_makes_the_others_fail_fast(behaviour, message, keys_d
     """ABY3-NET-4: a party that disconnects, sends a malformed or a short frame, or stays silent
     (timeout 2 s) makes both honest parties stop with a clear error naming it: exit code 1,
     the reason on stderr, no logits printed (nothing is opened)."""
-    peers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(3))
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_local_ports(3))
     procs = [_start(i, peers, keys_dir, "--timeout", "2") for i in range(2)]
     done = threading.Event()
     fake = threading.Thread(target=_fake_party2, args=(peers, behaviour, done, keys_dir))
@@ -231,7 +221,7 @@ def test_party_cli_user_errors_end_in_one_line(case, tmp_path):
     never a traceback: no key directory, a port out of range, unreadable TLS files, a sentence
     given to a server, a port already in use, two peers instead of three."""
     busy = socket.create_server(("127.0.0.1", 0))
-    peers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(3))
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_local_ports(3))
     bad = tmp_path / "bad"
     bad.mkdir()
     for name in ("ca.pem", "party0.pem", "party0.key"):

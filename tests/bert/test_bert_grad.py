@@ -142,7 +142,7 @@ def model_case(draw, **kw):
 def test_attention_block_backward(variant, data):
     # BERT-GRAD-ATTN: the whole attention block (QKV, variant, context, output, LayerNorm) per variant
     rng, config, params, ids, types, mask = data.draw(model_case(attention=variant))
-    w = M._sub(params, "encoder.layer.0.")
+    w = M.sub_params(params, "encoder.layer.0.")
     x = rng.normal(size=(ids.shape[0], ids.shape[1], config.hidden_size))
     maskf = mask.astype(np.float64)
     y, cache = L.attention_forward(x, maskf, w, config)
@@ -166,7 +166,7 @@ def test_attention_block_backward(variant, data):
 def test_ffn_block_backward(activation, data):
     # BERT-GRAD-FFN: per activation
     rng, config, params, ids, _, _ = data.draw(model_case(activation=activation))
-    w = M._sub(params, "encoder.layer.0.")
+    w = M.sub_params(params, "encoder.layer.0.")
     x = rng.normal(size=(ids.shape[0], ids.shape[1], config.hidden_size))
     y, cache = L.ffn_forward(x, w, config)
     r = rng.normal(size=y.shape)
@@ -183,7 +183,7 @@ def test_embeddings_backward_with_repeated_ids(data):
     rng, config, params, ids, types, _ = data.draw(model_case())
     ids = ids.copy()
     ids[0, 0] = ids[-1, -1]  # at least one repeated id
-    w = M._sub(params, "embeddings.")
+    w = M.sub_params(params, "embeddings.")
     y, cache = L.embeddings_forward(ids, types, w, config.layer_norm_eps)
     r = rng.normal(size=y.shape)
     grads = L.embeddings_backward(r, cache)
@@ -255,7 +255,7 @@ def test_gelu_blockwise_paths_match_the_plain_formulas():
     x = rng.normal(0.0, 3.0, size=(2, F.BLOCK + 3))
     dy = rng.normal(size=x.shape)
     np.testing.assert_allclose(x * L.gelu_cdf(x), F.gelu_erf(x), rtol=1e-13, atol=1e-15)
-    cdf = 0.5 * (1.0 + F._erf_block(x / np.sqrt(2.0)))
+    cdf = 0.5 * (1.0 + F.erf_block(x / np.sqrt(2.0)))
     want = dy * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi))
     np.testing.assert_allclose(L.activation_backward(dy, x, "gelu"), want, rtol=1e-12, atol=1e-14)
 
@@ -265,7 +265,7 @@ def test_gelu_blockwise_paths_match_the_plain_formulas():
 def test_annealed_attention_block_backward(variant, data, share):
     # BERT-ANNEAL: w softmax + (1 - w) variant, as forward (against both references) and backward
     rng, config, params, ids, types, mask = data.draw(model_case(attention=variant))
-    w = M._sub(params, "encoder.layer.0.")
+    w = M.sub_params(params, "encoder.layer.0.")
     x = rng.normal(size=(ids.shape[0], ids.shape[1], config.hidden_size))
     maskf = mask.astype(np.float64)
     y, cache = L.attention_forward(x, maskf, w, config, None, share)

@@ -78,7 +78,7 @@ def test_key_level_serialization_round_trip(kit, level):
     assert back.level == level and back.a_seeds == key.a_seeds
     assert all(np.array_equal(x, y) for x, y in zip(back.b, key.b))
     assert all(np.array_equal(back.a(j), key.a(j)) for j in range(len(key.b)))
-    head = ser._HEAD.size
+    head = ser.HEAD.size
     bad = bytearray(data)
     bad[head + 2:head + 4] = (p.L + 1).to_bytes(2, "little")
     import zlib

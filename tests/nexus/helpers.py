@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
 from refimpl.ring.sampling import RandomSource
 
@@ -33,3 +35,17 @@ class Kit:
 def bits(err) -> float:
     """Precision in bits: -log2 of the max absolute error."""
     return float(-np.log2(np.max(np.abs(err)) + 1e-300))
+
+
+def tiny_bert(attention="softmax", activation="gelu", layers=1, seed=1):
+    """A tiny BERT (config, float64 parameters): hidden 32, 2 heads of 16, intermediate 64; weights
+    N(0, 0.2^2) so that activations are O(1)."""
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
+    rng = np.random.default_rng(seed)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" in k or "embeddings" in k:
+            continue
+        params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    return cfg, params

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from refimpl.bert.config import BertConfig
-from refimpl.bert.model import forward, init_params
+from refimpl.bert.model import forward
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_parameters
 from refimpl.nexus import bert as nb
@@ -19,21 +19,10 @@ from refimpl.nexus.bert import chain
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.ring.sampling import RandomSource
 
+from .helpers import tiny_bert as tiny
+
 IDS = np.array([3, 7, 11, 19, 23, 2])
 MASK = np.array([1, 1, 1, 1, 1, 0])  # the last token is padding: masked as a key
-
-
-def tiny(attention="softmax", activation="gelu", layers=1, seed=1):
-    """hidden 32, 2 heads of 16, intermediate 64; weights N(0, 0.2^2) so that activations are O(1)."""
-    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
-    rng = np.random.default_rng(seed)
-    params = init_params(cfg, rng, dtype=np.float64)
-    for k in params:
-        if "LayerNorm" in k or "embeddings" in k:
-            continue
-        params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
-    return cfg, params
 
 
 class Setup:

@@ -84,7 +84,7 @@ def test_shipped_models_carry_ranges_that_hold_the_demo_sentences(name):
     assert m.model.ranges == nb.ranges_from_json(json.loads(path.read_text()), m.config)
     assert m.model.ranges != nb.NexusModel(m.config, m.params).get_ranges()  # not the random-token fallback
     for s in demo.DEFAULT_SENTENCES:
-        ref = m.reference_logits(demo._trim(s, demo.NEXUS_MAX_TOKENS))
+        ref = m.reference_logits(demo.trim_sentence(s, demo.NEXUS_MAX_TOKENS))
         assert ref["range_error"] is None, (s, ref["range_error"])
         assert np.argmax(ref["model"]) == np.argmax(ref["exact"])
         assert np.max(np.abs(ref["model"] - ref["exact"])) < 0.05

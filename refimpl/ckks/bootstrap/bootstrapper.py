@@ -17,7 +17,7 @@ budget, K = 28, degree 44, r = 3 for h = 192).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import erfc, log2, sqrt
+from math import erfc, sqrt
 
 import numpy as np
 

@@ -15,6 +15,7 @@ from ...bert import functional as F
 from ...ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from ...ckks.bootstrap.oracle import OracleBootstrapper
 from ...ckks.keys import EvaluationKeys, galois_element
+from ...cli.progress import Bars
 from ...measure import peak_rss_mib
 from ...nexus import bert as nb
 from ...ring.sampling import RandomSource
@@ -88,9 +89,14 @@ class BlockTimer:
     # -- helpers
     def forward(self, steps, level: int) -> TimedForward:
         """A forward whose evaluator holds the relinearization key and the Galois keys of `steps` at `level`."""
-        elts = {galois_element(self.params, r) for r in steps if r % self.params.slots}
-        keys = _LazyKeys(lambda k: self.kg.galois_key(self.sk, k, self.top),
-                         {k: self.kg.galois_key(self.sk, k, level) for k in sorted(elts)})
+        elts = sorted({galois_element(self.params, r) for r in steps if r % self.params.slots})
+        made = {}
+        with Bars() as bars:  # minutes at N = 2^16: a bar on stderr, on a terminal only
+            for k in elts:
+                bars("Galois keys", len(made), len(elts))
+                made[k] = self.kg.galois_key(self.sk, k, level)
+            bars("Galois keys", len(elts), len(elts))
+        keys = _LazyKeys(lambda k: self.kg.galois_key(self.sk, k, self.top), made)
         ev = Evaluator(self.params, EvaluationKeys(relin=self.relin, galois=keys))
         return TimedForward(ev, self.oracle, self.model, self.lay, self.mask, self.rows, self.info["pieces"], None)
 

@@ -5,12 +5,12 @@
 and checks the level after every piece against the plan (see the package docstring for the
 kernels: BSGS diagonals, batched Q K^T and P V, Softmax, LayerNorm, GELU, Quad, head, Argmax).
 
-This module is a little over 500 lines: the kernels share the plan bookkeeping of one class (and its
-hooks for the weight store and the checkpoints, ours).
-
 Reference: NEXUS (Zhang et al., NDSS 2025) §3-4, Alg. 1, 7; Halevi and Shoup 2014 (diagonal
 method); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).
 """
+
+# Long module: a little over 500 lines, as the kernels share the plan bookkeeping of one class (and its
+# hooks for the weight store and the checkpoints, ours).
 
 from __future__ import annotations
 

@@ -18,18 +18,32 @@ other kernels replaced by their plan levels, so the plaintexts recorded are exac
 `Forward.linear` asks for, with the weights as the forward folds them (Quad's 1/sqrt(M) in W_1,
 M in W_2).
 
-Store format (version 1): a directory with manifest.json and one .npy file per (weight, level):
-uint64 [count, level + 1, N], the NTT-domain residues of `count` plaintexts (exactly what
-Encoder.encode returns), opened with np.load(mmap_mode="r"). The manifest holds the format name
-and version, the parameter fingerprint (refimpl.ckks.Parameters.fingerprint), the model's
-checksum (`model_checksum`: config, weights and the approximation settings), the layout, the
-input level of the plan, and per file its SHA-256, size, level, scale and the diagonal keys of
-its rows. `WeightStore.open` refuses, with one StoreError naming the difference, a store of
-another format version, parameter set, model or layout, or whose files do not match their SHA-256.
+Store format (version 2): a directory with manifest.json and one .npy file per (weight, level):
+int64 [count, N / stride], the rounded integer coefficients that Encoder.encode computes for each
+plaintext, kept only at the multiples of `stride` (every other coefficient is zero), opened with
+np.load(mmap_mode="r"). On use a plaintext is expanded (`expand`): the residues of the kept
+coefficients, their negacyclic NTT of size N / stride, each value repeated `stride` times: exactly
+the NTT-domain residues Encoder.encode returns (tested bit for bit). Why it is exact: a polynomial
+m(X) = m'(X^s) takes at psi^(2 brv(i) + 1) (the forward NTT's output i, refimpl.ring.ntt) the value
+m'(psi_s^(2 brv_M(i // s) + 1)) with psi_s = psi^s the root of the size-M = N/s transform (the same
+generator: refimpl.ring.primes.primitive_root_2n), so the N outputs are the M outputs of the small
+transform, each repeated s times. Why the stride is large: with every token window active (n = the
+windows, e.g. BERT-base's n = 128) a diagonal tiled over the windows is periodic in the slots with
+period w (the window), and a slot vector of period w is the embedding of a polynomial in
+Z[X^(N / 2w)]: 2w coefficients of N (N = 2^16, w = 256: 512 of 65,536, 4 KiB per diagonal at any
+level against 10 MiB of residues at level 19). With fewer tokens than windows the stride is 1
+(N coefficients, 8 N bytes, still the NTT only on use).
 
-Sizes: a plaintext at level l is (l + 1) N 8 bytes (N = 2^16, l = 10: 5.5 MiB), so a BERT-base
-layer's ~55,300 diagonals need ~330-470 GiB at the plans' levels: at BERT-base the store fits a block, not a model
-(docs/nexus-scale.md gives the numbers and what would shrink it).
+The manifest holds the format name and version, the parameter fingerprint
+(refimpl.ckks.Parameters.fingerprint), the model's checksum (`model_checksum`: config, weights and
+the approximation settings), the token count and layout, the input level of the plan, and per
+file its SHA-256, size, level, scale, stride and the diagonal keys of its rows. `WeightStore.open`
+refuses, with one StoreError naming the difference, a store of another format version, parameter
+set, model or layout, or whose files do not match their SHA-256.
+
+Sizes (docs/nexus-scale.md): a BERT-base layer's 64,512 diagonals at n = 128 are 4 KiB each,
+252 MiB per layer, 2.95 GiB for 12 layers (version 1 kept the residues: 418-534 GiB per layer at
+the plans' levels).
 """
 
 from __future__ import annotations
@@ -38,24 +52,29 @@ import dataclasses
 import hashlib
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ...ckks import Ciphertext, Encoder, Plaintext
+from ...ckks import Ciphertext, Plaintext
 from ...ckks.bootstrap.placement import place
+from ...ckks.encoder import unembed
+from ...errors import UserError
+from ...ring.ntt import make_tables, ntt_inplace
 from .chain import pieces_of
 from .forward import Forward
 from .layout import Layout, input_layout
 from .ranges import NexusModel
 
 FORMAT = "refimpl-nexus-weights"
-VERSION = 1
+VERSION = 2  # 2: rounded integer coefficients at a stride (1: NTT-domain residues, refused)
 MANIFEST = "manifest.json"
 
 
-class StoreError(ValueError):
-    """A weight store that cannot be used with these parameters, this model or this layout."""
+class StoreError(UserError):
+    """A weight store that cannot be used with these parameters, this model or this layout (a user
+    error: the command line prints it as one line)."""
 
 
 # ------------------------------------------------------------------ identities
@@ -99,6 +118,12 @@ class LevelEvaluator:
 
     def mul_plain(self, a, pt):
         return self.shadow(a.level, a.scale * pt.scale)
+
+    def mul_const(self, a, value, scale: float | None = None):
+        return self.shadow(a.level, a.scale * (float(self.params.q[a.level]) if scale is None else scale))
+
+    def relinearize(self, a):
+        return a
 
     def multiply(self, a, b, relinearize: bool = True):
         return self.shadow(min(a.level, b.level), a.scale * b.scale)
@@ -208,33 +233,77 @@ def record(model: NexusModel, params, n: int, input_level: int, bootstrap_level:
     return lay, rec.recorded
 
 
+# ------------------------------------------------------------------ coefficients (ours)
+def integer_coefficients(params, values, scale: float) -> np.ndarray:
+    """The rounded coefficients (float64 [N], integers) Encoder.encode gives the slot vector `values`
+    at `scale`: the same operations in the same order (zero-pad to N/2 slots, unembed, times the
+    scale, rint), so that `expand` of them is Encoder.encode's plaintext bit for bit."""
+    z = np.asarray(values, dtype=np.complex128).ravel()
+    full = np.zeros(params.slots, dtype=np.complex128)
+    full[: z.size] = z
+    c = np.rint(unembed(full, params.N) * float(scale))
+    if np.max(np.abs(c), initial=0.0) >= 2.0**62:
+        raise ValueError(f"coefficients reach 2^{np.log2(np.max(np.abs(c))):.1f}: beyond int64, not storable")
+    return c
+
+
+def stride_of(coeffs: np.ndarray) -> int:
+    """The largest power of two s <= N/2 with every nonzero coefficient at a multiple of s (the
+    polynomial lies in Z[X^s]; N/2w for a diagonal of period w in the slots)."""
+    N = coeffs.shape[-1]
+    g = int(np.gcd.reduce(np.flatnonzero(coeffs))) if np.any(coeffs) else 0
+    return N // 2 if g == 0 else min(g & -g, N // 2)
+
+
+@lru_cache(maxsize=256)
+def ntt_tables(primes: tuple, size: int):
+    """refimpl.ring.ntt tables of `primes` for transforms of `size` points; their root is psi^(N/size)
+    for the size-N root psi (both g^((q-1)/2 size) for the same generator g), see the module docstring."""
+    return make_tables(list(primes), size)
+
+
+def expand(kept: np.ndarray, stride: int, level: int, params) -> np.ndarray:
+    """The NTT-domain residues [level + 1, N] of the polynomial whose coefficient stride j is kept[j]
+    (int64 [N / stride]) and all others are zero: residues of the kept ones, their size-N/stride NTT,
+    each output repeated stride times (module docstring). Equals Encoder.encode's poly bit for bit."""
+    basis = params.q_basis(level)
+    res = params.ctx.from_int(np.asarray(kept, dtype=np.int64), basis)
+    ntt_inplace(res, ntt_tables(tuple(params.ctx.primes[i] for i in basis), res.shape[1]))
+    return res if stride == 1 else np.repeat(res, stride, axis=1)
+
+
 # ------------------------------------------------------------------ writing
 def write_store(out, params, recorded: dict, meta: dict, log=None) -> dict:
-    """Encode the recorded plaintexts and write them with their manifest under `out` (created).
+    """Compute the recorded plaintexts' integer coefficients and write them, at each file's stride,
+    with their manifest under `out` (created).
 
-    meta: model_checksum, layout (and anything else to keep, e.g. input_level); returns the manifest."""
+    meta: model_checksum, layout (and anything else to keep, e.g. n, input_level); returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    enc = Encoder(params)
+    N = params.N
     files = {}
     for (name, level), entries in recorded.items():
         fname = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}.l{level}") + ".npy"
-        arr = np.lib.format.open_memmap(out / fname, mode="w+", dtype=np.uint64,
-                                        shape=(len(entries), level + 1, params.N))
         scales = {s for _, s, _ in entries}
         if len(scales) != 1:
             raise RuntimeError(f"internal: {name} at level {level} encoded at several scales")
-        for j, (_, scale, values) in enumerate(entries):
-            arr[j] = enc.encode(values(), level=level, scale=scale).poly
-        arr.flush()
-        del arr
-        files[fname] = {"name": name, "level": level, "scale": scales.pop(), "count": len(entries),
+        rows = []  # (stride, kept coefficients) per plaintext, each at its own stride
+        for _, scale, values in entries:
+            c = integer_coefficients(params, values(), scale)
+            s = stride_of(c)
+            rows.append((s, c[::s].astype(np.int64)))
+        stride = min(s for s, _ in rows)  # the file's stride: every row's kept coefficients at multiples of it
+        arr = np.zeros((len(entries), N // stride), dtype=np.int64)
+        for j, (s, kept) in enumerate(rows):
+            arr[j, :: s // stride] = kept
+        np.save(out / fname, arr)
+        files[fname] = {"name": name, "level": level, "scale": scales.pop(), "count": len(entries), "stride": stride,
                         "keys": [list(k) for k, _, _ in entries], "bytes": (out / fname).stat().st_size,
                         "sha256": file_sha256(out / fname)}
         if log:
-            log(f"{fname}: {len(entries)} plaintexts, {files[fname]['bytes'] / 2**20:.1f} MiB")
+            log(f"{fname}: {len(entries)} plaintexts, stride {stride}, {files[fname]['bytes'] / 2**20:.2f} MiB")
     manifest = {"format": FORMAT, "version": VERSION, "params_fingerprint": params.fingerprint().hex(),
-                "N": params.N, **meta, "files": files,
+                "N": N, **meta, "files": files,
                 "total_bytes": sum(f["bytes"] for f in files.values())}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -243,10 +312,10 @@ def write_store(out, params, recorded: dict, meta: dict, log=None) -> dict:
 def precompute(model: NexusModel, params, n: int, out, *, input_level: int, bootstrap_level: int,
                head_rows: bool = False, argmax: bool = False, log=None) -> dict:
     """Record the forward's plaintexts for n tokens (inputs at input_level, bootstraps returning
-    bootstrap_level), encode them once and write the store under `out`; returns its manifest."""
+    bootstrap_level), compute their coefficients once and write the store under `out`; returns its manifest."""
     lay, rec = record(model, params, n, input_level, bootstrap_level, head_rows=head_rows, argmax=argmax)
-    meta = {"model_checksum": model_checksum(model), "layout": layout_dict(lay), "input_level": input_level,
-            "bootstrap_level": bootstrap_level, "argmax": argmax}
+    meta = {"model_checksum": model_checksum(model), "n": n, "head_rows": head_rows, "layout": layout_dict(lay),
+            "input_level": input_level, "bootstrap_level": bootstrap_level, "argmax": argmax}
     return write_store(out, params, rec, meta, log)
 
 
@@ -261,7 +330,7 @@ class WeightStore:
         self.index = {}
         for fname, f in manifest["files"].items():
             for row, k in enumerate(f["keys"]):
-                self.index[(f["name"], *k, f["level"])] = (arrays[fname], row, f["scale"])
+                self.index[(f["name"], *k, f["level"])] = (arrays[fname], row, f["stride"], f["scale"])
         self.hits = self.misses = 0
         self.checked_model = None
 
@@ -280,7 +349,8 @@ class WeightStore:
             raise StoreError(f"{root}/{MANIFEST}: not JSON ({e})") from None
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise StoreError(f"{root}: format {manifest.get('format')!r} version {manifest.get('version')!r}, "
-                             f"this reader needs {FORMAT!r} version {VERSION}: precompute the store again")
+                             f"this reader needs {FORMAT!r} version {VERSION}: precompute the store again "
+                             "(`refimpl nexus precompute`)")
         if manifest["params_fingerprint"] != params.fingerprint().hex():
             raise StoreError(f"{root}: made for other parameters (fingerprint {manifest['params_fingerprint']}, "
                              f"these are {params.fingerprint().hex()}): precompute the store for them")
@@ -296,12 +366,22 @@ class WeightStore:
             if verify and file_sha256(path) != f["sha256"]:
                 raise StoreError(f"{root}: {fname} does not match its SHA-256 (corrupted or changed)")
             arrays[fname] = np.load(path, mmap_mode="r")
-            if arrays[fname].shape != (f["count"], f["level"] + 1, params.N):
-                raise StoreError(f"{root}: {fname} has shape {arrays[fname].shape}, the manifest says "
-                                 f"{(f['count'], f['level'] + 1, params.N)}")
+            want_shape = (f["count"], params.N // f["stride"])
+            if arrays[fname].shape != want_shape or arrays[fname].dtype != np.int64:
+                raise StoreError(f"{root}: {fname} is {arrays[fname].dtype} {arrays[fname].shape}, the manifest "
+                                 f"says int64 {want_shape}")
         out = cls(root, manifest, params, arrays)
         out.checked_model = model
         return out
+
+    def layout_error(self, lay: Layout) -> str | None:
+        """None if the store was made for layout `lay`, else what differs (for a StoreError or a log line)."""
+        m = self.manifest
+        if m.get("layout") == layout_dict(lay):
+            return None
+        made = {k: v for k, v in m.get("layout", {}).items() if layout_dict(lay).get(k) != v}
+        return (f"{self.root}: made for the layout of n = {m.get('n')} tokens ({made}), the query's is "
+                f"n = {lay.n} ({ {k: layout_dict(lay)[k] for k in made} }): precompute a store for it")
 
     def check(self, params, model: NexusModel, lay: Layout) -> None:
         """StoreError unless the store was made for these parameters, this model and this layout."""
@@ -312,19 +392,20 @@ class WeightStore:
             if m["model_checksum"] != model_checksum(model):
                 raise StoreError(f"{self.root}: made for another model or other ranges")
             self.checked_model = model
-        if m.get("layout") != layout_dict(lay):
-            raise StoreError(f"{self.root}: made for the layout {m.get('layout')}, the query's is {layout_dict(lay)} "
-                             "(another token count?): precompute a store for it")
+        err = self.layout_error(lay)
+        if err:
+            raise StoreError(err)
 
     def plaintext(self, key: tuple, level: int) -> Plaintext | None:
-        """The stored plaintext of `key` = (name, oc, ic, k) at `level`, or None (counted as a miss)."""
+        """The stored plaintext of `key` = (name, oc, ic, k) at `level`, expanded (`expand`), or None
+        (counted as a miss)."""
         hit = self.index.get((*key, level))
         if hit is None:
             self.misses += 1
             return None
-        arr, row, scale = hit
+        arr, row, stride, scale = hit
         self.hits += 1
-        return Plaintext(np.asarray(arr[row]), level, scale, self.params)
+        return Plaintext(expand(arr[row], stride, level, self.params), level, scale, self.params)
 
     @property
     def nbytes(self) -> int:

@@ -318,9 +318,10 @@ class NexusBert:
         """The bootstrapping plan as text (refimpl.nexus.bert.plan_table), for the server's log."""
         return plan_table_bert(plan)
 
-    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False, progress=None):
+    def forward(self, ev, bts, cts, n, mask, trace=None, argmax: bool = False, progress=None, weights=None):
+        """weights: None or a weight store for this layout (refimpl.nexus.bert.weights_store.WeightStore)."""
         return encrypted_forward(ev, bts, self.model, cts, n, np.asarray(mask), trace=trace, argmax=argmax,
-                                 progress=progress)
+                                 progress=progress, weights=weights)
 
     def unpack(self, vectors, layout):
         return np.asarray(unpack_output(vectors, layout, self.num_labels))

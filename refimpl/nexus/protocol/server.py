@@ -36,6 +36,7 @@ from refimpl.ckks import serialize as ser
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper
 from refimpl.ckks.errors import CKKSError
 from refimpl.ckks.keys import SwitchingKey, galois_element, key_digits, key_rows
+from refimpl.nexus.bert.weights_store import StoreError, WeightStore
 from refimpl.nexus.compression import PlacementError, expand_input, placement, subs_elements
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.matmul import chunk_counts
@@ -100,9 +101,29 @@ class Server:
         self.lock = threading.Lock()  # received, record files
         self.compute = threading.Semaphore(1)  # one encrypted forward at a time: it uses every core
         self.log = log or (lambda *a: None)
+        self.weights = None  # a weight store (use_weights): the BERT forward's diagonals encoded once (ours)
         self.progress = progress
         if record_dir:
             os.makedirs(record_dir, exist_ok=True)
+
+    def use_weights(self, root) -> "WeightStore":
+        """Open the weight store under `root` (`refimpl nexus precompute`) for this model and these
+        parameters, every check (format version, parameter fingerprint, model checksum, SHA-256 of
+        every file, the layout of its token count, the input level), one StoreError naming what
+        differs; queries of its token count then take their diagonals from it (ours). Call it after
+        any change of the model's ranges (they are part of the checksum)."""
+        if not hasattr(self.model, "model"):
+            raise StoreError("a weight store applies to BERT models only")
+        store = WeightStore.open(root, self.params, self.model.model)
+        m = store.manifest
+        if m.get("input_level") != self.output_level:
+            raise StoreError(f"{root}: made for inputs at level {m.get('input_level')}, this server's arrive at "
+                             f"{self.output_level}: precompute the store for these parameters")
+        err = store.layout_error(self.model.layout(int(m.get("n", 0)), self.params.slots))
+        if err:
+            raise StoreError(err)
+        self.weights = store
+        return store
 
     def max_query_cts(self) -> int:
         """Ciphertexts in the largest legitimate query (max_tokens, compressed or slot-packed)."""
@@ -349,17 +370,24 @@ class ServerSession:
             raise ProtocolError(f"query ciphertexts must be at level {s.output_level}")
         t1 = time.perf_counter()
         bts, trace = CountingBootstrapper(keys.bootstrapper), []
+        store = s.weights if s.weights is not None and s.weights.layout_error(layout) is None else None
+        hits = store.hits if store is not None else 0
         hooks = {"progress": s.progress} if s.progress is not None else {}  # a model without the hook still serves
+        if store is not None:  # a store for another token count: encode as without
+            hooks["weights"] = store
         out = s.model.forward(ev, bts, cts, n, h["mask"], trace=trace, argmax=h["output"] == "argmax", **hooks)
         t2 = time.perf_counter()
         computed = sum(ciphertext_nbytes(p, c.level, c.size) for c in out)
         out_blobs = [ser.serialize_ciphertext(ev.drop_level(c, 0)) for c in out]  # level 0: least bytes
-        s.log(f"query n = {n}: expand {t1 - t0:.2f} s, forward {t2 - t1:.2f} s, {bts.calls} bootstraps")
+        stored = store.hits - hits if store is not None else 0
+        s.log(f"query n = {n}: expand {t1 - t0:.2f} s, forward {t2 - t1:.2f} s, {bts.calls} bootstraps"
+              + (f", {stored} plaintexts from the weight store" if store is not None else
+                 ", weight store not used (made for another token count)" if s.weights is not None else ""))
         return encode_message("result", {
             "expand_s": t1 - t0, "forward_s": t2 - t1, "bootstraps": bts.calls, "trace": trace,
             "input_bootstraps": boot_in.calls, "expand_mode": s.expand if h["compress"] else None,
             "levels_out": [c.level for c in out], "result_bytes_at_computed_level": computed,
-            "key_bytes_held": keys.key_bytes, "output": h["output"],
+            "key_bytes_held": keys.key_bytes, "output": h["output"], "stored_plaintexts": stored,
         }, out_blobs)
 
     def expand_query(self, ev, cts, layout, n, bts=None) -> list[Ciphertext]:
