@@ -42,11 +42,6 @@ def insecure_key(seed: int, label: str) -> bytes:
     return hashlib.sha256(f"refimpl insecure seed|{label}|{int(seed)}".encode()).digest()
 
 
-def derive_key(key: bytes, label: str) -> bytes:
-    """A key for one purpose derived from a master key (SHA-256 with a label)."""
-    return hashlib.sha256(b"refimpl derive|" + label.encode() + b"|" + bytes(key)).digest()
-
-
 class Stream:
     """The AES-256-CTR keystream of `key`; `erase=True` rekeys after every read (fast key erasure).
 

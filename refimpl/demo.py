@@ -37,7 +37,6 @@ DEFAULT_SENTENCES = (
     "the plot is nothing but boilerplate clichés from start to finish",
     "it 's a charming and often affecting journey",
 )
-DEFAULT_SENTENCE = DEFAULT_SENTENCES[0]
 # NEXUS: parameter set and models of the full run (refimpl.nexus.protocol.wire.resolve_params); the
 # quick run (tests) sends the protocol's small stand-in model through a toy ring instead
 NEXUS_PARAMS = "deep-2^12-19"

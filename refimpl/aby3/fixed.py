@@ -59,16 +59,6 @@ class Fxp:
         return np.asarray(v, dtype=U64).view(np.int64).astype(np.float64) / 2.0**s
 
 
-def to_signed(v: np.ndarray) -> np.ndarray:
-    """View ring elements as signed int64 (two's complement)."""
-    return np.asarray(v, dtype=U64).view(np.int64)
-
-
-def public_int(c: int) -> np.uint64:
-    """A Python int (possibly negative) as a ring constant mod 2^64."""
-    return U64(int(c) % (1 << 64))
-
-
 def public_fixed(c, t: int) -> np.ndarray:
     """A public constant (or array) c at scale t: round(c 2^t) as ring elements, unchecked (small constants)."""
     return np.rint(np.asarray(c, dtype=np.float64) * 2.0**t).astype(np.int64).view(U64)

@@ -51,11 +51,6 @@ def relu(p: Party, x: AShare) -> AShare:
         return inject(p, not_bit(p, msb(p, x)), x)
 
 
-def less_than_public(p: Party, x: AShare, c: float) -> BShare:
-    """[x < c] = msb(x - c); needs |x - c| < 2^(62 - f)."""
-    return msb(p, arith.add_public(p, x, -c))
-
-
 def select(p: Party, b: BShare, x: AShare, y: AShare) -> AShare:
     """b ? x : y = y + b (x - y)."""
     return arith.add(p, y, inject(p, b, arith.sub(p, x, y)))

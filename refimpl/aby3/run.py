@@ -62,16 +62,29 @@ def run(fn: Callable[..., Any], *inputs, insecure_seed: int | None = None, owner
 
     owners: the party that owns each input (default: input i -> party i mod 3). raw: inputs and
     output as uint64 ring elements instead of fixed-point floats."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a protocol fn(party, *shares) of refimpl.aby3, got {type(fn).__name__}")
     owners = tuple(i % 3 for i in range(len(inputs))) if owners is None else tuple(owners)
     if len(owners) != len(inputs):
         raise ValueError(f"{len(inputs)} inputs but {len(owners)} owners")
-    arrays = [np.asarray(x) if raw else np.asarray(x, dtype=np.float64) for x in inputs]
+    if any(o not in (0, 1, 2) for o in owners):
+        raise ValueError(f"owners must be parties 0, 1 or 2, got {owners}")
+    arrays = [np.asarray(x) for x in inputs]
+    for i, a in enumerate(arrays):
+        kinds = "biu" if raw else "biuf"  # raw: ring elements, so no fractions to drop silently
+        if a.dtype.kind not in kinds:
+            expected = "integer ring elements (raw=True)" if raw else "real numbers"
+            raise ValueError(f"input {i} must hold {expected}, got dtype {a.dtype}")
+    arrays = [a if raw else a.astype(np.float64) for a in arrays]
 
     def program(p):
         shares = [share_input(p, o, arrays[i] if p.id == o else None, raw=raw) for i, o in enumerate(owners)]
         out = fn(p, *shares)
         if isinstance(out, AShare):
             return reveal(p, out, raw=raw)
+        if not (isinstance(out, tuple) and out and all(isinstance(o, AShare) for o in out)):
+            raise TypeError(f"fn must return an AShare or a tuple of AShares (refimpl.aby3.shares), got "
+                            f"{type(out).__name__}: convert boolean shares back with boolean.b2a")
         return tuple(reveal(p, o, raw=raw) for o in out)
 
     res = simulate(program, insecure_seed=insecure_seed)

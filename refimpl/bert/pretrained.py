@@ -12,13 +12,14 @@ names come from config.json's `id2label` (Hugging Face's key), else LABEL_0, LAB
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from refimpl.bert import weights
 from refimpl.bert.config import BertConfig, labels_from_json
-from refimpl.bert.model import forward
+from refimpl.bert.model import check_params, forward
 from refimpl.bert.shipped import resolve
 from refimpl.bert.tokenizer import BertTokenizer
 
@@ -56,10 +57,15 @@ class Classifier:
 
 def load_model(name_or_path: str | Path) -> Classifier:
     """A shipped model by name, or a model directory (our config.json or Hugging Face's) with vocab.txt."""
+    if not isinstance(name_or_path, (str, PathLike)):
+        raise TypeError(f"load_model takes a shipped model's name or a model directory, got {type(name_or_path).__name__}")
     d = resolve(name_or_path)
     config, params = weights.load(d, dtype=np.float32)
     if "classifier.weight" not in params:
         raise ValueError(f"{d} holds no classification head (classifier.weight): not a sequence classifier")
+    check_params(config, params, head=True)  # a config that does not fit the weights fails here, not at the first sentence
+    if not (d / "vocab.txt").is_file():
+        raise FileNotFoundError(f"{d} has no vocab.txt (the WordPiece vocabulary the tokenizer needs)")
     cfg_file = next((d / f for f in (weights.CONFIG_FILE, "config.json") if (d / f).exists()))
     labels = labels_from_json(cfg_file.read_text(), config.num_labels)
     return Classifier(Path(str(name_or_path)).name, config, params, BertTokenizer(d / "vocab.txt"), labels)

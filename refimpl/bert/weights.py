@@ -7,7 +7,6 @@ checkpoint, its `config.json`. Loading never reaches a hub.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +105,3 @@ def save(model_dir: str | Path, config: BertConfig, params: Params, *, dtype: An
     save_file(tensors, str(model_dir / WEIGHTS_FILE), metadata={"format": "refimpl-bert"})
     (model_dir / CONFIG_FILE).write_text(config.to_json())
     return model_dir
-
-
-def hf_config(model_dir: str | Path) -> dict[str, Any]:
-    """The raw Hugging Face config.json of a checkpoint directory."""
-    return json.loads((Path(model_dir) / "config.json").read_text())

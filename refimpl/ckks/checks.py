@@ -30,7 +30,11 @@ def log_q_at(params: Parameters, level: int) -> float:
 
 def check_params(params: Parameters, x, op: str, what: str = "operand") -> None:
     """x (a ciphertext, plaintext or key) belongs to `params`, and its arrays have the right shape."""
-    xp = x.params
+    xp = getattr(x, "params", None)
+    if not isinstance(xp, Parameters):
+        raise ParameterMismatchError(
+            f"{op}: the {what} is a {type(x).__name__}, expected a refimpl.ckks Ciphertext, Plaintext or key: "
+            "encrypt values first (Encryptor.encrypt, Context.encrypt) or encode them (Encoder.encode)")
     if xp is not params and xp.fingerprint() != params.fingerprint():
         raise ParameterMismatchError(
             f"{op}: the {what} belongs to other parameters (N = {xp.N}, {len(xp.q)} + {len(xp.p)} primes, "
@@ -55,8 +59,9 @@ def check_scale(params: Parameters, scale: float, level: int, op: str, what: str
     """SCALE_FLOOR <= scale < Q_level / 2 (finite)."""
     if not (isinstance(scale, (float, int)) and isfinite(scale)) or scale < SCALE_FLOOR:
         raise ScaleRangeError(
-            f"{op}: the {what} has scale {scale!r}, below the floor {SCALE_FLOOR} (no precision left): "
-            "it was rescaled more often than multiplied; rescale only after a product")
+            f"{op}: the {what} has scale {scale!r}, below the floor {SCALE_FLOOR} (no precision left; a scale "
+            "is a finite number >= 1, e.g. Parameters.scale): after a computation it was rescaled more often "
+            "than multiplied; rescale only after a product")
     room = log_q_at(params, level) - 1.0
     if log2(scale) >= room:
         raise ScaleRangeError(

@@ -21,6 +21,7 @@ magnitude). Encrypting above that level raises.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -34,7 +35,24 @@ from .encryptor import Decryptor, Encryptor
 from .errors import ParameterError
 from .evaluator import Evaluator
 from .keys import KeyGenerator, PublicKey, SecretKey, galois_element
-from .params import Parameters, preset
+from .params import PRESETS, Parameters, preset
+
+
+def _step(step) -> int:
+    """A rotation step: an integer (1.5 would otherwise turn into 1 without a word)."""
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise ParameterError(f"a rotation step must be an integer, got {step!r}") from None
+
+
+def _numbers(values, what: str) -> np.ndarray:
+    """`values` as a numeric array, refused with what was expected when they are not numbers."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biufc":
+        raise ParameterError(f"{what} must be numbers (a scalar or a vector of up to N/2 real or complex "
+                             f"values), got {type(values).__name__} of dtype {arr.dtype}")
+    return arr
 
 
 @dataclass
@@ -67,6 +85,9 @@ class Context:
         elements; element_levels, the highest level each of them serves; encapsulation_h, the
         weight of the sparse secret of encapsulation keys to make."""
         say = or_silent(progress)
+        if not isinstance(parameters, (str, Parameters)):
+            raise ParameterError(f"parameters must be a preset name ({', '.join(PRESETS)}) or a Parameters, "
+                                 f"got {type(parameters).__name__}")
         params = preset(parameters) if isinstance(parameters, str) else parameters
         keys_rng = RandomSource.insecure_seeded(seed) if seed is not None else RandomSource()
         enc_rng = RandomSource.insecure_seeded(seed + 1) if seed is not None else RandomSource()
@@ -78,7 +99,9 @@ class Context:
         if encapsulation_h:
             say("keys: encapsulation", 1, 2)
             encapsulation = keygen.encapsulation_keys(sk, keygen.secret_key(hamming_weight=encapsulation_h))
-        rotations = sorted({int(r) for r in rotations})
+        if isinstance(rotations, (str, bytes)):
+            raise ParameterError(f"rotations must be a list of integer steps, got {rotations!r}")
+        rotations = sorted({_step(r) for r in rotations})
         elements = sorted({int(k) for k in elements})
         say("keys", 2, 2)
         mine = {galois_element(params, r) for r in rotations if r % params.slots}
@@ -108,7 +131,7 @@ class Context:
                 f"level {level} is above the usable level {self.usable_level}: the primes above it serve "
                 "bootstrapping and do not match the scale, so products there would drift the scale; "
                 f"encrypt at level <= {self.usable_level} (the default)")
-        return self.encryptor.encrypt(self.encoder.encode(values, level=level, scale=scale))
+        return self.encryptor.encrypt(self.encoder.encode(_numbers(values, "values"), level=level, scale=scale))
 
     def decrypt(self, ct: Ciphertext, complex_values: bool = False) -> np.ndarray:
         """Decrypt and decode all N/2 slots (their real parts unless complex_values)."""
@@ -123,11 +146,11 @@ class Context:
         """a * b, rescaled (one level): b a ciphertext or a constant / slot vector."""
         if isinstance(b, Ciphertext):
             return self.evaluator.mul_rescale(a, b)
-        return self.evaluator.rescale(self.evaluator.mul_const(a, b))
+        return self.evaluator.rescale(self.evaluator.mul_const(a, _numbers(b, "the constant")))
 
     def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
         """Slot j <- slot j + step (needs `step` among the context's rotations)."""
-        return self.evaluator.rotate(ct, int(step))
+        return self.evaluator.rotate(ct, _step(step))
 
     def bootstrap(self, ct: Ciphertext) -> Ciphertext:
         """A refreshed ciphertext at the usable level (needs a context from bootstrapping_context)."""

@@ -10,7 +10,7 @@ Reference: Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3.4.
 from __future__ import annotations
 
 from ..ring.sampling import RandomSource
-from .checks import check_operand, check_params
+from .checks import check_operand
 from .ciphertext import Ciphertext, Plaintext
 from .keys import PublicKey, SecretKey
 

@@ -1,4 +1,4 @@
-"""Exceptions of the CKKS layer: each says what was expected, what was found, and how to fix it."""
+"""Exceptions of the CKKS layer (ours): each says what was expected, what was found, and how to fix it."""
 
 
 class CKKSError(ValueError):

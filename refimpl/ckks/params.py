@@ -223,7 +223,6 @@ class Parameters:
         taken += tuple(q0)
         qi = ntt_primes(log_qi, N, levels, exclude=taken) if levels else []
         chain = tuple(q0 + qi)
-        bits = [log2(x) for x in chain]
         if dnum is None:
             digits = choose_digits(chain, prod(p))
         return Parameters(

@@ -1,4 +1,4 @@
-"""Precision in bits, per slot: -log2 |got - want|; reported as min / mean / median over slots."""
+"""Precision in bits, per slot (ours: a measure): -log2 |got - want|; reported as min / mean / median over slots."""
 
 from __future__ import annotations
 

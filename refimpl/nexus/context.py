@@ -14,11 +14,13 @@ Blocks: softmax (NEXUS §3.1.3, Alg. 1), argmax (§3.4), gelu (§3.3), layernorm
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..ckks import Ciphertext
+from ..ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS
 from ..ckks.bootstrap.context import bootstrapping_context
 from ..ckks.context import Context
 from ..progress import Progress
@@ -26,7 +28,7 @@ from .argmax import argmax
 from .folding import fold_rotations
 from .gelu import gelu
 from .layernorm import layernorm
-from .softmax import softmax
+from .softmax import softmax, window_layout
 
 BLOCKS = ("softmax", "argmax", "gelu", "layernorm")
 FOLDING = ("softmax", "argmax", "layernorm")  # the blocks that fold rows (QuickMax / QuickSum)
@@ -42,6 +44,14 @@ class KeyNeeds:
     bootstrapping: bool  # the bootstrapper's keys too (Galois elements, encapsulation keys)
 
 
+def _count(value, what: str) -> int:
+    """An integer argument (n, window), refused with its name when it is not one."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+
+
 def keys_for(block: str, n: int = 1, window: int | None = None) -> KeyNeeds:
     """The keys `block` needs on rows of n slots in windows of `window` slots (default: n).
 
@@ -51,7 +61,11 @@ def keys_for(block: str, n: int = 1, window: int | None = None) -> KeyNeeds:
         raise ValueError(f"unknown NEXUS block {block!r}; known: {', '.join(BLOCKS)}")
     if block not in FOLDING:
         return KeyNeeds(block, (), block in REFRESHING)
-    window = n if window is None else int(window)
+    n = _count(n, "n")
+    window = n if window is None else _count(window, "window")
+    if window != n and window < 2 * n:
+        raise ValueError(f"a window of {window} slots cannot hold a row of {n} and its duplicate: "
+                         f"use window = n (one row fills every slot) or >= {2 * n}")
     rotations = list(fold_rotations(n))
     if window != n:
         rotations.append(-n)
@@ -69,6 +83,12 @@ class BlockContext:
                seed: int | None = None, progress: Progress | None = None) -> "BlockContext":
         """Keys for `block` on the bootstrapping preset `bootstrap` (its toy rings are insecure: tests and examples)."""
         needs = keys_for(block, n, window)
+        if block in FOLDING and bootstrap in BOOTSTRAP_PRESETS:  # refuse a layout before making its keys
+            slots = BOOTSTRAP_PRESETS[bootstrap]["N"] // 2
+            w, _ = window_layout(slots, n, window)
+            if slots % w:
+                raise ValueError(f"windows of {w} slots do not tile the {slots} slots of {bootstrap!r}: "
+                                 f"use a power of two <= {slots}")
         return cls(block, n, window, bootstrapping_context(bootstrap, needs.rotations, seed=seed, progress=progress))
 
     @property

@@ -14,7 +14,7 @@ Han and Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key s
 
 from __future__ import annotations
 
-from functools import cached_property, lru_cache, wraps
+from functools import lru_cache, wraps
 from math import prod
 
 import numba as nb

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.aby3 import arith
-from refimpl.aby3.fixed import Fxp, U64
+from refimpl.aby3.fixed import Fxp
 from refimpl.aby3.party import simulate
-from refimpl.aby3.shares import AShare, reveal, share_input
+from refimpl.aby3.shares import reveal, share_input
 
 from .helpers import run
 

@@ -26,7 +26,7 @@ def view_bytes(secret, fn, party, leak=False, salt=0):
             x = share_input(p, 0, secret if p.id == 0 else None)
             y = share_input(p, 0, secret[::-1] if p.id == 0 else None)
             with p.net.scope("op"):
-                out = fn(p, x, y)
+                fn(p, x, y)
                 if leak:  # control: party 1 sends its plain pair sum to party 2 (leaks x)
                     if p.id == 1:
                         p.net.send(2, x.a + x.b)

@@ -4,7 +4,7 @@ through its public entry point (N = 2^10, sparse secret h = 64, insecure toy rin
 import numpy as np
 import pytest
 
-from refimpl.ckks import Ciphertext, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
+from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.bootstrap.dft import apply_plain, bit_reverse, decode_stages, encode_stages, group
 from refimpl.ckks.bootstrap.eval_mod import eval_mod, k_from_hamming_weight

@@ -5,7 +5,6 @@ import math
 import struct
 import zlib
 
-import numpy as np
 import pytest
 
 import refimpl.ckks.params as params_mod

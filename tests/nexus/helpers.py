@@ -1,7 +1,6 @@
 """Small insecure parameter sets and keys for the NEXUS tests (N = 2^10 .. 2^12)."""
 
 import numpy as np
-import pytest
 
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import init_params

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from refimpl.ckks import Parameters
-from refimpl.ckks.keys import galois_element
 from refimpl.experiments import bertbase as bb
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import attention as at

@@ -6,7 +6,6 @@ sentence on this machine. The figures of the README come from `refimpl experimen
 (results/nexus/nexus_bert_*_toy2^12.json); these tests check the same pipeline on one short sentence.
 """
 
-import numpy as np
 import pytest
 
 from refimpl.bert import shipped

@@ -82,7 +82,7 @@ def test_alg6_protocol():
 @pytest.fixture(scope="module")
 def kit_att():
     p = Parameters.create(N=2048, levels=3, dnum=2, insecure=True)
-    d = n = 32
+    d = 32
     rot = [1 << i for i in range(5)] + [-i for i in range(1, d)] + [d << i for i in range(5)]
     return Kit(p, rotations=rot)
 

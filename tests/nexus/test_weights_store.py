@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pytest
 
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
 from refimpl.ckks.bootstrap.oracle import OracleBootstrapper

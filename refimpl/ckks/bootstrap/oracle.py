@@ -1,4 +1,4 @@
-"""A stand-in bootstrapper for tests of higher layers: decrypt, re-encode, re-encrypt.
+"""A stand-in bootstrapper for tests of higher layers (ours): decrypt, re-encode, re-encrypt.
 
 It holds the secret key, which a real evaluator never does: only tests may use it. It has the
 interface of the real Bootstrapper (input/output level and scale, `bootstrap(ct)`) and counts

@@ -44,8 +44,10 @@ Ranges: the approximations have valid input ranges; a NexusModel carries ranges 
 plaintext inputs (refimpl.nexus.bert.ranges).
 
 Modules: layout (packing, rotations, slot vectors; the client's embedding), ranges (NexusModel,
-calibration, ranges JSON), chain (the pieces and the plan), forward (the encrypted forward),
-reference (float64 references). The placement program itself is refimpl.ckks.bootstrap.placement.
+calibration, ranges JSON), chain (the pieces and the plan), forward (the encrypted forward; start
+here), reference (float64 references); ours: attention (Q K^T as additions over a head's
+features), weights_store (the encoded weights on disk), checkpoint (a forward that resumes).
+The placement program itself is refimpl.ckks.bootstrap.placement.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3 (blocks), §4 (system), Alg. 5-7; BERT (Devlin et
 al. 2019); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv attention; MPCFormer (Quad).
@@ -55,19 +57,29 @@ al. 2019); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv attention; MPCFormer (
 from __future__ import annotations
 
 # The public names of the package's modules, so that `from refimpl.nexus.bert import X` keeps working.
-from .layout import (  # noqa: F401
+from .layout import (
     LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, client_embed, input_layout, pack, pack_input, pow2, rotation_steps, unpack, unpack_argmax, unpack_output,
 )
-from .ranges import (  # noqa: F401
+from .ranges import (
     CALIBRATION_SEED, GELU_PRESCALES, RANGES_FORMAT, NexusModel, calibrate, check_ranges, gelu_prescale, gelu_valid_range, ranges_from_json, ranges_to_json,
 )
-from .reference import (  # noqa: F401
+from .reference import (
     argmax_reference, gelu_model, layernorm_model, plaintext_reference, softmax_model,
 )
-from .chain import (  # noqa: F401
+from .chain import (
     bootstrap_level_of, greedy_points, layernorm_pieces, newton_split, pieces_of, plan,
 )
-from .forward import (  # noqa: F401
+from .forward import (
     Forward, encrypted_forward,
 )
-from ...ckks.bootstrap.placement import Piece, place, plan_table, simulate  # noqa: F401
+from ...ckks.bootstrap.placement import Piece, place, plan_table, simulate
+
+__all__ = [
+    "LOGIT_BOUND", "QUAD_ROOT", "Layout", "SlotVectors", "client_embed", "input_layout", "pack", "pack_input",
+    "pow2", "rotation_steps", "unpack", "unpack_argmax", "unpack_output", "CALIBRATION_SEED",
+    "GELU_PRESCALES", "RANGES_FORMAT", "NexusModel", "calibrate", "check_ranges", "gelu_prescale",
+    "gelu_valid_range", "ranges_from_json", "ranges_to_json", "argmax_reference", "gelu_model",
+    "layernorm_model", "plaintext_reference", "softmax_model", "bootstrap_level_of", "greedy_points",
+    "layernorm_pieces", "newton_split", "pieces_of", "plan", "Forward", "encrypted_forward", "Piece", "place",
+    "plan_table", "simulate",
+]

@@ -166,9 +166,6 @@ class Server:
         subs = set(subs_elements(p.N, max(chunk_counts(n * self.model.width, p.N)))) if compress else set()
         return key_levels(self.boot_levels, model, subs, self.output_level, self.compressed_level)
 
-    def needed_elements(self, n: int, compress: bool) -> list[int]:
-        return list(self.needed_levels(n, compress))
-
     def input_bound(self) -> int:
         """B: a public power of two with |x| <= B for every embedded input (from the model, never the data)."""
         b = float(self.model.input_bound())
