@@ -2,8 +2,9 @@
 
 Written for the mutants of `python tests/mutation.py run aby3` that survived (docs/testing.md):
 the per-protocol scope names that the cost breakdowns report, the public-coin key derived
-from the parties' contributions, and the ring helpers for signed values and public constants.
-Every expected value is computed independently (hashlib, Python integers mod 2^64).
+from the parties' contributions, the fixed-point format, the operand checks and the forms of
+public constants. Every expected value is computed independently (hashlib, Python integers
+mod 2^64, float64).
 """
 
 import hashlib
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 
 from refimpl.aby3 import arith
-from refimpl.aby3.fixed import U64, public_int, to_signed
 from refimpl.aby3.prss import public_key_from
 
 from .helpers import run
@@ -53,19 +53,6 @@ def test_public_key_is_the_hash_of_the_contributions_in_order():
     assert public_key_from(c) == want and len(want) == 32
     assert public_key_from([c[1], c[0], c[2]]) != want
     assert public_key_from([c[0], c[1], bytes(32)]) != want
-
-
-def test_ring_helpers_for_signed_values_and_public_constants():
-    """Two's complement over Z_2^64: to_signed reads v >= 2^63 as v - 2^64; public_int maps any Python
-    integer to its residue mod 2^64."""
-    v = np.array([0, 5, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)
-    s = to_signed(v)
-    assert s.dtype == np.int64
-    assert s.tolist() == [0, 5, 2**63 - 1, -(2**63), -1]
-    assert to_signed([3]).tolist() == [3]
-    for c in (0, 1, -1, -(2**63), 2**64 + 7, 12345678901234567890):
-        r = public_int(c)
-        assert isinstance(r, np.uint64) and int(r) == c % 2**64
 
 
 def test_fixed_point_format_checks_and_range():
@@ -122,12 +109,11 @@ def test_local_ops_results_belong_to_the_run_and_compose():
         "mul_public": (lambda p, a: arith.mul_public(p, a, 0.25), 0.25 * x),  # one truncation: <= 1 ulp
     }
     for name, (fn, want) in ops.items():
-        out, _, _ = run(lambda p, a: arith.add(p, fn(p, a), a), x)
+        out, _, _ = run(lambda p, a, fn=fn: arith.add(p, fn(p, a), a), x)
         assert np.max(np.abs(out - (want + x))) <= (2.0**-F.f if name == "mul_public" else 0.0), name
     out, _, _ = run(lambda p, a: arith.add(p, arith.sum_axis(p, a.reshape(2, 2), keepdims=True),
                                          arith.sum_axis(p, a.reshape(2, 2), axis=-1, keepdims=True)), x)
     assert out.tolist() == [[2 * (x[0] + x[1])], [2 * (x[2] + x[3])]]
-    assert to_signed(np.array([1, 2, 2**32 - 1], dtype=np.uint32)).tolist() == [1, 2, 2**32 - 1]
 
 
 def test_matmul_refuses_shares_of_another_run_and_mismatched_shapes():
