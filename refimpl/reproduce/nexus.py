@@ -9,7 +9,7 @@
    the serialized sizes (`ciphertext_nbytes` etc., tested equal to real bytes), printed beside
    the paper's 164 MB (refimpl/constants.toml [nexus.published]).
 3. `refimpl reproduce nexus-bertbase`: BERT-base at n = 128 on the 128-bit set (refimpl.experiments.bertbase): the level
-   planner's bootstraps per layer, one timed instance of each block kind, derived layer and
+   placement's bootstraps per layer, one timed instance of each block kind, derived layer and
    model time beside the paper's; `nexus-bertbase --table FILE` prints the table of a stored run,
    `nexus-bertbase --merge A B --json OUT` joins runs of disjoint models (one process per model),
    `nexus-bertbase --weigh-by FILE` times the time-weighted plan (ours) with FILE's seconds per limb.

@@ -65,7 +65,7 @@ def build() -> PaperTable:
     t.extra = extra
     t.sections.append(
         "Reading: the paper's placement (by its level budgets) refreshes once in front of each nonlinear block. "
-        "refimpl's bootstrapper leaves 19 levels (the 128-bit set, 2^16), and its planner refreshes where the "
+        "refimpl's bootstrapper leaves 19 levels (the 128-bit set, 2^16), and its placement refreshes where the "
         "fewest ciphertexts are alive: in Softmax + GELU layers inside Softmax (between QuickMax rounds, 9 points "
         "over the 12 score ciphertexts), before LayerNorm 1, FFN1 and FFN2 (GELU runs on the FFN1 output without "
         "a refresh of its own); in 2Quad-freeDiv + Quad layers 3-4 points, set by LayerNorm's 17-27 levels (neither 2Quad-freeDiv nor Quad "

@@ -122,9 +122,12 @@ def test_diagonal_pv_equals_pv():
         for r in range(n_pad):
             k = (t + r) % n_pad
             v[t, r] = np.where(k < n, Pm[h, t, np.minimum(k, n - 1)], 0.0)
-        probs.append(kit.encrypt(v.ravel(), level=3))
+        probs.append(v.ravel())
+    assert lay.pair_rows  # the forward's pv reads two heads per ciphertext (refimpl.nexus.bert.packing)
+    paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
+    probs = [kit.encrypt(v, level=3) for v in probs]
     vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
-    old = fw.pv(0, probs, vc)
+    old = fw.pv(0, paired, vc)
     ks_old = ev.counts["key_switches"]
     ev.reset()
     masked = [ev.rescale(ev.mul_const(ph, fw.vec.key_rows(0))) for ph in probs]  # the plan's pv.mask piece

@@ -11,7 +11,7 @@ import pytest
 from refimpl.bert.config import BertConfig
 from refimpl.bert.model import init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 from refimpl.experiments import bertbase as bb
 from refimpl.experiments.bertbase import counts as bc
@@ -54,7 +54,8 @@ def real_run(ring, attention, activation, diagonal=True):
     kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots,
-                                                                                            head_rows=True))))
+                                                                                            head_rows=True),
+                                                                  conjugate=True)))
     bts = CountingBootstrapper(OracleBootstrapper(sk, output_level=p.L - rc.depth, rng=RandomSource.insecure_seeded(5)))
     enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
     x = nb.client_embed(cfg, params, ids, mask)
@@ -126,8 +127,8 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 46, "Q K^T": 76, "P V": 118, "output projection": 14, "FFN1": 32, "FFN2": 38},
-    "base": {"QKV": 330, "Q K^T": 1284, "P V": 2034, "output projection": 138, "FFN1": 264, "FFN2": 426},
+    "small": {"QKV": 46, "Q K^T": 78, "P V": 120, "output projection": 14, "FFN1": 32, "FFN2": 38},
+    "base": {"QKV": 330, "Q K^T": 1290, "P V": 2040, "output projection": 138, "FFN1": 264, "FFN2": 426},
 }
 PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
 
@@ -137,10 +138,9 @@ def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base:
     QKV 6 x 16 baby steps (shared) + (12 + 12 + 6) x 7 giant steps + 24 head fills = 330 (Q and K one ciphertext
-    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention), P V 6 chunks x
-    (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1) = 2,034 (attention.pv_diagonal; small: 2 x 59 = 118)."""
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-
+    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention) + 6 (two heads per
+    score ciphertext, refimpl.nexus.bert.packing), P V 6 chunks x (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1)
+    + 6 (the second head of each score ciphertext apart) = 2,040 (attention.pv_diagonal; small: 2 x 59 + 2 = 120)."""
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
     kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
     cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
@@ -157,3 +157,26 @@ def test_counts_of_the_design_are_pinned(ring, size):
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
     text = bc.counts_table("2quad-freediv-quad", res, 0)
     assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
+
+
+# Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing): two heads per score ciphertext, two FFN chunks per
+# GELU ciphertext, two ciphertexts per bootstrap
+PINNED_SOFTMAX_GELU = {"Softmax": 1200, "GELU": 840, "layer": 6659}
+BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 30, "FFN2": 12, "layer": 49}
+
+
+def test_softmax_gelu_counts_are_pinned():
+    """NEXUS-BERT-COUNTS: Softmax + GELU at BERT-base (n = 128, 128-2^16-dense19, the shipped model's widest ranges):
+    Softmax on 6 score ciphertexts (7 QuickMax rounds x 6 x 24 relinearizations + exp, inverse, product; 126
+    rotations: the folds, the spreads, the pairs; 30 bootstraps: 54 refreshed ciphertexts, two at a time (24
+    conjugations) except 6 at level 0 whose values exceed the unscaled bound), GELU on 12 ciphertexts (12 x 69 relinearizations + 12 rotations), 49 bootstraps per layer (146
+    before the packings)."""
+    params, rc = bootstrap_preset(bb.PRESET)
+    cfg = bb.config("softmax-gelu", layers=2)
+    model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))
+    p, top = nb.bootstrap_level_of((params, rc), None)
+    res = bc.count(bc.counting_model(model), 128, p, top)
+    blocks = res["per_layer"][1]
+    assert {k: blocks[k]["key_switches"] for k in PINNED_SOFTMAX_GELU} == PINNED_SOFTMAX_GELU
+    assert {k: blocks[k]["bootstraps"] for k in BOOTSTRAPS_SOFTMAX_GELU} == BOOTSTRAPS_SOFTMAX_GELU
+    assert blocks["Softmax"]["conjugations"] == 24 and blocks["GELU"]["relinearizations"] == 12 * 69

@@ -12,6 +12,7 @@ import pytest
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_parameters
 from refimpl.nexus.argmax import argmax
+from refimpl.nexus.bert.packing import pack_complex, unpack_complex
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.softmax import softmax, softmax_plain
 from refimpl.ring.sampling import RandomSource
@@ -71,3 +72,22 @@ def test_softmax_real_bootstrapping(B):
     ex /= ex.sum(1, keepdims=True)
     assert np.max(np.abs(z - softmax_plain(x.ravel(), 4, 0.5, window=8).reshape(64, 8)[:, :4])) < 1e-4
     assert np.max(np.abs(z - ex)) < 2e-3
+
+
+def test_two_ciphertexts_per_bootstrap(B):
+    """NEXUS-BERT-PACKING: a / 2M_a + i b / 2M_b refreshed by one real bootstrap and split by one conjugation
+    (refimpl.nexus.bert.packing) gives a and b back within a few times the error of refreshing each alone; at
+    level 0 (no level to scale) a + i b with the scale declared doubled."""
+    ev = B.ev
+    a, b = B.rng.uniform(-3, 3, ev.params.slots), B.rng.uniform(-0.9, 0.9, ev.params.slots)
+    ca, cb = B.encrypt(a), B.encrypt(b)
+    single = np.max(np.abs(B.decrypt(ev.mul_int(B.bs.bootstrap(ev.rescale(ev.mul_const(ca, 0.25))), 4)) - a))
+    z = B.bs.bootstrap(pack_complex(ev, ca, cb, 0.5 / 4, 0.5 / 1))
+    ra, rb = unpack_complex(ev, z, 4, 1)
+    assert ra.level == rb.level == B.bs.output_level
+    err = max(np.max(np.abs(B.decrypt(ra) - a)), np.max(np.abs(B.decrypt(rb) - b)))
+    assert err < max(4 * single, 1e-4) and err < 1e-3, (err, single)
+    a0, b0 = (ev.drop_level(B.encrypt(v / 2), 0) for v in (a / 3, b))  # |values| <= 1/2, level 0
+    z0 = ev.add(a0, ev.mul_monomial(b0, ev.params.N // 2))
+    ra, rb = unpack_complex(ev, B.bs.bootstrap(type(z0)(z0.c, 0, 2 * z0.scale, z0.params)), 1, 1)
+    assert max(np.max(np.abs(B.decrypt(ra) - a / 6)), np.max(np.abs(B.decrypt(rb) - b / 2))) < 1e-3

@@ -221,18 +221,22 @@ class BlockTimer:
         rounds, exp, QuickSum, Goldschmidt, product), refreshes as planned (oracle, time excluded)."""
         lay, st = self.lay, self.model.settings()
         n_pad, B = lay.n_pad, st["B"]
-        fw = self.forward([-n_pad, *(1 << k for k in range(n_pad.bit_length() - 1))], self.top)
+        folds = [1 << k for k in range(n_pad.bit_length() - 1)]
+        fw = self.forward([-n_pad, *folds, *(-r for r in folds)], self.top)
         self._at(fw, "softmax.round0")
-        s = self.rng.uniform(-B / 4, B / 4, (lay.n, lay.n))
-        ct = self.encrypt(self._rows(s, range(n_pad)), self.before("softmax.round0"))
+        heads = 2 if lay.pair_rows else 1  # pair_rows: two heads' rows per ciphertext (refimpl.nexus.bert.packing)
+        s = [self.rng.uniform(-B / 4, B / 4, (lay.n, lay.n)) for _ in range(heads)]
+        rows = [np.roll(self._rows(sh, range(n_pad)), h * n_pad) for h, sh in enumerate(s)]
+        ct = self.encrypt(sum(rows), self.before("softmax.round0"))
         t = _now()
         (out,) = fw.softmax_pieces(self.info["layer"], [ct])
         secs = _now() - t
-        ref = nb.softmax_model(s[None], np.ones(n_pad) * np.r_[np.ones(lay.n), np.zeros(n_pad - lay.n)], n_pad, B,
-                                st["exp_r"])[0]
-        err = np.max(np.abs(self.decrypt(out) - self._rows(ref, range(n_pad))))
-        return self._result("Softmax", f"1 head ciphertext ({lay.n} rows of {n_pad} keys)", secs, fw, lay.score_cts,
-                            err, 1.0, f"x {lay.score_cts} heads") | {"scaled": True}
+        keys = np.ones(n_pad) * np.r_[np.ones(lay.n), np.zeros(n_pad - lay.n)]
+        ref = sum(np.roll(self._rows(nb.softmax_model(sh[None], keys, n_pad, B, st["exp_r"], paired=lay.pair_rows)[0], range(n_pad)), h * n_pad)
+                  for h, sh in enumerate(s))
+        err = np.max(np.abs(self.decrypt(out) - ref))
+        return self._result("Softmax", f"1 score ciphertext ({heads} head(s), {lay.n} rows of {n_pad} keys each)", secs,
+                            fw, lay.score_cts, err, 1.0, f"x {lay.score_cts} score ciphertexts") | {"scaled": True}
 
     def quad2(self) -> dict:
         """2Quad-freeDiv's square ((s + c)/sqrt(f))^2 on one head's score ciphertext (f(n) folded into Q K^T's mask)."""
@@ -248,8 +252,8 @@ class BlockTimer:
         secs = _now() - t
         fw.leave(self.p + "2quad", [out])
         err = np.max(np.abs(self.decrypt(out) - v * v))
-        return self._result("2Quad-freeDiv", "1 head ciphertext (square)", secs, fw, lay.score_cts, err,
-                            np.max(v * v), f"x {lay.score_cts} heads") | {"scaled": True}
+        return self._result("2Quad-freeDiv", "1 score ciphertext (square)", secs, fw, lay.score_cts, err,
+                            np.max(v * v), f"x {lay.score_cts} score ciphertexts") | {"scaled": True}
 
     def pv(self) -> dict:
         """P V of chunk 0 (its heads' probabilities times V) over the timer's key shifts (Forward.pv)."""
@@ -257,13 +261,16 @@ class BlockTimer:
         P, w, dh, n_pad = lay.chunk, lay.window, lay.head_dim, lay.n_pad
         per = P // dh
         steps = [r * w for r in self.shifts] + [-(1 << k) for k in range(dh.bit_length() - 1)] + \
-                [r - hl * dh for hl in range(per) for r in self.shifts] + [-n_pad * w]
+                [r + o - hl * dh for hl in range(per) for r in self.shifts for o in (0, n_pad)] + [-n_pad * w]
         fw = self.forward(steps, max(self.row("qkv")["level_out"], self.row("pv.mask")["level_in"]))  # V, P's columns
         self._at(fw, "pv.mask")
         probs = [self.rng.uniform(0, 1, (lay.n, lay.n)) for _ in range(per)]
         V = self.rng.normal(0, 1, (lay.n, P))
         lv = self.before("pv.mask")
-        pc = [self.encrypt(self._rows(pr, range(n_pad)), lv) for pr in probs]
+        pc = [self._rows(pr, range(n_pad)) for pr in probs]
+        if lay.pair_rows:  # two heads per ciphertext (refimpl.nexus.bert.packing)
+            pc = [pc[k] + (np.roll(pc[k + 1], n_pad) if k + 1 < len(pc) else 0) for k in range(0, len(pc), 2)]
+        pc = [self.encrypt(v, lv) for v in pc]
         vc = self.encrypt(nb.pack(V, lay)[0], self.row("qkv")["level_out"])
         t = _now()
         (out,) = fw.pv(self.info["layer"], pc, [vc], shifts=self.shifts)
@@ -312,31 +319,35 @@ class BlockTimer:
                             np.max(np.abs(ref))) | {"scaled": False}
 
     def activation(self) -> dict:
-        """GELU (4-piece, Forward.gelu_masked) or Quad (Forward.quad) on one full FFN ciphertext."""
+        """GELU (4-piece, Forward.gelu_pair: two FFN chunks in one ciphertext) or Quad (Forward.quad) on one full
+        FFN ciphertext."""
         lay, st, cfg = self.lay, self.model.settings(), self.model.config
         which = "quad" if cfg.activation == "quad" else "gelu"
-        fw = self.forward([], self.top)
+        fw = self.forward([lay.chunk] if which == "gelu" else [], self.top)  # the second chunk back to its slots
         self._at(fw, which)
         M = st["act_div"]
+        ci = lay.chunks(lay.intermediate)
         if which == "gelu":
             lo, hi = nb.gelu_valid_range(st["gelu_prescale"])
-            u = self.rng.uniform(lo, hi, (lay.n, lay.chunk))
+            u = self.rng.uniform(lo, hi, (lay.n, 2 * lay.chunk))
+            v0, v1 = nb.pack(u, lay)
+            vec, width, cts = v0 + np.roll(v1, lay.chunk), 2 * lay.chunk, -(-ci // 2)
         else:
             u = self.rng.uniform(-3, 3, (lay.n, lay.chunk))
-        (ct,) = fw.enter(self.p + which, [self.encrypt(nb.pack(u, lay)[0], self.before(which))])
+            vec, width, cts = nb.pack(u, lay)[0], lay.chunk, ci
+        (ct,) = fw.enter(self.p + which, [self.encrypt(vec, self.before(which))])
         fw.refresh_s = 0.0  # a refresh at entry is charged as a bootstrap
         t = _now()
-        out = fw.gelu_masked(ct, 0) if which == "gelu" else fw.quad(ct, 0)
+        out = fw.gelu_pair(ct, 0) if which == "gelu" else [fw.quad(ct, 0)]
         secs = _now() - t
-        fw.leave(self.p + which, [out])
+        fw.leave(self.p + which, out)
         if which == "gelu":
             ref = nb.gelu_model(u, st["gelu_prescale"]) / M
         else:
             ref = u * u + F.QUAD[1] / (nb.QUAD_ROOT * math.sqrt(M)) * u + F.QUAD[0] / M
-        err = np.max(np.abs(nb.unpack([self.decrypt(out)], lay, lay.chunk) - ref))
-        ci = lay.chunks(lay.intermediate)
-        return self._result("GELU" if which == "gelu" else "Quad", f"1 full ciphertext ({lay.n} x {lay.chunk} values)",
-                            secs, fw, ci, err, np.max(np.abs(ref)), f"x {ci} ciphertexts") | {"scaled": True}
+        err = np.max(np.abs(nb.unpack([self.decrypt(o) for o in out], lay, width) - ref))
+        return self._result("GELU" if which == "gelu" else "Quad", f"1 full ciphertext ({lay.n} x {width} values)",
+                            secs, fw, cts, err, np.max(np.abs(ref)), f"x {cts} ciphertexts") | {"scaled": True}
 
     def head(self) -> dict:
         """The [CLS] classifier (Forward.head) on the hidden stream: once per model."""

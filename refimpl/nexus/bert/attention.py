@@ -184,8 +184,9 @@ def pv_diagonal(ev, probs: list[Ciphertext], V: list[Ciphertext], lay: Layout) -
             h = c * per + hl
             if h >= len(probs):
                 break
-            ph = probs[h]
-            G = ev.drop_level(skewed_values(ev, vc, lay, hl, vb), ph.level)
+            G = skewed_values(ev, vc, lay, hl, vb)
+            lvl = min(G.level, probs[h].level)
+            ph, G = ev.drop_level(probs[h], lvl), ev.drop_level(G, lvl)
             pd = ev.add(ph, ev.rotate(ph, -n_pad))  # row repeated: positions p + j < n_pad + dh read cyclically
             pb = ev.rotate_hoisted(pd, list(range(g)))
             gr = ev.rotate_hoisted(G, [j * w - g * (j // g) for j in range(n_pad)])

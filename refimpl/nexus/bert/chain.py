@@ -23,6 +23,7 @@ from ..gelu import LEVELS as GELU_LEVELS
 from ..layernorm import GOLDSCHMIDT
 from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
+from .attention import applies as diagonal_applies
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
 from .ranges import NexusModel, gelu_valid_range
 
@@ -47,10 +48,13 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             rounds = lay.n_pad.bit_length() - 1
             for k in range(rounds):
                 out.append(Piece(p + f"softmax.round{k}", round_levels(B), sw, bound=B, coarse_ok=k > 0))
+            if lay.pair_rows:  # the maximum from the row's first slot over the row (refimpl.nexus.bert.packing.spread)
+                out.append(Piece(p + "softmax.spread", 1, sw, bound=B, coarse_ok=True))
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * B, coarse_ok=True))
-            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv), sw, bound=float(lay.n_pad)))
+            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows), sw,
+                             bound=float(lay.n_pad)))  # pair_rows: the row sum spread first (1 level)
             out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,
                              product_join=True))
         else:
@@ -58,14 +62,17 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             out.append(Piece(p + "2quad", 1, sw, bound=(B + cfg.quad_c) / math.sqrt(a)))
         out.append(Piece(p + "pv.mask", 1, sw, need=2,
                          bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
-        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 1), bootable=False, product_join=True))
+        # V at QKV's output level; the diagonal P V skews it first (one more level: refimpl.nexus.bert.attention)
+        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 2 if diagonal_applies(lay) else 1),
+                         bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         if cfg.activation == "quad":
             out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
         else:
-            out.append(Piece(p + "gelu", GELU_LEVELS, ci, bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
+            # two FFN chunks per GELU ciphertext (refimpl.nexus.bert.packing.pair_chunks)
+            out.append(Piece(p + "gelu", GELU_LEVELS, -(-ci // 2), bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
         out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...bert import functional as F
 from ...ckks import Ciphertext
-from ...ckks.bootstrap.placement import place
+from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND, place
 from ...ckks.polyeval import evaluate_power
 from ..folding import duplicate_rows, max_pair, quick_sum
 from ..gelu import BREAKPOINTS, LEVELS as GELU_LEVELS, P as GP, Q as GQ
@@ -31,6 +31,7 @@ from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import newton_split, pieces_of
+from .packing import can_conjugate, pack_complex, pair_chunks, pair_rows, paired_vector, spread, starts, unpack_complex, unpair_rows
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .ranges import NexusModel, gelu_valid_range
 
@@ -96,6 +97,7 @@ class Forward:
         self.st = model.settings()
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
+        self.complex_refresh = can_conjugate(ev)  # ours: two ciphertexts per bootstrap (refresh_all)
         self.progress = None  # hook (ours): refimpl.progress's callback, once per piece of the plan
 
     def plaintext(self, key: tuple, level: int, scale: float, values):
@@ -118,8 +120,7 @@ class Forward:
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = [self.refresh(ct, b) for ct, b in zip(cts, pc.bounds or (pc.bound,) * len(cts), strict=True)]
-            self.boots = len(cts)
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -140,6 +141,44 @@ class Forward:
             following = self.rows[self.i]["block"] if self.i < len(self.rows) else "done"
             self.progress(f"encrypted forward: {following}", self.i, len(self.rows))
         return cts
+
+    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
+        """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
+        two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
+        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 (the sum a + i b
+        stays within the placement's unscaled bound; a coarse refresh of larger values is left single, as
+        planned). Counts self.boots."""
+        bounds = list(bounds)
+        if len(bounds) != len(cts):
+            raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
+        out: list = [None] * len(cts)
+        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
+        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh else ():
+            pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
+            if pair is not None:
+                out[a], out[b] = pair
+                self.boots += 1
+        for i, ct in enumerate(cts):
+            if out[i] is None:
+                out[i] = self.refresh(ct, bounds[i])
+                self.boots += 1
+        return out
+
+    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):
+        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): a / 2M_a + i b / 2M_b, or at
+        level 0 a + i b with the scale declared doubled (the bootstrap then returns (a + i b) / 2). None: not
+        pairable (at level 0 with different scales)."""
+        ev = self.ev
+        if min(a.level, b.level) >= 1:
+            ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
+            z = self.bts.bootstrap(pack_complex(ev, a, b, 0.5 / ma, 0.5 / mb))
+            return unpack_complex(ev, z, ma, mb)
+        a, b = ev.drop_level(a, 0), ev.drop_level(b, 0)
+        if abs(a.scale - b.scale) > 1e-9 * a.scale:
+            return None
+        z = ev.add(a, with_scale(ev.mul_monomial(b, ev.params.N // 2), a.scale))
+        z = self.bts.bootstrap(Ciphertext(z.c, z.level, 2 * z.scale, z.params))
+        return unpack_complex(ev, z, 1, 1)
 
     def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
         """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
@@ -254,7 +293,10 @@ class Forward:
         return acc
 
     def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
-        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product."""
+        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product.
+        With pair_rows, two heads per ciphertext and no row duplication (`softmax_paired`, ours)."""
+        if self.lay.pair_rows:
+            return self.softmax_paired(i, S)
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         B, n_pad = self.st["B"], lay.n_pad
         rows = vec.row_mask()  # every row segment's first n_pad slots
@@ -275,6 +317,32 @@ class Forward:
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 
+    def softmax_paired(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
+        """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
+        QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
+        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first)."""
+        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
+        B, n_pad = self.st["B"], lay.n_pad
+        rows = paired_vector(vec.row_mask(), n_pad)
+        km = paired_vector(vec.key_rows(0), n_pad)
+        first = starts(lay, n_pad)
+        x = self.enter(p + "softmax.round0", S)
+        s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
+        for k in range(n_pad.bit_length() - 1):
+            if k:
+                s = self.enter(p + f"softmax.round{k}", s)
+            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+        s = self.enter(p + "softmax.spread", s)
+        m = self.leave(p + "softmax.spread", [spread(ev, sc, first, n_pad) for sc in s])
+        d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"]) for dc in d])
+        k_inv = goldschmidt_iterations(0.5, float(n_pad))
+        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
+                                                 for sc in ssum])
+        self.enter(p + "softmax.normalize", [])
+        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
+
     def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
@@ -286,20 +354,31 @@ class Forward:
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
-            masked = self.leave(p + "pv.mask", [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs])
+            if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
+                masked = [m for k, pc in enumerate(probs)
+                          for m in unpair_rows(ev, pc, vec.key_rows(0), n_pad, 2 * k + 1 < lay.heads)]
+            else:
+                masked = [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs]
+            masked = self.leave(p + "pv.mask", masked)
             self.enter(p + "pv.mul", [])
             return self.leave(p + "pv.mul", pv_diagonal(ev, masked, V, lay))
         rs = list(range(n_pad) if shifts is None else shifts)
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
-        for c, pc in enumerate(probs):
+        # (ciphertext, offset of the row): with pair_rows head h is the second row of probs[h // 2] when h is odd
+        src = ([(probs[h // 2], (h % 2) * n_pad) for h in range(min(lay.heads, 2 * len(probs)))] if lay.pair_rows
+               else [(pc, 0) for pc in probs])
+        offs = [off for _, off in src]
+        for c, (pc, off) in enumerate(src):
             km = vec.key_rows(c)
-            cols.append({r: ev.rescale(ev.mul_const(pc, km * (pos == r)))  # column r of every row; level -1
+            cols.append({r: ev.rescale(ev.mul_const(pc, np.roll(km * (pos == r), off)))  # column r; level -1
                          for r in rs})
         self.leave(p + "pv.mask", [cl[rs[0]] for cl in cols])
         self.enter(p + "pv.mul", [])
         outs = []
         for c, vc in enumerate(V):
+            if diagonal_applies(lay):  # at the diagonal P V's level for V (one below, its skewing): the same plan
+                vc = ev.drop_level(vc, vc.level - 1)
             vd = vc if n_pad * w == lay.slots else ev.add(vc, ev.rotate(vc, -n_pad * w))
             vrot = ev.rotate_hoisted(vd, [r * w for r in rs])
             acc = None
@@ -309,7 +388,8 @@ class Forward:
                     b = None
                     for hl in self.vec.heads(c):
                         col = cols[c * per + hl][r]
-                        col = ev.rotate(col, r - hl * dh) if r != hl * dh else col
+                        sh = r + offs[c * per + hl] - hl * dh
+                        col = ev.rotate(col, sh) if sh else col
                         b = col if b is None else ev.add(b, col)
                 else:
                     b = ev.rotate(cols[c][r], r) if r else cols[c][r]  # P[h, t, t + r] at slot t w + hl dh
@@ -362,8 +442,25 @@ class Forward:
     def gelu_masked(self, ct: Ciphertext, c: int) -> Ciphertext:
         """The 4-piece GELU (NEXUS §3.3, refimpl.nexus.gelu) with the feature mask folded into the
         scale-aligning products (GELU(0) = 0.0085 must not leak into the zero half of the windows)."""
+        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M)
+        return self.gelu_split(ct, [m])[0]
+
+    def gelu_pair(self, ct: Ciphertext, c: int) -> list[Ciphertext]:
+        """GELU of FFN chunks c and c + 1 paired in one ciphertext (ours, refimpl.nexus.bert.packing.pair_chunks:
+        chunk c + 1 in the second half of each window): the segment bits and the pieces once, the final mask
+        products twice, so the two chunks come out apart; the second moved back to the window start."""
+        lay, M = self.lay, self.st["act_div"]
+        lo = self.vec.features(lay.intermediate, c) / M
+        if (c + 1) * lay.chunk >= lay.intermediate:  # a last chunk alone
+            return self.gelu_split(ct, [lo])
+        hi = np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
+        a, b = self.gelu_split(ct, [lo, hi])
+        return [a, self.ev.rotate(b, lay.chunk)]
+
+    def gelu_split(self, ct: Ciphertext, masks: list) -> list[Ciphertext]:
+        """The 4-piece GELU times each slot vector of `masks` (folded into the scale-aligning products), one
+        output per mask; the three products of an output summed before relinearizing (ours). Level -18."""
         ev = self.ev
-        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M); level l -> l-18
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
         c = self.st["gelu_prescale"]
@@ -372,13 +469,16 @@ class Forward:
         pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
         qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
         ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
-        terms = []
-        for v, b in zip((pp, qq, ct), ind):
-            up = ev.drop_level(v, lvl + 1)
-            mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
-            terms.append(ev.multiply(mv, b))
-        total = ev.add(ev.add(terms[0], terms[1]), terms[2])
-        return with_scale(ev.rescale(total), s)  # level -18
+        ups = [ev.drop_level(v, lvl + 1) for v in (pp, qq, ct)]
+        outs = []
+        for m in masks:
+            total = None
+            for up, b in zip(ups, ind):
+                mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
+                term = ev.multiply(mv, b, relinearize=False)
+                total = term if total is None else ev.add(total, term)
+            outs.append(with_scale(ev.rescale(ev.relinearize(total)), s))  # level -18
+        return outs
 
     def quad(self, u: Ciphertext, c: int) -> Ciphertext:
         """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
@@ -468,10 +568,11 @@ class Forward:
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
             if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
-                S = self.leave(p + "qk", [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)])
+                S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
             elif lay.head_rows:
-                S = self.leave(p + "qk", [s for c, (qc, kc) in enumerate(zip(Q, K))
-                                          for s in self.head_scores(qc, kc, c, scale, shift)])
+                S = [s for c, (qc, kc) in enumerate(zip(Q, K)) for s in self.head_scores(qc, kc, c, scale, shift)]
+            if lay.head_rows:  # pair_rows: two heads per score ciphertext (refimpl.nexus.bert.packing)
+                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows else S)
             else:
                 S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":
@@ -491,13 +592,16 @@ class Forward:
             M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
             if cfg.activation == "quad":
                 W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
-            u = self.leave(p + "ffn1", self.linear(h1, W1, b1, p + "ffn1"))
+            u = self.linear(h1, W1, b1, p + "ffn1")
+            if cfg.activation != "quad":  # two chunks per GELU ciphertext (ours, refimpl.nexus.bert.packing)
+                u = pair_chunks(ev, u, lay.chunk)
+            u = self.leave(p + "ffn1", u)
             act = p + ("quad" if cfg.activation == "quad" else "gelu")
             u = self.enter(act, u)
             if cfg.activation == "quad":
                 a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
             else:
-                a_ = self.leave(act, [self.gelu_masked(uc, c) for c, uc in enumerate(u)])
+                a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
             a_ = self.enter(p + "ffn2", a_)
             f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"], p + "ffn2"))
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
@@ -515,7 +619,7 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
                       input_level: int | None = None, diagonal_attention: bool = True,
-                      progress=None) -> list[Ciphertext]:
+                      complex_refresh: bool | None = None, progress=None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
     cts: pack_input's chunks, encrypted at one level (the plan starts there); n tokens;
@@ -527,6 +631,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
     diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies
     (False: head_scores and the per-shift pv).
+    complex_refresh (ours): two ciphertexts per bootstrap as real and imaginary halves (refimpl.nexus.bert.packing);
+    None: where the evaluator can conjugate (it holds the conjugation key, as with a real bootstrapper's keys).
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
     model, layout) runs first), on_layer (called with
     (i, chunks) after layer i: checkpoints), start (resume at this layer; cts = layer start - 1's output)
@@ -549,6 +655,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps, fw.weights, fw.on_layer, fw.progress = taps, weights, on_layer, progress
     fw.diagonal_attention = diagonal_attention
+    if complex_refresh is not None:
+        fw.complex_refresh = complex_refresh
     if progress is not None:
         progress(f"encrypted forward: {rows[0]['block']}", 0, len(rows))
     return fw.run(list(cts), argmax, start=start)

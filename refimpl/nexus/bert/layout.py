@@ -48,9 +48,18 @@ class Layout:
         return 2 * self.chunk
 
     @property
+    def pair_rows(self) -> bool:
+        """Two heads' rows of n_pad keys per token window (head_rows with w >= 2 n_pad; ours,
+        refimpl.nexus.bert.packing): Softmax folds without the row duplication."""
+        return self.head_rows and 2 * self.n_pad <= self.window
+
+    @property
     def score_cts(self) -> int:
-        """Ciphertexts of the score stream S (and P): one per chunk, or one per head with head_rows."""
-        return self.heads if self.head_rows else self.chunks(self.d)
+        """Ciphertexts of the score stream S (and P): one per chunk, one per head with head_rows, one per two
+        heads with pair_rows."""
+        if self.head_rows:
+            return -(-self.heads // 2) if self.pair_rows else self.heads
+        return self.chunks(self.d)
 
     @property
     def row_segment(self) -> int:
@@ -150,12 +159,14 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
     bootstrapper's own come from Bootstrapper.galois_elements)."""
     lay = input_layout(config, n, slots, head_rows=head_rows)
     P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
-    rs = {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers
+    rs = {-P, P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers; +P: GELU's chunk pairs
     rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
     rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
     if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
         rs |= {hl * dh - r for hl in range(P // dh) for r in range(n_pad)} | {r - hl * dh for hl in range(P // dh)
                                                                                   for r in range(n_pad)}
+    if lay.pair_rows:  # refimpl.nexus.bert.packing: the second head of a score ciphertext, to and from its slots
+        rs |= {-n_pad, n_pad} | {r + n_pad - hl * dh for hl in range(P // dh) for r in range(n_pad)}
     if n_pad * w < slots:
         rs.add(-n_pad * w)  # token duplication of K and V
     rs |= {-n_pad} | {1 << k for k in range(n_pad.bit_length() - 1)}  # Softmax rows

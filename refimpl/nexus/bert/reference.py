@@ -40,9 +40,12 @@ def gelu_model(x: np.ndarray, prescale: float) -> np.ndarray:
 
 
 
-def softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float, r: int = EXP_R) -> np.ndarray:
+def softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float, r: int = EXP_R,
+                  paired: bool = False) -> np.ndarray:
     """The float64 model of `softmax_pieces`: rows in the encrypted key order (i + r) mod n_pad,
-    the same QuickMax (Sgn polynomial), exp, Goldschmidt inverse. s [h, n, n], key [n_pad] -> [h, n, n]."""
+    the same QuickMax (Sgn polynomial), exp, Goldschmidt inverse. s [h, n, n], key [n_pad] -> [h, n, n].
+    paired: the model of `Forward.softmax_paired` (ours): the folds without the row duplication, the
+    maximum and the sum read from the row's first slot."""
     h, n, _ = s.shape
     order = (np.arange(n)[:, None] + np.arange(n_pad)[None, :]) % n_pad  # [n, n_pad] key of entry r
     sp = np.zeros((h, n, n_pad))
@@ -56,9 +59,13 @@ def softmax_model(s: np.ndarray, key: np.ndarray, n_pad: int, B: float, r: int =
     rmask = np.zeros_like(rows)
     rmask[:, :n_pad] = 1.0
     flat = rows.ravel()
-    m = quick_max_plain(flat - B * (rmask - kmr).ravel(), n_pad, B, duplicate=True)
+    m = quick_max_plain(flat - B * (rmask - kmr).ravel(), n_pad, B, duplicate=not paired)
+    if paired:  # the first slot of each row, spread over it (the fold reads only the row there)
+        m = np.repeat(m.reshape(h * n, 2 * n_pad)[:, :1], 2 * n_pad, axis=1).ravel()
     e = exp_plain(flat - m, r) * kmr.ravel()
-    tot = quick_sum_plain(e, n_pad, duplicate=True)
+    tot = quick_sum_plain(e, n_pad, duplicate=not paired)
+    if paired:
+        tot = np.repeat(tot.reshape(h * n, 2 * n_pad)[:, :1], 2 * n_pad, axis=1).ravel()
     p = (e * inverse_plain(tot, 0.5, float(n_pad), goldschmidt_iterations(0.5, float(n_pad)))).reshape(h * n, 2 * n_pad)
     pr = p[:, :n_pad].reshape(h, n, n_pad)
     out = np.zeros((h, n, n_pad))

@@ -1,0 +1,116 @@
+"""Packings that save key switches and bootstraps in the encrypted BERT (ours).
+
+1. Two ciphertexts per bootstrap (`pack_complex`, `unpack_complex`): the slots of a and b become the
+   real and imaginary halves of one ciphertext, z = a / (2 M_a) + i b / (2 M_b) (i = X^(N/2), free), which
+   one bootstrap refreshes: bootstrapping works on the coefficients and refreshes complex slots (its
+   EvalMod runs on both halves of CoeffsToSlots' output in any case). One conjugation splits them again:
+   a = M_a (z + conj z), b = M_b (-i) (z - conj z). The 1/(2M) before the bootstrap (one constant product,
+   one level) keeps |z| within EvalMod's accurate range as the forward's single refresh does with 1/M; the
+   factors M after it are integer products (no level). So a refresh point of w ciphertexts costs
+   ceil(w / 2) bootstraps and floor(w / 2) conjugations instead of w bootstraps. THOR (Moon et al., ePrint
+   2024/1881) packs the real and imaginary halves likewise. Only bootstraps may use it: a polynomial of
+   a + i b is not p(a) + i p(b).
+
+2. Two heads' score rows per ciphertext (`pair_rows`, `spread`): with rows of n_pad keys and token windows
+   of w >= 2 n_pad slots, head 2k's row (t, .) sits at slots t w .. t w + n_pad - 1 and head 2k + 1's right
+   behind it, so Softmax (and 2Quad) run on half as many ciphertexts. Softmax then folds without NEXUS's
+   row duplication (Alg. 7's pre-step, which needs the zeros behind a row): the QuickMax and QuickSum folds
+   leave the row's maximum and sum in the row's first slot (a non-cyclic fold reads only the row there,
+   log2(n_pad) rounds as before), and `spread` copies that slot over the row (one mask product, log2(n_pad)
+   rotations). Every other slot holds a maximum or a sum over n_pad neighbouring slots, within the same
+   bounds as the row's, so no approximation leaves its range.
+
+3. Two FFN chunks per GELU ciphertext (`pair_chunks`): the token-major chunks use the first P slots of each
+   window of 2P (refimpl.nexus.bert.layout); chunk 2k + 1 moved behind chunk 2k halves the ciphertexts the
+   4-piece GELU runs on; the GELU's final mask products write the two chunks apart again (Forward.gelu_pair).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ckks import Ciphertext
+from ...ckks.keys import conjugation_element
+from ..levels import with_scale
+
+
+# ------------------------------------------------------------------ 1. two ciphertexts per bootstrap
+def pack_complex(ev, a: Ciphertext, b: Ciphertext, fa: float, fb: float) -> Ciphertext:
+    """fa a + i fb b at one level below the lower of a and b, scale a.scale (two constant products, no key switch)."""
+    lvl = min(a.level, b.level)
+    a, b = ev.drop_level(a, lvl), ev.drop_level(b, lvl)
+    q = float(ev.params.q[lvl])
+    x = ev.rescale(ev.mul_const(a, fa))
+    y = with_scale(ev.rescale(ev.mul_const(b, fb, scale=a.scale * q / b.scale)), x.scale)
+    return ev.add(x, ev.mul_monomial(y, ev.params.N // 2))  # X^(N/2) is i in every slot
+
+
+def unpack_complex(ev, z: Ciphertext, ma: int, mb: int) -> tuple[Ciphertext, Ciphertext]:
+    """(ma (z + conj z), mb (-i) (z - conj z)) = (2 ma Re z, 2 mb Im z): one conjugation, no level."""
+    conj = ev.conjugate(z)
+    re = ev.add(z, conj)
+    im = ev.negate(ev.mul_monomial(ev.sub(z, conj), ev.params.N // 2))
+    return ev.mul_int(re, int(ma)), ev.mul_int(im, int(mb))
+
+
+def can_conjugate(ev) -> bool:
+    """True when `ev` can conjugate: it holds the conjugation key, or it has no keys at all (a counting
+    evaluator such as refimpl.nexus.counting.DryEvaluator, which counts the design)."""
+    keys = getattr(ev, "keys", None)
+    if keys is None:
+        return True
+    return conjugation_element(ev.params) in getattr(keys, "galois", {})
+
+
+# ------------------------------------------------------------------ 2. two heads per score ciphertext
+def pair_rows(ev, heads: list[Ciphertext], n_pad: int) -> list[Ciphertext]:
+    """[S_0, S_1, S_2, ...] (one head each, zero past the row) -> [S_0 + RotR(S_1, n_pad), ...]: 1 rotation per pair."""
+    out = []
+    for k in range(0, len(heads), 2):
+        a = heads[k]
+        out.append(a if k + 1 == len(heads) else ev.add(a, ev.rotate(heads[k + 1], -n_pad)))
+    return out
+
+
+def paired_vector(v: np.ndarray, n_pad: int) -> np.ndarray:
+    """A row vector on the first n_pad slots of each window, repeated on the next n_pad (the second head)."""
+    return v + np.roll(v, n_pad)
+
+
+def starts(lay, n_pad: int) -> np.ndarray:
+    """1 at the first slot of both rows (t w and t w + n_pad) of every active token window t < n."""
+    v = np.zeros((lay.slots // lay.window, lay.window))
+    v[: lay.n, 0] = 1.0
+    v[: lay.n, n_pad] = 1.0
+    return v.ravel()
+
+
+def spread(ev, ct: Ciphertext, first: np.ndarray, n: int) -> Ciphertext:
+    """The value in each row's first slot copied over the row's n slots: ct x `first` (the 0/1 row starts), then
+    s <- s + RotR(s, 2^k), k < log2(n). 1 level, log2(n) rotations."""
+    s = ev.rescale(ev.mul_const(ct, first))
+    k = 1
+    while k < n:
+        s = ev.add(s, ev.rotate(s, -k))
+        k *= 2
+    return s
+
+
+def unpair_rows(ev, pc: Ciphertext, mask: np.ndarray, n_pad: int, two: bool) -> list[Ciphertext]:
+    """The two heads of a paired ciphertext apart, each masked by `mask` (a row vector on the first n_pad slots)
+    at the start of its window: 1 level, 1 rotation for the second head."""
+    a = ev.rescale(ev.mul_const(pc, mask))
+    if not two:
+        return [a]
+    b = ev.rescale(ev.mul_const(pc, np.roll(mask, n_pad)))
+    return [a, ev.rotate(b, n_pad)]
+
+
+# ------------------------------------------------------------------ 3. two FFN chunks per GELU ciphertext
+def pair_chunks(ev, chunks: list[Ciphertext], P: int) -> list[Ciphertext]:
+    """[c_0, c_1, ...] (first P slots of each window) -> [c_0 + RotR(c_1, P), ...]: 1 rotation per pair."""
+    return pair_rows(ev, chunks, P)
+
+
+__all__ = ["pack_complex", "unpack_complex", "can_conjugate", "pair_rows", "paired_vector", "starts",
+           "spread", "unpair_rows", "pair_chunks"]
