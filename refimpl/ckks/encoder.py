@@ -124,6 +124,15 @@ class Encoder:
         full[: z.size] = z
         return self._encode_coeffs(unembed(full, p.N), level, scale)
 
+    def encode_extended(self, z, level: int, scale: float) -> np.ndarray:
+        """The plaintext encode(z, level, scale) with the rows of the special primes P as well:
+        residues over Q_l P (NTT domain), for products in the extended basis (double hoisting)."""
+        p = self.params
+        z = np.asarray(z, dtype=np.complex128).ravel()
+        full = np.zeros(p.slots, dtype=np.complex128)
+        full[: z.size] = z
+        return self._encode_coeffs(unembed(full, p.N), level, scale, extended=True).poly
+
     def encode_coeffs(self, values, level: int | None = None, scale: float | None = None) -> Plaintext:
         """Up to N real values straight into the coefficients (NEXUS compression)."""
         p = self.params
@@ -134,7 +143,7 @@ class Encoder:
         full[: v.size] = v
         return self._encode_coeffs(full, level, scale)
 
-    def _encode_coeffs(self, coeffs: np.ndarray, level, scale) -> Plaintext:
+    def _encode_coeffs(self, coeffs: np.ndarray, level, scale, extended: bool = False) -> Plaintext:
         p = self.params
         level = p.L if level is None else level
         if not 0 <= level <= p.L:
@@ -150,6 +159,8 @@ class Encoder:
                 f"encoded values reach 2^{peak:.1f}, beyond the modulus (2^{log_ql:.0f} at level "
                 f"{level}): lower the scale or the values"
             )
+        if extended:  # the rows of P too (Plaintext.poly then has level + 1 + |P| rows)
+            basis = basis + p.p_basis
         res = round_to_rns(scaled, p, basis)
         return Plaintext(p.ctx.ntt(res, basis), level, scale, p)
 

@@ -19,7 +19,7 @@ from .checks import check_constant, check_operand, check_params, check_product_s
 from .encoder import Encoder
 from .errors import LevelExhaustedError, LevelMismatchError, MissingKeyError, ScaleMismatchError
 from .keys import EvaluationKeys, conjugation_element, galois_element
-from .keyswitch import apply_key, key_switch, mod_up, permute_digits
+from .keyswitch import apply_key, key_switch, mod_up, switch_extended, times_p
 from .params import Parameters
 
 SCALE_RTOL = 1e-9  # scales closer than this (relative) count as equal: the error is below 2^-29
@@ -200,7 +200,7 @@ class Evaluator:
         self._check(a, "rescale")
         self._require_levels(a, 1, "rescale")
         basis = self._basis(a.level)
-        comps = tuple(self.ctx.rescale(c, basis) for c in a.c)
+        comps = tuple(self.ctx.rescale_many(a.c, basis))
         return Ciphertext(comps, a.level - 1, a.scale / self.params.q[a.level], a.params)
 
     def mul_rescale(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
@@ -216,7 +216,7 @@ class Evaluator:
         return Ciphertext(tuple(np.ascontiguousarray(c[: level + 1]) for c in a.c), level, a.scale, a.params)
 
     # ------------------------------------------------------------------ automorphisms
-    def _galois_key(self, k: int, what: str):
+    def galois_key(self, k: int, what: str):
         key = self.keys.galois.get(k)
         if key is None:
             have = sorted(self.keys.galois)
@@ -234,7 +234,7 @@ class Evaluator:
         k = int(k) % (2 * self.params.N)
         if k == 1:
             return a
-        key = self._galois_key(k, what or f"subs({k})")
+        key = self.galois_key(k, what or f"subs({k})")
         # (sigma_k(c_0), sigma_k(c_1)) decrypts under sigma_k(s); switch back to s
         return self.switch_key(a, key, c1=automorphism_ntt(a.c[1], k), c0=automorphism_ntt(a.c[0], k))
 
@@ -262,12 +262,53 @@ class Evaluator:
             if k == 1:
                 out[r] = a
                 continue
-            key = self._galois_key(k, f"rotate({r})")
+            key = self.galois_key(k, f"rotate({r})")
             if exts is None:
                 exts = mod_up(self.params, a.c[1], a.level)
-            u0, u1 = apply_key(self.params, permute_digits(exts, k), key, a.level)
+            u0, u1 = apply_key(self.params, exts, key, a.level, galois=k)
             out[r] = Ciphertext((self.ctx.add(automorphism_ntt(a.c[0], k), u0, basis), u1), a.level, a.scale, a.params)
         return out
+
+    # ------------------------------------------------------------------ the extended basis Q_l P
+    # Double hoisting (Bossuat, Mouchet, Troncoso-Pastoriza, Hubaux, EUROCRYPT 2021, section 4.3):
+    # rotations left in Q_l P before their ModDown, so that sums of their plaintext products pay
+    # one ModDown. A pair (x_0, x_1) over Q_l P stands for the ciphertext ModDown(x) = x / P.
+    def rotate_hoisted_extended(self, a: Ciphertext, rotations) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """r -> (x_0, x_1) over Q_l P with x_0 + x_1 s ~ P rot(a, r); one ModUp for all."""
+        self._check(a, "rotate_hoisted_extended")
+        if a.size != 2:
+            raise ValueError("relinearize before rotating")
+        p, level = self.params, a.level
+        full = self._basis(level) + p.p_basis
+        c0p = times_p(p, a.c[0], level)
+        exts, out = None, {}
+        for r in rotations:
+            k = galois_element(p, r)
+            if k == 1:
+                out[r] = (c0p, times_p(p, a.c[1], level))
+                continue
+            key = self.galois_key(k, f"rotate({r})")
+            if exts is None:
+                exts = mod_up(p, a.c[1], level)
+            u0, u1 = switch_extended(p, exts, key, level, galois=k)
+            out[r] = (self.ctx.add(automorphism_ntt(c0p, k), u0, full), u1)
+        return out
+
+    def rotate_extended(self, x0: np.ndarray, x1: np.ndarray, level: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """A pair over Q_l P rotated by r, left over Q_l P: only x_1 is brought down (ModDown)
+        for its ModUp; x_0 is permuted where it is (the giant steps of double hoisting)."""
+        p = self.params
+        k = galois_element(p, r)
+        key = self.galois_key(k, f"rotate({r})")
+        ql = self._basis(level)
+        d = self.ctx.mod_down(x1, ql, p.p_basis)
+        u0, u1 = switch_extended(p, mod_up(p, d, level), key, level, galois=k)
+        return self.ctx.add(automorphism_ntt(x0, k), u0, ql + p.p_basis), u1
+
+    def mod_down_extended(self, x0: np.ndarray, x1: np.ndarray, level: int, scale: float) -> Ciphertext:
+        """The ciphertext ModDown(x_0, x_1) over Q_l at `scale`."""
+        u = self.ctx.mod_down_many((x0, x1), self._basis(level), self.params.p_basis)
+        return Ciphertext((u[0], u[1]), level, scale, self.params)
 
     # ------------------------------------------------------------------ monomials
     def mul_monomial(self, a: Ciphertext, j: int) -> Ciphertext:

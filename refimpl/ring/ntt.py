@@ -93,7 +93,7 @@ def make_tables(primes, N: int) -> NTTTables:
 
 
 @nb.njit(cache=True, nogil=True, fastmath=False)
-def _forward_limb(a, q, w, ws):
+def forward_limb(a, q, w, ws):
     """In-place forward NTT of one limb; output fully reduced, bit-reversed order."""
     N = a.shape[0]
     two_q = q + q
@@ -125,7 +125,7 @@ def _forward_limb(a, q, w, ws):
 
 
 @nb.njit(cache=True, nogil=True)
-def _inverse_limb(a, q, w, ws, n_inv, n_inv_s):
+def inverse_limb(a, q, w, ws, n_inv, n_inv_s):
     """In-place inverse NTT of one limb (bit-reversed input); output fully reduced."""
     N = a.shape[0]
     two_q = q + q
@@ -159,14 +159,14 @@ def _inverse_limb(a, q, w, ws, n_inv, n_inv_s):
 def _forward_all(a, rows, q, w, ws):
     for l in nb.prange(a.shape[0]):
         r = rows[l]
-        _forward_limb(a[l], q[r], w[r], ws[r])
+        forward_limb(a[l], q[r], w[r], ws[r])
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
 def _inverse_all(a, rows, q, w, ws, n_inv, n_inv_s):
     for l in nb.prange(a.shape[0]):
         r = rows[l]
-        _inverse_limb(a[l], q[r], w[r], ws[r], n_inv[r], n_inv_s[r])
+        inverse_limb(a[l], q[r], w[r], ws[r], n_inv[r], n_inv_s[r])
 
 
 def ntt(a: np.ndarray, tables: NTTTables) -> np.ndarray:

@@ -14,6 +14,7 @@ Han and Ki, "Better bootstrapping for approximate HE", CT-RSA 2020 (hybrid key s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache, wraps
 from math import prod
 
@@ -21,32 +22,39 @@ import numba as nb
 import numpy as np
 
 from .modarith import barrett_constants, mul_barrett, mul_shoup, mul_shoup_lazy, shoup_constant
-from .ntt import NTTTables, make_tables, ntt_inplace, intt_inplace
+from .ntt import NTTTables, forward_limb, intt_inplace, inverse_limb, make_tables, ntt_inplace
 
 U64 = np.uint64
 
 PARALLEL_MIN_WORDS = 1 << 18  # below this many residues a kernel runs on one thread
 
 
-def _sized(method):
-    """Run the numba kernels of `method` on one thread when its first array is small.
+@contextmanager
+def serial_when_small(words: int):
+    """Run the numba kernels inside on one thread when they touch fewer than PARALLEL_MIN_WORDS
+    residues.
 
     A parallel region costs a thread handshake per call; on a busy 2-core machine a
     descheduled worker stalls every small call (measured: 1023 Subs at N = 2^10 took 16.5 s
     on two threads, 0.67 s on one)."""
+    prev = nb.get_num_threads()
+    if words >= PARALLEL_MIN_WORDS or prev == 1:
+        yield
+        return
+    nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(prev)
+
+
+def _sized(method):
+    """Run the numba kernels of `method` on one thread when its first array is small."""
 
     @wraps(method)
     def call(self, a, *args, **kwargs):
-        if np.size(a) >= PARALLEL_MIN_WORDS:
+        with serial_when_small(np.size(a)):
             return method(self, a, *args, **kwargs)
-        prev = nb.get_num_threads()
-        if prev == 1:
-            return method(self, a, *args, **kwargs)
-        nb.set_num_threads(1)
-        try:
-            return method(self, a, *args, **kwargs)
-        finally:
-            nb.set_num_threads(prev)
 
     return call
 
@@ -69,17 +77,6 @@ def _mul_acc(acc, a, b, q, mu, k):
         ql, mul_, kl = q[l], mu[l], k[l]
         for n in range(a.shape[1]):
             x = acc[l, n] + mul_barrett(a[l, n], b[l, n], ql, mul_, kl)
-            acc[l, n] = x - ql if x >= ql else x
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _mul_acc_rows(acc, a, key, rows, q, mu, k):
-    """acc[l] += a[l] * key[rows[l]] (mod q[l]), in place: key-switching inner products."""
-    for l in nb.prange(a.shape[0]):
-        ql, mul_, kl = q[l], mu[l], k[l]
-        kr = key[rows[l]]
-        for n in range(a.shape[1]):
-            x = acc[l, n] + mul_barrett(a[l, n], kr[n], ql, mul_, kl)
             acc[l, n] = x - ql if x >= ql else x
 
 
@@ -167,13 +164,47 @@ def _base_convert(x, c_in, inv_w, inv_ws, p_out, m_w, m_ws):
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def _sub_mul_scalar(a, b, w, ws, q):
-    """(a - b) * w[l] mod q[l], rowwise."""
-    out = np.empty_like(a)
-    for l in nb.prange(a.shape[0]):
-        ql, wl, wsl = q[l], w[l], ws[l]
-        for n in range(a.shape[1]):
-            out[l, n] = mul_shoup(a[l, n] + ql - b[l, n], wl, wsl, ql)
+def _mod_down(xs, gq, gp, h_p, h_q, inv_w, inv_ws, m_w, m_ws, pinv_w, pinv_ws, q_all, psi, psi_s, ipsi, ipsi_s, n_inv, n_inv_s):
+    """ModDown of every x in xs (NTT domain over gq then gp, global prime indices), one row per task:
+    a P row is transformed back, offset by H and scaled by (P/p)^-1 while in cache; a q row is
+    lifted from those, offset by -H, transformed and subtracted. The steps of RNSContext.mod_down."""
+    C, nq, K, N = len(xs), gq.shape[0], gp.shape[0], xs[0].shape[1]
+    y = np.empty((C, K, N), dtype=np.uint64)
+    for t in nb.prange(C * K):
+        c, i = t // K, t % K
+        g = gp[i]
+        p = q_all[g]
+        row = y[c, i]
+        row[:] = xs[c][nq + i]
+        inverse_limb(row, p, ipsi[g], ipsi_s[g], n_inv[g], n_inv_s[g])
+        hp, w, ws = h_p[i], inv_w[i], inv_ws[i]
+        for n in range(N):
+            v = row[n] + hp  # [x + H]_P
+            v = v - p if v >= p else v
+            row[n] = mul_shoup(v, w, ws, p)  # y_i of the base conversion
+    out = np.empty((C, nq, N), dtype=np.uint64)
+    for t in nb.prange(C * nq):
+        c, r = t // nq, t % nq
+        g = gq[r]
+        qr = q_all[g]
+        two_q = qr + qr
+        row = out[c, r]
+        row[:] = 0
+        for i in range(K):
+            w, ws = m_w[i, r], m_ws[i, r]
+            for n in range(N):
+                s = row[n] + mul_shoup_lazy(y[c, i, n], w, ws, qr)
+                row[n] = s - two_q if s >= two_q else s
+        hq = h_q[r]
+        for n in range(N):
+            s = row[n]
+            s = s - qr if s >= qr else s
+            s = s + hq  # - H mod q
+            row[n] = s - qr if s >= qr else s
+        forward_limb(row, qr, psi[g], psi_s[g])
+        x, pw, pws = xs[c][r], pinv_w[r], pinv_ws[r]
+        for n in range(N):
+            row[n] = mul_shoup(x[n] + qr - row[n], pw, pws, qr)  # (x - lift) P^-1
     return out
 
 
@@ -216,14 +247,14 @@ class RNSContext:
         bc = [barrett_constants(p) for p in self.primes]
         self.mu = np.array([m for m, _ in bc], dtype=U64)
         self.k = np.array([k for _, k in bc], dtype=U64)
-        self._all_tables = make_tables(self.primes, N)
+        self.all_tables = make_tables(self.primes, N)  # every prime's NTT tables (a basis selects rows)
 
     def tables(self, basis: tuple[int, ...]) -> NTTTables:
         return self._tables(tuple(basis))
 
     @lru_cache(maxsize=None)
     def _tables(self, basis: tuple[int, ...]) -> NTTTables:
-        return self._all_tables.select(np.array(basis, dtype=np.int64))
+        return self.all_tables.select(np.array(basis, dtype=np.int64))
 
     def moduli(self, basis) -> np.ndarray:
         return self.q[list(basis)]
@@ -260,14 +291,6 @@ class RNSContext:
     def mul_acc(self, acc, a, b, basis):
         idx = list(basis)
         _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
-
-    @_sized
-    def mul_acc_rows(self, acc, a, key, basis, key_rows=None):
-        """acc += a * key[key_rows] rowwise mod the primes of `basis` (key_rows default: basis,
-        for a key that holds every prime of the context)."""
-        idx = np.array(basis, dtype=np.int64)
-        rows = idx if key_rows is None else np.asarray(key_rows, dtype=np.int64)
-        _mul_acc_rows(acc, a, key, rows, self.q[idx], self.mu[idx], self.k[idx])
 
     @_sized
     def mul_int(self, a, value: int, basis):
@@ -331,22 +354,26 @@ class RNSContext:
         return out
 
     # -- hybrid key switching helpers
-    @_sized
     def mod_down(self, x: np.ndarray, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> np.ndarray:
         """NTT-domain x over q_basis + p_basis -> round(x / P) over q_basis (NTT domain).
 
         round(x / P) = (x - ([x + H]_P - H)) / P with H = floor(P / 2), the bracket lifted to
         q_basis by base conversion; H is added to every coefficient (coefficient domain)."""
-        nq = len(q_basis)
+        return self.mod_down_many((x,), q_basis, p_basis)[0]
+
+    def mod_down_many(self, xs, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> np.ndarray:
+        """mod_down of several polynomials in one parallel kernel (ours: one task per output row,
+        converted and transformed while in cache); [len(xs), len(q_basis), N]."""
         q_basis, p_basis = tuple(q_basis), tuple(p_basis)
         h_p, h_q = self._half(q_basis, p_basis)
-        xp = self.intt(x[nq:], p_basis)
-        xp = _add_rows(xp, h_p, self.q[list(p_basis)])  # [x + H]_P, coefficientwise
-        conv = self.converter(p_basis, q_basis).convert(xp)
-        conv = _add_rows(conv, h_q, self.q[list(q_basis)])  # - H mod q_i
-        ntt_inplace(conv, self.tables(q_basis))
+        conv = self.converter(p_basis, q_basis)
         w, ws = self._p_inv(q_basis, p_basis)
-        return _sub_mul_scalar(np.ascontiguousarray(x[:nq]), conv, w, ws, self.q[list(q_basis)])
+        t = self.all_tables
+        xs = tuple(np.ascontiguousarray(x, dtype=U64) for x in xs)
+        with serial_when_small(len(xs) * xs[0].size):
+            return _mod_down(xs, np.array(q_basis, dtype=np.int64), np.array(p_basis, dtype=np.int64), h_p, h_q,
+                             conv.inv_w, conv.inv_ws, conv.m_w, conv.m_ws, w, ws, t.q_all, t.psi_rev, t.psi_rev_shoup,
+                             t.psi_inv_rev, t.psi_inv_rev_shoup, t.n_inv, t.n_inv_shoup)
 
     @lru_cache(maxsize=None)
     def _half(self, q_basis: tuple[int, ...], p_basis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -362,8 +389,10 @@ class RNSContext:
         w = [pow(P, -1, self.primes[i]) for i in q_basis]
         return (np.array(w, dtype=U64), np.array([shoup_constant(v, self.primes[i]) for v, i in zip(w, q_basis)], dtype=U64))
 
-    @_sized
     def rescale(self, x: np.ndarray, basis: tuple[int, ...]) -> np.ndarray:
         """NTT-domain x over basis -> round(x / q_last) over basis[:-1]."""
         return self.mod_down(x, tuple(basis[:-1]), (basis[-1],))
 
+    def rescale_many(self, xs, basis: tuple[int, ...]) -> np.ndarray:
+        """rescale of several polynomials (the components of a ciphertext) in one kernel."""
+        return self.mod_down_many(xs, tuple(basis[:-1]), (basis[-1],))
