@@ -211,3 +211,16 @@ def test_code_holds_no_machine_paths_and_no_issue_numbers():
     files = sorted((ROOT / "refimpl").rglob("*.py"))
     assert files
     assert [f for p in files for f in findings(p)] == []
+
+
+def test_results_and_shipped_models_hold_no_machine_paths():
+    """Recorded commands name data by placeholder ($REFIMPL_GLUE_DIR, TMP/), never one machine's paths."""
+    files = [p for d in ("results", "refimpl/models") for p in sorted((ROOT / d).rglob("*")) if p.is_file()
+             and p.suffix in {".json", ".jsonl", ".log", ".txt", ".md", ".tsv"}]
+    assert files
+    hits = []
+    for p in files:
+        for no, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            hits += [f"{p.relative_to(ROOT)}:{no}: {m.group(0)}" for rx in (MACHINE_PATH, ABOVE_REPO)
+                     for m in rx.finditer(line)]
+    assert hits == []

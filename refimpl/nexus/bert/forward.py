@@ -9,8 +9,9 @@ Reference: NEXUS (Zhang et al., NDSS 2025) §3-4, Alg. 1, 7; Halevi and Shoup 20
 method); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).
 """
 
-# Long module: a little over 500 lines, as the kernels share the plan bookkeeping of one class (and its
-# hooks for the weight store and the checkpoints, ours).
+# Long module: about 660 lines, as the kernels share the plan bookkeeping of one class (and its
+# hooks for the weight store and the checkpoints, and the paired refreshes, Softmax and GELU of
+# refimpl.nexus.bert.packing, ours).
 
 from __future__ import annotations
 
