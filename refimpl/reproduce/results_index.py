@@ -35,7 +35,6 @@ COMMANDS = {
     'ckks/bench_ckks_loaded.log': 'refimpl bench ckks --threads 1 (an earlier run on a heavily loaded machine)',
     'ckks/bootstrap_128-2^16-dense.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense", "reps": 3, "threads": "default"}\'',
     'ckks/bootpair_dense_2^15.json': 'python -m refimpl.bench.bootpair \'{"params": {"N": 32768, "levels_after": 18, "encapsulation_h": 32, "log_s2c": 40, "num_p": 3, "ks_slack_bits": 20, "insecure": true}, "levels_after": 18, "threads": "default", "reps": 3, "json": "results/ckks/bootpair_dense_2^15.json"}\'',
-    'ckks/bootstrap_dense_2^15_before.json': 'python -m refimpl.bench.bootjob \'{"params": {"N": 32768, "levels_after": 18, "encapsulation_h": 32, "log_s2c": 40, "num_p": 3, "ks_slack_bits": 20, "insecure": true}, "level_budget": [3, 3], "reps": 3, "threads": "default", "expand_keys": false}\' on main just before the fused key-switching kernels, right after the pair',
     'ckks/bootstrap_128-2^16-dense19.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default"}\'',
     'ckks/bootstrap_128-2^16-dense19_quiet.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
     'ckks/bootstrap_128-2^16.json': 'python -m refimpl.bench.bootjob \'{"preset": "128-2^16", "reps": 3, "threads": "default"}\'',
