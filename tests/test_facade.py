@@ -19,7 +19,7 @@ SHIPPED = "sst2-small-softmax-gelu"
 
 def test_ckks_context_multiply_rotate_decrypt():
     """PROJ-FACADE-CKKS: one call makes the keys; encrypt at the top level; x*y rotated by 3 within 2^-14."""
-    ctx = Context.create("toy-1024", rotations=[3], seed=1)
+    ctx = Context.create("toy-1024", rotations=[3], insecure_seed=1)
     x, y = np.linspace(-1, 1, ctx.slots), np.linspace(1, -1, ctx.slots)
     ct = ctx.encrypt(x)
     assert ct.level == ctx.params.L == ctx.usable_level
@@ -33,7 +33,7 @@ def test_ckks_context_multiply_rotate_decrypt():
 
 def test_ckks_context_bootstraps_and_refuses_levels_above_the_output_level():
     """PROJ-FACADE-CKKS: with bootstrap=, ciphertexts start at the bootstrapper's output level; above it raises."""
-    ctx = bootstrapping_context("toy-2^10-deep", seed=2)
+    ctx = bootstrapping_context("toy-2^10-deep", insecure_seed=2)
     assert ctx.usable_level == ctx.bootstrapper.output_level < ctx.params.L
     x = np.linspace(-0.5, 0.5, ctx.slots)
     ct = ctx.encrypt(x)

@@ -23,7 +23,7 @@ SHIPPED = "sst2-small-softmax-gelu"
 
 @pytest.fixture(scope="module")
 def ctx():
-    return Context.create("toy-1024", rotations=[1], seed=1)
+    return Context.create("toy-1024", rotations=[1], insecure_seed=1)
 
 
 def test_ckks_context_refuses_foreign_parameters_and_steps(ctx):
@@ -31,9 +31,11 @@ def test_ckks_context_refuses_foreign_parameters_and_steps(ctx):
     with pytest.raises(ParameterError, match="preset name .* or a Parameters"):
         Context.create(13)
     with pytest.raises(ParameterError, match="must be an integer, got 1.5"):
-        Context.create("toy-1024", rotations=[1.5], seed=1)
+        Context.create("toy-1024", rotations=[1.5], insecure_seed=1)
     with pytest.raises(ParameterError, match="list of integer steps"):
-        Context.create("toy-1024", rotations="3", seed=1)
+        Context.create("toy-1024", rotations="3", insecure_seed=1)
+    with pytest.raises(ParameterError, match="insecure_seed must be an integer"):
+        Context.create("toy-1024", insecure_seed="a")
     ct = ctx.encrypt([1.0, 2.0])
     with pytest.raises(ParameterError, match="must be an integer, got 1.5"):
         ctx.rotate(ct, 1.5)
@@ -45,6 +47,8 @@ def test_ckks_context_refuses_what_is_not_numbers_or_ciphertexts(ctx):
     ct = ctx.encrypt([0.5])
     with pytest.raises(ParameterError, match="values must be numbers"):
         ctx.encrypt("abc")
+    with pytest.raises(ParameterError, match="scalar or a vector"):
+        ctx.encrypt(np.ones((2, 3)))
     with pytest.raises(ParameterError, match="constant must be numbers"):
         ctx.multiply(ct, "2")
     for op in (lambda: ctx.add(ct, np.ones(4)), lambda: ctx.add(ct, 3.0), lambda: ctx.decrypt(np.ones(4))):
@@ -62,9 +66,9 @@ def test_nexus_keys_refuse_windows_that_cannot_hold_a_row():
         keys_for("argmax", 4.0)
     assert keys_for("layernorm", 8, window=16).rotations == (1, 2, 4, -8)
     with pytest.raises(ValueError, match="do not tile the 512 slots"):
-        BlockContext.create("softmax", n=4096, window=8192, seed=1)
+        BlockContext.create("softmax", n=4096, window=8192, insecure_seed=1)
     with pytest.raises(ValueError, match="fill all 512 slots"):
-        BlockContext.create("argmax", n=4, seed=1)
+        BlockContext.create("argmax", n=4, insecure_seed=1)
 
 
 def test_aby3_run_refuses_owners_inputs_and_outputs_it_cannot_use():

@@ -50,7 +50,7 @@ def test_evaluation_keys_report_each_key():
 
 def test_each_bootstrap_reports_its_four_stages():
     rec = Recorder()
-    ctx = bootstrapping_context("toy-2^10-dense", seed=1, progress=rec)
+    ctx = bootstrapping_context("toy-2^10-dense", insecure_seed=1, progress=rec)
     check_task(rec.task("evaluation keys"), len(ctx.evaluator.keys.galois) + 1)
     rec.calls.clear()
     ctx.bootstrapper.progress = rec

@@ -52,6 +52,9 @@ def _numbers(values, what: str) -> np.ndarray:
     if arr.dtype.kind not in "biufc":
         raise ParameterError(f"{what} must be numbers (a scalar or a vector of up to N/2 real or complex "
                              f"values), got {type(values).__name__} of dtype {arr.dtype}")
+    if arr.ndim > 1:
+        raise ParameterError(f"{what} must be a scalar or a vector (the slots are one row), got an array of shape "
+                             f"{arr.shape}: flatten it yourself in the order you mean")
     return arr
 
 
@@ -72,14 +75,14 @@ class Context:
 
     @classmethod
     def create(cls, parameters: str | Parameters = "128-2^13", rotations: Iterable[int] = (), *,
-               conjugate: bool = False, seed: int | None = None, elements: Iterable[int] = (),
+               conjugate: bool = False, insecure_seed: int | None = None, elements: Iterable[int] = (),
                element_levels: dict[int, int] | None = None, encapsulation_h: int | None = None,
                progress: Progress | None = None) -> "Context":
         """Keys for `parameters` (a preset name of refimpl.ckks.params.PRESETS or a Parameters).
 
         rotations: the steps `rotate` will be asked for (slot j <- slot j + step); only those keys
-        are made. seed: reproducible keys and encryptions (tests and examples only; None draws
-        from the OS). progress: refimpl.progress's callback ("keys" steps, then
+        are made. insecure_seed: reproducible keys and encryptions, INSECURE (tests only; None,
+        the default, draws every secret from the OS). progress: refimpl.progress's callback ("keys" steps, then
         each evaluation key). For a bootstrapper
         (refimpl.ckks.bootstrap.bootstrapping_context fills these): elements, further Galois
         elements; element_levels, the highest level each of them serves; encapsulation_h, the
@@ -89,8 +92,11 @@ class Context:
             raise ParameterError(f"parameters must be a preset name ({', '.join(PRESETS)}) or a Parameters, "
                                  f"got {type(parameters).__name__}")
         params = preset(parameters) if isinstance(parameters, str) else parameters
-        keys_rng = RandomSource.insecure_seeded(seed) if seed is not None else RandomSource()
-        enc_rng = RandomSource.insecure_seeded(seed + 1) if seed is not None else RandomSource()
+        if insecure_seed is not None and (isinstance(insecure_seed, bool) or not isinstance(insecure_seed, (int, np.integer))):
+            raise ParameterError(f"insecure_seed must be an integer (or None for keys from the OS), got {insecure_seed!r}")
+        seeded = insecure_seed is not None
+        keys_rng = RandomSource.insecure_seeded(int(insecure_seed)) if seeded else RandomSource()
+        enc_rng = RandomSource.insecure_seeded(int(insecure_seed) + 1) if seeded else RandomSource()
         keygen = KeyGenerator(params, keys_rng)
         say("keys: secret and public", 0, 2)
         sk = keygen.secret_key()

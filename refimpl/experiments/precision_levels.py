@@ -34,7 +34,7 @@ def context(log_n: int = 13, seed: int = 0) -> Context:
     """A Context with a Bootstrapper on the dense19-shaped chain at N = 2^log_n (insecure below 2^16)."""
     params, resolved = bootstrap_parameters(2**log_n, insecure=log_n < 16, **CHAIN)
     probe = Bootstrapper(Evaluator(params), resolved)  # no keys: it only lists the Galois elements it needs
-    ctx = Context.create(params, seed=seed, elements=probe.galois_elements(), element_levels=probe.galois_levels(),
+    ctx = Context.create(params, insecure_seed=seed, elements=probe.galois_elements(), element_levels=probe.galois_levels(),
                          encapsulation_h=resolved.encapsulation_h)
     ctx.bootstrapper = Bootstrapper(ctx.evaluator, resolved, encapsulation=ctx.encapsulation)
     return ctx

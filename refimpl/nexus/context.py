@@ -80,7 +80,7 @@ class BlockContext:
 
     @classmethod
     def create(cls, block: str, n: int = 1, window: int | None = None, bootstrap: str = "toy-2^10-deep",
-               seed: int | None = None, progress: Progress | None = None) -> "BlockContext":
+               insecure_seed: int | None = None, progress: Progress | None = None) -> "BlockContext":
         """Keys for `block` on the bootstrapping preset `bootstrap` (its toy rings are insecure: tests and examples)."""
         needs = keys_for(block, n, window)
         if block in FOLDING and bootstrap in BOOTSTRAP_PRESETS:  # refuse a layout before making its keys
@@ -89,7 +89,7 @@ class BlockContext:
             if slots % w:
                 raise ValueError(f"windows of {w} slots do not tile the {slots} slots of {bootstrap!r}: "
                                  f"use a power of two <= {slots}")
-        return cls(block, n, window, bootstrapping_context(bootstrap, needs.rotations, seed=seed, progress=progress))
+        return cls(block, n, window, bootstrapping_context(bootstrap, needs.rotations, insecure_seed=insecure_seed, progress=progress))
 
     @property
     def slots(self) -> int:

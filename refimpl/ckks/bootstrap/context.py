@@ -19,13 +19,13 @@ from ..evaluator import Evaluator
 from .bootstrapper import BootstrapConfig, Bootstrapper, bootstrap_preset
 
 
-def bootstrapping_context(preset: str = "toy-2^10-deep", rotations: Iterable[int] = (), *, seed: int | None = None,
+def bootstrapping_context(preset: str = "toy-2^10-deep", rotations: Iterable[int] = (), *, insecure_seed: int | None = None,
                           config: BootstrapConfig = BootstrapConfig(),
                           progress: Progress | None = None) -> Context:
     """A Context on the bootstrapping preset `preset` (BOOTSTRAP_PRESETS) with its bootstrapper's keys and `rotations`."""
     params, resolved = bootstrap_preset(preset, config)
     probe = Bootstrapper(Evaluator(params), resolved)  # no keys: it only lists what it needs
-    ctx = Context.create(params, rotations, seed=seed, elements=probe.galois_elements(),
+    ctx = Context.create(params, rotations, insecure_seed=insecure_seed, elements=probe.galois_elements(),
                          element_levels=probe.galois_levels(), encapsulation_h=resolved.encapsulation_h,
                          progress=progress)
     ctx.bootstrapper = Bootstrapper(ctx.evaluator, resolved, encapsulation=ctx.encapsulation)
