@@ -17,6 +17,7 @@ import json
 import sys
 
 from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
+from refimpl.cli.progress import Bars
 
 KEY_SHIFTS = 4  # refimpl.experiments.bertbase.KEY_SHIFTS (kept here: the parser imports no library)
 QUIET_BOOTSTRAP_S = 72.4  # refimpl.experiments.bertbase.QUIET_BOOTSTRAP_S
@@ -153,12 +154,18 @@ def distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def measure_with_bars(fn, *a, **kw):
+    """fn(*a, progress=bars, **kw) with progress bars on stderr (refimpl.cli.progress)."""
+    with Bars() as bars:
+        return fn(*a, progress=bars, **kw)
+
+
 def precision_levels(args: argparse.Namespace) -> int:
     from refimpl.experiments import precision_levels as pl  # lazy: keeps `refimpl --help` instant
 
     cmd = f"refimpl experiment precision-levels --logN {args.logN} --cycles {args.cycles}"
     doc = {"command": cmd + (f" --json {args.json}" if args.json else ""),
-           **pl.measure(args.logN, args.cycles, progress=lambda s: print(s, file=sys.stderr))}
+           **measure_with_bars(pl.measure, args.logN, args.cycles)}
     print(doc["security"], file=sys.stderr)
     write_json(args.json, doc)
     if not args.json:

@@ -26,6 +26,7 @@ from ..ckks import Evaluator
 from ..ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_parameters
 from ..ckks.context import Context
 from ..ckks.precision import precision_bits
+from ..progress import Progress, or_silent
 
 CHAIN = dict(levels_after=19, encapsulation_h=32, log_s2c=35, num_p=3, ks_slack_bits=20)  # BOOTSTRAP_PRESETS["128-2^16-dense19"] without N
 
@@ -40,9 +41,10 @@ def context(log_n: int = 13, seed: int = 0) -> Context:
     return ctx
 
 
-def measure(log_n: int = 13, cycles: int = 3, seed: int = 0, progress=None) -> dict:
-    """Rows of (step, bootstraps so far, level, precision bits) along the chain; see the module docstring."""
-    say = progress or (lambda _msg: None)
+def measure(log_n: int = 13, cycles: int = 3, seed: int = 0, progress: Progress | None = None) -> dict:
+    """Rows of (step, bootstraps so far, level, precision bits) along the chain; see the module docstring.
+    progress: refimpl.progress's callback ("bootstraps" done of `cycles`)."""
+    say = or_silent(progress)
     t0 = time.perf_counter()
     ctx = context(log_n, seed)
     keygen_s = time.perf_counter() - t0
@@ -65,11 +67,12 @@ def measure(log_n: int = 13, cycles: int = 3, seed: int = 0, progress=None) -> d
             record("multiply")
         if boots == cycles:
             break
-        say(f"bootstrap {boots + 1} of {cycles}")
+        say("bootstraps", boots, cycles)
         t = time.perf_counter()
         ct = ctx.bootstrap(ct)
         boot_s.append(time.perf_counter() - t)
         boots += 1
+        say("bootstraps", boots, cycles)
         record("bootstrap")
     return {
         "what": "precision (bits: -log2 |error| per slot, min / mean / median over slots) of x * signs along the "
