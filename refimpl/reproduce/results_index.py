@@ -34,6 +34,7 @@ COMMANDS = {
     'ckks/bench_ckks.log': 'the standard error of the run that wrote results/ckks/bench_ckks.json',
     'ckks/bench_ckks_loaded.log': 'refimpl bench ckks --threads 1 (an earlier run on a heavily loaded machine)',
     'ckks/bootstrap_128-2^16-dense.json': 'refimpl bench bootstrap --config \'{"preset": "128-2^16-dense", "reps": 3, "threads": "default"}\'',
+    'ckks/bootpair_128-2^16-dense_1thread.json': 'refimpl bench bootstrap-pair --config \'{"preset": "128-2^16-dense", "levels_after": 18, "threads": "1", "reps": 2, "peer_reps": 2, "json": "results/ckks/bootpair_128-2^16-dense_1thread.json"}\'',
     'ckks/bootpair_dense_2^15.json': 'refimpl bench bootstrap-pair --config \'{"params": {"N": 32768, "levels_after": 18, "encapsulation_h": 32, "log_s2c": 40, "num_p": 3, "ks_slack_bits": 20, "insecure": true}, "levels_after": 18, "threads": "default", "reps": 3, "json": "results/ckks/bootpair_dense_2^15.json"}\'',
     'ckks/bootstrap_128-2^16-dense19.json': 'refimpl bench bootstrap --config \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default"}\'',
     'ckks/bootstrap_128-2^16-dense19_quiet.json': 'refimpl bench bootstrap --config \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
