@@ -140,23 +140,23 @@ def applies(lay: Layout) -> bool:
 
 
 # ------------------------------------------------------------------ P V, the same transformation (ours)
-def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None) -> Ciphertext:
-    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + p for p < dh (0 elsewhere), from chunk vc of V in the
-    token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
-    of a chunk). 1 level (l -> l-1, scale kept)."""
+def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None, to: int = 0) -> Ciphertext:
+    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + to + p for p < dh (0 elsewhere), from chunk vc of V in
+    the token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
+    of a chunk); to: the offset in the window (refimpl.nexus.bert.attention_pairs). 1 level (l -> l-1, scale kept)."""
     w, dh, S = lay.window, lay.head_dim, lay.slots
     g = baby(dh)
     vb = ev.rotate_hoisted(vc, [b * w for b in range(g)]) if vb is None else vb
     pos = np.arange(S) % w
     G = None
     for a in range(-(-dh // g)):
-        s = a * g * w + hl * dh  # the giant step: tokens by a g, then the head's features to slot 0
+        s = a * g * w + hl * dh - to  # the giant step: tokens by a g, then the head's features to slot `to`
         inner = None
         for b in range(g):
             p = a * g + b
             if p >= dh:
                 break
-            t = ev.mul_const(vb[b * w], np.roll((pos == p).astype(np.float64), s))
+            t = ev.mul_const(vb[b * w], np.roll((pos == to + p).astype(np.float64), s))
             inner = t if inner is None else ev.add(inner, t)
         inner = ev.rotate(inner, s) if s % S else inner
         G = inner if G is None else ev.add(G, inner)
