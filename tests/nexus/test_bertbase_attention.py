@@ -1,5 +1,6 @@
-"""The diagonal Q K^T (refimpl.nexus.bert.attention, ours) against today's head_scores (the oracle) on a real
-N = 2^11 ring, and its key switches at BERT-base size on the DryEvaluator."""
+"""The diagonal Q K^T and P V (refimpl.nexus.bert.attention, ours) against head_scores and the per-shift pv (the
+oracles), and their head pairs (refimpl.nexus.bert.attention_pairs, ours) against the per-head path, on a real
+N = 2^11 ring and against numpy; their key switches at BERT-base size on the DryEvaluator."""
 
 from __future__ import annotations
 
@@ -8,11 +9,25 @@ import math
 import numpy as np
 import pytest
 
-from refimpl.ckks import Parameters
+from refimpl.bert.model import init_params
+from refimpl.ckks import (
+    Decryptor,
+    Encoder,
+    Encryptor,
+    Evaluator,
+    KeyGenerator,
+    Parameters,
+)
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
+from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+from refimpl.ckks.keys import conjugation_element
 from refimpl.experiments import bertbase as bb
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import attention as at
+from refimpl.nexus.bert import attention_pairs as ap
+from refimpl.nexus.bert.packing import pair_rows, paired_vector
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
+from refimpl.ring.sampling import RandomSource
 
 from .helpers import Kit
 
@@ -80,8 +95,6 @@ def test_diagonal_scores_key_switches_at_bert_base():
     """NEXUS-BERT-QK-DIAG: BERT-base (n = 128, dh = 64, N = 2^16) on the DryEvaluator: 107 key switches per head
     (22 for the skewed keys, 7 baby steps, 63 rotations of E, 8 relinearizations, 7 giant steps), 1,284 per
     layer against head_scores' 7,662; 2 levels."""
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-
     p, _ = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=1)
     ev = DryEvaluator(p)
@@ -143,8 +156,6 @@ def test_diagonal_pv_equals_pv():
 # ------------------------------------------------------------------ two heads per rotation (attention_pairs, ours)
 def pair_kit(cfg, n, p):
     """A Kit with the forward's rotations (the pairs' included) and the conjugation key."""
-    from refimpl.ckks.keys import conjugation_element
-
     steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True))
     return Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
 
@@ -154,9 +165,6 @@ def test_pair_scores_equal_the_per_head_diagonal(attention):
     """NEXUS-BERT-QK-PAIRS: per head pair, pair_scores decrypts to the per-head diagonal Q K^T's rows paired
     (packing.pair_rows; the oracle) and to numpy within CKKS noise, at the same level and scale, with fewer key
     switches (N = 2^11, 4 heads of 8, n = 14 of n_pad = 16, two padded keys)."""
-    from refimpl.nexus.bert import attention_pairs as ap
-    from refimpl.nexus.bert.packing import pair_rows, paired_vector
-
     cfg = bb.config(attention.replace("softmax", "softmax-gelu").replace("2quad-freediv", "2quad-freediv-quad"),
                     layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64)
     p = Parameters.create(N=2048, levels=4, dnum=2, insecure=True)
@@ -207,8 +215,6 @@ def test_pv_pairs_equal_pv():
     """NEXUS-BERT-PV-PAIRS: pair_probs then pv_pairs decrypt to today's per-shift pv (the oracle) and to numpy within
     CKKS noise, at the same level and scale, with fewer key switches than the per-head diagonal P V (N = 2^11,
     4 heads of 8, n = 14 of n_pad = 16, two padded keys)."""
-    from refimpl.nexus.bert import attention_pairs as ap
-
     cfg = bb.config("softmax-gelu", layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64)
     p = Parameters.create(N=2048, levels=4, dnum=2, insecure=True)
     n = 14
@@ -253,9 +259,6 @@ def test_pairs_key_switches_at_bert_base():
     """NEXUS-BERT-QK-PAIRS, NEXUS-BERT-PV-PAIRS: BERT-base (n = 128, dh = 64, N = 2^16) on the DryEvaluator: Q K^T
     109 key switches per head pair (22 + 7 + 63 + 8 + 7 + 2), 654 per layer; P V 134 per pair (7 + 15 + 1 + 2 + 14
     + 63 + 16 + 15 + 1), 804 per layer; the levels of the per-head path."""
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
-    from refimpl.nexus.bert import attention_pairs as ap
-
     p, _ = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=1)
     ev = DryEvaluator(p)
@@ -277,13 +280,6 @@ def test_forward_with_pairs_no_worse_than_per_head(attention, activation):
     oracle refreshes) with head pairs and with the per-head diagonal attention (the oracle): the same logits within
     CKKS noise, and per-layer and logit errors against the float64 model no worse than the oracle's (within a factor
     1.5 plus 1e-5, the CKKS noise of either)."""
-    from refimpl.bert.model import init_params
-    from refimpl.ckks import Decryptor, Encoder, Encryptor, KeyGenerator
-    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
-    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
-    from refimpl.ckks import Evaluator
-    from refimpl.ring.sampling import RandomSource
-
     p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     cfg = bb.config(attention.replace("softmax", "softmax-gelu").replace("2quad-freediv", "2quad-freediv-quad"),
                     layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64)
