@@ -37,6 +37,19 @@ def ranges(layers, bound=8.0):
             "act": (-6.0, 6.0), "absmax": {}}
 
 
+def score_rows(Pm, lay, n):
+    """[head, query, key] -> one slot vector per head in the score layout (slot t w + r = P[t, (t + r) mod n_pad])."""
+    w, n_pad, t = lay.window, lay.n_pad, np.arange(n)
+    probs = []
+    for h in range(lay.heads):
+        v = np.zeros((lay.slots // w, w))
+        for r in range(n_pad):
+            k = (t + r) % n_pad
+            v[t, r] = np.where(k < n, Pm[h, t, np.minimum(k, n - 1)], 0.0)
+        probs.append(v.ravel())
+    return probs
+
+
 def forward_of(cfg, ev, n, mask):
     model = nb.NexusModel(cfg, {"classifier.weight": np.zeros((2, cfg.hidden_size)), "classifier.bias": np.zeros(2)},
                           ranges=ranges(1))
@@ -116,7 +129,7 @@ def test_diagonal_pv_equals_pv():
     n = 14
     mask = np.r_[np.ones(n - 2), np.zeros(2)]
     _, lay = forward_of(cfg, DryEvaluator(p), n, mask)
-    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
+    n_pad, dh = lay.n_pad, lay.head_dim
     steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True)) | at.diagonal_steps(lay)
     kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots))
     ev = CountingEvaluator(kit.ev)
@@ -128,14 +141,7 @@ def test_diagonal_pv_equals_pv():
     rng = np.random.default_rng(1)
     Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]  # [head, query, key], padded keys 0
     V = rng.normal(0, 1, (n, lay.d))
-    t = np.arange(n)
-    probs = []
-    for h in range(lay.heads):
-        v = np.zeros((lay.slots // w, w))
-        for r in range(n_pad):
-            k = (t + r) % n_pad
-            v[t, r] = np.where(k < n, Pm[h, t, np.minimum(k, n - 1)], 0.0)
-        probs.append(v.ravel())
+    probs = score_rows(Pm, lay, n)
     assert lay.pair_rows  # the forward's pv reads two heads per ciphertext (refimpl.nexus.bert.packing)
     paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
     probs = [kit.encrypt(v, level=3) for v in probs]
@@ -228,14 +234,7 @@ def test_pv_pairs_equal_pv():
     rng = np.random.default_rng(4)
     Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]
     V = rng.normal(0, 1, (n, lay.d))
-    t = np.arange(n)
-    probs = []
-    for h in range(lay.heads):
-        v = np.zeros((lay.slots // w, w))
-        for r in range(n_pad):
-            k = (t + r) % n_pad
-            v[t, r] = np.where(k < n, Pm[h, t, np.minimum(k, n - 1)], 0.0)
-        probs.append(v.ravel())
+    probs = score_rows(Pm, lay, n)
     paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
     vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
     outs = {}

@@ -32,8 +32,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...ckks import Ciphertext
-from ..levels import with_scale
-from .attention import baby, skewed_values
+from .attention import (
+    baby,
+    feature_products,
+    key_products,
+    skewed_values,
+    token_shift_sum,
+)
 from .layout import Layout, pair_attention_applies
 
 
@@ -88,21 +93,8 @@ def skewed_keys_pair(ev, kp: Ciphertext, lay: Layout, key: np.ndarray) -> Cipher
     pos, tok = np.arange(S) % w, np.arange(S) // w
     p = pos % n_pad
     inside = regions(lay, R + dh - 1)
-    g = baby(n_pad)
-    kb = ev.rotate_hoisted(kp, [b * w for b in range(g)])
-    E = None
-    for a in range(-(-n_pad // g)):
-        inner = None
-        for b in range(g):
-            s = a * g + b
-            if s >= n_pad:
-                break
-            m = inside * ((p == s) + 1j * ((p + R) % n_pad == s)) * key[(tok + s) % n_pad]
-            t = ev.mul_const(kb[b * w], np.roll(m, a * g * w))  # pre-rotated: the giant step moves it back
-            inner = t if inner is None else ev.add(inner, t)
-        inner = ev.rotate(inner, a * g * w) if a else inner
-        E = inner if E is None else ev.add(E, inner)
-    return ev.rescale(E)
+    return ev.rescale(token_shift_sum(ev, kp, lay, n_pad, lambda s: inside * ((p == s) + 1j * ((p + R) % n_pad == s))
+                                      * key[(tok + s) % n_pad]))
 
 
 def pair_scores(ev, qp: Ciphertext, kp: Ciphertext, lay: Layout, key: np.ndarray, scale: float,
@@ -113,31 +105,13 @@ def pair_scores(ev, qp: Ciphertext, kp: Ciphertext, lay: Layout, key: np.ndarray
     Z = sum_j Rot(A_0, j) Rot(E, j - j w) (E = skewed_keys_pair; A_0 = qp; j < dh, baby-step giant-step with the
     row mask on the baby steps), complex: Re Z holds the rows' first R = n_pad / 2 entries, Im Z the others, which
     `halves` moves behind them. Level l -> l-2, the scale of the per-head path."""
-    w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
+    w, n_pad, S = lay.window, lay.n_pad, lay.slots
     if qp.level != kp.level:
         raise ValueError(f"Q at level {qp.level}, K at level {kp.level}")
     R = n_pad // 2
-    lvl, q = qp.level, ev.params.q
     rows = regions(lay, R) * (np.arange(S) // w < lay.n) * (0.5 * scale)  # halved: `halves` doubles
     E = skewed_keys_pair(ev, kp, lay, key)  # level l-1
-    g = baby(dh)
-    A = ev.rotate_hoisted(qp, list(range(g)))
-    Erot = ev.rotate_hoisted(E, [(j % g) - j * w for j in range(dh)])
-    Z = None
-    for a in range(-(-dh // g)):
-        X = None
-        mask = np.roll(rows, g * a)
-        for b in range(g):
-            j = a * g + b
-            if j >= dh:
-                break
-            Ab = ev.rescale(ev.mul_const(A[b], mask, scale=float(q[lvl - 1])))  # level l-1
-            term = ev.multiply(Ab, Erot[b - j * w], relinearize=False)
-            X = term if X is None else ev.add(X, term)
-        X = ev.relinearize(X)  # the g products of this giant step, relinearized once
-        X = ev.rotate(X, g * a) if a else X
-        Z = X if Z is None else ev.add(Z, X)
-    Z = with_scale(ev.rescale(Z), qp.scale * kp.scale / float(q[lvl]))  # level l-2
+    Z = feature_products(ev, qp, E, lay, rows, qp.scale * kp.scale / float(ev.params.q[qp.level]))  # level l-2
     out = halves(ev, Z, R)
     return ev.add_const(out, shift) if shift is not None else out
 
@@ -184,7 +158,7 @@ def pv_pairs(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> lis
     products of a giant step summed before relinearizing, one sum per head (the giant step also moves the head to
     its slots in the output chunk); then each chunk's real part (1 conjugation). H is zero outside the heads'
     features, so the products need no output mask. 1 level (Pd's level -> -1). Output: the token-major chunks."""
-    w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
+    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
     R, per = n_pad // 2, lay.chunk // dh
     g = baby(R)
     vbs = {c: ev.rotate_hoisted(vc, [b * w for b in range(baby(dh))]) for c, vc in enumerate(V)}
@@ -198,18 +172,8 @@ def pv_pairs(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> lis
         for h, o in zip(heads, (0, n_pad)):
             pb = ev.rotate_hoisted(ev.drop_level(pds[h], lvl), list(range(g)))
             c, hl = h // per, h % per
-            for a in range(-(-R // g)):
-                X = None
-                for b in range(g):
-                    j = a * g + b
-                    if j >= R:
-                        break
-                    term = ev.multiply(pb[b], hr[j * w - g * a], relinearize=False)
-                    X = term if X is None else ev.add(X, term)
-                X = ev.relinearize(X)
-                sh = g * a + o - hl * dh
-                X = ev.rotate(X, sh) if sh % S else X
-                acc[c] = X if acc[c] is None else ev.add(acc[c], X)
+            Y = key_products(ev, pb, hr, R, lay, o - hl * dh)  # the giant steps also move the head to its slots
+            acc[c] = Y if acc[c] is None else ev.add(acc[c], Y)
     outs = []
     for y in acc:
         y = ev.rescale(y)
