@@ -6,7 +6,14 @@ import struct
 import numpy as np
 import pytest
 
-from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, KeyMismatchError
+from refimpl.ckks import (
+    Decryptor,
+    Encoder,
+    Encryptor,
+    Evaluator,
+    KeyGenerator,
+    KeyMismatchError,
+)
 from refimpl.ckks import serialize as ser
 from refimpl.ckks.errors import SerializationError
 from refimpl.ring.sampling import RandomSource
