@@ -190,7 +190,7 @@ def unit_costs(args: argparse.Namespace) -> int:
     if args.validate:
         doc.update(measure_with_bars(cost.validate, logN=args.validate, reps=args.reps))
         for name, m in doc["models"].items():
-            print(f"{name}: measured {m['measured_s']} s, predicted {m['predicted_s']} s "
+            print(f"{name}: measured {m['measured_cpu_s']} CPU s, predicted {m['predicted_s']} s "
                   f"(measured / predicted {m['ratio_measured_over_predicted']})")
     else:
         params, rc = bootstrap_preset(args.preset)

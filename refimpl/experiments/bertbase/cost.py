@@ -4,7 +4,8 @@ each operation's measured seconds at that level, plus the bootstraps at their me
     t(forward) = sum over op, level of  ops[op@level] x unit[op](level)  +  bootstraps x t(bootstrap)
 
 `measure_units` times each operation of refimpl.nexus.counting.OPS on real ciphertexts of a parameter set
-at a few levels (median of `reps`, the current numba threads); `unit` interpolates linearly between the
+at a few levels (median process CPU seconds of `reps`; meant for one numba thread, where CPU seconds are
+the wall time of a quiet machine); `unit` interpolates linearly between the
 measured levels (the work of every operation grows with the limbs l + 1). `predict` applies the sum; with
 a weight store (refimpl.nexus.bert.weights_store) the plaintexts the forward takes from it cost an
 `expand` instead of an encoding (`store_hits`: counted by a stand-in store on the same dry run).
@@ -33,13 +34,15 @@ from .plan import MODELS, config
 HOIST_K = 8  # rotate_hoisted is timed with 1 and HOIST_K rotations: modup = t(1) - hoisted, hoisted = slope
 
 
-def _median(f, reps: int) -> float:
-    f()  # warm-up (numba compilation, caches)
+def _median(reps: int, f, *args) -> float:
+    """Median process CPU seconds of f(*args) (one numba thread: CPU time is what a quiet machine's wall time
+    would be, and a loaded machine changes it far less than the wall time)."""
+    f(*args)  # warm-up (numba compilation, caches)
     ts = []
     for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
+        t = time.process_time()
+        f(*args)
+        ts.append(time.process_time() - t)
     return float(np.median(ts))
 
 
@@ -66,21 +69,21 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
         b = E.encrypt(enc.encode(z[::-1].copy(), level=lvl))
         pt = enc.encode(z, level=lvl)
         c3 = ev.multiply(a, b, relinearize=False)
-        one = _median(lambda: ev.rotate_hoisted(a, [1]), reps)
-        many = _median(lambda: ev.rotate_hoisted(a, list(range(1, HOIST_K + 1))), reps)
+        one = _median(reps, ev.rotate_hoisted, a, [1])
+        many = _median(reps, ev.rotate_hoisted, a, list(range(1, HOIST_K + 1)))
         hoisted = max((many - one) / (HOIST_K - 1), 0.0)
         t = {
-            "rotate": _median(lambda: ev.rotate(a, 1), reps),
+            "rotate": _median(reps, ev.rotate, a, 1),
             "modup": max(one - hoisted, 0.0),
             "hoisted": hoisted,
-            "tensor": _median(lambda: ev.multiply(a, b, relinearize=False), reps),
-            "relin": _median(lambda: ev.relinearize(c3), reps),
-            "pt_mult": _median(lambda: ev.mul_plain(a, pt), reps),
-            "scalar": _median(lambda: ev.mul_const(a, 0.37), reps),
-            "add": _median(lambda: ev.add(a, b), reps),
-            "rescale": _median(lambda: ev.rescale(c3), reps) if lvl > 0 else 0.0,
-            "encode": _median(lambda: enc.encode(z, level=lvl), reps),
-            "expand": _median(lambda: expand(kept, stride, lvl, params), reps),
+            "tensor": _median(reps, ev.multiply, a, b, False),
+            "relin": _median(reps, ev.relinearize, c3),
+            "pt_mult": _median(reps, ev.mul_plain, a, pt),
+            "scalar": _median(reps, ev.mul_const, a, 0.37),
+            "add": _median(reps, ev.add, a, b),
+            "rescale": _median(reps, ev.rescale, c3) if lvl > 0 else 0.0,
+            "encode": _median(reps, enc.encode, z, lvl),
+            "expand": _median(reps, expand, kept, stride, lvl, params),
         }
         for op, v in t.items():
             out[op].append(v)
@@ -124,17 +127,32 @@ class CountingStore:
         self.hits: Counter = Counter()
 
     def check(self, params, model, lay) -> None:
-        return None
+        """Nothing to check: the dry run's store holds nothing."""
 
     def plaintext(self, key: tuple, level: int):
         self.hits[f"expand@{level}"] += 1
         return None
 
 
+class Excluding:
+    """A bootstrapper whose own CPU time is kept apart (`spent`): the oracle's decrypt and re-encrypt are not part
+    of the forward's compute."""
+
+    def __init__(self, bts):
+        self.bts, self.spent = bts, 0.0
+        self.output_level, self.output_scale = bts.output_level, bts.output_scale
+
+    def bootstrap(self, ct):
+        t = time.process_time()
+        r = self.bts.bootstrap(ct)
+        self.spent += time.process_time() - t
+        return r
+
+
 def validate(logN: int = 13, n: int = 16, hidden: int = 64, heads: int = 4, layers: int = 1, reps: int = 3,
              models=("2quad-freediv-quad", "softmax-gelu"), progress=None) -> dict:
     """The model against a real forward on a small ring (insecure, timing only): per model, the measured
-    compute seconds of the encrypted forward (refreshes by an oracle, their time excluded) and the seconds
+    process CPU seconds of the encrypted forward (refreshes by an oracle, their time excluded) and the seconds
     `predict` gives from the same forward's dry counts and units measured on the same ring, side by side."""
     params, rc = bootstrap_parameters(1 << logN, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     top = params.L - rc.depth
@@ -158,29 +176,20 @@ def validate(logN: int = 13, n: int = 16, hidden: int = 64, heads: int = 4, laye
         ev = Evaluator(params, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, params.slots, head_rows=True),
                                                   conjugate=True))
         oracle = OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5))
-        spent = [0.0]
-
-        class Timed:  # the oracle's decrypt and re-encrypt are not part of the forward's compute
-            output_level, output_scale = oracle.output_level, oracle.output_scale
-
-            def bootstrap(self, ct):
-                t = time.perf_counter()
-                r = oracle.bootstrap(ct)
-                spent[0] += time.perf_counter() - t
-                return r
+        timed = Excluding(oracle)
 
         enc, E = Encoder(params), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4))
         x = rng.normal(0, 1, (n, hidden))
         cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(x, lay)]
         walls = []
         for _ in range(2):  # the first run also loads numba's cached kernels and builds masks: the second counts
-            spent[0] = 0.0
-            t = time.perf_counter()
-            nb.encrypted_forward(ev, Timed(), model, cts, n, mask, head_rows=True)
-            walls.append(time.perf_counter() - t - spent[0])
+            timed.spent = 0.0
+            t = time.process_time()
+            nb.encrypted_forward(ev, timed, model, cts, n, mask, head_rows=True)
+            walls.append(time.process_time() - t - timed.spent)
         wall = walls[-1]
         pred = predict(dev.ops, units)
-        out["models"][name] = {"measured_s": round(wall, 2), "first_run_s": round(walls[0], 2), "predicted_s": pred["total"], "predicted": pred,
+        out["models"][name] = {"measured_cpu_s": round(wall, 2), "first_run_cpu_s": round(walls[0], 2), "predicted_s": pred["total"], "predicted": pred,
                                "ratio_measured_over_predicted": round(wall / pred["total"], 3),
                                "bootstraps": dbts.calls, "attention": MODELS[name][0]}
         if progress is not None:
