@@ -323,6 +323,32 @@ class Evaluator:
         u = self.ctx.mod_down_many((x0, x1), self._basis(level), self.params.p_basis)
         return Ciphertext((u[0], u[1]), level, scale, self.params, self.key_id)
 
+    def rotate_sum(self, terms) -> Ciphertext:
+        """sum of Rot(a, r) over the pairs (a, r) of `terms` (one level and scale), the key-switched rotations
+        summed over Q_l P and brought down once (the giant steps of double hoisting, Bossuat et al. 2021
+        section 4.3): one ModDown for all instead of one per rotation; key switches: the non-trivial rotations."""
+        terms = list(terms)
+        if not terms:
+            raise ValueError("rotate_sum of no terms")
+        a0 = terms[0][0]
+        for a, _ in terms:
+            self._check(a, "rotate_sum")
+            if a.size != 2:
+                raise ValueError("relinearize before rotating")
+            if (a.level, a.scale) != (a0.level, a0.scale):
+                raise LevelMismatchError(f"rotate_sum: terms at (level, scale) {(a.level, a.scale)} and "
+                                         f"{(a0.level, a0.scale)}")
+        level, full = a0.level, self._basis(a0.level) + self.params.p_basis
+        acc, plain = None, None
+        for a, r in terms:
+            if galois_element(self.params, r) == 1:  # no key switch: added over Q_l after the ModDown
+                plain = a if plain is None else self.add(plain, a)
+                continue
+            x = self.rotate_hoisted_extended(a, [r])[r]
+            acc = x if acc is None else (self.ctx.add(acc[0], x[0], full), self.ctx.add(acc[1], x[1], full))
+        out = None if acc is None else self.mod_down_extended(acc[0], acc[1], level, a0.scale)
+        return plain if out is None else (out if plain is None else self.add(out, plain))
+
     # ------------------------------------------------------------------ monomials
     def mul_monomial(self, a: Ciphertext, j: int) -> Ciphertext:
         """a times X^j (j any integer; X^N = -1): exact, no level, no scale change."""
