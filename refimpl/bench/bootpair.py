@@ -34,7 +34,7 @@ def _load() -> dict:
 def run(cfg: dict) -> dict:
     mode = str(cfg.get("threads", "default"))
     ours_cfg = {"level_budget": [3, 3], "reps": cfg.get("reps", 3), "threads": mode,
-                "expand_keys": cfg.get("expand_keys", False)}
+                "expand_keys": cfg.get("expand_keys", False), "cache_diagonals": cfg.get("cache_diagonals", True)}
     if cfg.get("params"):  # explicit bootstrap_parameters(**params), e.g. a preset's chain at a smaller N
         ours_cfg["params"] = cfg["params"]
     else:
