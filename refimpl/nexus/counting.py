@@ -29,16 +29,17 @@ from ..ckks.errors import LevelExhaustedError, LevelMismatchError, ScaleMismatch
 
 SCALE_RTOL = 1e-9  # as refimpl.ckks.evaluator: scales this close (relative) are equal
 # DryEvaluator.ops: what costs time, by level. rotate: a rotation, conjugation or Subs with its own key
-# switch; modup: a rotate_hoisted call (the shared decomposition); hoisted: each rotation of such a call;
-# tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded vector; scalar: by
-# a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a plaintext encoded.
+# switch (a term of rotate_sum too); modup: a rotate_hoisted call (the shared decomposition); hoisted: each
+# rotation of such a call; tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded
+# vector; scalar: by a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a
+# plaintext encoded.
 OPS = ("rotate", "modup", "hoisted", "tensor", "relin", "pt_mult", "scalar", "add", "rescale", "encode")
 
 
 class CountingEvaluator:
     """Wraps an Evaluator; `counts[name]` is how often the block called `name`.
 
-    Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation),
+    Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation or rotate_sum term),
     counts["subs"], counts["ct_mults"] (multiply + square), counts["pt_mults"]
     (mul_plain + non-scalar mul_const), counts["relinearizations"], counts["key_switches"] and
     counts["encodes"] (see the module docstring; the encoder is wrapped too)."""
@@ -69,6 +70,8 @@ class CountingEvaluator:
                     self.counts["pt_mults"] += 1  # a slot vector: a plaintext product
             if name == "rotate_hoisted":
                 self.counts["rotations"] += sum(1 for r in args[1] if r % self._ev.params.slots)
+            if name == "rotate_sum":
+                self.counts["rotations"] += sum(1 for _, r in args[0] if r % self._ev.params.slots)
             return attr(*args, **kwargs)
 
         return counted
@@ -86,6 +89,8 @@ class CountingEvaluator:
             n = int(args[1] % p.slots != 0)
         elif name == "rotate_hoisted":
             n = sum(1 for r in args[1] if r % p.slots)
+        elif name == "rotate_sum":
+            n = sum(1 for _, r in args[0] if r % p.slots)
         elif name == "conjugate":
             n = 1
         elif name in ("subs", "apply_galois"):
@@ -341,6 +346,21 @@ class DryEvaluator:
                 self._use(galois_element(self.params, r), a.level)
             out[r] = a if r % self.params.slots == 0 else self._new(a.level, a.scale)
         return out
+
+    def rotate_sum(self, terms):
+        self._count("rotate_sum")
+        terms = list(terms)
+        a0 = terms[0][0]
+        for a, r in terms:
+            if a.size != 2:
+                raise ValueError("relinearize before rotating")
+            if (a.level, a.scale) != (a0.level, a0.scale):
+                raise LevelMismatchError(f"rotate_sum: terms at {(a.level, a.scale)} and {(a0.level, a0.scale)}")
+            if r % self.params.slots:
+                self._key_switch("rotations")
+                self._op("rotate", a.level)  # its own key switch (the ModDowns it saves are not modelled)
+        self._op("add", a0.level, len(terms) - 1)
+        return self._new(a0.level, a0.scale)
 
     def mul_monomial(self, a, j: int):
         self._count("mul_monomial")

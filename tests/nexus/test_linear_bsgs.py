@@ -36,6 +36,18 @@ def test_bsgs_baby_minimises_the_key_switches():
         nb.bsgs_baby(96, 1, 1)
 
 
+class WithoutRotateSum:
+    """An evaluator without rotate_sum: Forward.linear rotates and brings down each giant step (the previous path)."""
+
+    def __init__(self, ev):
+        self.ev = ev
+
+    def __getattr__(self, name):
+        if name == "rotate_sum":
+            raise AttributeError(name)
+        return getattr(self.ev, name)
+
+
 @pytest.fixture(scope="module")
 def setting():
     p, _ = bootstrap_parameters(2048, levels_after=4, encapsulation_h=32, num_p=3, insecure=True)
@@ -55,8 +67,9 @@ def setting():
 @pytest.mark.parametrize("fin,fout", [(256, 64), (64, 256)])
 def test_linear_with_its_own_g_equals_numpy_and_the_single_g(setting, fin, fout):
     """NEXUS-BERT-LINEAR-G: FFN2-shaped (4 -> 1 chunks, g = 4) and FFN1-shaped (1 -> 4, g = 16) products on a real
-    ring with P = 64 (Layout.baby 8): the output equals x W^T + b within 1e-4 and today's g = 8 output within 1e-5;
-    rotations cin g + cout (P/g - 1), fewer than with g = 8."""
+    ring with P = 64 (Layout.baby 8), giant steps summed over Q_l P (rotate_sum): the output equals x W^T + b within
+    1e-4 and the previous product's (g = 8, a ModDown per giant step) within 1e-5; rotations cin g + cout (P/g - 1),
+    fewer than with g = 8."""
     p, model, lay, kg, sk, ev0 = setting
     P = lay.chunk
     assert P == 64 and lay.baby == 8
@@ -71,7 +84,7 @@ def test_linear_with_its_own_g_equals_numpy_and_the_single_g(setting, fin, fout)
     assert g != lay.baby
 
     def run(babies_g):
-        ev = CountingEvaluator(ev0)
+        ev = CountingEvaluator(ev0 if babies_g is None else WithoutRotateSum(ev0))
         fw = nb.Forward(ev, None, model, lay, np.ones(lay.n), [], [], None)
         babies = None if babies_g is None else [  # today's: the single g of the layout
             ev.rotate_hoisted(ev.add(c, ev.rotate(c, -P)), list(range(babies_g))) for c in cts]
@@ -84,3 +97,23 @@ def test_linear_with_its_own_g_equals_numpy_and_the_single_g(setting, fin, fout)
     assert np.max(np.abs(got - ref)) < 1e-4
     assert np.max(np.abs(got - old)) < 1e-5
     assert rot == cin * g + cout * (P // g - 1) < rot_old == cin * lay.baby + cout * (P // lay.baby - 1)
+
+
+def test_rotate_sum_equals_the_sum_of_rotations(setting):
+    """NEXUS-BERT-LINEAR-G: Evaluator.rotate_sum (the giant steps of double hoisting: key switches summed over Q_l P,
+    one ModDown) decrypts to the sum of the rotated slot vectors within 1e-5, a trivial rotation included, and counts
+    its non-trivial rotations as key switches; terms at different levels are refused."""
+    p, model, lay, kg, sk, ev0 = setting
+    enc, D = Encoder(p), Decryptor(sk)
+    E = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4))
+    rng = np.random.default_rng(5)
+    vs = [rng.normal(0, 1, p.slots) for _ in range(3)]
+    cts = [E.encrypt(enc.encode(v, level=2)) for v in vs]
+    shifts = [0, 8, 16]
+    ev = CountingEvaluator(ev0)
+    got = enc.decode(D.decrypt(ev.rotate_sum(list(zip(cts, shifts))))).real
+    want = sum(np.roll(v, -r) for v, r in zip(vs, shifts))
+    assert np.max(np.abs(got - want)) < 1e-5
+    assert ev.counts["key_switches"] == ev.counts["rotations"] == 2
+    with pytest.raises(Exception, match="rotate_sum"):
+        ev0.rotate_sum([(cts[0], 8), (ev0.drop_level(cts[1], 1), 16)])

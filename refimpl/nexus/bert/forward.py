@@ -141,7 +141,9 @@ class Forward(Nonlinear, Paired):
         each input chunk (`baby_steps`) are shared by every output chunk, the P/g - 1 giant steps of an output
         chunk by its input chunks; the bias is added once per output chunk, after the rescale. g is chosen per
         product (`bsgs_baby`, ours: the fewest key switches for its input and output chunk counts), or is the g
-        of the shared `babies`.
+        of the shared `babies`. The giant steps of an output chunk are key-switched into Q_l P, summed there and
+        brought down once (`Evaluator.rotate_sum`: the giant-step half of double hoisting, Bossuat et al. 2021
+        section 4.3), where the evaluator has it.
 
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
         (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
@@ -157,10 +159,11 @@ class Forward(Nonlinear, Paired):
         q = float(ev.params.q[level])
         babies = self.baby_steps(xs, cout) if babies is None else babies
         g = len(babies[0])
+        rotate_sum = getattr(ev, "rotate_sum", None)  # giant steps over Q_l P, one ModDown (without it: one each)
         outs = []
         for oc in range(cout):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
-            total = None
+            total, giants = None, []
             for gb in range(P // g):
                 inner = None
                 for ic in range(cin):
@@ -175,8 +178,13 @@ class Forward(Nonlinear, Paired):
                         inner = term if inner is None else ev.add(inner, term)
                 if inner is None:
                     continue
+                if rotate_sum is not None:
+                    giants.append((inner, gb * g))
+                    continue
                 inner = ev.rotate(inner, gb * g) if gb else inner  # giant step
                 total = inner if total is None else ev.add(total, inner)
+            if giants:
+                total = rotate_sum(giants)  # the giant steps
             if total is None:  # an all-zero block row: a zero ciphertext at the right level
                 total = ev.mul_int(babies[0][0], 0)
                 total = Ciphertext(total.c, total.level, xs[0].scale * q, total.params)
