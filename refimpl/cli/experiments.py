@@ -186,7 +186,9 @@ def unit_costs(args: argparse.Namespace) -> int:
     from refimpl.experiments.bertbase import cost  # lazy: keeps `refimpl --help` instant
 
     numba.set_num_threads(args.threads)
-    doc = {"command": command_line("refimpl experiment unit-costs", args), "threads": args.threads}
+    cmd = (f"refimpl experiment unit-costs --validate {args.validate}" if args.validate
+           else f"refimpl experiment unit-costs --preset {args.preset}") + f" --reps {args.reps} --threads {args.threads}"
+    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""), "threads": args.threads}
     if args.validate:
         doc.update(measure_with_bars(cost.validate, logN=args.validate, reps=args.reps))
         for name, m in doc["models"].items():

@@ -11,11 +11,12 @@ a weight store (refimpl.nexus.bert.weights_store) the plaintexts the forward tak
 `expand` instead of an encoding (`store_hits`: counted by a stand-in store on the same dry run).
 
 What the model leaves out: Python and memory traffic between operations, the cost of keeping ciphertexts
-alive, and the load of the machine; `validate` compares it with a real forward's wall time on a small ring.
+alive, and the load of the machine; `validate` compares it with a real forward's CPU time on a small ring.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -65,7 +66,8 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
     kept_full = integer_coefficients(params, z, params.scale)
     stride = stride_of(kept_full)
     kept = kept_full[::stride].astype(np.int64)
-    out: dict = {"levels": [int(v) for v in levels], "reps": reps, "expand_stride": stride}
+    out: dict = {"levels": [int(v) for v in levels], "reps": reps, "expand_stride": stride,
+                 "load_average_start": os.getloadavg()}
     for op in (*OPS, "expand"):
         out[op] = []
     for i, lvl in enumerate(out["levels"]):
@@ -93,6 +95,7 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
             out[op].append(v)
         if progress is not None:
             progress("unit costs: levels", i + 1, len(out["levels"]))
+    out["load_average_end"] = os.getloadavg()
     return out
 
 

@@ -31,8 +31,8 @@ def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> d
         raise ValueError(f"{units_file}: expected a result of refimpl experiment unit-costs (key 'units')")
     units, boot = doc["units"], doc.get("bootstrap_s") if boot_s is None else boot_s
     layers, layers_store = [], []
-    for ops, hits, blocks in zip(counts["ops_per_layer"], counts["store_per_layer"], counts["per_layer"]):
-        b = blocks["layer"]["bootstraps"]
+    for ops, hits, kinds in zip(counts["ops_per_layer"], counts["store_per_layer"], counts["per_layer"]):
+        b = kinds["layer"]["bootstraps"]
         layers.append(predict(ops, units, b, boot))
         layers_store.append(predict(ops, units, b, boot, store_hits=hits))
     head = predict(counts["ops_head"], units, counts["head"].get("bootstraps", 0), boot, counts["store_head"])
