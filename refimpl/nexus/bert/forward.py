@@ -351,8 +351,8 @@ class Forward(Nonlinear, Paired):
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
                                                   p + "value", babies))
             self.enter(p + "qk", [])
-            if cfg.attention == "softmax":
-                scale, shift = 1.0 / math.sqrt(dh), 0.0
+            if cfg.attention == "softmax":  # the scores divided by score_unit (ranges.NexusModel.settings)
+                scale, shift = 1.0 / (math.sqrt(dh) * self.st["score_unit"]), 0.0
             else:  # (s + c)^2 / f(n) = ((s + c) / sqrt(f))^2: f folded into the score mask
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
@@ -391,6 +391,10 @@ class Forward(Nonlinear, Paired):
             u = self.enter(act, u)
             if cfg.activation == "quad":
                 a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
+            elif self.st["gelu_pair_refresh"]:  # the pairs refreshed as one ciphertext, split after (ours, Paired)
+                a_ = self.leave(act, [self.gelu_joint(uc, 2 * k) for k, uc in enumerate(u)])
+                a_ = self.enter(p + "gelu.unpair", a_)
+                a_ = self.leave(p + "gelu.unpair", self.gelu_unpair(a_))
             else:
                 a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
             a_ = self.enter(p + "ffn2", a_)
