@@ -25,7 +25,7 @@ from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
-from .packing import quickmax_widths
+from .packing import joint_gelu, quickmax_widths
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
@@ -80,7 +80,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         else:
             # two FFN chunks per GELU ciphertext (refimpl.nexus.bert.packing.pair_chunks)
             out.append(Piece(p + "gelu", GELU_LEVELS, -(-ci // 2), bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
-            if st["gelu_pair_refresh"]:  # ... and still paired through a refresh, split after it (ours)
+            if joint_gelu(st, lay):  # ... and still paired through a refresh, split after it (ours)
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))

@@ -26,7 +26,7 @@ from .attention import applies as diagonal_applies, head_projections, head_score
 from .chain import pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, pair_chunks, pair_rows, unpair_rows
+from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
@@ -391,7 +391,7 @@ class Forward(Nonlinear, Paired):
             u = self.enter(act, u)
             if cfg.activation == "quad":
                 a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
-            elif self.st["gelu_pair_refresh"]:  # the pairs refreshed as one ciphertext, split after (ours, Paired)
+            elif joint_gelu(self.st, lay):  # the pairs refreshed as one ciphertext, split after (ours, Paired)
                 a_ = self.leave(act, [self.gelu_joint(uc, 2 * k) for k, uc in enumerate(u)])
                 a_ = self.enter(p + "gelu.unpair", a_)
                 a_ = self.leave(p + "gelu.unpair", self.gelu_unpair(a_))

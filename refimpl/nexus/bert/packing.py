@@ -152,10 +152,18 @@ def pack_maxima(ev, cts: list[Ciphertext], members: list[list[tuple[int, int]]],
 
 
 # ------------------------------------------------------------------ 3. two FFN chunks per GELU ciphertext
+def joint_gelu(settings: dict, lay) -> bool:
+    """Whether the GELU's paired FFN chunks stay in one ciphertext through the refresh before FFN2
+    (Forward.gelu_joint, gelu_unpair): the setting gelu_pair_refresh is on and there are at least two pairs
+    (ceil(pairs / 2) bootstraps instead of one per two chunks; a single pair costs one bootstrap either way, and
+    the split a level)."""
+    return bool(settings["gelu_pair_refresh"]) and lay.chunks(lay.intermediate) > 2
+
+
 def pair_chunks(ev, chunks: list[Ciphertext], P: int) -> list[Ciphertext]:
     """[c_0, c_1, ...] (first P slots of each window) -> [c_0 + RotR(c_1, P), ...]: 1 rotation per pair."""
     return pair_rows(ev, chunks, P)
 
 
 __all__ = ["pack_complex", "unpack_complex", "can_conjugate", "pair_rows", "paired_vector", "starts",
-           "spread", "unpair_rows", "quickmax_widths", "offset_mask", "pack_maxima", "pair_chunks"]
+           "spread", "unpair_rows", "quickmax_widths", "offset_mask", "pack_maxima", "joint_gelu", "pair_chunks"]
