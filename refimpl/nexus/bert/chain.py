@@ -25,7 +25,7 @@ from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
-from .packing import joint_gelu, quickmax_widths
+from .packing import joint_gelu, packed_sums, quickmax_widths
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
@@ -50,7 +50,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             Bs = B / st["score_unit"]  # the scores' bound as carried (ours: divided by 2B, see NexusModel.settings)
             # ours: with pair_rows the running maxima packed two ciphertexts into one after each round but the last
             # (refimpl.nexus.bert.packing.pack_maxima: 1 level)
-            packed = lay.pair_rows and st["quickmax_pack"]
+            packed = lay.pair_rows and st["softmax_pack"]
             widths = quickmax_widths(sw, rounds) if packed else [sw] * rounds
             for k in range(rounds):
                 pack = int(k + 1 < rounds and widths[k + 1] < widths[k])
@@ -60,8 +60,10 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * Bs, coarse_ok=True))
-            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows), sw,
-                             bound=float(lay.n_pad)))  # pair_rows: the row sum spread first (1 level)
+            if packed_sums(st, lay):  # ours: the row sums packed into one ciphertext (1 level), spread after the inverse
+                out.append(Piece(p + "softmax.sum", 1, sw, bound=float(lay.n_pad)))
+            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows),
+                             1 if packed_sums(st, lay) else sw, bound=float(lay.n_pad)))  # pair_rows: a spread (1 level)
             out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,
                              product_join=True))
         else:

@@ -151,7 +151,25 @@ def pack_maxima(ev, cts: list[Ciphertext], members: list[list[tuple[int, int]]],
     return out, held
 
 
+def pack_first(ev, cts: list[Ciphertext], first: np.ndarray) -> Ciphertext:
+    """The values in each row's first slot (0/1 `first`: the row starts) of ciphertexts 0 .. m-1 in one, ciphertext
+    j's at offset j behind the row start (m <= the row length): 1 level, m - 1 rotations. `spread(..., offset=j)`
+    takes ciphertext j's back over its rows (ours: the paired Softmax's row sums, one inverse for all)."""
+    out = None
+    for j, ct in enumerate(cts):
+        t = ev.rescale(ev.mul_const(ct, first))
+        t = ev.rotate(t, -j) if j else t
+        out = t if out is None else ev.add(out, t)
+    return out
+
+
 # ------------------------------------------------------------------ 3. two FFN chunks per GELU ciphertext
+def packed_sums(settings: dict, lay) -> bool:
+    """Whether the paired Softmax packs its row sums into one ciphertext (`pack_first`): the setting softmax_pack is
+    on, rows are paired, there are several score ciphertexts and their offsets fit in a row."""
+    return bool(settings["softmax_pack"]) and lay.pair_rows and 1 < lay.score_cts <= lay.n_pad
+
+
 def joint_gelu(settings: dict, lay) -> bool:
     """Whether the GELU's paired FFN chunks stay in one ciphertext through the refresh before FFN2
     (Forward.gelu_joint, gelu_unpair): the setting gelu_pair_refresh is on and there are at least two pairs
@@ -166,4 +184,4 @@ def pair_chunks(ev, chunks: list[Ciphertext], P: int) -> list[Ciphertext]:
 
 
 __all__ = ["pack_complex", "unpack_complex", "can_conjugate", "pair_rows", "paired_vector", "starts",
-           "spread", "unpair_rows", "quickmax_widths", "offset_mask", "pack_maxima", "joint_gelu", "pair_chunks"]
+           "spread", "unpair_rows", "quickmax_widths", "offset_mask", "pack_maxima", "pack_first", "packed_sums", "joint_gelu", "pair_chunks"]

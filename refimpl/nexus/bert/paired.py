@@ -21,7 +21,7 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import pack_complex, pack_maxima, paired_vector, spread, starts, unpack_complex
+from .packing import pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, spread, starts, unpack_complex
 
 
 class Paired:
@@ -69,9 +69,11 @@ class Paired:
         """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
         QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
         `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first).
-        With the setting quickmax_pack (ours, default) the running maxima are packed two ciphertexts into one after
+        With the setting softmax_pack (ours, default) the running maxima are packed two ciphertexts into one after
         each round but the last (`packing.pack_maxima`, 1 level): the rounds run on 6, 3, 2, 1, ... ciphertexts
-        instead of 6 each (BERT-base), the same values in other slots."""
+        instead of 6 each (BERT-base); and the row sums of all score ciphertexts go into one (`packing.pack_first`,
+        the piece softmax.sum, 1 level) for one refresh and one inverse, spread back from their offsets after it.
+        The same values in other slots."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (u = 2B, or 1)
         B = self.st["B"] / u
@@ -86,7 +88,7 @@ class Paired:
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
             s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s]
-            if self.st["quickmax_pack"] and len(s) > 1 and k < rounds - 1:  # two into one (packing.pack_maxima)
+            if self.st["softmax_pack"] and len(s) > 1 and k < rounds - 1:  # two into one (packing.pack_maxima)
                 s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
             s = self.leave(p + f"softmax.round{k}", s)
         where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
@@ -95,9 +97,15 @@ class Paired:
         d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
         e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"], unit=u) for dc in d])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
-        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
-        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
-                                                 for sc in ssum])
+        if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
+            ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [pack_first(ev, ssum, first)]))
+            y = inverse(ev, ssum[0], 0.5, float(n_pad), k_inv)
+            inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
+        else:
+            ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+            inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
+                                                     for sc in ssum])
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 

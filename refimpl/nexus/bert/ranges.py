@@ -39,7 +39,7 @@ class NexusModel:
     ranges: calibrated per-block value ranges (see `calibrate`); computed on first use from
     synthetic token sequences of the vocabulary when not given. options (ours; each default True,
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
-    "gelu_pair_refresh" (the paired GELU outputs refreshed together), "quickmax_pack" (the running maxima
+    "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed); see `settings`."""
 
     config: BertConfig
@@ -84,7 +84,7 @@ class NexusModel:
                "gelu_pair_refresh": bool(self.options.get("gelu_pair_refresh", True)),
                # ours: the paired Softmax's running maxima two ciphertexts into one after each QuickMax round
                # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
-               "quickmax_pack": bool(self.options.get("quickmax_pack", True))}
+               "softmax_pack": bool(self.options.get("softmax_pack", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
