@@ -86,4 +86,4 @@ def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
     nb_old = sum(r["bootstraps"] for r in old[3])
     assert nb_new < nb_old
     rounds = [r["ciphertexts"] for r in new[3] if r["block"].startswith("L0.softmax.round")]
-    assert rounds == [4, 2, 1, 1]  # 4 score ciphertexts: packed to 2 after round 0 and to 1 after round 1
+    assert rounds == [2, 1, 1, 1]  # leaving each round: 4 score ciphertexts packed to 2 after round 0, to 1 after round 1

@@ -21,7 +21,8 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, spread, starts, unpack_complex
+from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread, starts,
+                      unpack_complex)
 
 
 class Paired:
@@ -84,11 +85,12 @@ class Paired:
         s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
         held = [[(j, 0)] for j in range(len(s))]  # score ciphertext j's maxima: in s[c] at offset o, (j, o) in held[c]
         rounds = n_pad.bit_length() - 1
+        widths = quickmax_widths(lay.score_cts, rounds) if self.st["softmax_pack"] else [lay.score_cts] * rounds
         for k in range(rounds):
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
             s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s]
-            if self.st["softmax_pack"] and len(s) > 1 and k < rounds - 1:  # two into one (packing.pack_maxima)
+            if k + 1 < rounds and widths[k + 1] < widths[k]:  # two into one, as the plan (packing.pack_maxima)
                 s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
             s = self.leave(p + f"softmax.round{k}", s)
         where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
