@@ -61,7 +61,7 @@ def run(ring, model):
 
 
 def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
-    """NEXUS-BERT-PACKING: with the scores divided by 2B, the packed QuickMax and the paired GELU refresh (the
+    """NEXUS-BERT-REFRESHES: with the scores divided by 2B, the packed QuickMax and the paired GELU refresh (the
     defaults) the layer's output and the logits equal the float64 model (the same approximations) as closely as
     the previous path's do (within 1e-3, and no worse than twice the previous error + 1e-5), with fewer refreshed
     ciphertexts, bootstraps and key switches in Softmax and GELU."""

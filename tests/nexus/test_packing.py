@@ -111,7 +111,7 @@ def _rows_of(rng, count: int, lay, n_pad: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("count", [2, 3, 6])
 def test_packed_quickmax_keeps_every_rows_maximum(count):
-    """NEXUS-BERT-PACKING: the running maxima packed two ciphertexts into one after each QuickMax round
+    """NEXUS-BERT-REFRESHES: the running maxima packed two ciphertexts into one after each QuickMax round
     (packing.pack_maxima; quickmax_widths ciphertexts per round) leave each row's exact maximum in its first slot,
     as the unpacked folds do, spread over the row (numpy, the exact max as the fold's operation)."""
     rng = np.random.default_rng(count)
@@ -128,7 +128,7 @@ def test_packed_quickmax_keeps_every_rows_maximum(count):
 
 
 def test_pack_maxima_on_the_ring(kit):
-    """NEXUS-BERT-PACKING: pack_maxima on ciphertexts (N = 2^11) equals the numpy schedule: 4 score ciphertexts
+    """NEXUS-BERT-REFRESHES: pack_maxima on ciphertexts (N = 2^11) equals the numpy schedule: 4 score ciphertexts
     through the 4 rounds of a fold (the sum as the operation: no level, the same slot movements as QuickMax's),
     packed to 2 and 1 (1 level each), every row's result spread from its offset (1 level); error < 1e-5."""
     x = _rows_of(np.random.default_rng(7), 4, Lay, N_PAD)
