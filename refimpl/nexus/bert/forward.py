@@ -65,6 +65,7 @@ class Forward(Nonlinear, Paired):
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
         self.complex_refresh = can_conjugate(ev)  # ours: two ciphertexts per bootstrap (refresh_all)
         self.progress = None  # hook (ours): refimpl.progress's callback, once per piece of the plan
+        self.counts0 = dict(getattr(ev, "counts", {}))  # a counting evaluator: each piece's counts in the trace
 
     def plaintext(self, key: tuple, level: int, scale: float, values):
         """The plaintext of slot vector values() at (level, scale): from the weight store when one is
@@ -82,7 +83,6 @@ class Forward(Nonlinear, Paired):
         if row["block"] != name:
             raise RuntimeError(f"internal: the forward reached {name}, the plan expects {row['block']}")
         self.t0 = time.perf_counter()
-        self.counts0 = dict(getattr(self.ev, "counts", {}))  # a counting evaluator: the piece's counts in the trace
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
@@ -102,6 +102,8 @@ class Forward(Nonlinear, Paired):
             if hasattr(self.ev, "counts"):
                 self.trace[-1]["counts"] = {k: v - self.counts0.get(k, 0) for k, v in self.ev.counts.items()
                                             if v != self.counts0.get(k, 0)}
+        # the next piece counts from here: work on its inputs before its `enter` (a sum in the argument list) is its own
+        self.counts0 = dict(getattr(self.ev, "counts", {}))
         self.i += 1
         if self.progress is not None:  # pieces done, and the one that runs next
             following = self.rows[self.i]["block"] if self.i < len(self.rows) else "done"
