@@ -24,7 +24,7 @@ from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .chain import pieces_of
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
 from .nonlinear import Nonlinear
 from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, unpair_rows
 from .paired import Paired
@@ -123,10 +123,13 @@ class Forward(Nonlinear, Paired):
         return ev.sub(a, b) if subtract else ev.add(a, b)
 
     # -- linear layers
-    def baby_steps(self, xs: list[Ciphertext]) -> list[dict]:
+    def baby_steps(self, xs: list[Ciphertext], outputs: int | None = None) -> list[dict]:
         """The hoisted baby steps of `linear` for input chunks xs: x + RotR(x, P) (each window cyclic), rotated
-        by 0 .. g-1. Computed once and shared by every product of the same input (Q, K and V)."""
-        P, g = self.lay.chunk, self.lay.baby
+        by 0 .. g-1, g = bsgs_baby(P, len(xs), outputs) (the g of the product they serve; outputs: the output
+        chunks of every product sharing them, default len(xs)). Computed once and shared by every product of
+        the same input (Q, K and V)."""
+        P = self.lay.chunk
+        g = bsgs_baby(P, len(xs), len(xs) if outputs is None else outputs)
         return [self.ev.rotate_hoisted(self.ev.add(x, self.ev.rotate(x, -P)), list(range(g))) for x in xs]
 
     def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None = None,
@@ -134,22 +137,33 @@ class Forward(Nonlinear, Paired):
         """x W^T + b per token window: the diagonal method of Halevi and Shoup (2014) with baby-step giant-step
         on P x P blocks, 1 level (not NEXUS §3.1.1's broadcast product, which `refimpl.nexus.matmul` holds).
 
+        y_oc = sum_gb Rot(sum_ic sum_i Rot(d_{oc,ic,gb g+i}, -gb g) x Rot(x_ic, i), gb g): the g baby steps of
+        each input chunk (`baby_steps`) are shared by every output chunk, the P/g - 1 giant steps of an output
+        chunk by its input chunks; the bias is added once per output chunk, after the rescale. g is chosen per
+        product (`bsgs_baby`, ours: the fewest key switches for its input and output chunk counts), or is the g
+        of the shared `babies`. The giant steps of an output chunk are key-switched into Q_l P, summed there and
+        brought down once (`Evaluator.rotate_sum`: the giant-step half of double hoisting, Bossuat et al. 2021
+        section 4.3), where the evaluator has it.
+
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
-        (oc, ic) is `plaintext((name, oc, ic, k), ...)`, from the weight store when one is attached.
-        babies: `baby_steps(xs)` when several products share the input (computed here otherwise)."""
+        (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
+        weight store when one is attached. babies: `baby_steps(xs, outputs)` when several products share the
+        input (computed here otherwise)."""
         ev, lay, vec = self.ev, self.lay, self.vec
-        P, g = lay.chunk, lay.baby
+        P = lay.chunk
         out_f, in_f = W.shape
         cin, cout = lay.chunks(in_f), lay.chunks(out_f)
         Wp = np.zeros((cout * P, cin * P))
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
-        babies = self.baby_steps(xs) if babies is None else babies
+        babies = self.baby_steps(xs, cout) if babies is None else babies
+        g = len(babies[0])
+        rotate_sum = getattr(ev, "rotate_sum", None)  # giant steps over Q_l P, one ModDown (without it: one each)
         outs = []
         for oc in range(cout):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
-            total = None
+            total, giants = None, []
             for gb in range(P // g):
                 inner = None
                 for ic in range(cin):
@@ -158,14 +172,19 @@ class Forward(Nonlinear, Paired):
                         dk = diags[ic][k]
                         if not dk.any():
                             continue
-                        pt = self.plaintext((name, oc, ic, k), level, q,
+                        pt = self.plaintext((name, oc, ic, k, g), level, q,
                                             lambda dk=dk, gb=gb: np.roll(vec.tile(dk), gb * g))
                         term = ev.mul_plain(babies[ic][i], pt)  # scale x q
                         inner = term if inner is None else ev.add(inner, term)
                 if inner is None:
                     continue
+                if rotate_sum is not None:
+                    giants.append((inner, gb * g))
+                    continue
                 inner = ev.rotate(inner, gb * g) if gb else inner  # giant step
                 total = inner if total is None else ev.add(total, inner)
+            if giants:
+                total = rotate_sum(giants)  # the giant steps
             if total is None:  # an all-zero block row: a zero ciphertext at the right level
                 total = ev.mul_int(babies[0][0], 0)
                 total = Ciphertext(total.c, total.level, xs[0].scale * q, total.params)
@@ -345,8 +364,9 @@ class Forward(Nonlinear, Paired):
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            babies = self.baby_steps(x)  # shared by Q, K and V
             diagonal = self.diagonal_attention and diagonal_applies(lay)
+            cd = lay.chunks(lay.d)  # Q and K one ciphertext per head (head_projections) or per chunk, V per chunk
+            babies = self.baby_steps(x, (2 * lay.heads if diagonal else 2 * cd) + cd)  # shared by Q, K and V
             project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
             Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query", babies)
             K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key", babies)

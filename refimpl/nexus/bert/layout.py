@@ -74,9 +74,41 @@ class Layout:
     def chunks(self, features: int) -> int:
         return -(-features // self.chunk)
 
+    def linear_shapes(self) -> set[tuple[int, int]]:
+        """(input chunks, output chunks) of every `Forward.linear` call sharing one set of baby steps: QKV (Q, K
+        and V one ciphertext per chunk, or Q and K one per head for refimpl.nexus.bert.attention), the output
+        projection, FFN1, FFN2."""
+        cd, ci = self.chunks(self.d), self.chunks(self.intermediate)
+        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd)}
+
     @property
     def label_pad(self) -> int:
         return max(2, pow2(self.num_labels))
+
+
+def bsgs_baby(P: int, inputs: int, outputs: int) -> int:
+    """Baby steps g of the diagonal method (Halevi and Shoup 2014) with baby-step giant-step for a product of
+    `inputs` -> `outputs` chunks of P x P blocks, chosen per product (ours): the power of two g <= P minimising
+    its key switches
+
+        inputs x g  +  outputs x (P / g - 1)
+
+    (per input chunk x + RotR(x, P) and g - 1 hoisted baby steps, shared by every output chunk; per output chunk
+    P / g - 1 giant steps, shared by its input chunks). The continuous minimum is at g = sqrt(P outputs /
+    inputs); ties go to the g nearest sqrt(P) (`Layout.baby`, the single g used before), then to the smaller
+    (fewer baby-step ciphertexts held). BERT-base (P = 128): FFN2 (24 -> 6) g = 8, 282 rotations (426 with
+    g = 16); QKV with Q and K per head (6 -> 30) g = 32, 282 (306); FFN1 (6 -> 24) and the output projection
+    (6 -> 6) keep g = 16 (264, 138: their optimum)."""
+    if P & (P - 1) or inputs < 1 or outputs < 1:
+        raise ValueError(f"BSGS over P = {P} (a power of two) for {inputs} -> {outputs} chunks")
+    home = (P.bit_length() - 1 + 1) // 2
+    return min((1 << e for e in range(P.bit_length())),
+               key=lambda g: (inputs * g + outputs * (P // g - 1), abs(g.bit_length() - 1 - home), g))
+
+
+def linear_steps(P: int, g: int) -> set[int]:
+    """The rotations of `Forward.linear` with g baby steps: RotR(x, P), the baby steps 1 .. g-1, the giant steps."""
+    return {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}
 
 
 def input_layout(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> Layout:
@@ -158,8 +190,10 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
     """Every rotation the encrypted forward uses (the client generates these Galois keys; the
     bootstrapper's own come from Bootstrapper.galois_elements)."""
     lay = input_layout(config, n, slots, head_rows=head_rows)
-    P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
-    rs = {-P, P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers; +P: GELU's chunk pairs
+    P, w, dh, n_pad, Lp = lay.chunk, lay.window, lay.head_dim, lay.n_pad, lay.label_pad
+    rs = {P}  # GELU's chunk pairs
+    for cin, cout in lay.linear_shapes():  # the linear layers, g per product (bsgs_baby)
+        rs |= linear_steps(P, bsgs_baby(P, cin, cout))
     rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
     rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
     if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
