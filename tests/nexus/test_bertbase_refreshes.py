@@ -79,9 +79,9 @@ def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
         rows = [r for r in trace if r["block"].startswith(f"L0.{kind}")]
         return sum(r["bootstraps"] for r in rows), sum(r["counts"].get("key_switches", 0) for r in rows)
 
-    for kind in ("softmax", "gelu"):
+    for kind in ("softmax", "gelu"):  # GELU's refresh is the previous path's FFN2 refresh, moved: the totals below
         (b_new, ks_new), (b_old, ks_old) = per_kind(new[3], kind), per_kind(old[3], kind)
-        assert ks_new < ks_old and b_new <= b_old, (kind, ks_new, ks_old, b_new, b_old)
+        assert ks_new < ks_old and (kind == "gelu" or b_new < b_old), (kind, ks_new, ks_old, b_new, b_old)
     nb_new = sum(r["bootstraps"] for r in new[3])
     nb_old = sum(r["bootstraps"] for r in old[3])
     assert nb_new < nb_old
