@@ -359,6 +359,7 @@ class DryEvaluator:
             if r % self.params.slots:
                 self._key_switch("rotations")
                 self._op("rotate", a.level)  # its own key switch (the ModDowns it saves are not modelled)
+                self._use(galois_element(self.params, r), a.level)
         self._op("add", a0.level, len(terms) - 1)
         return self._new(a0.level, a0.scale)
 

@@ -23,10 +23,11 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
+from .attention_pairs import applies as pairs_apply, pair_probs, pair_projections, pair_scores, pv_pairs
 from .chain import pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, unpair_rows
+from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
@@ -60,6 +61,7 @@ class Forward(Nonlinear, Paired):
         self.n_real = float(np.sum(mask))
         self.taps = None
         self.diagonal_attention = True  # False: head_scores and the per-shift pv (the oracles of refimpl.nexus.bert.attention)
+        self.pair_attention = True  # False: the per-head diagonal products (the oracle of refimpl.nexus.bert.attention_pairs)
         self.st = model.settings()
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
@@ -193,6 +195,12 @@ class Forward(Nonlinear, Paired):
         return outs
 
     # -- attention
+    def pairs(self) -> bool:
+        """Q K^T and P V on head pairs (refimpl.nexus.bert.attention_pairs, ours): where the layout allows, the
+        diagonal attention is on, and the evaluator can conjugate."""
+        return (self.diagonal_attention and self.pair_attention and diagonal_applies(self.lay) and pairs_apply(self.lay)
+                and can_conjugate(self.ev))
+
     def scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float) -> Ciphertext:
         """Rows of S = Q K^T scale (+ shift on real rows) for chunk c (NEXUS §3.1.2, batched over key shifts)."""
         ev, lay, vec = self.ev, self.lay, self.vec
@@ -243,6 +251,11 @@ class Forward(Nonlinear, Paired):
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
+        if shifts is None and self.pairs():  # refimpl.nexus.bert.attention_pairs: two heads per rotation
+            pds = [d for k, pc in enumerate(probs) for d in pair_probs(ev, pc, lay, vec.key, 2 * k + 1 < lay.heads)]
+            pds = self.leave(p + "pv.mask", pds)
+            self.enter(p + "pv.mul", [])
+            return self.leave(p + "pv.mul", pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -364,10 +377,11 @@ class Forward(Nonlinear, Paired):
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            diagonal = self.diagonal_attention and diagonal_applies(lay)
-            cd = lay.chunks(lay.d)  # Q and K one ciphertext per head (head_projections) or per chunk, V per chunk
+            diagonal, pairs = self.diagonal_attention and diagonal_applies(lay), self.pairs()
+            cd = lay.chunks(lay.d)  # Q and K one ciphertext per head (head_projections, pair_projections) or per chunk
             babies = self.baby_steps(x, (2 * lay.heads if diagonal else 2 * cd) + cd)  # shared by Q, K and V
-            project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
+            project = ((lambda *a: pair_projections(self, *a)) if pairs else
+                       (lambda *a: head_projections(self, *a)) if diagonal else self.linear)
             Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query", babies)
             K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key", babies)
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
@@ -379,13 +393,16 @@ class Forward(Nonlinear, Paired):
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
-            if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
+            if pairs:  # refimpl.nexus.bert.attention_pairs: two heads per ciphertext, out in pair_rows' layout
+                add = paired_vector(self.vec.key_rows(0, shift), lay.n_pad) if shift else None
+                S = [pair_scores(ev, qp, kp, lay, self.vec.key, scale, add) for qp, kp in zip(Q, K)]
+            elif diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
                 S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
             elif lay.head_rows:
                 S = [s for c, (qc, kc) in enumerate(zip(Q, K)) for s in self.head_scores(qc, kc, c, scale, shift)]
             if lay.head_rows:  # pair_rows: two heads per score ciphertext (refimpl.nexus.bert.packing)
-                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows else S)
+                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows and not pairs else S)
             else:
                 S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":
@@ -435,7 +452,7 @@ class Forward(Nonlinear, Paired):
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
-                      input_level: int | None = None, diagonal_attention: bool = True,
+                      input_level: int | None = None, diagonal_attention: bool = True, pair_attention: bool = True,
                       complex_refresh: bool | None = None, progress=None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
@@ -447,7 +464,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
     head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
     diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies
-    (False: head_scores and the per-shift pv).
+    (False: head_scores and the per-shift pv); pair_attention (ours): with it, two heads per rotation
+    (refimpl.nexus.bert.attention_pairs) where the layout allows and the evaluator can conjugate (False: one head each).
     complex_refresh (ours): two ciphertexts per bootstrap as real and imaginary halves (refimpl.nexus.bert.packing);
     None: where the evaluator can conjugate (it holds the conjugation key, as with a real bootstrapper's keys).
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
@@ -471,7 +489,7 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     rows = place(pieces, cts[0].level if input_level is None else input_level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps, fw.weights, fw.on_layer, fw.progress = taps, weights, on_layer, progress
-    fw.diagonal_attention = diagonal_attention
+    fw.diagonal_attention, fw.pair_attention = diagonal_attention, pair_attention
     if complex_refresh is not None:
         fw.complex_refresh = complex_refresh
     if progress is not None:

@@ -213,7 +213,36 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
         rs |= {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)}
         rs |= {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
         rs |= {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(P // dh)} | {-hl * dh for hl in range(P // dh)}
+    if pair_attention_applies(lay):
+        rs |= pair_attention_steps(lay)
     return sorted(r for r in rs if r % slots)
+
+
+def pair_attention_applies(lay: Layout) -> bool:
+    """Head pairs in Q K^T and P V (refimpl.nexus.bert.attention_pairs, ours): pair_rows layouts whose n_pad token
+    windows fill the slots, heads aligned with the chunks, dh <= n_pad / 2 + 1 (the skewed operands of a head span
+    n_pad / 2 + dh - 1 slots of its half window)."""
+    return (lay.pair_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+            and lay.n_pad >= 4 and 2 * lay.head_dim <= lay.n_pad + 2)
+
+
+def pair_attention_steps(lay: Layout) -> set[int]:
+    """The rotations of refimpl.nexus.bert.attention_pairs (kept here: that module imports this one)."""
+    w, n_pad, dh, P = lay.window, lay.n_pad, lay.head_dim, lay.chunk
+    R = n_pad // 2
+
+    def baby(n):
+        return 1 << -(-(max(n, 2) - 1).bit_length() // 2)
+
+    gk, gq, gr, gv, per = baby(n_pad), baby(dh), baby(R), baby(dh), P // dh
+    rs = {-n_pad, -R, R, R * w}  # pairs of projections, halves apart, probabilities into halves, imaginary values
+    rs |= {b * w for b in range(gk)} | {a * gk * w for a in range(-(-n_pad // gk))}  # skewed keys
+    rs |= set(range(gq)) | {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(-(-dh // gq))}  # Q K^T
+    rs |= {b * w for b in range(gv)} | {a * gv * w + hl * dh - o for a in range(-(-dh // gv)) for hl in range(per)
+                                        for o in (0, n_pad)}  # skewed values
+    rs |= set(range(gr)) | {j * w - gr * (j // gr) for j in range(R)}  # P V
+    rs |= {gr * a + o - hl * dh for a in range(-(-R // gr)) for o in (0, n_pad) for hl in range(per)}
+    return {r for r in rs if r % lay.slots}
 
 
 

@@ -158,6 +158,9 @@ class LevelEvaluator:
     def mul_monomial(self, a, j):
         return a
 
+    def conjugate(self, a):  # the head pairs' halves (refimpl.nexus.bert.attention_pairs)
+        return a
+
 
 class Recorder(Forward):
     """`Forward.run` on a LevelEvaluator: the linear layers run (no arithmetic) and record every
