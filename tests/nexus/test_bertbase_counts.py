@@ -164,18 +164,11 @@ def test_counts_of_the_design_are_pinned(ring, size):
     assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
 
 
-<<<<<<< HEAD
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing, .paired): two heads per score ciphertext, two FFN
 # chunks per GELU ciphertext, two ciphertexts per bootstrap; the scores divided by 2B, the running maxima and the row
 # sums packed, the GELU pairs refreshed as one ciphertext
 PINNED_SOFTMAX_GELU = {"Softmax": 549, "GELU": 834, "FFN2": 282, "layer": 3938}
 BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "GELU": 6, "FFN2": 0, "layer": 25}
-=======
-# Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing): two heads per score ciphertext, two FFN chunks per
-# GELU ciphertext, two ciphertexts per bootstrap
-PINNED_SOFTMAX_GELU = {"Softmax": 1242, "GELU": 840, "FFN2": 294, "layer": 4649}
-BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 30, "FFN2": 12, "layer": 49}
->>>>>>> main
 
 
 def test_softmax_gelu_counts_are_pinned():
