@@ -224,3 +224,11 @@ def test_results_and_shipped_models_hold_no_machine_paths():
             hits += [f"{p.relative_to(ROOT)}:{no}: {m.group(0)}" for rx in (MACHINE_PATH, ABOVE_REPO)
                      for m in rx.finditer(line)]
     assert hits == []
+
+
+def test_bert_training_page_names_every_bert_module():
+    """docs/bert-training.md's module list names each module of refimpl/bert/."""
+    page = (ROOT / "docs" / "bert-training.md").read_text(encoding="utf-8")
+    modules = [p.name for p in sorted((ROOT / "refimpl" / "bert").glob("*.py")) if p.name != "__init__.py"]
+    assert "model.py" in modules
+    assert [m for m in modules if f"`{m}`" not in page] == []

@@ -33,7 +33,13 @@ from ..measure import peak_rss_mib
 from ..nexus import bert as nb
 from ..nexus.bert import weights_store as ws
 from ..ring.sampling import RandomSource
-from .bertbase.plan import blocks, config, shipped_ranges, synthetic_model, widest_ranges
+from .bertbase.plan import (
+    blocks,
+    config,
+    shipped_ranges,
+    synthetic_model,
+    widest_ranges,
+)
 from .bertbase.timer import BlockTimer
 
 LINEAR_PIECES = ("qkv", "out", "ffn1", "ffn2")
@@ -65,17 +71,9 @@ def small_ring(logN: int = 12, levels_after: int = 20, repeats: int = 2, n: int 
         model = tiny_model(att, act)
         cfg = model.config
         ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, len(ids), p.slots)))
-        encode, spent = ev.encoder.encode, {"calls": 0, "cpu_s": 0.0}
-
-        def timed_encode(*a, **kw):  # every plaintext the forward encodes (diagonals, masks, biases, constants)
-            t = time.process_time()
-            try:
-                return encode(*a, **kw)
-            finally:
-                spent["calls"] += 1
-                spent["cpu_s"] += time.process_time() - t
-
-        ev.encoder.encode = timed_encode
+        spent = {"calls": 0, "cpu_s": 0.0}
+        # every plaintext the forward encodes (diagonals, masks, biases, constants)
+        ev.encoder.encode = timed(ev.encoder.encode, spent)
         lay = nb.input_layout(cfg, len(ids), p.slots)
         E = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(7))
         cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(nb.client_embed(cfg, model.params, ids, mask), lay)]
@@ -213,7 +211,7 @@ def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 14, 13, 10, 9
     out = []
     with tempfile.TemporaryDirectory() as d:
         for level in levels:
-            scale, basis = float(params.q[level]), params.q_basis(level)
+            scale = float(params.q[level])
             enc.encode(vs[0], level=level, scale=scale)  # warm-up (numba, FFT plans)
             ws.expand(np.zeros(2 * window, dtype=np.int64), N // (2 * window), level, params)
             t = time.process_time()
@@ -231,12 +229,7 @@ def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 14, 13, 10, 9
                 np.save(f"{d}/{k}.npy", a)
                 mm[k] = np.load(f"{d}/{k}.npy", mmap_mode="r")
                 np.asarray(mm[k]).sum()  # page cache warm
-            ways = {
-                "read_v1": lambda j: np.array(mm["read_v1"][j]),
-                "ntt_full": lambda j: ws.expand(mm["ntt_full"][j], 1, level, params),
-                "scatter_ntt": lambda j: params.ctx.ntt(params.ctx.from_int(scatter(mm["sparse"][j], s, N), basis), basis),
-                "expand": lambda j: ws.expand(mm["sparse"][j], s, level, params),
-            }
+            ways = read_ways(mm, params, level, s)
             row = {"level": level, "stride": s, "kept_coefficients": N // s, "encode_cpu_s": round(encode_s, 5),
                    "precompute_cpu_s": round(pre_s, 5),
                    "bytes": {"read_v1": (level + 1) * N * 8, "ntt_full": N * 8, "scatter_ntt": N // s * 8,
@@ -250,8 +243,31 @@ def encode_vs_expand(preset: str = "128-2^16-dense19", levels=(19, 14, 13, 10, 9
             row["encode_over_expand"] = round(encode_s / max(row["expand_cpu_s"], 1e-9), 1)
             log(row)
             out.append(row)
-            del mm
+            mm.clear()  # drop the memory maps before the next level reuses the file names
     return out
+
+
+def timed(f, spent: dict):
+    """f, counting its calls in spent["calls"] and adding their process CPU seconds to spent["cpu_s"]."""
+    def wrapped(*a, **kw):
+        t = time.process_time()
+        try:
+            return f(*a, **kw)
+        finally:
+            spent["calls"] += 1
+            spent["cpu_s"] += time.process_time() - t
+    return wrapped
+
+
+def read_ways(mm: dict, params, level: int, s: int) -> dict:
+    """The four ways of `encode_vs_expand` to get diagonal j's NTT residues from the memory maps mm."""
+    basis, N = params.q_basis(level), params.N
+    return {
+        "read_v1": lambda j: np.array(mm["read_v1"][j]),
+        "ntt_full": lambda j: ws.expand(mm["ntt_full"][j], 1, level, params),
+        "scatter_ntt": lambda j: params.ctx.ntt(params.ctx.from_int(scatter(mm["sparse"][j], s, N), basis), basis),
+        "expand": lambda j: ws.expand(mm["sparse"][j], s, level, params),
+    }
 
 
 def scatter(kept: np.ndarray, stride: int, N: int) -> np.ndarray:

@@ -169,7 +169,7 @@ def layout_block_broadcast(V: np.ndarray, c: int, slots: int) -> np.ndarray:
 
 def layout_interleaved(S: np.ndarray, group: int, d: int, slots: int) -> np.ndarray:
     """Slots of score ciphertext g: slot j d + r = S[g d + r, j] for r < d (rows at stride d)."""
-    n_rows, n = S.shape
+    n = S.shape[1]
     block = np.zeros((n, d))
     rows = S[group * d: (group + 1) * d]  # [<= d, n]
     block[:, : rows.shape[0]] = rows.T
