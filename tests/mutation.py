@@ -163,7 +163,10 @@ def _env(target: str) -> dict[str, str]:
 
 
 def _commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """HEAD, and the tree id of refimpl/ (equal on every commit with the same code, e.g. main's)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = f"{git('rev-parse', '--short', 'HEAD')}, refimpl/ tree {git('rev-parse', '--short', 'HEAD:refimpl')}"
     dirty = subprocess.run(["git", "status", "--porcelain", "refimpl"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     return head + (" (with uncommitted changes in refimpl/)" if dirty else "")
