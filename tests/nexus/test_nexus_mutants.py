@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from refimpl.ckks import Parameters
-from refimpl.nexus.matmul import layout_interleaved
-from refimpl.nexus.softmax import EXP_R, softmax
+from refimpl.nexus.compression import PlacementError, placement
+from refimpl.nexus.matmul import compress_matrix, layout_interleaved, matmul_compressed, subs_elements_for
+from refimpl.nexus.softmax import EXP_R, inverse, softmax
 
 from .helpers import Kit
 
@@ -27,7 +28,7 @@ def test_layout_interleaved_every_group():
 
 @pytest.fixture(scope="module")
 def kit():
-    return Kit(Parameters.create(N=1024, levels=2, insecure=True))
+    return Kit(Parameters.create(N=1024, levels=5, insecure=True))
 
 
 def test_softmax_accepts_bounds_up_to_half_of_exps_range(kit):
@@ -40,3 +41,41 @@ def test_softmax_accepts_bounds_up_to_half_of_exps_range(kit):
         softmax(kit.ev, ct, 8, 32.0)
     with pytest.raises(ValueError, match="scale the scores"):
         softmax(kit.ev, ct, 8, 32.5)
+
+
+def test_placement_refuses_a_pack_that_is_not_a_placement():
+    """NEXUS Alg. 5: a pack that places the value ids but transforms the values (here |x|) is refused,
+    with the way out (--no-compress) in the message."""
+    with pytest.raises(PlacementError, match="pack_input is not a placement of values: use --no-compress"):
+        placement(lambda x: [np.abs(x).ravel()], 4, 2, 16)
+    where = placement(lambda x: [x.ravel(), x.T.ravel()], 2, 2, 8)  # two layouts of the same values
+    assert [[k for k, _ in w] for w in where] == [[0, 1]] * 4
+
+
+def test_inverse_takes_the_documented_default_count(kit):
+    """NEXUS-INV-LEVELS: without iters, inverse on [1, 2] takes k = 3 Goldschmidt factors ((1/3)^8 <= 2^-12 <
+    (1/3)^4): k + 1 = 4 levels, relative error below 2^-12."""
+    x = np.linspace(1.0, 2.0, kit.p.slots)
+    out = inverse(kit.ev, kit.encrypt(x), 1.0, 2.0)
+    assert kit.p.L - out.level == 4
+    assert np.max(np.abs(kit.decrypt(out) * x - 1)) < 2.0**-11.5
+
+
+@pytest.fixture(scope="module")
+def mkit():
+    p = Parameters.create(N=1024, levels=2, num_p=1, insecure=True)
+    return Kit(p, elements=subs_elements_for(1024, 1024))
+
+
+def test_matmul_compressed_below_the_top_level_at_its_own_scale(mkit):
+    """NEXUS-MM-CTPT: compressed inputs one level down: the columns of A are encoded at the inputs' level
+    and at pt_scale (the product's scale is the input's times pt_scale over q_l, up to the expansion's N)."""
+    rng = np.random.default_rng(4)
+    A, B = rng.uniform(-1, 1, (8, 4)), rng.uniform(-1, 1, (4, 2))
+    cts = [mkit.ev.drop_level(c, 1) for c in compress_matrix(mkit.enc, mkit.E, B)]
+    out = matmul_compressed(mkit.ev, A, cts, 2, pt_scale=2.0**20)
+    ref = matmul_compressed(mkit.ev, A, cts, 2)
+    assert all(o.level == 0 for o in out + ref)
+    assert out[0].scale / ref[0].scale == pytest.approx(2.0**20 / mkit.p.scale)
+    got = np.stack([mkit.decrypt(o)[:8] for o in out], axis=1)
+    assert np.max(np.abs(got - A @ B)) < 1e-2
