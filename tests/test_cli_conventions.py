@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from refimpl.cli import build_parser, main
-from refimpl.cli.common import GLUE_ENV, repo_path
+from refimpl.cli.common import GLUE_ENV, recorded_argv, repo_path
 
 
 def help_of(*command: str) -> str:
@@ -186,3 +186,10 @@ def test_bench_model_goes_with_aby3_tls_only():
     assert p.parse_args(["bench", "csprng", "--quick"]).target == "csprng"
     with pytest.raises(SystemExit, match="--model applies to aby3-tls only"):
         main(["bench", "csprng", "--model", "tiny"])
+
+
+def test_recorded_argv_writes_the_glue_dir_as_its_placeholder():
+    """Result files record --glue-dir's value as $REFIMPL_GLUE_DIR, in both spellings; nothing else changes."""
+    assert recorded_argv(["--glue-dir", "/data/glue", "--limit", "2"]) == ["--glue-dir", "$REFIMPL_GLUE_DIR", "--limit", "2"]
+    assert recorded_argv(["--glue-dir=/data/glue", "--seed", "1"]) == ["--glue-dir=$REFIMPL_GLUE_DIR", "--seed", "1"]
+    assert recorded_argv(["--limit", "2"]) == ["--limit", "2"]

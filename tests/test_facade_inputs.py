@@ -59,12 +59,16 @@ def test_ckks_context_refuses_what_is_not_numbers_or_ciphertexts(ctx):
 
 
 def test_nexus_keys_refuse_windows_that_cannot_hold_a_row():
-    """PROJ-FACADE-NEXUS: a window below 2n (and not n), a fractional n, a layout that does not fit the ring."""
+    """PROJ-FACADE-NEXUS: a window below 2n (and not n), a window that is not a power of two, a fractional n,
+    a layout that does not fit the ring."""
     with pytest.raises(ValueError, match="cannot hold a row of 8"):
         keys_for("softmax", 8, window=4)
     with pytest.raises(ValueError, match="n must be an integer"):
         keys_for("argmax", 4.0)
     assert keys_for("layernorm", 8, window=16).rotations == (1, 2, 4, -8)
+    for w in (12, 24, 0, -8):
+        with pytest.raises(ValueError, match=f"window must be a power of two, got {w}"):
+            keys_for("softmax", 4, window=w)
     with pytest.raises(ValueError, match="do not tile the 512 slots"):
         BlockContext.create("softmax", n=4096, window=8192, insecure_seed=1)
     with pytest.raises(ValueError, match="fill all 512 slots"):

@@ -61,6 +61,21 @@ def glue_dir(args: argparse.Namespace) -> str:
     return str(path)
 
 
+def recorded_argv(argv: list[str]) -> list[str]:
+    """argv as a result file records it: the value of --glue-dir written $REFIMPL_GLUE_DIR (results name data
+    by placeholder, never one machine's path)."""
+    out, after_flag = [], False
+    for a in argv:
+        if after_flag:
+            out.append("$" + GLUE_ENV)
+        elif a.startswith("--glue-dir="):
+            out.append("--glue-dir=$" + GLUE_ENV)
+        else:
+            out.append(a)
+        after_flag = a == "--glue-dir"
+    return out
+
+
 def add_yes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="run a job that takes hours or tens of GB without asking")
 

@@ -8,6 +8,7 @@
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
     refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
+    refimpl experiment unit-costs [--preset P] [--validate LOGN] [--json FILE] (seconds per operation and level)
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--boot-s", type=float, default=QUIET_BOOTSTRAP_S,
                     help=f"with --weigh-by: seconds per refreshed ciphertext on this machine (default {QUIET_BOOTSTRAP_S}, "
                          "the quiet measurement)")
+    ap.add_argument("--units", metavar="FILE",
+                    help="with --counts: derive each layer's time from the counts by level and FILE's seconds per "
+                         "operation (refimpl experiment unit-costs), bootstraps at --units-boot-s")
+    ap.add_argument("--units-boot-s", type=float, default=None,
+                    help="with --units: seconds per bootstrap on the same threads (default: FILE's bootstrap_s)")
     ap.add_argument("--table", metavar="FILE", help="only: print the README table of a stored result (no run)")
     ap.add_argument("--merge", nargs="+", metavar="FILE",
                     help="only: join results of disjoint models (one process per model) into --json (no run)")
@@ -173,6 +179,31 @@ def precision_levels(args: argparse.Namespace) -> int:
     return 0
 
 
+def unit_costs(args: argparse.Namespace) -> int:
+    import numba  # lazy: keeps `refimpl --help` instant
+
+    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset  # lazy: keeps `refimpl --help` instant
+    from refimpl.experiments.bertbase import cost  # lazy: keeps `refimpl --help` instant
+
+    numba.set_num_threads(args.threads)
+    doc = {"command": command_line("refimpl experiment unit-costs", args), "threads": args.threads}
+    if args.validate:
+        doc.update(measure_with_bars(cost.validate, logN=args.validate, reps=args.reps))
+        for name, m in doc["models"].items():
+            print(f"{name}: measured {m['measured_cpu_s']} CPU s, predicted {m['predicted_s']} s "
+                  f"(measured / predicted {m['ratio_measured_over_predicted']})")
+    else:
+        params, rc = bootstrap_preset(args.preset)
+        top = params.L - rc.depth
+        levels = sorted({1, *range(top % 4 or 4, top + 1, 4), top})
+        doc.update({"preset": args.preset, "N": params.N, "security": params.security_note,
+                    "bootstrap_s": args.bootstrap_s, "bootstrap_source": args.bootstrap_source,
+                    "units": measure_with_bars(cost.measure_units, params, levels, reps=args.reps)})
+        print(json.dumps(doc["units"]))
+    write_json(args.json, doc)
+    return 0
+
+
 def register(sub) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("experiment", help="timing studies, probes and runners (refimpl.experiments)", formatter_class=fmt)
@@ -237,6 +268,21 @@ def register(sub) -> None:
     p.add_argument("--cycles", type=int, default=3, help="bootstraps along the chain")
     add_json(p, help="write the measurement as one JSON document to this file (else to stdout)")
     p.set_defaults(func=precision_levels)
+
+    p = es.add_parser("unit-costs", formatter_class=fmt,
+                      help="seconds per CKKS operation by level (the time model of bertbase --units), or --validate "
+                           "the model against a real small forward")
+    p.add_argument("--preset", default=BERTBASE_PRESET)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--validate", type=int, metavar="LOGN", help="instead: predicted against measured on an insecure "
+                                                                    "ring of 2^LOGN (a one-layer model)")
+    p.add_argument("--bootstrap-s", type=float, default=140.9,
+                   help="seconds per bootstrap recorded beside the units (default: the one-thread bootstrap of "
+                        "results/ckks/bootpair_128-2^16-dense_1thread.json)")
+    p.add_argument("--bootstrap-source", default="results/ckks/bootpair_128-2^16-dense_1thread.json")
+    add_json(p, help="write the units as one JSON document to this file")
+    p.set_defaults(func=unit_costs)
 
     p = es.add_parser("nexus-blocks", formatter_class=fmt, help="benchmark rows of the NEXUS blocks, JSON lines")
     p.add_argument("--quick", action="store_true")

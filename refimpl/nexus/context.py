@@ -56,17 +56,20 @@ def keys_for(block: str, n: int = 1, window: int | None = None) -> KeyNeeds:
     """The keys `block` needs on rows of n slots in windows of `window` slots (default: n).
 
     Folding blocks rotate by 2^i, i < log2(n) (NEXUS Alg. 7), and by -n when window >= 2n (row
-    duplication, refimpl.nexus.folding.duplicate_rows); GELU rotates nothing."""
+    duplication, refimpl.nexus.folding.duplicate_rows); GELU rotates nothing. n and window are powers
+    of two (the folds halve a row; windows tile the slots); anything else is refused."""
     if block not in BLOCKS:
         raise ValueError(f"unknown NEXUS block {block!r}; known: {', '.join(BLOCKS)}")
     if block not in FOLDING:
         return KeyNeeds(block, (), block in REFRESHING)
     n = _count(n, "n")
+    rotations = list(fold_rotations(n))  # refuses an n that is not a power of two
     window = n if window is None else _count(window, "window")
+    if window < 1 or window & (window - 1):
+        raise ValueError(f"window must be a power of two, got {window} (windows tile the slots)")
     if window != n and window < 2 * n:
         raise ValueError(f"a window of {window} slots cannot hold a row of {n} and its duplicate: "
                          f"use window = n (one row fills every slot) or >= {2 * n}")
-    rotations = list(fold_rotations(n))
     if window != n:
         rotations.append(-n)
     return KeyNeeds(block, tuple(rotations), block in REFRESHING)

@@ -12,7 +12,9 @@ conjugation and non-trivial Subs: counts["key_switches"]. Plaintext encodings: c
 (the encoder's `encode`, and `mul_const` / `add_const` of a slot vector, which encode inside).
 `DryEvaluator` (ours) runs a block's own code with ciphertexts that hold no polynomials: levels
 and scales follow refimpl.ckks.Evaluator exactly, so the forward's plan checks still run, and its
-counts equal a CountingEvaluator's on the real evaluator (checked on a real small layer).
+counts equal a CountingEvaluator's on the real evaluator (checked on a real small layer). It also
+tallies the operations that take time by the level they run at (`ops`, keys "op@level", `OPS`), for
+a time model (refimpl.experiments.bertbase.cost).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from ..ckks import Ciphertext, Plaintext
 from ..ckks.errors import LevelExhaustedError, LevelMismatchError, ScaleMismatchError
 
 SCALE_RTOL = 1e-9  # as refimpl.ckks.evaluator: scales this close (relative) are equal
+# DryEvaluator.ops: what costs time, by level. rotate: a rotation, conjugation or Subs with its own key
+# switch; modup: a rotate_hoisted call (the shared decomposition); hoisted: each rotation of such a call;
+# tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded vector; scalar: by
+# a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a plaintext encoded.
+OPS = ("rotate", "modup", "hoisted", "tensor", "relin", "pt_mult", "scalar", "add", "rescale", "encode")
 
 
 class CountingEvaluator:
@@ -121,8 +128,8 @@ class CountingBootstrapper:
 class DryEncoder:
     """Ours: encodes nothing; counts `encode` calls into counts["encodes"] (and checks level and size)."""
 
-    def __init__(self, params, counts: Counter):
-        self.params, self.counts = params, counts
+    def __init__(self, params, counts: Counter, ops: Counter | None = None):
+        self.params, self.counts, self.ops = params, counts, ops
 
     def encode(self, z, level: int | None = None, scale: float | None = None) -> Plaintext:
         p = self.params
@@ -132,6 +139,8 @@ class DryEncoder:
         if not 0 <= level <= p.L:
             raise ValueError(f"level must be in [0, {p.L}], got {level}")
         self.counts["encodes"] += 1
+        if self.ops is not None:
+            self.ops[f"encode@{level}"] += 1
         return Plaintext(None, level, p.scale if scale is None else float(scale), p)
 
 
@@ -146,10 +155,15 @@ class DryEvaluator:
     def __init__(self, params):
         self.params = params
         self.counts: Counter = Counter()
-        self.encoder = DryEncoder(params, self.counts)
+        self.ops: Counter = Counter()  # "op@level" -> calls, op in OPS
+        self.encoder = DryEncoder(params, self.counts, self.ops)
 
     def reset(self) -> None:
         self.counts.clear()
+        self.ops.clear()
+
+    def _op(self, op: str, level: int, n: int = 1) -> None:
+        self.ops[f"{op}@{level}"] += n
 
     def fresh(self, level: int, scale: float | None = None) -> Ciphertext:
         """A ciphertext (no polynomials) at `level` and `scale` (default Delta): what a client would encrypt."""
@@ -177,37 +191,45 @@ class DryEvaluator:
     def add(self, a, b):
         self._count("add")
         self._pair(a, b, "add")
+        self._op("add", a.level)
         return self._new(a.level, a.scale, max(a.size, b.size))
 
     def sub(self, a, b):
         self._count("sub")
         self._pair(a, b, "sub")
+        self._op("add", a.level)
         return self._new(a.level, a.scale, max(a.size, b.size))
 
     def negate(self, a):
         self._count("negate")
+        self._op("add", a.level)
         return self._new(a.level, a.scale, a.size)
 
     def add_plain(self, a, pt):
         self._count("add_plain")
         self._pair(a, pt, "add_plain")
+        self._op("add", a.level)
         return self._new(a.level, a.scale, a.size)
 
     def sub_plain(self, a, pt):
         self._count("sub_plain")
         self._pair(a, pt, "sub_plain")
+        self._op("add", a.level)
         return self._new(a.level, a.scale, a.size)
 
     def add_const(self, a, value):
         self._count("add_const")
+        self._op("add", a.level)
         if np.ndim(value) > 0:
             self.counts["encodes"] += 1
+            self._op("encode", a.level)
         return self._new(a.level, a.scale, a.size)
 
     def mul_plain(self, a, pt):
         self._count("mul_plain", "pt_mults")
         if a.level != pt.level:
             raise LevelMismatchError(f"mul_plain: levels differ ({a.level} and {pt.level})")
+        self._op("pt_mult", a.level)
         return self._new(a.level, a.scale * pt.scale, a.size)
 
     def mul_const(self, a, value, scale: float | None = None):
@@ -217,11 +239,16 @@ class DryEvaluator:
         if np.ndim(value) > 0:
             self.counts["pt_mults"] += 1
             self.counts["encodes"] += 1
+            self._op("pt_mult", a.level)
+            self._op("encode", a.level)
+        else:
+            self._op("scalar", a.level)
         s = float(self.params.q[a.level]) if scale is None else float(scale)
         return self._new(a.level, a.scale * s, a.size)
 
     def mul_int(self, a, k: int):
         self._count("mul_int")
+        self._op("scalar", a.level)
         return self._new(a.level, a.scale, a.size)
 
     # products
@@ -230,25 +257,31 @@ class DryEvaluator:
         self._pair(a, b, "multiply", scale=False)
         if a.size != 2 or b.size != 2:
             raise ValueError(f"multiply expects two relinearized ciphertexts, got sizes {a.size} and {b.size}")
+        self._op("tensor", a.level)
         if relinearize:
             self._key_switch("relinearizations")
+            self._op("relin", a.level)
         return self._new(a.level, a.scale * b.scale, 2 if relinearize else 3)
 
     def square(self, a):
         self._count("square", "ct_mults")
         self._key_switch("relinearizations")
+        self._op("tensor", a.level)
+        self._op("relin", a.level)
         return self._new(a.level, a.scale * a.scale)
 
     def relinearize(self, a):
         self._count("relinearize")
         if a.size == 3:
             self._key_switch("relinearizations")
+            self._op("relin", a.level)
         return self._new(a.level, a.scale)
 
     def rescale(self, a):
         self._count("rescale", "rescales")
         if a.level < 1:
             raise LevelExhaustedError(f"rescale needs a level, the ciphertext is at level {a.level}")
+        self._op("rescale", a.level)
         return self._new(a.level - 1, a.scale / self.params.q[a.level], a.size)
 
     def mul_rescale(self, a, b):
@@ -267,6 +300,7 @@ class DryEvaluator:
             raise ValueError("relinearize before an automorphism")
         if not trivial:
             self.counts["key_switches"] += 1
+            self._op("rotate", a.level)
         return self._new(a.level, a.scale)
 
     def rotate(self, a, r: int):
@@ -290,6 +324,10 @@ class DryEvaluator:
         if a.size != 2:
             raise ValueError("relinearize before rotating")
         out = {}
+        moved = sum(1 for r in set(rotations) if r % self.params.slots)
+        if moved:
+            self._op("modup", a.level)
+            self._op("hoisted", a.level, moved)
         for r in rotations:
             if r % self.params.slots:
                 self._key_switch("rotations")
@@ -298,6 +336,7 @@ class DryEvaluator:
 
     def mul_monomial(self, a, j: int):
         self._count("mul_monomial")
+        self._op("scalar", a.level)
         return self._new(a.level, a.scale, a.size)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from refimpl.bert import distill as D
 from refimpl.bert import freediv, glue, ours
 from refimpl.bert import train as T
-from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
+from refimpl.cli.common import add_glue_dir, add_json, glue_dir, recorded_argv, write_json
 from refimpl.errors import UserError
 from refimpl.reproduce.accuracy_table import (  # record names and the table (the command prints it)
     AUGMENTS, BATCH_SIZE, REPLACE_COPIES, REPLACE_RATE, RESULTS, ROWS, STAGE1_TARGET_LABELS, TASK_KEYS, result_path,
@@ -387,7 +387,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     """Run one (row, task) of the accuracy table, or print the table with --table."""
-    argv = args.argv[2:]  # the command line after `refimpl reproduce accuracy`, for the record
+    argv = recorded_argv(args.argv[2:])  # the command line after `refimpl reproduce accuracy`, for the record
     root = Path(args.results)
     if args.table:
         if not any(root.glob("*.json")):

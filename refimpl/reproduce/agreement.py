@@ -32,7 +32,7 @@ from refimpl.aby3.shares import reveal
 from refimpl.bert import glue, shipped, weights
 from refimpl.bert.model import forward
 from refimpl.bert.tokenizer import minilm_tokenizer
-from refimpl.cli.common import add_glue_dir, add_json, glue_dir
+from refimpl.cli.common import GLUE_ENV, add_glue_dir, add_json, glue_dir, recorded_argv
 from refimpl.cli.progress import progress_enabled
 
 TARGET_AGREEMENT = 0.995
@@ -164,7 +164,7 @@ def add_arguments(ap) -> None:
 
 def run(args) -> int:
     """`refimpl reproduce agreement [--glue-dir DIR] [--limit K] [--models A,B] [--json F]`."""
-    argv = args.argv[2:]  # the command line after `refimpl reproduce agreement`, for the record
+    argv = recorded_argv(args.argv[2:])  # the command line after `refimpl reproduce agreement`, for the record
     if args.limit is not None and args.limit < 1:
         raise SystemExit("refimpl reproduce agreement: --limit must be >= 1")
     glue_dir(args)  # --glue-dir, then $REFIMPL_GLUE_DIR, then one clear error line
@@ -177,7 +177,7 @@ def run(args) -> int:
         texts, labels = texts[: args.limit], labels[: args.limit]
     models = load_models(args.models.split(",") if args.models else None)
     doc = {"table": "agreement", "command": "refimpl reproduce agreement " + " ".join(argv),
-           "glue_dir": str(args.glue_dir), "split": "SST-2 dev", "sentences": len(texts), "seed": args.seed,
+           "glue_dir": "$" + GLUE_ENV, "split": "SST-2 dev", "sentences": len(texts), "seed": args.seed,
            "fixed_point": "Z_2^64, f = 18", "targets": {"agreement": TARGET_AGREEMENT, "max_logit_err": TARGET_MAX_ERR},
            "models": []}
     for name, cfg, params, enc, source in models:

@@ -39,6 +39,10 @@ def test_agreement_on_fixture_sentences(tmp_path, capsys):
     assert m["bytes_per_sentence_mean"] > 0 and m["rounds_per_sentence_max"] > 0
     assert m["lan_s_per_sentence_mean"] < m["wan_s_per_sentence_mean"]
     assert "agreement 100.00 %" in capsys.readouterr().out
+    # the record names the GLUE directory by placeholder, never this machine's path
+    assert doc["glue_dir"] == "$REFIMPL_GLUE_DIR"
+    assert "--glue-dir $REFIMPL_GLUE_DIR --limit 2" in doc["command"]
+    assert str(GLUE) not in out.read_text()
 
 
 def test_agreement_bad_arguments():

@@ -14,12 +14,14 @@ layer of Softmax + GELU by running its layer code on a counting evaluator): `THO
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 
 from ...bert.model import param_shapes
 from ...nexus import bert as nb
 from ...nexus.counting import DryBootstrapper, DryEvaluator
+from .cost import CountingStore
 from .plan import KINDS, kind_of
 
 COUNTED = ("key_switches", "rotations", "relinearizations", "conjugations", "subs", "ct_mults", "pt_mults", "encodes",
@@ -59,15 +61,22 @@ def count(model: nb.NexusModel, n: int, params, top: int) -> dict:
     """Run the encrypted forward of `model` on the dry evaluator from level `top` (the bootstrap output level).
 
     Returns {"pieces": the trace rows with their counts, "per_layer": [per layer: {kind: counts}, ...],
-    "head": counts, "total": counts, "seconds": the dry run's wall time}."""
+    "head": counts, "total": counts, "seconds": the dry run's wall time, "ops_per_layer" / "ops_head": the
+    operations by level (DryEvaluator.ops), "store_per_layer" / "store_head": the plaintexts a weight store
+    would give, by level (refimpl.experiments.bertbase.cost)}."""
     ev = DryEvaluator(params)
     bts = DryBootstrapper(params, top)
+    store = CountingStore()
     lay = nb.input_layout(model.config, n, params.slots, head_rows=True)
     cts = [ev.fresh(top) for _ in range(lay.chunks(lay.d))]
     trace: list = []
+    snaps = [(Counter(), Counter())]
     t = time.perf_counter()
-    nb.encrypted_forward(ev, bts, model, cts, n, np.ones(n), trace=trace, head_rows=True)
+    nb.encrypted_forward(ev, bts, model, cts, n, np.ones(n), trace=trace, head_rows=True, weights=store,
+                         on_layer=lambda i, x: snaps.append((Counter(ev.ops), Counter(store.hits))))
     seconds = time.perf_counter() - t
+    snaps.append((Counter(ev.ops), Counter(store.hits)))
+    diffs = [(dict(b[0] - a[0]), dict(b[1] - a[1])) for a, b in zip(snaps, snaps[1:])]
     layers = model.config.num_hidden_layers
     per_layer = [dict() for _ in range(layers)]
     head: dict = {}
@@ -86,7 +95,9 @@ def count(model: nb.NexusModel, n: int, params, top: int) -> dict:
     total = {k: sum(b["layer"][k] for b in per_layer) + head.get(k, 0) for k in (*COUNTED, "bootstraps")}
     if total["bootstraps"] != bts.calls:
         raise RuntimeError(f"internal: the trace counts {total['bootstraps']} refreshes, the bootstrapper {bts.calls}")
-    return {"per_layer": per_layer, "head": head, "total": total, "seconds": round(seconds, 2), "n": n}
+    return {"per_layer": per_layer, "head": head, "total": total, "seconds": round(seconds, 2), "n": n,
+            "ops_per_layer": [d[0] for d in diffs[:-1]], "ops_head": diffs[-1][0],
+            "store_per_layer": [d[1] for d in diffs[:-1]], "store_head": diffs[-1][1]}
 
 
 def kinds_in_order(per_layer: list[dict]) -> list[str]:

@@ -19,8 +19,30 @@ from .plan import (
     BERT_BASE, BOOTSTRAP_JSON, MODELS, QUIET_BOOTSTRAP_S, blocks, config, derive, limb_seconds, markdown, merge,
     paper_figures, shipped_ranges, synthetic_model, table, widest_ranges,
 )
+from .cost import predict
 from .counts import count as count_blocks, counting_model, counts_table
 from .timer import BlockTimer, gelu_probe
+
+def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> dict:
+    """Each layer's (and the head's) seconds: its operations by level x the unit costs of `units_file`
+    (refimpl experiment unit-costs) + its bootstraps x boot_s (default: the file's bootstrap_s)."""
+    doc = json.loads(Path(units_file).read_text())
+    if "units" not in doc:
+        raise ValueError(f"{units_file}: expected a result of refimpl experiment unit-costs (key 'units')")
+    units, boot = doc["units"], doc.get("bootstrap_s") if boot_s is None else boot_s
+    layers, layers_store = [], []
+    for ops, hits, blocks in zip(counts["ops_per_layer"], counts["store_per_layer"], counts["per_layer"]):
+        b = blocks["layer"]["bootstraps"]
+        layers.append(predict(ops, units, b, boot))
+        layers_store.append(predict(ops, units, b, boot, store_hits=hits))
+    head = predict(counts["ops_head"], units, counts["head"].get("bootstraps", 0), boot, counts["store_head"])
+    head_plain = predict(counts["ops_head"], units, counts["head"].get("bootstraps", 0), boot)
+    shown = 1 if len(layers) > 1 else 0
+    return {"units": units_file, "threads": doc.get("threads"), "bootstrap_s": boot, "per_layer": layers,
+            "per_layer_store": layers_store, "head": head_plain, "head_store": head, "layer_shown_s": layers[shown]["total"],
+            "model_s": round(sum(x["total"] for x in layers) + head_plain["total"], 1),
+            "model_store_s": round(sum(x["total"] for x in layers_store) + head["total"], 1)}
+
 
 def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
     """Plan, time and derive (or --table, --merge, --gelu-probe); cmd: the command line, recorded in --json."""
@@ -105,6 +127,13 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
         if getattr(a, "counts", False):
             m["counts"] = count_blocks(counting_model(model), a.n, params, info["top"])
             print(counts_table(name, m["counts"], info["layer"]), flush=True)
+            if getattr(a, "units", None):
+                m["derived_from_counts"] = derive_from_counts(m["counts"], a.units, a.units_boot_s)
+                d = m["derived_from_counts"]
+                print(f"{name}, derived from counts x unit costs ({a.units}; {d['threads']} thread(s), bootstrap "
+                      f"{d['bootstrap_s']} s): layer {d['layer_shown_s']:.0f} s; model {d['model_s']:.0f} s = "
+                      f"{d['model_s'] / 3600:.2f} h without a weight store, {d['model_store_s']:.0f} s = "
+                      f"{d['model_store_s'] / 3600:.2f} h with it", flush=True)
         print(f"\n{name}: per layer bootstraps {[p['ciphertexts_refreshed'] for p in info['per_layer']]}, total "
               f"{info['total']['ciphertexts_refreshed']} ciphertexts at {info['total']['bootstrap_points']} points, "
               f"{info['total']['levels']} levels", flush=True)

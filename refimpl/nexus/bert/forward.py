@@ -9,10 +9,6 @@ Reference: NEXUS (Zhang et al., NDSS 2025) §3-4, Alg. 1, 7; Halevi and Shoup 20
 method); freeDiv (Liu Weixin et al. 2024) 2Quad-freeDiv; MPCFormer (Quad).
 """
 
-# Long module: about 660 lines, as the kernels share the plan bookkeeping of one class (and its
-# hooks for the weight store and the checkpoints, and the paired refreshes, Softmax and GELU of
-# refimpl.nexus.bert.packing, ours).
-
 from __future__ import annotations
 
 import math
@@ -22,53 +18,20 @@ import numpy as np
 
 from ...bert import functional as F
 from ...ckks import Ciphertext
-from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND, place
-from ...ckks.polyeval import evaluate_power
+from ...ckks.bootstrap.placement import place
 from ..folding import duplicate_rows, max_pair, quick_sum
-from ..gelu import BREAKPOINTS, LEVELS as GELU_LEVELS, P as GP, Q as GQ
-from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
-from ..levels import align, multiply_lower, times_at, with_scale
+from ..levels import align, times_at, with_scale
 from ..sign import sgn
-from ..softmax import exp, goldschmidt_iterations, inverse
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
-from .chain import newton_split, pieces_of
-from .packing import can_conjugate, pack_complex, pair_chunks, pair_rows, paired_vector, spread, starts, unpack_complex, unpair_rows
+from .chain import pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
-from .ranges import NexusModel, gelu_valid_range
+from .nonlinear import Nonlinear
+from .packing import can_conjugate, pair_chunks, pair_rows, unpair_rows
+from .paired import Paired
+from .ranges import NexusModel
 
 
-def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float, steps: int | None = None):
-    """y ~ 1/sqrt(u), u = v_factor v in [lo, hi]: linear guess, Newton y <- 1.5 y - 0.5 u y^3 (NEXUS §3.2;
-    refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). `newton` steps in all (the error check),
-    the first `steps` of them here (default all). Returns (y at level l - 1 - 2 steps, u at l - 1,
-    -u/2 at l - 1): -u/2 carries the remaining steps of a split (_newton_steps)."""
-    err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
-    if err > 2.0**-10:
-        raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
-    a, b = initial_guess(lo, hi)
-    s = v.scale
-    y = ev.add_const(times_at(ev, v, -a * v_factor, v.level - 1, s), b)  # level l-1
-    neg_half_u = times_at(ev, v, -0.5 * v_factor, v.level - 1, s)
-    y = _newton_steps(ev, y, neg_half_u, newton if steps is None else steps)
-    return y, times_at(ev, v, v_factor, v.level - 1, s), neg_half_u
-
-
-def _newton_steps(ev, y: Ciphertext, neg_half_u: Ciphertext, steps: int) -> Ciphertext:
-    """`steps` Newton steps y <- 1.5 y + (-u/2) y^3 (2 levels each; -u/2 at y's level or above)."""
-    for _ in range(steps):
-        t = multiply_lower(ev, y, neg_half_u)
-        cubic = multiply_lower(ev, t, ev.rescale(ev.square(y)))
-        y = ev.add(cubic, times_at(ev, y, 1.5, cubic.level, cubic.scale))  # level -2
-    return y
-
-
-def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
-    """x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (GOLDSCHMIDT times); returns 2h (level - 1 - 2 G)."""
-    return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
-
-
-
-class Forward:
+class Forward(Nonlinear, Paired):
     """Runs the pieces of `pieces_of` on ciphertexts, following the plan (checks every level).
 
     ev: the Evaluator (with the rotation keys of `rotation_steps`); bts: anything with
@@ -79,6 +42,8 @@ class Forward:
     `argmax`) and the plan bookkeeping (`enter`, `leave`, `refresh`) are public so that a
     timing study (refimpl.experiments.bertbase) can run single blocks at their planned levels
     and replace `refresh`; `taps` (None or a dict) receives each layer's output chunks.
+    Softmax, LayerNorm, GELU and the refreshes are mixed in: the paper's from
+    refimpl.nexus.bert.nonlinear (`Nonlinear`), the paired ones (ours) from refimpl.nexus.bert.paired.
 
     Hooks (ours): `weights` (None, or a store with .plaintext(key, level) -> Plaintext or None, e.g.
     refimpl.nexus.bert.weights_store.WeightStore) gives the linear layers' encoded diagonals by
@@ -100,6 +65,7 @@ class Forward:
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
         self.complex_refresh = can_conjugate(ev)  # ours: two ciphertexts per bootstrap (refresh_all)
         self.progress = None  # hook (ours): refimpl.progress's callback, once per piece of the plan
+        self.counts0 = dict(getattr(ev, "counts", {}))  # a counting evaluator: each piece's counts in the trace
 
     def plaintext(self, key: tuple, level: int, scale: float, values):
         """The plaintext of slot vector values() at (level, scale): from the weight store when one is
@@ -117,7 +83,6 @@ class Forward:
         if row["block"] != name:
             raise RuntimeError(f"internal: the forward reached {name}, the plan expects {row['block']}")
         self.t0 = time.perf_counter()
-        self.counts0 = dict(getattr(self.ev, "counts", {}))  # a counting evaluator: the piece's counts in the trace
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
@@ -137,57 +102,13 @@ class Forward:
             if hasattr(self.ev, "counts"):
                 self.trace[-1]["counts"] = {k: v - self.counts0.get(k, 0) for k, v in self.ev.counts.items()
                                             if v != self.counts0.get(k, 0)}
+        # the next piece counts from here: work on its inputs before its `enter` (a sum in the argument list) is its own
+        self.counts0 = dict(getattr(self.ev, "counts", {}))
         self.i += 1
         if self.progress is not None:  # pieces done, and the one that runs next
             following = self.rows[self.i]["block"] if self.i < len(self.rows) else "done"
             self.progress(f"encrypted forward: {following}", self.i, len(self.rows))
         return cts
-
-    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
-        """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
-        two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
-        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 (the sum a + i b
-        stays within the placement's unscaled bound; a coarse refresh of larger values is left single, as
-        planned). Counts self.boots."""
-        bounds = list(bounds)
-        if len(bounds) != len(cts):
-            raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
-        out: list = [None] * len(cts)
-        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
-        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh else ():
-            pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
-            if pair is not None:
-                out[a], out[b] = pair
-                self.boots += 1
-        for i, ct in enumerate(cts):
-            if out[i] is None:
-                out[i] = self.refresh(ct, bounds[i])
-                self.boots += 1
-        return out
-
-    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):
-        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): a / 2M_a + i b / 2M_b, or at
-        level 0 a + i b with the scale declared doubled (the bootstrap then returns (a + i b) / 2). None: not
-        pairable (at level 0 with different scales)."""
-        ev = self.ev
-        if min(a.level, b.level) >= 1:
-            ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
-            z = self.bts.bootstrap(pack_complex(ev, a, b, 0.5 / ma, 0.5 / mb))
-            return unpack_complex(ev, z, ma, mb)
-        a, b = ev.drop_level(a, 0), ev.drop_level(b, 0)
-        if abs(a.scale - b.scale) > 1e-9 * a.scale:
-            return None
-        z = ev.add(a, with_scale(ev.mul_monomial(b, ev.params.N // 2), a.scale))
-        z = self.bts.bootstrap(Ciphertext(z.c, z.level, 2 * z.scale, z.params))
-        return unpack_complex(ev, z, 1, 1)
-
-    def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
-        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
-        M = 2.0 ** max(0, math.ceil(math.log2(max(bound, 1.0))))
-        if M > 1 and ct.level >= 1:
-            low = self.ev.rescale(self.ev.mul_const(ct, 1.0 / M))  # slots / M, same scale
-            return self.ev.mul_int(self.bts.bootstrap(low), int(M))  # slots x M: no level, scale kept
-        return self.bts.bootstrap(ct)
 
     def join(self, a: Ciphertext, b: Ciphertext, subtract: bool = False) -> Ciphertext:
         """a +- b at the lower level; equal levels spend one level to match the scales (as placement.simulate)."""
@@ -293,57 +214,6 @@ class Forward:
             acc = [ev.add_const(a, vec.key_rows(c, shift)) for a in acc]
         return acc
 
-    def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
-        """Softmax over each row (NEXUS Alg. 1): QuickMax rounds, exp, QuickSum, Goldschmidt, product.
-        With pair_rows, two heads per ciphertext and no row duplication (`softmax_paired`, ours)."""
-        if self.lay.pair_rows:
-            return self.softmax_paired(i, S)
-        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
-        B, n_pad = self.st["B"], lay.n_pad
-        rows = vec.row_mask()  # every row segment's first n_pad slots
-        kms = [vec.key_rows(c) for c in range(len(S))]
-        x = self.enter(p + "softmax.round0", S)
-        s = [duplicate_rows(ev, ev.add_const(xc, -B * (rows - km)), n_pad) for xc, km in zip(x, kms)]  # padded -> -B
-        rounds = n_pad.bit_length() - 1
-        for k in range(rounds):
-            if k:
-                s = self.enter(p + f"softmax.round{k}", s)
-            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
-        d = self.enter(p + "softmax.exp", [self.join(xc, m, subtract=True) for xc, m in zip(x, s)])
-        r = self.st["exp_r"]  # 6 (NEXUS), 7 when 2B > 64 (the official code's r)
-        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r) for dc, km in zip(d, kms)])
-        k_inv = goldschmidt_iterations(0.5, float(n_pad))
-        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad, duplicate=True) for ec in e])
-        inv = self.leave(p + "softmax.inverse", [inverse(ev, sc, 0.5, float(n_pad), k_inv) for sc in ssum])
-        self.enter(p + "softmax.normalize", [])
-        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
-
-    def softmax_paired(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
-        """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
-        QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
-        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first)."""
-        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
-        B, n_pad = self.st["B"], lay.n_pad
-        rows = paired_vector(vec.row_mask(), n_pad)
-        km = paired_vector(vec.key_rows(0), n_pad)
-        first = starts(lay, n_pad)
-        x = self.enter(p + "softmax.round0", S)
-        s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
-        for k in range(n_pad.bit_length() - 1):
-            if k:
-                s = self.enter(p + f"softmax.round{k}", s)
-            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
-        s = self.enter(p + "softmax.spread", s)
-        m = self.leave(p + "softmax.spread", [spread(ev, sc, first, n_pad) for sc in s])
-        d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
-        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"]) for dc in d])
-        k_inv = goldschmidt_iterations(0.5, float(n_pad))
-        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
-        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
-                                                 for sc in ssum])
-        self.enter(p + "softmax.normalize", [])
-        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
-
     def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
@@ -402,85 +272,7 @@ class Forward:
             outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
-    # -- LayerNorm over chunks, in four pieces
-    def layernorm(self, name: str, xs: list[Ciphertext], gamma, beta, ln: tuple) -> list[Ciphertext]:
-        """gamma (x - mu) / sqrt(var) + beta over the d features of each token, chunks summed (NEXUS §3.2).
-
-        xs entered the piece `name` already (joined, refreshed as planned). 1/sqrt: refimpl.nexus.layernorm's
-        linear guess, Newton and Goldschmidt steps, split where a refresh may go."""
-        ev, lay, vec = self.ev, self.lay, self.vec
-        alpha, lo, hi, newton = ln
-        d, P = lay.d, lay.chunk
-        tot = xs[0]
-        for x in xs[1:]:
-            tot = ev.add(tot, x)
-        s = quick_sum(ev, tot, P, duplicate=True)  # d mu in the feature slots
-        xc = [ev.rescale(ev.mul_const(ev.sub(ev.mul_int(x, d), s), vec.features(d, c) * (alpha / d)))
-              for c, x in enumerate(xs)]  # alpha (x - mu) on the features, 0 elsewhere; level -1
-        sq = None
-        for u in xc:
-            t = ev.rescale(ev.square(u))
-            sq = t if sq is None else ev.add(sq, t)
-        v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
-        v = self.enter(name + ".rsqrt", [v])[0]
-        first, rest = newton_split(newton)
-        y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
-        y = self.leave(name + ".rsqrt", [y])[0]
-        if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
-            y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
-            y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
-            u = ev.mul_int(w, -2)
-        y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
-        h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
-        self.enter(name + ".out", [])
-        outs = []
-        for c, u_ in enumerate(xc):
-            xg = ev.rescale(ev.mul_const(u_, vec.features(d, c, gamma)))  # gamma alpha (x - mu); level -2
-            outs.append(ev.add_const(multiply_lower(ev, xg, h2), vec.features(d, c, beta)))
-        return self.leave(name + ".out", outs)
-
-    # -- activations
-    def gelu_masked(self, ct: Ciphertext, c: int) -> Ciphertext:
-        """The 4-piece GELU (NEXUS §3.3, refimpl.nexus.gelu) with the feature mask folded into the
-        scale-aligning products (GELU(0) = 0.0085 must not leak into the zero half of the windows)."""
-        m = self.vec.features(self.lay.intermediate, c) / self.st["act_div"]  # output / M (W_2 x M)
-        return self.gelu_split(ct, [m])[0]
-
-    def gelu_pair(self, ct: Ciphertext, c: int) -> list[Ciphertext]:
-        """GELU of FFN chunks c and c + 1 paired in one ciphertext (ours, refimpl.nexus.bert.packing.pair_chunks:
-        chunk c + 1 in the second half of each window): the segment bits and the pieces once, the final mask
-        products twice, so the two chunks come out apart; the second moved back to the window start."""
-        lay, M = self.lay, self.st["act_div"]
-        lo = self.vec.features(lay.intermediate, c) / M
-        if (c + 1) * lay.chunk >= lay.intermediate:  # a last chunk alone
-            return self.gelu_split(ct, [lo])
-        hi = np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
-        a, b = self.gelu_split(ct, [lo, hi])
-        return [a, self.ev.rotate(b, lay.chunk)]
-
-    def gelu_split(self, ct: Ciphertext, masks: list) -> list[Ciphertext]:
-        """The 4-piece GELU times each slot vector of `masks` (folded into the scale-aligning products), one
-        output per mask; the three products of an output summed before relinearizing (ours). Level -18."""
-        ev = self.ev
-        s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
-        q_lvl = float(ev.params.q[lvl])
-        c = self.st["gelu_prescale"]
-        bits = [sgn(ev, ct, bound=c, center=t, factor=0.5, target_scale=q_lvl) for t in BREAKPOINTS]
-        dom = gelu_valid_range(c)
-        pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
-        qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
-        ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
-        ups = [ev.drop_level(v, lvl + 1) for v in (pp, qq, ct)]
-        outs = []
-        for m in masks:
-            total = None
-            for up, b in zip(ups, ind):
-                mv = with_scale(ev.rescale(ev.mul_const(up, m, scale=s * float(ev.params.q[lvl + 1]) / up.scale)), s)
-                term = ev.multiply(mv, b, relinearize=False)
-                total = term if total is None else ev.add(total, term)
-            outs.append(with_scale(ev.rescale(ev.relinearize(total)), s))  # level -18
-        return outs
-
+    # -- activations (GELU, LayerNorm, Softmax and the refreshes: Nonlinear and Paired)
     def quad(self, u: Ciphertext, c: int) -> Ciphertext:
         """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
         1/sqrt(M) folded into W_1 (M = act_div, undone by W_2 x M): 1 level (MPCFormer's Quad)."""

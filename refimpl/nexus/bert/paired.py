@@ -1,0 +1,104 @@
+"""The paired blocks of the encrypted forward (ours), as methods of `Forward` (a mixin).
+
+`Paired` runs the packings of refimpl.nexus.bert.packing inside the forward: the refreshes of a refresh
+point two ciphertexts per bootstrap (`refresh_all`, `refresh_pair`), Softmax on two heads' rows per
+ciphertext without the row duplication (`softmax_paired`), and the 4-piece GELU on two FFN chunks per
+ciphertext (`gelu_pair`). They use the plan bookkeeping of refimpl.nexus.bert.forward.Forward and the
+paper's blocks of refimpl.nexus.bert.nonlinear (`refresh`, `gelu_split`), which Forward mixes in too.
+
+Reference (of the blocks paired): NEXUS (Zhang et al., NDSS 2025) Alg. 1 (Softmax), §3.3 (GELU);
+THOR (Moon et al., ePrint 2024/1881) packs real and imaginary halves into one bootstrap likewise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ckks import Ciphertext
+from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
+from ..folding import max_pair, quick_sum
+from ..levels import multiply_lower, with_scale
+from ..softmax import exp, goldschmidt_iterations, inverse
+from .packing import pack_complex, paired_vector, spread, starts, unpack_complex
+
+
+class Paired:
+    """Two ciphertexts per bootstrap, two heads per score ciphertext, two FFN chunks per GELU ciphertext (ours)."""
+
+    def refresh_all(self, cts: list[Ciphertext], bounds) -> list[Ciphertext]:
+        """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
+        two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
+        level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 (the sum a + i b
+        stays within the placement's unscaled bound; a coarse refresh of larger values is left single, as
+        planned). Counts self.boots."""
+        bounds = list(bounds)
+        if len(bounds) != len(cts):
+            raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
+        out: list = [None] * len(cts)
+        ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
+        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh else ():
+            pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
+            if pair is not None:
+                out[a], out[b] = pair
+                self.boots += 1
+        for i, ct in enumerate(cts):
+            if out[i] is None:
+                out[i] = self.refresh(ct, bounds[i])
+                self.boots += 1
+        return out
+
+    def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):
+        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): a / 2M_a + i b / 2M_b, or at
+        level 0 a + i b with the scale declared doubled (the bootstrap then returns (a + i b) / 2). None: not
+        pairable (at level 0 with different scales)."""
+        ev = self.ev
+        if min(a.level, b.level) >= 1:
+            ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
+            z = self.bts.bootstrap(pack_complex(ev, a, b, 0.5 / ma, 0.5 / mb))
+            return unpack_complex(ev, z, ma, mb)
+        a, b = ev.drop_level(a, 0), ev.drop_level(b, 0)
+        if abs(a.scale - b.scale) > 1e-9 * a.scale:
+            return None
+        z = ev.add(a, with_scale(ev.mul_monomial(b, ev.params.N // 2), a.scale))
+        z = self.bts.bootstrap(Ciphertext(z.c, z.level, 2 * z.scale, z.params))
+        return unpack_complex(ev, z, 1, 1)
+
+    def softmax_paired(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
+        """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
+        QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
+        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first)."""
+        ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
+        B, n_pad = self.st["B"], lay.n_pad
+        rows = paired_vector(vec.row_mask(), n_pad)
+        km = paired_vector(vec.key_rows(0), n_pad)
+        first = starts(lay, n_pad)
+        x = self.enter(p + "softmax.round0", S)
+        s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
+        for k in range(n_pad.bit_length() - 1):
+            if k:
+                s = self.enter(p + f"softmax.round{k}", s)
+            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+        s = self.enter(p + "softmax.spread", s)
+        m = self.leave(p + "softmax.spread", [spread(ev, sc, first, n_pad) for sc in s])
+        d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"]) for dc in d])
+        k_inv = goldschmidt_iterations(0.5, float(n_pad))
+        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
+                                                 for sc in ssum])
+        self.enter(p + "softmax.normalize", [])
+        return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
+
+    def gelu_pair(self, ct: Ciphertext, c: int) -> list[Ciphertext]:
+        """GELU of FFN chunks c and c + 1 paired in one ciphertext (ours, refimpl.nexus.bert.packing.pair_chunks:
+        chunk c + 1 in the second half of each window): the segment bits and the pieces once, the final mask
+        products twice, so the two chunks come out apart; the second moved back to the window start."""
+        lay, M = self.lay, self.st["act_div"]
+        lo = self.vec.features(lay.intermediate, c) / M
+        if (c + 1) * lay.chunk >= lay.intermediate:  # a last chunk alone
+            return self.gelu_split(ct, [lo])
+        hi = np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
+        a, b = self.gelu_split(ct, [lo, hi])
+        return [a, self.ev.rotate(b, lay.chunk)]
