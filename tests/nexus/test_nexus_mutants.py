@@ -46,7 +46,7 @@ def test_softmax_accepts_bounds_up_to_half_of_exps_range(kit):
 def test_placement_refuses_a_pack_that_is_not_a_placement():
     """NEXUS Alg. 5: a pack that places the value ids but transforms the values (here |x|) is refused,
     with the way out (--no-compress) in the message."""
-    with pytest.raises(PlacementError, match="pack_input is not a placement of values: use --no-compress"):
+    with pytest.raises(PlacementError, match="^pack_input is not a placement of values: use --no-compress$"):
         placement(lambda x: [np.abs(x).ravel()], 4, 2, 16)
     where = placement(lambda x: [x.ravel(), x.T.ravel()], 2, 2, 8)  # two layouts of the same values
     assert [[k for k, _ in w] for w in where] == [[0, 1]] * 4
