@@ -22,6 +22,7 @@ from .encryptor import Decryptor, Encryptor
 from .errors import (
     CKKSError,
     InsecureParametersError,
+    KeyMismatchError,
     LevelExhaustedError,
     LevelMismatchError,
     MissingKeyError,
@@ -39,7 +40,7 @@ from .context import Context  # noqa: E402 - the facade, after what it is built 
 __all__ = [
     "Context", "Ciphertext", "Plaintext", "with_scale", "Encoder", "Encryptor", "Decryptor", "Evaluator", "EvaluationKeys",
     "KeyGenerator", "PublicKey", "SecretKey", "SwitchingKey", "Parameters", "PRESETS", "preset",
-    "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError",
+    "galois_element", "conjugation_element", "CKKSError", "InsecureParametersError", "KeyMismatchError",
     "LevelExhaustedError", "LevelMismatchError", "MissingKeyError", "ParameterError", "ParameterMismatchError",
     "ScaleMismatchError", "ScaleRangeError", "SerializationError",
 ]

@@ -7,7 +7,9 @@
     Delta < Q_l / 2 to decrypt (e.g. two products without a rescale at a low level);
   * a scale below the floor SCALE_FLOOR = 1 (e.g. one rescale too many: Delta / q_l, then below 1),
     or not finite;
-  * a constant whose product with the operand leaves the modulus (mul_const(1e30)).
+  * a constant whose product with the operand leaves the modulus (mul_const(1e30));
+  * a ciphertext of another secret key: its key id (refimpl.ckks.keys, "Key ids") differs from the
+    decryptor's or the evaluator's key, or from the other operand's.
 Each error names the operand and the fix.
 """
 
@@ -17,7 +19,7 @@ from math import isfinite, log2
 
 import numpy as np
 
-from .errors import ParameterMismatchError, ScaleRangeError
+from .errors import KeyMismatchError, ParameterMismatchError, ScaleRangeError
 from .params import Parameters
 
 SCALE_FLOOR = 1.0  # below this the message is rounded to less than one unit: it is noise
@@ -53,6 +55,26 @@ def check_params(params: Parameters, x, op: str, what: str = "operand") -> None:
             raise ParameterMismatchError(
                 f"{op}: component {k} of the {what} has shape {shape}, expected ({level + 1}, {params.N}) uint64 "
                 "for its level: the object was built by hand or corrupted; encrypt or deserialize it again")
+
+
+def check_key(expected: bytes | None, operands, op: str, holder: str = "Decryptor") -> bytes | None:
+    """The one key id of `expected` (the decryptor's or evaluator's key; None: any) and the
+    operands' (plaintexts and untagged ciphertexts: any); refused when two differ."""
+    ids = [(f"operand {i}" if len(operands) > 1 else "ciphertext", getattr(x, "key_id", None)) for i, x in enumerate(operands)]
+    ids = [(w, k) for w, k in ids if k is not None]
+    if expected is not None:
+        for what, k in ids:
+            if k != expected:
+                raise KeyMismatchError(
+                    f"{op}: the {what} was encrypted under key {k.hex()}, this {holder}'s key is "
+                    f"{expected.hex()}: use the secret key (or the evaluation keys) of the key pair that "
+                    "encrypted it; under another key it decrypts to noise")
+        return expected
+    if len({k for _, k in ids}) > 1:
+        raise KeyMismatchError(
+            f"{op}: the operands were encrypted under different keys ({', '.join(f'{w}: {k.hex()}' for w, k in ids)}): "
+            "homomorphic operations combine ciphertexts of one key pair only")
+    return ids[0][1] if ids else None
 
 
 def check_scale(params: Parameters, scale: float, level: int, op: str, what: str = "operand") -> None:

@@ -2,7 +2,8 @@
 
 A ciphertext at level l holds components c_0, c_1 (and c_2 before relinearization), each a
 uint64 array [l+1, N] over q_0 .. q_l, and decrypts as [c_0 + c_1 s (+ c_2 s^2)]_{Q_l} = Delta m + e.
-Objects are immutable: every operation returns a new one.
+Objects are immutable: every operation returns a new one. A ciphertext also carries the id of
+the secret key it is encrypted under (ours: refimpl.ckks.keys, "Key ids"; None: unknown).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ class Plaintext:
 
 @dataclass(frozen=True, eq=False)
 class Ciphertext:
-    """An RLWE ciphertext: components c[0], c[1] (, c[2]), each [level+1, N] in the NTT domain."""
+    """An RLWE ciphertext: components c[0], c[1] (, c[2]), each [level+1, N] in the NTT domain;
+    key_id: the id of the secret key it decrypts under (None: unknown, e.g. built by hand)."""
 
     c: tuple[np.ndarray, ...]
     level: int
     scale: float
     params: Parameters
+    key_id: bytes | None = None
 
     @property
     def size(self) -> int:
@@ -58,4 +61,4 @@ def with_scale(ct: Ciphertext, scale: float) -> Ciphertext:
 
     Free and exact (no level, no noise); how a known factor is folded into the scale
     (NEXUS: the factor N of decompression; bootstrapping: K q0 and q0 / (2 pi Delta))."""
-    return Ciphertext(ct.c, ct.level, float(scale), ct.params)
+    return Ciphertext(ct.c, ct.level, float(scale), ct.params, ct.key_id)

@@ -3,14 +3,15 @@
 Public key:  v ternary, e_0, e_1 Gaussian:  c = (v b + e_0 + m, v a + e_1)  over Q_l.
 Secret key:  a uniform, e Gaussian:         c = (-a s + e + m, a).
 Decryption:  m + e' = [c_0 + c_1 s (+ c_2 s^2)]_{Q_l}.
-Both refuse operands of other parameters or of impossible shapes and scales (refimpl.ckks.checks).
+Both refuse operands of other parameters or of impossible shapes and scales (refimpl.ckks.checks);
+the ciphertext carries the key's id, and decryption refuses a ciphertext of another key (ours).
 Reference: Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3.4.
 """
 
 from __future__ import annotations
 
 from ..ring.sampling import RandomSource
-from .checks import check_operand
+from .checks import check_key, check_operand
 from .ciphertext import Ciphertext, Plaintext
 from .keys import PublicKey, SecretKey
 
@@ -37,7 +38,7 @@ class Encryptor:
             a = self.rng.uniform(ctx.moduli(basis), p.N)
             e = self._small(self.rng.gaussian(p.N, p.sigma), basis)
             c0 = ctx.add(ctx.sub(e, ctx.mul(a, self.key.s_ntt[rows], basis), basis), pt.poly, basis)
-            return Ciphertext((c0, a), pt.level, pt.scale, p)
+            return Ciphertext((c0, a), pt.level, pt.scale, p, self.key.key_id)
         v = self._small(self.rng.ternary(p.N), basis)
         e0 = self._small(self.rng.gaussian(p.N, p.sigma), basis)
         e1 = self._small(self.rng.gaussian(p.N, p.sigma), basis)
@@ -45,7 +46,7 @@ class Encryptor:
         a = self.key.a[rows]
         c0 = ctx.add(ctx.add(ctx.mul(v, b, basis), e0, basis), pt.poly, basis)
         c1 = ctx.add(ctx.mul(v, a, basis), e1, basis)
-        return Ciphertext((c0, c1), pt.level, pt.scale, p)
+        return Ciphertext((c0, c1), pt.level, pt.scale, p, self.key.key_id)
 
 
 class Decryptor:
@@ -57,6 +58,7 @@ class Decryptor:
 
     def decrypt(self, ct: Ciphertext) -> Plaintext:
         check_operand(self.params, ct, "Decryptor.decrypt", "ciphertext")
+        check_key(self.sk.key_id, (ct,), "Decryptor.decrypt")
         p = self.params
         ctx = p.ctx
         basis = p.q_basis(ct.level)

@@ -17,6 +17,10 @@ class ParameterMismatchError(CKKSError):
     """An operand of another parameter set (or with arrays of the wrong shape for its level)."""
 
 
+class KeyMismatchError(CKKSError):
+    """A ciphertext of another secret key (its key id differs from the key's or the other operand's)."""
+
+
 class ScaleRangeError(CKKSError):
     """A scale (or a constant) that leaves the modulus or falls below the floor."""
 

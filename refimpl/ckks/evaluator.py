@@ -4,7 +4,8 @@ Levels and scales are checked, never assumed: operands of add/sub must share lev
 (the error names both and how to fix it); a product multiplies the scales; rescale divides the
 scale by the dropped prime q_l exactly (level l -> l-1, scale Delta^2 / q_l). Every entry point
 also refuses operands of other parameters, scales outside [floor, modulus) and constants that
-leave the modulus (refimpl.ckks.checks, ours).
+leave the modulus (refimpl.ckks.checks, ours), and ciphertexts of another secret key than its
+evaluation keys' or than the other operand's; results carry the key id (ours).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..ring.automorphism import automorphism_ntt
 from .ciphertext import Ciphertext, Plaintext
-from .checks import check_constant, check_operand, check_params, check_product_scale
+from .checks import check_constant, check_key, check_operand, check_params, check_product_scale
 from .encoder import Encoder
 from .errors import LevelExhaustedError, LevelMismatchError, MissingKeyError, ScaleMismatchError
 from .keys import EvaluationKeys, conjugation_element, galois_element
@@ -37,6 +38,7 @@ class Evaluator:
         self.keys = keys if keys is not None else EvaluationKeys()
         self.encoder = Encoder(params)
         self.ctx = params.ctx
+        self.key_id = self.keys.key_id  # the secret its keys belong to (ours; None: no key carries one)
 
     # ------------------------------------------------------------------ checks
     def _basis(self, level: int) -> tuple[int, ...]:
@@ -44,10 +46,12 @@ class Evaluator:
 
     def _check(self, a, op: str, what: str = "ciphertext") -> None:
         check_operand(self.params, a, op, what)
+        check_key(self.key_id, (a,), op, "Evaluator")
 
     def _check_pair(self, a, b, op: str, check_scale: bool = True) -> None:
         check_operand(self.params, a, op, "left operand")
         check_operand(self.params, b, op, "right operand")
+        check_key(self.key_id, (a, b), op, "Evaluator")
         if a.level != b.level:
             raise LevelMismatchError(
                 f"{op}: levels differ (left at level {a.level}, scale 2^{np.log2(a.scale):.2f}; "
@@ -61,6 +65,10 @@ class Evaluator:
                 "fixes its scale (mul_const with scale=...) or encode the plaintext at the other's scale"
             )
 
+    def _key(self, *operands) -> bytes | None:
+        """The key id of a result (operands already checked by check_key): the evaluator's, else an operand's."""
+        return self.key_id or next((x.key_id for x in operands if getattr(x, "key_id", None) is not None), None)
+
     # ------------------------------------------------------------------ linear
     def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
         self._check_pair(a, b, "add")
@@ -72,7 +80,7 @@ class Evaluator:
                 comps.append(self.ctx.add(a.c[i], b.c[i], basis))
             else:
                 comps.append((a.c[i] if i < a.size else b.c[i]).copy())
-        return Ciphertext(tuple(comps), a.level, a.scale, a.params)
+        return Ciphertext(tuple(comps), a.level, a.scale, a.params, self._key(a, b))
 
     def sub(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
         return self.add(a, self.negate(b))
@@ -80,17 +88,17 @@ class Evaluator:
     def negate(self, a: Ciphertext) -> Ciphertext:
         self._check(a, "negate")
         basis = self._basis(a.level)
-        return Ciphertext(tuple(self.ctx.neg(c, basis) for c in a.c), a.level, a.scale, a.params)
+        return Ciphertext(tuple(self.ctx.neg(c, basis) for c in a.c), a.level, a.scale, a.params, self._key(a))
 
     def add_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
         self._check_pair(a, pt, "add_plain")
         basis = self._basis(a.level)
-        return Ciphertext((self.ctx.add(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params)
+        return Ciphertext((self.ctx.add(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params, self._key(a))
 
     def sub_plain(self, a: Ciphertext, pt: Plaintext) -> Ciphertext:
         self._check_pair(a, pt, "sub_plain")
         basis = self._basis(a.level)
-        return Ciphertext((self.ctx.sub(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params)
+        return Ciphertext((self.ctx.sub(a.c[0], pt.poly, basis),) + tuple(c.copy() for c in a.c[1:]), a.level, a.scale, a.params, self._key(a))
 
     def add_const(self, a: Ciphertext, value) -> Ciphertext:
         """a + value in every slot (a scalar), or slotwise (a vector), at a's level and scale.
@@ -101,7 +109,7 @@ class Evaluator:
         check_constant(self.params, value, a.scale, a.level, "add_const")
         if np.ndim(value) == 0:
             return Ciphertext((self._add_scalar_poly(a.c[0], complex(value), a.scale, a.level),) + tuple(c.copy() for c in a.c[1:]),
-                              a.level, a.scale, a.params)
+                              a.level, a.scale, a.params, self._key(a))
         return self.add_plain(a, self.encoder.encode(value, level=a.level, scale=a.scale))
 
     def _add_scalar_poly(self, c0: np.ndarray, value: complex, scale: float, level: int) -> np.ndarray:
@@ -117,7 +125,7 @@ class Evaluator:
         self._check_pair(a, pt, "mul_plain", check_scale=False)
         check_product_scale(self.params, a.scale * pt.scale, a.level, "mul_plain")
         basis = self._basis(a.level)
-        return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params)
+        return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params, self._key(a))
 
     def mul_const(self, a: Ciphertext, value, scale: float | None = None) -> Ciphertext:
         """a times a constant (scalar) or slotwise vector, encoded at `scale`; rescale next.
@@ -138,7 +146,7 @@ class Evaluator:
             if im:
                 shifted = self.mul_monomial(a, self.params.N // 2)
                 comps = [self.ctx.add(x, self.ctx.mul_int(y, im, basis), basis) for x, y in zip(comps, shifted.c)]
-            return Ciphertext(tuple(comps), a.level, a.scale * scale, a.params)
+            return Ciphertext(tuple(comps), a.level, a.scale * scale, a.params, self._key(a))
         return self.mul_plain(a, self.encoder.encode(value, level=a.level, scale=scale))
 
     def mul_int(self, a: Ciphertext, k: int) -> Ciphertext:
@@ -146,7 +154,7 @@ class Evaluator:
         self._check(a, "mul_int")
         check_constant(self.params, int(k), a.scale, a.level, "mul_int")
         basis = self._basis(a.level)
-        return Ciphertext(tuple(self.ctx.mul_int(c, int(k), basis) for c in a.c), a.level, a.scale, a.params)
+        return Ciphertext(tuple(self.ctx.mul_int(c, int(k), basis) for c in a.c), a.level, a.scale, a.params, self._key(a))
 
     # ------------------------------------------------------------------ products
     def multiply(self, a: Ciphertext, b: Ciphertext, relinearize: bool = True) -> Ciphertext:
@@ -160,7 +168,7 @@ class Evaluator:
         d1 = ctx.mul(a.c[0], b.c[1], basis)
         ctx.mul_acc(d1, a.c[1], b.c[0], basis)
         d2 = ctx.mul(a.c[1], b.c[1], basis)
-        out = Ciphertext((d0, d1, d2), a.level, a.scale * b.scale, a.params)
+        out = Ciphertext((d0, d1, d2), a.level, a.scale * b.scale, a.params, self._key(a, b))
         return self.relinearize(out) if relinearize else out
 
     def square(self, a: Ciphertext) -> Ciphertext:
@@ -176,7 +184,12 @@ class Evaluator:
         c1 = a.c[1] if c1 is None else c1
         c0 = a.c[0] if c0 is None else c0
         u0, u1 = key_switch(self.params, c1, key, a.level)
-        return Ciphertext((self.ctx.add(c0, u0, self._basis(a.level)), u1), a.level, a.scale, a.params)
+        to = getattr(key, "key_id", None)  # the secret the key switches to (None: unknown)
+        if to is None or to == self.key_id:
+            out_key = self._key(a)
+        else:  # another secret (the sparse s' of encapsulation): not tagged, so no check trips on it
+            out_key = None if self.key_id is not None else to
+        return Ciphertext((self.ctx.add(c0, u0, self._basis(a.level)), u1), a.level, a.scale, a.params, out_key)
 
     def relinearize(self, a: Ciphertext) -> Ciphertext:
         """(d_0, d_1, d_2) -> (d_0, d_1) + KeySwitch_{s^2 -> s}(d_2)."""
@@ -186,7 +199,7 @@ class Evaluator:
         if self.keys.relin is None:
             raise MissingKeyError("relinearization key not generated: KeyGenerator.evaluation_keys(sk, relin=True)")
         sw = self.switch_key(a, self.keys.relin, c1=a.c[2])  # (d_0 + u_0, u_1), u_0 + u_1 s ~ d_2 s^2
-        return Ciphertext((sw.c[0], self.ctx.add(a.c[1], sw.c[1], self._basis(a.level))), a.level, a.scale, a.params)
+        return Ciphertext((sw.c[0], self.ctx.add(a.c[1], sw.c[1], self._basis(a.level))), a.level, a.scale, a.params, self._key(a))
 
     def _require_levels(self, a: Ciphertext, need: int, op: str) -> None:
         if a.level < need:
@@ -201,7 +214,7 @@ class Evaluator:
         self._require_levels(a, 1, "rescale")
         basis = self._basis(a.level)
         comps = tuple(self.ctx.rescale_many(a.c, basis))
-        return Ciphertext(comps, a.level - 1, a.scale / self.params.q[a.level], a.params)
+        return Ciphertext(comps, a.level - 1, a.scale / self.params.q[a.level], a.params, self._key(a))
 
     def mul_rescale(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
         """multiply + relinearize + rescale."""
@@ -213,7 +226,7 @@ class Evaluator:
         self._check(a, "drop_level")
         if not 0 <= level <= a.level:
             raise LevelExhaustedError(f"drop_level: target level {level} must be in [0, {a.level}]")
-        return Ciphertext(tuple(np.ascontiguousarray(c[: level + 1]) for c in a.c), level, a.scale, a.params)
+        return Ciphertext(tuple(np.ascontiguousarray(c[: level + 1]) for c in a.c), level, a.scale, a.params, self._key(a))
 
     # ------------------------------------------------------------------ automorphisms
     def galois_key(self, k: int, what: str):
@@ -266,7 +279,7 @@ class Evaluator:
             if exts is None:
                 exts = mod_up(self.params, a.c[1], a.level)
             u0, u1 = apply_key(self.params, exts, key, a.level, galois=k)
-            out[r] = Ciphertext((self.ctx.add(automorphism_ntt(a.c[0], k), u0, basis), u1), a.level, a.scale, a.params)
+            out[r] = Ciphertext((self.ctx.add(automorphism_ntt(a.c[0], k), u0, basis), u1), a.level, a.scale, a.params, self._key(a))
         return out
 
     # ------------------------------------------------------------------ the extended basis Q_l P
@@ -308,7 +321,33 @@ class Evaluator:
     def mod_down_extended(self, x0: np.ndarray, x1: np.ndarray, level: int, scale: float) -> Ciphertext:
         """The ciphertext ModDown(x_0, x_1) over Q_l at `scale`."""
         u = self.ctx.mod_down_many((x0, x1), self._basis(level), self.params.p_basis)
-        return Ciphertext((u[0], u[1]), level, scale, self.params)
+        return Ciphertext((u[0], u[1]), level, scale, self.params, self.key_id)
+
+    def rotate_sum(self, terms) -> Ciphertext:
+        """sum of Rot(a, r) over the pairs (a, r) of `terms` (one level and scale), the key-switched rotations
+        summed over Q_l P and brought down once (the giant steps of double hoisting, Bossuat et al. 2021
+        section 4.3): one ModDown for all instead of one per rotation; key switches: the non-trivial rotations."""
+        terms = list(terms)
+        if not terms:
+            raise ValueError("rotate_sum of no terms")
+        a0 = terms[0][0]
+        for a, _ in terms:
+            self._check(a, "rotate_sum")
+            if a.size != 2:
+                raise ValueError("relinearize before rotating")
+            if (a.level, a.scale) != (a0.level, a0.scale):
+                raise LevelMismatchError(f"rotate_sum: terms at (level, scale) {(a.level, a.scale)} and "
+                                         f"{(a0.level, a0.scale)}")
+        level, full = a0.level, self._basis(a0.level) + self.params.p_basis
+        acc, plain = None, None
+        for a, r in terms:
+            if galois_element(self.params, r) == 1:  # no key switch: added over Q_l after the ModDown
+                plain = a if plain is None else self.add(plain, a)
+                continue
+            x = self.rotate_hoisted_extended(a, [r])[r]
+            acc = x if acc is None else (self.ctx.add(acc[0], x[0], full), self.ctx.add(acc[1], x[1], full))
+        out = None if acc is None else self.mod_down_extended(acc[0], acc[1], level, a0.scale)
+        return plain if out is None else (out if plain is None else self.add(out, plain))
 
     # ------------------------------------------------------------------ monomials
     def mul_monomial(self, a: Ciphertext, j: int) -> Ciphertext:
@@ -316,7 +355,7 @@ class Evaluator:
         self._check(a, "mul_monomial")
         mono = self._monomial_ntt(int(j) % (2 * self.params.N), a.level)
         basis = self._basis(a.level)
-        return Ciphertext(tuple(self.ctx.mul(c, mono, basis) for c in a.c), a.level, a.scale, a.params)
+        return Ciphertext(tuple(self.ctx.mul(c, mono, basis) for c in a.c), a.level, a.scale, a.params, self._key(a))
 
     def _monomial_ntt(self, j: int, level: int) -> np.ndarray:
         return _monomial(self.params, j, level)

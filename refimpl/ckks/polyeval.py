@@ -125,7 +125,7 @@ def _force_scale(ct: Ciphertext, scale: float) -> Ciphertext:
     """Declare `scale` for a ciphertext whose scale equals it up to float rounding."""
     if abs(ct.scale - scale) > 1e-9 * scale:
         raise ValueError(f"internal scale mismatch {ct.scale} vs {scale}")
-    return Ciphertext(ct.c, ct.level, scale, ct.params)
+    return Ciphertext(ct.c, ct.level, scale, ct.params, ct.key_id)
 
 
 def _cheb_divide(c: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +195,7 @@ class _Evaluation:
             acc = term if acc is None else ev.add(acc, term)
         if acc is None:  # a constant: encode it on a zero multiple of T_1
             t = ev.drop_level(self.P.get(1), up)
-            acc = Ciphertext(ev.mul_int(t, 0).c, up, scale * q_up, t.params)
+            acc = Ciphertext(ev.mul_int(t, 0).c, up, scale * q_up, t.params, t.key_id)
         acc = ev.add_const(acc, c[0]) if len(c) and c[0] != 0 else acc
         return _force_scale(ev.rescale(acc), scale)  # level l+1 -> l, scale s
 
@@ -223,7 +223,7 @@ def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1
         out = _odd9(ev, y, coeffs, target_scale, stats)
     elif d == 0:
         zero = ev.drop_level(ev.mul_int(y, 0), out_level)
-        out = ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params), coeffs[0] if len(coeffs) else 0.0)
+        out = ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params, zero.key_id), coeffs[0] if len(coeffs) else 0.0)
     else:
         baby = 1 << -(-poly_depth(d) // 2)  # 2^ceil(k/2): ~2 sqrt(d) products in all
         out = _Evaluation(ev, P, y.level, baby).eval(coeffs, poly_depth(d), out_level, target_scale)

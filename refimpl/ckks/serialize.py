@@ -1,8 +1,11 @@
 """Serialization of plaintexts, ciphertexts and keys to bytes (what bandwidth is counted in).
 
 Layout (little endian):
-    magic b"RFCK" | version u16 | kind u8 | parameter fingerprint 8 bytes | kind header |
-    payload | CRC-32 of all preceding bytes (u32)
+    magic b"RFCK" | version u16 | kind u8 | parameter fingerprint 8 bytes | key id 8 bytes |
+    kind header | payload | CRC-32 of all preceding bytes (u32)
+The key id (ours; refimpl.ckks.keys, "Key ids") names the secret key of a ciphertext, a public key
+or the secret a switching key switches to; zero bytes: none (plaintexts, objects built by hand).
+Other format versions are refused with the version found (version 2 carried no key id).
 Residues mod q_i are bit-packed to bitlen(q_i) bits each (a 40-bit prime costs 5 bytes per
 coefficient, not 8). Switching keys carry their level, b_j over Q_level P and the 64-bit seeds of
 a_j (the receiver expands a_j), as SEAL does. Anything malformed, truncated, corrupted, of another kind or of another
@@ -26,9 +29,10 @@ from .keys import EvaluationKeys, PublicKey, SwitchingKey, key_digits, key_rows
 from .params import Parameters
 
 MAGIC = b"RFCK"
-VERSION = 2  # 2: switching keys carry their level (rows q_0..q_level and P)
+VERSION = 3  # 2: switching keys carry their level (rows q_0..q_level and P); 3: the key id
 KINDS = {"plaintext": 1, "ciphertext": 2, "public_key": 3, "switching_key": 4, "evaluation_keys": 5}
-HEAD = struct.Struct("<4sHB8s")  # magic, version, kind, the parameters' fingerprint
+HEAD = struct.Struct("<4sHB8s8s")  # magic, version, kind, the parameters' fingerprint, the key id
+NO_KEY = bytes(8)  # the key id field of an object without one
 
 
 @nb.njit(cache=True)
@@ -111,6 +115,7 @@ class _Reader:
         self.data = memoryview(data)
         self.pos = 0
         self.what = what
+        self.key_id: bytes | None = None  # from the header (None: no key)
 
     def take(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
@@ -126,8 +131,8 @@ class _Reader:
         return s.unpack(self.take(s.size))
 
 
-def _wrap(kind: str, params: Parameters, body: bytes) -> bytes:
-    head = HEAD.pack(MAGIC, VERSION, KINDS[kind], params.fingerprint())
+def _wrap(kind: str, params: Parameters, body: bytes, key_id: bytes | None = None) -> bytes:
+    head = HEAD.pack(MAGIC, VERSION, KINDS[kind], params.fingerprint(), key_id or NO_KEY)
     data = head + body
     return data + struct.pack("<I", zlib.crc32(data))
 
@@ -138,11 +143,12 @@ def _open(data: bytes, kind: str, params: Parameters) -> _Reader:
     data = bytes(data)
     if len(data) < HEAD.size + 4:
         raise SerializationError(f"{kind}: truncated data ({len(data)} bytes is shorter than the header)")
-    magic, version, k, fp = HEAD.unpack_from(data)
+    magic, version, k, fp, key_id = HEAD.unpack_from(data)
     if magic != MAGIC:
         raise SerializationError(f"{kind}: not refimpl CKKS data (magic {magic!r}, expected {MAGIC!r})")
     if version != VERSION:
-        raise SerializationError(f"{kind}: format version {version}, this refimpl reads version {VERSION}")
+        raise SerializationError(f"{kind}: format version {version}, this refimpl reads version {VERSION} only "
+                                 "(version 2 carried no key id): serialize it again with this refimpl")
     if k != KINDS[kind]:
         found = {v: n for n, v in KINDS.items()}.get(k, f"unknown kind {k}")
         raise SerializationError(f"expected a serialized {kind}, got a {found}")
@@ -153,6 +159,7 @@ def _open(data: bytes, kind: str, params: Parameters) -> _Reader:
         raise SerializationError(f"{kind}: checksum mismatch (corrupted or truncated data)")
     r = _Reader(data[:-4], kind)
     r.pos = HEAD.size
+    r.key_id = None if key_id == NO_KEY else key_id
     return r
 
 
@@ -191,14 +198,14 @@ def _read_polys(r: _Reader, params: Parameters, what: str, sizes: tuple[int, ...
 
 
 def serialize_ciphertext(ct: Ciphertext) -> bytes:
-    return _wrap("ciphertext", ct.params, _poly_body(ct.params, ct.c, ct.level, ct.scale))
+    return _wrap("ciphertext", ct.params, _poly_body(ct.params, ct.c, ct.level, ct.scale), ct.key_id)
 
 
 def deserialize_ciphertext(data: bytes, params: Parameters) -> Ciphertext:
     r = _open(data, "ciphertext", params)
     polys, level, scale = _read_polys(r, params, "ciphertext", (2, 3))
     _done(r)
-    return Ciphertext(polys, level, scale, params)
+    return Ciphertext(polys, level, scale, params, r.key_id)
 
 
 def serialize_plaintext(pt: Plaintext) -> bytes:
@@ -215,7 +222,7 @@ def deserialize_plaintext(data: bytes, params: Parameters) -> Plaintext:
 # ----------------------------------------------------------------------------- keys
 def serialize_public_key(pk: PublicKey) -> bytes:
     p = pk.params
-    return _wrap("public_key", p, _poly_body(p, (pk.b, pk.a), p.L, 1.0))
+    return _wrap("public_key", p, _poly_body(p, (pk.b, pk.a), p.L, 1.0), pk.key_id)
 
 
 def deserialize_public_key(data: bytes, params: Parameters) -> PublicKey:
@@ -224,7 +231,7 @@ def deserialize_public_key(data: bytes, params: Parameters) -> PublicKey:
     if level != params.L:
         raise SerializationError("public_key: expected 2 polynomials at the top level")
     _done(r)
-    return PublicKey(polys[0], polys[1], params)
+    return PublicKey(polys[0], polys[1], params, key_id=r.key_id)
 
 
 def _swk_body(k: SwitchingKey) -> bytes:
@@ -244,11 +251,11 @@ def _read_swk(r: _Reader, params: Parameters) -> SwitchingKey:
     rows = key_rows(params, level)
     n = _packed_len(params, rows)
     bs = tuple(_unpack_rows(params, r.take(n), rows, "switching_key") for _ in range(d))
-    return SwitchingKey(bs, seeds, params, level=level)
+    return SwitchingKey(bs, seeds, params, level=level, key_id=r.key_id)
 
 
 def serialize_switching_key(k: SwitchingKey) -> bytes:
-    return _wrap("switching_key", k.params, _swk_body(k))
+    return _wrap("switching_key", k.params, _swk_body(k), k.key_id)
 
 
 def deserialize_switching_key(data: bytes, params: Parameters) -> SwitchingKey:
@@ -264,7 +271,7 @@ def serialize_evaluation_keys(ek: EvaluationKeys, params: Parameters) -> bytes:
         body += _swk_body(ek.relin)
     for g, k in sorted(ek.galois.items()):
         body += struct.pack("<I", g) + _swk_body(k)
-    return _wrap("evaluation_keys", params, body)
+    return _wrap("evaluation_keys", params, body, ek.key_id)
 
 
 def deserialize_evaluation_keys(data: bytes, params: Parameters) -> EvaluationKeys:

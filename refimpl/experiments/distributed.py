@@ -52,8 +52,9 @@ def run(log=print) -> dict:
     p, model, lay = setting()
     kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
-    P, g = lay.chunk, lay.baby
-    steps = [-P, *range(1, g), *(g * k for k in range(1, P // g))]
+    P = lay.chunk
+    cin, cout = lay.chunks(HIDDEN), lay.chunks(FFN)  # Forward.linear's rotations, whole and halved (a worker's)
+    steps = sorted(nb.linear_steps(P, nb.bsgs_baby(P, cin, cout)) | nb.linear_steps(P, nb.bsgs_baby(P, cin, cout // 2)))
     ek = kg.evaluation_keys(sk, rotations=steps)
     keys_blob = serialize_evaluation_keys(ek, p)
     enc = Encoder(p)

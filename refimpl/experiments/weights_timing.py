@@ -131,13 +131,13 @@ def bertbase_block(model_name: str = "2quad-freediv-quad", repeats: int = 2, wor
     model = synthetic_model(cfg, widest_ranges(shipped_ranges(model_name), cfg.num_hidden_layers))
     t = BlockTimer(params, rc, model, 128)
     lay = t.lay
-    P, g = lay.chunk, lay.baby
+    P = lay.chunk
     level = t.row("qkv")["level_in"]
     log(f"BERT-base block: P = {P}, level {level}, peak RSS {peak_rss_mib():.0f} MiB")
     rng = np.random.default_rng(0)
     W, b = rng.normal(0, 1 / math.sqrt(P), (P, P)), rng.normal(0, 0.1, P)
     x = rng.normal(0, 1, (lay.n, P))
-    steps = [-P, *range(1, g), *(g * k for k in range(1, P // g))]
+    steps = sorted(nb.linear_steps(P, nb.bsgs_baby(P, 1, 1)))  # the rotations of a 1 -> 1 chunk product
     fw = t.forward(steps, level)
     ct = t.encrypt(nb.pack(x, lay)[0], level)
     rec = ws.Recorder(model, params, lay, t.top, t.top)

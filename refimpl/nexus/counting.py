@@ -24,20 +24,22 @@ from collections import Counter
 import numpy as np
 
 from ..ckks import Ciphertext, Plaintext
+from ..ckks.keys import conjugation_element, galois_element, key_digits, key_rows
 from ..ckks.errors import LevelExhaustedError, LevelMismatchError, ScaleMismatchError
 
 SCALE_RTOL = 1e-9  # as refimpl.ckks.evaluator: scales this close (relative) are equal
 # DryEvaluator.ops: what costs time, by level. rotate: a rotation, conjugation or Subs with its own key
-# switch; modup: a rotate_hoisted call (the shared decomposition); hoisted: each rotation of such a call;
-# tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded vector; scalar: by
-# a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a plaintext encoded.
+# switch (a term of rotate_sum too); modup: a rotate_hoisted call (the shared decomposition); hoisted: each
+# rotation of such a call; tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded
+# vector; scalar: by a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a
+# plaintext encoded.
 OPS = ("rotate", "modup", "hoisted", "tensor", "relin", "pt_mult", "scalar", "add", "rescale", "encode")
 
 
 class CountingEvaluator:
     """Wraps an Evaluator; `counts[name]` is how often the block called `name`.
 
-    Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation),
+    Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation or rotate_sum term),
     counts["subs"], counts["ct_mults"] (multiply + square), counts["pt_mults"]
     (mul_plain + non-scalar mul_const), counts["relinearizations"], counts["key_switches"] and
     counts["encodes"] (see the module docstring; the encoder is wrapped too)."""
@@ -68,6 +70,8 @@ class CountingEvaluator:
                     self.counts["pt_mults"] += 1  # a slot vector: a plaintext product
             if name == "rotate_hoisted":
                 self.counts["rotations"] += sum(1 for r in args[1] if r % self._ev.params.slots)
+            if name == "rotate_sum":
+                self.counts["rotations"] += sum(1 for _, r in args[0] if r % self._ev.params.slots)
             return attr(*args, **kwargs)
 
         return counted
@@ -85,6 +89,8 @@ class CountingEvaluator:
             n = int(args[1] % p.slots != 0)
         elif name == "rotate_hoisted":
             n = sum(1 for r in args[1] if r % p.slots)
+        elif name == "rotate_sum":
+            n = sum(1 for _, r in args[0] if r % p.slots)
         elif name == "conjugate":
             n = 1
         elif name in ("subs", "apply_galois"):
@@ -156,11 +162,13 @@ class DryEvaluator:
         self.params = params
         self.counts: Counter = Counter()
         self.ops: Counter = Counter()  # "op@level" -> calls, op in OPS
+        self.galois: dict[int, int] = {}  # Galois element used -> the highest level it is used at (the keys needed)
         self.encoder = DryEncoder(params, self.counts, self.ops)
 
     def reset(self) -> None:
         self.counts.clear()
         self.ops.clear()
+        self.galois.clear()
 
     def _op(self, op: str, level: int, n: int = 1) -> None:
         self.ops[f"{op}@{level}"] += n
@@ -295,29 +303,33 @@ class DryEvaluator:
         return self._new(level, a.scale, a.size)
 
     # automorphisms
-    def _galois(self, a, trivial: bool):
+    def _use(self, k: int, level: int) -> None:
+        self.galois[k] = max(self.galois.get(k, -1), level)
+
+    def _galois(self, a, trivial: bool, k: int | None = None):
         if a.size != 2:
             raise ValueError("relinearize before an automorphism")
         if not trivial:
+            self._use(k, a.level)
             self.counts["key_switches"] += 1
             self._op("rotate", a.level)
         return self._new(a.level, a.scale)
 
     def rotate(self, a, r: int):
         self._count("rotate", "rotations")
-        return self._galois(a, r % self.params.slots == 0)
+        return self._galois(a, r % self.params.slots == 0, galois_element(self.params, r))
 
     def conjugate(self, a):
         self._count("conjugate", "conjugations")
-        return self._galois(a, False)
+        return self._galois(a, False, conjugation_element(self.params))
 
     def subs(self, a, k: int):
         self._count("subs")
-        return self._galois(a, k % (2 * self.params.N) == 1)
+        return self._galois(a, k % (2 * self.params.N) == 1, k % (2 * self.params.N))
 
     def apply_galois(self, a, k: int, what: str | None = None):
         self._count("apply_galois")
-        return self._galois(a, k % (2 * self.params.N) == 1)
+        return self._galois(a, k % (2 * self.params.N) == 1, k % (2 * self.params.N))
 
     def rotate_hoisted(self, a, rotations) -> dict:
         self._count("rotate_hoisted")
@@ -331,8 +343,25 @@ class DryEvaluator:
         for r in rotations:
             if r % self.params.slots:
                 self._key_switch("rotations")
+                self._use(galois_element(self.params, r), a.level)
             out[r] = a if r % self.params.slots == 0 else self._new(a.level, a.scale)
         return out
+
+    def rotate_sum(self, terms):
+        self._count("rotate_sum")
+        terms = list(terms)
+        a0 = terms[0][0]
+        for a, r in terms:
+            if a.size != 2:
+                raise ValueError("relinearize before rotating")
+            if (a.level, a.scale) != (a0.level, a0.scale):
+                raise LevelMismatchError(f"rotate_sum: terms at {(a.level, a.scale)} and {(a0.level, a0.scale)}")
+            if r % self.params.slots:
+                self._key_switch("rotations")
+                self._op("rotate", a.level)  # its own key switch (the ModDowns it saves are not modelled)
+                self._use(galois_element(self.params, r), a.level)
+        self._op("add", a0.level, len(terms) - 1)
+        return self._new(a0.level, a0.scale)
 
     def mul_monomial(self, a, j: int):
         self._count("mul_monomial")
@@ -350,3 +379,12 @@ class DryBootstrapper:
     def bootstrap(self, ct):
         self.calls += 1
         return Ciphertext((None, None), self.output_level, self.output_scale, self.params)
+
+
+def key_bytes(params, levels: dict[int, int], with_a: bool = False) -> int:
+    """Ours: bytes of the Galois keys for `levels` (element -> the highest level it serves, as
+    DryEvaluator.galois), each made at that level (KeyGenerator.evaluation_keys(levels=...)): per key
+    its digits x rows (Q_level P) x N words of b, twice that with the uniform halves a held expanded
+    (KeyGenerator's default; expand_keys=False keeps b and the seeds of a)."""
+    words = sum(key_digits(params, lvl) * len(key_rows(params, lvl)) * params.N for lvl in levels.values())
+    return 8 * words * (2 if with_a else 1)

@@ -14,7 +14,7 @@ from refimpl.ckks.ciphertext import Ciphertext, with_scale
 from refimpl.ckks.errors import InsecureParametersError, ParameterError, ParameterMismatchError, ScaleRangeError
 from refimpl.ckks.params import SIGMA_MIN_128
 from refimpl.ckks.serialize import (
-    deserialize_ciphertext, deserialize_evaluation_keys, deserialize_plaintext, serialize_ciphertext,
+    HEAD, deserialize_ciphertext, deserialize_evaluation_keys, deserialize_plaintext, serialize_ciphertext,
     serialize_evaluation_keys, serialize_plaintext,
 )
 from refimpl.ring.sampling import RandomSource
@@ -117,12 +117,12 @@ def test_deserializer_refuses_what_the_encoder_never_makes(kit):
     byte of 2 or 255: SerializationError (with a valid checksum each time)."""
     ct = kit.encrypt([0.5])
     data = serialize_ciphertext(ct)
-    off = 15 + 3  # header (4 + 2 + 1 + 8 bytes), level u16, size u8, then the scale (f64)
+    off = HEAD.size + 3  # header (magic, version, kind, fingerprint, key id), level u16, size u8, then the scale (f64)
     for bad in (5e-324, 0.5, 1e300, float("inf"), float("nan")):
         forged = _reseal(data[:off] + struct.pack("<d", bad) + data[off + 8:])
         with pytest.raises(SerializationError, match="scale"):
             deserialize_ciphertext(forged, kit.p)
-    forged = _reseal(data[:17] + bytes([7]) + data[18:])
+    forged = _reseal(data[:HEAD.size + 2] + bytes([7]) + data[HEAD.size + 3:])  # the component count
     with pytest.raises(SerializationError, match="7 components"):
         deserialize_ciphertext(forged, kit.p)
     assert deserialize_ciphertext(data, kit.p).scale == ct.scale
@@ -136,7 +136,7 @@ def test_deserializer_refuses_what_the_encoder_never_makes(kit):
     edata = serialize_evaluation_keys(ek, kit.p)
     for flag in (2, 255):
         with pytest.raises(SerializationError, match="flag byte"):
-            deserialize_evaluation_keys(_reseal(edata[:15] + bytes([flag]) + edata[16:]), kit.p)
+            deserialize_evaluation_keys(_reseal(edata[:HEAD.size] + bytes([flag]) + edata[HEAD.size + 1:]), kit.p)
     back = deserialize_evaluation_keys(edata, kit.p)
     assert set(back.galois) == set(ek.galois) and back.relin is not None
 

@@ -224,3 +224,32 @@ def test_seed_only_keys_rotate_the_same(kit):
     ct = Encryptor(sk, RandomSource.insecure_seeded(3)).encrypt(kit.enc.encode(z))
     out = kit.enc.decode(Decryptor(sk).decrypt(ev.rotate(ct, 1)))
     assert bits(out - np.roll(z, -1)) >= 40 - (logn(kit) + 8)
+
+
+def test_levels_left_counts_the_rescales_still_possible(kit):
+    """Ciphertext.levels_left: L on a fresh ciphertext, one less per rescale, the drop_level target; 0: no rescale."""
+    ct = kit.encrypt(kit.random_slots())
+    assert ct.levels_left == kit.p.L == 6
+    seen = [ct.levels_left]
+    while ct.levels_left:
+        ct = kit.ev.rescale(kit.ev.mul_const(ct, 0.5))
+        seen.append(ct.levels_left)
+    assert seen == [6, 5, 4, 3, 2, 1, 0]
+    assert kit.ev.drop_level(kit.encrypt([0.5]), 2).levels_left == 2
+    with pytest.raises(LevelExhaustedError):
+        kit.ev.rescale(ct)
+
+
+def test_sub_plain_against_numpy_and_exactly(kit):
+    """Evaluator.sub_plain: slotwise x - y to the encryption noise (numpy as reference); exactly the
+    inverse of add_plain on the residues; only c_0 changes; a plaintext at another level is refused."""
+    x, y = kit.random_slots(), kit.random_slots()
+    a, pt = kit.encrypt(x), kit.enc.encode(y)
+    d = kit.ev.sub_plain(a, pt)
+    assert bits(kit.decrypt(d) - (x - y)) >= 40 - (logn(kit) + 6)
+    back = kit.ev.add_plain(d, pt)
+    assert all(np.array_equal(u, v) for u, v in zip(back.c, a.c))  # (a - p) + p = a mod every q_i
+    assert np.array_equal(d.c[1], a.c[1]) and not np.array_equal(d.c[0], a.c[0])
+    assert (d.level, d.scale) == (a.level, a.scale)
+    with pytest.raises(LevelMismatchError):
+        kit.ev.sub_plain(a, kit.enc.encode(y, level=2))

@@ -53,7 +53,7 @@ def test_ciphertext_roundtrip_and_size(kit):
     assert all(np.array_equal(a, b) for a, b in zip(back.c, ct.c))
     # bit-packed: each residue costs bitlen(q_i) bits
     payload_bits = 2 * kit.p.N * sum(kit.p.q[i].bit_length() for i in range(ct.level + 1))
-    assert len(data) == 4 + 2 + 1 + 8 + 11 + payload_bits // 8 + 4
+    assert len(data) == 4 + 2 + 1 + 8 + 8 + 11 + payload_bits // 8 + 4  # head (with the key id), level, size, scale, CRC
 
 
 def test_plaintext_and_key_roundtrips(kit):

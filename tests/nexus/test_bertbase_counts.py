@@ -108,17 +108,20 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
     pv_new = nb.Forward.pv
     monkeypatch.setattr(nb.Forward, "pv", lambda self, *a, **k: pv_new(self, *a, **{**k, "lazy": False}))
     linear, baby_steps = nb.Forward.linear, nb.Forward.baby_steps
-    monkeypatch.setattr(nb.Forward, "baby_steps", lambda self, xs: None)  # none shared: each product its own
+    monkeypatch.setattr(nb.Forward, "baby_steps", lambda self, xs, outputs=None: None)  # none shared: each its own
     monkeypatch.setattr(nb.Forward, "linear", lambda self, xs, W, b, name=None, babies=None: linear(
-        self, xs, W, b, name, baby_steps(self, xs)))
+        self, xs, W, b, name, baby_steps(self, xs, -(-W.shape[0] // self.lay.chunk))))
     old, old_trace, _, _, _ = real_run(ring, "softmax", "gelu", diagonal=False)
     np.testing.assert_allclose(new, old, atol=1e-4)
     lay = nb.input_layout(model.config, n, ring[0].slots, head_rows=True)
     ks = {r["block"]: r["counts"].get("key_switches", 0) for r in trace}
     ks_old = {r["block"]: r["counts"].get("key_switches", 0) for r in old_trace}
-    cin = lay.chunks(lay.d)
+    cin, P = lay.chunks(lay.d), lay.chunk
     assert ks_old["L0.pv.mul"] - ks["L0.pv.mul"] == cin * (lay.n_pad - 1)
-    assert ks_old["L0.qkv"] - ks["L0.qkv"] == 2 * cin * lay.baby  # RotR(x, P) and g - 1 baby steps, twice
+    g1, g3 = nb.bsgs_baby(P, cin, cin), nb.bsgs_baby(P, cin, 3 * cin)  # per projection, shared by the three
+    # per projection RotR(x, P) and g - 1 baby steps per input chunk, P/g - 1 giant steps per output chunk
+    assert ks_old["L0.qkv"] == 3 * (cin * g1 + cin * (P // g1 - 1)) and ks["L0.qkv"] == cin * g3 + 3 * cin * (P // g3 - 1)
+    assert ks_old["L0.qkv"] > ks["L0.qkv"]
     np.testing.assert_allclose(diag, old, atol=1e-4)
     ks_diag = {r["block"]: r["counts"].get("key_switches", 0) for r in dtrace}
     assert ks_diag["L0.qk"] < ks["L0.qk"] and ks_diag["L0.pv.mul"] < ks["L0.pv.mul"]
@@ -127,8 +130,8 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 46, "Q K^T": 78, "P V": 120, "output projection": 14, "FFN1": 32, "FFN2": 38},
-    "base": {"QKV": 330, "Q K^T": 1290, "P V": 2040, "output projection": 138, "FFN1": 264, "FFN2": 426},
+    "small": {"QKV": 30, "Q K^T": 42, "P V": 60, "output projection": 14, "FFN1": 24, "FFN2": 30},
+    "base": {"QKV": 294, "Q K^T": 654, "P V": 804, "output projection": 138, "FFN1": 264, "FFN2": 282},
 }
 PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
 
@@ -136,11 +139,12 @@ PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 
 @pytest.mark.parametrize("size", ["small", "base"])
 def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
-    (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base:
-    QKV 6 x 16 baby steps (shared) + (12 + 12 + 6) x 7 giant steps + 24 head fills = 330 (Q and K one ciphertext
-    per head for the diagonal Q K^T), Q K^T 12 heads x 107 (refimpl.nexus.bert.attention) + 6 (two heads per
-    score ciphertext, refimpl.nexus.bert.packing), P V 6 chunks x (7 + 2 x (8 + 1 + 15 + 127 + 8 + 7) - 1 + 1)
-    + 6 (the second head of each score ciphertext apart) = 2,040 (attention.pv_diagonal; small: 2 x 59 + 2 = 120)."""
+    (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base,
+    linear layers with g baby steps per product (nb.bsgs_baby): QKV 6 x 32 baby steps (shared) + (12 + 12 + 6) x 3
+    giant steps + 12 pair fills = 294 (Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs;
+    306 with one per head, 330 with g = 16), output projection 6 x 16 + 6 x 7 = 138, FFN1 6 x 16 + 24 x 7 = 264,
+    FFN2 24 x 8 + 6 x 15 = 282 (426 with g = 16), Q K^T 6 pairs x 109 = 654, P V 6 pairs x 134 = 804
+    (attention_pairs.pair_scores, pair_probs, pv_pairs; 1,290 and 2,040 with one head per ciphertext)."""
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
     kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
     cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
@@ -151,7 +155,8 @@ def test_counts_of_the_design_are_pinned(ring, size):
     assert {k: blocks[k]["key_switches"] for k in PINNED[size]} == PINNED[size]
     assert {k: blocks[k]["pt_mults"] for k in PT_PRODUCTS[size]} == PT_PRODUCTS[size]
     lay = nb.input_layout(cfg, 16 if size == "small" else 128, p.slots, head_rows=True)
-    assert blocks["P V"]["relinearizations"] == lay.heads * lay.n_pad // at.baby(lay.n_pad)  # one per giant step
+    R = lay.n_pad // 2  # key shifts per complex half (attention_pairs.pv_pairs)
+    assert blocks["P V"]["relinearizations"] == lay.heads * R // at.baby(R)  # one per giant step and head
     layer = blocks["layer"]
     assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
@@ -161,7 +166,7 @@ def test_counts_of_the_design_are_pinned(ring, size):
 
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing): two heads per score ciphertext, two FFN chunks per
 # GELU ciphertext, two ciphertexts per bootstrap
-PINNED_SOFTMAX_GELU = {"Softmax": 1242, "GELU": 840, "layer": 6701}
+PINNED_SOFTMAX_GELU = {"Softmax": 1242, "GELU": 840, "FFN2": 294, "layer": 4649}
 BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 30, "FFN2": 12, "layer": 49}
 
 

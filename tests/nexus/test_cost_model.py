@@ -12,7 +12,10 @@ import pytest
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
 from refimpl.experiments.bertbase import cost
 from refimpl.experiments.bertbase import counts as bc
-from refimpl.nexus.counting import OPS, DryEvaluator
+from refimpl.ckks import KeyGenerator
+from refimpl.ckks.keys import conjugation_element, galois_element
+from refimpl.nexus.counting import OPS, DryEvaluator, key_bytes
+from refimpl.ring.sampling import RandomSource
 
 from .test_bertbase_counts import small_model
 
@@ -82,3 +85,21 @@ def test_measure_units_small_ring():
     assert u["levels"] == [1, 3] and u["expand_stride"] == p.N // 128
     for op in (*OPS, "expand"):
         assert len(u[op]) == 2 and min(u[op]) >= 0.0, op
+
+
+def test_galois_keys_used_and_their_bytes():
+    """The dry run records each Galois element at the highest level it is used at; key_bytes equals the bytes
+    of real keys made at those levels (b only, and with a expanded)."""
+    p, _ = bootstrap_parameters(1024, levels_after=5, encapsulation_h=32, num_p=2, insecure=True)
+    ev = DryEvaluator(p)
+    a = ev.fresh(5)
+    ev.rotate(a, 1)
+    b = ev.rescale(ev.mul_const(a, 0.5))
+    ev.rotate_hoisted(b, [0, 1, 2])
+    ev.conjugate(b)
+    k1, k2, kc = galois_element(p, 1), galois_element(p, 2), conjugation_element(p)
+    assert ev.galois == {k1: 5, k2: 4, kc: 4}
+    for expand in (False, True):
+        kg = KeyGenerator(p, RandomSource.insecure_seeded(1), expand_keys=expand)
+        keys = kg.evaluation_keys(kg.secret_key(), elements=[k1, k2, kc], relin=False, levels=ev.galois)
+        assert key_bytes(p, ev.galois, with_a=expand) == sum(k.nbytes for k in keys.galois.values())

@@ -7,6 +7,7 @@ from refimpl.bert.config import BertConfig
 from refimpl.ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
 from refimpl.ckks.evaluator import Evaluator
 from refimpl.ckks.keys import galois_element
+from refimpl.ckks.serialize import HEAD
 from refimpl.cli import main as cli_main
 from refimpl.nexus.bert import rotation_steps
 from refimpl.nexus.protocol.wire import public_key_nbytes, switching_key_nbytes
@@ -22,7 +23,7 @@ def test_extrapolation_counts_bert_base_bytes():
     assert p.security_bits == 128 and e["N"] == 2**16
     out = p.L - rc.depth
     bits = lambda lvl: sum(int(q).bit_length() for q in p.q[: lvl + 1])  # noqa: E731
-    ct = lambda lvl: 15 + 11 + 2 * ((bits(lvl) * p.N + 7) // 8) + 4  # noqa: E731  header, level/size/scale, c0 c1, CRC
+    ct = lambda lvl: HEAD.size + 11 + 2 * ((bits(lvl) * p.N + 7) // 8) + 4  # noqa: E731  header, level/size/scale, c0 c1, CRC
     assert e["query_compressed_bytes"] == 2 * ct(1)
     assert e["query_compressed_direct_bytes"] == 2 * ct(out + 1)
     assert e["query_slot_packed_bytes"] == 3 * ct(out)

@@ -190,7 +190,7 @@ def test_sparse_store_gives_the_same_ciphertexts(full_run, tmp_path):
 
 
 def test_head_rows_layout_is_recorded():
-    """NEXUS-WEIGHTS-STORE: the BERT-base-like layout (one score ciphertext per head, the diagonal attention)
+    """NEXUS-WEIGHTS-STORE: the BERT-base-like layout (two heads per score ciphertext, the attention on head pairs)
     records its per-head Q and K projections and every window-periodic diagonal at stride N/2w (N = 2^12)."""
     p, rc = bootstrap_parameters(4096, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     cfg = BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128,
@@ -200,7 +200,7 @@ def test_head_rows_layout_is_recorded():
     lay, rec = ws.record(model, p, 32, top, top, head_rows=True)
     assert lay.head_rows and lay.n * lay.window == p.slots
     names = {name for name, _ in rec}
-    assert {f"L0.{w}.head{h}" for w in ("query", "key") for h in range(4)} <= names
+    assert {f"L0.{w}.pairhead{h}" for w in ("query", "key") for h in range(4)} <= names  # attention_pairs
     assert {"L0.value", "L0.out", "L0.ffn1", "L0.ffn2"} <= names
     for (name, level), entries in rec.items():
         _, scale, values = entries[-1]

@@ -1,6 +1,6 @@
 """Parameters and operands at the CKKS boundary (ours, for docs/robustness.md): operands of other
-parameters, scales and constants that leave the modulus, serialized data the encoder never
-makes. Each must raise a CKKS error naming it (refimpl.ckks.checks, refimpl.ckks.serialize);
+parameters or of another secret key, scales and constants that leave the modulus, serialized data
+the encoder never makes. Each must raise a CKKS error naming it (refimpl.ckks.checks, refimpl.ckks.serialize);
 an answer without an error is `silent` (silently wrong), another exception a `traceback`.
 The same decisions are tested one by one in tests/ckks/test_boundaries.py."""
 
@@ -33,10 +33,11 @@ def _reseal(data: bytes) -> bytes:
 def cases():
     p, ev, enc, E, D = _kit(2048, 4, 1)
     q, evq, encq, Eq, Dq = _kit(1024, 2, 3)
+    _, ev2, _, E2, D2 = _kit(2048, 4, 5)  # another secret key of the same parameters
     ct, other = E.encrypt(enc.encode([0.5] * 4)), Eq.encrypt(encq.encode([0.5] * 4))
     low = ev.drop_level(ct, 1)
     data = ser.serialize_ciphertext(ct)
-    scale_at = len(ser.MAGIC) + 2 + 1 + 8 + 3  # blob head, level u16, component count u8, then the scale (float64)
+    scale_at = ser.HEAD.size + 3  # blob head, level u16, component count u8, then the scale (float64)
     tiny = bytearray(data)
     struct.pack_into("<d", tiny, scale_at, 5e-324)
     return [
@@ -56,6 +57,10 @@ def cases():
         ("deserialize under other parameters", lambda: ser.deserialize_ciphertext(data, q)),
         ("deserialize truncated", lambda: ser.deserialize_ciphertext(data[: len(data) // 2], p)),
         ("encode a NaN", lambda: enc.encode(np.array([np.nan]))),
+        ("decrypt under another secret key of the same parameters", lambda: D2.decrypt(ct)),
+        ("decrypt a deserialized ciphertext under another secret key", lambda: D2.decrypt(ser.deserialize_ciphertext(data, p))),
+        ("add ciphertexts of two secret keys", lambda: ev.add(ct, E2.encrypt(enc.encode([0.5])))),
+        ("rotate with another secret key's Galois keys", lambda: ev2.rotate(ct, 1)),
     ]
 
 

@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -109,9 +110,10 @@ def test_idle_client_times_out(server):
 
 def _poison(server, victim: Client) -> bytes:
     """An attacker with its own session uploads a relinearization key (of its own secret) under
-    the victim's id; returns the server's reply (None: accepted)."""
+    the victim's id; returns the server's reply (None: accepted). The key carries the victim's key
+    id: a key id names a key, it authenticates nothing (anyone who saw a blob of the victim's has it)."""
     kg = KeyGenerator(server.params, RandomSource.insecure_seeded(99), expand_keys=False)
-    bad = ser.serialize_switching_key(kg.relin_key(kg.secret_key()))
+    bad = ser.serialize_switching_key(replace(kg.relin_key(kg.secret_key()), key_id=victim.pk.key_id))
     s = server.session()
     secret = os.urandom(SECRET_BYTES)
     n = victim.model.n

@@ -13,7 +13,7 @@ def test_every_bad_operand_is_refused():
 
 
 def test_without_the_checks_bad_operands_pass_silently(monkeypatch):
-    for name in ("check_constant", "check_operand", "check_params", "check_product_scale"):
+    for name in ("check_constant", "check_key", "check_operand", "check_params", "check_product_scale"):
         monkeypatch.setattr(evaluator_module, name, lambda *a, **k: None)
     rows = run_operand_cases()
     assert sum(r["outcome"] != "clean" for r in rows) >= 3

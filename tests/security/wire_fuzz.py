@@ -7,7 +7,7 @@ Cases, deterministic (a seeded generator picks the mutated bytes; nothing secret
                  missing or forged tags after the HELLO
   headers        wrong types and values in every field a client sends (n, mask, compress,
                  output, model, params, client_secret, client_id, role, element)
-  blobs          ciphertexts and keys of another parameter set, the wrong kind for the role,
+  blobs          ciphertexts and keys of another parameter set or of another secret key, the wrong kind for the role,
                  truncated or corrupted blobs, queries of the wrong shape or level
   TCP            length prefixes above the limit, truncated frames, idle connections,
                  garbage instead of a TLS/TCP frame; the server must keep serving
@@ -63,6 +63,8 @@ class Material:
         pk, pkq = kg.public_key(sk), kq.public_key(skq)
         self.pk, self.pk_other = ser.serialize_public_key(pk), ser.serialize_public_key(pkq)
         self.relin, self.relin_other = ser.serialize_switching_key(kg.relin_key(sk)), ser.serialize_switching_key(kq.relin_key(skq))
+        sk2 = kg.secret_key()  # another client's secret key of the same parameters
+        self.relin_other_key = ser.serialize_switching_key(kg.relin_key(sk2))
         enc, encq = Encryptor(pk, RandomSource.insecure_seeded(3)), Encryptor(pkq, RandomSource.insecure_seeded(4))
         self.ct1 = ser.serialize_ciphertext(enc.encrypt(Encoder(p).encode(np.zeros(4), level=1)))
         self.ct_top = ser.serialize_ciphertext(enc.encrypt(Encoder(p).encode(np.zeros(4))))
@@ -144,6 +146,9 @@ def session_cases(m: Material) -> list[tuple[str, str, list]]:
     )
     for name, kind, h, blobs in blob_cases:
         cases.append(("blobs", name, [("hello",), ("sealed", encode_message(kind, h, blobs))]))
+    cases.append(("blobs", "relinearization key of another secret key than the public key",
+                  [("hello",), ("sealed", encode_message("key", {"role": "public"}, [m.pk])),
+                   ("sealed", encode_message("key", {"role": "relin"}, [m.relin_other_key]))]))
     return cases
 
 

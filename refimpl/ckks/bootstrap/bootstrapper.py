@@ -28,8 +28,8 @@ from ..errors import ParameterError
 from ..keys import conjugation_element, galois_element
 from ..params import Parameters, choose_digits
 from ..polyeval import poly_depth
-from .dft import apply_linear, decode_stages, encode_stages, group, rotations_needed
-from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, k_from_hamming_weight
+from .dft import EncodedDiagonals, apply_linear, decode_stages, encode_stages, encoding_scale, group, rotations_needed
+from .eval_mod import EvalModConfig, cosine_coefficients, eval_mod, eval_mod_scale, k_from_hamming_weight
 from .mod_raise import mod_raise, scale_down
 
 
@@ -198,10 +198,13 @@ class Bootstrapper:
     STAGES = ("ModRaise", "CoeffsToSlots", "EvalMod", "SlotsToCoeffs")
 
     def __init__(self, ev, config: ResolvedConfig, slots: int | None = None, encapsulation=None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, cache_diagonals: bool = True):
         """encapsulation: (key s -> s' at level 0, key s' -> s) from KeyGenerator.encapsulation_keys,
         required when the configuration encapsulates (dense main secret); progress: refimpl.progress's
-        callback, called at each stage boundary of every bootstrap ("bootstrap: <stage>", done, 4)."""
+        callback, called at each stage boundary of every bootstrap ("bootstrap: <stage>", done, 4);
+        cache_diagonals: keep the encoded diagonals of CoeffsToSlots and SlotsToCoeffs across
+        bootstraps (see precompute; False encodes them in every bootstrap, one at a time, for
+        machines short of memory)."""
         self.encapsulation = encapsulation
         self.progress = progress
         self.ev = ev
@@ -221,6 +224,75 @@ class Bootstrapper:
         self.output_level = p.L - config.depth
         self.output_scale = p.scale
         self.calls = 0
+        self.cache_diagonals = cache_diagonals
+        self.diagonals: dict[tuple, EncodedDiagonals] = {}  # (stage, group, level, encoding scale) -> kept
+        self.encoded_in_bootstrap = 0  # matrices encoded while bootstrapping (not found in the cache)
+        self.planned = self._planned_matrices()
+
+    # -- the encoded diagonals, kept (ours; OpenFHE's EvalBootstrapSetup precomputes them likewise)
+    def _schedule(self, in_scale: float, out_scale: float, level: int, groups: int) -> list[tuple[int, float, float]]:
+        """(level, encoding scale, output scale) of each group of a linear stage from in_scale to
+        out_scale: the scale moves by the same factor in every group (coeffs_to_slots, slots_to_coeffs)."""
+        ratio = (out_scale / in_scale) ** (1.0 / groups)
+        s, out = in_scale, []
+        for i in range(groups):
+            target = out_scale if i == groups - 1 else s * ratio
+            out.append((level - i, encoding_scale(s, target, float(self.params.q[level - i])), target))
+            s = target
+        return out
+
+    def _raised_scale(self) -> float:
+        """The scale ModRaise's output is read at: its slots are then t / (K q_0)."""
+        p = self.params
+        return float(self.config.eval_mod.K) * p.q[0] * (p.slots // self.slots) * 2.0**PRE_SHIFT
+
+    def _eval_mod_in_scale(self) -> float:
+        """CoeffsToSlots ends at q/2 with q the prime EvalMod squares by; Re and Im come out at q."""
+        return float(self.params.q[self.params.L - self.config.level_budget[0]]) / 2
+
+    def _planned_matrices(self) -> dict[tuple, dict]:
+        """Every (stage, group, level, encoding scale) a bootstrap of a ciphertext at scale Delta
+        uses, with its matrix. CoeffsToSlots' scales are fixed by the chain; SlotsToCoeffs' follow
+        the input's scale (EvalMod's output reads the message at a scale proportional to it), so
+        they are planned for Delta and any other input scale encodes its SlotsToCoeffs afresh."""
+        p, cfg = self.params, self.config
+        em_level = p.L - cfg.level_budget[0]
+        out: dict[tuple, dict] = {}
+        c2s = self._schedule(self._raised_scale(), self._eval_mod_in_scale(), p.L, len(self.c2s))
+        w_scale = eval_mod_scale(p, em_level, 2 * self._eval_mod_in_scale(), cfg.eval_mod, p.q[0], p.scale)
+        s2c = self._schedule(w_scale, self.output_scale, self.output_level + len(self.s2c), len(self.s2c))
+        for stage, mats, sched in (("C2S", self.c2s, c2s), ("S2C", self.s2c, s2c)):
+            for i, (d, (level, enc_scale, _)) in enumerate(zip(mats, sched)):
+                out[(stage, i, level, enc_scale)] = d
+        return out
+
+    def _encoded(self, stage: str, i: int, d: dict):
+        """apply_linear's `encoded`: the kept diagonals if planned (encoded now if not yet), else lazily."""
+        def get(level: int, enc_scale: float) -> EncodedDiagonals:
+            key = (stage, i, level, enc_scale)
+            hit = self.diagonals.get(key)
+            if hit is None:
+                keep = self.cache_diagonals and key in self.planned
+                hit = EncodedDiagonals(self.ev, d, self.slots, level, enc_scale, lazy=not keep)
+                if keep:
+                    self.diagonals[key] = hit
+                self.encoded_in_bootstrap += 1
+            return hit
+        return get
+
+    def precompute(self) -> int:
+        """Encode every planned diagonal now (setup, outside the bootstraps; a no-op without the
+        cache): returns the bytes they take (over Q_l P, NTT form, at each group's level)."""
+        if self.cache_diagonals:
+            for (stage, i, level, enc_scale), d in self.planned.items():
+                key = (stage, i, level, enc_scale)
+                if key not in self.diagonals:
+                    self.diagonals[key] = EncodedDiagonals(self.ev, d, self.slots, level, enc_scale)
+        return self.diagonal_bytes
+
+    @property
+    def diagonal_bytes(self) -> int:
+        return sum(e.nbytes for e in self.diagonals.values())
 
     # -- what a client must generate keys for
     def rotations(self) -> list[int]:
@@ -281,11 +353,9 @@ class Bootstrapper:
         The scale moves from ct.scale to out_scale by the same factor in every group, so that
         every diagonal is encoded at about q_l (out_scale / ct.scale)^(1/groups), never at a
         small scale that would round its entries coarsely."""
-        g = len(self.c2s)
-        ratio = (out_scale / ct.scale) ** (1.0 / g)
-        for i, d in enumerate(self.c2s):
-            target = out_scale if i == g - 1 else ct.scale * ratio
-            ct = apply_linear(self.ev, ct, d, out_scale=target, period=self.slots)
+        sched = self._schedule(ct.scale, out_scale, ct.level, len(self.c2s))
+        for i, (d, (_, _, target)) in enumerate(zip(self.c2s, sched)):
+            ct = apply_linear(self.ev, ct, d, out_scale=target, period=self.slots, encoded=self._encoded("C2S", i, d))
         return ct
 
     def slots_to_coeffs(self, ct: Ciphertext) -> Ciphertext:
@@ -295,11 +365,9 @@ class Bootstrapper:
         drop is spread evenly over the groups (as in coeffs_to_slots), so that no diagonal is
         encoded at a scale 2^10 below its prime (measured at N = 2^14 with 35-bit primes:
         21.3 -> 23.0 mean bits)."""
-        g = len(self.s2c)
-        ratio = (self.output_scale / ct.scale) ** (1.0 / g)
-        for i, d in enumerate(self.s2c):
-            target = self.output_scale if i == g - 1 else ct.scale * ratio
-            ct = apply_linear(self.ev, ct, d, out_scale=target, period=self.slots)
+        sched = self._schedule(ct.scale, self.output_scale, ct.level, len(self.s2c))
+        for i, (d, (_, _, target)) in enumerate(zip(self.s2c, sched)):
+            ct = apply_linear(self.ev, ct, d, out_scale=target, period=self.slots, encoded=self._encoded("S2C", i, d))
         return ct
 
     def bootstrap(self, ct: Ciphertext) -> Ciphertext:
@@ -310,7 +378,7 @@ class Bootstrapper:
         say(f"bootstrap: {stages[0]}", 0, len(stages))
         delta_in = ct.scale
         low = scale_down(ev, ct)  # level -> 0
-        K, q0 = cfg.eval_mod.K, p.q[0]
+        q0 = p.q[0]
         if cfg.encapsulation_h:
             if self.encapsulation is None:
                 raise ParameterError("this bootstrapping configuration needs the encapsulation keys (KeyGenerator.encapsulation_keys)")
@@ -323,11 +391,9 @@ class Bootstrapper:
         if cfg.encapsulation_h:
             raised = ev.switch_key(raised, self.encapsulation[1])  # back under s, at level L
         raised = self.sub_sum(raised)  # sparse packing: the subring part times N/2n
-        reps = p.slots // self.slots
-        raised = Ciphertext(raised.c, raised.level, float(K) * q0 * reps * 2.0**PRE_SHIFT, p)  # slots: t / (K q0)
-        em_level = p.L - cfg.level_budget[0]
+        raised = Ciphertext(raised.c, raised.level, self._raised_scale(), p)  # slots: t / (K q0)
         say(f"bootstrap: {stages[1]}", 1, len(stages))
-        u = self.coeffs_to_slots(raised, out_scale=float(p.q[em_level]) / 2)
+        u = self.coeffs_to_slots(raised, out_scale=self._eval_mod_in_scale())
         conj = ev.conjugate(u)
         re = ev.add(u, conj)  # 2 Re(u) at scale q/2  ->  Re(u) at scale q
         im = ev.negate(ev.mul_monomial(ev.sub(u, conj), p.N // 2))  # -i (u - conj u) = 2 Im(u)

@@ -18,6 +18,7 @@ section 4; Chen, Chillotti, Song, EUROCRYPT 2019 (level-collapsed FFT, BSGS); Ha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from math import isqrt
@@ -185,7 +186,45 @@ def rotations_needed(d: Diagonals, n: int) -> set[int]:
     return {r % n for r in p.babies + p.giants if r % n}
 
 
-def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = None, period: int | None = None) -> Ciphertext:
+class EncodedDiagonals(Mapping):
+    """The diagonals of one matrix, each pre-rotated for its giant step (so that the giant rotation
+    puts it in place), tiled to N/2 slots (period n) and encoded over Q_l P in NTT form: offset ->
+    residues. lazy=True encodes each on first access and keeps none (the memory of one diagonal at a
+    time; what apply_linear does without a cache); lazy=False encodes all now and keeps them."""
+
+    def __init__(self, ev, d: Diagonals, n: int, level: int, enc_scale: float, lazy: bool = False):
+        self.ev, self.d, self.level, self.enc_scale, self.lazy = ev, d, level, enc_scale, lazy
+        self.reps = ev.params.slots // n
+        pl = plan(d, n)
+        self.shift = {k: g * pl.n1 * pl.step for k, g, _ in pl.terms}
+        self.store = {} if lazy else {k: self.encode(k) for k in self.shift}
+
+    def encode(self, k: int) -> np.ndarray:
+        diag = np.tile(rot(self.d[k], -self.shift[k]), self.reps)
+        return self.ev.encoder.encode_extended(diag, self.level, self.enc_scale)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.encode(k) if self.lazy else self.store[k]
+
+    def __iter__(self):
+        return iter(self.shift)
+
+    def __len__(self) -> int:
+        return len(self.shift)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.store.values())
+
+
+def encoding_scale(ct_scale: float, out_scale: float | None, q_l: float) -> float:
+    """The scale the diagonals are encoded at so that A x (after the rescale by q_l) has scale
+    out_scale exactly (None: encode at q_l, the scale stays ct_scale)."""
+    return q_l if out_scale is None else out_scale * q_l / ct_scale
+
+
+def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = None, period: int | None = None,
+                 encoded: Callable[[int, float], Mapping[int, np.ndarray]] | None = None) -> Ciphertext:
     """A x on a ciphertext: one level (diagonals encoded at q_l, or at the scale that makes the
     result's scale exactly `out_scale`).
 
@@ -197,20 +236,21 @@ def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = Non
     it cost 0.2 bits at N = 2^13.)
 
     period n < N/2 (sparse packing): A acts on n slots and the slot vector repeats with period
-    n; the diagonals (length n) are tiled to N/2 and a rotation by d equals one by d mod n."""
+    n; the diagonals (length n) are tiled to N/2 and a rotation by d equals one by d mod n.
+    encoded(level, enc_scale): the EncodedDiagonals of d at that level and scale (a cache, ours:
+    the Bootstrapper keeps them across bootstraps); None encodes each diagonal when it is used."""
     p = ct.params
     ctx = p.ctx
     n = period or p.slots
-    reps = p.slots // n
     pl = plan(d, n)
     level = ct.level
     full = p.q_basis(level) + p.p_basis
     hoisted = ev.rotate_hoisted_extended(ct, sorted({r % n for r in pl.babies}))  # over Q_l P, times P
     babies = {r: hoisted[r % n] for r in pl.babies}  # a rotation by r equals one by r mod n (period n)
     lo_step = pl.babies[0] if pl.babies else 0
-    q_l = float(p.q[level])
-    enc_scale = q_l if out_scale is None else out_scale * q_l / ct.scale
+    enc_scale = encoding_scale(ct.scale, out_scale, float(p.q[level]))
     check_product_scale(p, ct.scale * enc_scale, level, "CoeffsToSlots / SlotsToCoeffs")
+    pts = encoded(level, enc_scale) if encoded else EncodedDiagonals(ev, d, n, level, enc_scale, lazy=True)
     by_giant: dict[int, list[tuple[int, int]]] = {}
     for k, g, b in pl.terms:
         by_giant.setdefault(g, []).append((k, b))
@@ -219,8 +259,7 @@ def apply_linear(ev, ct: Ciphertext, d: Diagonals, out_scale: float | None = Non
         shift = g * pl.n1 * pl.step
         inner = None
         for k, b in items:
-            diag = np.tile(rot(d[k], -shift), reps)  # pre-rotated so that the giant rotation puts it in place
-            pt = ev.encoder.encode_extended(diag, level, enc_scale)
+            pt = pts[k]
             x0, x1 = babies[lo_step + b * pl.step]
             if inner is None:
                 inner = [ctx.mul(x0, pt, full), ctx.mul(x1, pt, full)]

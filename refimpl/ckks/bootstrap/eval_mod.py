@@ -67,5 +67,16 @@ def eval_mod(ev, ct: Ciphertext, cfg: EvalModConfig, q0: int, delta: float) -> C
         sq = ev.rescale(ev.square(c))
         c = ev.add_const(ev.mul_int(sq, 2), -1.0)
     # c holds sin(2 pi K y) at scale S; read it as (q0 / (2 pi delta)) sin(...) at scale S / factor
-    factor = q0 / (2 * pi * delta)
+    factor = q0 / (2 * pi * delta)  # eval_mod_scale repeats these scale operations
     return Ciphertext(c.c, c.level, c.scale / factor, c.params)
+
+
+def eval_mod_scale(p, level: int, scale: float, cfg: EvalModConfig, q0: int, delta: float) -> float:
+    """The scale of eval_mod's output for an input at `level` and `scale`, by the same float
+    operations eval_mod's evaluator performs (ours: it lets the bootstrapper know SlotsToCoeffs'
+    encoding scales before any ciphertext exists, to encode its diagonals ahead of time)."""
+    out_level = level - poly_depth(cfg.degree)
+    s = float(p.q[out_level]) if cfg.double_angle else float(scale)
+    for i in range(cfg.double_angle):  # square (scale s * s) then rescale by q at its level
+        s = s * s / p.q[out_level - i]
+    return s / (q0 / (2 * pi * delta))

@@ -24,6 +24,7 @@ import numpy as np
 from ...bert.model import init_params
 from ...ckks import Encoder, Encryptor, Evaluator, KeyGenerator
 from ...ckks.bootstrap.bootstrapper import bootstrap_parameters
+from ...ckks.keys import galois_element
 from ...ckks.bootstrap.oracle import OracleBootstrapper
 from ...nexus import bert as nb
 from ...nexus.bert.weights_store import expand, integer_coefficients, stride_of
@@ -53,7 +54,10 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
     store's plaintext of a diagonal with slot period `period` (2 period coefficients kept)."""
     kg = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
-    ev = Evaluator(params, kg.evaluation_keys(sk, rotations=list(range(1, HOIST_K + 1))))
+    steps = list(range(1, HOIST_K + 1))  # rotation keys made at the highest level timed (a key switch at level l
+    top = max(int(v) for v in levels)      # reads only the key's rows of Q_l P: the same work, less memory)
+    ev = Evaluator(params, kg.evaluation_keys(sk, rotations=steps,
+                                              levels={galois_element(params, r): top for r in steps}))
     enc, E = Encoder(params), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(2))
     rng = np.random.default_rng(0)
     per = min(period, params.slots)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...bert.model import param_shapes
 from ...nexus import bert as nb
-from ...nexus.counting import DryBootstrapper, DryEvaluator
+from ...nexus.counting import DryBootstrapper, DryEvaluator, key_bytes
 from .cost import CountingStore
 from .plan import KINDS, kind_of
 
@@ -97,7 +97,10 @@ def count(model: nb.NexusModel, n: int, params, top: int) -> dict:
         raise RuntimeError(f"internal: the trace counts {total['bootstraps']} refreshes, the bootstrapper {bts.calls}")
     return {"per_layer": per_layer, "head": head, "total": total, "seconds": round(seconds, 2), "n": n,
             "ops_per_layer": [d[0] for d in diffs[:-1]], "ops_head": diffs[-1][0],
-            "store_per_layer": [d[1] for d in diffs[:-1]], "store_head": diffs[-1][1]}
+            "store_per_layer": [d[1] for d in diffs[:-1]], "store_head": diffs[-1][1],
+            "galois_keys": {"count": len(ev.galois), "gib_b": round(key_bytes(params, ev.galois) / 2**30, 2),
+                            "gib_expanded": round(key_bytes(params, ev.galois, with_a=True) / 2**30, 2),
+                            "by_level": dict(Counter(ev.galois.values()))}}
 
 
 def kinds_in_order(per_layer: list[dict]) -> list[str]:

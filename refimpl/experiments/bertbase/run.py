@@ -127,6 +127,9 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
         if getattr(a, "counts", False):
             m["counts"] = count_blocks(counting_model(model), a.n, params, info["top"])
             print(counts_table(name, m["counts"], info["layer"]), flush=True)
+            gk = m["counts"]["galois_keys"]
+            print(f"{name}: {gk['count']} Galois keys used, each made at the highest level it serves: {gk['gib_b']} GiB "
+                  f"as b + seeds, {gk['gib_expanded']} GiB with a expanded", flush=True)
             if getattr(a, "units", None):
                 m["derived_from_counts"] = derive_from_counts(m["counts"], a.units, a.units_boot_s)
                 d = m["derived_from_counts"]

@@ -137,11 +137,13 @@ class BlockTimer:
         """One P x P block of the ct-pt product (Forward.linear, 1 chunk -> 1 chunk) at the planned level,
         split by separate timings of its hoisted baby steps (per input chunk) and its P/g - 1 giant-step
         rotations (per output chunk: the inner sums over input chunks are rotated once); a call of
-        c_in -> c_out chunks costs c_in T_baby + c_out T_giant + c_in c_out (T_block - T_baby - T_giant)."""
+        c_in -> c_out chunks costs c_in T_baby + c_out T_giant + c_in c_out (T_block - T_baby - T_giant), with
+        T_baby and T_giant scaled per rotation to the call's own g (nb.bsgs_baby: c_in g' baby rotations,
+        c_out (P/g' - 1) giant ones)."""
         lay = self.lay
         P, g = lay.chunk, lay.baby
         level = self.before(piece)
-        steps = [-P, *range(1, g), *(g * b for b in range(1, P // g))]
+        steps = sorted(nb.linear_steps(P, g))
         fw = self.forward(steps, self.row(piece)["level_in"])
         self._at(fw, piece)
         x = self.rng.normal(0, 1, (lay.n, P))
@@ -162,6 +164,8 @@ class BlockTimer:
         ref = x @ W.T + b
         err = np.max(np.abs(nb.unpack([self.decrypt(y)], lay, P) - ref))
         t_diag = np.maximum(t_block - t_baby - t_giant, 0.0)  # encode, multiply the P diagonals, sums, rescale, bias
+        gc = nb.bsgs_baby(P, c_in, c_out)  # the call's baby steps: per-rotation times scaled to them
+        t_baby, t_giant = t_baby * (gc / g), t_giant * ((P // gc - 1) / max(P // g - 1, 1))
         per_call = c_in * t_baby + c_out * t_giant + c_in * c_out * t_diag
         r = self._result(kind, f"1 -> 1 chunk of {P} features ({P} diagonals, baby and giant steps), "
                                f"level {ct.level}",

@@ -14,7 +14,8 @@ Windows t >= n are inactive: every plaintext (diagonals, biases, gamma, beta, ma
 there, so they hold only noise.
   - ct-pt products: the diagonal method per P x P block with baby-step giant-step (Halevi and
     Shoup 2014; the hoisted rotations of the duplicated input are shared by all output chunks):
-    (g - 1) + (P/g - 1) rotations and P plaintext products per block, 1 level.
+    (g - 1) + (P/g - 1) rotations and P plaintext products per block, 1 level; g chosen per product for the
+    fewest key switches (layout.bsgs_baby, ours).
   - Q K^T: for each key shift r < n_pad, Q * RotL(K, r w) (the keys rotated by whole token
     windows, hoisted), QuickSum over each head's dh slots, a one-hot mask (with 1/sqrt(dh)),
     RotR by r: row (i, h) of S sits in slots i w + h dh + r, keys in the order (i + r) mod n_pad.
@@ -60,7 +61,7 @@ from __future__ import annotations
 
 # The public names of the package's modules, so that `from refimpl.nexus.bert import X` keeps working.
 from .layout import (
-    LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, client_embed, input_layout, pack, pack_input, pow2, rotation_steps, unpack, unpack_argmax, unpack_output,
+    LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, client_embed, input_layout, linear_steps, pack, pack_input, pow2, rotation_steps, unpack, unpack_argmax, unpack_output,
 )
 from .ranges import (
     CALIBRATION_SEED, GELU_PRESCALES, RANGES_FORMAT, NexusModel, calibrate, check_ranges, gelu_prescale, gelu_valid_range, ranges_from_json, ranges_to_json,
@@ -77,7 +78,8 @@ from .forward import (
 from ...ckks.bootstrap.placement import Piece, place, plan_table, simulate
 
 __all__ = [
-    "LOGIT_BOUND", "QUAD_ROOT", "Layout", "SlotVectors", "client_embed", "input_layout", "pack", "pack_input",
+    "LOGIT_BOUND", "QUAD_ROOT", "Layout", "SlotVectors", "bsgs_baby", "client_embed", "input_layout", "linear_steps",
+    "pack", "pack_input",
     "pow2", "rotation_steps", "unpack", "unpack_argmax", "unpack_output", "CALIBRATION_SEED",
     "GELU_PRESCALES", "RANGES_FORMAT", "NexusModel", "calibrate", "check_ranges", "gelu_prescale",
     "gelu_valid_range", "ranges_from_json", "ranges_to_json", "argmax_reference", "gelu_model",

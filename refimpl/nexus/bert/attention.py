@@ -48,6 +48,26 @@ def baby(n: int) -> int:
     return 1 << -(-(max(n, 2) - 1).bit_length() // 2)
 
 
+def token_shift_sum(ev, x: Ciphertext, lay: Layout, count: int, mask) -> Ciphertext:
+    """sum_{s < count} Rot(x, s w) x mask(s) (mask(s): a slot vector in the output's frame), baby-step giant-step over
+    the token shifts s (the masks pre-rotated so that the giant step moves them back). Not rescaled."""
+    w = lay.window
+    g = baby(count)
+    xb = ev.rotate_hoisted(x, [b * w for b in range(g)])
+    out = None
+    for a in range(-(-count // g)):
+        inner = None
+        for b in range(g):
+            s = a * g + b
+            if s >= count:
+                break
+            t = ev.mul_const(xb[b * w], np.roll(mask(s), a * g * w))  # = Rot(m, -a g w) before the giant step
+            inner = t if inner is None else ev.add(inner, t)
+        inner = ev.rotate(inner, a * g * w) if a else inner  # giant step
+        out = inner if out is None else ev.add(out, inner)
+    return out
+
+
 def skewed_keys(ev, kh: Ciphertext, lay: Layout) -> Ciphertext:
     """E[t, p] = K[(t + p) mod n_pad, h dh + p mod dh] at slot t w + p, p < n_pad + dh - 1, from kh = pack_head(K).
 
@@ -56,21 +76,34 @@ def skewed_keys(ev, kh: Ciphertext, lay: Layout) -> Ciphertext:
     w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
     R = n_pad + dh - 1
     pos = np.arange(S) % w
-    g = baby(n_pad)
-    kb = ev.rotate_hoisted(kh, [b * w for b in range(g)])
-    E = None
-    for a in range(-(-n_pad // g)):
-        inner = None
+    return ev.rescale(token_shift_sum(ev, kh, lay, n_pad, lambda s: (
+        (pos == s) | ((pos == s + n_pad) & (s + n_pad < R))).astype(np.float64)))
+
+
+def feature_products(ev, qh: Ciphertext, E: Ciphertext, lay: Layout, rows: np.ndarray, scale: float) -> Ciphertext:
+    """Z = sum_{j < dh} (Rot(qh, j) x rows seen from j) Rot(E, j - j w) by baby-step giant-step over j (the row mask
+    on the baby steps, the g products of a giant step summed before relinearizing); qh at level l, E at l - 1.
+    Level l -> l-2, scale `scale`."""
+    w, dh = lay.window, lay.head_dim
+    lvl, q = qh.level, ev.params.q
+    g = baby(dh)
+    A = ev.rotate_hoisted(qh, list(range(g)))
+    Erot = ev.rotate_hoisted(E, [(j % g) - j * w for j in range(dh)])
+    Z = None
+    for a in range(-(-dh // g)):
+        X = None
+        mask = np.roll(rows, g * a)  # the row's slots seen from the giant step's frame
         for b in range(g):
-            s = a * g + b
-            if s >= n_pad:
+            j = a * g + b
+            if j >= dh:
                 break
-            m = ((pos == s) | ((pos == s + n_pad) & (s + n_pad < R))).astype(np.float64)
-            t = ev.mul_const(kb[b * w], np.roll(m, a * g * w))  # = Rot(m, -a g w) before the giant step
-            inner = t if inner is None else ev.add(inner, t)
-        inner = ev.rotate(inner, a * g * w) if a else inner  # giant step
-        E = inner if E is None else ev.add(E, inner)
-    return ev.rescale(E)
+            Ab = ev.rescale(ev.mul_const(A[b], mask, scale=float(q[lvl - 1])))  # level l-1
+            term = ev.multiply(Ab, Erot[b - j * w], relinearize=False)
+            X = term if X is None else ev.add(X, term)
+        X = ev.relinearize(X)  # the g products of this giant step, relinearized once
+        X = ev.rotate(X, g * a) if a else X
+        Z = X if Z is None else ev.add(Z, X)
+    return with_scale(ev.rescale(Z), scale)  # level l-2
 
 
 def head_scores_diagonal(ev, qh: Ciphertext, kh: Ciphertext, lay: Layout, rows: np.ndarray,
@@ -80,31 +113,14 @@ def head_scores_diagonal(ev, qh: Ciphertext, kh: Ciphertext, lay: Layout, rows: 
 
     rows: the row mask with the key mask and the score scale (SlotVectors.key_rows(c, scale) of head_rows);
     shift: added to the rows (2Quad's c, as key_rows(c, shift)). Level l -> l-2."""
-    w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
+    w, n_pad, S = lay.window, lay.n_pad, lay.slots
     if n_pad * w != S:
         raise ValueError(f"the diagonal Q K^T needs the n_pad = {n_pad} token windows of {w} slots to fill the "
                          f"{S} slots (keys cyclic over the ciphertext)")
     if qh.level != kh.level:
         raise ValueError(f"Q at level {qh.level}, K at level {kh.level}")
-    lvl = qh.level
-    q = ev.params.q
     E = skewed_keys(ev, kh, lay)  # level l-1, scale of kh
-    g = baby(dh)
-    A = ev.rotate_hoisted(qh, list(range(g)))
-    Erot = ev.rotate_hoisted(E, [(j % g) - j * w for j in range(dh)])
-    Z = None
-    for a in range(dh // g):
-        X = None
-        mask = np.roll(rows, g * a)  # the row's slots seen from the giant step's frame
-        for b in range(g):
-            j = a * g + b
-            Ab = ev.rescale(ev.mul_const(A[b], mask, scale=float(q[lvl - 1])))  # level l-1
-            term = ev.multiply(Ab, Erot[b - j * w], relinearize=False)
-            X = term if X is None else ev.add(X, term)
-        X = ev.relinearize(X)  # the g products of this giant step, relinearized once
-        X = ev.rotate(X, g * a) if a else X
-        Z = X if Z is None else ev.add(Z, X)
-    Z = with_scale(ev.rescale(Z), qh.scale * kh.scale / float(q[lvl]))  # level l-2: head_scores' scale
+    Z = feature_products(ev, qh, E, lay, rows, qh.scale * kh.scale / float(ev.params.q[qh.level]))  # head_scores' scale
     return ev.add_const(Z, shift) if shift is not None else Z
 
 
@@ -140,27 +156,49 @@ def applies(lay: Layout) -> bool:
 
 
 # ------------------------------------------------------------------ P V, the same transformation (ours)
-def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None) -> Ciphertext:
-    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + p for p < dh (0 elsewhere), from chunk vc of V in the
-    token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
-    of a chunk). 1 level (l -> l-1, scale kept)."""
+def skewed_values(ev, vc: Ciphertext, lay: Layout, hl: int, vb: dict | None = None, to: int = 0) -> Ciphertext:
+    """G[t, p] = V[(t + p) mod n_pad, hl dh + p] at slot t w + to + p for p < dh (0 elsewhere), from chunk vc of V in
+    the token-major layout (local head hl); vb: vc's hoisted token rotations b w, b < baby(dh) (shared by the heads
+    of a chunk); to: the offset in the window (refimpl.nexus.bert.attention_pairs). 1 level (l -> l-1, scale kept)."""
     w, dh, S = lay.window, lay.head_dim, lay.slots
     g = baby(dh)
     vb = ev.rotate_hoisted(vc, [b * w for b in range(g)]) if vb is None else vb
     pos = np.arange(S) % w
     G = None
     for a in range(-(-dh // g)):
-        s = a * g * w + hl * dh  # the giant step: tokens by a g, then the head's features to slot 0
+        s = a * g * w + hl * dh - to  # the giant step: tokens by a g, then the head's features to slot `to`
         inner = None
         for b in range(g):
             p = a * g + b
             if p >= dh:
                 break
-            t = ev.mul_const(vb[b * w], np.roll((pos == p).astype(np.float64), s))
+            t = ev.mul_const(vb[b * w], np.roll((pos == to + p).astype(np.float64), s))
             inner = t if inner is None else ev.add(inner, t)
         inner = ev.rotate(inner, s) if s % S else inner
         G = inner if G is None else ev.add(G, inner)
     return ev.rescale(G)
+
+
+def key_products(ev, pb: dict, gr: dict, count: int, lay: Layout, extra: int = 0) -> Ciphertext:
+    """sum_a Rot(sum_b pb[b] x gr[j w - g a], g a + extra) over j = g a + b < count (g = baby(count); pb: the baby
+    steps of one operand, gr: the other's rotations j w - g a), the g products of a giant step summed before
+    relinearizing; `extra` moves the result further with the giant steps. Not rescaled."""
+    w, S = lay.window, lay.slots
+    g = baby(count)
+    Y = None
+    for a in range(-(-count // g)):
+        X = None
+        for b in range(g):
+            j = a * g + b
+            if j >= count:
+                break
+            term = ev.multiply(pb[b], gr[j * w - g * a], relinearize=False)
+            X = term if X is None else ev.add(X, term)
+        X = ev.relinearize(X)
+        sh = g * a + extra
+        X = ev.rotate(X, sh) if sh % S else X
+        Y = X if Y is None else ev.add(Y, X)
+    return Y
 
 
 def pv_diagonal(ev, probs: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
@@ -190,18 +228,7 @@ def pv_diagonal(ev, probs: list[Ciphertext], V: list[Ciphertext], lay: Layout) -
             pd = ev.add(ph, ev.rotate(ph, -n_pad))  # row repeated: positions p + j < n_pad + dh read cyclically
             pb = ev.rotate_hoisted(pd, list(range(g)))
             gr = ev.rotate_hoisted(G, [j * w - g * (j // g) for j in range(n_pad)])
-            Y = None
-            for a in range(-(-n_pad // g)):
-                X = None
-                for b in range(g):
-                    j = a * g + b
-                    if j >= n_pad:
-                        break
-                    term = ev.multiply(pb[b], gr[j * w - g * a], relinearize=False)
-                    X = term if X is None else ev.add(X, term)
-                X = ev.relinearize(X)
-                X = ev.rotate(X, g * a) if a else X
-                Y = X if Y is None else ev.add(Y, X)
+            Y = key_products(ev, pb, gr, n_pad, lay)
             Y = ev.rotate(Y, -hl * dh) if hl else Y  # the head's features to its slots in the chunk
             acc = Y if acc is None else ev.add(acc, Y)
         outs.append(ev.rescale(acc))

@@ -23,10 +23,11 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
+from .attention_pairs import applies as pairs_apply, pair_probs, pair_projections, pair_scores, pv_pairs
 from .chain import pieces_of
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, input_layout
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, pair_chunks, pair_rows, unpair_rows
+from .packing import can_conjugate, pair_chunks, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
@@ -60,6 +61,7 @@ class Forward(Nonlinear, Paired):
         self.n_real = float(np.sum(mask))
         self.taps = None
         self.diagonal_attention = True  # False: head_scores and the per-shift pv (the oracles of refimpl.nexus.bert.attention)
+        self.pair_attention = True  # False: the per-head diagonal products (the oracle of refimpl.nexus.bert.attention_pairs)
         self.st = model.settings()
         self.weights = None  # hook (ours): precomputed plaintexts, see `plaintext`
         self.on_layer = None  # hook (ours): called with (i, output chunks) after layer i
@@ -123,10 +125,13 @@ class Forward(Nonlinear, Paired):
         return ev.sub(a, b) if subtract else ev.add(a, b)
 
     # -- linear layers
-    def baby_steps(self, xs: list[Ciphertext]) -> list[dict]:
+    def baby_steps(self, xs: list[Ciphertext], outputs: int | None = None) -> list[dict]:
         """The hoisted baby steps of `linear` for input chunks xs: x + RotR(x, P) (each window cyclic), rotated
-        by 0 .. g-1. Computed once and shared by every product of the same input (Q, K and V)."""
-        P, g = self.lay.chunk, self.lay.baby
+        by 0 .. g-1, g = bsgs_baby(P, len(xs), outputs) (the g of the product they serve; outputs: the output
+        chunks of every product sharing them, default len(xs)). Computed once and shared by every product of
+        the same input (Q, K and V)."""
+        P = self.lay.chunk
+        g = bsgs_baby(P, len(xs), len(xs) if outputs is None else outputs)
         return [self.ev.rotate_hoisted(self.ev.add(x, self.ev.rotate(x, -P)), list(range(g))) for x in xs]
 
     def linear(self, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None = None,
@@ -134,22 +139,33 @@ class Forward(Nonlinear, Paired):
         """x W^T + b per token window: the diagonal method of Halevi and Shoup (2014) with baby-step giant-step
         on P x P blocks, 1 level (not NEXUS §3.1.1's broadcast product, which `refimpl.nexus.matmul` holds).
 
+        y_oc = sum_gb Rot(sum_ic sum_i Rot(d_{oc,ic,gb g+i}, -gb g) x Rot(x_ic, i), gb g): the g baby steps of
+        each input chunk (`baby_steps`) are shared by every output chunk, the P/g - 1 giant steps of an output
+        chunk by its input chunks; the bias is added once per output chunk, after the rescale. g is chosen per
+        product (`bsgs_baby`, ours: the fewest key switches for its input and output chunk counts), or is the g
+        of the shared `babies`. The giant steps of an output chunk are key-switched into Q_l P, summed there and
+        brought down once (`Evaluator.rotate_sum`: the giant-step half of double hoisting, Bossuat et al. 2021
+        section 4.3), where the evaluator has it.
+
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
-        (oc, ic) is `plaintext((name, oc, ic, k), ...)`, from the weight store when one is attached.
-        babies: `baby_steps(xs)` when several products share the input (computed here otherwise)."""
+        (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
+        weight store when one is attached. babies: `baby_steps(xs, outputs)` when several products share the
+        input (computed here otherwise)."""
         ev, lay, vec = self.ev, self.lay, self.vec
-        P, g = lay.chunk, lay.baby
+        P = lay.chunk
         out_f, in_f = W.shape
         cin, cout = lay.chunks(in_f), lay.chunks(out_f)
         Wp = np.zeros((cout * P, cin * P))
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
-        babies = self.baby_steps(xs) if babies is None else babies
+        babies = self.baby_steps(xs, cout) if babies is None else babies
+        g = len(babies[0])
+        rotate_sum = getattr(ev, "rotate_sum", None)  # giant steps over Q_l P, one ModDown (without it: one each)
         outs = []
         for oc in range(cout):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
-            total = None
+            total, giants = None, []
             for gb in range(P // g):
                 inner = None
                 for ic in range(cin):
@@ -158,14 +174,19 @@ class Forward(Nonlinear, Paired):
                         dk = diags[ic][k]
                         if not dk.any():
                             continue
-                        pt = self.plaintext((name, oc, ic, k), level, q,
+                        pt = self.plaintext((name, oc, ic, k, g), level, q,
                                             lambda dk=dk, gb=gb: np.roll(vec.tile(dk), gb * g))
                         term = ev.mul_plain(babies[ic][i], pt)  # scale x q
                         inner = term if inner is None else ev.add(inner, term)
                 if inner is None:
                     continue
+                if rotate_sum is not None:
+                    giants.append((inner, gb * g))
+                    continue
                 inner = ev.rotate(inner, gb * g) if gb else inner  # giant step
                 total = inner if total is None else ev.add(total, inner)
+            if giants:
+                total = rotate_sum(giants)  # the giant steps
             if total is None:  # an all-zero block row: a zero ciphertext at the right level
                 total = ev.mul_int(babies[0][0], 0)
                 total = Ciphertext(total.c, total.level, xs[0].scale * q, total.params)
@@ -174,6 +195,12 @@ class Forward(Nonlinear, Paired):
         return outs
 
     # -- attention
+    def pairs(self) -> bool:
+        """Q K^T and P V on head pairs (refimpl.nexus.bert.attention_pairs, ours): where the layout allows, the
+        diagonal attention is on, and the evaluator can conjugate."""
+        return (self.diagonal_attention and self.pair_attention and diagonal_applies(self.lay) and pairs_apply(self.lay)
+                and can_conjugate(self.ev))
+
     def scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float) -> Ciphertext:
         """Rows of S = Q K^T scale (+ shift on real rows) for chunk c (NEXUS §3.1.2, batched over key shifts)."""
         ev, lay, vec = self.ev, self.lay, self.vec
@@ -224,6 +251,11 @@ class Forward(Nonlinear, Paired):
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
+        if shifts is None and self.pairs():  # refimpl.nexus.bert.attention_pairs: two heads per rotation
+            pds = [d for k, pc in enumerate(probs) for d in pair_probs(ev, pc, lay, vec.key, 2 * k + 1 < lay.heads)]
+            pds = self.leave(p + "pv.mask", pds)
+            self.enter(p + "pv.mul", [])
+            return self.leave(p + "pv.mul", pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -345,9 +377,11 @@ class Forward(Nonlinear, Paired):
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            babies = self.baby_steps(x)  # shared by Q, K and V
-            diagonal = self.diagonal_attention and diagonal_applies(lay)
-            project = (lambda *a: head_projections(self, *a)) if diagonal else self.linear
+            diagonal, pairs = self.diagonal_attention and diagonal_applies(lay), self.pairs()
+            cd = lay.chunks(lay.d)  # Q and K one ciphertext per head (head_projections, pair_projections) or per chunk
+            babies = self.baby_steps(x, (2 * lay.heads if diagonal else 2 * cd) + cd)  # shared by Q, K and V
+            project = ((lambda *a: pair_projections(self, *a)) if pairs else
+                       (lambda *a: head_projections(self, *a)) if diagonal else self.linear)
             Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query", babies)
             K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key", babies)
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
@@ -359,13 +393,16 @@ class Forward(Nonlinear, Paired):
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
-            if diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
+            if pairs:  # refimpl.nexus.bert.attention_pairs: two heads per ciphertext, out in pair_rows' layout
+                add = paired_vector(self.vec.key_rows(0, shift), lay.n_pad) if shift else None
+                S = [pair_scores(ev, qp, kp, lay, self.vec.key, scale, add) for qp, kp in zip(Q, K)]
+            elif diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
                 S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
             elif lay.head_rows:
                 S = [s for c, (qc, kc) in enumerate(zip(Q, K)) for s in self.head_scores(qc, kc, c, scale, shift)]
             if lay.head_rows:  # pair_rows: two heads per score ciphertext (refimpl.nexus.bert.packing)
-                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows else S)
+                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows and not pairs else S)
             else:
                 S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":
@@ -411,7 +448,7 @@ class Forward(Nonlinear, Paired):
 def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, *,
                       trace: list | None = None, argmax: bool = False, taps: dict | None = None,
                       head_rows: bool = False, weights=None, on_layer=None, start: int = 0,
-                      input_level: int | None = None, diagonal_attention: bool = True,
+                      input_level: int | None = None, diagonal_attention: bool = True, pair_attention: bool = True,
                       complex_refresh: bool | None = None, progress=None) -> list[Ciphertext]:
     """The server's computation (NEXUS §3-4): every encoder layer, the [CLS] head, optionally Argmax.
 
@@ -423,7 +460,8 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     see unpack_output) or, with argmax=True, [selection ct] (slots 0 .. L-1, unpack_argmax).
     head_rows: input_layout's option for attention rows longer than a head (one score ciphertext per head);
     diagonal_attention: with head_rows, Q K^T and P V by refimpl.nexus.bert.attention where it applies
-    (False: head_scores and the per-shift pv).
+    (False: head_scores and the per-shift pv); pair_attention (ours): with it, two heads per rotation
+    (refimpl.nexus.bert.attention_pairs) where the layout allows and the evaluator can conjugate (False: one head each).
     complex_refresh (ours): two ciphertexts per bootstrap as real and imaginary halves (refimpl.nexus.bert.packing);
     None: where the evaluator can conjugate (it holds the conjugation key, as with a real bootstrapper's keys).
     Hooks (ours, see Forward): weights (a weight store: precomputed diagonals; its .check(params,
@@ -447,7 +485,7 @@ def encrypted_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext]
     rows = place(pieces, cts[0].level if input_level is None else input_level, bootstrapper.output_level)
     fw = Forward(ev, bootstrapper, model, lay, mask, rows, pieces, trace)
     fw.taps, fw.weights, fw.on_layer, fw.progress = taps, weights, on_layer, progress
-    fw.diagonal_attention = diagonal_attention
+    fw.diagonal_attention, fw.pair_attention = diagonal_attention, pair_attention
     if complex_refresh is not None:
         fw.complex_refresh = complex_refresh
     if progress is not None:

@@ -74,9 +74,41 @@ class Layout:
     def chunks(self, features: int) -> int:
         return -(-features // self.chunk)
 
+    def linear_shapes(self) -> set[tuple[int, int]]:
+        """(input chunks, output chunks) of every `Forward.linear` call sharing one set of baby steps: QKV (Q, K
+        and V one ciphertext per chunk, or Q and K one per head for refimpl.nexus.bert.attention), the output
+        projection, FFN1, FFN2."""
+        cd, ci = self.chunks(self.d), self.chunks(self.intermediate)
+        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd)}
+
     @property
     def label_pad(self) -> int:
         return max(2, pow2(self.num_labels))
+
+
+def bsgs_baby(P: int, inputs: int, outputs: int) -> int:
+    """Baby steps g of the diagonal method (Halevi and Shoup 2014) with baby-step giant-step for a product of
+    `inputs` -> `outputs` chunks of P x P blocks, chosen per product (ours): the power of two g <= P minimising
+    its key switches
+
+        inputs x g  +  outputs x (P / g - 1)
+
+    (per input chunk x + RotR(x, P) and g - 1 hoisted baby steps, shared by every output chunk; per output chunk
+    P / g - 1 giant steps, shared by its input chunks). The continuous minimum is at g = sqrt(P outputs /
+    inputs); ties go to the g nearest sqrt(P) (`Layout.baby`, the single g used before), then to the smaller
+    (fewer baby-step ciphertexts held). BERT-base (P = 128): FFN2 (24 -> 6) g = 8, 282 rotations (426 with
+    g = 16); QKV with Q and K per head (6 -> 30) g = 32, 282 (306); FFN1 (6 -> 24) and the output projection
+    (6 -> 6) keep g = 16 (264, 138: their optimum)."""
+    if P & (P - 1) or inputs < 1 or outputs < 1:
+        raise ValueError(f"BSGS over P = {P} (a power of two) for {inputs} -> {outputs} chunks")
+    home = (P.bit_length() - 1 + 1) // 2
+    return min((1 << e for e in range(P.bit_length())),
+               key=lambda g: (inputs * g + outputs * (P // g - 1), abs(g.bit_length() - 1 - home), g))
+
+
+def linear_steps(P: int, g: int) -> set[int]:
+    """The rotations of `Forward.linear` with g baby steps: RotR(x, P), the baby steps 1 .. g-1, the giant steps."""
+    return {-P} | set(range(1, g)) | {g * b for b in range(1, P // g)}
 
 
 def input_layout(config: BertConfig, n: int, slots: int, *, head_rows: bool = False) -> Layout:
@@ -158,8 +190,10 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
     """Every rotation the encrypted forward uses (the client generates these Galois keys; the
     bootstrapper's own come from Bootstrapper.galois_elements)."""
     lay = input_layout(config, n, slots, head_rows=head_rows)
-    P, w, g, dh, n_pad, Lp = lay.chunk, lay.window, lay.baby, lay.head_dim, lay.n_pad, lay.label_pad
-    rs = {-P, P} | set(range(1, g)) | {g * b for b in range(1, P // g)}  # linear layers; +P: GELU's chunk pairs
+    P, w, dh, n_pad, Lp = lay.chunk, lay.window, lay.head_dim, lay.n_pad, lay.label_pad
+    rs = {P}  # GELU's chunk pairs
+    for cin, cout in lay.linear_shapes():  # the linear layers, g per product (bsgs_baby)
+        rs |= linear_steps(P, bsgs_baby(P, cin, cout))
     rs |= {r * w for r in range(1, n_pad)} | {-r for r in range(1, n_pad)} | {r for r in range(1, n_pad)}
     rs |= {1 << k for k in range(dh.bit_length() - 1)} | {-(1 << k) for k in range(dh.bit_length() - 1)}
     if lay.head_rows:  # scores to / columns from the window start, heads hl of a chunk
@@ -179,7 +213,36 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
         rs |= {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(dh // gq)}
         rs |= {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
         rs |= {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(P // dh)} | {-hl * dh for hl in range(P // dh)}
+    if pair_attention_applies(lay):
+        rs |= pair_attention_steps(lay)
     return sorted(r for r in rs if r % slots)
+
+
+def pair_attention_applies(lay: Layout) -> bool:
+    """Head pairs in Q K^T and P V (refimpl.nexus.bert.attention_pairs, ours): pair_rows layouts whose n_pad token
+    windows fill the slots, heads aligned with the chunks, dh <= n_pad / 2 + 1 (the skewed operands of a head span
+    n_pad / 2 + dh - 1 slots of its half window)."""
+    return (lay.pair_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+            and lay.n_pad >= 4 and 2 * lay.head_dim <= lay.n_pad + 2)
+
+
+def pair_attention_steps(lay: Layout) -> set[int]:
+    """The rotations of refimpl.nexus.bert.attention_pairs (kept here: that module imports this one)."""
+    w, n_pad, dh, P = lay.window, lay.n_pad, lay.head_dim, lay.chunk
+    R = n_pad // 2
+
+    def baby(n):
+        return 1 << -(-(max(n, 2) - 1).bit_length() // 2)
+
+    gk, gq, gr, gv, per = baby(n_pad), baby(dh), baby(R), baby(dh), P // dh
+    rs = {-n_pad, -R, R, R * w}  # pairs of projections, halves apart, probabilities into halves, imaginary values
+    rs |= {b * w for b in range(gk)} | {a * gk * w for a in range(-(-n_pad // gk))}  # skewed keys
+    rs |= set(range(gq)) | {(j % gq) - j * w for j in range(dh)} | {gq * a for a in range(-(-dh // gq))}  # Q K^T
+    rs |= {b * w for b in range(gv)} | {a * gv * w + hl * dh - o for a in range(-(-dh // gv)) for hl in range(per)
+                                        for o in (0, n_pad)}  # skewed values
+    rs |= set(range(gr)) | {j * w - gr * (j // gr) for j in range(R)}  # P V
+    rs |= {gr * a + o - hl * dh for a in range(-(-R // gr)) for o in (0, n_pad) for hl in range(per)}
+    return {r for r in rs if r % lay.slots}
 
 
 

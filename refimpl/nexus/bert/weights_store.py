@@ -18,7 +18,8 @@ other kernels replaced by their plan levels, so the plaintexts recorded are exac
 `Forward.linear` asks for, with the weights as the forward folds them (Quad's 1/sqrt(M) in W_1,
 M in W_2).
 
-Store format (version 2): a directory with manifest.json and one .npy file per (weight, level):
+Store format (version 3: version 2's files, each diagonal keyed (name, oc, ic, k, g), g the baby steps of its
+product, which fix its pre-rotation): a directory with manifest.json and one .npy file per (weight, level):
 int64 [count, N / stride], the rounded integer coefficients that Encoder.encode computes for each
 plaintext, kept only at the multiples of `stride` (every other coefficient is zero), opened with
 np.load(mmap_mode="r"). On use a plaintext is expanded (`expand`): the residues of the kept
@@ -68,7 +69,7 @@ from .layout import Layout, input_layout
 from .ranges import NexusModel
 
 FORMAT = "refimpl-nexus-weights"
-VERSION = 2  # 2: rounded integer coefficients at a stride (1: NTT-domain residues, refused)
+VERSION = 3  # 3: the diagonal keys carry the baby steps g; 2: rounded integer coefficients at a stride (1: residues)
 MANIFEST = "manifest.json"
 
 
@@ -155,6 +156,9 @@ class LevelEvaluator:
         return a
 
     def mul_monomial(self, a, j):
+        return a
+
+    def conjugate(self, a):  # the head pairs' halves (refimpl.nexus.bert.attention_pairs)
         return a
 
 
@@ -324,7 +328,7 @@ def precompute(model: NexusModel, params, n: int, out, *, input_level: int, boot
 
 # ------------------------------------------------------------------ reading
 class WeightStore:
-    """A checked, memory-mapped store; `plaintext((name, oc, ic, k), level)` for Forward's `weights` hook.
+    """A checked, memory-mapped store; `plaintext((name, oc, ic, k, g), level)` for Forward's `weights` hook.
 
     hits / misses count the lookups (a miss: the forward encodes that plaintext itself)."""
 
@@ -400,7 +404,7 @@ class WeightStore:
             raise StoreError(err)
 
     def plaintext(self, key: tuple, level: int) -> Plaintext | None:
-        """The stored plaintext of `key` = (name, oc, ic, k) at `level`, expanded (`expand`), or None
+        """The stored plaintext of `key` = (name, oc, ic, k, g) at `level` (diagonal k of block (oc, ic), pre-rotated for g baby steps), expanded (`expand`), or None
         (counted as a miss)."""
         hit = self.index.get((*key, level))
         if hit is None:

@@ -37,6 +37,16 @@ class ClientKeys:
         return sum(self.held.values())
 
 
+def same_secret(keys: ClientKeys, x, what: str) -> None:
+    """x (a key or a query ciphertext) is of the secret key the client's earlier keys are of (their
+    key ids, refimpl.ckks.keys): else one ProtocolError before anything is stored or evaluated."""
+    known = {k.key_id for k in (keys.public, keys.relin, keys.enc_up, *keys.galois.values())
+             if k is not None and k.key_id is not None}
+    if x.key_id is not None and known and x.key_id not in known:
+        raise ProtocolError(f"the {what} is of secret key {x.key_id.hex()}, the keys this client sent before are of "
+                            f"{', '.join(sorted(k.hex() for k in known))}: send the keys and queries of one key pair")
+
+
 def held_nbytes(key) -> int:
     """Bytes of a deserialized key's arrays in memory (a public key: its two polynomials; a
     switching key: b, and a when it is kept expanded)."""

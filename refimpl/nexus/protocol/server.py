@@ -41,7 +41,7 @@ from refimpl.nexus.compression import PlacementError, expand_input, placement, s
 from refimpl.nexus.counting import CountingBootstrapper
 from refimpl.nexus.matmul import chunk_counts
 
-from .keycache import ClientKeys, KeyCache, held_nbytes
+from .keycache import ClientKeys, KeyCache, held_nbytes, same_secret
 from .models import load_model
 from .wire import (
     SECRET_BYTES, SERVER_KINDS, AuthenticationError, ProtocolError, blob_kind, ciphertext_nbytes, client_id_of,
@@ -312,6 +312,7 @@ class ServerSession:
             raise ProtocolError(f"refused a {kind} blob for role {role!r}: the server takes only public key material")
         if role == "public":
             k = ser.deserialize_public_key(blobs[0], p)
+            same_secret(keys, k, role)
             self.s.clients.charge(cid, keys, "public", held_nbytes(k))
             keys.public = k
             keys.key_bytes += len(blobs[0])
@@ -322,8 +323,10 @@ class ServerSession:
         if role == "galois" and (not isinstance(g, int) or isinstance(g, bool) or g % 2 == 0 or not 0 < g < 2 * p.N):
             raise ProtocolError(f"invalid Galois element {g!r}")
         k = ser.deserialize_switching_key(blobs[0], p)
+        if role != "enc_down":  # the one key that switches to another secret (the sparse s' of encapsulation)
+            same_secret(keys, k, role)
         if p.N >= 2**15:  # keep b and the seeds only (the PRG re-expands a at each use)
-            k = SwitchingKey(k.b, k.a_seeds, p, expand=False, level=k.level)
+            k = SwitchingKey(k.b, k.a_seeds, p, expand=False, level=k.level, key_id=k.key_id)
         self.s.clients.charge(cid, keys, f"galois:{g}" if role == "galois" else role, held_nbytes(k))
         keys.key_bytes += len(blobs[0])
         if role == "galois":
@@ -358,6 +361,8 @@ class ServerSession:
         s, p = self.s, self.s.params
         ev = keys.evaluator
         cts = [ser.deserialize_ciphertext(b, p) for b in blobs]
+        for c in cts:
+            same_secret(keys, c, "query ciphertext")
         n, layout = h["n"], s.model.layout(h["n"], p.slots)
         t0 = time.perf_counter()
         boot_in = CountingBootstrapper(keys.bootstrapper)

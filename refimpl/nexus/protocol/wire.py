@@ -56,8 +56,8 @@ MAX_HEADER = 1 << 24  # absolute ceiling; the server applies header_limit(max_to
 TAG_BYTES = 32  # HMAC-SHA256
 SECRET_BYTES = 32
 SERVER_KINDS = ("ciphertext", "public_key", "switching_key")  # what the server accepts: no secret key kind exists
-# refimpl.ckks.serialize's blob header: magic, version u16, kind u8, parameter fingerprint (8 bytes)
-CKKS_HEAD_BYTES = len(ser.MAGIC) + 2 + 1 + 8
+# refimpl.ckks.serialize's blob header: magic, version u16, kind u8, parameter fingerprint, key id (8 bytes each)
+CKKS_HEAD_BYTES = ser.HEAD.size
 
 
 def resolve_params(name: str):
