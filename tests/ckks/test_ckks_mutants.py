@@ -135,8 +135,10 @@ def test_deserializer_refuses_an_even_galois_element():
     p = Parameters.create(N=32, levels=2, insecure=True)
     kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
     data = serialize_evaluation_keys(kg.evaluation_keys(kg.secret_key(), elements=[5], relin=False), p)
-    assert struct.unpack("<BII", data[15:24]) == (0, 1, 5)  # no relinearization key, one Galois key: 5
-    bad = data[:20] + struct.pack("<I", 6) + data[24:-4]
+    head = struct.pack("<BII", 0, 1, 5)  # the body: no relinearization key, one Galois key, element 5
+    at = data.find(head)
+    assert at > 0 and data.find(head, at + 1) == -1
+    bad = data[:at + 5] + struct.pack("<I", 6) + data[at + 9:-4]
     with pytest.raises(SerializationError, match="invalid Galois element 6"):
         deserialize_evaluation_keys(bad + struct.pack("<I", zlib.crc32(bad)), p)
 
