@@ -55,18 +55,20 @@ def exp_plain(x: np.ndarray, r: int = EXP_R) -> np.ndarray:
     return y
 
 
-def exp(ev, ct: Ciphertext, lo: float = -(2.0**EXP_R), mask=None, r: int = EXP_R) -> Ciphertext:
+def exp(ev, ct: Ciphertext, lo: float = -(2.0**EXP_R), mask=None, r: int = EXP_R, unit: float = 1.0) -> Ciphertext:
     """exp(x) ~ (1 + x / 2^r)^(2^r) slotwise, r = 6 (NEXUS §3.1.3); times the 0/1 `mask` if given.
 
-    Inputs in [lo, 0] with lo >= -2^r (checked: below, 1 + x/2^r < 0 and the even power
-    explodes). Level l -> l - (r + 1)."""
-    if lo < -(2.0**r):
-        raise ValueError(f"exp inputs reach {lo} < -2^{r}: subtract the row maximum first (QuickMax)")
+    The slots hold x / unit (unit > 0; ours: a caller that carries its values scaled, as the encrypted
+    BERT's prescaled scores, folds unit into the first constant product, no level). Inputs x / unit in
+    [lo, 0] with lo unit >= -2^r (checked: below, 1 + x/2^r < 0 and the even power explodes).
+    Level l -> l - (r + 1)."""
+    if lo * unit < -(2.0**r):
+        raise ValueError(f"exp inputs reach {lo * unit} < -2^{r}: subtract the row maximum first (QuickMax)")
     if mask is None:
-        y = ev.add_const(ev.rescale(ev.mul_const(ct, 1.0 / 2**r)), 1.0)  # level l -> l-1
+        y = ev.add_const(ev.rescale(ev.mul_const(ct, unit / 2**r)), 1.0)  # level l -> l-1
     else:
         m = np.asarray(mask, dtype=np.float64)
-        y = ev.add_const(ev.rescale(ev.mul_const(ct, m / 2**r)), m)  # (1 + x/2^r) m, level l -> l-1
+        y = ev.add_const(ev.rescale(ev.mul_const(ct, m * (unit / 2**r))), m)  # (1 + x/2^r) m, level l -> l-1
     for _ in range(r):
         y = ev.rescale(ev.square(y))  # level -1 each
     return y

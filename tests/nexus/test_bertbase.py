@@ -19,6 +19,7 @@ from refimpl.ckks.bootstrap.placement import UNSCALED_BOOT_BOUND, simulate
 from refimpl.cli import main as cli_main
 from refimpl.experiments import bertbase as bb
 from refimpl.nexus import bert as nb
+from refimpl.nexus.bert import packing as pk
 
 
 def ranges(layers, bound=8.0):
@@ -101,6 +102,13 @@ def test_blocks_and_plan_against_brute_force(model, size):
         kind = bb.kind_of(r["block"])
         want = {"Softmax": lay.score_cts, "2Quad-freeDiv": lay.score_cts, "GELU": -(-lay.chunks(lay.intermediate) // 2),
                 "Quad": lay.chunks(lay.intermediate), "FFN2": lay.chunks(lay.intermediate)}.get(kind)
+        widths = pk.quickmax_widths(lay.score_cts, lay.n_pad.bit_length() - 1)  # the packed QuickMax (packing)
+        if ".softmax.round" in r["block"]:
+            want = widths[int(r["block"].rsplit("round", 1)[1])]
+        elif r["block"].endswith(".softmax.spread"):
+            want = widths[-1]
+        elif r["block"].endswith(".softmax.inverse"):
+            want = 1 if pk.packed_sums(m.settings(), lay) else lay.score_cts
         if want is not None:
             assert r["ciphertexts"] == want, r
         if r["block"] == "L0.pv.mask":

@@ -16,7 +16,7 @@ N_PAD, W = 16, 64  # rows of 16 keys, token windows of 64 slots: 16 windows in 1
 @pytest.fixture(scope="module")
 def kit():
     p = Parameters.create(N=2048, levels=3, log_q0=50, log_qi=36, log_p=50, insecure=True)
-    return Kit(p, rotations=[-N_PAD, N_PAD, *(-(1 << k) for k in range(4))])
+    return Kit(p, rotations=[-N_PAD, N_PAD, 3, *(-(1 << k) for k in range(4)), *(1 << k for k in range(4))])
 
 
 class Lay:
@@ -60,3 +60,88 @@ def test_paired_softmax_model():
     dup = softmax_model(s, key, n_pad, B)
     assert np.max(np.abs(paired - exact)) < 2 * np.max(np.abs(dup - exact)) + 1e-4
     assert np.max(np.abs(paired - dup)) < 5e-3
+
+
+def _fold_packed(x: list[np.ndarray], f, lay, n_pad: int, pack) -> list[np.ndarray]:
+    """The paired Softmax's QuickMax schedule on float64 slot vectors with f as the fold's operation, the running
+    results packed by `pack` (numpy's or the evaluator's pack_maxima) after each round but the last; returns, per
+    input, the value at its rows' first slots spread as `spread` does (numpy)."""
+    s, held = list(x), [[(j, 0)] for j in range(len(x))]
+    rounds = n_pad.bit_length() - 1
+    for k in range(rounds):
+        s = [f(v, np.roll(v, -(1 << k))) for v in s]
+        if len(s) > 1 and k < rounds - 1:
+            s, held = pack(s, held, 2 << k)
+    out = [None] * len(x)
+    first = pk.starts(lay, n_pad)
+    for c, group in enumerate(held):
+        for j, o in group:
+            v = np.roll(s[c] * np.roll(first, o), -o)
+            for b in range(n_pad.bit_length() - 1):
+                v = v + np.roll(v, 1 << b)
+            out[j] = v
+    return out
+
+
+class _NumpyEv:
+    """The evaluator calls of packing.pack_maxima on float64 slot vectors."""
+
+    def mul_const(self, a, m):
+        return a * m
+
+    def rescale(self, a):
+        return a
+
+    def add(self, a, b):
+        return a + b
+
+    def rotate(self, a, r):
+        return np.roll(a, -r)
+
+
+def _rows_of(rng, count: int, lay, n_pad: int) -> list[np.ndarray]:
+    """`count` paired score vectors: two rows of n_pad per active window, values in [-1/2, 1/2]."""
+    out = []
+    for _ in range(count):
+        v = np.zeros((lay.slots // lay.window, lay.window))
+        v[: lay.n, : 2 * n_pad] = rng.uniform(-0.5, 0.5, (lay.n, 2 * n_pad))
+        out.append(v.ravel())
+    return out
+
+
+@pytest.mark.parametrize("count", [2, 3, 6])
+def test_packed_quickmax_keeps_every_rows_maximum(count):
+    """NEXUS-BERT-REFRESHES: the running maxima packed two ciphertexts into one after each QuickMax round
+    (packing.pack_maxima; quickmax_widths ciphertexts per round) leave each row's exact maximum in its first slot,
+    as the unpacked folds do, spread over the row (numpy, the exact max as the fold's operation)."""
+    rng = np.random.default_rng(count)
+    x = _rows_of(rng, count, Lay, N_PAD)
+    want = _fold_packed(x, np.maximum, Lay, N_PAD, lambda s, h, st: pk.pack_maxima(_NumpyEv(), s, h, st, Lay, N_PAD))
+    plain = _fold_packed(x, np.maximum, Lay, N_PAD, lambda s, h, st: (s, h))  # no packing
+    for got, unpacked, v in zip(want, plain, x):
+        rows = v.reshape(-1, W)[: Lay.n, : 2 * N_PAD].reshape(Lay.n, 2, N_PAD)
+        expect = np.zeros((16, W))
+        expect[: Lay.n, :N_PAD] = rows[:, 0].max(-1, keepdims=True)
+        expect[: Lay.n, N_PAD:2 * N_PAD] = rows[:, 1].max(-1, keepdims=True)
+        assert np.array_equal(got.reshape(16, W), expect) and np.array_equal(unpacked.reshape(16, W), expect)
+    assert pk.quickmax_widths(count, 4) == {2: [2, 1, 1, 1], 3: [3, 2, 1, 1], 6: [6, 3, 2, 1]}[count]
+
+
+def test_pack_maxima_on_the_ring(kit):
+    """NEXUS-BERT-REFRESHES: pack_maxima on ciphertexts (N = 2^11) equals the numpy schedule: 4 score ciphertexts
+    through the 4 rounds of a fold (the sum as the operation: no level, the same slot movements as QuickMax's),
+    packed to 2 and 1 (1 level each), every row's result spread from its offset (1 level); error < 1e-5."""
+    x = _rows_of(np.random.default_rng(7), 4, Lay, N_PAD)
+    want = _fold_packed(x, np.add, Lay, N_PAD, lambda s, h, st: pk.pack_maxima(_NumpyEv(), s, h, st, Lay, N_PAD))
+    ev = kit.ev
+    cts = [kit.encrypt(v) for v in x]
+    s, held = cts, [[(j, 0)] for j in range(4)]
+    for k in range(4):
+        s = [ev.add(c, ev.rotate(c, 1 << k)) for c in s]
+        if len(s) > 1 and k < 3:
+            s, held = pk.pack_maxima(ev, s, held, 2 << k, Lay, N_PAD)
+    assert len(s) == 1 and sorted(o for _, o in held[0]) == [0, 1, 2, 3] and s[0].level == cts[0].level - 2
+    first = pk.starts(Lay, N_PAD)
+    for j, o in held[0]:
+        got = kit.decrypt(pk.spread(ev, s[0], first, N_PAD, offset=o))
+        assert np.max(np.abs(got - want[j])) < 1e-5

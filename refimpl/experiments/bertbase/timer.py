@@ -231,7 +231,7 @@ class BlockTimer:
         heads = 2 if lay.pair_rows else 1  # pair_rows: two heads' rows per ciphertext (refimpl.nexus.bert.packing)
         s = [self.rng.uniform(-B / 4, B / 4, (lay.n, lay.n)) for _ in range(heads)]
         rows = [np.roll(self._rows(sh, range(n_pad)), h * n_pad) for h, sh in enumerate(s)]
-        ct = self.encrypt(sum(rows), self.before("softmax.round0"))
+        ct = self.encrypt(sum(rows) / st["score_unit"], self.before("softmax.round0"))  # as Q K^T leaves them
         t = _now()
         (out,) = fw.softmax_pieces(self.info["layer"], [ct])
         secs = _now() - t

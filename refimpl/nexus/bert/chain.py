@@ -25,6 +25,7 @@ from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
+from .packing import joint_gelu, packed_sums, quickmax_widths
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
@@ -46,15 +47,23 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         out.append(Piece(p + "qk", 2, ch, bootable=False))
         if cfg.attention == "softmax":
             rounds = lay.n_pad.bit_length() - 1
+            Bs = B / st["score_unit"]  # the scores' bound as carried (ours: divided by 2B, see NexusModel.settings)
+            # ours: with pair_rows the running maxima packed two ciphertexts into one after each round but the last
+            # (refimpl.nexus.bert.packing.pack_maxima: 1 level)
+            packed = lay.pair_rows and st["softmax_pack"]
+            widths = quickmax_widths(sw, rounds) if packed else [sw] * rounds
             for k in range(rounds):
-                out.append(Piece(p + f"softmax.round{k}", round_levels(B), sw, bound=B, coarse_ok=k > 0))
+                pack = int(k + 1 < rounds and widths[k + 1] < widths[k])
+                out.append(Piece(p + f"softmax.round{k}", round_levels(Bs) + pack, widths[k], bound=Bs, coarse_ok=k > 0))
             if lay.pair_rows:  # the maximum from the row's first slot over the row (refimpl.nexus.bert.packing.spread)
-                out.append(Piece(p + "softmax.spread", 1, sw, bound=B, coarse_ok=True))
+                out.append(Piece(p + "softmax.spread", 1, widths[-1] if widths else sw, bound=Bs, coarse_ok=True))
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
-                             join=("in", p + "softmax.round0", 0), bound=2 * B, coarse_ok=True))
-            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows), sw,
-                             bound=float(lay.n_pad)))  # pair_rows: the row sum spread first (1 level)
+                             join=("in", p + "softmax.round0", 0), bound=2 * Bs, coarse_ok=True))
+            if packed_sums(st, lay):  # ours: the row sums packed into one ciphertext (1 level), spread after the inverse
+                out.append(Piece(p + "softmax.sum", 1, sw, bound=float(lay.n_pad)))
+            out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows),
+                             1 if packed_sums(st, lay) else sw, bound=float(lay.n_pad)))  # pair_rows: a spread (1 level)
             out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,
                              product_join=True))
         else:
@@ -73,6 +82,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         else:
             # two FFN chunks per GELU ciphertext (refimpl.nexus.bert.packing.pair_chunks)
             out.append(Piece(p + "gelu", GELU_LEVELS, -(-ci // 2), bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
+            if joint_gelu(st, lay):  # ... and still paired through a refresh, split after it (ours)
+                out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))

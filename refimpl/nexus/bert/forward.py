@@ -27,7 +27,7 @@ from .attention_pairs import applies as pairs_apply, pair_probs, pair_projection
 from .chain import pieces_of
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, pair_chunks, pair_rows, paired_vector, unpair_rows
+from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
@@ -387,8 +387,8 @@ class Forward(Nonlinear, Paired):
             V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
                                                   p + "value", babies))
             self.enter(p + "qk", [])
-            if cfg.attention == "softmax":
-                scale, shift = 1.0 / math.sqrt(dh), 0.0
+            if cfg.attention == "softmax":  # the scores divided by score_unit (ranges.NexusModel.settings)
+                scale, shift = 1.0 / (math.sqrt(dh) * self.st["score_unit"]), 0.0
             else:  # (s + c)^2 / f(n) = ((s + c) / sqrt(f))^2: f folded into the score mask
                 a, b = cfg.freediv
                 root = math.sqrt(a * self.n_real**b)
@@ -430,6 +430,10 @@ class Forward(Nonlinear, Paired):
             u = self.enter(act, u)
             if cfg.activation == "quad":
                 a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
+            elif joint_gelu(self.st, lay):  # the pairs refreshed as one ciphertext, split after (ours, Paired)
+                a_ = self.leave(act, [self.gelu_joint(uc, 2 * k) for k, uc in enumerate(u)])
+                a_ = self.enter(p + "gelu.unpair", a_)
+                a_ = self.leave(p + "gelu.unpair", self.gelu_unpair(a_))
             else:
                 a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
             a_ = self.enter(p + "ffn2", a_)

@@ -72,7 +72,8 @@ class Nonlinear:
         if self.lay.pair_rows:
             return self.softmax_paired(i, S)
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
-        B, n_pad = self.st["B"], lay.n_pad
+        u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (ours: u = 2B, or 1)
+        B = self.st["B"] / u
         rows = vec.row_mask()  # every row segment's first n_pad slots
         kms = [vec.key_rows(c) for c in range(len(S))]
         x = self.enter(p + "softmax.round0", S)
@@ -84,7 +85,7 @@ class Nonlinear:
             s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
         d = self.enter(p + "softmax.exp", [self.join(xc, m, subtract=True) for xc, m in zip(x, s)])
         r = self.st["exp_r"]  # 6 (NEXUS), 7 when 2B > 64 (the official code's r)
-        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r) for dc, km in zip(d, kms)])
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r, unit=u) for dc, km in zip(d, kms)])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
         ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad, duplicate=True) for ec in e])
         inv = self.leave(p + "softmax.inverse", [inverse(ev, sc, 0.5, float(n_pad), k_inv) for sc in ssum])

@@ -85,10 +85,13 @@ def starts(lay, n_pad: int) -> np.ndarray:
     return v.ravel()
 
 
-def spread(ev, ct: Ciphertext, first: np.ndarray, n: int) -> Ciphertext:
+def spread(ev, ct: Ciphertext, first: np.ndarray, n: int, offset: int = 0) -> Ciphertext:
     """The value in each row's first slot copied over the row's n slots: ct x `first` (the 0/1 row starts), then
-    s <- s + RotR(s, 2^k), k < log2(n). 1 level, log2(n) rotations."""
-    s = ev.rescale(ev.mul_const(ct, first))
+    s <- s + RotR(s, 2^k), k < log2(n). 1 level, log2(n) rotations. offset: the value sits `offset` slots behind
+    the row's first slot (a ciphertext of `pack_maxima`): masked there and moved to the start (1 rotation more)."""
+    s = ev.rescale(ev.mul_const(ct, np.roll(first, offset)))
+    if offset:
+        s = ev.rotate(s, offset)
     k = 1
     while k < n:
         s = ev.add(s, ev.rotate(s, -k))
@@ -106,11 +109,79 @@ def unpair_rows(ev, pc: Ciphertext, mask: np.ndarray, n_pad: int, two: bool) -> 
     return [a, ev.rotate(b, n_pad)]
 
 
+def quickmax_widths(count: int, rounds: int) -> list[int]:
+    """Ciphertexts entering each of the `rounds` QuickMax rounds when `pack_maxima` packs them two into one after
+    every round but the last while more than one is left: e.g. 6 score ciphertexts, 7 rounds: [6, 3, 2, 1, 1, 1, 1]."""
+    out = []
+    for k in range(rounds):
+        out.append(count)
+        if k < rounds - 1:
+            count = -(-count // 2)
+    return out
+
+
+def offset_mask(lay, n_pad: int, stride: int, offsets) -> np.ndarray:
+    """1 at the slots offset + m stride (m < n_pad / stride, offset in `offsets`) of both rows of every active
+    token window t < n: where a QuickMax round with maxima every `stride` slots keeps the ones it still needs."""
+    v = np.zeros((lay.slots // lay.window, lay.window))
+    for start in (0, n_pad):
+        for o in offsets:
+            v[: lay.n, start + o: start + n_pad: stride] = 1.0
+    return v.ravel()
+
+
+def pack_maxima(ev, cts: list[Ciphertext], members: list[list[tuple[int, int]]], stride: int, lay, n_pad: int):
+    """After the QuickMax round whose maxima lie every `stride` slots of each row (round k: stride 2^(k+1)), two
+    ciphertexts into one: the needed slots of each kept by a 0/1 mask (1 level), the second moved `stride / 2`
+    slots behind the first (1 rotation), into slots the first no longer needs. The later rounds' folds read,
+    from every kept slot, only slots a multiple of `stride` away, so the first kept slot of each packed row still
+    folds to its row's maximum (offset o: at the row start + o); every slot stays within the row values' bound
+    (a maximum, or 0). The same values as without the packing, in other slots (ours). members[j]: the (score ciphertext,
+    offset) pairs that ciphertext j holds (start: [[(i, 0)] for each i]). Returns (packed, members)."""
+    out, held = [], []
+    for j in range(0, len(cts), 2):
+        group = list(members[j])
+        a = ev.rescale(ev.mul_const(cts[j], offset_mask(lay, n_pad, stride, [o for _, o in group])))
+        if j + 1 < len(cts):
+            b = ev.rescale(ev.mul_const(cts[j + 1], offset_mask(lay, n_pad, stride, [o for _, o in members[j + 1]])))
+            a = ev.add(a, ev.rotate(b, -(stride // 2)))
+            group += [(i, o + stride // 2) for i, o in members[j + 1]]
+        out.append(a)
+        held.append(group)
+    return out, held
+
+
+def pack_first(ev, cts: list[Ciphertext], first: np.ndarray) -> Ciphertext:
+    """The values in each row's first slot (0/1 `first`: the row starts) of ciphertexts 0 .. m-1 in one, ciphertext
+    j's at offset j behind the row start (m <= the row length): 1 level, m - 1 rotations. `spread(..., offset=j)`
+    takes ciphertext j's back over its rows (ours: the paired Softmax's row sums, one inverse for all)."""
+    out = None
+    for j, ct in enumerate(cts):
+        t = ev.rescale(ev.mul_const(ct, first))
+        t = ev.rotate(t, -j) if j else t
+        out = t if out is None else ev.add(out, t)
+    return out
+
+
 # ------------------------------------------------------------------ 3. two FFN chunks per GELU ciphertext
+def packed_sums(settings: dict, lay) -> bool:
+    """Whether the paired Softmax packs its row sums into one ciphertext (`pack_first`): the setting softmax_pack is
+    on, rows are paired, there are several score ciphertexts and their offsets fit in a row."""
+    return bool(settings["softmax_pack"]) and lay.pair_rows and 1 < lay.score_cts <= lay.n_pad
+
+
+def joint_gelu(settings: dict, lay) -> bool:
+    """Whether the GELU's paired FFN chunks stay in one ciphertext through the refresh before FFN2
+    (Forward.gelu_joint, gelu_unpair): the setting gelu_pair_refresh is on and there are at least two pairs
+    (ceil(pairs / 2) bootstraps instead of one per two chunks; a single pair costs one bootstrap either way, and
+    the split a level)."""
+    return bool(settings["gelu_pair_refresh"]) and lay.chunks(lay.intermediate) > 2
+
+
 def pair_chunks(ev, chunks: list[Ciphertext], P: int) -> list[Ciphertext]:
     """[c_0, c_1, ...] (first P slots of each window) -> [c_0 + RotR(c_1, P), ...]: 1 rotation per pair."""
     return pair_rows(ev, chunks, P)
 
 
 __all__ = ["pack_complex", "unpack_complex", "can_conjugate", "pair_rows", "paired_vector", "starts",
-           "spread", "unpair_rows", "pair_chunks"]
+           "spread", "unpair_rows", "quickmax_widths", "offset_mask", "pack_maxima", "pack_first", "packed_sums", "joint_gelu", "pair_chunks"]

@@ -21,7 +21,8 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import pack_complex, paired_vector, spread, starts, unpack_complex
+from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread, starts,
+                      unpack_complex)
 
 
 class Paired:
@@ -68,26 +69,45 @@ class Paired:
     def softmax_paired(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
         """NEXUS Alg. 1 on two heads' rows per ciphertext (ours, refimpl.nexus.bert.packing): QuickMax's and
         QuickSum's folds without the row duplication leave the maximum and the sum in each row's first slot;
-        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first)."""
+        `spread` copies them over the row (1 level each: the piece softmax.spread, and the inverse's first).
+        With the setting softmax_pack (ours, default) the running maxima are packed two ciphertexts into one after
+        each round but the last (`packing.pack_maxima`, 1 level): the rounds run on 6, 3, 2, 1, ... ciphertexts
+        instead of 6 each (BERT-base); and the row sums of all score ciphertexts go into one (`packing.pack_first`,
+        the piece softmax.sum, 1 level) for one refresh and one inverse, spread back from their offsets after it.
+        The same values in other slots."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
-        B, n_pad = self.st["B"], lay.n_pad
+        u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (u = 2B, or 1)
+        B = self.st["B"] / u
         rows = paired_vector(vec.row_mask(), n_pad)
         km = paired_vector(vec.key_rows(0), n_pad)
         first = starts(lay, n_pad)
         x = self.enter(p + "softmax.round0", S)
         s = [ev.add_const(xc, -B * (rows - km)) for xc in x]  # padded keys -> -B
-        for k in range(n_pad.bit_length() - 1):
+        held = [[(j, 0)] for j in range(len(s))]  # score ciphertext j's maxima: in s[c] at offset o, (j, o) in held[c]
+        rounds = n_pad.bit_length() - 1
+        widths = quickmax_widths(lay.score_cts, rounds) if self.st["softmax_pack"] else [lay.score_cts] * rounds
+        for k in range(rounds):
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
-            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+            s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s]
+            if k + 1 < rounds and widths[k + 1] < widths[k]:  # two into one, as the plan (packing.pack_maxima)
+                s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
+            s = self.leave(p + f"softmax.round{k}", s)
+        where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
         s = self.enter(p + "softmax.spread", s)
-        m = self.leave(p + "softmax.spread", [spread(ev, sc, first, n_pad) for sc in s])
+        m = self.leave(p + "softmax.spread", [spread(ev, s[c], first, n_pad, offset=o) for _, c, o in where])
         d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
-        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"]) for dc in d])
+        e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"], unit=u) for dc in d])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
-        ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
-        inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
-                                                 for sc in ssum])
+        if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
+            ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [pack_first(ev, ssum, first)]))
+            y = inverse(ev, ssum[0], 0.5, float(n_pad), k_inv)
+            inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
+        else:
+            ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+            inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)
+                                                     for sc in ssum])
         self.enter(p + "softmax.normalize", [])
         return self.leave(p + "softmax.normalize", [multiply_lower(ev, ec, ic) for ec, ic in zip(e, inv)])
 
@@ -102,3 +122,25 @@ class Paired:
         hi = np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
         a, b = self.gelu_split(ct, [lo, hi])
         return [a, self.ev.rotate(b, lay.chunk)]
+
+    def gelu_joint(self, ct: Ciphertext, c: int) -> Ciphertext:
+        """GELU of FFN chunks c and c + 1 paired in one ciphertext, left paired (ours): one mask (both chunks'
+        features, / M) in the scale-aligning products, so one output and one relinearization per pair; the pair
+        goes through the refresh before FFN2 as one ciphertext and `gelu_unpair` splits it after."""
+        lay, M = self.lay, self.st["act_div"]
+        m = self.vec.features(lay.intermediate, c) / M
+        if (c + 1) * lay.chunk < lay.intermediate:
+            m = m + np.roll(self.vec.features(lay.intermediate, c + 1), lay.chunk) / M
+        return self.gelu_split(ct, [m])[0]
+
+    def gelu_unpair(self, pairs: list[Ciphertext]) -> list[Ciphertext]:
+        """The FFN chunks of `gelu_joint`'s outputs apart, chunk 2k + 1 moved back to its window's start (ours):
+        two 0/1 mask products (1 level) and one rotation per pair."""
+        ev, lay, P = self.ev, self.lay, self.lay.chunk
+        out = []
+        for k, pc in enumerate(pairs):
+            out.append(ev.rescale(ev.mul_const(pc, self.vec.features(lay.intermediate, 2 * k))))
+            if (2 * k + 1) * P < lay.intermediate:
+                hi = np.roll(self.vec.features(lay.intermediate, 2 * k + 1), P)
+                out.append(ev.rotate(ev.rescale(ev.mul_const(pc, hi)), P))
+        return out

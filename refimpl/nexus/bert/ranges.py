@@ -37,12 +37,16 @@ class NexusModel:
     """A BERT classifier prepared for CKKS (server side): plaintext weights, encoded lazily per level.
 
     ranges: calibrated per-block value ranges (see `calibrate`); computed on first use from
-    synthetic token sequences of the vocabulary when not given."""
+    synthetic token sequences of the vocabulary when not given. options (ours; each default True,
+    False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
+    "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
+    packed); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
     ranges: dict | None = None
     w64: dict = field(default_factory=dict, repr=False)
+    options: dict = field(default_factory=dict)  # design switches (ours), see `settings`; {} = the defaults
 
     def __post_init__(self):
         self.w64 = {k: np.asarray(v, dtype=np.float64) for k, v in self.params.items()}
@@ -69,7 +73,18 @@ class NexusModel:
         act_max = max([v for k, v in r["absmax"].items() if k.endswith("act_out")] or [1.0])
         out = {"B": B, "exp_r": EXP_R if 2 * B <= 2.0**EXP_R else EXP_R + 1, "ln": {},
                "act_div": float(2.0 ** max(0, math.ceil(math.log2(act_max * SCORE_MARGIN)))),
-               "gelu_prescale": gelu_prescale(r["act"]) or GELU_PRESCALES[-1]}
+               "gelu_prescale": gelu_prescale(r["act"]) or GELU_PRESCALES[-1],
+               # ours: the scores leave Q K^T divided by 2B, the normalisation QuickMax's Sgn makes every round
+               # (d / 2B) done once in the score mask: 17 levels per round instead of 18, exp takes 2B back in its
+               # constant product (refimpl.nexus.softmax.exp's unit), and x - max in [-1, 0] refreshes two per
+               # bootstrap even at level 0. Exact: the same polynomials of the same values.
+               "score_unit": 2.0 * B if self.options.get("score_prescale", True) else 1.0,
+               # ours: GELU's two paired FFN chunks stay in one ciphertext through FFN2's refresh and are split after
+               # it (refimpl.nexus.bert.paired.Paired.gelu_unpair): half the ciphertexts refreshed there
+               "gelu_pair_refresh": bool(self.options.get("gelu_pair_refresh", True)),
+               # ours: the paired Softmax's running maxima two ciphertexts into one after each QuickMax round
+               # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
+               "softmax_pack": bool(self.options.get("softmax_pack", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)

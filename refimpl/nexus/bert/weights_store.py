@@ -217,6 +217,12 @@ class Recorder(Forward):
     def gelu_pair(self, ct, c):
         return [ct] if (c + 1) * self.lay.chunk >= self.lay.intermediate else [ct, ct]
 
+    def gelu_joint(self, ct, c):
+        return ct
+
+    def gelu_unpair(self, pairs):
+        return [ct for k, ct in enumerate(pairs) for _ in range(1 if (2 * k + 1) * self.lay.chunk >= self.lay.intermediate else 2)]
+
     def quad(self, u, c):
         return u
 

@@ -1,0 +1,81 @@
+"""Tests written for the mutants of `python tests/mutation.py sample nexus-blocks` that survived
+(docs/testing.md). Every expected value is computed independently (Python loops, the documented limits)."""
+
+import numpy as np
+import pytest
+
+from refimpl.ckks import Parameters
+from refimpl.nexus.compression import PlacementError, placement
+from refimpl.nexus.matmul import compress_matrix, layout_interleaved, matmul_compressed, subs_elements_for
+from refimpl.nexus.softmax import EXP_R, inverse, softmax
+
+from .helpers import Kit
+
+
+def test_layout_interleaved_every_group():
+    """NEXUS §3.1.2: score ciphertext g holds S[g d + r, j] in slot j d + r, for every group g (the
+    last one partial), zeros elsewhere."""
+    n, d, slots = 10, 4, 64
+    S = np.arange(1.0, 1.0 + n * n).reshape(n, n)
+    for g in range((n + d - 1) // d):
+        want = np.zeros(slots)
+        for r in range(d):
+            if g * d + r < n:
+                for j in range(n):
+                    want[j * d + r] = S[g * d + r, j]
+        assert np.array_equal(layout_interleaved(S, g, d, slots), want)
+
+
+@pytest.fixture(scope="module")
+def kit():
+    return Kit(Parameters.create(N=1024, levels=5, insecure=True))
+
+
+def test_softmax_accepts_bounds_up_to_half_of_exps_range(kit):
+    """NEXUS-SOFTMAX: entries in [-B, B] are accepted exactly when 2 B <= 2^r (a - max >= -2^r, the
+    range of exp's (1 + x/2^r)^(2^r)), r = 6: B = 32 passes the range check (and fails the next, the
+    layout's, on purpose: no encryption is run), B = 32.5 does not."""
+    assert EXP_R == 6
+    ct = kit.encrypt(np.zeros(4))
+    with pytest.raises(ValueError, match="fill all"):
+        softmax(kit.ev, ct, 8, 32.0)
+    with pytest.raises(ValueError, match="scale the scores"):
+        softmax(kit.ev, ct, 8, 32.5)
+
+
+def test_placement_refuses_a_pack_that_is_not_a_placement():
+    """NEXUS Alg. 5: a pack that places the value ids but transforms the values (here |x|) is refused,
+    with the way out (--no-compress) in the message."""
+    with pytest.raises(PlacementError, match="^pack_input is not a placement of values: use --no-compress$"):
+        placement(lambda x: [np.abs(x).ravel()], 4, 2, 16)
+    where = placement(lambda x: [x.ravel(), x.T.ravel()], 2, 2, 8)  # two layouts of the same values
+    assert [[k for k, _ in w] for w in where] == [[0, 1]] * 4
+
+
+def test_inverse_takes_the_documented_default_count(kit):
+    """NEXUS-INV-LEVELS: without iters, inverse on [1, 2] takes k = 3 Goldschmidt factors ((1/3)^8 <= 2^-12 <
+    (1/3)^4): k + 1 = 4 levels, relative error below 2^-12."""
+    x = np.linspace(1.0, 2.0, kit.p.slots)
+    out = inverse(kit.ev, kit.encrypt(x), 1.0, 2.0)
+    assert kit.p.L - out.level == 4
+    assert np.max(np.abs(kit.decrypt(out) * x - 1)) < 2.0**-11.5
+
+
+@pytest.fixture(scope="module")
+def mkit():
+    p = Parameters.create(N=1024, levels=2, num_p=1, insecure=True)
+    return Kit(p, elements=subs_elements_for(1024, 1024))
+
+
+def test_matmul_compressed_below_the_top_level_at_its_own_scale(mkit):
+    """NEXUS-MM-CTPT: compressed inputs one level down: the columns of A are encoded at the inputs' level
+    and at pt_scale (the product's scale is the input's times pt_scale over q_l, up to the expansion's N)."""
+    rng = np.random.default_rng(4)
+    A, B = rng.uniform(-1, 1, (8, 4)), rng.uniform(-1, 1, (4, 2))
+    cts = [mkit.ev.drop_level(c, 1) for c in compress_matrix(mkit.enc, mkit.E, B)]
+    out = matmul_compressed(mkit.ev, A, cts, 2, pt_scale=2.0**20)
+    ref = matmul_compressed(mkit.ev, A, cts, 2)
+    assert all(o.level == 0 for o in out + ref)
+    assert out[0].scale / ref[0].scale == pytest.approx(2.0**20 / mkit.p.scale)
+    got = np.stack([mkit.decrypt(o)[:8] for o in out], axis=1)
+    assert np.max(np.abs(got - A @ B)) < 1e-2
