@@ -29,7 +29,7 @@ NEXUS_BLOCK_ROWS = "gelu,layernorm,softmax,matmul,argmax,qk,argmax_boot,softmax_
 
 def command_line(prefix: str, args: argparse.Namespace, positional: tuple[str, ...] = ()) -> str:
     """The command as a user would type it, rebuilt from the parsed options (recorded in result files)."""
-    skip = {"func", "command", "experiment", *positional}
+    skip = {"func", "command", "experiment", "verbose", "argv", *positional}  # the global options are not the command's
     out = [prefix] + [str(getattr(args, k)) for k in positional]
     for k, v in vars(args).items():
         if k in skip or v is None or v is False:
