@@ -104,12 +104,12 @@ def unit(units: dict, op: str, level: int) -> float:
     return float(np.interp(level, units["levels"], units[op]))
 
 
-def parse(ops: Counter | dict) -> dict[str, dict[int, int]]:
+def parse(ops: Counter | dict) -> dict[str, Counter]:
     """{"op@level": n} -> {op: {level: n}}."""
-    out: dict[str, dict[int, int]] = {}
+    out: dict[str, Counter] = {}
     for key, n in ops.items():
         op, lvl = key.split("@")
-        out.setdefault(op, {})[int(lvl)] = out.get(op, {}).get(int(lvl), 0) + n
+        out.setdefault(op, Counter())[int(lvl)] += n
     return out
 
 
