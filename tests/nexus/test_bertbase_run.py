@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from refimpl.bert.config import BertConfig
+from refimpl.bert.model import init_params
 from refimpl.ckks import Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
 from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
@@ -30,6 +32,8 @@ from refimpl.experiments.bertbase import counts as bc
 from refimpl.experiments.bertbase import realrun
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert.keyset import forward_key_levels, merged
+from refimpl.nexus.protocol import Server
+from refimpl.nexus.protocol.models import NexusBert
 from refimpl.ring.sampling import RandomSource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +76,21 @@ def test_forward_runs_on_exactly_the_dry_runs_keys(ring):
     ref = nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
     assert np.max(np.abs(logits - ref)) < 1e-3
     assert merged(levels, {1: 0, next(iter(levels)): top + 1})[next(iter(levels))] == top + 1
+
+
+def test_server_asks_for_the_forwards_keys_only():
+    """NEXUS-BERT-KEYSET: the server's SETUP asks a BERT client for the dry run's keys at their levels (beside
+    bootstrapping's), not for every step rotation_steps lists at the bootstrapping output level."""
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=16, attention="2quad-freediv", activation="quad", num_labels=2)
+    model = NexusBert("tiny", cfg, init_params(cfg, np.random.default_rng(0)), lambda s: (np.arange(1, 9), np.ones(8)))
+    server = Server(model, "toy-2^10-deep")
+    p, top = server.params, server.output_level
+    need = server.needed_levels(8, compress=False, argmax=True)
+    assert need == merged(server.boot_levels, forward_key_levels(model.model, 8, p, top, top, argmax=True))
+    listed = {galois_element(p, r) for r in model.rotation_steps(8, p.slots) if r % p.slots}
+    assert listed - set(need)
+    assert any(lv < top for k, lv in need.items() if k not in server.boot_levels)
 
 
 def test_key_store_reads_on_use_within_its_bound(ring, tmp_path):

@@ -215,6 +215,9 @@ def command(a, cmd: str) -> int:
         raise ValueError(f"unknown model {a.model!r}; expected one of {sorted(ALIASES)}")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    cmd = cmd.replace(f"--work {a.work}", "--work DIR")  # the command as recorded: no path of this machine
+    if a.json and Path(a.json).is_absolute():
+        cmd = cmd.replace(f"--json {a.json}", "--json FILE")
     size = {k: v for k, v in (("hidden_size", a.hidden), ("num_attention_heads", a.heads),
                               ("intermediate_size", a.intermediate)) if v}
     out = Path(a.json or f"results/nexus/nexus_bertbase_run_{a.model}.json")
