@@ -284,7 +284,8 @@ def command(a, cmd: str) -> int:
         return nb.unpack([enc.decode(D.decrypt(c)).real for c in chunks], lay, lay.d)
 
     def write():
-        res["peak_rss_gib_process"] = round(peak_rss_mib() / 1024, 2)
+        res.pop("peak_rss_gib_process", None)  # a name of earlier versions: the high-water mark is reset per layer
+        res["peak_rss_gib_max_layer"] = max([r.get("peak_rss_gib") or 0.0 for r in res["layers"]], default=None)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, (json.dumps(res, indent=1, default=str) + "\n").encode())
 
