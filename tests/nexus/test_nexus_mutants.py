@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from refimpl.ckks import Parameters
-from refimpl.nexus.compression import PlacementError, placement
+from refimpl.ckks.bootstrap import OracleBootstrapper
+from refimpl.nexus.compression import PlacementError, compress_many, expand_input, placement, subs_elements
 from refimpl.nexus.matmul import compress_matrix, layout_interleaved, matmul_compressed, subs_elements_for
 from refimpl.nexus.softmax import EXP_R, inverse, softmax
+from refimpl.ring.sampling import RandomSource
 
 from .helpers import Kit
 
@@ -79,3 +81,40 @@ def test_matmul_compressed_below_the_top_level_at_its_own_scale(mkit):
     assert out[0].scale / ref[0].scale == pytest.approx(2.0**20 / mkit.p.scale)
     got = np.stack([mkit.decrypt(o)[:8] for o in out], axis=1)
     assert np.max(np.abs(got - A @ B)) < 1e-2
+
+
+@pytest.fixture(scope="module")
+def xkit():
+    p = Parameters.create(N=64, levels=2, num_p=1, insecure=True)
+    return Kit(p, elements=subs_elements(64, 64))
+
+
+def test_compress_many_and_expand_input(xkit):
+    """NEXUS Alg. 5 (input expansion): 10 x 9 values compressed into ceil(90 / N) = 2 ciphertexts (N = 64;
+    the second holds 26, expanded as 32 leaves) expand into a layout of three ciphertexts of 32 slots each
+    (values 32k .. 32k + 31, the last one partial), one level down at scale Delta; a layout with a
+    fourth ciphertext no value lands in is refused; the "bootstrap" variant (masks times 1/B, refreshed,
+    times B) gives the same values."""
+    p = xkit.p
+    x = np.random.default_rng(6).uniform(-3, 3, (10, 9))
+    flat = x.ravel()
+
+    def pack(v):
+        v = np.asarray(v).ravel()
+        return [v[i: i + 32] for i in range(0, v.size, 32)]
+
+    cts = compress_many(xkit.enc, xkit.E, flat)
+    assert len(cts) == 2 and all(c.level == p.L for c in cts)
+    where = placement(pack, 10, 9, p.slots)
+    out = expand_input(xkit.ev, cts, [64, 32], where, 3)
+    assert [(o.level, o.scale) for o in out] == [(p.L - 1, p.scale)] * 3
+    for k, want in enumerate(pack(flat)):
+        assert np.max(np.abs(xkit.decrypt(out[k])[: want.size] - want)) < 1e-3
+        assert np.max(np.abs(xkit.decrypt(out[k])[want.size:]), initial=0.0) < 1e-3  # the last one: 26 values
+    with pytest.raises(PlacementError, match=r"no input value lands in ciphertexts \[3\]"):
+        expand_input(xkit.ev, cts, [64, 32], where, 4)
+    oracle = OracleBootstrapper(xkit.sk, output_level=p.L, rng=RandomSource.insecure_seeded(9))
+    boot = expand_input(xkit.ev, cts, [64, 32], where, 3, bound=4, bootstrapper=oracle)
+    assert oracle.calls == 3 and all(o.level == p.L for o in boot)
+    for k, want in enumerate(pack(flat)):
+        assert np.max(np.abs(xkit.decrypt(boot[k])[: want.size] - want)) < 1e-2
