@@ -5,6 +5,7 @@ import inspect
 from math import erfc, sqrt
 
 import numpy as np
+import pytest
 
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
 from refimpl.ckks.bootstrap import OracleBootstrapper, bootstrapping_context
@@ -111,9 +112,12 @@ def test_oracle_bootstrapper_counts_every_call():
 
 
 def test_bootstrapping_context_default_preset_and_config():
-    """CKKS-BOOT: the default preset of bootstrapping_context is a bootstrapping preset, and a given
-    configuration reaches the bootstrapper (level budget 2/2 instead of the default 3/3)."""
+    """CKKS-BOOT: the default preset of bootstrapping_context is a bootstrapping preset on N = 2^10 (a
+    level budget of 0, refused by the bootstrapper before any key is made, names its 512 slots), and a
+    given configuration reaches the bootstrapper (level budget 2/2 instead of the default 3/3)."""
     assert inspect.signature(bootstrapping_context).parameters["preset"].default in BOOTSTRAP_PRESETS
+    with pytest.raises(ValueError, match=r"level budget must be in \[1, 9\] for 512 slots, got 0"):
+        bootstrapping_context(config=BootstrapConfig(level_budget=(0, 0)))
     ctx = bootstrapping_context("toy-2^10-dense", insecure_seed=1, config=BootstrapConfig(level_budget=(2, 2)))
     assert ctx.bootstrapper.config.level_budget == (2, 2)
     assert ctx.bootstrapper.output_level == ctx.params.L - ctx.bootstrapper.config.depth
