@@ -319,6 +319,7 @@ def command(a, cmd: str) -> int:
         write()
         log(f"layer {i}: " + json.dumps({k: rec.get(k) for k in ("wall_s", "cpu_s", "peak_rss_gib", "key_switches",
                                                                    "bootstraps", "max_abs_err_vs_model")}))
+        store.release(f"L{i}.")  # layer i's diagonals leave this process's memory (not the page cache)
         if after_record is not None:
             after_record(i)
         start_mark()
