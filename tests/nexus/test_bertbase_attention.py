@@ -145,7 +145,7 @@ def test_diagonal_pv_equals_pv():
     assert lay.pair_rows  # the forward's pv reads two heads per ciphertext (refimpl.nexus.bert.packing)
     paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
     probs = [kit.encrypt(v, level=3) for v in probs]
-    vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
+    vc = [kit.encrypt(x, level=4) for x in nb.pack(V, lay)]  # QKV's output: P V joins it 3 levels below QKV's input
     old = fw.pv(0, paired, vc)
     ks_old = ev.counts["key_switches"]
     ev.reset()
@@ -236,8 +236,9 @@ def test_pv_pairs_equal_pv():
     V = rng.normal(0, 1, (n, lay.d))
     probs = score_rows(Pm, lay, n)
     paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
-    vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
+    vc = [kit.encrypt(x, level=4) for x in nb.pack(V, lay)]  # QKV's output: P V joins it 3 levels below QKV's input
     outs = {}
+    fw.st = {**fw.st, "pv_quads": False}  # the head pairs themselves (attention_quads: its own test file)
     for name, (diag, pairs) in {"shifts": (False, False), "diagonal": (True, False), "pairs": (True, True)}.items():
         fw.rows, fw.i = rows, 0
         fw.diagonal_attention, fw.pair_attention = diag, pairs
