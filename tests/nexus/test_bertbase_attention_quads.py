@@ -17,7 +17,7 @@ from refimpl.nexus.bert.chain import pv_join
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
 from .helpers import Kit
-from .test_bertbase_attention import forward_of, score_rows
+from .test_bertbase_attention import forward_of, pv_inputs
 
 PV_ROWS = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
            {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
@@ -38,13 +38,8 @@ def test_pv_quads_equal_pv_pairs_and_numpy(heads):
     ev = CountingEvaluator(kit.ev)
     fw, lay = forward_of(cfg, ev, n, mask)
     assert aq.applies(lay) and fw.pairs() and lay.chunks(lay.d) == heads // 4
-    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
-    rng = np.random.default_rng(6)
-    Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]
-    V = rng.normal(0, 1, (n, lay.d))
-    probs = score_rows(Pm, lay, n)
-    paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
-    vc = [kit.encrypt(x, level=4) for x in nb.pack(V, lay)]  # QKV's output, its input at 5: pv_join = 3
+    w, dh = lay.window, lay.head_dim
+    Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 6)
     assert pv_join(fw.st, lay) == 3
     outs = {}
     for quads in (False, True):

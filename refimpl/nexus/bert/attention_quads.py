@@ -135,11 +135,12 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> lis
                 X = None
                 for h in heads[c]:
                     m = (((pos - quad_offset(lay, h) - g * a) % w) < dh).astype(np.float64)  # head h's slots, moved
+                    m = ev.encoder.encode(m, level=lvl + 1, scale=float(q_[lvl + 1]))  # encoded once per giant step
                     for b in range(g):
                         j = a * g + b
                         if j >= R:
                             break
-                        hm = ev.rescale(ev.mul_const(hr[j * w - g * a], m, scale=float(q_[lvl + 1])))
+                        hm = ev.rescale(ev.mul_plain(hr[j * w - g * a], m))
                         term = ev.multiply(pbs[h][b], hm, relinearize=False)
                         X = term if X is None else ev.add(X, term)
                 X = ev.relinearize(X)
