@@ -55,7 +55,12 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         # the bootstrapping tests belong to ckks-bootstrap (minutes each): left out with PYTEST_ARGS
         ["tests/ckks"],
     ),
-    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"], ["tests/ckks/test_bootstrap.py", "tests/ckks/test_placement.py"]),
+    # with the tests that reach the oracle bootstrapper (test_polyeval), galois_levels (test_key_levels),
+    # bootstrapping_context and the bootstrap's progress (test_progress, 5 s); not test_facade (a minute)
+    "ckks-bootstrap": (["refimpl/ckks/bootstrap/*.py"],
+                       ["tests/ckks/test_bootstrap.py", "tests/ckks/test_placement.py",
+                        "tests/ckks/test_bootstrap_mutants.py", "tests/ckks/test_bootstrap_precompute.py",
+                        "tests/ckks/test_key_levels.py", "tests/ckks/test_polyeval.py", "tests/test_progress.py"]),
     "nexus-blocks": (
         ["refimpl/nexus/sign.py", "refimpl/nexus/gelu.py", "refimpl/nexus/softmax.py",
          "refimpl/nexus/layernorm.py", "refimpl/nexus/argmax.py", "refimpl/nexus/compression.py",
@@ -63,7 +68,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/nexus/test_nexus_sign_folding.py", "tests/nexus/test_nexus_gelu.py",
          "tests/nexus/test_nexus_softmax.py", "tests/nexus/test_nexus_layernorm.py",
          "tests/nexus/test_nexus_argmax.py", "tests/nexus/test_nexus_compression.py",
-         "tests/nexus/test_nexus_matmul.py", "tests/nexus/test_approx_constants.py"],
+         "tests/nexus/test_nexus_matmul.py", "tests/nexus/test_approx_constants.py",
+         "tests/nexus/test_nexus_mutants.py"],
     ),
     # the float64 models and constants of the blocks against the papers' values and the exact
     # functions only (no encryption: fast); run with --only 'refimpl.nexus.*plain*' and the like
@@ -82,7 +88,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         # messages), and test_kernels.py (the numba kernels, which no file mutated here holds).
         ["tests/aby3/test_arith.py", "tests/aby3/test_boolean.py", "tests/aby3/test_nonlinear.py",
          "tests/aby3/test_attention.py", "tests/aby3/test_network.py", "tests/aby3/test_cost_pins.py",
-         "tests/aby3/test_prss_and_views.py", "tests/aby3/test_protocol_edges.py"],
+         "tests/aby3/test_prss_and_views.py", "tests/aby3/test_protocol_edges.py", "tests/aby3/test_aby3_mutants.py"],
     ),
 }
 

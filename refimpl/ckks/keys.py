@@ -138,7 +138,8 @@ def digits_at(params: Parameters, level: int) -> list[int]:
 
 @dataclass(frozen=True, eq=False)
 class EvaluationKeys:
-    """What the evaluating party receives: relinearization key and Galois keys by element.
+    """What the evaluating party receives: relinearization key and Galois keys by element (a dict, or a
+    mapping that loads them on use, refimpl.ckks.keystore.KeyStore).
 
     key_id: the id of the secret every key switches to (None when no key carries one); keys of
     two secrets are refused."""
@@ -148,7 +149,12 @@ class EvaluationKeys:
     key_id: bytes | None = field(default=None, init=False)
 
     def __post_init__(self):
-        ids = {k.key_id for k in (self.relin, *self.galois.values()) if k is not None and k.key_id is not None}
+        # galois may be any mapping; one that loads its keys on use (refimpl.ckks.keystore.KeyStore) names
+        # their secret by its own key_id instead of being read through
+        held = self.galois.values() if isinstance(self.galois, dict) else ()
+        ids = {k.key_id for k in (self.relin, *held) if k is not None and k.key_id is not None}
+        if not isinstance(self.galois, dict) and getattr(self.galois, "key_id", None) is not None:
+            ids.add(self.galois.key_id)
         if len(ids) > 1:
             raise KeyMismatchError(f"evaluation keys of {len(ids)} different secret keys ({', '.join(sorted(i.hex() for i in ids))}): "
                                    "give an evaluator the keys of one secret key")

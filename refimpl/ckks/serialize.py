@@ -240,7 +240,7 @@ def _swk_body(k: SwitchingKey) -> bytes:
     return head + b"".join(_pack_rows(p, b, k.rows) for b in k.b)
 
 
-def _read_swk(r: _Reader, params: Parameters) -> SwitchingKey:
+def _read_swk(r: _Reader, params: Parameters, expand: bool = True) -> SwitchingKey:
     d, level = r.unpack("<HH")
     if level > params.L:
         raise SerializationError(f"switching_key: level {level} above the chain's top level {params.L}")
@@ -251,16 +251,17 @@ def _read_swk(r: _Reader, params: Parameters) -> SwitchingKey:
     rows = key_rows(params, level)
     n = _packed_len(params, rows)
     bs = tuple(_unpack_rows(params, r.take(n), rows, "switching_key") for _ in range(d))
-    return SwitchingKey(bs, seeds, params, level=level, key_id=r.key_id)
+    return SwitchingKey(bs, seeds, params, expand=expand, level=level, key_id=r.key_id)
 
 
 def serialize_switching_key(k: SwitchingKey) -> bytes:
     return _wrap("switching_key", k.params, _swk_body(k), k.key_id)
 
 
-def deserialize_switching_key(data: bytes, params: Parameters) -> SwitchingKey:
+def deserialize_switching_key(data: bytes, params: Parameters, expand: bool = True) -> SwitchingKey:
+    """expand=False: the key keeps b and the seeds only (SwitchingKey's expand)."""
     r = _open(data, "switching_key", params)
-    k = _read_swk(r, params)
+    k = _read_swk(r, params, expand)
     _done(r)
     return k
 

@@ -91,6 +91,12 @@ def bertbase(args: argparse.Namespace, prefix: str = "refimpl experiment bertbas
     return run.command(args, command_line(prefix, args), prog=prefix)
 
 
+def bertbase_run(args: argparse.Namespace) -> int:
+    from refimpl.experiments.bertbase import realrun  # lazy: keeps `refimpl --help` instant
+
+    return realrun.command(args, command_line("refimpl experiment bertbase-run", args))
+
+
 def noise_probe(args: argparse.Namespace) -> int:
     from refimpl.experiments import noise_probe as npx  # lazy: keeps `refimpl --help` instant
 
@@ -230,6 +236,24 @@ def register(sub) -> None:
                       help="BERT-base at n = 128 under NEXUS: plan, timed blocks, derived time")
     bertbase_arguments(p)
     p.set_defaults(func=bertbase)
+
+    p = es.add_parser("bertbase-run", formatter_class=fmt,
+                      help="one real encrypted BERT-base forward, each layer decrypted and checked, resumable (ours)")
+    p.add_argument("--model", default="student", help="student (2Quad-freeDiv + Quad) or softmax-gelu")
+    p.add_argument("--work", help="the run's directory: weight store, keys (the secret key too), input, checkpoint")
+    p.add_argument("--preset", default=BERTBASE_PRESET)
+    p.add_argument("--n", type=int, default=128)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--hidden", type=int, help="smaller sizes (tests): hidden size")
+    p.add_argument("--heads", type=int, help="smaller sizes (tests): attention heads")
+    p.add_argument("--intermediate", type=int, help="smaller sizes (tests): FFN size")
+    p.add_argument("--key-cache-gib", type=float, default=6.0,
+                   help="Galois keys held in memory at most (read on use from the work directory)")
+    p.add_argument("--diagonals", action="store_true", help="keep the bootstrap's encoded diagonals (4.55 GiB at 2^16)")
+    p.add_argument("--json", help="the per-layer records (default results/nexus/nexus_bertbase_run_MODEL.json)")
+    p.add_argument("--verbose", action="store_true", help="log every piece of the forward and every bootstrap stage")
+    p.add_argument("--table", metavar="FILE", help="only: print the per-layer table of a results file (no run)")
+    p.set_defaults(func=bertbase_run)
 
     p = es.add_parser("noise-probe", formatter_class=fmt,
                       help="the encrypted forward with Gaussian noise on refreshed slots, against the float64 model")

@@ -61,6 +61,7 @@ COMMANDS = {
     'nexus/nexus_weights_store_v2_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_v2_block_2^16.json',
     'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
     'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
+    'nexus/nexus_bertbase_run_tiny_2^10.json': 'refimpl experiment bertbase-run --model student --work DIR --preset toy-2^10-deep --n 16 --layers 2 --hidden 32 --heads 4 --intermediate 128 --key-cache-gib 4 --json results/nexus/nexus_bertbase_run_tiny_2^10.json',
     'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',
     'nexus/nexus_bertbase_128_placement_time.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --weigh-by results/nexus/nexus_bertbase_128.json --json results/nexus/nexus_bertbase_128_placement_time.json',
     'nexus/nexus_protocol_2proc_2quad_2^12.json': "refimpl nexus serve --port 47011 --model sst2-small-2quad-freediv-quad --params deep-2^12-19 --calibrate-tsv $GLUE_DIR/SST-2/train.tsv --max-connections 1 ; refimpl nexus query --port 47011 --model sst2-small-2quad-freediv-quad --params deep-2^12-19 --sentence 'a gorgeous , witty movie .' --sentence 'the plot is dull .' --json ...",

@@ -4,14 +4,19 @@ Every expected value is computed independently of refimpl (math.erf, float64).
 """
 
 import math
+import queue
 
 import numpy as np
 import pytest
 
 from refimpl.aby3 import nonlinear as NL
+from refimpl.aby3.attention import layer_norm
 from refimpl.aby3.boolean import a2b, xor
+from refimpl.aby3.network import InMemoryTransport, ProtocolError
 from refimpl.aby3.party import simulate
-from refimpl.aby3.shares import share_input
+from refimpl.aby3.prss import setup_keys
+from refimpl.aby3.shares import reveal, reveal_bool, share_input
+from refimpl.bert import functional as Fn
 
 from .helpers import run
 
@@ -59,3 +64,66 @@ def test_send_refuses_parties_outside_the_three(to):
     """ABY3-NET: a party sends only to the two other parties 0..2; any other index is an error that names it."""
     with pytest.raises(ValueError, match=f"cannot send to party {to}"):
         simulate(lambda p: p.net.send(to, np.zeros(1, dtype=np.uint64)))
+
+
+def test_setup_keys_are_the_four_keys():
+    """ABY3-PRSS: the insecure setup derives exactly k_0, k_1, k_2 and k_pub, all different, the same for
+    the same seed."""
+    keys = setup_keys(7)
+    assert len(keys) == 4 and len(set(keys)) == 4 and setup_keys(7) == keys != setup_keys(8)
+
+
+def test_raw_input_given_as_python_integers():
+    """ABY3-SHARE-1: raw ring elements given as Python integers (int64 to numpy) are shared as uint64 words:
+    revealed raw, they are the same words (a signed array minus uint64 draws would turn float)."""
+    words = [0, 1, 12345, 2**40 + 3]
+
+    def prog(p):
+        return reveal(p, share_input(p, 0, words if p.id == 0 else None, raw=True), raw=True)
+
+    out = simulate(prog).outputs[0]
+    assert out.dtype == np.uint64 and out.tolist() == words
+
+
+def test_reveal_bool_reports_its_cost_as_reveal():
+    """ABY3-COST-PIN: opening a boolean sharing is attributed to the scope "reveal", all of its messages."""
+    def prog(p):
+        b = a2b(p, share_input(p, 0, np.arange(4.0) if p.id == 0 else None))
+        with p.net.scope("op"):
+            return reveal_bool(p, b)
+
+    res = simulate(prog)
+    assert res.scope("op")["bytes"] > 0 and res.scope("op/reveal")["bytes"] == res.scope("op")["bytes"]
+
+
+def test_recv_gives_up_after_its_timeout():
+    """ABY3-NET: the in-memory transport polls in steps of 0.05 s and gives up once the steps reach the
+    timeout (a stand-in queue that is always empty: no real waiting)."""
+    class Silent:
+        polls = 0
+
+        def get(self, timeout):
+            self.polls += 1
+            if self.polls > 1000:
+                raise RuntimeError("still waiting after 1000 polls")
+            raise queue.Empty
+
+    t = InMemoryTransport()
+    t.queues[(0, 1)] = silent = Silent()
+    with pytest.raises(ProtocolError, match="party 1: no message from party 0 after 1.0 s"):
+        t.recv(0, 1, timeout=1.0)
+    assert silent.polls in (20, 21)  # 1.0 / 0.05, up to float rounding
+
+
+def test_layer_norm_large_outputs_of_both_signs():
+    """ABY3-LN-1: public gamma 20 on an outlier column of rows of 768 gives outputs of +-505 (sqrt(d) |gamma|
+    bounds them): the fused truncation lowers its coefficient bits from that bound on either sign."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (2, 768))
+    x[0, 0], x[1, 0] = 60.0, -60.0
+    g, b = rng.uniform(-20, 20, 768), rng.normal(0, 1, 768)
+    g[0] = 20.0
+    out, _, _ = run(lambda p, s: layer_norm(p, s, g, b), x)
+    ref = Fn.layer_norm(x, g, b)
+    assert np.max(ref[:, 0]) > 500 and np.min(ref[:, 0]) < -500
+    assert np.max(np.abs(out - ref)) < 1e-2

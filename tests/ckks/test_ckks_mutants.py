@@ -10,11 +10,13 @@ import numpy.polynomial.chebyshev as npcheb
 import pytest
 
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters, SerializationError
-from refimpl.ckks.errors import MissingKeyError, ParameterError, ParameterMismatchError, ScaleRangeError
+from refimpl.ckks.errors import (LevelExhaustedError, MissingKeyError, ParameterError, ParameterMismatchError,
+                                 ScaleRangeError)
 from refimpl.ckks.keys import SwitchingKey
 from refimpl.ckks.params import preset
-from refimpl.ckks.polyeval import chebyshev_interpolate, evaluate_power
-from refimpl.ckks.serialize import deserialize_evaluation_keys, serialize_evaluation_keys
+from refimpl.ckks.polyeval import chebyshev_interpolate, evaluate_chebyshev, evaluate_power, poly_depth
+from refimpl.ckks.serialize import (HEAD, deserialize_ciphertext, deserialize_evaluation_keys, deserialize_public_key,
+                                    serialize_ciphertext, serialize_evaluation_keys, serialize_public_key)
 from refimpl.ring.sampling import RandomSource
 
 
@@ -162,3 +164,60 @@ def test_evaluate_power_on_a_domain_other_than_the_unit_interval(kit):
     x = np.linspace(0.0, 4.0, kit.p.slots)
     out, _ = evaluate_power(kit.ev, kit.encrypt(x), c, 0.0, 4.0)
     assert np.max(np.abs(kit.decrypt(out).real - np.polynomial.polynomial.polyval(x, c))) < 1e-5
+
+
+def test_polynomial_with_constant_quotient_at_exactly_its_depth(kit):
+    """CKKS-POLY: c_0 + c_4 T_4 splits into the constant quotient c_4 times T_4 plus the constant c_0
+    (leaves without T_j terms); at level poly_depth(4) = 3 it is evaluated down to level 0, one level
+    fewer is refused. A constant leaf is put on a zero multiple of T_1: the input's scale 2^50 (above
+    the 40-bit primes) makes any T_1 left in it show at full size (S^4 / q^5 = 1 times x; 2^-40 at S = 2^40)."""
+    c = [0.1, 0.0, 0.0, 0.0, 0.5]
+    x = np.linspace(-1.0, 1.0, kit.p.slots)
+    ct = kit.ev.drop_level(kit.encrypt(x, scale=2.0**50), poly_depth(4))
+    out, stats = evaluate_chebyshev(kit.ev, ct, c)
+    assert out.level == 0 and stats.depth == 3 and out.scale == 2.0**50
+    assert np.max(np.abs(kit.decrypt(out).real - npcheb.chebval(x, c))) < 1e-5
+    with pytest.raises(LevelExhaustedError, match="needs 3 levels but the ciphertext is at level 2"):
+        evaluate_chebyshev(kit.ev, kit.ev.drop_level(ct, 2), c)
+
+
+def test_switching_key_level_defaults_to_the_top():
+    """CKKS-KEYS: a switching key built without a level serves every level up to L."""
+    p = Parameters.create(N=16, levels=3, insecure=True)
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
+    key = kg.galois_key(kg.secret_key(), 3)
+    assert SwitchingKey(b=key.b, a_seeds=key.a_seeds, params=p).level == p.L
+
+
+def test_public_key_must_be_stored_at_scale_one():
+    """CKKS-CHECK-SERIAL: a serialized public key whose scale field is not 1 is refused (a ciphertext's
+    scale such as 2^20 would pass the ciphertext checks)."""
+    p = Parameters.create(N=16, levels=2, insecure=True)
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(1))
+    data = serialize_public_key(kg.public_key(kg.secret_key()))
+    at = HEAD.size + 3  # the body: level (u16), component count (u8), scale (f64)
+    assert struct.unpack_from("<d", data, at) == (1.0,)
+    bad = data[:at] + struct.pack("<d", 2.0**20) + data[at + 8:-4]
+    with pytest.raises(SerializationError, match="a key is stored at scale 1"):
+        deserialize_public_key(bad + struct.pack("<I", zlib.crc32(bad)), p)
+
+
+def test_truncated_body_is_reported_under_its_kind():
+    """CKKS-CHECK-SERIAL: a body shorter than its header announces (with a valid checksum) is refused
+    with an error that starts with the kind of object."""
+    p, _, _, enc, encoder, _ = small_kit(N=16)
+    data = serialize_ciphertext(enc.encrypt(encoder.encode([0.5])))
+    cut = data[:-4 - 8]
+    with pytest.raises(SerializationError, match="^ciphertext: truncated data"):
+        deserialize_ciphertext(cut + struct.pack("<I", zlib.crc32(cut)), p)
+
+
+def test_sub_plain_and_ciphertext_repr():
+    """CKKS-EVAL: a ciphertext minus a plaintext decrypts to the difference; a ciphertext's repr shows
+    its level of L, scale, size and ring."""
+    p, kg, sk, enc, encoder, ev = small_kit()
+    z, v = np.linspace(-0.5, 0.5, p.slots), np.linspace(0.25, -0.25, p.slots)
+    ct = enc.encrypt(encoder.encode(z))
+    out = ev.sub_plain(ct, encoder.encode(v))
+    assert np.max(np.abs(encoder.decode(Decryptor(sk).decrypt(out)).real - (z - v))) < 1e-6
+    assert repr(ct) == f"Ciphertext(level=2/2, scale=2^{np.log2(p.scale):.2f}, size=2, N=32)"

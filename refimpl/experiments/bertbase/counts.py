@@ -37,18 +37,21 @@ BEFORE = {"softmax-gelu": {"key_switches": 20638, "bootstraps": 146, "QKV": 414,
           "2quad-freediv-quad": {"key_switches": 16711, "bootstraps": 11}}
 
 
-def random_weights(cfg, seed: int = 0) -> dict:
-    """Random weights of cfg's shapes; every encoder layer holds the same arrays (memory of one layer)."""
+def random_weights(cfg, seed: int = 0, *, shared: bool = True, embeddings: bool = False, std: float = 0.05) -> dict:
+    """Random weights of cfg's shapes. shared: every encoder layer holds the same arrays (memory of one
+    layer; enough for counting); False: each layer its own (a real run's numbers). embeddings: also the
+    client's embedding tables (refimpl.nexus.bert.client_embed), for a run from token ids. std: of every
+    entry (LayerNorm weights 1 + that); BERT initialises with 0.02."""
     rng = np.random.default_rng(seed)
-    shared: dict = {}
+    cache: dict = {}
     params = {}
     for name, shape in param_shapes(cfg, head=True).items():
-        if name.startswith("embeddings."):
+        if name.startswith("embeddings.") and not embeddings:
             continue  # the client's (refimpl.nexus.bert.client_embed)
-        local = name.split(".", 3)[3] if name.startswith("encoder.layer.") else name
-        if local not in shared:
-            shared[local] = rng.normal(0.0, 0.05, shape) + (1.0 if "LayerNorm.weight" in name else 0.0)
-        params[name] = shared[local]
+        local = name.split(".", 3)[3] if shared and name.startswith("encoder.layer.") else name
+        if local not in cache:
+            cache[local] = rng.normal(0.0, std, shape) + (1.0 if "LayerNorm.weight" in name else 0.0)
+        params[name] = cache[local]
     return params
 
 

@@ -112,16 +112,23 @@ class Checkpoint:
 
 
 def resumable_forward(ev, bootstrapper, model: NexusModel, cts: list[Ciphertext], n: int, attention_mask, root, *,
-                      argmax: bool = False, log=None, **kw) -> list[Ciphertext]:
+                      argmax: bool = False, log=None, on_layer=None, **kw) -> list[Ciphertext]:
     """encrypted_forward with a checkpoint after every encoder layer under `root`, resumed from there.
 
     Same arguments and result as refimpl.nexus.bert.encrypted_forward (kw: trace, taps, head_rows,
-    weights); the checkpoint of a finished query stays (a second call reruns only the head).
+    weights); on_layer (i, chunks) is called after layer i's checkpoint is written; the checkpoint of
+    a finished query stays (a second call reruns only the head).
     CheckpointError if `root` holds another query's checkpoint."""
     ck = Checkpoint(root, ev.params, model_checksum(model), query_id(cts, n, attention_mask, argmax), cts[0].level)
     start, saved = ck.resume()
     if log:
         log(f"checkpoint {root}: " + (f"resuming after layer {start - 1}" if start else "starting at layer 0"))
     inputs = saved if saved is not None else list(cts)
-    return encrypted_forward(ev, bootstrapper, model, inputs, n, attention_mask, argmax=argmax, on_layer=ck.save,
+
+    def saved_then(i, chunks):
+        ck.save(i, chunks)
+        if on_layer is not None:
+            on_layer(i, chunks)
+
+    return encrypted_forward(ev, bootstrapper, model, inputs, n, attention_mask, argmax=argmax, on_layer=saved_then,
                              start=start, input_level=cts[0].level, **kw)

@@ -29,6 +29,7 @@ from refimpl.nexus.bert import (
 )
 from refimpl.nexus.bert import calibrate as calibrate_ranges
 from refimpl.nexus.argmax import argmax as argmax_blocks
+from refimpl.nexus.bert.keyset import forward_key_levels
 from refimpl.nexus.folding import fold_rotations, quick_sum
 from refimpl.nexus.gelu import LEVELS as GELU_LEVELS, gelu, gelu_plain
 from refimpl.nexus.levels import ensure_levels, with_scale
@@ -305,6 +306,16 @@ class NexusBert:
     def rotation_steps(self, n, slots, argmax: bool = True):
         """refimpl.nexus.bert.rotation_steps (the Argmax's included either way)."""
         return list(rotation_steps_bert(self.config, n, slots))
+
+    def key_levels(self, n, params, level: int, argmax: bool = True) -> dict[int, int]:
+        """The Galois keys `forward` uses on n tokens, element -> the highest level it applies it at, with the
+        inputs and every bootstrap's output at `level`: a dry run of the forward itself
+        (refimpl.nexus.bert.keyset), fewer than `rotation_steps` lists; kept per (n, level, Argmax, settings)."""
+        key = (n, params.fingerprint(), level, argmax, json.dumps(self.model.settings(), sort_keys=True, default=str))
+        cache = self.__dict__.setdefault("_key_levels", {})
+        if key not in cache:
+            cache[key] = forward_key_levels(self.model, n, params, level, level, argmax=argmax)
+        return cache[key]
 
     @property
     def max_tokens(self) -> int:

@@ -54,12 +54,12 @@ DEFAULT_KEY_CLIENTS = 2  # the key cache holds this many clients' keys at the lo
 
 def key_levels(boot_levels: dict, model_elements, subs_elements_, out_level: int, compressed_level: int) -> dict[int, int]:
     """Galois element -> the level its key must cover: bootstrapping's own levels, the model's
-    rotations at the bootstrapping output level, decompression at the compressed level (an
-    element used by several gets the highest)."""
+    rotations at the bootstrapping output level (or, model_elements a dict, at the level it gives each),
+    decompression at the compressed level (an element used by several gets the highest)."""
     levels = dict(boot_levels)
-    for ks, lv in ((model_elements, out_level), (subs_elements_, compressed_level)):
-        for k in ks:
-            levels[k] = max(levels.get(k, -1), lv)
+    model = model_elements if isinstance(model_elements, dict) else {k: out_level for k in model_elements}
+    for k, lv in (*model.items(), *((k, compressed_level) for k in subs_elements_)):
+        levels[k] = max(levels.get(k, -1), lv)
     return dict(sorted(levels.items()))
 
 
@@ -159,10 +159,18 @@ class Server:
 
     def needed_levels(self, n: int, compress: bool, argmax: bool = True) -> dict[int, int]:
         """Galois element -> the highest level it is applied at, so that each key covers only
-        Q_level P: the model's rotations run at or below the bootstrapping output level,
+        Q_level P: the model's rotations run at or below the bootstrapping output level (a BERT model
+        names its own, each at its level, from a dry run of its forward: NexusBert.key_levels),
         decompression at the compressed level, bootstrapping at its own (galois_levels)."""
         p = self.params
-        model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots, argmax=argmax) if r % p.slots}
+        model = None
+        if hasattr(self.model, "key_levels"):  # BERT: exactly the forward's keys, from its dry run
+            try:
+                model = self.model.key_levels(n, p, self.output_level, argmax)
+            except ValueError:  # no bootstrap plan fits these parameters (a query fails at its plan): the step list
+                model = None
+        if model is None:
+            model = {galois_element(p, r) for r in self.model.rotation_steps(n, p.slots, argmax=argmax) if r % p.slots}
         subs = set(subs_elements(p.N, max(chunk_counts(n * self.model.width, p.N)))) if compress else set()
         return key_levels(self.boot_levels, model, subs, self.output_level, self.compressed_level)
 
