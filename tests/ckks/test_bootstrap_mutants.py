@@ -90,10 +90,11 @@ def test_config_with_a_given_double_angle_chooses_its_degree():
         em = BootstrapConfig(double_angle=r).resolve(1024, 64).eval_mod
         assert em.double_angle == r and em.K == auto.K
         assert cosine_coefficients(em.K, em.degree, r)[1] <= 2.0**-42
-        assert cosine_coefficients(em.K, em.degree - 1, r)[1] > 2.0**-45  # the smallest such degree
+        assert cosine_coefficients(em.K, em.degree - 1, r)[1] > 2.0**-45  # one degree less misses the target
 
 
 def test_bootstrap_parameters_are_named_by_the_ring():
+    """CKKS-BOOT: the bootstrapping parameters carry the name boot-2^log2(N)."""
     assert bootstrap_preset("toy-2^10")[0].name == "boot-2^10"
     assert bootstrap_preset("toy-2^10-dense")[0].name == "boot-2^10"
 

@@ -32,6 +32,7 @@ from refimpl.experiments.bertbase import counts as bc
 from refimpl.experiments.bertbase import realrun
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert.keyset import forward_key_levels, merged
+from refimpl.nexus.bert.weights_store import WeightStore, precompute
 from refimpl.nexus.protocol import Server
 from refimpl.nexus.protocol.models import NexusBert
 from refimpl.ring.sampling import RandomSource
@@ -76,6 +77,23 @@ def test_forward_runs_on_exactly_the_dry_runs_keys(ring):
     ref = nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
     assert np.max(np.abs(logits - ref)) < 1e-3
     assert merged(levels, {1: 0, next(iter(levels)): top + 1})[next(iter(levels))] == top + 1
+
+
+def test_store_releases_a_finished_layers_pages(ring, tmp_path):
+    """NEXUS-BERT-RUN: WeightStore.release drops the pages of one layer's files from the process (a long run's
+    resident size holds only the layers it works on); a plaintext read again after it is the same."""
+    p, rc = ring
+    top = p.L - rc.depth
+    cfg = bb.config("2quad-freediv-quad", layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=128)
+    model = nb.NexusModel(cfg, bc.random_weights(cfg, std=0.02), ranges=bb.widest_ranges(
+        bb.shipped_ranges("2quad-freediv-quad"), 2))
+    precompute(model, p, 16, tmp_path, input_level=top, bootstrap_level=top, head_rows=True)
+    store = WeightStore.open(tmp_path, p, model)
+    key = next(k for k in store.index if k[0].startswith("L0."))
+    before = store.plaintext(key[:-1], key[-1]).poly.copy()
+    n0 = sum(f.startswith("L0.") for f in store.arrays)
+    assert 0 < n0 < len(store.arrays) and store.release("L0.") == n0
+    assert np.array_equal(store.plaintext(key[:-1], key[-1]).poly, before)
 
 
 def test_server_asks_for_the_forwards_keys_only():
@@ -163,7 +181,11 @@ def test_real_run_killed_and_resumed(tmp_path):
     assert res["head"]["max_abs_err_vs_model"] < 1e-2
     assert sorted(int(k) for k in json.loads((work / "keys" / "keyset.json").read_text())["all"]) == \
         sorted(int(p.stem[1:]) for p in (work / "keys" / "galois").glob("g*.key"))
-    assert "| 1 |" in realrun.table(res)
+    assert "| 1 |" in realrun.table(res) and res["derived_cpu_s"] is None  # no derived time at this size
+    base = realrun.derived_seconds("2quad-freediv-quad", "128-2^16-dense19", 128, 12, {})
+    assert len(base["per_layer"]) == 12 and base["per_layer"][1] > 0
+    assert f"| 1 | 9 | 9 | {base['per_layer'][1]:,.0f} |" in realrun.table(
+        {"derived_cpu_s": base, "layers": [{"layer": 1, "wall_s": 9, "cpu_s": 9}]})
 
 
 if __name__ == "__main__":

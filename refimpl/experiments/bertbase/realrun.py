@@ -48,6 +48,7 @@ from ...nexus.bert.keyset import forward_key_levels, merged
 from ...nexus.bert.weights_store import WeightStore, model_checksum, precompute
 from ...nexus.counting import CountingBootstrapper, CountingEvaluator, key_bytes
 from ...ring.sampling import RandomSource
+from .. import repo_path
 from .counts import random_weights
 from .plan import MODELS, PRESET, config, shipped_ranges, widest_ranges
 
@@ -55,6 +56,7 @@ ALIASES = {"student": "2quad-freediv-quad", "softmax-gelu": "softmax-gelu", "2qu
 WEIGHT_STD = 0.02  # BERT's initializer_range: keeps every layer inside the shipped model's calibrated ranges
 MODEL_SEED, INPUT_SEED = 0, 1
 GIB = 2**30
+DERIVED = "results/nexus/nexus_bertbase_counts_derived.json"  # the derived time (counts x unit costs) to compare with
 after_record = None  # hook (tests): called with the layer index after its record is written
 
 
@@ -189,13 +191,30 @@ def ensure_input(work: Path, model, params, pk, n: int, top: int) -> tuple[np.nd
 
 
 # ------------------------------------------------------------------ the run
+def derived_seconds(name: str, preset: str, n: int, layers: int, size: dict) -> dict | None:
+    """The derived CPU seconds per layer with the weight store (DERIVED, `refimpl experiment bertbase --counts
+    --units ...`) when it was derived for this model, preset and n at BERT-base size, else None."""
+    path = repo_path(DERIVED)
+    if size or layers != 12 or not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    d = doc.get("models", {}).get(name, {}).get("derived_from_counts")
+    if not d or doc.get("preset") != preset or doc.get("n") != n:
+        return None
+    return {"source": DERIVED, "per_layer": [x["total"] for x in d["per_layer_store"]], "head": d["head_store"]["total"],
+            "units": d["units"], "bootstrap_s": d["bootstrap_s"]}
+
+
 def table(res: dict) -> str:
-    """The per-layer table of a results file (markdown)."""
-    lines = ["| layer | wall s | CPU s | peak GiB | key switches | bootstraps | keys read (GiB) | max abs error vs model "
-             "| vs exact | |x| max |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """The per-layer table of a results file (markdown), with the derived CPU seconds where known."""
+    der = res.get("derived_cpu_s") or {}
+    lines = ["| layer | wall s | CPU s | derived CPU s | peak GiB | key switches | bootstraps | keys read (GiB) | max abs "
+             "error vs model | vs exact | |x| max |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in [*res.get("layers", []), *([res["head"]] if res.get("head") else [])]:
         f = (lambda k, fmt="{:,.0f}": "" if r.get(k) is None else fmt.format(r[k]))
-        lines.append(f"| {r['layer']} | {f('wall_s')} | {f('cpu_s')} | {f('peak_rss_gib', '{:.2f}')} | "
+        d = der.get("head") if r["layer"] == "head" else (der.get("per_layer") or [None] * (r["layer"] + 1))[r["layer"]]
+        lines.append(f"| {r['layer']} | {f('wall_s')} | {f('cpu_s')} | {'' if d is None else f'{d:,.0f}'} | "
+                     f"{f('peak_rss_gib', '{:.2f}')} | "
                      f"{f('key_switches')} | {f('bootstraps')} | {f('key_load_gib', '{:.1f}')} | "
                      f"{f('max_abs_err_vs_model', '{:.2e}')} | {f('max_abs_err_vs_exact', '{:.2e}')} | "
                      f"{f('max_abs_ref', '{:.2f}')} |")
@@ -254,7 +273,7 @@ def command(a, cmd: str) -> int:
     res.update({"command": cmd, "security": f"{sec}: {params.security_note}", "preset": a.preset, "N": params.N,
                 "n": n, "model": name, "config": {"layers": a.layers, **size}, "weights": f"N(0, {WEIGHT_STD}^2), seed "
                 f"{MODEL_SEED}, each layer its own", "ranges_from": MODELS[name][2] + " (widest over its layers)",
-                "query": qid, "keys": keyinfo})
+                "query": qid, "keys": keyinfo, "derived_cpu_s": derived_seconds(name, a.preset, n, a.layers, size)})
     res.setdefault("layers", [])
     res.setdefault("sessions", []).append({"started": now(), "pid": os.getpid(), **timing})
 
@@ -319,6 +338,7 @@ def command(a, cmd: str) -> int:
         write()
         log(f"layer {i}: " + json.dumps({k: rec.get(k) for k in ("wall_s", "cpu_s", "peak_rss_gib", "key_switches",
                                                                    "bootstraps", "max_abs_err_vs_model")}))
+        store.release(f"L{i}.")  # layer i's diagonals leave this process's memory (not the page cache)
         if after_record is not None:
             after_record(i)
         start_mark()

@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import mmap
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -333,6 +334,18 @@ def precompute(model: NexusModel, params, n: int, out, *, input_level: int, boot
 
 
 # ------------------------------------------------------------------ reading
+def mapped(path) -> np.ndarray:
+    """The array of an .npy file, read-only and memory-mapped (as np.load(mmap_mode="r")), its base the mmap
+    (so that WeightStore.release can drop its pages)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.ndarray(shape, dtype=dtype, buffer=mm, offset=offset, order="F" if fortran else "C")
+
+
 class WeightStore:
     """A checked, memory-mapped store; `plaintext((name, oc, ic, k, g), level)` for Forward's `weights` hook.
 
@@ -346,6 +359,18 @@ class WeightStore:
                 self.index[(f["name"], *k, f["level"])] = (arrays[fname], row, f["stride"], f["scale"])
         self.hits = self.misses = 0
         self.checked_model = None
+        self.arrays = arrays
+
+    def release(self, prefix: str) -> int:
+        """Drop from this process's memory the pages read so far of the files whose names start with `prefix`
+        (e.g. "L3." after layer 3; ours): they stay in the page cache and are read again if asked for. A long
+        forward's resident size then holds only the layers it works on. Returns the files released."""
+        done = 0
+        for fname, arr in self.arrays.items():
+            if fname.startswith(prefix) and isinstance(arr.base, mmap.mmap):
+                arr.base.madvise(mmap.MADV_DONTNEED)
+                done += 1
+        return done
 
     @classmethod
     def open(cls, root, params, model: NexusModel | None = None, *, model_sum: str | None = None,
@@ -378,7 +403,7 @@ class WeightStore:
                 raise StoreError(f"{root}: {fname} is missing")
             if verify and file_sha256(path) != f["sha256"]:
                 raise StoreError(f"{root}: {fname} does not match its SHA-256 (corrupted or changed)")
-            arrays[fname] = np.load(path, mmap_mode="r")
+            arrays[fname] = mapped(path)
             want_shape = (f["count"], params.N // f["stride"])
             if arrays[fname].shape != want_shape or arrays[fname].dtype != np.int64:
                 raise StoreError(f"{root}: {fname} is {arrays[fname].dtype} {arrays[fname].shape}, the manifest "
