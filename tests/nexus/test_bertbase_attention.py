@@ -50,6 +50,18 @@ def score_rows(Pm, lay, n):
     return probs
 
 
+def pv_inputs(kit, lay, n, mask, seed):
+    """Random probabilities [head, query, key] (padded keys 0) and values [n, d], encrypted as Forward.pv reads them:
+    the score pairs (packing.pair_rows) at level 3, V's chunks at 4 (QKV's output: P V joins it 3 levels below
+    QKV's input, chain.pv_join). Returns (P, V, score ciphertexts, V ciphertexts)."""
+    rng = np.random.default_rng(seed)
+    Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]
+    V = rng.normal(0, 1, (n, lay.d))
+    probs = score_rows(Pm, lay, n)
+    paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], lay.n_pad), level=3) for h in range(0, lay.heads, 2)]
+    return Pm, V, paired, [kit.encrypt(x, level=4) for x in nb.pack(V, lay)]
+
+
 def forward_of(cfg, ev, n, mask):
     model = nb.NexusModel(cfg, {"classifier.weight": np.zeros((2, cfg.hidden_size)), "classifier.bias": np.zeros(2)},
                           ranges=ranges(1))
@@ -145,7 +157,7 @@ def test_diagonal_pv_equals_pv():
     assert lay.pair_rows  # the forward's pv reads two heads per ciphertext (refimpl.nexus.bert.packing)
     paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
     probs = [kit.encrypt(v, level=3) for v in probs]
-    vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
+    vc = [kit.encrypt(x, level=4) for x in nb.pack(V, lay)]  # QKV's output: P V joins it 3 levels below QKV's input
     old = fw.pv(0, paired, vc)
     ks_old = ev.counts["key_switches"]
     ev.reset()
@@ -230,14 +242,10 @@ def test_pv_pairs_equal_pv():
     rows = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
             {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
     fw, lay = forward_of(cfg, ev, n, mask)
-    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
-    rng = np.random.default_rng(4)
-    Pm = rng.uniform(0, 1, (lay.heads, n, n)) * mask[None, None, :]
-    V = rng.normal(0, 1, (n, lay.d))
-    probs = score_rows(Pm, lay, n)
-    paired = [kit.encrypt(probs[h] + np.roll(probs[h + 1], n_pad), level=3) for h in range(0, lay.heads, 2)]
-    vc = [kit.encrypt(x, level=3) for x in nb.pack(V, lay)]
+    w, dh = lay.window, lay.head_dim
+    Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 4)
     outs = {}
+    fw.st = {**fw.st, "pv_quads": False}  # the head pairs themselves (attention_quads: its own test file)
     for name, (diag, pairs) in {"shifts": (False, False), "diagonal": (True, False), "pairs": (True, True)}.items():
         fw.rows, fw.i = rows, 0
         fw.diagonal_attention, fw.pair_attention = diag, pairs

@@ -24,6 +24,7 @@ from ..layernorm import GOLDSCHMIDT
 from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
+from .attention_quads import applies as quads_apply
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
 from .packing import joint_gelu, packed_sums, quickmax_widths
 from .ranges import NexusModel, gelu_valid_range
@@ -71,9 +72,10 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             out.append(Piece(p + "2quad", 1, sw, bound=(B + cfg.quad_c) / math.sqrt(a)))
         out.append(Piece(p + "pv.mask", 1, sw, need=2,
                          bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
-        # V at QKV's output level; the diagonal P V skews it first (one more level: refimpl.nexus.bert.attention)
-        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", 2 if diagonal_applies(lay) else 1),
-                         bootable=False, product_join=True))
+        # V at QKV's output level; the diagonal P V skews it first (one more level: refimpl.nexus.bert.attention), the
+        # P V on chunk pairs masks the rotated skew too (one more: refimpl.nexus.bert.attention_quads)
+        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", pv_join(st, lay)), bootable=False,
+                         product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
@@ -94,6 +96,14 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         out.append(Piece("argmax.sgn", sgn_levels(2 * LOGIT_BOUND), 1, join=("in", "argmax.round0", 0),
                          bound=2 * LOGIT_BOUND, coarse_ok=True))
     return out
+
+
+def pv_join(settings: dict, lay: Layout) -> int:
+    """Levels between QKV's input and V where P V multiplies it: 3 with refimpl.nexus.bert.attention_quads (the model
+    option pv_quads, where it applies), 2 with the diagonal P V (refimpl.nexus.bert.attention), else 1."""
+    if settings["pv_quads"] and quads_apply(lay):
+        return 3
+    return 2 if diagonal_applies(lay) else 1
 
 
 def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float) -> list[Piece]:

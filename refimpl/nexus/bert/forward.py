@@ -23,8 +23,9 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
-from .attention_pairs import applies as pairs_apply, pair_probs, pair_projections, pair_scores, pv_pairs
-from .chain import pieces_of
+from .attention_pairs import applies as pairs_apply, pair_projections, pair_scores, pv_pairs
+from .attention_quads import applies as quads_apply, head_probs, pv_quads
+from .chain import pieces_of, pv_join
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
 from .nonlinear import Nonlinear
 from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, paired_vector, unpair_rows
@@ -251,11 +252,13 @@ class Forward(Nonlinear, Paired):
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
-        if shifts is None and self.pairs():  # refimpl.nexus.bert.attention_pairs: two heads per rotation
-            pds = [d for k, pc in enumerate(probs) for d in pair_probs(ev, pc, lay, vec.key, 2 * k + 1 < lay.heads)]
-            pds = self.leave(p + "pv.mask", pds)
+        quads = shifts is None and self.pairs() and self.st["pv_quads"] and quads_apply(lay)
+        own = 3 if quads else 2 if shifts is None and self.diagonal_attention and diagonal_applies(lay) else 1
+        V = [ev.drop_level(vc, vc.level - pv_join(self.st, lay) + own) for vc in V]  # V where the plan has it
+        if shifts is None and self.pairs():  # attention_pairs: two heads per rotation; attention_quads: chunk pairs
+            pds = self.leave(p + "pv.mask", head_probs(ev, probs, lay, vec.key, quads))
             self.enter(p + "pv.mul", [])
-            return self.leave(p + "pv.mul", pv_pairs(ev, pds, V, lay))
+            return self.leave(p + "pv.mul", (pv_quads if quads else pv_pairs)(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -280,8 +283,6 @@ class Forward(Nonlinear, Paired):
         self.enter(p + "pv.mul", [])
         outs = []
         for c, vc in enumerate(V):
-            if diagonal_applies(lay):  # at the diagonal P V's level for V (one below, its skewing): the same plan
-                vc = ev.drop_level(vc, vc.level - 1)
             vd = vc if n_pad * w == lay.slots else ev.add(vc, ev.rotate(vc, -n_pad * w))
             vrot = ev.rotate_hoisted(vd, [r * w for r in rs])
             acc = None

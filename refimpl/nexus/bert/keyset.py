@@ -1,8 +1,8 @@
 """The Galois keys the encrypted forward uses, at the level each serves, from a dry run (ours).
 
 `rotation_steps` (refimpl.nexus.bert.layout) lists every step any path of the forward could take
-(the oracle paths of the attention included): 739 at BERT-base, n = 128, of which the default forward
-uses under 200. A key at N = 2^16 takes tens of MB, so the client should make only the used ones, each
+(the oracle paths of the attention included): 740 at BERT-base, n = 128, of which the default forward
+uses about 210. A key at N = 2^16 takes tens of MB, so the client should make only the used ones, each
 over Q_level P for the highest level it is applied at. `forward_key_levels` runs the forward's own code
 (`encrypted_forward`) on refimpl.nexus.counting.DryEvaluator, which records every Galois element an
 automorphism uses and the highest level it runs at: the exact key set of that forward (its layout, mask

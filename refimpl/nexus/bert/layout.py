@@ -214,7 +214,7 @@ def rotation_steps(config: BertConfig, n: int, slots: int, *, head_rows: bool = 
         rs |= {-n_pad} | set(range(gk)) | {j * w - gk * (j // gk) for j in range(n_pad)} | {gk * a for a in range(n_pad // gk)}
         rs |= {a * gq * w + hl * dh for a in range(-(-dh // gq)) for hl in range(P // dh)} | {-hl * dh for hl in range(P // dh)}
     if pair_attention_applies(lay):
-        rs |= pair_attention_steps(lay)
+        rs |= pair_attention_steps(lay) | quad_attention_steps(lay)
     return sorted(r for r in rs if r % slots)
 
 
@@ -244,6 +244,24 @@ def pair_attention_steps(lay: Layout) -> set[int]:
     rs |= {gr * a + o - hl * dh for a in range(-(-R // gr)) for o in (0, n_pad) for hl in range(per)}
     return {r for r in rs if r % lay.slots}
 
+
+def quad_offset(lay: Layout, h: int) -> int:
+    """The offset of head h in a window of refimpl.nexus.bert.attention_quads: its chunk c's half (c mod 2) P, then
+    its place hl dh in the chunk."""
+    per = lay.chunk // lay.head_dim
+    return ((h // per) % 2) * lay.chunk + (h % per) * lay.head_dim
+
+
+def quad_attention_steps(lay: Layout) -> set[int]:
+    """The rotations of refimpl.nexus.bert.attention_quads (kept here: that module imports this one)."""
+    w, n_pad, dh, P = lay.window, lay.n_pad, lay.head_dim, lay.chunk
+    R = n_pad // 2
+    gv, gr = 1 << -(-(max(dh, 2) - 1).bit_length() // 2), 1 << -(-(max(R, 2) - 1).bit_length() // 2)
+    rs = {b * w for b in range(gv)} | {a * gv * w - to for a in range(-(-dh // gv)) for to in (0, P)} | {R * w}
+    rs |= {(h % 2) * n_pad - quad_offset(lay, h) + e for h in range(lay.heads) for e in (0, R, -R)}  # probabilities
+    rs |= {j * w - gr * (j // gr) for j in range(R)} | set(range(gr)) | {gr * a + to for a in range(-(-R // gr))
+                                                                         for to in (0, P)}
+    return {r for r in rs if r % lay.slots}
 
 
 def client_embed(config: BertConfig, params: dict, input_ids, attention_mask=None) -> np.ndarray:

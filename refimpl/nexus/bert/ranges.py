@@ -40,7 +40,8 @@ class NexusModel:
     synthetic token sequences of the vocabulary when not given. options (ours; each default True,
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
-    packed); see `settings`."""
+    packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads);
+    see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -84,7 +85,9 @@ class NexusModel:
                "gelu_pair_refresh": bool(self.options.get("gelu_pair_refresh", True)),
                # ours: the paired Softmax's running maxima two ciphertexts into one after each QuickMax round
                # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
-               "softmax_pack": bool(self.options.get("softmax_pack", True))}
+               "softmax_pack": bool(self.options.get("softmax_pack", True)),
+               # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
+               "pv_quads": bool(self.options.get("pv_quads", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)

@@ -1,0 +1,74 @@
+"""P V with two hidden chunks per rotated ciphertext (refimpl.nexus.bert.attention_quads, ours) against the head-pair
+P V (refimpl.nexus.bert.attention_pairs, the oracle) and numpy on a real N = 2^11 ring; its key switches at BERT-base
+size on the DryEvaluator; the model option that selects it and the plan's extra level on V."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl.ckks import Parameters
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+from refimpl.ckks.keys import conjugation_element
+from refimpl.experiments import bertbase as bb
+from refimpl.nexus import bert as nb
+from refimpl.nexus.bert import attention_quads as aq
+from refimpl.nexus.bert.chain import pv_join
+from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
+
+from .helpers import Kit
+from .test_bertbase_attention import forward_of, pv_inputs
+
+PV_ROWS = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
+           {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
+
+
+@pytest.mark.parametrize("heads", [4, 8])
+def test_pv_quads_equal_pv_pairs_and_numpy(heads):
+    """NEXUS-BERT-PV-QUADS: Forward.pv with the chunk pairs (the default) decrypts to the head-pair P V (the oracle,
+    the option pv_quads off) and to numpy within CKKS noise, at the same level and scale, zero outside the chunks'
+    slots and on the inactive windows, with fewer key switches (N = 2^11, heads of 8: 4 heads in one chunk, or 8 in
+    two chunks sharing one rotated ciphertext; n = 14 of n_pad = 16, two padded keys; V three levels above P V)."""
+    cfg = bb.config("softmax-gelu", layers=1, hidden_size=8 * heads, num_attention_heads=heads, intermediate_size=64)
+    p = Parameters.create(N=2048, levels=5, dnum=2, insecure=True)
+    n = 14
+    mask = np.r_[np.ones(n - 2), np.zeros(2)]
+    steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True))
+    kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
+    ev = CountingEvaluator(kit.ev)
+    fw, lay = forward_of(cfg, ev, n, mask)
+    assert aq.applies(lay) and fw.pairs() and lay.chunks(lay.d) == heads // 4
+    w, dh = lay.window, lay.head_dim
+    Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 6)
+    assert pv_join(fw.st, lay) == 3
+    outs = {}
+    for quads in (False, True):
+        fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, "pv_quads": quads}
+        ev.reset()
+        outs[quads] = (fw.pv(0, paired, vc), ev.counts["key_switches"])
+    (old, ks_old), (new, ks) = outs[False], outs[True]
+    assert [(c.level, c.scale) for c in new] == [(c.level, c.scale) for c in old]
+    got = nb.unpack([kit.decrypt(c) for c in new], lay, lay.d)
+    np.testing.assert_allclose(got, nb.unpack([kit.decrypt(c) for c in old], lay, lay.d), atol=1e-4)
+    ref = np.concatenate([Pm[h] @ V[:, h * dh:(h + 1) * dh] for h in range(lay.heads)], axis=1)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    full = np.stack([kit.decrypt(c).reshape(-1, w) for c in new])
+    assert np.max(np.abs(full[:, :, lay.chunk:])) < 1e-4 and np.max(np.abs(full[:, n:])) < 1e-4
+    assert ks < ks_old
+
+
+def test_pv_quads_key_switches_at_bert_base():
+    """NEXUS-BERT-PV-QUADS: BERT-base (n = 128, dh = 64, N = 2^16) on the DryEvaluator: 18 key switches to move the
+    probabilities of the 6 score ciphertexts to the heads' offsets, 480 for P V per layer (160 per two chunks:
+    14 + 15 + 1 + 6 + 28 + 63 + 16 + 15 + 2), 48 relinearizations, 6 conjugations, against attention_pairs' 804; one
+    level from the probabilities, V two levels above them."""
+    p, _ = bootstrap_preset(bb.PRESET)
+    cfg = bb.config("softmax-gelu", layers=1)
+    ev = DryEvaluator(p)
+    fw, lay = forward_of(cfg, ev, 128, np.ones(128))
+    assert aq.applies(lay) and fw.pairs()
+    pds = [d for k in range(lay.score_cts) for d in aq.quad_probs(ev, ev.fresh(9), lay, fw.vec.key, k)]
+    assert ev.counts["key_switches"] == 18 and [d.level for d in pds] == [8] * 12
+    out = aq.pv_quads(ev, pds, [ev.fresh(10) for _ in range(lay.chunks(lay.d))], lay)
+    assert [c.level for c in out] == [7] * 6
+    assert (ev.counts["key_switches"], ev.counts["relinearizations"], ev.counts["conjugations"]) == (480, 48, 6)
