@@ -16,24 +16,24 @@ import time
 
 import numpy as np
 
-from ...bert import functional as F
 from ...ckks import Ciphertext
 from ...ckks.bootstrap.placement import place
 from ..folding import duplicate_rows, max_pair, quick_sum
-from ..levels import align, times_at, with_scale
+from ..levels import align, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .attention_pairs import applies as pairs_apply, pair_projections, pair_scores, pv_pairs
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
+from .layout import LOGIT_BOUND, Layout, SlotVectors, bsgs_baby, input_layout
+from .linear_pairs import FFN
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, paired_vector, unpair_rows
+from .packing import can_conjugate, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
 
-class Forward(Nonlinear, Paired):
+class Forward(Nonlinear, Paired, FFN):
     """Runs the pieces of `pieces_of` on ciphertexts, following the plan (checks every level).
 
     ev: the Evaluator (with the rotation keys of `rotation_steps`); bts: anything with
@@ -45,7 +45,8 @@ class Forward(Nonlinear, Paired):
     timing study (refimpl.experiments.bertbase) can run single blocks at their planned levels
     and replace `refresh`; `taps` (None or a dict) receives each layer's output chunks.
     Softmax, LayerNorm, GELU and the refreshes are mixed in: the paper's from
-    refimpl.nexus.bert.nonlinear (`Nonlinear`), the paired ones (ours) from refimpl.nexus.bert.paired.
+    refimpl.nexus.bert.nonlinear (`Nonlinear`), the paired ones (ours) from refimpl.nexus.bert.paired; the FFN
+    (`ffn`, `quad`) from refimpl.nexus.bert.linear_pairs (`FFN`: on complex-packed chunk pairs, ours, or chunk by chunk).
 
     Hooks (ours): `weights` (None, or a store with .plaintext(key, level) -> Plaintext or None, e.g.
     refimpl.nexus.bert.weights_store.WeightStore) gives the linear layers' encoded diagonals by
@@ -89,7 +90,7 @@ class Forward(Nonlinear, Paired):
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pairable=not self.complex_stream(name))
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -156,7 +157,7 @@ class Forward(Nonlinear, Paired):
         P = lay.chunk
         out_f, in_f = W.shape
         cin, cout = lay.chunks(in_f), lay.chunks(out_f)
-        Wp = np.zeros((cout * P, cin * P))
+        Wp = np.zeros((cout * P, cin * P), dtype=W.dtype)  # complex W: refimpl.nexus.bert.linear_pairs
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
@@ -305,15 +306,6 @@ class Forward(Nonlinear, Paired):
             outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
-    # -- activations (GELU, LayerNorm, Softmax and the refreshes: Nonlinear and Paired)
-    def quad(self, u: Ciphertext, c: int) -> Ciphertext:
-        """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
-        1/sqrt(M) folded into W_1 (M = act_div, undone by W_2 x M): 1 level (MPCFormer's Quad)."""
-        ev, M = self.ev, self.st["act_div"]
-        sq = ev.rescale(ev.square(u))  # level -1
-        lin = times_at(ev, u, F.QUAD[1] / (QUAD_ROOT * math.sqrt(M)), sq.level, sq.scale)
-        return ev.add_const(ev.add(sq, lin), self.vec.features(self.lay.intermediate, c) * (F.QUAD[0] / M))
-
     # -- head
     def head(self, xs: list[Ciphertext]) -> Ciphertext:
         """logit l = W_C[l] . x[CLS] + b_C[l] in slot l w (1 level; [CLS] head, no tanh pooler)."""
@@ -419,26 +411,7 @@ class Forward(Nonlinear, Paired):
             h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
                                 w["attention.output.LayerNorm.bias"], ln1)
             h1 = self.enter(p + "ffn1", h1)
-            W1, b1 = w["intermediate.dense.weight"], w["intermediate.dense.bias"]
-            M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
-            if cfg.activation == "quad":
-                W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
-            u = self.linear(h1, W1, b1, p + "ffn1")
-            if cfg.activation != "quad":  # two chunks per GELU ciphertext (ours, refimpl.nexus.bert.packing)
-                u = pair_chunks(ev, u, lay.chunk)
-            u = self.leave(p + "ffn1", u)
-            act = p + ("quad" if cfg.activation == "quad" else "gelu")
-            u = self.enter(act, u)
-            if cfg.activation == "quad":
-                a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
-            elif joint_gelu(self.st, lay):  # the pairs refreshed as one ciphertext, split after (ours, Paired)
-                a_ = self.leave(act, [self.gelu_joint(uc, 2 * k) for k, uc in enumerate(u)])
-                a_ = self.enter(p + "gelu.unpair", a_)
-                a_ = self.leave(p + "gelu.unpair", self.gelu_unpair(a_))
-            else:
-                a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
-            a_ = self.enter(p + "ffn2", a_)
-            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"], p + "ffn2"))
+            f = self.ffn(p, h1, w)  # FFN1, activation, FFN2 (refimpl.nexus.bert.linear_pairs)
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
             x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
             if self.taps is not None:

@@ -87,7 +87,10 @@ class NexusModel:
                # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
                "softmax_pack": bool(self.options.get("softmax_pack", True)),
                # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
-               "pv_quads": bool(self.options.get("pv_quads", True))}
+               "pv_quads": bool(self.options.get("pv_quads", True)),
+               # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
+               # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
+               "ffn_complex": bool(self.options.get("ffn_complex", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
