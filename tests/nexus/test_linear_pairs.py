@@ -12,10 +12,12 @@ from refimpl.bert import functional as F
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
 from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+from refimpl.ckks.keys import conjugation_element
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import linear_pairs as lp
 from refimpl.nexus.bert import weights_store as ws
-from refimpl.nexus.counting import CountingEvaluator
+from refimpl.nexus.bert.keyset import forward_key_levels
+from refimpl.nexus.counting import CountingEvaluator, DryBootstrapper, DryEvaluator
 from refimpl.ring.sampling import RandomSource
 
 from .helpers import tiny_bert
@@ -119,7 +121,8 @@ def small_run(attention, activation, option, store=None):
     (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace, weights=store)
     logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
     ref = nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
-    return {"logits": logits, "ref": ref, "trace": trace, "store": store, "out": z, "model": model, "lay": lay}
+    return {"logits": logits, "ref": ref, "trace": trace, "store": store, "out": z, "model": model, "lay": lay,
+            "params": p, "top": top, "mask": mask}
 
 
 @pytest.mark.parametrize("attention,activation", [("2quad-freediv", "quad"), ("softmax", "gelu")])
@@ -140,6 +143,11 @@ def test_forward_with_ffn_pairs_equals_the_real_path(attention, activation):
                    or ".gelu" in r["block"])
     assert ffn(trace) < ffn(old_trace)
     assert sum(r["counts"].get("conjugations", 0) for r in trace if ".ffn2" in r["block"]) > 0
+    # the client's key set (the dry run's) holds the conjugation key at the level FFN2's real part needs it
+    p = a["params"]
+    levels = forward_key_levels(a["model"], a["lay"].n, p, a["top"], a["top"], attention_mask=a["mask"])
+    ffn2 = next(r for r in trace if r["block"] == "L0.ffn2")
+    assert levels[conjugation_element(p)] >= ffn2["level_out"]
 
 
 def test_store_rebuilds_the_complex_diagonals(tmp_path):
@@ -164,3 +172,18 @@ def test_store_rebuilds_the_complex_diagonals(tmp_path):
     pt = store.plaintext(("L0.ffn1.pairs", oc, ic, k, g), f["level"])
     want = Encoder(p).encode(np.roll(vec.tile(d), (k // g) * g), level=f["level"], scale=f["scale"])
     np.testing.assert_array_equal(pt.poly, want.poly)
+
+
+def test_complex_streams_are_refreshed_one_each(setting):
+    """NEXUS-BERT-FFN-PAIRS: Quad's and FFN2's inputs hold complex pairs, so a refresh before them does not pack two
+    ciphertexts into one bootstrap (a + i b of complex a, b would mix them): one bootstrap each there, two
+    ciphertexts per bootstrap elsewhere; the real path (option off) pairs them everywhere."""
+    p, model, lay, *_ = setting
+    for option, want in ((True, 4), (False, 2)):
+        m = nb.NexusModel(model.config, model.params, ranges=model.get_ranges(), options={"ffn_complex": option})
+        ev = DryEvaluator(p)
+        fw = nb.Forward(ev, DryBootstrapper(p, 3), m, lay, np.ones(lay.n), [], [], None)
+        assert [fw.complex_stream(f"L0.{k}") for k in ("ffn1", "quad", "ffn2", "ln2")] == [False, option, option, False]
+        fw.boots = 0
+        fw.refresh_all([ev.fresh(2) for _ in range(4)], [1.0] * 4, pairable=not fw.complex_stream("L0.ffn2"))
+        assert fw.boots == want
