@@ -83,7 +83,7 @@ def real_parts(ev, ys: list[Ciphertext]) -> list[Ciphertext]:
     return [ev.add(y, ev.conjugate(y)) for y in ys]
 
 
-def pack_pair(ev, a: Ciphertext, b: Ciphertext | None) -> Ciphertext:
+def pack_pair(ev, a: Ciphertext, b: Ciphertext | None = None) -> Ciphertext:
     """a + i b (b None: a alone), no key switch, no level (i = X^(N/2))."""
     return a if b is None else ev.add(a, ev.mul_monomial(b, ev.params.N // 2))
 
