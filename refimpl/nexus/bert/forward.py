@@ -152,7 +152,8 @@ class Forward(Nonlinear, Paired, FFN):
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
         (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
         weight store when one is attached. babies: `baby_steps(xs, outputs)` when several products share the
-        input (computed here otherwise)."""
+        input (computed here otherwise). W and b may be complex: complex diagonals and bias on the same baby steps
+        (refimpl.nexus.bert.linear_pairs, ours: two output chunks per ciphertext, or complex-packed inputs)."""
         ev, lay, vec = self.ev, self.lay, self.vec
         P = lay.chunk
         out_f, in_f = W.shape
