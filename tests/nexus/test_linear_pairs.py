@@ -95,6 +95,29 @@ def test_ffn_pairs_on_a_real_ring(setting):
     assert ev.counts["conjugations"] == 1 and ev.counts["rotations"] == g2 + (P // g2 - 1)
 
 
+def test_output_projection_split_outputs(setting):
+    """NEXUS-BERT-FFN-PAIRS: the output projection's two chunks per ciphertext (`split_outputs`): 2 -> 2 chunks
+    (hidden 64 on P = 32) decrypt to numpy's x W^T + b within 1e-4, real and apart, with 2 g + (P/g - 1) rotations
+    for the one packed output and one conjugation, fewer key switches than the real 2 -> 2 product's 2 g' + 2 (P/g' - 1)."""
+    p, model, lay, ev0, E, enc, D = setting
+    P = lay.chunk
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (lay.n, 2 * P))
+    W, b = rng.normal(0, 0.2, (2 * P, 2 * P)), rng.normal(0, 0.1, 2 * P)
+    cts = [E.encrypt(enc.encode(v, level=3)) for v in nb.pack(x, lay)]
+    ev = CountingEvaluator(ev0)
+    fw = nb.Forward(ev, None, model, lay, np.ones(lay.n), [], [], None)
+    ys = lp.split_outputs(fw, cts, W, b, "o")
+    got = [enc.decode(D.decrypt(y)) for y in ys]
+    assert len(ys) == 2 and ys[0].level == cts[0].level - 1
+    assert np.max(np.abs(nb.unpack([v.real for v in got], lay, 2 * P) - (x @ W.T + b))) < 1e-4
+    assert max(np.max(np.abs(v.imag)) for v in got) < 1e-4
+    g = nb.bsgs_baby(P, 2, 1)
+    assert ev.counts["rotations"] == 2 * g + (P // g - 1) and ev.counts["conjugations"] == 1
+    g1 = nb.bsgs_baby(P, 2, 2)
+    assert ev.counts["key_switches"] == 2 * g + (P // g - 1) + 1 < 2 * g1 + 2 * (P // g1 - 1)  # the real product's
+
+
 def small_run(attention, activation, option, store=None, intermediate=64):
     """The small forward (N = 2^10, P = 32, oracle bootstrapping with a fixed seed) with the FFN on chunk pairs on or
     off: a dict of the logits, the float64 model's, the trace, the store, the output ciphertext, the model..."""

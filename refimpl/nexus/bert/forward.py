@@ -26,7 +26,7 @@ from .attention_pairs import applies as pairs_apply, pair_projections, pair_scor
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
 from .layout import LOGIT_BOUND, Layout, SlotVectors, bsgs_baby, input_layout
-from .linear_pairs import FFN
+from .linear_pairs import FFN, applies as linear_pairs_apply, split_outputs
 from .nonlinear import Nonlinear
 from .packing import can_conjugate, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
@@ -406,8 +406,9 @@ class Forward(Nonlinear, Paired, FFN):
                 probs = self.leave(p + "2quad", [ev.rescale(ev.square(sc)) for sc in S])
             ctx = self.pv(i, probs, V)
             ctx = self.enter(p + "out", ctx)
-            o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"],
-                                                  p + "out"))
+            pairs_out = lay.chunks(lay.d) > 1 and linear_pairs_apply(self.st, ev, "out_complex")  # two chunks or more
+            out = (lambda *a: split_outputs(self, *a)) if pairs_out else self.linear
+            o = self.leave(p + "out", out(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"], p + "out"))
             s1 = self.enter(p + "ln1", [self.join(a, b) for a, b in zip(o, x)])
             h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
                                 w["attention.output.LayerNorm.bias"], ln1)

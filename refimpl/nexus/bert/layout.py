@@ -77,9 +77,11 @@ class Layout:
     def linear_shapes(self) -> set[tuple[int, int]]:
         """(input chunks, output chunks) of every `Forward.linear` call sharing one set of baby steps: QKV (Q, K
         and V one ciphertext per chunk, or Q and K one per head for refimpl.nexus.bert.attention), the output
-        projection, FFN1, FFN2, and FFN1, FFN2 on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs)."""
+        projection, FFN1, FFN2, and FFN1, FFN2 and the output projection on complex-packed chunk pairs
+        (refimpl.nexus.bert.linear_pairs)."""
         cd, ci, cp = self.chunks(self.d), self.chunks(self.intermediate), -(-self.chunks(self.intermediate) // 2)
-        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd), (cd, cp), (cp, cd)}
+        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd), (cd, cp), (cp, cd),
+                (cd, -(-cd // 2))}
 
     @property
     def label_pad(self) -> int:

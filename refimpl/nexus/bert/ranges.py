@@ -40,8 +40,9 @@ class NexusModel:
     synthetic token sequences of the vocabulary when not given. options (ours; each default True,
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
-    packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads);
-    see `settings`."""
+    packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
+    "ffn_complex" (the FFN on complex-packed chunk pairs, refimpl.nexus.bert.linear_pairs), "out_complex" (the
+    output projection two output chunks per ciphertext, linear_pairs.split_outputs); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -90,7 +91,10 @@ class NexusModel:
                "pv_quads": bool(self.options.get("pv_quads", True)),
                # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
                # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
-               "ffn_complex": bool(self.options.get("ffn_complex", True))}
+               "ffn_complex": bool(self.options.get("ffn_complex", True)),
+               # ours: the attention's output projection with two output chunks per ciphertext, split after it
+               # (refimpl.nexus.bert.linear_pairs.split_outputs)
+               "out_complex": bool(self.options.get("out_complex", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)

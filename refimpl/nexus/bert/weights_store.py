@@ -141,6 +141,9 @@ class LevelEvaluator:
 
     sub = add
 
+    def negate(self, a):
+        return a
+
     def rotate(self, a, r):
         return a
 
