@@ -8,7 +8,8 @@ import pytest
 
 from refimpl.ckks import Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
 from refimpl.ckks.errors import LevelMismatchError, ScaleMismatchError
-from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
+from refimpl.experiments.bertbase import cost
+from refimpl.nexus.counting import OPS, CountingEvaluator, DryEvaluator
 from refimpl.ring.sampling import RandomSource
 
 
@@ -40,3 +41,14 @@ def test_fused_sum_counts_as_the_chain():
         dry.mul_plain_sum([dry.fresh(level), dry.fresh(level, 2.0**20)], pts[:2])
     with pytest.raises(ValueError, match="no terms"):
         dry.mul_plain_sum([], [])
+
+
+def test_units_without_mac_price_a_term_as_the_chain():
+    """Units measured before the fused sum existed price a mac term as a pt_mult plus an add; with a measured
+    mac unit, predict uses it."""
+    units = {"levels": [1, 3], "pt_mult": [1.0, 3.0], "add": [0.1, 0.3]}
+    assert cost.unit(units, "mac", 2) == pytest.approx(2.0 + 0.2)
+    full = {**units, **{op: [0.0, 0.0] for op in OPS if op not in units}}
+    assert cost.predict({"mac@3": 10}, full)["mac"] == 0.0
+    del full["mac"]
+    assert cost.predict({"mac@3": 10}, full)["mac"] == pytest.approx(33.0)
