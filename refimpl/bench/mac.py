@@ -75,6 +75,7 @@ def compare(ev: Evaluator, cts, pts, terms: int, reps: int) -> dict:
         out[f"{name}_cpu_s"] = round(median(cpu), 4)
         out[f"{name}_ms_per_term"] = round(1e3 * median(wall) / terms, 3)
     out["ratio_chain_over_fused"] = round(out["chain_s"] / out["fused_s"], 2)
+    out["cpu_ratio_chain_over_fused"] = round(out["chain_cpu_s"] / out["fused_cpu_s"], 2)  # steadier on a loaded machine
     return out
 
 
