@@ -202,7 +202,7 @@ def test_head_rows_layout_is_recorded():
     assert lay.head_rows and lay.n * lay.window == p.slots
     names = {name for name, _ in rec}
     assert {f"L0.{w}.pairhead{h}" for w in ("query", "key") for h in range(4)} <= names  # attention_pairs
-    assert {"L0.value", "L0.out", "L0.ffn1.pairs", "L0.ffn2.pairs"} <= names  # the FFN on chunk pairs (linear_pairs)
+    assert {"L0.value", "L0.out.pairs", "L0.ffn1.pairs", "L0.ffn2.pairs"} <= names  # on chunk pairs (linear_pairs)
     for (name, level), entries in rec.items():
         _, scale, values = entries[-1]
         assert ws.stride_of(ws.integer_coefficients(p, values(), scale)) == p.N // (2 * lay.window)
