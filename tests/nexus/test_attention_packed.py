@@ -7,24 +7,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from refimpl.bert.model import init_params
-from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
-from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+from refimpl.ckks import (
+    Parameters,
+)
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
 from refimpl.ckks.keys import conjugation_element
 from refimpl.experiments import bertbase as bb
-from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import attention_packed as apk
 from refimpl.nexus.bert import attention_pairs as ap
 from refimpl.nexus.bert import attention_quads as aq
 from refimpl.nexus.bert.packing import unpack_complex
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
-from refimpl.ring.sampling import RandomSource
 
 from .helpers import Kit
-from .test_bertbase_attention import forward_of, pair_kit, pv_inputs, ranges
+from .test_bertbase_attention import (
+    assert_no_worse,
+    assert_pv_output,
+    forward_errors,
+    forward_of,
+    pair_kit,
+    pv_inputs,
+)
 from .test_bertbase_attention_quads import PV_ROWS
 
 CHAIN_STEPS = (1, 5, -3, 64, -200)
@@ -81,9 +87,9 @@ def test_packed_skewed_keys_equal_the_pairs_own(heads):
     halves, the keys t + r and t + r + R) and to numpy, at the same level and scale, with fewer key switches; the
     scores from it equal pair_scores' own (N = 2^11, heads of 8: 3 pairs (one without a partner) or 4; n = 14 of
     n_pad = 16, two padded keys)."""
-    kit, ev, fw, lay, mask = small_attention(heads)
+    kit, ev, fw, lay, _ = small_attention(heads)
     assert ap.applies(lay) and fw.pairs()
-    w, n_pad, dh, n = lay.window, lay.n_pad, lay.head_dim, 14
+    w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
     R, key = n_pad // 2, fw.vec.key
     rng = np.random.default_rng(heads)
     K, Q = rng.normal(0, 1, (2, lay.heads // 2, lay.slots // w, w))
@@ -118,7 +124,7 @@ def test_pv_with_packed_values_equals_the_oracle_and_numpy(heads):
     oracle) and to numpy within CKKS noise, at the same level and scale, zero outside the chunks' slots, with fewer
     key switches (N = 2^11, heads of 8, 4 per chunk: 3 chunks (chunk pairs 0-1 and 2 packed) or 4 (0-1 and 2-3))."""
     kit, ev, fw, lay, mask = small_attention(heads)
-    n, w, dh = 14, lay.window, lay.head_dim
+    n = 14
     assert aq.applies(lay) and lay.chunks(lay.d) == heads // 4
     Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, heads)
     outs = {}
@@ -127,13 +133,7 @@ def test_pv_with_packed_values_equals_the_oracle_and_numpy(heads):
         ev.reset()
         outs[packed] = (fw.pv(0, paired, vc), ev.counts["key_switches"], ev.counts["conjugations"])
     (old, ks_old, cj_old), (new, ks, cj) = outs[False], outs[True]
-    assert [(c.level, c.scale) for c in new] == [(c.level, c.scale) for c in old]
-    got = nb.unpack([kit.decrypt(c) for c in new], lay, lay.d)
-    np.testing.assert_allclose(got, nb.unpack([kit.decrypt(c) for c in old], lay, lay.d), atol=1e-4)
-    ref = np.concatenate([Pm[h] @ V[:, h * dh:(h + 1) * dh] for h in range(lay.heads)], axis=1)
-    np.testing.assert_allclose(got, ref, atol=1e-4)
-    full = np.stack([kit.decrypt(c).reshape(-1, w) for c in new])
-    assert np.max(np.abs(full[:, :, lay.chunk:])) < 1e-4 and np.max(np.abs(full[:, n:])) < 1e-4
+    assert_pv_output(kit, lay, n, new, old, Pm, V)
     assert ks < ks_old and cj == cj_old + 1
 
 
@@ -166,44 +166,9 @@ def test_packed_skews_key_switches_at_bert_base():
 def test_forward_with_packed_skews_no_worse_than_the_oracle(attention, heads):
     """NEXUS-BERT-KV-COMPLEX: the whole forward (2 layers, heads of 8, n = 14 of 16, N = 2^11, oracle refreshes) with
     kv_complex and without (the oracle): the same logits within CKKS noise, and per-layer and logit errors against
-    the float64 model no worse than the oracle's (within a factor 1.5 plus 1e-5). Softmax with 4 heads (the keys of
-    two head pairs packed), 2Quad with 6 (three head pairs, three chunks of two heads: the values of chunk pairs 0-1
-    and 2 packed too)."""
-    p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-    cfg = bb.config(attention.replace("softmax", "softmax-gelu").replace("2quad-freediv", "2quad-freediv-quad"),
-                    layers=2, hidden_size=8 * heads, num_attention_heads=heads, intermediate_size=64)
-    cfg = type(cfg)(**{**cfg.__dict__, "vocab_size": 50, "max_position_embeddings": 16})
-    rng = np.random.default_rng(7)
-    params = init_params(cfg, rng, dtype=np.float64)
-    for k in params:
-        if "LayerNorm" not in k and "embeddings" not in k:
-            params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
-    n = 14
-    ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 2), np.zeros(2)]
-    lay = nb.input_layout(cfg, n, p.slots, head_rows=True)
-    assert ap.applies(lay) and lay.heads // 2 >= 2 and (heads < 6 or lay.chunks(lay.d) == 3)
-    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
-    sk = kg.secret_key()
-    ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots,
-                                                                                            head_rows=True),
-                                                           conjugate=True)))
-    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
-    x = nb.client_embed(cfg, params, ids, mask)
-    errs = {}
-    for packed in (False, True):
-        model = nb.NexusModel(cfg, params, ranges=ranges(2), options={"kv_complex": packed})
-        ref = nb.plaintext_reference(model, ids, mask, approximate=True)
-        bts = OracleBootstrapper(sk, output_level=p.L - rc.depth, rng=RandomSource.insecure_seeded(5))
-        cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(x, lay)]
-        taps: dict = {}
-        ev.reset()
-        (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, head_rows=True)
-        logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, cfg.num_labels)
-        layers = [np.max(np.abs(nb.unpack([enc.decode(D.decrypt(c)).real for c in taps[f"L{i}"]], lay, lay.d)
-                                - ref["hidden"][i + 1])[mask > 0]) for i in range(2)]
-        errs[packed] = (layers, float(np.max(np.abs(logits - ref["logits"]))), logits, ev.counts["key_switches"])
-    (l0, g0, z0, ks0), (l1, g1, z1, ks1) = errs[False], errs[True]
-    np.testing.assert_allclose(z1, z0, atol=1e-3)
-    for a, b in zip(l1 + [g1], l0 + [g0]):
-        assert a <= 1.5 * b + 1e-5, (l1, g1, l0, g0)
-    assert g1 < 1e-2 and ks1 < ks0
+    the float64 model no worse than the oracle's (within a factor 1.5 plus 1e-5), with fewer key switches. Softmax
+    with 4 heads (the keys of two head pairs packed), 2Quad with 6 (three head pairs, three chunks of two heads: the
+    values of chunk pairs 0-1 and 2 packed too)."""
+    old, new = forward_errors(attention, heads, 7, [({"kv_complex": False}, {}), ({"kv_complex": True}, {})])
+    assert_no_worse(new, old)
+    assert new[3] < old[3]

@@ -23,8 +23,8 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
-from .attention_pairs import applies as pairs_apply, pair_projections, pair_scores, pv_pairs
 from .attention_packed import packed_skewed_keys, packed_skewed_values
+from .attention_pairs import applies as pairs_apply, pair_projections, pair_scores, pv_pairs
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
