@@ -200,36 +200,67 @@ class _Evaluation:
         return _force_scale(ev.rescale(acc), scale)  # level l+1 -> l, scale s
 
 
-def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,
-                       target_scale: float | None = None) -> tuple[Ciphertext, PolyStats]:
-    """sum_k coeffs[k] T_k((2x - a - b) / (b - a)) on every slot, at depth ceil(log2(d+1))
-    (+1 when [a, b] != [-1, 1]); the result has scale `target_scale` (default: ct's scale)."""
+def _affine(ev, ct: Ciphertext, a: float, b: float) -> Ciphertext:
+    """y = (2x - a - b) / (b - a): one level, or x itself on [-1, 1]."""
+    if (a, b) == (-1.0, 1.0):
+        return ct
+    alpha, beta = 2.0 / (b - a), -(a + b) / (b - a)
+    return ev.add_const(ev.rescale(ev.mul_const(ct, alpha)), beta)
+
+
+def _evaluate_on(ev, ct: Ciphertext, y: Ciphertext, P: _Powers, coeffs, target_scale: float | None,
+                 stats: PolyStats) -> Ciphertext:
+    """sum_k coeffs[k] T_k(y), y the affine image of ct, with the powers P of y (memoized, maybe shared)."""
     coeffs = np.trim_zeros(np.asarray(coeffs, dtype=np.float64), "b")
     d = max(len(coeffs) - 1, 0)
-    stats = PolyStats(degree=d, depth=0, level_in=ct.level)
     target_scale = ct.scale if target_scale is None else float(target_scale)
-    y = ct
-    if (a, b) != (-1.0, 1.0):  # y = alpha x + beta: one level
-        alpha, beta = 2.0 / (b - a), -(a + b) / (b - a)
-        y = ev.add_const(ev.rescale(ev.mul_const(ct, alpha)), beta)
     need = poly_depth(d) + (ct.level - y.level)
     if ct.level < need or (d >= 1 and y.level < poly_depth(d)):
         raise LevelExhaustedError(
             f"a degree-{d} polynomial needs {need} levels but the ciphertext is at level {ct.level}: bootstrap first"
         )
-    P = _Powers(ev, y, stats)
     out_level = y.level - poly_depth(d)
     if d == 9 and not np.any(coeffs[0::2]):
-        out = _odd9(ev, y, coeffs, target_scale, stats)
-    elif d == 0:
+        return _odd9(ev, y, coeffs, target_scale, stats)
+    if d == 0:
         zero = ev.drop_level(ev.mul_int(y, 0), out_level)
-        out = ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params, zero.key_id), coeffs[0] if len(coeffs) else 0.0)
-    else:
-        baby = 1 << -(-poly_depth(d) // 2)  # 2^ceil(k/2): ~2 sqrt(d) products in all
-        out = _Evaluation(ev, P, y.level, baby).eval(coeffs, poly_depth(d), out_level, target_scale)
+        return ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params, zero.key_id),
+                            coeffs[0] if len(coeffs) else 0.0)
+    baby = 1 << -(-poly_depth(d) // 2)  # 2^ceil(k/2): ~2 sqrt(d) products in all
+    return _Evaluation(ev, P, y.level, baby).eval(coeffs, poly_depth(d), out_level, target_scale)
+
+
+def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,
+                       target_scale: float | None = None) -> tuple[Ciphertext, PolyStats]:
+    """sum_k coeffs[k] T_k((2x - a - b) / (b - a)) on every slot, at depth ceil(log2(d+1))
+    (+1 when [a, b] != [-1, 1]); the result has scale `target_scale` (default: ct's scale)."""
+    d = max(len(np.trim_zeros(np.asarray(coeffs, dtype=np.float64), "b")) - 1, 0)
+    stats = PolyStats(degree=d, depth=0, level_in=ct.level)
+    y = _affine(ev, ct, a, b)
+    out = _evaluate_on(ev, ct, y, _Powers(ev, y, stats), coeffs, target_scale, stats)
     stats.level_out = out.level
     stats.depth = ct.level - out.level
     return out, stats
+
+
+def evaluate_power_many(ev, ct: Ciphertext, polys, a: float = -1.0, b: float = 1.0,
+                        target_scales=None) -> tuple[list[Ciphertext], PolyStats]:
+    """Several power-basis polynomials of one ciphertext on [a, b], sharing the affine map and the Chebyshev
+    powers T_j (ours): each polynomial lands where `evaluate_power` would put it (depth ceil(log2(d+1)) + 1,
+    scale its target, default ct's), but T_2, T_3, T_4, T_8 ... are computed once for all. NEXUS's GELU
+    (refimpl.nexus.gelu) evaluates five polynomials of the same x (three Sgn first steps, P and Q): 11
+    products instead of 25. stats.mults counts the products of all of them."""
+    polys = [np.asarray(c, dtype=np.float64) for c in polys]
+    scales = [None] * len(polys) if target_scales is None else list(target_scales)
+    stats = PolyStats(degree=max(len(c) - 1 for c in polys), depth=0, level_in=ct.level)
+    lin = np.polynomial.Polynomial([(a + b) / 2, (b - a) / 2])
+    y = _affine(ev, ct, a, b)
+    P = _Powers(ev, y, stats)
+    outs = [_evaluate_on(ev, ct, y, P, npcheb.poly2cheb(np.polynomial.Polynomial(c)(lin).coef), s, stats)
+            for c, s in zip(polys, scales)]
+    stats.level_out = min(o.level for o in outs)
+    stats.depth = ct.level - stats.level_out
+    return outs, stats
 
 
 def _at(ev, ct: Ciphertext, c: float, level: int, scale: float) -> Ciphertext:

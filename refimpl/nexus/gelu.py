@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ckks import Ciphertext
-from ..ckks.polyeval import evaluate_power
+from ..ckks.polyeval import evaluate_power_many
 from ..constants import C
 from .levels import align, with_scale
-from .sign import sgn, sgn_levels, sgn_plain
+from .sign import first_coefficients, sgn_levels, sgn_plain, sgn_rest
 
 G = C["nexus"]["gelu"]
 BREAKPOINTS = tuple(float(t) for t in G["breakpoints"])  # -4, -1.95, 3
@@ -53,6 +53,20 @@ def gelu_plain(x: np.ndarray) -> np.ndarray:
     return p * (b[0] - b[1]) + q * (b[1] - b[2]) + x * (b[2] + 0.5)
 
 
+def segments_and_pieces(ev, ct: Ciphertext, lo: float, hi: float, prescale: float,
+                        bit_scale: float) -> tuple[list[Ciphertext], Ciphertext, Ciphertext]:
+    """The segment bits b_i = Sgn((x - t_i) / prescale) / 2 (level -17, scale bit_scale) and the pieces P(x)
+    (level -3) and Q(x) (level -4, both at ct's scale) of x in [lo, hi].
+
+    The five polynomials of the same x (the three Sgn first steps g4((x - t_i) / prescale), P and Q) share one
+    affine map and one set of Chebyshev powers on [lo, hi] (ours: refimpl.ckks.polyeval.evaluate_power_many;
+    11 ciphertext products instead of 25, the same polynomials and levels as separate evaluations)."""
+    firsts = [first_coefficients(prescale, t) for t in BREAKPOINTS]
+    outs, _ = evaluate_power_many(ev, ct, firsts + [P, Q], lo, hi)
+    bits = [sgn_rest(ev, y, factor=0.5, target_scale=bit_scale) for y in outs[:3]]  # level -17
+    return bits, outs[3], outs[4]
+
+
 def gelu(ev, ct: Ciphertext, lo: float = VALID_RANGE[0], hi: float = VALID_RANGE[1]) -> Ciphertext:
     """P(x) (b_0 - b_1) + Q(x) (b_1 - b_2) + x (b_2 + 1/2), b_i = Sgn((x - t_i)/16)/2 (NEXUS §3.3).
 
@@ -61,10 +75,7 @@ def gelu(ev, ct: Ciphertext, lo: float = VALID_RANGE[0], hi: float = VALID_RANGE
     check_range(lo, hi)
     s, lvl = ct.scale, ct.level - (LEVELS - 1)  # the segment bits land at level l - 17
     q_lvl = float(ev.params.q[lvl])
-    bits = [sgn(ev, ct, bound=SGN_PRESCALE, center=t, factor=0.5, target_scale=q_lvl)  # level l -> l-17
-            for t in BREAKPOINTS]
-    p, _ = evaluate_power(ev, ct, P, lo, hi)  # level l -> l-3, scale s
-    q, _ = evaluate_power(ev, ct, Q, lo, hi)  # level l -> l-4, scale s
+    bits, p, q = segments_and_pieces(ev, ct, lo, hi, SGN_PRESCALE, q_lvl)
     ind_p = ev.sub(bits[0], bits[1])
     ind_q = ev.sub(bits[1], bits[2])
     ind_x = ev.add_const(bits[2], 0.5)

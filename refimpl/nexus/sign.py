@@ -81,13 +81,28 @@ def sgn(ev, ct: Ciphertext, bound: float = 1.0, factor: float = 1.0, center: flo
     if not bound > 0:
         raise ValueError(f"Sgn needs a positive input bound, got {bound}")
     out_scale = ct.scale if target_scale is None else float(target_scale)
-    g, f = coefficients("g4"), coefficients("f4")
+    g = coefficients("g4")
     if (bound, center) == (1.0, 0.0):
         y, _ = evaluate_power(ev, ct, g)  # level l -> l-4
     else:  # g4((x - c)/B) as a polynomial in x on [c - B, c + B]
-        g_x = np.polynomial.Polynomial(g)(np.polynomial.Polynomial([-center / bound, 1.0 / bound])).coef
-        y, _ = evaluate_power(ev, ct, g_x, center - bound, center + bound)  # level l -> l-5
-    y, _ = evaluate_power(ev, y, g)  # level -> l-8 (-9)
-    y, _ = evaluate_power(ev, y, f)  # level -> l-12 (-13)
-    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -> l-16 (-17)
+        y, _ = evaluate_power(ev, ct, first_coefficients(bound, center), center - bound, center + bound)  # l-5
+    return sgn_rest(ev, y, factor, out_scale)
+
+
+def first_coefficients(bound: float, center: float) -> np.ndarray:
+    """Power-basis coefficients in x of Sgn's first step g4((x - center) / bound) (NEXUS §2.4's normalisation
+    folded into g4): for callers that evaluate it beside other polynomials of the same x
+    (`refimpl.ckks.polyeval.evaluate_power_many`, as NEXUS's GELU does)."""
+    g = coefficients("g4")
+    return np.polynomial.Polynomial(g)(np.polynomial.Polynomial([-center / bound, 1.0 / bound])).coef
+
+
+def sgn_rest(ev, y: Ciphertext, factor: float = 1.0, target_scale: float | None = None) -> Ciphertext:
+    """factor f4(f4(g4(y))) with y = g4(normalised x) (Sgn after its first step): level -12, at `target_scale`
+    (default: y's scale)."""
+    out_scale = y.scale if target_scale is None else float(target_scale)
+    g, f = coefficients("g4"), coefficients("f4")
+    y, _ = evaluate_power(ev, y, g)  # level -4
+    y, _ = evaluate_power(ev, y, f)  # level -8
+    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -12
     return y

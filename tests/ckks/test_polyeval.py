@@ -7,7 +7,13 @@ from numpy.polynomial import chebyshev as npcheb
 
 from refimpl.ckks import LevelExhaustedError, Parameters
 from refimpl.ckks.bootstrap import OracleBootstrapper
-from refimpl.ckks.polyeval import chebyshev_interpolate, evaluate_chebyshev, evaluate_power, poly_depth
+from refimpl.ckks.polyeval import (
+    chebyshev_interpolate,
+    evaluate_chebyshev,
+    evaluate_power,
+    evaluate_power_many,
+    poly_depth,
+)
 
 from conftest import Kit
 
@@ -117,3 +123,28 @@ def test_odd_degree_9_takes_5_products(deep, seed, lo, width):
     assert (st2.mults, st2.depth) == (5, 5)
     # the affine map multiplies the input noise by 2 / width
     assert bits(deep.decrypt(out2).real - npcheb.chebval(x, c)) >= 40 - 15 - np.log2(1 + np.abs(c).sum()) - np.log2(2 / width) - 3
+
+
+@given(seed=st.integers(0, 2**16), lo=st.floats(-8, 0), width=st.floats(1, 8),
+       degrees=st.lists(st.integers(1, 12), min_size=2, max_size=5))
+@settings(max_examples=5, deadline=None, derandomize=True)
+def test_many_polynomials_share_their_powers(deep, seed, lo, width, degrees):
+    """CKKS-POLY-MANY: polynomials of one ciphertext evaluated together land at the level and exact scale of
+    separate evaluations, as precise, with at most the products of the separate ones (the powers shared)."""
+    rng = np.random.default_rng(seed)
+    hi = lo + width
+    polys = [rng.uniform(-1, 1, d + 1) / (np.abs(lo) + width) ** np.arange(d + 1) for d in degrees]
+    x = rng.uniform(lo, hi, deep.p.slots)
+    ct = deep.encrypt(x)
+    targets = [ct.scale * (1 + k) for k in range(len(polys))]
+    outs, st_many = evaluate_power_many(deep.ev, ct, polys, lo, hi, targets)
+    separate = 0
+    for c, t, out in zip(polys, targets, outs):
+        ref, st_one = evaluate_power(deep.ev, ct, c, lo, hi, target_scale=t)
+        separate += st_one.mults
+        assert (out.level, out.scale) == (ref.level, ref.scale) == (ct.level - st_one.depth, t)
+        want = np.polynomial.polynomial.polyval(x, c)
+        assert bits(deep.decrypt(out).real - want) >= bits(deep.decrypt(ref).real - want) - 1
+    assert st_many.mults <= separate
+    if len(set(degrees)) < len(degrees) and max(degrees) >= 2:  # a repeated degree >= 2 reuses its powers
+        assert st_many.mults < separate

@@ -12,7 +12,9 @@ import pytest
 from refimpl.bert.functional import gelu_erf, gelu_poly4
 from refimpl.ckks import Parameters
 from refimpl.nexus.counting import CountingEvaluator
-from refimpl.nexus.gelu import LEVELS, VALID_RANGE, gelu, gelu_plain
+from refimpl.ckks.polyeval import evaluate_power
+from refimpl.nexus.gelu import BREAKPOINTS, LEVELS, P, Q, SGN_PRESCALE, VALID_RANGE, gelu, gelu_plain, segments_and_pieces
+from refimpl.nexus.sign import sgn
 
 from .helpers import Kit, bits
 
@@ -43,6 +45,24 @@ def test_gelu_encrypted(kit):
     z = kit.decrypt(out)
     assert bits(z - gelu_plain(x)) >= 14
     assert np.max(np.abs(z - gelu_erf(x))) < 0.0125
+
+
+def test_gelu_shares_the_powers_of_its_five_polynomials(kit):
+    """NEXUS-GELU-SHARED: the segment bits and pieces from one set of Chebyshev powers (ours) equal the separate
+    evaluations (three Sgn, P, Q: the oracle) at the same levels and scales, with 12 products instead of 22."""
+    x = np.linspace(*VALID_RANGE, kit.p.slots)
+    ct = kit.encrypt(x)
+    q_bit = float(kit.p.q[ct.level - 17])
+    ev = CountingEvaluator(kit.ev)
+    bits_, p, q = segments_and_pieces(ev, ct, *VALID_RANGE, SGN_PRESCALE, q_bit)
+    shared = ev.counts["relinearizations"]
+    ev = CountingEvaluator(kit.ev)
+    ref = [sgn(ev, ct, bound=SGN_PRESCALE, center=t, factor=0.5, target_scale=q_bit) for t in BREAKPOINTS]
+    ref += [evaluate_power(ev, ct, c, *VALID_RANGE)[0] for c in (P, Q)]
+    assert (shared, ev.counts["relinearizations"]) == (3 * 15 + 12, 3 * 15 + 22)
+    for got, want in zip(bits_ + [p, q], ref):
+        assert (got.level, got.scale) == (want.level, want.scale)
+        assert np.max(np.abs(kit.decrypt(got) - kit.decrypt(want))) < 2**-14 * max(1.0, np.max(np.abs(kit.decrypt(want))))
 
 
 def test_gelu_range_error(kit):

@@ -14,12 +14,10 @@ from __future__ import annotations
 import math
 
 from ...ckks import Ciphertext
-from ...ckks.polyeval import evaluate_power
 from ..folding import duplicate_rows, max_pair, quick_sum
-from ..gelu import BREAKPOINTS, LEVELS as GELU_LEVELS, P as GP, Q as GQ
+from ..gelu import LEVELS as GELU_LEVELS, segments_and_pieces
 from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
 from ..levels import multiply_lower, times_at, with_scale
-from ..sign import sgn
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .chain import newton_split
 from .ranges import gelu_valid_range
@@ -141,10 +139,7 @@ class Nonlinear:
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
         c = self.st["gelu_prescale"]
-        bits = [sgn(ev, ct, bound=c, center=t, factor=0.5, target_scale=q_lvl) for t in BREAKPOINTS]
-        dom = gelu_valid_range(c)
-        pp, _ = evaluate_power(ev, ct, GP, *dom)  # level -3
-        qq, _ = evaluate_power(ev, ct, GQ, *dom)  # level -4
+        bits, pp, qq = segments_and_pieces(ev, ct, *gelu_valid_range(c), c, q_lvl)  # levels -17, -3, -4
         ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
         ups = [ev.drop_level(v, lvl + 1) for v in (pp, qq, ct)]
         outs = []
