@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from refimpl.ckks import (
-    Parameters,
-)
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+from refimpl.ckks import Parameters
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
 from refimpl.ckks.keys import conjugation_element
 from refimpl.experiments import bertbase as bb
+from refimpl.experiments.bertbase import counts as bc
+from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import attention_packed as apk
 from refimpl.nexus.bert import attention_pairs as ap
 from refimpl.nexus.bert import attention_quads as aq
+from refimpl.nexus.bert.keyset import forward_key_levels
 from refimpl.nexus.bert.packing import unpack_complex
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
@@ -30,6 +30,7 @@ from .test_bertbase_attention import (
     forward_of,
     pair_kit,
     pv_inputs,
+    ranges,
 )
 from .test_bertbase_attention_quads import PV_ROWS
 
@@ -172,3 +173,18 @@ def test_forward_with_packed_skews_no_worse_than_the_oracle(attention, heads):
     old, new = forward_errors(attention, heads, 7, [({"kv_complex": False}, {}), ({"kv_complex": True}, {})])
     assert_no_worse(new, old)
     assert new[3] < old[3]
+
+
+def test_the_packed_skews_need_no_new_galois_key():
+    """NEXUS-BERT-KV-COMPLEX: the dry run's key set (keyset.forward_key_levels, the keys the client makes) is the same
+    with kv_complex as without it (R w and the conjugation serve the head pairs already), on a layout where both
+    skews are packed (6 heads of 8, three chunks, n = 14 of 16, N = 2^11)."""
+    p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    top = p.L - rc.depth
+    cfg = bb.config("2quad-freediv-quad", layers=1, hidden_size=48, num_attention_heads=6, intermediate_size=64)
+    mask = np.r_[np.ones(12), np.zeros(2)]
+    keys = {}
+    for packed in (False, True):
+        model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1), options={"kv_complex": packed})
+        keys[packed] = forward_key_levels(model, 14, p, top, top, attention_mask=mask, head_rows=True)
+    assert set(keys[True]) == set(keys[False]) and conjugation_element(p) in keys[True]
