@@ -24,6 +24,7 @@ from .keyswitch import apply_key, key_switch, mod_up, switch_extended, times_p
 from .params import Parameters
 
 SCALE_RTOL = 1e-9  # scales closer than this (relative) count as equal: the error is below 2^-29
+MAC_BATCH = 32  # terms of mul_plain_sum whose plaintexts are held at once (N = 2^16, level 19: 32 x 10.5 MB)
 
 
 def _same_scale(a: float, b: float) -> bool:
@@ -126,6 +127,44 @@ class Evaluator:
         check_product_scale(self.params, a.scale * pt.scale, a.level, "mul_plain")
         basis = self._basis(a.level)
         return Ciphertext(tuple(self.ctx.mul(c, pt.poly, basis) for c in a.c), a.level, a.scale * pt.scale, a.params, self._key(a))
+
+    def mul_plain_sum(self, cts, pts) -> Ciphertext:
+        """sum_k cts[k] * pts[k] (ours: a fused plaintext multiply-accumulate), bit for bit the chain of
+        mul_plain and add, in one pass per MAC_BATCH terms: products summed as 128-bit integers and reduced
+        once per coefficient (refimpl.ring.rns.RNSContext.mul_sum) instead of a reduced product and an addition,
+        each a full read and write of the ciphertext, per term. cts and pts may be iterables (consumed in
+        step, so a weight store's plaintexts can be made as they are used); every term at one level, one
+        ciphertext size and one product scale (the chain's add would refuse otherwise)."""
+        op = "mul_plain_sum"
+        first, acc, batch, key = None, None, [], self.key_id
+        basis = None
+        for k, (a, pt) in enumerate(zip(cts, pts, strict=True)):
+            self._check_pair(a, pt, op, check_scale=False)
+            if first is None:
+                first, basis = a, self._basis(a.level)
+                scale = a.scale * pt.scale
+                check_product_scale(self.params, scale, a.level, op)
+            else:
+                check_key(self.key_id, (first, a), op, "Evaluator")
+                if a.level != first.level:
+                    raise LevelMismatchError(f"{op}: term {k} is at level {a.level}, term 0 at level {first.level}: "
+                                             f"bring them to one level (drop_level) first")
+                if a.size != first.size:
+                    raise ValueError(f"{op}: term {k} has {a.size} components, term 0 {first.size}: relinearize first")
+                if not _same_scale(a.scale * pt.scale, scale):
+                    raise ScaleMismatchError(
+                        f"{op}: the product scale of term {k} (2^{np.log2(a.scale * pt.scale):.4f}) differs from "
+                        f"term 0's (2^{np.log2(scale):.4f}): the chain's add would refuse it; encode the "
+                        "plaintexts at scales that give one product scale")
+            key = key or a.key_id
+            batch.append((a, pt))
+            if len(batch) == MAC_BATCH:
+                acc, batch = self.ctx.mul_sum([x.c for x, _ in batch], [y.poly for _, y in batch], basis, acc), []
+        if first is None:
+            raise ValueError(f"{op} of no terms")
+        if batch:
+            acc = self.ctx.mul_sum([x.c for x, _ in batch], [y.poly for _, y in batch], basis, acc)
+        return Ciphertext(tuple(acc), first.level, scale, self.params, key)
 
     def mul_const(self, a: Ciphertext, value, scale: float | None = None) -> Ciphertext:
         """a times a constant (scalar) or slotwise vector, encoded at `scale`; rescale next.

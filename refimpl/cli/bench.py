@@ -1,4 +1,4 @@
-"""`refimpl bench {ckks,aby3,nexus,bert,csprng,aby3-tls,bootstrap,bootstrap-pair,peers}`: benchmarks, JSON out."""
+"""`refimpl bench {ckks,aby3,nexus,bert,csprng,aby3-tls,mac,bootstrap,bootstrap-pair,peers}`: benchmarks, JSON out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from refimpl.cli.common import add_json, write_json
 
-BENCHES = ("ckks", "aby3", "nexus", "bert", "csprng", "aby3-tls")  # module: refimpl.bench.<target, "-" as "_">
+BENCHES = ("ckks", "aby3", "nexus", "bert", "csprng", "aby3-tls", "mac")  # module: refimpl.bench.<target, "-" as "_">
 JOBS = {"bootstrap": "bootjob", "bootstrap-pair": "bootpair"}  # one run from a JSON config: module refimpl.bench.<job>
 
 

@@ -8,7 +8,7 @@
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
     refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
-    refimpl experiment unit-costs [--preset P] [--validate LOGN] [--json FILE] (seconds per operation and level)
+    refimpl experiment unit-costs [--preset P] [--validate LOGN] [--add-mac] [--json FILE] (seconds per operation and level)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from refimpl.cli.common import add_glue_dir, add_json, glue_dir, write_json
 from refimpl.cli.progress import Bars
@@ -192,6 +193,8 @@ def unit_costs(args: argparse.Namespace) -> int:
     from refimpl.experiments.bertbase import cost  # lazy: keeps `refimpl --help` instant
 
     numba.set_num_threads(args.threads)
+    if args.add_mac:
+        return add_mac(args, cost)
     cmd = (f"refimpl experiment unit-costs --validate {args.validate}" if args.validate
            else f"refimpl experiment unit-costs --preset {args.preset}") + f" --reps {args.reps} --threads {args.threads}"
     doc = {"command": cmd + (f" --json {args.json}" if args.json else ""), "threads": args.threads}
@@ -208,6 +211,23 @@ def unit_costs(args: argparse.Namespace) -> int:
                     "bootstrap_s": args.bootstrap_s, "bootstrap_source": args.bootstrap_source,
                     "units": measure_with_bars(cost.measure_units, params, levels, reps=args.reps)})
         print(json.dumps(doc["units"]))
+    write_json(args.json, doc)
+    return 0
+
+
+def add_mac(args: argparse.Namespace, cost) -> int:
+    """unit-costs --add-mac: the fused multiply-accumulate's unit measured at the levels of the units in --json
+    (made before it existed) and written into them."""
+    if not args.json or not Path(args.json).exists():
+        raise SystemExit("refimpl experiment unit-costs --add-mac: give the existing units file as --json FILE")
+    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset  # lazy: keeps `refimpl --help` instant
+
+    doc = json.loads(Path(args.json).read_text())
+    params, _ = bootstrap_preset(doc.get("preset", args.preset))
+    doc["units"]["mac"] = cost.measure_mac(params, doc["units"]["levels"], reps=args.reps)
+    doc["mac_command"] = (f"refimpl experiment unit-costs --add-mac --reps {args.reps} --threads {args.threads} "
+                          f"--json {args.json}")
+    print(json.dumps({"levels": doc["units"]["levels"], "mac": doc["units"]["mac"]}))
     write_json(args.json, doc)
     return 0
 
@@ -307,6 +327,9 @@ def register(sub) -> None:
                    help="seconds per bootstrap recorded beside the units (default: the one-thread bootstrap of "
                         "results/ckks/bootpair_128-2^16-dense_1thread.json)")
     p.add_argument("--bootstrap-source", default="results/ckks/bootpair_128-2^16-dense_1thread.json")
+    p.add_argument("--add-mac", action="store_true",
+                   help="only measure the fused multiply-accumulate (Evaluator.mul_plain_sum, per term) at the levels "
+                        "of the units already in --json FILE, and add it there")
     add_json(p, help="write the units as one JSON document to this file")
     p.set_defaults(func=unit_costs)
 

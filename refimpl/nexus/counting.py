@@ -32,8 +32,9 @@ SCALE_RTOL = 1e-9  # as refimpl.ckks.evaluator: scales this close (relative) are
 # switch (a term of rotate_sum too); modup: a rotate_hoisted call (the shared decomposition); hoisted: each
 # rotation of such a call; tensor: a ct-ct product before relinearizing; relin; pt_mult: a product by an encoded
 # vector; scalar: by a constant or monomial; add: additions and subtractions of every kind; rescale; encode: a
-# plaintext encoded.
-OPS = ("rotate", "modup", "hoisted", "tensor", "relin", "pt_mult", "scalar", "add", "rescale", "encode")
+# plaintext encoded; mac: a term of a fused plaintext multiply-accumulate (Evaluator.mul_plain_sum: its product
+# and its addition, timed together).
+OPS = ("rotate", "modup", "hoisted", "tensor", "relin", "pt_mult", "scalar", "add", "rescale", "encode", "mac")
 
 
 class CountingEvaluator:
@@ -42,7 +43,8 @@ class CountingEvaluator:
     Derived counts: counts["rotations"] (rotate + each non-trivial hoisted rotation or rotate_sum term),
     counts["subs"], counts["ct_mults"] (multiply + square), counts["pt_mults"]
     (mul_plain + non-scalar mul_const), counts["relinearizations"], counts["key_switches"] and
-    counts["encodes"] (see the module docstring; the encoder is wrapped too)."""
+    counts["encodes"] (see the module docstring; the encoder is wrapped too). A mul_plain_sum of K terms counts
+    as the chain it replaces: K mul_plain (pt_mults) and K - 1 add (and one mul_plain_sum)."""
 
     _ALIASES = {"rotate": "rotations", "subs": "subs", "multiply": "ct_mults", "square": "ct_mults",
                 "mul_plain": "pt_mults", "rescale": "rescales", "conjugate": "conjugations"}
@@ -75,6 +77,18 @@ class CountingEvaluator:
             return attr(*args, **kwargs)
 
         return counted
+
+    def mul_plain_sum(self, cts, pts):
+        terms = [0]
+
+        def counted(xs):
+            for x in xs:
+                terms[0] += 1
+                yield x
+
+        out = self._ev.mul_plain_sum(counted(cts), pts)
+        chain_counts(self.counts, terms[0])
+        return out
 
     def _key_switches(self, name: str, args, kwargs) -> None:
         p = self._ev.params
@@ -240,6 +254,23 @@ class DryEvaluator:
         self._op("pt_mult", a.level)
         return self._new(a.level, a.scale * pt.scale, a.size)
 
+    def mul_plain_sum(self, cts, pts):
+        k, first, scale = 0, None, None
+        for a, pt in zip(cts, pts, strict=True):
+            if a.level != pt.level or (first is not None and a.level != first.level):
+                raise LevelMismatchError(f"mul_plain_sum: term {k} at levels {a.level} and {pt.level}, term 0 at "
+                                         f"{first.level if first is not None else a.level}")
+            if first is None:
+                first, scale = a, a.scale * pt.scale
+            elif abs(a.scale * pt.scale - scale) > SCALE_RTOL * scale:
+                raise ScaleMismatchError(f"mul_plain_sum: the product scale of term {k} differs from term 0's")
+            k += 1
+        if first is None:
+            raise ValueError("mul_plain_sum of no terms")
+        chain_counts(self.counts, k)
+        self._op("mac", first.level, k)
+        return self._new(first.level, scale, first.size)
+
     def mul_const(self, a, value, scale: float | None = None):
         self._count("mul_const")
         if a.level < 1:
@@ -367,6 +398,14 @@ class DryEvaluator:
         self._count("mul_monomial")
         self._op("scalar", a.level)
         return self._new(a.level, a.scale, a.size)
+
+
+def chain_counts(counts: Counter, terms: int) -> None:
+    """Ours: a mul_plain_sum of `terms` terms counted as the chain of mul_plain and add it replaces."""
+    counts["mul_plain_sum"] += 1
+    counts["mul_plain"] += terms
+    counts["pt_mults"] += terms
+    counts["add"] += terms - 1
 
 
 class DryBootstrapper:

@@ -30,6 +30,7 @@ COMMANDS = {
     'aby3/aby3_speed_quiet.json': 'refimpl reproduce speed --reps 5 --json FILE',
     'bert/freediv_fit.json': 'refimpl fit-freediv --glue-dir $GLUE_DIR --split dev --model FILE --label teacher --model sst2-small-softmax-gelu --model sst2-small-2quad-freediv-quad',
     'bert/freediv_fit.png': 'refimpl fit-freediv (written beside results/bert/freediv_fit.json)',
+    'ckks/mac_128-2^16-dense19.json': 'refimpl bench mac --threads both --json results/ckks/mac_128-2^16-dense19.json',
     'ckks/bench_ckks.json': 'refimpl bench ckks --threads 1 --json results/ckks/bench_ckks.json',
     'ckks/bench_ckks.log': 'the standard error of the run that wrote results/ckks/bench_ckks.json',
     'ckks/bench_ckks_loaded.log': 'refimpl bench ckks --threads 1 (an earlier run on a heavily loaded machine)',

@@ -26,12 +26,12 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .modarith import mul_shoup, mul_shoup_lazy, mulhi64, shoup_constant
+from .modarith import LAZY_TERMS, mul_add128, mul_shoup, mul_shoup_lazy, reduce128, reduction128_constants
 from .ntt import forward_limb
 from .rns import RNSContext, serial_when_small
 
 U64 = np.uint64
-MAX_DIGITS = 64  # 64 products < 2^122 each sum below 2^128
+MAX_DIGITS = LAZY_TERMS  # 64 products < 2^122 each sum below 2^128
 BLOCK = 1024  # coefficients per accumulator tile of the inner product (4 tiles of 8 KB)
 
 
@@ -114,22 +114,6 @@ def mod_up_plan(ctx: RNSContext, full: tuple[int, ...], owns: tuple[tuple[int, .
 
 
 # ----------------------------------------------------------------------------- inner product
-@nb.njit(inline="always", cache=True)
-def _add128(hi, lo, a, b):
-    """(hi, lo) + a * b as a 128-bit integer."""
-    p_lo = a * b
-    p_hi = mulhi64(a, b)
-    s = lo + p_lo
-    return hi + p_hi + (np.uint64(1) if s < p_lo else np.uint64(0)), s
-
-
-@nb.njit(inline="always", cache=True)
-def _reduce128(hi, lo, q, r64, r64_s, one_s):
-    """(hi 2^64 + lo) mod q with r64 = 2^64 mod q (Shoup constants r64_s, one_s of r64 and 1)."""
-    x = mul_shoup(hi, r64, r64_s, q) + mul_shoup(lo, np.uint64(1), one_s, q)
-    return x - q if x >= q else x
-
-
 @nb.njit(cache=True, nogil=True, parallel=True)
 def _inner_product(ext, perm, kb, ka, rows, q, r64, r64_s, one_s):
     D, F, N = ext.shape
@@ -154,25 +138,17 @@ def _inner_product(ext, perm, kb, ka, rows, q, r64, r64_s, one_s):
                 a = ka[j][kr]
                 for t in range(m):
                     x = e[perm[n0 + t]] if permuted else e[n0 + t]
-                    u, v = _add128(h0[t], l0[t], x, b[n0 + t])
+                    u, v = mul_add128(h0[t], l0[t], x, b[n0 + t])
                     h0[t] = u
                     l0[t] = v
-                    u, v = _add128(h1[t], l1[t], x, a[n0 + t])
+                    u, v = mul_add128(h1[t], l1[t], x, a[n0 + t])
                     h1[t] = u
                     l1[t] = v
             ql, rl, rsl, osl = q[l], r64[l], r64_s[l], one_s[l]
             for t in range(m):
-                out0[l, n0 + t] = _reduce128(h0[t], l0[t], ql, rl, rsl, osl)
-                out1[l, n0 + t] = _reduce128(h1[t], l1[t], ql, rl, rsl, osl)
+                out0[l, n0 + t] = reduce128(h0[t], l0[t], ql, rl, rsl, osl)
+                out1[l, n0 + t] = reduce128(h1[t], l1[t], ql, rl, rsl, osl)
     return out0, out1
-
-
-@lru_cache(maxsize=None)
-def _reduction_constants(primes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    r64 = [(1 << 64) % p for p in primes]
-    return (np.array(primes, dtype=U64), np.array(r64, dtype=U64),
-            np.array([shoup_constant(r, p) for r, p in zip(r64, primes)], dtype=U64),
-            np.array([shoup_constant(1, p) for p in primes], dtype=U64))
 
 
 def inner_product(ctx: RNSContext, ext: np.ndarray, kb, ka, rows: np.ndarray, basis: tuple[int, ...],
@@ -183,7 +159,7 @@ def inner_product(ctx: RNSContext, ext: np.ndarray, kb, ka, rows: np.ndarray, ba
         raise ValueError(f"the lazy inner product sums at most {MAX_DIGITS} digits, got {ext.shape[0]}")
     if len(kb) != ext.shape[0] or len(ka) != ext.shape[0]:
         raise ValueError(f"{ext.shape[0]} digits but {len(kb)} and {len(ka)} key parts")
-    q, r64, r64_s, one_s = _reduction_constants(tuple(ctx.primes[i] for i in basis))
+    q, r64, r64_s, one_s = reduction128_constants(tuple(ctx.primes[i] for i in basis))
     perm = np.zeros(0, dtype=np.int64) if perm is None else np.ascontiguousarray(perm, dtype=np.int64)
     kb = tuple(np.ascontiguousarray(x) for x in kb)
     ka = tuple(np.ascontiguousarray(x) for x in ka)

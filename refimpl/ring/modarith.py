@@ -8,6 +8,10 @@ Two reductions are used:
 - Shoup (multiplication by a precomputed constant w, with w' = floor(w 2^64 / q)):
   r = a w - floor(a w' / 2^64) q  lies in [0, 2q) for any a < 2^64; one mulhi per product.
   Used by the NTT twiddles, base conversion constants and scalar multiplications.
+- Lazy sums (ours, after Harvey 2014): products of residues a, b < q < 2^61 are < 2^122, so up
+  to LAZY_TERMS = 64 of them add up as 128-bit integers (`mul_add128`) and are reduced once
+  (`reduce128`: hi 2^64 + lo with two Shoup products). Used by the key inner product and the
+  plaintext multiply-accumulate.
 - Barrett (both operands variable, a, b < q < 2^61): x = a b < 2^(2k) with k = bitlen(q);
   t = x >> (k-1); q_est = (t mu) >> (k+1) with mu = floor(2^(2k) / q); r = x - q_est q lies
   in [0, 3q). Two mulhi per product. Used by pointwise products of polynomials.
@@ -18,10 +22,13 @@ Reference: D. Harvey, "Faster arithmetic for number-theoretic transforms", J. Sy
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba as nb
 import numpy as np
 
 MAX_PRIME_BITS = 61  # lazy butterflies keep values below 4q < 2^63
+LAZY_TERMS = 64  # products < 2^122 (q < 2^61) that a 128-bit sum holds: 64 (q - 1)^2 + q < 2^128
 
 U64 = np.uint64
 _M32 = np.uint64(0xFFFFFFFF)
@@ -55,6 +62,32 @@ def mul_shoup(a, w, w_shoup, q):
     """a*w mod q in [0, q)."""
     r = a * w - mulhi64(a, w_shoup) * q
     return r - q if r >= q else r
+
+
+@nb.njit(inline="always", cache=True)
+def mul_add128(hi, lo, a, b):
+    """(hi, lo) + a * b as a 128-bit integer (hi 2^64 + lo); no reduction."""
+    p_lo = a * b
+    p_hi = mulhi64(a, b)
+    s = lo + p_lo
+    return hi + p_hi + (_ONE if s < p_lo else np.uint64(0)), s
+
+
+@nb.njit(inline="always", cache=True)
+def reduce128(hi, lo, q, r64, r64_s, one_s):
+    """(hi 2^64 + lo) mod q in [0, q), with r64 = 2^64 mod q and the Shoup companions r64_s of r64
+    and one_s of 1 (`reduction128_constants`)."""
+    x = mul_shoup(hi, r64, r64_s, q) + mul_shoup(lo, _ONE, one_s, q)
+    return x - q if x >= q else x
+
+
+@lru_cache(maxsize=None)
+def reduction128_constants(primes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """(q, 2^64 mod q, its Shoup companion, the Shoup companion of 1) per prime, for `reduce128`."""
+    r64 = [(1 << 64) % p for p in primes]
+    return (np.array(primes, dtype=U64), np.array(r64, dtype=U64),
+            np.array([shoup_constant(r, p) for r, p in zip(r64, primes)], dtype=U64),
+            np.array([shoup_constant(1, p) for p in primes], dtype=U64))
 
 
 @nb.njit(inline="always", cache=True)

@@ -21,12 +21,14 @@ from math import prod
 import numba as nb
 import numpy as np
 
-from .modarith import barrett_constants, mul_barrett, mul_shoup, mul_shoup_lazy, shoup_constant
+from .modarith import (LAZY_TERMS, barrett_constants, mul_add128, mul_barrett, mul_shoup, mul_shoup_lazy, reduce128,
+                       reduction128_constants, shoup_constant)
 from .ntt import NTTTables, forward_limb, intt_inplace, inverse_limb, make_tables, ntt_inplace
 
 U64 = np.uint64
 
 PARALLEL_MIN_WORDS = 1 << 18  # below this many residues a kernel runs on one thread
+MAC_BLOCK = 1024  # coefficients per accumulator tile of `_mul_sum` (C x 2 tiles of 8 KB)
 
 
 @contextmanager
@@ -78,6 +80,45 @@ def _mul_acc(acc, a, b, q, mu, k):
         for n in range(a.shape[1]):
             x = acc[l, n] + mul_barrett(a[l, n], b[l, n], ql, mul_, kl)
             acc[l, n] = x - ql if x >= ql else x
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def _mul_sum(xs, ys, C, acc, q, r64, r64_s, one_s):
+    """out[c] = acc[c] + sum_t xs[t C + c] ys[t] mod q (acc of shape (0, 0, 0): none) (ours: a plaintext multiply-accumulate). Per limb and tile of
+    MAC_BLOCK coefficients, the products are summed as 128-bit integers (`mul_add128`), folded into [0, q)
+    every LAZY_TERMS terms and reduced once at the end; each ys row is read once for all C components."""
+    K = len(ys)
+    L, N = ys[0].shape
+    out = np.empty((C, L, N), dtype=np.uint64)
+    for l in nb.prange(L):
+        hi = np.empty((C, MAC_BLOCK), dtype=np.uint64)
+        lo = np.empty((C, MAC_BLOCK), dtype=np.uint64)
+        ql, rl, rsl, osl = q[l], r64[l], r64_s[l], one_s[l]
+        for n0 in range(0, N, MAC_BLOCK):
+            m = min(MAC_BLOCK, N - n0)
+            hi[:, :] = 0
+            lo[:, :] = 0
+            if acc.shape[0]:  # a residue < q to start from: r + 64 (q - 1)^2 < 2^128 as after a fold
+                for c in range(C):
+                    lo[c, :m] = acc[c, l, n0:n0 + m]
+            for t in range(K):
+                y = ys[t][l]
+                for c in range(C):
+                    x = xs[t * C + c][l]
+                    hc, lc = hi[c], lo[c]
+                    for i in range(m):
+                        u, v = mul_add128(hc[i], lc[i], x[n0 + i], y[n0 + i])
+                        hc[i] = u
+                        lc[i] = v
+                if (t + 1) % LAZY_TERMS == 0 and t + 1 < K:  # fold: r + 64 (q - 1)^2 < 2^128 still
+                    for c in range(C):
+                        for i in range(m):
+                            lo[c, i] = reduce128(hi[c, i], lo[c, i], ql, rl, rsl, osl)
+                            hi[c, i] = 0
+            for c in range(C):
+                for i in range(m):
+                    out[c, l, n0 + i] = reduce128(hi[c, i], lo[c, i], ql, rl, rsl, osl)
+    return out
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -291,6 +332,29 @@ class RNSContext:
     def mul_acc(self, acc, a, b, basis):
         idx = list(basis)
         _mul_acc(acc, a, b, self.q[idx], self.mu[idx], self.k[idx])
+
+    def mul_sum(self, xs, ys, basis, acc: np.ndarray | None = None) -> np.ndarray:
+        """acc[c] + sum_t xs[t][c] * ys[t] for each component c (acc [C, len(basis), N] or None), pointwise mod the primes of `basis` (ours: the plaintext
+        multiply-accumulate, one pass, one reduction per coefficient): xs a sequence of K tuples of C arrays,
+        ys K arrays, all [len(basis), N]; returns [C, len(basis), N]. Exactly the residues of the chain of
+        `mul` and `add`."""
+        if len(xs) != len(ys) or not ys:
+            raise ValueError(f"mul_sum needs as many (at least one) polynomial tuples as multipliers, got {len(xs)} and {len(ys)}")
+        C = len(xs[0])
+        if any(len(x) != C for x in xs):
+            raise ValueError(f"mul_sum: every term needs {C} components, got {sorted({len(x) for x in xs})}")
+        shape = (len(basis), self.N)
+        flat = [np.ascontiguousarray(c) for x in xs for c in x]
+        ys = [np.ascontiguousarray(y) for y in ys]
+        if any(a.shape != shape or a.dtype != U64 for a in flat + ys):
+            raise ValueError(f"mul_sum: every polynomial must be a {shape} uint64 array")
+        if acc is None:
+            acc = np.zeros((0, 0, 0), dtype=U64)
+        elif acc.shape != (C,) + shape or acc.dtype != U64:
+            raise ValueError(f"mul_sum: the accumulator must be a {(C,) + shape} uint64 array, got {acc.shape} {acc.dtype}")
+        q, r64, r64_s, one_s = reduction128_constants(tuple(self.primes[i] for i in basis))
+        with serial_when_small(shape[0] * shape[1] * C):
+            return _mul_sum(nb.typed.List(flat), nb.typed.List(ys), C, np.ascontiguousarray(acc), q, r64, r64_s, one_s)
 
     @_sized
     def mul_int(self, a, value: int, basis):

@@ -34,6 +34,7 @@ from ...ring.sampling import RandomSource
 from .plan import MODELS, config
 
 HOIST_K = 8  # rotate_hoisted is timed with 1 and HOIST_K rotations: modup = t(1) - hoisted, hoisted = slope
+MAC_TERMS = 16  # mul_plain_sum is timed on this many terms (the fewest of a BERT-base giant step); mac = t / MAC_TERMS
 
 
 def _median(reps: int, f, *args) -> float:
@@ -90,6 +91,7 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
             "rescale": _median(reps, ev.rescale, c3) if lvl > 0 else 0.0,
             "encode": _median(reps, enc.encode, z, lvl),
             "expand": _median(reps, expand, kept, stride, lvl, params),
+            "mac": mac_unit(ev, a, b, pt, reps),
         }
         for op, v in t.items():
             out[op].append(v)
@@ -99,8 +101,29 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
     return out
 
 
+def mac_unit(ev, a, b, pt, reps: int) -> float:
+    """Seconds per term of Evaluator.mul_plain_sum over MAC_TERMS terms (a and b alternately, times pt)."""
+    return _median(reps, ev.mul_plain_sum, [a, b] * (MAC_TERMS // 2), [pt] * MAC_TERMS) / MAC_TERMS
+
+
+def measure_mac(params, levels, reps: int = 3) -> list[float]:
+    """The "mac" unit alone at each of `levels` (no evaluation keys needed), to add to units measured before
+    it existed (refimpl experiment unit-costs --add-mac)."""
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(1))
+    enc, E = Encoder(params), Encryptor(kg.public_key(kg.secret_key()), RandomSource.insecure_seeded(2))
+    z = np.random.default_rng(0).uniform(-1, 1, params.slots)
+    ev, out = Evaluator(params), []
+    for lvl in levels:
+        a, b = E.encrypt(enc.encode(z, level=int(lvl))), E.encrypt(enc.encode(z[::-1].copy(), level=int(lvl)))
+        out.append(mac_unit(ev, a, b, enc.encode(z, level=int(lvl)), reps))
+    return out
+
+
 def unit(units: dict, op: str, level: int) -> float:
-    """Seconds of `op` at `level`, linear between the measured levels (flat beyond them)."""
+    """Seconds of `op` at `level`, linear between the measured levels (flat beyond them). Units measured before
+    the fused multiply-accumulate existed price a "mac" term as the chain it replaces: a pt_mult and an add."""
+    if op == "mac" and "mac" not in units:
+        return unit(units, "pt_mult", level) + unit(units, "add", level)
     return float(np.interp(level, units["levels"], units[op]))
 
 
