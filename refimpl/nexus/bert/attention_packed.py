@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ckks import Ciphertext
-from .attention_pairs import skewed_keys_pair
+from .attention_pairs import pair_scores, skewed_keys_pair
 from .attention_quads import imaginary_shift, skewed_pair
 from .layout import Layout
 from .packing import unpack_complex
@@ -56,6 +56,14 @@ def packed_skewed_keys(ev, kps: list[Ciphertext], lay: Layout, key: np.ndarray) 
     if len(kps) % 2:
         out.append(skewed_keys_pair(ev, kps[-1], lay, key))
     return out
+
+
+def scores_of_pairs(ev, qps: list[Ciphertext], kps: list[Ciphertext], lay: Layout, key: np.ndarray, scale: float,
+                    shift: np.ndarray | None, packed: bool) -> list[Ciphertext]:
+    """attention_pairs.pair_scores of every head pair, on the skewed keys of packed_skewed_keys (packed) or on each
+    pair's own skewed_keys_pair (packed False: the oracle)."""
+    Es = packed_skewed_keys(ev, kps, lay, key) if packed else [None] * len(kps)
+    return [pair_scores(ev, qp, kp, lay, key, scale, shift, E) for qp, kp, E in zip(qps, kps, Es)]
 
 
 def packed_skewed_values(ev, V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
