@@ -141,9 +141,6 @@ class LevelEvaluator:
 
     sub = add
 
-    def negate(self, a):
-        return a
-
     def rotate(self, a, r):
         return a
 
@@ -163,6 +160,9 @@ class LevelEvaluator:
         return a
 
     def conjugate(self, a):  # the head pairs' halves (refimpl.nexus.bert.attention_pairs)
+        return a
+
+    def negate(self, a):  # the complex splits (refimpl.nexus.bert.packing.unpack_complex)
         return a
 
 
