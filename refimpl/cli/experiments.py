@@ -270,6 +270,8 @@ def register(sub) -> None:
     p.add_argument("--key-cache-gib", type=float, default=6.0,
                    help="Galois keys held in memory at most (read on use from the work directory)")
     p.add_argument("--diagonals", action="store_true", help="keep the bootstrap's encoded diagonals (4.55 GiB at 2^16)")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="stop (exit 1) when a layer's decrypted output is farther than this from the float64 model")
     p.add_argument("--json", help="the per-layer records (default results/nexus/nexus_bertbase_run_MODEL.json)")
     p.add_argument("--verbose", action="store_true", help="log every piece of the forward and every bootstrap stage")
     p.add_argument("--table", metavar="FILE", help="only: print the per-layer table of a results file (no run)")

@@ -147,6 +147,16 @@ def child(work: str, out: str) -> None:
     cli_main(["experiment", "bertbase-run", *TINY, "--work", work, "--json", out])
 
 
+def test_a_layer_beyond_the_tolerance_stops_the_run():
+    """NEXUS-BERT-RUN: a layer whose decrypted output is farther from the float64 model than the tolerance raises
+    (the command logs it and exits 1) instead of feeding the next layer; within it, nothing happens."""
+    realrun.check_layer({"layer": 3, "max_abs_err_vs_model": 0.04}, 0.05)
+    with pytest.raises(realrun.LayerCheckFailed, match="layer 3: decrypted output 1.41 from the float64 model"):
+        realrun.check_layer({"layer": 3, "max_abs_err_vs_model": 1.41}, 0.05)
+    with pytest.raises(realrun.LayerCheckFailed):
+        realrun.check_layer({"layer": 0, "max_abs_err_vs_model": float("nan")}, 0.05)
+
+
 @pytest.mark.slow
 def test_real_run_killed_and_resumed(tmp_path):
     """NEXUS-BERT-RUN: the command at a tiny size, killed (SIGKILL) after layer 0's record and run again: the

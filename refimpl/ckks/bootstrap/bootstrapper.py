@@ -178,6 +178,9 @@ BOOTSTRAP_PRESETS = {
     "128-2^16-dense19": dict(N=2**16, levels_after=19, encapsulation_h=32, log_s2c=35, num_p=3, ks_slack_bits=20),
     "toy-2^10-dense": dict(N=2**10, levels_after=3, encapsulation_h=32, num_p=3, insecure=True),
     "toy-2^10-deep": dict(N=2**10, levels_after=18, encapsulation_h=32, num_p=3, insecure=True),  # NEXUS blocks, fast
+    # 128-2^16-dense19's chain and encapsulation on an insecure N = 2^13 ring: BERT-base widths at n = 16 tokens
+    "toy-2^13-dense19": dict(N=2**13, levels_after=19, encapsulation_h=32, log_s2c=35, num_p=3, ks_slack_bits=20,
+                             insecure=True),
     # toy rings (insecure) for tests and the demo
     "toy-2^10": dict(N=2**10, levels_after=3, h=64, num_p=3, insecure=True),
     "toy-2^12": dict(N=2**12, levels_after=3, h=192, num_p=3, insecure=True),

@@ -68,6 +68,17 @@ def build_model(name: str, layers: int, size: dict) -> nb.NexusModel:
     return nb.NexusModel(cfg, prm, ranges=widest_ranges(shipped_ranges(name), layers))
 
 
+class LayerCheckFailed(RuntimeError):
+    """A layer's decrypted output is farther from the float64 model than the run's tolerance."""
+
+
+def check_layer(rec: dict, tolerance: float) -> None:
+    """Raise LayerCheckFailed when a layer's record is farther from the float64 model than `tolerance`."""
+    if not rec["max_abs_err_vs_model"] <= tolerance:
+        raise LayerCheckFailed(f"layer {rec['layer']}: decrypted output {rec['max_abs_err_vs_model']:.3g} from the "
+                               f"float64 model (tolerance {tolerance:g}); the record is written, the checkpoint kept")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -334,8 +345,10 @@ def command(a, cmd: str) -> int:
 
     def on_layer(i, chunks):
         rec = record(i, decrypted(chunks), ap["hidden"][i + 1], ex["hidden"][i + 1])
+        rec["within_tolerance"] = rec["max_abs_err_vs_model"] <= a.tolerance
         res["layers"] = [r for r in res["layers"] if r["layer"] != i] + [rec]
         write()
+        check_layer(rec, a.tolerance)  # a wrong layer stops the run: the next would compute on it
         log(f"layer {i}: " + json.dumps({k: rec.get(k) for k in ("wall_s", "cpu_s", "peak_rss_gib", "key_switches",
                                                                    "bootstraps", "max_abs_err_vs_model")}))
         store.release(f"L{i}.")  # layer i's diagonals leave this process's memory (not the page cache)
@@ -357,8 +370,12 @@ def command(a, cmd: str) -> int:
 
     bts.progress = progress if a.verbose else None
     start_mark()
-    (z,) = resumable_forward(ev, cbts, model, cts, n, mask, work / "checkpoint", log=log, on_layer=on_layer,
-                             head_rows=True, weights=store, progress=progress)
+    try:
+        (z,) = resumable_forward(ev, cbts, model, cts, n, mask, work / "checkpoint", log=log, on_layer=on_layer,
+                                 head_rows=True, weights=store, progress=progress)
+    except LayerCheckFailed as e:
+        log(f"FAILED: {e}")
+        return 1
     logits = nb.unpack_output([enc.decode(D.decrypt(z)).real], lay, model.config.num_labels)
     res["head"] = record("head", logits, ap["logits"], ex["logits"])
     res["logits"] = {"encrypted": logits.tolist(), "model": ap["logits"].tolist(), "exact": ex["logits"].tolist()}
