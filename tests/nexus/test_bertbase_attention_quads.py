@@ -17,7 +17,7 @@ from refimpl.nexus.bert.chain import pv_join
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
 from .helpers import Kit
-from .test_bertbase_attention import forward_of, pv_inputs
+from .test_bertbase_attention import assert_pv_output, forward_of, pv_inputs
 
 PV_ROWS = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
            {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
@@ -38,7 +38,6 @@ def test_pv_quads_equal_pv_pairs_and_numpy(heads):
     ev = CountingEvaluator(kit.ev)
     fw, lay = forward_of(cfg, ev, n, mask)
     assert aq.applies(lay) and fw.pairs() and lay.chunks(lay.d) == heads // 4
-    w, dh = lay.window, lay.head_dim
     Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 6)
     assert pv_join(fw.st, lay) == 3
     outs = {}
@@ -47,13 +46,7 @@ def test_pv_quads_equal_pv_pairs_and_numpy(heads):
         ev.reset()
         outs[quads] = (fw.pv(0, paired, vc), ev.counts["key_switches"])
     (old, ks_old), (new, ks) = outs[False], outs[True]
-    assert [(c.level, c.scale) for c in new] == [(c.level, c.scale) for c in old]
-    got = nb.unpack([kit.decrypt(c) for c in new], lay, lay.d)
-    np.testing.assert_allclose(got, nb.unpack([kit.decrypt(c) for c in old], lay, lay.d), atol=1e-4)
-    ref = np.concatenate([Pm[h] @ V[:, h * dh:(h + 1) * dh] for h in range(lay.heads)], axis=1)
-    np.testing.assert_allclose(got, ref, atol=1e-4)
-    full = np.stack([kit.decrypt(c).reshape(-1, w) for c in new])
-    assert np.max(np.abs(full[:, :, lay.chunk:])) < 1e-4 and np.max(np.abs(full[:, n:])) < 1e-4
+    assert_pv_output(kit, lay, n, new, old, Pm, V)
     assert ks < ks_old
 
 

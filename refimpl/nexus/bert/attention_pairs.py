@@ -83,34 +83,37 @@ def regions(lay: Layout, width: int) -> np.ndarray:
     return ((pos % lay.n_pad < width) & (pos < 2 * lay.n_pad)).astype(np.float64)
 
 
-def skewed_keys_pair(ev, kp: Ciphertext, lay: Layout, key: np.ndarray) -> Ciphertext:
+def skewed_keys_pair(ev, kp: Ciphertext, lay: Layout, key: np.ndarray, imag: complex = 1j,
+                     unit: float = 1.0) -> Ciphertext:
     """E[t, o + p] = K_h[(t + p) mod n_pad, p mod dh] + i K_h[(t + p + R) mod n_pad, p mod dh] for p < R + dh - 1,
     the pair's heads h at o = 0 and o = n_pad, each key times its mask `key` [n_pad]. From kp = pair_projections(K).
     E = sum_s Rot(kp, s w) x (complex one-hot of the positions whose key is t + s), baby-step giant-step over the
-    n_pad shifts s. 1 level (l -> l-1, scale kept)."""
+    n_pad shifts s. imag = 0: the real half alone (real masks: refimpl.nexus.bert.attention_packed runs it on two
+    pairs' keys at once); unit: a factor on the masks. 1 level (l -> l-1, scale kept)."""
     w, n_pad, dh, S = lay.window, lay.n_pad, lay.head_dim, lay.slots
     R = n_pad // 2
     pos, tok = np.arange(S) % w, np.arange(S) // w
     p = pos % n_pad
     inside = regions(lay, R + dh - 1)
-    return ev.rescale(token_shift_sum(ev, kp, lay, n_pad, lambda s: inside * ((p == s) + 1j * ((p + R) % n_pad == s))
-                                      * key[(tok + s) % n_pad]))
+    return ev.rescale(token_shift_sum(ev, kp, lay, n_pad, lambda s: unit * inside * key[(tok + s) % n_pad]
+                                      * ((p == s) + imag * ((p + R) % n_pad == s))))
 
 
 def pair_scores(ev, qp: Ciphertext, kp: Ciphertext, lay: Layout, key: np.ndarray, scale: float,
-                shift: np.ndarray | None = None) -> Ciphertext:
+                shift: np.ndarray | None = None, E: Ciphertext | None = None) -> Ciphertext:
     """The rows of S for a head pair in the layout of packing.pair_rows: slot t w + r = S_2k[t, (t + r) mod n_pad]
     x scale, slot t w + n_pad + r the same for head 2k + 1, zero elsewhere (key mask `key` applied), + shift.
 
     Z = sum_j Rot(A_0, j) Rot(E, j - j w) (E = skewed_keys_pair; A_0 = qp; j < dh, baby-step giant-step with the
     row mask on the baby steps), complex: Re Z holds the rows' first R = n_pad / 2 entries, Im Z the others, which
-    `halves` moves behind them. Level l -> l-2, the scale of the per-head path."""
+    `halves` moves behind them. E: the skewed keys if already made (refimpl.nexus.bert.attention_packed). Level
+    l -> l-2, the scale of the per-head path."""
     w, n_pad, S = lay.window, lay.n_pad, lay.slots
     if qp.level != kp.level:
         raise ValueError(f"Q at level {qp.level}, K at level {kp.level}")
     R = n_pad // 2
     rows = regions(lay, R) * (np.arange(S) // w < lay.n) * (0.5 * scale)  # halved: `halves` doubles
-    E = skewed_keys_pair(ev, kp, lay, key)  # level l-1
+    E = skewed_keys_pair(ev, kp, lay, key) if E is None else E  # level l-1
     Z = feature_products(ev, qp, E, lay, rows, qp.scale * kp.scale / float(ev.params.q[qp.level]))  # level l-2
     out = halves(ev, Z, R)
     return ev.add_const(out, shift) if shift is not None else out

@@ -81,10 +81,10 @@ def head_probs(ev, probs: list[Ciphertext], lay: Layout, key: np.ndarray, quads:
     return [d for k, pc in enumerate(probs) for d in pair_probs(ev, pc, lay, key, 2 * k + 1 < lay.heads)]
 
 
-def skewed_chunk(ev, vb: dict, lay: Layout, to: int) -> Ciphertext:
+def skewed_chunk(ev, vb: dict, lay: Layout, to: int, unit: float = 1.0) -> Ciphertext:
     """G[t, to + x] = V[(t + x mod dh) mod n_pad, c P + x] for x < P (every head of chunk c skewed at once), from
-    vb = chunk c's hoisted token rotations b w, b < baby(dh); ceil(dh / g) giant steps (one fewer when to = 0).
-    1 level (l -> l-1, scale kept)."""
+    vb = chunk c's hoisted token rotations b w, b < baby(dh); ceil(dh / g) giant steps (one fewer when to = 0);
+    unit: a factor on the masks. 1 level (l -> l-1, scale kept)."""
     w, dh, P, S = lay.window, lay.head_dim, lay.chunk, lay.slots
     g = baby(dh)
     pos = np.arange(S) % w
@@ -96,7 +96,7 @@ def skewed_chunk(ev, vb: dict, lay: Layout, to: int) -> Ciphertext:
             p = a * g + b
             if p >= dh:
                 break
-            target = ((pos >= to) & (pos < to + P) & ((pos - to) % dh == p)).astype(np.float64)
+            target = unit * ((pos >= to) & (pos < to + P) & ((pos - to) % dh == p))
             t = ev.mul_const(vb[b * w], np.roll(target, s))
             inner = t if inner is None else ev.add(inner, t)
         inner = ev.rotate(inner, s) if s % S else inner
@@ -104,25 +104,43 @@ def skewed_chunk(ev, vb: dict, lay: Layout, to: int) -> Ciphertext:
     return ev.rescale(G)
 
 
-def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
+def skewed_pair(ev, V: list[Ciphertext], lay: Layout, q: int, unit: float = 1.0) -> Ciphertext:
+    """G = skewed_chunk(V[q]) + skewed_chunk(V[q + 1]) moved by P (chunk q + 1 if there is one), each chunk's token
+    rotations hoisted; unit: a factor on the masks. 1 level."""
+    w, P = lay.window, lay.chunk
+    G = None
+    for c, to in ((q, 0), (q + 1, P)):
+        if c < len(V):
+            vb = ev.rotate_hoisted(V[c], [b * w for b in range(baby(lay.head_dim))])
+            gc = skewed_chunk(ev, vb, lay, to, unit)
+            G = gc if G is None else ev.add(G, gc)
+    return G
+
+
+def imaginary_shift(ev, G: Ciphertext, lay: Layout) -> Ciphertext:
+    """H = G - i Rot(G, R w): G[t] - i G[t + R], the key shifts j + R in the imaginary half (1 rotation)."""
+    return ev.sub(G, ev.mul_monomial(ev.rotate(G, (lay.n_pad // 2) * lay.window), ev.params.N // 2))
+
+
+def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
+             Hs: list[Ciphertext] | None = None) -> list[Ciphertext]:
     """O = P V, two hidden chunks per rotated ciphertext (see the module docstring). pds: quad_probs' ciphertexts,
     one per head; V: the token-major chunks at QKV's output level. Per chunk pair q: H = G - i Rot(G, R w), G =
     skewed_chunk(2q) + skewed_chunk(2q + 1) moved by P; its rotations Rot(H, j w - g a) (j = g a + b < R, g =
     baby(R)) shared by the pair's heads. Output chunk c: sum_a Rot(X_a, g a + (c mod 2) P), X_a = sum over c's heads
     h and b of Rot(Pd_h, b) x (Rot(H, j w - g a) x head h's slots moved by g a), relinearized once; then the real
-    part (1 conjugation). Level: min(pd level, V level - 2) - 1. Output: the token-major chunks."""
+    part (1 conjugation). Hs: the chunk pairs' H if already made (refimpl.nexus.bert.attention_packed).
+    Level: min(pd level, V level - 2) - 1. Output: the token-major chunks."""
     w, n_pad, dh, P, S = lay.window, lay.n_pad, lay.head_dim, lay.chunk, lay.slots
     R, per = n_pad // 2, P // dh
     g = baby(R)
     pos = np.arange(S) % w
     q_ = ev.params.q
-    vbs = [ev.rotate_hoisted(vc, [b * w for b in range(baby(dh))]) for vc in V]
+    if Hs is None:
+        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, len(V), 2)]
     outs = []
     for q in range(0, len(V), 2):
-        G = skewed_chunk(ev, vbs[q], lay, 0)
-        if q + 1 < len(V):
-            G = ev.add(G, skewed_chunk(ev, vbs[q + 1], lay, P))
-        H = ev.sub(G, ev.mul_monomial(ev.rotate(G, R * w), ev.params.N // 2))  # G[t] - i G[t + R]
+        H = Hs[q // 2]
         chunks = [c for c in (q, q + 1) if c < len(V)]
         heads = {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}
         lvl = min(H.level - 1, *(pds[h].level for c in chunks for h in heads[c]))

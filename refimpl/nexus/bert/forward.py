@@ -23,7 +23,8 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, times_at, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
-from .attention_pairs import applies as pairs_apply, pair_projections, pair_scores, pv_pairs
+from .attention_packed import packed_skewed_values, scores_of_pairs
+from .attention_pairs import applies as pairs_apply, pair_projections, pv_pairs
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
@@ -253,7 +254,8 @@ class Forward(Nonlinear, Paired):
         if shifts is None and self.pairs():  # attention_pairs: two heads per rotation; attention_quads: chunk pairs
             pds = self.leave(p + "pv.mask", head_probs(ev, probs, lay, vec.key, quads))
             self.enter(p + "pv.mul", [])
-            return self.leave(p + "pv.mul", (pv_quads if quads else pv_pairs)(ev, pds, V, lay))
+            Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None  # attention_packed
+            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs) if quads else pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -391,7 +393,7 @@ class Forward(Nonlinear, Paired):
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
             if pairs:  # refimpl.nexus.bert.attention_pairs: two heads per ciphertext, out in pair_rows' layout
                 add = paired_vector(self.vec.key_rows(0, shift), lay.n_pad) if shift else None
-                S = [pair_scores(ev, qp, kp, lay, self.vec.key, scale, add) for qp, kp in zip(Q, K)]
+                S = scores_of_pairs(ev, Q, K, lay, self.vec.key, scale, add, self.st["kv_complex"])  # attention_packed
             elif diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
                 S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]

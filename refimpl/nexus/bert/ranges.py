@@ -40,8 +40,9 @@ class NexusModel:
     synthetic token sequences of the vocabulary when not given. options (ours; each default True,
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
-    packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads);
-    see `settings`."""
+    packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
+    "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
+    refimpl.nexus.bert.attention_packed); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -87,7 +88,10 @@ class NexusModel:
                # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
                "softmax_pack": bool(self.options.get("softmax_pack", True)),
                # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
-               "pv_quads": bool(self.options.get("pv_quads", True))}
+               "pv_quads": bool(self.options.get("pv_quads", True)),
+               # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
+               # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
+               "kv_complex": bool(self.options.get("kv_complex", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)

@@ -166,6 +166,9 @@ class LevelEvaluator:
     def conjugate(self, a):  # the head pairs' halves (refimpl.nexus.bert.attention_pairs)
         return a
 
+    def negate(self, a):  # the complex splits (refimpl.nexus.bert.packing.unpack_complex)
+        return a
+
 
 class Recorder(Forward):
     """`Forward.run` on a LevelEvaluator: the linear layers run (no arithmetic) and record every
