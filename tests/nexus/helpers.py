@@ -36,11 +36,11 @@ def bits(err) -> float:
     return float(-np.log2(np.max(np.abs(err)) + 1e-300))
 
 
-def tiny_bert(attention="softmax", activation="gelu", layers=1, seed=1):
-    """A tiny BERT (config, float64 parameters): hidden 32, 2 heads of 16, intermediate 64; weights
-    N(0, 0.2^2) so that activations are O(1)."""
+def tiny_bert(attention="softmax", activation="gelu", layers=1, seed=1, intermediate=64):
+    """A tiny BERT (config, float64 parameters): hidden 32, 2 heads of 16, intermediate 64 (or `intermediate`);
+    weights N(0, 0.2^2) so that activations are O(1)."""
     cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=16, attention=attention, activation=activation)
+                     intermediate_size=intermediate, max_position_embeddings=16, attention=attention, activation=activation)
     rng = np.random.default_rng(seed)
     params = init_params(cfg, rng, dtype=np.float64)
     for k in params:

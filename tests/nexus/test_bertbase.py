@@ -85,7 +85,8 @@ def _brute(pieces, top):
                                         ("softmax-gelu", dict(hidden_size=16, num_attention_heads=4))])
 def test_blocks_and_plan_against_brute_force(model, size):
     """NEXUS-BERT-PLAN: the block list covers every piece once, levels add up, widths are the
-    stream's ciphertexts (two heads per score ciphertext, two FFN chunks per GELU ciphertext), and the plan
+    stream's ciphertexts (two heads per score ciphertext, two FFN chunks per GELU ciphertext, and per Quad and FFN2
+    input with the FFN on complex chunk pairs), and the plan
     refreshes as few ciphertexts as brute force finds."""
     p, rc = bootstrap_parameters(2048, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     n = 16 if model.startswith("2quad") else 4  # rows of n_pad (2 n_pad with Softmax) > dh = 8 (4)
@@ -100,8 +101,9 @@ def test_blocks_and_plan_against_brute_force(model, size):
     assert sum(b["levels"] for b in info["layer_blocks"]) == sum(r["cost"] for r in layer) == info["per_layer"][0]["levels"]
     for r in layer:
         kind = bb.kind_of(r["block"])
-        want = {"Softmax": lay.score_cts, "2Quad-freeDiv": lay.score_cts, "GELU": -(-lay.chunks(lay.intermediate) // 2),
-                "Quad": lay.chunks(lay.intermediate), "FFN2": lay.chunks(lay.intermediate)}.get(kind)
+        pairs = -(-lay.chunks(lay.intermediate) // 2)  # Quad's and FFN2's inputs complex chunk pairs (linear_pairs)
+        ffn = pairs if m.settings()["ffn_complex"] else lay.chunks(lay.intermediate)
+        want = {"Softmax": lay.score_cts, "2Quad-freeDiv": lay.score_cts, "GELU": pairs, "Quad": ffn, "FFN2": ffn}.get(kind)
         widths = pk.quickmax_widths(lay.score_cts, lay.n_pad.bit_length() - 1)  # the packed QuickMax (packing)
         if ".softmax.round" in r["block"]:
             want = widths[int(r["block"].rsplit("round", 1)[1])]

@@ -130,10 +130,10 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 30, "Q K^T": 39, "P V": 44, "output projection": 14, "FFN1": 24, "FFN2": 30},
-    "base": {"QKV": 294, "Q K^T": 597, "P V": 452, "output projection": 138, "FFN1": 264, "FFN2": 282},
+    "small": {"QKV": 30, "Q K^T": 39, "P V": 44, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
+    "base": {"QKV": 294, "Q K^T": 597, "P V": 452, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
 }
-PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 256, "FFN2": 256}, "base": {"QKV": 23040, "FFN1": 18432, "FFN2": 18432}}
+PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 23040, "FFN1": 9216, "FFN2": 9216}}
 
 
 @pytest.mark.parametrize("size", ["small", "base"])
@@ -142,10 +142,13 @@ def test_counts_of_the_design_are_pinned(ring, size):
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base,
     linear layers with g baby steps per product (nb.bsgs_baby): QKV 6 x 32 baby steps (shared) + (12 + 12 + 6) x 3
     giant steps + 12 pair fills = 294 (Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs;
-    306 with one per head, 330 with g = 16), output projection 6 x 16 + 6 x 7 = 138, FFN1 6 x 16 + 24 x 7 = 264,
-    FFN2 24 x 8 + 6 x 15 = 282 (426 with g = 16), Q K^T 6 pairs x 109 - 3 x 19 = 597 (attention_pairs.pair_scores,
-    the skewed keys of two pairs at once: attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk
-    pairs x 154 - 28 = 452 (attention_quads.quad_probs, pv_quads, the values of chunk pairs 0 and 1 skewed at once:
+    306 with one per head, 330 with g = 16); on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): the
+    output projection 6 x 8 + 3 x 15 + 3 conjugations = 96 (6 x 16 + 6 x 7 = 138 real; small 2 x 4 + 3 + 1 = 12, 14),
+    FFN1 6 x 16 + 12 x 7 = 180 (6 x 16 + 24 x 7 = 264 real), Quad 12 conjugations + 12 relinearizations = 24 (24
+    relinearizations real), FFN2 12 x 8 + 6 x 15 + 6 conjugations = 192 (24 x 8 + 6 x 15 = 282 real, 426 with
+    g = 16); Q K^T 6 pairs x 109 - 3 x 19 = 597 (attention_pairs.pair_scores, the skewed keys of two pairs at once:
+    attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk pairs x 154 - 28 = 452
+    (attention_quads.quad_probs, pv_quads, the values of chunk pairs 0 and 1 skewed at once:
     attention_packed.packed_skewed_values; 480 unpacked, 804 with head pairs, 2,040 with one head per ciphertext).
     Small: Q K^T 42 - 3 (two pairs' skewed keys at once)."""
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
@@ -160,6 +163,8 @@ def test_counts_of_the_design_are_pinned(ring, size):
     lay = nb.input_layout(cfg, 16 if size == "small" else 128, p.slots, head_rows=True)
     R = lay.n_pad // 2  # key shifts per complex half (attention_quads.pv_quads)
     assert blocks["P V"]["relinearizations"] == lay.chunks(lay.d) * R // at.baby(R)  # one per giant step and chunk
+    cp = -(-lay.chunks(lay.intermediate) // 2)  # FFN chunk pairs: one conjugation per Quad pair and FFN2 output
+    assert (blocks["Quad"]["conjugations"], blocks["FFN2"]["conjugations"]) == (cp, lay.chunks(lay.d))
     layer = blocks["layer"]
     assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
@@ -170,8 +175,8 @@ def test_counts_of_the_design_are_pinned(ring, size):
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing, .paired): two heads per score ciphertext, two FFN
 # chunks per GELU ciphertext, two ciphertexts per bootstrap; the scores divided by 2B, the running maxima and the row
 # sums packed, the GELU pairs refreshed as one ciphertext
-PINNED_SOFTMAX_GELU = {"Softmax": 549, "GELU": 714, "FFN2": 282, "layer": 3409}
-BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "GELU": 6, "FFN2": 0, "layer": 25}
+PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3205}
+BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "FFN1": 3, "GELU": 6, "FFN2": 0, "layer": 25}
 
 
 def test_softmax_gelu_counts_are_pinned():
@@ -181,8 +186,10 @@ def test_softmax_gelu_counts_are_pinned():
     (1,242 before; 2,292 before the packings), 12 bootstraps (30; 108): 3 + 2 + 1 + 4 + 1 + 1, 5 conjugations; GELU on
     12 ciphertexts (12 x 58 relinearizations: 45 in the three Sgn tails, 12 for the five polynomials of x sharing
     their powers, 1 for the three final products; + 12 rotations to split the pairs after their refresh, 6 bootstraps of
-    the 12 pairs at level 0, 6 conjugations); FFN2 refreshes nothing; 25 bootstraps per layer (49; 146 before the
-    packings)."""
+    the 12 pairs at level 0, 6 conjugations); the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs):
+    FFN1 6 x 16 + 12 x 7 + 12 x 2 (the pairs to window halves) + 3 (the split refreshes of its input) = 207 (279 real),
+    FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); 3,205 key switches
+    (3,409 real) and 25 bootstraps per layer (49; 146 before the packings)."""
     params, rc = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=2)
     model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))

@@ -26,7 +26,7 @@ from .helpers import tiny_bert
 
 IDS = np.array([3, 7, 11, 19, 23, 2])
 MASK = np.array([1, 1, 1, 1, 1, 0])
-LINEARS = ("query", "key", "value", "out", "ffn1", "ffn2")
+LINEARS = ("query", "key", "value", "out", "ffn1.pairs", "ffn2.pairs")  # the FFN on chunk pairs (linear_pairs)
 
 
 def tiny(attention="2quad-freediv", activation="quad", layers=2, seed=1):
@@ -43,7 +43,8 @@ class Run:
         self.p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
         kg = KeyGenerator(self.p, RandomSource.insecure_seeded(5))
         self.sk = kg.secret_key()
-        self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, rotations=nb.rotation_steps(cfg, len(ids), self.p.slots)))
+        self.ev = Evaluator(self.p, kg.evaluation_keys(self.sk, rotations=nb.rotation_steps(cfg, len(ids), self.p.slots),
+                                                       conjugate=True))  # the FFN on chunk pairs conjugates
         self.top = self.p.L - rc.depth
         self.enc = Encoder(self.p)
         self.lay = nb.input_layout(cfg, len(ids), self.p.slots)
@@ -80,13 +81,13 @@ def test_recorded_plaintexts_are_the_plans(run):
         model = nb.NexusModel(cfg, params)
         lay, rec = ws.record(model, run.p, len(IDS), run.top, run.top)
         rows = {r["block"]: r for r in nb.plan(model, len(IDS), run.p, bootstrap_level=run.top)}
-        piece = {"query": "qkv", "key": "qkv", "value": "qkv", "out": "out", "ffn1": "ffn1", "ffn2": "ffn2"}
+        piece = {"query": "qkv", "key": "qkv", "value": "qkv", "out": "out", "ffn1.pairs": "ffn1", "ffn2.pairs": "ffn2"}
         assert sorted(n for n, _ in rec) == sorted(f"L{i}.{w}" for i in range(2) for w in LINEARS)
         for (name, level), entries in rec.items():
-            i, w = name[1:].split(".")
+            i, w = name[1:].split(".", 1)
             assert level == rows[f"L{i}.{piece[w]}"]["level_in"]
-            cin = lay.chunks(64 if w == "ffn2" else 32)
-            cout = lay.chunks(64 if w == "ffn1" else 32)
+            cin = -(-lay.chunks(64) // 2) if w == "ffn2.pairs" else lay.chunks(32)  # FFN chunk pairs in, out
+            cout = -(-lay.chunks(64) // 2) if w == "ffn1.pairs" else lay.chunks(32)
             assert len(entries) <= cin * cout * lay.chunk and len(entries) > cin * cout * lay.chunk // 2
             assert len({k for k, _, _ in entries}) == len(entries)
 
@@ -201,7 +202,7 @@ def test_head_rows_layout_is_recorded():
     assert lay.head_rows and lay.n * lay.window == p.slots
     names = {name for name, _ in rec}
     assert {f"L0.{w}.pairhead{h}" for w in ("query", "key") for h in range(4)} <= names  # attention_pairs
-    assert {"L0.value", "L0.out", "L0.ffn1", "L0.ffn2"} <= names
+    assert {"L0.value", "L0.out.pairs", "L0.ffn1.pairs", "L0.ffn2.pairs"} <= names  # on chunk pairs (linear_pairs)
     for (name, level), entries in rec.items():
         _, scale, values = entries[-1]
         assert ws.stride_of(ws.integer_coefficients(p, values(), scale)) == p.N // (2 * lay.window)

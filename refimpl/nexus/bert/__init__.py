@@ -49,7 +49,7 @@ calibration, ranges JSON), chain (the pieces and the plan), forward (the encrypt
 here), nonlinear (its Softmax, LayerNorm, GELU and refresh), reference (float64 references); ours:
 attention (Q K^T and P V as additions over a head's features and keys), packing (two ciphertexts per
 bootstrap, two heads per score ciphertext, two FFN chunks per GELU ciphertext), paired (the forward's
-blocks that use them), weights_store (the encoded weights on disk), checkpoint (a forward that
+blocks that use them), linear_pairs (the FFN on complex-packed chunk pairs), weights_store (the encoded weights on disk), checkpoint (a forward that
 resumes). The placement program itself is refimpl.ckks.bootstrap.placement.
 
 Reference: NEXUS (Zhang et al., NDSS 2025) §3 (blocks), §4 (system), Alg. 5-7; BERT (Devlin et

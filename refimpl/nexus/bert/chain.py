@@ -79,14 +79,17 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
+        # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): Quad's and FFN2's inputs two
+        # chunks a + i b per ciphertext (|a + i b| <= sqrt 2 max(|a|, |b|); Quad's carry (a + i b) / 2)
+        cq = -(-ci // 2) if st["ffn_complex"] else ci
         if cfg.activation == "quad":
-            out.append(Piece(p + "quad", 1, ci, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
+            out.append(Piece(p + "quad", 1, cq, bound=am.get(f"L{i}.act_in", 8.0) * QUAD_ROOT / math.sqrt(st["act_div"])))
         else:
             # two FFN chunks per GELU ciphertext (refimpl.nexus.bert.packing.pair_chunks)
             out.append(Piece(p + "gelu", GELU_LEVELS, -(-ci // 2), bound=max(abs(v) for v in gelu_valid_range(st["gelu_prescale"]))))
             if joint_gelu(st, lay):  # ... and still paired through a refresh, split after it (ours)
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
-        out.append(Piece(p + "ffn2", 1, ci, bound=1.0))  # activation output / act_div
+        out.append(Piece(p + "ffn2", 1, cq, bound=math.sqrt(2.0) if st["ffn_complex"] else 1.0))  # activation / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:

@@ -16,25 +16,25 @@ import time
 
 import numpy as np
 
-from ...bert import functional as F
 from ...ckks import Ciphertext
 from ...ckks.bootstrap.placement import place
 from ..folding import duplicate_rows, max_pair, quick_sum
-from ..levels import align, times_at, with_scale
+from ..levels import align, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
 from .attention_packed import packed_skewed_values, scores_of_pairs
 from .attention_pairs import applies as pairs_apply, pair_projections, pv_pairs
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, input_layout
+from .layout import LOGIT_BOUND, Layout, SlotVectors, bsgs_baby, input_layout
+from .linear_pairs import FFN, applies as linear_pairs_apply, split_outputs
 from .nonlinear import Nonlinear
-from .packing import can_conjugate, joint_gelu, pair_chunks, pair_rows, paired_vector, unpair_rows
+from .packing import can_conjugate, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
 from .ranges import NexusModel
 
 
-class Forward(Nonlinear, Paired):
+class Forward(Nonlinear, Paired, FFN):
     """Runs the pieces of `pieces_of` on ciphertexts, following the plan (checks every level).
 
     ev: the Evaluator (with the rotation keys of `rotation_steps`); bts: anything with
@@ -46,7 +46,8 @@ class Forward(Nonlinear, Paired):
     timing study (refimpl.experiments.bertbase) can run single blocks at their planned levels
     and replace `refresh`; `taps` (None or a dict) receives each layer's output chunks.
     Softmax, LayerNorm, GELU and the refreshes are mixed in: the paper's from
-    refimpl.nexus.bert.nonlinear (`Nonlinear`), the paired ones (ours) from refimpl.nexus.bert.paired.
+    refimpl.nexus.bert.nonlinear (`Nonlinear`), the paired ones (ours) from refimpl.nexus.bert.paired; the FFN
+    (`ffn`, `quad`) from refimpl.nexus.bert.linear_pairs (`FFN`: on complex-packed chunk pairs, ours, or chunk by chunk).
 
     Hooks (ours): `weights` (None, or a store with .plaintext(key, level) -> Plaintext or None, e.g.
     refimpl.nexus.bert.weights_store.WeightStore) gives the linear layers' encoded diagonals by
@@ -90,7 +91,7 @@ class Forward(Nonlinear, Paired):
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts))
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pairable=not self.complex_stream(name))
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts
@@ -153,12 +154,13 @@ class Forward(Nonlinear, Paired):
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
         (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
         weight store when one is attached. babies: `baby_steps(xs, outputs)` when several products share the
-        input (computed here otherwise)."""
+        input (computed here otherwise). W and b may be complex: complex diagonals and bias on the same baby steps
+        (refimpl.nexus.bert.linear_pairs, ours: two output chunks per ciphertext, or complex-packed inputs)."""
         ev, lay, vec = self.ev, self.lay, self.vec
         P = lay.chunk
         out_f, in_f = W.shape
         cin, cout = lay.chunks(in_f), lay.chunks(out_f)
-        Wp = np.zeros((cout * P, cin * P))
+        Wp = np.zeros((cout * P, cin * P), dtype=W.dtype)  # complex W: refimpl.nexus.bert.linear_pairs
         Wp[:out_f, :in_f] = W
         level = xs[0].level
         q = float(ev.params.q[level])
@@ -302,15 +304,6 @@ class Forward(Nonlinear, Paired):
             outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
         return self.leave(p + "pv.mul", outs)
 
-    # -- activations (GELU, LayerNorm, Softmax and the refreshes: Nonlinear and Paired)
-    def quad(self, u: Ciphertext, c: int) -> Ciphertext:
-        """Quad(z) / M = u^2 + (0.25 / (r sqrt M)) u + 0.5 / M with u = r z / sqrt(M), r = sqrt(0.125) and
-        1/sqrt(M) folded into W_1 (M = act_div, undone by W_2 x M): 1 level (MPCFormer's Quad)."""
-        ev, M = self.ev, self.st["act_div"]
-        sq = ev.rescale(ev.square(u))  # level -1
-        lin = times_at(ev, u, F.QUAD[1] / (QUAD_ROOT * math.sqrt(M)), sq.level, sq.scale)
-        return ev.add_const(ev.add(sq, lin), self.vec.features(self.lay.intermediate, c) * (F.QUAD[0] / M))
-
     # -- head
     def head(self, xs: list[Ciphertext]) -> Ciphertext:
         """logit l = W_C[l] . x[CLS] + b_C[l] in slot l w (1 level; [CLS] head, no tanh pooler)."""
@@ -410,32 +403,14 @@ class Forward(Nonlinear, Paired):
                 probs = self.leave(p + "2quad", [ev.rescale(ev.square(sc)) for sc in S])
             ctx = self.pv(i, probs, V)
             ctx = self.enter(p + "out", ctx)
-            o = self.leave(p + "out", self.linear(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"],
-                                                  p + "out"))
+            pairs_out = lay.chunks(lay.d) > 1 and linear_pairs_apply(self.st, ev, "out_complex")  # two chunks or more
+            out = (lambda *a: split_outputs(self, *a)) if pairs_out else self.linear
+            o = self.leave(p + "out", out(ctx, w["attention.output.dense.weight"], w["attention.output.dense.bias"], p + "out"))
             s1 = self.enter(p + "ln1", [self.join(a, b) for a, b in zip(o, x)])
             h1 = self.layernorm(p + "ln1", s1, w["attention.output.LayerNorm.weight"],
                                 w["attention.output.LayerNorm.bias"], ln1)
             h1 = self.enter(p + "ffn1", h1)
-            W1, b1 = w["intermediate.dense.weight"], w["intermediate.dense.bias"]
-            M = self.st["act_div"]  # the activation's output is carried divided by M (refresh at level 0 safe)
-            if cfg.activation == "quad":
-                W1, b1 = W1 * (QUAD_ROOT / math.sqrt(M)), b1 * (QUAD_ROOT / math.sqrt(M))
-            u = self.linear(h1, W1, b1, p + "ffn1")
-            if cfg.activation != "quad":  # two chunks per GELU ciphertext (ours, refimpl.nexus.bert.packing)
-                u = pair_chunks(ev, u, lay.chunk)
-            u = self.leave(p + "ffn1", u)
-            act = p + ("quad" if cfg.activation == "quad" else "gelu")
-            u = self.enter(act, u)
-            if cfg.activation == "quad":
-                a_ = self.leave(act, [self.quad(uc, c) for c, uc in enumerate(u)])
-            elif joint_gelu(self.st, lay):  # the pairs refreshed as one ciphertext, split after (ours, Paired)
-                a_ = self.leave(act, [self.gelu_joint(uc, 2 * k) for k, uc in enumerate(u)])
-                a_ = self.enter(p + "gelu.unpair", a_)
-                a_ = self.leave(p + "gelu.unpair", self.gelu_unpair(a_))
-            else:
-                a_ = self.leave(act, [o for k, uc in enumerate(u) for o in self.gelu_pair(uc, 2 * k)])
-            a_ = self.enter(p + "ffn2", a_)
-            f = self.leave(p + "ffn2", self.linear(a_, w["output.dense.weight"] * M, w["output.dense.bias"], p + "ffn2"))
+            f = self.ffn(p, h1, w)  # FFN1, activation, FFN2 (refimpl.nexus.bert.linear_pairs)
             s2 = self.enter(p + "ln2", [self.join(a, b) for a, b in zip(f, h1)])
             x = self.layernorm(p + "ln2", s2, w["output.LayerNorm.weight"], w["output.LayerNorm.bias"], ln2)
             if self.taps is not None:

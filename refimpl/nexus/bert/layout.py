@@ -77,9 +77,11 @@ class Layout:
     def linear_shapes(self) -> set[tuple[int, int]]:
         """(input chunks, output chunks) of every `Forward.linear` call sharing one set of baby steps: QKV (Q, K
         and V one ciphertext per chunk, or Q and K one per head for refimpl.nexus.bert.attention), the output
-        projection, FFN1, FFN2."""
-        cd, ci = self.chunks(self.d), self.chunks(self.intermediate)
-        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd)}
+        projection, FFN1, FFN2, and FFN1, FFN2 and the output projection on complex-packed chunk pairs
+        (refimpl.nexus.bert.linear_pairs)."""
+        cd, ci, cp = self.chunks(self.d), self.chunks(self.intermediate), -(-self.chunks(self.intermediate) // 2)
+        return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd), (cd, cp), (cp, cd),
+                (cd, -(-cd // 2))}
 
     @property
     def label_pad(self) -> int:
@@ -300,10 +302,11 @@ class SlotVectors:
         """Chunk c of a per-feature vector (or 1) on the active windows' first P slots."""
         lay = self.lay
         P = lay.chunk
-        v = np.zeros((self.rows, lay.window))
-        part = np.ones(P) if values is None else np.zeros(P)
+        kind = complex if np.iscomplexobj(values) else np.float64  # complex: refimpl.nexus.bert.linear_pairs
+        v = np.zeros((self.rows, lay.window), dtype=kind)
+        part = np.ones(P) if values is None else np.zeros(P, dtype=kind)
         if values is not None:
-            seg = np.asarray(values, dtype=np.float64)[c * P:(c + 1) * P]
+            seg = np.asarray(values, dtype=kind)[c * P:(c + 1) * P]
             part[:seg.size] = seg
         else:
             part[max(0, F_ - c * P):] = 0.0
@@ -348,9 +351,9 @@ class SlotVectors:
         return block[o[None, :], (o[None, :] + np.arange(P)[:, None]) % P]  # [P, P]
 
     def tile(self, row: np.ndarray) -> np.ndarray:
-        """A [P] vector on the first P slots of every active window."""
+        """A [P] vector (real or complex) on the first P slots of every active window."""
         lay = self.lay
-        v = np.zeros((self.rows, lay.window))
+        v = np.zeros((self.rows, lay.window), dtype=np.result_type(row, np.float64))
         v[: lay.n, :lay.chunk] = row
         return v.ravel()
 

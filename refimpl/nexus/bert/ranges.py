@@ -42,7 +42,9 @@ class NexusModel:
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
     "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
-    refimpl.nexus.bert.attention_packed); see `settings`."""
+    refimpl.nexus.bert.attention_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
+    refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
+    linear_pairs.split_outputs); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -91,7 +93,13 @@ class NexusModel:
                "pv_quads": bool(self.options.get("pv_quads", True)),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
-               "kv_complex": bool(self.options.get("kv_complex", True))}
+               "kv_complex": bool(self.options.get("kv_complex", True)),
+               # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
+               # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
+               "ffn_complex": bool(self.options.get("ffn_complex", True)),
+               # ours: the attention's output projection with two output chunks per ciphertext, split after it
+               # (refimpl.nexus.bert.linear_pairs.split_outputs)
+               "out_complex": bool(self.options.get("out_complex", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
