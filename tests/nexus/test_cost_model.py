@@ -42,7 +42,8 @@ def test_ops_by_level_agree_with_the_counts(ring, attention, activation):
         ops.update(d)
     t = res["total"]
     assert total(ops, "rotate") + total(ops, "hoisted") + total(ops, "relin") == t["key_switches"] > 0
-    assert total(ops, "pt_mult") == t["pt_mults"] and total(ops, "rescale") == t["rescales"]
+    assert total(ops, "pt_mult") + total(ops, "mac") == t["pt_mults"] and total(ops, "rescale") == t["rescales"]
+    assert total(ops, "mac") > 0  # the linear layers' inner sums, fused
     assert total(ops, "encode") == t["encodes"] and total(ops, "tensor") == t["ct_mults"]
     assert 0 < total(ops, "modup") <= total(ops, "hoisted")
     hits = sum(total(d, "expand") for d in res["store_per_layer"]) + total(res["store_head"], "expand")

@@ -148,7 +148,8 @@ class Forward(Nonlinear, Paired, FFN):
         product (`bsgs_baby`, ours: the fewest key switches for its input and output chunk counts), or is the g
         of the shared `babies`. The giant steps of an output chunk are key-switched into Q_l P, summed there and
         brought down once (`Evaluator.rotate_sum`: the giant-step half of double hoisting, Bossuat et al. 2021
-        section 4.3), where the evaluator has it.
+        section 4.3), where the evaluator has it. The inner sum of a giant step is one `Evaluator.mul_plain_sum`
+        (ours: fused products and additions, bit for bit the chain of mul_plain and add).
 
         name: the weight's name (e.g. "L0.attention.self.query"): the plaintext of diagonal k of block
         (oc, ic), pre-rotated by its giant step (k // g) g, is `plaintext((name, oc, ic, k, g), ...)`, from the
@@ -171,19 +172,13 @@ class Forward(Nonlinear, Paired, FFN):
             diags = [vec.diagonals(Wp[oc * P:(oc + 1) * P, ic * P:(ic + 1) * P]) for ic in range(cin)]
             total, giants = None, []
             for gb in range(P // g):
-                inner = None
-                for ic in range(cin):
-                    for i in range(g):
-                        k = gb * g + i
-                        dk = diags[ic][k]
-                        if not dk.any():
-                            continue
-                        pt = self.plaintext((name, oc, ic, k, g), level, q,
-                                            lambda dk=dk, gb=gb: np.roll(vec.tile(dk), gb * g))
-                        term = ev.mul_plain(babies[ic][i], pt)  # scale x q
-                        inner = term if inner is None else ev.add(inner, term)
-                if inner is None:
+                terms = [(ic, i) for ic in range(cin) for i in range(g) if diags[ic][gb * g + i].any()]
+                if not terms:
                     continue
+                pts = (self.plaintext((name, oc, ic, gb * g + i, g), level, q,
+                                      lambda dk=diags[ic][gb * g + i], gb=gb: np.roll(vec.tile(dk), gb * g))
+                       for ic, i in terms)  # made as the sum takes them (a store's expansions: a batch at a time)
+                inner = ev.mul_plain_sum([babies[ic][i] for ic, i in terms], pts)  # scale x q, one fused pass
                 if rotate_sum is not None:
                     giants.append((inner, gb * g))
                     continue

@@ -121,6 +121,10 @@ class LevelEvaluator:
     def mul_plain(self, a, pt):
         return self.shadow(a.level, a.scale * pt.scale)
 
+    def mul_plain_sum(self, cts, pts):
+        terms = list(zip(cts, pts, strict=True))  # takes every plaintext, in order: the recording
+        return self.mul_plain(*terms[0])
+
     def mul_const(self, a, value, scale: float | None = None):
         return self.shadow(a.level, a.scale * (float(self.params.q[a.level]) if scale is None else scale))
 
