@@ -31,8 +31,8 @@ DEFAULT_PARAMS = "128-2^16-dense"
 # Help texts name library constants without importing the library (it takes seconds): the names of
 # refimpl.ckks.bootstrap.bootstrapper.BOOTSTRAP_PRESETS, refimpl.nexus.protocol.models.RANGES_FILE,
 # CALIBRATION_SENTENCES and CALIBRATION_TOKENS; tests/nexus/test_nexus_protocol.py checks they agree.
-PRESET_NAMES = ("128-2^16", "128-2^16-dense", "128-2^16-dense19", "toy-2^10-dense", "toy-2^10-deep", "toy-2^10",
-                "toy-2^12", "toy-2^13")
+PRESET_NAMES = ("128-2^16", "128-2^16-dense", "128-2^16-dense19", "toy-2^10-dense", "toy-2^10-deep", "toy-2^13-dense19",
+                "toy-2^10", "toy-2^12", "toy-2^13")
 RANGES_FILE = "nexus_ranges.json"
 CALIBRATION_SENTENCES, CALIBRATION_TOKENS = 200, 16
 # copies of refimpl.nexus.protocol.transport.DEFAULT_TIMEOUT, listener.DEFAULT_SESSIONS and tls.CERT_FILE (tested)
