@@ -145,3 +145,25 @@ def test_pack_maxima_on_the_ring(kit):
     for j, o in held[0]:
         got = kit.decrypt(pk.spread(ev, s[0], first, N_PAD, offset=o))
         assert np.max(np.abs(got - want[j])) < 1e-5
+
+
+def test_paired_refresh_takes_real_parts():
+    """NEXUS-BERT-PACKING: two ciphertexts refreshed by one bootstrap (Paired.refresh_pair, an oracle bootstrapper)
+    come back as their real parts even when one carries an imaginary part (an earlier bootstrap's noise, grown by
+    Newton steps): without taking the real parts first, y's imaginary part lands in -u/2's slots scaled by the bounds'
+    ratio (here 1/256 x 0.5 = 2e-3 against values of 2e-4, as in LayerNorm 2 at N = 2^16)."""
+    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+    from refimpl.ckks.keys import conjugation_element
+    from refimpl.nexus.bert.paired import Paired
+    from refimpl.ring.sampling import RandomSource
+
+    p = Parameters.create(N=2048, levels=3, log_q0=50, log_qi=36, log_p=50, insecure=True)
+    k = Kit(p, elements=[conjugation_element(p)])
+    rng = np.random.default_rng(3)
+    y = rng.uniform(20, 130, p.slots) + 0.5j * rng.standard_normal(p.slots)  # bound 134, imaginary noise
+    w = -rng.uniform(1e-4, 3e-4, p.slots)  # bound 0.5, values far below it
+    fw = Paired()
+    fw.ev, fw.bts = k.ev, OracleBootstrapper(k.sk, output_level=p.L, rng=RandomSource.insecure_seeded(9))
+    a, b = fw.refresh_pair(k.encrypt(y, level=2), k.encrypt(w, level=2), 134.0, 0.5)
+    np.testing.assert_allclose(k.decrypt(a), y.real, atol=1e-3)
+    np.testing.assert_allclose(k.decrypt(b), w, atol=1e-6)
