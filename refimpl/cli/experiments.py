@@ -3,6 +3,7 @@
     refimpl experiment nexus-bert --model NAME [--plan-only PRESET ...] [--json FILE]
     refimpl experiment bertbase [--plan-only] [--models A,B] [--json FILE] [--table FILE] [--merge A B]
     refimpl experiment noise-probe MODEL "SENTENCE" 20 20:3,4 26 ...
+    refimpl experiment bertbase-noise [--n 32 --hidden 192 --heads 12 --intermediate 768 --logN 12] exact 20 20:1 ...
     refimpl experiment nexus-blocks [--quick] [--rows argmax_boot,...]
     refimpl experiment weights-store [--block] [--json FILE]     (weights encoded once, side by side)
     refimpl experiment first-layer [--json FILE]                 (Alg. 5 + broadcast product vs expansion + BSGS)
@@ -103,6 +104,12 @@ def noise_probe(args: argparse.Namespace) -> int:
 
     _glue_dir(args)
     return npx.command(args)
+
+
+def bertbase_noise(args: argparse.Namespace) -> int:
+    from refimpl.experiments.bertbase import noise  # lazy: keeps `refimpl --help` instant
+
+    return noise.command(args)
 
 
 def nexus_blocks(args: argparse.Namespace) -> int:
@@ -285,6 +292,18 @@ def register(sub) -> None:
     add_glue_dir(p)
     add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=noise_probe)
+
+    p = es.add_parser("bertbase-noise", formatter_class=fmt,
+                      help="bertbase-run's synthetic model, layer 0, on a small insecure ring with noisy refreshes (ours)")
+    p.add_argument("specs", nargs="+", help="exact, or BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
+    p.add_argument("--model", default="student", help="student (2Quad-freeDiv + Quad) or softmax-gelu")
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=192)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--intermediate", type=int, default=768)
+    p.add_argument("--logN", type=int, default=12, help="ring degree 2^logN (insecure; 128-2^16-dense19's chain)")
+    add_json(p, help="also write the rows as one JSON document to this file")
+    p.set_defaults(func=bertbase_noise)
 
     p = es.add_parser("weights-store", formatter_class=fmt,
                       help="the encrypted forward with and without a weight store (weights encoded once), side by side")

@@ -52,17 +52,21 @@ class Paired:
         return out
 
     def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):
-        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): Re a / 2M_a + i Re b / 2M_b, or at
+        """Two ciphertexts refreshed by one bootstrap (ours, refimpl.nexus.bert.packing): a / 2M_a + i b / 2M_b (real parts if M_a != M_b), or at
         level 0 a + i b with the scale declared doubled (the bootstrap then returns (a + i b) / 2). None: not
         pairable (at level 0 with different scales)."""
         ev = self.ev
         if min(a.level, b.level) >= 1:
             ma, mb = (int(2.0 ** max(0, math.ceil(math.log2(max(v, 1.0))))) for v in (bound_a, bound_b))
-            # the real parts a + conj a, b + conj b go in: a's imaginary part (e.g. an earlier bootstrap's noise,
-            # grown by Newton steps) would land in b's slots scaled by mb / ma, far above b's values when they sit
-            # low in their bound (LayerNorm's -u/2 beside y ~ 1/sqrt(u)); 2 conjugations, no level
-            a, b = (ev.add(x, ev.conjugate(x)) for x in (a, b))
-            z = self.bts.bootstrap(pack_complex(ev, a, b, 0.25 / ma, 0.25 / mb))
+            # unequal bounds: the real parts a + conj a, b + conj b go in. An imaginary part of a (a single
+            # bootstrap's noise, grown by Newton steps) lands in b's slots scaled by mb / ma: far above b's values
+            # when they sit low in their bound (LayerNorm's -u/2 beside y ~ 1/sqrt(u); 1.4 off at N = 2^16).
+            # 2 conjugations, no level. Equal bounds (two ciphertexts of one stream) pass each other only their
+            # own noise's size, as before.
+            f = 0.5
+            if ma != mb:
+                a, b, f = ev.add(a, ev.conjugate(a)), ev.add(b, ev.conjugate(b)), 0.25
+            z = self.bts.bootstrap(pack_complex(ev, a, b, f / ma, f / mb))
             return unpack_complex(ev, z, ma, mb)
         a, b = ev.drop_level(a, 0), ev.drop_level(b, 0)
         if abs(a.scale - b.scale) > 1e-9 * a.scale:

@@ -1,0 +1,74 @@
+"""The synthetic BERT-base-shaped model under noisy refreshes on a small ring (ours, a diagnosis).
+
+`refimpl experiment bertbase-noise SPEC ...` runs layer 0 of `bertbase-run`'s synthetic model (its weights,
+the shipped small model's ranges) at a smaller width and token count on an insecure ring with the chain of
+128-2^16-dense19 (N = 2^logN instead of 2^16), the refreshes made by refimpl.experiments.noise_probe.NoisyOracle:
+exact re-encryption plus N(0, 2^-2B) on the real and imaginary part of every refreshed slot, which models a real
+bootstrap of B bits (128-2^16-dense19's measures about 19-20 mean bits). Each SPEC is B[:i,j,...] (noise only at
+the i-th, j-th refresh, counted from 0) or "exact". One JSON line per SPEC: the layer output's error against the
+float64 model (same approximations), and the refresh points in order (piece, bootstraps) so that an index names
+its piece. A scaled geometry keeps BERT-base's ratios: window = 4 dh, n = 2 dh, two heads per window (e.g. n = 32,
+hidden 192, 12 heads of 16 at N = 2^12).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...ckks import Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator
+from ...ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, bootstrap_parameters
+from ...ckks.bootstrap.oracle import OracleBootstrapper
+from ...nexus import bert as nb
+from ...nexus.bert.keyset import forward_key_levels
+from ...ring.sampling import RandomSource
+from ..noise_probe import NoisyOracle
+from .realrun import ALIASES, build_model
+
+
+def run(model_name: str, n: int, size: dict, logN: int, specs: list[str]) -> list[dict]:
+    kw = {**BOOTSTRAP_PRESETS["128-2^16-dense19"], "N": 2**logN, "insecure": True}
+    params, rc = bootstrap_parameters(**kw)
+    top = params.L - rc.depth
+    model = build_model(ALIASES.get(model_name, model_name), 1, size)
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(3))
+    sk = kg.secret_key()
+    levels = forward_key_levels(model, n, params, top, top, head_rows=True)
+    ev = Evaluator(params, EvaluationKeys(relin=kg.relin_key(sk),
+                                          galois={k: kg.galois_key(sk, k, lv) for k, lv in levels.items()}))
+    lay = nb.input_layout(model.config, n, params.slots, head_rows=True)
+    ids, mask = np.random.default_rng(1).integers(1, model.config.vocab_size, n), np.ones(n)
+    x = nb.client_embed(model.config, model.params, ids, mask)
+    enc, E, D = Encoder(params), Encryptor(sk, RandomSource.insecure_seeded(4)), Decryptor(sk)
+    want = nb.plaintext_reference(model, ids, mask, approximate=True)["hidden"][1]
+    rows = []
+    for spec in specs:
+        bits, _, only = spec.partition(":")
+        bts = (OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5)) if bits == "exact" else
+               NoisyOracle(sk, top, float(bits), {int(k) for k in only.split(",")} if only else None))
+        cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(x, lay)]
+        taps: dict = {}
+        trace: list = []
+        nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, trace=trace, head_rows=True)
+        got = nb.unpack([enc.decode(D.decrypt(c)).real for c in taps["L0"]], lay, lay.d)
+        err = np.abs(got - want)
+        rows.append({"spec": spec, "max_abs_err": float(err.max()), "median_abs_err": float(np.median(err)),
+                     "refresh_points": [[r["block"], r["bootstraps"]] for r in trace if r["bootstraps"]]})
+    return rows
+
+
+def command(a) -> int:
+    """`refimpl experiment bertbase-noise` (options: refimpl.cli.experiments)."""
+    size = {"hidden_size": a.hidden, "num_attention_heads": a.heads, "intermediate_size": a.intermediate}
+    rows = run(a.model, a.n, size, a.logN, a.specs)
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "command": f"refimpl experiment bertbase-noise --model {a.model} --n {a.n} --hidden {a.hidden} --heads "
+                       f"{a.heads} --intermediate {a.intermediate} --logN {a.logN} {' '.join(a.specs)} --json FILE",
+            "security": f"INSECURE N = 2^{a.logN} (a diagnosis of precision, not a measurement of security)",
+            "rows": rows}, indent=1) + "\n")
+    return 0
