@@ -8,6 +8,7 @@ import pytest
 from refimpl.ckks import Parameters
 from refimpl.nexus.bert import packing as pk
 from refimpl.nexus.bert.reference import softmax_model
+from refimpl.nexus.counting import CountingEvaluator
 from tests.nexus.helpers import Kit
 
 N_PAD, W = 16, 64  # rows of 16 keys, token windows of 64 slots: 16 windows in 1024 slots
@@ -145,3 +146,30 @@ def test_pack_maxima_on_the_ring(kit):
     for j, o in held[0]:
         got = kit.decrypt(pk.spread(ev, s[0], first, N_PAD, offset=o))
         assert np.max(np.abs(got - want[j])) < 1e-5
+
+
+def test_spread_many_shares_the_coarse_copies(kit):
+    """NEXUS-SPREAD-SHARED: five values per row at offsets 0 .. 4 of one ciphertext (other slots holding other values,
+    as after QuickMax) spread over their rows by `spread_many` equal `spread` of each (N = 2^11, error < 1e-5) with
+    log2(16 / 8) + 5 log2(8) + 4 = 20 rotations instead of 5 log2(16) + 4 = 24, in 2 levels; from a ciphertext
+    masked and copied coarsely before (the Softmax's row sums before their inverse), in 1 level after."""
+    ev = CountingEvaluator(kit.ev)
+    v = np.zeros((16, W))
+    v[:12, : 2 * N_PAD] = kit.rng.uniform(-1, 1, (12, 2 * N_PAD))
+    ct = kit.encrypt(v.ravel())
+    first, offsets = pk.starts(Lay, N_PAD), [0, 1, 2, 3, 4]
+    got = pk.spread_many(ev, ct, first, N_PAD, offsets)
+    assert ev.counts["rotations"] == 20 and pk.spread_block(offsets) == 8 and pk.spread_levels(offsets) == 2
+    ev.reset()
+    want = [pk.spread(ev, ct, first, N_PAD, offset=o) for o in offsets]
+    assert ev.counts["rotations"] == 24
+    keep = sum(np.roll(first, o) for o in offsets)
+    pre = pk.spread_coarse(ev, ev.rescale(ev.mul_const(ct, keep)), N_PAD, 8)
+    after = pk.spread_many(ev, pre, first, N_PAD, offsets, coarse=False)
+    for o, a, b, c in zip(offsets, got, want, after):
+        assert a.level == ct.level - 2 == b.level - 1 == c.level
+        expect = np.zeros((16, W))
+        expect[:12, :N_PAD] = v[:12, o: o + 1]
+        expect[:12, N_PAD:2 * N_PAD] = v[:12, N_PAD + o: N_PAD + o + 1]
+        for x in (a, b, c):
+            assert np.max(np.abs(kit.decrypt(x).reshape(16, W) - expect)) < 1e-5

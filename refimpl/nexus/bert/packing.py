@@ -99,6 +99,50 @@ def spread(ev, ct: Ciphertext, first: np.ndarray, n: int, offset: int = 0) -> Ci
     return s
 
 
+def spread_block(offsets) -> int:
+    """The block of `spread_many`: the smallest power of two above every offset."""
+    return 1 << max(offsets).bit_length()
+
+
+def spread_levels(offsets) -> int:
+    """Levels of spreading the values at `offsets` of one ciphertext: 1 (`spread`) for one, 2 (`spread_many`) else."""
+    return 1 if len(offsets) == 1 else 2
+
+
+def spread_coarse(ev, ct: Ciphertext, n: int, block: int) -> Ciphertext:
+    """s <- s + RotR(s, k), k = block, 2 block, ... < n: a value at a row's slot o < block copied to o + m block,
+    m < n / block (no level; the first half of `spread_many`, on a ciphertext zero outside those values)."""
+    k = block
+    while k < n:
+        ct = ev.add(ct, ev.rotate(ct, -k))
+        k *= 2
+    return ct
+
+
+def spread_many(ev, ct: Ciphertext, first: np.ndarray, n: int, offsets, coarse: bool = True) -> list[Ciphertext]:
+    """`spread` of several values of one ciphertext, each `offset` slots behind its row's first slot (ours): the
+    coarse copies shared, RotR by block, 2 block, ... < n (block = `spread_block`, after one mask of all offsets),
+    then per value its 0/1 mask at o + m block, the rotation to the row start and RotR by 1, 2, ... < block.
+    log2(n / block) + sum (log2(block) + [o > 0]) rotations instead of sum (log2(n) + [o > 0]) (6 offsets of rows of
+    128: 27 instead of 47); 2 levels. coarse=False: ct had the mask and `spread_coarse` already (1 level)."""
+    offsets = list(offsets)
+    block = spread_block(offsets)
+    if coarse:
+        keep = sum(np.roll(first, o) for o in offsets)
+        ct = spread_coarse(ev, ev.rescale(ev.mul_const(ct, keep)), n, block)
+    out = []
+    for o in offsets:
+        t = ev.rescale(ev.mul_const(ct, sum(np.roll(first, o + m * block) for m in range(n // block))))
+        if o:
+            t = ev.rotate(t, o)
+        k = 1
+        while k < block:
+            t = ev.add(t, ev.rotate(t, -k))
+            k *= 2
+        out.append(t)
+    return out
+
+
 def unpair_rows(ev, pc: Ciphertext, mask: np.ndarray, n_pad: int, two: bool) -> list[Ciphertext]:
     """The two heads of a paired ciphertext apart, each masked by `mask` (a row vector on the first n_pad slots)
     at the start of its window: 1 level, 1 rotation for the second head."""

@@ -21,8 +21,8 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread, starts,
-                      unpack_complex)
+from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread,
+                      spread_block, spread_coarse, spread_many, starts, unpack_complex)
 
 
 class Paired:
@@ -75,6 +75,8 @@ class Paired:
         each round but the last (`packing.pack_maxima`, 1 level): the rounds run on 6, 3, 2, 1, ... ciphertexts
         instead of 6 each (BERT-base); and the row sums of all score ciphertexts go into one (`packing.pack_first`,
         the piece softmax.sum, 1 level) for one refresh and one inverse, spread back from their offsets after it.
+        With the setting spread_shared (ours, default) the values of one ciphertext share their spread's coarse
+        copies (`packing.spread_many`: the maxima's spread 2 levels, the sums' coarse copies before the inverse).
         The same values in other slots."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (u = 2B, or 1)
@@ -96,15 +98,29 @@ class Paired:
             s = self.leave(p + f"softmax.round{k}", s)
         where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
         s = self.enter(p + "softmax.spread", s)
-        m = self.leave(p + "softmax.spread", [spread(ev, s[c], first, n_pad, offset=o) for _, c, o in where])
+        if self.st["spread_shared"] and len(where) > len(s):  # several maxima per ciphertext: shared coarse copies
+            got = {}
+            for c, group in enumerate(held):
+                for (j, _), mj in zip(group, spread_many(ev, s[c], first, n_pad, [o for _, o in group])):
+                    got[j] = mj
+            m = self.leave(p + "softmax.spread", [got[j] for j, _, _ in where])
+        else:
+            m = self.leave(p + "softmax.spread", [spread(ev, s[c], first, n_pad, offset=o) for _, c, o in where])
         d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
         e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"], unit=u) for dc in d])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
         if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
             ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
-            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [pack_first(ev, ssum, first)]))
+            shared = self.st["spread_shared"]  # the coarse copies of the spread before the inverse (packing.spread_many)
+            packed = pack_first(ev, ssum, first)
+            if shared:
+                packed = spread_coarse(ev, packed, n_pad, spread_block(range(len(e))))
+            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [packed]))
             y = inverse(ev, ssum[0], 0.5, float(n_pad), k_inv)
-            inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
+            if shared:
+                inv = self.leave(p + "softmax.inverse", spread_many(ev, y, first, n_pad, range(len(e)), coarse=False))
+            else:
+                inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
         else:
             ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
             inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)

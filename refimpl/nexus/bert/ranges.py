@@ -45,7 +45,8 @@ class NexusModel:
     refimpl.nexus.bert.attention_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
     linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
-    refimpl.ckks.polyeval); see `settings`."""
+    refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
+    their coarse copies, refimpl.nexus.bert.packing.spread_many); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -103,7 +104,10 @@ class NexusModel:
                "out_complex": bool(self.options.get("out_complex", True)),
                # ours: lazy relinearization (refimpl.ckks.polyeval): sums of ciphertext products relinearized once,
                # in the Sgn polynomials of QuickMax and GELU, GELU's five polynomials of x and LayerNorm's squares
-               "lazy_relin": bool(self.options.get("lazy_relin", True))}
+               "lazy_relin": bool(self.options.get("lazy_relin", True)),
+               # ours: the spreads of the packed maxima and row sums share their coarse copies
+               # (refimpl.nexus.bert.packing.spread_many): 27 rotations instead of 47 for 6 values per ciphertext
+               "spread_shared": bool(self.options.get("spread_shared", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
