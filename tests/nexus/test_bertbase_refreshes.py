@@ -104,3 +104,15 @@ def test_shared_spreads_against_the_previous_spreads(ring):
     assert sum(r["bootstraps"] for r in new[3]) == sum(r["bootstraps"] for r in old[3])
     out = [next(r["level_out"] for r in t[3] if r["block"] == "L0.softmax.normalize") for t in (new, old)]
     assert out[0] == out[1]
+
+
+def test_packed_sum_folds_against_the_previous_sums(ring):
+    """NEXUS-SUMS-PACKED: the paired Softmax's row sums folded packed (packing.packed_fold, the default) against
+    QuickSum on each score ciphertext and pack_first (option sums_pack off): 4 score ciphertexts, rows of 16:
+    4 + 2 + 1 + 1 + 3 = 11 rotations instead of 16 + 3 = 19, the same refreshes; the logits equal within 1e-4."""
+    new = run(ring, model_of({}))
+    old = run(ring, model_of({"sums_pack": False}))
+    np.testing.assert_allclose(new[0], old[0], atol=1e-4)
+    ks = [sum(r["counts"].get("key_switches", 0) for r in t[3] if ".softmax" in r["block"]) for t in (new, old)]
+    assert ks[1] - ks[0] == 8
+    assert sum(r["bootstraps"] for r in new[3]) == sum(r["bootstraps"] for r in old[3])

@@ -173,3 +173,24 @@ def test_spread_many_shares_the_coarse_copies(kit):
         expect[:12, N_PAD:2 * N_PAD] = v[:12, N_PAD + o: N_PAD + o + 1]
         for x in (a, b, c):
             assert np.max(np.abs(kit.decrypt(x).reshape(16, W) - expect)) < 1e-5
+
+
+def test_packed_fold_of_the_row_sums_on_the_ring(kit):
+    """NEXUS-SUMS-PACKED: the row sums of 4 score ciphertexts folded with pack_maxima after each round but the last
+    (packing.packed_fold, N = 2^11): one ciphertext holding each row's exact sum at its score ciphertext's offset
+    behind the row start (masked there: error < 1e-5), 4 + 2 + 1 + 1 + 3 = 11 rotations instead of 4 x 4 + 3 = 19
+    for QuickSum on each and pack_first, 2 levels (one per packing)."""
+    x = _rows_of(np.random.default_rng(9), 4, Lay, N_PAD)
+    ev = CountingEvaluator(kit.ev)
+    cts = [kit.encrypt(v) for v in x]
+    (s,), (group,) = pk.packed_fold(ev, cts, Lay, N_PAD)
+    assert ev.counts["rotations"] == 11 and s.level == cts[0].level - 2
+    assert sorted(j for j, _ in group) == [0, 1, 2, 3] and len({o for _, o in group}) == 4
+    first = pk.starts(Lay, N_PAD)
+    got = kit.decrypt(ev.rescale(ev.mul_const(s, sum(np.roll(first, o) for _, o in group)))).reshape(16, W)
+    want = np.zeros((16, W))
+    for j, o in group:
+        rows = x[j].reshape(16, W)[: Lay.n]
+        want[: Lay.n, o] = rows[:, :N_PAD].sum(-1)
+        want[: Lay.n, N_PAD + o] = rows[:, N_PAD:2 * N_PAD].sum(-1)
+    assert np.max(np.abs(got - want)) < 1e-5

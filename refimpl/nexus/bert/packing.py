@@ -164,6 +164,22 @@ def quickmax_widths(count: int, rounds: int) -> list[int]:
     return out
 
 
+def packed_fold(ev, cts: list[Ciphertext], lay, n_pad: int, op=None):
+    """The folds s <- op(s, RotL(s, 2^k)), k < log2(n_pad), of several ciphertexts with `pack_maxima` after each
+    round but the last while more than one is left (quickmax_widths ciphertexts per round; op default: addition,
+    the row sums). Returns (ciphertexts, members) as pack_maxima: the result for score ciphertext j in the first
+    slot of each row of its ciphertext, `offset` slots behind (ours: the paired Softmax's row sums,
+    Paired.softmax_paired; QuickMax runs the same schedule with its max_pair, one piece per round)."""
+    op = ev.add if op is None else op
+    s, held = list(cts), [[(j, 0)] for j in range(len(cts))]
+    rounds = n_pad.bit_length() - 1
+    for k in range(rounds):
+        s = [op(c, ev.rotate(c, 1 << k)) for c in s]
+        if k + 1 < rounds and len(s) > 1:
+            s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
+    return s, held
+
+
 def offset_mask(lay, n_pad: int, stride: int, offsets) -> np.ndarray:
     """1 at the slots offset + m stride (m < n_pad / stride, offset in `offsets`) of both rows of every active
     token window t < n: where a QuickMax round with maxima every `stride` slots keeps the ones it still needs."""
@@ -212,6 +228,22 @@ def packed_sums(settings: dict, lay) -> bool:
     """Whether the paired Softmax packs its row sums into one ciphertext (`pack_first`): the setting softmax_pack is
     on, rows are paired, there are several score ciphertexts and their offsets fit in a row."""
     return bool(settings["softmax_pack"]) and lay.pair_rows and 1 < lay.score_cts <= lay.n_pad
+
+
+def sums_folded_packed(settings: dict, lay) -> bool:
+    """Whether the packed row sums (`packed_sums`) fold packed (`packed_fold`, ours): the setting sums_pack is on and
+    the packing leaves one ciphertext after the last round."""
+    rounds = lay.n_pad.bit_length() - 1
+    return packed_sums(settings, lay) and bool(settings["sums_pack"]) and quickmax_widths(lay.score_cts, rounds)[-1] == 1
+
+
+def sum_levels(settings: dict, lay) -> int:
+    """Levels of the paired Softmax's piece softmax.sum: `pack_first` 1, or with `sums_folded_packed` one per packing
+    and one for the mask before the shared spread's coarse copies (spread_shared)."""
+    if not sums_folded_packed(settings, lay):
+        return 1
+    widths = quickmax_widths(lay.score_cts, lay.n_pad.bit_length() - 1)
+    return sum(b < a for a, b in zip(widths, widths[1:])) + int(bool(settings["spread_shared"]))
 
 
 def joint_gelu(settings: dict, lay) -> bool:

@@ -21,8 +21,8 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread,
-                      spread_block, spread_coarse, spread_many, starts, unpack_complex)
+from .packing import (pack_complex, pack_first, pack_maxima, packed_fold, packed_sums, paired_vector, quickmax_widths,
+                      spread, spread_block, spread_coarse, spread_many, starts, sums_folded_packed, unpack_complex)
 
 
 class Paired:
@@ -77,6 +77,8 @@ class Paired:
         the piece softmax.sum, 1 level) for one refresh and one inverse, spread back from their offsets after it.
         With the setting spread_shared (ours, default) the values of one ciphertext share their spread's coarse
         copies (`packing.spread_many`: the maxima's spread 2 levels, the sums' coarse copies before the inverse).
+        With the setting sums_pack (ours, default) the row sums' folds are packed as QuickMax's are
+        (`packing.packed_fold`) instead of folding every ciphertext and packing the sums after (`pack_first`).
         The same values in other slots."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (u = 2B, or 1)
@@ -110,17 +112,23 @@ class Paired:
         e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"], unit=u) for dc in d])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
         if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
-            ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
             shared = self.st["spread_shared"]  # the coarse copies of the spread before the inverse (packing.spread_many)
-            packed = pack_first(ev, ssum, first)
+            if sums_folded_packed(self.st, lay):  # the folds packed as QuickMax's (packing.packed_fold)
+                ((packed,), (group,)) = packed_fold(ev, self.enter(p + "softmax.sum", e), lay, n_pad)
+                offsets = [o for _, o in sorted(group)]  # score ciphertext j's sums at offsets[j]
+                if shared:  # zeros outside the sums for the coarse copies: one mask
+                    packed = ev.rescale(ev.mul_const(packed, sum(np.roll(first, o) for o in offsets)))
+            else:
+                ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+                packed, offsets = pack_first(ev, ssum, first), list(range(len(e)))
             if shared:
-                packed = spread_coarse(ev, packed, n_pad, spread_block(range(len(e))))
+                packed = spread_coarse(ev, packed, n_pad, spread_block(offsets))
             ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [packed]))
             y = inverse(ev, ssum[0], 0.5, float(n_pad), k_inv)
             if shared:
-                inv = self.leave(p + "softmax.inverse", spread_many(ev, y, first, n_pad, range(len(e)), coarse=False))
+                inv = self.leave(p + "softmax.inverse", spread_many(ev, y, first, n_pad, offsets, coarse=False))
             else:
-                inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
+                inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=o) for o in offsets])
         else:
             ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
             inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)

@@ -46,7 +46,8 @@ class NexusModel:
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
     linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
     refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
-    their coarse copies, refimpl.nexus.bert.packing.spread_many); see `settings`."""
+    their coarse copies, refimpl.nexus.bert.packing.spread_many), "sums_pack" (the row sums' folds packed as
+    QuickMax's, refimpl.nexus.bert.packing.packed_fold); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -107,7 +108,10 @@ class NexusModel:
                "lazy_relin": bool(self.options.get("lazy_relin", True)),
                # ours: the spreads of the packed maxima and row sums share their coarse copies
                # (refimpl.nexus.bert.packing.spread_many): 27 rotations instead of 47 for 6 values per ciphertext
-               "spread_shared": bool(self.options.get("spread_shared", True))}
+               "spread_shared": bool(self.options.get("spread_shared", True)),
+               # ours: the paired Softmax's row sums folded with QuickMax's packing after each round
+               # (refimpl.nexus.bert.packing.packed_fold): 6 + 3 + 2 + 1 + 1 + 1 + 1 rotations instead of 6 x 7
+               "sums_pack": bool(self.options.get("sums_pack", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
