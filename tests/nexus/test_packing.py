@@ -151,7 +151,7 @@ def test_pack_maxima_on_the_ring(kit):
 def test_spread_many_shares_the_coarse_copies(kit):
     """NEXUS-SPREAD-SHARED: five values per row at offsets 0 .. 4 of one ciphertext (other slots holding other values,
     as after QuickMax) spread over their rows by `spread_many` equal `spread` of each (N = 2^11, error < 1e-5) with
-    log2(16 / 8) + 5 log2(8) + 4 = 20 rotations instead of 5 log2(16) + 4 = 24, in 2 levels; from a ciphertext
+    log2(16 / 8) + 5 log2(8) = 16 rotations instead of 5 log2(16) + 4 = 24, in 2 levels; from a ciphertext
     masked and copied coarsely before (the Softmax's row sums before their inverse), in 1 level after."""
     ev = CountingEvaluator(kit.ev)
     v = np.zeros((16, W))
@@ -159,7 +159,7 @@ def test_spread_many_shares_the_coarse_copies(kit):
     ct = kit.encrypt(v.ravel())
     first, offsets = pk.starts(Lay, N_PAD), [0, 1, 2, 3, 4]
     got = pk.spread_many(ev, ct, first, N_PAD, offsets)
-    assert ev.counts["rotations"] == 20 and pk.spread_block(offsets) == 8 and pk.spread_levels(offsets) == 2
+    assert ev.counts["rotations"] == 16 and pk.spread_block(offsets) == 8 and pk.spread_levels(offsets) == 2
     ev.reset()
     want = [pk.spread(ev, ct, first, N_PAD, offset=o) for o in offsets]
     assert ev.counts["rotations"] == 24

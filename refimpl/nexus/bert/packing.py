@@ -122,9 +122,11 @@ def spread_coarse(ev, ct: Ciphertext, n: int, block: int) -> Ciphertext:
 def spread_many(ev, ct: Ciphertext, first: np.ndarray, n: int, offsets, coarse: bool = True) -> list[Ciphertext]:
     """`spread` of several values of one ciphertext, each `offset` slots behind its row's first slot (ours): the
     coarse copies shared, RotR by block, 2 block, ... < n (block = `spread_block`, after one mask of all offsets),
-    then per value its 0/1 mask at o + m block, the rotation to the row start and RotR by 1, 2, ... < block.
-    log2(n / block) + sum (log2(block) + [o > 0]) rotations instead of sum (log2(n) + [o > 0]) (6 offsets of rows of
-    128: 27 instead of 47); 2 levels. coarse=False: ct had the mask and `spread_coarse` already (1 level)."""
+    then per value its 0/1 mask at o + m block and the fine copies: s <- s + Rot(s, 2^i), i < log2(block), to the
+    left where bit i of o is set, else to the right, which fill o - o .. o - o + block - 1, the block itself (no
+    rotation to the row start). log2(n / block) + len(offsets) log2(block) rotations instead of
+    sum (log2(n) + [o > 0]) (6 offsets of rows of 128: 22 instead of 47); 2 levels. coarse=False: ct had the mask
+    and `spread_coarse` already (1 level)."""
     offsets = list(offsets)
     block = spread_block(offsets)
     if coarse:
@@ -133,11 +135,9 @@ def spread_many(ev, ct: Ciphertext, first: np.ndarray, n: int, offsets, coarse: 
     out = []
     for o in offsets:
         t = ev.rescale(ev.mul_const(ct, sum(np.roll(first, o + m * block) for m in range(n // block))))
-        if o:
-            t = ev.rotate(t, o)
         k = 1
-        while k < block:
-            t = ev.add(t, ev.rotate(t, -k))
+        while k < block:  # RotL(k) where o has bit k (the copies move down towards the block start), else RotR(k)
+            t = ev.add(t, ev.rotate(t, k if o & k else -k))
             k *= 2
         out.append(t)
     return out

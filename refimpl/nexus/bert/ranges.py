@@ -107,7 +107,7 @@ class NexusModel:
                # in the Sgn polynomials of QuickMax and GELU, GELU's five polynomials of x and LayerNorm's squares
                "lazy_relin": bool(self.options.get("lazy_relin", True)),
                # ours: the spreads of the packed maxima and row sums share their coarse copies
-               # (refimpl.nexus.bert.packing.spread_many): 27 rotations instead of 47 for 6 values per ciphertext
+               # (refimpl.nexus.bert.packing.spread_many): 22 rotations instead of 47 for 6 values per ciphertext
                "spread_shared": bool(self.options.get("spread_shared", True)),
                # ours: the paired Softmax's row sums folded with QuickMax's packing after each round
                # (refimpl.nexus.bert.packing.packed_fold): 6 + 3 + 2 + 1 + 1 + 1 + 1 rotations instead of 6 x 7
