@@ -7,16 +7,12 @@ are (Softmax, GELU, LayerNorm)."""
 import numpy as np
 import pytest
 
-from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
-from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
-from refimpl.nexus import bert as nb
+from refimpl.ckks import Parameters
 from refimpl.nexus.bert.nonlinear import sum_of_squares
 from refimpl.nexus.counting import CountingEvaluator
 from refimpl.nexus.folding import max_pair
-from refimpl.ring.sampling import RandomSource
 
-from .helpers import Kit, bits, tiny_bert
+from .helpers import Kit, bits, small_forward
 
 
 @pytest.fixture(scope="module")
@@ -54,27 +50,9 @@ def test_max_pair_and_squares_lazy_against_eager(kit):
 
 
 def forward(attention, activation, lazy):
-    """The two-layer small forward (N = 2^10, oracle bootstrapping with fixed seeds): (logits, trace, float64 logits)."""
-    p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-    cfg, params = tiny_bert(attention, activation, 2)
-    model = nb.NexusModel(cfg, params, options={"lazy_relin": lazy})
-    rng = np.random.default_rng(2)
-    n = 6
-    ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 1), np.zeros(1)]
-    lay = nb.input_layout(cfg, n, p.slots)
-    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
-    sk = kg.secret_key()
-    ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots),
-                                                           conjugate=True)))
-    top = p.L - rc.depth
-    bts = OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5))
-    enc = Encoder(p)
-    E = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4))
-    cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(nb.client_embed(cfg, params, ids, mask), lay)]
-    trace: list = []
-    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace)
-    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
-    return logits, trace, nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
+    """The two-layer small forward (tests.nexus.helpers.small_forward): (logits, trace, float64 logits)."""
+    run = small_forward(attention, activation, {"lazy_relin": lazy}, layers=2)
+    return run["logits"], run["trace"], run["ref"]
 
 
 @pytest.mark.parametrize("attention,activation", [("softmax", "gelu"), ("2quad-freediv", "quad")])
