@@ -183,7 +183,7 @@ def test_packed_fold_of_the_row_sums_on_the_ring(kit):
     x = _rows_of(np.random.default_rng(9), 4, Lay, N_PAD)
     ev = CountingEvaluator(kit.ev)
     cts = [kit.encrypt(v) for v in x]
-    (s,), (group,) = pk.packed_fold(ev, cts, Lay, N_PAD)
+    (s,), (group,) = pk.packed_fold(ev, cts, Lay, N_PAD, pk.quickmax_widths(4, 4))
     assert ev.counts["rotations"] == 11 and s.level == cts[0].level - 2
     assert sorted(j for j, _ in group) == [0, 1, 2, 3] and len({o for _, o in group}) == 4
     first = pk.starts(Lay, N_PAD)

@@ -26,7 +26,7 @@ from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .attention_quads import applies as quads_apply
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
-from .packing import joint_gelu, packed_sums, quickmax_widths, sum_levels
+from .packing import joint_gelu, packed_sums, quickmax_widths, spread_shared, sum_levels
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
@@ -57,9 +57,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                 pack = int(k + 1 < rounds and widths[k + 1] < widths[k])
                 out.append(Piece(p + f"softmax.round{k}", round_levels(Bs) + pack, widths[k], bound=Bs, coarse_ok=k > 0))
             if lay.pair_rows:  # the maximum from the row's first slot over the row (refimpl.nexus.bert.packing.spread)
-                shared = st["spread_shared"] and widths and sw > widths[-1]  # packing.spread_many: 2 levels
-                out.append(Piece(p + "softmax.spread", 2 if shared else 1, widths[-1] if widths else sw, bound=Bs,
-                                 coarse_ok=True))
+                out.append(Piece(p + "softmax.spread", 2 if spread_shared(st, lay) else 1, widths[-1] if widths else sw,
+                                 bound=Bs, coarse_ok=True))  # spread_shared: packing.spread_many, 2 levels
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * Bs, coarse_ok=True))

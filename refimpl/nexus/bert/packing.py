@@ -164,20 +164,34 @@ def quickmax_widths(count: int, rounds: int) -> list[int]:
     return out
 
 
-def packed_fold(ev, cts: list[Ciphertext], lay, n_pad: int, op=None):
-    """The folds s <- op(s, RotL(s, 2^k)), k < log2(n_pad), of several ciphertexts with `pack_maxima` after each
-    round but the last while more than one is left (quickmax_widths ciphertexts per round; op default: addition,
-    the row sums). Returns (ciphertexts, members) as pack_maxima: the result for score ciphertext j in the first
-    slot of each row of its ciphertext, `offset` slots behind (ours: the paired Softmax's row sums,
-    Paired.softmax_paired; QuickMax runs the same schedule with its max_pair, one piece per round)."""
+def packed_fold(ev, cts: list[Ciphertext], lay, n_pad: int, widths: list[int], op=None):
+    """The folds s <- op(s, RotL(s, 2^k)), k < log2(n_pad), of several ciphertexts with `pack_maxima` after round k
+    wherever widths[k + 1] < widths[k] (`quickmax_widths`, the plan's; op default: addition, the row sums). Returns
+    (ciphertexts, members) as pack_maxima: the result for score ciphertext j in the first slot of each row of its
+    ciphertext, `offset` slots behind (ours: the paired Softmax's row sums, Paired.softmax_paired; QuickMax runs
+    the same schedule with its max_pair, one piece per round)."""
     op = ev.add if op is None else op
     s, held = list(cts), [[(j, 0)] for j in range(len(cts))]
     rounds = n_pad.bit_length() - 1
     for k in range(rounds):
         s = [op(c, ev.rotate(c, 1 << k)) for c in s]
-        if k + 1 < rounds and len(s) > 1:
+        if k + 1 < rounds and widths[k + 1] < widths[k]:
             s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
     return s, held
+
+
+def maxima_widths(settings: dict, lay) -> list[int]:
+    """Ciphertexts entering each QuickMax round of the paired Softmax: `quickmax_widths` with the setting
+    softmax_pack, else the score ciphertexts in every round."""
+    rounds = lay.n_pad.bit_length() - 1
+    return quickmax_widths(lay.score_cts, rounds) if settings["softmax_pack"] else [lay.score_cts] * rounds
+
+
+def spread_shared(settings: dict, lay) -> bool:
+    """Whether the paired Softmax's maxima spread with `spread_many` (2 levels; ours): the setting spread_shared is on
+    and the packed QuickMax leaves several maxima in a ciphertext (the plan's rule, refimpl.nexus.bert.chain)."""
+    widths = maxima_widths(settings, lay)
+    return bool(settings["spread_shared"]) and bool(widths) and lay.score_cts > widths[-1]
 
 
 def offset_mask(lay, n_pad: int, stride: int, offsets) -> np.ndarray:

@@ -22,7 +22,8 @@ from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .packing import (pack_complex, pack_first, pack_maxima, packed_fold, packed_sums, paired_vector, quickmax_widths,
-                      spread, spread_block, spread_coarse, spread_many, starts, sums_folded_packed, unpack_complex)
+                      spread, spread_block, spread_coarse, spread_many, spread_shared, starts, sums_folded_packed,
+                      unpack_complex)
 
 
 class Paired:
@@ -100,7 +101,7 @@ class Paired:
             s = self.leave(p + f"softmax.round{k}", s)
         where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
         s = self.enter(p + "softmax.spread", s)
-        if self.st["spread_shared"] and len(where) > len(s):  # several maxima per ciphertext: shared coarse copies
+        if spread_shared(self.st, lay):  # several maxima per ciphertext: shared coarse copies (the plan's rule)
             got = {}
             for c, group in enumerate(held):
                 for (j, _), mj in zip(group, spread_many(ev, s[c], first, n_pad, [o for _, o in group])):
@@ -114,7 +115,8 @@ class Paired:
         if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
             shared = self.st["spread_shared"]  # the coarse copies of the spread before the inverse (packing.spread_many)
             if sums_folded_packed(self.st, lay):  # the folds packed as QuickMax's (packing.packed_fold)
-                ((packed,), (group,)) = packed_fold(ev, self.enter(p + "softmax.sum", e), lay, n_pad)
+                ((packed,), (group,)) = packed_fold(ev, self.enter(p + "softmax.sum", e), lay, n_pad,
+                                                   quickmax_widths(lay.score_cts, rounds))
                 offsets = [o for _, o in sorted(group)]  # score ciphertext j's sums at offsets[j]
                 if shared:  # zeros outside the sums for the coarse copies: one mask
                     packed = ev.rescale(ev.mul_const(packed, sum(np.roll(first, o) for o in offsets)))
