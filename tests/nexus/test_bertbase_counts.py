@@ -130,19 +130,21 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 30, "Q K^T": 39, "P V": 44, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
-    "base": {"QKV": 294, "Q K^T": 597, "P V": 452, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
+    "small": {"QKV": 25, "Q K^T": 39, "P V": 44, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
+    "base": {"QKV": 217, "Q K^T": 597, "P V": 452, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
 }
-PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 23040, "FFN1": 9216, "FFN2": 9216}}
+PT_PRODUCTS = {"small": {"QKV": 192, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 12288, "FFN1": 9216, "FFN2": 9216}}
 
 
 @pytest.mark.parametrize("size", ["small", "base"])
 def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base,
-    linear layers with g baby steps per product (nb.bsgs_baby): QKV 6 x 32 baby steps (shared) + (12 + 12 + 6) x 3
-    giant steps + 12 pair fills = 294 (Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs;
-    306 with one per head, 330 with g = 16); on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): the
+    linear layers with g baby steps per product (nb.bsgs_baby): QKV with complex outputs (refimpl.nexus.bert.qkv_packed:
+    Q and K 6 each, two head pairs per output pair, V 4) 6 x 16 baby steps (shared) + 16 x 7 giant steps + 6 odd-head
+    rotations + 3 conjugations (Q split) = 217 (small 2 x 8 + 6 + 2 + 1 = 25; 294 real: 6 x 32 + (12 + 12 + 6) x 3 +
+    12 pair fills, Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs; 306 with one per head,
+    330 with g = 16); on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): the
     output projection 6 x 8 + 3 x 15 + 3 conjugations = 96 (6 x 16 + 6 x 7 = 138 real; small 2 x 4 + 3 + 1 = 12, 14),
     FFN1 6 x 16 + 12 x 7 = 180 (6 x 16 + 24 x 7 = 264 real), Quad 12 conjugations + 12 relinearizations = 24 (24
     relinearizations real), FFN2 12 x 8 + 6 x 15 + 6 conjugations = 192 (24 x 8 + 6 x 15 = 282 real, 426 with
@@ -175,7 +177,7 @@ def test_counts_of_the_design_are_pinned(ring, size):
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing, .paired): two heads per score ciphertext, two FFN
 # chunks per GELU ciphertext, two ciphertexts per bootstrap; the scores divided by 2B, the running maxima and the row
 # sums packed, the GELU pairs refreshed as one ciphertext
-PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3205}
+PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3128}
 BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "FFN1": 3, "GELU": 6, "FFN2": 0, "layer": 25}
 
 
@@ -188,8 +190,9 @@ def test_softmax_gelu_counts_are_pinned():
     their powers, 1 for the three final products; + 12 rotations to split the pairs after their refresh, 6 bootstraps of
     the 12 pairs at level 0, 6 conjugations); the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs):
     FFN1 6 x 16 + 12 x 7 + 12 x 2 (the pairs to window halves) + 3 (the split refreshes of its input) = 207 (279 real),
-    FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); 3,205 key switches
-    (3,409 real) and 25 bootstraps per layer (49; 146 before the packings)."""
+    FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); QKV 217 (294 without its complex
+    outputs, refimpl.nexus.bert.qkv_packed); 3,128 key switches
+    (3,205 with the real QKV, 3,409 with the real FFN) and 25 bootstraps per layer (49; 146 before the packings)."""
     params, rc = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=2)
     model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))

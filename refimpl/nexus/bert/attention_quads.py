@@ -130,18 +130,20 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
     baby(R)) shared by the pair's heads. Output chunk c: sum_a Rot(X_a, g a + (c mod 2) P), X_a = sum over c's heads
     h and b of Rot(Pd_h, b) x (Rot(H, j w - g a) x head h's slots moved by g a), relinearized once; then the real
     part (1 conjugation). Hs: the chunk pairs' H if already made (refimpl.nexus.bert.attention_packed).
-    Level: min(pd level, V level - 2) - 1. Output: the token-major chunks."""
+    Level: min(pd level, V level - 2) - 1. V may be None when Hs is given (the layout's chunks). Output: the
+    token-major chunks."""
     w, n_pad, dh, P, S = lay.window, lay.n_pad, lay.head_dim, lay.chunk, lay.slots
     R, per = n_pad // 2, P // dh
     g = baby(R)
     pos = np.arange(S) % w
     q_ = ev.params.q
+    nc = lay.chunks(lay.d) if V is None else len(V)
     if Hs is None:
-        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, len(V), 2)]
+        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, nc, 2)]
     outs = []
-    for q in range(0, len(V), 2):
+    for q in range(0, nc, 2):
         H = Hs[q // 2]
-        chunks = [c for c in (q, q + 1) if c < len(V)]
+        chunks = [c for c in (q, q + 1) if c < nc]
         heads = {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}
         lvl = min(H.level - 1, *(pds[h].level for c in chunks for h in heads[c]))
         H = ev.drop_level(H, lvl + 1)
