@@ -130,8 +130,8 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 25, "Q K^T": 39, "P V": 44, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
-    "base": {"QKV": 217, "Q K^T": 597, "P V": 452, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
+    "small": {"QKV": 25, "Q K^T": 39, "P V": 38, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
+    "base": {"QKV": 217, "Q K^T": 597, "P V": 410, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
 }
 PT_PRODUCTS = {"small": {"QKV": 192, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 12288, "FFN1": 9216, "FFN2": 9216}}
 
@@ -149,10 +149,11 @@ def test_counts_of_the_design_are_pinned(ring, size):
     FFN1 6 x 16 + 12 x 7 = 180 (6 x 16 + 24 x 7 = 264 real), Quad 12 conjugations + 12 relinearizations = 24 (24
     relinearizations real), FFN2 12 x 8 + 6 x 15 + 6 conjugations = 192 (24 x 8 + 6 x 15 = 282 real, 426 with
     g = 16); Q K^T 6 pairs x 109 - 3 x 19 = 597 (attention_pairs.pair_scores, the skewed keys of two pairs at once:
-    attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk pairs x 154 - 28 = 452
-    (attention_quads.quad_probs, pv_quads, the values of chunk pairs 0 and 1 skewed at once:
+    attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk pairs x 154 - 28 - 6 x 7 = 410
+    (attention_quads.quad_probs, pv_quads with the probabilities of a head of both chunks in one ciphertext: 7 baby
+    steps per two heads, 452 with 7 per head; the values of chunk pairs 0 and 1 skewed at once:
     attention_packed.packed_skewed_values; 480 unpacked, 804 with head pairs, 2,040 with one head per ciphertext).
-    Small: Q K^T 42 - 3 (two pairs' skewed keys at once)."""
+    Small: Q K^T 42 - 3 (two pairs' skewed keys at once), P V 44 - 2 x 3 (shared probabilities)."""
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
     kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
     cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
@@ -177,7 +178,7 @@ def test_counts_of_the_design_are_pinned(ring, size):
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing, .paired): two heads per score ciphertext, two FFN
 # chunks per GELU ciphertext, two ciphertexts per bootstrap; the scores divided by 2B, the running maxima and the row
 # sums packed, the GELU pairs refreshed as one ciphertext
-PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3128}
+PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3086}
 BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "FFN1": 3, "GELU": 6, "FFN2": 0, "layer": 25}
 
 
@@ -191,8 +192,8 @@ def test_softmax_gelu_counts_are_pinned():
     the 12 pairs at level 0, 6 conjugations); the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs):
     FFN1 6 x 16 + 12 x 7 + 12 x 2 (the pairs to window halves) + 3 (the split refreshes of its input) = 207 (279 real),
     FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); QKV 217 (294 without its complex
-    outputs, refimpl.nexus.bert.qkv_packed); 3,128 key switches
-    (3,205 with the real QKV, 3,409 with the real FFN) and 25 bootstraps per layer (49; 146 before the packings)."""
+    outputs, refimpl.nexus.bert.qkv_packed), P V 410 (452 per-head probabilities); 3,086 key switches
+    (3,128 with them, 3,205 with the real QKV too, 3,409 with the real FFN) and 25 bootstraps per layer (49; 146 before the packings)."""
     params, rc = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=2)
     model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))

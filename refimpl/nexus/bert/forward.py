@@ -269,7 +269,8 @@ class Forward(Nonlinear, Paired, FFN):
                 Hs, V = skews_of_packed_values(ev, V, lay), None
             else:  # attention_packed
                 Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None
-            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs) if quads else pv_pairs(ev, pds, V, lay))
+            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"]) if quads
+                              else pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
