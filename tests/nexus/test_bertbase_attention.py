@@ -344,3 +344,38 @@ def test_forward_with_pairs_no_worse_than_per_head(attention):
     1.5 plus 1e-5, the CKKS noise of either)."""
     old, new = forward_errors(attention, 4, 5, [({}, {"pair_attention": False}), ({}, {"pair_attention": True})])
     assert_no_worse(new, old)
+
+
+def test_diagonal_attention_refused_when_the_row_fills_the_window():
+    """NEXUS-BERT-QK-DIAG: the diagonal Q K^T and P V read a head's row of n_pad keys followed by dh - 1 more slots
+    of its window (skewed keys, the row repeated); where the window is shorter (w = n_pad, N = 2^11, n = 32, 4 heads
+    of 8: a row would spill into the next token's window and P V come out doubled) they do not apply, and the
+    whole forward (the per-shift path) stays within CKKS noise of the float64 model."""
+    p, rc = bootstrap_parameters(2048, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
+    cfg = bb.config("2quad-freediv-quad", layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64)
+    cfg = type(cfg)(**{**cfg.__dict__, "vocab_size": 50, "max_position_embeddings": 32})
+    n = 32
+    lay = nb.input_layout(cfg, n, p.slots, head_rows=True)
+    assert lay.window == lay.n_pad < lay.n_pad + lay.head_dim - 1 and lay.head_rows
+    assert not at.applies(lay)
+    wide = nb.input_layout(cfg, 16, p.slots, head_rows=True)  # w = 64 >= 16 + 7: applies
+    assert wide.head_rows and wide.n_pad * wide.window == wide.slots and at.applies(wide)
+    rng = np.random.default_rng(7)
+    params = init_params(cfg, rng, dtype=np.float64)
+    for k in params:
+        if "LayerNorm" not in k and "embeddings" not in k:
+            params[k] = params[k] * 10 if k.endswith("weight") else rng.normal(0, 0.1, params[k].shape)
+    ids, mask = rng.integers(1, 50, n), np.ones(n)
+    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
+    sk = kg.secret_key()
+    ev = Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots, head_rows=True),
+                                         conjugate=True))
+    enc, E, D = Encoder(p), Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4)), Decryptor(sk)
+    model = nb.NexusModel(cfg, params, ranges=ranges(1))
+    ref = nb.plaintext_reference(model, ids, mask, approximate=True)
+    bts = OracleBootstrapper(sk, output_level=p.L - rc.depth, rng=RandomSource.insecure_seeded(5))
+    cts = [E.encrypt(enc.encode(v, level=bts.output_level)) for v in nb.pack_input(nb.client_embed(cfg, params, ids, mask), lay)]
+    taps: dict = {}
+    nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, head_rows=True)
+    got = nb.unpack([enc.decode(D.decrypt(c)).real for c in taps["L0"]], lay, lay.d)
+    assert np.max(np.abs(got - ref["hidden"][1])) < 1e-3

@@ -153,8 +153,11 @@ def diagonal_steps(lay: Layout) -> set[int]:
 
 
 def applies(lay: Layout) -> bool:
-    """The diagonal Q K^T runs on head_rows layouts whose n_pad token windows fill the slots."""
-    return lay.head_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+    """The diagonal Q K^T and P V run on head_rows layouts whose n_pad token windows fill the slots and hold a row
+    of n_pad keys and the dh - 1 slots behind it (skewed_keys' n_pad + dh - 1 positions, pv_diagonal's repeated
+    row); a shorter window would spill into the next token's."""
+    return (lay.head_rows and lay.n_pad * lay.window == lay.slots and lay.chunk % lay.head_dim == 0
+            and lay.window >= lay.n_pad + lay.head_dim - 1)
 
 
 # ------------------------------------------------------------------ P V, the same transformation (ours)
