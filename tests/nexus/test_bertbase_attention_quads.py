@@ -17,10 +17,36 @@ from refimpl.nexus.bert.chain import pv_join
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
 from .helpers import Kit
-from .test_bertbase_attention import assert_no_worse, assert_pv_output, forward_errors, forward_of, pv_inputs
+from .test_bertbase_attention import (
+    assert_no_worse,
+    assert_pv_output,
+    forward_errors,
+    forward_of,
+    pv_inputs,
+)
 
 PV_ROWS = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 3, "level_out": 2},
            {"block": "L0.pv.mul", "bootstrap": False, "level_in": 2, "level_out": 1}]
+
+
+def pv_setup(heads: int, n: int = 14):
+    """(kit, counting evaluator, Forward, layout, n, mask): heads of 8 on N = 2^11 with the forward's keys and the
+    conjugation, n = 14 of n_pad = 16 (two padded keys)."""
+    cfg = bb.config("softmax-gelu", layers=1, hidden_size=8 * heads, num_attention_heads=heads, intermediate_size=64)
+    p = Parameters.create(N=2048, levels=5, dnum=2, insecure=True)
+    mask = np.r_[np.ones(n - 2), np.zeros(2)]
+    steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True))
+    kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
+    ev = CountingEvaluator(kit.ev)
+    fw, lay = forward_of(cfg, ev, n, mask)
+    return kit, ev, fw, lay, n, mask
+
+
+def pv_with(fw, ev, paired, vc, settings: dict) -> tuple:
+    """(Forward.pv's output chunks, its key switches) with the model settings changed by `settings` (one P V piece)."""
+    fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, **settings}
+    ev.reset()
+    return fw.pv(0, paired, vc), ev.counts["key_switches"]
 
 
 @pytest.mark.parametrize("heads", [4, 8])
@@ -29,23 +55,11 @@ def test_pv_quads_equal_pv_pairs_and_numpy(heads):
     the option pv_quads off) and to numpy within CKKS noise, at the same level and scale, zero outside the chunks'
     slots and on the inactive windows, with fewer key switches (N = 2^11, heads of 8: 4 heads in one chunk, or 8 in
     two chunks sharing one rotated ciphertext; n = 14 of n_pad = 16, two padded keys; V three levels above P V)."""
-    cfg = bb.config("softmax-gelu", layers=1, hidden_size=8 * heads, num_attention_heads=heads, intermediate_size=64)
-    p = Parameters.create(N=2048, levels=5, dnum=2, insecure=True)
-    n = 14
-    mask = np.r_[np.ones(n - 2), np.zeros(2)]
-    steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True))
-    kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
-    ev = CountingEvaluator(kit.ev)
-    fw, lay = forward_of(cfg, ev, n, mask)
+    kit, ev, fw, lay, n, mask = pv_setup(heads)
     assert aq.applies(lay) and fw.pairs() and lay.chunks(lay.d) == heads // 4
     Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 6)
     assert pv_join(fw.st, lay) == 3
-    outs = {}
-    for quads in (False, True):
-        fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, "pv_quads": quads}
-        ev.reset()
-        outs[quads] = (fw.pv(0, paired, vc), ev.counts["key_switches"])
-    (old, ks_old), (new, ks) = outs[False], outs[True]
+    (old, ks_old), (new, ks) = (pv_with(fw, ev, paired, vc, {"pv_quads": on}) for on in (False, True))
     assert_pv_output(kit, lay, n, new, old, Pm, V)
     assert ks < ks_old
 
@@ -74,22 +88,10 @@ def test_shared_probabilities_equal_the_per_head_ones_and_numpy(heads):
     off) and to numpy within CKKS noise, at the same level and scale, zero outside the chunks' slots, with
     (g - 1) key switches fewer per two heads (N = 2^11, heads of 8, 4 per chunk: 2 chunks, one pair; or 3, a chunk
     alone, where nothing is shared)."""
-    cfg = bb.config("softmax-gelu", layers=1, hidden_size=8 * heads, num_attention_heads=heads, intermediate_size=64)
-    p = Parameters.create(N=2048, levels=5, dnum=2, insecure=True)
-    n = 14
-    mask = np.r_[np.ones(n - 2), np.zeros(2)]
-    steps = set(nb.rotation_steps(cfg, n, p.slots, head_rows=True))
-    kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
-    ev = CountingEvaluator(kit.ev)
-    fw, lay = forward_of(cfg, ev, n, mask)
+    kit, ev, fw, lay, n, mask = pv_setup(heads)
     assert aq.shares_probs(lay) and lay.chunks(lay.d) == heads // 4
     Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 5)
-    outs = {}
-    for shared in (False, True):
-        fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, "pv_shared": shared}
-        ev.reset()
-        outs[shared] = (fw.pv(0, paired, vc), ev.counts["key_switches"])
-    (old, ks_old), (new, ks) = outs[False], outs[True]
+    (old, ks_old), (new, ks) = (pv_with(fw, ev, paired, vc, {"pv_shared": on}) for on in (False, True))
     assert_pv_output(kit, lay, n, new, old, Pm, V)
     per, g = lay.chunk // lay.head_dim, aq.baby(lay.n_pad // 2)
     assert ks_old - ks == (g - 1) * per * (lay.chunks(lay.d) // 2)

@@ -7,22 +7,32 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refimpl.ckks import Parameters
-from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters, bootstrap_preset
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
 from refimpl.ckks.keys import conjugation_element, galois_element
 from refimpl.experiments import bertbase as bb
-from refimpl.experiments.bertbase import counts as bc
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import attention_packed as apk
 from refimpl.nexus.bert import attention_pairs as ap
 from refimpl.nexus.bert import qkv_packed as qp
-from refimpl.nexus.bert.keyset import forward_key_levels
-from refimpl.nexus.bert.layout import bsgs_baby, packed_qkv_outputs, pair_groups, value_outputs
+from refimpl.nexus.bert.layout import (
+    bsgs_baby,
+    packed_qkv_outputs,
+    pair_groups,
+    value_outputs,
+)
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
-from .test_bertbase_attention import assert_no_worse, forward_errors, forward_of, pair_kit, ranges
+from .test_attention_packed import key_sets
+from .test_bertbase_attention import (
+    assert_no_worse,
+    forward_errors,
+    forward_of,
+    pair_kit,
+)
 
 
 @given(heads=st.integers(1, 24), chunks=st.integers(1, 12))
@@ -133,14 +143,7 @@ def test_packed_qkv_keys_are_the_clients():
     """NEXUS-BERT-QKV-COMPLEX: every Galois key the dry run uses with qkv_complex (keyset.forward_key_levels) is in the
     client's list (layout.rotation_steps with its QKV shape, and the conjugation), and the packed QKV takes no key
     the previous path did not (6 heads of 8, three chunks, n = 14 of 16, N = 2^11)."""
-    p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-    top = p.L - rc.depth
-    cfg = bb.config("2quad-freediv-quad", layers=1, hidden_size=48, num_attention_heads=6, intermediate_size=64)
-    mask = np.r_[np.ones(12), np.zeros(2)]
-    keys = {}
-    for packed in (False, True):
-        model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1), options={"qkv_complex": packed})
-        keys[packed] = forward_key_levels(model, 14, p, top, top, attention_mask=mask, head_rows=True)
+    p, cfg, keys = key_sets("qkv_complex")
     client = {galois_element(p, r) for r in nb.rotation_steps(cfg, 14, p.slots, head_rows=True)}
     assert set(keys[True]) <= client | {conjugation_element(p)}
     assert set(keys[True]) <= set(keys[False])

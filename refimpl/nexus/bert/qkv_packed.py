@@ -87,4 +87,4 @@ def packed_value_chunks(fw, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, 
                      babies)
 
 
-__all__ = ["head_groups", "projection_blocks", "packed_projections", "packed_value_chunks"]
+__all__ = ["head_groups", "packed_projections", "packed_value_chunks", "projection_blocks"]
