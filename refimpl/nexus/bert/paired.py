@@ -90,7 +90,7 @@ class Paired:
         for k in range(rounds):
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
-            s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s]
+            s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B, lazy=self.st["lazy_relin"]) for sc in s]
             if k + 1 < rounds and widths[k + 1] < widths[k]:  # two into one, as the plan (packing.pack_maxima)
                 s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
             s = self.leave(p + f"softmax.round{k}", s)

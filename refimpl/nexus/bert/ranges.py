@@ -45,7 +45,8 @@ class NexusModel:
     refimpl.nexus.bert.attention_packed), "qkv_complex" (QKV emitting Q, K and V with complex outputs, K and V packed
     for attention_packed, refimpl.nexus.bert.qkv_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
-    linear_pairs.split_outputs); see `settings`."""
+    linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
+    refimpl.ckks.polyeval); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -106,7 +107,10 @@ class NexusModel:
                "ffn_complex": bool(self.options.get("ffn_complex", True)),
                # ours: the attention's output projection with two output chunks per ciphertext, split after it
                # (refimpl.nexus.bert.linear_pairs.split_outputs)
-               "out_complex": bool(self.options.get("out_complex", True))}
+               "out_complex": bool(self.options.get("out_complex", True)),
+               # ours: lazy relinearization (refimpl.ckks.polyeval): sums of ciphertext products relinearized once,
+               # in the Sgn polynomials of QuickMax and GELU, GELU's five polynomials of x and LayerNorm's squares
+               "lazy_relin": bool(self.options.get("lazy_relin", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
