@@ -41,8 +41,9 @@ class NexusModel:
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
-    "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
-    refimpl.nexus.bert.attention_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
+    "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
+    refimpl.nexus.bert.attention_packed), "qkv_complex" (QKV emitting Q, K and V with complex outputs, K and V packed
+    for attention_packed, refimpl.nexus.bert.qkv_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
     linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
     refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
@@ -94,9 +95,15 @@ class NexusModel:
                "softmax_pack": bool(self.options.get("softmax_pack", True)),
                # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
                "pv_quads": bool(self.options.get("pv_quads", True)),
+               # ours: ... with the probabilities of a head of both chunks in one ciphertext, their baby steps shared
+               # (attention_quads.pv_quads' shared)
+               "pv_shared": bool(self.options.get("pv_shared", True)),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
                "kv_complex": bool(self.options.get("kv_complex", True)),
+               # ours: QKV emits Q, K and V with complex outputs, K and V already packed for attention_packed
+               # (refimpl.nexus.bert.qkv_packed)
+               "qkv_complex": bool(self.options.get("qkv_complex", True)),
                # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
                # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
                "ffn_complex": bool(self.options.get("ffn_complex", True)),
