@@ -19,6 +19,13 @@ c_j encoded at scale s q_(l+1) / scale(T_j), so that after one rescale all terms
 exactly; a split asks q for scale s q_(l+1) / scale(T_(2^m)). The result lands at a predictable
 level with exactly the requested scale: no "scales differ" surprise downstream.
 
+Lazy relinearization (ours; keyword lazy=True, the default; lazy=False is the previous, eager path and
+the oracle). A giant-step combination q_1 T_m1 + q_2 T_m2 + ... + r sums products: each is formed without
+relinearizing (a degree-2 ciphertext (d_0, d_1, d_2)), rescaled and added at one level and scale (additions,
+constant products and rescales act on each component alike), and the sum is relinearized once, when it is
+returned or multiplied again. The powers T_j stay relinearized (factors of later powers and of every leaf).
+One key switch per polynomial instead of one per giant step; the odd degree-9 scheme 4 instead of 5.
+
 Reference: Bossuat, Mouchet, Troncoso-Pastoriza, Hubaux, EUROCRYPT 2021, section 4.2 (scale-
 invariant evaluation); Lee, Lee, Kim, No, "High-precision bootstrapping...", 2020 (depth).
 """
@@ -108,6 +115,11 @@ class _Powers:
         return out
 
 
+def relinearized(ev, ct: Ciphertext) -> Ciphertext:
+    """ct with two components: relinearized if it has three (lazy relinearization, ours), else ct itself."""
+    return ev.relinearize(ct) if ct.size == 3 else ct
+
+
 def _sub_matching(ev, a: Ciphertext, b: Ciphertext) -> Ciphertext:
     """a - b where b is brought to a's level and exact scale (one constant multiplication)."""
     if b.level > a.level:
@@ -149,21 +161,24 @@ def _cheb_divide(c: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Evaluation:
-    def __init__(self, ev, powers: _Powers, level_in: int, baby: int):
+    def __init__(self, ev, powers: _Powers, level_in: int, baby: int, lazy: bool = True):
         self.ev = ev
         self.P = powers
         self.level_in = level_in
         self.baby = baby  # leaves use T_j with j < baby only (baby-step giant-step)
+        self.lazy = lazy  # giant-step products summed unrelinearized (ours): eval may return 3 components
 
     def eval(self, c: np.ndarray, budget: int, level: int, scale: float) -> Ciphertext:
         """sum c_k T_k at exactly (level, scale), using at most `budget` levels below level_in."""
+        ev = self.ev
+        if self.lazy:  # one sum of unrelinearized products, relinearized, then rescaled (ours)
+            return _force_scale(ev.rescale(relinearized(ev, self.unrescaled(c, budget, level, scale))), scale)
         c = np.trim_zeros(np.asarray(c, dtype=np.float64), "b")
         d = len(c) - 1
         if d <= 0 or (d < self.baby and _tj_depth(d) + 1 <= budget):
             return self.leaf(c, level, scale)
         m = 1 << (d.bit_length() - 1)
         q, r = _cheb_divide(c, m)
-        ev = self.ev
         Tm = ev.drop_level(self.P.get(m), level + 1)
         q_ct = self.eval(q, budget - 1, level + 1, scale * float(ev.params.q[level + 1]) / Tm.scale)
         prod = ev.rescale(ev.multiply(q_ct, Tm))  # level l+1 -> l, scale s exactly
@@ -173,8 +188,29 @@ class _Evaluation:
             return prod
         return ev.add(prod, self.eval(r, budget, level, scale))
 
-    def leaf(self, c: np.ndarray, level: int, scale: float) -> Ciphertext:
-        """c_0 + sum_j c_j T_j at (level, scale): each term times c_j at scale s q_(l+1)/scale(T_j)."""
+    def unrescaled(self, c: np.ndarray, budget: int, level: int, scale: float) -> Ciphertext:
+        """Lazy relinearization (ours): sum c_k T_k at level + 1 and scale s q_(l+1), the rescale to (level, scale)
+        still to come; three components when it sums products q_j T_(m_j) (none is rescaled unrelinearized: the
+        rounding of a rescale would meet s^2 in the third component)."""
+        c = np.trim_zeros(np.asarray(c, dtype=np.float64), "b")
+        d = len(c) - 1
+        if d <= 0 or (d < self.baby and _tj_depth(d) + 1 <= budget):
+            return self.leaf(c, level, scale, rescale=False)
+        ev = self.ev
+        m = 1 << (d.bit_length() - 1)
+        q, r = _cheb_divide(c, m)
+        q_up = float(ev.params.q[level + 1])
+        Tm = ev.drop_level(self.P.get(m), level + 1)
+        q_ct = self.eval(q, budget - 1, level + 1, scale * q_up / Tm.scale)  # relinearized
+        prod = _force_scale(ev.multiply(q_ct, Tm, relinearize=False), scale * q_up)
+        self.P.stats.mults += 1
+        if len(np.trim_zeros(r, "b")) == 0:
+            return prod
+        return ev.add(prod, self.unrescaled(r, budget, level, scale))
+
+    def leaf(self, c: np.ndarray, level: int, scale: float, rescale: bool = True) -> Ciphertext:
+        """c_0 + sum_j c_j T_j at (level, scale): each term times c_j at scale s q_(l+1)/scale(T_j).
+        rescale=False: the sum before its rescale, at level + 1 and scale s q_(l+1)."""
         ev = self.ev
         up = level + 1
         q_up = float(ev.params.q[up])
@@ -197,6 +233,8 @@ class _Evaluation:
             t = ev.drop_level(self.P.get(1), up)
             acc = Ciphertext(ev.mul_int(t, 0).c, up, scale * q_up, t.params, t.key_id)
         acc = ev.add_const(acc, c[0]) if len(c) and c[0] != 0 else acc
+        if not rescale:
+            return acc
         return _force_scale(ev.rescale(acc), scale)  # level l+1 -> l, scale s
 
 
@@ -209,7 +247,7 @@ def _affine(ev, ct: Ciphertext, a: float, b: float) -> Ciphertext:
 
 
 def _evaluate_on(ev, ct: Ciphertext, y: Ciphertext, P: _Powers, coeffs, target_scale: float | None,
-                 stats: PolyStats) -> Ciphertext:
+                 stats: PolyStats, lazy: bool = True) -> Ciphertext:
     """sum_k coeffs[k] T_k(y), y the affine image of ct, with the powers P of y (memoized, maybe shared)."""
     coeffs = np.trim_zeros(np.asarray(coeffs, dtype=np.float64), "b")
     d = max(len(coeffs) - 1, 0)
@@ -221,42 +259,45 @@ def _evaluate_on(ev, ct: Ciphertext, y: Ciphertext, P: _Powers, coeffs, target_s
         )
     out_level = y.level - poly_depth(d)
     if d == 9 and not np.any(coeffs[0::2]):
-        return _odd9(ev, y, coeffs, target_scale, stats)
+        return _odd9(ev, y, coeffs, target_scale, stats, lazy)
     if d == 0:
         zero = ev.drop_level(ev.mul_int(y, 0), out_level)
         return ev.add_const(Ciphertext(zero.c, out_level, target_scale, zero.params, zero.key_id),
                             coeffs[0] if len(coeffs) else 0.0)
     baby = 1 << -(-poly_depth(d) // 2)  # 2^ceil(k/2): ~2 sqrt(d) products in all
-    return _Evaluation(ev, P, y.level, baby).eval(coeffs, poly_depth(d), out_level, target_scale)
+    return _Evaluation(ev, P, y.level, baby, lazy).eval(coeffs, poly_depth(d), out_level, target_scale)
 
 
 def evaluate_chebyshev(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,
-                       target_scale: float | None = None) -> tuple[Ciphertext, PolyStats]:
+                       target_scale: float | None = None, lazy: bool = True) -> tuple[Ciphertext, PolyStats]:
     """sum_k coeffs[k] T_k((2x - a - b) / (b - a)) on every slot, at depth ceil(log2(d+1))
-    (+1 when [a, b] != [-1, 1]); the result has scale `target_scale` (default: ct's scale)."""
+    (+1 when [a, b] != [-1, 1]); the result has scale `target_scale` (default: ct's scale) and is
+    relinearized. lazy: the giant-step products summed before relinearizing (ours; False: each
+    product relinearized, the previous path)."""
     d = max(len(np.trim_zeros(np.asarray(coeffs, dtype=np.float64), "b")) - 1, 0)
     stats = PolyStats(degree=d, depth=0, level_in=ct.level)
     y = _affine(ev, ct, a, b)
-    out = _evaluate_on(ev, ct, y, _Powers(ev, y, stats), coeffs, target_scale, stats)
+    out = _evaluate_on(ev, ct, y, _Powers(ev, y, stats), coeffs, target_scale, stats, lazy)
     stats.level_out = out.level
     stats.depth = ct.level - out.level
     return out, stats
 
 
 def evaluate_power_many(ev, ct: Ciphertext, polys, a: float = -1.0, b: float = 1.0,
-                        target_scales=None) -> tuple[list[Ciphertext], PolyStats]:
+                        target_scales=None, lazy: bool = True) -> tuple[list[Ciphertext], PolyStats]:
     """Several power-basis polynomials of one ciphertext on [a, b], sharing the affine map and the Chebyshev
     powers T_j (ours): each polynomial lands where `evaluate_power` would put it (depth ceil(log2(d+1)) + 1,
     scale its target, default ct's), but T_2, T_3, T_4, T_8 ... are computed once for all. NEXUS's GELU
-    (refimpl.nexus.gelu) evaluates five polynomials of the same x (three Sgn first steps, P and Q): 11
-    products instead of 25. stats.mults counts the products of all of them."""
+    (refimpl.nexus.gelu) evaluates five polynomials of the same x (three Sgn first steps, P and Q): 12
+    products instead of 25; lazy (as evaluate_chebyshev): 9 key switches instead of 12. stats.mults counts
+    the products of all of them."""
     polys = [np.asarray(c, dtype=np.float64) for c in polys]
     scales = [None] * len(polys) if target_scales is None else list(target_scales)
     stats = PolyStats(degree=max(len(c) - 1 for c in polys), depth=0, level_in=ct.level)
     lin = np.polynomial.Polynomial([(a + b) / 2, (b - a) / 2])
     y = _affine(ev, ct, a, b)
     P = _Powers(ev, y, stats)
-    outs = [_evaluate_on(ev, ct, y, P, npcheb.poly2cheb(np.polynomial.Polynomial(c)(lin).coef), s, stats)
+    outs = [_evaluate_on(ev, ct, y, P, npcheb.poly2cheb(np.polynomial.Polynomial(c)(lin).coef), s, stats, lazy)
             for c, s in zip(polys, scales)]
     stats.level_out = min(o.level for o in outs)
     stats.depth = ct.level - stats.level_out
@@ -270,14 +311,16 @@ def _at(ev, ct: Ciphertext, c: float, level: int, scale: float) -> Ciphertext:
     return _force_scale(ev.rescale(ev.mul_const(t, c, scale=scale * q / t.scale)), scale)
 
 
-def _odd9(ev, x: Ciphertext, c: np.ndarray, target: float, stats: PolyStats) -> Ciphertext:
+def _odd9(ev, x: Ciphertext, c: np.ndarray, target: float, stats: PolyStats, lazy: bool = True) -> Ciphertext:
     """An odd Chebyshev series of degree 9 in 5 products and 4 levels (the official NEXUS
     sgn_eval's x^2, x^3, x^4, x^5 scheme, moved to the Chebyshev basis for stability):
 
         p = T5 (b0 + b2 T2 + b4 T4) + e1 T1 + e3 T3,  b4 = 2 c9, b2 = 2 c7, b0 = c5,
         e3 = c3 - c7, e1 = c1 - c9      (T5 T_k = (T_(5+k) + T_(5-k)) / 2).
 
-    The general baby-step giant-step path spends 6 or 7 products on the same polynomial."""
+    The general baby-step giant-step path spends 6 or 7 products on the same polynomial. lazy: `_odd9_lazy`."""
+    if lazy:
+        return _odd9_lazy(ev, x, c, target, stats)
     l, q = x.level, lambda j: float(x.params.q[j])
     sq = ev.rescale(ev.square(x))
     t2 = ev.add_const(ev.mul_int(sq, 2), -1.0)  # level l-1
@@ -296,16 +339,43 @@ def _odd9(ev, x: Ciphertext, c: np.ndarray, target: float, stats: PolyStats) -> 
     return ev.add(hi, lo)
 
 
+def _odd9_lazy(ev, x: Ciphertext, c: np.ndarray, target: float, stats: PolyStats) -> Ciphertext:
+    """`_odd9`'s polynomial with lazy relinearization (ours): 4 key switches (T2, T4, T5, p) instead of 5, the
+    same 5 products and 4 levels. T3 is never formed; it enters as a product of T1 (2 T1 T2 = T3 + T1):
+
+        T5 = T1 (2 T4 - 2 T2 + 1),   p = T5 (b0 + b2 T2 + b4 T4) + T1 (2 e3 T2 + e1 - e3),
+
+    the two products of p summed unrelinearized before their one rescale (a degree-2 ciphertext is never
+    rescaled: the rounding would meet s^2)."""
+    l, q = x.level, lambda j: float(x.params.q[j])
+    sq = ev.rescale(ev.square(x))
+    t2 = ev.add_const(ev.mul_int(sq, 2), -1.0)  # level l-1
+    sq = ev.rescale(ev.square(t2))
+    t4 = ev.add_const(ev.mul_int(sq, 2), -1.0)  # l-2
+    w = ev.add_const(ev.sub(ev.mul_int(t4, 2), _at(ev, t2, 2.0, l - 2, t4.scale)), 1.0)  # 2 T4 - 2 T2 + 1, l-2
+    t5 = ev.rescale(ev.multiply(ev.drop_level(x, l - 2), w))  # l-3
+    pre = target * q(l - 3)  # the scale of p before its rescale
+    u_scale = pre / t5.scale
+    inner = ev.add(_at(ev, t2, 2 * c[7], l - 3, u_scale), _at(ev, t4, 2 * c[9], l - 3, u_scale))
+    hi = _force_scale(ev.multiply(ev.add_const(inner, c[5]), t5, relinearize=False), pre)
+    e1, e3 = c[1] - c[9], c[3] - c[7]
+    v = ev.add_const(_at(ev, t2, 2 * e3, l - 3, pre / x.scale), e1 - e3)  # 2 e3 T2 + e1 - e3, l-3
+    lo = _force_scale(ev.multiply(ev.drop_level(x, l - 3), v, relinearize=False), pre)
+    stats.mults += 5
+    stats.powers += [2, 4, 5]
+    return _force_scale(ev.rescale(ev.relinearize(ev.add(hi, lo))), target)  # l-4
+
+
 def evaluate_power(ev, ct: Ciphertext, coeffs, a: float = -1.0, b: float = 1.0,
-                   target_scale: float | None = None) -> tuple[Ciphertext, PolyStats]:
+                   target_scale: float | None = None, lazy: bool = True) -> tuple[Ciphertext, PolyStats]:
     """sum_k coeffs[k] x^k (power basis) via its exact Chebyshev expansion.
 
     [a, b] is only the domain of x (where the Chebyshev basis lives); the polynomial is in x
     itself, not in a rescaled variable."""
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if (a, b) == (-1.0, 1.0):
-        return evaluate_chebyshev(ev, ct, npcheb.poly2cheb(coeffs), target_scale=target_scale)
+        return evaluate_chebyshev(ev, ct, npcheb.poly2cheb(coeffs), target_scale=target_scale, lazy=lazy)
     # p(x) with x = ((b - a) y + a + b) / 2: compose, then convert
     lin = np.polynomial.Polynomial([(a + b) / 2, (b - a) / 2])
     composed = np.polynomial.Polynomial(coeffs)(lin).coef
-    return evaluate_chebyshev(ev, ct, npcheb.poly2cheb(composed), a, b, target_scale)
+    return evaluate_chebyshev(ev, ct, npcheb.poly2cheb(composed), a, b, target_scale, lazy)

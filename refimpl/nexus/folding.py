@@ -67,13 +67,14 @@ def quick_sum(ev, ct: Ciphertext, n: int, step: int = 1, duplicate: bool = False
     return s
 
 
-def max_pair(ev, a: Ciphertext, b: Ciphertext, bound: float = 0.5) -> Ciphertext:
+def max_pair(ev, a: Ciphertext, b: Ciphertext, bound: float = 0.5, lazy: bool = True) -> Ciphertext:
     """max(a, b) = (a + b)/2 + (a - b) Sgn((a - b) / 2B) / 2 slotwise, for |a|, |b| <= B (NEXUS §5.2).
 
-    Level l -> l - 17 (B = 1/2; else l - 18), scale unchanged."""
+    Level l -> l - 17 (B = 1/2; else l - 18), scale unchanged. lazy: Sgn with lazy relinearization (ours,
+    refimpl.nexus.sign.sgn: 16 key switches instead of 20; False: the previous path)."""
     d = ev.sub(a, b)  # |d| <= 2B
     lo = a.level - sgn_levels(2 * bound)  # level l - 16 (l - 17)
-    s = sgn(ev, d, bound=2 * bound, factor=0.5, target_scale=float(ev.params.q[lo]))  # Sgn/2 at level lo
+    s = sgn(ev, d, bound=2 * bound, factor=0.5, target_scale=float(ev.params.q[lo]), lazy=lazy)  # Sgn/2 at level lo
     prod = ev.rescale(ev.multiply(ev.drop_level(d, lo), s))  # level lo -> lo-1, scale d.scale
     half_sum = ev.rescale(ev.mul_const(ev.drop_level(ev.add(a, b), lo), 0.5))  # level lo-1, same scale
     return ev.add(with_scale(half_sum, prod.scale), prod)

@@ -54,31 +54,35 @@ def gelu_plain(x: np.ndarray) -> np.ndarray:
 
 
 def segments_and_pieces(ev, ct: Ciphertext, lo: float, hi: float, prescale: float,
-                        bit_scale: float) -> tuple[list[Ciphertext], Ciphertext, Ciphertext]:
+                        bit_scale: float, lazy: bool = True) -> tuple[list[Ciphertext], Ciphertext, Ciphertext]:
     """The segment bits b_i = Sgn((x - t_i) / prescale) / 2 (level -17, scale bit_scale) and the pieces P(x)
     (level -3) and Q(x) (level -4, both at ct's scale) of x in [lo, hi].
 
     The five polynomials of the same x (the three Sgn first steps g4((x - t_i) / prescale), P and Q) share one
     affine map and one set of Chebyshev powers on [lo, hi] (ours: refimpl.ckks.polyeval.evaluate_power_many;
-    11 ciphertext products instead of 25, the same polynomials and levels as separate evaluations)."""
+    12 ciphertext products instead of 25, the same polynomials and levels as separate evaluations). lazy: lazy
+    relinearization in all of them (ours, refimpl.ckks.polyeval: 45 key switches instead of 57; False: the
+    previous path)."""
     firsts = [first_coefficients(prescale, t) for t in BREAKPOINTS]
-    outs, _ = evaluate_power_many(ev, ct, firsts + [P, Q], lo, hi)
-    bits = [sgn_rest(ev, y, factor=0.5, target_scale=bit_scale) for y in outs[:3]]  # level -17
+    outs, _ = evaluate_power_many(ev, ct, firsts + [P, Q], lo, hi, lazy=lazy)
+    bits = [sgn_rest(ev, y, factor=0.5, target_scale=bit_scale, lazy=lazy) for y in outs[:3]]  # level -17
     return bits, outs[3], outs[4]
 
 
-def gelu(ev, ct: Ciphertext, lo: float = VALID_RANGE[0], hi: float = VALID_RANGE[1]) -> Ciphertext:
+def gelu(ev, ct: Ciphertext, lo: float = VALID_RANGE[0], hi: float = VALID_RANGE[1], lazy: bool = True) -> Ciphertext:
     """P(x) (b_0 - b_1) + Q(x) (b_1 - b_2) + x (b_2 + 1/2), b_i = Sgn((x - t_i)/16)/2 (NEXUS §3.3).
 
-    Args: ct at level l >= 18, inputs in [lo, hi] within [-13, 12] (checked).
+    Args: ct at level l >= 18, inputs in [lo, hi] within [-13, 12] (checked); lazy: lazy relinearization (ours):
+    the polynomials' (`segments_and_pieces`) and the three final products summed before one relinearization;
+    False: the previous path, every product relinearized.
     Returns level l - 18, scale ct.scale."""
     check_range(lo, hi)
     s, lvl = ct.scale, ct.level - (LEVELS - 1)  # the segment bits land at level l - 17
     q_lvl = float(ev.params.q[lvl])
-    bits, p, q = segments_and_pieces(ev, ct, lo, hi, SGN_PRESCALE, q_lvl)
+    bits, p, q = segments_and_pieces(ev, ct, lo, hi, SGN_PRESCALE, q_lvl, lazy)
     ind_p = ev.sub(bits[0], bits[1])
     ind_q = ev.sub(bits[1], bits[2])
     ind_x = ev.add_const(bits[2], 0.5)
-    terms = [ev.multiply(align(ev, v, lvl, s), ind) for v, ind in ((p, ind_p), (q, ind_q), (ct, ind_x))]
+    terms = [ev.multiply(align(ev, v, lvl, s), ind, relinearize=not lazy) for v, ind in ((p, ind_p), (q, ind_q), (ct, ind_x))]
     total = ev.add(ev.add(terms[0], terms[1]), terms[2])  # scale s q_lvl at level l-17
-    return with_scale(ev.rescale(total), s)  # level l-17 -> l-18, scale s
+    return with_scale(ev.rescale(ev.relinearize(total)), s)  # level l-17 -> l-18, scale s

@@ -111,13 +111,16 @@ def rsqrt(ev, v: Ciphertext, lo: float, hi: float, newton: int = NEWTON, goldsch
 
 def goldschmidt_rsqrt(ev, y: Ciphertext, u: Ciphertext, steps: int = GOLDSCHMIDT) -> Ciphertext:
     """Refine y ~ 1/sqrt(u): x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (`steps`
-    times); returns 2h (NEXUS §3.2, the official invert_sqrt). Level: 1 + 2 steps."""
+    times); returns 2h (NEXUS §3.2, the official invert_sqrt). Level: 1 + 2 steps. The last step's x is never
+    read, so it is not computed (ours: one product fewer than the official code, the same h)."""
     x = multiply_lower(ev, y, u)  # x = u y, level -1
     h = times_at(ev, y, 0.5, x.level, x.scale)  # h = y / 2, same level and scale as x
-    for _ in range(steps):
+    for k in range(steps):
         r = ev.add_const(ev.negate(multiply_lower(ev, x, h)), 0.5)  # r = 1/2 - x h, level -1
-        xr, hr = multiply_lower(ev, x, r), multiply_lower(ev, h, r)  # level -1
-        x = ev.add(align(ev, x, xr.level, xr.scale), xr)
+        hr = multiply_lower(ev, h, r)  # level -1
+        if k + 1 < steps:
+            xr = multiply_lower(ev, x, r)
+            x = ev.add(align(ev, x, xr.level, xr.scale), xr)
         h = ev.add(align(ev, h, hr.level, hr.scale), hr)
     return ev.mul_int(h, 2)  # 2h, no level
 

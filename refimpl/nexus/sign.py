@@ -72,21 +72,23 @@ def sgn_levels(bound: float = 1.0, center: float = 0.0) -> int:
 
 
 def sgn(ev, ct: Ciphertext, bound: float = 1.0, factor: float = 1.0, center: float = 0.0,
-        target_scale: float | None = None) -> Ciphertext:
+        target_scale: float | None = None, lazy: bool = True) -> Ciphertext:
     """factor Sgn((x - center) / bound) = factor f4(f4(g4(g4((x - c) / B)))) in every slot (NEXUS §2.4).
 
     Args: ct at level l >= sgn_levels(bound, center), |x - center| <= bound (the caller's
-    guarantee: the normalisation of the paper); factor multiplies the last f4 only.
-    Returns level l - 16 (l - 17 when normalising) at `target_scale` (default: ct's scale)."""
+    guarantee: the normalisation of the paper); factor multiplies the last f4 only; lazy: each degree-9
+    step with lazy relinearization (ours, refimpl.ckks.polyeval: 4 key switches instead of 5; False: the
+    previous path). Returns level l - 16 (l - 17 when normalising) at `target_scale` (default: ct's scale)."""
     if not bound > 0:
         raise ValueError(f"Sgn needs a positive input bound, got {bound}")
     out_scale = ct.scale if target_scale is None else float(target_scale)
     g = coefficients("g4")
     if (bound, center) == (1.0, 0.0):
-        y, _ = evaluate_power(ev, ct, g)  # level l -> l-4
+        y, _ = evaluate_power(ev, ct, g, lazy=lazy)  # level l -> l-4
     else:  # g4((x - c)/B) as a polynomial in x on [c - B, c + B]
-        y, _ = evaluate_power(ev, ct, first_coefficients(bound, center), center - bound, center + bound)  # l-5
-    return sgn_rest(ev, y, factor, out_scale)
+        y, _ = evaluate_power(ev, ct, first_coefficients(bound, center), center - bound, center + bound,
+                              lazy=lazy)  # l-5
+    return sgn_rest(ev, y, factor, out_scale, lazy)
 
 
 def first_coefficients(bound: float, center: float) -> np.ndarray:
@@ -97,12 +99,13 @@ def first_coefficients(bound: float, center: float) -> np.ndarray:
     return np.polynomial.Polynomial(g)(np.polynomial.Polynomial([-center / bound, 1.0 / bound])).coef
 
 
-def sgn_rest(ev, y: Ciphertext, factor: float = 1.0, target_scale: float | None = None) -> Ciphertext:
+def sgn_rest(ev, y: Ciphertext, factor: float = 1.0, target_scale: float | None = None,
+             lazy: bool = True) -> Ciphertext:
     """factor f4(f4(g4(y))) with y = g4(normalised x) (Sgn after its first step): level -12, at `target_scale`
-    (default: y's scale)."""
+    (default: y's scale); lazy as in `sgn`."""
     out_scale = y.scale if target_scale is None else float(target_scale)
     g, f = coefficients("g4"), coefficients("f4")
-    y, _ = evaluate_power(ev, y, g)  # level -4
-    y, _ = evaluate_power(ev, y, f)  # level -8
-    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale)  # level -12
+    y, _ = evaluate_power(ev, y, g, lazy=lazy)  # level -4
+    y, _ = evaluate_power(ev, y, f, lazy=lazy)  # level -8
+    y, _ = evaluate_power(ev, y, coefficients("f4", factor), target_scale=out_scale, lazy=lazy)  # level -12
     return y

@@ -14,6 +14,7 @@ from refimpl.ckks.polyeval import (
     evaluate_power_many,
     poly_depth,
 )
+from refimpl.nexus.counting import CountingEvaluator
 
 from conftest import Kit
 
@@ -148,3 +149,56 @@ def test_many_polynomials_share_their_powers(deep, seed, lo, width, degrees):
     assert st_many.mults <= separate
     if len(set(degrees)) < len(degrees) and max(degrees) >= 2:  # a repeated degree >= 2 reuses its powers
         assert st_many.mults < separate
+
+
+def key_switches(ev, fn):
+    """(fn's result, the key switches it asked of ev) on a CountingEvaluator in front of ev."""
+    cev = CountingEvaluator(ev)
+    out = fn(cev)
+    return out, cev.counts["key_switches"]
+
+
+@given(seed=st.integers(0, 2**16), d=st.integers(1, 40), interval=st.booleans())
+@settings(max_examples=8, deadline=None, derandomize=True)
+def test_lazy_relinearization_matches_the_eager_path(deep, seed, d, interval):
+    """CKKS-POLY-LAZY: the giant-step products summed before relinearizing (ours, the default) land at the eager
+    path's level and exact scale, relinearized, as precise, with at most its key switches: one per power T_j and per
+    relinearized sum instead of one per product."""
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-1, 1, d + 1) / (np.arange(d + 1) + 1)
+    lo, hi = (-3.0, 5.0) if interval else (-1.0, 1.0)
+    x = rng.uniform(lo, hi, deep.p.slots)
+    ct = deep.encrypt(x)
+    (lazy, st_lazy), ks_lazy = key_switches(deep.ev, lambda ev: evaluate_chebyshev(ev, ct, c, lo, hi))
+    (eager, st_eager), ks_eager = key_switches(deep.ev, lambda ev: evaluate_chebyshev(ev, ct, c, lo, hi, lazy=False))
+    assert (lazy.level, lazy.scale, lazy.size) == (eager.level, eager.scale, 2)
+    assert st_lazy.mults == st_eager.mults == ks_eager
+    want = npcheb.chebval((2 * x - lo - hi) / (hi - lo), c)
+    assert bits(deep.decrypt(lazy).real - want) >= bits(deep.decrypt(eager).real - want) - 1
+    assert np.max(np.abs(deep.decrypt(lazy).real - deep.decrypt(eager).real)) < 2**-20
+    giant = st_eager.mults - len(st_eager.powers)  # the giant-step products
+    assert len(st_eager.powers) + min(giant, 1) <= ks_lazy <= ks_eager
+    if 8 <= d <= 11:  # p = q T_8 + (q' T_4 + r'), q and q' leaves: two giant steps, one relinearization
+        assert (giant, ks_lazy) == (2, len(st_eager.powers) + 1)
+
+
+def test_lazy_odd_degree_9_and_shared_powers_save_key_switches(deep):
+    """CKKS-POLY-LAZY: the odd degree-9 scheme 4 key switches instead of 5 (T3 and the last product unrelinearized);
+    NEXUS's GELU's five polynomials of x (three degree-9 Sgn first steps, degree 3 and 6) 9 instead of 12."""
+    x = deep.rng.uniform(-1, 1, deep.p.slots)
+    ct = deep.encrypt(x)
+    c = np.zeros(10)
+    c[1::2] = [1.2, -0.7, 0.5, -0.3, 0.1]
+    (lazy, _), ks = key_switches(deep.ev, lambda ev: evaluate_chebyshev(ev, ct, c))
+    (eager, _), ks_eager = key_switches(deep.ev, lambda ev: evaluate_chebyshev(ev, ct, c, lazy=False))
+    assert (ks, ks_eager) == (4, 5)
+    assert np.max(np.abs(deep.decrypt(lazy).real - npcheb.chebval(x, c))) < 2**-18
+    assert np.max(np.abs(deep.decrypt(lazy).real - deep.decrypt(eager).real)) < 2**-20
+    rng = np.random.default_rng(7)
+    polys = [rng.uniform(-1, 1, d + 1) / 4.0 ** np.arange(d + 1) for d in (9, 9, 9, 3, 6)]
+    (outs, _), ks = key_switches(deep.ev, lambda ev: evaluate_power_many(ev, ct, polys, -4.0, 4.0))
+    (refs, _), ks_eager = key_switches(deep.ev, lambda ev: evaluate_power_many(ev, ct, polys, -4.0, 4.0, lazy=False))
+    assert (ks, ks_eager) == (9, 12)
+    for out, ref in zip(outs, refs):
+        assert (out.level, out.scale, out.size) == (ref.level, ref.scale, 2)
+        assert np.max(np.abs(deep.decrypt(out).real - deep.decrypt(ref).real)) < 2**-20

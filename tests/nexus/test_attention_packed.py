@@ -179,12 +179,19 @@ def test_the_packed_skews_need_no_new_galois_key():
     """NEXUS-BERT-KV-COMPLEX: the dry run's key set (keyset.forward_key_levels, the keys the client makes) is the same
     with kv_complex as without it (R w and the conjugation serve the head pairs already), on a layout where both
     skews are packed (6 heads of 8, three chunks, n = 14 of 16, N = 2^11)."""
+    p, _, keys = key_sets("kv_complex")
+    assert set(keys[True]) == set(keys[False]) and conjugation_element(p) in keys[True]
+
+
+def key_sets(option: str):
+    """(params, config, {False: keys, True: keys}): keyset.forward_key_levels of the student's dry run with the model
+    option off and on (6 heads of 8, three chunks, n = 14 of 16, N = 2^11)."""
     p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     top = p.L - rc.depth
     cfg = bb.config("2quad-freediv-quad", layers=1, hidden_size=48, num_attention_heads=6, intermediate_size=64)
     mask = np.r_[np.ones(12), np.zeros(2)]
     keys = {}
-    for packed in (False, True):
-        model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1), options={"kv_complex": packed})
-        keys[packed] = forward_key_levels(model, 14, p, top, top, attention_mask=mask, head_rows=True)
-    assert set(keys[True]) == set(keys[False]) and conjugation_element(p) in keys[True]
+    for on in (False, True):
+        model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1), options={option: on})
+        keys[on] = forward_key_levels(model, 14, p, top, top, attention_mask=mask, head_rows=True)
+    return p, cfg, keys

@@ -130,27 +130,30 @@ def test_lazy_pv_and_shared_baby_steps_match_the_previous_path(ring, monkeypatch
 # key switches per block of the design (the blocks this counter's kernels own; Softmax, GELU and LayerNorm
 # are pinned by their own modules' tests and checked against the real evaluator above)
 PINNED = {
-    "small": {"QKV": 30, "Q K^T": 39, "P V": 44, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
-    "base": {"QKV": 294, "Q K^T": 597, "P V": 452, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
+    "small": {"QKV": 25, "Q K^T": 39, "P V": 38, "output projection": 12, "FFN1": 20, "Quad": 8, "FFN2": 24},
+    "base": {"QKV": 217, "Q K^T": 597, "P V": 410, "output projection": 96, "FFN1": 180, "Quad": 24, "FFN2": 192},
 }
-PT_PRODUCTS = {"small": {"QKV": 320, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 23040, "FFN1": 9216, "FFN2": 9216}}
+PT_PRODUCTS = {"small": {"QKV": 192, "FFN1": 128, "FFN2": 128}, "base": {"QKV": 12288, "FFN1": 9216, "FFN2": 9216}}
 
 
 @pytest.mark.parametrize("size", ["small", "base"])
 def test_counts_of_the_design_are_pinned(ring, size):
     """NEXUS-BERT-COUNTS: key switches and plaintext products per block of one layer, counted on the DryEvaluator
     (small: d = 32, 4 heads, FFN 128, n = 16 on N = 2^11; base: BERT-base, n = 128 on 128-2^16-dense19). BERT-base,
-    linear layers with g baby steps per product (nb.bsgs_baby): QKV 6 x 32 baby steps (shared) + (12 + 12 + 6) x 3
-    giant steps + 12 pair fills = 294 (Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs;
-    306 with one per head, 330 with g = 16); on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): the
+    linear layers with g baby steps per product (nb.bsgs_baby): QKV with complex outputs (refimpl.nexus.bert.qkv_packed:
+    Q and K 6 each, two head pairs per output pair, V 4) 6 x 16 baby steps (shared) + 16 x 7 giant steps + 6 odd-head
+    rotations + 3 conjugations (Q split) = 217 (small 2 x 8 + 6 + 2 + 1 = 25; 294 real: 6 x 32 + (12 + 12 + 6) x 3 +
+    12 pair fills, Q and K one ciphertext per head pair, refimpl.nexus.bert.attention_pairs; 306 with one per head,
+    330 with g = 16); on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): the
     output projection 6 x 8 + 3 x 15 + 3 conjugations = 96 (6 x 16 + 6 x 7 = 138 real; small 2 x 4 + 3 + 1 = 12, 14),
     FFN1 6 x 16 + 12 x 7 = 180 (6 x 16 + 24 x 7 = 264 real), Quad 12 conjugations + 12 relinearizations = 24 (24
     relinearizations real), FFN2 12 x 8 + 6 x 15 + 6 conjugations = 192 (24 x 8 + 6 x 15 = 282 real, 426 with
     g = 16); Q K^T 6 pairs x 109 - 3 x 19 = 597 (attention_pairs.pair_scores, the skewed keys of two pairs at once:
-    attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk pairs x 154 - 28 = 452
-    (attention_quads.quad_probs, pv_quads, the values of chunk pairs 0 and 1 skewed at once:
+    attention_packed.packed_skewed_keys; 654 unpacked), P V 6 x 3 + 3 chunk pairs x 154 - 28 - 6 x 7 = 410
+    (attention_quads.quad_probs, pv_quads with the probabilities of a head of both chunks in one ciphertext: 7 baby
+    steps per two heads, 452 with 7 per head; the values of chunk pairs 0 and 1 skewed at once:
     attention_packed.packed_skewed_values; 480 unpacked, 804 with head pairs, 2,040 with one head per ciphertext).
-    Small: Q K^T 42 - 3 (two pairs' skewed keys at once)."""
+    Small: Q K^T 42 - 3 (two pairs' skewed keys at once), P V 44 - 2 x 3 (shared probabilities)."""
     prm = ring if size == "small" else bootstrap_preset(bb.PRESET)
     kw = dict(hidden_size=32, num_attention_heads=4, intermediate_size=128) if size == "small" else {}
     cfg = bb.config("2quad-freediv-quad", layers=1, **kw)
@@ -175,22 +178,32 @@ def test_counts_of_the_design_are_pinned(ring, size):
 # Softmax + GELU per BERT-base layer (refimpl.nexus.bert.packing, .paired): two heads per score ciphertext, two FFN
 # chunks per GELU ciphertext, two ciphertexts per bootstrap; the scores divided by 2B, the running maxima and the row
 # sums packed, the GELU pairs refreshed as one ciphertext
-PINNED_SOFTMAX_GELU = {"Softmax": 549, "output projection": 96, "FFN1": 207, "GELU": 714, "FFN2": 192, "layer": 3207}
+PINNED_SOFTMAX_GELU = {"QKV": 217, "Q K^T": 597, "Softmax": 412, "P V": 410, "output projection": 96, "FFN1": 207,
+                       "GELU": 570, "FFN2": 192, "residual + LayerNorm 1": 44, "residual + LayerNorm 2": 48,
+                       "layer": 2793}
 BOOTSTRAPS_SOFTMAX_GELU = {"Softmax": 12, "FFN1": 3, "GELU": 6, "FFN2": 0, "layer": 25}
 
 
 def test_softmax_gelu_counts_are_pinned():
     """NEXUS-BERT-COUNTS, NEXUS-BERT-REFRESHES: Softmax + GELU at BERT-base (n = 128, 128-2^16-dense19, the shipped
     model's widest ranges): Softmax's 7 QuickMax rounds (17 levels, + 1 where they pack) on 6, 3, 2, 1, 1, 1, 1 score
-    ciphertexts, the spread of the packed maxima, exp on 6, the row sums packed into 1 for the inverse: 549 key switches
-    (1,242 before; 2,292 before the packings), 12 bootstraps (30; 108): 3 + 2 + 1 + 4 + 1 + 1, 5 conjugations; GELU on
-    12 ciphertexts (12 x 58 relinearizations: 45 in the three Sgn tails, 12 for the five polynomials of x sharing
-    their powers, 1 for the three final products; + 12 rotations to split the pairs after their refresh, 6 bootstraps of
-    the 12 pairs at level 0, 6 conjugations); the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs):
+    ciphertexts, the spread of the packed maxima, exp on 6, the row sums packed into 1 for the inverse: 412 key switches
+    (439 with QuickSum on each score ciphertext, 489 with one spread per value too, 549 with every product
+    relinearized too, 1,242 before the score prescaling; 2,292 before the packings), 12 bootstraps (30; 108):
+    3 + 2 + 1 + 4 + 1 + 1, 5 conjugations; with lazy relinearization (ours, refimpl.ckks.polyeval) each QuickMax
+    round's Sgn takes 16 relinearizations instead of 20, the spreads of the 6 maxima and the 6 row sums share their
+    coarse copies (packing.spread_many: 22 rotations each instead of 47), and the row sums fold packed as the maxima
+    do (packing.packed_fold: 15 + 5 rotations and a mask instead of 6 x 7 + 5); GELU on 12 ciphertexts (12 x 46 relinearizations:
+    36 in the three Sgn tails, 9 for the five polynomials of x sharing their powers, 1 for the three final products;
+    58 eager; + 12 rotations to split the pairs after their refresh, 6 bootstraps of the 12 pairs at level 0, 6
+    conjugations): 570 (714 eager); the LayerNorms 44 and 48 (50, 54: the six chunks' squares summed before one
+    relinearization, and Goldschmidt's unread last x not computed); the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs):
     FFN1 6 x 16 + 12 x 7 + 12 x 2 (the pairs to window halves) + 3 (the split refreshes of its input) = 207 (279 real),
-    FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); 3,207 key switches
-    (2 conjugations: the real parts of a LayerNorm pair refreshed together, Paired.refresh_pair)
-    (3,409 real) and 25 bootstraps per layer (49; 146 before the packings)."""
+    FFN2 12 x 8 + 6 x 15 + 6 = 192 (282), refreshing nothing, the output projection 96 (138); QKV 217 (294 without its
+    complex outputs, refimpl.nexus.bert.qkv_packed), Q K^T 597, P V 410 (452 with per-head probabilities); 2,793 key
+    switches (2,870 with one spread per value and QuickSum on each score ciphertext, 2,989 with the real QKV and
+    per-head probabilities too, 3,205 eager too, 3,409 real) and 25 bootstraps per layer (49; 146 before the
+    packings)."""
     params, rc = bootstrap_preset(bb.PRESET)
     cfg = bb.config("softmax-gelu", layers=2)
     model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges("softmax-gelu"), 2))
@@ -199,4 +212,4 @@ def test_softmax_gelu_counts_are_pinned():
     blocks = res["per_layer"][1]
     assert {k: blocks[k]["key_switches"] for k in PINNED_SOFTMAX_GELU} == PINNED_SOFTMAX_GELU
     assert {k: blocks[k]["bootstraps"] for k in BOOTSTRAPS_SOFTMAX_GELU} == BOOTSTRAPS_SOFTMAX_GELU
-    assert blocks["Softmax"]["conjugations"] == 5 and blocks["GELU"]["relinearizations"] == 12 * 58
+    assert blocks["Softmax"]["conjugations"] == 5 and blocks["GELU"]["relinearizations"] == 12 * 46

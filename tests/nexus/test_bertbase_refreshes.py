@@ -87,3 +87,32 @@ def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
     assert nb_new < nb_old
     rounds = [r["ciphertexts"] for r in new[3] if r["block"].startswith("L0.softmax.round")]
     assert rounds == [2, 1, 1, 1]  # leaving each round: 4 score ciphertexts packed to 2 after round 0, to 1 after round 1
+
+
+def test_shared_spreads_against_the_previous_spreads(ring):
+    """NEXUS-SPREAD-SHARED: the paired Softmax's spreads with shared coarse copies (packing.spread_many, the default)
+    against one spread per value (option spread_shared off): 4 score ciphertexts, whose maxima and row sums sit 4 per
+    ciphertext, rows of 16: 2 + 4 x 2 = 10 rotations per spread instead of 4 x 4 + 3 = 19, 18 key switches fewer
+    in Softmax, the same refreshes and levels out of Softmax; the logits equal within 1e-4 and the float64 model's
+    within 1e-3."""
+    new = run(ring, model_of({}))
+    old = run(ring, model_of({"spread_shared": False}))
+    np.testing.assert_allclose(new[0], old[0], atol=1e-4)
+    assert np.max(np.abs(new[0] - new[2]["logits"])) < 1e-3
+    ks = [sum(r["counts"].get("key_switches", 0) for r in t[3] if ".softmax" in r["block"]) for t in (new, old)]
+    assert ks[1] - ks[0] == 18
+    assert sum(r["bootstraps"] for r in new[3]) == sum(r["bootstraps"] for r in old[3])
+    out = [next(r["level_out"] for r in t[3] if r["block"] == "L0.softmax.normalize") for t in (new, old)]
+    assert out[0] == out[1]
+
+
+def test_packed_sum_folds_against_the_previous_sums(ring):
+    """NEXUS-SUMS-PACKED: the paired Softmax's row sums folded packed (packing.packed_fold, the default) against
+    QuickSum on each score ciphertext and pack_first (option sums_pack off): 4 score ciphertexts, rows of 16:
+    4 + 2 + 1 + 1 + 3 = 11 rotations instead of 16 + 3 = 19, the same refreshes; the logits equal within 1e-4."""
+    new = run(ring, model_of({}))
+    old = run(ring, model_of({"sums_pack": False}))
+    np.testing.assert_allclose(new[0], old[0], atol=1e-4)
+    ks = [sum(r["counts"].get("key_switches", 0) for r in t[3] if ".softmax" in r["block"]) for t in (new, old)]
+    assert ks[1] - ks[0] == 8
+    assert sum(r["bootstraps"] for r in new[3]) == sum(r["bootstraps"] for r in old[3])

@@ -11,16 +11,14 @@ from hypothesis import given, settings, strategies as st
 from refimpl.bert import functional as F
 from refimpl.ckks import Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator
 from refimpl.ckks.bootstrap.bootstrapper import bootstrap_parameters
-from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 from refimpl.ckks.keys import conjugation_element
 from refimpl.nexus import bert as nb
 from refimpl.nexus.bert import linear_pairs as lp
-from refimpl.nexus.bert import weights_store as ws
 from refimpl.nexus.bert.keyset import forward_key_levels
 from refimpl.nexus.counting import CountingEvaluator, DryBootstrapper, DryEvaluator
 from refimpl.ring.sampling import RandomSource
 
-from .helpers import tiny_bert
+from .helpers import small_forward, tiny_bert
 
 
 @settings(max_examples=40, deadline=None)
@@ -121,31 +119,7 @@ def test_output_projection_split_outputs(setting):
 def small_run(attention, activation, option, store=None, intermediate=64):
     """The small forward (N = 2^10, P = 32, oracle bootstrapping with a fixed seed) with the FFN on chunk pairs on or
     off: a dict of the logits, the float64 model's, the trace, the store, the output ciphertext, the model..."""
-    p, rc = bootstrap_parameters(1024, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
-    cfg, params = tiny_bert(attention, activation, 1, intermediate=intermediate)
-    model = nb.NexusModel(cfg, params, options={"ffn_complex": option})
-    rng = np.random.default_rng(2)
-    n = 6
-    ids, mask = rng.integers(1, 50, n), np.r_[np.ones(n - 1), np.zeros(1)]
-    lay = nb.input_layout(cfg, n, p.slots)
-    kg = KeyGenerator(p, RandomSource.insecure_seeded(3))
-    sk = kg.secret_key()
-    ev = CountingEvaluator(Evaluator(p, kg.evaluation_keys(sk, rotations=nb.rotation_steps(cfg, n, p.slots),
-                                                           conjugate=True)))
-    top = p.L - rc.depth
-    bts = OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5))
-    enc = Encoder(p)
-    E = Encryptor(kg.public_key(sk), RandomSource.insecure_seeded(4))
-    cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(nb.client_embed(cfg, params, ids, mask), lay)]
-    if store is not None:
-        ws.precompute(model, p, n, store, input_level=top, bootstrap_level=top)
-        store = ws.WeightStore.open(store, p, model)
-    trace: list = []
-    (z,) = nb.encrypted_forward(ev, bts, model, cts, n, mask, trace=trace, weights=store)
-    logits = nb.unpack_output([enc.decode(Decryptor(sk).decrypt(z)).real], lay, cfg.num_labels)
-    ref = nb.plaintext_reference(model, ids, mask, approximate=True)["logits"]
-    return {"logits": logits, "ref": ref, "trace": trace, "store": store, "out": z, "model": model, "lay": lay,
-            "params": p, "top": top, "mask": mask}
+    return small_forward(attention, activation, {"ffn_complex": option}, store=store, intermediate=intermediate)
 
 
 @pytest.mark.parametrize("attention,activation,intermediate", [("2quad-freediv", "quad", 96), ("softmax", "gelu", 64)])

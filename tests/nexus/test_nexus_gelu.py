@@ -47,22 +47,44 @@ def test_gelu_encrypted(kit):
     assert np.max(np.abs(z - gelu_erf(x))) < 0.0125
 
 
-def test_gelu_shares_the_powers_of_its_five_polynomials(kit):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_gelu_shares_the_powers_of_its_five_polynomials(kit, lazy):
     """NEXUS-GELU-SHARED: the segment bits and pieces from one set of Chebyshev powers (ours) equal the separate
-    evaluations (three Sgn, P, Q: the oracle) at the same levels and scales, with 12 products instead of 22."""
+    evaluations (three Sgn, P, Q: the oracle) at the same levels and scales, with 12 products instead of 22 in
+    the five polynomials of x; with lazy relinearization (ours, CKKS-POLY-LAZY) 9 key switches instead of 12
+    there and 12 instead of 15 in each Sgn tail."""
     x = np.linspace(*VALID_RANGE, kit.p.slots)
     ct = kit.encrypt(x)
     q_bit = float(kit.p.q[ct.level - 17])
     ev = CountingEvaluator(kit.ev)
-    bits_, p, q = segments_and_pieces(ev, ct, *VALID_RANGE, SGN_PRESCALE, q_bit)
+    bits_, p, q = segments_and_pieces(ev, ct, *VALID_RANGE, SGN_PRESCALE, q_bit, lazy=lazy)
     shared = ev.counts["relinearizations"]
     ev = CountingEvaluator(kit.ev)
-    ref = [sgn(ev, ct, bound=SGN_PRESCALE, center=t, factor=0.5, target_scale=q_bit) for t in BREAKPOINTS]
-    ref += [evaluate_power(ev, ct, c, *VALID_RANGE)[0] for c in (P, Q)]
-    assert (shared, ev.counts["relinearizations"]) == (3 * 15 + 12, 3 * 15 + 22)
+    ref = [sgn(ev, ct, bound=SGN_PRESCALE, center=t, factor=0.5, target_scale=q_bit, lazy=lazy) for t in BREAKPOINTS]
+    ref += [evaluate_power(ev, ct, c, *VALID_RANGE, lazy=lazy)[0] for c in (P, Q)]
+    want_counts = (3 * 12 + 9, 3 * 12 + 19) if lazy else (3 * 15 + 12, 3 * 15 + 22)
+    assert (shared, ev.counts["relinearizations"]) == want_counts
     for got, want in zip(bits_ + [p, q], ref):
-        assert (got.level, got.scale) == (want.level, want.scale)
+        assert (got.level, got.scale, got.size) == (want.level, want.scale, 2)
         assert np.max(np.abs(kit.decrypt(got) - kit.decrypt(want))) < 2**-14 * max(1.0, np.max(np.abs(kit.decrypt(want))))
+
+
+def test_lazy_gelu_matches_the_eager_path(kit):
+    """NEXUS-GELU-SHARED, CKKS-POLY-LAZY: GELU with lazy relinearization (ours, the default) lands at the eager
+    path's level and scale with 46 key switches instead of 60 (the five polynomials of x 9 instead of 12, the
+    Sgn tails 36 instead of 45, the three final products 1 instead of 3), and decrypts to the same values within 2^-15
+    (the CKKS noise of either), as close to the float64 model."""
+    x = np.linspace(*VALID_RANGE, kit.p.slots)
+    ct = kit.encrypt(x)
+    outs, counts = [], []
+    for lazy in (True, False):
+        ev = CountingEvaluator(kit.ev)
+        outs.append(gelu(ev, ct, lazy=lazy))
+        counts.append(ev.counts["key_switches"])
+    assert counts == [46, 60]
+    assert (outs[0].level, outs[0].scale) == (outs[1].level, outs[1].scale)
+    z, z_eager = (kit.decrypt(o) for o in outs)
+    assert bits(z - z_eager) >= 15 and bits(z - gelu_plain(x)) >= max(14, bits(z_eager - gelu_plain(x)) - 1)
 
 
 def test_gelu_range_error(kit):

@@ -8,6 +8,7 @@ import pytest
 from refimpl.ckks import Parameters
 from refimpl.nexus.bert import packing as pk
 from refimpl.nexus.bert.reference import softmax_model
+from refimpl.nexus.counting import CountingEvaluator
 from tests.nexus.helpers import Kit
 
 N_PAD, W = 16, 64  # rows of 16 keys, token windows of 64 slots: 16 windows in 1024 slots
@@ -167,3 +168,51 @@ def test_paired_refresh_takes_real_parts():
     a, b = fw.refresh_pair(k.encrypt(y, level=2), k.encrypt(w, level=2), 134.0, 0.5)
     np.testing.assert_allclose(k.decrypt(a), y.real, atol=1e-3)
     np.testing.assert_allclose(k.decrypt(b), w, atol=1e-6)
+
+
+def test_spread_many_shares_the_coarse_copies(kit):
+    """NEXUS-SPREAD-SHARED: five values per row at offsets 0 .. 4 of one ciphertext (other slots holding other values,
+    as after QuickMax) spread over their rows by `spread_many` equal `spread` of each (N = 2^11, error < 1e-5) with
+    log2(16 / 8) + 5 log2(8) = 16 rotations instead of 5 log2(16) + 4 = 24, in 2 levels; from a ciphertext
+    masked and copied coarsely before (the Softmax's row sums before their inverse), in 1 level after."""
+    ev = CountingEvaluator(kit.ev)
+    v = np.zeros((16, W))
+    v[:12, : 2 * N_PAD] = kit.rng.uniform(-1, 1, (12, 2 * N_PAD))
+    ct = kit.encrypt(v.ravel())
+    first, offsets = pk.starts(Lay, N_PAD), [0, 1, 2, 3, 4]
+    got = pk.spread_many(ev, ct, first, N_PAD, offsets)
+    assert ev.counts["rotations"] == 16 and pk.spread_block(offsets) == 8 and pk.spread_levels(offsets) == 2
+    ev.reset()
+    want = [pk.spread(ev, ct, first, N_PAD, offset=o) for o in offsets]
+    assert ev.counts["rotations"] == 24
+    keep = sum(np.roll(first, o) for o in offsets)
+    pre = pk.spread_coarse(ev, ev.rescale(ev.mul_const(ct, keep)), N_PAD, 8)
+    after = pk.spread_many(ev, pre, first, N_PAD, offsets, coarse=False)
+    for o, a, b, c in zip(offsets, got, want, after):
+        assert a.level == ct.level - 2 == b.level - 1 == c.level
+        expect = np.zeros((16, W))
+        expect[:12, :N_PAD] = v[:12, o: o + 1]
+        expect[:12, N_PAD:2 * N_PAD] = v[:12, N_PAD + o: N_PAD + o + 1]
+        for x in (a, b, c):
+            assert np.max(np.abs(kit.decrypt(x).reshape(16, W) - expect)) < 1e-5
+
+
+def test_packed_fold_of_the_row_sums_on_the_ring(kit):
+    """NEXUS-SUMS-PACKED: the row sums of 4 score ciphertexts folded with pack_maxima after each round but the last
+    (packing.packed_fold, N = 2^11): one ciphertext holding each row's exact sum at its score ciphertext's offset
+    behind the row start (masked there: error < 1e-5), 4 + 2 + 1 + 1 + 3 = 11 rotations instead of 4 x 4 + 3 = 19
+    for QuickSum on each and pack_first, 2 levels (one per packing)."""
+    x = _rows_of(np.random.default_rng(9), 4, Lay, N_PAD)
+    ev = CountingEvaluator(kit.ev)
+    cts = [kit.encrypt(v) for v in x]
+    (s,), (group,) = pk.packed_fold(ev, cts, Lay, N_PAD, pk.quickmax_widths(4, 4))
+    assert ev.counts["rotations"] == 11 and s.level == cts[0].level - 2
+    assert sorted(j for j, _ in group) == [0, 1, 2, 3] and len({o for _, o in group}) == 4
+    first = pk.starts(Lay, N_PAD)
+    got = kit.decrypt(ev.rescale(ev.mul_const(s, sum(np.roll(first, o) for _, o in group)))).reshape(16, W)
+    want = np.zeros((16, W))
+    for j, o in group:
+        rows = x[j].reshape(16, W)[: Lay.n]
+        want[: Lay.n, o] = rows[:, :N_PAD].sum(-1)
+        want[: Lay.n, N_PAD + o] = rows[:, N_PAD:2 * N_PAD].sum(-1)
+    assert np.max(np.abs(got - want)) < 1e-5

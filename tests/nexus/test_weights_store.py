@@ -192,7 +192,8 @@ def test_sparse_store_gives_the_same_ciphertexts(full_run, tmp_path):
 
 def test_head_rows_layout_is_recorded():
     """NEXUS-WEIGHTS-STORE: the BERT-base-like layout (two heads per score ciphertext, the attention on head pairs)
-    records its per-head Q and K projections and every window-periodic diagonal at stride N/2w (N = 2^12)."""
+    records its Q, K and V projections with complex outputs (refimpl.nexus.bert.qkv_packed) and every window-periodic
+    diagonal at stride N/2w (N = 2^12)."""
     p, rc = bootstrap_parameters(4096, levels_after=19, encapsulation_h=32, num_p=3, insecure=True)
     cfg = BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128,
                      max_position_embeddings=64, attention="2quad-freediv", activation="quad")
@@ -201,8 +202,8 @@ def test_head_rows_layout_is_recorded():
     lay, rec = ws.record(model, p, 32, top, top, head_rows=True)
     assert lay.head_rows and lay.n * lay.window == p.slots
     names = {name for name, _ in rec}
-    assert {f"L0.{w}.pairhead{h}" for w in ("query", "key") for h in range(4)} <= names  # attention_pairs
-    assert {"L0.value", "L0.out.pairs", "L0.ffn1.pairs", "L0.ffn2.pairs"} <= names  # on chunk pairs (linear_pairs)
+    assert {f"L0.{w}.packed" for w in ("query", "key", "value")} <= names  # qkv_packed
+    assert {"L0.out.pairs", "L0.ffn1.pairs", "L0.ffn2.pairs"} <= names  # on chunk pairs (linear_pairs)
     for (name, level), entries in rec.items():
         _, scale, values = entries[-1]
         assert ws.stride_of(ws.integer_coefficients(p, values(), scale)) == p.N // (2 * lay.window)

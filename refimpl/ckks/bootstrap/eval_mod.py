@@ -62,7 +62,9 @@ def eval_mod(ev, ct: Ciphertext, cfg: EvalModConfig, q0: int, delta: float) -> C
     # target the scale of the prime that each following square divides by: the scale stays put
     out_level = ct.level - poly_depth(cfg.degree)
     target = float(p.q[out_level]) if cfg.double_angle else ct.scale
-    c, _ = evaluate_chebyshev(ev, ct, coeffs, target_scale=target)
+    # eager (lazy=False): the path of the measured bootstraps (results/ckks); lazy relinearization would save
+    # key switches here too, unmeasured so far
+    c, _ = evaluate_chebyshev(ev, ct, coeffs, target_scale=target, lazy=False)
     for _ in range(cfg.double_angle):  # cos(2a) = 2 cos(a)^2 - 1; level l -> l-1
         sq = ev.rescale(ev.square(c))
         c = ev.add_const(ev.mul_int(sq, 2), -1.0)

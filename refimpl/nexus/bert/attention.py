@@ -92,12 +92,14 @@ def feature_products(ev, qh: Ciphertext, E: Ciphertext, lay: Layout, rows: np.nd
     Z = None
     for a in range(-(-dh // g)):
         X = None
-        mask = np.roll(rows, g * a)  # the row's slots seen from the giant step's frame
+        # the row's slots seen from the giant step's frame, encoded once for its g baby steps (ours: mul_const's own
+        # encoding and product, bit for bit, one encoding per giant step instead of one per term)
+        mask = ev.encoder.encode(np.roll(rows, g * a), level=lvl, scale=float(q[lvl - 1]))
         for b in range(g):
             j = a * g + b
             if j >= dh:
                 break
-            Ab = ev.rescale(ev.mul_const(A[b], mask, scale=float(q[lvl - 1])))  # level l-1
+            Ab = ev.rescale(ev.mul_plain(A[b], mask))  # level l-1
             term = ev.multiply(Ab, Erot[b - j * w], relinearize=False)
             X = term if X is None else ev.add(X, term)
         X = ev.relinearize(X)  # the g products of this giant step, relinearized once

@@ -32,7 +32,7 @@ import numpy as np
 from ...ckks import Ciphertext
 from .attention_pairs import pair_scores, skewed_keys_pair
 from .attention_quads import imaginary_shift, skewed_pair
-from .layout import Layout
+from .layout import Layout, pair_groups, value_outputs
 from .packing import unpack_complex
 
 
@@ -44,37 +44,71 @@ def pack(ev, a: Ciphertext, b: Ciphertext) -> Ciphertext:
     return ev.add(a, ev.mul_monomial(b, ev.params.N // 2))
 
 
-def packed_skewed_keys(ev, kps: list[Ciphertext], lay: Layout, key: np.ndarray) -> list[Ciphertext]:
-    """attention_pairs.skewed_keys_pair of every head pair's keys (kps: pair_projections(K)), two pairs per skew:
-    the real skew E_lo of K_a + i K_b with the masks halved, split by one conjugation, then E = E_lo + i Rot(E_lo, R w)
-    per pair. A last pair without a partner takes skewed_keys_pair itself. 1 level, as skewed_keys_pair."""
+def packed_keys(ev, kps: list[Ciphertext]) -> list[Ciphertext]:
+    """The head pairs' keys (kps: pair_projections(K)) as packed_skewed_keys skews them: K_k + i K_k+1 per group of
+    layout.pair_groups, a last pair alone (refimpl.nexus.bert.qkv_packed emits them so from QKV)."""
+    return [pack(ev, kps[g[0]], kps[g[1]]) if len(g) == 2 else kps[g[0]] for g in pair_groups(len(kps))]
+
+
+def skews_of_packed_keys(ev, zs: list[Ciphertext], pairs: int, lay: Layout, key: np.ndarray) -> list[Ciphertext]:
+    """The skewed keys of every head pair from the packed keys zs (`packed_keys`, one per group of
+    layout.pair_groups(pairs)): the real skew E_lo of K_a + i K_b with the masks halved, split by one conjugation,
+    then E = E_lo + i Rot(E_lo, R w) per pair; a pair alone takes skewed_keys_pair itself. 1 level."""
     N2, Rw = ev.params.N // 2, (lay.n_pad // 2) * lay.window
     out = []
-    for k in range(0, len(kps) - 1, 2):
-        z = skewed_keys_pair(ev, pack(ev, kps[k], kps[k + 1]), lay, key, imag=0.0, unit=0.5)
+    for z, g in zip(zs, pair_groups(pairs)):
+        if len(g) == 1:
+            out.append(skewed_keys_pair(ev, z, lay, key))
+            continue
+        z = skewed_keys_pair(ev, z, lay, key, imag=0.0, unit=0.5)
         out += [ev.add(lo, ev.mul_monomial(ev.rotate(lo, Rw), N2)) for lo in unpack_complex(ev, z, 1, 1)]
-    if len(kps) % 2:
-        out.append(skewed_keys_pair(ev, kps[-1], lay, key))
     return out
+
+
+def packed_skewed_keys(ev, kps: list[Ciphertext], lay: Layout, key: np.ndarray) -> list[Ciphertext]:
+    """attention_pairs.skewed_keys_pair of every head pair's keys (kps: pair_projections(K)), two pairs per skew
+    (`packed_keys`, `skews_of_packed_keys`). 1 level, as skewed_keys_pair."""
+    return skews_of_packed_keys(ev, packed_keys(ev, kps), len(kps), lay, key)
 
 
 def scores_of_pairs(ev, qps: list[Ciphertext], kps: list[Ciphertext], lay: Layout, key: np.ndarray, scale: float,
-                    shift: np.ndarray | None, packed: bool) -> list[Ciphertext]:
+                    shift: np.ndarray | None, packed: bool, keys_packed: bool = False) -> list[Ciphertext]:
     """attention_pairs.pair_scores of every head pair, on the skewed keys of packed_skewed_keys (packed) or on each
-    pair's own skewed_keys_pair (packed False: the oracle)."""
-    Es = packed_skewed_keys(ev, kps, lay, key) if packed else [None] * len(kps)
+    pair's own skewed_keys_pair (packed False: the oracle). keys_packed: kps holds `packed_keys`' ciphertexts
+    already (refimpl.nexus.bert.qkv_packed; then packed is implied)."""
+    if keys_packed:
+        Es = skews_of_packed_keys(ev, kps, len(qps), lay, key)
+        kps = [z for z, g in zip(kps, pair_groups(len(qps))) for _ in g]  # each pair's level and scale
+    else:
+        Es = packed_skewed_keys(ev, kps, lay, key) if packed else [None] * len(kps)
     return [pair_scores(ev, qp, kp, lay, key, scale, shift, E) for qp, kp, E in zip(qps, kps, Es)]
 
 
-def packed_skewed_values(ev, V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
-    """attention_quads' H of every chunk pair (chunks 2q, 2q + 1), two chunk pairs q, q' per skew: skewed_pair of
-    the chunks V_2q + i V_2q' and V_2q+1 + i V_2q'+1 with the masks halved, split by one conjugation, then each
-    pair's imaginary_shift. A last chunk pair without a partner takes skewed_pair itself. 1 level."""
-    firsts = list(range(0, len(V), 2))
-    out = []
-    for a, b in zip(firsts[0::2], firsts[1::2]):
-        vz = [pack(ev, V[a + e], V[b + e]) if b + e < len(V) else V[a + e] for e in (0, 1)]
-        out += [imaginary_shift(ev, G, lay) for G in unpack_complex(ev, skewed_pair(ev, vz, lay, 0, 0.5), 1, 1)]
-    if len(firsts) % 2:
-        out.append(imaginary_shift(ev, skewed_pair(ev, V, lay, firsts[-1]), lay))
+def packed_values(ev, V: list[Ciphertext]) -> list[Ciphertext]:
+    """The value chunks as packed_skewed_values skews them (layout.value_outputs: V_a + i V_b, or V_a alone)."""
+    return [pack(ev, V[a], V[b]) if b is not None else V[a] for a, b in value_outputs(len(V))]
+
+
+def skews_of_packed_values(ev, vz: list[Ciphertext], lay: Layout, chunks: int | None = None) -> list[Ciphertext]:
+    """attention_quads' H of every chunk pair from the packed value ciphertexts vz (`packed_values`): per two chunk
+    pairs skewed_pair with the masks halved, split by one conjugation, then each pair's imaginary_shift; a last
+    chunk pair alone: skewed_pair and imaginary_shift; chunks: the value chunks (default the layout's). 1 level."""
+    outs = value_outputs(lay.chunks(lay.d) if chunks is None else chunks)
+    if len(vz) != len(outs):
+        raise ValueError(f"{len(vz)} value ciphertexts, the layout packs {len(outs)}")
+    out, i = [], 0
+    while i < len(outs):
+        n = 2 if i + 1 < len(outs) and outs[i + 1][0] == outs[i][0] + 1 else 1  # the ciphertexts of one skew
+        group = vz[i:i + n]
+        if outs[i][1] is not None:
+            out += [imaginary_shift(ev, G, lay) for G in unpack_complex(ev, skewed_pair(ev, group, lay, 0, 0.5), 1, 1)]
+        else:
+            out.append(imaginary_shift(ev, skewed_pair(ev, group, lay, 0), lay))
+        i += n
     return out
+
+
+def packed_skewed_values(ev, V: list[Ciphertext], lay: Layout) -> list[Ciphertext]:
+    """attention_quads' H of every chunk pair (chunks 2q, 2q + 1), two chunk pairs q, q' per skew (`packed_values`,
+    `skews_of_packed_values`). 1 level."""
+    return skews_of_packed_values(ev, packed_values(ev, V), lay, len(V))

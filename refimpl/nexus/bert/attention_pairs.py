@@ -58,21 +58,25 @@ def halves(ev, z: Ciphertext, R: int) -> Ciphertext:
 
 
 # ------------------------------------------------------------------ Q and K: two heads per ciphertext
+def head_block(W: np.ndarray, b: np.ndarray, lay: Layout, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W', b'): P output features, head h's rows of (W, b) repeated over the first n_pad, zero past them (the
+    output block of `pair_projections`)."""
+    o = np.arange(lay.chunk)
+    on = (o < lay.n_pad).astype(np.float64)
+    rows = h * lay.head_dim + o % lay.head_dim
+    return W[rows] * on[:, None], b[rows] * on
+
+
 def pair_projections(fw, xs: list[Ciphertext], W: np.ndarray, b: np.ndarray, name: str | None,
                      babies) -> list[Ciphertext]:
     """x W^T + b as one ciphertext per head pair: head 2k's features repeated over slots [0, n_pad) of each window,
     head 2k + 1's over [n_pad, 2 n_pad). `fw.linear` (Halevi-Shoup BSGS, baby steps `babies` shared) with the head's
     rows of W repeated over the first n_pad outputs (name "{name}.pairhead{h}" in the weight store), then
     y_2k + RotR(y_2k+1, n_pad). 1 level."""
-    ev, lay = fw.ev, fw.lay
-    P, dh, n_pad = lay.chunk, lay.head_dim, lay.n_pad
-    o = np.arange(P)
-    on = (o < n_pad).astype(np.float64)
+    ev, n_pad = fw.ev, fw.lay.n_pad
     ys = []
-    for h in range(lay.heads):
-        rows = h * dh + o % dh
-        (y,) = fw.linear(xs, W[rows] * on[:, None], b[rows] * on, None if name is None else f"{name}.pairhead{h}",
-                         babies)
+    for h in range(fw.lay.heads):
+        (y,) = fw.linear(xs, *head_block(W, b, fw.lay, h), None if name is None else f"{name}.pairhead{h}", babies)
         ys.append(y)
     return [ys[k] if k + 1 == len(ys) else ev.add(ys[k], ev.rotate(ys[k + 1], -n_pad)) for k in range(0, len(ys), 2)]
 

@@ -26,7 +26,7 @@ from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .attention_quads import applies as quads_apply
 from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
-from .packing import joint_gelu, packed_sums, quickmax_widths
+from .packing import joint_gelu, packed_sums, quickmax_widths, spread_shared, sum_levels
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
@@ -57,12 +57,13 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                 pack = int(k + 1 < rounds and widths[k + 1] < widths[k])
                 out.append(Piece(p + f"softmax.round{k}", round_levels(Bs) + pack, widths[k], bound=Bs, coarse_ok=k > 0))
             if lay.pair_rows:  # the maximum from the row's first slot over the row (refimpl.nexus.bert.packing.spread)
-                out.append(Piece(p + "softmax.spread", 1, widths[-1] if widths else sw, bound=Bs, coarse_ok=True))
+                out.append(Piece(p + "softmax.spread", 2 if spread_shared(st, lay) else 1, widths[-1] if widths else sw,
+                                 bound=Bs, coarse_ok=True))  # spread_shared: packing.spread_many, 2 levels
             k_inv = goldschmidt_iterations(0.5, float(lay.n_pad))
             out.append(Piece(p + "softmax.exp", st["exp_r"] + 1, sw, need=st["exp_r"] + 2,
                              join=("in", p + "softmax.round0", 0), bound=2 * Bs, coarse_ok=True))
             if packed_sums(st, lay):  # ours: the row sums packed into one ciphertext (1 level), spread after the inverse
-                out.append(Piece(p + "softmax.sum", 1, sw, bound=float(lay.n_pad)))
+                out.append(Piece(p + "softmax.sum", sum_levels(st, lay), sw, bound=float(lay.n_pad)))
             out.append(Piece(p + "softmax.inverse", inverse_levels(k_inv) + int(lay.pair_rows),
                              1 if packed_sums(st, lay) else sw, bound=float(lay.n_pad)))  # pair_rows: a spread (1 level)
             out.append(Piece(p + "softmax.normalize", 1, sw, join=("out", p + "softmax.exp", 0), bootable=False,

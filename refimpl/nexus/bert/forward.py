@@ -22,15 +22,16 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..levels import align, with_scale
 from ..sign import sgn
 from .attention import applies as diagonal_applies, head_projections, head_scores_diagonal, pv_diagonal
-from .attention_packed import packed_skewed_values, scores_of_pairs
+from .attention_packed import packed_skewed_values, scores_of_pairs, skews_of_packed_values
 from .attention_pairs import applies as pairs_apply, pair_projections, pv_pairs
 from .attention_quads import applies as quads_apply, head_probs, pv_quads
 from .chain import pieces_of, pv_join
-from .layout import LOGIT_BOUND, Layout, SlotVectors, bsgs_baby, input_layout
+from .layout import LOGIT_BOUND, Layout, SlotVectors, bsgs_baby, input_layout, packed_qkv_outputs
 from .linear_pairs import FFN, applies as linear_pairs_apply, split_outputs
 from .nonlinear import Nonlinear
 from .packing import can_conjugate, pair_rows, paired_vector, unpair_rows
 from .paired import Paired
+from .qkv_packed import packed_projections, packed_value_chunks
 from .ranges import NexusModel
 
 
@@ -200,6 +201,12 @@ class Forward(Nonlinear, Paired, FFN):
         return (self.diagonal_attention and self.pair_attention and diagonal_applies(self.lay) and pairs_apply(self.lay)
                 and can_conjugate(self.ev))
 
+    def qkv_packed(self) -> bool:
+        """QKV emits the packed operands of the attention (refimpl.nexus.bert.qkv_packed, ours; the model option
+        qkv_complex): with head pairs, P V on chunk pairs and the packed skews (kv_complex)."""
+        return (self.pairs() and self.st["qkv_complex"] and self.st["kv_complex"] and self.st["pv_quads"]
+                and quads_apply(self.lay))
+
     def scores(self, q: Ciphertext, k: Ciphertext, c: int, scale: float, shift: float) -> Ciphertext:
         """Rows of S = Q K^T scale (+ shift on real rows) for chunk c (NEXUS §3.1.2, batched over key shifts)."""
         ev, lay, vec = self.ev, self.lay, self.vec
@@ -240,13 +247,15 @@ class Forward(Nonlinear, Paired, FFN):
             acc = [ev.add_const(a, vec.key_rows(c, shift)) for a in acc]
         return acc
 
-    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True) -> list[Ciphertext]:
+    def pv(self, i: int, probs: list[Ciphertext], V: list[Ciphertext], shifts=None, lazy: bool = True,
+           packed: bool = False) -> list[Ciphertext]:
         """O = P V (NEXUS §3.1.4): per key shift r, mask column r, move it to the head's first slot,
         broadcast over dh slots, times RotL(V, r w). With head_rows, probs holds one ciphertext per
         head and the columns of a chunk's heads are moved to their heads' slots and added.
         shifts: the key shifts r (default all n_pad; a subset times a fraction of the work).
         lazy (ours): the n_pad products of a chunk are summed as degree-2 ciphertexts and relinearized
-        once (lazy=False: each product relinearized, the previous path, kept as the oracle)."""
+        once (lazy=False: each product relinearized, the previous path, kept as the oracle). packed (ours): V holds
+        attention_packed.packed_values' ciphertexts (refimpl.nexus.bert.qkv_packed; only where `qkv_packed`)."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
@@ -256,8 +265,12 @@ class Forward(Nonlinear, Paired, FFN):
         if shifts is None and self.pairs():  # attention_pairs: two heads per rotation; attention_quads: chunk pairs
             pds = self.leave(p + "pv.mask", head_probs(ev, probs, lay, vec.key, quads))
             self.enter(p + "pv.mul", [])
-            Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None  # attention_packed
-            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs) if quads else pv_pairs(ev, pds, V, lay))
+            if packed:  # refimpl.nexus.bert.qkv_packed: V packed by QKV
+                Hs, V = skews_of_packed_values(ev, V, lay), None
+            else:  # attention_packed
+                Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None
+            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"]) if quads
+                              else pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -368,15 +381,23 @@ class Forward(Nonlinear, Paired, FFN):
             w, p = model.layer(i), f"L{i}."
             ln1, ln2 = self.st["ln"][p + "ln1"], self.st["ln"][p + "ln2"]
             x = self.enter(p + "qkv", x)
-            diagonal, pairs = self.diagonal_attention and diagonal_applies(lay), self.pairs()
+            diagonal, pairs, packed = self.diagonal_attention and diagonal_applies(lay), self.pairs(), self.qkv_packed()
             cd = lay.chunks(lay.d)  # Q and K one ciphertext per head (head_projections, pair_projections) or per chunk
-            babies = self.baby_steps(x, (2 * lay.heads if diagonal else 2 * cd) + cd)  # shared by Q, K and V
-            project = ((lambda *a: pair_projections(self, *a)) if pairs else
-                       (lambda *a: head_projections(self, *a)) if diagonal else self.linear)
-            Q = project(x, w["attention.self.query.weight"], w["attention.self.query.bias"], p + "query", babies)
-            K = project(x, w["attention.self.key.weight"], w["attention.self.key.bias"], p + "key", babies)
-            V = self.leave(p + "qkv", self.linear(x, w["attention.self.value.weight"], w["attention.self.value.bias"],
-                                                  p + "value", babies))
+            outputs = packed_qkv_outputs(lay.heads, cd) if packed else (2 * lay.heads if diagonal else 2 * cd) + cd
+            babies = self.baby_steps(x, outputs)  # shared by Q, K and V
+            Wq, bq = w["attention.self.query.weight"], w["attention.self.query.bias"]
+            Wk, bk = w["attention.self.key.weight"], w["attention.self.key.bias"]
+            Wv, bv = w["attention.self.value.weight"], w["attention.self.value.bias"]
+            if packed:  # refimpl.nexus.bert.qkv_packed: Q split into head pairs, K and V packed for attention_packed
+                Q = packed_projections(self, x, Wq, bq, p + "query", babies, split=True)
+                K = packed_projections(self, x, Wk, bk, p + "key", babies, split=False)
+                V = self.leave(p + "qkv", packed_value_chunks(self, x, Wv, bv, p + "value", babies))
+            else:
+                project = ((lambda *a: pair_projections(self, *a)) if pairs else
+                           (lambda *a: head_projections(self, *a)) if diagonal else self.linear)
+                Q = project(x, Wq, bq, p + "query", babies)
+                K = project(x, Wk, bk, p + "key", babies)
+                V = self.leave(p + "qkv", self.linear(x, Wv, bv, p + "value", babies))
             self.enter(p + "qk", [])
             if cfg.attention == "softmax":  # the scores divided by score_unit (ranges.NexusModel.settings)
                 scale, shift = 1.0 / (math.sqrt(dh) * self.st["score_unit"]), 0.0
@@ -386,7 +407,7 @@ class Forward(Nonlinear, Paired, FFN):
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
             if pairs:  # refimpl.nexus.bert.attention_pairs: two heads per ciphertext, out in pair_rows' layout
                 add = paired_vector(self.vec.key_rows(0, shift), lay.n_pad) if shift else None
-                S = scores_of_pairs(ev, Q, K, lay, self.vec.key, scale, add, self.st["kv_complex"])  # attention_packed
+                S = scores_of_pairs(ev, Q, K, lay, self.vec.key, scale, add, self.st["kv_complex"], packed)  # attention_packed
             elif diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
                 S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
@@ -401,7 +422,7 @@ class Forward(Nonlinear, Paired, FFN):
             else:
                 S = self.enter(p + "2quad", S)
                 probs = self.leave(p + "2quad", [ev.rescale(ev.square(sc)) for sc in S])
-            ctx = self.pv(i, probs, V)
+            ctx = self.pv(i, probs, V, packed=packed)
             ctx = self.enter(p + "out", ctx)
             pairs_out = lay.chunks(lay.d) > 1 and linear_pairs_apply(self.st, ev, "out_complex")  # two chunks or more
             out = (lambda *a: split_outputs(self, *a)) if pairs_out else self.linear

@@ -78,10 +78,10 @@ class Layout:
         """(input chunks, output chunks) of every `Forward.linear` call sharing one set of baby steps: QKV (Q, K
         and V one ciphertext per chunk, or Q and K one per head for refimpl.nexus.bert.attention), the output
         projection, FFN1, FFN2, and FFN1, FFN2 and the output projection on complex-packed chunk pairs
-        (refimpl.nexus.bert.linear_pairs)."""
+        (refimpl.nexus.bert.linear_pairs), and QKV with complex outputs (refimpl.nexus.bert.qkv_packed)."""
         cd, ci, cp = self.chunks(self.d), self.chunks(self.intermediate), -(-self.chunks(self.intermediate) // 2)
         return {(cd, 3 * cd), (cd, 2 * self.heads + cd), (cd, cd), (cd, ci), (ci, cd), (cd, cp), (cp, cd),
-                (cd, -(-cd // 2))}
+                (cd, -(-cd // 2)), (cd, packed_qkv_outputs(self.heads, cd))}
 
     @property
     def label_pad(self) -> int:
@@ -106,6 +106,34 @@ def bsgs_baby(P: int, inputs: int, outputs: int) -> int:
     home = (P.bit_length() - 1 + 1) // 2
     return min((1 << e for e in range(P.bit_length())),
                key=lambda g: (inputs * g + outputs * (P // g - 1), abs(g.bit_length() - 1 - home), g))
+
+
+def pair_groups(pairs: int) -> list[tuple[int, ...]]:
+    """The head pairs two by two, (k, k + 1) for even k, a last pair alone (refimpl.nexus.bert.attention_packed packs
+    each group's keys as one complex ciphertext; ours)."""
+    return [tuple(range(k, min(k + 2, pairs))) for k in range(0, pairs, 2)]
+
+
+def value_outputs(chunks: int) -> list[tuple[int, int | None]]:
+    """The value chunks as attention_packed skews them (ours): per two chunk pairs (a, a + 1) and (b, b + 1), b = a + 2,
+    the ciphertexts V_a+e + i V_b+e (e = 0, 1; V_a+e alone when b + e is past the end); a last chunk pair alone.
+    (real chunk, imaginary chunk or None) per ciphertext."""
+    firsts = list(range(0, chunks, 2))
+    out: list[tuple[int, int | None]] = []
+    for a, b in zip(firsts[0::2], firsts[1::2]):
+        out += [(a + e, b + e if b + e < chunks else None) for e in (0, 1) if a + e < chunks]
+    if len(firsts) % 2:
+        out += [(c, None) for c in (firsts[-1], firsts[-1] + 1) if c < chunks]
+    return out
+
+
+def packed_qkv_outputs(heads: int, chunks: int) -> int:
+    """Output ciphertexts of QKV with complex outputs (refimpl.nexus.bert.qkv_packed, ours): per group of two head
+    pairs of Q and of K two (the even heads, the odd heads; one when the group has a single head), and the value
+    ciphertexts of `value_outputs`."""
+    groups = pair_groups(-(-heads // 2))
+    qk = sum(1 + (2 * g[0] + 1 < heads) for g in groups)
+    return 2 * qk + len(value_outputs(chunks))
 
 
 def linear_steps(P: int, g: int) -> set[int]:

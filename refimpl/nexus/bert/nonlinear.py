@@ -48,6 +48,22 @@ def _newton_steps(ev, y: Ciphertext, neg_half_u: Ciphertext, steps: int) -> Ciph
     return y
 
 
+def sum_of_squares(ev, xs: list[Ciphertext], lazy: bool = True) -> Ciphertext:
+    """sum_c x_c^2 (1 level): lazy (ours), the squares summed unrelinearized before one relinearization and one
+    rescale; else each square relinearized and rescaled (the previous path)."""
+    if lazy:
+        total = None
+        for x in xs:
+            t = ev.multiply(x, x, relinearize=False)
+            total = t if total is None else ev.add(total, t)
+        return ev.rescale(ev.relinearize(total))
+    sq = None
+    for u in xs:
+        t = ev.rescale(ev.square(u))
+        sq = t if sq is None else ev.add(sq, t)
+    return sq
+
+
 def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
     """x = u y, h = y/2; r = 1/2 - x h; x += x r; h += h r (GOLDSCHMIDT times); returns 2h (level - 1 - 2 G)."""
     return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
@@ -80,7 +96,8 @@ class Nonlinear:
         for k in range(rounds):
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
-            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s])
+            s = self.leave(p + f"softmax.round{k}", [max_pair(ev, sc, ev.rotate(sc, 1 << k), B, lazy=self.st["lazy_relin"])
+                                                     for sc in s])
         d = self.enter(p + "softmax.exp", [self.join(xc, m, subtract=True) for xc, m in zip(x, s)])
         r = self.st["exp_r"]  # 6 (NEXUS), 7 when 2B > 64 (the official code's r)
         e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=r, unit=u) for dc, km in zip(d, kms)])
@@ -104,10 +121,7 @@ class Nonlinear:
         s = quick_sum(ev, tot, P, duplicate=True)  # d mu in the feature slots
         xc = [ev.rescale(ev.mul_const(ev.sub(ev.mul_int(x, d), s), vec.features(d, c) * (alpha / d)))
               for c, x in enumerate(xs)]  # alpha (x - mu) on the features, 0 elsewhere; level -1
-        sq = None
-        for u in xc:
-            t = ev.rescale(ev.square(u))
-            sq = t if sq is None else ev.add(sq, t)
+        sq = sum_of_squares(ev, xc, self.st["lazy_relin"])  # level -2
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
         first, rest = newton_split(newton)
@@ -139,7 +153,7 @@ class Nonlinear:
         s, lvl = ct.scale, ct.level - (GELU_LEVELS - 1)
         q_lvl = float(ev.params.q[lvl])
         c = self.st["gelu_prescale"]
-        bits, pp, qq = segments_and_pieces(ev, ct, *gelu_valid_range(c), c, q_lvl)  # levels -17, -3, -4
+        bits, pp, qq = segments_and_pieces(ev, ct, *gelu_valid_range(c), c, q_lvl, self.st["lazy_relin"])  # -17, -3, -4
         ind = [ev.sub(bits[0], bits[1]), ev.sub(bits[1], bits[2]), ev.add_const(bits[2], 0.5)]
         ups = [ev.drop_level(v, lvl + 1) for v in (pp, qq, ct)]
         outs = []

@@ -99,6 +99,50 @@ def spread(ev, ct: Ciphertext, first: np.ndarray, n: int, offset: int = 0) -> Ci
     return s
 
 
+def spread_block(offsets) -> int:
+    """The block of `spread_many`: the smallest power of two above every offset."""
+    return 1 << max(offsets).bit_length()
+
+
+def spread_levels(offsets) -> int:
+    """Levels of spreading the values at `offsets` of one ciphertext: 1 (`spread`) for one, 2 (`spread_many`) else."""
+    return 1 if len(offsets) == 1 else 2
+
+
+def spread_coarse(ev, ct: Ciphertext, n: int, block: int) -> Ciphertext:
+    """s <- s + RotR(s, k), k = block, 2 block, ... < n: a value at a row's slot o < block copied to o + m block,
+    m < n / block (no level; the first half of `spread_many`, on a ciphertext zero outside those values)."""
+    k = block
+    while k < n:
+        ct = ev.add(ct, ev.rotate(ct, -k))
+        k *= 2
+    return ct
+
+
+def spread_many(ev, ct: Ciphertext, first: np.ndarray, n: int, offsets, coarse: bool = True) -> list[Ciphertext]:
+    """`spread` of several values of one ciphertext, each `offset` slots behind its row's first slot (ours): the
+    coarse copies shared, RotR by block, 2 block, ... < n (block = `spread_block`, after one mask of all offsets),
+    then per value its 0/1 mask at o + m block and the fine copies: s <- s + Rot(s, 2^i), i < log2(block), to the
+    left where bit i of o is set, else to the right, which fill o - o .. o - o + block - 1, the block itself (no
+    rotation to the row start). log2(n / block) + len(offsets) log2(block) rotations instead of
+    sum (log2(n) + [o > 0]) (6 offsets of rows of 128: 22 instead of 47); 2 levels. coarse=False: ct had the mask
+    and `spread_coarse` already (1 level)."""
+    offsets = list(offsets)
+    block = spread_block(offsets)
+    if coarse:
+        keep = sum(np.roll(first, o) for o in offsets)
+        ct = spread_coarse(ev, ev.rescale(ev.mul_const(ct, keep)), n, block)
+    out = []
+    for o in offsets:
+        t = ev.rescale(ev.mul_const(ct, sum(np.roll(first, o + m * block) for m in range(n // block))))
+        k = 1
+        while k < block:  # RotL(k) where o has bit k (the copies move down towards the block start), else RotR(k)
+            t = ev.add(t, ev.rotate(t, k if o & k else -k))
+            k *= 2
+        out.append(t)
+    return out
+
+
 def unpair_rows(ev, pc: Ciphertext, mask: np.ndarray, n_pad: int, two: bool) -> list[Ciphertext]:
     """The two heads of a paired ciphertext apart, each masked by `mask` (a row vector on the first n_pad slots)
     at the start of its window: 1 level, 1 rotation for the second head."""
@@ -118,6 +162,36 @@ def quickmax_widths(count: int, rounds: int) -> list[int]:
         if k < rounds - 1:
             count = -(-count // 2)
     return out
+
+
+def packed_fold(ev, cts: list[Ciphertext], lay, n_pad: int, widths: list[int], op=None):
+    """The folds s <- op(s, RotL(s, 2^k)), k < log2(n_pad), of several ciphertexts with `pack_maxima` after round k
+    wherever widths[k + 1] < widths[k] (`quickmax_widths`, the plan's; op default: addition, the row sums). Returns
+    (ciphertexts, members) as pack_maxima: the result for score ciphertext j in the first slot of each row of its
+    ciphertext, `offset` slots behind (ours: the paired Softmax's row sums, Paired.softmax_paired; QuickMax runs
+    the same schedule with its max_pair, one piece per round)."""
+    op = ev.add if op is None else op
+    s, held = list(cts), [[(j, 0)] for j in range(len(cts))]
+    rounds = n_pad.bit_length() - 1
+    for k in range(rounds):
+        s = [op(c, ev.rotate(c, 1 << k)) for c in s]
+        if k + 1 < rounds and widths[k + 1] < widths[k]:
+            s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
+    return s, held
+
+
+def maxima_widths(settings: dict, lay) -> list[int]:
+    """Ciphertexts entering each QuickMax round of the paired Softmax: `quickmax_widths` with the setting
+    softmax_pack, else the score ciphertexts in every round."""
+    rounds = lay.n_pad.bit_length() - 1
+    return quickmax_widths(lay.score_cts, rounds) if settings["softmax_pack"] else [lay.score_cts] * rounds
+
+
+def spread_shared(settings: dict, lay) -> bool:
+    """Whether the paired Softmax's maxima spread with `spread_many` (2 levels; ours): the setting spread_shared is on
+    and the packed QuickMax leaves several maxima in a ciphertext (the plan's rule, refimpl.nexus.bert.chain)."""
+    widths = maxima_widths(settings, lay)
+    return bool(settings["spread_shared"]) and bool(widths) and lay.score_cts > widths[-1]
 
 
 def offset_mask(lay, n_pad: int, stride: int, offsets) -> np.ndarray:
@@ -168,6 +242,22 @@ def packed_sums(settings: dict, lay) -> bool:
     """Whether the paired Softmax packs its row sums into one ciphertext (`pack_first`): the setting softmax_pack is
     on, rows are paired, there are several score ciphertexts and their offsets fit in a row."""
     return bool(settings["softmax_pack"]) and lay.pair_rows and 1 < lay.score_cts <= lay.n_pad
+
+
+def sums_folded_packed(settings: dict, lay) -> bool:
+    """Whether the packed row sums (`packed_sums`) fold packed (`packed_fold`, ours): the setting sums_pack is on and
+    the packing leaves one ciphertext after the last round."""
+    rounds = lay.n_pad.bit_length() - 1
+    return packed_sums(settings, lay) and bool(settings["sums_pack"]) and quickmax_widths(lay.score_cts, rounds)[-1] == 1
+
+
+def sum_levels(settings: dict, lay) -> int:
+    """Levels of the paired Softmax's piece softmax.sum: `pack_first` 1, or with `sums_folded_packed` one per packing
+    and one for the mask before the shared spread's coarse copies (spread_shared)."""
+    if not sums_folded_packed(settings, lay):
+        return 1
+    widths = quickmax_widths(lay.score_cts, lay.n_pad.bit_length() - 1)
+    return sum(b < a for a, b in zip(widths, widths[1:])) + int(bool(settings["spread_shared"]))
 
 
 def joint_gelu(settings: dict, lay) -> bool:

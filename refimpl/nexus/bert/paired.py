@@ -21,7 +21,8 @@ from ...ckks.bootstrap.placement import UNSCALED_BOOT_BOUND
 from ..folding import max_pair, quick_sum
 from ..levels import multiply_lower, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .packing import (pack_complex, pack_first, pack_maxima, packed_sums, paired_vector, quickmax_widths, spread, starts,
+from .packing import (pack_complex, pack_first, pack_maxima, packed_fold, packed_sums, paired_vector, quickmax_widths,
+                      spread, spread_block, spread_coarse, spread_many, spread_shared, starts, sums_folded_packed,
                       unpack_complex)
 
 
@@ -83,6 +84,10 @@ class Paired:
         each round but the last (`packing.pack_maxima`, 1 level): the rounds run on 6, 3, 2, 1, ... ciphertexts
         instead of 6 each (BERT-base); and the row sums of all score ciphertexts go into one (`packing.pack_first`,
         the piece softmax.sum, 1 level) for one refresh and one inverse, spread back from their offsets after it.
+        With the setting spread_shared (ours, default) the values of one ciphertext share their spread's coarse
+        copies (`packing.spread_many`: the maxima's spread 2 levels, the sums' coarse copies before the inverse).
+        With the setting sums_pack (ours, default) the row sums' folds are packed as QuickMax's are
+        (`packing.packed_fold`) instead of folding every ciphertext and packing the sums after (`pack_first`).
         The same values in other slots."""
         ev, lay, vec, p = self.ev, self.lay, self.vec, f"L{i}."
         u, n_pad = self.st["score_unit"], lay.n_pad  # the scores arrive divided by u (u = 2B, or 1)
@@ -98,21 +103,42 @@ class Paired:
         for k in range(rounds):
             if k:
                 s = self.enter(p + f"softmax.round{k}", s)
-            s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B) for sc in s]
+            s = [max_pair(ev, sc, ev.rotate(sc, 1 << k), B, lazy=self.st["lazy_relin"]) for sc in s]
             if k + 1 < rounds and widths[k + 1] < widths[k]:  # two into one, as the plan (packing.pack_maxima)
                 s, held = pack_maxima(ev, s, held, 2 << k, lay, n_pad)
             s = self.leave(p + f"softmax.round{k}", s)
         where = sorted((j, c, o) for c, group in enumerate(held) for j, o in group)
         s = self.enter(p + "softmax.spread", s)
-        m = self.leave(p + "softmax.spread", [spread(ev, s[c], first, n_pad, offset=o) for _, c, o in where])
+        if spread_shared(self.st, lay):  # several maxima per ciphertext: shared coarse copies (the plan's rule)
+            got = {}
+            for c, group in enumerate(held):
+                for (j, _), mj in zip(group, spread_many(ev, s[c], first, n_pad, [o for _, o in group])):
+                    got[j] = mj
+            m = self.leave(p + "softmax.spread", [got[j] for j, _, _ in where])
+        else:
+            m = self.leave(p + "softmax.spread", [spread(ev, s[c], first, n_pad, offset=o) for _, c, o in where])
         d = self.enter(p + "softmax.exp", [self.join(xc, mc, subtract=True) for xc, mc in zip(x, m)])
         e = self.leave(p + "softmax.exp", [exp(ev, dc, lo=-2 * B, mask=km, r=self.st["exp_r"], unit=u) for dc in d])
         k_inv = goldschmidt_iterations(0.5, float(n_pad))
         if packed_sums(self.st, lay):  # the row sums of all score ciphertexts in one, one inverse (packing.pack_first)
-            ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
-            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [pack_first(ev, ssum, first)]))
+            shared = self.st["spread_shared"]  # the coarse copies of the spread before the inverse (packing.spread_many)
+            if sums_folded_packed(self.st, lay):  # the folds packed as QuickMax's (packing.packed_fold)
+                ((packed,), (group,)) = packed_fold(ev, self.enter(p + "softmax.sum", e), lay, n_pad,
+                                                   quickmax_widths(lay.score_cts, rounds))
+                offsets = [o for _, o in sorted(group)]  # score ciphertext j's sums at offsets[j]
+                if shared:  # zeros outside the sums for the coarse copies: one mask
+                    packed = ev.rescale(ev.mul_const(packed, sum(np.roll(first, o) for o in offsets)))
+            else:
+                ssum = self.enter(p + "softmax.sum", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
+                packed, offsets = pack_first(ev, ssum, first), list(range(len(e)))
+            if shared:
+                packed = spread_coarse(ev, packed, n_pad, spread_block(offsets))
+            ssum = self.enter(p + "softmax.inverse", self.leave(p + "softmax.sum", [packed]))
             y = inverse(ev, ssum[0], 0.5, float(n_pad), k_inv)
-            inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=j) for j in range(len(e))])
+            if shared:
+                inv = self.leave(p + "softmax.inverse", spread_many(ev, y, first, n_pad, offsets, coarse=False))
+            else:
+                inv = self.leave(p + "softmax.inverse", [spread(ev, y, first, n_pad, offset=o) for o in offsets])
         else:
             ssum = self.enter(p + "softmax.inverse", [quick_sum(ev, ec, n_pad) for ec in e])  # the sum in the first slot
             inv = self.leave(p + "softmax.inverse", [inverse(ev, spread(ev, sc, first, n_pad), 0.5, float(n_pad), k_inv)

@@ -41,10 +41,14 @@ class NexusModel:
     False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
-    "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
-    refimpl.nexus.bert.attention_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
+    "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
+    refimpl.nexus.bert.attention_packed), "qkv_complex" (QKV emitting Q, K and V with complex outputs, K and V packed
+    for attention_packed, refimpl.nexus.bert.qkv_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
-    linear_pairs.split_outputs); see `settings`."""
+    linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
+    refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
+    their coarse copies, refimpl.nexus.bert.packing.spread_many), "sums_pack" (the row sums' folds packed as
+    QuickMax's, refimpl.nexus.bert.packing.packed_fold); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -91,15 +95,30 @@ class NexusModel:
                "softmax_pack": bool(self.options.get("softmax_pack", True)),
                # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
                "pv_quads": bool(self.options.get("pv_quads", True)),
+               # ours: ... with the probabilities of a head of both chunks in one ciphertext, their baby steps shared
+               # (attention_quads.pv_quads' shared)
+               "pv_shared": bool(self.options.get("pv_shared", True)),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
                "kv_complex": bool(self.options.get("kv_complex", True)),
+               # ours: QKV emits Q, K and V with complex outputs, K and V already packed for attention_packed
+               # (refimpl.nexus.bert.qkv_packed)
+               "qkv_complex": bool(self.options.get("qkv_complex", True)),
                # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
                # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
                "ffn_complex": bool(self.options.get("ffn_complex", True)),
                # ours: the attention's output projection with two output chunks per ciphertext, split after it
                # (refimpl.nexus.bert.linear_pairs.split_outputs)
-               "out_complex": bool(self.options.get("out_complex", True))}
+               "out_complex": bool(self.options.get("out_complex", True)),
+               # ours: lazy relinearization (refimpl.ckks.polyeval): sums of ciphertext products relinearized once,
+               # in the Sgn polynomials of QuickMax and GELU, GELU's five polynomials of x and LayerNorm's squares
+               "lazy_relin": bool(self.options.get("lazy_relin", True)),
+               # ours: the spreads of the packed maxima and row sums share their coarse copies
+               # (refimpl.nexus.bert.packing.spread_many): 22 rotations instead of 47 for 6 values per ciphertext
+               "spread_shared": bool(self.options.get("spread_shared", True)),
+               # ours: the paired Softmax's row sums folded with QuickMax's packing after each round
+               # (refimpl.nexus.bert.packing.packed_fold): 6 + 3 + 2 + 1 + 1 + 1 + 1 rotations instead of 6 x 7
+               "sums_pack": bool(self.options.get("sums_pack", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)

@@ -111,6 +111,11 @@ class LevelEvaluator:
 
     def __init__(self, params):
         self.params = params
+        self.encoder = self  # encode: a plaintext's level and scale only
+
+    def encode(self, values, level: int | None = None, scale: float | None = None) -> Plaintext:
+        return Plaintext(None, self.params.L if level is None else int(level),
+                         float(self.params.scale if scale is None else scale), self.params)
 
     def shadow(self, level: int, scale: float) -> Ciphertext:
         return Ciphertext((), int(level), float(scale), self.params)
@@ -213,8 +218,8 @@ class Recorder(Forward):
     def softmax_pieces(self, i, S):
         return list(S)
 
-    def pv(self, i, probs, V, shifts=None):
-        return list(V)
+    def pv(self, i, probs, V, shifts=None, packed=False):
+        return [V[0]] * self.lay.chunks(self.lay.d) if packed else list(V)
 
     def layernorm(self, name, xs, gamma, beta, ln):
         return list(xs)
