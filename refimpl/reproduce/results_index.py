@@ -67,7 +67,7 @@ COMMANDS = {
     'nexus/nexus_bertbase_run_student_2^16_h128.json': 'refimpl experiment bertbase-run --model student --work DIR --n 128 --layers 1 --hidden 128 --heads 2 --intermediate 512 --key-cache-gib 4 --tolerance 100 --json FILE',
     'nexus/nexus_bertbase_run_student_2^16_h128_before.json': 'refimpl experiment bertbase-run --model student --work DIR --n 128 --layers 1 --hidden 128 --heads 2 --intermediate 512 --key-cache-gib 4 --tolerance 100 --json FILE (before the paired refresh took real parts)',
     'nexus/nexus_bertbase_noise_2^12.json': 'refimpl experiment bertbase-noise exact 19 20 19:0 19:1 19:2 --json results/nexus/nexus_bertbase_noise_2^12.json',
-    'nexus/nexus_bertbase_noise_2^12_before.json': 'refimpl experiment bertbase-noise exact 19 20 19:0 19:1 19:2 --json FILE (before the paired refresh took real parts)',
+    'nexus/nexus_bertbase_noise_2^12_before.json': 'refimpl experiment bertbase-noise 19 19:1 --json FILE (before the paired refresh took real parts)',
     'nexus/nexus_bertbase_run_student_2^13_n16.json': 'refimpl experiment bertbase-run --model student --work DIR --preset toy-2^13-dense19 --n 16 --layers 1 --key-cache-gib 2 --json results/nexus/nexus_bertbase_run_student_2^13_n16.json',
     'nexus/nexus_bertbase_run_student_2^13_n16_before.json': 'refimpl experiment bertbase-run --model student --work DIR --preset toy-2^13-dense19 --n 16 --layers 1 --key-cache-gib 2 --json FILE (the design before the FFN pairs and packed skews)',
     'nexus/nexus_bertbase_128_placement_fewest.json': 'refimpl experiment bertbase --models 2quad-freediv-quad --json results/nexus/nexus_bertbase_128_placement_fewest.json',
