@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from refimpl.ckks import Parameters
+from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
+from refimpl.ckks.keys import conjugation_element
 from refimpl.nexus.bert import packing as pk
+from refimpl.nexus.bert.paired import Paired
 from refimpl.nexus.bert.reference import softmax_model
 from refimpl.nexus.counting import CountingEvaluator
+from refimpl.ring.sampling import RandomSource
 from tests.nexus.helpers import Kit
 
 N_PAD, W = 16, 64  # rows of 16 keys, token windows of 64 slots: 16 windows in 1024 slots
@@ -153,11 +157,6 @@ def test_paired_refresh_takes_real_parts():
     come back as their real parts even when one carries an imaginary part (an earlier bootstrap's noise, grown by
     Newton steps): without taking the real parts first, y's imaginary part lands in -u/2's slots scaled by the bounds'
     ratio (here 1/256 x 0.5 = 2e-3 against values of 2e-4, as in LayerNorm 2 at N = 2^16)."""
-    from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
-    from refimpl.ckks.keys import conjugation_element
-    from refimpl.nexus.bert.paired import Paired
-    from refimpl.ring.sampling import RandomSource
-
     p = Parameters.create(N=2048, levels=3, log_q0=50, log_qi=36, log_p=50, insecure=True)
     k = Kit(p, elements=[conjugation_element(p)])
     rng = np.random.default_rng(3)
