@@ -17,6 +17,7 @@ from ...ckks import Ciphertext
 from ..folding import duplicate_rows, max_pair, quick_sum
 from ..gelu import LEVELS as GELU_LEVELS, segments_and_pieces
 from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
+from .. import rsqrt_carry as carry
 from ..levels import multiply_lower, times_at, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .chain import newton_split
@@ -124,15 +125,27 @@ class Nonlinear:
         sq = sum_of_squares(ev, xc, self.st["lazy_relin"])  # level -2
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
-        first, rest = newton_split(newton)
-        y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
-        y = self.leave(name + ".rsqrt", [y])[0]
-        if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
-            y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
-            y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
-            u = ev.mul_int(w, -2)
-        y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
-        h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
+        first, rest = newton_split(newton, self.st["rsqrt_carry"])
+        if rest and self.st["rsqrt_carry"]:  # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
+            err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
+            if err > 2.0**-10:
+                raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+            y, t = carry.steps(ev, *carry.start(ev, v, lo, hi, 1.0 / d), first)
+            y, t = self.leave(name + ".rsqrt", [ev.drop_level(y, t.level), t])
+            y, t = self.enter(name + ".newton", [y, t])
+            y, t = carry.steps(ev, y, t, rest)
+            y, t = self.leave(name + ".newton", [ev.drop_level(y, t.level), t])
+            y, t = self.enter(name + ".gold", [y, t])
+            h2 = self.leave(name + ".gold", [carry.steps(ev, y, t, GOLDSCHMIDT, last=True)[0]])[0]
+        else:
+            y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
+            y = self.leave(name + ".rsqrt", [y])[0]
+            if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
+                y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
+                y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
+                u = ev.mul_int(w, -2)
+            y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
+            h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
         self.enter(name + ".out", [])
         outs = []
         for c, u_ in enumerate(xc):
