@@ -80,7 +80,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                          product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0),
-                                st["rsqrt_carry"])
+                                st["rsqrt_carry"], st["precise_variance"])
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): Quad's and FFN2's inputs two
         # chunks a + i b per ciphertext (|a + i b| <= sqrt 2 max(|a|, |b|); Quad's carry (a + i b) / 2)
@@ -94,7 +94,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, cq, bound=math.sqrt(2.0) if st["ffn_complex"] else 1.0))  # activation / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0),
-                                st["rsqrt_carry"])
+                                st["rsqrt_carry"], st["precise_variance"])
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
@@ -114,7 +114,7 @@ def pv_join(settings: dict, lay: Layout) -> int:
 
 
 def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float,
-                     carry: bool = False) -> list[Piece]:
+                     carry: bool = False, precise: bool = False) -> list[Piece]:
     """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
     up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
     x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
@@ -129,7 +129,9 @@ def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, boun
         c_rsqrt, c_newton, c_gold = rsqrt_carry.levels(first, rest, GOLDSCHMIDT)
         yb, tb = rsqrt_carry.bounds(lo)
         return [Piece(name, 2, width, join=join, bound=bound),
-                Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi),
+                # precise (ours, option precise_variance): the variance's refresh by META-BTS, two bootstraps, its error
+                # relative to 1 instead of its bound d hi (its values reach down to d lo)
+                Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi, precise=precise),
                 Piece(name + ".newton", c_newton, 2, bound=yb, bounds=(yb, tb)),
                 Piece(name + ".gold", c_gold, 2, bound=yb, bounds=(yb, tb)),
                 Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]

@@ -18,7 +18,7 @@ from ..folding import duplicate_rows, max_pair, quick_sum
 from ..gelu import LEVELS as GELU_LEVELS, segments_and_pieces
 from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
 from .. import rsqrt_carry as carry
-from ..levels import multiply_lower, times_at, with_scale
+from ..levels import align, multiply_lower, times_at, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .chain import newton_split
 from .ranges import gelu_valid_range
@@ -70,15 +70,29 @@ def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
     return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
 
 
+PRECISE_K = 2**12  # META-BTS's gain: the first bootstrap's error (<= 2^-16 seen at N = 2^16) times K stays << 1
+
+
 class Nonlinear:
     """Softmax, LayerNorm, GELU and the single refresh of `Forward` (NEXUS §3.2-3.3, Alg. 1)."""
 
-    def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
-        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
+    def refresh(self, ct: Ciphertext, bound: float, precise: bool = False) -> Ciphertext:
+        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range).
+
+        precise: META-BTS (Bae, Cheon, Cho, Kim, Kim, CCS 2022; OpenFHE's iterative bootstrapping): the first
+        bootstrap's error e = ct/M - BTS(ct/M) is bootstrapped again times K = min(M, 2^12) and added back, so the
+        result's absolute error is that of one bootstrap divided by K (e.g. 2^-19 M -> 2^-19 M / K): a second
+        bootstrap for ~log2 K more bits (LayerNorm's variance, whose values sit up to 13 bits below its bound)."""
         M = 2.0 ** max(0, math.ceil(math.log2(max(bound, 1.0))))
         if M > 1 and ct.level >= 1:
             low = self.ev.rescale(self.ev.mul_const(ct, 1.0 / M))  # slots / M, same scale
-            return self.ev.mul_int(self.bts.bootstrap(low), int(M))  # slots x M: no level, scale kept
+            out = self.bts.bootstrap(low)
+            if precise:
+                K = int(min(M, PRECISE_K))
+                e = self.ev.sub(low, align(self.ev, out, low.level, low.scale))  # minus the bootstrap's error
+                fix = self.bts.bootstrap(self.ev.mul_int(e, K))
+                return self.ev.add(self.ev.mul_int(out, int(M)), self.ev.mul_int(fix, int(M) // K))
+            return self.ev.mul_int(out, int(M))  # slots x M: no level, scale kept
         return self.bts.bootstrap(ct)
 
     def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
