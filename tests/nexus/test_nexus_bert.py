@@ -228,9 +228,9 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range, options: d
     seen = []
     refresh = nb.Forward.refresh
 
-    def recording(self, ct, bound):
+    def recording(self, ct, bound, precise=False):
         seen.append((self.rows[self.i]["block"], bound))
-        return refresh(self, ct, bound)
+        return refresh(self, ct, bound, precise)
 
     monkeypatch.setattr(nb.Forward, "refresh", recording)
     lay = nb.input_layout(cfg, len(IDS), p.slots)
