@@ -199,12 +199,15 @@ def unit_costs(args: argparse.Namespace) -> int:
     from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset  # lazy: keeps `refimpl --help` instant
     from refimpl.experiments.bertbase import cost  # lazy: keeps `refimpl --help` instant
 
-    numba.set_num_threads(args.threads)
+    counts = [int(t) for t in str(args.threads).split(",")]
+    numba.set_num_threads(counts[0])
     if args.add_mac:
         return add_mac(args, cost)
+    if len(counts) > 1:
+        return units_by_threads(args, cost, counts)
     cmd = (f"refimpl experiment unit-costs --validate {args.validate}" if args.validate
            else f"refimpl experiment unit-costs --preset {args.preset}") + f" --reps {args.reps} --threads {args.threads}"
-    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""), "threads": args.threads}
+    doc = {"command": cmd + (f" --json {args.json}" if args.json else ""), "threads": counts[0]}
     if args.validate:
         doc.update(measure_with_bars(cost.validate, logN=args.validate, reps=args.reps))
         for name, m in doc["models"].items():
@@ -218,6 +221,38 @@ def unit_costs(args: argparse.Namespace) -> int:
                     "bootstrap_s": args.bootstrap_s, "bootstrap_source": args.bootstrap_source,
                     "units": measure_with_bars(cost.measure_units, params, levels, reps=args.reps)})
         print(json.dumps(doc["units"]))
+    write_json(args.json, doc)
+    return 0
+
+
+BOOTSTRAP_BY_THREADS = {1: (140.9, "results/ckks/bootpair_128-2^16-dense_1thread.json (one thread)"),
+                        2: (72.4, "results/ckks/bootstrap_128-2^16-dense19_quiet.json (two threads, wall, quiet)")}
+
+
+def units_by_threads(args: argparse.Namespace, cost, counts: list[int]) -> int:
+    """unit-costs --threads 1,2: every operation timed at each thread count side by side in one run (wall and CPU
+    seconds); the file's "units" are the last count's wall seconds, "units_by_threads" each count's, and the
+    bootstrap seconds per count are the measured bootstraps of BOOTSTRAP_BY_THREADS (ours)."""
+    from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset  # lazy: keeps `refimpl --help` instant
+
+    params, rc = bootstrap_preset(args.preset)
+    top = params.L - rc.depth
+    levels = sorted({1, *range(top % 4 or 4, top + 1, 4), top})
+    missing = [t for t in counts if t not in BOOTSTRAP_BY_THREADS]
+    if missing:
+        raise SystemExit(f"unit-costs --threads: no measured bootstrap for {missing} thread(s)")
+    cmd = (f"refimpl experiment unit-costs --preset {args.preset} --reps {args.reps} --threads {args.threads}"
+           + (f" --json {args.json}" if args.json else ""))
+    units = measure_with_bars(cost.measure_units, params, levels, reps=args.reps, threads=tuple(counts))
+    by = units.pop("by_threads")
+    doc = {"command": cmd, "threads": counts[-1], "clock": units["clock"], "preset": args.preset, "N": params.N,
+           "security": params.security_note, "bootstrap_s": BOOTSTRAP_BY_THREADS[counts[-1]][0],
+           "bootstrap_source": BOOTSTRAP_BY_THREADS[counts[-1]][1], "units": units,
+           "units_by_threads": {t: v["wall"] for t, v in by.items()},
+           "units_cpu_by_threads": {t: v["cpu"] for t, v in by.items()},
+           "bootstrap_s_by_threads": {str(t): BOOTSTRAP_BY_THREADS[t][0] for t in counts},
+           "bootstrap_source_by_threads": {str(t): BOOTSTRAP_BY_THREADS[t][1] for t in counts}}
+    print(json.dumps(doc["units_by_threads"]))
     write_json(args.json, doc)
     return 0
 
@@ -341,7 +376,8 @@ def register(sub) -> None:
                            "the model against a real small forward")
     p.add_argument("--preset", default=BERTBASE_PRESET)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", default="1", help="numba threads; a list (1,2): each operation timed at every count "
+                                                   "side by side, wall seconds (and CPU) per count")
     p.add_argument("--validate", type=int, metavar="LOGN", help="instead: predicted against measured on an insecure "
                                                                     "ring of 2^LOGN (a one-layer model)")
     p.add_argument("--bootstrap-s", type=float, default=140.9,

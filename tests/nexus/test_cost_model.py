@@ -88,6 +88,47 @@ def test_measure_units_small_ring():
         assert len(u[op]) == 2 and min(u[op]) >= 0.0, op
 
 
+def test_measure_units_by_threads_small_ring():
+    """threads=(1, 2): every operation at every level for both counts, wall and CPU; the top-level units are the
+    last count's wall seconds (timing itself is not asserted)."""
+    p, _ = bootstrap_parameters(1024, levels_after=3, encapsulation_h=32, num_p=2, insecure=True)
+    u = cost.measure_units(p, [1, 3], reps=1, period=64, threads=(1, 2))
+    assert set(u["by_threads"]) == {"1", "2"}
+    for t in ("1", "2"):
+        for clock in ("wall", "cpu"):
+            v = u["by_threads"][t][clock]
+            assert v["levels"] == [1, 3]
+            for op in (*OPS, "expand"):
+                assert len(v[op]) == 2 and min(v[op]) >= 0.0, (t, clock, op)
+    for op in (*OPS, "expand"):
+        assert u[op] == u["by_threads"]["2"]["wall"][op]
+
+
+def test_derive_by_threads(tmp_path):
+    """A units file with units_by_threads derives each count from its own units and bootstrap: with units of
+    count 2 exactly half those of count 1 and half the bootstrap, every figure halves."""
+    import json
+
+    from refimpl.experiments.bertbase.run import derive_from_counts
+
+    one = {"levels": [1, 5], **{op: [1.0, 2.0] for op in OPS}, "expand": [0.1, 0.2]}
+    two = {k: (v if k == "levels" else [x / 2 for x in v]) for k, v in one.items()}
+    f = tmp_path / "u.json"
+    f.write_text(json.dumps({"units": two, "threads": 2, "bootstrap_s": 5.0,
+                             "units_by_threads": {"1": one, "2": two},
+                             "bootstrap_s_by_threads": {"1": 10.0, "2": 5.0}}))
+    counts = {"ops_per_layer": [{"rotate@3": 4, "encode@1": 2}], "store_per_layer": [{"expand@1": 1}],
+              "per_layer": [{"layer": {"bootstraps": 2}}], "ops_head": {"add@5": 3}, "store_head": {},
+              "head": {"bootstraps": 0}}
+    d = derive_from_counts(counts, str(f), None)
+    by = d["by_threads"]
+    assert by["1"]["model_s"] == pytest.approx(4 * 1.5 + 2 * 1.0 + 2 * 10.0 + 3 * 2.0)
+    assert by["2"]["model_s"] == pytest.approx(by["1"]["model_s"] / 2)
+    assert by["1"]["model_store_s"] == pytest.approx(34.0 - (1.0 - 0.1))  # one encoding at level 1 expanded instead
+    assert by["2"]["model_store_s"] == pytest.approx(by["1"]["model_store_s"] / 2, abs=0.06)  # rounded to 0.1 s
+    assert d["model_s"] == pytest.approx(by["2"]["model_s"])
+
+
 def test_galois_keys_used_and_their_bytes():
     """The dry run records each Galois element at the highest level it is used at; key_bytes equals the bytes
     of real keys made at those levels (b only, and with a expanded)."""

@@ -37,23 +37,53 @@ HOIST_K = 8  # rotate_hoisted is timed with 1 and HOIST_K rotations: modup = t(1
 MAC_TERMS = 16  # mul_plain_sum is timed on this many terms (the fewest of a BERT-base giant step); mac = t / MAC_TERMS
 
 
+def _medians(reps: int, f, *args) -> tuple[float, float]:
+    """Median process CPU seconds and median wall seconds of f(*args), after one warm-up call (numba compilation,
+    caches)."""
+    f(*args)
+    cpu, wall = [], []
+    for _ in range(reps):
+        t, w = time.process_time(), time.perf_counter()
+        f(*args)
+        cpu.append(time.process_time() - t)
+        wall.append(time.perf_counter() - w)
+    return float(np.median(cpu)), float(np.median(wall))
+
+
 def _median(reps: int, f, *args) -> float:
     """Median process CPU seconds of f(*args) (one numba thread: CPU time is what a quiet machine's wall time
     would be, and a loaded machine changes it far less than the wall time)."""
-    f(*args)  # warm-up (numba compilation, caches)
-    ts = []
-    for _ in range(reps):
-        t = time.process_time()
-        f(*args)
-        ts.append(time.process_time() - t)
-    return float(np.median(ts))
+    return _medians(reps, f, *args)[0]
 
 
-def measure_units(params, levels, reps: int = 3, period: int = 256, progress=None) -> dict:
+def _units_from(times: dict, levels: list[int]) -> dict:
+    """{op: [seconds per level]} from the raw timings of one thread count and clock (ours): modup and hoisted
+    from the hoisted rotation of 1 and HOIST_K steps, mac per term."""
+    out: dict = {"levels": levels}
+    for op in (*OPS, "expand"):
+        out[op] = []
+    for t in times:
+        hoisted = max((t["hoist_many"] - t["hoist_one"]) / (HOIST_K - 1), 0.0)
+        row = {k: v for k, v in t.items() if not k.startswith("hoist_")}
+        row.update(modup=max(t["hoist_one"] - hoisted, 0.0), hoisted=hoisted, mac=t["mac"] / MAC_TERMS)
+        for op, v in row.items():
+            out[op].append(v)
+    return out
+
+
+def measure_units(params, levels, reps: int = 3, period: int = 256, progress=None, threads=None) -> dict:
     """Seconds per operation at each level: {"levels": [...], op: [seconds per level], "expand": [...]}.
 
     Keys: relinearization and rotations 1 .. HOIST_K (insecure seeded: timing only). `expand`: a weight
-    store's plaintext of a diagonal with slot period `period` (2 period coefficients kept)."""
+    store's plaintext of a diagonal with slot period `period` (2 period coefficients kept).
+
+    threads None: process CPU seconds at numba's current thread count (the one-thread units). threads a tuple
+    of counts (ours): each operation is timed at every count in turn, side by side (numba.set_num_threads),
+    and the result adds "by_threads": {count: {"wall": units, "cpu": units}} (wall seconds are the time of
+    several threads; CPU seconds count every thread's work); the top level's units are then the wall seconds
+    of the last count."""
+    import numba
+
     kg = KeyGenerator(params, RandomSource.insecure_seeded(1))
     sk = kg.secret_key()
     steps = list(range(1, HOIST_K + 1))  # rotation keys made at the highest level timed (a key switch at level l
@@ -67,36 +97,51 @@ def measure_units(params, levels, reps: int = 3, period: int = 256, progress=Non
     kept_full = integer_coefficients(params, z, params.scale)
     stride = stride_of(kept_full)
     kept = kept_full[::stride].astype(np.int64)
-    out: dict = {"levels": [int(v) for v in levels], "reps": reps, "expand_stride": stride,
-                 "load_average_start": os.getloadavg()}
-    for op in (*OPS, "expand"):
-        out[op] = []
-    for i, lvl in enumerate(out["levels"]):
-        a = E.encrypt(enc.encode(z, level=lvl))
-        b = E.encrypt(enc.encode(z[::-1].copy(), level=lvl))
-        pt = enc.encode(z, level=lvl)
-        c3 = ev.multiply(a, b, relinearize=False)
-        one = _median(reps, ev.rotate_hoisted, a, [1])
-        many = _median(reps, ev.rotate_hoisted, a, list(range(1, HOIST_K + 1)))
-        hoisted = max((many - one) / (HOIST_K - 1), 0.0)
-        t = {
-            "rotate": _median(reps, ev.rotate, a, 1),
-            "modup": max(one - hoisted, 0.0),
-            "hoisted": hoisted,
-            "tensor": _median(reps, ev.multiply, a, b, False),
-            "relin": _median(reps, ev.relinearize, c3),
-            "pt_mult": _median(reps, ev.mul_plain, a, pt),
-            "scalar": _median(reps, ev.mul_const, a, 0.37),
-            "add": _median(reps, ev.add, a, b),
-            "rescale": _median(reps, ev.rescale, c3) if lvl > 0 else 0.0,
-            "encode": _median(reps, enc.encode, z, lvl),
-            "expand": _median(reps, expand, kept, stride, lvl, params),
-            "mac": mac_unit(ev, a, b, pt, reps),
-        }
-        for op, v in t.items():
-            out[op].append(v)
-        if progress is not None:
-            progress("unit costs: levels", i + 1, len(out["levels"]))
+    lv = [int(v) for v in levels]
+    counts = (numba.get_num_threads(),) if threads is None else tuple(int(t) for t in threads)
+    raw: dict = {t: ([], []) for t in counts}  # per count: (cpu rows, wall rows), one row per level
+    out: dict = {"levels": lv, "reps": reps, "expand_stride": stride, "load_average_start": os.getloadavg()}
+    prev = numba.get_num_threads()
+    try:
+        for i, lvl in enumerate(lv):
+            a = E.encrypt(enc.encode(z, level=lvl))
+            b = E.encrypt(enc.encode(z[::-1].copy(), level=lvl))
+            pt = enc.encode(z, level=lvl)
+            c3 = ev.multiply(a, b, relinearize=False)
+            calls = {
+                "hoist_one": (ev.rotate_hoisted, a, [1]),
+                "hoist_many": (ev.rotate_hoisted, a, list(range(1, HOIST_K + 1))),
+                "rotate": (ev.rotate, a, 1),
+                "tensor": (ev.multiply, a, b, False),
+                "relin": (ev.relinearize, c3),
+                "pt_mult": (ev.mul_plain, a, pt),
+                "scalar": (ev.mul_const, a, 0.37),
+                "add": (ev.add, a, b),
+                "rescale": (ev.rescale, c3) if lvl > 0 else None,
+                "encode": (enc.encode, z, lvl),
+                "expand": (expand, kept, stride, lvl, params),
+                "mac": (ev.mul_plain_sum, [a, b] * (MAC_TERMS // 2), [pt] * MAC_TERMS),
+            }
+            rows = {t: ({}, {}) for t in counts}
+            for op, call in calls.items():
+                for t in counts:  # side by side: every count of one operation before the next operation
+                    numba.set_num_threads(t)
+                    cpu, wall = _medians(reps, *call) if call is not None else (0.0, 0.0)
+                    rows[t][0][op], rows[t][1][op] = cpu, wall
+            for t in counts:
+                raw[t][0].append(rows[t][0])
+                raw[t][1].append(rows[t][1])
+            if progress is not None:
+                progress("unit costs: levels", i + 1, len(lv))
+    finally:
+        numba.set_num_threads(prev)
+    if threads is None:
+        out.update({k: v for k, v in _units_from(raw[counts[0]][0], lv).items() if k != "levels"})
+    else:
+        out["by_threads"] = {str(t): {"wall": _units_from(raw[t][1], lv), "cpu": _units_from(raw[t][0], lv)}
+                             for t in counts}
+        out.update({k: v for k, v in out["by_threads"][str(counts[-1])]["wall"].items() if k != "levels"})
+        out["clock"] = f"wall seconds at {counts[-1]} numba threads"
     out["load_average_end"] = os.getloadavg()
     return out
 

@@ -23,13 +23,8 @@ from .cost import predict
 from .counts import count as count_blocks, counting_model, counts_table
 from .timer import BlockTimer, gelu_probe
 
-def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> dict:
-    """Each layer's (and the head's) seconds: its operations by level x the unit costs of `units_file`
-    (refimpl experiment unit-costs) + its bootstraps x boot_s (default: the file's bootstrap_s)."""
-    doc = json.loads(Path(units_file).read_text())
-    if "units" not in doc:
-        raise ValueError(f"{units_file}: expected a result of refimpl experiment unit-costs (key 'units')")
-    units, boot = doc["units"], doc.get("bootstrap_s") if boot_s is None else boot_s
+def _derive(counts: dict, units: dict, boot: float) -> dict:
+    """Per layer (without and with the weight store), the head, and the model's seconds from counts x units."""
     layers, layers_store = [], []
     for ops, hits, kinds in zip(counts["ops_per_layer"], counts["store_per_layer"], counts["per_layer"]):
         b = kinds["layer"]["bootstraps"]
@@ -38,10 +33,31 @@ def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> d
     head = predict(counts["ops_head"], units, counts["head"].get("bootstraps", 0), boot, counts["store_head"])
     head_plain = predict(counts["ops_head"], units, counts["head"].get("bootstraps", 0), boot)
     shown = 1 if len(layers) > 1 else 0
-    return {"units": units_file, "threads": doc.get("threads"), "bootstrap_s": boot, "per_layer": layers,
-            "per_layer_store": layers_store, "head": head_plain, "head_store": head, "layer_shown_s": layers[shown]["total"],
+    return {"bootstrap_s": boot, "per_layer": layers, "per_layer_store": layers_store, "head": head_plain,
+            "head_store": head, "layer_shown_s": layers[shown]["total"],
+            "layer_shown_store_s": layers_store[shown]["total"],
             "model_s": round(sum(x["total"] for x in layers) + head_plain["total"], 1),
             "model_store_s": round(sum(x["total"] for x in layers_store) + head["total"], 1)}
+
+
+def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> dict:
+    """Each layer's (and the head's) seconds: its operations by level x the unit costs of `units_file`
+    (refimpl experiment unit-costs) + its bootstraps x boot_s (default: the file's bootstrap_s).
+
+    A units file measured at several thread counts (unit-costs --threads 1,2) also gives "by_threads": the same
+    derivation from each count's wall seconds and that count's bootstrap (boot_s applies to the file's own
+    units only)."""
+    doc = json.loads(Path(units_file).read_text())
+    if "units" not in doc:
+        raise ValueError(f"{units_file}: expected a result of refimpl experiment unit-costs (key 'units')")
+    units, boot = doc["units"], doc.get("bootstrap_s") if boot_s is None else boot_s
+    out = {"units": units_file, "threads": doc.get("threads"), **_derive(counts, units, boot)}
+    if "units_by_threads" in doc:
+        out["by_threads"] = {t: {k: v for k, v in _derive(counts, u, doc["bootstrap_s_by_threads"][t]).items()
+                                 if k in ("bootstrap_s", "layer_shown_s", "layer_shown_store_s", "model_s",
+                                          "model_store_s")} | {"clock": "wall"}
+                             for t, u in doc["units_by_threads"].items()}
+    return out
 
 
 def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
@@ -137,6 +153,10 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
                       f"{d['bootstrap_s']} s): layer {d['layer_shown_s']:.0f} s; model {d['model_s']:.0f} s = "
                       f"{d['model_s'] / 3600:.2f} h without a weight store, {d['model_store_s']:.0f} s = "
                       f"{d['model_store_s'] / 3600:.2f} h with it", flush=True)
+                for t, dt in d.get("by_threads", {}).items():
+                    print(f"{name}, {t} thread(s), wall: layer {dt['layer_shown_s']:.0f} s without the store, "
+                          f"{dt['layer_shown_store_s']:.0f} s with it; model {dt['model_s'] / 3600:.2f} h / "
+                          f"{dt['model_store_s'] / 3600:.2f} h (bootstrap {dt['bootstrap_s']} s)", flush=True)
         print(f"\n{name}: per layer bootstraps {[p['ciphertexts_refreshed'] for p in info['per_layer']]}, total "
               f"{info['total']['ciphertexts_refreshed']} ciphertexts at {info['total']['bootstrap_points']} points, "
               f"{info['total']['levels']} levels", flush=True)

@@ -129,7 +129,7 @@ def shares_probs(lay: Layout) -> bool:
 
 
 def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
-             Hs: list[Ciphertext] | None = None, shared: bool = False) -> list[Ciphertext]:
+             Hs: list[Ciphertext] | None = None, shared: bool = False, lazy_rescale: bool = False) -> list[Ciphertext]:
     """O = P V, two hidden chunks per rotated ciphertext (see the module docstring). pds: quad_probs' ciphertexts,
     one per head; V: the token-major chunks at QKV's output level. Per chunk pair q: H = G - i Rot(G, R w), G =
     skewed_chunk(2q) + skewed_chunk(2q + 1) moved by P; its rotations Rot(H, j w - g a) (j = g a + b < R, g =
@@ -139,8 +139,11 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
     Level: min(pd level, V level - 2) - 1. V may be None when Hs is given (the layout's chunks). shared (ours, where
     `shares_probs`): the probabilities of head hl of both chunks of a pair added into one ciphertext (offsets hl dh
     and P + hl dh, apart in every window) and their baby steps rotated once for both: head h's mask on Rot(H) reads
-    only its own span of it (7 key switches per two heads fewer at BERT-base, 42 per layer). Output: the
-    token-major chunks."""
+    only its own span of it (7 key switches per two heads fewer at BERT-base, 42 per layer). lazy_rescale (ours):
+    `pv_lazy`'s products, rescaled once per output chunk (the probabilities one level higher for the same output
+    level and scale). Output: the token-major chunks."""
+    if lazy_rescale:
+        return pv_lazy(ev, pds, V, lay, Hs, shared)
     w, n_pad, dh, P, S = lay.window, lay.n_pad, lay.head_dim, lay.chunk, lay.slots
     R, per = n_pad // 2, P // dh
     g = baby(R)
@@ -189,4 +192,69 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
                 Y = X if Y is None else ev.add(Y, X)
             y = ev.rescale(Y)
             outs.append(ev.add(y, ev.conjugate(y)))  # 2 Re: the halves were halved in quad_probs
+    return outs
+
+
+def pv_lazy(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
+            Hs: list[Ciphertext] | None = None, shared: bool = False) -> list[Ciphertext]:
+    """`pv_quads` with lazy rescaling (ours; the products of one output chunk summed before one rescale, as lazy
+    relinearization sums them before one key switch).
+
+    pv_quads masks every rotated H by head h's slots and rescales it (one rescale per head and inner index j: 768
+    per BERT-base layer) so that it meets the probabilities one level lower. The mask is slotwise, so it may sit on
+    the other factor: for output chunk c and inner index j = g a + b,
+        sum_h Rot(Pd_h, b) x (Rot(H, j w - g a) x m_ha) = Rot(H, j w - g a) x sum_h (Rot(Pd_h, b) x m_ha),
+    the heads' masked probabilities summed first (Evaluator.mul_plain_sum, not rescaled: scale s_P q_L), one product
+    with the rotated H per (c, j) instead of one per head, and the chunk's sum relinearized per giant step and
+    rescaled twice at the end (q_L: the masks', q_(L-1): the product's). The output is at pv_quads' level and scale
+    when the probabilities arrive one level higher (L = min(pd level, H level); output L - 2, scale
+    s_P s_H / q_(L-1)); H is not masked, so it may be one level lower than in pv_quads (V two levels below QKV's
+    input instead of three). Per BERT-base layer: rescales 12 (+ the probabilities' 12) instead of 768 + 6,
+    ciphertext products 384 instead of 768, the same masks, key switches and relinearizations (these one level
+    higher). The masks' rounding happens once per chunk instead of on every product."""
+    w, n_pad, dh, P, S = lay.window, lay.n_pad, lay.head_dim, lay.chunk, lay.slots
+    R, per = n_pad // 2, P // dh
+    g = baby(R)
+    pos = np.arange(S) % w
+    q_ = ev.params.q
+    nc = lay.chunks(lay.d) if V is None else len(V)
+    if Hs is None:
+        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, nc, 2)]
+    outs = []
+    for q in range(0, nc, 2):
+        chunks = [c for c in (q, q + 1) if c < nc]
+        heads = {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}
+        lvl = min(Hs[q // 2].level, *(pds[h].level for c in chunks for h in heads[c]))
+        H = ev.drop_level(Hs[q // 2], lvl)
+        hr = ev.rotate_hoisted(H, sorted({j * w - g * (j // g) for j in range(R)}))
+        by_slot: dict = {}
+        for c in chunks:
+            for h in heads[c]:
+                by_slot.setdefault(h % per if shared and shares_probs(lay) else h, []).append(h)
+        pb_of = {}
+        for hs in by_slot.values():
+            pd = ev.drop_level(pds[hs[0]], lvl)
+            for h in hs[1:]:
+                pd = ev.add(pd, ev.drop_level(pds[h], lvl))
+            pb_of.update({h: ev.rotate_hoisted(pd, list(range(g))) for h in hs[:1]})
+            pb_of.update({h: pb_of[hs[0]] for h in hs[1:]})
+        for c in chunks:
+            Y = None
+            for a in range(-(-R // g)):
+                ms = [ev.encoder.encode((((pos - quad_offset(lay, h) - g * a) % w) < dh).astype(np.float64),
+                                        level=lvl, scale=float(q_[lvl])) for h in heads[c]]  # once per giant step
+                X = None
+                for b in range(g):
+                    j = a * g + b
+                    if j >= R:
+                        break
+                    pm = ev.mul_plain_sum([pb_of[h][b] for h in heads[c]], ms)  # the heads' masked probabilities
+                    term = ev.multiply(hr[j * w - g * a], pm, relinearize=False)
+                    X = term if X is None else ev.add(X, term)
+                X = ev.relinearize(X)
+                sh = g * a + (c % 2) * P
+                X = ev.rotate(X, sh) if sh % S else X
+                Y = X if Y is None else ev.add(Y, X)
+            y = ev.rescale(ev.rescale(Y))
+            outs.append(ev.add(y, ev.conjugate(y)))
     return outs

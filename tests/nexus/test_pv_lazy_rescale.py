@@ -1,0 +1,64 @@
+"""P V with lazy rescaling (refimpl.nexus.bert.attention_quads.pv_lazy, ours) against pv_quads (the oracle) and numpy
+on a real N = 2^11 ring, and its counts at BERT-base size on the DryEvaluator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refimpl.ckks.bootstrap.bootstrapper import bootstrap_preset
+from refimpl.experiments import bertbase as bb
+from refimpl.nexus.bert import attention_quads as aq
+from refimpl.nexus.counting import DryEvaluator
+
+from .test_bertbase_attention import assert_pv_output, forward_of, pv_inputs
+from .test_bertbase_attention_quads import pv_setup
+
+
+@pytest.mark.parametrize("heads,shared", [(4, False), (8, True), (8, False)])
+def test_pv_lazy_equals_pv_quads_and_numpy(heads, shared):
+    """NEXUS-BERT-PV-LAZY: pv_quads with lazy rescaling, its probabilities one level higher, decrypts to pv_quads (the
+    oracle) and to numpy within CKKS noise, at the same output level and scale, zero outside the chunks' slots and on
+    the inactive windows, with one rescale per output chunk in pv.mul and half the ciphertext products (N = 2^11,
+    heads of 8: 4 heads in one chunk, or 8 in a chunk pair; n = 14 of n_pad = 16, two padded keys)."""
+    kit, ev, fw, lay, n, mask = pv_setup(heads)
+    Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 6)
+    key = fw.vec.key
+    ev.reset()
+    pds = aq.head_probs(ev, paired, lay, key, True)  # level 3 -> 2
+    old = aq.pv_quads(ev, pds, vc, lay, shared=shared)
+    c_old = dict(ev.counts)
+    up = [kit.encrypt(kit.decrypt(c), level=4) for c in paired]  # the probabilities one level higher
+    ev.reset()
+    pds = aq.head_probs(ev, up, lay, key, True)
+    assert {d.level for d in pds} == {3}
+    ev.counts.clear()
+    new = aq.pv_quads(ev, pds, vc, lay, shared=shared, lazy_rescale=True)
+    assert_pv_output(kit, lay, n, new, old, Pm, V)
+    nc = lay.chunks(lay.d)
+    assert ev.counts["rescales"] == 3 * nc  # two per output chunk + each chunk's skew
+    assert ev.counts["ct_mults"] * lay.chunk // lay.head_dim == c_old["ct_mults"] or lay.heads < 2
+
+
+def test_pv_lazy_counts_at_bert_base():
+    """NEXUS-BERT-PV-LAZY: BERT-base (n = 128, dh = 64, N = 2^16) on the DryEvaluator: pv.mul with lazy rescaling has
+    the same 420 key switches, 48 relinearizations and 6 conjugations as pv_quads with shared probabilities, 384
+    ciphertext products instead of 768 and 18 rescales instead of 780 (6 skews, then 2 per output chunk instead of
+    768 masked rotations + 1 per chunk); the probabilities at level 9 give the output at 7, as pv_quads' at 8 do."""
+    p, _ = bootstrap_preset(bb.PRESET)
+    cfg = bb.config("softmax-gelu", layers=1)
+    out = {}
+    for lazy, top in ((False, 9), (True, 10)):
+        ev = DryEvaluator(p)
+        fw, lay = forward_of(cfg, ev, 128, np.ones(128))
+        pds = [d for k in range(lay.score_cts) for d in aq.quad_probs(ev, ev.fresh(top), lay, fw.vec.key, k)]
+        ev.counts.clear()
+        res = aq.pv_quads(ev, pds, [ev.fresh(10) for _ in range(lay.chunks(lay.d))], lay, shared=True,
+                          lazy_rescale=lazy)
+        assert [c.level for c in res] == [7] * 6
+        out[lazy] = dict(ev.counts)
+    for k in ("key_switches", "relinearizations", "conjugations"):
+        assert out[True][k] == out[False][k], k
+    assert (out[False]["key_switches"], out[False]["relinearizations"]) == (420, 48)
+    assert (out[False]["ct_mults"], out[True]["ct_mults"]) == (768, 384)
+    assert (out[False]["rescales"], out[True]["rescales"]) == (780, 18)
