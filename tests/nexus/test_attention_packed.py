@@ -170,7 +170,7 @@ def test_forward_with_packed_skews_no_worse_than_the_oracle(attention, heads):
     the float64 model no worse than the oracle's (within a factor 1.5 plus 1e-5), with fewer key switches. Softmax
     with 4 heads (the keys of two head pairs packed), 2Quad with 6 (three head pairs, three chunks of two heads: the
     values of chunk pairs 0-1 and 2 packed too)."""
-    old, new = forward_errors(attention, heads, 7, [({"kv_complex": False}, {}), ({"kv_complex": True}, {})])
+    old, new = forward_errors(attention, heads, 7, [({"kv_complex": False}, {}), ({}, {})])  # {}: kv_complex on
     assert_no_worse(new, old)
     assert new[3] < old[3]
 
