@@ -260,7 +260,7 @@ class Forward(Nonlinear, Paired, FFN):
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
         quads = shifts is None and self.pairs() and self.st["pv_quads"] and quads_apply(lay)
-        own = 3 if quads else 2 if shifts is None and self.diagonal_attention and diagonal_applies(lay) else 1
+        own = (2 if self.st["pv_lazy"] else 3) if quads else 2 if shifts is None and self.diagonal_attention and diagonal_applies(lay) else 1
         V = [ev.drop_level(vc, vc.level - pv_join(self.st, lay) + own) for vc in V]  # V where the plan has it
         if shifts is None and self.pairs():  # attention_pairs: two heads per rotation; attention_quads: chunk pairs
             pds = self.leave(p + "pv.mask", head_probs(ev, probs, lay, vec.key, quads))
@@ -269,8 +269,8 @@ class Forward(Nonlinear, Paired, FFN):
                 Hs, V = skews_of_packed_values(ev, V, lay), None
             else:  # attention_packed
                 Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None
-            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"]) if quads
-                              else pv_pairs(ev, pds, V, lay))
+            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"], self.st["pv_lazy"])
+                              if quads else pv_pairs(ev, pds, V, lay))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
