@@ -72,16 +72,17 @@ def packed_skewed_keys(ev, kps: list[Ciphertext], lay: Layout, key: np.ndarray) 
 
 
 def scores_of_pairs(ev, qps: list[Ciphertext], kps: list[Ciphertext], lay: Layout, key: np.ndarray, scale: float,
-                    shift: np.ndarray | None, packed: bool, keys_packed: bool = False) -> list[Ciphertext]:
+                    shift: np.ndarray | None, packed: bool, keys_packed: bool = False,
+                    lazy_rescale: bool = False) -> list[Ciphertext]:
     """attention_pairs.pair_scores of every head pair, on the skewed keys of packed_skewed_keys (packed) or on each
     pair's own skewed_keys_pair (packed False: the oracle). keys_packed: kps holds `packed_keys`' ciphertexts
-    already (refimpl.nexus.bert.qkv_packed; then packed is implied)."""
+    already (refimpl.nexus.bert.qkv_packed; then packed is implied). lazy_rescale: pair_scores' (one level more)."""
     if keys_packed:
         Es = skews_of_packed_keys(ev, kps, len(qps), lay, key)
         kps = [z for z, g in zip(kps, pair_groups(len(qps))) for _ in g]  # each pair's level and scale
     else:
         Es = packed_skewed_keys(ev, kps, lay, key) if packed else [None] * len(kps)
-    return [pair_scores(ev, qp, kp, lay, key, scale, shift, E) for qp, kp, E in zip(qps, kps, Es)]
+    return [pair_scores(ev, qp, kp, lay, key, scale, shift, E, lazy_rescale) for qp, kp, E in zip(qps, kps, Es)]
 
 
 def packed_values(ev, V: list[Ciphertext]) -> list[Ciphertext]:

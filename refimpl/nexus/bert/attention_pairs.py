@@ -104,21 +104,23 @@ def skewed_keys_pair(ev, kp: Ciphertext, lay: Layout, key: np.ndarray, imag: com
 
 
 def pair_scores(ev, qp: Ciphertext, kp: Ciphertext, lay: Layout, key: np.ndarray, scale: float,
-                shift: np.ndarray | None = None, E: Ciphertext | None = None) -> Ciphertext:
+                shift: np.ndarray | None = None, E: Ciphertext | None = None, lazy_rescale: bool = False) -> Ciphertext:
     """The rows of S for a head pair in the layout of packing.pair_rows: slot t w + r = S_2k[t, (t + r) mod n_pad]
     x scale, slot t w + n_pad + r the same for head 2k + 1, zero elsewhere (key mask `key` applied), + shift.
 
     Z = sum_j Rot(A_0, j) Rot(E, j - j w) (E = skewed_keys_pair; A_0 = qp; j < dh, baby-step giant-step with the
     row mask on the baby steps), complex: Re Z holds the rows' first R = n_pad / 2 entries, Im Z the others, which
     `halves` moves behind them. E: the skewed keys if already made (refimpl.nexus.bert.attention_packed). Level
-    l -> l-2, the scale of the per-head path."""
+    l -> l-2, the scale of the per-head path; lazy_rescale (ours): the row mask once on the sum
+    (attention.feature_products_lazy), l -> l-3."""
     w, n_pad, S = lay.window, lay.n_pad, lay.slots
     if qp.level != kp.level:
         raise ValueError(f"Q at level {qp.level}, K at level {kp.level}")
     R = n_pad // 2
     rows = regions(lay, R) * (np.arange(S) // w < lay.n) * (0.5 * scale)  # halved: `halves` doubles
     E = skewed_keys_pair(ev, kp, lay, key) if E is None else E  # level l-1
-    Z = feature_products(ev, qp, E, lay, rows, qp.scale * kp.scale / float(ev.params.q[qp.level]))  # level l-2
+    Z = feature_products(ev, qp, E, lay, rows, qp.scale * kp.scale / float(ev.params.q[qp.level]),
+                         lazy_rescale)  # level l-2 (lazy: l-3)
     out = halves(ev, Z, R)
     return ev.add_const(out, shift) if shift is not None else out
 
