@@ -25,7 +25,7 @@ from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .attention_quads import applies as quads_apply
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout, pair_attention_applies
 from .packing import joint_gelu, packed_sums, quickmax_widths, spread_shared, sum_levels
 from .ranges import NexusModel, gelu_valid_range
 
@@ -45,7 +45,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
     for i in range(cfg.num_hidden_layers):
         p = f"L{i}."
         out.append(Piece(p + "qkv", 1, ch, need=3, bound=am.get(f"L{i}.x", 4.0)))
-        out.append(Piece(p + "qk", 2, ch, bootable=False))
+        out.append(Piece(p + "qk", qk_levels(st, lay), ch, bootable=False))
         if cfg.attention == "softmax":
             rounds = lay.n_pad.bit_length() - 1
             Bs = B / st["score_unit"]  # the scores' bound as carried (ours: divided by 2B, see NexusModel.settings)
@@ -109,6 +109,12 @@ def pv_join(settings: dict, lay: Layout) -> int:
     if settings["pv_quads"] and quads_apply(lay):
         return 2 if settings["pv_lazy"] else 3
     return 2 if diagonal_applies(lay) else 1
+
+
+def qk_levels(settings: dict, lay: Layout) -> int:
+    """Levels of the piece qk: 3 with the head pairs' lazy rescaling (the model option qk_lazy, where head pairs apply:
+    attention.feature_products_lazy, the row mask after the products), else 2."""
+    return 3 if settings["qk_lazy"] and pair_attention_applies(lay) else 2
 
 
 def pv_mul_levels(settings: dict, lay: Layout) -> int:

@@ -42,7 +42,8 @@ class NexusModel:
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
     "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "pv_lazy"
-    (its products rescaled once per output chunk, the probabilities one level higher, attention_quads.pv_lazy), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
+    (its products rescaled once per output chunk, the probabilities one level higher, attention_quads.pv_lazy), "qk_lazy"
+    (Q K^T on head pairs with the row mask once on the sum, attention.feature_products_lazy), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
     refimpl.nexus.bert.attention_packed), "qkv_complex" (QKV emitting Q, K and V with complex outputs, K and V packed
     for attention_packed, refimpl.nexus.bert.qkv_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
@@ -102,6 +103,9 @@ class NexusModel:
                # ours: ... with lazy rescaling: the masks on the probabilities, one rescale pair per output chunk
                # instead of one rescale per masked rotation (attention_quads.pv_lazy; pv.mul two levels, V one)
                "pv_lazy": bool(self.options.get("pv_lazy", True)),
+               # ours: Q K^T on head pairs with lazy rescaling: the row mask once on the sum of the products instead
+               # of on every baby step (attention.feature_products_lazy; qk three levels instead of two)
+               "qk_lazy": bool(self.options.get("qk_lazy", True)),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
                "kv_complex": bool(self.options.get("kv_complex", True)),
