@@ -171,6 +171,9 @@ def test_counts_of_the_design_are_pinned(ring, size):
     layer = blocks["layer"]
     assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
+    if size == "base":  # lazy rescaling (ours; the options qk_lazy and pv_lazy, the eager paths 393 and 790)
+        assert (blocks["Q K^T"]["rescales"], blocks["P V"]["rescales"]) == (15, 28)
+        assert (blocks["Q K^T"]["ct_mults"], blocks["P V"]["ct_mults"]) == (384, 384)
     text = bc.counts_table("2quad-freediv-quad", res, 0)
     assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
 
@@ -214,3 +217,5 @@ def test_softmax_gelu_counts_are_pinned():
     assert {k: blocks[k]["key_switches"] for k in PINNED_SOFTMAX_GELU} == PINNED_SOFTMAX_GELU
     assert {k: blocks[k]["bootstraps"] for k in BOOTSTRAPS_SOFTMAX_GELU} == BOOTSTRAPS_SOFTMAX_GELU
     assert blocks["Softmax"]["conjugations"] == 5 and blocks["GELU"]["relinearizations"] == 12 * 46
+    # lazy rescaling in Q K^T and P V (the options qk_lazy, pv_lazy): 393 + 790 -> 15 + 28, the same bootstraps
+    assert (blocks["Q K^T"]["rescales"], blocks["P V"]["rescales"], blocks["layer"]["rescales"]) == (15, 28, 2001)

@@ -89,7 +89,8 @@ def test_forward_pv_lazy_option_and_plan():
 def test_forward_with_lazy_pv_no_worse_than_the_oracle():
     """NEXUS-BERT-PV-LAZY: the whole student forward (2 layers, 8 heads of 8 in one chunk pair, n = 14 of 16,
     N = 2^11, oracle refreshes, each on its own plan) with pv_lazy and without (the oracle): the same logits within
-    CKKS noise, errors against the float64 model no worse than the oracle's, the same key switches."""
+    CKKS noise, errors against the float64 model no worse than the oracle's, no more key switches (P V's are the
+    same; the plans' refreshes differ)."""
     old, new = forward_errors("2quad-freediv", 8, 7, [({"pv_lazy": False}, {}), ({}, {})])
     assert_no_worse(new, old)
-    assert new[3] == old[3]
+    assert new[3] <= old[3]
