@@ -334,7 +334,8 @@ def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
     stored = json.loads((root / "nexus_bertbase_128_placement_time.json").read_text())["models"]["2quad-freediv-quad"]
     fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
     out = tmp_path / "w.json"
-    base = ["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(root / "nexus_bertbase_128.json")]
+    base = ["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(root / "nexus_bertbase_128.json"),
+            "--options", "qk_lazy=0,pv_lazy=0"]  # the stored runs' attention products (before lazy rescaling)
     assert cli_main(["experiment", "bertbase", *base, "--json", str(out)]) == 0
     m = json.loads(out.read_text())["models"]["2quad-freediv-quad"]
     assert m["per_layer"] != fewest["per_layer"]
