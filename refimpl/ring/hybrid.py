@@ -114,6 +114,9 @@ def mod_up_plan(ctx: RNSContext, full: tuple[int, ...], owns: tuple[tuple[int, .
 
 
 # ----------------------------------------------------------------------------- inner product
+_EMPTY = np.zeros((0, 0), dtype=np.uint64)
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
 def _inner_product(ext, perm, kb, ka, rows, q, r64, r64_s, one_s):
     D, F, N = ext.shape
@@ -161,8 +164,12 @@ def inner_product(ctx: RNSContext, ext: np.ndarray, kb, ka, rows: np.ndarray, ba
         raise ValueError(f"{ext.shape[0]} digits but {len(kb)} and {len(ka)} key parts")
     q, r64, r64_s, one_s = reduction128_constants(tuple(ctx.primes[i] for i in basis))
     perm = np.zeros(0, dtype=np.int64) if perm is None else np.ascontiguousarray(perm, dtype=np.int64)
-    kb = tuple(np.ascontiguousarray(x) for x in kb)
-    ka = tuple(np.ascontiguousarray(x) for x in ka)
+    # the key parts padded to a power of two with empty arrays: a tuple's length is part of its numba type, so
+    # each digit count compiled its own kernel (26 in the test suite, 3-10 s each); the kernel reads ext's D
+    size = 1 << max(0, len(kb) - 1).bit_length()
+    pad = (_EMPTY,) * (size - len(kb))
+    kb = tuple(np.ascontiguousarray(x) for x in kb) + pad
+    ka = tuple(np.ascontiguousarray(x) for x in ka) + pad
     with serial_when_small(ext.size):
         return _inner_product(np.ascontiguousarray(ext), perm, kb, ka, np.ascontiguousarray(rows, dtype=np.int64),
                               q, r64, r64_s, one_s)

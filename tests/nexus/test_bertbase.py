@@ -323,38 +323,41 @@ def test_encrypted_forward_with_head_rows(ring, attention, activation):
 
 
 def test_weigh_by_plans_the_stored_time_weighted_placement(tmp_path):
-    """NEXUS-BERT-PLAN-TIME: `--plan-only --weigh-by` on the stored timings moves the refreshes away from the
-    fewest-refreshes plan, refreshing no more ciphertexts than the stored time-weighted plan
-    (results/nexus/nexus_bertbase_128_placement_time.json, made before two heads shared a score ciphertext:
-    the score stream is half as wide now); a bootstrap 100x dearer gives back the fewest-refreshes plan; a file
-    without the model's timings is refused."""
+    """NEXUS-BERT-PLAN-TIME: `--plan-only --weigh-by` on the stored timings (results/nexus/nexus_bertbase_128.json,
+    timed on an earlier design: its fewest-refreshes plan is replaced by today's, which the guard below requires)
+    moves the refreshes away from the fewest-refreshes plan; a bootstrap 100x dearer gives back the
+    fewest-refreshes plan; a file without the model's timings, or of another plan, is refused."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "results" / "nexus"
-    stored = json.loads((root / "nexus_bertbase_128_placement_time.json").read_text())["models"]["2quad-freediv-quad"]
-    fewest = json.loads((root / "nexus_bertbase_128.json").read_text())["models"]["2quad-freediv-quad"]
+    name = "2quad-freediv-quad"
+    fewest_json = tmp_path / "fewest.json"
+    assert cli_main(["experiment", "bertbase", "--plan-only", "--models", name, "--json", str(fewest_json)]) == 0
+    fewest = json.loads(fewest_json.read_text())["models"][name]
+    doc = json.loads((root / "nexus_bertbase_128.json").read_text())
+    timed = tmp_path / "timed.json"
+    timed.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="has another plan"):  # the stored plan is not today's: refused
+        cli_main(["experiment", "bertbase", "--plan-only", "--models", name, "--weigh-by", str(timed)])
+    doc["models"][name]["per_layer"] = fewest["per_layer"]
+    timed.write_text(json.dumps(doc))
     out = tmp_path / "w.json"
-    base = ["--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(root / "nexus_bertbase_128.json"),
-            "--options", "qk_lazy=0,pv_lazy=0"]  # the stored runs' attention products (before lazy rescaling)
+    base = ["--plan-only", "--models", name, "--weigh-by", str(timed)]
     assert cli_main(["experiment", "bertbase", *base, "--json", str(out)]) == 0
-    m = json.loads(out.read_text())["models"]["2quad-freediv-quad"]
+    m = json.loads(out.read_text())["models"][name]
     assert m["per_layer"] != fewest["per_layer"]
-    assert sum(p["ciphertexts_refreshed"] for p in m["per_layer"]) <= \
-        sum(p["ciphertexts_refreshed"] for p in stored["per_layer"])
-    assert m["placement"]["boot_s"] == bb.QUIET_BOOTSTRAP_S and m["placement"]["weighed_by"].endswith("128.json")
+    assert m["placement"]["boot_s"] == bb.QUIET_BOOTSTRAP_S and m["placement"]["weighed_by"].endswith("timed.json")
     assert cli_main(["experiment", "bertbase", *base, "--boot-s", str(100 * bb.QUIET_BOOTSTRAP_S), "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["models"]["2quad-freediv-quad"]["total"] == fewest["total"]
+    assert json.loads(out.read_text())["models"][name]["total"] == fewest["total"]
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"models": {}}))
     with pytest.raises(ValueError, match="no timed run of 2quad-freediv-quad"):
-        cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(empty)])
+        cli_main(["experiment", "bertbase", "--plan-only", "--models", name, "--weigh-by", str(empty)])
     partial = tmp_path / "partial.json"
-    doc = json.loads((root / "nexus_bertbase_128.json").read_text())
-    doc["models"]["2quad-freediv-quad"]["timed"] = [r for r in doc["models"]["2quad-freediv-quad"]["timed"]
-                                                    if r["kind"] != "P V"]
+    doc["models"][name]["timed"] = [r for r in doc["models"][name]["timed"] if r["kind"] != "P V"]
     partial.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"timed no \['P V'\]"):
-        cli_main(["experiment", "bertbase", "--plan-only", "--models", "2quad-freediv-quad", "--weigh-by", str(partial)])
+        cli_main(["experiment", "bertbase", "--plan-only", "--models", name, "--weigh-by", str(partial)])
 
 
 def test_cli_defaults_are_the_experiments_constants():

@@ -60,12 +60,17 @@ def run(ring, model):
     return logits, layer0, ref, trace, ev
 
 
-def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
+@pytest.fixture(scope="module")
+def new(ring):
+    """The default design's forward, shared by the tests below (each compares it with one option off)."""
+    return run(ring, model_of({}))
+
+
+def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring, new):
     """NEXUS-BERT-REFRESHES: with the scores divided by 2B, the packed QuickMax and the paired GELU refresh (the
     defaults) the layer's output and the logits equal the float64 model (the same approximations) as closely as
     the previous path's do (within 1e-3, and no worse than twice the previous error + 1e-5), with fewer refreshed
     ciphertexts, bootstraps and key switches in Softmax and GELU."""
-    new = run(ring, model_of({}))
     old = run(ring, model_of(PREVIOUS))
     errs = {}
     for name, (logits, layer0, ref, trace, _) in (("new", new), ("old", old)):
@@ -89,13 +94,12 @@ def test_new_refreshes_against_the_previous_path_and_the_float64_model(ring):
     assert rounds == [2, 1, 1, 1]  # leaving each round: 4 score ciphertexts packed to 2 after round 0, to 1 after round 1
 
 
-def test_shared_spreads_against_the_previous_spreads(ring):
+def test_shared_spreads_against_the_previous_spreads(ring, new):
     """NEXUS-SPREAD-SHARED: the paired Softmax's spreads with shared coarse copies (packing.spread_many, the default)
     against one spread per value (option spread_shared off): 4 score ciphertexts, whose maxima and row sums sit 4 per
     ciphertext, rows of 16: 2 + 4 x 2 = 10 rotations per spread instead of 4 x 4 + 3 = 19, 18 key switches fewer
     in Softmax, the same refreshes and levels out of Softmax; the logits equal within 1e-4 and the float64 model's
     within 1e-3."""
-    new = run(ring, model_of({}))
     old = run(ring, model_of({"spread_shared": False}))
     np.testing.assert_allclose(new[0], old[0], atol=1e-4)
     assert np.max(np.abs(new[0] - new[2]["logits"])) < 1e-3
@@ -106,11 +110,10 @@ def test_shared_spreads_against_the_previous_spreads(ring):
     assert out[0] == out[1]
 
 
-def test_packed_sum_folds_against_the_previous_sums(ring):
+def test_packed_sum_folds_against_the_previous_sums(ring, new):
     """NEXUS-SUMS-PACKED: the paired Softmax's row sums folded packed (packing.packed_fold, the default) against
     QuickSum on each score ciphertext and pack_first (option sums_pack off): 4 score ciphertexts, rows of 16:
     4 + 2 + 1 + 1 + 3 = 11 rotations instead of 16 + 3 = 19, the same refreshes; the logits equal within 1e-4."""
-    new = run(ring, model_of({}))
     old = run(ring, model_of({"sums_pack": False}))
     np.testing.assert_allclose(new[0], old[0], atol=1e-4)
     ks = [sum(r["counts"].get("key_switches", 0) for r in t[3] if ".softmax" in r["block"]) for t in (new, old)]

@@ -127,6 +127,7 @@ def test_derive_by_threads(tmp_path):
     assert by["1"]["model_store_s"] == pytest.approx(34.0 - (1.0 - 0.1))  # one encoding at level 1 expanded instead
     assert by["2"]["model_store_s"] == pytest.approx(by["1"]["model_store_s"] / 2, abs=0.06)  # rounded to 0.1 s
     assert d["model_s"] == pytest.approx(by["2"]["model_s"])
+    assert "1 cpu" not in by  # no CPU units in the file
 
 
 def test_galois_keys_used_and_their_bytes():

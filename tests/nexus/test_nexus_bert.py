@@ -196,7 +196,7 @@ def test_encrypted_forward_input_errors(softmax_setup):
         nb.encrypted_forward(s.ev, s.bts, model, [ct, ct], 6, MASK)
 
 
-def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
+def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range, options: dict | None = None):
     """The tiny student on the first toy ring (levels after bootstrapping in `levels`) whose plan
     refreshes at a block ending in block_suffix, through an oracle bootstrapper that adds 2^-20
     to every refreshed slot. Returns (model, plan rows, [(block, bound) refreshed], logits error
@@ -204,7 +204,7 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
     from refimpl.ckks.bootstrap.oracle import OracleBootstrapper
 
     cfg, params = tiny("2quad-freediv", "quad")
-    model = nb.NexusModel(cfg, params)
+    model = nb.NexusModel(cfg, params, options=options or {})
     for levels_after in levels:
         p, rc = bootstrap_parameters(1024, levels_after=levels_after, encapsulation_h=32, num_p=3, insecure=True)
         try:
@@ -228,9 +228,9 @@ def _noisy_refresh_run(monkeypatch, block_suffix: str, levels: range):
     seen = []
     refresh = nb.Forward.refresh
 
-    def recording(self, ct, bound):
+    def recording(self, ct, bound, precise=False):
         seen.append((self.rows[self.i]["block"], bound))
-        return refresh(self, ct, bound)
+        return refresh(self, ct, bound, precise)
 
     monkeypatch.setattr(nb.Forward, "refresh", recording)
     lay = nb.input_layout(cfg, len(IDS), p.slots)
@@ -258,18 +258,21 @@ def test_layernorm_refresh_scales_y_and_u_by_their_own_bounds(monkeypatch):
     assert err < 5e-3
 
 
-def test_newton_steps_split_across_a_refresh(monkeypatch):
-    """NEXUS-BERT-PLAN: more Newton steps than one piece holds (a wide variance range) run as two
-    pieces with (y, -u/2) refreshed between them (y by its bound, -u/2 by hi / 2); the logits
-    stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper
-    adding 2^-20 to every refreshed slot."""
-    monkeypatch.setattr(chain, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 2 + 2
-    assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0)
-    model, rows, seen, err = _noisy_refresh_run(monkeypatch, ".newton", range(6, 20))
-    assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [4]
+@pytest.mark.parametrize("carried", [True, False])
+def test_newton_steps_split_across_a_refresh(monkeypatch, carried):
+    """NEXUS-BERT-PLAN, NEXUS-LN-CARRY: more Newton steps than one piece holds (a wide variance range) run as
+    two pieces with a possible refresh between them: (y, t = -u y^2 / 2) by the bounds 1.05 / sqrt(lo) and 1/2
+    (refimpl.nexus.rsqrt_carry, the default), or the previous (y, -u/2) by 1.5 / sqrt(lo) and hi / 2; the logits
+    stay within 5e-3 of the float64 model (same approximations) with an oracle bootstrapper adding 2^-20 to
+    every refreshed slot."""
+    monkeypatch.setattr(chain, "NEWTON_PER_PIECE", 2)  # tiny's 4 Newton steps become 1 + 3 (carried) or 2 + 2
+    assert nb.newton_split(4) == (2, 2) and nb.newton_split(2) == (2, 0) and nb.newton_split(4, True) == (1, 3)
+    model, rows, seen, err = _noisy_refresh_run(monkeypatch, ".newton", range(6, 20), {"rsqrt_carry": carried})
+    assert [r["cost"] for r in rows if r["block"] == "L0.ln1.newton"] == [6 if carried else 4]
     newton = [(b, bound) for b, bound in seen if b.endswith(".newton")]
     assert newton
     for name, _ in newton:
         _, lo, hi, _ = model.settings()["ln"][name[: -len(".newton")]]
-        assert [bd for b, bd in newton if b == name] == [max(1.0, 1.5 / np.sqrt(lo)), hi / 2]
+        expected = [1.05 / np.sqrt(lo), 0.5] if carried else [max(1.0, 1.5 / np.sqrt(lo)), hi / 2]
+        assert [bd for b, bd in newton if b == name] == expected
     assert err < 5e-3

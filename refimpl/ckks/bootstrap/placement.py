@@ -46,6 +46,10 @@ class Piece:
     product_join: bool = False  # the join is a product (levels need not match scales: no extra level)
     coarse_ok: bool = False  # an unscaled refresh (EvalMod error ~1e-3 relative) is harmless: a running maximum
     bounds: tuple[float, ...] | None = None  # per ciphertext, when they hold different quantities (default: bound)
+    precise: bool = False  # a refresh here bootstraps twice (META-BTS, Bae et al. CCS 2022): ~log2(bound) more bits
+
+    def boots_per_ciphertext(self) -> int:
+        return 2 if self.precise else 1
 
 
 
@@ -71,7 +75,7 @@ def simulate(pieces: list[Piece], boots: set[int], start: int, top: int):
         lin[pc.name] = level
         rows.append({"block": pc.name, "bootstrap": boot, "level_in": level, "cost": pc.cost,
                      "level_out": level - pc.cost, "ciphertexts": pc.width,
-                     "bootstraps": pc.width if boot else 0, "scale_match_level": matched})
+                     "bootstraps": pc.width * pc.boots_per_ciphertext() if boot else 0, "scale_match_level": matched})
         level -= pc.cost
         lout[pc.name] = level
     return rows, None
@@ -138,8 +142,9 @@ def place(pieces: list[Piece], start: int, top: int, *, limb_s: dict[str, float]
                     nxt[("out", pc.name)] = lvl - pc.cost
                 nxt = {k: v for k, v in nxt.items() if last_use[k] > i}
                 k2 = (lvl - pc.cost, tuple(sorted(nxt.items())))
-                val = (secs + (round(us * (boot * pc.width * boot_s + limb_s.get(pc.name, 0.0) * (lvl + 1)))
-                               if weigh else 0), cost + (pc.width if boot else 0), npts + boot)
+                w = pc.width * pc.boots_per_ciphertext()
+                val = (secs + (round(us * (boot * w * boot_s + limb_s.get(pc.name, 0.0) * (lvl + 1)))
+                               if weigh else 0), cost + (w if boot else 0), npts + boot)
                 if k2 not in new or val < new[k2][0]:
                     new[k2] = (val, (key, boot))
         if not new:

@@ -53,10 +53,13 @@ def derive_from_counts(counts: dict, units_file: str, boot_s: float | None) -> d
     units, boot = doc["units"], doc.get("bootstrap_s") if boot_s is None else boot_s
     out = {"units": units_file, "threads": doc.get("threads"), **_derive(counts, units, boot)}
     if "units_by_threads" in doc:
+        keep = ("bootstrap_s", "layer_shown_s", "layer_shown_store_s", "model_s", "model_store_s")
         out["by_threads"] = {t: {k: v for k, v in _derive(counts, u, doc["bootstrap_s_by_threads"][t]).items()
-                                 if k in ("bootstrap_s", "layer_shown_s", "layer_shown_store_s", "model_s",
-                                          "model_store_s")} | {"clock": "wall"}
+                                 if k in keep} | {"clock": "wall"}
                              for t, u in doc["units_by_threads"].items()}
+        if "1" in doc.get("units_cpu_by_threads", {}):  # one thread, process CPU seconds (the one-thread file's clock)
+            d = _derive(counts, doc["units_cpu_by_threads"]["1"], doc["bootstrap_s_by_threads"]["1"])
+            out["by_threads"]["1 cpu"] = {k: v for k, v in d.items() if k in keep} | {"clock": "process CPU"}
     return out
 
 
@@ -158,7 +161,7 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
                       f"{d['model_s'] / 3600:.2f} h without a weight store, {d['model_store_s']:.0f} s = "
                       f"{d['model_store_s'] / 3600:.2f} h with it", flush=True)
                 for t, dt in d.get("by_threads", {}).items():
-                    print(f"{name}, {t} thread(s), wall: layer {dt['layer_shown_s']:.0f} s without the store, "
+                    print(f"{name}, {t} thread(s), {dt['clock']}: layer {dt['layer_shown_s']:.0f} s without the store, "
                           f"{dt['layer_shown_store_s']:.0f} s with it; model {dt['model_s'] / 3600:.2f} h / "
                           f"{dt['model_store_s'] / 3600:.2f} h (bootstrap {dt['bootstrap_s']} s)", flush=True)
         print(f"\n{name}: per layer bootstraps {[p['ciphertexts_refreshed'] for p in info['per_layer']]}, total "

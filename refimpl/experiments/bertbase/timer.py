@@ -32,9 +32,9 @@ class TimedForward(nb.Forward):
 
     refresh_s = 0.0
 
-    def refresh(self, ct, bound):
+    def refresh(self, ct, bound, precise=False):
         t = _now()
-        out = super().refresh(ct, bound)
+        out = super().refresh(ct, bound, precise)
         self.refresh_s += _now() - t
         return out
 

@@ -20,6 +20,7 @@ from ...ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, bootstrap_preset
 from ...ckks.bootstrap.placement import Block, Piece, greedy, place
 from ..folding import round_levels
 from ..gelu import LEVELS as GELU_LEVELS
+from .. import rsqrt_carry
 from ..layernorm import GOLDSCHMIDT
 from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
@@ -78,7 +79,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
         out.append(Piece(p + "pv.mul", pv_mul_levels(st, lay), ch, join=("in", p + "qkv", pv_join(st, lay)),
                          bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
-        out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0))
+        out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0),
+                                st["rsqrt_carry"], st["precise_variance"])
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): Quad's and FFN2's inputs two
         # chunks a + i b per ciphertext (|a + i b| <= sqrt 2 max(|a|, |b|); Quad's carry (a + i b) / 2)
@@ -91,7 +93,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
             if joint_gelu(st, lay):  # ... and still paired through a refresh, split after it (ours)
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, cq, bound=math.sqrt(2.0) if st["ffn_complex"] else 1.0))  # activation / act_div
-        out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0))
+        out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0),
+                                st["rsqrt_carry"], st["precise_variance"])
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
@@ -123,14 +126,28 @@ def pv_mul_levels(settings: dict, lay: Layout) -> int:
     return 2 if settings["pv_quads"] and settings["pv_lazy"] and quads_apply(lay) else 1
 
 
-def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float) -> list[Piece]:
+def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float,
+                     carry: bool = False, precise: bool = False) -> list[Piece]:
     """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
     up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
     x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
-    Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream)."""
+    Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream).
+    carry (ours, refimpl.nexus.rsqrt_carry), where the Newton steps are split: (y, t = -u y^2 / 2) instead of
+    (y, -u/2) and (y, u): t in [-1/2, 0] is refreshed by the bound 1/2 (u's refresh lost up to 13 bits of
+    a wide variance range), and the pieces take 2 + 2 first, 2 rest and 2 G - 1 levels."""
     alpha, lo, hi, newton = ln
-    first, rest = newton_split(newton)
+    first, rest = newton_split(newton, carry)
     y_bound = max(1.0, 1.5 / math.sqrt(lo))
+    if carry and rest:
+        c_rsqrt, c_newton, c_gold = rsqrt_carry.levels(first, rest, GOLDSCHMIDT)
+        yb, tb = rsqrt_carry.bounds(lo)
+        return [Piece(name, 2, width, join=join, bound=bound),
+                # precise (ours, option precise_variance): the variance's refresh by META-BTS, two bootstraps, its error
+                # relative to 1 instead of its bound d hi (its values reach down to d lo)
+                Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi, precise=precise),
+                Piece(name + ".newton", c_newton, 2, bound=yb, bounds=(yb, tb)),
+                Piece(name + ".gold", c_gold, 2, bound=yb, bounds=(yb, tb)),
+                Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
     return [Piece(name, 2, width, join=join, bound=bound),
             Piece(name + ".rsqrt", 1 + 2 * first, 1, bound=d * hi),
             # more than NEWTON_PER_PIECE steps: the rest continue on (y, -u/2), which a refresh may renew
@@ -143,11 +160,13 @@ def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, boun
             Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
 
 
-
-def newton_split(newton: int) -> tuple[int, int]:
-    """Newton steps of the first and the second 1/sqrt piece (second 0: one piece)."""
+def newton_split(newton: int, carry: bool = False) -> tuple[int, int]:
+    """Newton steps of the first and the second 1/sqrt piece (second 0: one piece); carry (ours): as many in the
+    first as it holds (refimpl.nexus.rsqrt_carry.split)."""
     if newton <= NEWTON_PER_PIECE:
         return newton, 0
+    if carry:
+        return rsqrt_carry.split(newton, NEWTON_PER_PIECE)
     return newton - newton // 2, newton // 2
 
 

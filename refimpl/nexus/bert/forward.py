@@ -92,7 +92,8 @@ class Forward(Nonlinear, Paired, FFN):
         self.boots = 0
         if row["bootstrap"]:
             pc = self.pieces[name]
-            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pairable=not self.complex_stream(name))
+            cts = self.refresh_all(cts, pc.bounds or (pc.bound,) * len(cts), pairable=not self.complex_stream(name),
+                                   precise=pc.precise)
         if any(ct.level != row["level_in"] for ct in cts):
             raise RuntimeError(f"internal: {name} entered at level {[c.level for c in cts]}, planned {row['level_in']}")
         return cts

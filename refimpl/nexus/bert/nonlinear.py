@@ -17,7 +17,8 @@ from ...ckks import Ciphertext
 from ..folding import duplicate_rows, max_pair, quick_sum
 from ..gelu import LEVELS as GELU_LEVELS, segments_and_pieces
 from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as rsqrt_valid
-from ..levels import multiply_lower, times_at, with_scale
+from .. import rsqrt_carry as carry
+from ..levels import align, multiply_lower, times_at, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
 from .chain import newton_split
 from .ranges import gelu_valid_range
@@ -69,15 +70,29 @@ def _rsqrt_goldschmidt(ev, y: Ciphertext, u: Ciphertext) -> Ciphertext:
     return goldschmidt_rsqrt(ev, y, u, GOLDSCHMIDT)
 
 
+PRECISE_K = 2**12  # META-BTS's gain: the first bootstrap's error (<= 2^-16 seen at N = 2^16) times K stays << 1
+
+
 class Nonlinear:
     """Softmax, LayerNorm, GELU and the single refresh of `Forward` (NEXUS §3.2-3.3, Alg. 1)."""
 
-    def refresh(self, ct: Ciphertext, bound: float) -> Ciphertext:
-        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range)."""
+    def refresh(self, ct: Ciphertext, bound: float, precise: bool = False) -> Ciphertext:
+        """Bootstrap, with the slots scaled into [-1, 1] first when a level is left (EvalMod's accurate range).
+
+        precise: META-BTS (Bae, Cheon, Cho, Kim, Kim, CCS 2022; OpenFHE's iterative bootstrapping): the first
+        bootstrap's error e = ct/M - BTS(ct/M) is bootstrapped again times K = min(M, 2^12) and added back, so the
+        result's absolute error is that of one bootstrap divided by K (e.g. 2^-19 M -> 2^-19 M / K): a second
+        bootstrap for ~log2 K more bits (LayerNorm's variance, whose values sit up to 13 bits below its bound)."""
         M = 2.0 ** max(0, math.ceil(math.log2(max(bound, 1.0))))
         if M > 1 and ct.level >= 1:
             low = self.ev.rescale(self.ev.mul_const(ct, 1.0 / M))  # slots / M, same scale
-            return self.ev.mul_int(self.bts.bootstrap(low), int(M))  # slots x M: no level, scale kept
+            out = self.bts.bootstrap(low)
+            if precise:
+                K = int(min(M, PRECISE_K))
+                e = self.ev.sub(low, align(self.ev, out, low.level, low.scale))  # minus the bootstrap's error
+                fix = self.bts.bootstrap(self.ev.mul_int(e, K))
+                return self.ev.add(self.ev.mul_int(out, int(M)), self.ev.mul_int(fix, int(M) // K))
+            return self.ev.mul_int(out, int(M))  # slots x M: no level, scale kept
         return self.bts.bootstrap(ct)
 
     def softmax_pieces(self, i: int, S: list[Ciphertext]) -> list[Ciphertext]:
@@ -124,15 +139,27 @@ class Nonlinear:
         sq = sum_of_squares(ev, xc, self.st["lazy_relin"])  # level -2
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
-        first, rest = newton_split(newton)
-        y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
-        y = self.leave(name + ".rsqrt", [y])[0]
-        if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
-            y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
-            y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
-            u = ev.mul_int(w, -2)
-        y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
-        h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
+        first, rest = newton_split(newton, self.st["rsqrt_carry"])
+        if rest and self.st["rsqrt_carry"]:  # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
+            err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
+            if err > 2.0**-10:
+                raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+            y, t = carry.steps(ev, *carry.start(ev, v, lo, hi, 1.0 / d), first)
+            y, t = self.leave(name + ".rsqrt", [ev.drop_level(y, t.level), t])
+            y, t = self.enter(name + ".newton", [y, t])
+            y, t = carry.steps(ev, y, t, rest)
+            y, t = self.leave(name + ".newton", [ev.drop_level(y, t.level), t])
+            y, t = self.enter(name + ".gold", [y, t])
+            h2 = self.leave(name + ".gold", [carry.steps(ev, y, t, GOLDSCHMIDT, last=True)[0]])[0]
+        else:
+            y, u, w = _rsqrt_newton(ev, v, lo, hi, newton, 1.0 / d, steps=first)
+            y = self.leave(name + ".rsqrt", [y])[0]
+            if rest:  # (y, -u/2) across a possible refresh; u = -2 (-u/2) costs no level
+                y, w = self.enter(name + ".newton", [y, ev.drop_level(w, y.level)])
+                y = self.leave(name + ".newton", [_newton_steps(ev, y, w, rest)])[0]
+                u = ev.mul_int(w, -2)
+            y, u = self.enter(name + ".gold", [y, ev.drop_level(u, y.level)])
+            h2 = self.leave(name + ".gold", [_rsqrt_goldschmidt(ev, y, u)])[0]
         self.enter(name + ".out", [])
         outs = []
         for c, u_ in enumerate(xc):

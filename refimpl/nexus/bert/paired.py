@@ -29,27 +29,27 @@ from .packing import (pack_complex, pack_first, pack_maxima, packed_fold, packed
 class Paired:
     """Two ciphertexts per bootstrap, two heads per score ciphertext, two FFN chunks per GELU ciphertext (ours)."""
 
-    def refresh_all(self, cts: list[Ciphertext], bounds, pairable: bool = True) -> list[Ciphertext]:
+    def refresh_all(self, cts: list[Ciphertext], bounds, pairable: bool = True, precise: bool = False) -> list[Ciphertext]:
         """Refresh every ciphertext of a refresh point; with `complex_refresh` (ours, refimpl.nexus.bert.packing)
         two at a time as the real and imaginary halves of one bootstrap, else one bootstrap each. A ciphertext at
         level 0 (no level for the scaling) is paired only if |values| <= UNSCALED_BOOT_BOUND / 2 (the sum a + i b
         stays within the placement's unscaled bound; a coarse refresh of larger values is left single, as
         planned). pairable=False: the ciphertexts hold complex slots already (refimpl.nexus.bert.linear_pairs), each
-        refreshed alone. Counts self.boots."""
+        refreshed alone. precise: each alone by `refresh`'s two bootstraps (META-BTS). Counts self.boots."""
         bounds = list(bounds)
         if len(bounds) != len(cts):
             raise ValueError(f"internal: {len(cts)} ciphertexts, {len(bounds)} bounds")
         out: list = [None] * len(cts)
         ok = [i for i, ct in enumerate(cts) if ct.level >= 1 or bounds[i] <= UNSCALED_BOOT_BOUND / 2]
-        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh and pairable else ():
+        for a, b in zip(ok[0::2], ok[1::2]) if self.complex_refresh and pairable and not precise else ():
             pair = self.refresh_pair(cts[a], cts[b], bounds[a], bounds[b])
             if pair is not None:
                 out[a], out[b] = pair
                 self.boots += 1
         for i, ct in enumerate(cts):
             if out[i] is None:
-                out[i] = self.refresh(ct, bounds[i])
-                self.boots += 1
+                out[i] = self.refresh(ct, bounds[i], precise)
+                self.boots += 1 + int(precise and ct.level >= 1 and bounds[i] > 1.0)  # refresh: META-BTS
         return out
 
     def refresh_pair(self, a: Ciphertext, b: Ciphertext, bound_a: float, bound_b: float):

@@ -50,7 +50,9 @@ class NexusModel:
     linear_pairs.split_outputs), "lazy_relin" (lazy relinearization in Softmax's Sgn, GELU and LayerNorm,
     refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
     their coarse copies, refimpl.nexus.bert.packing.spread_many), "sums_pack" (the row sums' folds packed as
-    QuickMax's, refimpl.nexus.bert.packing.packed_fold); see `settings`."""
+    QuickMax's, refimpl.nexus.bert.packing.packed_fold), "rsqrt_carry" (a LayerNorm's 1/sqrt carried as (y, t = -u y^2 / 2)
+    across its refreshes, refimpl.nexus.rsqrt_carry), "precise_variance" (with it, the variance's refresh by META-BTS);
+    see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -126,7 +128,13 @@ class NexusModel:
                "spread_shared": bool(self.options.get("spread_shared", True)),
                # ours: the paired Softmax's row sums folded with QuickMax's packing after each round
                # (refimpl.nexus.bert.packing.packed_fold): 6 + 3 + 2 + 1 + 1 + 1 + 1 rotations instead of 6 x 7
-               "sums_pack": bool(self.options.get("sums_pack", True))}
+               "sums_pack": bool(self.options.get("sums_pack", True)),
+               # ours: a LayerNorm's 1/sqrt split across a refresh carries (y, t = -u y^2 / 2), t in [-1/2, 0], instead
+               # of (y, -u/2) and (y, u), whose refresh lost up to 13 bits of a wide variance range
+               # (refimpl.nexus.rsqrt_carry)
+               "rsqrt_carry": bool(self.options.get("rsqrt_carry", True)),
+               # ours: with rsqrt_carry, the variance's refresh by META-BTS (two bootstraps, Forward.refresh's precise)
+               "precise_variance": bool(self.options.get("precise_variance", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
