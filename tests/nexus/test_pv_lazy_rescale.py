@@ -70,7 +70,7 @@ def test_pv_lazy_counts_at_bert_base():
 
 
 def test_forward_pv_lazy_option_and_plan():
-    """NEXUS-BERT-PV-LAZY: Forward.pv with the model option pv_lazy (the default) on its plan rows (pv.mul two levels,
+    """NEXUS-BERT-PV-LAZY: Forward.pv with the model option pv_lazy on its plan rows (pv.mul two levels,
     V two levels above QKV's input instead of three) decrypts to the option off (the oracle, on its rows) and to
     numpy at the same output level and scale (N = 2^11, 8 heads of 8, n = 14 of 16)."""
     kit, ev, fw, lay, n, mask = pv_setup(8)
@@ -91,6 +91,6 @@ def test_forward_with_lazy_pv_no_worse_than_the_oracle():
     N = 2^11, oracle refreshes, each on its own plan) with pv_lazy and without (the oracle): the same logits within
     CKKS noise, errors against the float64 model no worse than the oracle's, no more key switches (P V's are the
     same; the plans' refreshes differ)."""
-    old, new = forward_errors("2quad-freediv", 8, 7, [({"pv_lazy": False}, {}), ({}, {})])
+    old, new = forward_errors("2quad-freediv", 8, 7, [({}, {}), ({"pv_lazy": True}, {})])
     assert_no_worse(new, old)
     assert new[3] <= old[3]

@@ -98,7 +98,8 @@ def test_pair_scores_lazy_counts_at_bert_base():
 def test_forward_with_lazy_qk_no_worse_than_the_oracle(attention):
     """NEXUS-BERT-QK-LAZY: the whole forward (2 layers, 4 heads of 8, n = 14 of 16, N = 2^11, oracle refreshes, each
     on its own plan: qk three levels with the option) with qk_lazy and without (the oracle): the same logits within
-    CKKS noise, errors against the float64 model no worse than the oracle's, the same key switches."""
-    old, new = forward_errors(attention, 4, 5, [({"qk_lazy": False}, {}), ({}, {})])
+    CKKS noise, errors against the float64 model no worse than the oracle's, no more key switches (Q K^T's are the
+    same; the plans' refreshes differ)."""
+    old, new = forward_errors(attention, 4, 5, [({}, {}), ({"qk_lazy": True}, {})])
     assert_no_worse(new, old)
-    assert new[3] == old[3]
+    assert new[3] <= old[3]
