@@ -62,6 +62,7 @@ COMMANDS = {
     'nexus/nexus_weights_store_v2_block_2^16.json': 'refimpl experiment weights-store --skip-small --block --repeats 2 --json results/nexus/nexus_weights_store_v2_block_2^16.json',
     'nexus/nexus_distributed_dask_2^12.json': 'refimpl experiment distributed --json results/nexus/nexus_distributed_dask_2^12.json (dask[distributed] installed)',
     'nexus/nexus_unit_costs_2^16_threads.json': 'refimpl experiment unit-costs --preset 128-2^16-dense19 --reps 5 --threads 1,2 --json results/nexus/nexus_unit_costs_2^16_threads.json',
+    'nexus/nexus_unit_costs_2^16_threads_nice.json': 'nice -n -20 refimpl experiment unit-costs --preset 128-2^16-dense19 --reps 5 --threads 1,2 --json results/nexus/nexus_unit_costs_2^16_threads_nice.json',
     'nexus/nexus_bertbase_counts_threads.json': 'refimpl experiment bertbase --models softmax-gelu,2quad-freediv-quad --preset 128-2^16-dense19 --n 128 --shifts 4 --plan-only --counts --boot-s 72.4 --units results/nexus/nexus_unit_costs_2^16_threads.json --json results/nexus/nexus_bertbase_counts_threads.json',
     'nexus/nexus_bertbase_counts_lazy_rescale.json': 'refimpl experiment bertbase --models softmax-gelu,2quad-freediv-quad --preset 128-2^16-dense19 --n 128 --shifts 4 --plan-only --counts --boot-s 72.4 --options qk_lazy=1,pv_lazy=1 --units results/nexus/nexus_unit_costs_2^16_threads.json --json results/nexus/nexus_bertbase_counts_lazy_rescale.json',
     'nexus/nexus_bertbase_128.json': 'refimpl experiment bertbase --models 2quad-freediv-quad,softmax-gelu --json results/nexus/nexus_bertbase_128.json',
