@@ -60,6 +60,9 @@ def nexus_bert(args: argparse.Namespace) -> int:
 def bertbase_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of the BERT-base study (also `refimpl reproduce nexus-bertbase`)."""
     ap.add_argument("--models", default=BERTBASE_MODELS)
+    ap.add_argument("--options", default="", metavar="NAME=0|1,...",
+                    help="NexusModel design options (refimpl.nexus.bert.ranges; e.g. qk_lazy=0,pv_lazy=0: the previous "
+                         "attention products); default: the model's defaults")
     ap.add_argument("--preset", default=BERTBASE_PRESET)
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--shifts", type=int, default=KEY_SHIFTS, help="key shifts of Q K^T and P V timed (of n_pad)")

@@ -130,7 +130,7 @@ def test_pv_with_packed_values_equals_the_oracle_and_numpy(heads):
     Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, heads)
     outs = {}
     for packed in (False, True):
-        fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, "kv_complex": packed}
+        fw.rows, fw.i, fw.st = PV_ROWS, 0, {**fw.st, "kv_complex": packed, "pv_lazy": False}
         ev.reset()
         outs[packed] = (fw.pv(0, paired, vc), ev.counts["key_switches"], ev.counts["conjugations"])
     (old, ks_old, cj_old), (new, ks, cj) = outs[False], outs[True]

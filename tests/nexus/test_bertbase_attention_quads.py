@@ -39,6 +39,7 @@ def pv_setup(heads: int, n: int = 14):
     kit = Kit(p, rotations=sorted(s for s in steps if s % p.slots), elements=[conjugation_element(p)])
     ev = CountingEvaluator(kit.ev)
     fw, lay = forward_of(cfg, ev, n, mask)
+    fw.st = {**fw.st, "pv_lazy": False}  # pv_quads' own products (its lazy rescaling: tests/nexus/test_pv_lazy_rescale.py)
     return kit, ev, fw, lay, n, mask
 
 

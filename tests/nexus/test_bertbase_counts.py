@@ -181,6 +181,8 @@ def test_counts_of_the_design_are_pinned(ring, size):
     layer = blocks["layer"]
     assert layer["key_switches"] == sum(b["key_switches"] for k, b in blocks.items() if k != "layer")
     assert layer["bootstraps"] == res["total"]["bootstraps"] - res["head"]["bootstraps"]
+    if size == "base":  # the eager products' rescales (lazy rescaling: test_lazy_attention_counts_are_pinned)
+        assert (blocks["Q K^T"]["rescales"], blocks["P V"]["rescales"]) == (393, 790)
     text = bc.counts_table("2quad-freediv-quad", res, 0)
     assert "| P V | " + f"{PINNED[size]['P V']:,}" in text
 
@@ -224,3 +226,35 @@ def test_softmax_gelu_counts_are_pinned():
     assert {k: blocks[k]["key_switches"] for k in PINNED_SOFTMAX_GELU} == PINNED_SOFTMAX_GELU
     assert {k: blocks[k]["bootstraps"] for k in BOOTSTRAPS_SOFTMAX_GELU} == BOOTSTRAPS_SOFTMAX_GELU
     assert blocks["Softmax"]["conjugations"] == 5 and blocks["GELU"]["relinearizations"] == 12 * 46
+
+
+
+def test_lazy_attention_counts_are_pinned():
+    """NEXUS-BERT-QK-LAZY, NEXUS-BERT-PV-LAZY: BERT-base (n = 128, 128-2^16-dense19, one student layer) with the options
+    qk_lazy and pv_lazy: the same key switches in Q K^T and P V as the eager products; Q K^T 15 rescales (393 eager)
+    and 390 plaintext products (768), P V 28 rescales (790) and 384 ciphertext products (768)."""
+    cfg = bb.config("2quad-freediv-quad", layers=1)
+    model = nb.NexusModel(cfg, bc.random_weights(cfg), ranges=ranges(1), options={"qk_lazy": True, "pv_lazy": True})
+    p, top = nb.bootstrap_level_of(bootstrap_preset(bb.PRESET), None)
+    blocks = bc.count(model, 128, p, top)["per_layer"][0]
+    assert {k: blocks[k]["key_switches"] for k in ("Q K^T", "P V")} == {k: PINNED["base"][k] for k in ("Q K^T", "P V")}
+    assert (blocks["Q K^T"]["rescales"], blocks["P V"]["rescales"]) == (15, 28)
+    assert (blocks["Q K^T"]["pt_mults"], blocks["Q K^T"]["ct_mults"], blocks["P V"]["ct_mults"]) == (390, 384, 384)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["2quad-freediv-quad", "softmax-gelu"])
+def test_lazy_attention_bootstraps(name):
+    """NEXUS-BERT-QK-LAZY, NEXUS-BERT-PV-LAZY: the plan's two more levels with qk_lazy and pv_lazy (BERT-base, the
+    shipped models' widest ranges, the second layer): the student one bootstrap more (8 against 7), Softmax + GELU
+    none (25), the same key switches per layer."""
+    params, rc = bootstrap_preset(bb.PRESET)
+    cfg = bb.config(name, layers=2)
+    p, top = nb.bootstrap_level_of((params, rc), None)
+    per = {}
+    for lazy in (False, True):
+        model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges(name), 2),
+                                   options={"qk_lazy": lazy, "pv_lazy": lazy})
+        per[lazy] = bc.count(bc.counting_model(model), 128, p, top)["per_layer"][1]["layer"]
+    assert (per[False]["bootstraps"], per[True]["bootstraps"]) == ((25, 25) if name == "softmax-gelu" else (7, 8))
+    assert per[False]["key_switches"] == per[True]["key_switches"]

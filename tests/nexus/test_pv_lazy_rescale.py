@@ -11,8 +11,13 @@ from refimpl.experiments import bertbase as bb
 from refimpl.nexus.bert import attention_quads as aq
 from refimpl.nexus.counting import DryEvaluator
 
-from .test_bertbase_attention import assert_pv_output, forward_of, pv_inputs
-from .test_bertbase_attention_quads import pv_setup
+from refimpl.nexus.bert.chain import pv_join, pv_mul_levels
+
+from .test_bertbase_attention import assert_no_worse, assert_pv_output, forward_errors, forward_of, pv_inputs
+from .test_bertbase_attention_quads import PV_ROWS, pv_setup
+
+LAZY_ROWS = [{"block": "L0.pv.mask", "bootstrap": False, "level_in": 4, "level_out": 3},
+             {"block": "L0.pv.mul", "bootstrap": False, "level_in": 3, "level_out": 1}]
 
 
 @pytest.mark.parametrize("heads,shared", [(4, False), (8, True), (8, False)])
@@ -62,3 +67,30 @@ def test_pv_lazy_counts_at_bert_base():
     assert (out[False]["key_switches"], out[False]["relinearizations"]) == (420, 48)
     assert (out[False]["ct_mults"], out[True]["ct_mults"]) == (768, 384)
     assert (out[False]["rescales"], out[True]["rescales"]) == (780, 18)
+
+
+def test_forward_pv_lazy_option_and_plan():
+    """NEXUS-BERT-PV-LAZY: Forward.pv with the model option pv_lazy on its plan rows (pv.mul two levels,
+    V two levels above QKV's input instead of three) decrypts to the option off (the oracle, on its rows) and to
+    numpy at the same output level and scale (N = 2^11, 8 heads of 8, n = 14 of 16)."""
+    kit, ev, fw, lay, n, mask = pv_setup(8)
+    Pm, V, paired, vc = pv_inputs(kit, lay, n, mask, 7)
+    assert (pv_join(fw.st, lay), pv_mul_levels(fw.st, lay)) == (3, 1)
+    lazy = {**fw.st, "pv_lazy": True}
+    assert (pv_join(lazy, lay), pv_mul_levels(lazy, lay)) == (2, 2)
+    fw.rows, fw.i = PV_ROWS, 0
+    old = fw.pv(0, paired, vc)
+    fw.rows, fw.i, fw.st = LAZY_ROWS, 0, lazy
+    new = fw.pv(0, [kit.encrypt(kit.decrypt(c), level=4) for c in paired], vc)
+    assert_pv_output(kit, lay, n, new, old, Pm, V)
+
+
+@pytest.mark.slow
+def test_forward_with_lazy_pv_no_worse_than_the_oracle():
+    """NEXUS-BERT-PV-LAZY: the whole student forward (2 layers, 8 heads of 8 in one chunk pair, n = 14 of 16,
+    N = 2^11, oracle refreshes, each on its own plan) with pv_lazy and without (the oracle): the same logits within
+    CKKS noise, errors against the float64 model no worse than the oracle's, no more key switches (P V's are the
+    same; the plans' refreshes differ)."""
+    old, new = forward_errors("2quad-freediv", 8, 7, [({}, {}), ({"pv_lazy": True}, {})])
+    assert_no_worse(new, old)
+    assert new[3] <= old[3]

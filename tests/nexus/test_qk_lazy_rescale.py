@@ -16,7 +16,7 @@ from refimpl.nexus.bert import attention_pairs as ap
 from refimpl.nexus.bert.packing import paired_vector
 from refimpl.nexus.counting import CountingEvaluator, DryEvaluator
 
-from .test_bertbase_attention import forward_of, pair_kit
+from .test_bertbase_attention import assert_no_worse, forward_errors, forward_of, pair_kit
 
 
 @pytest.mark.parametrize("attention", ["softmax", "2quad-freediv"])
@@ -91,3 +91,15 @@ def test_pair_scores_lazy_counts_at_bert_base():
     assert (c0["rescales"], c1["rescales"]) == (66, 3)
     assert c0["pt_mults"] - c1["pt_mults"] == 63
     assert o0["modup@10"] - o1.get("modup@10", 0) == 1 and o1["modup@9"] - o0.get("modup@9", 0) == 1  # Q's baby steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["softmax", "2quad-freediv"])
+def test_forward_with_lazy_qk_no_worse_than_the_oracle(attention):
+    """NEXUS-BERT-QK-LAZY: the whole forward (2 layers, 4 heads of 8, n = 14 of 16, N = 2^11, oracle refreshes, each
+    on its own plan: qk three levels with the option) with qk_lazy and without (the oracle): the same logits within
+    CKKS noise, errors against the float64 model no worse than the oracle's, no more key switches (Q K^T's are the
+    same; the plans' refreshes differ)."""
+    old, new = forward_errors(attention, 4, 5, [({}, {}), ({"qk_lazy": True}, {})])
+    assert_no_worse(new, old)
+    assert new[3] <= old[3]

@@ -57,7 +57,8 @@ def random_weights(cfg, seed: int = 0, *, shared: bool = True, embeddings: bool 
 
 def counting_model(model: nb.NexusModel) -> nb.NexusModel:
     """`model` (its config and ranges) with random weights of its shapes (the synthetic model holds a classifier only)."""
-    return nb.NexusModel(model.config, random_weights(model.config), ranges=model.get_ranges())
+    return nb.NexusModel(model.config, random_weights(model.config), ranges=model.get_ranges(),
+                         options=dict(model.options))
 
 
 def count(model: nb.NexusModel, n: int, params, top: int) -> dict:

@@ -74,13 +74,13 @@ def shipped_ranges(model: str) -> dict:
     return nb.NexusModel(cfg, prm).get_ranges()
 
 
-def synthetic_model(cfg: BertConfig, ranges: dict, seed: int = 0) -> nb.NexusModel:
+def synthetic_model(cfg: BertConfig, ranges: dict, seed: int = 0, options: dict | None = None) -> nb.NexusModel:
     """A NexusModel with the given ranges and only a random classifier (the plan needs no weights;
-    the timed kernels take random weights of the right shapes)."""
+    the timed kernels take random weights of the right shapes); options: NexusModel options (default its own)."""
     rng = np.random.default_rng(seed)
     params = {"classifier.weight": rng.normal(0, 0.05, (cfg.num_labels, cfg.hidden_size)),
               "classifier.bias": rng.normal(0, 0.05, cfg.num_labels)}
-    return nb.NexusModel(cfg, params, ranges=ranges)
+    return nb.NexusModel(cfg, params, ranges=ranges, options=dict(options or {}))
 
 
 def layout(cfg: BertConfig, n: int, slots: int) -> nb.Layout:

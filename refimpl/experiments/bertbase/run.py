@@ -107,12 +107,16 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
 
+    options = {k: v.strip() not in ("0", "false", "False") for k, v in
+               (o.split("=") for o in getattr(a, "options", "").split(",") if o)}  # NexusModel options
     res["load_average_start"] = os.getloadavg()
+    if options:
+        res["options"] = options
     weights: dict = {}
     weigh_by = json.loads(Path(a.weigh_by).read_text()) if a.weigh_by else None
     for name in a.models.split(","):
         cfg = config(name)
-        model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers))
+        model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers), options=options)
         info = blocks(model, a.n, (params, rc))
         placement = {"objective": "fewest ciphertexts refreshed, then fewest refresh points (ours)"}
         if weigh_by is not None:
@@ -168,7 +172,7 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
         for name in a.models.split(","):
             m = res["models"][name]
             cfg = config(name)
-            model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers))
+            model = synthetic_model(cfg, widest_ranges(shipped_ranges(name), cfg.num_hidden_layers), options=options)
             step = max(1, a.n // a.shifts) if a.n >= a.shifts else 1
             shifts = [step // 2 + step * k for k in range(a.shifts)]
             timer = BlockTimer(params, rc, model, a.n, shifts=shifts, **weights.get(name, {}))

@@ -211,7 +211,7 @@ class BlockTimer:
         t = _now()
         S = fw.head_scores(qc, kc, 0, 1 / math.sqrt(dh), 0.0, shifts=self.shifts)
         secs = _now() - t
-        fw.leave(self.p + "qk", S)
+        fw.leave(self.p + "qk", fw.to_plan(S))  # a plan for the lazy head pairs (chain.qk_levels) gives qk more
         ref = self._scores_ref(q, k, 1 / math.sqrt(dh))
         err = max(np.max(np.abs(self.decrypt(s) - self._rows(ref[h], self.shifts))) for h, s in enumerate(S))
         frac = n_pad / len(self.shifts)

@@ -26,7 +26,7 @@ from ..sign import sgn_levels
 from ..softmax import goldschmidt_iterations, inverse_levels
 from .attention import applies as diagonal_applies
 from .attention_quads import applies as quads_apply
-from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout
+from .layout import LOGIT_BOUND, QUAD_ROOT, Layout, input_layout, pair_attention_applies
 from .packing import joint_gelu, packed_sums, quickmax_widths, spread_shared, sum_levels
 from .ranges import NexusModel, gelu_valid_range
 
@@ -46,7 +46,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
     for i in range(cfg.num_hidden_layers):
         p = f"L{i}."
         out.append(Piece(p + "qkv", 1, ch, need=3, bound=am.get(f"L{i}.x", 4.0)))
-        out.append(Piece(p + "qk", 2, ch, bootable=False))
+        out.append(Piece(p + "qk", qk_levels(st, lay), ch, bootable=False))
         if cfg.attention == "softmax":
             rounds = lay.n_pad.bit_length() - 1
             Bs = B / st["score_unit"]  # the scores' bound as carried (ours: divided by 2B, see NexusModel.settings)
@@ -76,8 +76,8 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                          bound=1.0 if cfg.attention == "softmax" else (B + cfg.quad_c) ** 2 / cfg.freediv[0]))
         # V at QKV's output level; the diagonal P V skews it first (one more level: refimpl.nexus.bert.attention), the
         # P V on chunk pairs masks the rotated skew too (one more: refimpl.nexus.bert.attention_quads)
-        out.append(Piece(p + "pv.mul", 1, ch, join=("in", p + "qkv", pv_join(st, lay)), bootable=False,
-                         product_join=True))
+        out.append(Piece(p + "pv.mul", pv_mul_levels(st, lay), ch, join=("in", p + "qkv", pv_join(st, lay)),
+                         bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0),
                                 st["rsqrt_carry"], st["precise_variance"])
@@ -107,10 +107,23 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
 
 def pv_join(settings: dict, lay: Layout) -> int:
     """Levels between QKV's input and V where P V multiplies it: 3 with refimpl.nexus.bert.attention_quads (the model
-    option pv_quads, where it applies), 2 with the diagonal P V (refimpl.nexus.bert.attention), else 1."""
+    option pv_quads, where it applies; 2 with its lazy rescaling, the option pv_lazy: the rotated skew is not masked),
+    2 with the diagonal P V (refimpl.nexus.bert.attention), else 1."""
     if settings["pv_quads"] and quads_apply(lay):
-        return 3
+        return 2 if settings["pv_lazy"] else 3
     return 2 if diagonal_applies(lay) else 1
+
+
+def qk_levels(settings: dict, lay: Layout) -> int:
+    """Levels of the piece qk: 3 with the head pairs' lazy rescaling (the model option qk_lazy, where head pairs apply:
+    attention.feature_products_lazy, the row mask after the products), else 2."""
+    return 3 if settings["qk_lazy"] and pair_attention_applies(lay) else 2
+
+
+def pv_mul_levels(settings: dict, lay: Layout) -> int:
+    """Levels of the piece pv.mul from the probabilities: 2 with attention_quads' lazy rescaling (the model option
+    pv_lazy: the masks on the probabilities, the product rescaled after them), else 1."""
+    return 2 if settings["pv_quads"] and settings["pv_lazy"] and quads_apply(lay) else 1
 
 
 def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float,

@@ -117,6 +117,12 @@ class Forward(Nonlinear, Paired, FFN):
             self.progress(f"encrypted forward: {following}", self.i, len(self.rows))
         return cts
 
+    def to_plan(self, cts: list[Ciphertext]) -> list[Ciphertext]:
+        """cts dropped to the level the current piece leaves at: a path that spends fewer levels than the plan gives
+        its piece (the lazy attention's plan, chain.qk_levels and pv_mul_levels, run without the head pairs)."""
+        out = self.rows[self.i]["level_out"]
+        return [self.ev.drop_level(c, out) if c.level > out else c for c in cts]
+
     def join(self, a: Ciphertext, b: Ciphertext, subtract: bool = False) -> Ciphertext:
         """a +- b at the lower level; equal levels spend one level to match the scales (as placement.simulate)."""
         ev = self.ev
@@ -261,7 +267,7 @@ class Forward(Nonlinear, Paired, FFN):
         w, n_pad, dh = lay.window, lay.n_pad, lay.head_dim
         probs = self.enter(p + "pv.mask", probs)
         quads = shifts is None and self.pairs() and self.st["pv_quads"] and quads_apply(lay)
-        own = 3 if quads else 2 if shifts is None and self.diagonal_attention and diagonal_applies(lay) else 1
+        own = (2 if self.st["pv_lazy"] else 3) if quads else 2 if shifts is None and self.diagonal_attention and diagonal_applies(lay) else 1
         V = [ev.drop_level(vc, vc.level - pv_join(self.st, lay) + own) for vc in V]  # V where the plan has it
         if shifts is None and self.pairs():  # attention_pairs: two heads per rotation; attention_quads: chunk pairs
             pds = self.leave(p + "pv.mask", head_probs(ev, probs, lay, vec.key, quads))
@@ -270,8 +276,8 @@ class Forward(Nonlinear, Paired, FFN):
                 Hs, V = skews_of_packed_values(ev, V, lay), None
             else:  # attention_packed
                 Hs = packed_skewed_values(ev, V, lay) if quads and self.st["kv_complex"] else None
-            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"]) if quads
-                              else pv_pairs(ev, pds, V, lay))
+            return self.leave(p + "pv.mul", pv_quads(ev, pds, V, lay, Hs, self.st["pv_shared"], self.st["pv_lazy"])
+                              if quads else self.to_plan(pv_pairs(ev, pds, V, lay)))
         if shifts is None and self.diagonal_attention and diagonal_applies(lay):  # refimpl.nexus.bert.attention
             if lay.pair_rows:  # the two heads of each ciphertext apart (refimpl.nexus.bert.packing)
                 masked = [m for k, pc in enumerate(probs)
@@ -280,7 +286,7 @@ class Forward(Nonlinear, Paired, FFN):
                 masked = [ev.rescale(ev.mul_const(pc, vec.key_rows(0))) for pc in probs]
             masked = self.leave(p + "pv.mask", masked)
             self.enter(p + "pv.mul", [])
-            return self.leave(p + "pv.mul", pv_diagonal(ev, masked, V, lay))
+            return self.leave(p + "pv.mul", self.to_plan(pv_diagonal(ev, masked, V, lay)))
         rs = list(range(n_pad) if shifts is None else shifts)
         pos = np.arange(lay.slots) % lay.row_segment  # position inside the row's segment
         cols = []
@@ -316,7 +322,7 @@ class Forward(Nonlinear, Paired, FFN):
                 term = ev.multiply(ev.drop_level(b, lvl), ev.drop_level(vrot[r * w], lvl), relinearize=not lazy)
                 acc = term if acc is None else ev.add(acc, term)
             outs.append(ev.rescale(ev.relinearize(acc) if lazy else acc))  # level -1
-        return self.leave(p + "pv.mul", outs)
+        return self.leave(p + "pv.mul", self.to_plan(outs))
 
     # -- head
     def head(self, xs: list[Ciphertext]) -> Ciphertext:
@@ -408,14 +414,16 @@ class Forward(Nonlinear, Paired, FFN):
                 scale, shift = 1.0 / (math.sqrt(dh) * root), cfg.quad_c / root
             if pairs:  # refimpl.nexus.bert.attention_pairs: two heads per ciphertext, out in pair_rows' layout
                 add = paired_vector(self.vec.key_rows(0, shift), lay.n_pad) if shift else None
-                S = scores_of_pairs(ev, Q, K, lay, self.vec.key, scale, add, self.st["kv_complex"], packed)  # attention_packed
+                S = scores_of_pairs(ev, Q, K, lay, self.vec.key, scale, add, self.st["kv_complex"], packed,
+                                    self.st["qk_lazy"])  # attention_packed
             elif diagonal:  # refimpl.nexus.bert.attention: the feature sum as ciphertext additions
                 rows, add = self.vec.key_rows(0, scale), (self.vec.key_rows(0, shift) if shift else None)
                 S = [head_scores_diagonal(ev, qh, kh, lay, rows, add) for qh, kh in zip(Q, K)]
             elif lay.head_rows:
                 S = [s for c, (qc, kc) in enumerate(zip(Q, K)) for s in self.head_scores(qc, kc, c, scale, shift)]
             if lay.head_rows:  # pair_rows: two heads per score ciphertext (refimpl.nexus.bert.packing)
-                S = self.leave(p + "qk", pair_rows(ev, S, lay.n_pad) if lay.pair_rows and not pairs else S)
+                S = pair_rows(ev, S, lay.n_pad) if lay.pair_rows and not pairs else S
+                S = self.leave(p + "qk", S if pairs else self.to_plan(S))
             else:
                 S = self.leave(p + "qk", [self.scores(qc, kc, c, scale, shift) for c, (qc, kc) in enumerate(zip(Q, K))])
             if cfg.attention == "softmax":

@@ -37,11 +37,14 @@ class NexusModel:
     """A BERT classifier prepared for CKKS (server side): plaintext weights, encoded lazily per level.
 
     ranges: calibrated per-block value ranges (see `calibrate`); computed on first use from
-    synthetic token sequences of the vocabulary when not given. options (ours; each default True,
-    False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
+    synthetic token sequences of the vocabulary when not given. options (ours; each default True but
+    pv_lazy and qk_lazy (default False: each takes a level, which costs the student a refresh per layer); False
+    selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
-    "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
+    "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "pv_lazy"
+    (its products rescaled once per output chunk, the probabilities one level higher, attention_quads.pv_lazy), "qk_lazy"
+    (Q K^T on head pairs with the row mask once on the sum, attention.feature_products_lazy), "kv_complex" (the skews of K and V run on two operands packed as one complex ciphertext,
     refimpl.nexus.bert.attention_packed), "qkv_complex" (QKV emitting Q, K and V with complex outputs, K and V packed
     for attention_packed, refimpl.nexus.bert.qkv_packed), "ffn_complex" (the FFN on complex-packed chunk pairs,
     refimpl.nexus.bert.linear_pairs), "out_complex" (the output projection two output chunks per ciphertext,
@@ -100,6 +103,12 @@ class NexusModel:
                # ours: ... with the probabilities of a head of both chunks in one ciphertext, their baby steps shared
                # (attention_quads.pv_quads' shared)
                "pv_shared": bool(self.options.get("pv_shared", True)),
+               # ours: ... with lazy rescaling: the masks on the probabilities, one rescale pair per output chunk
+               # instead of one rescale per masked rotation (attention_quads.pv_lazy; pv.mul two levels, V one)
+               "pv_lazy": bool(self.options.get("pv_lazy", False)),
+               # ours: Q K^T on head pairs with lazy rescaling: the row mask once on the sum of the products instead
+               # of on every baby step (attention.feature_products_lazy; qk three levels instead of two)
+               "qk_lazy": bool(self.options.get("qk_lazy", False)),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
                "kv_complex": bool(self.options.get("kv_complex", True)),
