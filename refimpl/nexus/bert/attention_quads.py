@@ -128,6 +128,23 @@ def shares_probs(lay: Layout) -> bool:
     return lay.head_dim + lay.n_pad // 2 - 1 <= lay.chunk
 
 
+def _prob_baby_steps(ev, pds, heads: dict, per: int, lvl: int, g: int, shared: bool) -> dict:
+    """Per head, the g baby steps (hoisted rotations 0..g-1) of its probabilities at `lvl`; shared: the heads at the same
+    local index of the pair's chunks summed into one ciphertext first (their slots do not meet), one set of steps."""
+    by_slot: dict = {}  # local head index -> the pair's heads there (one per chunk); shared: one ciphertext
+    for c in heads:
+        for h in heads[c]:
+            by_slot.setdefault(h % per if shared else h, []).append(h)
+    pb_of = {}
+    for hs in by_slot.values():
+        pd = ev.drop_level(pds[hs[0]], lvl)
+        for h in hs[1:]:
+            pd = ev.add(pd, ev.drop_level(pds[h], lvl))
+        steps = ev.rotate_hoisted(pd, list(range(g)))
+        pb_of.update({h: steps for h in hs})
+    return pb_of
+
+
 def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
              Hs: list[Ciphertext] | None = None, shared: bool = False, lazy_rescale: bool = False) -> list[Ciphertext]:
     """O = P V, two hidden chunks per rotated ciphertext (see the module docstring). pds: quad_probs' ciphertexts,
@@ -160,17 +177,7 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
         lvl = min(H.level - 1, *(pds[h].level for c in chunks for h in heads[c]))
         H = ev.drop_level(H, lvl + 1)
         hr = ev.rotate_hoisted(H, sorted({j * w - g * (j // g) for j in range(R)}))
-        by_slot: dict = {}  # local head index -> the pair's heads there (one per chunk); shared: one ciphertext
-        for c in chunks:
-            for h in heads[c]:
-                by_slot.setdefault(h % per if shared and shares_probs(lay) else h, []).append(h)
-        pb_of = {}
-        for hs in by_slot.values():
-            pd = ev.drop_level(pds[hs[0]], lvl)
-            for h in hs[1:]:
-                pd = ev.add(pd, ev.drop_level(pds[h], lvl))
-            pb_of.update({h: ev.rotate_hoisted(pd, list(range(g))) for h in hs[:1]})
-            pb_of.update({h: pb_of[hs[0]] for h in hs[1:]})
+        pb_of = _prob_baby_steps(ev, pds, heads, per, lvl, g, shared and shares_probs(lay))
         for c in chunks:
             pbs = {h: pb_of[h] for h in heads[c]}
             Y = None
@@ -227,17 +234,7 @@ def pv_lazy(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
         lvl = min(Hs[q // 2].level, *(pds[h].level for c in chunks for h in heads[c]))
         H = ev.drop_level(Hs[q // 2], lvl)
         hr = ev.rotate_hoisted(H, sorted({j * w - g * (j // g) for j in range(R)}))
-        by_slot: dict = {}
-        for c in chunks:
-            for h in heads[c]:
-                by_slot.setdefault(h % per if shared and shares_probs(lay) else h, []).append(h)
-        pb_of = {}
-        for hs in by_slot.values():
-            pd = ev.drop_level(pds[hs[0]], lvl)
-            for h in hs[1:]:
-                pd = ev.add(pd, ev.drop_level(pds[h], lvl))
-            pb_of.update({h: ev.rotate_hoisted(pd, list(range(g))) for h in hs[:1]})
-            pb_of.update({h: pb_of[hs[0]] for h in hs[1:]})
+        pb_of = _prob_baby_steps(ev, pds, heads, per, lvl, g, shared and shares_probs(lay))
         for c in chunks:
             Y = None
             for a in range(-(-R // g)):
