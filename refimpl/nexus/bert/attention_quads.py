@@ -128,6 +128,17 @@ def shares_probs(lay: Layout) -> bool:
     return lay.head_dim + lay.n_pad // 2 - 1 <= lay.chunk
 
 
+def _chunk_pairs(ev, pds, V, lay: Layout, Hs):
+    """Per pair of hidden chunks: (its chunks, their heads by chunk, its H); H made from V if Hs is None."""
+    per = lay.chunk // lay.head_dim
+    nc = lay.chunks(lay.d) if V is None else len(V)
+    if Hs is None:
+        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, nc, 2)]
+    for q in range(0, nc, 2):
+        chunks = [c for c in (q, q + 1) if c < nc]
+        yield chunks, {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}, Hs[q // 2]
+
+
 def _prob_baby_steps(ev, pds, heads: dict, per: int, lvl: int, g: int, shared: bool) -> dict:
     """Per head, the g baby steps (hoisted rotations 0..g-1) of its probabilities at `lvl`; shared: the heads at the same
     local index of the pair's chunks summed into one ciphertext first (their slots do not meet), one set of steps."""
@@ -166,14 +177,8 @@ def pv_quads(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
     g = baby(R)
     pos = np.arange(S) % w
     q_ = ev.params.q
-    nc = lay.chunks(lay.d) if V is None else len(V)
-    if Hs is None:
-        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, nc, 2)]
     outs = []
-    for q in range(0, nc, 2):
-        H = Hs[q // 2]
-        chunks = [c for c in (q, q + 1) if c < nc]
-        heads = {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}
+    for chunks, heads, H in _chunk_pairs(ev, pds, V, lay, Hs):
         lvl = min(H.level - 1, *(pds[h].level for c in chunks for h in heads[c]))
         H = ev.drop_level(H, lvl + 1)
         hr = ev.rotate_hoisted(H, sorted({j * w - g * (j // g) for j in range(R)}))
@@ -224,15 +229,10 @@ def pv_lazy(ev, pds: list[Ciphertext], V: list[Ciphertext], lay: Layout,
     g = baby(R)
     pos = np.arange(S) % w
     q_ = ev.params.q
-    nc = lay.chunks(lay.d) if V is None else len(V)
-    if Hs is None:
-        Hs = [imaginary_shift(ev, skewed_pair(ev, V, lay, q), lay) for q in range(0, nc, 2)]
     outs = []
-    for q in range(0, nc, 2):
-        chunks = [c for c in (q, q + 1) if c < nc]
-        heads = {c: [h for h in range(c * per, (c + 1) * per) if h < len(pds)] for c in chunks}
-        lvl = min(Hs[q // 2].level, *(pds[h].level for c in chunks for h in heads[c]))
-        H = ev.drop_level(Hs[q // 2], lvl)
+    for chunks, heads, H in _chunk_pairs(ev, pds, V, lay, Hs):
+        lvl = min(H.level, *(pds[h].level for c in chunks for h in heads[c]))
+        H = ev.drop_level(H, lvl)
         hr = ev.rotate_hoisted(H, sorted({j * w - g * (j // g) for j in range(R)}))
         pb_of = _prob_baby_steps(ev, pds, heads, per, lvl, g, shared and shares_probs(lay))
         for c in chunks:
