@@ -24,14 +24,19 @@ from .chain import newton_split
 from .ranges import gelu_valid_range
 
 
+def _check_range(lo: float, hi: float, newton: int) -> None:
+    """The variance range must be valid for 1/sqrt's steps (relative error <= 2^-10 in the float64 model)."""
+    err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
+    if err > 2.0**-10:
+        raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+
+
 def _rsqrt_newton(ev, v: Ciphertext, lo: float, hi: float, newton: int, v_factor: float, steps: int | None = None):
     """y ~ 1/sqrt(u), u = v_factor v in [lo, hi]: linear guess, Newton y <- 1.5 y - 0.5 u y^3 (NEXUS §3.2;
     refimpl.nexus.layernorm.rsqrt up to its Goldschmidt steps). `newton` steps in all (the error check),
     the first `steps` of them here (default all). Returns (y at level l - 1 - 2 steps, u at l - 1,
     -u/2 at l - 1): -u/2 carries the remaining steps of a split (_newton_steps)."""
-    err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
-    if err > 2.0**-10:
-        raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+    _check_range(lo, hi, newton)
     a, b = initial_guess(lo, hi)
     s = v.scale
     y = ev.add_const(times_at(ev, v, -a * v_factor, v.level - 1, s), b)  # level l-1
@@ -141,9 +146,7 @@ class Nonlinear:
         v = self.enter(name + ".rsqrt", [v])[0]
         first, rest = newton_split(newton, self.st["rsqrt_carry"])
         if rest and self.st["rsqrt_carry"]:  # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
-            err = rsqrt_valid(float(lo), float(hi), newton, GOLDSCHMIDT)
-            if err > 2.0**-10:
-                raise ValueError(f"1/sqrt on [{lo}, {hi}] with {newton} Newton steps has relative error {err:.2e} > 2^-10")
+            _check_range(lo, hi, newton)
             y, t = carry.steps(ev, *carry.start(ev, v, lo, hi, 1.0 / d), first)
             y, t = self.leave(name + ".rsqrt", [ev.drop_level(y, t.level), t])
             y, t = self.enter(name + ".newton", [y, t])
