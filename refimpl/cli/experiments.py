@@ -10,6 +10,7 @@
     refimpl experiment distributed [--json FILE]                 (one block on two Dask workers; dask optional)
     refimpl experiment precision-levels [--logN 13] [--json FILE] (CKKS precision per level and bootstrap)
     refimpl experiment unit-costs [--preset P] [--validate LOGN] [--add-mac] [--json FILE] (seconds per operation and level)
+    refimpl experiment key-load [--repeats 5] [--json FILE]     (Galois keys read and unpacked, or memory-mapped)
 """
 
 from __future__ import annotations
@@ -196,6 +197,15 @@ def precision_levels(args: argparse.Namespace) -> int:
     return 0
 
 
+def key_load(args: argparse.Namespace) -> int:
+    from refimpl.experiments import key_load as kl  # lazy: keeps `refimpl --help` instant
+
+    doc = {"command": command_line("refimpl experiment key-load", args), **kl.measure(args.preset, args.repeats)}
+    write_json(args.json, doc)
+    print(json.dumps(doc, indent=1))
+    return 0
+
+
 def unit_costs(args: argparse.Namespace) -> int:
     import numba  # lazy: keeps `refimpl --help` instant
 
@@ -373,6 +383,14 @@ def register(sub) -> None:
     p.add_argument("--cycles", type=int, default=3, help="bootstraps along the chain")
     add_json(p, help="write the measurement as one JSON document to this file (else to stdout)")
     p.set_defaults(func=precision_levels)
+
+    p = es.add_parser("key-load", formatter_class=fmt,
+                      help="one BERT-base Galois key read and unpacked, or memory-mapped, each then used in a key "
+                           "switch, side by side (about a minute)")
+    p.add_argument("--preset", default=BERTBASE_PRESET)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json")
+    p.set_defaults(func=key_load)
 
     p = es.add_parser("unit-costs", formatter_class=fmt,
                       help="seconds per CKKS operation by level (the time model of bertbase --units), or --validate "

@@ -43,6 +43,7 @@ COMMANDS = {
     'ckks/bootstrap_128-2^16-dense19_quiet.json': 'refimpl bench bootstrap --config \'{"preset": "128-2^16-dense19", "reps": 3, "threads": "default", "expand_keys": false}\'',
     'ckks/bootstrap_128-2^16.json': 'refimpl bench bootstrap --config \'{"preset": "128-2^16", "reps": 3, "threads": "default"}\'',
     'ckks/precision_levels_2^13.json': 'refimpl experiment precision-levels --logN 13 --cycles 3 --json results/ckks/precision_levels_2^13.json',
+    'ckks/key_load_2^16.json': 'refimpl experiment key-load --json results/ckks/key_load_2^16.json',
     'ckks/openfhe_bootstrap_2^16.json': 'refimpl.bench.peers.run_peer("openfhe", "boot_openfhe", ...) (the OpenFHE peer in its own venv)',
     'nexus/nexus_argmax_bootstrapped_2^16.json': 'refimpl experiment nexus-blocks --rows argmax_boot',
     'nexus/nexus_bert_2quad-freediv-quad_2^12_20.json': 'refimpl experiment nexus-bert --model sst2-small-2quad-freediv-quad --glue-dir $GLUE_DIR --sentences 20 --max-tokens 8 --json results/nexus/nexus_bert_2quad-freediv-quad_2^12_20.json',

@@ -11,8 +11,8 @@ preset (default 128-2^16-dense19, 128-bit), client and server in one process:
    each at the highest level it serves, stored as b + seeds (one file each, DIR/keys/galois);
 3. one input (random token ids), embedded and encrypted once (DIR/input);
 4. the resumable forward (refimpl.nexus.bert.checkpoint, DIR/checkpoint) with the real bootstrapper; the
-   Galois keys are read on use from DIR/keys/galois and at most --key-cache-gib of them held
-   (refimpl.ckks.keystore); the bootstrap's diagonals cached (--diagonals) or encoded in each bootstrap;
+   Galois keys are memory-mapped on use from DIR/keys/galois and at most --key-cache-gib of them held
+   mapped (refimpl.ckks.keystore); the bootstrap's diagonals cached (--diagonals) or encoded in each bootstrap;
 5. after each layer: its output decrypted and compared with the float64 numpy reference of that layer
    (the same approximations; and the exact model), and a record (wall and CPU seconds, peak memory of the
    layer, key switches, bootstraps, keys read, errors) appended to the results JSON, written whole after
@@ -36,7 +36,7 @@ import numpy as np
 from ...ckks import Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator, SecretKey
 from ...ckks.bootstrap.bootstrapper import Bootstrapper, bootstrap_preset
 from ...ckks.keys import galois_element, key_digits, key_rows
-from ...ckks.keystore import KeyStore
+from ...ckks.keystore import KeyStore, key_path
 from ...ckks.serialize import (
     deserialize_ciphertext, deserialize_public_key, deserialize_switching_key, serialize_ciphertext,
     serialize_public_key, serialize_switching_key,
@@ -138,13 +138,22 @@ def key_plan(model, params, rc, n: int, top: int) -> dict:
                       if rc.encapsulation_h else 0.0}}
 
 
+def disk_gib(keys: Path) -> float:
+    return round(sum(f.stat().st_size for f in keys.rglob("*.*key")) / GIB, 2)
+
+
 def ensure_keys(work: Path, model, params, rc, n: int, top: int, log) -> dict:
     """DIR/keys: the secret (the client's), public, relinearization, encapsulation and Galois keys, made
     once from the OS's randomness; a killed generation continues with the keys it lacks."""
     keys = work / "keys"
     done = keys / "done.json"
     if done.exists():
-        return json.loads(done.read_text())
+        info = json.loads(done.read_text())
+        if KeyStore.convert(keys / "galois", params):  # made by an earlier version: packed key files
+            log("keys: the packed Galois key files rewritten as mapped key files")
+            info["disk_gib"] = disk_gib(keys)
+            write_atomic(done, (json.dumps(info, indent=1) + "\n").encode())
+        return info
     keys.mkdir(parents=True, exist_ok=True)
     plan_file = keys / "keyset.json"
     if plan_file.exists():
@@ -171,13 +180,15 @@ def ensure_keys(work: Path, model, params, rc, n: int, top: int, log) -> dict:
         down, up = kg.encapsulation_keys(sk, kg.secret_key(hamming_weight=rc.encapsulation_h))
         write_atomic(keys / "enc_down.key", serialize_switching_key(down))
         write_atomic(keys / "enc_up.key", serialize_switching_key(up))
-    todo = [(int(k), lv) for k, lv in plan["all"].items() if not (keys / "galois" / f"g{k}.key").exists()]
+    if KeyStore.convert(keys / "galois", params):  # a work directory of an earlier version: packed key files
+        log("keys: the packed Galois key files rewritten as mapped key files")
+    todo = [(int(k), lv) for k, lv in plan["all"].items() if not key_path(keys / "galois", k).exists()]
     for j, (k, lv) in enumerate(todo):
         KeyStore.write(keys / "galois", k, kg.galois_key(sk, k, lv))
         if j % 20 == 0:
             log(f"keys: Galois {j + 1} of {len(todo)} still to make")
     info = {"sizes": plan["sizes"], "keygen_wall_s": round(time.perf_counter() - t, 1),
-            "disk_gib": round(sum(f.stat().st_size for f in keys.rglob("*.key")) / GIB, 2)}
+            "disk_gib": disk_gib(keys)}
     write_atomic(done, (json.dumps(info, indent=1) + "\n").encode())
     return info
 
@@ -286,7 +297,7 @@ def command(a, cmd: str) -> int:
                 f"{MODEL_SEED}, each layer its own", "ranges_from": MODELS[name][2] + " (widest over its layers)",
                 "query": qid, "keys": keyinfo, "derived_cpu_s": derived_seconds(name, a.preset, n, a.layers, size)})
     res.setdefault("layers", [])
-    res.setdefault("sessions", []).append({"started": now(), "pid": os.getpid(), **timing})
+    res.setdefault("sessions", []).append({"started": now(), "pid": os.getpid(), "galois_keys": "memory-mapped", **timing})
 
     log("float64 references (the approximations, and the exact model) ...")
     ap = nb.plaintext_reference(model, ids, mask, approximate=True)
