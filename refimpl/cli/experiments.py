@@ -325,6 +325,7 @@ def register(sub) -> None:
     p.add_argument("--key-cache-gib", type=float, default=6.0,
                    help="Galois keys held in memory at most (read on use from the work directory)")
     p.add_argument("--diagonals", action="store_true", help="keep the bootstrap's encoded diagonals (4.55 GiB at 2^16)")
+    p.add_argument("--options", default="", metavar="NAME=0|1,...", help="NexusModel design options (as bertbase's)")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="stop (exit 1) when a layer's decrypted output is farther than this from the float64 model")
     p.add_argument("--json", help="the per-layer records (default results/nexus/nexus_bertbase_run_MODEL.json)")
@@ -350,6 +351,8 @@ def register(sub) -> None:
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--intermediate", type=int, default=768)
     p.add_argument("--logN", type=int, default=12, help="ring degree 2^logN (insecure; 128-2^16-dense19's chain)")
+    p.add_argument("--layers", type=int, default=1, help="the model's depth: layer 0 as that model's plan refreshes it")
+    p.add_argument("--options", default="", metavar="NAME=0|1,...", help="NexusModel design options (as bertbase's)")
     add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=bertbase_noise)
 

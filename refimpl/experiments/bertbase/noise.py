@@ -1,7 +1,7 @@
 """The synthetic BERT-base-shaped model under noisy refreshes on a small ring (ours, a diagnosis).
 
-`refimpl experiment bertbase-noise SPEC ...` runs layer 0 of `bertbase-run`'s synthetic model (its weights,
-the shipped small model's ranges) at a smaller width and token count on an insecure ring with the chain of
+`refimpl experiment bertbase-noise SPEC ...` runs layer 0 of `bertbase-run`'s synthetic model of `--layers` layers
+(refreshed where that depth's plan refreshes layer 0; its weights, the shipped small model's ranges) at a smaller width and token count on an insecure ring with the chain of
 128-2^16-dense19 (N = 2^logN instead of 2^16), the refreshes made by refimpl.experiments.noise_probe.NoisyOracle:
 exact re-encryption plus N(0, 2^-2B) on the real and imaginary part of every refreshed slot, which models a real
 bootstrap of B bits (128-2^16-dense19's measures about 19-20 mean bits). Each SPEC is B[:i,j,...] (noise only at
@@ -25,14 +25,24 @@ from ...nexus import bert as nb
 from ...nexus.bert.keyset import forward_key_levels
 from ...ring.sampling import RandomSource
 from ..noise_probe import NoisyOracle
+from .plan import parse_options
 from .realrun import ALIASES, build_model
 
 
-def run(model_name: str, n: int, size: dict, logN: int, specs: list[str]) -> list[dict]:
+class _Stop(Exception):
+    """Raised after layer 0: the probe measures layer 0 of a model of any depth (its plan's refresh points)."""
+
+
+def _stop_after_layer_0(i, chunks):
+    raise _Stop
+
+
+def run(model_name: str, n: int, size: dict, logN: int, specs: list[str], layers: int = 1,
+        options: dict | None = None) -> list[dict]:
     kw = {**BOOTSTRAP_PRESETS["128-2^16-dense19"], "N": 2**logN, "insecure": True}
     params, rc = bootstrap_parameters(**kw)
     top = params.L - rc.depth
-    model = build_model(ALIASES.get(model_name, model_name), 1, size)
+    model = build_model(ALIASES.get(model_name, model_name), layers, size, options)
     kg = KeyGenerator(params, RandomSource.insecure_seeded(3))
     sk = kg.secret_key()
     levels = forward_key_levels(model, n, params, top, top, head_rows=True)
@@ -51,7 +61,11 @@ def run(model_name: str, n: int, size: dict, logN: int, specs: list[str]) -> lis
         cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(x, lay)]
         taps: dict = {}
         trace: list = []
-        nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, trace=trace, head_rows=True)
+        try:
+            nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, trace=trace, head_rows=True,
+                                 on_layer=_stop_after_layer_0 if layers > 1 else None)
+        except _Stop:
+            pass
         got = nb.unpack([enc.decode(D.decrypt(c)).real for c in taps["L0"]], lay, lay.d)
         err = np.abs(got - want)
         rows.append({"spec": spec, "max_abs_err": float(err.max()), "median_abs_err": float(np.median(err)),
@@ -62,13 +76,14 @@ def run(model_name: str, n: int, size: dict, logN: int, specs: list[str]) -> lis
 def command(a) -> int:
     """`refimpl experiment bertbase-noise` (options: refimpl.cli.experiments)."""
     size = {"hidden_size": a.hidden, "num_attention_heads": a.heads, "intermediate_size": a.intermediate}
-    rows = run(a.model, a.n, size, a.logN, a.specs)
+    rows = run(a.model, a.n, size, a.logN, a.specs, a.layers, parse_options(a.options))
     for r in rows:
         print(json.dumps(r), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({
             "command": f"refimpl experiment bertbase-noise --model {a.model} --n {a.n} --hidden {a.hidden} --heads "
-                       f"{a.heads} --intermediate {a.intermediate} --logN {a.logN} {' '.join(a.specs)} --json FILE",
+                       f"{a.heads} --intermediate {a.intermediate} --logN {a.logN} --layers {a.layers}"
+                       + (f" --options {a.options}" if a.options else "") + f" {' '.join(a.specs)} --json FILE",
             "security": f"INSECURE N = 2^{a.logN} (a diagnosis of precision, not a measurement of security)",
             "rows": rows}, indent=1) + "\n")
     return 0

@@ -74,6 +74,19 @@ def shipped_ranges(model: str) -> dict:
     return nb.NexusModel(cfg, prm).get_ranges()
 
 
+def parse_options(text: str | None) -> dict:
+    """NexusModel design options from the command line: "NAME=0|1,..." (0 / false: off)."""
+    out = {}
+    for o in (text or "").split(","):
+        if not o.strip():
+            continue
+        k, eq, v = o.partition("=")
+        if not eq:
+            raise ValueError(f"--options: {o!r} is not NAME=0|1")
+        out[k.strip()] = v.strip() not in ("0", "false", "False")
+    return out
+
+
 def synthetic_model(cfg: BertConfig, ranges: dict, seed: int = 0, options: dict | None = None) -> nb.NexusModel:
     """A NexusModel with the given ranges and only a random classifier (the plan needs no weights;
     the timed kernels take random weights of the right shapes); options: NexusModel options (default its own)."""

@@ -50,7 +50,7 @@ from ...nexus.counting import CountingBootstrapper, CountingEvaluator, key_bytes
 from ...ring.sampling import RandomSource
 from .. import repo_path
 from .counts import random_weights
-from .plan import MODELS, PRESET, config, shipped_ranges, widest_ranges
+from .plan import MODELS, PRESET, config, parse_options, shipped_ranges, widest_ranges
 
 ALIASES = {"student": "2quad-freediv-quad", "softmax-gelu": "softmax-gelu", "2quad-freediv-quad": "2quad-freediv-quad"}
 WEIGHT_STD = 0.02  # BERT's initializer_range: keeps every layer inside the shipped model's calibrated ranges
@@ -60,12 +60,13 @@ DERIVED = "results/nexus/nexus_bertbase_counts_derived.json"  # the derived time
 after_record = None  # hook (tests): called with the layer index after its record is written
 
 
-def build_model(name: str, layers: int, size: dict) -> nb.NexusModel:
+def build_model(name: str, layers: int, size: dict, options: dict | None = None) -> nb.NexusModel:
     """The synthetic model: `name`'s attention and activation at BERT-base size (or `size`), random weights
-    (each layer its own, embeddings included), the shipped small model's ranges widest over its layers."""
+    (each layer its own, embeddings included), the shipped small model's ranges widest over its layers;
+    options: NexusModel options (default its own)."""
     cfg = config(name, layers, **size)
     prm = random_weights(cfg, MODEL_SEED, shared=False, embeddings=True, std=WEIGHT_STD)
-    return nb.NexusModel(cfg, prm, ranges=widest_ranges(shipped_ranges(name), layers))
+    return nb.NexusModel(cfg, prm, ranges=widest_ranges(shipped_ranges(name), layers), options=dict(options or {}))
 
 
 class LayerCheckFailed(RuntimeError):
@@ -268,9 +269,10 @@ def command(a, cmd: str) -> int:
 
     params, rc = bootstrap_preset(a.preset)
     top = params.L - rc.depth
-    model = build_model(name, a.layers, size)
+    options = parse_options(getattr(a, "options", ""))
+    model = build_model(name, a.layers, size, options)
     setup = {"model": name, "preset": a.preset, "n": a.n, "layers": a.layers, "size": size,
-             "model_checksum": model_checksum(model)}
+             **({"options": options} if options else {}), "model_checksum": model_checksum(model)}
     sfile = work / "setup.json"
     if sfile.exists() and json.loads(sfile.read_text()) != setup:
         raise ValueError(f"{work}: made for {sfile.read_text()}, this run is {setup}: use another --work directory")
@@ -295,7 +297,8 @@ def command(a, cmd: str) -> int:
     res.update({"command": cmd, "security": f"{sec}: {params.security_note}", "preset": a.preset, "N": params.N,
                 "n": n, "model": name, "config": {"layers": a.layers, **size}, "weights": f"N(0, {WEIGHT_STD}^2), seed "
                 f"{MODEL_SEED}, each layer its own", "ranges_from": MODELS[name][2] + " (widest over its layers)",
-                "query": qid, "keys": keyinfo, "derived_cpu_s": derived_seconds(name, a.preset, n, a.layers, size)})
+                "query": qid, "options": options or "the model's defaults", "keys": keyinfo,
+                "derived_cpu_s": derived_seconds(name, a.preset, n, a.layers, size)})
     res.setdefault("layers", [])
     res.setdefault("sessions", []).append({"started": now(), "pid": os.getpid(), "galois_keys": "memory-mapped", **timing})
 

@@ -17,7 +17,7 @@ from ...measure import peak_rss_mib
 from .. import repo_path
 from .plan import (
     BERT_BASE, BOOTSTRAP_JSON, MODELS, QUIET_BOOTSTRAP_S, blocks, config, derive, limb_seconds, markdown, merge,
-    paper_figures, shipped_ranges, synthetic_model, table, widest_ranges,
+    paper_figures, parse_options, shipped_ranges, synthetic_model, table, widest_ranges,
 )
 from .cost import predict
 from .counts import count as count_blocks, counting_model, counts_table
@@ -107,8 +107,7 @@ def command(a, cmd: str, prog: str = "refimpl experiment bertbase") -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(res, indent=1, default=str) + "\n")
 
-    options = {k: v.strip() not in ("0", "false", "False") for k, v in
-               (o.split("=") for o in getattr(a, "options", "").split(",") if o)}  # NexusModel options
+    options = parse_options(getattr(a, "options", ""))  # NexusModel options
     res["load_average_start"] = os.getloadavg()
     if options:
         res["options"] = options

@@ -31,6 +31,9 @@ from .packing import joint_gelu, packed_sums, quickmax_widths, spread_shared, su
 from .ranges import NexusModel, gelu_valid_range
 
 NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a possible refresh between them
+# ours: a LayerNorm input's refresh is allowed where bound x 2^-LN_GUARD_BITS / sigma min <= LN_INPUT_ERROR; 19 bits:
+# below the mean precision of 128-2^16-dense19's bootstrap (about 20), the noise probe's model of it
+LN_GUARD_BITS, LN_INPUT_ERROR = 19, 1e-3
 
 
 def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]:
@@ -80,7 +83,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                          bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0),
-                                st["rsqrt_carry"], st["precise_variance"])
+                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"])
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): Quad's and FFN2's inputs two
         # chunks a + i b per ciphertext (|a + i b| <= sqrt 2 max(|a|, |b|); Quad's carry (a + i b) / 2)
@@ -94,7 +97,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, cq, bound=math.sqrt(2.0) if st["ffn_complex"] else 1.0))  # activation / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0),
-                                st["rsqrt_carry"], st["precise_variance"])
+                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"])
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
@@ -127,28 +130,32 @@ def pv_mul_levels(settings: dict, lay: Layout) -> int:
 
 
 def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float,
-                     carry: bool = False, precise: bool = False) -> list[Piece]:
+                     carry: bool = False, precise: bool = False, guard: bool = False) -> list[Piece]:
     """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
     up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
     x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
     Goldschmidt (1 + 2 G) on (y, u) | gamma (x - mu) y + beta (1, a product with the centred stream).
     carry (ours, refimpl.nexus.rsqrt_carry), where the Newton steps are split: (y, t = -u y^2 / 2) instead of
     (y, -u/2) and (y, u): t in [-1/2, 0] is refreshed by the bound 1/2 (u's refresh lost up to 13 bits of
-    a wide variance range), and the pieces take 2 + 2 first, 2 rest and 2 G - 1 levels."""
+    a wide variance range), and the pieces take 2 + 2 first, 2 rest and 2 G - 1 levels.
+    guard (ours, option ln_input_guard): no refresh of the input where its error, bound x 2^-LN_GUARD_BITS, divided
+    by the smallest standard deviation sqrt(lo) / alpha, exceeds LN_INPUT_ERROR (at BERT-base the student's
+    LayerNorm 2 input, bound 791 and sigma down to 0.55: layer 0 came out 0.0138 from the model)."""
     alpha, lo, hi, newton = ln
+    input_refresh = not guard or bound * 2.0**-LN_GUARD_BITS * alpha / math.sqrt(lo) <= LN_INPUT_ERROR
     first, rest = newton_split(newton, carry)
     y_bound = max(1.0, 1.5 / math.sqrt(lo))
     if carry and rest:
         c_rsqrt, c_newton, c_gold = rsqrt_carry.levels(first, rest, GOLDSCHMIDT)
         yb, tb = rsqrt_carry.bounds(lo)
-        return [Piece(name, 2, width, join=join, bound=bound),
+        return [Piece(name, 2, width, join=join, bound=bound, bootable=input_refresh),
                 # precise (ours, option precise_variance): the variance's refresh by META-BTS, two bootstraps, its error
                 # relative to 1 instead of its bound d hi (its values reach down to d lo)
                 Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi, precise=precise),
                 Piece(name + ".newton", c_newton, 2, bound=yb, bounds=(yb, tb)),
                 Piece(name + ".gold", c_gold, 2, bound=yb, bounds=(yb, tb)),
                 Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
-    return [Piece(name, 2, width, join=join, bound=bound),
+    return [Piece(name, 2, width, join=join, bound=bound, bootable=input_refresh),
             Piece(name + ".rsqrt", 1 + 2 * first, 1, bound=d * hi),
             # more than NEWTON_PER_PIECE steps: the rest continue on (y, -u/2), which a refresh may renew
             *([Piece(name + ".newton", 2 * rest, 2, bound=max(y_bound, hi / 2), bounds=(y_bound, hi / 2))]

@@ -135,7 +135,11 @@ class NexusModel:
                # (refimpl.nexus.rsqrt_carry)
                "rsqrt_carry": bool(self.options.get("rsqrt_carry", True)),
                # ours: with rsqrt_carry, the variance's refresh by META-BTS (two bootstraps, Forward.refresh's precise)
-               "precise_variance": bool(self.options.get("precise_variance", True))}
+               "precise_variance": bool(self.options.get("precise_variance", True)),
+               # ours: a LayerNorm's input (x + residual) is not refreshed where that refresh's error, relative to the
+               # input's bound, would reach the output above LN_INPUT_ERROR once divided by the smallest standard
+               # deviation (refimpl.nexus.bert.chain.layernorm_pieces); False: any refresh point, as before
+               "ln_input_guard": bool(self.options.get("ln_input_guard", True))}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
