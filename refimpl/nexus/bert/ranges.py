@@ -52,8 +52,9 @@ class NexusModel:
     refimpl.ckks.polyeval), "spread_shared" (the paired Softmax's spreads of several values per ciphertext share
     their coarse copies, refimpl.nexus.bert.packing.spread_many), "sums_pack" (the row sums' folds packed as
     QuickMax's, refimpl.nexus.bert.packing.packed_fold), "rsqrt_carry" (a LayerNorm's 1/sqrt carried as (y, t = -u y^2 / 2)
-    across its refreshes, refimpl.nexus.rsqrt_carry), "precise_variance" (with it, the variance's refresh by META-BTS);
-    see `settings`."""
+    across its refreshes, refimpl.nexus.rsqrt_carry), "precise_variance" (with it, the variance's refresh by META-BTS),
+    "ln_input_guard" (no refresh of a LayerNorm's input where its error over the smallest standard deviation would
+    exceed 1e-3, refimpl.nexus.bert.chain.layernorm_pieces); see `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
