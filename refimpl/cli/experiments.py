@@ -35,7 +35,7 @@ def command_line(prefix: str, args: argparse.Namespace, positional: tuple[str, .
     skip = {"func", "command", "experiment", "verbose", "argv", *positional}  # the global options are not the command's
     out = [prefix] + [str(getattr(args, k)) for k in positional]
     for k, v in vars(args).items():
-        if k in skip or v is None or v is False:
+        if k in skip or v is None or v is False or v == "":
             continue
         flag = "--" + k.replace("_", "-")
         if v is True:

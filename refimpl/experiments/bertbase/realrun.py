@@ -15,7 +15,7 @@ preset (default 128-2^16-dense19, 128-bit), client and server in one process:
    mapped (refimpl.ckks.keystore); the bootstrap's diagonals cached (--diagonals) or encoded in each bootstrap;
 5. after each layer: its output decrypted and compared with the float64 numpy reference of that layer
    (the same approximations; and the exact model), and a record (wall and CPU seconds, peak memory of the
-   layer, key switches, bootstraps, keys read, errors) appended to the results JSON, written whole after
+   layer, key switches, bootstraps, keys read or mapped, errors) appended to the results JSON, written whole after
    each layer. Running the same command again resumes after the last finished layer, in any later process.
 
 `--table FILE` prints the per-layer table of a results file (docs/nexus-scale.md).
@@ -231,7 +231,7 @@ def derived_seconds(name: str, preset: str, n: int, layers: int, size: dict) -> 
 def table(res: dict) -> str:
     """The per-layer table of a results file (markdown), with the derived CPU seconds where known."""
     der = res.get("derived_cpu_s") or {}
-    lines = ["| layer | wall s | CPU s | derived CPU s | peak GiB | key switches | bootstraps | keys read (GiB) | max abs "
+    lines = ["| layer | wall s | CPU s | derived CPU s | peak GiB | key switches | bootstraps | keys read or mapped (GiB) | max abs "
              "error vs model | vs exact | |x| max |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in [*res.get("layers", []), *([res["head"]] if res.get("head") else [])]:
         f = (lambda k, fmt="{:,.0f}": "" if r.get(k) is None else fmt.format(r[k]))
