@@ -18,7 +18,7 @@ the body, every residue below its prime (one SerializationError naming what is w
 
     KeyStore.write(root, element, key)   one key, written aside and renamed into place
     KeyStore.convert(root, params)       the protocol's packed files (g<element>.key) rewritten as key files
-    KeyStore(root, params, limit_bytes)  the mapping; `stats()`: keys mapped, bytes, seconds, peak held
+    KeyStore(root, params, limit_bytes)  the mapping; `release(k)` unmaps; `stats()`: keys mapped, bytes, seconds, peak held
 
 File `root/g<element>.mkey`: a header of HEADER_BYTES (magic, version, the parameters' fingerprint, the key
 id, level, digits, rows, N, the digits' seeds of a, the CRC-32 of the body), then the body: digits x rows x N
@@ -156,6 +156,13 @@ class KeyStore(Mapping):
         self.held_bytes += key.nbytes
         self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return key
+
+    def release(self, k=None) -> None:
+        """Unmap key `k` (every held key when None); the next use maps it again, without the check."""
+        for e in ([int(k)] if k is not None else list(self.held)):
+            old = self.held.pop(e, None)
+            if old is not None:
+                self.held_bytes -= old.nbytes
 
     def stats(self) -> dict:
         return {"keys": len(self.elements), "loads": self.loads, "load_gib": round(self.load_bytes / 2**30, 3),

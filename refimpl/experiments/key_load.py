@@ -58,8 +58,7 @@ def measure(preset: str = "128-2^16-dense19", repeats: int = 5, rotation: int = 
         def mapped_load(verify):
             store = KeyStore(root, params, limit_bytes=GIB * 64, elements=[g]) if verify else warm
             if not verify:
-                store.held.clear()
-                store.held_bytes = 0
+                store.release(g)
             return store[g]
 
         warm = KeyStore(root, params, limit_bytes=GIB * 64, elements=[g])
@@ -75,7 +74,7 @@ def measure(preset: str = "128-2^16-dense19", repeats: int = 5, rotation: int = 
                 Evaluator(params, EvaluationKeys(galois={g: load()})).rotate(ct, rotation)
                 times[name].append(time.perf_counter() - t)
     med = {k: round(statistics.median(v), 4) for k, v in times.items()}
-    return {"security": f"128-bit: {params.security_note}", "preset": preset, "N": params.N, "level": level,
+    return {"security": params.security_note, "preset": preset, "N": params.N, "level": level,
             "repeats": repeats, **sizes, "median_s": med, "all_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
             "ratio_mapped_first_to_packed_read": round(med["mapped_first_s"] / med["packed_read_s"], 3),
             "ratio_mapped_again_to_packed_read": round(med["mapped_again_s"] / med["packed_read_s"], 4),

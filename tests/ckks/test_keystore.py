@@ -47,6 +47,25 @@ def test_mapped_keys_equal_the_written_within_the_bound(keys, tmp_path):
     assert np.allclose(enc.decode(Decryptor(sk).decrypt(b)).real[:7], np.arange(1.0, 8.0), atol=1e-3)
 
 
+def test_release_unmaps_and_the_next_use_maps_again_unchecked(keys, tmp_path):
+    p, sk, kg, made = keys
+    for g, k in made.items():
+        KeyStore.write(tmp_path, g, k)
+    store = KeyStore(tmp_path, p, limit_bytes=2**40)
+    g = next(iter(made))
+    first = store[g]
+    loads, before = store.loads, store.held_bytes
+    store.release(g)
+    assert g not in store.held and store.held_bytes == before - first.nbytes
+    assert same(store[g], made[g]) and store.loads == loads + 1 and store.verified >= {g}
+    for h in made:
+        store[h]
+    store.release()
+    assert not store.held and store.held_bytes == 0
+    store.release(g)  # releasing a key not held does nothing
+    assert store.held_bytes == 0
+
+
 def test_packed_files_are_converted(keys, tmp_path):
     p, _, _, made = keys
     for g, k in made.items():
@@ -100,3 +119,12 @@ def test_keys_of_other_parameters_are_refused(keys, tmp_path):
     other = Parameters.create(N=1024, levels=4, log_q0=50, log_qi=41, log_p=50, num_p=2, insecure=True)
     with pytest.raises(SerializationError, match="other parameters"):
         KeyStore(tmp_path, other, limit_bytes=1 << 30)
+
+
+def test_the_key_load_measurement_runs_and_states_its_security():
+    from refimpl.experiments.key_load import measure
+
+    doc = measure("toy-2^10-dense", repeats=1)
+    assert "INSECURE" in doc["security"] and doc["N"] == 1024
+    assert doc["mapped_bytes"] >= doc["key_bytes_in_memory"] > doc["packed_bytes"]
+    assert all(len(v) == 1 and v[0] > 0 for v in doc["all_s"].values())
