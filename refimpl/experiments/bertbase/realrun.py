@@ -232,7 +232,7 @@ def table(res: dict) -> str:
     """The per-layer table of a results file (markdown), with the derived CPU seconds where known."""
     der = res.get("derived_cpu_s") or {}
     lines = ["| layer | wall s | CPU s | derived CPU s | peak GiB | key switches | bootstraps | keys read or mapped (GiB) | max abs "
-             "error vs model | vs exact | |x| max |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "error vs model | vs exact | \\|x\\| max |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in [*res.get("layers", []), *([res["head"]] if res.get("head") else [])]:
         f = (lambda k, fmt="{:,.0f}": "" if r.get(k) is None else fmt.format(r[k]))
         d = der.get("head") if r["layer"] == "head" else (der.get("per_layer") or [None] * (r["layer"] + 1))[r["layer"]]
