@@ -352,7 +352,11 @@ def register(sub) -> None:
     p.add_argument("--intermediate", type=int, default=768)
     p.add_argument("--logN", type=int, default=12, help="ring degree 2^logN (insecure; 128-2^16-dense19's chain)")
     p.add_argument("--layers", type=int, default=1, help="the model's depth: layer 0 as that model's plan refreshes it")
-    p.add_argument("--options", default="", metavar="NAME=0|1,...", help="NexusModel design options (as bertbase's)")
+    p.add_argument("--options", default="", metavar="NAME=0|1,...",
+                   help="NexusModel design options (as bertbase's); previous: every option off")
+    p.add_argument("--all-layers", action="store_true",
+                   help="run every layer and the head: each layer's error and the logits' against the float64 model")
+    p.add_argument("--seed", type=int, default=0, help="draw of keys, encryptions and refresh noise (insecure seeds)")
     add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=bertbase_noise)
 

@@ -13,3 +13,33 @@ def test_noisy_refreshes_cost_precision_and_name_their_pieces():
     assert noisy["max_abs_err"] > 10 * exact["max_abs_err"]
     assert exact["refresh_points"] == noisy["refresh_points"] and exact["refresh_points"]
     assert all(name.startswith("L0.") and boots >= 1 for name, boots in exact["refresh_points"])
+
+
+def test_all_layers_reports_every_layer_and_the_logits_and_seeds_draw_anew():
+    """--all-layers: one error per layer and the logits' against the float64 model, layer 0's equal to the row's
+    max_abs_err; another seed draws other keys and noise (a different error), the same seed the same one."""
+    size = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
+    (a,) = noise.run("student", 16, size, 10, ["12"], layers=2, all_layers=True)
+    (b,) = noise.run("student", 16, size, 10, ["12"], layers=2, all_layers=True, seed=1)
+    (c,) = noise.run("student", 16, size, 10, ["12"], layers=2, all_layers=True, seed=1)
+    assert len(a["layer_err"]) == 2 and a["layer_err"][0] == a["max_abs_err"]
+    assert 0 < a["logit_err"] < 0.5 and len(a["logits"]) == len(a["model_logits"])
+    assert b["layer_err"] != a["layer_err"] and b["layer_err"] == c["layer_err"]
+
+
+def test_design_options_are_named_and_checked():
+    """`--options previous` turns every design option off; an unknown name is refused (by the parser and by
+    NexusModel), never ignored."""
+    import pytest
+
+    from refimpl.experiments.bertbase.plan import parse_options
+    from refimpl.nexus import bert as nb
+
+    prev = parse_options("previous,rsqrt_carry=1")
+    assert set(prev) == set(nb.DESIGN_OPTIONS) and prev["rsqrt_carry"] and not prev["pv_quads"]
+    assert parse_options("qk_lazy=1") == {"qk_lazy": True}
+    with pytest.raises(ValueError, match="unknown option 'qk_lazzy'"):
+        parse_options("qk_lazzy=1")
+    model = noise.build_model("2quad-freediv-quad", 1, {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64})
+    with pytest.raises(ValueError, match="unknown NexusModel design options"):
+        nb.NexusModel(model.config, model.params, ranges=model.ranges, options={"qk_lazzy": True})

@@ -9,6 +9,11 @@ the i-th, j-th refresh, counted from 0) or "exact". One JSON line per SPEC: the 
 float64 model (same approximations), and the refresh points in order (piece, bootstraps) so that an index names
 its piece. A scaled geometry keeps BERT-base's ratios: window = 4 dh, n = 2 dh, two heads per window (e.g. n = 32,
 hidden 192, 12 heads of 16 at N = 2^12).
+
+`--all-layers` runs every layer and the head instead: each layer's output and the logits against the float64 model,
+so that the errors of a deep plan are seen as they carry from layer to layer. `--seed K` draws the keys, the
+encryptions and the refresh noise anew (the input and the weights stay); K = 0 is the draw of the stored results.
+`--options previous` is the previous path (every design option off), for a side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ def _stop_after_layer_0(i, chunks):
 
 
 def run(model_name: str, n: int, size: dict, logN: int, specs: list[str], layers: int = 1,
-        options: dict | None = None) -> list[dict]:
+        options: dict | None = None, all_layers: bool = False, seed: int = 0) -> list[dict]:
+    """One row per spec: layer 0's error (max_abs_err, median_abs_err) and the refresh points; with all_layers,
+    also every layer's max error (layer_err) and the logits' (logit_err)."""
     kw = {**BOOTSTRAP_PRESETS["128-2^16-dense19"], "N": 2**logN, "insecure": True}
     params, rc = bootstrap_parameters(**kw)
     top = params.L - rc.depth
     model = build_model(ALIASES.get(model_name, model_name), layers, size, options)
-    kg = KeyGenerator(params, RandomSource.insecure_seeded(3))
+    kg = KeyGenerator(params, RandomSource.insecure_seeded(3 + 100 * seed))
     sk = kg.secret_key()
     levels = forward_key_levels(model, n, params, top, top, head_rows=True)
     ev = Evaluator(params, EvaluationKeys(relin=kg.relin_key(sk),
@@ -51,38 +58,50 @@ def run(model_name: str, n: int, size: dict, logN: int, specs: list[str], layers
     lay = nb.input_layout(model.config, n, params.slots, head_rows=True)
     ids, mask = np.random.default_rng(1).integers(1, model.config.vocab_size, n), np.ones(n)
     x = nb.client_embed(model.config, model.params, ids, mask)
-    enc, E, D = Encoder(params), Encryptor(sk, RandomSource.insecure_seeded(4)), Decryptor(sk)
-    want = nb.plaintext_reference(model, ids, mask, approximate=True)["hidden"][1]
+    enc, E, D = Encoder(params), Encryptor(sk, RandomSource.insecure_seeded(4 + 100 * seed)), Decryptor(sk)
+    ref = nb.plaintext_reference(model, ids, mask, approximate=True)
+    want = ref["hidden"][1]
     rows = []
     for spec in specs:
         bits, _, only = spec.partition(":")
-        bts = (OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5)) if bits == "exact" else
-               NoisyOracle(sk, top, float(bits), {int(k) for k in only.split(",")} if only else None))
+        bts = (OracleBootstrapper(sk, output_level=top, rng=RandomSource.insecure_seeded(5 + 100 * seed)) if bits == "exact"
+               else NoisyOracle(sk, top, float(bits), {int(k) for k in only.split(",")} if only else None, seed=seed))
         cts = [E.encrypt(enc.encode(v, level=top)) for v in nb.pack_input(x, lay)]
         taps: dict = {}
         trace: list = []
+        out = None
         try:
-            nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, trace=trace, head_rows=True,
-                                 on_layer=_stop_after_layer_0 if layers > 1 else None)
+            out = nb.encrypted_forward(ev, bts, model, cts, n, mask, taps=taps, trace=trace, head_rows=True,
+                                       on_layer=_stop_after_layer_0 if layers > 1 and not all_layers else None)
         except _Stop:
             pass
-        got = nb.unpack([enc.decode(D.decrypt(c)).real for c in taps["L0"]], lay, lay.d)
-        err = np.abs(got - want)
-        rows.append({"spec": spec, "max_abs_err": float(err.max()), "median_abs_err": float(np.median(err)),
-                     "refresh_points": [[r["block"], r["bootstraps"]] for r in trace if r["bootstraps"]]})
+
+        def hidden(i):
+            return nb.unpack([enc.decode(D.decrypt(c)).real for c in taps[f"L{i}"]], lay, lay.d)
+
+        err = np.abs(hidden(0) - want)
+        row = {"spec": spec, "seed": seed, "max_abs_err": float(err.max()), "median_abs_err": float(np.median(err)),
+               "refresh_points": [[r["block"], r["bootstraps"]] for r in trace if r["bootstraps"]]}
+        if all_layers:
+            logits = nb.unpack_output([enc.decode(D.decrypt(out[0])).real], lay, model.config.num_labels)
+            row.update(layer_err=[float(np.abs(hidden(i) - ref["hidden"][i + 1]).max()) for i in range(layers)],
+                       logits=np.asarray(logits).tolist(), model_logits=np.asarray(ref["logits"]).tolist(),
+                       logit_err=float(np.abs(np.asarray(logits) - ref["logits"]).max()), refreshes=bts.calls)
+        rows.append(row)
     return rows
 
 
 def command(a) -> int:
     """`refimpl experiment bertbase-noise` (options: refimpl.cli.experiments)."""
     size = {"hidden_size": a.hidden, "num_attention_heads": a.heads, "intermediate_size": a.intermediate}
-    rows = run(a.model, a.n, size, a.logN, a.specs, a.layers, parse_options(a.options))
+    rows = run(a.model, a.n, size, a.logN, a.specs, a.layers, parse_options(a.options), a.all_layers, a.seed)
     for r in rows:
         print(json.dumps(r), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({
             "command": f"refimpl experiment bertbase-noise --model {a.model} --n {a.n} --hidden {a.hidden} --heads "
                        f"{a.heads} --intermediate {a.intermediate} --logN {a.logN} --layers {a.layers}"
+                       + (" --all-layers" if a.all_layers else "") + (f" --seed {a.seed}" if a.seed else "")
                        + (f" --options {a.options}" if a.options else "") + f" {' '.join(a.specs)} --json FILE",
             "security": f"INSECURE N = 2^{a.logN} (a diagnosis of precision, not a measurement of security)",
             "rows": rows}, indent=1) + "\n")

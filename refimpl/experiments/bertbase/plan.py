@@ -75,14 +75,20 @@ def shipped_ranges(model: str) -> dict:
 
 
 def parse_options(text: str | None) -> dict:
-    """NexusModel design options from the command line: "NAME=0|1,..." (0 / false: off)."""
+    """NexusModel design options from the command line: "NAME=0|1,..." (0 / false: off); the word "previous" sets
+    every option off (the previous path; later NAME=1 items turn single ones back on). Unknown names are refused."""
     out = {}
     for o in (text or "").split(","):
         if not o.strip():
             continue
+        if o.strip() == "previous":
+            out.update({k: False for k in nb.DESIGN_OPTIONS})
+            continue
         k, eq, v = o.partition("=")
         if not eq:
-            raise ValueError(f"--options: {o!r} is not NAME=0|1")
+            raise ValueError(f"--options: {o!r} is not NAME=0|1 or previous")
+        if k.strip() not in nb.DESIGN_OPTIONS:
+            raise ValueError(f"--options: unknown option {k.strip()!r}; known: {', '.join(sorted(nb.DESIGN_OPTIONS))}")
         out[k.strip()] = v.strip() not in ("0", "false", "False")
     return out
 

@@ -64,7 +64,7 @@ from .layout import (
     LOGIT_BOUND, QUAD_ROOT, Layout, SlotVectors, bsgs_baby, client_embed, input_layout, linear_steps, pack, pack_input, pow2, rotation_steps, unpack, unpack_argmax, unpack_output,
 )
 from .ranges import (
-    CALIBRATION_SEED, GELU_PRESCALES, RANGES_FORMAT, NexusModel, calibrate, check_ranges, gelu_prescale, gelu_valid_range, ranges_from_json, ranges_to_json,
+    CALIBRATION_SEED, DESIGN_OPTIONS, GELU_PRESCALES, RANGES_FORMAT, NexusModel, calibrate, check_ranges, gelu_prescale, gelu_valid_range, ranges_from_json, ranges_to_json,
 )
 from .reference import (
     argmax_reference, gelu_model, layernorm_model, plaintext_reference, softmax_model,
@@ -80,7 +80,7 @@ from ...ckks.bootstrap.placement import Piece, place, plan_table, simulate
 __all__ = [
     "LOGIT_BOUND", "QUAD_ROOT", "Layout", "SlotVectors", "bsgs_baby", "client_embed", "input_layout", "linear_steps",
     "pack", "pack_input",
-    "pow2", "rotation_steps", "unpack", "unpack_argmax", "unpack_output", "CALIBRATION_SEED",
+    "pow2", "rotation_steps", "unpack", "unpack_argmax", "unpack_output", "CALIBRATION_SEED", "DESIGN_OPTIONS",
     "GELU_PRESCALES", "RANGES_FORMAT", "NexusModel", "calibrate", "check_ranges", "gelu_prescale",
     "gelu_valid_range", "ranges_from_json", "ranges_to_json", "argmax_reference", "gelu_model",
     "layernorm_model", "plaintext_reference", "softmax_model", "bootstrap_level_of", "greedy_points",

@@ -31,6 +31,15 @@ MAX_NEWTON = 12  # Newton steps of 1/sqrt for wide variance ranges (MiniLM's sec
 GELU_PRESCALES = (16.0, 32.0)  # the paper's Sgn((x - t)/16); /32 doubles the valid range (blend zone 0.28 -> 0.56)
 CALIBRATION_SEED = 0
 
+# The design switches of NexusModel (ours) and their defaults; every one False is the previous path, kept as
+# the oracle the new one is tested against. Each is described where `NexusModel.settings` reads it.
+DESIGN_OPTIONS = {
+    "score_prescale": True, "gelu_pair_refresh": True, "softmax_pack": True, "pv_quads": True, "pv_shared": True,
+    "pv_lazy": False, "qk_lazy": False, "kv_complex": True, "qkv_complex": True, "ffn_complex": True,
+    "out_complex": True, "lazy_relin": True, "spread_shared": True, "sums_pack": True, "rsqrt_carry": True,
+    "precise_variance": True, "ln_input_guard": True
+}
+
 
 @dataclass
 class NexusModel:
@@ -64,6 +73,9 @@ class NexusModel:
 
     def __post_init__(self):
         self.w64 = {k: np.asarray(v, dtype=np.float64) for k, v in self.params.items()}
+        unknown = sorted(set(self.options) - set(DESIGN_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown NexusModel design options {unknown}; known: {sorted(DESIGN_OPTIONS)}")
         if "classifier.weight" not in self.w64:
             raise ValueError("the encrypted forward needs a classifier head (classifier.weight)")
 
