@@ -344,7 +344,7 @@ def register(sub) -> None:
 
     p = es.add_parser("bertbase-noise", formatter_class=fmt,
                       help="bertbase-run's synthetic model, layer 0, on a small insecure ring with noisy refreshes (ours)")
-    p.add_argument("specs", nargs="+", help="exact, or BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
+    p.add_argument("specs", nargs="*", help="exact, or BITS[:i,j,...]: noise 2^-BITS, only at the i-th, j-th refresh")
     p.add_argument("--model", default="student", help="student (2Quad-freeDiv + Quad) or softmax-gelu")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--hidden", type=int, default=192)
@@ -356,7 +356,9 @@ def register(sub) -> None:
                    help="NexusModel design options (as bertbase's); previous: every option off")
     p.add_argument("--all-layers", action="store_true",
                    help="run every layer and the head: each layer's error and the logits' against the float64 model")
-    p.add_argument("--seed", type=int, default=0, help="draw of keys, encryptions and refresh noise (insecure seeds)")
+    p.add_argument("--seed", default="0", metavar="K[,K...]",
+                   help="draws of keys, encryptions and refresh noise, one run each (insecure seeds)")
+    p.add_argument("--table", nargs="+", metavar="FILE", help="only: print stored --all-layers runs as one table")
     add_json(p, help="also write the rows as one JSON document to this file")
     p.set_defaults(func=bertbase_noise)
 

@@ -43,3 +43,21 @@ def test_design_options_are_named_and_checked():
     model = noise.build_model("2quad-freediv-quad", 1, {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64})
     with pytest.raises(ValueError, match="unknown NexusModel design options"):
         nb.NexusModel(model.config, model.params, ranges=model.ranges, options={"qk_lazzy": True})
+
+
+def test_seed_lists_and_the_table_of_stored_runs():
+    """`--seed 0,2` -> two draws; a bad list is refused; --table prints one row per seed and noise of an
+    --all-layers run (layer 0, the largest layer and where, the last, the logits) and refuses layer-0-only rows."""
+    import pytest
+
+    assert noise.seeds_of("0,2") == [0, 2] and noise.seeds_of(3) == [3]
+    for bad in ("", "a", "1,-1"):
+        with pytest.raises(ValueError, match="--seed"):
+            noise.seeds_of(bad)
+    doc = {"command": "refimpl experiment bertbase-noise --model student --layers 2 --all-layers --seed 0,2 "
+                      "--options previous 19 --json FILE",
+           "rows": [{"spec": "19", "seed": 2, "layer_err": [1e-4, 3e-4], "logit_err": 2e-5}]}
+    text = noise.table([doc])
+    assert "| student | previous path | 2 | 2^-19 noise | 1.00e-04 | 3.00e-04 (layer 1) | 3.00e-04 | 2.00e-05 |" in text
+    with pytest.raises(ValueError, match="--all-layers"):
+        noise.table([{"command": doc["command"], "rows": [{"spec": "19", "max_abs_err": 1e-4}]}])

@@ -11,9 +11,10 @@ its piece. A scaled geometry keeps BERT-base's ratios: window = 4 dh, n = 2 dh, 
 hidden 192, 12 heads of 16 at N = 2^12).
 
 `--all-layers` runs every layer and the head instead: each layer's output and the logits against the float64 model,
-so that the errors of a deep plan are seen as they carry from layer to layer. `--seed K` draws the keys, the
-encryptions and the refresh noise anew (the input and the weights stay); K = 0 is the draw of the stored results.
-`--options previous` is the previous path (every design option off), for a side-by-side comparison.
+so that the errors of a deep plan are seen as they carry from layer to layer. `--seed K[,K...]` draws the keys, the
+encryptions and the refresh noise anew for each K (the input and the weights stay); K = 0 is the draw of the earlier
+results. `--options previous` is the previous path (every design option off), for a side-by-side comparison;
+`--table FILE ...` prints the stored --all-layers runs as one markdown table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from ...ckks import Decryptor, Encoder, Encryptor, EvaluationKeys, Evaluator, KeyGenerator
 from ...ckks.bootstrap.bootstrapper import BOOTSTRAP_PRESETS, bootstrap_parameters
 from ...ckks.bootstrap.oracle import OracleBootstrapper
+from ...errors import UserError
 from ...nexus import bert as nb
 from ...nexus.bert.keyset import forward_key_levels
 from ...ring.sampling import RandomSource
@@ -91,17 +93,55 @@ def run(model_name: str, n: int, size: dict, logN: int, specs: list[str], layers
     return rows
 
 
+def seeds_of(text) -> list[int]:
+    """`--seed 0,1,2` -> [0, 1, 2]."""
+    try:
+        out = [int(k) for k in str(text).split(",") if k.strip()]
+    except ValueError:
+        raise UserError(f"--seed: {text!r} is not K or K,K,...") from None
+    if not out or min(out) < 0:
+        raise UserError(f"--seed: {text!r} is not K or K,K,... with K >= 0")
+    return out
+
+
+def table(docs: list[dict]) -> str:
+    """Markdown: per stored run (model, design), seed and refresh noise, the largest error of layer 0, of any
+    layer and of the last, and the logits' (runs made with --all-layers)."""
+    lines = ["| model | design | seed | refreshes | layer 0 | largest over the layers | last layer | logits |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d in docs:
+        cmd = d["command"]
+        model = cmd.split("--model ")[1].split()[0]
+        design = "previous path" if "--options previous" in cmd else ("current" if "--options" not in cmd else
+                                                                       cmd.split("--options ")[1].split()[0])
+        for r in d["rows"]:
+            if "layer_err" not in r:
+                raise UserError("bertbase-noise --table: the rows of an --all-layers run are needed")
+            spec = "exact" if r["spec"] == "exact" else f"2^-{r['spec']} noise"
+            le = r["layer_err"]
+            lines.append(f"| {model} | {design} | {r.get('seed', 0)} | {spec} | {le[0]:.2e} | {max(le):.2e} "
+                         f"(layer {int(np.argmax(le))}) | {le[-1]:.2e} | {r['logit_err']:.2e} |")
+    return "\n".join(lines)
+
+
 def command(a) -> int:
     """`refimpl experiment bertbase-noise` (options: refimpl.cli.experiments)."""
+    if a.table:
+        print(table([json.loads(Path(f).read_text()) for f in a.table]))
+        return 0
+    if not a.specs:
+        raise UserError("bertbase-noise: give SPEC ... (exact, BITS or BITS:i,j), or --table FILE ...")
     size = {"hidden_size": a.hidden, "num_attention_heads": a.heads, "intermediate_size": a.intermediate}
-    rows = run(a.model, a.n, size, a.logN, a.specs, a.layers, parse_options(a.options), a.all_layers, a.seed)
-    for r in rows:
-        print(json.dumps(r), flush=True)
+    rows = []
+    for seed in seeds_of(a.seed):
+        for r in run(a.model, a.n, size, a.logN, a.specs, a.layers, parse_options(a.options), a.all_layers, seed):
+            print(json.dumps(r), flush=True)
+            rows.append(r)
     if a.json:
         Path(a.json).write_text(json.dumps({
             "command": f"refimpl experiment bertbase-noise --model {a.model} --n {a.n} --hidden {a.hidden} --heads "
                        f"{a.heads} --intermediate {a.intermediate} --logN {a.logN} --layers {a.layers}"
-                       + (" --all-layers" if a.all_layers else "") + (f" --seed {a.seed}" if a.seed else "")
+                       + (" --all-layers" if a.all_layers else "") + (f" --seed {a.seed}" if str(a.seed) != "0" else "")
                        + (f" --options {a.options}" if a.options else "") + f" {' '.join(a.specs)} --json FILE",
             "security": f"INSECURE N = 2^{a.logN} (a diagnosis of precision, not a measurement of security)",
             "rows": rows}, indent=1) + "\n")

@@ -11,6 +11,7 @@ from ...bert import weights
 from ...bert.config import BertConfig
 from ...bert.shipped import model_dir
 from ...constants import C
+from ...errors import UserError
 from ...nexus import bert as nb
 
 PRESET = "128-2^16-dense19"
@@ -86,9 +87,9 @@ def parse_options(text: str | None) -> dict:
             continue
         k, eq, v = o.partition("=")
         if not eq:
-            raise ValueError(f"--options: {o!r} is not NAME=0|1 or previous")
+            raise UserError(f"--options: {o!r} is not NAME=0|1 or previous")
         if k.strip() not in nb.DESIGN_OPTIONS:
-            raise ValueError(f"--options: unknown option {k.strip()!r}; known: {', '.join(sorted(nb.DESIGN_OPTIONS))}")
+            raise UserError(f"--options: unknown option {k.strip()!r}; known: {', '.join(sorted(nb.DESIGN_OPTIONS))}")
         out[k.strip()] = v.strip() not in ("0", "false", "False")
     return out
 

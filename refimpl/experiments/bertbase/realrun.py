@@ -41,6 +41,7 @@ from ...ckks.serialize import (
     deserialize_ciphertext, deserialize_public_key, deserialize_switching_key, serialize_ciphertext,
     serialize_public_key, serialize_switching_key,
 )
+from ...errors import UserError
 from ...measure import peak_rss_mib, reset_peak
 from ...nexus import bert as nb
 from ...nexus.bert.checkpoint import MANIFEST as CK_MANIFEST, Checkpoint, query_id, resumable_forward
@@ -251,10 +252,10 @@ def command(a, cmd: str) -> int:
         print(table(res))
         return 0
     if not a.work:
-        raise ValueError("give --work DIR (the run's directory), or --table FILE")
+        raise UserError("give --work DIR (the run's directory), or --table FILE")
     name = ALIASES.get(a.model, a.model)
     if name not in MODELS:
-        raise ValueError(f"unknown model {a.model!r}; expected one of {sorted(ALIASES)}")
+        raise UserError(f"unknown model {a.model!r}; expected one of {sorted(ALIASES)}")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     cmd = cmd.replace(f"--work {a.work}", "--work DIR")  # the command as recorded: no path of this machine
@@ -275,7 +276,7 @@ def command(a, cmd: str) -> int:
              **({"options": options} if options else {}), "model_checksum": model_checksum(model)}
     sfile = work / "setup.json"
     if sfile.exists() and json.loads(sfile.read_text()) != setup:
-        raise ValueError(f"{work}: made for {sfile.read_text()}, this run is {setup}: use another --work directory")
+        raise UserError(f"{work}: made for {sfile.read_text()}, this run is {setup}: use another --work directory")
     write_atomic(sfile, (json.dumps(setup, indent=1) + "\n").encode())
     n, mask = a.n, np.ones(a.n)
     timing = ensure_store(work, model, params, n, top, log)
@@ -288,7 +289,7 @@ def command(a, cmd: str) -> int:
     sec = "INSECURE toy ring" if params.insecure else "128-bit"
     res = json.loads(out.read_text()) if out.exists() else {}
     if res and res.get("query") != qid:
-        raise ValueError(f"{out}: the records of another run (query {res.get('query', '?')[:12]}..., this work "
+        raise UserError(f"{out}: the records of another run (query {res.get('query', '?')[:12]}..., this work "
                          f"directory's is {qid[:12]}...): give another --json or remove it")
     if res.get("head"):
         log(f"{out}: every layer and the head done")
