@@ -105,22 +105,29 @@ def seeds_of(text) -> list[int]:
 
 
 def table(docs: list[dict]) -> str:
-    """Markdown: per stored run (model, design), seed and refresh noise, the largest error of layer 0, of any
-    layer and of the last, and the logits' (runs made with --all-layers)."""
-    lines = ["| model | design | seed | refreshes | layer 0 | largest over the layers | last layer | logits |",
+    """Markdown: per stored run (model, design) and refresh noise, over its seeds (lowest to highest), the error of
+    layer 0, the largest over the layers, the last layer's and the logits' (runs made with --all-layers)."""
+    def span(v):
+        return f"{min(v):.2e}" if min(v) == max(v) else f"{min(v):.2e} to {max(v):.2e}"
+
+    lines = ["| model | design | refreshes | seeds | layer 0 | largest over the layers | last layer | logits |",
              "|---|---|---|---|---|---|---|---|"]
     for d in docs:
         cmd = d["command"]
         model = cmd.split("--model ")[1].split()[0]
         design = "previous path" if "--options previous" in cmd else ("current" if "--options" not in cmd else
                                                                        cmd.split("--options ")[1].split()[0])
+        groups: dict = {}
         for r in d["rows"]:
             if "layer_err" not in r:
                 raise UserError("bertbase-noise --table: the rows of an --all-layers run are needed")
-            spec = "exact" if r["spec"] == "exact" else f"2^-{r['spec']} noise"
-            le = r["layer_err"]
-            lines.append(f"| {model} | {design} | {r.get('seed', 0)} | {spec} | {le[0]:.2e} | {max(le):.2e} "
-                         f"(layer {int(np.argmax(le))}) | {le[-1]:.2e} | {r['logit_err']:.2e} |")
+            groups.setdefault(r["spec"], []).append(r)
+        for spec, rs in groups.items():
+            le = [r["layer_err"] for r in rs]
+            lines.append(f"| {model} | {design} | {'exact' if spec == 'exact' else f'2^-{spec} noise'} | "
+                         f"{', '.join(str(r.get('seed', 0)) for r in rs)} | {span([e[0] for e in le])} | "
+                         f"{span([max(e) for e in le])} | {span([e[-1] for e in le])} | "
+                         f"{span([r['logit_err'] for r in rs])} |")
     return "\n".join(lines)
 
 
