@@ -83,7 +83,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                          bootable=False, product_join=True))
         out.append(Piece(p + "out", 1, ch, bound=am.get(f"L{i}.ctx", 4.0)))
         out += layernorm_pieces(p + "ln1", st["ln"][p + "ln1"], ch, lay.d, ("in", p + "qkv", 0), am.get(f"L{i}.sum1", 16.0),
-                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"])
+                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"], st["rsqrt_carry_whole"])
         out.append(Piece(p + "ffn1", 1, ch, bound=am.get(f"L{i}.h1", 4.0)))
         # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): Quad's and FFN2's inputs two
         # chunks a + i b per ciphertext (|a + i b| <= sqrt 2 max(|a|, |b|); Quad's carry (a + i b) / 2)
@@ -97,7 +97,7 @@ def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piec
                 out.append(Piece(p + "gelu.unpair", 1, -(-ci // 2), bound=1.0))
         out.append(Piece(p + "ffn2", 1, cq, bound=math.sqrt(2.0) if st["ffn_complex"] else 1.0))  # activation / act_div
         out += layernorm_pieces(p + "ln2", st["ln"][p + "ln2"], ch, lay.d, ("in", p + "ffn1", 0), am.get(f"L{i}.sum2", 16.0),
-                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"])
+                                st["rsqrt_carry"], st["precise_variance"], st["ln_input_guard"], st["rsqrt_carry_whole"])
     out.append(Piece("head", 1, ch, bound=am.get(f"L{cfg.num_hidden_layers}.x", 4.0)))
     if argmax:
         out.append(Piece("argmax.compact", 1, 1, bound=LOGIT_BOUND))
@@ -130,7 +130,8 @@ def pv_mul_levels(settings: dict, lay: Layout) -> int:
 
 
 def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, bound: float,
-                     carry: bool = False, precise: bool = False, guard: bool = False) -> list[Piece]:
+                     carry: bool = False, precise: bool = False, guard: bool = False,
+                     whole: bool = False) -> list[Piece]:
     """LayerNorm as four pieces, so that a refresh may sit inside it (MiniLM's variance ranges need
     up to 7 Newton steps: 3 + 1 + 14 + 5 = 23 levels, more than a bootstrap returns):
     x + residual -> centred and squared sums (2) | guess + Newton (1 + 2 newton) on the variance |
@@ -140,19 +141,22 @@ def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, boun
     a wide variance range), and the pieces take 2 + 2 first, 2 rest and 2 G - 1 levels.
     guard (ours, option ln_input_guard): no refresh of the input where its error, bound x 2^-LN_GUARD_BITS, divided
     by the smallest standard deviation sqrt(lo) / alpha, exceeds LN_INPUT_ERROR (at BERT-base the student's
-    LayerNorm 2 input, bound 791 and sigma down to 0.55: layer 0 came out 0.0138 from the model)."""
+    LayerNorm 2 input, bound 791 and sigma down to 0.55: layer 0 came out 0.0138 from the model).
+    whole (ours, option rsqrt_carry_whole, with carry): the carried form where the Newton steps are not split too, so
+    that a refresh inside Goldschmidt's steps renews (y, t) rather than (y, u): the same levels in all, 2 more in the
+    first piece and 2 fewer in Goldschmidt's; the variance's refresh as without it (no META-BTS)."""
     alpha, lo, hi, newton = ln
     input_refresh = not guard or bound * 2.0**-LN_GUARD_BITS * alpha / math.sqrt(lo) <= LN_INPUT_ERROR
     first, rest = newton_split(newton, carry)
     y_bound = max(1.0, 1.5 / math.sqrt(lo))
-    if carry and rest:
+    if carry and (rest or whole):
         c_rsqrt, c_newton, c_gold = rsqrt_carry.levels(first, rest, GOLDSCHMIDT)
         yb, tb = rsqrt_carry.bounds(lo)
         return [Piece(name, 2, width, join=join, bound=bound, bootable=input_refresh),
                 # precise (ours, option precise_variance): the variance's refresh by META-BTS, two bootstraps, its error
                 # relative to 1 instead of its bound d hi (its values reach down to d lo)
-                Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi, precise=precise),
-                Piece(name + ".newton", c_newton, 2, bound=yb, bounds=(yb, tb)),
+                Piece(name + ".rsqrt", c_rsqrt, 1, bound=d * hi, precise=precise and bool(rest)),
+                *([Piece(name + ".newton", c_newton, 2, bound=yb, bounds=(yb, tb))] if rest else []),
                 Piece(name + ".gold", c_gold, 2, bound=yb, bounds=(yb, tb)),
                 Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
     return [Piece(name, 2, width, join=join, bound=bound, bootable=input_refresh),

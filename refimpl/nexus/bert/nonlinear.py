@@ -145,13 +145,15 @@ class Nonlinear:
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
         first, rest = newton_split(newton, self.st["rsqrt_carry"])
-        if rest and self.st["rsqrt_carry"]:  # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
+        if self.st["rsqrt_carry"] and (rest or self.st["rsqrt_carry_whole"]):
+            # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
             _check_range(lo, hi, newton)
             y, t = carry.steps(ev, *carry.start(ev, v, lo, hi, 1.0 / d), first)
             y, t = self.leave(name + ".rsqrt", [ev.drop_level(y, t.level), t])
-            y, t = self.enter(name + ".newton", [y, t])
-            y, t = carry.steps(ev, y, t, rest)
-            y, t = self.leave(name + ".newton", [ev.drop_level(y, t.level), t])
+            if rest:
+                y, t = self.enter(name + ".newton", [y, t])
+                y, t = carry.steps(ev, y, t, rest)
+                y, t = self.leave(name + ".newton", [ev.drop_level(y, t.level), t])
             y, t = self.enter(name + ".gold", [y, t])
             h2 = self.leave(name + ".gold", [carry.steps(ev, y, t, GOLDSCHMIDT, last=True)[0]])[0]
         else:
