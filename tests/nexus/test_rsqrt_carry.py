@@ -104,3 +104,33 @@ def test_a_refresh_costs_the_carried_form_far_less():
     err = {c: np.max(np.abs(_refreshed(u, lo, newton, gold, 2.0**-19, c, rng) / exact[0] - 1)) for c in (True, False)}
     assert err[False] > 4e-3  # the previous path's loss is real ...
     assert err[True] < 2.0**-11 and err[True] < err[False] / 10, err  # ... and the carried form's is not
+
+
+def test_whole_carry_moves_two_levels_and_keeps_the_total():
+    """Option rsqrt_carry_whole: an unsplit 1/sqrt (Newton steps <= NEWTON_PER_PIECE) also carries (y, t): pieces
+    .rsqrt (3 + 2 newton levels) and .gold (2 G - 1) with t's bound 1/2, no .newton; the same levels in all."""
+    from refimpl.nexus.bert.chain import NEWTON_PER_PIECE, layernorm_pieces
+    from refimpl.nexus.layernorm import GOLDSCHMIDT
+
+    for newton in range(1, NEWTON_PER_PIECE + 1):
+        ln = (0.1, 0.05, 30.0, newton)
+        old = layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True)
+        new = layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)
+        assert [p.name for p in new] == ["ln", "ln.rsqrt", "ln.gold", "ln.out"] == [p.name for p in old]
+        assert [p.cost for p in new][1:3] == [3 + 2 * newton, 2 * GOLDSCHMIDT - 1]
+        assert sum(p.cost for p in new) == sum(p.cost for p in old)
+        assert new[2].bounds[1] == 0.5 and old[2].bounds[1] == 30.0
+
+
+def test_whole_carry_refreshes_with_less_error_in_a_small_forward():
+    """Softmax + GELU, two layers (N = 2^10, hidden 32): exact refreshes stay within CKKS noise of the float64 model
+    with the option; with 2^-16 at every refresh its largest per-layer error is below 0.8x that without it (the
+    refresh of LayerNorm 2's (y, u) in Goldschmidt's steps renews t instead of u)."""
+    from refimpl.experiments.bertbase import noise
+
+    size = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
+    off = noise.run("softmax-gelu", 16, size, 10, ["16"], layers=2, all_layers=True)[0]
+    ex, on = noise.run("softmax-gelu", 16, size, 10, ["exact", "16"], layers=2, all_layers=True,
+                       options={"rsqrt_carry_whole": True})
+    assert max(ex["layer_err"]) < 1e-4
+    assert max(on["layer_err"]) < 0.8 * max(off["layer_err"])
