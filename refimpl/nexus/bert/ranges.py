@@ -96,6 +96,7 @@ class NexusModel:
     def settings(self) -> dict:
         """The approximations' parameters chosen from the ranges: B, LayerNorm (alpha, lo, hi, newton)."""
         r = self.get_ranges()
+        o = {**DESIGN_OPTIONS, **self.options}  # the design switches, defaults from the one table
         B = r["score_bound"]
         act_max = max([v for k, v in r["absmax"].items() if k.endswith("act_out")] or [1.0])
         out = {"B": B, "exp_r": EXP_R if 2 * B <= 2.0**EXP_R else EXP_R + 1, "ln": {},
@@ -105,59 +106,59 @@ class NexusModel:
                # (d / 2B) done once in the score mask: 17 levels per round instead of 18, exp takes 2B back in its
                # constant product (refimpl.nexus.softmax.exp's unit), and x - max in [-1, 0] refreshes two per
                # bootstrap even at level 0. Exact: the same polynomials of the same values.
-               "score_unit": 2.0 * B if self.options.get("score_prescale", True) else 1.0,
+               "score_unit": 2.0 * B if o["score_prescale"] else 1.0,
                # ours: GELU's two paired FFN chunks stay in one ciphertext through FFN2's refresh and are split after
                # it (refimpl.nexus.bert.paired.Paired.gelu_unpair): half the ciphertexts refreshed there
-               "gelu_pair_refresh": bool(self.options.get("gelu_pair_refresh", True)),
+               "gelu_pair_refresh": bool(o["gelu_pair_refresh"]),
                # ours: the paired Softmax's running maxima two ciphertexts into one after each QuickMax round
                # (refimpl.nexus.bert.packing.pack_maxima): fewer ciphertexts in the later rounds and their refreshes
-               "softmax_pack": bool(self.options.get("softmax_pack", True)),
+               "softmax_pack": bool(o["softmax_pack"]),
                # ours: P V rotates the skewed values of two hidden chunks at once (refimpl.nexus.bert.attention_quads)
-               "pv_quads": bool(self.options.get("pv_quads", True)),
+               "pv_quads": bool(o["pv_quads"]),
                # ours: ... with the probabilities of a head of both chunks in one ciphertext, their baby steps shared
                # (attention_quads.pv_quads' shared)
-               "pv_shared": bool(self.options.get("pv_shared", True)),
+               "pv_shared": bool(o["pv_shared"]),
                # ours: ... with lazy rescaling: the masks on the probabilities, one rescale pair per output chunk
                # instead of one rescale per masked rotation (attention_quads.pv_lazy; pv.mul two levels, V one)
-               "pv_lazy": bool(self.options.get("pv_lazy", False)),
+               "pv_lazy": bool(o["pv_lazy"]),
                # ours: Q K^T on head pairs with lazy rescaling: the row mask once on the sum of the products instead
                # of on every baby step (attention.feature_products_lazy; qk three levels instead of two)
-               "qk_lazy": bool(self.options.get("qk_lazy", False)),
+               "qk_lazy": bool(o["qk_lazy"]),
                # ours: the skews of two head pairs' keys and of two chunk pairs' values run once on one complex
                # ciphertext, split by a conjugation (refimpl.nexus.bert.attention_packed)
-               "kv_complex": bool(self.options.get("kv_complex", True)),
+               "kv_complex": bool(o["kv_complex"]),
                # ours: QKV emits Q, K and V with complex outputs, K and V already packed for attention_packed
                # (refimpl.nexus.bert.qkv_packed)
-               "qkv_complex": bool(self.options.get("qkv_complex", True)),
+               "qkv_complex": bool(o["qkv_complex"]),
                # ours: the FFN on complex-packed chunk pairs (refimpl.nexus.bert.linear_pairs): FFN1 with complex
                # outputs, Quad on the pair, FFN2 with complex inputs (where the evaluator can conjugate)
-               "ffn_complex": bool(self.options.get("ffn_complex", True)),
+               "ffn_complex": bool(o["ffn_complex"]),
                # ours: the attention's output projection with two output chunks per ciphertext, split after it
                # (refimpl.nexus.bert.linear_pairs.split_outputs)
-               "out_complex": bool(self.options.get("out_complex", True)),
+               "out_complex": bool(o["out_complex"]),
                # ours: lazy relinearization (refimpl.ckks.polyeval): sums of ciphertext products relinearized once,
                # in the Sgn polynomials of QuickMax and GELU, GELU's five polynomials of x and LayerNorm's squares
-               "lazy_relin": bool(self.options.get("lazy_relin", True)),
+               "lazy_relin": bool(o["lazy_relin"]),
                # ours: the spreads of the packed maxima and row sums share their coarse copies
                # (refimpl.nexus.bert.packing.spread_many): 22 rotations instead of 47 for 6 values per ciphertext
-               "spread_shared": bool(self.options.get("spread_shared", True)),
+               "spread_shared": bool(o["spread_shared"]),
                # ours: the paired Softmax's row sums folded with QuickMax's packing after each round
                # (refimpl.nexus.bert.packing.packed_fold): 6 + 3 + 2 + 1 + 1 + 1 + 1 rotations instead of 6 x 7
-               "sums_pack": bool(self.options.get("sums_pack", True)),
+               "sums_pack": bool(o["sums_pack"]),
                # ours: a LayerNorm's 1/sqrt split across a refresh carries (y, t = -u y^2 / 2), t in [-1/2, 0], instead
                # of (y, -u/2) and (y, u), whose refresh lost up to 13 bits of a wide variance range
                # (refimpl.nexus.rsqrt_carry)
-               "rsqrt_carry": bool(self.options.get("rsqrt_carry", True)),
+               "rsqrt_carry": bool(o["rsqrt_carry"]),
                # ours: with rsqrt_carry, the variance's refresh by META-BTS (two bootstraps, Forward.refresh's precise)
-               "precise_variance": bool(self.options.get("precise_variance", True)),
+               "precise_variance": bool(o["precise_variance"]),
                # ours: a LayerNorm's input (x + residual) is not refreshed where that refresh's error, relative to the
                # input's bound, would reach the output above LN_INPUT_ERROR once divided by the smallest standard
                # deviation (refimpl.nexus.bert.chain.layernorm_pieces); False: any refresh point, as before
-               "ln_input_guard": bool(self.options.get("ln_input_guard", True)),
+               "ln_input_guard": bool(o["ln_input_guard"]),
                # ours: with rsqrt_carry, (y, t) carried where the Newton steps are not split as well, so that a refresh
                # inside Goldschmidt's steps renews t in [-1/2, 0] instead of u (refimpl.nexus.bert.chain.layernorm_pieces);
                # default off: it moves two levels between the pieces, so the plans and counts of the defaults change
-               "rsqrt_carry_whole": bool(self.options.get("rsqrt_carry_whole", False))}
+               "rsqrt_carry_whole": bool(o["rsqrt_carry_whole"])}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
             alpha = 1.0 / math.sqrt(hi)
