@@ -129,8 +129,46 @@ def test_whole_carry_refreshes_with_less_error_in_a_small_forward():
     from refimpl.experiments.bertbase import noise
 
     size = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
-    off = noise.run("softmax-gelu", 16, size, 10, ["16"], layers=2, all_layers=True)[0]
+    off = noise.run("softmax-gelu", 16, size, 10, ["16"], layers=2, all_layers=True,
+                    options={"rsqrt_carry_whole": False})[0]
     ex, on = noise.run("softmax-gelu", 16, size, 10, ["exact", "16"], layers=2, all_layers=True,
                        options={"rsqrt_carry_whole": True})
     assert max(ex["layer_err"]) < 1e-4
     assert max(on["layer_err"]) < 0.8 * max(off["layer_err"])
+
+
+def test_whole_carry_only_where_the_variance_range_is_wide():
+    """Option rsqrt_carry_whole (default on): an unsplit 1/sqrt is carried whole only where a refresh of u would leave
+    y a relative error above LN_CARRY_ERROR, (hi / lo) 2^-LN_GUARD_BITS / 2; narrow ranges keep the paper's pieces.
+    At BERT-base (the shipped models' widest ranges): Softmax + GELU's LayerNorm 2 (hi / lo = 693) carried whole, its
+    LayerNorm 1 and the student's (split LayerNorm 2 carried anyway) not, so the student's plan is the option-off plan."""
+    from refimpl.experiments import bertbase as bb
+    from refimpl.nexus.bert import chain
+    from refimpl.nexus.bert.chain import LN_CARRY_ERROR, LN_GUARD_BITS, carry_whole, layernorm_pieces
+
+    edge = 2 * LN_CARRY_ERROR * 2.0**LN_GUARD_BITS  # hi / lo where the rule switches
+    for ratio, expect in ((edge / 1.01, False), (edge * 1.01, True)):
+        ln = (1.0, 1.0 / ratio, 1.0, 4)
+        assert carry_whole(ln, True) is expect and carry_whole(ln, False) is False
+        names = [p.name for p in layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)]
+        assert names == ["ln", "ln.rsqrt", "ln.gold", "ln.out"]
+        costs = [p.cost for p in layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)]
+        assert costs[1] == (3 if expect else 1) + 2 * 4
+
+    whole = {}
+    for name in ("softmax-gelu", "2quad-freediv-quad"):
+        cfg = bb.config(name, layers=2)
+        plans = {}
+        for on in (True, False):
+            model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges(name), 2),
+                                       options={"rsqrt_carry_whole": on})
+            st = model.settings()
+            whole[name] = {k: carry_whole(v, True) and newton_split(v[3], True)[1] == 0 for k, v in st["ln"].items()}
+            plans[on] = chain.plan(model, 128, bb.PRESET, head_rows=True)
+        if name == "2quad-freediv-quad":
+            assert plans[True] == plans[False]
+        else:
+            boots = {on: sum(r["bootstraps"] for r in plans[on]) for on in plans}
+            assert boots[True] == boots[False] + 2  # the variance of each layer's LayerNorm 2 refreshed
+    assert whole == {"softmax-gelu": {"L0.ln1": False, "L1.ln1": False, "L0.ln2": True, "L1.ln2": True},
+                     "2quad-freediv-quad": {k: False for k in ("L0.ln1", "L1.ln1", "L0.ln2", "L1.ln2")}}

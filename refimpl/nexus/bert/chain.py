@@ -34,6 +34,12 @@ NEWTON_PER_PIECE = 8  # more Newton steps than this go in two pieces, with a pos
 # ours: a LayerNorm input's refresh is allowed where bound x 2^-LN_GUARD_BITS / sigma min <= LN_INPUT_ERROR; 19 bits:
 # below the mean precision of 128-2^16-dense19's bootstrap (about 20), the noise probe's model of it
 LN_GUARD_BITS, LN_INPUT_ERROR = 19, 1e-3
+# ours (option rsqrt_carry_whole): an unsplit 1/sqrt is carried as (y, t) where a refresh of (y, u) inside
+# Goldschmidt's steps would leave y a relative error above LN_CARRY_ERROR, (hi / lo) 2^-LN_GUARD_BITS / 2 (u refreshed
+# by its bound hi, its values down to lo). Chosen between the shipped models' ranges at BERT-base: Softmax + GELU's
+# LayerNorm 2 (hi / lo = 693: 6.6e-4, the refresh that dominated its error) is carried; the LayerNorms 1 (10 and 23:
+# 1e-5 and 2.2e-5) are not, where the carried form's two earlier levels would cost the student a refresh per layer
+LN_CARRY_ERROR = 1e-4
 
 
 def pieces_of(model: NexusModel, lay: Layout, argmax: bool = False) -> list[Piece]:
@@ -142,14 +148,15 @@ def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, boun
     guard (ours, option ln_input_guard): no refresh of the input where its error, bound x 2^-LN_GUARD_BITS, divided
     by the smallest standard deviation sqrt(lo) / alpha, exceeds LN_INPUT_ERROR (at BERT-base the student's
     LayerNorm 2 input, bound 791 and sigma down to 0.55: layer 0 came out 0.0138 from the model).
-    whole (ours, option rsqrt_carry_whole, with carry): the carried form where the Newton steps are not split too, so
-    that a refresh inside Goldschmidt's steps renews (y, t) rather than (y, u): the same levels in all, 2 more in the
-    first piece and 2 fewer in Goldschmidt's; the variance's refresh as without it (no META-BTS)."""
+    whole (ours, option rsqrt_carry_whole, with carry): the carried form where the Newton steps are not split too and
+    the variance range is wide (`carry_whole`), so that a refresh inside Goldschmidt's steps renews (y, t) rather than
+    (y, u): the same levels in all, 2 more in the first piece and 2 fewer in Goldschmidt's; the variance's refresh as
+    without it (no META-BTS)."""
     alpha, lo, hi, newton = ln
     input_refresh = not guard or bound * 2.0**-LN_GUARD_BITS * alpha / math.sqrt(lo) <= LN_INPUT_ERROR
     first, rest = newton_split(newton, carry)
     y_bound = max(1.0, 1.5 / math.sqrt(lo))
-    if carry and (rest or whole):
+    if carry and (rest or carry_whole(ln, whole)):
         c_rsqrt, c_newton, c_gold = rsqrt_carry.levels(first, rest, GOLDSCHMIDT)
         yb, tb = rsqrt_carry.bounds(lo)
         return [Piece(name, 2, width, join=join, bound=bound, bootable=input_refresh),
@@ -169,6 +176,13 @@ def layernorm_pieces(name: str, ln: tuple, width: int, d: int, join: tuple, boun
             # 30 % at u = lo with 20-bit bootstrapping: 0.08 on the logits of MiniLM's second LayerNorm)
             Piece(name + ".gold", 1 + 2 * GOLDSCHMIDT, 2, bound=max(y_bound, hi), bounds=(y_bound, hi)),
             Piece(name + ".out", 1, width, join=("in", name, 2), bootable=False, product_join=True)]
+
+
+def carry_whole(ln: tuple, whole: bool) -> bool:
+    """Whether an unsplit 1/sqrt of variance range ln = (alpha, lo, hi, newton) is carried as (y, t) (ours, option
+    rsqrt_carry_whole, with rsqrt_carry): where a refresh of u would leave y a relative error above LN_CARRY_ERROR."""
+    _, lo, hi, _ = ln
+    return whole and hi / lo * 2.0**-LN_GUARD_BITS / 2 > LN_CARRY_ERROR
 
 
 def newton_split(newton: int, carry: bool = False) -> tuple[int, int]:

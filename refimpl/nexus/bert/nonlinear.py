@@ -20,7 +20,7 @@ from ..layernorm import GOLDSCHMIDT, goldschmidt_rsqrt, initial_guess, valid as 
 from .. import rsqrt_carry as carry
 from ..levels import align, multiply_lower, times_at, with_scale
 from ..softmax import exp, goldschmidt_iterations, inverse
-from .chain import newton_split
+from .chain import carry_whole, newton_split
 from .ranges import gelu_valid_range
 
 
@@ -145,7 +145,7 @@ class Nonlinear:
         v = self.leave(name, [quick_sum(ev, sq, P, duplicate=True)])[0]  # d alpha^2 var; level -2
         v = self.enter(name + ".rsqrt", [v])[0]
         first, rest = newton_split(newton, self.st["rsqrt_carry"])
-        if self.st["rsqrt_carry"] and (rest or self.st["rsqrt_carry_whole"]):
+        if self.st["rsqrt_carry"] and (rest or carry_whole(ln, self.st["rsqrt_carry_whole"])):
             # ours: (y, t = -u y^2 / 2) across the refreshes (refimpl.nexus.rsqrt_carry)
             _check_range(lo, hi, newton)
             y, t = carry.steps(ev, *carry.start(ev, v, lo, hi, 1.0 / d), first)

@@ -37,7 +37,7 @@ DESIGN_OPTIONS = {
     "score_prescale": True, "gelu_pair_refresh": True, "softmax_pack": True, "pv_quads": True, "pv_shared": True,
     "pv_lazy": False, "qk_lazy": False, "kv_complex": True, "qkv_complex": True, "ffn_complex": True,
     "out_complex": True, "lazy_relin": True, "spread_shared": True, "sums_pack": True, "rsqrt_carry": True,
-    "precise_variance": True, "ln_input_guard": True, "rsqrt_carry_whole": False
+    "precise_variance": True, "ln_input_guard": True, "rsqrt_carry_whole": True
 }
 
 
@@ -47,8 +47,8 @@ class NexusModel:
 
     ranges: calibrated per-block value ranges (see `calibrate`); computed on first use from
     synthetic token sequences of the vocabulary when not given. options (ours; each default True but
-    pv_lazy and qk_lazy (default False: each takes a level, which costs the student a refresh per layer) and
-    rsqrt_carry_whole (default False); False selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
+    pv_lazy and qk_lazy (default False: each takes a level, which costs the student a refresh per layer); False
+    selects the previous path): "score_prescale" (Softmax's scores carried divided by 2B),
     "gelu_pair_refresh" (the paired GELU outputs refreshed together), "softmax_pack" (the running maxima
     packed), "pv_quads" (P V with two hidden chunks per rotated ciphertext, refimpl.nexus.bert.attention_quads),
     "pv_shared" (its probabilities of a head of both chunks in one ciphertext, attention_quads.pv_quads), "pv_lazy"
@@ -63,8 +63,9 @@ class NexusModel:
     QuickMax's, refimpl.nexus.bert.packing.packed_fold), "rsqrt_carry" (a LayerNorm's 1/sqrt carried as (y, t = -u y^2 / 2)
     across its refreshes, refimpl.nexus.rsqrt_carry), "precise_variance" (with it, the variance's refresh by META-BTS),
     "ln_input_guard" (no refresh of a LayerNorm's input where its error over the smallest standard deviation would
-    exceed 1e-3, refimpl.nexus.bert.chain.layernorm_pieces), "rsqrt_carry_whole" (default False: the carried form
-    where the Newton steps are not split too); see `settings`."""
+    exceed 1e-3, refimpl.nexus.bert.chain.layernorm_pieces), "rsqrt_carry_whole" (the carried form where the
+    Newton steps are not split too and the variance range is wide, refimpl.nexus.bert.chain.carry_whole); see
+    `settings`."""
 
     config: BertConfig
     params: dict[str, np.ndarray]
@@ -155,9 +156,9 @@ class NexusModel:
                # input's bound, would reach the output above LN_INPUT_ERROR once divided by the smallest standard
                # deviation (refimpl.nexus.bert.chain.layernorm_pieces); False: any refresh point, as before
                "ln_input_guard": bool(o["ln_input_guard"]),
-               # ours: with rsqrt_carry, (y, t) carried where the Newton steps are not split as well, so that a refresh
-               # inside Goldschmidt's steps renews t in [-1/2, 0] instead of u (refimpl.nexus.bert.chain.layernorm_pieces);
-               # default off: it moves two levels between the pieces, so the plans and counts of the defaults change
+               # ours: with rsqrt_carry, (y, t) carried where the Newton steps are not split as well and the variance
+               # range is wide, so that a refresh inside Goldschmidt's steps renews t in [-1/2, 0] instead of u
+               # (refimpl.nexus.bert.chain.carry_whole): Softmax + GELU's LayerNorm 2 at BERT-base, one refresh more
                "rsqrt_carry_whole": bool(o["rsqrt_carry_whole"])}
         for name, (vlo, vhi) in r["var"].items():
             lo, hi = vlo / VAR_MARGIN, vhi * VAR_MARGIN
