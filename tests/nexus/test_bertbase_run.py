@@ -190,7 +190,7 @@ def test_real_run_killed_and_resumed(tmp_path):
     assert all(r["bootstraps"] > 0 and r["key_switches"] > 0 for r in res["layers"])
     assert res["head"]["max_abs_err_vs_model"] < 1e-2
     assert sorted(int(k) for k in json.loads((work / "keys" / "keyset.json").read_text())["all"]) == \
-        sorted(int(p.stem[1:]) for p in (work / "keys" / "galois").glob("g*.key"))
+        sorted(int(p.stem[1:]) for p in (work / "keys" / "galois").glob("g*.mkey"))
     assert "| 1 |" in realrun.table(res) and res["derived_cpu_s"] is None  # no derived time at this size
     base = realrun.derived_seconds("2quad-freediv-quad", "128-2^16-dense19", 128, 12, {})
     assert len(base["per_layer"]) == 12 and base["per_layer"][1] > 0
