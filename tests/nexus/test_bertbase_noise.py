@@ -47,8 +47,8 @@ def test_design_options_are_named_and_checked():
 
 def test_seed_lists_and_the_table_of_stored_runs():
     """`--seed 0,2` -> two draws; a bad list is refused; --table prints one row per noise of an --all-layers run,
-    each error's range over the seeds (layer 0, the largest layer, the last, the logits), and refuses layer-0-only
-    rows."""
+    each error's range over the seeds (layer 0, the largest layer, the last, the logits), the previous path's errors
+    over another design's draw by draw where both are given, and refuses layer-0-only rows."""
     import pytest
 
     assert noise.seeds_of("0,2") == [0, 2] and noise.seeds_of(3) == [3]
@@ -62,6 +62,12 @@ def test_seed_lists_and_the_table_of_stored_runs():
     text = noise.table([doc])
     assert ("| student | previous path | 2^-19 noise | 0, 2 | 1.00e-04 to 2.00e-04 | 2.00e-04 to 3.00e-04 | "
             "1.00e-04 to 3.00e-04 | 2.00e-05 |") in text
+    assert "previous path's error / this" not in text  # no second design: no ratios
+    cur = {"command": doc["command"].replace("--options previous ", ""),
+           "rows": [{"spec": "19", "seed": 0, "layer_err": [1e-5, 1e-4], "logit_err": 1e-5},
+                    {"spec": "19", "seed": 2, "layer_err": [4e-5, 5e-5], "logit_err": 4e-5}]}
+    # draw by draw: seed 0 10 and 3, seed 2 5 and 2 per layer; the logits 2 and 0.5
+    assert "| student | current | 2^-19 noise | 0, 2 | 2.00 to 10.00 | 0.50 to 2.00 |" in noise.table([doc, cur])
     with pytest.raises(ValueError, match="--all-layers"):
         noise.table([{"command": doc["command"], "rows": [{"spec": "19", "max_abs_err": 1e-4}]}])
 

@@ -150,10 +150,9 @@ def test_whole_carry_only_where_the_variance_range_is_wide():
     for ratio, expect in ((edge / 1.01, False), (edge * 1.01, True)):
         ln = (1.0, 1.0 / ratio, 1.0, 4)
         assert carry_whole(ln, True) is expect and carry_whole(ln, False) is False
-        names = [p.name for p in layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)]
-        assert names == ["ln", "ln.rsqrt", "ln.gold", "ln.out"]
-        costs = [p.cost for p in layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)]
-        assert costs[1] == (3 if expect else 1) + 2 * 4
+        pieces = layernorm_pieces("ln", ln, 6, 768, ("in", "qkv", 0), 8.0, carry=True, whole=True)
+        assert [p.name for p in pieces] == ["ln", "ln.rsqrt", "ln.gold", "ln.out"]
+        assert pieces[1].cost == (3 if expect else 1) + 2 * 4
 
     whole = {}
     for name in ("softmax-gelu", "2quad-freediv-quad"):
@@ -162,9 +161,9 @@ def test_whole_carry_only_where_the_variance_range_is_wide():
         for on in (True, False):
             model = bb.synthetic_model(cfg, bb.widest_ranges(bb.shipped_ranges(name), 2),
                                        options={"rsqrt_carry_whole": on})
-            st = model.settings()
-            whole[name] = {k: carry_whole(v, True) and newton_split(v[3], True)[1] == 0 for k, v in st["ln"].items()}
             plans[on] = chain.plan(model, 128, bb.PRESET, head_rows=True)
+        whole[name] = {k: carry_whole(v, True) and newton_split(v[3], True)[1] == 0
+                       for k, v in model.settings()["ln"].items()}
         if name == "2quad-freediv-quad":
             assert plans[True] == plans[False]
         else:

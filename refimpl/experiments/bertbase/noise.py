@@ -104,12 +104,19 @@ def seeds_of(text) -> list[int]:
 
 def table(docs: list[dict]) -> str:
     """Markdown: per stored run (model, design) and refresh noise, over its seeds (lowest to highest), the error of
-    layer 0, the largest over the layers, the last layer's and the logits' (runs made with --all-layers)."""
-    def span(v):
-        return f"{min(v):.2e}" if min(v) == max(v) else f"{min(v):.2e} to {max(v):.2e}"
+    layer 0, the largest over the layers, the last layer's and the logits' (runs made with --all-layers). Where a
+    model's previous path is among the runs, a second table: each other design's errors as the previous path's
+    over its own, per layer and for the logits, at equal seed and refresh noise (above 1: closer than the previous
+    path)."""
+    def span(v, fmt=".2e"):
+        return f"{min(v):{fmt}}" if min(v) == max(v) else f"{min(v):{fmt}} to {max(v):{fmt}}"
+
+    def noise_of(spec):
+        return "exact" if spec == "exact" else f"2^-{spec} noise"
 
     lines = ["| model | design | refreshes | seeds | layer 0 | largest over the layers | last layer | logits |",
              "|---|---|---|---|---|---|---|---|"]
+    runs = []  # (model, design, {spec: [rows]})
     for d in docs:
         cmd = d["command"]
         model = cmd.split("--model ")[1].split()[0]
@@ -120,12 +127,30 @@ def table(docs: list[dict]) -> str:
             if "layer_err" not in r:
                 raise UserError("bertbase-noise --table: the rows of an --all-layers run are needed")
             groups.setdefault(r["spec"], []).append(r)
+        runs.append((model, design, groups))
         for spec, rs in groups.items():
             le = [r["layer_err"] for r in rs]
-            lines.append(f"| {model} | {design} | {'exact' if spec == 'exact' else f'2^-{spec} noise'} | "
+            lines.append(f"| {model} | {design} | {noise_of(spec)} | "
                          f"{', '.join(str(r.get('seed', 0)) for r in rs)} | {span([e[0] for e in le])} | "
                          f"{span([max(e) for e in le])} | {span([e[-1] for e in le])} | "
                          f"{span([r['logit_err'] for r in rs])} |")
+    previous = {m: g for m, dsg, g in runs if dsg == "previous path"}
+    ratios = []
+    for model, design, groups in runs:
+        if design == "previous path" or model not in previous:
+            continue
+        for spec, rs in groups.items():
+            base = {r.get("seed", 0): r for r in previous[model].get(spec, [])}
+            pairs = [(base[r.get("seed", 0)], r) for r in rs if r.get("seed", 0) in base]
+            if not pairs:
+                continue
+            per_layer = [p / c for b, r in pairs for p, c in zip(b["layer_err"], r["layer_err"])]
+            logits = [b["logit_err"] / r["logit_err"] for b, r in pairs]
+            ratios.append(f"| {model} | {design} | {noise_of(spec)} | {', '.join(str(r.get('seed', 0)) for _, r in pairs)} "
+                          f"| {span(per_layer, '.2f')} | {span(logits, '.2f')} |")
+    if ratios:
+        lines += ["", "| model | design | refreshes | seeds | previous path's error / this, per layer | "
+                      "the same, logits |", "|---|---|---|---|---|---|", *ratios]
     return "\n".join(lines)
 
 
